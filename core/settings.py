@@ -1,0 +1,80 @@
+"""One typed settings object, read from ``LEANOPS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import InvalidInput
+
+
+class Settings(BaseSettings):
+    """Every setting of the product; see design.md for the contract."""
+
+    model_config = SettingsConfigDict(env_prefix="LEANOPS_", extra="ignore", frozen=True)
+
+    home: Path = Path("./.leanops")
+    db_url: str = ""
+    mlflow_uri: str = ""
+    artifacts: str = ""
+    scheduler: Literal["embedded", "external", "off"] = "embedded"
+    admin_user: str = "admin"
+    admin_password: SecretStr | None = None
+    api_url: str = "http://127.0.0.1:8000"
+
+    session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    login_max_failures: int = Field(5, ge=1, le=100)
+    login_lockout_seconds: int = Field(300, ge=1)
+    job_heartbeat_seconds: float = Field(5.0, gt=0)
+    job_stale_seconds: float = Field(30.0, gt=0)
+    queue_poll_seconds: float = Field(2.0, gt=0)
+    max_upload_mb: int = Field(200, ge=1)
+
+    @field_validator("db_url", "mlflow_uri")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL ({exc}); expected e.g. sqlite:///path/leanops.db "
+                             "or postgresql+psycopg://user@host/db") from None
+        if url.get_backend_name() not in {"sqlite", "postgresql"}:
+            raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.db_url:
+            object.__setattr__(self, "db_url", f"sqlite:///{home / 'leanops.db'}")
+        if not self.mlflow_uri:
+            object.__setattr__(self, "mlflow_uri", f"sqlite:///{home / 'mlflow.db'}")
+        if not self.artifacts:
+            object.__setattr__(self, "artifacts", str(home / "artifacts"))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment; a bad value names its variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"LEANOPS_{field.upper()}: {msg} (got {err.get('input')!r})")
+        raise InvalidInput("; ".join(problems)) from None

@@ -1,0 +1,31 @@
+"""Alembic environment: migrates the URL it is given, with LeanOps' engine settings."""
+
+from alembic import context
+
+from db.models import Base
+from db.session import make_engine
+
+config = context.config
+target_metadata = Base.metadata
+IGNORED_TABLES = {"apscheduler_jobs"}  # APScheduler owns its job-store table
+
+
+def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
+    return not (type_ == "table" and name in IGNORED_TABLES)
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            include_object=include_object,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations_online()

@@ -1,0 +1,89 @@
+"""Engine and session factories (no globals), migrations, and the one transaction helper."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.errors import StoreUnavailable
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An engine for the metadata DB. SQLite gets WAL, foreign keys and a busy timeout.
+
+    On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (pysqlite opens it just
+    before the first INSERT/UPDATE/DELETE), so two writers queue on the lock instead of failing
+    on a stale snapshot; plain reads take no lock.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+            dbapi_conn.isolation_level = "IMMEDIATE"
+
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any error.
+
+    A locked or unreachable database becomes ``StoreUnavailable`` with a readable reason.
+    """
+    try:
+        with factory.begin() as session:
+            yield session
+    except OperationalError as exc:
+        raise StoreUnavailable(describe_db_error(exc)) from exc
+
+
+def describe_db_error(exc: DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "locked" in first:
+        return f"the metadata database is busy (locked by another writer): {first}; try again"
+    return f"the metadata database is unavailable: {first}"
+
+
+def alembic_config(url: str):  # noqa: ANN201 - alembic is imported lazily
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(url: str) -> None:
+    """Create or upgrade the metadata schema to the newest Alembic revision."""
+    from alembic import command
+
+    try:
+        command.upgrade(alembic_config(url), "head")
+    except OperationalError as exc:
+        raise StoreUnavailable(describe_db_error(exc)) from exc
