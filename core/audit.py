@@ -100,5 +100,9 @@ def verify(session: Session, *, progress: Callable[[int, int], None] | None = No
     return Verification(True, checked, None, f"all {checked} events link and match")
 
 
+def count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+
+
 def recent(session: Session, *, limit: int = 20) -> list[AuditEvent]:
     return list(session.scalars(select(AuditEvent).order_by(desc(AuditEvent.seq)).limit(limit)))

@@ -1,0 +1,28 @@
+"""LeanOps dashboard entry: page config, login gate, navigation by role, the embedded scheduler."""
+
+import streamlit as st
+
+from ui import resources, session
+
+st.set_page_config(page_title="LeanOps", page_icon="🔁", layout="wide")
+
+resources.session_factory()  # initialises (migrates) the workspace once per server process
+scheduler_status = resources.scheduler()
+who = session.current()
+
+if who is None:
+    st.navigation([st.Page(session.login_page, title="Log in", icon=":material/login:")], position="hidden").run()
+    st.stop()
+
+PAGES = [  # (file, title, icon, least role)
+    ("pages/overview.py", "Overview", ":material/home:", "viewer"),
+    ("pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
+    ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
+]
+nav = st.navigation([st.Page(path, title=title, icon=icon) for path, title, icon, role in PAGES
+                     if who.at_least(role)])
+with st.sidebar:
+    st.caption(f"Signed in as **{who.name}** · {who.role}")
+    session.logout_button(who)
+    st.caption(scheduler_status)
+nav.run()

@@ -1,0 +1,173 @@
+"""LeanOps from the terminal or CI: ``python cli.py COMMAND … [--json]``.
+
+Exit codes: 0 done, 1 a check or gate said no, 2 bad input (one-line reason on stderr).
+The CLI acts as the OS user (``cli:<name>``) with admin rights and is audited like everyone else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from core.errors import IntegrityError, LeanOpsError, PolicyBlocked
+
+EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
+
+
+class Outcome:
+    """A command's JSON document, plus whether a check said no (exit 1)."""
+
+    def __init__(self, doc: Any, *, refused: bool = False, text: str | None = None) -> None:
+        self.doc, self.refused, self.text = doc, refused, text
+
+
+def _context():  # noqa: ANN202
+    from core.settings import get_settings
+    from db.session import make_engine, make_session_factory
+
+    settings = get_settings()
+    return settings, make_session_factory(make_engine(settings.db_url))
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+def cmd_init(args: argparse.Namespace) -> Outcome:
+    from core.workspace import init_workspace
+
+    settings, factory = _context()
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    result = init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user=settings.admin_user,
+                            admin_password=password, demo=args.demo)
+    lines = [f"workspace ready at {result.home}"]
+    if result.admin_password:
+        lines.append(f"admin user: {result.admin_user}  password: {result.admin_password}  (shown once)")
+    elif result.admin_user:
+        lines.append(f"admin user: {result.admin_user} (password from LEANOPS_ADMIN_PASSWORD)")
+    lines += [f"demo data: {p}" for p in result.demo_files]
+    return Outcome(result.as_dict(), text="\n".join(lines))
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
+    from core import audit
+    from db.session import transaction
+
+    _, factory = _context()
+    with transaction(factory) as session:
+        result = audit.verify(session)
+    if not result.ok:
+        from core.auth_types import cli_actor
+
+        with transaction(factory) as session:
+            audit.record(session, cli_actor(), "audit.verified", "audit", result.as_dict())
+    return Outcome(result.as_dict(), refused=not result.ok,
+                   text=("OK: " if result.ok else "BROKEN: ") + result.reason)
+
+
+def cmd_user_add(args: argparse.Namespace) -> Outcome:
+    from core import auth
+    from core.auth_types import cli_actor
+    from db.session import transaction
+
+    _, factory = _context()
+    password = sys.stdin.readline().rstrip("\n")
+    with transaction(factory) as session:
+        user = auth.create_user(session, actor=cli_actor(), username=args.name, role=args.role, password=password)
+        doc = {"username": user.username, "role": user.role}
+    return Outcome(doc, text=f"user {doc['username']} ({doc['role']}) created")
+
+
+def cmd_token_create(args: argparse.Namespace) -> Outcome:
+    from core import auth
+    from core.auth_types import cli_actor
+    from db.session import transaction
+
+    _, factory = _context()
+    with transaction(factory) as session:
+        plain, row = auth.create_token(session, actor=cli_actor(), role=args.role, name=args.name or "")
+        doc = {"token": plain, "role": row.role, "name": row.name}
+    return Outcome(doc, text=f"{plain}\n(role {doc['role']}, name {doc['name']}; shown only now)")
+
+
+def cmd_worker(args: argparse.Namespace) -> Outcome:
+    from jobs import scheduler
+
+    settings, factory = _context()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    rt = scheduler.start(settings, factory, run_schedules=not args.jobs_only, slots=args.slots)
+    print(f"worker {rt.worker} running (schedules: {rt.run_schedules}); Ctrl+C to stop", file=sys.stderr, flush=True)
+    done.wait()
+    scheduler.stop()
+    return Outcome({"worker": rt.worker, "stopped": True}, text="worker stopped")
+
+
+# -- parsing -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cli.py", description="LeanOps command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, fn: Callable[[argparse.Namespace], Outcome], help_: str,
+                parent: Any = sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_)
+        p.add_argument("--json", action="store_true", help="print exactly one JSON document")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = command("init", cmd_init, "create or upgrade the workspace and DB")
+    p.add_argument("--demo", action="store_true", help="add the demo workspace")
+
+    audit_p = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
+    command("verify", cmd_audit_verify, "check the audit hash chain", audit_p)
+
+    user_p = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", required=True)
+    p = command("add", cmd_user_add, "add an account (password from stdin)", user_p)
+    p.add_argument("name")
+    p.add_argument("--role", required=True)
+
+    token_p = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    p = command("create", cmd_token_create, "create an API token (shown only here)", token_p)
+    p.add_argument("--role", required=True)
+    p.add_argument("--name")
+
+    p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
+    p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")
+    p.add_argument("--slots", type=int, default=1, help="jobs run at once in this process")
+    return parser
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse prints its own usage line
+        return EXIT_BAD if exc.code else EXIT_OK
+    try:
+        outcome = args.fn(args)
+    except (PolicyBlocked, IntegrityError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc)}))
+        return EXIT_NO
+    except LeanOpsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD
+    if args.json:
+        print(json.dumps(outcome.doc, default=str))
+    else:
+        print(outcome.text if outcome.text is not None else json.dumps(outcome.doc, indent=2, default=str))
+    return EXIT_NO if outcome.refused else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Job kind → the function that runs it. Each takes (ctx, params) and returns a JSON-able result."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from core import audit
+from core.auth_types import system_actor
+from db.session import transaction
+
+KIND_FUNCTIONS: dict[str, str] = {
+    "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
+    "audit.verify": "jobs.kinds:audit_verify",
+}
+
+
+def resolve(kind: str) -> Callable[..., dict[str, Any]]:
+    module, _, name = KIND_FUNCTIONS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def diagnostic_sleep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Check that workers run jobs: sleeps in steps, reporting progress (and honouring cancel)."""
+    seconds = float(params.get("seconds", 10))
+    steps = max(int(seconds), 1)
+    for i in range(steps):
+        ctx.progress(i / steps, f"step {i + 1} of {steps}")
+        time.sleep(seconds / steps)
+    return {"slept_seconds": seconds}
+
+
+def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Walk the audit chain and record the verdict in the chain itself."""
+    from core.audit import verify
+
+    with transaction(ctx.factory) as session:
+        result = verify(session, progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
+        audit.record(session, system_actor("audit-verify"), "audit.verified", "audit", result.as_dict())
+    if not result.ok:
+        raise RuntimeError(f"audit chain broken: {result.reason}")
+    return result.as_dict()

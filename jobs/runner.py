@@ -1,0 +1,124 @@
+"""The job wrapper: claim a queued job, run it with heartbeats and progress, record how it ended."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import jobs as core_jobs
+from core.errors import LeanOpsError
+from core.settings import Settings
+from db.session import transaction
+from jobs.kinds import resolve
+
+log = logging.getLogger("leanops.jobs")
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when a user asked it to stop."""
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class JobContext:
+    """What a running job may use: the DB, settings, and progress/log reporting."""
+
+    job_id: int
+    kind: str
+    factory: sessionmaker[Session]
+    settings: Settings
+    created_by: str
+    cancel_requested: threading.Event = field(default_factory=threading.Event)
+    _last_report: float = 0.0
+    _pending_log: list[str] = field(default_factory=list)
+
+    def log(self, line: str) -> None:
+        self._pending_log.append(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def progress(self, fraction: float, stage: str, *, force: bool = False) -> None:
+        """Report progress; at most a few writes a second. Raises JobCancelled if asked to stop."""
+        if self.cancel_requested.is_set():
+            raise JobCancelled()
+        now = time.monotonic()
+        if not force and now - self._last_report < 0.25:
+            return
+        self._last_report = now
+        text, self._pending_log = "".join(self._pending_log), []
+        with transaction(self.factory) as session:
+            if core_jobs.report(session, job_id=self.job_id, progress=fraction, stage=stage, log=text):
+                self.cancel_requested.set()
+        if self.cancel_requested.is_set():
+            raise JobCancelled()
+
+    def take_log(self) -> str:
+        text, self._pending_log = "".join(self._pending_log), []
+        return text
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ctx: JobContext, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{ctx.job_id}", daemon=True)
+        self.ctx, self.interval, self.stopped = ctx, interval, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                with transaction(self.ctx.factory) as session:
+                    if core_jobs.heartbeat(session, job_id=self.ctx.job_id):
+                        self.ctx.cancel_requested.set()
+            except Exception:  # a missed beat is retried; the reaper decides when it is too many
+                log.warning("heartbeat for job %s failed", self.ctx.job_id, exc_info=True)
+
+
+def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) -> int | None:
+    """Claim and run one queued job in this thread. Returns its id, or None if the queue was empty."""
+    with transaction(factory) as session:
+        job = core_jobs.claim(session, worker=worker)
+        if job is None:
+            return None
+        job_id, kind, params, created_by = job.id, job.kind, dict(job.params), job.created_by
+    ctx = JobContext(job_id=job_id, kind=kind, factory=factory, settings=settings, created_by=created_by)
+    beat = _Heartbeat(ctx, settings.job_heartbeat_seconds)
+    beat.start()
+    status, error, result = "succeeded", None, None
+    started = time.monotonic()
+    ctx.log(f"job {job_id} ({kind}) started on {worker}")
+    try:
+        result = resolve(kind)(ctx, params)
+    except JobCancelled:
+        status, error = "cancelled", "cancelled by a user"
+    except LeanOpsError as exc:
+        status, error = "failed", str(exc)
+        ctx.log(traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never swallowed
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        ctx.log(traceback.format_exc())
+        log.exception("job %s (%s) failed", job_id, kind)
+    finally:
+        beat.stopped.set()
+    ctx.log(f"job {job_id} {status} after {time.monotonic() - started:.1f} s")
+    with transaction(factory) as session:
+        core_jobs.finish(session, job_id=job_id, status=status, error=error, result=result, log=ctx.take_log())
+    return job_id
+
+
+def reap(factory: sessionmaker[Session], settings: Settings) -> list[int]:
+    with transaction(factory) as session:
+        return core_jobs.reap_stale(session, stale_after=settings.job_stale_seconds)
+
+
+def fail_own_running(factory: sessionmaker[Session], worker: str, reason: str) -> None:
+    """On shutdown, a worker fails the jobs it was running instead of leaving them to the reaper."""
+    with transaction(factory) as session:
+        core_jobs.fail_worker_jobs(session, worker=worker, reason=reason)

@@ -1,0 +1,65 @@
+"""Admin: users, roles, passwords, API tokens."""
+
+import streamlit as st
+
+from core import auth
+from core.auth_types import ROLES
+from ui import queries, session
+from ui.components import act
+
+who = session.actor()
+st.title("Admin")
+users_tab, tokens_tab = st.tabs(["Users", "API tokens"])
+
+with users_tab:
+    st.dataframe(queries.users(), hide_index=True, width="stretch")
+    with st.form("add-user", clear_on_submit=True):
+        st.markdown("**Add a user**")
+        c1, c2, c3 = st.columns(3)
+        name = c1.text_input("New username")
+        role = c2.selectbox("Role", ROLES, index=0)
+        password = c3.text_input("Initial password", type="password")
+        if st.form_submit_button("Add user"):
+            if act(lambda s: auth.create_user(s, actor=who, username=name.strip(), role=role, password=password)):
+                st.success(f"User {name} ({role}) added.")
+
+    names = queries.users()["username"].tolist()
+    st.markdown("**Change a user**")
+    target = st.selectbox("User", names, index=None, placeholder="pick a user")
+    if target:
+        row = queries.users().set_index("username").loc[target]
+        c1, c2, c3 = st.columns(3)
+        new_role = c1.selectbox("New role", ROLES, index=ROLES.index(row["role"]))
+        if c1.button("Change role"):
+            act(lambda s: auth.set_role(s, actor=who, username=target, role=new_role),
+                success=f"{target} is now {new_role}")
+        new_password = c2.text_input("New password", type="password")
+        if c2.button("Reset password"):
+            act(lambda s: auth.reset_password(s, actor=who, username=target, password=new_password),
+                success=f"Password of {target} reset")
+        label = "Deactivate" if row["active"] else "Activate"
+        if c3.button(label):
+            act(lambda s: auth.set_active(s, actor=who, username=target, active=not row["active"]),
+                success=f"{target}: {label.lower()}d")
+            st.rerun()
+
+with tokens_tab:
+    if plain := st.session_state.pop("new_token", None):
+        st.success("Copy this token now: it is shown only once.")
+        st.code(plain, language="text")
+    with st.form("new-token", clear_on_submit=True):
+        c1, c2 = st.columns(2)
+        token_name = c1.text_input("Token name")
+        token_role = c2.selectbox("Token role", ROLES, index=0)
+        if st.form_submit_button("Create token"):
+            made = act(lambda s: auth.create_token(s, actor=who, role=token_role, name=token_name.strip()))
+            if made:
+                st.session_state["new_token"] = made[0]
+                st.rerun()
+    tokens = queries.tokens()
+    st.dataframe(tokens, hide_index=True, width="stretch")
+    live = tokens[tokens["revoked"].isna()]["id"].tolist() if not tokens.empty else []
+    revoke = st.selectbox("Token to revoke", live, index=None, placeholder="pick a token id")
+    if revoke is not None and st.button("Revoke token"):
+        act(lambda s: auth.revoke_token(s, actor=who, token_id=int(revoke)), success=f"Token {revoke} revoked")
+        st.rerun()

@@ -1,0 +1,83 @@
+"""Jobs: the queue with live progress, history with logs, schedules with pause/resume."""
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs, schedules
+from ui import queries, session
+from ui.components import STATUS_ICON, act, ago
+
+who = session.actor()
+st.title("Jobs")
+
+
+@st.fragment(run_every=2)
+def queue() -> None:
+    st.subheader("Queue")
+    active = queries.job_list(statuses=("queued", "running"), limit=25)
+    if not active:
+        st.caption("Nothing queued or running.")
+    for job in active:
+        left, right = st.columns([5, 1])
+        heartbeat = f" · heartbeat {ago(job.heartbeat_at)}" if job.status == "running" else ""
+        left.progress(job.progress, text=f"{STATUS_ICON[job.status]} **#{job.id} {job.kind}** — {job.stage} · "
+                                         f"by {job.created_by} {ago(job.created_at)}{heartbeat}")
+        if who.at_least("scientist") and not job.cancel_requested:
+            if right.button("Cancel", key=f"cancel-{job.id}"):
+                act(lambda s, j=job.id: jobs.cancel(s, actor=who, job_id=j), success=f"Job {job.id}: cancel requested")
+                st.rerun(scope="fragment")
+        elif job.cancel_requested:
+            right.caption("stopping…")
+
+
+queue()
+
+if who.at_least("scientist"):
+    with st.expander("Check the workers: run a diagnostic job"):
+        seconds = st.number_input("Seconds", min_value=1, max_value=3600, value=20)
+        if st.button("Queue diagnostic job"):
+            job = act(lambda s: jobs.enqueue(s, actor=who, kind="diagnostic.sleep", params={"seconds": seconds}))
+            if job is not None:
+                st.success(f"Queued job #{job.id}; it appears above when a worker takes it.")
+
+st.subheader("History")
+status_filter = st.multiselect("Status", ["succeeded", "failed", "cancelled"], default=[])
+page_no = st.number_input("Page", min_value=1, value=1, step=1)
+history = queries.job_list(statuses=tuple(status_filter) or ("succeeded", "failed", "cancelled"),
+                           limit=25, offset=(page_no - 1) * 25)
+table = pd.DataFrame([{
+    "job": j.id, "status": f"{STATUS_ICON[j.status]} {j.status}", "kind": j.kind, "by": j.created_by,
+    "queued": j.created_at, "finished": j.finished_at,
+    "seconds": (j.finished_at - j.started_at).total_seconds() if j.finished_at and j.started_at else None,
+    "error": j.error or "",
+} for j in history])
+if table.empty:
+    st.caption("No finished jobs yet.")
+else:
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+    chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job")
+    if chosen is not None:
+        job = next(j for j in history if j.id == chosen)
+        if job.error:
+            st.error(job.error)
+        if job.result:
+            st.json(job.result, expanded=False)
+        st.code(job.log or "(empty log)", language="text")
+
+st.subheader("Schedules")
+rows = queries.schedule_list()
+if not rows:
+    st.caption("No schedules.")
+for sched in rows:
+    left, right = st.columns([5, 1])
+    state = "⏸️ paused" if sched.paused else f"next run {ago(sched.next_run_at)}"
+    next_at = f" ({sched.next_run_at:%Y-%m-%d %H:%M} UTC)" if sched.next_run_at and not sched.paused else ""
+    left.markdown(f"**{sched.name}** · `{sched.cron}` · {sched.kind} · {state}{next_at} · "
+                  f"last run {ago(sched.last_run_at)}  \n{sched.description}")
+    if who.at_least("admin"):
+        label = "Resume" if sched.paused else "Pause"
+        if right.button(label, key=f"sched-{sched.name}"):
+            act(lambda s, n=sched.name, p=not sched.paused: schedules.set_paused(s, actor=who, name=n, paused=p),
+                success=f"{sched.name}: {label.lower()}d")
+            st.rerun()

@@ -1,0 +1,67 @@
+"""Cached read queries for pages: DataFrames and frozen dataclasses, never ORM objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from core import audit, auth, jobs, schedules
+from ui import resources
+
+
+def _session():  # noqa: ANN202
+    return resources.session_factory()()
+
+
+@dataclass(frozen=True)
+class Counts:
+    users: int
+    jobs: dict[str, int]
+    audit_events: int
+
+
+@st.cache_data(ttl=5)
+def overview_counts() -> Counts:
+    with _session() as session:
+        return Counts(users=auth.count_users(session), jobs=jobs.counts(session), audit_events=audit.count(session))
+
+
+@st.cache_data(ttl=5)
+def recent_events(limit: int = 15) -> pd.DataFrame:
+    with _session() as session:
+        rows = audit.recent(session, limit=limit)
+        return pd.DataFrame([{"#": e.seq, "time": e.ts, "actor": e.actor, "action": e.action,
+                              "subject": e.subject} for e in rows],
+                            columns=["#", "time", "actor", "action", "subject"])
+
+
+def job_list(statuses: tuple[str, ...] | None = None, limit: int = 50, kind: str | None = None,
+             offset: int = 0) -> list[jobs.JobView]:
+    """Not cached: the Jobs page shows live progress."""
+    with _session() as session:
+        return jobs.list_jobs(session, statuses=statuses, limit=limit, kind=kind, offset=offset)
+
+
+@st.cache_data(ttl=5)
+def schedule_list() -> list[schedules.ScheduleView]:
+    with _session() as session:
+        return schedules.list_schedules(session)
+
+
+@st.cache_data(ttl=30)
+def users() -> pd.DataFrame:
+    with _session() as session:
+        return pd.DataFrame([{"username": u.username, "role": u.role, "active": u.active,
+                              "last login": u.last_login_at, "created": u.created_at, "created by": u.created_by}
+                             for u in auth.list_users(session)])
+
+
+@st.cache_data(ttl=30)
+def tokens() -> pd.DataFrame:
+    with _session() as session:
+        return pd.DataFrame([{"id": t.id, "name": t.name, "starts with": t.prefix + "…", "role": t.role,
+                              "created by": t.created_by, "created": t.created_at,
+                              "revoked": t.revoked_at} for t in auth.list_tokens(session)],
+                            columns=["id", "name", "starts with", "role", "created by", "created", "revoked"])

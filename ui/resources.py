@@ -1,0 +1,54 @@
+"""Process-wide resources of the dashboard (st.cache_resource lives only here)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import streamlit as st
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.settings import Settings, get_settings
+
+log = logging.getLogger("leanops.ui")
+_SCHEDULER_LOCK = threading.Lock()
+
+
+@st.cache_resource
+def settings() -> Settings:
+    return get_settings()
+
+
+@st.cache_resource
+def session_factory() -> sessionmaker[Session]:
+    """The engine of this server process, created once the workspace is initialised (migrated)."""
+    from core.workspace import init_workspace
+    from db.session import make_engine, make_session_factory
+
+    s = settings()
+    factory = make_session_factory(make_engine(s.db_url))
+    password = s.admin_password.get_secret_value() if s.admin_password else None
+    result = init_workspace(factory, home=s.home, db_url=s.db_url, admin_user=s.admin_user,
+                            admin_password=password, demo=False)
+    if result.admin_password:
+        print(f"LeanOps first admin: {result.admin_user} / {result.admin_password} (shown once)", flush=True)
+    return factory
+
+
+@st.cache_resource
+def scheduler() -> str:
+    """Start this process's one embedded scheduler; returns a status line for the sidebar."""
+    s = settings()
+    if s.scheduler != "embedded":
+        return f"scheduler: {s.scheduler}"
+    from core.leases import LeaseHeld
+    from jobs import scheduler as jobs_scheduler
+
+    with _SCHEDULER_LOCK:
+        try:
+            rt = jobs_scheduler.start(s, session_factory())
+        except LeaseHeld as exc:
+            log.warning("embedded scheduler not started: %s", exc)
+            jobs_scheduler.start(s, session_factory(), run_schedules=False)
+            return "jobs: running here · schedules: another process"
+    return f"jobs and schedules: running here ({rt.worker.split(':')[1]})"

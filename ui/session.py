@@ -1,0 +1,81 @@
+"""Who is signed in: login form, idle expiry, logout. Pages call ``actor()``."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from core import auth
+from core.auth_types import Actor
+from db.session import transaction
+from ui import resources
+
+
+def current() -> Actor | None:
+    """The signed-in actor, reloaded each run (so a role change or deactivation applies at once)."""
+    state = st.session_state
+    user_id = state.get("user_id")
+    if user_id is None:
+        return None
+    idle = time.time() - state.get("last_seen", 0)
+    limit = resources.settings().session_idle_minutes
+    factory = resources.session_factory()
+    if idle > limit * 60:
+        with transaction(factory) as session:
+            actor = auth.current_actor(session, user_id)
+            if actor is not None:
+                auth.logout(session, actor=actor, reason="idle")
+        _clear(f"Your session expired after {limit} minutes without activity. Please log in again.")
+        return None
+    with factory() as session:
+        actor = auth.current_actor(session, user_id)
+    if actor is None:
+        _clear("Your account was deactivated. Ask an admin.")
+        return None
+    state["last_seen"] = time.time()
+    return actor
+
+
+def actor() -> Actor:
+    """For pages: the signed-in actor (app.py guarantees there is one)."""
+    found = current()
+    if found is None:
+        st.stop()
+    return found
+
+
+def _clear(message: str) -> None:
+    for key in ("user_id", "last_seen"):
+        st.session_state.pop(key, None)
+    st.session_state["login_message"] = message
+
+
+def login_page() -> None:
+    st.title("LeanOps")
+    st.caption("Data, training, registry, serving and monitoring for lean ML teams.")
+    if msg := st.session_state.pop("login_message", None):
+        st.info(msg)
+    with st.form("login"):
+        username = st.text_input("Username")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Log in", type="primary")
+    if submitted:
+        s = resources.settings()
+        with transaction(resources.session_factory()) as session:
+            result = auth.login(session, username=username.strip(), password=password,
+                                max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds)
+        if result.actor is None:
+            st.error(result.message)
+        else:
+            st.session_state["user_id"] = result.actor.user_id
+            st.session_state["last_seen"] = time.time()
+            st.rerun()
+
+
+def logout_button(who: Actor) -> None:
+    if st.sidebar.button("Log out", key="logout"):
+        with transaction(resources.session_factory()) as session:
+            auth.logout(session, actor=who)
+        _clear("You are logged out.")
+        st.rerun()
