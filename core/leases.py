@@ -38,5 +38,10 @@ def acquire(session: Session, *, name: str, holder: str, ttl: float, now: dateti
                     "exactly one may run per deployment")
 
 
+def holder(session: Session, *, name: str) -> str | None:
+    row = session.get(Lease, name)
+    return row.holder if row is not None else None
+
+
 def release(session: Session, *, name: str, holder: str) -> None:
     session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))

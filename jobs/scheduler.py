@@ -7,6 +7,8 @@ schedules run only where the ``scheduler`` lease is held, so a deployment has ex
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +73,7 @@ def start(settings: Settings, factory: sessionmaker[Session], *, run_schedules: 
         rt = Runtime(settings=settings, factory=factory, worker=worker_id(), run_schedules=run_schedules, slots=slots)
         if run_schedules:
             with transaction(factory) as session:
+                _release_if_dead(session)
                 leases.acquire(session, name=LEASE, holder=rt.worker, ttl=LEASE_TTL)
         reap(factory, settings)
         rt.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="leanops-job")
@@ -90,6 +93,31 @@ def start(settings: Settings, factory: sessionmaker[Session], *, run_schedules: 
         sched.start()
         log.info("scheduler started as %s (schedules: %s)", rt.worker, run_schedules)
         return rt
+
+
+def _release_if_dead(session: Session) -> None:
+    """A scheduler killed on this host leaves its lease behind; take it back at once."""
+    current = leases.holder(session, name=LEASE)
+    if current is None:
+        return
+    host, _, rest = current.partition(":")
+    pid = rest.partition(":")[0]
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        leases.release(session, name=LEASE, holder=current)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process not yet reaped by its parent is a zombie: dead for our purposes
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def stop(reason: str = "worker shut down during the job") -> None:
