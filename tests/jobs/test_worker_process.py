@@ -1,0 +1,77 @@
+"""A real `cli.py worker` process killed with SIGKILL mid-job: its job ends failed within 60 s."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core import jobs
+from core.auth_types import cli_actor
+from db.session import transaction
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_worker(settings, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "LEANOPS_HOME": str(settings.home), "LEANOPS_DB_URL": settings.db_url,
+           "LEANOPS_QUEUE_POLL_SECONDS": "0.5"}
+    return subprocess.Popen([sys.executable, "cli.py", "worker", *extra], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(factory, job_id: int, status: str, timeout: float) -> jobs.JobView:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with factory() as s:
+            job = jobs.get(s, job_id)
+        if job.status == status:
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} is {job.status}, not {status}, after {timeout} s")
+
+
+def test_sigkilled_worker_leaves_its_job_failed_within_60_seconds(factory, settings):
+    with transaction(factory) as s:
+        job_id = jobs.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
+    first = start_worker(settings)
+    try:
+        running = wait_for(factory, job_id, "running", timeout=30)
+        time.sleep(1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        killed_at = time.monotonic()
+        second = start_worker(settings)  # a restarted worker also takes back the scheduler lease
+        try:
+            failed = wait_for(factory, job_id, "failed", timeout=60)
+            assert time.monotonic() - killed_at < 60
+            assert second.poll() is None, second.stdout.read()
+        finally:
+            second.terminate()
+            second.wait(timeout=15)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert f"worker {running.worker} stopped responding" in failed.error
+
+
+def test_sigterm_fails_the_running_job_at_once_and_releases_the_lease(factory, settings):
+    with transaction(factory) as s:
+        job_id = jobs.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
+    worker = start_worker(settings)
+    wait_for(factory, job_id, "running", timeout=30)
+    worker.terminate()
+    assert worker.wait(timeout=20) == 0
+    with factory() as s:
+        job = jobs.get(s, job_id)
+    assert job.status == "failed" and job.error == "worker shut down during the job"
+    again = start_worker(settings)  # the lease was released: a new scheduler starts at once
+    try:
+        time.sleep(3)
+        assert again.poll() is None
+    finally:
+        again.terminate()
+        again.wait(timeout=15)
