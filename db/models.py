@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -142,3 +154,97 @@ class Schedule(Base):
     last_run_at: Mapped[datetime | None]
     last_job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- datasets (issue 3) ---------------------------------------------------------------------------
+
+class Dataset(Base):
+    """A named table whose contents change over time as numbered, content-addressed versions."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Bumped with a guarded UPDATE when a version is added: it serialises concurrent registrations.
+    latest_version: Mapped[int] = mapped_column(default=0)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetSchema(Base):
+    """One version of a dataset's expected schema (inferred from version 1, then edited by people)."""
+
+    __tablename__ = "dataset_schemas"
+    __table_args__ = (UniqueConstraint("dataset_id", "version", name="uq_dataset_schemas_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    spec: Mapped[dict[str, Any]]
+    note: Mapped[str] = mapped_column(String(255), default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetVersion(Base):
+    """One stored version: its file is ``datasets/<sha256>.parquet`` in the workspace store."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_version"),
+        UniqueConstraint("dataset_id", "sha256", name="uq_dataset_versions_sha256"),
+        Index("ix_dataset_versions_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    dtypes: Mapped[dict[str, Any]]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str] = mapped_column(String(255))
+    source_query: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id", ondelete="SET NULL"))
+    schema_version: Mapped[int]
+    certificate_passed: Mapped[bool]
+    certificate_at: Mapped[datetime]
+    certificate: Mapped[list[dict[str, Any]]] = mapped_column(JSON, deferred=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetRun(Base):
+    """A training run (MLflow run id) that used a dataset version: the lineage link."""
+
+    __tablename__ = "dataset_runs"
+    __table_args__ = (
+        UniqueConstraint("dataset_version_id", "run_id", name="uq_dataset_runs_run"),
+        Index("ix_dataset_runs_run_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str | None] = mapped_column(String(255))
+    model_version: Mapped[int | None]
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SourceDatabase(Base):
+    """A database an admin configured as a source of dataset versions (queried read-only)."""
+
+    __tablename__ = "source_databases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(String(255), default="")
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
