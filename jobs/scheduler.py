@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -39,7 +38,6 @@ class Runtime:
     run_schedules: bool
     slots: int = 1
     scheduler: object = None
-    pool: ThreadPoolExecutor | None = None
     busy: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     applied: dict[str, tuple] = field(default_factory=dict)
@@ -76,7 +74,6 @@ def start(settings: Settings, factory: sessionmaker[Session], *, run_schedules: 
                 _release_if_dead(session)
                 leases.acquire(session, name=LEASE, holder=rt.worker, ttl=LEASE_TTL)
         reap(factory, settings)
-        rt.pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="leanops-job")
         sched = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(engine=make_engine(settings.db_url)), "memory": MemoryJobStore()},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
@@ -127,7 +124,6 @@ def stop(reason: str = "worker shut down during the job") -> None:
     if rt is None:
         return
     rt.scheduler.shutdown(wait=False)
-    rt.pool.shutdown(wait=False, cancel_futures=True)
     fail_own_running(rt.factory, rt.worker, reason)
     if rt.run_schedules:
         with transaction(rt.factory) as session:
@@ -148,7 +144,8 @@ def poll_queue() -> None:
         if not queued:
             return
         rt.busy += 1
-    rt.pool.submit(rt.run_slot)
+    # Daemon threads: a stopping process does not wait for a long fit; its jobs were failed first.
+    threading.Thread(target=rt.run_slot, name="leanops-job", daemon=True).start()
 
 
 def fire_schedule(name: str) -> None:
