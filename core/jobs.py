@@ -181,4 +181,4 @@ def list_jobs(session: Session, *, statuses: tuple[str, ...] | None = None, kind
 
 
 def counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).tuples().all())
+    return {status: n for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status))}

@@ -57,8 +57,8 @@ def login_page() -> None:
     if msg := st.session_state.pop("login_message", None):
         st.info(msg)
     with st.form("login"):
-        username = st.text_input("Username")
-        password = st.text_input("Password", type="password")
+        username = st.text_input("Username", key="login-username")
+        password = st.text_input("Password", type="password", key="login-password")
         submitted = st.form_submit_button("Log in", type="primary")
     if submitted:
         s = resources.settings()

@@ -1,0 +1,62 @@
+"""app.py: login gate, navigation by role, idle expiry, deactivation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core import auth
+from core.auth_types import cli_actor
+from db.models import AuditEvent
+from db.session import transaction
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def nav_titles(at: AppTest) -> list[str]:
+    return [p["page_name"] for p in at.get("navigation")[0].proto.app_pages] if at.get("navigation") else []
+
+
+def test_login_with_wrong_then_right_password(app_env, factory):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login-username").input("admin")
+    at.text_input(key="login-password").input("wrong-password")
+    at.button[0].click().run()
+    assert at.error[0].value == "Wrong username or password."
+    at.text_input(key="login-password").input("admin-pass-123")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.session_state["user_id"] is not None
+    assert at.title[0].value == "Overview"
+
+
+def test_idle_session_expires(app_env, factory):
+    with transaction(factory) as s:
+        user = auth.create_user(s, actor=cli_actor(), username="idle", role="viewer", password="password-123")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["user_id"] = user.id
+    at.session_state["last_seen"] = time.time() - 31 * 60
+    at.run()
+    assert "expired after 30 minutes" in at.info[0].value
+    with factory() as s:
+        assert s.query(AuditEvent).filter_by(action="logout", actor="idle").one().details == {"reason": "idle"}
+
+
+def test_deactivated_user_is_signed_out(app_env, factory):
+    with transaction(factory) as s:
+        user = auth.create_user(s, actor=cli_actor(), username="gone", role="viewer", password="password-123")
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["user_id"] = user.id
+    at.session_state["last_seen"] = time.time()
+    at.run()
+    assert at.title[0].value == "Overview"
+    with transaction(factory) as s:
+        auth.set_active(s, actor=cli_actor(), username="gone", active=False)
+    at.run()
+    # (A real browser then shows the login page with this message; AppTest keeps the old page's
+    # elements when the navigation changes under it, so check the state instead.)
+    assert "user_id" not in at.session_state
+    assert "deactivated" in at.session_state["login_message"]
+    assert not at.sidebar.button
