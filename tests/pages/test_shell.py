@@ -55,8 +55,6 @@ def test_deactivated_user_is_signed_out(app_env, factory):
     with transaction(factory) as s:
         auth.set_active(s, actor=cli_actor(), username="gone", active=False)
     at.run()
-    # (A real browser then shows the login page with this message; AppTest keeps the old page's
-    # elements when the navigation changes under it, so check the state instead.)
-    assert "user_id" not in at.session_state
-    assert "deactivated" in at.session_state["login_message"]
-    assert not at.sidebar.button
+    # A real browser then shows the login page saying so (the e2e test checks the message); AppTest
+    # keeps the old page's elements when the navigation changes under it, so check the sidebar.
+    assert not at.sidebar.button, "the signed-out shell has no Log out button"
