@@ -1,0 +1,299 @@
+"""Promotion policy as code: a validated ``policies.yaml`` and pure gate evaluation.
+
+Everything here takes plain values and returns decisions with their reasons, so gates are
+tested with tables and explained the same way on the page, in the CLI and in the report.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.auth import require
+from core.auth_types import Actor
+from core.errors import InvalidInput
+
+DEFAULT_POLICY_YAML = """\
+# LeanOps promotion policy. Every model gets `default`; `models.<name>` overrides parts of it.
+# Gates are checked when a version is registered and again at promotion; a version is promoted
+# to `champion` only when every gate passes (or an admin forces it, which is flagged everywhere).
+default:
+  # Absolute thresholds on holdout metrics, per task. Operators: >=, >, <=, <.
+  metrics:
+    classification:
+      f1: ">= 0.85"        # macro F1
+    regression:
+      r2: ">= 0.5"
+  # A new champion must beat the current one on the primary metric (f1 or r2) by this share.
+  improvement:
+    min_relative: 0.02     # 2 %
+  # Fairness on a sensitive column (named per model below); off while column is null.
+  fairness:
+    column: null
+    demographic_parity_ratio_min: 0.8
+  # The training data's quality certificate must have passed, and be no older than this.
+  certificate:
+    require_passed: true
+    max_age_days: 30
+  # Human approval before promotion; approvers must differ from whoever trained the version.
+  approval:
+    required: false
+    approvers: 1
+  # What an automatic retrain does with a version that passes every gate: promote it, or
+  # give it the `challenger` alias and notify approvers.
+  auto_promote: false
+models:
+  churn:
+    fairness:
+      column: gender
+"""
+
+PRIMARY = {"classification": "f1", "regression": "r2"}
+_RULE = re.compile(r"^\s*(>=|>|<=|<)\s*(-?\d+(\.\d+)?([eE]-?\d+)?)\s*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Improvement(_Strict):
+    min_relative: float = Field(0.02, ge=0, le=10)
+
+
+class Fairness(_Strict):
+    column: str | None = None
+    demographic_parity_ratio_min: float = Field(0.8, ge=0, le=1)
+
+
+class Certificate(_Strict):
+    require_passed: bool = True
+    max_age_days: int | None = Field(30, ge=1)
+
+
+class Approval(_Strict):
+    required: bool = False
+    approvers: int = Field(1, ge=1, le=10)
+
+
+class ModelPolicy(_Strict):
+    metrics: dict[Literal["classification", "regression"], dict[str, str]] = Field(
+        default_factory=lambda: {"classification": {"f1": ">= 0.85"}, "regression": {"r2": ">= 0.5"}})
+    improvement: Improvement = Improvement()
+    fairness: Fairness = Fairness()
+    certificate: Certificate = Certificate()
+    approval: Approval = Approval()
+    auto_promote: bool = False
+
+    @field_validator("metrics")
+    @classmethod
+    def _rules(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for task, rules in value.items():
+            for metric, rule in rules.items():
+                if not _RULE.match(str(rule)):
+                    raise ValueError(f"rule {metric}: {rule!r} under {task} is not '<op> <number>' "
+                                     "with op one of >=, >, <=, <")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelPolicy:
+        if self.auto_promote and self.approval.required:
+            raise ValueError("auto_promote cannot be true while approval.required is true: "
+                             "a retrained version has to wait for its approvers")
+        return self
+
+
+class PolicyFile(_Strict):
+    default: ModelPolicy = ModelPolicy()
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+def parse(text: str) -> PolicyFile:
+    """Validate a policies.yaml text; errors name the line and the rule."""
+    import yaml
+
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        raise InvalidInput(f"policies.yaml {where}not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("policies.yaml must be a mapping with `default:` and `models:`")
+    try:
+        policy = PolicyFile.model_validate(data)
+        for name, override in policy.models.items():
+            _merged(policy.default, override or {}, name)
+    except ValidationError as exc:
+        raise InvalidInput("; ".join(_describe(err, node) for err in exc.errors())) from None
+    except _OverrideError as exc:
+        raise InvalidInput(f"policies.yaml {_line_of(node, exc.path)}models.{exc.name}: {exc.detail}") from None
+    return policy
+
+
+class _OverrideError(Exception):
+    def __init__(self, name: str, path: tuple, detail: str) -> None:
+        super().__init__(detail)
+        self.name, self.path, self.detail = name, path, detail
+
+
+def _merged(default: ModelPolicy, override: dict[str, Any], name: str) -> ModelPolicy:
+    merged = _deep_merge(default.model_dump(), override)
+    try:
+        return ModelPolicy.model_validate(merged)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise _OverrideError(name, ("models", name, *err["loc"]),
+                             f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else value
+    return out
+
+
+def _describe(err: dict[str, Any], node: Any) -> str:
+    path = ".".join(str(p) for p in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"policies.yaml {_line_of(node, err['loc'])}{path}: {msg}"
+
+
+def _line_of(node: Any, path: tuple) -> str:
+    """'line N: ' for the deepest YAML key along ``path`` that exists."""
+    import yaml
+
+    line = None
+    for key in path:
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if k.value == str(key)), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return f"line {line}: " if line else ""
+
+
+def policy_path(home: Path) -> Path:
+    return home / "policies.yaml"
+
+
+def read_text(home: Path) -> str:
+    path = policy_path(home)
+    return path.read_text() if path.exists() else DEFAULT_POLICY_YAML
+
+
+def load(home: Path) -> PolicyFile:
+    return parse(read_text(home))
+
+
+def write_default(home: Path) -> None:
+    path = policy_path(home)
+    if not path.exists():
+        path.write_text(DEFAULT_POLICY_YAML)
+
+
+def save(session: Session, *, actor: Actor, home: Path, text: str) -> str:
+    """Validate and store a new policies.yaml; the audit event carries the diff. Returns the diff."""
+    require(session, actor, "policies.manage", "policies.yaml")
+    parse(text)
+    old = read_text(home)
+    diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), "before", "after"))
+    if not diff:
+        return ""
+    audit.record(session, actor, "policy.changed", "policies.yaml", {"diff": diff})
+    path = policy_path(home)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # replaced only once the audit row is flushed: a refused change touches nothing
+    return diff
+
+
+def for_model(policy: PolicyFile, model: str) -> ModelPolicy:
+    return _merged(policy.default, policy.models.get(model) or {}, model)
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    observed: Any
+    required: Any
+    passed: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class GateResult:
+    passed: bool
+    checks: tuple[Check, ...]
+
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [asdict(c) for c in self.checks]}
+
+
+def compare(value: float, rule: str) -> bool:
+    op, number = _RULE.match(rule).group(1, 2)
+    limit = float(number)
+    return {">=": value >= limit, ">": value > limit, "<=": value <= limit, "<": value < limit}[op]
+
+
+def evaluate(policy: ModelPolicy, *, task: str, metrics: dict[str, float], champion_metrics: dict[str, float] | None,
+             fairness: dict[str, Any] | None, certificate_passed: bool | None, certificate_at: datetime | None,
+             now: datetime, trainer: str, approvals: tuple[str, ...] = (), include_approval: bool = True
+             ) -> GateResult:
+    """Every gate of ``policy`` for one model version, each with observed, required and verdict.
+
+    ``fairness`` maps column → {"demographic_parity_ratio": float, ...} as training measured it.
+    ``approvals`` are the usernames that approved; the trainer's own approval does not count.
+    """
+    checks: list[Check] = []
+    for metric, rule in policy.metrics.get(task, {}).items():
+        value = metrics.get(metric)
+        checks.append(Check(f"metric {metric}", value, rule, value is not None and compare(float(value), rule),
+                            "" if value is not None else f"the run has no metric {metric!r}"))
+    primary = PRIMARY[task]
+    if champion_metrics is not None and primary in champion_metrics and primary in metrics:
+        base, new = float(champion_metrics[primary]), float(metrics[primary])
+        need = base * (1 + policy.improvement.min_relative) if base >= 0 else base * (1 - policy.improvement.min_relative)
+        gain = (new - base) / abs(base) if base else float("inf")
+        checks.append(Check(f"improvement on {primary} over champion", round(gain, 4),
+                            f">= {policy.improvement.min_relative:g}", new >= need,
+                            f"{new:.4f} vs champion {base:.4f}"))
+    column = policy.fairness.column
+    if column:
+        ratio = ((fairness or {}).get(column) or {}).get("demographic_parity_ratio")
+        checks.append(Check(f"fairness demographic parity ratio on {column}", ratio,
+                            f">= {policy.fairness.demographic_parity_ratio_min:g}",
+                            ratio is not None and ratio >= policy.fairness.demographic_parity_ratio_min,
+                            "" if ratio is not None else f"training measured no fairness on {column!r} "
+                                                         "(train with it as the sensitive column)"))
+    if policy.certificate.require_passed:
+        checks.append(Check("data certificate passed", certificate_passed, True, bool(certificate_passed)))
+    if policy.certificate.max_age_days and certificate_at is not None:
+        age = now - certificate_at
+        checks.append(Check("data certificate age (days)", round(age.total_seconds() / 86400, 1),
+                            f"<= {policy.certificate.max_age_days}",
+                            age <= timedelta(days=policy.certificate.max_age_days)))
+    if include_approval and policy.approval.required:
+        valid = sorted({a for a in approvals if a != trainer})
+        checks.append(Check("approvals", len(valid), f">= {policy.approval.approvers}",
+                            len(valid) >= policy.approval.approvers,
+                            f"approved by {', '.join(valid) or 'nobody yet'}; the trainer ({trainer}) cannot approve"))
+    return GateResult(all(c.passed for c in checks), tuple(checks))

@@ -1,0 +1,81 @@
+"""Policy as code: parsing with line numbers, per-model overrides, and gate decisions as tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core import policy
+from core.errors import InvalidInput
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+DEFAULT = policy.parse(policy.DEFAULT_POLICY_YAML)
+
+
+def test_default_policy_has_the_seed_numbers():
+    churn = policy.for_model(DEFAULT, "churn")
+    other = policy.for_model(DEFAULT, "other")
+    assert churn.metrics["classification"] == {"f1": ">= 0.85"}
+    assert churn.metrics["regression"] == {"r2": ">= 0.5"}
+    assert churn.improvement.min_relative == 0.02
+    assert (churn.fairness.column, churn.fairness.demographic_parity_ratio_min) == ("gender", 0.8)
+    assert other.fairness.column is None
+    assert not churn.approval.required
+
+
+@pytest.mark.parametrize("text, message", [
+    ("default:\n  metrics:\n    classification:\n      f1: 'about 0.8'\n", "line 2: default.metrics: rule f1"),
+    ("default:\n  approval:\n    approvers: 0\n", "line 3: default.approval.approvers"),
+    ("models:\n  churn:\n    fairness:\n      colum: x\n", "line 4: models.churn: fairness.colum"),
+    ("default: [1\n", "not valid YAML"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("default:\n  auto_promote: true\n  approval:\n    required: true\n", "auto_promote cannot be true"),
+])
+def test_bad_policy_files_name_the_line_and_rule(text, message):
+    with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")):
+        policy.parse(text)
+
+
+def gates(*, task="classification", metrics=None, champion=None, fairness=None, cert=True, cert_age_days=1,
+          approvals=(), model="churn", text=policy.DEFAULT_POLICY_YAML):
+    rules = policy.for_model(policy.parse(text), model)
+    return policy.evaluate(rules, task=task, metrics=metrics or {"f1": 0.9}, champion_metrics=champion,
+                           fairness=fairness if fairness is not None else {"gender": {"demographic_parity_ratio": 0.9}},
+                           certificate_passed=cert, certificate_at=NOW - timedelta(days=cert_age_days), now=NOW,
+                           trainer="sam", approvals=approvals)
+
+
+@pytest.mark.parametrize("kwargs, passed, failing", [
+    ({}, True, []),
+    ({"metrics": {"f1": 0.84}}, False, ["metric f1"]),
+    ({"metrics": {"accuracy": 0.99}}, False, ["metric f1"]),
+    ({"champion": {"f1": 0.88}, "metrics": {"f1": 0.89}}, False, ["improvement on f1 over champion"]),
+    ({"champion": {"f1": 0.88}, "metrics": {"f1": 0.90}}, True, []),
+    ({"fairness": {"gender": {"demographic_parity_ratio": 0.7}}}, False,
+     ["fairness demographic parity ratio on gender"]),
+    ({"fairness": {}}, False, ["fairness demographic parity ratio on gender"]),
+    ({"fairness": {}, "model": "other"}, True, []),
+    ({"cert": False}, False, ["data certificate passed"]),
+    ({"cert_age_days": 31}, False, ["data certificate age (days)"]),
+    ({"task": "regression", "metrics": {"r2": 0.4}}, False, ["metric r2"]),
+    ({"task": "regression", "metrics": {"r2": 0.6}, "champion": {"r2": 0.55}}, True, []),
+])
+def test_gate_table(kwargs, passed, failing):
+    result = gates(**kwargs)
+    assert result.passed is passed
+    assert [c.name for c in result.failed()] == failing
+    assert all(c.required is not None for c in result.checks)
+
+
+APPROVAL = policy.DEFAULT_POLICY_YAML.replace("required: false\n    approvers: 1", "required: true\n    approvers: 2")
+
+
+@pytest.mark.parametrize("approvals, passed", [
+    ((), False), (("sam",), False), (("ann",), False), (("ann", "sam"), False), (("ann", "bob"), True),
+    (("ann", "ann"), False),
+])
+def test_approvals_exclude_the_trainer_and_count_people_once(approvals, passed):
+    result = gates(approvals=approvals, text=APPROVAL)
+    check = next(c for c in result.checks if c.name == "approvals")
+    assert check.passed is passed and result.passed is passed
