@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, schedules
+from core import auth, policy, schedules
 from core.auth_types import system_actor
 from db.session import migrate, transaction
 
@@ -32,6 +32,7 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
                    admin_password: str | None, demo: bool) -> InitResult:
     """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data)."""
     home.mkdir(parents=True, exist_ok=True)
+    policy.write_default(home)
     migrate(db_url)
     system = system_actor("init")
     with transaction(factory) as session:
