@@ -110,6 +110,50 @@ def cmd_worker(args: argparse.Namespace) -> Outcome:
     return Outcome({"worker": rt.worker, "stopped": True}, text="worker stopped")
 
 
+def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core import datasets
+    from core.auth_types import cli_actor
+    from db.session import transaction
+
+    settings, factory = _context()
+    path = Path(args.file)
+    with transaction(factory) as session:
+        reg = datasets.register(session, actor=cli_actor(), name=args.name, data=path, filename=path.name,
+                                store_root=settings.home, source=f"cli:{path.name}",
+                                description=args.description or "", max_bytes=settings.max_upload_mb * 2**20)
+    failed = [f"  ✗ {c['check']} {c['column'] or ''}: {c['observed']} (expected {c['expected']})"
+              for c in reg.certificate.failed]
+    return Outcome(reg.as_dict(), text="\n".join([reg.message, *failed]))
+
+
+def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
+    from core import datasets
+
+    _, factory = _context()
+    with factory() as session:
+        if not args.name:
+            doc = [{"name": d.name, "versions": d.versions, "latest_rows": d.latest_rows,
+                    "latest_passed": d.latest_passed, "updated_at": d.updated_at.isoformat()}
+                   for d in datasets.list_datasets(session)]
+            lines = [f"{d['name']}: {d['versions']} version(s), latest {d['latest_rows']} rows, "
+                     f"certificate {'passed' if d['latest_passed'] else 'failed'}" for d in doc]
+            return Outcome(doc, text="\n".join(lines) or "no datasets yet")
+        datasets.resolve(session, ref=args.name)  # NotFound lists the datasets there are
+        views, offset = [], 0
+        while page := datasets.list_versions(session, name=args.name, limit=500, offset=offset):
+            views += page
+            offset += len(page)
+    doc = [{"version": v.version, "sha256": v.sha256, "rows": v.rows, "columns": v.columns,
+            "certificate_passed": v.certificate_passed, "source": v.source, "created_by": v.created_by,
+            "created_at": v.created_at.isoformat()} for v in views]
+    lines = [f"{args.name}:{d['version']}  {d['sha256'][:12]}  {d['rows']} rows  "
+             f"{'passed' if d['certificate_passed'] else 'FAILED'}  {d['created_by']}  {d['created_at'][:16]}"
+             for d in doc]
+    return Outcome(doc, text="\n".join(lines))
+
+
 # -- parsing -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,6 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("create", cmd_token_create, "create an API token (shown only here)", token_p)
     p.add_argument("--role", required=True)
     p.add_argument("--name")
+
+    dataset_p = sub.add_parser("dataset", help="versioned datasets").add_subparsers(dest="dataset_command",
+                                                                                  required=True)
+    p = command("add", cmd_dataset_add, "register a CSV or Parquet file as the next version of NAME", dataset_p)
+    p.add_argument("name")
+    p.add_argument("file")
+    p.add_argument("--description", help="what this version is")
+    p = command("list", cmd_dataset_list, "datasets, or one dataset's versions", dataset_p)
+    p.add_argument("name", nargs="?")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")

@@ -51,7 +51,8 @@ def read_table(data: Input, *, filename: str = "", max_bytes: int | None = None)
             or has blank or repeated column names.
     """
     if isinstance(data, pd.DataFrame):
-        return _finish(from_frame(data), input_bytes=0, label=filename or "the table")
+        label = filename or "the table"
+        return _finish(canonical(from_frame(data, label), label), input_bytes=0, label=label, empty="has no rows")
     label = filename or (data.name if isinstance(data, Path) else getattr(data, "name", "")) or "the file"
     label = Path(str(label)).name or "the file"
     raw, size = _open(data)
@@ -65,7 +66,7 @@ def read_table(data: Input, *, filename: str = "", max_bytes: int | None = None)
         raise InvalidInput(f"{label} is not a Parquet file (it does not start with the Parquet magic bytes 'PAR1')")
     else:
         table = _read_csv(raw, head, label)
-    return _finish(canonical(table, label), input_bytes=size, label=label)
+    return _finish(canonical(table, label), input_bytes=size, label=label, empty="has a header but no rows")
 
 
 def _open(data: Path | str | bytes | IO[bytes]) -> tuple[Path | bytes, int]:
@@ -153,14 +154,22 @@ def _line_of(raw: Path | bytes, text: str) -> str:
     return f"line {data.count(newline, 0, at) + 2} has " if at >= 0 else "a row has "
 
 
-def from_frame(frame: pd.DataFrame) -> pa.Table:
-    """A DataFrame (e.g. a query result) as an Arrow table; its index is not part of the table."""
-    frame = frame.reset_index(drop=True)
-    frame.columns = [str(c) for c in frame.columns]
-    try:
-        return pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowException, TypeError, ValueError) as exc:
-        raise InvalidInput(f"the table could not be converted: {_first_line(exc)}") from None
+def from_frame(frame: pd.DataFrame, label: str = "the table") -> pa.Table:
+    """A DataFrame (e.g. a query result) as an Arrow table; its index is not part of the table.
+
+    Object columns Arrow cannot type (UUIDs, mixed values) are kept as text.
+    """
+    names = [str(c).strip() for c in frame.columns]
+    _check_names(names, label)
+    frame = frame.set_axis(names, axis=1).reset_index(drop=True)
+    arrays = []
+    for name in names:
+        try:
+            arrays.append(pa.array(frame[name], from_pandas=True))
+        except (pa.ArrowException, TypeError, ValueError):
+            arrays.append(pa.array(frame[name].map(lambda v: None if v is None or v != v else str(v)),
+                                   type=pa.string(), from_pandas=True))
+    return pa.table(arrays, names=names)
 
 
 def canonical(table: pa.Table, label: str = "the table") -> pa.Table:
@@ -234,11 +243,11 @@ def _first_bad_utf8(col: pa.ChunkedArray) -> str:
     return "holds binary data"
 
 
-def _finish(table: pa.Table, *, input_bytes: int, label: str) -> Table:
+def _finish(table: pa.Table, *, input_bytes: int, label: str, empty: str) -> Table:
     if table.num_columns == 0:
         raise InvalidInput(f"{label} has no columns")
     if table.num_rows == 0:
-        raise InvalidInput(f"{label} has a header but no rows ({table.num_columns} columns, 0 rows)")
+        raise InvalidInput(f"{label} {empty} ({table.num_columns} columns, 0 rows)")
     frame = table.to_pandas(split_blocks=True, self_destruct=False)
     sha, row_hashes = content_hash(frame)
     return Table(arrow=table, frame=frame, sha256=sha, row_hashes=row_hashes, input_bytes=input_bytes)

@@ -42,8 +42,19 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
     demo_files: list[str] = []
     if demo:
-        demo_files.append(str(write_demo_csv(home)))
+        demo_csv = write_demo_csv(home)
+        demo_files.append(str(demo_csv))
+        register_demo_dataset(factory, home=home, path=demo_csv)
     return InitResult(str(home), admin_user if fresh else None, generated, tuple(demo_files))
+
+
+def register_demo_dataset(factory: sessionmaker[Session], *, home: Path, path: Path) -> None:
+    """The demo CSV as dataset "churn" (identical content on a re-run creates nothing)."""
+    from core import datasets
+
+    with transaction(factory) as session:
+        datasets.register(session, actor=system_actor("init"), name="churn", data=path, filename=path.name,
+                          store_root=home, source="demo", description="synthetic customer churn (demo)")
 
 
 def write_demo_csv(home: Path) -> Path:
