@@ -1,0 +1,23 @@
+"""Serialise work on one named thing across processes, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Lock
+
+
+def hold(session: Session, name: str) -> None:
+    """Block until no other transaction holds ``name``; hold it until this transaction ends.
+
+    PostgreSQL: a row lock on ``locks.name``. SQLite: the update takes the database write lock.
+    """
+    if session.execute(update(Lock).where(Lock.name == name).values(counter=Lock.counter + 1)).rowcount:
+        return
+    try:
+        with session.begin_nested():
+            session.add(Lock(name=name, counter=1))
+    except DBIntegrityError:  # created meanwhile by another transaction: wait for it like everyone else
+        session.execute(update(Lock).where(Lock.name == name).values(counter=Lock.counter + 1))
