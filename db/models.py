@@ -248,3 +248,72 @@ class SourceDatabase(Base):
     description: Mapped[str] = mapped_column(String(255), default="")
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Lock(Base):
+    """A named row that transactions update to serialise work on one thing (e.g. one model's aliases)."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    counter: Mapped[int] = mapped_column(default=0)
+
+
+class AliasMove(Base):
+    """Every move of a model alias (champion, challenger): the production history."""
+
+    __tablename__ = "alias_history"
+    __table_args__ = (Index("ix_alias_history_model", "model", "alias", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(32))  # promote | force_promote | rollback | challenger
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    forced: Mapped[bool] = mapped_column(default=False)
+    checks: Mapped[dict[str, Any] | None]
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class GateEvaluation(Base):
+    """The policy gates of one model version as evaluated at a moment (registration, promotion)."""
+
+    __tablename__ = "gate_evaluations"
+    __table_args__ = (Index("ix_gate_evaluations_version", "model", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    context: Mapped[str] = mapped_column(String(32))
+    passed: Mapped[bool]
+    checks: Mapped[dict[str, Any]]
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PromotionRequest(Base):
+    __tablename__ = "promotion_requests"
+    __table_args__ = (Index("ix_promotion_requests_model", "model", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    requested_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|approved|rejected|promoted
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "approver", name="uq_approvals_request_approver"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("promotion_requests.id", ondelete="CASCADE"))
+    approver: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))  # approve | reject
+    comment: Mapped[str] = mapped_column(Text, default="")
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
