@@ -1,0 +1,126 @@
+"""Promotion behind gates, rollback, approvals and concurrency, on a real MLflow registry."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from core import aliases, promotion
+from core.auth_types import Actor, cli_actor
+from core.errors import InvalidInput, NotFound, PermissionDenied
+from db.models import AliasMove, AuditEvent, utcnow
+from db.session import transaction
+
+APPROVER, SCIENTIST, VIEWER = Actor("ann", "approver"), Actor("sam", "scientist"), Actor("vic", "viewer")
+F1 = {1: 0.80, 2: 0.90, 3: 0.95, 4: 0.97}
+
+
+@pytest.fixture
+def registry(settings, tmp_path):
+    """Model 'm' with four registered versions; facts give each an F1 and a fresh certificate."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client.create_registered_model("m")
+    for _ in F1:
+        client.create_model_version("m", source=str(tmp_path / "model"))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    facts = {v: promotion.VersionFacts("m", v, "classification", {"f1": f1}, {}, True,
+                                       utcnow() - timedelta(days=1), "sam") for v, f1 in F1.items()}
+    return promotion.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+
+
+def promote(factory, registry, version, actor=APPROVER, **kw):
+    return promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+        s, registry=registry, actor=actor, model="m", version=version, **kw))
+
+
+def champion(registry):
+    return aliases.get(registry.mlflow_uri, model="m", alias="champion")
+
+
+def test_failing_gate_blocks_then_passing_promotes_and_rollback_restores(factory, registry):
+    with pytest.raises(promotion.GatesFailed, match=r"metric f1: 0.8 \(needs >= 0.85\)"):
+        promote(factory, registry, 1)
+    assert champion(registry) is None
+    promote(factory, registry, 2)
+    promote(factory, registry, 3)
+    assert champion(registry) == 3
+    promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+        s, registry=registry, actor=APPROVER, model="m"))
+    assert champion(registry) == 2
+    with factory() as s:
+        moves = [(m.action, m.from_version, m.to_version, m.actor) for m in promotion.history(s, model="m")]
+        blocked = s.query(AuditEvent).filter_by(action="model.promotion_blocked").count()
+    assert moves == [("rollback", 3, 2, "ann"), ("promote", 2, 3, "ann"), ("promote", None, 2, "ann")]
+    assert blocked == 1
+
+
+def test_bad_requests_leave_nothing_behind(factory, registry):
+    with pytest.raises(NotFound, match="no version 9"):
+        promote(factory, registry, 9)
+    with pytest.raises(InvalidInput, match="no champion"):
+        promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+            s, registry=registry, actor=APPROVER, model="m"))
+    promote(factory, registry, 2)
+    with pytest.raises(InvalidInput, match="already the champion"):
+        promote(factory, registry, 2)
+    with pytest.raises(InvalidInput, match="no previous champion"):
+        promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+            s, registry=registry, actor=APPROVER, model="m"))
+    with factory() as s:
+        assert len(promotion.history(s, model="m")) == 1
+
+
+def test_improvement_gate_compares_with_the_champion(factory, registry):
+    promote(factory, registry, 3)  # f1 0.95
+    with pytest.raises(promotion.GatesFailed, match="improvement on f1 over champion"):
+        promote(factory, registry, 2)  # 0.90 does not beat 0.95 by 2 %
+    promote(factory, registry, 4)  # 0.97 is +2.1 %
+    assert champion(registry) == 4
+
+def test_viewer_and_scientist_cannot_promote_and_are_audited(factory, registry):
+    for actor in (VIEWER, SCIENTIST):
+        with pytest.raises(PermissionDenied):
+            promote(factory, registry, 2, actor=actor)
+    with pytest.raises(PermissionDenied):
+        promote(factory, registry, 1, actor=APPROVER, force=True, reason="x")
+    with factory() as s:
+        assert s.query(AuditEvent).filter_by(action="permission.denied").count() == 3
+    assert champion(registry) is None
+
+
+def test_forced_promotion_needs_reason_and_is_flagged(factory, registry):
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        promote(factory, registry, 1, actor=cli_actor(), force=True)
+    change = promote(factory, registry, 1, actor=cli_actor(), force=True, reason="hotfix for incident 7")
+    assert change.forced and champion(registry) == 1
+    with factory() as s:
+        move = s.query(AliasMove).one()
+        event = s.query(AuditEvent).filter_by(action="model.force_promote").one()
+    assert move.forced and move.reason == "hotfix for incident 7"
+    assert event.details["forced"] is True
+
+
+def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(factory, registry):
+    errors: list[Exception] = []
+
+    def attempt(version: int) -> None:
+        try:
+            promote(factory, registry, version, actor=cli_actor(), force=True, reason=f"race {version}")
+        except InvalidInput as exc:  # "already the champion" is a fair outcome of a race
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(1 + i % 4,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with factory() as s:
+        moves = list(reversed(promotion.history(s, model="m")))
+    assert len(moves) + len(errors) == 10
+    for before, after in zip(moves, moves[1:]):
+        assert after.from_version == before.to_version, "each move starts where the previous one ended"
+    assert champion(registry) == moves[-1].to_version
