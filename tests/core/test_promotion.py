@@ -124,3 +124,45 @@ def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(f
     for before, after in zip(moves, moves[1:]):
         assert after.from_version == before.to_version, "each move starts where the previous one ended"
     assert champion(registry) == moves[-1].to_version
+
+
+def require_approvals(registry, n: int) -> None:
+    from core import policy
+
+    text = policy.DEFAULT_POLICY_YAML.replace("required: false\n    approvers: 1", f"required: true\n    approvers: {n}")
+    (registry.home / "policies.yaml").write_text(text)
+
+
+def decide(factory, registry, actor, request_id, approve=True):
+    return promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+        s, registry=registry, actor=actor, request_id=request_id, approve=approve, comment="looks good"))
+
+
+def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory, registry):
+    require_approvals(registry, 2)
+    with pytest.raises(promotion.GatesFailed, match="approvals"):
+        promote(factory, registry, 2)
+    with transaction(factory) as s:
+        request_id = promotion.request_promotion(s, actor=SCIENTIST, model="m", version=2, reason="better").id
+    with pytest.raises(InvalidInput, match="sam trained m v2 and cannot approve it"):
+        decide(factory, registry, Actor("sam", "approver"), request_id)
+    assert decide(factory, registry, APPROVER, request_id) is None  # one of two approvals
+    with pytest.raises(InvalidInput, match="ann already decided"):
+        decide(factory, registry, APPROVER, request_id)
+    assert champion(registry) is None
+    change = decide(factory, registry, Actor("bob", "approver"), request_id)
+    assert change.to_version == 2 and champion(registry) == 2
+    with factory() as s:
+        assert not promotion.pending_requests(s, model="m")
+        actions = [e.action for e in s.query(AuditEvent).order_by(AuditEvent.seq)]
+    assert actions[-3:] == ["model.approved", "model.approved", "model.promote"]
+
+
+def test_rejection_closes_the_request(factory, registry):
+    require_approvals(registry, 1)
+    with transaction(factory) as s:
+        request_id = promotion.request_promotion(s, actor=SCIENTIST, model="m", version=2).id
+    assert decide(factory, registry, APPROVER, request_id, approve=False) is None
+    with pytest.raises(InvalidInput, match="already rejected"):
+        decide(factory, registry, Actor("bob", "approver"), request_id)
+    assert champion(registry) is None
