@@ -12,9 +12,9 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,15 @@ PRIMARY = {"classification": "f1", "regression": "r2"}
 _RULE = re.compile(r"^\s*(>=|>|<=|<)\s*(-?\d+(\.\d+)?([eE]-?\d+)?)\s*$")
 
 
+def _check_rule(rule: str) -> str:
+    if not _RULE.match(str(rule)):
+        raise ValueError(f"rule {rule!r} is not '<op> <number>' with op one of >=, >, <=, <")
+    return rule
+
+
+Rule = Annotated[str, AfterValidator(_check_rule)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,23 +95,13 @@ class Approval(_Strict):
 
 
 class ModelPolicy(_Strict):
-    metrics: dict[Literal["classification", "regression"], dict[str, str]] = Field(
+    metrics: dict[Literal["classification", "regression"], dict[str, Rule]] = Field(
         default_factory=lambda: {"classification": {"f1": ">= 0.85"}, "regression": {"r2": ">= 0.5"}})
     improvement: Improvement = Improvement()
     fairness: Fairness = Fairness()
     certificate: Certificate = Certificate()
     approval: Approval = Approval()
     auto_promote: bool = False
-
-    @field_validator("metrics")
-    @classmethod
-    def _rules(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
-        for task, rules in value.items():
-            for metric, rule in rules.items():
-                if not _RULE.match(str(rule)):
-                    raise ValueError(f"rule {metric}: {rule!r} under {task} is not '<op> <number>' "
-                                     "with op one of >=, >, <=, <")
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPolicy:

@@ -2,14 +2,14 @@
 
 import streamlit as st
 
-from core import auth
+from core import auth, policy
 from core.auth_types import ROLES
-from ui import queries, session
+from ui import queries, resources, session
 from ui.components import act
 
 who = session.actor()
 st.title("Admin")
-users_tab, tokens_tab = st.tabs(["Users", "API tokens"])
+users_tab, tokens_tab, policy_tab = st.tabs(["Users", "API tokens", "Policies"])
 
 with users_tab:
     st.dataframe(queries.users(), hide_index=True, width="stretch")
@@ -63,3 +63,16 @@ with tokens_tab:
     if revoke is not None and st.button("Revoke token"):
         act(lambda s: auth.revoke_token(s, actor=who, token_id=int(revoke)), success=f"Token {revoke} revoked")
         st.rerun()
+
+with policy_tab:
+    home = resources.settings().home
+    st.caption("Promotion gates for every model (`default`) and per-model overrides (`models`). "
+               "Each saved change is validated and audited with its diff.")
+    text = st.text_area("policies.yaml", policy.read_text(home), height=520, key="policy-text")
+    if st.button("Save policy"):
+        diff = act(lambda s: policy.save(s, actor=who, home=home, text=text))
+        if diff == "":
+            st.info("No change.")
+        elif diff:
+            st.success("Policy saved.")
+            st.code(diff, language="diff")
