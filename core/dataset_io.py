@@ -180,6 +180,9 @@ def canonical(table: pa.Table, label: str = "the table") -> pa.Table:
     for name, column in zip(names, table.columns, strict=True):
         if pa.types.is_dictionary(column.type):
             column = column.cast(column.type.value_type)
+        if isinstance(column.type, pa.BaseExtensionType):  # e.g. UUIDs from a query: kept as their text
+            column = pa.chunked_array([pa.array([None if v is None else str(v) for v in c.to_pylist()], pa.string())
+                                       for c in column.chunks], type=pa.string())
         arrays.append(_canonical_column(name, column, label))
     return pa.table(arrays, names=names)
 

@@ -29,7 +29,7 @@ from core.profile import TOP_N
 FAMILIES = ("integer", "float", "string", "boolean", "datetime", "any")
 COLUMN_KEYS = {"dtype", "nullable", "max_null_share", "min", "max", "allowed"}
 TABLE_KEYS = {"strict", "columns", "max_duplicate_share", "max_row_change"}
-RANGE_MARGIN = 0.1  # inferred ranges are the observed ones widened by 10% of their span
+RANGE_MARGIN = 0.25  # inferred ranges are the observed ones widened by a quarter of their span
 DEFAULT_ROW_CHANGE = 0.5
 
 
