@@ -240,6 +240,27 @@ def _remove_if_rolled_back(session: Session, store: LocalStore, key: str) -> Non
                     st.delete(k)
 
 
+@dataclass(frozen=True)
+class Sweep:
+    temporary: int  # temporary files removed
+    orphans: list[str]  # version files no row pointed at
+
+
+def sweep_store(session: Session, *, store_root: Path, older_than_s: float = 3600) -> Sweep:
+    """Remove what killed registrations left in the store: temporary files, and version files no
+    row points at (a process killed between the rename and the commit). Only files older than
+    ``older_than_s`` are touched, so registrations in flight are safe."""
+    store = LocalStore(store_root)
+    temporary = store.sweep_temporary(older_than_s=older_than_s)
+    old = {key.removeprefix("datasets/").removesuffix(".parquet"): key
+           for key, age in store.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
+    shas, known = list(old), set()
+    for i in range(0, len(shas), 500):
+        known |= set(session.scalars(select(DatasetVersion.sha256).where(DatasetVersion.sha256.in_(shas[i:i + 500]))))
+    orphans = [key for sha, key in old.items() if sha not in known and store.delete(key)]
+    return Sweep(temporary=temporary, orphans=orphans)
+
+
 # -- reading -------------------------------------------------------------------------------------
 
 def _view(row: DatasetVersion, name: str) -> DatasetVersionView:

@@ -137,6 +137,14 @@ class LocalStore:
             if staged.tmp is not None:
                 staged.tmp.unlink(missing_ok=True)
 
+    def keys(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, age in seconds) of the finished files under ``prefix`` (temporary files excluded)."""
+        folder, now = self.root / check_key(prefix), time.time()
+        if not folder.is_dir():
+            return []
+        return [(f"{prefix}/{p.name}", now - p.stat().st_mtime) for p in folder.iterdir()
+                if p.is_file() and not p.name.startswith(TMP_PREFIX)]
+
     def sweep_temporary(self, *, older_than_s: float = 3600) -> int:
         """Remove temporary files left by crashed writers. Returns how many were removed."""
         if not self.root.exists():
