@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -65,3 +66,24 @@ def tokens() -> pd.DataFrame:
                               "created by": t.created_by, "created": t.created_at,
                               "revoked": t.revoked_at} for t in auth.list_tokens(session)],
                             columns=["id", "name", "starts with", "role", "created by", "created", "revoked"])
+
+
+@st.cache_data(ttl=5)
+def audit_page(where: audit.EventFilter, before_seq: int | None, limit: int = 50) -> pd.DataFrame:
+    with _session() as session:
+        rows = audit.search(session, where=where, limit=limit, before_seq=before_seq)
+        return pd.DataFrame([{"#": e.seq, "time": e.ts, "actor": e.actor, "action": e.action, "subject": e.subject,
+                              "details": json.dumps(e.details, sort_keys=True)[:500]} for e in rows],
+                            columns=["#", "time", "actor", "action", "subject", "details"])
+
+
+@st.cache_data(ttl=5)
+def audit_count(where: audit.EventFilter) -> int:
+    with _session() as session:
+        return audit.count_matching(session, where=where)
+
+
+@st.cache_data(ttl=60)
+def audit_actions() -> list[str]:
+    with _session() as session:
+        return audit.actions(session)
