@@ -317,3 +317,121 @@ class Approval(Base):
     decision: Mapped[str] = mapped_column(String(16))  # approve | reject
     comment: Mapped[str] = mapped_column(Text, default="")
     ts: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- training (issue 4) ---------------------------------------------------------------------------
+
+class TrainingRun(Base):
+    """One training run: what was trained on which data version, how it scored, where MLflow keeps it.
+
+    A row is written when the job starts (status ``running``) and completed in one transaction with
+    the ``model.trained`` audit event; heavy JSON (plots, reference statistics) is loaded only on demand.
+    """
+
+    __tablename__ = "training_runs"
+    __table_args__ = (
+        Index("ix_training_runs_dataset", "dataset_name", "id"),
+        Index("ix_training_runs_model", "model_name", "model_version"),
+        Index("ix_training_runs_status", "status", "id"),
+        Index("ix_training_runs_kind", "model_kind", "id"),
+        Index("ix_training_runs_job", "job_id"),
+        Index("ix_training_runs_mlflow_run", "mlflow_run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    dataset_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id", ondelete="SET NULL"))
+    dataset_name: Mapped[str] = mapped_column(String(64))
+    dataset_version: Mapped[int]
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[int | None]
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64))
+    model_uri: Mapped[str | None] = mapped_column(String(255))
+    model_kind: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(255))
+    sensitive: Mapped[str | None] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]]
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    primary_metric: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, Any] | None]
+    baseline: Mapped[dict[str, Any] | None]
+    fairness: Mapped[dict[str, Any] | None]
+    plots: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    reference: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSON, deferred=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|succeeded|failed|cancelled
+    error: Mapped[str | None] = mapped_column(Text)
+    code_version: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+# -- serving (issue 6) ----------------------------------------------------------------------------
+
+_BIGINT_ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements only INTEGER keys
+
+
+class PredictionLog(Base):
+    """One served prediction (one record of a request): what came in, what the model said, how fast.
+
+    ``inputs`` is the record as the model saw it (its columns, cast); ``input_hash`` is the sha256
+    of that record's canonical JSON. Written in batches by the API's background writer.
+    """
+
+    __tablename__ = "prediction_log"
+    __table_args__ = (
+        Index("ix_prediction_log_model_ts", "model", "ts"),
+        Index("ix_prediction_log_request", "request_id", "record_index"),
+        Index("ix_prediction_log_ts", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIGINT_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    record_index: Mapped[int]
+    ts: Mapped[datetime]
+    model: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int]
+    input_hash: Mapped[str] = mapped_column(String(64))
+    inputs: Mapped[dict[str, Any]]
+    output: Mapped[Any] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+
+
+class Feedback(Base):
+    """Ground truth for one logged prediction (request_id + record index), for performance monitoring."""
+
+    __tablename__ = "prediction_feedback"
+    __table_args__ = (
+        UniqueConstraint("request_id", "record_index", name="uq_prediction_feedback_record"),
+        Index("ix_prediction_feedback_model_ts", "model", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIGINT_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    record_index: Mapped[int]
+    model: Mapped[str] = mapped_column(String(255))
+    label: Mapped[Any] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PredictionError(Base):
+    """A refused or failed predict request (no prediction was served), for the error rate."""
+
+    __tablename__ = "prediction_errors"
+    __table_args__ = (Index("ix_prediction_errors_model_ts", "model", "ts"),)
+
+    id: Mapped[int] = mapped_column(_BIGINT_ID, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime]
+    model: Mapped[str] = mapped_column(String(255))
+    alias: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int]
+    message: Mapped[str] = mapped_column(Text)
