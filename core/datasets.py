@@ -173,7 +173,9 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
             session.execute(update(Dataset).where(Dataset.id == dataset.id)
                             .values(latest_version=number, updated_at=now))
             session.flush()
-        except DBIntegrityError:
+        except DBIntegrityError as exc:
+            if "UNIQUE" not in str(exc.orig).upper() and getattr(exc.orig, "sqlstate", None) != "23505":
+                raise
             raise StoreUnavailable(f"another registration of dataset {name!r} happened at the same moment; "
                                    "try again") from None
         if staged.commit():
