@@ -1,0 +1,40 @@
+# LeanOps developer entry points: `make run`, `make test`, `make bench`.
+# The venv is rebuilt only when a requirements file changes (stamp files named by their hash).
+
+PYTHON ?= python3.11
+VENV   := .venv
+PORT   ?= 8501
+PYTEST_ARGS ?=
+
+REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
+DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
+REQ_STAMP := $(VENV)/.installed-$(REQ_HASH)
+DEV_STAMP := $(VENV)/.installed-dev-$(DEV_HASH)
+
+.PHONY: run test bench
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(REQ_STAMP): | $(VENV)/bin/python
+	$(VENV)/bin/pip install -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): | $(VENV)/bin/python
+	$(VENV)/bin/pip install -r requirements-dev.txt
+	touch $@ $(REQ_STAMP)
+
+run: $(REQ_STAMP)
+	$(VENV)/bin/python cli.py init --demo
+	@echo "LeanOps dashboard: http://localhost:$(PORT)"
+	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
+
+test: $(DEV_STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: $(REQ_STAMP)
+	@set -e; for script in bench/*.py; do \
+		[ -e "$$script" ] || { echo "no benchmarks in bench/"; break; }; \
+		echo "== $$script"; \
+		PYTHONPATH=$(CURDIR) $(VENV)/bin/python "$$script"; \
+	done

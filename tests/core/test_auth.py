@@ -1,0 +1,214 @@
+"""Accounts, login with lockout, role checks that audit their refusals, API tokens, last-admin guard."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit, auth
+from core.auth_types import Actor
+from core.errors import AuthError, InvalidInput, PermissionDenied
+from db.models import ApiToken, AuditEvent, User
+from db.session import transaction
+from tests.factories import admin_actor, make_user
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LIMITS = {"max_failures": 3, "lockout_seconds": 60}
+
+
+def audit_rows(factory: sessionmaker[Session], action: str) -> list[AuditEvent]:
+    with factory() as session:
+        return list(session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.seq)))
+
+
+def chain_ok(factory: sessionmaker[Session]) -> bool:
+    with factory() as session:
+        return audit.verify(session).ok
+
+
+def login(factory: sessionmaker[Session], username: str, password: str, now: datetime = T0) -> auth.LoginResult:
+    """One login attempt, committed like the login page does (failures count even though they fail)."""
+    with transaction(factory) as session:
+        return auth.login(session, username=username, password=password, now=now, **LIMITS)
+
+
+# -- bootstrap -----------------------------------------------------------------------------------
+
+def test_bootstrap_generates_a_password_once(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        generated = auth.bootstrap_admin(session, username="root", password=None)
+    with transaction(factory) as session:
+        again = auth.bootstrap_admin(session, username="root", password=None)
+
+    assert generated and len(generated) >= 12
+    assert again is None
+    with factory() as session:
+        users = session.scalars(select(User)).all()
+    assert [(u.username, u.role) for u in users] == [("root", "admin")]
+    assert login(factory, "root", generated).actor == Actor("root", "admin", "user", users[0].id)
+    created = audit_rows(factory, "user.created")
+    assert len(created) == 1 and created[0].details["password"] == "generated"
+    assert generated not in str(created[0].details)
+
+
+def test_bootstrap_uses_the_given_password(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        assert auth.bootstrap_admin(session, username="admin", password="admin-pass-123") is None
+    assert login(factory, "admin", "admin-pass-123").actor is not None
+
+
+# -- login ---------------------------------------------------------------------------------------
+
+def test_login_ok(factory: sessionmaker[Session]) -> None:
+    alice = make_user(factory, "alice", "scientist")
+    result = login(factory, "alice", "password-123")
+    assert result.actor == alice
+    assert result.message == "Welcome."
+    [row] = audit_rows(factory, "login.ok")
+    assert (row.actor, row.subject) == ("alice", "user:alice")
+    with factory() as session:
+        assert session.scalar(select(User.last_login_at).where(User.username == "alice")) == T0
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [("alice", "wrong-password", "wrong password"), ("nobody", "password-123", "unknown user")],
+)
+def test_login_refused_with_the_same_message(factory: sessionmaker[Session], username: str, password: str,
+                                             reason: str) -> None:
+    make_user(factory, "alice", "scientist")
+    result = login(factory, username, password)
+    # Unknown user and wrong password read alike, so usernames can't be probed.
+    assert (result.actor, result.message) == (None, "Wrong username or password.")
+    [row] = audit_rows(factory, "login.failed")
+    assert row.details["reason"] == reason
+    assert row.subject == f"user:{username}"
+    assert audit_rows(factory, "login.ok") == []
+
+
+def test_login_deactivated(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    with transaction(factory) as session:
+        auth.set_active(session, actor=admin_actor(), username="alice", active=False)
+    result = login(factory, "alice", "password-123")
+    assert (result.actor, result.message) == (None, "This account is deactivated; ask an admin.")
+    assert audit_rows(factory, "login.failed")[-1].details["reason"] == "deactivated"
+
+
+def test_lockout_after_max_failures_and_expiry(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    first = [login(factory, "alice", "wrong-password", T0 + timedelta(seconds=i)).message for i in range(3)]
+    assert first == ["Wrong username or password.", "Wrong username or password.",
+                     "Too many failed attempts: this account is locked for 60 seconds."]
+
+    # Locked from T0+2s for 60 s: the right password is refused too, with the time left.
+    locked = login(factory, "alice", "password-123", T0 + timedelta(seconds=12))
+    assert (locked.actor, locked.message) == (
+        None, "Too many failed attempts: this account is locked for 51 more seconds.")
+
+    assert login(factory, "alice", "password-123", T0 + timedelta(seconds=63)).actor is not None
+    reasons = [row.details["reason"] for row in audit_rows(factory, "login.failed")]
+    assert reasons == ["wrong password", "wrong password", "wrong password", "locked"]
+    assert audit_rows(factory, "login.failed")[2].details["locked_for_seconds"] == 60
+    with factory() as session:
+        user = session.scalar(select(User).where(User.username == "alice"))
+        assert (user.failed_logins, user.locked_until) == (0, None)
+
+
+def test_success_resets_the_failure_count(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    for _ in range(2):
+        login(factory, "alice", "wrong-password")
+    assert login(factory, "alice", "password-123").actor is not None
+    for _ in range(2):
+        assert login(factory, "alice", "wrong-password").message == "Wrong username or password."
+    assert chain_ok(factory)
+
+
+# -- permission checks ---------------------------------------------------------------------------
+
+OPERATIONS: dict[str, tuple[str, Callable[[Session, Actor], object]]] = {
+    "create_user": ("users.manage", lambda s, a: auth.create_user(
+        s, actor=a, username="mallory", role="admin", password="password-123")),
+    "create_token": ("tokens.manage", lambda s, a: auth.create_token(s, actor=a, role="admin", name="sneaky")),
+    "set_role": ("users.manage", lambda s, a: auth.set_role(s, actor=a, username=a.name, role="admin")),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(OPERATIONS))
+def test_viewer_is_refused_and_the_refusal_is_audited(factory: sessionmaker[Session], operation: str) -> None:
+    permission, call = OPERATIONS[operation]
+    viewer = make_user(factory, "vera", "viewer")
+
+    with pytest.raises(PermissionDenied, match="vera has role 'viewer'.*needs 'admin'"), \
+            transaction(factory) as session:
+        call(session, viewer)
+
+    # The caller's transaction rolled back, yet the refusal was kept.
+    [row] = audit_rows(factory, "permission.denied")
+    assert row.actor == "vera"
+    assert row.details == {"permission": permission, "role": "viewer", "needs": "admin"}
+    with factory() as session:
+        assert session.scalar(select(User.role).where(User.username == "vera")) == "viewer"
+        assert session.scalar(select(User).where(User.username == "mallory")) is None
+        assert session.scalars(select(ApiToken)).all() == []
+    assert chain_ok(factory)
+
+
+# -- API tokens ----------------------------------------------------------------------------------
+
+def test_token_is_shown_once_and_stored_hashed(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        plain, row = auth.create_token(session, actor=admin_actor(), role="scientist", name="ci")
+        token_id = row.id
+
+    with factory() as session:
+        stored = session.get(ApiToken, token_id)
+        assert stored.token_hash == hashlib.sha256(plain.encode()).hexdigest()
+        columns = [getattr(stored, c.key) for c in ApiToken.__table__.columns]
+        assert not any(isinstance(v, str) and plain in v for v in columns), "the plain token is stored"
+        assert len(stored.prefix) < len(plain) // 3
+        assert auth.actor_for_token(session, plain) == Actor("token:ci", "scientist", "token")
+    [row] = audit_rows(factory, "token.created")
+    assert plain not in str(row.details) and plain not in row.subject
+
+
+def test_revoked_and_unknown_tokens_are_refused(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        plain, row = auth.create_token(session, actor=admin_actor(), role="viewer")
+        token_id = row.id
+    with transaction(factory) as session:
+        auth.revoke_token(session, actor=admin_actor(), token_id=token_id)
+
+    with factory() as session:
+        with pytest.raises(AuthError, match="unknown or revoked"):
+            auth.actor_for_token(session, plain)
+        with pytest.raises(AuthError, match="unknown or revoked"):
+            auth.actor_for_token(session, plain + "x")
+    assert len(audit_rows(factory, "token.revoked")) == 1
+
+
+# -- the last admin ------------------------------------------------------------------------------
+
+def test_last_active_admin_cannot_be_demoted_or_deactivated(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "ada", "admin")
+    for change in (lambda s: auth.set_role(s, actor=admin_actor(), username="ada", role="approver"),
+                   lambda s: auth.set_active(s, actor=admin_actor(), username="ada", active=False)):
+        with pytest.raises(InvalidInput, match="ada is the last active admin"), transaction(factory) as session:
+            change(session)
+
+    make_user(factory, "bob", "admin")
+    with transaction(factory) as session:
+        auth.set_role(session, actor=admin_actor(), username="ada", role="approver")
+    with pytest.raises(InvalidInput, match="bob is the last active admin"), transaction(factory) as session:
+        auth.set_active(session, actor=admin_actor(), username="bob", active=False)
+
+    with factory() as session:
+        roles = {name: role for name, role in session.execute(select(User.username, User.role))}
+    assert roles == {"ada": "approver", "bob": "admin"}
+    assert [r.details for r in audit_rows(factory, "user.role_changed")] == [{"from": "admin", "to": "approver"}]
