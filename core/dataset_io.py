@@ -127,7 +127,8 @@ def _read_csv(raw: Path | bytes, head: bytes, label: str) -> pa.Table:
         ragged = RAGGED.search(str(exc))
         if ragged:
             expected, got, text = ragged.groups()
-            raise InvalidInput(f"{label} has ragged rows: {_line_of(raw, text)}{got} fields where the header has "
+            fields = "1 field" if got == "1" else f"{got} fields"
+            raise InvalidInput(f"{label} has ragged rows: {_line_of(raw, text)}{fields} where the header has "
                                f"{expected} ({text[:80]!r})") from None
         if "Empty CSV" in str(exc):
             raise InvalidInput(f"{label} has no header line; expected a CSV header line and rows") from None
