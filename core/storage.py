@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from core.errors import InvalidInput, NotFound
@@ -34,8 +34,8 @@ class Store(Protocol):
 
 def check_key(key: str) -> str:
     """A key is a relative POSIX path without ``..``, empty parts or a temporary-file prefix."""
-    parts = PurePosixPath(key).parts
-    if (not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts)
+    parts = key.split("/")
+    if (not key or "\\" in key or any(p in ("", ".", "..") for p in parts)
             or any(p.startswith(TMP_PREFIX) for p in parts)):
         raise InvalidInput(f"store key {key!r} is not allowed: use a relative path like 'datasets/<sha256>.parquet'")
     return key
