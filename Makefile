@@ -4,6 +4,7 @@
 PYTHON ?= python3.11
 VENV   := .venv
 PORT   ?= 8501
+API_PORT ?= 8000
 PYTEST_ARGS ?=
 
 REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
@@ -24,9 +25,13 @@ $(DEV_STAMP): | $(VENV)/bin/python
 	$(VENV)/bin/pip install -r requirements-dev.txt
 	touch $@ $(REQ_STAMP)
 
+# The API (`cli.py serve`) runs in the background beside the dashboard and stops with it.
 run: $(REQ_STAMP)
 	$(VENV)/bin/python cli.py init --demo
-	@echo "LeanOps dashboard: http://localhost:$(PORT)"
+	@echo "LeanOps dashboard: http://localhost:$(PORT)   API: http://127.0.0.1:$(API_PORT)/docs"
+	@export LEANOPS_API_URL=http://127.0.0.1:$(API_PORT); \
+	$(VENV)/bin/python cli.py serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	trap 'kill -TERM $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
 
 test: $(DEV_STAMP)

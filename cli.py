@@ -154,6 +154,27 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
     return Outcome(doc, text="\n".join(lines))
 
 
+def cmd_serve(args: argparse.Namespace) -> Outcome:
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from api.app import create_app
+    from core.settings import get_settings
+    from db.session import migrate
+
+    settings = get_settings()
+    default = urlsplit(settings.api_url)
+    host, port = args.host or default.hostname or "127.0.0.1", args.port or default.port or 8000
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    migrate(settings.db_url)
+    # One process: micro-batching and the prediction log writer live in it. SIGTERM/Ctrl+C stop it
+    # cleanly: requests in flight finish and every acknowledged prediction is written first.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=args.access_log,
+                timeout_graceful_shutdown=30)
+    return Outcome({"host": host, "port": port, "stopped": True}, text="API stopped")
+
+
 # -- parsing -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="what this version is")
     p = command("list", cmd_dataset_list, "datasets, or one dataset's versions", dataset_p)
     p.add_argument("name", nargs="?")
+
+    p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
+    p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default: from LEANOPS_API_URL, 8000)")
+    p.add_argument("--access-log", action="store_true", help="log every request")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")

@@ -19,6 +19,7 @@ from db.models import Job, utcnow
 KINDS: dict[str, str] = {
     "diagnostic.sleep": "jobs.launch",
     "audit.verify": "jobs.launch",
+    "predictions.retention": "jobs.launch",
 }
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

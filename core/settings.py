@@ -33,6 +33,18 @@ class Settings(BaseSettings):
     queue_poll_seconds: float = Field(2.0, gt=0)
     max_upload_mb: int = Field(200, ge=1)
 
+    # serving API (issue 6)
+    serving_batch_limit: int = Field(10_000, ge=1, le=1_000_000)  # records in one predict request
+    serving_max_microbatch: int = Field(64, ge=1, le=100_000)  # records predicted together in one call
+    serving_window_ms: float = Field(2.0, ge=0, le=1000)  # how long a micro-batch waits for company
+    serving_reload_seconds: float = Field(2.0, gt=0, le=3600)  # how often the served aliases are checked
+    serving_predict_threads: int = Field(0, ge=0, le=64)  # 0 = one per CPU; large batches are split across them
+    api_token_cache_seconds: float = Field(5.0, ge=0, le=300)  # a revoked token stops working within this
+    prediction_log_enabled: bool = True  # off only to measure what logging costs
+    prediction_log_queue: int = Field(50_000, ge=100)  # rows waiting for the writer before requests wait
+    prediction_log_wait_seconds: float = Field(30.0, gt=0)  # a request waits this long for room, then 503
+    prediction_retention_days: int = Field(90, ge=1)
+
     @field_validator("db_url", "mlflow_uri")
     @classmethod
     def _check_url(cls, value: str) -> str:

@@ -13,6 +13,8 @@ from db.session import migrate, transaction
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
+    ("prediction-retention", "predictions.retention", "15 4 * * *",
+     "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
 )
 
 

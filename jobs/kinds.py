@@ -14,6 +14,7 @@ from db.session import transaction
 KIND_FUNCTIONS: dict[str, str] = {
     "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
     "audit.verify": "jobs.kinds:audit_verify",
+    "predictions.retention": "jobs.kinds:predictions_retention",
 }
 
 
@@ -42,3 +43,13 @@ def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     if not result.ok:
         raise RuntimeError(f"audit chain broken: {result.reason}")
     return result.as_dict()
+
+
+def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
+    from core import predictions
+
+    days = int(params.get("days") or ctx.settings.prediction_retention_days)
+    return predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,
+                             chunk=int(params.get("chunk") or 5000),
+                             progress=lambda deleted: ctx.progress(0.5, f"{deleted} rows deleted"))

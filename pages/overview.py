@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import queries
+from ui import queries, serving_queries
 from ui.components import STATUS_ICON, ago
 
 st.title("Overview")
@@ -28,3 +28,20 @@ def running_jobs() -> None:
 running_jobs()
 st.subheader("Recent activity")
 st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
+
+
+@st.fragment(run_every=5)
+def serving() -> None:
+    st.subheader("Serving")
+    traffic = serving_queries.traffic()
+    if traffic.empty:
+        st.caption("No predictions in the last 15 minutes. The API (`python cli.py serve`) serves each model's "
+                   "champion at POST /v1/models/NAME/predict.")
+        return
+    st.dataframe(traffic, hide_index=True, width="stretch",
+                 column_config={"error rate": st.column_config.NumberColumn(format="percent")})
+    st.caption("Recent predictions")
+    st.dataframe(serving_queries.recent_predictions(), hide_index=True, width="stretch")
+
+
+serving()

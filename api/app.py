@@ -1,0 +1,135 @@
+"""The HTTP API: ``create_app(settings)`` builds it; ``python cli.py serve`` runs it under uvicorn.
+
+Routes only parse, call core and shape the answer. The serving machinery (model cache following
+the aliases, micro-batcher, prediction log writer) lives in core and is started and stopped with
+the app, so a clean shutdown (SIGTERM) writes every acknowledged prediction before exiting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import errors
+from api.auth import CurrentActor, TokenCache, require
+from api.metrics import Metrics, RequestMetrics
+from core import audit
+from core.auth_types import system_actor
+from core.batching import Batcher
+from core.inference import Predictor
+from core.predictions import LogWriter
+from core.serving import ModelCache
+from core.settings import Settings
+from db.session import make_engine, make_session_factory, transaction
+
+log = logging.getLogger("leanops.api")
+
+
+@dataclass
+class Runtime:
+    """Everything the routes share, created with the app and started by its lifespan."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    metrics: Metrics
+    cache: ModelCache
+    batcher: Batcher
+    writer: LogWriter | None
+    predictor: Predictor
+    tokens: TokenCache
+    engine: Engine | None = None  # disposed on shutdown when the app made it
+
+    def on_event(self, kind: str, details: dict[str, Any]) -> None:
+        """Model cache events → metrics, and an audit event when a version failed to load."""
+        model, alias = details["model"], details["alias"]
+        if kind == "serving.model_loaded":
+            self.metrics.version.labels(model, alias).set(details["version"])
+        elif kind == "serving.alias_removed":
+            self.metrics.version.remove(model, alias)
+        elif kind == "serving.reload_failed":
+            self.metrics.reload_failures.labels(model, alias).inc()
+            try:
+                with transaction(self.factory) as session:
+                    audit.record(session, system_actor("serving"), kind, f"model:{model}", details)
+            except Exception:  # noqa: BLE001 - the failure is in the log line and the metric anyway
+                log.exception("could not audit the failed reload of %s", model)
+
+
+def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = None) -> Runtime:
+    engine = None
+    if factory is None:
+        engine = make_engine(settings.db_url)
+        factory = make_session_factory(engine)
+    metrics = Metrics()
+    writer = None
+    if settings.prediction_log_enabled:
+        writer = LogWriter(factory, capacity=settings.prediction_log_queue,
+                           on_written=lambda rows, seconds: metrics.written.inc(rows))
+        metrics.watch_queue(lambda: writer.depth)
+    batcher = Batcher(max_batch=settings.serving_max_microbatch, window=settings.serving_window_ms / 1000,
+                      threads=settings.serving_predict_threads)
+    batcher.on_batch = metrics.batch.observe
+    rt: Runtime
+    cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,
+                       on_event=lambda kind, details: rt.on_event(kind, details))
+    predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
+                          log_wait=settings.prediction_log_wait_seconds)
+    rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
+                 TokenCache(factory, settings.api_token_cache_seconds), engine)
+    return rt
+
+
+def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = None) -> FastAPI:
+    """The API app for ``settings``; pass ``factory`` to share a session factory (tests)."""
+    rt = build_runtime(settings, factory)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if rt.writer is not None:
+            rt.writer.start()
+        rt.cache.start()
+        try:
+            yield
+        finally:
+            rt.cache.stop()
+            if rt.writer is not None:
+                rt.writer.stop()  # every acknowledged prediction is written before the process ends
+            rt.batcher.close()
+            if rt.engine is not None:
+                rt.engine.dispose()
+
+    app = FastAPI(title="LeanOps API", version="1",
+                  description="Predictions from the champion of each model, prediction feedback, and "
+                              "webhooks for automation. Every route but /health needs "
+                              "`Authorization: Bearer <token>`.",
+                  lifespan=lifespan)
+    app.state.runtime = rt
+    errors.install(app)
+    app.add_middleware(RequestMetrics, metrics=rt.metrics)
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process answers (no token needed)."""
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
+                        **errors.AUTH_ERRORS})
+    async def metrics(request: Request, actor: CurrentActor) -> Response:
+        """Prometheus metrics: requests, latency by stage, prediction values, served versions, log queue."""
+        await require(request, actor, "read")
+        return Response(rt.metrics.export(), media_type=CONTENT_TYPE_LATEST)
+
+    from api import predict, webhooks
+
+    app.include_router(predict.router)
+    app.include_router(webhooks.router)
+    return app

@@ -1,0 +1,137 @@
+"""Webhooks for automation: upload a dataset version, queue training, read a job's status."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Path, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.auth import CurrentActor, require
+from api.errors import ErrorBody, responses
+from core import datasets, jobs
+from db.session import transaction
+
+router = APIRouter(prefix="/v1")
+ERRORS = responses(404, 409, 422, 503)
+
+
+class QualityCheck(BaseModel):
+    passed: bool
+    checks: list[dict[str, Any]]
+
+
+class DatasetVersionAnswer(BaseModel):
+    name: str
+    version: int
+    sha256: str
+    rows: int
+    columns: list[str]
+    quality: QualityCheck
+    created: bool = Field(description="false when this exact content was already a version (nothing new)")
+
+
+@router.post("/datasets/{name}/versions", tags=["datasets"], status_code=201, response_model=DatasetVersionAnswer,
+             responses={200: {"model": DatasetVersionAnswer, "description": "identical content: existing version"},
+                        413: {"model": ErrorBody}, **ERRORS})
+async def upload_dataset_version(
+        request: Request, actor: CurrentActor,
+        name: Annotated[str, Path(min_length=1, max_length=64, description="dataset name")],
+        file: Annotated[UploadFile, File(description="a CSV or Parquet file")],
+        description: Annotated[str, Form(max_length=2000)] = "") -> JSONResponse:
+    """Register a new version of dataset ``name`` (as the Datasets page does): hashed, certified, profiled."""
+    await require(request, actor, "datasets.write")
+    settings = request.app.state.runtime.settings
+    factory = request.app.state.runtime.factory
+    filename = (file.filename or "upload").replace("\x00", "")[-200:] or "upload"
+
+    def register() -> datasets.Registration:
+        with transaction(factory) as session:
+            return datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
+                                     store_root=settings.home, source=f"api:{filename}",
+                                     description=description.replace("\x00", ""),
+                                     max_bytes=settings.max_upload_mb * 2**20)
+
+    reg = await run_in_threadpool(register)
+    return JSONResponse(reg.as_dict(), status_code=201 if reg.created else 200)
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["grid", "random"] = "random"
+    candidates: int = Field(8, ge=1, le=200)
+    folds: int = Field(3, ge=2, le=20)
+
+
+class TrainingJobIn(BaseModel):
+    """What to train: the same settings as `python cli.py train` and the Training page."""
+
+    model_config = ConfigDict(extra="forbid")
+    dataset: str = Field(min_length=1, max_length=200, description="NAME or NAME:VERSION (default: latest)")
+    target: str = Field(min_length=1, max_length=255, description="the column to predict")
+    model: str | None = Field(None, max_length=64, description="linear, random_forest, hist_gradient_boosting …")
+    params: dict[str, bool | int | float | str] = Field(default_factory=dict, description="hyperparameters")
+    task: Literal["auto", "classification", "regression"] = "auto"
+    holdout: float = Field(0.2, ge=0.05, le=0.5)
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    sensitive: str | None = Field(None, max_length=255, description="a column to measure fairness on")
+    model_name: str | None = Field(None, max_length=64, description="registered model name (default: dataset's)")
+    exclude: list[str] = Field(default_factory=list, description="columns to leave out")
+    allow_failed_certificate: bool = False
+    search: SearchIn | None = None
+
+
+class JobAnswer(BaseModel):
+    id: int
+    kind: str
+    status: str
+    progress: float
+    stage: str
+    error: str | None
+    result: dict[str, Any] | None
+    params: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str
+
+
+def _job(view: jobs.JobView) -> JobAnswer:
+    return JobAnswer(id=view.id, kind=view.kind, status=view.status, progress=view.progress, stage=view.stage,
+                     error=view.error, result=view.result, params=view.params, created_by=view.created_by,
+                     created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+                     url=f"/v1/jobs/{view.id}")
+
+
+@router.post("/training-jobs", tags=["jobs"], status_code=202, response_model=JobAnswer, responses=ERRORS)
+async def launch_training(request: Request, body: TrainingJobIn, actor: CurrentActor) -> JobAnswer:
+    """Queue a training job (as the Training page's `Launch training` does); poll `GET /v1/jobs/{id}`."""
+    from core import training  # imported on use: it brings the whole training stack
+
+    await require(request, actor, "training.launch")
+    factory = request.app.state.runtime.factory
+    spec = training.parse_spec(body.model_dump(exclude_none=True))
+
+    def launch() -> jobs.JobView:
+        with transaction(factory) as session:
+            return jobs.JobView.of(training.launch(session, actor=actor, spec=spec))
+
+    return _job(await run_in_threadpool(launch))
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"], response_model=JobAnswer, responses=ERRORS)
+async def job_status(request: Request, actor: CurrentActor,
+                     job_id: Annotated[int, Path(ge=1, le=2**31 - 1)]) -> JobAnswer:
+    """A job's status, progress, stage, error and result."""
+    await require(request, actor, "read")
+    factory = request.app.state.runtime.factory
+
+    def read() -> jobs.JobView:
+        with factory() as session:
+            return jobs.get(session, job_id)
+
+    return _job(await run_in_threadpool(read))

@@ -1,0 +1,122 @@
+"""Real sklearn pipelines logged once per test process into a temporary MLflow store (SQLite).
+
+Logging a model costs seconds, registering an already-logged model under a new name milliseconds,
+so tests get a fresh registered model name each (own versions and aliases) cheaply.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+FEATURES_NUM = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls"]
+FEATURES_CAT = ["contract", "payment_method", "region", "gender", "senior"]
+TARGET = "churn"
+
+
+@dataclass(frozen=True)
+class Store:
+    uri: str
+    artifacts: str
+    logged: dict[str, str]  # kind → models:/m-… URI of a logged model
+
+    def register(self, kind: str, name: str) -> int:
+        import mlflow
+
+        with _registry_uri(self.uri):
+            return int(mlflow.register_model(self.logged[kind], name).version)
+
+    def fresh_name(self, prefix: str = "churn") -> str:
+        return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+    def move(self, name: str, version: int | None, alias: str = "champion") -> None:
+        from core import aliases
+
+        aliases.move(self.uri, model=name, alias=alias, version=version)
+
+
+class _registry_uri:
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def __enter__(self) -> None:
+        import mlflow
+
+        self.old = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+
+    def __exit__(self, *exc: object) -> None:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.old[0])
+        mlflow.set_registry_uri(self.old[1])
+
+
+def churn_data(rows: int = 2000):  # noqa: ANN201
+    from core.demo import churn_frame
+
+    frame = churn_frame(rows=rows)
+    return frame.drop(columns=TARGET), frame[TARGET]
+
+
+def pipeline(kind: str):  # noqa: ANN201
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = Pipeline([("impute", SimpleImputer()), ("scale", StandardScaler())])
+    categorical = Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore"))])
+    prep = ColumnTransformer([("num", numeric, FEATURES_NUM), ("cat", categorical, FEATURES_CAT)])
+    model = (LogisticRegression(max_iter=500) if kind == "lr"
+             else RandomForestClassifier(n_estimators=int(kind.removeprefix("rf") or 100), random_state=0))
+    return Pipeline([("prep", prep), ("model", model)])
+
+
+def log_model(uri: str, artifacts: str, kind: str) -> str:
+    """Fit a ``kind`` pipeline ("lr", "rf", "rf20" …) on the churn demo data and log it; returns its URI."""
+    import mlflow
+    import skops.io
+
+    X, y = churn_data()
+    fitted = pipeline(kind).fit(X, y)
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(fitted))
+    with _registry_uri(uri):
+        name = "leanops-tests"
+        experiment = mlflow.get_experiment_by_name(name)
+        exp_id = experiment.experiment_id if experiment else mlflow.create_experiment(name, artifact_location=artifacts)
+        with mlflow.start_run(experiment_id=exp_id):
+            info = mlflow.sklearn.log_model(fitted, name="model", input_example=X.head(3),
+                                            pip_requirements=["scikit-learn", "skops"], skops_trusted_types=trusted)
+    return info.model_uri
+
+
+@cache
+def store() -> Store:
+    """The process's MLflow store with an "lr" and an "rf20" model logged (built on first use)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    root = Path(tempfile.mkdtemp(prefix="leanops-mlflow-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
+    logged = {kind: log_model(uri, artifacts, kind) for kind in ("lr", "rf20")}
+    return Store(uri, artifacts, logged)
+
+
+def records(n: int, start: int = 0) -> list[dict]:
+    """``n`` feature rows as JSON-able records (missing values as None)."""
+    import json
+
+    X, _ = churn_data()
+    rows = X.iloc[start:start + n] if start + n <= len(X) else X.sample(n, replace=True, random_state=start)
+    return json.loads(rows.to_json(orient="records"))
