@@ -154,6 +154,42 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
     return Outcome(doc, text="\n".join(lines))
 
 
+def cmd_train(args: argparse.Namespace) -> Outcome:
+    from core.auth import require
+    from core.auth_types import cli_actor
+    from core.errors import InvalidInput
+    from jobs.train import execute
+
+    settings, factory = _context()
+    params = {}
+    for item in args.param or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--param {item!r} is not KEY=VALUE (e.g. --param n_estimators=200)")
+        params[key.strip()] = value.strip()
+    spec = {"dataset": args.dataset, "target": args.target, "model": args.model, "params": params,
+            "task": args.task, "holdout": args.holdout, "seed": args.seed, "sensitive": args.sensitive,
+            "model_name": args.model_name, "exclude": args.exclude or [],
+            "allow_failed_certificate": args.allow_failed_certificate}
+    if args.search:
+        spec["search"] = {"method": args.search, "candidates": args.candidates, "folds": args.folds}
+    actor = cli_actor()
+    with factory() as session:
+        require(session, actor, "training.launch", f"dataset:{args.dataset}")
+    last = [""]
+
+    def progress(fraction: float, stage: str) -> None:
+        if stage != last[0] and not args.json:
+            print(f"[{fraction:4.0%}] {stage}", file=sys.stderr, flush=True)
+        last[0] = stage
+
+    result = execute(factory, settings, spec, actor_name=actor.name, progress=progress)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
+    doc = {k: result[k] for k in ("run_id", "model_name", "model_version", "metrics", "gates")}
+    return Outcome(doc, text=f"registered {result['model_name']} version {result['model_version']} "
+                             f"(MLflow run {result['run_id']})\n{metrics}")
+
+
 def cmd_serve(args: argparse.Namespace) -> Outcome:
     from urllib.parse import urlsplit
 
@@ -212,6 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="what this version is")
     p = command("list", cmd_dataset_list, "datasets, or one dataset's versions", dataset_p)
     p.add_argument("name", nargs="?")
+
+    p = command("train", cmd_train, "run the training pipeline now and register a model version")
+    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION (default: the latest version)")
+    p.add_argument("--target", required=True, help="the column to predict")
+    p.add_argument("--model", default="random_forest",
+                   help="linear | random_forest | hist_gradient_boosting | dummy (default random_forest)")
+    p.add_argument("--param", action="append", metavar="K=V", help="a hyperparameter, repeatable")
+    p.add_argument("--task", default="auto", choices=["auto", "classification", "regression"])
+    p.add_argument("--sensitive", help="a column to measure fairness on")
+    p.add_argument("--model-name", help="registered model name (default: the dataset's name)")
+    p.add_argument("--exclude", action="append", metavar="COL", help="leave a column out, repeatable")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of rows held out for evaluation")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--search", choices=["grid", "random"], help="hyperparameter search before the final fit")
+    p.add_argument("--candidates", type=int, default=8, help="search candidates")
+    p.add_argument("--folds", type=int, default=3, help="search cross-validation folds")
+    p.add_argument("--allow-failed-certificate", action="store_true",
+                   help="train even if the dataset version failed its quality certificate")
 
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")

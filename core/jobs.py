@@ -20,6 +20,7 @@ KINDS: dict[str, str] = {
     "diagnostic.sleep": "jobs.launch",
     "audit.verify": "jobs.launch",
     "predictions.retention": "jobs.launch",
+    "train": "training.launch",
 }
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

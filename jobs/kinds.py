@@ -15,6 +15,7 @@ KIND_FUNCTIONS: dict[str, str] = {
     "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
     "audit.verify": "jobs.kinds:audit_verify",
     "predictions.retention": "jobs.kinds:predictions_retention",
+    "train": "jobs.train:run",
 }
 
 

@@ -1,0 +1,280 @@
+"""Every MLflow call of training: runs, inputs, artifacts, logged models, registered versions.
+
+The tracking/registry URI is always the workspace's absolute URI and every experiment gets an explicit
+artifact location under the workspace's artifact root, so nothing depends on the current directory.
+mlflow is imported inside the functions (``import mlflow`` costs about a second).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.errors import NotFound, StoreUnavailable
+
+# Types beyond skops' defaults that our pipelines contain, vetted by hand: numpy dtypes and the tree
+# structures of sklearn's own forests and gradient boosting. Loading trusts only these.
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
+TAG_PREFIX = "leanops."
+_URI_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where MLflow keeps things: the tracking/registry URI and the artifact root (a path or s3://…)."""
+
+    uri: str
+    artifacts: str
+
+
+def store_for(settings: Any) -> Store:
+    return Store(uri=settings.mlflow_uri, artifacts=str(settings.artifacts))
+
+
+def _mlflow(store: Store):  # noqa: ANN202 - the mlflow module
+    import mlflow
+
+    with _URI_LOCK:  # process-wide in mlflow; every caller in a process uses the same workspace
+        if mlflow.get_tracking_uri() != store.uri:
+            mlflow.set_tracking_uri(store.uri)
+        if mlflow.get_registry_uri() != store.uri:
+            mlflow.set_registry_uri(store.uri)
+    return mlflow
+
+
+def _client(store: Store):  # noqa: ANN202
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+
+
+def artifact_location(store: Store, experiment: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
+    if "://" in store.artifacts:
+        return f"{store.artifacts.rstrip('/')}/mlflow/{safe}"
+    path = Path(store.artifacts).resolve() / "mlflow" / safe
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+def experiment_id(store: Store, name: str) -> str:
+    """The experiment's id, created with an explicit artifact location under the workspace if new."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(store)
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location(store, name))
+    except MlflowException:  # another job created it meanwhile
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
+
+
+def experiment_name(model_name: str) -> str:
+    return f"leanops/{model_name}"
+
+
+def start_run(store: Store, *, experiment: str, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> str:
+    """A new RUNNING run with its tags and params; returns its id."""
+    client = _client(store)
+    run = client.create_run(experiment_id(store, experiment), run_name=run_name,
+                            tags={k: str(v) for k, v in tags.items()})
+    from mlflow.entities import Param
+
+    flat = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    if flat:
+        client.log_batch(run.info.run_id, params=flat)
+    return run.info.run_id
+
+
+def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, digest: str, source: str,
+                target: str) -> None:
+    """The dataset version as the run's training input (digest = the version's sha256)."""
+    _mlflow(store)
+    from mlflow.data import from_pandas
+    from mlflow.entities import DatasetInput, InputTag
+
+    import warnings
+
+    with warnings.catch_warnings():  # "file:" and "" both map to the local source: harmless ambiguity
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        dataset = from_pandas(frame, source=source, targets=target, name=name, digest=digest[:36])
+    entity = dataset._to_mlflow_entity()
+    _client(store).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context",
+                                                                                       "training")])])
+
+
+def log_results(store: Store, run_id: str, *, metrics: dict[str, float], files: dict[str, bytes | str]) -> None:
+    """Metrics (one batch) and small files as artifacts (``{"plots/x.png": bytes, "x.json": text}``)."""
+    import tempfile
+
+    from mlflow.entities import Metric
+
+    client = _client(store)
+    now = _now_ms()
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
+    if files:
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, content in files.items():
+                path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content if isinstance(content, bytes) else content.encode())
+            client.log_artifacts(run_id, tmp)
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def model_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """Raw records as the logged model takes them: every number a double (so it may be missing)."""
+    out = frame.copy()
+    for column in out.columns:
+        if pd.api.types.is_numeric_dtype(out[column]) and not pd.api.types.is_bool_dtype(out[column]):
+            out[column] = out[column].astype("float64")
+    return out
+
+
+def _signature(example: pd.DataFrame, predictions: Any):  # noqa: ANN202
+    """Inputs are the raw columns, all optional (the pipeline imputes what is missing); numbers are
+    doubles and text is string, so records with missing values pass MLflow's schema enforcement."""
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, DataType, Schema
+
+    def kind(series: pd.Series) -> DataType:
+        if pd.api.types.is_bool_dtype(series):
+            return DataType.boolean
+        if pd.api.types.is_numeric_dtype(series):
+            return DataType.double
+        return DataType.string
+
+    signature = infer_signature(example, predictions)
+    signature.inputs = Schema([ColSpec(kind(example[c]), str(c), required=False) for c in example.columns])
+    return signature
+
+
+def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> str:
+    """Log the fitted pipeline (skops, signature, input example) to the run; returns its ``models:/`` URI."""
+    _mlflow(store)
+    from mlflow import sklearn as mlflow_sklearn
+
+    example = model_input(example)
+    signature = _signature(example, pipeline.predict(example))
+    requirements = [f"{p}=={package_version(p)}" for p in MODEL_PACKAGES]
+    # run_id goes through to mlflow.models.Model.log: no fluent (thread-local) run to start and end.
+    info = mlflow_sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
+                                     pip_requirements=requirements, serialization_format="skops",
+                                     skops_trusted_types=SKOPS_TRUSTED_TYPES, run_id=run_id)
+    return info.model_uri
+
+
+def register(store: Store, *, model_uri: str, name: str, tags: dict[str, Any]) -> int:
+    """A new version of registered model ``name`` from ``model_uri``, with its lineage tags."""
+    mlflow = _mlflow(store)
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    return int(version.version)
+
+
+def end_run(store: Store, run_id: str, *, status: str = "FINISHED") -> None:
+    _client(store).set_terminated(run_id, status=status)
+
+
+def delete_version(store: Store, *, name: str, version: int) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(store).delete_model_version(name, str(version))
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")):
+            raise
+
+
+def fail_orphans(store: Store, *, is_finished: Any) -> list[str]:
+    """Runs still RUNNING whose job is over (its worker was killed): mark them FAILED, delete their versions.
+
+    ``is_finished(job_id) -> bool`` says whether the job that owns a run has ended.
+    """
+    client = _client(store)
+    failed: list[str] = []
+    experiments = [e.experiment_id for e in client.search_experiments(filter_string="name LIKE 'leanops/%'")]
+    if not experiments:
+        return failed
+    runs = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=500)
+    for run in runs:
+        job = run.data.tags.get(TAG_PREFIX + "job_id")
+        if not job or not job.isdigit() or not is_finished(int(job)):
+            continue
+        model = run.data.tags.get(TAG_PREFIX + "model_name")
+        if model:
+            for mv in client.search_model_versions(f"name = '{model}' and run_id = '{run.info.run_id}'"):
+                delete_version(store, name=model, version=int(mv.version))
+        client.set_terminated(run.info.run_id, status="FAILED")
+        failed.append(run.info.run_id)
+    return failed
+
+
+def run_info(store: Store, run_id: str) -> dict[str, Any]:
+    """Status, times, params, metrics and tags of a run as MLflow has them."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = _client(store).get_run(run_id)
+    except MlflowException as exc:
+        raise NotFound(f"no MLflow run {run_id}: {exc}") from None
+    return {"run_id": run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
+            "artifact_uri": run.info.artifact_uri, "params": dict(run.data.params),
+            "metrics": dict(run.data.metrics), "tags": {k: v for k, v in run.data.tags.items()
+                                                        if not k.startswith("mlflow.")}}
+
+
+def version_info(store: Store, *, name: str, version: int) -> dict[str, Any]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = _client(store).get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise NotFound(f"no model version {name} v{version}: {exc}") from None
+    return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "source": mv.source,
+            "status": mv.status, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+
+
+def versions_of_run(store: Store, *, name: str, run_id: str) -> list[int]:
+    return [int(mv.version) for mv in _client(store).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")]
+
+
+def download_text(store: Store, run_id: str, path: str) -> str:
+    """A small text artifact of a run (e.g. ``reference/reference.json``)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = _client(store).download_artifacts(run_id, path, tmp)
+        return Path(local).read_text()
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, default=str, separators=(",", ":"))
+
+
+def unavailable(exc: Exception) -> StoreUnavailable:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StoreUnavailable(f"the MLflow store is unavailable: {first}")

@@ -1,0 +1,389 @@
+"""Training: the spec a user launches, its checks, and the sklearn pipeline that is fit on raw columns.
+
+The pipeline is ``ColumnTransformer(numeric: impute + scale; categorical: impute + one-hot ignoring
+unknown categories) → estimator``, so the logged model takes raw records (text categories, missing
+values) and returns predictions. Evaluation lives in ``core.evaluation``; MLflow in ``core.registry``;
+the order of the steps in ``jobs.train``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core import datasets, jobs
+from core.auth import require
+from core.auth_types import Actor
+from core.errors import InvalidInput
+from core.models_catalog import DEFAULT_KIND, TASKS, ModelKind, check_params, detect_task, get_kind
+from db.models import Job
+
+Progress = Callable[[float, str], None]
+MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+MIN_TRAIN_ROWS = 10
+MIN_TEST_ROWS = 5
+SEARCH_METHODS = ("grid", "random")
+PRIMARY_SCORING = {"classification": "f1_macro", "regression": "r2"}
+
+
+def _noop(fraction: float, stage: str) -> None:
+    return None
+
+
+# -- the spec ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Search:
+    method: str = "random"  # grid | random
+    candidates: int = 8
+    folds: int = 3
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """Everything that decides a training run; the same spec, dataset version and seed give the same model."""
+
+    dataset: str  # NAME or NAME:VERSION (pinned to a version at launch)
+    target: str
+    model: str = DEFAULT_KIND
+    params: dict[str, Any] = field(default_factory=dict)
+    task: str = "auto"
+    holdout: float = 0.2
+    seed: int = 42
+    sensitive: str | None = None
+    search: Search | None = None
+    model_name: str | None = None
+    exclude: tuple[str, ...] = ()
+    allow_failed_certificate: bool = False
+    reproduces: int | None = None  # the training run this one repeats
+
+    @property
+    def dataset_name(self) -> str:
+        return self.dataset.partition(":")[0]
+
+    @property
+    def registered_name(self) -> str:
+        return self.model_name or self.dataset_name
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["exclude"] = list(self.exclude)
+        return doc
+
+
+def parse_spec(raw: dict[str, Any]) -> TrainingSpec:
+    """A spec from JSON-like input (job params, CLI, page); everything checkable without data is checked."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("a training spec is a mapping of settings")
+    known = set(TrainingSpec.__dataclass_fields__)
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidInput(f"unknown training setting(s): {', '.join(unknown)}; "
+                           f"settings are: {', '.join(sorted(known))}")
+    dataset = str(raw.get("dataset") or "").strip()
+    if not dataset:
+        raise InvalidInput("no dataset given: name one as NAME or NAME:VERSION")
+    datasets.parse_ref(dataset)
+    target = str(raw.get("target") or "").strip()
+    if not target:
+        raise InvalidInput("no target column given")
+    kind = get_kind(str(raw.get("model") or DEFAULT_KIND))
+    task = str(raw.get("task") or "auto")
+    if task not in (*TASKS, "auto"):
+        raise InvalidInput(f"task {task!r} is unknown; use auto, classification or regression")
+    params = dict(raw.get("params") or {})
+    if task != "auto":
+        params = check_params(kind, task, params)
+    else:  # the task is known once the data is loaded; until then check each value where it applies
+        by_name = {p.name: p for p in kind.params}
+        unknown = sorted(set(params) - set(by_name))
+        if unknown:
+            raise InvalidInput(f"parameter(s) {', '.join(unknown)} do not apply to {kind.key}; its parameters are: "
+                               f"{', '.join(by_name)}")
+        params = {name: by_name[name].check(value) for name, value in params.items()}
+    holdout = _number(raw.get("holdout", 0.2), "holdout", 0.05, 0.5)
+    seed = int(_number(raw.get("seed", 42), "seed", 0, 2**32 - 1, whole=True))
+    search = _search(raw.get("search"))
+    model_name = (raw.get("model_name") or "").strip() or None
+    if model_name is not None and not MODEL_NAME_RE.match(model_name):
+        raise InvalidInput(f"model name {model_name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-'")
+    sensitive = (raw.get("sensitive") or "").strip() or None
+    exclude = tuple(dict.fromkeys(str(c) for c in (raw.get("exclude") or ())))
+    if target in exclude:
+        raise InvalidInput(f"the target {target!r} cannot also be excluded")
+    return TrainingSpec(dataset=dataset, target=target, model=kind.key, params=params, task=task, holdout=holdout,
+                        seed=seed, sensitive=sensitive, search=search, model_name=model_name, exclude=exclude,
+                        allow_failed_certificate=bool(raw.get("allow_failed_certificate", False)),
+                        reproduces=int(raw["reproduces"]) if raw.get("reproduces") else None)
+
+
+def _number(value: Any, name: str, low: float, high: float, *, whole: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{name}={value!r} is not a number") from None
+    if math.isnan(number) or number < low or number > high or (whole and number != int(number)):
+        kind = "a whole number " if whole else ""
+        raise InvalidInput(f"{name}={value!r} is out of range; use {kind}{low:g} … {high:g}")
+    return number
+
+
+def _search(raw: Any) -> Search | None:
+    if not raw:
+        return None
+    if isinstance(raw, Search):
+        raw = asdict(raw)
+    method = str(raw.get("method", "random"))
+    if method not in SEARCH_METHODS:
+        raise InvalidInput(f"search method {method!r} is unknown; use grid or random")
+    candidates = int(_number(raw.get("candidates", 8), "search candidates", 1, 200, whole=True))
+    folds = int(_number(raw.get("folds", 3), "search CV folds", 2, 20, whole=True))
+    return Search(method=method, candidates=candidates, folds=folds)
+
+
+def check_columns(spec: TrainingSpec, columns: list[str], ref: str) -> None:
+    """Refuse names that are not columns of the dataset version, listing the columns there are."""
+    listing = ", ".join(columns[:40]) + (" …" if len(columns) > 40 else "")
+    for role, name in (("target", spec.target), ("sensitive column", spec.sensitive)):
+        if name is not None and name not in columns:
+            raise InvalidInput(f"{role} {name!r} is not a column of {ref}; columns are: {listing}")
+    missing = [c for c in spec.exclude if c not in columns]
+    if missing:
+        raise InvalidInput(f"excluded column(s) {', '.join(missing)} are not in {ref}; columns are: {listing}")
+
+
+def launch(session: Session, *, actor: Actor, spec: TrainingSpec) -> Job:
+    """Check the spec against the dataset, pin its version, and queue a ``train`` job. Returns at once."""
+    require(session, actor, "training.launch", f"dataset:{spec.dataset_name}")
+    version = datasets.resolve(session, ref=spec.dataset)
+    check_columns(spec, version.columns, version.ref)
+    pinned = replace(spec, dataset=version.ref)
+    return jobs.enqueue(session, actor=actor, kind="train", params=pinned.as_dict())
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Prepared:
+    """The checked training data: features as raw columns, the target, and what kind of columns they are."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    task: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    classes: tuple[Any, ...]
+    sensitive: pd.Series | None
+    notes: tuple[str, ...]
+
+
+def prepare(frame: pd.DataFrame, spec: TrainingSpec, *, ref: str) -> Prepared:
+    """Check ``frame`` against the spec; every refusal names the columns and says what to change."""
+    columns = [str(c) for c in frame.columns]
+    check_columns(spec, columns, ref)
+    notes: list[str] = []
+    y_all = frame[spec.target]
+    keep = y_all.notna().to_numpy()
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} rows without a target value were left out")
+    data = frame.loc[keep].reset_index(drop=True)
+    y = data[spec.target]
+    if data.empty:
+        raise InvalidInput(f"target {spec.target!r} has no values in {ref}")
+    task = spec.task if spec.task != "auto" else detect_task(y)
+    classes: tuple[Any, ...] = ()
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            raise InvalidInput(f"target {spec.target!r} is {y.dtype} (e.g. {y.iloc[0]!r}); regression needs a "
+                               "numeric target: choose task classification or another column")
+        y = y.astype(float)
+    else:
+        counts = y.value_counts()
+        if len(counts) < 2:
+            only = _plain(counts.index[0])
+            raise InvalidInput(f"target {spec.target!r} has one class ({only!r}) in all {len(y)} rows; "
+                               "classification needs at least two")
+        rare = counts[counts < 2]
+        if len(rare):
+            shown = ", ".join(repr(_plain(v)) for v in rare.index[:10])
+            raise InvalidInput(f"target {spec.target!r} has {len(rare)} class(es) with a single row ({shown}); "
+                               "a stratified split needs at least 2 rows per class — use more data, or regression "
+                               "if the target is a measurement")
+        classes = tuple(sorted(counts.index.tolist(), key=str))
+    features = [c for c in columns if c != spec.target and c not in spec.exclude]
+    dropped = [c for c in features if pd.api.types.is_datetime64_any_dtype(data[c])
+               or pd.api.types.is_timedelta64_dtype(data[c])]
+    if dropped:
+        notes.append(f"date/time column(s) {', '.join(dropped)} were left out (the pipeline does not use them)")
+        features = [c for c in features if c not in dropped]
+    if not features:
+        raise InvalidInput(f"no feature columns are left in {ref} after the target and the excluded columns")
+    empty = [c for c in features if data[c].isna().all()]
+    constant = [c for c in features if c not in empty and data[c].nunique(dropna=True) <= 1]
+    if empty or constant:
+        parts = ([f"all-null: {', '.join(empty)}"] if empty else []) + (
+            [f"constant: {', '.join(constant)}"] if constant else [])
+        flags = " ".join(f"--exclude {c}" for c in empty + constant)
+        raise InvalidInput(f"column(s) carry no signal in {ref} ({'; '.join(parts)}); exclude them "
+                           f"(Training page: 'Exclude columns'; CLI: {flags})")
+    X = data[features]
+    numeric = tuple(c for c in features if pd.api.types.is_numeric_dtype(X[c]))
+    categorical = tuple(c for c in features if c not in numeric)
+    sensitive = None
+    if spec.sensitive:
+        sensitive = data[spec.sensitive].astype("object").where(data[spec.sensitive].notna(), "(missing)").astype(str)
+    return Prepared(X=X, y=y, task=task, numeric=numeric, categorical=categorical, classes=classes,
+                    sensitive=sensitive, notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class Split:
+    X_train: pd.DataFrame
+    X_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+    sensitive_test: pd.Series | None
+
+
+def split(prepared: Prepared, spec: TrainingSpec) -> Split:
+    """Holdout split (stratified for classification); refuses data too small for the split or the CV folds."""
+    from sklearn.model_selection import train_test_split
+
+    n = len(prepared.y)
+    n_test = math.ceil(n * spec.holdout)
+    n_classes = len(prepared.classes)
+    need_test = max(MIN_TEST_ROWS, n_classes)
+    if n - n_test < MIN_TRAIN_ROWS or n_test < need_test:
+        need = max(MIN_TRAIN_ROWS + need_test, math.ceil(need_test / spec.holdout))
+        raise InvalidInput(f"too few rows: {n} with a target; a {spec.holdout:.0%} holdout needs at least {need} "
+                           f"({MIN_TRAIN_ROWS} to train, {need_test} to test)")
+    index = np.arange(n)
+    stratify = prepared.y if prepared.task == "classification" else None
+    train_idx, test_idx = train_test_split(index, test_size=n_test, random_state=spec.seed, stratify=stratify)
+    y_train = prepared.y.iloc[train_idx]
+    if spec.search is not None:
+        folds = spec.search.folds
+        if prepared.task == "classification":
+            smallest = y_train.value_counts()
+            if smallest.min() < folds:
+                rare = _plain(smallest.idxmin())
+                raise InvalidInput(f"too few rows for {folds}-fold cross-validation: class {rare!r} has "
+                                   f"{int(smallest.min())} training rows; use fewer folds or more data")
+        elif len(train_idx) < 2 * folds:
+            raise InvalidInput(f"too few rows for {folds}-fold cross-validation: {len(train_idx)} training rows; "
+                               "use fewer folds or more data")
+    sens = prepared.sensitive.iloc[test_idx].reset_index(drop=True) if prepared.sensitive is not None else None
+    return Split(X_train=prepared.X.iloc[train_idx].reset_index(drop=True),
+                 X_test=prepared.X.iloc[test_idx].reset_index(drop=True),
+                 y_train=y_train.reset_index(drop=True), y_test=prepared.y.iloc[test_idx].reset_index(drop=True),
+                 sensitive_test=sens)
+
+
+# -- the pipeline --------------------------------------------------------------------------------
+
+def build_pipeline(prepared: Prepared, kind: ModelKind, params: dict[str, Any], seed: int) -> Any:
+    """Raw columns in, predictions out: impute + scale numbers, impute + one-hot categories, then the model."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    # Missing text arrives as NaN (files) or None (JSON records): impute both the same way.
+    categorical = Pipeline([("impute", SimpleImputer(strategy="most_frequent")),
+                            ("impute_none", SimpleImputer(missing_values=None, strategy="most_frequent")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore"))])
+    prep = ColumnTransformer([("numeric", numeric, list(prepared.numeric)),
+                              ("categorical", categorical, list(prepared.categorical))])
+    return Pipeline([("prep", prep), ("model", kind.build(prepared.task, params, seed))])
+
+
+def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, progress: Progress = _noop,
+        span: tuple[float, float] = (0.0, 1.0), stage: str = "fitting") -> Any:
+    """Fit in place. Forests grow in tenths (warm start gives the same trees) so progress and Cancel work."""
+    from sklearn.ensemble._forest import BaseForest
+
+    model = pipeline[-1]
+    low, high = span
+    if not isinstance(model, BaseForest) or model.n_estimators < 20:
+        progress(low, stage)
+        pipeline.fit(X, y)
+        progress(high, stage)
+        return pipeline
+    Xt = pipeline[:-1].fit_transform(X, y)
+    total = model.n_estimators
+    step = max(total // 10, 1)
+    model.set_params(warm_start=True)
+    for n in range(step, total + step, step):
+        model.set_params(n_estimators=min(n, total))
+        model.fit(Xt, y)
+        progress(low + (high - low) * min(n, total) / total, f"{stage}: {min(n, total)} of {total} trees")
+    model.set_params(warm_start=False)
+    return pipeline
+
+
+def search(prepared: Prepared, data: Split, spec: TrainingSpec, *, progress: Progress = _noop,
+           span: tuple[float, float] = (0.0, 1.0)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Cross-validate each candidate in turn (progress per candidate); returns the best params and the table."""
+    from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold, cross_val_score
+
+    assert spec.search is not None
+    kind = get_kind(spec.model)
+    base = check_params(kind, prepared.task, spec.params)
+    searched = [p for p in kind.params_for(prepared.task) if p.grid]
+    if spec.search.method == "grid":
+        grid = list(ParameterGrid({p.name: list(p.grid) for p in searched}))
+        if len(grid) > spec.search.candidates:
+            pick = np.random.default_rng(spec.seed).choice(len(grid), spec.search.candidates, replace=False)
+            grid = [grid[i] for i in sorted(pick)]
+        candidates = grid
+    else:
+        candidates = list(ParameterSampler({p.name: p.distribution() for p in searched},
+                                           n_iter=spec.search.candidates, random_state=spec.seed))
+    folds = spec.search.folds
+    cv = (StratifiedKFold(folds, shuffle=True, random_state=spec.seed) if prepared.task == "classification"
+          else KFold(folds, shuffle=True, random_state=spec.seed))
+    low, high = span
+    table: list[dict[str, Any]] = []
+    for i, candidate in enumerate(candidates):
+        params = check_params(kind, prepared.task, base | {k: _plain(v) for k, v in candidate.items()})
+        pipeline = build_pipeline(prepared, kind, params, spec.seed)
+        scores = cross_val_score(pipeline, data.X_train, data.y_train, cv=cv, scoring=PRIMARY_SCORING[prepared.task],
+                                 n_jobs=-1, error_score="raise")
+        table.append({"candidate": i + 1, "params": params, "mean": float(np.mean(scores)),
+                      "std": float(np.std(scores))})
+        best = max(row["mean"] for row in table)
+        progress(low + (high - low) * (i + 1) / len(candidates),
+                 f"search: candidate {i + 1} of {len(candidates)} (best CV score {best:.4f})")
+    ranked = sorted(table, key=lambda row: (-row["mean"], row["candidate"]))
+    for rank, row in enumerate(ranked, start=1):
+        row["rank"] = rank
+    return ranked[0]["params"], table
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@cache
+def code_version() -> str:
+    """The git commit of this code (with ``-dirty`` when it has local changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
