@@ -59,8 +59,8 @@ if who.at_least("admin"):
         c1, c2, c3 = st.columns([1, 3, 1])
         src_name = c1.text_input("Source name").strip()
         src_url = c2.text_input("Database URL", placeholder="postgresql+psycopg://reader:…@host/db (queried read-only)")
-        if c3.button("Add source"):
-            act(lambda s: sources.add_source(s, actor=who, name=src_name, url=src_url), success=f"Added {src_name}")
+        if c3.button("Add source") and act(lambda s: sources.add_source(s, actor=who, name=src_name, url=src_url)):
+            st.rerun()  # the source picker above was drawn before the source existed
 
 overview = q.dataset_table()
 if overview.empty:
