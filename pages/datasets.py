@@ -23,9 +23,7 @@ def show(reg: datasets.Registration) -> None:
     elif reg.certificate.passed:
         st.success(reg.message)
     else:
-        st.warning(reg.message)
-        st.dataframe(q.certificate(reg.version.name, reg.version.version)[2].head(len(reg.certificate.failed)),
-                     hide_index=True, width="stretch")
+        st.warning("\n".join([reg.message, "", *charts.check_lines(reg.certificate.failed)]))
 
 
 if who.at_least("scientist"):

@@ -18,6 +18,15 @@ def _layout(fig: go.Figure, title: str) -> go.Figure:
     return fig
 
 
+def check_lines(checks: list[dict[str, Any]]) -> list[str]:
+    """Markdown bullets: one per check, with what was observed and what was expected."""
+    lines = []
+    for c in checks:
+        column = f" `{c['column']}`" if c["column"] else ""
+        lines.append(f"- **{c['check']}**{column}: {c['observed']} (expected {c['expected']})")
+    return lines
+
+
 def profile_table(profile: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([{"column": c["name"], "kind": c["kind"], "dtype": c["dtype"],
                           "missing": f"{c['missing_share']:.1%}", "unique": c.get("unique"),
