@@ -183,7 +183,11 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
             print(f"[{fraction:4.0%}] {stage}", file=sys.stderr, flush=True)
         last[0] = stage
 
-    result = execute(factory, settings, spec, actor_name=actor.name, progress=progress)
+    def log(line: str) -> None:  # with --json, stderr carries only a failure's one-line reason
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    result = execute(factory, settings, spec, actor_name=actor.name, progress=progress, log=log)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
     doc = {k: result[k] for k in ("run_id", "model_name", "model_version", "metrics", "gates")}
     return Outcome(doc, text=f"registered {result['model_name']} version {result['model_version']} "
@@ -203,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
     default = urlsplit(settings.api_url)
     host, port = args.host or default.hostname or "127.0.0.1", args.port or default.port or 8000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     migrate(settings.db_url)
     # One process: micro-batching and the prediction log writer live in it. SIGTERM/Ctrl+C stop it
     # cleanly: requests in flight finish and every acknowledged prediction is written first.

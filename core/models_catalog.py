@@ -50,7 +50,7 @@ class Param:
         if math.isnan(number) or (self.kind == "int" and number != int(number)):
             raise InvalidInput(f"parameter {self.name}={value!r} must be a whole number")
         if (self.low is not None and number < self.low) or (self.high is not None and number > self.high):
-            raise InvalidInput(f"parameter {self.name}={value!r} is out of range; allowed: {self.bounds}")
+            raise InvalidInput(f"parameter {self.name}={number:g} is out of range; allowed: {self.bounds}")
         return int(number) if self.kind == "int" else number
 
     @property

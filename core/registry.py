@@ -115,7 +115,7 @@ def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, di
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         dataset = from_pandas(frame, source=source, targets=target, name=name, digest=digest[:36])
-    entity = dataset._to_mlflow_entity()
+        entity = dataset._to_mlflow_entity()
     _client(store).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context",
                                                                                        "training")])])
 

@@ -319,7 +319,7 @@ def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, progress: Progress = _n
         progress(low, stage)
         pipeline.fit(X, y)
         progress(high, stage)
-        return pipeline
+        return _predict_in_order(pipeline)
     Xt = pipeline[:-1].fit_transform(X, y)
     total = model.n_estimators
     step = max(total // 10, 1)
@@ -329,6 +329,15 @@ def fit(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, progress: Progress = _n
         model.fit(Xt, y)
         progress(low + (high - low) * min(n, total) / total, f"{stage}: {min(n, total)} of {total} trees")
     model.set_params(warm_start=False)
+    return _predict_in_order(pipeline)
+
+
+def _predict_in_order(pipeline: Any) -> Any:
+    """Forests sum their trees' votes from several threads in whatever order the threads finish, so
+    a row with a tied vote can flip between two predictions. One thread sums in a fixed order: the
+    same model gives the same predictions, and a reproduced run the same metrics."""
+    if "n_jobs" in pipeline[-1].get_params():
+        pipeline[-1].set_params(n_jobs=1)
     return pipeline
 
 

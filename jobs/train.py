@@ -164,7 +164,8 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
 
 
 def one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    """``Type: first line`` of an error (a database error's own message, not SQLAlchemy's wrapping)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
     first = text.splitlines()[0] if text else ""
     return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
 
