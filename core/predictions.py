@@ -111,7 +111,7 @@ class LogWriter:
     def __init__(self, factory: sessionmaker[Session], *, capacity: int, batch_rows: int = 1000,
                  linger: float = 0.05, on_written: Callable[[int, float], None] | None = None) -> None:
         self.factory, self.capacity, self.batch_rows, self.linger = factory, capacity, batch_rows, linger
-        self.on_written = on_written or (lambda rows, seconds: None)
+        self.on_written = on_written if on_written is not None else (lambda rows, seconds: None)
         self._queue: deque[Served | Refused] = deque()
         self._queued_rows = 0
         self._in_flight = 0
@@ -322,10 +322,14 @@ def purge(factory: sessionmaker[Session], *, actor: Actor, days: int, chunk: int
         raise InvalidInput(f"retention of {days} days is not allowed; keep at least 1 day")
     cutoff = (now or utcnow()) - timedelta(days=days)
     deleted = {"predictions": 0, "feedback": 0, "errors": 0}
+    orphaned = ~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists()
     for key, table in (("predictions", PredictionLog), ("feedback", Feedback), ("errors", PredictionError)):
+        expired = table.ts < cutoff
+        if table is Feedback:  # labels go with their predictions, however recently they were given
+            expired = expired | orphaned
         while True:
             with transaction(factory) as session:
-                ids = select(table.id).where(table.ts < cutoff).order_by(table.id).limit(chunk)
+                ids = select(table.id).where(expired).order_by(table.id).limit(chunk)
                 gone = session.execute(delete(table).where(table.id.in_(ids))).rowcount or 0
             deleted[key] += gone
             if progress is not None:

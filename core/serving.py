@@ -29,6 +29,7 @@ from db.models import utcnow
 log = logging.getLogger("leanops.serving")
 ALIAS_RULE = "letters, digits, '_' or '-', at most 64"
 EventSink = Callable[[str, dict[str, Any]], None]
+RETRY_FAILED = 30.0  # seconds before a version that failed to load is tried again
 
 
 @dataclass(frozen=True)
@@ -182,9 +183,10 @@ class ModelCache:
     def __init__(self, *, mlflow_uri: str, reload_seconds: float, on_event: EventSink | None = None,
                  loader: Loader = load_version) -> None:
         self.uri, self.reload_seconds, self.loader = mlflow_uri, reload_seconds, loader
-        self.on_event = on_event or (lambda kind, details: None)
+        self.on_event = on_event if on_event is not None else (lambda kind, details: None)
         self._models: dict[tuple[str, str], LoadedModel] = {}
-        self._failed: dict[tuple[str, str], int] = {}  # version that failed to load, reported once
+        # A version that failed to load: reported once, retried every RETRY_FAILED seconds quietly.
+        self._failed: dict[tuple[str, str], tuple[int, float]] = {}
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -240,12 +242,15 @@ class ModelCache:
                                                         "version": current.version})
                 changes.append((key[0], key[1], current.version, None))
                 continue
-            if self._failed.get(key) == version:
-                continue  # already reported; retried when the alias moves again
+            failed = self._failed.get(key)
+            if failed is not None and failed[0] == version and time.monotonic() - failed[1] < RETRY_FAILED:
+                continue
             try:
                 new = self.loader(self.uri, name=key[0], alias=key[1], version=version)
             except Exception as exc:  # noqa: BLE001 - keep serving the old version, and say so
-                self._failed[key] = version
+                self._failed[key] = (version, time.monotonic())
+                if failed is not None and failed[0] == version:
+                    continue  # already reported
                 log.error("could not load %s v%s for @%s; still serving v%s: %s", key[0], version, key[1],
                           current.version, exc)
                 self.on_event("serving.reload_failed", {"model": key[0], "alias": key[1], "version": version,

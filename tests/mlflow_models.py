@@ -27,10 +27,13 @@ class Store:
     logged: dict[str, str]  # kind → models:/m-… URI of a logged model
 
     def register(self, kind: str, name: str) -> int:
+        return self.register_uri(self.logged[kind], name)
+
+    def register_uri(self, model_uri: str, name: str) -> int:
         import mlflow
 
         with _registry_uri(self.uri):
-            return int(mlflow.register_model(self.logged[kind], name).version)
+            return int(mlflow.register_model(model_uri, name).version)
 
     def fresh_name(self, prefix: str = "churn") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,174 @@
+"""Against a real uvicorn server: hot reload under traffic, 1,000 concurrent requests, SIGTERM mid-load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core import predictions
+from db.session import make_engine, make_session_factory
+from tests.api.conftest import Model, bearer, free_port, wait_until
+from tests.mlflow_models import records
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_promotion_is_picked_up_under_traffic_without_a_failed_request(server: str, model: Model, tokens: dict,
+                                                                       store) -> None:
+    rows = records(1)
+    seen: list[tuple[float, int, int]] = []  # (time, status, version)
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=server, headers=bearer(tokens["viewer"]), timeout=30) as client:
+            while not stop.is_set():
+                answer = client.post(f"/v1/models/{model.name}/predict", json={"records": rows})
+                version = answer.json().get("version", -1) if answer.status_code == 200 else -1
+                seen.append((time.monotonic(), answer.status_code, version))
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: len(seen) >= 20)
+        assert {v for _, _, v in seen} == {model.versions["lr"]}
+        store.move(model.name, model.versions["rf20"])  # promote v2
+        promoted = time.monotonic()
+        switched = wait_until(lambda: next((ts for ts, _, v in seen if v == model.versions["rf20"]), None),
+                              timeout=5.0)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert switched - promoted < 5.0
+    assert {status for _, status, _ in seen} == {200}, "a request failed during the swap"
+    after = [v for ts, _, v in seen if ts > switched + 0.1]
+    assert after and set(after) == {model.versions["rf20"]}, "the old version served after the swap"
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(server: str, model: Model, tokens: dict,
+                                                                 store, api_factory, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from core import audit
+    from tests.mlflow_models import log_model
+
+    broken_uri = log_model(store.uri, store.artifacts, "lr")
+    broken = store.register_uri(broken_uri, model.name)
+    location = Path(MlflowClient(store.uri, store.uri).get_model_version_download_uri(model.name, str(broken)))
+    (location / "model.skops").write_bytes(b"not a model")
+    with httpx.Client(base_url=server, headers=bearer(tokens["viewer"]), timeout=30) as client:
+        first = client.post(f"/v1/models/{model.name}/predict", json={"records": records(1)})
+        assert first.json()["version"] == model.versions["lr"]
+        store.move(model.name, broken)
+        with api_factory() as session:
+            event = wait_until(lambda: next((e for e in audit.recent(session, limit=20)
+                                             if e.action == "serving.reload_failed"), None), timeout=5)
+        assert event.details["version"] == broken and event.details["serving"] == model.versions["lr"]
+        for _ in range(5):
+            answer = client.post(f"/v1/models/{model.name}/predict", json={"records": records(1)})
+            assert answer.status_code == 200 and answer.json()["version"] == model.versions["lr"]
+        metrics = client.get("/metrics").text
+        assert f'leanops_model_reload_failures_total{{alias="champion",model="{model.name}"}} 1.0' in metrics
+        store.move(model.name, model.versions["rf20"])  # a later good version is still picked up
+        wait_until(lambda: client.post(f"/v1/models/{model.name}/predict",
+                                       json={"records": records(1)}).json()["version"] == model.versions["rf20"],
+                   timeout=5)
+
+
+def test_1000_requests_at_concurrency_16_give_1000_log_rows(server: str, model: Model, tokens: dict, app,
+                                                            api_factory) -> None:
+    rows = records(50)
+
+    def one(i: int) -> tuple[int, str]:
+        answer = client.post(f"/v1/models/{model.name}/predict", json={"records": [rows[i % 50]]})
+        return answer.status_code, answer.json().get("request_id", "")
+
+    limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
+    with httpx.Client(base_url=server, headers=bearer(tokens["viewer"]), timeout=60, limits=limits) as client, \
+            ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(one, range(1000)))
+    assert [s for s, _ in results if s != 200] == []
+    assert app.state.runtime.writer.drain(30)
+    with api_factory() as session:
+        assert predictions.count(session, model=model.name) == 1000
+    assert len({rid for _, rid in results}) == 1000
+
+
+def _serve(settings_env: dict[str, str], port: int) -> subprocess.Popen:
+    env = os.environ | settings_env | {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    return subprocess.Popen([sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_sigterm_mid_load_loses_no_acknowledged_prediction(api_settings, model: Model, tokens: dict,
+                                                           api_factory) -> None:
+    port = free_port()
+    env = {"LEANOPS_HOME": str(api_settings.home), "LEANOPS_DB_URL": api_settings.db_url,
+           "LEANOPS_MLFLOW_URI": api_settings.mlflow_uri, "LEANOPS_ARTIFACTS": api_settings.artifacts,
+           "LEANOPS_SCHEDULER": "off"}
+    proc = _serve(env, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(url), timeout=60, every=0.2)
+        acknowledged: list[str] = []
+        lock = threading.Lock()
+        batch = records(200)
+
+        def load(worker: int) -> None:
+            with httpx.Client(base_url=url, headers=bearer(tokens["viewer"]), timeout=30) as client:
+                for i in range(10_000):
+                    body = batch if i % 3 == 0 else batch[worker: worker + 1]
+                    try:
+                        answer = client.post(f"/v1/models/{model.name}/predict", json={"records": body})
+                    except httpx.HTTPError:
+                        return  # the server went away: nothing more can be acknowledged
+                    if answer.status_code != 200:
+                        return
+                    with lock:
+                        acknowledged.append(answer.json()["request_id"])
+
+        threads = [threading.Thread(target=load, args=(w,)) for w in range(12)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(acknowledged) >= 150, timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=60)
+        output = proc.communicate(timeout=60)[0].decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn shuts down cleanly, then re-raises the signal so the exit status says SIGTERM
+    assert proc.returncode in (0, -signal.SIGTERM), output[-3000:]
+    assert "Application shutdown complete" in output
+    engine = make_engine(api_settings.db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid)]
+    finally:
+        engine.dispose()
+    assert len(acknowledged) >= 150
+    assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
+def test_openapi_is_served(client, path: str) -> None:
+    assert client.get(path).status_code == 200
