@@ -1,0 +1,141 @@
+"""Training: launch a run, watch it live, then browse, inspect, compare and reproduce runs."""
+
+import streamlit as st
+
+from core import jobs, training, training_runs
+from ui import session
+from ui import training_charts as charts
+from ui import training_queries as q
+from ui.components import STATUS_ICON, act, ago
+from ui.training_form import launch_form
+
+PAGE_SIZE = 25
+ALL = "All"
+who = session.actor()
+st.title("Training")
+
+if who.at_least("scientist"):
+    with st.expander("Launch training", expanded=True):
+        raw = launch_form()
+        if raw is not None and (job := act(lambda s: training.launch(s, actor=who, spec=training.parse_spec(raw)))):
+            st.session_state.setdefault("tr-live", set()).add(job.id)
+            st.success(f"Queued training job #{job.id} on {job.params['dataset']}; its progress shows below.")
+
+
+@st.fragment(run_every=2)
+def live() -> None:
+    active = q.active_jobs()
+    watched = st.session_state.setdefault("tr-live", set())
+    if done := watched - {j.id for j in active}:  # one finished: redraw the page so the run list shows it
+        st.session_state["tr-live"] = {j.id for j in active}
+        st.session_state["tr-done"] = [q.job(j) for j in sorted(done)]
+        if (run := q.run_for_job(max(done))) is not None:
+            st.session_state["tr-run"] = run.id
+        st.cache_data.clear()
+        st.rerun()
+    watched |= {j.id for j in active}
+    st.subheader("Running now")
+    if not active:
+        st.caption("No training job is queued or running.")
+    for job in active:
+        left, right = st.columns([5, 1])
+        left.progress(job.progress, text=f"{STATUS_ICON[job.status]} **#{job.id}** {job.params.get('dataset')} · "
+                                         f"{job.params.get('model')} → {job.stage} · by {job.created_by} "
+                                         f"{ago(job.created_at)}")
+        if who.at_least("scientist") and not job.cancel_requested:
+            if right.button("Cancel", key=f"tr-cancel-{job.id}"):
+                act(lambda s, j=job.id: jobs.cancel(s, actor=who, job_id=j), success=f"Job {job.id}: cancel requested")
+                st.rerun(scope="fragment")
+        elif job.cancel_requested:
+            right.caption("stopping…")
+
+
+live()
+for finished in st.session_state.pop("tr-done", []):
+    if finished.status == "succeeded":
+        r = finished.result or {}
+        st.success(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')}.")
+    else:
+        st.error(f"Job #{finished.id} {finished.status}: {finished.error}")
+
+st.subheader("Runs")
+options = q.filter_values()
+c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1])
+picked = {name: col.selectbox(name.title(), [ALL, *values], key=f"tr-filter-{name}")
+          for col, (name, values) in zip((c1, c2, c3), options.items(), strict=True)}
+status = c4.selectbox("Status", [ALL, *training_runs.STATUSES], key="tr-filter-status")
+filters = [None if v == ALL else v for v in (*picked.values(), status)]
+total = q.runs_page(*filters, 1, PAGE_SIZE).total
+page = c5.number_input("Page", 1, max(1, -(-total // PAGE_SIZE)), 1, key="tr-page")
+listing = q.runs_page(*filters, int(page), PAGE_SIZE)
+st.caption(f"{listing.total:,} run(s), newest first")
+if listing.table.empty:
+    st.info("No training runs yet." if not options["dataset"] else "No run matches these filters.")
+    st.stop()
+st.dataframe(listing.table, hide_index=True, width="stretch",
+             column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+
+choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.session_state.get("tr-run"),
+                                                                              *listing.ids]
+chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run")
+run = q.run_detail(chosen)
+st.markdown(f"### Run {run.id} · {STATUS_ICON.get(run.status, '')} {run.status}")
+if run.error:
+    st.error(run.error)
+if run.metrics:
+    cols = st.columns(min(len(run.metrics), 6))
+    for i, (name, value) in enumerate(run.metrics.items()):
+        base = run.baseline.get(name)
+        cols[i % len(cols)].metric(name, f"{value:.4f}", None if base is None else f"{value - base:+.4f} vs baseline",
+                                   delta_color="off" if name in ("log_loss", "rmse", "mae") else "normal")
+plots = run.plots
+left, right = st.columns(2)
+if "confusion_matrix" in plots:
+    left.plotly_chart(charts.confusion_matrix(plots), key="tr-cm")
+if "residuals" in plots:
+    left.plotly_chart(charts.residuals(plots), key="tr-res")
+if plots.get("importance"):
+    right.plotly_chart(charts.importance(plots), key="tr-imp")
+if plots.get("roc"):
+    left.plotly_chart(charts.roc(plots), key="tr-roc")
+    right.plotly_chart(charts.precision_recall(plots), key="tr-pr")
+if "fairness" in plots:
+    st.markdown(f"**Fairness on `{plots['fairness']['column']}`** · demographic parity ratio "
+                f"{plots['fairness'].get('demographic_parity_ratio', float('nan')):.3f} · equalized odds difference "
+                f"{plots['fairness'].get('equalized_odds_difference', float('nan')):.3f}")
+    st.dataframe(charts.fairness_table(plots), hide_index=True)
+if run.search:
+    st.markdown(f"**{run.search['method'].title()} search**: {len(run.search['candidates'])} candidates, "
+                f"{run.search['folds']}-fold CV; the best was registered")
+    st.dataframe([{"rank": c["rank"], "CV score": round(c["mean"], 4), "±": round(c["std"], 4), **c["params"]}
+                  for c in sorted(run.search["candidates"], key=lambda c: c["rank"])], hide_index=True)
+
+c1, c2 = st.columns(2)
+c1.markdown(f"**Dataset** `{run.dataset_ref}` · sha256 `{run.dataset_sha256[:12]}…` · target `{run.target}`  \n"
+            f"**Model** `{run.model_name}` version {run.model_version or '—'} · {run.model_kind} · {run.task} · "
+            f"seed {run.seed}  \n**MLflow** run `{run.mlflow_run_id or '—'}` · experiment "
+            f"`{run.mlflow_experiment_id or '—'}` · `{run.model_uri or '—'}`  \n"
+            f"**By** {run.created_by} {ago(run.started_at)} · code `{run.code_version}`")
+c2.json(run.params, expanded=False)
+b1, b2, _ = st.columns([1, 1, 3])
+if b1.button(f"Open {run.dataset_ref} in Datasets", key="tr-open-dataset"):
+    st.session_state.update(ds_name=run.dataset_name, ds_version=run.dataset_version)
+    st.switch_page("pages/datasets.py")
+if who.at_least("scientist") and b2.button("Reproduce", key="tr-reproduce",
+                                           help="same dataset version, parameters and seed"):
+    if job := act(lambda s: training_runs.reproduce(s, actor=who, run_id=run.id)):
+        st.session_state.setdefault("tr-live", set()).add(job.id)
+        st.success(f"Queued job #{job.id}: run {run.id} again on {run.dataset_ref} with seed {run.seed}.")
+if run.job_id is not None:
+    with st.expander(f"Log of job #{run.job_id}"):
+        st.code(q.job(run.job_id).log or "(empty log)", language="text")
+
+st.subheader("Compare runs")
+compared = st.multiselect("Runs to compare", listing.ids, default=listing.ids[:2] if len(listing.ids) > 1 else [],
+                          key="tr-compare")
+if compared:
+    table = q.compare_table(tuple(compared))
+    st.dataframe(table, hide_index=True, width="stretch")
+    metrics = [m for m in ("f1", "accuracy", "precision", "recall", "roc_auc", "r2") if m in table]
+    if metrics:
+        st.plotly_chart(charts.compare(table, metrics), key="tr-compare-chart")

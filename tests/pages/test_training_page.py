@@ -1,0 +1,129 @@
+"""Training page (AppTest): launch form, live queue, run list paged in SQL, run detail, compare, reproduce."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import insert
+
+from core import jobs, training_runs
+from db.models import TrainingRun, utcnow
+from db.session import transaction
+from jobs import runner
+from tests.training_support import *  # noqa: F403
+from tests.training_support import add_dataset, small_churn
+
+
+def button(at, label):
+    return next(b for b in at.button if b.label == label)
+
+
+def queued(factory) -> list[jobs.JobView]:
+    with factory() as s:
+        return jobs.list_jobs(s, statuses=("queued",), kind="train")
+
+
+def test_scientist_launches_training_and_it_returns_at_once(open_page, factory, workspace):
+    add_dataset(factory, workspace, small_churn())
+    at = open_page("pages/training.py", role="scientist")
+    assert not at.exception
+    assert at.selectbox(key="tr-dataset").value == "churn"
+    assert at.selectbox(key="tr-target-churn").value == "churn"
+    assert at.selectbox(key="tr-task-churn:1-churn").value == "classification"
+    assert at.selectbox(key="tr-model").value == "random_forest"
+    at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(30)
+    at.selectbox(key="tr-sensitive-churn").set_value("gender")
+    started = time.monotonic()
+    button(at, "Launch training").click().run()
+    assert time.monotonic() - started < 15 and not at.exception
+    assert at.success[0].value.startswith("Queued training job #1 on churn:1")
+    (job,) = queued(factory)
+    assert job.params["params"]["n_estimators"] == 30 and job.params["sensitive"] == "gender"
+    assert job.params["dataset"] == "churn:1" and job.params["task"] == "classification"
+    at.run()  # the live panel lists the queued job with a Cancel button
+    at.button(key=f"tr-cancel-{job.id}").click().run()
+    with factory() as s:
+        assert jobs.get(s, job.id).status == "cancelled"
+
+
+def test_changing_the_model_and_task_changes_the_parameter_form(open_page, factory, workspace):
+    frame = small_churn()
+    frame["spend"] = frame["monthly_charges"].fillna(50) * 2.5
+    add_dataset(factory, workspace, frame)
+    at = open_page("pages/training.py", role="scientist")
+    at.selectbox(key="tr-target-churn").set_value("spend").run()
+    assert at.selectbox(key="tr-task-churn:1-spend").value == "regression"
+    at.selectbox(key="tr-model").set_value("linear").run()
+    labels = {n.label for n in at.number_input}
+    assert "alpha" in labels and "C" not in labels
+    at.selectbox(key="tr-search").set_value("random").run()
+    button(at, "Launch training").click().run()
+    (job,) = queued(factory)
+    assert job.params["model"] == "linear" and job.params["params"] == {"alpha": 1.0}
+    assert job.params["search"] == {"method": "random", "candidates": 8, "folds": 3}
+
+
+def test_viewer_sees_runs_but_cannot_launch(open_page, factory, workspace):
+    add_dataset(factory, workspace, small_churn())
+    at = open_page("pages/training.py", role="viewer")
+    assert not at.exception
+    assert not [b for b in at.button if b.label == "Launch training"]
+    assert "No training runs yet." in [i.value for i in at.info]
+
+
+def test_run_detail_shows_metrics_charts_and_reproduces(open_page, factory, workspace):
+    add_dataset(factory, workspace, small_churn())
+    for seed in (1, 2):
+        at = open_page("pages/training.py", role="scientist")
+        at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(20)
+        at.number_input(key="tr-seed").set_value(seed)
+        button(at, "Launch training").click().run()
+        assert runner.run_next(factory, workspace, "test-worker") is not None
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["run"]) == [2, 1] and set(table["status"]) == {"succeeded"}
+    assert {m.label for m in at.metric} >= {"accuracy", "f1", "roc_auc"}
+    assert len(at.get("plotly_chart")) >= 4  # confusion matrix, importance, ROC, PR (+ compare)
+    assert any("MLflow** run" in m.value for m in at.markdown)
+    at.multiselect(key="tr-compare").set_value([2, 1]).run()
+    compare = at.dataframe[-1].value
+    assert list(compare["run"]) == [2, 1] and "f1" in compare
+    button(at, "Reproduce").click().run()
+    (job,) = queued(factory)
+    assert job.params["reproduces"] == 2 and job.params["seed"] == 2
+
+
+def _bulk_runs(factory, n: int) -> None:
+    """Rows straight into the table: a scale fixture only (runs are otherwise made through the job)."""
+    now = utcnow()
+    rows = [{"dataset_name": "churn", "dataset_version": 1, "dataset_sha256": "0" * 64, "model_name": "churn",
+             "model_version": i, "model_kind": "random_forest", "task": "classification", "target": "churn",
+             "params": {}, "spec": {}, "seed": 42, "primary_metric": "f1", "score": 0.9, "metrics": {"f1": 0.9},
+             "status": "succeeded", "code_version": "test", "created_by": "sam", "started_at": now,
+             "finished_at": now} for i in range(1, n + 1)]
+    with transaction(factory) as s:
+        s.execute(insert(TrainingRun), rows)
+
+
+def _render(open_page) -> tuple[float, object]:
+    started = time.monotonic()
+    at = open_page("pages/training.py", role="viewer")
+    return time.monotonic() - started, at
+
+
+def test_run_list_renders_the_same_at_10_and_10000_runs(open_page, factory, workspace):
+    _bulk_runs(factory, 10)
+    _render(open_page)  # warm imports
+    small_time, small = _render(open_page)
+    assert len(small.dataframe[0].value) == 10 and "10 run(s), newest first" in [c.value for c in small.caption]
+    _bulk_runs(factory, 9_990)
+    big_time, big = _render(open_page)
+    assert not big.exception and len(big.dataframe[0].value) == 25
+    assert "10,000 run(s), newest first" in [c.value for c in big.caption]
+    assert big.number_input(key="tr-page").max == 400
+    assert big_time < small_time * 3 + 1.0, (small_time, big_time)
+    big.selectbox(key="tr-filter-status").set_value("failed").run()
+    assert "No run matches these filters." in [i.value for i in big.info]
+    with factory() as s:
+        assert training_runs.count_runs(s) == 10_000

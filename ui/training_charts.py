@@ -1,0 +1,65 @@
+"""Plotly figures of a training run, drawn from the plain plot data stored with the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+HEIGHT = 360
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=HEIGHT, margin={"l": 10, "r": 10, "t": 40,
+                                                                                        "b": 10})
+    return fig
+
+
+def confusion_matrix(plots: dict[str, Any]) -> go.Figure:
+    cm = plots["confusion_matrix"]
+    fig = px.imshow(cm["matrix"], x=cm["labels"], y=cm["labels"], text_auto=True, color_continuous_scale="Blues",
+                    aspect="auto")
+    return _layout(fig, "Confusion matrix (holdout)", "predicted", "actual")
+
+
+def roc(plots: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    for label, c in plots["roc"].items():
+        fig.add_scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=f"{label} (AUC {c['auc']:.3f})")
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance")
+    return _layout(fig, "ROC curve", "false positive rate", "true positive rate")
+
+
+def precision_recall(plots: dict[str, Any]) -> go.Figure:
+    fig = go.Figure()
+    for label, c in plots["pr"].items():
+        fig.add_scatter(x=c["recall"], y=c["precision"], mode="lines",
+                        name=f"{label} (AP {c['average_precision']:.3f})")
+    return _layout(fig, "Precision–recall curve", "recall", "precision")
+
+
+def residuals(plots: dict[str, Any]) -> go.Figure:
+    r = plots["residuals"]
+    fig = px.scatter(x=r["predicted"], y=r["residual"], opacity=0.6)
+    fig.add_hline(y=0, line_color="grey")
+    return _layout(fig, "Residuals (holdout sample)", "predicted", "actual − predicted")
+
+
+def importance(plots: dict[str, Any]) -> go.Figure:
+    frame = pd.DataFrame(plots["importance"]).sort_values("mean")
+    fig = px.bar(frame, x="mean", y="feature", error_x="std", orientation="h")
+    return _layout(fig, "Permutation importance (drop in holdout score)", "importance", "")
+
+
+def fairness_table(plots: dict[str, Any]) -> pd.DataFrame:
+    by_group = plots["fairness"]["by_group"]
+    return pd.DataFrame([{"group": g, **values} for g, values in by_group.items()])
+
+
+def compare(table: pd.DataFrame, metrics: list[str]) -> go.Figure:
+    long = table.melt(id_vars=["run"], value_vars=metrics, var_name="metric", value_name="value")
+    long["run"] = "run " + long["run"].astype(str)
+    fig = px.bar(long, x="metric", y="value", color="run", barmode="group")
+    return _layout(fig, "Holdout metrics", "", "")
