@@ -85,18 +85,18 @@ def check_role(role: str) -> str:
 def require(session: Session, actor: Actor, permission: str, subject: str = "") -> None:
     """Refuse (and audit the refusal) unless ``actor``'s role allows ``permission``.
 
-    The refusal is written in its own transaction so it survives the caller's rollback.
+    The refusal is recorded after the caller's transaction rolls back (see LeanOpsError), so
+    it survives the rollback and never waits on locks the caller holds.
     """
     needed = PERMISSIONS[permission]
     if actor.at_least(needed):
         return
-    from sqlalchemy.orm import Session as _Session
-
-    with _Session(session.get_bind()) as own, own.begin():
-        audit.record(own, actor, "permission.denied", subject or permission,
-                     {"permission": permission, "role": actor.role, "needs": needed})
-    raise PermissionDenied(f"{actor.name} has role {actor.role!r}, which may not {permission}; "
-                           f"it needs {needed!r} or higher")
+    denied = PermissionDenied(f"{actor.name} has role {actor.role!r}, which may not {permission}; "
+                              f"it needs {needed!r} or higher")
+    denied.after_rollback.append(lambda own: audit.record(
+        own, actor, "permission.denied", subject or permission,
+        {"permission": permission, "role": actor.role, "needs": needed}))
+    raise denied
 
 
 # -- users ---------------------------------------------------------------------------------------

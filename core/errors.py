@@ -2,7 +2,16 @@
 
 
 class LeanOpsError(Exception):
-    """Base of every error LeanOps raises on purpose; its message is shown to the user."""
+    """Base of every error LeanOps raises on purpose; its message is shown to the user.
+
+    ``after_rollback`` holds writes that must survive the failed transaction (e.g. the audit
+    record of a refused attempt): ``db.session.transaction`` runs each in a fresh transaction
+    once the failed one has rolled back, so they never wait on its locks.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.after_rollback: list = []
 
 
 class NotFound(LeanOpsError):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -270,7 +269,8 @@ def evaluate(policy: ModelPolicy, *, task: str, metrics: dict[str, float], champ
     primary = PRIMARY[task]
     if champion_metrics is not None and primary in champion_metrics and primary in metrics:
         base, new = float(champion_metrics[primary]), float(metrics[primary])
-        need = base * (1 + policy.improvement.min_relative) if base >= 0 else base * (1 - policy.improvement.min_relative)
+        step = policy.improvement.min_relative
+        need = base * (1 + step) if base >= 0 else base * (1 - step)
         gain = (new - base) / abs(base) if base else float("inf")
         checks.append(Check(f"improvement on {primary} over champion", round(gain, 4),
                             f">= {policy.improvement.min_relative:g}", new >= need,

@@ -20,8 +20,8 @@ from core import aliases, audit, locks, policy
 from core.auth import require
 from core.auth_types import Actor
 from core.errors import InvalidInput, NotFound, PolicyBlocked
-from db.session import transaction
 from db.models import AliasMove, Approval, GateEvaluation, PromotionRequest, utcnow
+from db.session import transaction
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -135,11 +135,11 @@ def promote(session: Session, *, registry: Registry, actor: Actor, model: str, v
     aliases.check_version(registry.mlflow_uri, model=model, version=version)
     if aliases.get(registry.mlflow_uri, model=model, alias=CHAMPION) == version:
         raise InvalidInput(f"{model} v{version} is already the champion")
-    # Checked before taking the lock so a refusal can be audited in its own transaction, and
-    # again under the lock, since the champion the improvement gate compares with may have moved.
+    # Checked before taking the lock (a refusal waits for nobody), and again under the lock,
+    # since the champion the improvement gate compares with may have moved meanwhile.
     result = check_gates(session, registry=registry, model=model, version=version)
     if not result.passed and not force:
-        _refuse(session, actor, model, version, result)
+        _refuse(actor, model, version, result)
     locks.hold(session, f"model:{model}")
     if aliases.get(registry.mlflow_uri, model=model, alias=CHAMPION) == version:
         raise InvalidInput(f"{model} v{version} became the champion meanwhile")
@@ -162,14 +162,18 @@ def _blocked_message(model: str, version: int, result: policy.GateResult) -> str
     return f"{model} v{version} cannot be promoted: {failing}"
 
 
-def _refuse(session: Session, actor: Actor, model: str, version: int, result: policy.GateResult) -> None:
-    """Audit a blocked promotion in its own transaction (the caller's rolls back), then raise."""
-    with Session(session.get_bind()) as own, own.begin():
+def _refuse(actor: Actor, model: str, version: int, result: policy.GateResult) -> None:
+    """Raise GatesFailed; the attempt and its gates are recorded once the caller has rolled back."""
+    blocked = GatesFailed(_blocked_message(model, version, result), result)
+
+    def record(own: Session) -> None:
         audit.record(own, actor, "model.promotion_blocked", f"model:{model}",
                      {"version": version, "failed": [c.name for c in result.failed()]})
         own.add(GateEvaluation(model=model, version=version, context="promotion", passed=False,
                                checks=result.as_dict()))
-    raise GatesFailed(_blocked_message(model, version, result), result)
+
+    blocked.after_rollback.append(record)
+    raise blocked
 
 
 def rollback(session: Session, *, registry: Registry, actor: Actor, model: str, reason: str = "") -> AliasChange:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -92,9 +93,14 @@ class AuditEvent(Base):
     actor: Mapped[str] = mapped_column(String(128))
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
-    details: Mapped[dict[str, Any]]
+    # Canonical JSON text exactly as hashed (core.audit.dumps_details); read it through .details.
+    details_json: Mapped[str] = mapped_column("details", Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return json.loads(self.details_json)
 
 
 class AuditHead(Base):

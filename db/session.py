@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.errors import StoreUnavailable
+from core.errors import LeanOpsError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -58,6 +58,11 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     try:
         with factory.begin() as session:
             yield session
+    except LeanOpsError as exc:
+        for write in exc.after_rollback:
+            with factory.begin() as session:
+                write(session)
+        raise
     except OperationalError as exc:
         raise StoreUnavailable(describe_db_error(exc)) from exc
 

@@ -61,7 +61,7 @@ def test_rolled_back_append_leaves_no_gap(factory: sessionmaker[Session]) -> Non
 def test_edited_details_are_caught(engine: Engine, factory: sessionmaker[Session]) -> None:
     append(factory, 5)
     with engine.begin() as conn:
-        conn.execute(update(AuditEvent.__table__).where(AuditEvent.seq == 3).values(details={"i": 99}))
+        conn.execute(update(AuditEvent.__table__).where(AuditEvent.seq == 3).values(details='{"i":99}'))
     result = verify(factory)
     assert (result.ok, result.first_bad, result.checked) == (False, 3, 2)
     assert "altered" in result.reason

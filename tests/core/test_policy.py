@@ -25,7 +25,8 @@ def test_default_policy_has_the_seed_numbers():
 
 
 @pytest.mark.parametrize("text, message", [
-    ("default:\n  metrics:\n    classification:\n      f1: 'about 0.8'\n", "line 4: default.metrics.classification.f1: rule"),
+    ("default:\n  metrics:\n    classification:\n      f1: 'about 0.8'\n",
+     "line 4: default.metrics.classification.f1: rule"),
     ("default:\n  approval:\n    approvers: 0\n", "line 3: default.approval.approvers"),
     ("models:\n  churn:\n    fairness:\n      colum: x\n", "line 4: models.churn: fairness.colum"),
     ("default: [1\n", "not valid YAML"),

@@ -121,7 +121,7 @@ def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(f
     with factory() as s:
         moves = list(reversed(promotion.history(s, model="m")))
     assert len(moves) + len(errors) == 10
-    for before, after in zip(moves, moves[1:]):
+    for before, after in zip(moves, moves[1:], strict=False):
         assert after.from_version == before.to_version, "each move starts where the previous one ended"
     assert champion(registry) == moves[-1].to_version
 
@@ -129,7 +129,8 @@ def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(f
 def require_approvals(registry, n: int) -> None:
     from core import policy
 
-    text = policy.DEFAULT_POLICY_YAML.replace("required: false\n    approvers: 1", f"required: true\n    approvers: {n}")
+    text = policy.DEFAULT_POLICY_YAML.replace("required: false\n    approvers: 1",
+                                              f"required: true\n    approvers: {n}")
     (registry.home / "policies.yaml").write_text(text)
 
 

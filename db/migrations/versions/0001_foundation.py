@@ -37,7 +37,7 @@ def upgrade() -> None:
     sa.Column('actor', sa.String(length=128), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
     sa.Column('subject', sa.String(length=255), nullable=False),
-    sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('details', sa.Text(), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('seq')
