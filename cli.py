@@ -194,6 +194,40 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
                              f"(MLflow run {result['run_id']})\n{metrics}")
 
 
+def cmd_promote(args: argparse.Namespace) -> Outcome:
+    from core import promotion
+    from core.auth_types import cli_actor
+    from core.model_views import registry_for
+
+    settings, factory = _context()
+    registry = registry_for(settings.mlflow_uri, settings.home)
+    try:
+        change = promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+            s, registry=registry, actor=cli_actor(), model=args.model, version=args.version, reason=args.reason or "",
+            force=args.force))
+    except promotion.GatesFailed as exc:
+        doc = {"promoted": False, **exc.result.as_dict()}
+        return Outcome(doc, refused=True, text=f"blocked: {exc}")
+    doc = {"promoted": True, "model": change.model, "from_version": change.from_version,
+           "to_version": change.to_version, "forced": change.forced, **(change.checks or {"checks": []})}
+    doc["passed"] = doc.pop("passed", True)
+    return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}"
+                             + (" (FORCED)" if change.forced else ""))
+
+
+def cmd_rollback(args: argparse.Namespace) -> Outcome:
+    from core import promotion
+    from core.auth_types import cli_actor
+    from core.model_views import registry_for
+
+    settings, factory = _context()
+    registry = registry_for(settings.mlflow_uri, settings.home)
+    change = promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+        s, registry=registry, actor=cli_actor(), model=args.model, reason=args.reason or ""))
+    doc = {"model": change.model, "from_version": change.from_version, "to_version": change.to_version}
+    return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
+
+
 def cmd_serve(args: argparse.Namespace) -> Outcome:
     from urllib.parse import urlsplit
 
@@ -271,6 +305,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=3, help="search cross-validation folds")
     p.add_argument("--allow-failed-certificate", action="store_true",
                    help="train even if the dataset version failed its quality certificate")
+
+    p = command("promote", cmd_promote, "move alias champion to VERSION if every gate passes (exit 1 if not)")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--reason")
+    p.add_argument("--force", action="store_true", help="admin override of failed gates; needs --reason")
+
+    p = command("rollback", cmd_rollback, "move alias champion back to the previous champion")
+    p.add_argument("model")
+    p.add_argument("--reason")
 
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")

@@ -56,3 +56,16 @@ def move(uri: str, *, model: str, alias: str, version: int | None) -> None:
         if version is None and _not_found(exc):
             return
         raise StoreUnavailable(f"MLflow registry at {uri} failed to move {model}@{alias}: {exc}") from exc
+
+
+def all_for(uri: str, *, model: str) -> dict[str, int]:
+    """alias → version for one registered model ({} when MLflow does not know the model)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = _client(uri).get_registered_model(model).aliases
+    except MlflowException as exc:
+        if _not_found(exc):
+            return {}
+        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+    return {alias: int(version) for alias, version in found.items()}

@@ -87,3 +87,51 @@ def audit_count(where: audit.EventFilter) -> int:
 def audit_actions() -> list[str]:
     with _session() as session:
         return audit.actions(session)
+
+
+# -- registry --------------------------------------------------------------------------------------
+
+def _registry_uri() -> str:
+    return resources.settings().mlflow_uri
+
+
+@st.cache_data(ttl=10)
+def models() -> list:
+    from core import model_views
+
+    with _session() as session:
+        return model_views.list_models(session, mlflow_uri=_registry_uri())
+
+
+@st.cache_data(ttl=10)
+def model_versions(model: str) -> list:
+    from core import model_views
+
+    with _session() as session:
+        return model_views.list_versions(session, mlflow_uri=_registry_uri(), model=model)
+
+
+@st.cache_data(ttl=10)
+def champion_periods(model: str) -> list:
+    from core import model_views
+
+    with _session() as session:
+        return model_views.champion_periods(session, model=model)
+
+
+@st.cache_data(ttl=10)
+def pending_requests(model: str) -> pd.DataFrame:
+    from core import promotion
+
+    with _session() as session:
+        return pd.DataFrame([{"request": r.id, "version": r.version, "requested by": r.requested_by,
+                              "reason": r.reason, "since": r.created_at}
+                             for r in promotion.pending_requests(session, model=model)],
+                            columns=["request", "version", "requested by", "reason", "since"])
+
+
+@st.cache_data(ttl=10)
+def policy_needs_approval(model: str) -> bool:
+    from core import policy
+
+    return policy.for_model(policy.load(resources.settings().home), model).approval.required

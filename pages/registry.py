@@ -1,0 +1,94 @@
+"""Registry: models and versions, gates, one-click promotion, approvals, rollback, production timeline."""
+
+import pandas as pd
+import streamlit as st
+
+from core import promotion
+from core.errors import LeanOpsError
+from ui import queries, registry_view, resources, session
+from ui.components import act
+
+who = session.actor()
+st.title("Registry")
+models = queries.models()
+if not models:
+    st.info("No model versions yet: launch one on the Training page.")
+    st.stop()
+
+st.dataframe(pd.DataFrame([{"model": m.name, "champion": m.champion, "challenger": m.challenger,
+                            "versions": m.versions, "task": m.task, "last trained": m.last_trained}
+                           for m in models]), hide_index=True, width="stretch")
+model = st.selectbox("Model", [m.name for m in models], index=0)
+row = next(m for m in models if m.name == model)
+versions = queries.model_versions(model)
+registry = resources.registry()
+
+
+def move(fn, success: str) -> None:  # noqa: ANN001 - an alias-moving core call
+    try:
+        promotion.commit_or_undo(resources.session_factory(), registry, fn)
+    except promotion.GatesFailed as exc:
+        st.error(str(exc))
+        registry_view.gate_table([c.__dict__ for c in exc.result.checks])
+        return
+    except LeanOpsError as exc:
+        st.error(str(exc))
+        return
+    st.cache_data.clear()
+    st.session_state["registry_notice"] = success
+    st.rerun()
+
+
+if notice := st.session_state.pop("registry_notice", None):
+    st.success(notice)
+
+st.subheader(f"Versions of {model}")
+st.dataframe(pd.DataFrame([{
+    "version": v.version, "aliases": ", ".join(v.aliases), "gates": {True: "✅", False: "❌", None: "—"}[v.gates_passed],
+    v.primary_metric or "score": v.score, "model": v.model_kind, "dataset": v.dataset, "trained by": v.created_by,
+    "trained": v.trained_at} for v in versions]), hide_index=True, width="stretch")
+
+chosen = st.selectbox("Version", [v.version for v in versions], format_func=lambda n: f"v{n}")
+version = next(v for v in versions if v.version == chosen)
+champion = next((v for v in versions if v.version == row.champion), None)
+registry_view.metric_deltas(version, champion)
+registry_view.lineage(version, queries.champion_periods(model))
+st.markdown("**Gates**")
+registry_view.gate_table(version.gate_checks)
+
+reason = st.text_input("Reason (recorded with the move)", key="move-reason")
+buttons = st.columns(4)
+if who.at_least("approver") and buttons[0].button("Promote to production", type="primary",
+                                                   disabled=version.version == row.champion):
+    move(lambda s: promotion.promote(s, registry=registry, actor=who, model=model, version=version.version,
+                                     reason=reason), f"v{version.version} is now the champion of {model}.")
+if who.at_least("scientist") and queries.policy_needs_approval(model) and buttons[1].button("Request promotion"):
+    if act(lambda s: promotion.request_promotion(s, actor=who, model=model, version=version.version, reason=reason)):
+        st.success(f"Promotion of v{version.version} requested; approvers see it below.")
+        st.cache_data.clear()
+if who.at_least("approver") and buttons[2].button("Roll back", disabled=row.champion is None):
+    move(lambda s: promotion.rollback(s, registry=registry, actor=who, model=model, reason=reason),
+         f"{model} rolled back.")
+if who.at_least("admin") and buttons[3].button("Force promote", help="Emergencies only: needs a reason, "
+                                                "and is flagged in the history, the audit log and reports"):
+    move(lambda s: promotion.promote(s, registry=registry, actor=who, model=model, version=version.version,
+                                     reason=reason, force=True), f"v{version.version} FORCE-promoted.")
+
+requests = queries.pending_requests(model)
+if not requests.empty:
+    st.subheader("Pending promotion requests")
+    st.dataframe(requests, hide_index=True, width="stretch")
+    if who.at_least("approver"):
+        pick = st.selectbox("Request", requests["request"].tolist())
+        comment = st.text_input("Comment", key="approval-comment")
+        left, right, _ = st.columns([1, 1, 4])
+        if left.button("Approve"):
+            move(lambda s: promotion.decide(s, registry=registry, actor=who, request_id=int(pick), approve=True,
+                                            comment=comment), f"Request {pick} approved.")
+        if right.button("Reject"):
+            move(lambda s: promotion.decide(s, registry=registry, actor=who, request_id=int(pick), approve=False,
+                                            comment=comment), f"Request {pick} rejected.")
+
+st.subheader("Production timeline")
+registry_view.timeline(queries.champion_periods(model))
+registry_view.metric_over_versions(versions)

@@ -1,0 +1,65 @@
+"""Registry page pieces: gate table, lineage, production timeline, metric-over-versions chart."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+
+def gate_table(checks: list[dict]) -> None:
+    if not checks:
+        st.caption("Gates not evaluated yet.")
+        return
+    st.dataframe(pd.DataFrame([{"": "✅" if c["passed"] else "❌", "check": c["name"], "observed": str(c["observed"]),
+                                "required": str(c["required"]), "detail": c.get("detail", "")} for c in checks]),
+                 hide_index=True, width="stretch")
+
+
+def metric_deltas(version, champion) -> None:  # noqa: ANN001 - VersionRow
+    names = [m for m in ("f1", "accuracy", "roc_auc", "r2", "rmse", "mae") if m in version.metrics][:4]
+    cols = st.columns(max(len(names), 1))
+    for col, name in zip(cols, names, strict=False):
+        value = version.metrics[name]
+        delta = None
+        if champion is not None and champion.version != version.version and name in champion.metrics:
+            delta = f"{value - champion.metrics[name]:+.4f} vs champion v{champion.version}"
+        col.metric(name, f"{value:.4f}", delta, delta_color="inverse" if name in ("rmse", "mae") else "normal")
+
+
+def lineage(version, periods) -> None:  # noqa: ANN001
+    mine = [p for p in periods if p.version == version.version]
+    served = ", ".join(f"{p.start:%Y-%m-%d %H:%M} → {p.end:%Y-%m-%d %H:%M}" if p.end else
+                       f"{p.start:%Y-%m-%d %H:%M} → now" for p in mine) or "never champion"
+    st.markdown(f"**Dataset** `{version.dataset}` (sha256 `{version.dataset_sha256[:12]}…`) → "
+                f"**run** #{version.run_id} (MLflow `{version.mlflow_run_id}`) by {version.created_by} → "
+                f"**version** {version.version} ({version.model_kind}) → **champion** {served}")
+
+
+def timeline(periods) -> None:  # noqa: ANN001
+    if not periods:
+        st.caption("No version has been champion yet.")
+        return
+    now = datetime.now(UTC)
+    frame = pd.DataFrame([{"version": f"v{p.version}", "start": p.start, "end": p.end or now,
+                           "how": p.action + (" (FORCED)" if p.forced else ""), "by": p.moved_by, "reason": p.reason}
+                          for p in periods])
+    fig = px.timeline(frame, x_start="start", x_end="end", y="version", color="how", hover_data=["by", "reason"],
+                      height=180 + 40 * frame["version"].nunique())
+    st.plotly_chart(fig, width="stretch")
+    st.dataframe(frame.sort_values("start", ascending=False), hide_index=True, width="stretch")
+
+
+def metric_over_versions(versions) -> None:  # noqa: ANN001
+    names = sorted({m for v in versions for m, x in v.metrics.items() if isinstance(x, int | float)})
+    if not names:
+        return
+    default = versions[0].primary_metric if versions[0].primary_metric in names else names[0]
+    metric = st.selectbox("Metric across versions", names, index=names.index(default))
+    frame = pd.DataFrame([{"version": v.version, "trained": v.trained_at, metric: v.metrics.get(metric)}
+                          for v in versions]).sort_values("version")
+    fig = px.line(frame, x="trained", y=metric, markers=True, text="version", height=300)
+    fig.update_traces(textposition="top center")
+    st.plotly_chart(fig, width="stretch")
