@@ -1,0 +1,76 @@
+"""Registry page on real trained versions: blocked promotion, one-click promotion, rollback, approvals."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import aliases, policy, promotion
+from core.auth_types import Actor
+from core.errors import InvalidInput
+from core.model_views import registry_for
+from db.session import transaction
+from jobs.train import execute
+from tests.training_support import *  # noqa: F403
+from tests.training_support import add_dataset, small_churn
+
+
+@pytest.fixture
+def trained(factory, workspace):
+    """v1 logistic regression (passes the F1 gate), v2 dummy (fails it), v3 logistic on other data."""
+    add_dataset(factory, workspace, small_churn(1500))
+    for model in ("logistic_regression", "dummy", "logistic_regression"):
+        execute(factory, workspace, {"dataset": "churn", "target": "churn", "model": model, "sensitive": "gender",
+                                     "seed": 3 if model == "dummy" else 1},
+                actor_name="sam")
+    return workspace
+
+
+def click(at, label):
+    next(b for b in at.button if b.label == label).click().run()
+    return at
+
+
+def champion(settings):
+    return aliases.get(settings.mlflow_uri, model="churn", alias="champion")
+
+
+def test_blocked_then_promoted_then_rolled_back(open_page, trained):
+    at = open_page("pages/registry.py", role="approver")
+    version_box = next(s for s in at.selectbox if s.label == "Version")
+    version_box.select(2).run()
+    click(at, "Promote to production")
+    assert "cannot be promoted" in at.error[0].value and "metric f1" in at.error[0].value
+    assert champion(trained) is None
+
+    next(s for s in at.selectbox if s.label == "Version").select(1).run()
+    click(at, "Promote to production")
+    assert not at.exception
+    assert champion(trained) == 1
+    assert "v1 is now the champion" in at.success[0].value
+
+    with pytest.raises(StopIteration):  # scientists see no promote button: core would refuse anyway
+        click(open_page("pages/registry.py", role="scientist"), "Promote to production")
+
+
+def test_approval_required_trainer_cannot_approve_second_user_can(open_page, trained, factory):
+    (trained.home / "policies.yaml").write_text(policy.DEFAULT_POLICY_YAML.replace(
+        "required: false\n    approvers: 1", "required: true\n    approvers: 1"))
+    scientist = open_page("pages/registry.py", role="scientist")
+    next(s for s in scientist.selectbox if s.label == "Version").select(1).run()
+    click(scientist, "Request promotion")
+    assert "requested" in scientist.success[0].value
+
+    registry = registry_for(trained.mlflow_uri, trained.home)
+    with factory() as s:
+        request_id = promotion.pending_requests(s, model="churn")[0].id
+    with pytest.raises(InvalidInput, match="sam trained churn v1 and cannot approve it"):
+        promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+            s, registry=registry, actor=Actor("sam", "approver"), request_id=request_id, approve=True))
+
+    approver = open_page("pages/registry.py", role="approver")
+    approver.text_input(key="approval-comment").input("checked the fairness numbers").run()
+    click(approver, "Approve")
+    assert not approver.exception
+    assert champion(trained) == 1
+    with transaction(factory) as s:
+        assert not promotion.pending_requests(s, model="churn")
