@@ -7,6 +7,7 @@ the app, so a clean shutdown (SIGTERM) writes every acknowledged prediction befo
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +53,7 @@ class Runtime:
         model, alias = details["model"], details["alias"]
         if kind == "serving.model_loaded":
             self.metrics.version.labels(model, alias).set(details["version"])
+            gc.freeze()  # a loaded model is long-lived: keep the collector from walking it on every pass
         elif kind == "serving.alias_removed":
             self.metrics.version.remove(model, alias)
         elif kind == "serving.reload_failed":
@@ -93,6 +95,10 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything imported so far lives as long as the process. Frozen, the cyclic collector's
+        # full passes (which a 10,000-record request triggers) no longer walk it: tens of ms each.
+        gc.collect()
+        gc.freeze()
         if rt.writer is not None:
             rt.writer.start()
         rt.cache.start()

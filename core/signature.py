@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import itemgetter
+from types import NoneType
 from typing import Any
 
 import numpy as np
@@ -94,19 +97,21 @@ class InputSchema:
         for col in self.columns:
             if col.required:
                 try:
-                    values = [r[col.name] for r in records]
+                    values = list(map(itemgetter(col.name), records))
                 except KeyError:
                     index = next(i for i, r in enumerate(records) if col.name not in r)
                     raise RecordError(f"record {index} has no column {col.name!r}; the model needs: "
                                       f"{', '.join(self.names)}", record=index, column=col.name) from None
             else:
-                values = [r.get(col.name) for r in records]
+                values = list(map(dict.get, records, repeat(col.name)))
             out[col.name] = cast(values, col) if self.typed else _infer(values, col.name)
-        width = len(self.columns)
+        # Extra keys exist iff the records hold more keys than the model columns they have;
+        # counting is far cheaper than collecting every record's keys.
+        present = sum(len(records) if c.required else sum(map(dict.__contains__, records, repeat(c.name)))
+                      for c in self.columns)
         ignored: tuple[str, ...] = ()
-        if any(len(r) != width for r in records) or any(not c.required for c in self.columns):
-            known = set(self.names)
-            ignored = tuple(sorted({k for r in records for k in r} - known))
+        if sum(map(len, records)) != present:
+            ignored = tuple(sorted(set().union(*records) - set(self.names)))
         return Coerced(out, len(records), ignored)
 
     def frame(self, columns: Columns) -> pd.DataFrame:
@@ -180,7 +185,7 @@ def _numeric(values: list[Any], col: Column) -> np.ndarray:
 
 
 def _strings(values: list[Any], col: Column) -> np.ndarray:
-    if all(type(v) is str for v in values):
+    if set(map(type, values)) <= {str, NoneType}:
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
         return arr
@@ -198,7 +203,7 @@ def _strings(values: list[Any], col: Column) -> np.ndarray:
 
 
 def _booleans(values: list[Any], col: Column) -> np.ndarray:
-    if all(type(v) is bool for v in values):
+    if set(map(type, values)) == {bool}:
         return np.array(values, dtype=bool)
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):

@@ -1,0 +1,325 @@
+"""Serving speed, side by side in one run on the same registered model (run by hand: `make bench`).
+
+Starts, on 127.0.0.1 only, LeanOps' API twice (prediction logging on, and off) and
+`mlflow models serve -m models:/NAME@champion --env-manager local`, all serving one random-forest
+pipeline registered in a temporary workspace. Then, with a small keep-alive HTTP client (the same
+for every server), it measures:
+
+1. single-record requests at concurrency 8: throughput and p99 latency, LeanOps (logging on) vs MLflow;
+2. what logging costs: LeanOps logging on vs off;
+3. one 10,000-record request to LeanOps vs a bare ``pipeline.predict`` on the same rows in-process
+   (each request timed right after a bare predict; the ratio is the median of those pairs, so
+   load from other processes on a shared machine hits both sides of each ratio alike).
+
+Load is time-boxed (a few seconds per round, rounds interleaved so background noise hits every
+server alike) and goes to 127.0.0.1 only. The goals from issue 6 are printed beside each ratio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONCURRENCY = 8
+ROUND_SECONDS = float(os.environ.get("BENCH_ROUND_SECONDS", 2))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 6))
+BATCH_ROWS = 10_000
+BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 9))
+MODEL = "churn-bench"
+
+
+# -- a minimal keep-alive HTTP/1.1 client (so the client costs little CPU beside the servers) ----
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    headers = head.decode("latin-1").lower()
+    if "transfer-encoding: chunked" in headers:
+        body = b""
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return status, body
+            body += chunk[:-2]
+    length = int(headers.split("content-length:")[1].split("\r\n")[0])
+    return status, await reader.readexactly(length)
+
+
+def _request(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
+             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@dataclass
+class Load:
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _load(port: int, requests: list[bytes], seconds: float, concurrency: int) -> Load:
+    latencies: list[float] = []
+    errors = [0]
+    deadline = time.perf_counter() + seconds
+
+    async def worker(offset: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = offset
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                writer.write(requests[i % len(requests)])
+                status, _ = await _read_response(reader)
+                latencies.append(time.perf_counter() - started)
+                if status != 200:
+                    errors[0] += 1
+                i += concurrency
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*[worker(w) for w in range(concurrency)])
+    return Load(len(latencies), errors[0], time.perf_counter() - started, latencies)
+
+
+async def _one(port: int, request: bytes) -> tuple[int, bytes, float]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.perf_counter()
+    writer.write(request)
+    status, body = await _read_response(reader)
+    elapsed = time.perf_counter() - started
+    writer.close()
+    return status, body, elapsed
+
+
+def load(port: int, requests: list[bytes], seconds: float) -> Load:
+    return asyncio.run(_load(port, requests, seconds, CONCURRENCY))
+
+
+def one(port: int, request: bytes) -> tuple[int, bytes, float]:
+    return asyncio.run(_one(port, request))
+
+
+# -- the workspace, the model and the servers ----------------------------------------------------
+
+def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]]:
+    """A workspace with one registered random-forest pipeline as champion; returns env, token, model, rows."""
+    import mlflow
+    import skops.io
+
+    from core import aliases, auth
+    from core.auth_types import cli_actor
+    from db.session import make_engine, make_session_factory, migrate, transaction
+    from tests.mlflow_models import churn_data, pipeline
+
+    uri, artifacts = f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
+    db_url = f"sqlite:///{home / 'leanops.db'}"
+    X, y = churn_data(5000)
+    fitted = pipeline("rf").fit(X, y)  # 100 trees
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(fitted))
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("bench", artifact_location=artifacts)
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(fitted, name="model", input_example=X.head(3),
+                                        pip_requirements=["scikit-learn", "skops"], skops_trusted_types=trusted)
+    version = int(mlflow.register_model(info.model_uri, MODEL).version)
+    aliases.move(uri, model=MODEL, alias="champion", version=version)
+    migrate(db_url)
+    engine = make_engine(db_url)
+    with transaction(make_session_factory(engine)) as session:
+        token, _ = auth.create_token(session, actor=cli_actor(), role="viewer", name="bench")
+    engine.dispose()
+    env = {"LEANOPS_HOME": str(home), "LEANOPS_DB_URL": db_url, "LEANOPS_MLFLOW_URI": uri,
+           "LEANOPS_ARTIFACTS": artifacts, "LEANOPS_SCHEDULER": "off", "MLFLOW_TRACKING_URI": uri,
+           "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    rows = json.loads(X.to_json(orient="records"))
+    model = mlflow.sklearn.load_model(f"models:/{MODEL}@champion")
+    return env, token, (model, X), rows
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow needs uvicorn
+    return subprocess.Popen(cmd, cwd=ROOT, env=os.environ | env | {"PATH": path}, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_ready(port: int, path: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.25)
+    raise RuntimeError(f"server on port {port} not ready after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def log_queue_empty(port: int, token: str) -> bool:
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        for line in answer.read().decode().splitlines():
+            if line.startswith("leanops_prediction_log_queue_depth "):
+                return float(line.split()[1]) == 0
+    return True
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="leanops-bench-"))
+    print(f"workspace {home}; training and registering a 100-tree random-forest pipeline …", flush=True)
+    env, token, (model, X), rows = build_workspace(home)
+    ports = {"on": free_port(), "off": free_port(), "one": free_port(), "mlflow": free_port()}
+    logs = {k: home / f"{k}.log" for k in ports}
+    serve = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port"]
+    procs = {
+        "on": start([*serve, str(ports["on"])], env, logs["on"]),
+        "off": start([*serve, str(ports["off"])], env | {"LEANOPS_PREDICTION_LOG_ENABLED": "false"}, logs["off"]),
+        "one": start([*serve, str(ports["one"])], env | {"LEANOPS_SERVING_PREDICT_THREADS": "1"}, logs["one"]),
+        "mlflow": start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
+                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"])], env, logs["mlflow"]),
+    }
+    try:
+        for key, path in (("on", "/health"), ("off", "/health"), ("one", "/health"), ("mlflow", "/ping")):
+            wait_ready(ports[key], path, procs[key], logs[key])
+        auth = {"Authorization": f"Bearer {token}"}
+        predict = f"/v1/models/{MODEL}/predict"
+        single = {
+            "on": [_request(ports["on"], predict, json.dumps({"records": [r]}).encode(), auth) for r in rows[:500]],
+            "off": [_request(ports["off"], predict, json.dumps({"records": [r]}).encode(), auth) for r in rows[:500]],
+            "mlflow": [_request(ports["mlflow"], "/invocations", json.dumps({"dataframe_records": [r]}).encode(), {})
+                       for r in rows[:500]],
+        }
+        for key in single:  # warm up: model load, first requests
+            load(ports[key], single[key], 1.5)
+
+        print(f"\nsingle-record requests, concurrency {CONCURRENCY}, {ROUNDS} × {ROUND_SECONDS:g} s per server "
+              "(rounds interleaved)", flush=True)
+        results: dict[str, list[Load]] = {k: [] for k in single}
+        for _ in range(ROUNDS):
+            for key in ("mlflow", "on", "off"):
+                results[key].append(load(ports[key], single[key], ROUND_SECONDS))
+        merged = {k: Load(sum(r.requests for r in v), sum(r.errors for r in v), sum(r.seconds for r in v),
+                          [x for r in v for x in r.latencies]) for k, v in results.items()}
+        for key, label in (("mlflow", "MLflow models serve"), ("on", "LeanOps, logging on"),
+                           ("off", "LeanOps, logging off")):
+            m = merged[key]
+            print(f"  {label:<22} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
+                  f"errors {m.errors}")
+
+        print(f"\none {BATCH_ROWS:,}-record request ({BATCH_REPEATS} rounds, each on an idle server, right after "
+              "a bare predict so background load hits both alike; medians):", flush=True)
+        import pandas as pd
+
+        batch_rows = [rows[i % len(rows)] for i in range(BATCH_ROWS)]
+        frame = pd.DataFrame(batch_rows).astype(X.dtypes.to_dict())  # the same rows, as the model was fitted
+        model.predict(frame)
+        body = json.dumps({"records": batch_rows}).encode()
+        big = {key: _request(ports[key], predict, body, auth) for key in ("on", "one")}
+        big["mlflow"] = _request(ports["mlflow"], "/invocations",
+                                 json.dumps({"dataframe_records": batch_rows}).encode(), {})
+        for key in big:
+            one(ports[key], big[key])
+        times: dict[str, list[float]] = {"bare": [], "on": [], "one": [], "mlflow": []}
+        for _ in range(BATCH_REPEATS):
+            times["bare"].append(_timed(lambda: model.predict(frame)))
+            for key in ("on", "one", "mlflow"):
+                if key != "mlflow":
+                    _wait(lambda k=key: log_queue_empty(ports[k], token))
+                status, answer, elapsed = one(ports[key], big[key])
+                assert status == 200 and len(json.loads(answer)["predictions"]) == BATCH_ROWS, answer[:300]
+                times[key].append(elapsed)
+        batch = {key: statistics.median(values) for key, values in times.items()}
+        paired = {key: statistics.median(a / b for a, b in zip(times[key], times["bare"], strict=True))
+                  for key in ("on", "one", "mlflow")}
+        bare, leanops_batch, mlflow_batch = batch["bare"], batch["on"], batch["mlflow"]
+        print(f"  bare pipeline.predict                    {bare * 1000:8.1f} ms")
+        print(f"  LeanOps API (logging on)                 {leanops_batch * 1000:8.1f} ms   "
+              f"(large batches are split across {os.cpu_count()} predict threads)")
+        print(f"  LeanOps API, one predict thread          {batch['one'] * 1000:8.1f} ms")
+        print(f"  MLflow models serve                      {mlflow_batch * 1000:8.1f} ms")
+    finally:
+        for proc in procs.values():
+            stop(proc)
+
+    on, off, ml = merged["on"], merged["off"], merged["mlflow"]
+    ratios = [
+        ("throughput, LeanOps (logging on) / MLflow", on.rps / ml.rps, "≥ 3", on.rps / ml.rps >= 3),
+        ("p99 latency, LeanOps (logging on) / MLflow", on.pct(0.99) / ml.pct(0.99), "≤ 0.33",
+         on.pct(0.99) / ml.pct(0.99) <= 1 / 3),
+        ("throughput, logging on / logging off", on.rps / off.rps, "≥ 0.90", on.rps / off.rps >= 0.9),
+        ("10,000-record batch, LeanOps / bare predict", paired["on"], "≤ 1.2", paired["on"] <= 1.2),
+    ]
+    print("\nratios (goal from issue 6):")
+    for label, value, goal, ok in ratios:
+        print(f"  {label:<46} {value:6.2f}   goal {goal:<7} {'met' if ok else 'NOT met'}")
+    print(f"  (for reference: LeanOps with one predict thread / bare predict = {paired['one']:.2f}; "
+          f"MLflow's batch / bare predict = {paired['mlflow']:.2f})")
+    errors = on.errors + off.errors + ml.errors
+    if errors:
+        print(f"{errors} requests failed")
+    return 0 if not errors else 1
+
+
+def _timed(fn) -> float:  # noqa: ANN001
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def _wait(check, timeout: float = 60) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
