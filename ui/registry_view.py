@@ -49,7 +49,10 @@ def timeline(periods) -> None:  # noqa: ANN001
     fig = px.timeline(frame, x_start="start", x_end="end", y="version", color="how", hover_data=["by", "reason"],
                       height=180 + 40 * frame["version"].nunique())
     st.plotly_chart(fig, width="stretch")
-    st.dataframe(frame.sort_values("start", ascending=False), hide_index=True, width="stretch")
+    st.table(frame.sort_values("start", ascending=False).assign(
+        start=lambda f: f["start"].dt.strftime("%Y-%m-%d %H:%M:%S"),
+        end=[("now" if p.end is None else f"{p.end:%Y-%m-%d %H:%M:%S}") for p in
+             sorted(periods, key=lambda p: p.start, reverse=True)]).set_index("version"))
 
 
 def metric_over_versions(versions) -> None:  # noqa: ANN001

@@ -1,0 +1,66 @@
+"""Issue 5's journey in a real browser: a failing version is refused, a passing one promoted with one
+click, `Roll back` restores the previous champion, and the timeline shows all three moves with actors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(dashboard: Dashboard, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "cli.py", *args, "--json"], cwd=ROOT, env=dashboard.env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_rerun(page)
+
+
+def test_promote_refuse_rollback_and_timeline(page: Page, dashboard: Dashboard) -> None:
+    cli(dashboard, "init", "--demo")
+    for model in ("random_forest", "logistic_regression", "dummy"):  # v2 beats v1 by > 2 % F1
+        cli(dashboard, "train", "--dataset", "churn", "--target", "churn", "--model", model, "--sensitive", "gender",
+            *(["--param", "n_estimators=40"] if model == "random_forest" else []))
+
+    login(page, dashboard.url, *ADMIN)
+    goto_page(page, "Registry")
+    expect(page.get_by_role("heading", name="Versions of churn")).to_be_visible(timeout=60_000)
+
+    choose(page, "Version", "v3")  # the dummy baseline: below the F1 gate
+    page.get_by_role("button", name="Promote to production").click()
+    wait_rerun(page)
+    expect(page.get_by_test_id("stAlert").first).to_contain_text("cannot be promoted")
+    expect(page.get_by_test_id("stAlert").first).to_contain_text("metric f1")
+
+    for version in ("v1", "v2"):
+        choose(page, "Version", version)
+        page.get_by_role("button", name="Promote to production").click()
+        wait_rerun(page)
+        expect(page.get_by_text(f"{version} is now the champion of churn.")).to_be_visible()
+
+    page.get_by_role("button", name="Roll back").click()
+    wait_rerun(page)
+    expect(page.get_by_text("churn rolled back.")).to_be_visible()
+    timeline = page.get_by_test_id("stTable").last
+    expect(timeline.locator("tbody tr")).to_have_count(3)
+    for text in ("rollback", "promote", "admin", "v1", "v2"):
+        expect(timeline).to_contain_text(text)
+    page.screenshot(path=str(ROOT / "test-artifacts" / "registry-timeline.png"), full_page=True)
+
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{dashboard.home / 'mlflow.db'}"
+    champion = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias("churn", "champion")
+    assert int(champion.version) == 1, "MLflow's own alias agrees with the page"
