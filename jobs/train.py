@@ -49,6 +49,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     actor = Actor(name=actor_name, role="scientist", kind="job")
     store = registry.store_for(settings)
     spec = training.parse_spec(raw_spec)
+    progress(0.01, "opening the MLflow store")
     reconcile(factory, store, log=log)
 
     progress(0.02, "loading dataset")

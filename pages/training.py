@@ -15,7 +15,7 @@ who = session.actor()
 st.title("Training")
 
 if who.at_least("scientist"):
-    with st.expander("Launch training", expanded=True):
+    with st.expander("New training run", expanded=True):
         raw = launch_form()
         if raw is not None and (job := act(lambda s: training.launch(s, actor=who, spec=training.parse_spec(raw)))):
             st.session_state.setdefault("tr-live", set()).add(job.id)
@@ -61,9 +61,9 @@ for finished in st.session_state.pop("tr-done", []):
 st.subheader("Runs")
 options = q.filter_values()
 c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1])
-picked = {name: col.selectbox(name.title(), [ALL, *values], key=f"tr-filter-{name}")
+picked = {name: col.selectbox(f"Filter by {name}", [ALL, *values], key=f"tr-filter-{name}")
           for col, (name, values) in zip((c1, c2, c3), options.items(), strict=True)}
-status = c4.selectbox("Status", [ALL, *training_runs.STATUSES], key="tr-filter-status")
+status = c4.selectbox("Filter by status", [ALL, *training_runs.STATUSES], key="tr-filter-status")
 filters = [None if v == ALL else v for v in (*picked.values(), status)]
 total = q.runs_page(*filters, 1, PAGE_SIZE).total
 page = c5.number_input("Page", 1, max(1, -(-total // PAGE_SIZE)), 1, key="tr-page")

@@ -21,6 +21,8 @@ def confusion_matrix(plots: dict[str, Any]) -> go.Figure:
     cm = plots["confusion_matrix"]
     fig = px.imshow(cm["matrix"], x=cm["labels"], y=cm["labels"], text_auto=True, color_continuous_scale="Blues",
                     aspect="auto")
+    fig.update_xaxes(type="category")  # class labels like 0 and 1 are names, not positions
+    fig.update_yaxes(type="category")
     return _layout(fig, "Confusion matrix (holdout)", "predicted", "actual")
 
 
