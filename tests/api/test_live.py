@@ -86,23 +86,38 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(server: str, mo
                    timeout=5)
 
 
-def test_1000_requests_at_concurrency_16_give_1000_log_rows(server: str, model: Model, tokens: dict, app,
-                                                            api_factory) -> None:
+def test_1000_requests_at_concurrency_16_give_1000_log_rows(tmp_path: Path, db_url: str, store, model: Model) -> None:
+    """On SQLite and on PostgreSQL."""
+    from api.app import create_app
+    from core import auth
+    from db.session import transaction
+    from tests.api.conftest import live_server, serving_settings
+    from tests.factories import admin_actor
+
+    settings = serving_settings(tmp_path / "ws", db_url, store)
+    engine = make_engine(settings.db_url)
+    factory = make_session_factory(engine)
+    with transaction(factory) as session:
+        token, _ = auth.create_token(session, actor=admin_actor(), role="viewer")
+    app = create_app(settings, factory=factory)
     rows = records(50)
-
-    def one(i: int) -> tuple[int, str]:
-        answer = client.post(f"/v1/models/{model.name}/predict", json={"records": [rows[i % 50]]})
-        return answer.status_code, answer.json().get("request_id", "")
-
     limits = httpx.Limits(max_connections=16, max_keepalive_connections=16)
-    with httpx.Client(base_url=server, headers=bearer(tokens["viewer"]), timeout=60, limits=limits) as client, \
-            ThreadPoolExecutor(16) as pool:
-        results = list(pool.map(one, range(1000)))
-    assert [s for s, _ in results if s != 200] == []
-    assert app.state.runtime.writer.drain(30)
-    with api_factory() as session:
-        assert predictions.count(session, model=model.name) == 1000
-    assert len({rid for _, rid in results}) == 1000
+    try:
+        with live_server(app) as server, ThreadPoolExecutor(16) as pool, \
+                httpx.Client(base_url=server, headers=bearer(token), timeout=60, limits=limits) as client:
+
+            def one(i: int) -> tuple[int, str]:
+                answer = client.post(f"/v1/models/{model.name}/predict", json={"records": [rows[i % 50]]})
+                return answer.status_code, answer.json().get("request_id", "")
+
+            results = list(pool.map(one, range(1000)))
+            assert app.state.runtime.writer.drain(30)
+        assert [s for s, _ in results if s != 200] == []
+        assert len({rid for _, rid in results}) == 1000
+        with factory() as session:
+            assert predictions.count(session, model=model.name) == 1000
+    finally:
+        engine.dispose()
 
 
 def _serve(settings_env: dict[str, str], port: int) -> subprocess.Popen:

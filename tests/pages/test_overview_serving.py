@@ -1,0 +1,34 @@
+"""Overview page: the serving panel shows what the prediction log says (versions, rates, latency, errors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from core.predictions import LogWriter, Refused, Served
+from db.models import utcnow
+
+
+def test_serving_panel_empty_then_with_traffic(open_page, factory) -> None:
+    at = open_page("pages/overview.py", role="viewer")
+    assert not at.exception
+    assert any(s.value == "Serving" for s in at.subheader)
+    assert any("No predictions in the last 15 minutes" in c.value for c in at.caption)
+
+    writer = LogWriter(factory, capacity=1000)
+    for i in range(3):
+        writer.offer(Served(f"req{i}", utcnow(), "churn", "champion", 4,
+                            {"tenure": np.array([12, 3]), "plan": np.array(["basic", "pro"], dtype=object)},
+                            [0, 1], 5.0 + i))
+    writer.offer(Refused("bad", utcnow(), "churn", "champion", 422, "record 0 has no column 'tenure'"))
+    writer.start()
+    writer.stop()
+    st.cache_data.clear()  # the panel's reads are cached for 5 s
+    at = open_page("pages/overview.py", role="viewer")
+    assert not at.exception
+    traffic = next(df.value for df in at.dataframe if "served version" in df.value.columns)
+    row = traffic.iloc[0]
+    assert (row["model"], row["served version"], row["requests"], row["error rate"]) == ("churn", 4, 3, 0.25)
+    assert row["p50 ms"] == 6.0
+    recent = next(df.value for df in at.dataframe if "latency ms" in df.value.columns)
+    assert len(recent) == 6 and "tenure=" in recent.iloc[0]["inputs"]
