@@ -26,7 +26,7 @@ from core.auth_types import Actor
 from core.dataset_io import Input, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
 from core.profile import VersionDiff, compare_profiles, compute_profile
-from core.quality import Certificate, certify, check_schema, infer_schema
+from core.quality import Certificate, certify, infer_schema
 from core.storage import LocalStore
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
@@ -140,7 +140,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
         return _existing(session, dataset, same)
     previous = _latest(session, dataset.id) if dataset is not None else None
     profile = compute_profile(table.frame, table.arrow, row_hashes=table.row_hashes)
-    schema = _current_schema(session, dataset.id) if dataset is not None else None
+    schema = schema_row(session, dataset.id) if dataset is not None else None
     spec = schema.spec if schema is not None else infer_schema(profile)
     now = utcnow()
     cert = certify(table.frame, profile=profile, spec=spec, schema_version=schema.version if schema else 1,
@@ -204,7 +204,8 @@ def _latest(session: Session, dataset_id: int) -> DatasetVersion | None:
                           .order_by(desc(DatasetVersion.version)).limit(1))
 
 
-def _current_schema(session: Session, dataset_id: int) -> DatasetSchema | None:
+def schema_row(session: Session, dataset_id: int) -> DatasetSchema | None:
+    """The dataset's current (newest) schema row."""
     return session.scalar(select(DatasetSchema).where(DatasetSchema.dataset_id == dataset_id)
                           .order_by(desc(DatasetSchema.version)).limit(1))
 
@@ -276,7 +277,8 @@ def _view(row: DatasetVersion, name: str) -> DatasetVersionView:
         path=key_for(row.sha256))
 
 
-def _row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
+def version_row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
+    """The ORM rows behind a reference (for core modules; pages get views)."""
     name, number = parse_ref(ref)
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
@@ -295,7 +297,7 @@ def _row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
 
 def resolve(session: Session, *, ref: str) -> DatasetVersionView:
     """``NAME`` (latest) or ``NAME:VERSION`` → the version; NotFound lists what exists."""
-    dataset, row = _row(session, ref)
+    dataset, row = version_row(session, ref)
     return _view(row, dataset.name)
 
 
@@ -344,55 +346,17 @@ def list_versions(session: Session, *, name: str, limit: int = 20, offset: int =
 
 
 def get_certificate(session: Session, *, ref: str) -> Certificate:
-    _, row = _row(session, ref)
+    _, row = version_row(session, ref)
     return Certificate(passed=row.certificate_passed, checks=row.certificate, at=row.certificate_at,
                        schema_version=row.schema_version)
 
 
 def get_profile(session: Session, *, ref: str) -> dict[str, Any]:
-    return _row(session, ref)[1].profile
+    return version_row(session, ref)[1].profile
 
 
 def diff(session: Session, *, name: str, a: int, b: int) -> VersionDiff:
     """Schema diff, row counts and per-column distribution changes from version ``a`` to ``b``."""
     prof_a, prof_b = get_profile(session, ref=f"{name}:{a}"), get_profile(session, ref=f"{name}:{b}")
     return compare_profiles(name, a, b, prof_a, prof_b)
-
-
-# -- schema --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SchemaView:
-    name: str
-    version: int
-    spec: dict[str, Any]
-    note: str
-    created_by: str
-    created_at: datetime
-
-
-def current_schema(session: Session, *, name: str) -> SchemaView:
-    dataset, _ = _row(session, name)
-    row = _current_schema(session, dataset.id)
-    return SchemaView(name=name, version=row.version, spec=row.spec, note=row.note, created_by=row.created_by,
-                      created_at=row.created_at)
-
-
-def update_schema(session: Session, *, actor: Actor, name: str, spec: dict[str, Any], note: str = "") -> SchemaView:
-    """Store an edited schema as the dataset's next schema version; later versions are held to it."""
-    require(session, actor, "datasets.write", f"dataset:{name}")
-    check_schema(spec)
-    dataset, _ = _row(session, name)
-    session.execute(update(Dataset).where(Dataset.id == dataset.id).values(updated_at=utcnow()))  # lock
-    current = _current_schema(session, dataset.id)
-    if current is not None and current.spec == spec:
-        raise InvalidInput(f"the schema of {name!r} is unchanged (still schema version {current.version})")
-    row = DatasetSchema(dataset_id=dataset.id, version=(current.version if current else 0) + 1, spec=spec,
-                        note=note[:255], created_by=actor.name)
-    session.add(row)
-    session.flush()
-    audit.record(session, actor, "dataset.schema_updated", f"dataset:{name}",
-                 {"name": name, "schema_version": row.version, "note": row.note})
-    return SchemaView(name=name, version=row.version, spec=spec, note=row.note, created_by=row.created_by,
-                      created_at=row.created_at)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import datasets, lineage, sources
+from core import dataset_schemas, datasets, lineage, sources
 from core.profile import VersionDiff
 from ui import resources
 
@@ -93,9 +93,9 @@ def runs(name: str, number: int) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=10)
-def schema(name: str) -> datasets.SchemaView:
+def schema(name: str) -> dataset_schemas.SchemaView:
     with _session() as session:
-        return datasets.current_schema(session, name=name)
+        return dataset_schemas.current_schema(session, name=name)
 
 
 @st.cache_data(ttl=30)

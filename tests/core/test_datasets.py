@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets, lineage
+from core import dataset_schemas, datasets, lineage
 from core.auth_types import Actor
 from core.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied
 from db.models import AuditEvent, Dataset, DatasetSchema, DatasetVersion
@@ -192,21 +192,21 @@ def test_diff_between_versions(factory, settings) -> None:
 def test_schema_edits_are_versioned_and_apply_to_later_versions(factory, settings) -> None:
     register(factory, settings, churn())
     with factory() as s:
-        spec = datasets.current_schema(s, name="churn").spec
+        spec = dataset_schemas.current_schema(s, name="churn").spec
     spec["columns"]["age"]["max"] = 1000
     with transaction(factory) as s:
-        edited = datasets.update_schema(s, actor=ALICE, name="churn", spec=spec, note="ages up to 1000")
+        edited = dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec=spec, note="ages up to 1000")
     assert edited.version == 2
     older = churn(seed=5)
     older["age"] = older["age"] * 12
     reg = register(factory, settings, older)
     assert reg.certificate.passed and reg.version.schema_version == 2
     with transaction(factory) as s, pytest.raises(InvalidInput, match="unchanged \\(still schema version 2\\)"):
-        datasets.update_schema(s, actor=ALICE, name="churn", spec=spec)
+        dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec=spec)
     with transaction(factory) as s, pytest.raises(InvalidInput, match="dtype 'number' is unknown"):
-        datasets.update_schema(s, actor=ALICE, name="churn", spec={"columns": {"age": {"dtype": "number"}}})
+        dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec={"columns": {"age": {"dtype": "number"}}})
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        datasets.update_schema(s, actor=Actor("bob", "viewer"), name="churn", spec=spec)
+        dataset_schemas.update_schema(s, actor=Actor("bob", "viewer"), name="churn", spec=spec)
     assert [e.details["schema_version"] for e in events(factory, "dataset.schema_updated")] == [2]
 
 
