@@ -32,6 +32,7 @@ Progress = Callable[[float, str], None]
 MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_TRAIN_ROWS = 10
 MIN_TEST_ROWS = 5
+ID_MIN_DISTINCT, ID_SHARE = 100, 0.5  # a text column with more distinct values than both is an identifier
 SEARCH_METHODS = ("grid", "random")
 PRIMARY_SCORING = {"classification": "f1_macro", "regression": "r2"}
 
@@ -239,6 +240,14 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec, *, ref: str) -> Prepared:
     X = data[features]
     numeric = tuple(c for c in features if pd.api.types.is_numeric_dtype(X[c]))
     categorical = tuple(c for c in features if c not in numeric)
+    # One-hot encoding a column that is different in most rows (an ID, a free-text note) makes one
+    # feature per row: slow, huge, and it learns nothing that carries over to new rows.
+    limit = max(ID_MIN_DISTINCT, int(len(X) * ID_SHARE))
+    ids = [c for c in categorical if X[c].nunique(dropna=True) > limit]
+    if ids:
+        flags = " ".join(f"--exclude {c}" for c in ids)
+        raise InvalidInput(f"column(s) {', '.join(ids)} in {ref} look like identifiers or free text (a different "
+                           f"value in most rows); exclude them (Training page: 'Exclude columns'; CLI: {flags})")
     sensitive = None
     if spec.sensitive:
         sensitive = data[spec.sensitive].astype("object").where(data[spec.sensitive].notna(), "(missing)").astype(str)

@@ -136,6 +136,15 @@ def test_all_null_and_constant_columns_are_named_with_how_to_exclude_them():
     assert "notes" not in ok.X.columns and "country" not in ok.X.columns
 
 
+def test_identifier_columns_are_named_with_how_to_exclude_them():
+    frame = small_churn()
+    frame["customer_id"] = [f"C{i:05d}" for i in range(len(frame))]
+    with pytest.raises(InvalidInput, match=r"column\(s\) customer_id in churn:1 look like identifiers .*"
+                                           r"CLI: --exclude customer_id"):
+        training.prepare(frame, spec(), ref="churn:1")
+    assert "customer_id" not in training.prepare(frame, spec(exclude=["customer_id"]), ref="churn:1").X
+
+
 def test_excluding_every_feature_is_refused():
     frame = small_churn()[["tenure_months", "churn"]]
     with pytest.raises(InvalidInput, match="no feature columns are left"):

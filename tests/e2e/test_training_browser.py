@@ -51,6 +51,7 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     demo = subprocess.run([sys.executable, "cli.py", "init", "--demo"], cwd=ROOT, env=dashboard.env,
                           capture_output=True, text=True, timeout=180)
     assert demo.returncode == 0, demo.stderr
+    page.set_viewport_size({"width": 1400, "height": 3200})  # screenshots catch only the viewport
     navigations: list[str] = []
     login(page, dashboard.url, *ADMIN)
     goto_page(page, "Training")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import streamlit as st
 from sqlalchemy import insert
 
 from core import jobs, training_runs
@@ -104,6 +105,7 @@ def _bulk_runs(factory, n: int) -> None:
              "finished_at": now} for i in range(1, n + 1)]
     with transaction(factory) as s:
         s.execute(insert(TrainingRun), rows)
+    st.cache_data.clear()  # written behind the page's back: its cached lists would be a few seconds stale
 
 
 def _render(open_page) -> tuple[float, object]:
