@@ -65,7 +65,7 @@ async def require(request: Request, actor: Actor, permission: str) -> None:
     factory = request.app.state.runtime.factory
 
     def _check() -> None:
-        with factory() as session:
+        with transaction(factory) as session:  # a refusal is audited once this rolls back
             auth.require(session, actor, permission)
 
     await run_in_threadpool(_check)

@@ -200,6 +200,22 @@ def stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by every process of a server's process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def log_queue_empty(port: int, token: str) -> bool:
     import urllib.request
 
@@ -244,16 +260,19 @@ def main() -> int:
         print(f"\nsingle-record requests, concurrency {CONCURRENCY}, {ROUNDS} × {ROUND_SECONDS:g} s per server "
               "(rounds interleaved)", flush=True)
         results: dict[str, list[Load]] = {k: [] for k in single}
+        cpu = {k: 0.0 for k in single}
         for _ in range(ROUNDS):
             for key in ("mlflow", "on", "off"):
+                before = group_cpu(procs[key].pid)
                 results[key].append(load(ports[key], single[key], ROUND_SECONDS))
+                cpu[key] += group_cpu(procs[key].pid) - before
         merged = {k: Load(sum(r.requests for r in v), sum(r.errors for r in v), sum(r.seconds for r in v),
                           [x for r in v for x in r.latencies]) for k, v in results.items()}
         for key, label in (("mlflow", "MLflow models serve"), ("on", "LeanOps, logging on"),
                            ("off", "LeanOps, logging off")):
             m = merged[key]
             print(f"  {label:<22} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
-                  f"errors {m.errors}")
+                  f"server CPU {cpu[key] / max(m.requests, 1) * 1000:5.2f} ms/request   errors {m.errors}")
 
         print(f"\none {BATCH_ROWS:,}-record request ({BATCH_REPEATS} rounds, each on an idle server, right after "
               "a bare predict so background load hits both alike; medians):", flush=True)
@@ -269,12 +288,18 @@ def main() -> int:
         for key in big:
             one(ports[key], big[key])
         times: dict[str, list[float]] = {"bare": [], "on": [], "one": [], "mlflow": []}
+        cpu_batch = {"bare": 0.0, "on": 0.0}
         for _ in range(BATCH_REPEATS):
+            started = time.process_time()
             times["bare"].append(_timed(lambda: model.predict(frame)))
+            cpu_batch["bare"] += time.process_time() - started
             for key in ("on", "one", "mlflow"):
                 if key != "mlflow":
                     _wait(lambda k=key: log_queue_empty(ports[k], token))
+                before = group_cpu(procs[key].pid)
                 status, answer, elapsed = one(ports[key], big[key])
+                if key == "on":
+                    cpu_batch["on"] += group_cpu(procs[key].pid) - before
                 assert status == 200 and len(json.loads(answer)["predictions"]) == BATCH_ROWS, answer[:300]
                 times[key].append(elapsed)
         batch = {key: statistics.median(values) for key, values in times.items()}
@@ -303,6 +328,14 @@ def main() -> int:
         print(f"  {label:<46} {value:6.2f}   goal {goal:<7} {'met' if ok else 'NOT met'}")
     print(f"  (for reference: LeanOps with one predict thread / bare predict = {paired['one']:.2f}; "
           f"MLflow's batch / bare predict = {paired['mlflow']:.2f})")
+    print("\nCPU time, which other processes on a shared machine do not distort (load average now "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs):")
+    print(f"  server CPU per single-record request, MLflow / LeanOps (logging on)   "
+          f"{(cpu['mlflow'] / ml.requests) / (cpu['on'] / on.requests):6.2f}")
+    print(f"  server CPU per single-record request, logging on / off               "
+          f"{(cpu['on'] / on.requests) / (cpu['off'] / off.requests):6.2f}")
+    print(f"  CPU of the 10,000-record request (server, logging excluded) / bare   "
+          f"{cpu_batch['on'] / cpu_batch['bare']:6.2f}")
     errors = on.errors + off.errors + ml.errors
     if errors:
         print(f"{errors} requests failed")

@@ -81,10 +81,14 @@ class Batcher:
 
     async def _drain(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
+        woke = True
         try:
             while lane.pending:
-                if self.window > 0 and sum(i.rows for i in lane.pending) < self.max_batch:
+                # Only a lane that was idle waits for company; while a call runs, the next batch
+                # gathers by itself and goes as soon as the call returns.
+                if woke and self.window > 0 and sum(i.rows for i in lane.pending) < self.max_batch:
                     await asyncio.sleep(self.window)
+                woke = False
                 batch, rows = [], 0
                 while lane.pending and (not batch or rows + lane.pending[0].rows <= self.max_batch):
                     item = lane.pending.pop(0)

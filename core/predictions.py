@@ -85,20 +85,77 @@ def input_hash(record: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(record)).hexdigest()
 
 
-def records_of(columns: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    names = list(columns)
-    lists = [[_plain(v) for v in np.asarray(columns[n]).tolist()] for n in names]
-    return [dict(zip(names, values, strict=True)) for values in zip(*lists, strict=True)] if names else []
+_STR = json.encoder.encode_basestring  # the escaper json.dumps(ensure_ascii=False) uses for str
 
 
-def rows_of(item: Served) -> list[dict[str, Any]]:
-    records = records_of(item.columns)
-    if not records:
-        records = [{} for _ in item.outputs]
-    return [{"request_id": item.request_id, "record_index": i, "ts": item.ts, "model": item.model,
-             "alias": item.alias, "version": item.version, "input_hash": input_hash(rec), "inputs": rec,
-             "output": _plain(out), "latency_ms": round(item.latency_ms, 3)}
-            for i, (rec, out) in enumerate(zip(records, item.outputs, strict=True))]
+def _column(values: np.ndarray) -> tuple[list[Any], list[str]]:
+    """A column as JSON-able Python values, and as each value's canonical JSON text.
+
+    Encoding column by column (by dtype) is several times cheaper than json.dumps per record; the
+    text is exactly what ``canonical`` gives for the same record.
+    """
+    arr = np.asarray(values)
+    kind = arr.dtype.kind
+    if kind == "f":
+        plain = arr.tolist()
+        finite = np.isfinite(arr)
+        if not finite.all():
+            plain = [v if ok else None for v, ok in zip(plain, finite.tolist(), strict=True)]
+        return plain, ["null" if v is None else float.__repr__(v) for v in plain]
+    if kind in "iu":
+        plain = arr.tolist()
+        return plain, list(map(str, plain))
+    if kind == "b":
+        plain = arr.tolist()
+        return plain, ["true" if v else "false" for v in plain]
+    if kind == "M":
+        import pandas as pd
+
+        plain = [None if pd.isna(v) else v.isoformat() for v in pd.Series(arr)]
+    else:
+        plain = [_plain(v) for v in arr.tolist()]
+    return plain, [_STR(v) if type(v) is str else json.dumps(v, ensure_ascii=False, default=str) for v in plain]
+
+
+def _encode(columns: dict[str, np.ndarray], rows: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records (dicts for the JSON column) and their canonical JSON texts, built column-wise."""
+    names = sorted(columns)
+    if not names:
+        return [{} for _ in range(rows)], ["{}"] * rows
+    encoded = [_column(columns[n]) for n in names]
+    prefixes = [_STR(n) + ":" for n in names]
+    texts = ["{" + ",".join(map(str.__add__, prefixes, parts)) + "}"
+             for parts in zip(*[text for _, text in encoded], strict=True)]
+    records = [dict(zip(names, values, strict=True)) for values in zip(*[p for p, _ in encoded], strict=True)]
+    return records, texts
+
+
+def rows_of(items: list[Served]) -> list[dict[str, Any]]:
+    """Prediction log rows (one per record, with its canonical JSON's sha256) of several requests.
+
+    Requests with the same columns and dtypes are encoded together: many single-record requests
+    cost about what one request with that many records does.
+    """
+    groups: dict[tuple[tuple[str, str], ...], list[Served]] = {}
+    for item in items:
+        key = tuple((n, np.asarray(item.columns[n]).dtype.str) for n in sorted(item.columns))
+        groups.setdefault(key, []).append(item)
+    out = []
+    for key, group in groups.items():
+        if len(group) == 1:
+            merged = group[0].columns
+        else:
+            merged = {n: np.concatenate([np.asarray(item.columns[n]) for item in group]) for n, _ in key}
+        records, texts = _encode(merged, sum(item.rows for item in group))
+        at = 0
+        for item in group:
+            base = {"request_id": item.request_id, "ts": item.ts, "model": item.model, "alias": item.alias,
+                    "version": item.version, "latency_ms": round(item.latency_ms, 3)}
+            for i, output in enumerate(item.outputs):
+                out.append(base | {"record_index": i, "inputs": records[at + i], "output": _plain(output),
+                                   "input_hash": hashlib.sha256(texts[at + i].encode()).hexdigest()})
+            at += item.rows
+    return out
 
 
 class LogFull(StoreUnavailable):
@@ -115,7 +172,9 @@ class LogWriter:
         self._queue: deque[Served | Refused] = deque()
         self._queued_rows = 0
         self._in_flight = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._work = threading.Condition(self._lock)  # the writer waits here for rows
+        self._room = threading.Condition(self._lock)  # producers (room) and drain (empty) wait here
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.written = 0
@@ -130,35 +189,36 @@ class LogWriter:
 
     def offer(self, item: Served | Refused) -> bool:
         """Queue ``item`` if there is room (a request bigger than the queue waits for it to be empty)."""
-        with self._cond:
+        with self._lock:
             if self._stopping:
                 raise LogFull("the prediction log is shutting down")
             if self._queued_rows and self._queued_rows + item.rows > self.capacity:
                 return False
             self._queue.append(item)
             self._queued_rows += item.rows
-            self._cond.notify_all()
+            if len(self._queue) == 1 or self._queued_rows >= self.batch_rows:
+                self._work.notify()  # wake an idle writer; one that is gathering a batch sleeps on
             return True
 
     def put(self, item: Served | Refused, *, timeout: float) -> None:
         """Queue ``item``, waiting up to ``timeout`` seconds for room."""
         deadline = time.monotonic() + timeout
         while not self.offer(item):
-            with self._cond:
+            with self._lock:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise LogFull(f"the prediction log has had no room for {timeout:g} s")
-                self._cond.wait(min(left, 0.05))
+                self._room.wait(min(left, 0.05))
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything queued so far is written; False on timeout."""
         deadline = time.monotonic() + timeout
-        with self._cond:
+        with self._lock:
             while self._queued_rows or self._in_flight:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None:
                     return False
-                self._cond.wait(min(left, 0.05))
+                self._room.wait(min(left, 0.05))
         return True
 
     # -- the writer thread -----------------------------------------------------------------------
@@ -170,9 +230,9 @@ class LogWriter:
 
     def stop(self, timeout: float = 60.0) -> None:
         """Write everything queued, then end the thread."""
-        with self._cond:
+        with self._lock:
             self._stopping = True
-            self._cond.notify_all()
+            self._work.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -180,11 +240,18 @@ class LogWriter:
             self._thread = None
 
     def _take(self) -> list[Served | Refused]:
-        with self._cond:
+        with self._lock:
+            idle = not self._queue
             while not self._queue and not self._stopping:
-                self._cond.wait(0.5)
-            if self._queue and self._queued_rows < self.batch_rows and not self._stopping:
-                self._cond.wait(self.linger)  # let a batch gather: one transaction for many requests
+                self._work.wait(0.5)
+            # Woken from idle, linger: a batch gathers (one transaction for many requests) and the
+            # request that woke us gets its answer out before this thread competes for the GIL.
+            deadline = time.monotonic() + self.linger
+            while idle and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._work.wait(left)
             batch, rows = [], 0
             while self._queue and (rows < self.batch_rows or not batch):
                 item = self._queue.popleft()
@@ -192,24 +259,24 @@ class LogWriter:
                 rows += item.rows
             self._queued_rows -= rows
             self._in_flight = rows
-            self._cond.notify_all()
+            self._room.notify_all()
             return batch
 
     def _run(self) -> None:
         while True:
             batch = self._take()
             if not batch:
-                with self._cond:
+                with self._lock:
                     if self._stopping and not self._queue:
                         return
                 continue
             self._write(batch)
-            with self._cond:
+            with self._lock:
                 self._in_flight = 0
-                self._cond.notify_all()
+                self._room.notify_all()
 
     def _write(self, batch: list[Served | Refused]) -> None:
-        served = [row for item in batch if isinstance(item, Served) for row in rows_of(item)]
+        served = rows_of([item for item in batch if isinstance(item, Served)])
         refused = [{"request_id": i.request_id, "ts": i.ts, "model": i.model[:255], "alias": i.alias[:64],
                     "status": i.status, "message": i.message[:4000]} for i in batch if isinstance(i, Refused)]
         delay = 0.1
@@ -218,9 +285,9 @@ class LogWriter:
             try:
                 with transaction(self.factory) as session:
                     if served:
-                        session.execute(insert(PredictionLog), served)
+                        session.execute(insert(PredictionLog.__table__), served)  # Core: no ORM bookkeeping
                     if refused:
-                        session.execute(insert(PredictionError), refused)
+                        session.execute(insert(PredictionError.__table__), refused)
                 self.written += len(served)
                 self.on_written(len(served), time.monotonic() - started)
                 return

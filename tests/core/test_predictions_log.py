@@ -224,3 +224,27 @@ def test_writer_keeps_up_with_a_steady_stream(factory) -> None:
     assert time.monotonic() - started < 30
     with factory() as session:
         assert predictions.count(session) == 2000
+
+
+def test_column_wise_hash_equals_the_canonical_record_hash() -> None:
+    """rows_of encodes column by column for speed; it must agree with canonical() for every dtype."""
+    first = served(3, f64=np.array([1.5, np.nan, -0.0]), f32=np.array([0.1, 2.0, np.inf], dtype=np.float32),
+                   i64=np.array([1, -2, 2**62]), flag=np.array([True, False, True]),
+                   text=np.array(["a\"b\\c", None, "ünï\x00✓"], dtype=object),
+                   mixed=np.array([None, np.float64(3.25), np.int64(7)], dtype=object),
+                   at=np.array(["2026-01-02T03:04:05", "NaT", "2026-06-01"], dtype="datetime64[ns]"))
+    second = served(2, f64=np.array([4.0, 5.0]), f32=np.array([1, 2], dtype=np.float32), i64=np.array([3, 4]),
+                    flag=np.array([False, False]), text=np.array(["x", "y"], dtype=object),
+                    mixed=np.array(["s", None], dtype=object),
+                    at=np.array(["2026-01-01", "2026-01-02"], dtype="datetime64[ns]"))
+    other_dtypes = served(1, f64=np.array([7]))  # int where the others have float: encoded apart
+    rows = predictions.rows_of([first, second, other_dtypes])
+    assert len(rows) == 6
+    for row in rows:
+        assert row["input_hash"] == predictions.input_hash(row["inputs"]), row["inputs"]
+    by_request = {(r["request_id"], r["record_index"]): r for r in rows}
+    assert by_request[(first.request_id, 1)]["inputs"]["f64"] is None
+    assert by_request[(first.request_id, 2)]["inputs"]["at"] == "2026-06-01T00:00:00"
+    assert by_request[(first.request_id, 1)]["inputs"]["at"] is None
+    assert by_request[(other_dtypes.request_id, 0)]["inputs"] == {"f64": 7}
+    assert [by_request[(second.request_id, i)]["output"] for i in range(2)] == [0, 1]
