@@ -166,7 +166,7 @@ class LogWriter:
     """The bounded queue and the thread that writes it to the database in batches."""
 
     def __init__(self, factory: sessionmaker[Session], *, capacity: int, batch_rows: int = 1000,
-                 linger: float = 0.05, on_written: Callable[[int, float], None] | None = None) -> None:
+                 linger: float = 0.25, on_written: Callable[[int, float], None] | None = None) -> None:
         self.factory, self.capacity, self.batch_rows, self.linger = factory, capacity, batch_rows, linger
         self.on_written = on_written if on_written is not None else (lambda rows, seconds: None)
         self._queue: deque[Served | Refused] = deque()
