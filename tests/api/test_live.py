@@ -25,34 +25,35 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_promotion_is_picked_up_under_traffic_without_a_failed_request(server: str, model: Model, tokens: dict,
                                                                        store) -> None:
     rows = records(1)
-    seen: list[tuple[float, int, int]] = []  # (time, status, version)
+    seen: list[tuple[float, int, int, float]] = []  # (answered at, status, version, sent at)
     stop = threading.Event()
 
     def traffic() -> None:
         with httpx.Client(base_url=server, headers=bearer(tokens["viewer"]), timeout=30) as client:
             while not stop.is_set():
+                sent = time.monotonic()
                 answer = client.post(f"/v1/models/{model.name}/predict", json={"records": rows})
                 version = answer.json().get("version", -1) if answer.status_code == 200 else -1
-                seen.append((time.monotonic(), answer.status_code, version))
+                seen.append((time.monotonic(), answer.status_code, version, sent))
 
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for t in threads:
         t.start()
     try:
         wait_until(lambda: len(seen) >= 20)
-        assert {v for _, _, v in seen} == {model.versions["lr"]}
+        assert {v for _, _, v, _ in seen} == {model.versions["lr"]}
         store.move(model.name, model.versions["rf20"])  # promote v2
         promoted = time.monotonic()
-        switched = wait_until(lambda: next((ts for ts, _, v in seen if v == model.versions["rf20"]), None),
+        switched = wait_until(lambda: next((ts for ts, _, v, _ in seen if v == model.versions["rf20"]), None),
                               timeout=5.0)
-        time.sleep(0.3)
+        time.sleep(0.5)
     finally:
         stop.set()
         for t in threads:
             t.join()
     assert switched - promoted < 5.0
-    assert {status for _, status, _ in seen} == {200}, "a request failed during the swap"
-    after = [v for ts, _, v in seen if ts > switched + 0.1]
+    assert {status for _, status, _, _ in seen} == {200}, "a request failed during the swap"
+    after = [v for _, _, v, sent in seen if sent > switched]  # requests sent once v2 had answered
     assert after and set(after) == {model.versions["rf20"]}, "the old version served after the swap"
 
 
