@@ -82,9 +82,10 @@ run = q.run_detail(chosen)
 st.markdown(f"### Run {run.id} · {STATUS_ICON.get(run.status, '')} {run.status}")
 if run.error:
     st.error(run.error)
-if run.metrics:
-    cols = st.columns(min(len(run.metrics), 6))
-    for i, (name, value) in enumerate(run.metrics.items()):
+tiles = {k: v for k, v in run.metrics.items() if k not in charts.FAIRNESS_KEYS}  # fairness has its own line
+if tiles:
+    cols = st.columns(min(len(tiles), 6))
+    for i, (name, value) in enumerate(tiles.items()):
         base = run.baseline.get(name)
         cols[i % len(cols)].metric(name, f"{value:.4f}", None if base is None else f"{value - base:+.4f} vs baseline",
                                    delta_color="off" if name in ("log_loss", "rmse", "mae") else "normal")

@@ -9,6 +9,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 HEIGHT = 360
+FAIRNESS_KEYS = ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference")
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
