@@ -11,7 +11,7 @@ import pandas as pd
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import ARTIFACTS
-from tests.e2e.helpers import ADMIN, goto_page, login, wait_idle, wait_rerun
+from tests.e2e.helpers import ADMIN, goto_page, login, wait_rerun
 
 
 def customers(rows: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -23,8 +23,8 @@ def customers(rows: int = 400, seed: int = 0) -> pd.DataFrame:
 def upload(page: Page, path: Path, name: str = "customers") -> None:
     page.get_by_label("Dataset name", exact=True).fill(name)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
-    expect(page.get_by_text(path.name, exact=True)).to_be_visible()  # uploaded to the server
-    wait_idle(page)
+    expect(page.get_by_text(path.name, exact=True)).to_be_visible()
+    wait_rerun(page)  # the upload reruns the script: let that run finish before clicking
     page.get_by_role("button", name="Register version").click()
     wait_rerun(page)
 
