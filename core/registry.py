@@ -188,10 +188,17 @@ def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame
     example = model_input(example)
     signature = _signature(example, pipeline.predict(example))
     requirements = [f"{p}=={package_version(p)}" for p in MODEL_PACKAGES]
-    # run_id goes through to mlflow.models.Model.log: no fluent (thread-local) run to start and end.
+    # The logged model is created in the run's experiment, so its files land under that experiment's
+    # artifact location in the workspace (left to itself, MLflow would pick the default experiment,
+    # whose location is relative to the current directory). run_id and model_id go through to
+    # mlflow.models.Model.log: no fluent, process-wide active run or experiment is involved.
+    client = _client(store)
+    run = client.get_run(run_id)
+    logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+                                        params=dict(run.data.params))
     info = mlflow_sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
                                      pip_requirements=requirements, serialization_format="skops",
-                                     skops_trusted_types=SKOPS_TRUSTED_TYPES, run_id=run_id)
+                                     skops_trusted_types=SKOPS_TRUSTED_TYPES, run_id=run_id, model_id=logged.model_id)
     return info.model_uri
 
 

@@ -86,6 +86,8 @@ def test_launched_job_registers_a_version_with_lineage_and_records_the_run(facto
     assert (tags["leanops.dataset"], tags["leanops.dataset_sha256"], tags["leanops.job_id"]) == (
         "churn:1", version.sha256, str(job_id))
     assert tags["leanops.code_version"] == training.code_version() and mv["run_id"] == result["run_id"]
+    logged = client(workspace).get_logged_model(mv["source"].removeprefix("models:/"))
+    assert logged.artifact_location.removeprefix("file://").startswith(str(workspace.artifacts))
     run_info = registry.run_info(store(workspace), result["run_id"])
     assert run_info["status"] == "FINISHED" and run_info["metrics"]["f1"] == result["metrics"]["f1"]
     assert run_info["params"]["n_estimators"] == "20" and "baseline_f1" in run_info["metrics"]
