@@ -1,4 +1,4 @@
-"""Training: the spec a user launches, its checks, and the sklearn pipeline that is fit on raw columns.
+"""Training: launching a spec, checking its data, and the sklearn pipeline that is fit on raw columns.
 
 The pipeline is ``ColumnTransformer(numeric: impute + scale; categorical: impute + one-hot ignoring
 unknown categories) → estimator``, so the logged model takes raw records (text categories, missing
@@ -9,10 +9,9 @@ the order of the steps in ``jobs.train``.
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,14 @@ from core import datasets, jobs
 from core.auth import require
 from core.auth_types import Actor
 from core.errors import InvalidInput
-from core.models_catalog import DEFAULT_KIND, TASKS, ModelKind, check_params, detect_task, get_kind
+from core.models_catalog import ModelKind, check_params, detect_task, get_kind
+from core.training_spec import Search, TrainingSpec, check_columns, parse_spec  # noqa: F401 - re-exported
 from db.models import Job
 
 Progress = Callable[[float, str], None]
-MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MIN_TRAIN_ROWS = 10
 MIN_TEST_ROWS = 5
 ID_MIN_DISTINCT, ID_SHARE = 100, 0.5  # a text column with more distinct values than both is an identifier
-SEARCH_METHODS = ("grid", "random")
 PRIMARY_SCORING = {"classification": "f1_macro", "regression": "r2"}
 
 
@@ -41,127 +39,7 @@ def _noop(fraction: float, stage: str) -> None:
     return None
 
 
-# -- the spec ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Search:
-    method: str = "random"  # grid | random
-    candidates: int = 8
-    folds: int = 3
-
-
-@dataclass(frozen=True)
-class TrainingSpec:
-    """Everything that decides a training run; the same spec, dataset version and seed give the same model."""
-
-    dataset: str  # NAME or NAME:VERSION (pinned to a version at launch)
-    target: str
-    model: str = DEFAULT_KIND
-    params: dict[str, Any] = field(default_factory=dict)
-    task: str = "auto"
-    holdout: float = 0.2
-    seed: int = 42
-    sensitive: str | None = None
-    search: Search | None = None
-    model_name: str | None = None
-    exclude: tuple[str, ...] = ()
-    allow_failed_certificate: bool = False
-    reproduces: int | None = None  # the training run this one repeats
-
-    @property
-    def dataset_name(self) -> str:
-        return self.dataset.partition(":")[0]
-
-    @property
-    def registered_name(self) -> str:
-        return self.model_name or self.dataset_name
-
-    def as_dict(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["exclude"] = list(self.exclude)
-        return doc
-
-
-def parse_spec(raw: dict[str, Any]) -> TrainingSpec:
-    """A spec from JSON-like input (job params, CLI, page); everything checkable without data is checked."""
-    if not isinstance(raw, dict):
-        raise InvalidInput("a training spec is a mapping of settings")
-    known = set(TrainingSpec.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise InvalidInput(f"unknown training setting(s): {', '.join(unknown)}; "
-                           f"settings are: {', '.join(sorted(known))}")
-    dataset = str(raw.get("dataset") or "").strip()
-    if not dataset:
-        raise InvalidInput("no dataset given: name one as NAME or NAME:VERSION")
-    datasets.parse_ref(dataset)
-    target = str(raw.get("target") or "").strip()
-    if not target:
-        raise InvalidInput("no target column given")
-    kind = get_kind(str(raw.get("model") or DEFAULT_KIND))
-    task = str(raw.get("task") or "auto")
-    if task not in (*TASKS, "auto"):
-        raise InvalidInput(f"task {task!r} is unknown; use auto, classification or regression")
-    params = dict(raw.get("params") or {})
-    if task != "auto":
-        params = check_params(kind, task, params)
-    else:  # the task is known once the data is loaded; until then check each value where it applies
-        by_name = {p.name: p for p in kind.params}
-        unknown = sorted(set(params) - set(by_name))
-        if unknown:
-            raise InvalidInput(f"parameter(s) {', '.join(unknown)} do not apply to {kind.key}; its parameters are: "
-                               f"{', '.join(by_name)}")
-        params = {name: by_name[name].check(value) for name, value in params.items()}
-    holdout = _number(raw.get("holdout", 0.2), "holdout", 0.05, 0.5)
-    seed = int(_number(raw.get("seed", 42), "seed", 0, 2**32 - 1, whole=True))
-    search = _search(raw.get("search"))
-    model_name = (raw.get("model_name") or "").strip() or None
-    if model_name is not None and not MODEL_NAME_RE.match(model_name):
-        raise InvalidInput(f"model name {model_name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-'")
-    sensitive = (raw.get("sensitive") or "").strip() or None
-    exclude = tuple(dict.fromkeys(str(c) for c in (raw.get("exclude") or ())))
-    if target in exclude:
-        raise InvalidInput(f"the target {target!r} cannot also be excluded")
-    return TrainingSpec(dataset=dataset, target=target, model=kind.key, params=params, task=task, holdout=holdout,
-                        seed=seed, sensitive=sensitive, search=search, model_name=model_name, exclude=exclude,
-                        allow_failed_certificate=bool(raw.get("allow_failed_certificate", False)),
-                        reproduces=int(raw["reproduces"]) if raw.get("reproduces") else None)
-
-
-def _number(value: Any, name: str, low: float, high: float, *, whole: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInput(f"{name}={value!r} is not a number") from None
-    if math.isnan(number) or number < low or number > high or (whole and number != int(number)):
-        kind = "a whole number " if whole else ""
-        raise InvalidInput(f"{name}={value!r} is out of range; use {kind}{low:g} … {high:g}")
-    return number
-
-
-def _search(raw: Any) -> Search | None:
-    if not raw:
-        return None
-    if isinstance(raw, Search):
-        raw = asdict(raw)
-    method = str(raw.get("method", "random"))
-    if method not in SEARCH_METHODS:
-        raise InvalidInput(f"search method {method!r} is unknown; use grid or random")
-    candidates = int(_number(raw.get("candidates", 8), "search candidates", 1, 200, whole=True))
-    folds = int(_number(raw.get("folds", 3), "search CV folds", 2, 20, whole=True))
-    return Search(method=method, candidates=candidates, folds=folds)
-
-
-def check_columns(spec: TrainingSpec, columns: list[str], ref: str) -> None:
-    """Refuse names that are not columns of the dataset version, listing the columns there are."""
-    listing = ", ".join(columns[:40]) + (" …" if len(columns) > 40 else "")
-    for role, name in (("target", spec.target), ("sensitive column", spec.sensitive)):
-        if name is not None and name not in columns:
-            raise InvalidInput(f"{role} {name!r} is not a column of {ref}; columns are: {listing}")
-    missing = [c for c in spec.exclude if c not in columns]
-    if missing:
-        raise InvalidInput(f"excluded column(s) {', '.join(missing)} are not in {ref}; columns are: {listing}")
-
+# -- launching -----------------------------------------------------------------------------------
 
 def launch(session: Session, *, actor: Actor, spec: TrainingSpec) -> Job:
     """Check the spec against the dataset, pin its version, and queue a ``train`` job. Returns at once."""
@@ -239,6 +117,11 @@ def prepare(frame: pd.DataFrame, spec: TrainingSpec, *, ref: str) -> Prepared:
                            f"(Training page: 'Exclude columns'; CLI: {flags})")
     X = data[features]
     numeric = tuple(c for c in features if pd.api.types.is_numeric_dtype(X[c]))
+    infinite = [c for c in (*numeric, spec.target) if pd.api.types.is_float_dtype(data[c])
+                and np.isinf(data[c].to_numpy()).any()]
+    if infinite:
+        raise InvalidInput(f"column(s) {', '.join(infinite)} in {ref} hold infinite values, which no model can "
+                           "use; replace them in a new dataset version, or exclude the columns")
     categorical = tuple(c for c in features if c not in numeric)
     # One-hot encoding a column that is different in most rows (an ID, a free-text note) makes one
     # feature per row: slow, huge, and it learns nothing that carries over to new rows.

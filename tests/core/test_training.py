@@ -145,6 +145,13 @@ def test_identifier_columns_are_named_with_how_to_exclude_them():
     assert "customer_id" not in training.prepare(frame, spec(exclude=["customer_id"]), ref="churn:1").X
 
 
+def test_infinite_values_are_refused_before_they_crash_the_fit():
+    frame = small_churn()
+    frame.loc[3, "total_charges"] = float("inf")
+    with pytest.raises(InvalidInput, match=r"column\(s\) total_charges in churn:1 hold infinite values"):
+        training.prepare(frame, spec(), ref="churn:1")
+
+
 def test_excluding_every_feature_is_refused():
     frame = small_churn()[["tenure_months", "churn"]]
     with pytest.raises(InvalidInput, match="no feature columns are left"):
