@@ -51,7 +51,9 @@ class Batcher:
         self.on_batch: Callable[[int], None] = lambda rows: None  # e.g. a batch-size histogram
 
     def close(self) -> None:
+        """Wait for running predictions, then stop the threads (a later predict starts new ones)."""
         self.executor.shutdown(wait=True)
+        self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="leanops-predict")
 
     async def predict(self, model: LoadedModel, columns: Columns, rows: int, *, probabilities: bool
                       ) -> Prediction:
