@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 CONCURRENCY = 8
 ROUND_SECONDS = float(os.environ.get("BENCH_ROUND_SECONDS", 2))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 6))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 10))
 BATCH_ROWS = 10_000
 BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 9))
 MODEL = "churn-bench"
