@@ -77,7 +77,7 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
                            on_written=lambda rows, seconds: metrics.written.inc(rows))
         metrics.watch_queue(lambda: writer.depth)
     batcher = Batcher(max_batch=settings.serving_max_microbatch, window=settings.serving_window_ms / 1000,
-                      threads=settings.serving_predict_threads)
+                      split=settings.serving_split_threads)
     batcher.on_batch = metrics.batch.observe
     rt: Runtime
     cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,

@@ -4,7 +4,8 @@ A single-record predict of a pipeline costs nearly as much as a 50-record one (p
 of the column transformer and every tree), so requests arriving together are merged: the first
 waits a short window for company, then one call predicts them all; while that call runs the next
 batch gathers by itself (as BentoML's adaptive batching does). Large requests skip the queue and
-are split across the predict threads instead.
+can be split across several threads instead (``split``): on a machine whose other CPUs are
+idle that shortens them; on a busy one it does not, so it is off by default.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ class _Lane:
 class Batcher:
     """Predicts for many concurrent requests; one lane (queue) per loaded model version."""
 
-    def __init__(self, *, max_batch: int, window: float, threads: int = 0) -> None:
-        self.max_batch, self.window = max_batch, window
-        self.threads = threads or os.cpu_count() or 1
+    def __init__(self, *, max_batch: int, window: float, split: int = 1, threads: int = 0) -> None:
+        """``split``: how many threads a large request is divided across; ``threads``: the predict
+        threads (default one per CPU, at least ``split``), shared by every model's lane."""
+        self.max_batch, self.window, self.split = max_batch, window, max(split, 1)
+        self.threads = max(threads or os.cpu_count() or 1, self.split)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="leanops-predict")
         self._lanes: dict[int, _Lane] = {}
         self.on_batch: Callable[[int], None] = lambda rows: None  # e.g. a batch-size histogram
@@ -71,7 +74,7 @@ class Batcher:
 
     async def _direct(self, model: LoadedModel, columns: Columns, rows: int, probabilities: bool) -> Prediction:
         loop = asyncio.get_running_loop()
-        pieces = max(1, min(self.threads, rows // MIN_SPLIT_ROWS))
+        pieces = max(1, min(self.split, rows // MIN_SPLIT_ROWS))
         parts = split_rows(columns, rows, pieces) if pieces > 1 else [columns]
         self.on_batch(rows)
         results = await asyncio.gather(*[loop.run_in_executor(

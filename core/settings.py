@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     serving_max_microbatch: int = Field(64, ge=1, le=100_000)  # records predicted together in one call
     serving_window_ms: float = Field(2.0, ge=0, le=1000)  # how long a micro-batch waits for company
     serving_reload_seconds: float = Field(2.0, gt=0, le=3600)  # how often the served aliases are checked
-    serving_predict_threads: int = Field(0, ge=0, le=64)  # 0 = one per CPU; large batches are split across them
+    serving_split_threads: int = Field(1, ge=1, le=64)  # a batch of 4,000+ records is split across this many threads
     api_token_cache_seconds: float = Field(5.0, ge=0, le=300)  # a revoked token stops working within this
     prediction_log_enabled: bool = True  # off only to measure what logging costs
     prediction_log_queue: int = Field(50_000, ge=100)  # rows waiting for the writer before requests wait

@@ -84,7 +84,7 @@ def test_large_requests_are_split_across_threads_with_the_same_answer(model: Loa
     rows = mlflow_models.records(2 * MIN_SPLIT_ROWS + 10)
     cols = columns(model, rows)
     sizes: list[int] = []
-    batcher = Batcher(max_batch=64, window=0.005, threads=2)
+    batcher = Batcher(max_batch=64, window=0.005, split=2)
     batcher.on_batch = sizes.append
     try:
         result = asyncio.run(batcher.predict(model, cols, len(rows), probabilities=True))
