@@ -230,7 +230,7 @@ def log_queue_empty(port: int, token: str) -> bool:
 # -- the run -------------------------------------------------------------------------------------
 
 def main() -> int:
-    home = Path(tempfile.mkdtemp(prefix="leanops-bench-"))
+    home = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     print(f"workspace {home}; training and registering a 100-tree random-forest pipeline …", flush=True)
     env, token, (model, X), rows = build_workspace(home)
     ports = {"on": free_port(), "off": free_port(), "split": free_port(), "mlflow": free_port()}

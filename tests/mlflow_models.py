@@ -109,7 +109,7 @@ def store() -> Store:
     """The process's MLflow store with an "lr" and an "rf20" model logged (built on first use)."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    root = Path(tempfile.mkdtemp(prefix="leanops-mlflow-"))
+    root = Path(tempfile.mkdtemp(prefix="serving-mlflow-"))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
     uri, artifacts = f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts")
     logged = {kind: log_model(uri, artifacts, kind) for kind in ("lr", "rf20")}
