@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets, evaluation, reference, registry, training, training_runs
+from core import datasets, evaluation, promotion, reference, registry, training, training_runs
 from core.auth_types import Actor
 from core.errors import LeanOpsError, PolicyBlocked
+from core.model_views import registry_for
 from core.models_catalog import check_params, get_kind
 from core.settings import Settings
 from db.session import transaction
@@ -48,6 +49,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     # acts for its creator with that permission.
     actor = Actor(name=actor_name, role="scientist", kind="job")
     store = registry.store_for(settings)
+    policy_registry = registry_for(settings.mlflow_uri, settings.home)
     spec = training.parse_spec(raw_spec)
     progress(0.01, "opening the MLflow store")
     reconcile(factory, store, log=log)
@@ -148,6 +150,13 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
                                    baseline=baseline, fairness=result.fairness, plots=result.plots,
                                    reference=ref_stats, search=search_doc, model_version=model_version,
                                    model_uri=model_uri)
+            # The policy gates are evaluated (and stored) at registration; a version that passes
+            # them all becomes the challenger, which promotion and monitoring compare against.
+            gates = promotion.evaluate_gates(session, registry=policy_registry, model=name, version=model_version,
+                                             context="registration")
+            if gates.passed:
+                promotion.set_challenger(session, registry=policy_registry, actor=actor, model=name,
+                                         version=model_version, reason="passed every gate at registration")
     except BaseException as exc:
         _undo(factory, store, run_id=run_id, mlflow_run=mlflow_run, name=name, model_version=model_version,
               exc=exc, log=log)
@@ -159,8 +168,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
         "run_id": mlflow_run, "training_run": run_id, "model_name": name, "model_version": model_version,
         "dataset": version.ref, "task": prepared.task, "model_kind": kind.key, "params": params,
         "metrics": result.metrics, "baseline": baseline,
-        # Policy gates arrive with the registry issue; until then nothing is checked here.
-        "gates": {"passed": None, "checks": []},
+        "gates": gates.as_dict(),
     }
 
 

@@ -10,6 +10,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
+from core.demo import churn_frame
 from tests.e2e.conftest import ARTIFACTS, ROOT
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
 
@@ -48,8 +49,10 @@ def watch_progress(page: Page, timeout: float = 180) -> list[str]:
 
 
 def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboard) -> None:
-    demo = subprocess.run([sys.executable, "cli.py", "init", "--demo"], cwd=ROOT, env=dashboard.env,
-                          capture_output=True, text=True, timeout=180)
+    csv = dashboard.home / "churn.csv"  # the demo data without init --demo's trained model
+    churn_frame().to_csv(csv, index=False)
+    demo = subprocess.run([sys.executable, "cli.py", "dataset", "add", "churn", str(csv)], cwd=ROOT,
+                          env=dashboard.env, capture_output=True, text=True, timeout=180)
     assert demo.returncode == 0, demo.stderr
     page.set_viewport_size({"width": 1400, "height": 3200})  # screenshots catch only the viewport
     navigations: list[str] = []
