@@ -134,8 +134,9 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         await require(request, actor, "read")
         return Response(rt.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
-    from api import predict, webhooks
+    from api import predict, registry, webhooks
 
     app.include_router(predict.router)
     app.include_router(webhooks.router)
+    app.include_router(registry.router)
     return app
