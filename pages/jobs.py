@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import jobs, schedules
 from ui import queries, session
-from ui.components import STATUS_ICON, act, ago
+from ui.components import STATUS_ICON, act, ago, job_row
 
 who = session.actor()
 st.title("Jobs")
@@ -18,16 +18,8 @@ def queue() -> None:
     if not active:
         st.caption("Nothing queued or running.")
     for job in active:
-        left, right = st.columns([5, 1])
         heartbeat = f" · heartbeat {ago(job.heartbeat_at)}" if job.status == "running" else ""
-        left.progress(job.progress, text=f"{STATUS_ICON[job.status]} **#{job.id} {job.kind}** — {job.stage} · "
-                                         f"by {job.created_by} {ago(job.created_at)}{heartbeat}")
-        if who.at_least("scientist") and not job.cancel_requested:
-            if right.button("Cancel", key=f"cancel-{job.id}"):
-                act(lambda s, j=job.id: jobs.cancel(s, actor=who, job_id=j), success=f"Job {job.id}: cancel requested")
-                st.rerun(scope="fragment")
-        elif job.cancel_requested:
-            right.caption("stopping…")
+        job_row(job, who, key="cancel", label=f"**#{job.id} {job.kind}** — {job.stage}{heartbeat}")
 
 
 queue()

@@ -2,11 +2,11 @@
 
 import streamlit as st
 
-from core import jobs, training, training_runs
+from core import training, training_runs
 from ui import session
 from ui import training_charts as charts
 from ui import training_queries as q
-from ui.components import STATUS_ICON, act, ago
+from ui.components import STATUS_ICON, act, ago, job_row
 from ui.training_form import launch_form
 
 PAGE_SIZE = 25
@@ -38,16 +38,8 @@ def live() -> None:
     if not active:
         st.caption("No training job is queued or running.")
     for job in active:
-        left, right = st.columns([5, 1])
-        left.progress(job.progress, text=f"{STATUS_ICON[job.status]} **#{job.id}** {job.params.get('dataset')} · "
-                                         f"{job.params.get('model')} → {job.stage} · by {job.created_by} "
-                                         f"{ago(job.created_at)}")
-        if who.at_least("scientist") and not job.cancel_requested:
-            if right.button("Cancel", key=f"tr-cancel-{job.id}"):
-                act(lambda s, j=job.id: jobs.cancel(s, actor=who, job_id=j), success=f"Job {job.id}: cancel requested")
-                st.rerun(scope="fragment")
-        elif job.cancel_requested:
-            right.caption("stopping…")
+        job_row(job, who, key="tr-cancel",
+                label=f"**#{job.id}** {job.params.get('dataset')} · {job.params.get('model')} → {job.stage}")
 
 
 live()
