@@ -43,8 +43,9 @@ if notice := st.session_state.pop("registry_notice", None):
     st.success(notice)
 
 st.subheader(f"Versions of {model}")
+GATE_MARK = {True: "✅", False: "❌", None: "—"}
 st.dataframe(pd.DataFrame([{
-    "version": v.version, "aliases": ", ".join(v.aliases), "gates": {True: "✅", False: "❌", None: "—"}[v.gates_passed],
+    "version": v.version, "aliases": ", ".join(v.aliases), "gates": GATE_MARK[v.gates_passed],
     v.primary_metric or "score": v.score, "model": v.model_kind, "dataset": v.dataset, "trained by": v.created_by,
     "trained": v.trained_at} for v in versions]), hide_index=True, width="stretch")
 
