@@ -51,6 +51,44 @@ default:
   # What an automatic retrain does with a version that passes every gate: promote it, or
   # give it the `challenger` alias and notify approvers.
   auto_promote: false
+  # Drift checks compare live inputs with the reference statistics stored at training time.
+  # Small samples (up to `large_sample_rows` rows) use tests (KS for numbers, chi-squared for
+  # categories: drift when p < p_value); larger ones use distances (normalised Wasserstein for
+  # numbers, Jensen-Shannon for categories: drift above the threshold), so a million rows from
+  # the same distribution do not raise alarms. PSI is reported for every column.
+  drift:
+    large_sample_rows: 1000
+    p_value: 0.05
+    wasserstein: 0.1
+    jensenshannon: 0.1
+    psi: 0.2
+    share: 0.5             # the data counts as drifted when this share of columns drift
+    schedule: "0 6 * * *"  # the scheduled check (cron, UTC); null turns it off
+    window_hours: 24       # ... over the predictions logged in this window
+    min_rows: 30           # fewer logged rows than this: the check says so instead of guessing
+  # Live performance from feedback labels joined with logged predictions.
+  performance:
+    floor:
+      classification:
+        f1: ">= 0.8"
+      regression:
+        r2: ">= 0.4"
+    window: 500            # the most recent labelled predictions
+    min_labels: 50         # fewer labels than this: no verdict yet
+  # What starts a retrain of the champion's configuration on the latest dataset version.
+  retrain:
+    on_drift: true
+    schedule: null         # e.g. "0 3 * * 1" for weekly
+    on_data_growth: 0.10   # a new dataset version with at least 10 % more rows; null turns it off
+    on_upload: true        # a dataset version uploaded through the API
+  # Roll back a newly promoted champion whose live performance falls below the floor or below
+  # its predecessor's within this many hours of the promotion.
+  rollback:
+    auto: true
+    window_hours: 72
+  # One incident is one alert: the same condition on the same model is not re-sent within this time.
+  alerts:
+    cooldown_minutes: 360
 models:
   churn:
     fairness:
@@ -93,6 +131,62 @@ class Approval(_Strict):
     approvers: int = Field(1, ge=1, le=10)
 
 
+class Drift(_Strict):
+    large_sample_rows: int = Field(1000, ge=0)
+    p_value: float = Field(0.05, gt=0, lt=1)
+    wasserstein: float = Field(0.1, gt=0)
+    jensenshannon: float = Field(0.1, gt=0, le=1)
+    psi: float = Field(0.2, gt=0)
+    share: float = Field(0.5, gt=0, le=1)
+    schedule: str | None = "0 6 * * *"
+    window_hours: float = Field(24, gt=0)
+    min_rows: int = Field(30, ge=1)
+
+    @model_validator(mode="after")
+    def _cron(self) -> Drift:
+        _check_cron(self.schedule)
+        return self
+
+
+class Performance(_Strict):
+    floor: dict[Literal["classification", "regression"], dict[str, Rule]] = Field(
+        default_factory=lambda: {"classification": {"f1": ">= 0.8"}, "regression": {"r2": ">= 0.4"}})
+    window: int = Field(500, ge=10)
+    min_labels: int = Field(50, ge=1)
+
+
+class Retrain(_Strict):
+    on_drift: bool = True
+    schedule: str | None = None
+    on_data_growth: float | None = Field(0.10, ge=0)
+    on_upload: bool = True
+
+    @model_validator(mode="after")
+    def _cron(self) -> Retrain:
+        _check_cron(self.schedule)
+        return self
+
+
+class Rollback(_Strict):
+    auto: bool = True
+    window_hours: float = Field(72, gt=0)
+
+
+class Alerts(_Strict):
+    cooldown_minutes: float = Field(360, ge=0)
+
+
+def _check_cron(expression: str | None) -> None:
+    if expression is None:
+        return
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression)
+    except ValueError as exc:
+        raise ValueError(f"schedule {expression!r} is not a 5-field cron expression ({exc})") from None
+
+
 class ModelPolicy(_Strict):
     metrics: dict[Literal["classification", "regression"], dict[str, Rule]] = Field(
         default_factory=lambda: {"classification": {"f1": ">= 0.85"}, "regression": {"r2": ">= 0.5"}})
@@ -101,6 +195,11 @@ class ModelPolicy(_Strict):
     certificate: Certificate = Certificate()
     approval: Approval = Approval()
     auto_promote: bool = False
+    drift: Drift = Drift()
+    performance: Performance = Performance()
+    retrain: Retrain = Retrain()
+    rollback: Rollback = Rollback()
+    alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPolicy:

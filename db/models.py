@@ -441,3 +441,81 @@ class PredictionError(Base):
     alias: Mapped[str] = mapped_column(String(64))
     status: Mapped[int]
     message: Mapped[str] = mapped_column(Text)
+
+
+class DriftCheck(Base):
+    """One drift comparison of current data against a model version's reference statistics.
+
+    ``columns`` maps column → {kind, method, statistic, p_value, psi, distance, drifted, ...};
+    ``predictions`` holds the same for the model's outputs; ``report_path`` is the Evidently HTML.
+    """
+
+    __tablename__ = "drift_checks"
+    __table_args__ = (Index("ix_drift_checks_model_ts", "model", "ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    source: Mapped[str] = mapped_column(String(16))  # window | upload | dataset
+    window: Mapped[str] = mapped_column(String(255))  # human description: "last 24 h", "file x.csv", "churn v3"
+    current_rows: Mapped[int]
+    reference_rows: Mapped[int]
+    threshold: Mapped[float] = mapped_column(Float)  # drift share above which the dataset counts as drifted
+    drift_share: Mapped[float] = mapped_column(Float)
+    drift_detected: Mapped[bool]
+    columns: Mapped[dict[str, Any]]
+    predictions: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report_path: Mapped[str | None] = mapped_column(String(1024))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class AlertChannel(Base):
+    """Where alerts go: a Slack incoming webhook, a generic HMAC-signed webhook, or email over SMTP."""
+
+    __tablename__ = "alert_channels"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # slack | webhook | email
+    config: Mapped[dict[str, Any]]
+    enabled: Mapped[bool] = mapped_column(default=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    """One raised alert (drift, performance, job failure, promotion, rollback, certificate) and its deliveries.
+
+    ``suppressed`` alerts fell inside the cooldown of an earlier one for the same model and condition:
+    stored and shown, not sent. ``deliveries`` lists {channel, ok, attempts, error} per channel.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_ts", "ts"), Index("ix_alerts_model_condition", "model", "condition", "ts"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+    model: Mapped[str | None] = mapped_column(String(255))
+    condition: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    title: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]]
+    suppressed: Mapped[bool] = mapped_column(default=False)
+    deliveries: Mapped[list[Any]] = mapped_column(JSON, default=list)
+
+
+class ModelCard(Base):
+    """Model card fields of one model version, edited by scientists and audited."""
+
+    __tablename__ = "model_cards"
+
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version: Mapped[int] = mapped_column(primary_key=True)
+    intended_use: Mapped[str] = mapped_column(Text, default="")
+    limitations: Mapped[str] = mapped_column(Text, default="")
+    owner: Mapped[str] = mapped_column(String(128), default="")
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
