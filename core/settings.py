@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     prediction_log_wait_seconds: float = Field(30.0, gt=0)  # a request waits this long for room, then 503
     prediction_retention_days: int = Field(90, ge=1)
 
+    # grown-up deployments (issue 9): S3-compatible artifact store, Dask cluster for searches
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS itself
+    s3_access_key_id: str = ""  # empty: boto3's usual chain (AWS_* variables, ~/.aws, instance role)
+    s3_secret_access_key: SecretStr | None = None
+    s3_region: str = ""
+    dask_address: str = ""  # e.g. tcp://dask-scheduler:8786; empty: searches run in this process
+
+    # alerts (issue 7)
+    alert_timeout_seconds: float = Field(5.0, gt=0, le=120)  # per delivery attempt
+    alert_retries: int = Field(3, ge=1, le=10)  # attempts per channel
+    alert_backoff_seconds: float = Field(0.5, ge=0, le=60)  # wait before the 2nd attempt; doubles after
+
     @field_validator("db_url", "mlflow_uri")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -62,6 +74,15 @@ class Settings(BaseSettings):
             raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
         return value
 
+    @field_validator("artifacts")
+    @classmethod
+    def _check_artifacts(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError("only a local folder or s3://bucket/prefix is supported")
+        if value.startswith("s3://") and not value.removeprefix("s3://").split("/")[0]:
+            raise ValueError("an S3 artifact root needs a bucket: s3://bucket/prefix")
+        return value.rstrip("/") if value.startswith("s3://") else value
+
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         home = self.home.expanduser().resolve()
@@ -78,11 +99,22 @@ class Settings(BaseSettings):
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
 
+    @property
+    def on_s3(self) -> bool:
+        return self.artifacts.startswith("s3://")
+
+    @property
+    def data_store(self):  # noqa: ANN201 - core.storage.Store (imported lazily: boto3 is heavy)
+        """Where dataset files and reports live: the workspace folder, or the S3 artifact root."""
+        from core.storage import open_store
+
+        return open_store(self)
+
 
 def get_settings(**overrides: object) -> Settings:
     """Read the settings from the environment; a bad value names its variable."""
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -90,3 +122,20 @@ def get_settings(**overrides: object) -> Settings:
             msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"LEANOPS_{field.upper()}: {msg} (got {err.get('input')!r})")
         raise InvalidInput("; ".join(problems)) from None
+    if settings.on_s3:
+        export_s3_environment(settings)
+    return settings
+
+
+def export_s3_environment(settings: Settings) -> None:
+    """Hand the S3 settings to MLflow's artifact store, which reads only environment variables
+    (``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*``). Unset LeanOps values leave boto3's own chain alone."""
+    import os
+
+    pairs = {"MLFLOW_S3_ENDPOINT_URL": settings.s3_endpoint_url, "AWS_ACCESS_KEY_ID": settings.s3_access_key_id,
+             "AWS_SECRET_ACCESS_KEY": (settings.s3_secret_access_key.get_secret_value()
+                                       if settings.s3_secret_access_key else ""),
+             "AWS_DEFAULT_REGION": settings.s3_region}
+    for name, value in pairs.items():
+        if value:
+            os.environ[name] = value

@@ -1,0 +1,551 @@
+"""Alerts: channels (Slack, HMAC-signed webhook, email), a cooldown per model and condition, deliveries.
+
+``notify`` is called after the caller's transaction has committed. It stores the alert in its own
+transaction (deciding there whether it falls inside the cooldown), then delivers it from a
+background thread, so a slow or broken channel never holds up the job that raised it. Each
+channel is tried a few times with exponential backoff; every outcome is written back on the
+Alert row and audited as ``alert.raised``.
+
+A generic webhook receives the alert as JSON with two headers::
+
+    X-LeanOps-Timestamp: <unix seconds, also in the body as "timestamp">
+    X-LeanOps-Signature: sha256=<hex HMAC-SHA256 of the raw request body, keyed with the channel secret>
+
+A receiver recomputes ``hmac.new(secret, raw_body, hashlib.sha256).hexdigest()``, compares it with
+``hmac.compare_digest``, and rejects timestamps older than a few minutes (the timestamp is inside the
+signed body, so it cannot be changed without breaking the signature).
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import hmac
+import json
+import logging
+import re
+import smtplib
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import desc, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit, locks, policy
+from core.auth import require
+from core.auth_types import Actor, system_actor
+from core.errors import InvalidInput, LeanOpsError, NotFound
+from core.settings import Settings
+from db.models import Alert, AlertChannel, utcnow
+from db.session import transaction
+
+log = logging.getLogger("leanops.alerts")
+
+CONDITIONS = ("drift", "performance", "job_failure", "promotion", "rollback", "certificate", "retrain", "test")
+SEVERITIES = ("info", "warning", "critical")
+KINDS = ("slack", "webhook", "email")
+SECRET_KEYS = ("secret", "password")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+$")
+RETRY_STATUSES = {408, 425, 429}  # and every 5xx; other 4xx answers will not change on a retry
+ACTOR = system_actor("alerts")
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel as pages and the CLI see it: secrets masked."""
+
+    id: int
+    name: str
+    kind: str
+    enabled: bool
+    config: dict[str, Any]
+    target: str
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How sending one alert to one channel went."""
+
+    channel: str
+    ok: bool
+    attempts: int
+    error: str = ""
+    status: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AlertView:
+    id: int
+    ts: datetime
+    model: str | None
+    condition: str
+    severity: str
+    title: str
+    message: str
+    details: dict[str, Any]
+    suppressed: bool
+    deliveries: list[dict[str, Any]]
+
+    @property
+    def status(self) -> str:
+        """suppressed, no channels, sending, sent, failed or partly failed."""
+        if self.suppressed:
+            return "suppressed"
+        if not self.deliveries:
+            return "no channels"
+        oks = [d.get("ok") for d in self.deliveries]
+        if any(ok is None for ok in oks):
+            return "sending"
+        return "sent" if all(oks) else "failed" if not any(oks) else "partly failed"
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a delivery thread needs of a channel (no ORM objects cross threads)."""
+
+    name: str
+    kind: str
+    config: dict[str, Any]
+
+
+def _mask(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: (("•" * 6 + str(v)[-2:] if len(str(v)) > 8 else "•" * 6) if k in SECRET_KEYS and v else v)
+            for k, v in config.items()}
+
+
+def _target_text(kind: str, config: dict[str, Any]) -> str:
+    if kind == "email":
+        return f"{', '.join(config['to'])} via {config['host']}:{config['port']}"
+    url = urlsplit(config["url"])
+    return f"{url.scheme}://{url.netloc}{'/…' if url.path not in ('', '/') else ''}"
+
+
+def _channel_view(row: AlertChannel) -> ChannelView:
+    return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled, config=_mask(row.config),
+                       target=_target_text(row.kind, row.config), created_by=row.created_by,
+                       created_at=row.created_at)
+
+
+def _alert_view(row: Alert) -> AlertView:
+    return AlertView(id=row.id, ts=row.ts, model=row.model, condition=row.condition, severity=row.severity,
+                     title=row.title, message=row.message, details=dict(row.details or {}),
+                     suppressed=row.suppressed, deliveries=list(row.deliveries or []))
+
+
+# -- channels ------------------------------------------------------------------------------------
+
+def _check_url(url: str) -> str:
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"webhook URL {url!r} is not an http(s) URL")
+    return url
+
+
+def _check_config(kind: str, config: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A clean config for ``kind``; a blank secret keeps ``old``'s (so edits need not retype it)."""
+    old = old or {}
+    if kind == "slack":
+        return {"url": _check_url(config.get("url", ""))}
+    if kind == "webhook":
+        secret = str(config.get("secret") or old.get("secret") or "")
+        if len(secret) < 16:
+            raise InvalidInput(f"a webhook secret needs at least 16 characters (got {len(secret)})")
+        return {"url": _check_url(config.get("url", "")), "secret": secret}
+    host = str(config.get("host") or "").strip()
+    if not host:
+        raise InvalidInput("an email channel needs an SMTP host")
+    try:
+        port = int(config.get("port") or 25)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"SMTP port {config.get('port')!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"SMTP port {port} is outside 1-65535")
+    to = config.get("to") or []
+    to = [a.strip() for a in (re.split(r"[,;\s]+", to) if isinstance(to, str) else to) if a.strip()]
+    sender = str(config.get("sender") or "").strip()
+    for address in [sender, *to]:
+        if not EMAIL_RE.match(address):
+            raise InvalidInput(f"{address!r} is not an email address")
+    if not to:
+        raise InvalidInput("an email channel needs at least one recipient")
+    username = str(config.get("username") or "").strip()
+    password = str(config.get("password") or old.get("password") or "") if username else ""
+    if username and not password:
+        raise InvalidInput(f"SMTP login {username!r} needs a password")
+    return {"host": host, "port": port, "sender": sender, "to": to, "starttls": bool(config.get("starttls")),
+            "username": username, "password": password}
+
+
+def _get_channel(session: Session, channel_id: int) -> AlertChannel:
+    row = session.get(AlertChannel, channel_id)
+    if row is None:
+        raise NotFound(f"no alert channel with id {channel_id}")
+    return row
+
+
+def add_channel(session: Session, *, actor: Actor, name: str, kind: str, config: dict[str, Any],
+                enabled: bool = True) -> ChannelView:
+    """A new channel (admin only). ``config``: slack {url}; webhook {url, secret}; email {host, port,
+    sender, to, starttls, username, password}."""
+    require(session, actor, "alerts.manage", f"alert_channel:{name}")
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"channel name {name!r} is not allowed: use 1-64 letters, digits, spaces, '.', '_' or '-'")
+    if kind not in KINDS:
+        raise InvalidInput(f"channel kind {kind!r} is unknown; kinds are: {', '.join(KINDS)}")
+    if session.scalar(select(AlertChannel.id).where(AlertChannel.name == name)) is not None:
+        raise InvalidInput(f"an alert channel named {name!r} already exists")
+    clean = _check_config(kind, config)
+    row = AlertChannel(name=name, kind=kind, config=clean, enabled=enabled, created_by=actor.name)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "alert_channel.added", f"alert_channel:{name}",
+                 {"id": row.id, "kind": kind, "enabled": enabled, "config": _mask(clean)})
+    return _channel_view(row)
+
+
+def change_channel(session: Session, *, actor: Actor, channel_id: int, enabled: bool | None = None,
+                   config: dict[str, Any] | None = None) -> ChannelView:
+    """Enable/disable a channel or replace its config (a blank secret keeps the stored one)."""
+    require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
+    row = _get_channel(session, channel_id)
+    changes: dict[str, Any] = {}
+    if enabled is not None and enabled != row.enabled:
+        changes["enabled"] = {"from": row.enabled, "to": enabled}
+        row.enabled = enabled
+    if config is not None:
+        clean = _check_config(row.kind, config, old=row.config)
+        if clean != row.config:
+            changes["config"] = {"from": _mask(row.config), "to": _mask(clean)}
+            row.config = clean
+    if changes:
+        audit.record(session, actor, "alert_channel.changed", f"alert_channel:{row.name}", {"id": row.id, **changes})
+    session.flush()
+    return _channel_view(row)
+
+
+def remove_channel(session: Session, *, actor: Actor, channel_id: int) -> None:
+    require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
+    row = _get_channel(session, channel_id)
+    audit.record(session, actor, "alert_channel.removed", f"alert_channel:{row.name}",
+                 {"id": row.id, "kind": row.kind, "config": _mask(row.config)})
+    session.delete(row)
+    session.flush()
+
+
+def channels(session: Session) -> list[ChannelView]:
+    return [_channel_view(r) for r in session.scalars(select(AlertChannel).order_by(AlertChannel.name))]
+
+
+def recent(session: Session, limit: int = 20, *, model: str | None = None) -> list[AlertView]:
+    """The newest alerts first (suppressed ones included)."""
+    query = select(Alert).order_by(desc(Alert.ts), desc(Alert.id)).limit(limit)
+    if model is not None:
+        query = query.where(Alert.model == model)
+    return [_alert_view(r) for r in session.scalars(query)]
+
+
+# -- raising -------------------------------------------------------------------------------------
+
+def _cooldown(home: Path, model: str | None) -> timedelta:
+    try:
+        rules = policy.for_model(policy.load(home), model) if model else policy.load(home).default
+    except (InvalidInput, OSError) as exc:  # a broken policies.yaml must not lose the alert
+        log.warning("alerts: policies.yaml unreadable (%s); default cooldown used", exc)
+        rules = policy.ModelPolicy()
+    return timedelta(minutes=rules.alerts.cooldown_minutes)
+
+
+def _jsonable(details: dict[str, Any] | None) -> dict[str, Any]:
+    return json.loads(json.dumps(details or {}, default=str))
+
+
+def _payload(row: Alert, timestamp: int) -> dict[str, Any]:
+    return {"id": row.id, "ts": audit.ts_text(row.ts), "timestamp": timestamp, "model": row.model,
+            "condition": row.condition, "severity": row.severity, "title": row.title, "message": row.message,
+            "details": row.details}
+
+
+def _store(session: Session, home: Path, *, condition: str, model: str | None, title: str, message: str,
+           details: dict[str, Any], severity: str) -> tuple[Alert, list[_Target]]:
+    """Insert the alert; decide suppression under a lock so two racing incidents make one alert."""
+    suppressed = False
+    now = utcnow()
+    if condition != "test":
+        locks.hold(session, f"alerts:{condition}:{model}"[:255])
+        now = utcnow()
+        since = now - _cooldown(home, model)
+        earlier = session.scalar(select(Alert.id).where(
+            Alert.condition == condition, Alert.suppressed.is_(False), Alert.ts >= since,
+            Alert.model.is_(None) if model is None else Alert.model == model).limit(1))
+        suppressed = earlier is not None
+    targets = [] if suppressed else [
+        _Target(c.name, c.kind, dict(c.config))
+        for c in session.scalars(select(AlertChannel).where(AlertChannel.enabled.is_(True)).order_by(AlertChannel.id))]
+    row = Alert(ts=now, model=model, condition=condition, severity=severity, title=title[:255], message=message,
+                details=details, suppressed=suppressed,
+                deliveries=[{"channel": t.name, "ok": None, "attempts": 0, "error": "", "status": None}
+                            for t in targets])
+    session.add(row)
+    session.flush()
+    if not targets:
+        audit.record(session, ACTOR, "alert.raised", f"alert:{row.id}", {
+            "condition": condition, "model": model, "title": row.title, "channels": [],
+            "outcome": "suppressed (cooldown)" if suppressed else "no enabled channels"})
+    return row, targets
+
+
+def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str, model: str | None, title: str,
+           message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> int | None:
+    """Record an alert and deliver it to every enabled channel. Returns the Alert id.
+
+    Called after the caller's own transaction has committed. Never raises for delivery
+    problems (timeouts, 500s): those are retried with backoff and recorded on the alert.
+    Within the model's ``alerts.cooldown_minutes`` of an earlier alert for the same model and
+    condition the alert is stored as suppressed and sent nowhere (``test`` alerts never are).
+    Returns None only when the alert could not even be stored (logged).
+    """
+    if condition not in CONDITIONS:
+        raise InvalidInput(f"alert condition {condition!r} is unknown; conditions are: {', '.join(CONDITIONS)}")
+    if severity not in SEVERITIES:
+        raise InvalidInput(f"alert severity {severity!r} is unknown; severities are: {', '.join(SEVERITIES)}")
+    try:
+        with transaction(factory) as session:
+            row, targets = _store(session, settings.home, condition=condition, model=model, title=title,
+                                  message=message, details=_jsonable(details), severity=severity)
+            alert_id, payload = row.id, _payload(row, int(time.time()))
+    except Exception:  # noqa: BLE001 - an alert that cannot be stored must not break its caller
+        log.exception("alert %s for %s could not be stored", condition, model)
+        return None
+    if targets:
+        _start(_send_and_record, factory, settings, alert_id, payload, targets)
+    return alert_id
+
+
+def notify_after_commit(session: Session, *, home: Path, condition: str, model: str | None, title: str,
+                        message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> None:
+    """``notify`` once ``session``'s transaction commits (nothing if it rolls back).
+
+    For core code that runs inside its caller's transaction and has only the workspace path:
+    the delivery settings are read like the entries read them.
+    """
+    from sqlalchemy import event
+
+    from core.settings import get_settings
+
+    bind = session.get_bind()
+
+    def _fire(_s: Session) -> None:
+        try:
+            settings = get_settings(home=home)
+        except LeanOpsError:
+            settings = Settings.model_construct(home=home)
+        try:
+            notify(sessionmaker(bind, expire_on_commit=False), settings, condition=condition, model=model,
+                   title=title, message=message, details=details, severity=severity)
+        except Exception:  # noqa: BLE001 - the caller has committed; an alert problem is only logged
+            log.exception("alert %s for %s failed", condition, model)
+
+    event.listen(session, "after_commit", _fire, once=True)
+
+
+# -- delivering ----------------------------------------------------------------------------------
+
+_pending: set[threading.Thread] = set()
+_pending_lock = threading.Lock()
+
+
+def _start(fn: Any, *args: Any) -> None:
+    def run() -> None:
+        try:
+            fn(*args)
+        finally:
+            with _pending_lock:
+                _pending.discard(threading.current_thread())
+
+    thread = threading.Thread(target=run, name=f"alert-{args[2]}", daemon=True)
+    with _pending_lock:
+        if not _pending and not getattr(_start, "registered", False):
+            atexit.register(wait_for_deliveries, 60)  # a CLI process waits for its alerts to go out
+            _start.registered = True  # type: ignore[attr-defined]
+        _pending.add(thread)
+    thread.start()
+
+
+def wait_for_deliveries(timeout: float | None = None) -> bool:
+    """Wait until background deliveries have finished; True if none are left."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        with _pending_lock:
+            threads = list(_pending)
+        if not threads:
+            return True
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return False
+        threads[0].join(left)
+
+
+def _send_and_record(factory: sessionmaker[Session], settings: Settings, alert_id: int, payload: dict[str, Any],
+                     targets: list[_Target]) -> None:
+    results = deliver(targets, payload, settings)
+    outcome = "sent" if all(r.ok for r in results) else "failed" if not any(r.ok for r in results) \
+        else "partly failed"
+    try:
+        with transaction(factory) as session:
+            row = session.get(Alert, alert_id)
+            if row is not None:
+                row.deliveries = [r.as_dict() for r in results]
+            audit.record(session, ACTOR, "alert.raised", f"alert:{alert_id}", {
+                "condition": payload["condition"], "model": payload["model"], "title": payload["title"],
+                "channels": [r.as_dict() for r in results], "outcome": outcome})
+    except Exception:  # noqa: BLE001 - logged; the deliveries themselves already happened
+        log.exception("outcome of alert %s could not be recorded", alert_id)
+
+
+def deliver(targets: list[_Target], payload: dict[str, Any], settings: Settings) -> list[Delivery]:
+    """Send ``payload`` to every target at once; each gets its retries; none stops the others."""
+    if not targets:
+        return []
+    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="alert-send") as pool:
+        return list(pool.map(lambda t: _with_retries(t, payload, settings), targets))
+
+
+def _with_retries(target: _Target, payload: dict[str, Any], settings: Settings) -> Delivery:
+    attempts, wait = max(int(settings.alert_retries), 1), float(settings.alert_backoff_seconds)
+    error, status = "", None
+    for attempt in range(1, attempts + 1):
+        try:
+            status = _send(target, payload, timeout=float(settings.alert_timeout_seconds))
+            return Delivery(target.name, True, attempt, "", status)
+        except _Failed as exc:
+            error, status = str(exc), exc.status
+            if not exc.retry:
+                return Delivery(target.name, False, attempt, error, status)
+        if attempt < attempts:
+            time.sleep(wait)
+            wait *= 2
+    log.warning("alert %s to channel %s failed after %d attempts: %s", payload["id"], target.name, attempts, error)
+    return Delivery(target.name, False, attempts, error, status)
+
+
+class _Failed(Exception):
+    def __init__(self, message: str, *, status: int | None = None, retry: bool = True) -> None:
+        super().__init__(message)
+        self.status, self.retry = status, retry
+
+
+def text_of(payload: dict[str, Any]) -> str:
+    """The plain-text form of an alert (Slack text, email body)."""
+    head = f"[LeanOps] {payload['severity'].upper()} · {payload['condition']}"
+    if payload.get("model"):
+        head += f" · {payload['model']}"
+    lines = [head, payload["title"], "", payload["message"]]
+    details = payload.get("details") or {}
+    if details:
+        lines += ["", *(f"{k}: {json.dumps(v, default=str) if isinstance(v, dict | list) else v}"
+                        for k, v in details.items())]
+    lines += ["", f"alert {payload['id']} at {payload['ts']}"]
+    return "\n".join(lines)
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The X-LeanOps-Signature value for ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _send(target: _Target, payload: dict[str, Any], *, timeout: float) -> int | None:
+    if target.kind == "email":
+        return _send_email(target.config, payload, timeout=timeout)
+    headers = {"Content-Type": "application/json", "User-Agent": "LeanOps-alerts"}
+    if target.kind == "slack":
+        body = json.dumps({"text": text_of(payload)}).encode()
+    else:
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+        headers["X-LeanOps-Timestamp"] = str(payload["timestamp"])
+        headers["X-LeanOps-Signature"] = sign(target.config["secret"], body)
+    request = urllib.request.Request(target.config["url"], data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - admin-set http(s) URL
+            return response.status
+    except urllib.error.HTTPError as exc:
+        raise _Failed(f"HTTP {exc.code} {exc.reason}", status=exc.code,
+                      retry=exc.code >= 500 or exc.code in RETRY_STATUSES) from None
+    except (TimeoutError, urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
+            raise _Failed(f"no answer within {timeout:g} s") from None
+        raise _Failed(f"cannot reach {_target_text(target.kind, target.config)}: {reason}") from None
+
+
+def _send_email(config: dict[str, Any], payload: dict[str, Any], *, timeout: float) -> int | None:
+    msg = EmailMessage()
+    msg["Subject"] = f"[LeanOps] {payload['title']}"
+    msg["From"] = config["sender"]
+    msg["To"] = ", ".join(config["to"])
+    msg["X-LeanOps-Alert"] = str(payload["id"])
+    msg.set_content(text_of(payload))
+    try:
+        with smtplib.SMTP(config["host"], int(config["port"]), timeout=timeout) as smtp:
+            if config.get("starttls"):
+                smtp.starttls(context=ssl.create_default_context())
+            if config.get("username"):
+                smtp.login(config["username"], config["password"])
+            refused = smtp.send_message(msg)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise _Failed(f"SMTP login refused ({exc.smtp_code})", status=exc.smtp_code, retry=False) from None
+    except smtplib.SMTPResponseException as exc:
+        raise _Failed(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", status=exc.smtp_code,
+                      retry=exc.smtp_code >= 400 and exc.smtp_code < 500) from None
+    except TimeoutError:
+        raise _Failed(f"no answer within {timeout:g} s") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _Failed(f"SMTP {config['host']}:{config['port']}: {exc}") from None
+    if refused:
+        raise _Failed(f"recipients refused: {', '.join(refused)}", retry=False)
+    return 250
+
+
+# -- test button ---------------------------------------------------------------------------------
+
+def send_test(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, channel_id: int) -> Delivery:
+    """Send a test alert to one channel (enabled or not) now, and say how it went (admin only)."""
+    with transaction(factory) as session:
+        require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
+        channel = _get_channel(session, channel_id)
+        target = _Target(channel.name, channel.kind, dict(channel.config))
+        row = Alert(ts=utcnow(), model=None, condition="test", severity="info",
+                    title=f"Test alert to {channel.name}",
+                    message=f"{actor.name} sent this test from LeanOps to check the {channel.kind} channel "
+                            f"{channel.name!r}. Nothing is wrong.",
+                    details={"requested_by": actor.name}, suppressed=False,
+                    deliveries=[{"channel": target.name, "ok": None, "attempts": 0, "error": "", "status": None}])
+        session.add(row)
+        session.flush()
+        alert_id, payload = row.id, _payload(row, int(time.time()))
+    result = _with_retries(target, payload, settings)
+    with transaction(factory) as session:
+        session.get(Alert, alert_id).deliveries = [result.as_dict()]
+        audit.record(session, actor, "alert.raised", f"alert:{alert_id}", {
+            "condition": "test", "model": None, "title": payload["title"], "channels": [result.as_dict()],
+            "outcome": "sent" if result.ok else "failed"})
+    return result
