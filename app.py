@@ -19,6 +19,7 @@ PAGES = [  # (file, title, icon, least role)
     ("pages/datasets.py", "Datasets", ":material/dataset:", "viewer"),
     ("pages/training.py", "Training", ":material/model_training:", "viewer"),
     ("pages/registry.py", "Registry", ":material/inventory_2:", "viewer"),
+    ("pages/drift.py", "Drift", ":material/monitoring:", "viewer"),
     ("pages/audit.py", "Audit log", ":material/verified_user:", "viewer"),
     ("pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
     ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),

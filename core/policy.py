@@ -318,6 +318,26 @@ def save(session: Session, *, actor: Actor, home: Path, text: str) -> str:
     return diff
 
 
+def with_override(text: str, model: str, section: str, values: dict[str, Any]) -> str:
+    """``text`` with ``models.<model>.<section>`` set to ``values`` (the rest of the file kept verbatim).
+
+    Only the top-level ``models:`` block is rewritten (its comments are lost); ``default:`` and its
+    comments stay as they were. The result is validated like any policies.yaml.
+    """
+    import yaml
+
+    data = parse(text).models
+    models = copy.deepcopy(data)
+    models.setdefault(model, {})
+    models[model] = dict(models[model] or {})
+    models[model][section] = {**(models[model].get(section) or {}), **values}
+    found = re.search(r"(?m)^models:", text)
+    head = text[:found.start()] if found else text.rstrip("\n") + "\n"
+    result = head + yaml.safe_dump({"models": models}, sort_keys=False, default_flow_style=False)
+    parse(result)
+    return result
+
+
 def for_model(policy: PolicyFile, model: str) -> ModelPolicy:
     return _merged(policy.default, policy.models.get(model) or {}, model)
 

@@ -1,0 +1,158 @@
+"""Drift: checks per model over time, the per-column table, the Evidently report, live performance, settings."""
+
+from pathlib import Path
+from uuid import uuid4
+
+import streamlit as st
+
+from core import jobs, policy
+from ui import dataset_queries, drift_view, queries, resources, session
+from ui.components import act, ago, job_row
+
+who = session.actor()
+settings = resources.settings()
+st.title("Drift")
+models = queries.models()
+if not models:
+    st.info("No models yet: train one on the Training page, promote it, and its drift shows here.")
+    st.stop()
+
+names = sorted((m.name for m in models), key=lambda n: next(m.champion is None for m in models if m.name == n))
+model = st.selectbox("Model", names, index=0, key="drift-model")
+row = next(m for m in models if m.name == model)
+rules = policy.for_model(policy.load(settings.home), model)
+history = drift_view.checks(model)
+
+# -- run a check ----------------------------------------------------------------------------------
+
+
+@st.fragment(run_every=2)
+def running_checks() -> None:
+    active = [j for j in queries.job_list(statuses=("queued", "running"), kind="drift.check", limit=10)
+              if j.params.get("model") == model]
+    for job in active:
+        job_row(job, who, key="drift-cancel", label=f"**drift check #{job.id}** — {job.stage}")
+    if st.session_state.get("drift-waiting") and not active:
+        st.session_state.pop("drift-waiting")
+        st.cache_data.clear()
+        st.rerun()
+
+
+if who.at_least("scientist"):
+    with st.expander("Check now", expanded=not history):
+        source = st.radio("Current data", ["Logged predictions", "Upload a batch", "Dataset version"],
+                          horizontal=True, key="drift-source")
+        params: dict | None = {"model": model}
+        if source == "Logged predictions":
+            params |= {"source": "window", "hours": st.number_input(
+                "Window (hours of logged predictions)", min_value=0.1, value=float(rules.drift.window_hours))}
+        elif source == "Upload a batch":
+            upload = st.file_uploader("Batch (CSV or Parquet, the model's input columns)", type=["csv", "parquet"])
+            params = None if upload is None else params | {"source": "upload", "filename": upload.name}
+        else:
+            datasets = dataset_queries.dataset_table()["dataset"].tolist()
+            dataset = st.text_input("Dataset (NAME or NAME:VERSION)", value=datasets[0] if datasets else "")
+            params = params | {"source": "dataset", "dataset": dataset.strip()} if dataset.strip() else None
+        if st.button("Run drift check", type="primary", disabled=params is None or row.champion is None,
+                     help=None if row.champion else f"{model} has no champion to compare with"):
+            if source == "Upload a batch":
+                folder = Path(settings.home) / "uploads"
+                folder.mkdir(parents=True, exist_ok=True)
+                path = folder / f"drift-{uuid4().hex}{Path(upload.name).suffix.lower()}"
+                path.write_bytes(upload.getvalue())
+                params["file"] = str(path)
+            job = act(lambda s: jobs.enqueue(s, actor=who, kind="drift.check", params=params))
+            if job is not None:
+                st.session_state["drift-waiting"] = True
+                st.success(f"Drift check queued as job #{job.id}; results appear below when it finishes.")
+running_checks()
+
+if not history:
+    st.info(f"No drift checks of {model} yet. The scheduled check runs `{rules.drift.schedule or 'never'}` (UTC) "
+            f"over the last {rules.drift.window_hours:g} h of logged predictions.")
+else:
+    latest = history[-1]
+    drifted = [name for name, stats in latest.columns.items() if stats.get("drifted")]
+    cols = st.columns(4)
+    cols[0].metric("Latest drift share", f"{latest.drift_share:.0%}", help=f"threshold {latest.threshold:.0%}")
+    cols[1].metric("Drifted columns", f"{len(drifted)} of {len(latest.columns)}")
+    cols[2].metric("Verdict", "⚠️ drift" if latest.drift_detected else "✅ stable")
+    cols[3].metric("Checked", ago(latest.ts), help=f"{latest.ts:%Y-%m-%d %H:%M} UTC by {latest.created_by}")
+    st.caption(f"Check #{latest.id}: v{latest.version} · {latest.window} · {latest.current_rows:,} current rows vs "
+               f"{latest.reference_rows:,} training rows")
+    if drifted:
+        st.warning(f"Drifted: {', '.join(drifted)}")
+
+    left, right = st.columns(2)
+    with left:
+        drift_view.share_chart(history)
+    with right:
+        drift_view.heatmap(history[-30:])
+
+    picked = st.selectbox("Check", [c.id for c in reversed(history)], format_func=lambda i: next(
+        f"#{c.id} · {c.ts:%Y-%m-%d %H:%M} · {c.window} · {c.drift_share:.0%}" for c in history if c.id == i))
+    check = next(c for c in history if c.id == picked)
+    st.subheader("Per column")
+    st.table(drift_view.column_table(check).style.format(
+        {"statistic": "{:.4g}", "p_value": "{:.3g}", "psi": "{:.3g}"}, na_rep="—"))
+    column = st.selectbox("Distribution of", list(check.columns), index=0 if check.columns else None)
+    if column:
+        drift_view.distribution(check.columns[column], column)
+
+    st.subheader("Evidently report")
+    report = Path(check.report_path) if check.report_path else None
+    if report is None or not report.exists():
+        st.caption("This check has no Evidently report (it was run without one, or the file was removed).")
+    else:
+        html = report.read_text(encoding="utf-8")
+        st.download_button("Download Evidently report (HTML)", html, file_name=f"drift-{model}-{check.id}.html",
+                           mime="text/html")
+        with st.expander("Show the Evidently report", expanded=False):
+            st.iframe(html, height=900)
+
+# -- live performance -----------------------------------------------------------------------------
+
+st.subheader("Live performance")
+try:
+    from core import performance
+except ImportError:  # pragma: no cover - performance monitoring ships with the retrain module
+    performance = None
+if performance is not None:
+    drift_view.performance_section(performance, model, rules)
+
+# -- thresholds and alerts ------------------------------------------------------------------------
+
+st.subheader("Thresholds and alerts")
+st.caption(f"Effective policy for {model} (policies.yaml `default`, overridden by `models.{model}`).")
+drift_view.settings_summary(rules)
+if who.at_least("admin"):
+    with st.form("drift-settings"):
+        st.markdown(f"**Change {model}'s thresholds** (written to `models.{model}` in policies.yaml, audited)")
+        c1, c2, c3, c4 = st.columns(4)
+        drift_values = {
+            "p_value": c1.number_input("p-value below", 0.0001, 0.5, rules.drift.p_value, format="%.4f"),
+            "wasserstein": c2.number_input("Wasserstein above", 0.001, 10.0, rules.drift.wasserstein, format="%.3f"),
+            "jensenshannon": c3.number_input("Jensen-Shannon above", 0.001, 1.0, rules.drift.jensenshannon,
+                                             format="%.3f"),
+            "share": c4.number_input("Drift share above", 0.01, 1.0, rules.drift.share, format="%.2f"),
+        }
+        c1, c2, c3 = st.columns(3)
+        schedule = c1.text_input("Check schedule (cron, UTC; empty = off)", rules.drift.schedule or "")
+        drift_values["window_hours"] = c2.number_input("Window (hours)", 0.1, 24.0 * 90, rules.drift.window_hours)
+        cooldown = c3.number_input("Alert cooldown (minutes)", 0.0, 60.0 * 24 * 30, rules.alerts.cooldown_minutes)
+        retrain_on_drift = st.checkbox("Retrain when drift is detected", rules.retrain.on_drift)
+        if st.form_submit_button("Save thresholds"):
+            drift_values["schedule"] = schedule.strip() or None
+
+            def save(s):  # noqa: ANN001, ANN202 - a Session
+                text = policy.read_text(settings.home)
+                for section, values in (("drift", drift_values), ("alerts", {"cooldown_minutes": cooldown}),
+                                        ("retrain", {"on_drift": retrain_on_drift})):
+                    text = policy.with_override(text, model, section, values)
+                return policy.save(s, actor=who, home=settings.home, text=text)
+
+            if act(save) is not None:
+                st.success("Saved; the next check uses these thresholds.")
+                st.rerun()
+st.caption("Alert channels (Slack, webhook, email) are configured on the Admin page; recent alerts are on Overview.")
+drift_view.alerts_for(model)

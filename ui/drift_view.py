@@ -1,0 +1,205 @@
+"""Drift page pieces: stored checks as frames, and the charts people read instead of tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import desc, select
+
+from db.models import DriftCheck
+from ui import resources
+
+COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
+
+
+@dataclass(frozen=True)
+class CheckView:
+    id: int
+    ts: datetime
+    version: int
+    source: str
+    window: str
+    current_rows: int
+    reference_rows: int
+    threshold: float
+    drift_share: float
+    drift_detected: bool
+    columns: dict[str, Any]
+    predictions: dict[str, Any] | None
+    report_path: str | None
+    created_by: str
+
+
+@st.cache_data(ttl=5)
+def checks(model: str, limit: int = 200) -> list[CheckView]:
+    """The newest ``limit`` drift checks of ``model``, oldest first (for charts)."""
+    with resources.session_factory()() as session:
+        rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model)
+                               .order_by(desc(DriftCheck.ts), desc(DriftCheck.id)).limit(limit)).all()
+        return [CheckView(r.id, r.ts, r.version, r.source, r.window, r.current_rows, r.reference_rows, r.threshold,
+                          r.drift_share, r.drift_detected, r.columns or {}, r.predictions, r.report_path,
+                          r.created_by) for r in reversed(rows)]
+
+
+def column_table(check: CheckView) -> pd.DataFrame:
+    """One row per column of a check (drifted first), plus the model's predictions when compared."""
+    items = list(check.columns.items())
+    if check.predictions:
+        items.append(("(predictions)", check.predictions))
+    table = pd.DataFrame([{"column": name, **{k: stats.get(k) for k in COLUMN_FIELDS[1:]}} for name, stats in items],
+                         columns=COLUMN_FIELDS)
+    table["drifted"] = table["drifted"].map({True: "⚠️ yes", False: "no"}).fillna("—")
+    return table.sort_values(["drifted", "column"], ascending=[True, True], key=_drifted_first).reset_index(drop=True)
+
+
+def _drifted_first(values: pd.Series) -> pd.Series:
+    return values.map(lambda v: 0 if v == "⚠️ yes" else 1) if values.name == "drifted" else values
+
+
+def share_chart(history: list[CheckView]) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(
+        x=[c.ts for c in history], y=[c.drift_share for c in history], mode="lines+markers",
+        marker={"color": ["#d62728" if c.drift_detected else "#2ca02c" for c in history], "size": 9},
+        customdata=[[c.version, c.window, c.current_rows] for c in history],
+        hovertemplate="%{x}<br>drift share %{y:.0%}<br>v%{customdata[0]} · %{customdata[1]} · "
+                      "%{customdata[2]} rows<extra></extra>", name="drift share"))
+    fig.add_hline(y=history[-1].threshold, line_dash="dash", line_color="#d62728",
+                  annotation_text=f"threshold {history[-1].threshold:.0%}")
+    fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis={"tickformat": ".0%",
+                      "range": [0, 1.05]}, title="Share of drifted columns per check")
+    st.plotly_chart(fig, width="stretch")
+
+
+def heatmap(history: list[CheckView]) -> None:
+    """Column × check heatmap of each column's drift score relative to its own threshold (≥ 1 = drifted)."""
+    import plotly.graph_objects as go
+
+    columns = sorted({name for c in history for name in c.columns})
+    z = [[_score(c.columns.get(name)) for c in history] for name in columns]
+    text = [[_hover(c.columns.get(name)) for c in history] for name in columns]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"#{c.id} {c.ts:%m-%d %H:%M}" for c in history], y=columns, text=text, zmin=0, zmax=2,
+        colorscale=[[0, "#f7fbff"], [0.499, "#9ecae1"], [0.5, "#fdae6b"], [1, "#b30000"]],
+        hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>", colorbar={"title": "score / threshold"}))
+    fig.update_layout(height=max(220, 26 * len(columns) + 90), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title="Drift per column and check (red = drifted)")
+    st.plotly_chart(fig, width="stretch")
+
+
+def _score(stats: dict[str, Any] | None) -> float | None:
+    """How far a column is into drift: 1.0 is exactly at its threshold (tests use p-values, distances scores)."""
+    if not stats:
+        return None
+    threshold, statistic, p_value = stats.get("threshold"), stats.get("statistic"), stats.get("p_value")
+    if stats.get("method") in ("ks", "chisquare") and p_value is not None and threshold:
+        return min(2.0, threshold / max(p_value, 1e-12))
+    if statistic is not None and threshold:
+        return min(2.0, float(statistic) / float(threshold))
+    return 1.5 if stats.get("drifted") else 0.0
+
+
+def _hover(stats: dict[str, Any] | None) -> str:
+    if not stats:
+        return "not compared"
+    p_value = stats.get("p_value")
+    parts = [f"{stats.get('method')} {stats.get('statistic') or 0:.4g}"]
+    if p_value is not None:
+        parts.append(f"p {p_value:.3g}")
+    if stats.get("psi") is not None:
+        parts.append(f"PSI {stats['psi']:.3g}")
+    return " · ".join(parts) + (" · drifted" if stats.get("drifted") else "")
+
+
+def distribution(stats: dict[str, Any], column: str) -> None:
+    """Reference vs current on the same bins or categories, when the check stored them."""
+    import plotly.graph_objects as go
+
+    ref, cur = stats.get("reference_hist"), stats.get("current_hist")
+    labels = stats.get("bins") or stats.get("categories")
+    if not (ref and cur and labels):
+        st.caption("This check stored no histogram for the column.")
+        return
+    total_ref, total_cur = max(sum(ref), 1), max(sum(cur), 1)
+    fig = go.Figure([go.Bar(x=[str(b) for b in labels], y=[v / total_ref for v in ref], name="reference"),
+                     go.Bar(x=[str(b) for b in labels], y=[v / total_cur for v in cur], name="current")])
+    fig.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      yaxis={"tickformat": ".0%"}, title=f"{column}: reference vs current")
+    st.plotly_chart(fig, width="stretch")
+
+
+def performance_chart(points: pd.DataFrame, metric: str, baseline: float | None, floor: float | None) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for version, part in points.groupby("version"):
+        fig.add_trace(go.Scatter(x=part["ts"], y=part[metric], mode="lines+markers", name=f"v{version} live"))
+    if baseline is not None:
+        fig.add_hline(y=baseline, line_dash="dot", annotation_text=f"training {metric} {baseline:.3f}")
+    if floor is not None:
+        fig.add_hline(y=floor, line_dash="dash", line_color="#d62728", annotation_text=f"floor {floor:.3f}")
+    fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"Live {metric} from feedback")
+    st.plotly_chart(fig, width="stretch")
+
+
+def settings_summary(rules: Any) -> None:
+    """The drift, performance, retrain, rollback and alert rules of one model, in words."""
+    d, p, r, rb = rules.drift, rules.performance, rules.retrain, rules.rollback
+    floor = ", ".join(f"{metric} {rule}" for task in p.floor.values() for metric, rule in task.items())
+    st.markdown(
+        f"- **Columns:** tests up to {d.large_sample_rows:,} rows (KS / χ², drift when p < {d.p_value:g}); "
+        f"distances above (Wasserstein > {d.wasserstein:g}, Jensen-Shannon > {d.jensenshannon:g}); PSI "
+        f"reported, {d.psi:g} marks a large shift.\n"
+        f"- **Data drift:** when at least {d.share:.0%} of the columns drift. Scheduled check: "
+        f"`{d.schedule or 'off'}` over the last {d.window_hours:g} h (at least {d.min_rows} rows).\n"
+        f"- **Performance floor:** {floor} over the last {p.window} labelled predictions "
+        f"(verdict from {p.min_labels} labels).\n"
+        f"- **Retrain:** {'on drift · ' if r.on_drift else ''}"
+        f"{'schedule `' + r.schedule + '` · ' if r.schedule else ''}"
+        f"{f'when data grows ≥ {r.on_data_growth:.0%} · ' if r.on_data_growth is not None else ''}"
+        f"{'on API upload' if r.on_upload else ''}; a passing retrain is "
+        f"{'promoted automatically' if rules.auto_promote else 'made challenger for approvers'}.\n"
+        f"- **Automatic rollback:** {'on' if rb.auto else 'off'}, within {rb.window_hours:g} h of a promotion.\n"
+        f"- **Alerts:** one per model and condition every {rules.alerts.cooldown_minutes:g} min.")
+
+
+def alerts_for(model: str, limit: int = 10) -> None:
+    from db.models import Alert
+
+    with resources.session_factory()() as session:
+        rows = session.scalars(select(Alert).where(Alert.model == model)
+                               .order_by(desc(Alert.ts), desc(Alert.id)).limit(limit)).all()
+        table = pd.DataFrame([{
+            "time": a.ts, "condition": a.condition, "title": a.title,
+            "sent": "suppressed (cooldown)" if a.suppressed else ", ".join(
+                f"{d.get('channel')} {'✅' if d.get('ok') else '❌'}" for d in a.deliveries or []) or "no channel"}
+            for a in rows])
+    if table.empty:
+        st.caption(f"No alerts about {model} yet.")
+    else:
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
+def performance_section(performance: Any, model: str, rules: Any) -> None:
+    """Rolling live metrics (feedback joined with logged predictions) against the baseline and floor."""
+    from core.policy import PRIMARY
+
+    with resources.session_factory()() as session:
+        points = performance.series(session, model=model, rules=rules)
+    if not points:
+        st.caption(f"No verdict yet: live metrics need at least {rules.performance.min_labels} feedback labels "
+                   "(`POST /v1/models/{name}/feedback` with the predictions' request_id).")
+        return
+    latest = max(p.version for p in points)
+    task = "classification" if "f1" in points[-1].metrics else "regression"
+    metric = PRIMARY[task]
+    frame = pd.DataFrame([{"ts": p.ts, "version": p.version, "labels": p.labels, **p.metrics} for p in points])
+    floor_rule = rules.performance.floor.get(task, {}).get(metric)
+    floor = float(floor_rule.split()[-1]) if floor_rule else None
+    base = next((p.baseline.get(metric) for p in reversed(points) if p.version == latest), None)
+    performance_chart(frame, metric, base, floor)
