@@ -129,7 +129,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
     path = Path(args.file)
     with transaction(factory) as session:
         reg = datasets.register(session, actor=cli_actor(), name=args.name, data=path, filename=path.name,
-                                store_root=settings.home, source=f"cli:{path.name}",
+                                store_root=settings.data_store, source=f"cli:{path.name}",
                                 description=args.description or "", max_bytes=settings.max_upload_mb * 2**20)
     failed = [f"  ✗ {c['check']} {c['column'] or ''}: {c['observed']} (expected {c['expected']})"
               for c in reg.certificate.failed]

@@ -51,7 +51,7 @@ async def upload_dataset_version(
     def register() -> datasets.Registration:
         with transaction(factory) as session:
             return datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
-                                     store_root=settings.home, source=f"api:{filename}",
+                                     store_root=settings.data_store, source=f"api:{filename}",
                                      description=description.replace("\x00", ""),
                                      max_bytes=settings.max_upload_mb * 2**20)
 

@@ -1,6 +1,7 @@
 """Datasets and their versions: register (content-addressed, certified, profiled), resolve, load.
 
-A version's file is canonical Parquet at ``<store_root>/datasets/<sha256>.parquet``; identical
+A version's file is canonical Parquet at ``<store_root>/datasets/<sha256>.parquet`` (the workspace
+folder, or ``s3://bucket/prefix/`` — ``store_root`` is a folder or a ``core.storage`` store); identical
 content is stored once and registering it again creates nothing. Registration writes the file
 under a temporary name, inserts the rows, then renames it into place; if the caller's
 transaction rolls back afterwards the file is removed again, so the store and the database
@@ -27,7 +28,7 @@ from core.dataset_io import Input, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
 from core.profile import VersionDiff, compare_profiles, compute_profile
 from core.quality import Certificate, certify, infer_schema
-from core.storage import LocalStore
+from core.storage import LocalStore, Store, as_store
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -124,7 +125,7 @@ def key_for(sha256: str) -> str:
 
 # -- registering ---------------------------------------------------------------------------------
 
-def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path, source: str,
+def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | Store, source: str,
              filename: str = "", description: str = "", source_query: str | None = None,
              max_bytes: int | None = None) -> Registration:
     """Register ``data`` (a path, bytes, a binary file or a DataFrame) as the next version of ``name``.
@@ -146,7 +147,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
     cert = certify(table.frame, profile=profile, spec=spec, schema_version=schema.version if schema else 1,
                    previous_rows=previous.rows if previous else None, at=now)
 
-    store = LocalStore(store_root)
+    store = as_store(store_root)
     key = key_for(table.sha256)
     with store.staged(key, lambda tmp: write_parquet(table.arrow, tmp)) as staged:
         size = staged.size
@@ -218,9 +219,9 @@ def _existing(session: Session, dataset: Dataset, row: DatasetVersion) -> Regist
                         previous_rows=parent.rows if parent else None)
 
 
-def _remove_if_rolled_back(session: Session, store: LocalStore, key: str) -> None:
+def _remove_if_rolled_back(session: Session, store: Store, key: str) -> None:
     """Delete a newly stored file again unless the transaction that points at it commits."""
-    pending: list[tuple[LocalStore, str]] = session.info.setdefault("leanops.new_files", [])
+    pending: list[tuple[Store, str]] = session.info.setdefault("leanops.new_files", [])
     pending.append((store, key))
     if session.info.get("leanops.file_hooks"):
         return
@@ -249,11 +250,11 @@ class Sweep:
     orphans: list[str]  # version files no row pointed at
 
 
-def sweep_store(session: Session, *, store_root: Path, older_than_s: float = 3600) -> Sweep:
+def sweep_store(session: Session, *, store_root: Path | Store, older_than_s: float = 3600) -> Sweep:
     """Remove what killed registrations left in the store: temporary files, and version files no
     row points at (a process killed between the rename and the commit). Only files older than
     ``older_than_s`` are touched, so registrations in flight are safe."""
-    store = LocalStore(store_root)
+    store: Any = as_store(store_root)
     temporary = store.sweep_temporary(older_than_s=older_than_s)
     old = {key.removeprefix("datasets/").removesuffix(".parquet"): key
            for key, age in store.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
@@ -301,7 +302,7 @@ def resolve(session: Session, *, ref: str) -> DatasetVersionView:
     return _view(row, dataset.name)
 
 
-def load_frame(session: Session, *, store_root: Path, ref: str,
+def load_frame(session: Session, *, store_root: Path | Store, ref: str,
                verify: bool = True) -> tuple[DatasetVersionView, pd.DataFrame]:
     """The version and its data as pandas (the dtypes it was hashed with).
 
@@ -310,10 +311,14 @@ def load_frame(session: Session, *, store_root: Path, ref: str,
     from core.dataset_io import content_hash
 
     view = resolve(session, ref=ref)
-    path = view.file(store_root)
-    if not path.is_file():
-        raise IntegrityError(f"the file of {view.ref} is missing from the store: {path}")
-    frame = read_parquet(path)
+    store = as_store(store_root)
+    if not store.exists(view.path):
+        raise IntegrityError(f"the file of {view.ref} is missing from the store: {store.uri(view.path)}")
+    if isinstance(store, LocalStore):  # pyarrow reads a path natively, faster than through a file object
+        frame = read_parquet(store.path(view.path))
+    else:
+        with store.open(view.path) as fh:
+            frame = read_parquet(fh)
     if verify and (actual := content_hash(frame)[0]) != view.sha256:
         raise IntegrityError(f"{view.ref} was altered: its file hashes to {actual[:12]}…, "
                              f"the registry says {view.sha256[:12]}…")

@@ -56,7 +56,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
 
     progress(0.02, "loading dataset")
     with factory() as session:  # reads only
-        version, frame = datasets.load_frame(session, store_root=settings.home, ref=spec.dataset)
+        version, frame = datasets.load_frame(session, store_root=settings.data_store, ref=spec.dataset)
         certificate = datasets.get_certificate(session, ref=version.ref)
     log(f"loaded {version.ref} (sha256 {version.sha256[:12]}…, {len(frame)} rows, {len(frame.columns)} columns)")
     if not certificate.passed:
@@ -99,7 +99,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
             training_runs.note_mlflow(session, run_id=run_id, mlflow_run_id=mlflow_run,
                                       experiment_id=registry.run_info(store, mlflow_run)["experiment_id"])
         registry.log_dataset(store, mlflow_run, frame=frame, name=version.ref, digest=version.sha256,
-                             source=version.file(settings.home).as_uri(), target=spec.target)
+                             source=settings.data_store.uri(version.path), target=spec.target)
 
         search_doc = None
         fit_from = 0.1

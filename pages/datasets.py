@@ -38,7 +38,7 @@ if who.at_least("scientist"):
                 if upload is None:
                     st.error("Choose a CSV or Parquet file to upload first.")
                 elif reg := act(lambda s: datasets.register(
-                        s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.home,
+                        s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.data_store,
                         source=f"upload:{upload.name}", description=description,
                         max_bytes=settings.max_upload_mb * 2**20)):
                     show(reg)
@@ -48,7 +48,8 @@ if who.at_least("scientist"):
             sql = st.text_area("SQL query", placeholder="SELECT * FROM features WHERE day >= '2026-01-01'")
             if st.button("Run query and register", disabled=source is None):
                 if reg := act(lambda s: sources.register_query(s, actor=who, source=source, sql=sql, name=name,
-                                                               store_root=settings.home, description=description)):
+                                                               store_root=settings.data_store,
+                                                               description=description)):
                     show(reg)
 
 if who.at_least("admin"):
