@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from core import datasets, jobs
 from db.session import transaction
 
 router = APIRouter(prefix="/v1")
+log = logging.getLogger("leanops.api")
 ERRORS = responses(404, 409, 422, 503)
 
 
@@ -32,6 +34,8 @@ class DatasetVersionAnswer(BaseModel):
     columns: list[str]
     quality: QualityCheck
     created: bool = Field(description="false when this exact content was already a version (nothing new)")
+    retrain_jobs: list[int] = Field(default_factory=list,
+                                    description="retrain jobs this upload queued (or found queued) by policy")
 
 
 @router.post("/datasets/{name}/versions", tags=["datasets"], status_code=201, response_model=DatasetVersionAnswer,
@@ -56,7 +60,23 @@ async def upload_dataset_version(
                                      max_bytes=settings.max_upload_mb * 2**20)
 
     reg = await run_in_threadpool(register)
-    return JSONResponse(reg.as_dict(), status_code=201 if reg.created else 200)
+    answer = reg.as_dict()
+    if reg.created:
+        answer["retrain_jobs"] = await run_in_threadpool(_retrain_after_upload, factory, settings, reg.version)
+    return JSONResponse(answer, status_code=201 if reg.created else 200)
+
+
+def _retrain_after_upload(factory: Any, settings: Any, version: datasets.DatasetVersionView) -> list[int]:
+    """The upload retrain trigger (policy retrain.on_upload / on_data_growth). The version is stored
+    whatever happens here: a trigger that fails is logged, not turned into a failed upload."""
+    from core import retrain
+
+    try:
+        return [r.job_id for r in retrain.on_dataset_version(factory, settings, dataset=version.name,
+                                                             version=version.version, via_api=True)]
+    except Exception:  # noqa: BLE001 - logged with its traceback; the upload itself succeeded
+        log.exception("retrain trigger after uploading %s failed", version.ref)
+        return []
 
 
 class SearchIn(BaseModel):

@@ -21,6 +21,8 @@ KINDS: dict[str, str] = {
     "audit.verify": "jobs.launch",
     "predictions.retention": "jobs.launch",
     "train": "training.launch",
+    "retrain": "training.launch",
+    "monitor.performance": "jobs.launch",
 }
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

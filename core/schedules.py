@@ -90,6 +90,16 @@ def set_cron(session: Session, *, actor: Actor, name: str, cron: str) -> None:
         audit.record(session, actor, "schedule.changed", f"schedule:{name}", {"from": old, "to": new})
 
 
+def remove(session: Session, *, actor: Actor, name: str, reason: str = "") -> None:
+    """Delete a schedule row; the scheduler drops its job at its next sync."""
+    require(session, actor, "schedules.manage", f"schedule:{name}")
+    row = _get(session, name)
+    session.delete(row)
+    session.flush()
+    audit.record(session, actor, "schedule.removed", f"schedule:{name}",
+                 {"kind": row.kind, "cron": row.cron, "reason": reason})
+
+
 def note_next_run(session: Session, *, name: str, next_run_at: datetime | None) -> None:
     """Called by the scheduler process after it (re)computes a schedule's next fire time."""
     row = session.get(Schedule, name)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, policy, schedules
+from core import auth, policy, retrain, schedules
 from core.auth_types import system_actor
 from db.session import migrate, transaction
 
@@ -15,6 +16,8 @@ DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
     ("prediction-retention", "predictions.retention", "15 4 * * *",
      "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
+    ("monitor-performance", "monitor.performance", "*/15 * * * *",
+     "Live performance, automatic rollback and data-growth retrains of every champion; per-model schedules"),
 )
 
 
@@ -42,6 +45,7 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
         generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password)
         for name, kind, cron, description in DEFAULT_SCHEDULES:
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
+        retrain.sync_model_schedules(session, SimpleNamespace(home=home))
     demo_files: list[str] = []
     if demo:
         demo_csv = write_demo_csv(home)
