@@ -19,24 +19,40 @@ OTHER = "__other__"
 
 
 def numeric_summary(values: pd.Series, *, bins: int = BINS, quantiles: int = QUANTILES) -> dict[str, Any]:
-    """Quantile bin edges + counts, a sorted quantile sample, and moments of one numeric column."""
-    raw = pd.to_numeric(values, errors="coerce").astype(float)
-    present = raw[np.isfinite(raw)].to_numpy()
+    """Quantile bin edges + counts, a sorted quantile sample, and moments of one numeric column.
+
+    One sort per column; everything else is read off the sorted values (same numbers as
+    ``np.quantile``'s default linear method).
+    """
+    raw = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    present = np.sort(raw[np.isfinite(raw)])
     out: dict[str, Any] = {"type": "numeric", "count": int(len(raw)), "nulls": int(len(raw) - len(present))}
     if present.size == 0:
         return out | {"edges": [], "counts": [], "quantiles": []}
-    edges = np.unique(np.quantile(present, np.linspace(0, 1, bins + 1)))
+    edges = np.unique(sorted_quantiles(present, np.linspace(0, 1, bins + 1)))
     if edges.size == 1:  # a constant column: one bin around its value
         edges = np.array([edges[0], edges[0]])
     # Outer edges open to ±inf so later data outside the training range still lands in a bin.
     inner = edges[1:-1]
-    counts = np.bincount(np.searchsorted(inner, present, side="right"), minlength=len(edges) - 1)
-    sample = np.quantile(present, np.linspace(0, 1, min(quantiles, present.size)))
+    below = np.searchsorted(present, inner, side="left")  # values < each inner edge
+    counts = np.diff(np.concatenate(([0], below, [present.size])))
+    sample = sorted_quantiles(present, np.linspace(0, 1, min(quantiles, present.size)))
     return out | {
         "edges": _floats(edges), "counts": [int(c) for c in counts], "quantiles": _floats(sample),
-        "min": float(present.min()), "max": float(present.max()), "mean": float(present.mean()),
+        "min": float(present[0]), "max": float(present[-1]), "mean": float(present.mean()),
         "std": float(present.std()),
     }
+
+
+def sorted_quantiles(ordered: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """``np.quantile(ordered, probs)`` (linear method) for values that are already sorted."""
+    virtual = np.asarray(probs, dtype=float) * (ordered.size - 1)
+    lo = np.floor(virtual).astype(np.int64)
+    hi = np.minimum(lo + 1, ordered.size - 1)
+    t = virtual - lo
+    a, b = ordered[lo], ordered[hi]
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
 
 
 def categorical_summary(values: pd.Series, *, top: int = TOP_CATEGORIES) -> dict[str, Any]:

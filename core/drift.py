@@ -1,0 +1,286 @@
+"""The drift engine: current data against a model version's reference statistics (numpy/scipy, vectorised).
+
+The reference (``core/reference.py``) keeps no training rows: per numeric column a sorted sample of
+1,000 quantiles, 20 quantile bins with counts and the moments; per categorical column the category
+counts. Numeric statistics treat the quantile sample as the reference's empirical distribution (each
+point weighing 1/m), so the KS statistic and the Wasserstein distance are those of two step CDFs and
+are within about 1/m of what the full training column would give; p-values use the reference's real
+row count. Each numeric column is sorted once; nothing loops over rows in Python.
+
+Size-aware like Evidently: when either side has at most ``large_sample_rows`` values, a test decides
+(KS or chi-squared: drift when p < ``p_value``); above that a distance does (normalised Wasserstein or
+Jensen-Shannon: drift when it reaches its threshold), so a million rows from the same distribution do
+not raise alarms over differences too small to matter. PSI is reported for every column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from core.errors import InvalidInput
+
+PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite (Evidently's convention)
+STD_FLOOR = 1e-3  # Wasserstein is divided by max(reference std, this), as Evidently does
+OTHER = "__other__"
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a column, and the data as a whole, count as drifted (a model's ``drift`` policy)."""
+
+    large_sample_rows: int = 1000
+    p_value: float = 0.05
+    wasserstein: float = 0.1
+    jensenshannon: float = 0.1
+    psi: float = 0.2
+    share: float = 0.5
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The outcome of comparing current data with a reference."""
+
+    columns: dict[str, dict[str, Any]]
+    predictions: dict[str, Any] | None
+    drift_share: float
+    drift_detected: bool
+    current_rows: int
+    reference_rows: int
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def drifted(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col["drifted"]]
+
+
+# -- statistics on plain arrays (each matches its scipy counterpart) ------------------------------
+
+def ks_pvalue(statistic: float, n_ref: int, n_cur: int) -> float:
+    """Two-sided two-sample KS p-value, Smirnov's asymptotic form (scipy's ``method="asymp"``)."""
+    m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
+    return float(np.clip(stats.kstwo.sf(statistic, np.round(m * n / (m + n))), 0, 1))
+
+
+def ks_2samp(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """KS statistic and p-value of two raw samples; equals ``scipy.stats.ks_2samp(..., method="asymp")``."""
+    ref, cur = np.sort(np.asarray(reference, float)), np.sort(np.asarray(current, float))
+    d, _ = _step_gaps(ref, cur)
+    return d, ks_pvalue(d, ref.size, cur.size)
+
+
+def wasserstein(reference: np.ndarray, current: np.ndarray) -> float:
+    """First Wasserstein distance of two raw samples; equals ``scipy.stats.wasserstein_distance``."""
+    return _step_gaps(np.sort(np.asarray(reference, float)), np.sort(np.asarray(current, float)))[1]
+
+
+def psi(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Population stability index of two count vectors over the same bins (empty bins floored)."""
+    ref = np.asarray(reference_counts, float)
+    cur = np.asarray(current_counts, float)
+    ref = np.maximum(ref / max(ref.sum(), 1), PSI_FLOOR)
+    cur = np.maximum(cur / max(cur.sum(), 1), PSI_FLOOR)
+    return float(np.sum((cur - ref) * np.log(cur / ref)))
+
+
+def chisquare(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """Chi-squared goodness of fit of current counts to the reference shares (Evidently's test).
+
+    Equals ``scipy.stats.chisquare(current, reference * n_cur / n_ref)``; a category the reference
+    never saw gives an infinite statistic and p = 0.
+    """
+    ref = np.asarray(reference_counts, float)
+    obs = np.asarray(current_counts, float)
+    expected = ref * obs.sum() / ref.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(expected > 0, (obs - expected) ** 2 / np.where(expected > 0, expected, 1),
+                         np.where(obs > 0, np.inf, 0.0))
+    statistic = float(terms.sum())
+    return statistic, float(stats.chi2.sf(statistic, max(obs.size - 1, 1)))
+
+
+def jensenshannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
+    """Jensen-Shannon distance (natural log); equals ``scipy.spatial.distance.jensenshannon``."""
+    p = np.asarray(reference_counts, float)
+    q = np.asarray(current_counts, float)
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_p = np.where(p > 0, p * np.log(p / m), 0.0).sum()
+        kl_q = np.where(q > 0, q * np.log(q / m), 0.0).sum()
+    return float(np.sqrt(max((kl_p + kl_q) / 2, 0.0)))
+
+
+def _step_gaps(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """KS statistic and Wasserstein distance of the empirical CDFs of two *sorted* samples.
+
+    Both CDFs are evaluated on the merged set of sample points (the values of each at its own run
+    ends, the other's by binary search), merged with ``np.insert`` rather than a second sort.
+    """
+    ref_x, ref_f = _ecdf(ref)
+    cur_x, cur_f = _ecdf(cur)
+    if ref_x.size > cur_x.size:  # insert the smaller into the larger: fewer binary searches
+        ref_x, ref_f, cur_x, cur_f, ref, cur = cur_x, cur_f, ref_x, ref_f, cur, ref
+    ref_at_cur = np.searchsorted(ref, cur_x, side="right") / ref.size
+    cur_at_ref = np.searchsorted(cur, ref_x, side="right") / cur.size
+    where = np.searchsorted(cur_x, ref_x, side="left")
+    x = np.insert(cur_x, where, ref_x)
+    gap = np.abs(np.insert(cur_f, where, cur_at_ref) - np.insert(ref_at_cur, where, ref_f))
+    return float(gap.max()), float(np.sum(gap[:-1] * np.diff(x)))
+
+
+def _ecdf(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a sorted sample and its right-continuous CDF at each."""
+    ends = np.flatnonzero(np.append(ordered[1:] != ordered[:-1], True))
+    return ordered[ends], (ends + 1) / ordered.size
+
+
+# -- one column against its reference summary ----------------------------------------------------
+
+def numeric_column(summary: dict[str, Any], values: pd.Series, thresholds: Thresholds) -> dict[str, Any]:
+    """KS, normalised Wasserstein and PSI of one numeric column; histograms on the reference bins.
+
+    ``reference_hist`` and ``current_hist`` count the values in the reference's quantile bins
+    (``edges``; the first and last bins are open-ended, named in ``bins``).
+    """
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(numbers)
+    invalid = int((values.notna().to_numpy() & ~finite).sum())  # text or ±inf where numbers belong
+    cur = np.sort(numbers[finite])
+    quantiles = np.asarray(summary.get("quantiles") or [], float)
+    n_ref = int(summary.get("count", 0)) - int(summary.get("nulls", 0))
+    base = {"kind": "numeric", "reference_rows": n_ref, "current_rows": int(cur.size),
+            "current_nulls": int(len(numbers) - cur.size), "invalid": invalid}
+    if quantiles.size == 0 or cur.size == 0:
+        return base | _no_values(summary, cur.size, "numeric")
+    ks, w = _step_gaps(quantiles, cur)
+    p_value = ks_pvalue(ks, n_ref, cur.size)
+    distance = w / max(float(summary.get("std") or 0.0), STD_FLOOR)
+    edges = np.asarray(summary["edges"], float)
+    ref_counts = np.asarray(summary["counts"], float)
+    below = np.searchsorted(cur, edges[1:-1], side="left")
+    cur_counts = np.diff(np.concatenate(([0], below, [cur.size])))
+    small = min(n_ref, cur.size) <= thresholds.large_sample_rows
+    if small:
+        method, statistic, threshold, drifted = "ks", ks, thresholds.p_value, p_value < thresholds.p_value
+    else:
+        method, statistic, threshold = "wasserstein", distance, thresholds.wasserstein
+        drifted = distance >= thresholds.wasserstein
+    return base | {
+        "method": method, "statistic": float(statistic), "p_value": p_value, "distance": float(distance),
+        "ks": float(ks), "psi": psi(ref_counts, cur_counts), "threshold": threshold, "drifted": bool(drifted),
+        "reference_mean": summary.get("mean"), "current_mean": float(cur.mean()),
+        "reference_std": summary.get("std"), "current_std": float(cur.std()),
+        "edges": [float(e) for e in edges], "bins": bin_labels(edges),
+        "reference_hist": [int(c) for c in ref_counts], "current_hist": [int(c) for c in cur_counts],
+    }
+
+
+def categorical_column(summary: dict[str, Any], values: pd.Series, thresholds: Thresholds) -> dict[str, Any]:
+    """Chi-squared, Jensen-Shannon and PSI of one categorical column over the union of categories.
+
+    A category the reference never saw is listed in ``new_categories``: when the reference folded
+    rare categories into ``__other__`` it is counted there, otherwise it is a category of its own
+    with no reference count (infinite chi-squared, a share JS and PSI both see).
+    """
+    present = values.dropna()
+    raw_counts = present.value_counts()
+    counts = raw_counts.groupby(raw_counts.index.astype(str)).sum()  # str() after counting: fast on 1M rows
+    reference: dict[str, int] = {str(k): int(v) for k, v in (summary.get("frequencies") or {}).items()}
+    new = sorted(c for c in counts.index if c not in reference)
+    base = {"kind": "categorical", "reference_rows": int(sum(reference.values())), "current_rows": int(len(present)),
+            "current_nulls": int(len(values) - len(present)), "new_categories": new[:50],
+            "new_category_rows": int(counts[new].sum()) if new else 0}
+    if not reference or counts.empty:
+        return base | _no_values(summary, int(len(present)), "categorical")
+    categories = list(reference)
+    if new and OTHER not in reference:
+        categories += new
+    cur_counts = np.array([int(counts.get(c, 0)) for c in categories], float)
+    if new and OTHER in reference:
+        cur_counts[categories.index(OTHER)] += counts[new].sum()
+    ref_counts = np.array([reference.get(c, 0) for c in categories], float)
+    chi, p_value = chisquare(ref_counts, cur_counts)
+    distance = jensenshannon(ref_counts, cur_counts)
+    small = min(base["reference_rows"], base["current_rows"]) <= thresholds.large_sample_rows
+    if small:
+        method, statistic, threshold, drifted = "chisquare", chi, thresholds.p_value, p_value < thresholds.p_value
+    else:
+        method, statistic, threshold = "jensenshannon", distance, thresholds.jensenshannon
+        drifted = distance >= thresholds.jensenshannon
+    return base | {
+        "method": method, "statistic": float(statistic), "p_value": p_value, "distance": distance,
+        "chisquare": chi, "psi": psi(ref_counts, cur_counts), "threshold": threshold, "drifted": bool(drifted),
+        "categories": categories, "reference_hist": [int(c) for c in ref_counts],
+        "current_hist": [int(c) for c in cur_counts],
+    }
+
+
+def bin_labels(edges: np.ndarray) -> list[str]:
+    """Readable names of the reference bins; the outer two are open-ended."""
+    inner = [f"{e:.4g}" for e in edges[1:-1]]
+    if not inner:
+        return [f"{edges[0]:.4g}"]
+    return [f"< {inner[0]}", *(f"{a} – {b}" for a, b in zip(inner[:-1], inner[1:], strict=True)), f"≥ {inner[-1]}"]
+
+
+def _no_values(summary: dict[str, Any], current_rows: int, kind: str) -> dict[str, Any]:
+    """A column with nothing to compare: all-missing now (drift evidence) or all-missing in training."""
+    if current_rows == 0:
+        note = "no values in the current data (all missing)"
+    else:
+        note = "the reference has no values for this column"
+    return {"method": "none", "statistic": None, "p_value": None, "distance": None, "psi": None, "threshold": None,
+            "drifted": current_rows == 0 and int(summary.get("count", 0)) > int(summary.get("nulls", 0)),
+            "note": note}
+
+
+def column(summary: dict[str, Any], values: pd.Series, thresholds: Thresholds) -> dict[str, Any]:
+    if summary.get("type") == "numeric":
+        return numeric_column(summary, values, thresholds)
+    return categorical_column(summary, values, thresholds)
+
+
+# -- a whole comparison ----------------------------------------------------------------------------
+
+def missing_columns(reference: dict[str, Any], current: pd.DataFrame) -> list[str]:
+    return [c for c in reference["columns"] if c not in current.columns]
+
+
+def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thresholds,
+            predictions: pd.Series | np.ndarray | None = None, label: str = "the current data",
+            progress: Progress | None = None) -> Comparison:
+    """Every feature column of ``reference`` against ``current``, plus the model's outputs if given.
+
+    Raises:
+        InvalidInput: ``current`` lacks columns the model was trained on (all of them are named),
+            or has no rows.
+    """
+    if missing := missing_columns(reference, current):
+        raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that the model was trained on; "
+                           f"it has: {', '.join(map(str, current.columns)) or 'no columns'}")
+    if len(current) == 0:
+        raise InvalidInput(f"{label} has no rows")
+    names = list(reference["columns"])
+    results: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        if progress:
+            progress(i / len(names), f"column {name} ({i + 1} of {len(names)})")
+        results[name] = column(reference["columns"][name], current[name], thresholds)
+    pred = None
+    if predictions is not None and reference.get("predictions"):
+        if progress:
+            progress(1.0, "model outputs")
+        pred = column(reference["predictions"], pd.Series(np.asarray(predictions).ravel()), thresholds)
+    drifted = sum(col["drifted"] for col in results.values())
+    share = drifted / len(results) if results else 0.0
+    return Comparison(columns=results, predictions=pred, drift_share=share, drift_detected=share >= thresholds.share,
+                      current_rows=int(len(current)), reference_rows=int(reference.get("rows", 0)),
+                      thresholds=thresholds)
