@@ -25,6 +25,7 @@ PERMISSIONS: dict[str, str] = {
     "jobs.launch": "scientist",
     "jobs.cancel": "scientist",
     "models.edit": "scientist",
+    "model_cards.edit": "scientist",
     "models.request_promotion": "scientist",
     "models.promote": "approver",
     "models.approve": "approver",
