@@ -236,6 +236,20 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
     return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
 
 
+def cmd_report(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core import reports
+    from core.auth_types import cli_actor
+
+    settings, factory = _context()
+    doc = reports.write(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
+                        fmt=args.format, out=Path(args.out))
+    gaps = sum(len(notes) for notes in doc["missing"].values())
+    return Outcome(doc, text=f"wrote {doc['path']} ({doc['format']}, {doc['bytes']:,} bytes, sha256 {doc['sha256']})"
+                             + (f"; {gaps} missing item(s) stated in the report" if gaps else ""))
+
+
 def cmd_serve(args: argparse.Namespace) -> Outcome:
     from urllib.parse import urlsplit
 
@@ -326,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollback", cmd_rollback, "move alias champion back to the previous champion")
     p.add_argument("model")
     p.add_argument("--reason")
+
+    p = command("report", cmd_report, "write the compliance report of a model version (PDF or JSON)")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--format", required=True, choices=["pdf", "json"])
+    p.add_argument("--out", required=True, help="file to write")
 
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")
