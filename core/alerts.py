@@ -341,31 +341,46 @@ def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str
     return alert_id
 
 
-def notify_after_commit(session: Session, *, home: Path, condition: str, model: str | None, title: str,
-                        message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> None:
-    """``notify`` once ``session``'s transaction commits (nothing if it rolls back).
-
-    For core code that runs inside its caller's transaction and has only the workspace path:
-    the delivery settings are read like the entries read them.
-    """
-    from sqlalchemy import event
-
+def settings_for(home: Path | None) -> Settings:
+    """Delivery settings for core code that has only the workspace path (or not even that, when
+    datasets live on S3): read like the entries read them, with ``home`` as given."""
     from core.settings import get_settings
 
-    bind = session.get_bind()
+    try:
+        return get_settings(home=home) if home is not None else get_settings()
+    except LeanOpsError:
+        return Settings.model_construct(home=Path(home or "."))
 
-    def _fire(_s: Session) -> None:
-        try:
-            settings = get_settings(home=home)
-        except LeanOpsError:
-            settings = Settings.model_construct(home=home)
-        try:
-            notify(sessionmaker(bind, expire_on_commit=False), settings, condition=condition, model=model,
-                   title=title, message=message, details=details, severity=severity)
-        except Exception:  # noqa: BLE001 - the caller has committed; an alert problem is only logged
-            log.exception("alert %s for %s failed", condition, model)
 
-    event.listen(session, "after_commit", _fire, once=True)
+def notify_after_commit(session: Session, *, home: Path | None, condition: str, model: str | None, title: str,
+                        message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> None:
+    """``notify`` once ``session``'s transaction commits; nothing if it rolls back.
+
+    For core code that runs inside its caller's transaction and has only the workspace path:
+    the delivery settings are read like the entries read them (``settings_for``).
+    """
+    pending: list[dict[str, Any]] = session.info.setdefault("leanops.alerts", [])
+    pending.append({"home": home, "condition": condition, "model": model, "title": title, "message": message,
+                    "details": details, "severity": severity})
+    if session.info.get("leanops.alert_hooks"):
+        return
+    session.info["leanops.alert_hooks"] = True
+    from sqlalchemy import event
+
+    @event.listens_for(session, "after_commit")
+    def _committed(s: Session) -> None:
+        queued, s.info["leanops.alerts"] = list(s.info["leanops.alerts"]), []
+        factory = sessionmaker(s.get_bind(), expire_on_commit=False)
+        for item in queued:
+            try:
+                notify(factory, settings_for(item.pop("home")), **item)
+            except Exception:  # noqa: BLE001 - the caller has committed; an alert problem is only logged
+                log.exception("alert %s for %s failed", item["condition"], item["model"])
+
+    @event.listens_for(session, "after_transaction_end")
+    def _ended(s: Session, transaction: Any) -> None:
+        if transaction.parent is None:  # rolled back (after a commit the list is already empty)
+            s.info["leanops.alerts"] = []
 
 
 # -- delivering ----------------------------------------------------------------------------------

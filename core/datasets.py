@@ -187,8 +187,24 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
         "previous_rows": previous.rows if previous else None, "columns": len(row.columns),
         "certificate_passed": cert.passed, "failed_checks": [_label(c) for c in cert.failed],
         "source": row.source, "new_dataset": number == 1})
+    if not cert.passed:
+        _alert_failed_certificate(session, store_root, name, number, cert)
     return Registration(created=True, version=_view(row, name), certificate=cert,
                         previous_rows=previous.rows if previous else None)
+
+
+def _alert_failed_certificate(session: Session, store_root: Path | Store, name: str, number: int,
+                              cert: Certificate) -> None:
+    """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
+    from core import alerts
+
+    failed = [_label(c) for c in cert.failed]
+    home = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
+    alerts.notify_after_commit(
+        session, home=home, condition="certificate", model=f"dataset:{name}",
+        title=f"Dataset {name}:{number} failed its quality certificate",
+        message=f"{name}:{number} failed {len(failed)} quality check(s): {', '.join(failed[:10])}",
+        details={"dataset": name, "version": number, "failed_checks": failed})
 
 
 def _label(check: dict[str, Any]) -> str:

@@ -57,6 +57,9 @@ class AliasChange:
     to_version: int | None
     forced: bool
     checks: dict[str, Any] | None
+    action: str = ""
+    actor: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,7 @@ def _move(session: Session, *, registry: Registry, actor: Actor, model: str, ali
                   "checks": checks})
     session.flush()
     aliases.move(registry.mlflow_uri, model=model, alias=alias, version=to)
-    return AliasChange(model, alias, current, to, forced, checks)
+    return AliasChange(model, alias, current, to, forced, checks, action, actor.name, reason)
 
 
 def undo(registry: Registry, change: AliasChange) -> None:
@@ -264,7 +267,25 @@ def commit_or_undo(factory: sessionmaker[Session], registry: Registry,
         if change is not None:
             undo(registry, change)
         raise
+    if change is not None and change.alias == CHAMPION:
+        _alert(factory, registry, change)
     return change
+
+
+def _alert(factory: sessionmaker[Session], registry: Registry, change: AliasChange) -> None:
+    """A promotion or rollback alert, after the commit (never raises)."""
+    from core import alerts
+
+    rollback = change.action == "rollback"
+    was = f"v{change.from_version}" if change.from_version is not None else "none"
+    verb = "rolled back" if rollback else "force-promoted" if change.forced else "promoted"
+    alerts.notify(factory, alerts.settings_for(registry.home), condition="rollback" if rollback else "promotion",
+                  model=change.model, severity="warning" if rollback or change.forced else "info",
+                  title=f"{change.model}: champion {verb} {was} → v{change.to_version}",
+                  message=f"{change.actor} {verb} {change.model}: champion is now v{change.to_version} "
+                          f"(was {was}). Reason: {change.reason or 'none given'}.",
+                  details={"from_version": change.from_version, "to_version": change.to_version,
+                           "actor": change.actor, "reason": change.reason, "forced": change.forced})
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -110,12 +110,36 @@ def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) ->
     ctx.log(f"job {job_id} {status} after {time.monotonic() - started:.1f} s")
     with transaction(factory) as session:
         core_jobs.finish(session, job_id=job_id, status=status, error=error, result=result, log=ctx.take_log())
+    if status == "failed":
+        alert_failure(factory, settings, job_id=job_id, kind=kind, params=params, error=error or "",
+                      created_by=created_by)
     return job_id
+
+
+def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id: int, kind: str,
+                  params: dict, error: str, created_by: str) -> None:
+    """Raise a job_failure alert for a job already recorded as failed; an alert problem never breaks the runner."""
+    try:
+        from core import alerts
+
+        # A train job's "model" is the estimator kind; the registered model is model_name (or the dataset's name).
+        model = params.get("model_name") or (str(params.get("dataset") or "").split(":")[0] if kind == "train"
+                                             else params.get("model")) or None
+        alerts.notify(factory, settings, condition="job_failure", model=model, title=f"Job {job_id} ({kind}) failed",
+                      message=error, details={"job_id": job_id, "kind": kind, "started_by": created_by},
+                      severity="critical")
+    except Exception:  # noqa: BLE001 - logged; the job's own record is already committed
+        log.exception("job_failure alert for job %s failed", job_id)
 
 
 def reap(factory: sessionmaker[Session], settings: Settings) -> list[int]:
     with transaction(factory) as session:
-        return core_jobs.reap_stale(session, stale_after=settings.job_stale_seconds)
+        ids = core_jobs.reap_stale(session, stale_after=settings.job_stale_seconds)
+        reaped = [core_jobs.get(session, job_id) for job_id in ids]
+    for job in reaped:
+        alert_failure(factory, settings, job_id=job.id, kind=job.kind, params=dict(job.params or {}),
+                      error=job.error or "", created_by=job.created_by)
+    return ids
 
 
 def fail_own_running(factory: sessionmaker[Session], worker: str, reason: str) -> None:
