@@ -231,6 +231,7 @@ class S3Store:
 
     def _call(self, doing: str, fn: Callable[[], Any], *, missing: Any = ...) -> Any:
         """Run one S3 request; a missing object returns ``missing`` when given, else raises NotFound."""
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -242,7 +243,7 @@ class S3Store:
                     return missing
                 raise NotFound(f"file {doing} is missing from the S3 store {self.root}") from None
             raise self._fail(exc, doing) from None
-        except BotoCoreError as exc:
+        except (BotoCoreError, Boto3Error) as exc:  # Boto3Error: e.g. an upload_file that failed
             raise self._fail(exc, doing) from None
 
     def uri(self, key: str) -> str:
