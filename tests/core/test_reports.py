@@ -183,3 +183,18 @@ def small_churn_sha(factory) -> str:
 
     with factory() as s:
         return resolve(s, ref="churn:1").sha256
+
+
+def test_cli_report_prints_one_json_document(factory, trained, tmp_path, monkeypatch, capsys):
+    import cli
+
+    settings, version = trained
+    monkeypatch.setenv("LEANOPS_HOME", str(settings.home))
+    monkeypatch.setenv("LEANOPS_DB_URL", settings.db_url)
+    out = tmp_path / "churn.pdf"
+    assert cli.main(["report", "churn", str(version), "--format", "pdf", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["path"] == str(out) and doc["format"] == "pdf"
+    assert doc["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert cli.main(["report", "churn", "9", "--format", "json", "--out", str(tmp_path / "x.json"), "--json"]) == 2
+    assert "has no version 9" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
