@@ -236,6 +236,33 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
     return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
 
 
+def cmd_drift(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core import monitoring
+    from core.auth_types import cli_actor
+
+    settings, factory = _context()
+    path = Path(args.current)
+    check = monitoring.run_check(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
+                                 source="upload", current=path, filename=path.name, threshold=args.threshold,
+                                 report=not args.no_report)
+    columns = {name: {k: col.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
+               | {k: col[k] for k in ("distance", "new_categories") if col.get(k)}
+               for name, col in check.columns.items()}
+    doc = {"drift_detected": check.drift_detected, "drift_share": check.drift_share, "columns": columns,
+           "model": check.model, "version": check.version, "check_id": check.id, "rows": check.current_rows,
+           "predictions": {k: check.predictions.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
+           if check.predictions else None, "report": check.report_path}
+    lines = [f"{check.model} v{check.version} vs {path.name}: {check.drift_share:.0%} of columns drifted — "
+             f"data drift {'DETECTED' if check.drift_detected else 'not detected'} (check #{check.id})"]
+    lines += [f"  {'✗' if c['drifted'] else ' '} {name}: {c['method']} {c['statistic']:.4g}"
+              + (f", p {c['p_value']:.3g}" if c.get("p_value") is not None else "")
+              + (f", PSI {c['psi']:.3g}" if c.get("psi") is not None else "")
+              for name, c in columns.items() if c["statistic"] is not None]
+    return Outcome(doc, refused=check.drift_detected, text="\n".join(lines))
+
+
 def cmd_report(args: argparse.Namespace) -> Outcome:
     from pathlib import Path
 
@@ -340,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollback", cmd_rollback, "move alias champion back to the previous champion")
     p.add_argument("model")
     p.add_argument("--reason")
+
+    p = command("drift", cmd_drift, "compare a batch with the champion's training data (exit 1 on drift)")
+    p.add_argument("model")
+    p.add_argument("--current", required=True, metavar="FILE", help="the batch: a CSV or Parquet file")
+    p.add_argument("--threshold", type=float, metavar="P", help="p-value below which a tested column drifts "
+                   "(default: the model's drift.p_value in policies.yaml)")
+    p.add_argument("--version", type=int, help="compare with this version instead of the champion")
+    p.add_argument("--no-report", action="store_true", help="skip the Evidently HTML report")
 
     p = command("report", cmd_report, "write the compliance report of a model version (PDF or JSON)")
     p.add_argument("model")

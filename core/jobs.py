@@ -21,6 +21,7 @@ KINDS: dict[str, str] = {
     "audit.verify": "jobs.launch",
     "predictions.retention": "jobs.launch",
     "train": "training.launch",
+    "drift.check": "drift.run",
     "retrain": "training.launch",
     "monitor.performance": "jobs.launch",
 }

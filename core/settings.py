@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     prediction_log_queue: int = Field(50_000, ge=100)  # rows waiting for the writer before requests wait
     prediction_log_wait_seconds: float = Field(30.0, gt=0)  # a request waits this long for room, then 503
     prediction_retention_days: int = Field(90, ge=1)
+    drift_report_sample_rows: int = Field(50_000, ge=100)  # rows per side in the Evidently drift report
 
     # grown-up deployments (issue 9): S3-compatible artifact store, Dask cluster for searches
     s3_endpoint_url: str = ""  # e.g. http://minio:9000; empty: AWS itself

@@ -16,6 +16,7 @@ KIND_FUNCTIONS: dict[str, str] = {
     "audit.verify": "jobs.kinds:audit_verify",
     "predictions.retention": "jobs.kinds:predictions_retention",
     "train": "jobs.train:run",
+    "drift.check": "jobs.drift:run",
     "retrain": "jobs.retrain:run",
     "monitor.performance": "jobs.monitor:run",
 }
