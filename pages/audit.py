@@ -1,4 +1,4 @@
-"""Audit log: filter the hash-chained events, verify the chain, export CSV."""
+"""Audit log: filter the hash-chained events, verify the chain, export CSV, look up a prediction."""
 
 from datetime import UTC, datetime, time, timedelta
 
@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from core import audit
-from ui import queries, resources, session
+from ui import queries, report_view, resources, session
 
 who = session.actor()
 st.title("Audit log")
@@ -62,3 +62,6 @@ if st.button("Prepare CSV of this filter"):
         st.session_state["audit_csv"] = audit.export_csv(s, where=where)
 if csv := st.session_state.get("audit_csv"):
     st.download_button("Download CSV", csv, file_name="leanops-audit.csv", mime="text/csv")
+
+st.subheader("Prediction lookup")
+report_view.prediction_lookup(who)
