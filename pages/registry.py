@@ -56,6 +56,8 @@ registry_view.metric_deltas(version, champion)
 registry_view.lineage(version, queries.champion_periods(model))
 st.markdown("**Gates**")
 registry_view.gate_table(version.gate_checks)
+registry_view.model_card(model, version.version, who)
+registry_view.report_downloads(model, version.version, who)
 
 reason = st.text_input("Reason (recorded with the move)", key="move-reason")
 buttons = st.columns(4)

@@ -1,4 +1,4 @@
-"""Registry page pieces: gate table, lineage, production timeline, metric-over-versions chart."""
+"""Registry page pieces: gate table, lineage, model card, report downloads, production timeline, metric chart."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+
+from core import model_cards, reports
+from core.auth_types import Actor
+from ui import resources
+from ui.components import act
 
 
 def gate_table(checks: list[dict]) -> None:
@@ -66,3 +71,39 @@ def metric_over_versions(versions) -> None:  # noqa: ANN001
     fig = px.line(frame, x="trained", y=metric, markers=True, text="version", height=300)
     fig.update_traces(textposition="top center")
     st.plotly_chart(fig, width="stretch")
+
+
+def model_card(model: str, version: int, who: Actor) -> None:
+    """The version's model card: a form with Save for scientists and up, read-only text for viewers."""
+    with resources.session_factory()() as s:
+        card = model_cards.get(s, model=model, version=version)
+    st.markdown("**Model card**")
+    if not who.at_least("scientist"):
+        for label, text in (("Intended use", card.intended_use), ("Limitations", card.limitations),
+                            ("Owner", card.owner)):
+            st.markdown(f"*{label}:* {text or '—'}")
+        return
+    with st.form(f"model-card-{model}-{version}"):
+        intended = st.text_area("Intended use", card.intended_use, height=80)
+        limitations = st.text_area("Limitations", card.limitations, height=80)
+        owner = st.text_input("Owner", card.owner)
+        if card.updated_by:
+            st.caption(f"Last edited by {card.updated_by} at {card.updated_at:%Y-%m-%d %H:%M} UTC")
+        if st.form_submit_button("Save"):
+            act(lambda s: model_cards.save(s, actor=who, model=model, version=version, intended_use=intended,
+                                           limitations=limitations, owner=owner), success="Model card saved.")
+
+
+def report_downloads(model: str, version: int, who: Actor) -> None:
+    """Both report formats, generated (and audited as report.generated) only when a button is clicked."""
+    def make(fmt: str):  # noqa: ANN202 - a zero-argument callable for st.download_button
+        return lambda: reports.generate(resources.session_factory(), resources.settings(), actor=who, model=model,
+                                        version=version, fmt=fmt).data
+
+    left, right, _ = st.columns([1, 1, 2])
+    left.download_button("Download compliance report (PDF)", make("pdf"),
+                         file_name=f"compliance-{model}-v{version}.pdf", mime="application/pdf", on_click="ignore",
+                         key=f"report-pdf-{model}-{version}")
+    right.download_button("Download compliance report (JSON)", make("json"),
+                          file_name=f"compliance-{model}-v{version}.json", mime="application/json", on_click="ignore",
+                          key=f"report-json-{model}-{version}")
