@@ -21,9 +21,10 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ class Received:
 
     method: str
     path: str
-    headers: dict[str, str]
+    headers: Message  # case-insensitive: headers["X-LeanOps-Signature"]
     body: bytes
     answered: int | str
 
@@ -69,7 +70,7 @@ class HttpReceiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 answer = receiver._answer_for(self.path)
-                receiver._record(Received(self.command, self.path, dict(self.headers.items()), body, answer))
+                receiver._record(Received(self.command, self.path, self.headers, body, answer))
                 if answer == "hang":
                     receiver._stopping.wait(receiver.hang_seconds)
                     self.close_connection = True
@@ -120,7 +121,7 @@ class HttpReceiver:
         if self.out is not None:
             text = item.body.decode(errors="replace")
             (self.out / f"http-{n:04d}.json").write_text(json.dumps(
-                {"method": item.method, "path": item.path, "headers": item.headers, "body": text,
+                {"method": item.method, "path": item.path, "headers": dict(item.headers.items()), "body": text,
                  "answered": item.answered}, indent=2))
 
     def received(self, path_prefix: str = "") -> list[Received]:
@@ -192,10 +193,12 @@ class SmtpReceiver:
                 ok = (user, password) == login
                 if ok:
                     self.logins.append(user)
-                return AuthResult(success=ok)
+                return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
             kwargs = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
-        self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or free_port(), **kwargs)
+        with warnings.catch_warnings():  # AUTH without TLS is what a local stand-in wants
+            warnings.simplefilter("ignore", UserWarning)
+            self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or free_port(), **kwargs)
 
     @property
     def port(self) -> int:
