@@ -1,0 +1,117 @@
+"""The ``retrain`` and ``monitor.performance`` jobs end to end on a real MLflow store and the small churn data."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from core import aliases, jobs, policy, promotion, retrain
+from core.auth_types import Actor
+from core.model_views import registry_for
+from db.models import Alert, AuditEvent, Job, TrainingRun
+from db.session import transaction
+from jobs import runner
+from jobs.train import execute as train
+from tests.training_support import *  # noqa: F403
+from tests.training_support import add_dataset, small_churn
+
+ADMIN = Actor("root", "admin")
+SPEC = {"dataset": "churn", "target": "churn", "model": "linear", "params": {"C": 0.05}, "seed": 11,
+        "sensitive": "gender", "model_name": "churn"}
+
+
+def write_policy(settings, *, auto_promote: bool) -> None:
+    text = policy.DEFAULT_POLICY_YAML.replace("auto_promote: false", f"auto_promote: {str(auto_promote).lower()}")
+    text = text.replace('f1: ">= 0.85"', 'f1: ">= 0.5"').replace("column: gender", "column: null")
+    policy.policy_path(settings.home).write_text(text)
+
+
+@pytest.fixture
+def champion(factory, workspace):
+    """churn v1 trained on 400 rows with a quarter of the labels wrong and made champion; then the
+    dataset grows to 600 clean rows (so a retrain beats it)."""
+    noisy = small_churn(rows=400, seed=7)
+    flip = noisy.index[::4]
+    noisy.loc[flip, "churn"] = 1 - noisy.loc[flip, "churn"]
+    add_dataset(factory, workspace, noisy)
+    first = train(factory, workspace, SPEC, actor_name="sam", log=lambda line: None)
+    registry = registry_for(workspace.mlflow_uri, workspace.home)
+    promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+        s, registry=registry, actor=ADMIN, model="churn", version=first["model_version"], reason="test", force=True))
+    add_dataset(factory, workspace, small_churn(rows=600, seed=8))
+    return first
+
+
+def run_job(factory, settings, job_id):
+    assert runner.run_next(factory, settings, "test-worker") == job_id
+    with factory() as s:
+        return jobs.get(s, job_id)
+
+
+def chain(factory):
+    with factory() as s:
+        return [(e.actor, e.action, e.details) for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+
+
+def test_growth_retrain_reuses_the_champion_config_and_auto_promotes(factory, workspace, champion):
+    write_policy(workspace, auto_promote=True)
+    [request] = retrain.on_dataset_version(factory, workspace, dataset="churn", version=2, via_api=False)
+    assert request.queued and "600 rows vs 400" in request.reason
+    job = run_job(factory, workspace, request.job_id)
+    assert job.status == "succeeded", job.error
+    assert (job.result["outcome"], job.result["model_version"], job.result["dataset"]) == ("promoted", 2, "churn:2"), \
+        job.result["gates"]
+    assert aliases.get(workspace.mlflow_uri, model="churn", alias="champion") == 2
+    with factory() as s:
+        run = s.scalar(select(TrainingRun).where(TrainingRun.model_version == 2))
+        assert (run.model_kind, run.params["C"], run.seed, run.sensitive, run.created_by) == (
+            "linear", 0.05, 11, "gender", "system:retrain")
+    events = [(a, act) for a, act, _ in chain(factory) if a.startswith("system:retrain")]
+    assert events == [("system:retrain", "job.queued"), ("system:retrain", "retrain.requested"),
+                      ("system:retrain", "retrain.started"), ("system:retrain", "dataset.run_linked"),
+                      ("system:retrain", "model.trained"),
+                      ("system:retrain", "model.challenger"), ("system:retrain", "model.promote"),
+                      ("system:retrain", "retrain.finished")]
+    promoted = next(d for a, act, d in chain(factory) if act == "model.promote" and a == "system:retrain")
+    assert promoted["reason"].startswith("auto-promoted retrain (growth): churn v2: 600 rows vs 400")
+    # The growth is used up: the periodic check does not queue it again.
+    assert not retrain.check_growth(factory, workspace, "churn").act
+
+
+def test_without_auto_promote_the_version_is_challenger_and_approvers_are_alerted(factory, workspace, champion):
+    write_policy(workspace, auto_promote=False)
+    request = retrain.request_retrain(factory, workspace, model="churn", reason="drift share 0.8", trigger="drift")
+    job = run_job(factory, workspace, request.job_id)
+    assert job.status == "succeeded", job.error
+    assert job.result["outcome"] == "challenger"
+    assert aliases.all_for(workspace.mlflow_uri, model="churn") == {"champion": 1, "challenger": 2}
+    finished = [d for _, act, d in chain(factory) if act == "retrain.finished"]
+    assert [(d["trigger"], d["reason"], d["outcome"], d["version"]) for d in finished] == [
+        ("drift", "drift share 0.8", "challenger", 2)]
+    with factory() as s:
+        alert = s.scalar(select(Alert).where(Alert.condition == "retrain"))
+    assert "is the challenger: approvers, please review" in alert.title
+
+
+def test_scheduled_retrain_is_a_system_job_and_monitor_checks_every_champion(factory, workspace, champion):
+    write_policy(workspace, auto_promote=False)
+    with transaction(factory) as s:
+        job = jobs.enqueue(s, actor=Actor("system:schedule:monitor-performance", "admin", "system"),
+                           kind="monitor.performance")
+        job_id = job.id
+    done = run_job(factory, workspace, job_id)
+    assert done.status == "succeeded", done.error
+    report = done.result["models"]["churn"]
+    assert report["performance"]["status"] == "insufficient"
+    assert not report["rollback"]["rolled_back"]
+    assert report["growth"]["queued"] and "600 rows vs 400" in report["growth"]["reason"]
+    with factory() as s:
+        queued = s.scalars(select(Job).where(Job.kind == "retrain")).all()
+    assert [(j.created_by, j.params["trigger"]) for j in queued] == [("system:retrain", "growth")]
+
+
+def test_retrain_of_a_model_without_champion_fails_with_a_reason(factory, workspace):
+    with transaction(factory) as s:
+        job_id = jobs.enqueue(s, actor=ADMIN, kind="retrain", params={"model": "nope", "trigger": "manual"}).id
+    job = run_job(factory, workspace, job_id)
+    assert job.status == "failed" and "nope has no champion" in job.error
