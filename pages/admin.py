@@ -1,15 +1,15 @@
-"""Admin: users, roles, passwords, API tokens."""
+"""Admin: users, roles, passwords, API tokens, policies, alert channels."""
 
 import streamlit as st
 
 from core import auth, policy
 from core.auth_types import ROLES
-from ui import queries, resources, session
+from ui import alerts_view, queries, resources, session
 from ui.components import act
 
 who = session.actor()
 st.title("Admin")
-users_tab, tokens_tab, policy_tab = st.tabs(["Users", "API tokens", "Policies"])
+users_tab, tokens_tab, policy_tab, alerts_tab = st.tabs(["Users", "API tokens", "Policies", "Alerts"])
 
 with users_tab:
     st.dataframe(queries.users(), hide_index=True, width="stretch")
@@ -76,3 +76,6 @@ with policy_tab:
         elif diff:
             st.success("Policy saved.")
             st.code(diff, language="diff")
+
+with alerts_tab:
+    alerts_view.admin_tab(who)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import queries, serving_queries
+from ui import alerts_view, queries, serving_queries
 from ui.components import STATUS_ICON, ago
 
 st.title("Overview")
@@ -26,6 +26,7 @@ def running_jobs() -> None:
 
 
 running_jobs()
+alerts_view.recent_panel()
 st.subheader("Recent activity")
 st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
 
