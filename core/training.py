@@ -234,8 +234,13 @@ def _predict_in_order(pipeline: Any) -> Any:
 
 
 def search(prepared: Prepared, data: Split, spec: TrainingSpec, *, progress: Progress = _noop,
-           span: tuple[float, float] = (0.0, 1.0)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Cross-validate each candidate in turn (progress per candidate); returns the best params and the table."""
+           span: tuple[float, float] = (0.0, 1.0), dask_address: str = "",
+           ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Cross-validate each candidate (progress per candidate); returns the best params and the table.
+
+    Locally the candidates run in turn, each spreading its folds over this machine's cores; with
+    ``dask_address`` they run side by side on that Dask cluster (``core.dask_search``), same results.
+    """
     from sklearn.model_selection import KFold, ParameterGrid, ParameterSampler, StratifiedKFold, cross_val_score
 
     assert spec.search is not None
@@ -256,11 +261,18 @@ def search(prepared: Prepared, data: Split, spec: TrainingSpec, *, progress: Pro
           else KFold(folds, shuffle=True, random_state=spec.seed))
     low, high = span
     table: list[dict[str, Any]] = []
-    for i, candidate in enumerate(candidates):
-        params = check_params(kind, prepared.task, base | {k: _plain(v) for k, v in candidate.items()})
-        pipeline = build_pipeline(prepared, kind, params, spec.seed)
-        scores = cross_val_score(pipeline, data.X_train, data.y_train, cv=cv, scoring=PRIMARY_SCORING[prepared.task],
-                                 n_jobs=-1, error_score="raise")
+    checked = [check_params(kind, prepared.task, base | {k: _plain(v) for k, v in c.items()}) for c in candidates]
+    pipelines = [build_pipeline(prepared, kind, params, spec.seed) for params in checked]
+    scoring = PRIMARY_SCORING[prepared.task]
+    if dask_address:
+        from core.dask_search import cross_validate_all
+
+        results = cross_validate_all(pipelines, data.X_train, data.y_train, cv=cv, scoring=scoring,
+                                     address=dask_address)
+    else:
+        results = (cross_val_score(pipeline, data.X_train, data.y_train, cv=cv, scoring=scoring, n_jobs=-1,
+                                   error_score="raise") for pipeline in pipelines)
+    for i, (params, scores) in enumerate(zip(checked, results, strict=True)):
         table.append({"candidate": i + 1, "params": params, "mean": float(np.mean(scores)),
                       "std": float(np.std(scores))})
         best = max(row["mean"] for row in table)

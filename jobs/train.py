@@ -105,7 +105,8 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
         fit_from = 0.1
         if spec.search is not None:
             stage = "searching hyperparameters"
-            params, table = training.search(prepared, data, spec, progress=progress, span=(0.1, 0.6))
+            params, table = training.search(prepared, data, spec, progress=progress, span=(0.1, 0.6),
+                                            dask_address=settings.dask_address)
             search_doc = {"method": spec.search.method, "folds": spec.search.folds, "candidates": table,
                           "best": params}
             log(f"search: best of {len(table)} candidates has CV score "
