@@ -19,21 +19,13 @@ signed body, so it cannot be changed without breaking the signature).
 from __future__ import annotations
 
 import atexit
-import hashlib
-import hmac
 import json
 import logging
 import re
-import smtplib
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -42,6 +34,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, locks, policy
+from core.alert_delivery import Delivery, Target, deliver, target_text, with_retries
 from core.auth import require
 from core.auth_types import Actor, system_actor
 from core.errors import InvalidInput, LeanOpsError, NotFound
@@ -57,7 +50,6 @@ KINDS = ("slack", "webhook", "email")
 SECRET_KEYS = ("secret", "password")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+$")
-RETRY_STATUSES = {408, 425, 429}  # and every 5xx; other 4xx answers will not change on a retry
 ACTOR = system_actor("alerts")
 
 
@@ -75,20 +67,6 @@ class ChannelView:
     target: str
     created_by: str
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """How sending one alert to one channel went."""
-
-    channel: str
-    ok: bool
-    attempts: int
-    error: str = ""
-    status: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -117,30 +95,14 @@ class AlertView:
         return "sent" if all(oks) else "failed" if not any(oks) else "partly failed"
 
 
-@dataclass(frozen=True)
-class _Target:
-    """What a delivery thread needs of a channel (no ORM objects cross threads)."""
-
-    name: str
-    kind: str
-    config: dict[str, Any]
-
-
 def _mask(config: dict[str, Any]) -> dict[str, Any]:
     return {k: (("•" * 6 + str(v)[-2:] if len(str(v)) > 8 else "•" * 6) if k in SECRET_KEYS and v else v)
             for k, v in config.items()}
 
 
-def _target_text(kind: str, config: dict[str, Any]) -> str:
-    if kind == "email":
-        return f"{', '.join(config['to'])} via {config['host']}:{config['port']}"
-    url = urlsplit(config["url"])
-    return f"{url.scheme}://{url.netloc}{'/…' if url.path not in ('', '/') else ''}"
-
-
 def _channel_view(row: AlertChannel) -> ChannelView:
     return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled, config=_mask(row.config),
-                       target=_target_text(row.kind, row.config), created_by=row.created_by,
+                       target=target_text(row.kind, row.config), created_by=row.created_by,
                        created_at=row.created_at)
 
 
@@ -286,7 +248,7 @@ def _payload(row: Alert, timestamp: int) -> dict[str, Any]:
 
 
 def _store(session: Session, home: Path, *, condition: str, model: str | None, title: str, message: str,
-           details: dict[str, Any], severity: str) -> tuple[Alert, list[_Target]]:
+           details: dict[str, Any], severity: str) -> tuple[Alert, list[Target]]:
     """Insert the alert; decide suppression under a lock so two racing incidents make one alert."""
     suppressed = False
     now = utcnow()
@@ -299,7 +261,7 @@ def _store(session: Session, home: Path, *, condition: str, model: str | None, t
             Alert.model.is_(None) if model is None else Alert.model == model).limit(1))
         suppressed = earlier is not None
     targets = [] if suppressed else [
-        _Target(c.name, c.kind, dict(c.config))
+        Target(c.name, c.kind, dict(c.config))
         for c in session.scalars(select(AlertChannel).where(AlertChannel.enabled.is_(True)).order_by(AlertChannel.id))]
     row = Alert(ts=now, model=model, condition=condition, severity=severity, title=title[:255], message=message,
                 details=details, suppressed=suppressed,
@@ -421,7 +383,7 @@ def wait_for_deliveries(timeout: float | None = None) -> bool:
 
 
 def _send_and_record(factory: sessionmaker[Session], settings: Settings, alert_id: int, payload: dict[str, Any],
-                     targets: list[_Target]) -> None:
+                     targets: list[Target]) -> None:
     results = deliver(targets, payload, settings)
     outcome = "sent" if all(r.ok for r in results) else "failed" if not any(r.ok for r in results) \
         else "partly failed"
@@ -437,109 +399,6 @@ def _send_and_record(factory: sessionmaker[Session], settings: Settings, alert_i
         log.exception("outcome of alert %s could not be recorded", alert_id)
 
 
-def deliver(targets: list[_Target], payload: dict[str, Any], settings: Settings) -> list[Delivery]:
-    """Send ``payload`` to every target at once; each gets its retries; none stops the others."""
-    if not targets:
-        return []
-    with ThreadPoolExecutor(max_workers=len(targets), thread_name_prefix="alert-send") as pool:
-        return list(pool.map(lambda t: _with_retries(t, payload, settings), targets))
-
-
-def _with_retries(target: _Target, payload: dict[str, Any], settings: Settings) -> Delivery:
-    attempts, wait = max(int(settings.alert_retries), 1), float(settings.alert_backoff_seconds)
-    error, status = "", None
-    for attempt in range(1, attempts + 1):
-        try:
-            status = _send(target, payload, timeout=float(settings.alert_timeout_seconds))
-            return Delivery(target.name, True, attempt, "", status)
-        except _Failed as exc:
-            error, status = str(exc), exc.status
-            if not exc.retry:
-                return Delivery(target.name, False, attempt, error, status)
-        if attempt < attempts:
-            time.sleep(wait)
-            wait *= 2
-    log.warning("alert %s to channel %s failed after %d attempts: %s", payload["id"], target.name, attempts, error)
-    return Delivery(target.name, False, attempts, error, status)
-
-
-class _Failed(Exception):
-    def __init__(self, message: str, *, status: int | None = None, retry: bool = True) -> None:
-        super().__init__(message)
-        self.status, self.retry = status, retry
-
-
-def text_of(payload: dict[str, Any]) -> str:
-    """The plain-text form of an alert (Slack text, email body)."""
-    head = f"[LeanOps] {payload['severity'].upper()} · {payload['condition']}"
-    if payload.get("model"):
-        head += f" · {payload['model']}"
-    lines = [head, payload["title"], "", payload["message"]]
-    details = payload.get("details") or {}
-    if details:
-        lines += ["", *(f"{k}: {json.dumps(v, default=str) if isinstance(v, dict | list) else v}"
-                        for k, v in details.items())]
-    lines += ["", f"alert {payload['id']} at {payload['ts']}"]
-    return "\n".join(lines)
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The X-LeanOps-Signature value for ``body``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _send(target: _Target, payload: dict[str, Any], *, timeout: float) -> int | None:
-    if target.kind == "email":
-        return _send_email(target.config, payload, timeout=timeout)
-    headers = {"Content-Type": "application/json", "User-Agent": "LeanOps-alerts"}
-    if target.kind == "slack":
-        body = json.dumps({"text": text_of(payload)}).encode()
-    else:
-        body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-        headers["X-LeanOps-Timestamp"] = str(payload["timestamp"])
-        headers["X-LeanOps-Signature"] = sign(target.config["secret"], body)
-    request = urllib.request.Request(target.config["url"], data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - admin-set http(s) URL
-            return response.status
-    except urllib.error.HTTPError as exc:
-        raise _Failed(f"HTTP {exc.code} {exc.reason}", status=exc.code,
-                      retry=exc.code >= 500 or exc.code in RETRY_STATUSES) from None
-    except (TimeoutError, urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError) or isinstance(exc, TimeoutError):
-            raise _Failed(f"no answer within {timeout:g} s") from None
-        raise _Failed(f"cannot reach {_target_text(target.kind, target.config)}: {reason}") from None
-
-
-def _send_email(config: dict[str, Any], payload: dict[str, Any], *, timeout: float) -> int | None:
-    msg = EmailMessage()
-    msg["Subject"] = f"[LeanOps] {payload['title']}"
-    msg["From"] = config["sender"]
-    msg["To"] = ", ".join(config["to"])
-    msg["X-LeanOps-Alert"] = str(payload["id"])
-    msg.set_content(text_of(payload))
-    try:
-        with smtplib.SMTP(config["host"], int(config["port"]), timeout=timeout) as smtp:
-            if config.get("starttls"):
-                smtp.starttls(context=ssl.create_default_context())
-            if config.get("username"):
-                smtp.login(config["username"], config["password"])
-            refused = smtp.send_message(msg)
-    except smtplib.SMTPAuthenticationError as exc:
-        raise _Failed(f"SMTP login refused ({exc.smtp_code})", status=exc.smtp_code, retry=False) from None
-    except smtplib.SMTPResponseException as exc:
-        raise _Failed(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", status=exc.smtp_code,
-                      retry=exc.smtp_code >= 400 and exc.smtp_code < 500) from None
-    except TimeoutError:
-        raise _Failed(f"no answer within {timeout:g} s") from None
-    except (smtplib.SMTPException, OSError) as exc:
-        raise _Failed(f"SMTP {config['host']}:{config['port']}: {exc}") from None
-    if refused:
-        raise _Failed(f"recipients refused: {', '.join(refused)}", retry=False)
-    return 250
-
-
 # -- test button ---------------------------------------------------------------------------------
 
 def send_test(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, channel_id: int) -> Delivery:
@@ -547,7 +406,7 @@ def send_test(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
     with transaction(factory) as session:
         require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
         channel = _get_channel(session, channel_id)
-        target = _Target(channel.name, channel.kind, dict(channel.config))
+        target = Target(channel.name, channel.kind, dict(channel.config))
         row = Alert(ts=utcnow(), model=None, condition="test", severity="info",
                     title=f"Test alert to {channel.name}",
                     message=f"{actor.name} sent this test from LeanOps to check the {channel.kind} channel "
@@ -557,7 +416,7 @@ def send_test(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         session.add(row)
         session.flush()
         alert_id, payload = row.id, _payload(row, int(time.time()))
-    result = _with_retries(target, payload, settings)
+    result = with_retries(target, payload, settings)
     with transaction(factory) as session:
         session.get(Alert, alert_id).deliveries = [result.as_dict()]
         audit.record(session, actor, "alert.raised", f"alert:{alert_id}", {
