@@ -108,6 +108,8 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         raise InvalidInput(f"drift source {source!r} is unknown; sources are: {', '.join(SOURCES)}")
     if threshold is not None and not 0 < threshold < 1:
         raise InvalidInput(f"threshold {threshold!r} is not a p-value between 0 and 1 (exclusive)")
+    if source == "upload" and isinstance(current, (str, Path)) and not Path(current).is_file():
+        raise InvalidInput(f"batch file {current} does not exist")  # before the registry is asked anything
     step(0.0, "finding the model version")
     with transaction(factory) as session:
         require(session, actor, "drift.run", f"model:{model}")
@@ -252,8 +254,6 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
         frame = current
     else:
         path = Path(current) if isinstance(current, str) else current
-        if isinstance(path, Path) and not path.is_file():
-            raise InvalidInput(f"batch file {path} does not exist")
         name = filename or (path.name if isinstance(path, Path) else "uploaded batch")
         frame = read_table(path, filename=name, max_bytes=settings.max_upload_mb * 2**20).frame
     return CurrentData(frame, f"file {name}"[:255], None)
