@@ -90,8 +90,11 @@ def model_card(model: str, version: int, who: Actor) -> None:
         if card.updated_by:
             st.caption(f"Last edited by {card.updated_by} at {card.updated_at:%Y-%m-%d %H:%M} UTC")
         if st.form_submit_button("Save"):
-            act(lambda s: model_cards.save(s, actor=who, model=model, version=version, intended_use=intended,
-                                           limitations=limitations, owner=owner), success="Model card saved.")
+            saved = act(lambda s: model_cards.save(s, actor=who, model=model, version=version,
+                                                   intended_use=intended, limitations=limitations, owner=owner),
+                        success="Model card saved.")
+            if saved is not None:
+                st.rerun()  # the form shows what was stored, with its new "last edited" line
 
 
 def report_downloads(model: str, version: int, who: Actor) -> None:
