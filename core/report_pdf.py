@@ -198,8 +198,8 @@ def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
     drift, perf = s["drift"], s["performance"]
     doc.pairs([("drift checks", drift["checks"]), ("checks that found drift", drift["drifted"]),
                ("predictions served", s["predictions"]),
-               ("performance from feedback", f"{perf['metric']} {perf['value']:.4f} on {perf['labelled']} labels"
-                if perf else None)])
+               ("performance from feedback", ", ".join(f"{k} {_text(v)}" for k, v in perf["metrics"].items())
+                + f" on {perf['labelled']} labels" if perf else None)])
     if latest := drift["latest"]:
         doc.subheading("Latest drift check")
         doc.pairs([("time", latest["ts"]), ("data", latest["window"]), ("rows", latest["current_rows"]),

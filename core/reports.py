@@ -32,7 +32,6 @@ from db.models import (
     DatasetSchema,
     DatasetVersion,
     DriftCheck,
-    Feedback,
     GateEvaluation,
     PredictionLog,
     PromotionRequest,
@@ -248,17 +247,13 @@ def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
 
 
 def _performance(session: Session, model: str, version: int, task: str | None) -> dict[str, Any] | None:
-    pairs = session.execute(select(PredictionLog.output, Feedback.label).join(
-        Feedback, (Feedback.request_id == PredictionLog.request_id)
-        & (Feedback.record_index == PredictionLog.record_index))
-        .where(PredictionLog.model == model, PredictionLog.version == version)).all()
-    if not pairs:
+    """Live metrics from feedback labels, measured as training measured the holdout (core.performance)."""
+    from core import performance
+
+    pairs = performance.labelled(session, model=model, version=version)
+    if not pairs or task is None:
         return None
-    if task == "regression":
-        errors = [abs(float(o) - float(label)) for o, label in pairs]
-        return {"labelled": len(pairs), "metric": "mae", "value": sum(errors) / len(errors)}
-    return {"labelled": len(pairs), "metric": "accuracy",
-            "value": sum(str(o) == str(label) for o, label in pairs) / len(pairs)}
+    return {"labelled": len(pairs), "metrics": performance.score(task, [p[3] for p in pairs], [p[2] for p in pairs])}
 
 
 def _monitoring(session: Session, model: str, version: int, task: str | None, periods: list[dict[str, Any]]

@@ -11,12 +11,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from sqlalchemy import select, text
 
-from core import audit, model_cards, policy, promotion, reports
+from core import audit, model_cards, policy, predictions, promotion, reports
 from core.auth_types import Actor, cli_actor
 from core.datasets import key_for
 from core.errors import InvalidInput, NotFound
 from core.model_views import registry_for
-from db.models import AuditEvent, DriftCheck
+from db.models import AuditEvent, DriftCheck, PredictionLog, utcnow
 from db.session import transaction
 from jobs.train import execute
 from tests.training_support import *  # noqa: F403
@@ -70,6 +70,13 @@ def trained(factory, workspace):
 
 def test_report_has_every_section_and_validates(factory, trained):
     settings, version = trained
+    with transaction(factory) as s:  # one served prediction (as the API's log writer stores it), labelled
+        s.add(PredictionLog(request_id="r1", record_index=0, ts=utcnow(), model="churn", alias="champion",
+                            version=version, input_hash="0" * 64, inputs={"plan": "basic"}, output="yes",
+                            latency_ms=3.0))
+    with transaction(factory) as s:
+        predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id="r1",
+                                    labels=["yes"])
     content = reports.build(factory, settings, model="churn", version=version)
     validate(content)
     ident, data = content["identity"], content["training_data"]
@@ -89,7 +96,8 @@ def test_report_has_every_section_and_validates(factory, trained):
     assert approvals["requests"][0]["decisions"][0]["comment"] == "looks right"
     assert approvals["champion_periods"][0]["end"] is None
     assert content["monitoring"]["drift"]["latest"]["drifted_columns"] == ["tenure_months"]
-    assert "no performance data" in content["monitoring"]["missing"][0]
+    assert content["monitoring"]["performance"] == {"labelled": 1, "metrics": {"accuracy": 1.0, "f1": 1.0}}
+    assert content["monitoring"]["predictions"] == 1 and not content["monitoring"]["missing"]
     actions = {e["action"] for e in content["audit"]["events"]}
     assert {"model.trained", "model.approved", "model.promote", "model_card.updated"} <= actions
     assert content["audit"]["chain"]["ok"]
