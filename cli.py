@@ -51,6 +51,10 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
         lines.append(f"admin user: {result.admin_user} (password from LEANOPS_ADMIN_PASSWORD)")
     lines += [f"demo data: {p}" for p in result.demo_files]
     doc = result.as_dict()
+    if not settings.mlflow_uri.startswith("sqlite"):  # a shared server: migrate MLflow once, before the workers
+        from core import registry
+
+        registry.prepare(registry.store_for(settings))
     if args.demo:
         from jobs.demo import seed_model
 
@@ -111,7 +115,13 @@ def cmd_worker(args: argparse.Namespace) -> Outcome:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    rt = scheduler.start(settings, factory, run_schedules=not args.jobs_only, slots=args.slots)
+    from core.leases import LeaseHeld
+
+    try:
+        rt = scheduler.start(settings, factory, run_schedules=not args.jobs_only, slots=args.slots)
+    except LeaseHeld as exc:  # holder is "host:pid:id"
+        raise LeaseHeld(f"another scheduler is already running, so this worker will not start: {exc}. Run "
+                        "`cli.py worker --jobs-only` for more job runners, or stop that process first") from None
     print(f"worker {rt.worker} running (schedules: {rt.run_schedules}); Ctrl+C to stop", file=sys.stderr, flush=True)
     done.wait()
     scheduler.stop()

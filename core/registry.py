@@ -85,6 +85,14 @@ def experiment_id(store: Store, name: str) -> str:
         return found.experiment_id
 
 
+def prepare(store: Store) -> None:
+    """Create or upgrade MLflow's own schema now (``cli.py init``), so that workers starting together
+    on a fresh shared server do not race to migrate it."""
+    client = _client(store)
+    client.search_experiments(max_results=1)
+    client.search_registered_models(max_results=1)
+
+
 def experiment_name(model_name: str) -> str:
     return f"leanops/{model_name}"
 

@@ -74,8 +74,11 @@ def start(settings: Settings, factory: sessionmaker[Session], *, run_schedules: 
                 _release_if_dead(session)
                 leases.acquire(session, name=LEASE, holder=rt.worker, ttl=LEASE_TTL)
         reap(factory, settings)
+        stores: dict[str, object] = {"memory": MemoryJobStore()}
+        if run_schedules:  # only the lease holder uses the table: job runners starting together would race to create it
+            stores["default"] = SQLAlchemyJobStore(engine=make_engine(settings.db_url))
         sched = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(engine=make_engine(settings.db_url)), "memory": MemoryJobStore()},
+            jobstores=stores,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
             timezone="UTC",
         )
