@@ -191,12 +191,8 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
 
 def _after_drift(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
     """Alert and ask the retrain trigger; the check is already stored, so a failure here is only logged."""
-    from core import alerts
+    from core import alerts, retrain
 
-    try:  # the retrain trigger ships separately (issue 7, retraining)
-        from core import retrain
-    except ImportError:  # pragma: no cover
-        retrain = None
     columns = ", ".join(view.drifted[:10]) + (" …" if len(view.drifted) > 10 else "")
     try:
         alerts.notify(factory, settings, condition="drift", model=view.model,
@@ -207,8 +203,6 @@ def _after_drift(factory: sessionmaker[Session], settings: Settings, view: Check
                                "drifted_columns": view.drifted, "window": view.window})
     except Exception:  # noqa: BLE001 - the check is stored; alert failures are recorded by core.alerts
         log.exception("alert for drift check %s failed", view.id)
-    if retrain is None or not hasattr(retrain, "on_drift"):  # pragma: no cover
-        return
     try:
         retrain.on_drift(factory, settings, view.id)
     except Exception:  # noqa: BLE001 - a retrain that cannot start must not undo the check

@@ -136,6 +136,10 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
     assert details["check_id"] == check.id and details["drifted_columns"] == check.drifted
     assert (details["drift_share"], details["version"], details["source"]) == (round(check.drift_share, 4), 1, "upload")
     assert [a.condition for a in stored_alerts] == ["drift"] and "churn v1" in stored_alerts[0].title
+    with factory() as s:
+        retrains = jobs.list_jobs(s, kind="retrain")
+    assert len(retrains) == 1 and retrains[0].created_by == "system:retrain"
+    assert retrains[0].params["reason"].startswith(f"drift check {check.id}")
 
     report = Path(check.report_path)
     assert report == settings.home / "reports" / "drift" / f"{check.id}.html"
