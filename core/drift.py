@@ -28,6 +28,8 @@ from core.errors import InvalidInput
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite (Evidently's convention)
 STD_FLOOR = 1e-3  # Wasserstein is divided by max(reference std, this), as Evidently does
 OTHER = "__other__"
+NEW_KEPT = 20  # new categories shown (and tested) one by one; more are counted together as NEW_REST
+NEW_REST = "__other_new__"
 
 Progress = Callable[[float, str], None]
 
@@ -210,27 +212,34 @@ def numeric_column(summary: dict[str, Any], values: pd.Series, thresholds: Thres
 def categorical_column(summary: dict[str, Any], values: pd.Series, thresholds: Thresholds) -> dict[str, Any]:
     """Chi-squared, Jensen-Shannon and PSI of one categorical column over the union of categories.
 
-    A category the reference never saw is listed in ``new_categories``: when the reference folded
-    rare categories into ``__other__`` it is counted there, otherwise it is a category of its own
-    with no reference count (infinite chi-squared, a share JS and PSI both see).
+    A category the reference never saw is listed in ``new_categories`` (the 50 most frequent): when
+    the reference folded rare categories into ``__other__`` it is counted there, otherwise it is a
+    category of its own with no reference count (infinite chi-squared, a share JS and PSI both see;
+    beyond the 20 most frequent, new categories share one ``__other_new__`` bin).
     """
     raw_counts = values.value_counts(dropna=True)
     raw_counts = raw_counts[raw_counts > 0]  # a pandas Categorical lists its unused categories too
     counts = raw_counts.groupby(raw_counts.index.astype(str)).sum()  # str() after counting: fast on 1M rows
     present_rows = int(raw_counts.sum())
     reference: dict[str, int] = {str(k): int(v) for k, v in (summary.get("frequencies") or {}).items()}
-    new = sorted(c for c in counts.index if c not in reference)
+    new = counts[~counts.index.isin(list(reference))].sort_values(ascending=False, kind="stable")
     base = {"kind": "categorical", "reference_rows": int(sum(reference.values())), "current_rows": present_rows,
-            "current_nulls": int(len(values) - present_rows), "new_categories": new[:50],
-            "new_category_rows": int(counts[new].sum()) if new else 0}
+            "current_nulls": int(len(values) - present_rows), "new_categories": [str(c) for c in new.index[:50]],
+            "new_category_rows": int(new.sum())}
     if not reference or counts.empty:
         return base | _no_values(summary, present_rows, "categorical")
     categories = list(reference)
-    if new and OTHER not in reference:
-        categories += new
+    folded = 0  # new categories counted in a shared bucket
+    if OTHER in reference:
+        folded = int(new.sum())
+    else:  # the most frequent new categories get bins of their own; the rest share one
+        categories += [str(c) for c in new.index[:NEW_KEPT]]
+        if len(new) > NEW_KEPT:
+            categories.append(NEW_REST)
+            folded = int(new.iloc[NEW_KEPT:].sum())
     cur_counts = np.array([int(counts.get(c, 0)) for c in categories], float)
-    if new and OTHER in reference:
-        cur_counts[categories.index(OTHER)] += counts[new].sum()
+    if folded:
+        cur_counts[categories.index(OTHER if OTHER in reference else NEW_REST)] += folded
     ref_counts = np.array([reference.get(c, 0) for c in categories], float)
     chi, p_value = chisquare(ref_counts, cur_counts)
     distance = jensenshannon(ref_counts, cur_counts)

@@ -152,6 +152,19 @@ def test_new_categories_are_reported_and_count_as_evidence():
     assert col["chisquare"] == np.inf and col["p_value"] == 0.0
 
 
+def test_many_new_categories_share_a_bin_and_are_listed_by_frequency():
+    ref = build(frame(3000, seed=1))
+    current = frame(3000, seed=2)
+    current.loc[:999, "c"] = [f"id{i % 100:03d}" for i in range(1000)]  # 100 unseen values, 10 rows each
+    current.loc[:29, "c"] = "zz-top"  # the most frequent new one (30 rows)
+    col = drift.compare(ref, current, thresholds=DEFAULTS).columns["c"]
+    assert col["new_categories"][0] == "zz-top" and len(col["new_categories"]) == 50
+    assert col["new_category_rows"] == 1000
+    assert col["categories"][:3] == ["a", "b", "c"] and len(col["categories"]) == 3 + 20 + 1
+    assert col["categories"][-1] == "__other_new__" and sum(col["current_hist"]) == 3000
+    assert col["drifted"]
+
+
 def test_missing_columns_are_all_named():
     ref = build(frame(1000, seed=1))
     with pytest.raises(InvalidInput, match=r"missing column\(s\) x, c that the model was trained on; it has: y, n, "):
