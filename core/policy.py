@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -179,12 +180,12 @@ class Alerts(_Strict):
 def _check_cron(expression: str | None) -> None:
     if expression is None:
         return
-    from apscheduler.triggers.cron import CronTrigger
+    from core.schedules import check_cron
 
     try:
-        CronTrigger.from_crontab(expression)
-    except ValueError as exc:
-        raise ValueError(f"schedule {expression!r} is not a 5-field cron expression ({exc})") from None
+        check_cron(expression)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
 
 
 class ModelPolicy(_Strict):
@@ -315,7 +316,21 @@ def save(session: Session, *, actor: Actor, home: Path, text: str) -> str:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)  # replaced only once the audit row is flushed: a refused change touches nothing
+    _sync_schedules(session, home)
     return diff
+
+
+def _sync_schedules(session: Session, home: Path) -> None:
+    """Drift and retrain schedules follow the new policy at once (the monitor job catches up on failure)."""
+    from types import SimpleNamespace
+
+    from core import retrain
+
+    try:
+        with session.begin_nested():
+            retrain.sync_model_schedules(session, SimpleNamespace(home=home))
+    except Exception:  # noqa: BLE001 - the policy is saved; the 15-minute monitor job syncs again
+        logging.getLogger("leanops.policy").exception("could not sync the model schedules after a policy change")
 
 
 def with_override(text: str, model: str, section: str, values: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ alias is moved last, and if the commit then fails the caller's ``undo`` puts the
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,8 @@ from core.auth_types import Actor
 from core.errors import InvalidInput, NotFound, PolicyBlocked
 from db.models import AliasMove, Approval, GateEvaluation, PromotionRequest, utcnow
 from db.session import transaction
+
+log = logging.getLogger("leanops.promotion")
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -269,7 +272,19 @@ def commit_or_undo(factory: sessionmaker[Session], registry: Registry,
         raise
     if change is not None and change.alias == CHAMPION:
         _alert(factory, registry, change)
+        _sync_schedules(factory, registry)
     return change
+
+
+def _sync_schedules(factory: sessionmaker[Session], registry: Registry) -> None:
+    """A new champion gets its drift/retrain schedules (after the commit; the monitor job catches up on failure)."""
+    from core import retrain
+
+    try:
+        with transaction(factory) as session:
+            retrain.sync_model_schedules(session, registry)
+    except Exception:  # noqa: BLE001 - the promotion stands; the 15-minute monitor job syncs again
+        log.exception("could not sync the model schedules after a promotion")
 
 
 def _alert(factory: sessionmaker[Session], registry: Registry, change: AliasChange) -> None:
