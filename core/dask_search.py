@@ -27,8 +27,9 @@ def cross_validate_all(pipelines: Sequence[Any], X: pd.DataFrame, y: pd.Series, 
         StoreUnavailable: the Dask scheduler cannot be reached.
     """
     from dask.distributed import Client
-    from joblib import Parallel, delayed, parallel_backend
+    from joblib import parallel_backend
     from sklearn.model_selection import cross_val_score
+    from sklearn.utils.parallel import Parallel, delayed  # carry sklearn's config into the tasks
 
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
