@@ -95,7 +95,8 @@ else:
     st.subheader("Per column")
     st.table(drift_view.column_table(check).style.format(
         {"statistic": "{:.4g}", "p_value": "{:.3g}", "psi": "{:.3g}"}, na_rep="—"))
-    column = st.selectbox("Distribution of", list(check.columns), index=0 if check.columns else None)
+    ordered = sorted(check.columns, key=lambda name: not check.columns[name].get("drifted"))  # drifted first
+    column = st.selectbox("Distribution of", ordered, index=0 if ordered else None)
     if column:
         drift_view.distribution(check.columns[column], column)
 

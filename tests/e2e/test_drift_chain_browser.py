@@ -23,7 +23,7 @@ from core.demo import churn_frame
 from core.settings import Settings
 from db.models import AuditEvent, DriftCheck, Job
 from db.session import make_engine, make_session_factory, transaction
-from tests.e2e.conftest import ROOT, free_port
+from tests.e2e.conftest import ARTIFACTS, ROOT, free_port
 from tests.e2e.helpers import ADMIN, goto_page, login, wait_rerun
 from tests.receivers import HttpReceiver, SmtpReceiver
 
@@ -105,6 +105,10 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
         page.get_by_role("button", name="Run drift check").click()
         wait_rerun(page)
         expect(page.get_by_text("Drifted:")).to_be_visible(timeout=120_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.set_viewport_size({"width": 1400, "height": 3200})  # Streamlit scrolls inside the page
+        page.screenshot(path=str(ARTIFACTS / "drift-page.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
         with factory() as s:
             check = s.query(DriftCheck).one()

@@ -51,3 +51,30 @@ def test_scientist_queues_a_window_check_admin_only_settings(open_page, trained,
     assert not [f for f in at.get("form")]  # thresholds are for admins
     button = next(b for b in at.button if b.label == "Run drift check")
     assert button.disabled  # nothing promoted yet: no champion to compare with
+
+
+def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
+    import numpy as np
+
+    from core import aliases, monitoring
+    from tests.training_support import SCIENTIST
+
+    aliases.move(trained.mlflow_uri, model="churn", alias="champion", version=1)
+    batch = small_churn(600, seed=4)
+    batch["monthly_charges"] = batch["monthly_charges"] + 30
+    batch["contract"] = np.where(np.random.default_rng(1).random(600) < 0.9, "month-to-month", "one-year")
+    check = monitoring.run_check(factory, trained, actor=SCIENTIST, model="churn", source="upload", current=batch,
+                                 filename="batch.csv")
+    assert {"monthly_charges", "contract"} <= set(check.drifted)
+
+    at = open_page("pages/drift.py", role="viewer")
+    assert not at.exception, at.exception
+    assert [m.value for m in at.metric][1] == f"{len(check.drifted)} of {len(check.columns)}"
+    assert "monthly_charges" in at.warning[0].value
+    table = at.table[0].value
+    flagged = set(table.loc[table["drifted"] == "⚠️ yes", "column"])
+    assert {"monthly_charges", "contract"} <= flagged
+    assert table["drifted"].iloc[0] == "⚠️ yes"  # drifted columns first
+    assert next(s for s in at.selectbox if s.label == "Distribution of").value in flagged
+    assert len(at.get("plotly_chart")) >= 3  # share over time, heatmap, the column's distribution
+    assert any(b.label == "Download Evidently report (HTML)" for b in at.get("download_button"))
