@@ -56,12 +56,16 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
         registry.prepare(registry.store_for(settings))
     if args.demo:
-        from jobs.demo import seed_model
+        from jobs.demo import seed_model, seed_traffic
 
         doc["demo_model"] = seed_model(factory, settings)
         if doc["demo_model"]["trained"]:
-            lines.append(f"demo model: churn v{doc['demo_model']['aliases']['champion']} trained and promoted "
-                         f"(F1 {doc['demo_model']['f1']})")
+            version = doc["demo_model"]["aliases"]["champion"]
+            lines.append(f"demo model: churn v{version} trained and promoted (F1 {doc['demo_model']['f1']})")
+            doc["demo_traffic"] = seed_traffic(factory, settings, version=version)
+            lines.append(f"demo traffic: {doc['demo_traffic']['predictions']} logged predictions with feedback; "
+                         f"drift check #{doc['demo_traffic']['drift_check']} flags "
+                         f"{', '.join(doc['demo_traffic']['drifted']) or 'nothing'}")
     return Outcome(doc, text="\n".join(lines))
 
 

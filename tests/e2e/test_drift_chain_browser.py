@@ -94,27 +94,34 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
                                config={"host": "127.0.0.1", "port": mail.port, "sender": "leanops@example.test",
                                        "to": ["team@example.test"]})
         records = drifted_traffic()
+        logged_before = _logged(factory)
         for start in range(0, len(records), 100):
             answer = httpx.post(f"{api_url}/v1/models/churn/predict", json={"records": records[start:start + 100]},
                                 headers={"Authorization": f"Bearer {token}"}, timeout=30)
             assert answer.status_code == 200, answer.text
-        wait_until(lambda: _logged(factory) >= len(records), 30, "the prediction log to be flushed")
+        wait_until(lambda: _logged(factory) >= logged_before + len(records), 30, "the prediction log to be flushed")
 
+        with factory() as s:
+            demo_checks = s.query(DriftCheck).count()  # init --demo checked its own day of traffic
+            assert demo_checks == 1 and logged_before == 720
         login(page, dashboard.url, *ADMIN)
         goto_page(page, "Drift")
+        page.get_by_text("Check now").click()
         page.get_by_role("button", name="Run drift check").click()
         wait_rerun(page)
-        expect(page.get_by_text("Drifted:")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text(f"Check #{demo_checks + 1}:")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Drifted:")).to_be_visible()
         ARTIFACTS.mkdir(exist_ok=True)
         page.set_viewport_size({"width": 1400, "height": 3200})  # Streamlit scrolls inside the page
         page.screenshot(path=str(ARTIFACTS / "drift-page.png"))
         page.set_viewport_size({"width": 1400, "height": 1000})
 
         with factory() as s:
-            check = s.query(DriftCheck).one()
+            check = s.query(DriftCheck).order_by(DriftCheck.id.desc()).first()
         flagged = {c for c, stats in check.columns.items() if stats["drifted"]}
         assert SHIFTED <= flagged, flagged
-        assert check.drift_detected and check.source == "window" and check.current_rows == len(records)
+        assert check.drift_detected and check.source == "window" and check.created_by == ADMIN[0]
+        assert check.current_rows == _logged(factory)  # the demo's day of traffic plus the drifted requests
         for column in sorted(SHIFTED):
             expect(page.get_by_text(column, exact=True).first).to_be_visible()
 
