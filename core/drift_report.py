@@ -83,7 +83,11 @@ def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows:
 
 
 def write(home: Path, html_text: str) -> Path:
-    """Write the report under the workspace atomically (a temp file renamed); returns its path."""
+    """Write the report under the workspace atomically (a temp file renamed); returns its path.
+
+    The file is ``reports/drift/pending-<uuid>.html`` until its check is committed, then renamed
+    to ``<check id>.html`` (core.monitoring).
+    """
     folder = reports_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"pending-{uuid.uuid4().hex}.html"
@@ -91,10 +95,3 @@ def write(home: Path, html_text: str) -> Path:
     tmp.write_text(html_text, encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-def finalise(pending: Path, check_id: int) -> Path:
-    """Give a written report its check's name: ``reports/drift/<check id>.html``."""
-    final = pending.with_name(f"{check_id}.html")
-    os.replace(pending, final)
-    return final

@@ -10,6 +10,7 @@ asked whether to retrain (both after the check has committed, so neither can los
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -153,11 +154,11 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
             view = _store(session, actor=actor, model=model, version=version, source=source, data=data,
                           result=result, pending=pending, job_id=job_id, reason=reason)
     except BaseException:
-        if pending is not None:
+        if pending is not None:  # no check row: no report either
             pending.unlink(missing_ok=True)
         raise
-    if pending is not None and view.report_path is None:  # pragma: no cover - _store always names it
-        pending.unlink(missing_ok=True)
+    if pending is not None:  # named after the check only once the row is committed
+        os.replace(pending, view.report_path)
     if view.drift_detected:
         _after_drift(factory, settings, view)
     return view
@@ -173,8 +174,7 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
     session.add(row)
     session.flush()
     if pending is not None:
-        # Renamed inside the transaction: if the commit fails, the caller removes the file.
-        row.report_path = str(drift_report.finalise(pending, row.id))
+        row.report_path = str(pending.with_name(f"{row.id}.html"))
     details: dict[str, Any] = {
         "check_id": row.id, "version": version, "source": source, "window": row.window,
         "current_rows": row.current_rows, "drift_share": round(result.drift_share, 4),
