@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, policy
+from core import alerts, audit, policy
 from core.auth_types import system_actor
 from core.errors import NotFound
 from core.settings import Settings
@@ -199,21 +199,12 @@ def record(factory: sessionmaker[Session], settings: Settings, verdict: Verdict)
             else "live performance back above the policy floor"
         audit.record(session, actor, action, f"model:{verdict.model}", verdict.as_dict() | {"reason": reason})
     if action == "performance.dropped":
-        notify(factory, settings, condition="performance", model=verdict.model,
-               title=f"{verdict.model} v{verdict.version}: live performance below the floor",
-               message=f"{reason} (training baseline {_fmt(verdict.baseline)}).",
-               details=verdict.as_dict(), severity="critical")
+        alerts.notify(factory, settings, condition="performance", model=verdict.model,
+                      title=f"{verdict.model} v{verdict.version}: live performance below the floor",
+                      message=f"{reason} (training baseline {_fmt(verdict.baseline)}).",
+                      details=verdict.as_dict(), severity="critical")
     return action
 
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) or "unknown"
-
-
-def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str, model: str, title: str,
-           message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> int | None:
-    """Send an alert through core.alerts (stored, cooled down, delivered to every channel)."""
-    from core import alerts
-
-    return alerts.notify(factory, settings, condition=condition, model=model, title=title, message=message,
-                         details=details, severity=severity)

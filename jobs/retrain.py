@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, performance, policy, promotion, retrain
+from core import alerts, audit, policy, promotion, retrain
 from core.auth_types import system_actor
 from core.errors import InvalidInput
 from core.model_views import registry_for
@@ -71,13 +71,11 @@ def execute(factory: sessionmaker[Session], settings: Settings, params: dict[str
                      {"job_id": job_id, "trigger": trigger, "reason": reason, "from_version": from_version,
                       "version": version, "outcome": outcome, "failed_gates": failed,
                       "metrics": result["metrics"]})
-        if outcome == "promoted":
-            retrain.sync_model_schedules(session, settings)
     primary = policy.PRIMARY[result["task"]]
     summary = {"promoted": f"v{version} was promoted to champion (policy auto_promote)",
                "challenger": f"v{version} passed every gate and is the challenger: approvers, please review",
                "gates_failed": f"v{version} failed gates ({', '.join(failed)}): champion v{from_version} stays"}
-    performance.notify(factory, settings, condition="retrain", model=model,
+    alerts.notify(factory, settings, condition="retrain", model=model,
                        severity="info" if outcome != "gates_failed" else "warning",
                        title=f"{model} retrained ({trigger}): {summary[outcome]}",
                        message=f"{reason}. {primary} {result['metrics'].get(primary, float('nan')):.4f} "
