@@ -103,10 +103,10 @@ def report_downloads(model: str, version: int, who: Actor) -> None:
         return lambda: reports.generate(resources.session_factory(), resources.settings(), actor=who, model=model,
                                         version=version, fmt=fmt).data
 
-    left, right, _ = st.columns([1, 1, 2])
-    left.download_button("Download compliance report (PDF)", make("pdf"),
+    left, right, _ = st.columns([1, 1, 1])
+    left.download_button("Download compliance report (PDF)", make("pdf"), width="stretch",
                          file_name=f"compliance-{model}-v{version}.pdf", mime="application/pdf", on_click="ignore",
                          key=f"report-pdf-{model}-{version}")
-    right.download_button("Download compliance report (JSON)", make("json"),
+    right.download_button("Download compliance report (JSON)", make("json"), width="stretch",
                           file_name=f"compliance-{model}-v{version}.json", mime="application/json", on_click="ignore",
                           key=f"report-json-{model}-{version}")
