@@ -29,6 +29,10 @@ def _no_leanops_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LEANOPS_") and name != "LEANOPS_TEST_PG_URL":
             monkeypatch.delenv(name)
+    # mlflow.set_tracking_uri/set_registry_uri export these: an earlier test's store must not reach
+    # the processes this test starts (they would look for models in the wrong registry).
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
 # -- SQLite --------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterator
 
 import pytest
@@ -16,9 +18,16 @@ from tests.training_support import small_churn
 def cluster_address() -> Iterator[str]:
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster:
-        yield cluster.scheduler_address
+    # Worker processes are spawned, and spawning re-imports ``__main__`` by its path: in a suite where
+    # Streamlit's AppTest has run a page script as ``__main__``, the workers would run that page.
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                          host="127.0.0.1") as cluster:
+            yield cluster.scheduler_address
+    finally:
+        sys.modules["__main__"] = main
 
 
 def searched(model: str, method: str, candidates: int, address: str = "") -> tuple[dict, list[dict], list[str]]:

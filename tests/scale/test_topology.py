@@ -244,7 +244,7 @@ def test_grown_up_topology_runs_each_job_once_with_artifacts_on_s3(deployment: D
         engine.dispose()
 
     # plain MLflow, no LeanOps code: the tracking server's URI and the usual S3 variables
-    plain = {k: v for k, v in os.environ.items() if not k.startswith(("LEANOPS_", "AWS_", "MLFLOW_S3"))}
+    plain = {k: v for k, v in os.environ.items() if not k.startswith(("LEANOPS_", "AWS_", "MLFLOW_"))}
     plain |= {"MLFLOW_TRACKING_URI": dep.env["LEANOPS_MLFLOW_URI"],
               "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint, "AWS_ACCESS_KEY_ID": dep.env["LEANOPS_S3_ACCESS_KEY_ID"],
               "AWS_SECRET_ACCESS_KEY": dep.env["LEANOPS_S3_SECRET_ACCESS_KEY"], "AWS_DEFAULT_REGION": "us-east-1",
