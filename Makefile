@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PORT   ?= 8501
 API_PORT ?= 8000
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n auto --dist loadfile  # one process per core; a test file stays on one worker
 
 REQ_HASH := $(shell cat requirements.txt | sha256sum | cut -c1-16)
 DEV_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-16)
