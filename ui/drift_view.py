@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import desc, select
 
-from db.models import DriftCheck
+from core import monitoring
+from core.monitoring import CheckView
 from ui import resources
 
 COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
-
-
-@dataclass(frozen=True)
-class CheckView:
-    id: int
-    ts: datetime
-    version: int
-    source: str
-    window: str
-    current_rows: int
-    reference_rows: int
-    threshold: float
-    drift_share: float
-    drift_detected: bool
-    columns: dict[str, Any]
-    predictions: dict[str, Any] | None
-    report_path: str | None
-    created_by: str
 
 
 @st.cache_data(ttl=5)
 def checks(model: str, limit: int = 200) -> list[CheckView]:
     """The newest ``limit`` drift checks of ``model``, oldest first (for charts)."""
     with resources.session_factory()() as session:
-        rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model)
-                               .order_by(desc(DriftCheck.ts), desc(DriftCheck.id)).limit(limit)).all()
-        return [CheckView(r.id, r.ts, r.version, r.source, r.window, r.current_rows, r.reference_rows, r.threshold,
-                          r.drift_share, r.drift_detected, r.columns or {}, r.predictions, r.report_path,
-                          r.created_by) for r in reversed(rows)]
+        return list(reversed(monitoring.history(session, model=model, limit=limit)))
 
 
 def column_table(check: CheckView) -> pd.DataFrame:
@@ -169,16 +145,12 @@ def settings_summary(rules: Any) -> None:
 
 
 def alerts_for(model: str, limit: int = 10) -> None:
-    from db.models import Alert
+    from core import alerts
 
     with resources.session_factory()() as session:
-        rows = session.scalars(select(Alert).where(Alert.model == model)
-                               .order_by(desc(Alert.ts), desc(Alert.id)).limit(limit)).all()
-        table = pd.DataFrame([{
-            "time": a.ts, "condition": a.condition, "title": a.title,
-            "sent": "suppressed (cooldown)" if a.suppressed else ", ".join(
-                f"{d.get('channel')} {'✅' if d.get('ok') else '❌'}" for d in a.deliveries or []) or "no channel"}
-            for a in rows])
+        rows = alerts.recent(session, limit=limit, model=model)
+    table = pd.DataFrame([{"time": a.ts, "condition": a.condition, "title": a.title, "delivery": a.status}
+                          for a in rows])
     if table.empty:
         st.caption(f"No alerts about {model} yet.")
     else:
