@@ -293,6 +293,17 @@ def _predict(settings: Settings, *, model: str, version: int, frame: pd.DataFram
 
 # -- reading ---------------------------------------------------------------------------------------
 
+def stage_upload(home: Path, filename: str, data: bytes) -> Path:
+    """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it."""
+    from uuid import uuid4
+
+    folder = Path(home) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"drift-{uuid4().hex}{Path(filename).suffix.lower()}"
+    path.write_bytes(data)
+    return path
+
+
 def history(session: Session, *, model: str, limit: int = 50) -> list[CheckView]:
     """The newest ``limit`` checks of ``model``, newest first."""
     rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model)

@@ -1,11 +1,10 @@
 """Drift: checks per model over time, the per-column table, the Evidently report, live performance, settings."""
 
 from pathlib import Path
-from uuid import uuid4
 
 import streamlit as st
 
-from core import jobs, policy
+from core import jobs, monitoring, policy
 from ui import dataset_queries, drift_view, queries, resources, session
 from ui.components import act, ago, job_row
 
@@ -56,11 +55,7 @@ if who.at_least("scientist"):
         if st.button("Run drift check", type="primary", disabled=params is None or row.champion is None,
                      help=None if row.champion else f"{model} has no champion to compare with"):
             if source == "Upload a batch":
-                folder = Path(settings.home) / "uploads"
-                folder.mkdir(parents=True, exist_ok=True)
-                path = folder / f"drift-{uuid4().hex}{Path(upload.name).suffix.lower()}"
-                path.write_bytes(upload.getvalue())
-                params["file"] = str(path)
+                params["file"] = str(monitoring.stage_upload(settings.home, upload.name, upload.getvalue()))
             job = act(lambda s: jobs.enqueue(s, actor=who, kind="drift.check", params=params))
             if job is not None:
                 st.session_state["drift-waiting"] = True
