@@ -38,7 +38,7 @@ def _context():  # noqa: ANN202
 # -- commands ------------------------------------------------------------------------------------
 
 def cmd_init(args: argparse.Namespace) -> Outcome:
-    from core.workspace import init_workspace
+    from core.workspace.bootstrap import init_workspace
 
     settings, factory = _context()
     password = settings.admin_password.get_secret_value() if settings.admin_password else None
@@ -52,9 +52,9 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
     lines += [f"demo data: {p}" for p in result.demo_files]
     doc = result.as_dict()
     if not settings.mlflow_uri.startswith("sqlite"):  # a shared server: migrate MLflow once, before the workers
-        from core import registry
+        from core.platform import mlflow_store
 
-        registry.prepare(registry.store_for(settings))
+        mlflow_store.prepare(mlflow_store.store_for(settings))
     if args.demo:
         from jobs.demo import seed_model, seed_traffic
 
@@ -77,7 +77,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
     with transaction(factory) as session:
         result = audit.verify(session)
     if not result.ok:
-        from core.auth_types import cli_actor
+        from core.actors import cli_actor
 
         with transaction(factory) as session:
             audit.record(session, cli_actor(), "audit.verified", "audit", result.as_dict())
@@ -87,7 +87,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
 
 def cmd_user_add(args: argparse.Namespace) -> Outcome:
     from core import auth
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
     from db.session import transaction
 
     _, factory = _context()
@@ -100,7 +100,7 @@ def cmd_user_add(args: argparse.Namespace) -> Outcome:
 
 def cmd_token_create(args: argparse.Namespace) -> Outcome:
     from core import auth
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
     from db.session import transaction
 
     _, factory = _context()
@@ -119,7 +119,7 @@ def cmd_worker(args: argparse.Namespace) -> Outcome:
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    from core.leases import LeaseHeld
+    from core.platform.leases import LeaseHeld
 
     try:
         rt = scheduler.start(settings, factory, run_schedules=not args.jobs_only, slots=args.slots)
@@ -135,8 +135,8 @@ def cmd_worker(args: argparse.Namespace) -> Outcome:
 def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
     from pathlib import Path
 
-    from core import datasets
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
+    from core.data import datasets
     from db.session import transaction
 
     settings, factory = _context()
@@ -151,7 +151,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
-    from core import datasets
+    from core.data import datasets
 
     _, factory = _context()
     with factory() as session:
@@ -177,8 +177,8 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_train(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
     from core.auth import require
-    from core.auth_types import cli_actor
     from core.errors import InvalidInput
     from jobs.train import execute
 
@@ -217,17 +217,17 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_promote(args: argparse.Namespace) -> Outcome:
-    from core import promotion
-    from core.auth_types import cli_actor
-    from core.model_views import registry_for
+    from core.actors import cli_actor
+    from core.promotion import gates, moves
+    from core.registry.views import registry_for
 
     settings, factory = _context()
     registry = registry_for(settings.mlflow_uri, settings.home)
     try:
-        change = promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+        change = moves.commit_or_undo(factory, registry, lambda s: moves.promote(
             s, registry=registry, actor=cli_actor(), model=args.model, version=args.version, reason=args.reason or "",
             force=args.force))
-    except promotion.GatesFailed as exc:
+    except gates.GatesFailed as exc:
         doc = {"promoted": False, **exc.result.as_dict()}
         return Outcome(doc, refused=True, text=f"blocked: {exc}")
     doc = {"promoted": True, "model": change.model, "from_version": change.from_version,
@@ -238,13 +238,13 @@ def cmd_promote(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_rollback(args: argparse.Namespace) -> Outcome:
-    from core import promotion
-    from core.auth_types import cli_actor
-    from core.model_views import registry_for
+    from core.actors import cli_actor
+    from core.promotion import moves
+    from core.registry.views import registry_for
 
     settings, factory = _context()
     registry = registry_for(settings.mlflow_uri, settings.home)
-    change = promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+    change = moves.commit_or_undo(factory, registry, lambda s: moves.rollback(
         s, registry=registry, actor=cli_actor(), model=args.model, reason=args.reason or ""))
     doc = {"model": change.model, "from_version": change.from_version, "to_version": change.to_version}
     return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
@@ -253,12 +253,12 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
 def cmd_drift(args: argparse.Namespace) -> Outcome:
     from pathlib import Path
 
-    from core import monitoring
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
+    from core.monitoring import checks
 
     settings, factory = _context()
     path = Path(args.current)
-    check = monitoring.run_check(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
+    check = checks.run_check(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
                                  source="upload", current=path, filename=path.name, threshold=args.threshold,
                                  report=not args.no_report)
     columns = {name: {k: col.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
@@ -280,8 +280,8 @@ def cmd_drift(args: argparse.Namespace) -> Outcome:
 def cmd_report(args: argparse.Namespace) -> Outcome:
     from pathlib import Path
 
-    from core import reports
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
+    from core.compliance import reports
 
     settings, factory = _context()
     doc = reports.write(factory, settings, actor=cli_actor(), model=args.model, version=args.version,

@@ -23,11 +23,11 @@ from api import errors
 from api.auth import CurrentActor, TokenCache, require
 from api.metrics import Metrics, RequestMetrics
 from core import audit
-from core.auth_types import system_actor
-from core.batching import Batcher
-from core.inference import Predictor
-from core.predictions import LogWriter
-from core.serving import ModelCache
+from core.actors import system_actor
+from core.serving.batching import Batcher
+from core.serving.cache import ModelCache
+from core.serving.inference import Predictor
+from core.serving.predictions import LogWriter
 from core.settings import Settings
 from db.session import make_engine, make_session_factory, transaction
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from core import auth
-from core.auth_types import Actor
+from core.actors import Actor
 from core.errors import AuthError
 from db.session import transaction
 

@@ -19,7 +19,7 @@ from core.errors import (
     PolicyBlocked,
     StoreUnavailable,
 )
-from core.signature import RecordError
+from core.serving.signature import RecordError
 
 STATUS: tuple[tuple[type[LeanOpsError], int], ...] = (
     (AuthError, 401),

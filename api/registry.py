@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentActor, require
 from api.errors import responses
-from core import promotion
-from core.model_views import registry_for
+from core.promotion import gates, moves
+from core.registry.views import registry_for
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 ModelName = Annotated[str, Path(min_length=1, max_length=255)]
@@ -30,10 +30,10 @@ class RollbackIn(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def _move(request: Request, fn: Any) -> promotion.AliasChange | None:
+def _move(request: Request, fn: Any) -> moves.AliasChange | None:
     runtime = request.app.state.runtime
     registry = registry_for(runtime.settings.mlflow_uri, runtime.settings.home)
-    return promotion.commit_or_undo(runtime.factory, registry, lambda s: fn(s, registry))
+    return moves.commit_or_undo(runtime.factory, registry, lambda s: fn(s, registry))
 
 
 @router.post("/{name}/promote", responses=responses(403, 404, 409, 422, 503))
@@ -41,10 +41,10 @@ async def promote(request: Request, name: ModelName, body: PromoteIn, actor: Cur
     """Move `champion` to `version` if every policy gate passes; 409 with the checks when blocked."""
     await require(request, actor, "models.force_promote" if body.force else "models.promote")
     try:
-        change = await run_in_threadpool(_move, request, lambda s, registry: promotion.promote(
+        change = await run_in_threadpool(_move, request, lambda s, registry: moves.promote(
             s, registry=registry, actor=actor, model=name, version=body.version, reason=body.reason,
             force=body.force))
-    except promotion.GatesFailed as exc:
+    except gates.GatesFailed as exc:
         return JSONResponse({"promoted": False, "detail": str(exc), **exc.result.as_dict()}, status_code=409)
     return JSONResponse({"promoted": True, "model": name, "from_version": change.from_version,
                          "to_version": change.to_version, "forced": change.forced,
@@ -55,6 +55,6 @@ async def promote(request: Request, name: ModelName, body: PromoteIn, actor: Cur
 async def rollback(request: Request, name: ModelName, body: RollbackIn, actor: CurrentActor) -> JSONResponse:
     """Move `champion` back to the previous champion."""
     await require(request, actor, "models.rollback")
-    change = await run_in_threadpool(_move, request, lambda s, registry: promotion.rollback(
+    change = await run_in_threadpool(_move, request, lambda s, registry: moves.rollback(
         s, registry=registry, actor=actor, model=name, reason=body.reason))
     return JSONResponse({"model": name, "from_version": change.from_version, "to_version": change.to_version})

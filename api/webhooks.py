@@ -13,7 +13,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentActor, require
 from api.errors import ErrorBody, responses
-from core import datasets, jobs
+from core.data import datasets
+from core.platform import job_queue
+from core.training.spec import parse_spec
 from db.session import transaction
 
 router = APIRouter(prefix="/v1")
@@ -69,10 +71,10 @@ async def upload_dataset_version(
 def _retrain_after_upload(factory: Any, settings: Any, version: datasets.DatasetVersionView) -> list[int]:
     """The upload retrain trigger (policy retrain.on_upload / on_data_growth). The version is stored
     whatever happens here: a trigger that fails is logged, not turned into a failed upload."""
-    from core import retrain
+    from core.retraining import triggers
 
     try:
-        return [r.job_id for r in retrain.on_dataset_version(factory, settings, dataset=version.name,
+        return [r.job_id for r in triggers.on_dataset_version(factory, settings, dataset=version.name,
                                                              version=version.version, via_api=True)]
     except Exception:  # noqa: BLE001 - logged with its traceback; the upload itself succeeded
         log.exception("retrain trigger after uploading %s failed", version.ref)
@@ -120,7 +122,7 @@ class JobAnswer(BaseModel):
     url: str
 
 
-def _job(view: jobs.JobView) -> JobAnswer:
+def _job(view: job_queue.JobView) -> JobAnswer:
     return JobAnswer(id=view.id, kind=view.kind, status=view.status, progress=view.progress, stage=view.stage,
                      error=view.error, result=view.result, params=view.params, created_by=view.created_by,
                      created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
@@ -130,15 +132,15 @@ def _job(view: jobs.JobView) -> JobAnswer:
 @router.post("/training-jobs", tags=["jobs"], status_code=202, response_model=JobAnswer, responses=ERRORS)
 async def launch_training(request: Request, body: TrainingJobIn, actor: CurrentActor) -> JobAnswer:
     """Queue a training job (as the Training page's `Launch training` does); poll `GET /v1/jobs/{id}`."""
-    from core import training  # imported on use: it brings the whole training stack
+    from core.training import pipeline
 
     await require(request, actor, "training.launch")
     factory = request.app.state.runtime.factory
-    spec = training.parse_spec(body.model_dump(exclude_none=True))
+    spec = parse_spec(body.model_dump(exclude_none=True))
 
-    def launch() -> jobs.JobView:
+    def launch() -> job_queue.JobView:
         with transaction(factory) as session:
-            return jobs.JobView.of(training.launch(session, actor=actor, spec=spec))
+            return job_queue.JobView.of(pipeline.launch(session, actor=actor, spec=spec))
 
     return _job(await run_in_threadpool(launch))
 
@@ -150,8 +152,8 @@ async def job_status(request: Request, actor: CurrentActor,
     await require(request, actor, "read")
     factory = request.app.state.runtime.factory
 
-    def read() -> jobs.JobView:
+    def read() -> job_queue.JobView:
         with factory() as session:
-            return jobs.get(session, job_id)
+            return job_queue.get(session, job_id)
 
     return _job(await run_in_threadpool(read))

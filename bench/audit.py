@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 def fill(factory, n: int) -> None:
     from core import audit
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
     from db.session import transaction
 
     actor = cli_actor()
@@ -51,7 +51,7 @@ def render_seconds(home: Path, db_url: str, user_id: int, rounds: int = 5) -> fl
 
 def main() -> None:
     from core import audit, auth
-    from core.auth_types import cli_actor
+    from core.actors import cli_actor
     from db.session import make_engine, make_session_factory, migrate, transaction
 
     results = {}

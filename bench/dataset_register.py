@@ -51,8 +51,8 @@ def time_pandas(csv: Path, out: Path) -> float:
 
 
 def time_register(csv: Path, work: Path, round_: int) -> tuple[float, str]:
-    from core import datasets
-    from core.auth_types import Actor
+    from core.actors import Actor
+    from core.data import datasets
     from db.session import make_engine, make_session_factory, migrate, transaction
 
     home = work / f"ws{round_}"
@@ -71,9 +71,9 @@ def stages(csv: Path) -> dict[str, float]:
     """Where the time goes (informational)."""
     from datetime import UTC, datetime
 
-    from core.dataset_io import read_table, write_parquet
-    from core.profile import compute_profile
-    from core.quality import certify, infer_schema
+    from core.data.profile import compute_profile
+    from core.data.quality import certify, infer_schema
+    from core.data.tables import read_table, write_parquet
 
     out: dict[str, float] = {}
     t = time.perf_counter()

@@ -95,7 +95,8 @@ def _peak_mb() -> float:
 
 
 def run_leanops(rows: int, seed: int) -> dict:
-    from core import drift, reference
+    from core.monitoring import drift
+    from core.training import reference
 
     ref, cur = frames(rows, seed)
     data_mb = _reset_peak()

@@ -130,8 +130,9 @@ def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]
     import mlflow
     import skops.io
 
-    from core import aliases, auth
-    from core.auth_types import cli_actor
+    from core import auth
+    from core.actors import cli_actor
+    from core.platform import aliases
     from db.session import make_engine, make_session_factory, migrate, transaction
     from tests.mlflow_models import churn_data, pipeline
 

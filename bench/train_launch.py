@@ -69,8 +69,9 @@ def bare(parquet: Path, mlflow_uri: str, artifacts: Path, name: str, target: str
 
 def leanops(factory, settings, dataset: str) -> float:
     """Launch as the Training page does and wait until the worker has registered the version."""
-    from core import jobs, training
-    from core.auth_types import Actor
+    from core.actors import Actor
+    from core.platform import job_queue
+    from core.training import pipeline as training
     from db.session import transaction
 
     spec = training.parse_spec({"dataset": dataset, "target": "churn", "sensitive": "gender"})
@@ -79,8 +80,8 @@ def leanops(factory, settings, dataset: str) -> float:
         job_id = training.launch(session, actor=Actor("bench", "scientist"), spec=spec).id
     while True:
         with factory() as session:
-            job = jobs.get(session, job_id)
-        if job.status in jobs.FINISHED:
+            job = job_queue.get(session, job_id)
+        if job.status in job_queue.FINISHED:
             break
         time.sleep(0.05)
     elapsed = time.perf_counter() - started
@@ -95,11 +96,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    from core import datasets
-    from core.auth_types import Actor
-    from core.demo import churn_frame
+    from core.actors import Actor
+    from core.data import datasets
     from core.settings import get_settings
-    from core.workspace import init_workspace
+    from core.workspace.bootstrap import init_workspace
+    from core.workspace.demo import churn_frame
     from db.session import make_engine, make_session_factory, transaction
     from jobs import scheduler
 

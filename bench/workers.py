@@ -43,8 +43,9 @@ def drain(server: str, workers: int, jobs: int) -> float:
     from sqlalchemy import func, select
     from sqlalchemy.engine import make_url
 
-    from core import training
-    from core.auth_types import Actor
+    from core.actors import Actor
+    from core.training import pipeline
+    from core.training.spec import parse_spec
     from db.models import Job
     from db.session import make_engine, make_session_factory, transaction
 
@@ -82,8 +83,8 @@ def drain(server: str, workers: int, jobs: int) -> float:
         factory = make_session_factory(engine)
         with transaction(factory) as session:
             for i in range(jobs):
-                spec = training.parse_spec({"dataset": "tiny", "target": "label", "model": "linear", "seed": i})
-                training.launch(session, actor=Actor("bench", "admin"), spec=spec)
+                spec = parse_spec({"dataset": "tiny", "target": "label", "model": "linear", "seed": i})
+                pipeline.launch(session, actor=Actor("bench", "admin"), spec=spec)
         while True:
             with factory() as s:
                 left = s.scalar(select(func.count()).select_from(Job).where(Job.status.in_(("queued", "running"))))
@@ -108,15 +109,16 @@ def drain(server: str, workers: int, jobs: int) -> float:
 
 
 def search_seconds(candidates: int, address: str) -> float:
-    from core import training
-    from core.demo import churn_frame
+    from core.training import pipeline
+    from core.training.spec import parse_spec
+    from core.workspace.demo import churn_frame
 
-    spec = training.parse_spec({"dataset": "churn", "target": "churn", "model": "random_forest",
+    spec = parse_spec({"dataset": "churn", "target": "churn", "model": "random_forest",
                                 "search": {"method": "random", "candidates": candidates, "folds": 3}})
-    data = training.prepare(churn_frame(rows=1500), spec, ref="churn:1")
-    split = training.split(data, spec)
+    data = pipeline.prepare(churn_frame(rows=1500), spec, ref="churn:1")
+    split = pipeline.split(data, spec)
     started = time.perf_counter()
-    training.search(data, split, spec, dask_address=address)
+    pipeline.search(data, split, spec, dask_address=address)
     return time.perf_counter() - started
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import String, cast, desc, func, select, update
 from sqlalchemy.orm import Session
 
-from core.auth_types import Actor
+from core.actors import Actor
 from db.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64

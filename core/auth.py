@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.auth_types import ROLES, Actor
+from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from db.models import ApiToken, User, utcnow
 

@@ -19,8 +19,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.actors import Actor
 from core.auth import require
-from core.auth_types import Actor
 from core.errors import InvalidInput
 
 DEFAULT_POLICY_YAML = """\
@@ -180,7 +180,7 @@ class Alerts(_Strict):
 def _check_cron(expression: str | None) -> None:
     if expression is None:
         return
-    from core.schedules import check_cron
+    from core.platform.schedules import check_cron
 
     try:
         check_cron(expression)
@@ -324,11 +324,11 @@ def _sync_schedules(session: Session, home: Path) -> None:
     """Drift and retrain schedules follow the new policy at once (the monitor job catches up on failure)."""
     from types import SimpleNamespace
 
-    from core import retrain
+    from core.retraining import model_schedules
 
     try:
         with session.begin_nested():
-            retrain.sync_model_schedules(session, SimpleNamespace(home=home))
+            model_schedules.sync_model_schedules(session, SimpleNamespace(home=home))
     except Exception:  # noqa: BLE001 - the policy is saved; the 15-minute monitor job syncs again
         logging.getLogger("leanops.policy").exception("could not sync the model schedules after a policy change")
 

@@ -105,9 +105,9 @@ class Settings(BaseSettings):
         return self.artifacts.startswith("s3://")
 
     @property
-    def data_store(self):  # noqa: ANN201 - core.storage.Store (imported lazily: boto3 is heavy)
+    def data_store(self):  # noqa: ANN201 - core.platform.storage.Store (imported lazily: boto3 is heavy)
         """Where dataset files and reports live: the workspace folder, or the S3 artifact root."""
-        from core.storage import open_store
+        from core.platform.storage import open_store
 
         return open_store(self)
 

@@ -49,7 +49,7 @@ def drifted_records(rows: int = 400) -> list[dict[str, Any]]:
     """Churn customers whose monthly charges rose by 30 and who mostly moved to month-to-month contracts."""
     import numpy as np
 
-    from core.demo import churn_frame
+    from core.workspace.demo import churn_frame
 
     frame = churn_frame(rows=rows, seed=99).drop(columns=["churn"])
     frame["monthly_charges"] = (frame["monthly_charges"] + 30).round(2)
@@ -72,12 +72,16 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     import httpx
     from sqlalchemy import func, select
 
-    from core import alerts, audit, auth, jobs, policy, promotion, retrain, schedules
-    from core.auth_types import cli_actor, system_actor
-    from core.demo import churn_frame
-    from core.model_views import registry_for
+    from core import audit, auth, policy
+    from core.actors import cli_actor, system_actor
+    from core.alerts import channels
+    from core.platform import job_queue, schedules
+    from core.promotion import moves
+    from core.registry.views import registry_for
+    from core.retraining import model_schedules, triggers
     from core.settings import get_settings
-    from core.workspace import init_workspace
+    from core.workspace.bootstrap import init_workspace
+    from core.workspace.demo import churn_frame
     from db.models import AuditEvent, DriftCheck, PredictionLog
     from db.session import make_engine, make_session_factory, transaction
     from jobs import runner
@@ -98,7 +102,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         init_workspace(factory, home=home, db_url=settings.db_url, admin_user="admin",
                        admin_password="demo-admin-pass", demo=False)
         policy.policy_path(home).write_text(demo_policy(policy.DEFAULT_POLICY_YAML))
-        from core import datasets
+        from core.data import datasets
 
         noisy = churn_frame(rows=2000, seed=3)
         flip = noisy.index[::5]
@@ -108,12 +112,12 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
                               description="old CRM export")
         first = train(factory, settings, SPEC, actor_name=admin.name, log=lambda line: None)
         registry = registry_for(settings.mlflow_uri, home)
-        promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+        moves.commit_or_undo(factory, registry, lambda s: moves.promote(
             s, registry=registry, actor=admin, model="churn", version=first["model_version"], reason="demo start"))
         with transaction(factory) as s:
             datasets.register(s, actor=admin, name="churn", data=churn_frame(rows=2400, seed=8), store_root=home,
                               source="demo", description="corrected labels, more customers")
-            retrain.sync_model_schedules(s, settings)
+            model_schedules.sync_model_schedules(s, settings)
         out["champion_before"] = first["model_version"]
         out["champion_f1_before"] = round(first["metrics"]["f1"], 4)
 
@@ -121,9 +125,9 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         http = HttpReceiver().start()
         smtp = SmtpReceiver().start()
         with transaction(factory) as s:
-            alerts.add_channel(s, actor=admin, name="ops webhook", kind="webhook",
+            channels.add_channel(s, actor=admin, name="ops webhook", kind="webhook",
                                config={"url": http.url("/leanops"), "secret": "demo-secret-0123456789"})
-            alerts.add_channel(s, actor=admin, name="ops email", kind="email",
+            channels.add_channel(s, actor=admin, name="ops email", kind="email",
                                config={"host": "127.0.0.1", "port": smtp.port, "sender": "leanops@example.com",
                                        "to": ["oncall@example.com"]})
             token, _ = auth.create_token(s, actor=admin, role="viewer", name="drift demo")
@@ -157,13 +161,13 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         say("4. the drift:churn schedule fires; the drift check runs")
         with transaction(factory) as s:
             row = next(r for r in schedules.list_schedules(s) if r.name == "drift:churn")
-            job = jobs.enqueue(s, actor=system_actor("schedule:drift:churn"), kind=row.kind, params=row.params)
+            job = job_queue.enqueue(s, actor=system_actor("schedule:drift:churn"), kind=row.kind, params=row.params)
             schedules.note_fired(s, name=row.name, job_id=job.id)
             drift_job = job.id
         worker = runner.worker_id()
         runner.run_next(factory, settings, worker)
         with factory() as s:
-            done = jobs.get(s, drift_job)
+            done = job_queue.get(s, drift_job)
             if done.status != "succeeded":
                 raise RuntimeError(f"drift check job {drift_job} {done.status}: {done.error}")
             check = s.scalar(select(DriftCheck).order_by(DriftCheck.id.desc()))
@@ -189,13 +193,13 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
 
         say("5. the retrain job the drift check queued")
         with factory() as s:
-            queued = retrain.active_retrain(s, "churn")
+            queued = triggers.active_retrain(s, "churn")
             if queued is None:
                 raise RuntimeError("the drift check queued no retrain job")
             retrain_job = queued.id
         runner.run_next(factory, settings, worker)
         with factory() as s:
-            done = jobs.get(s, retrain_job)
+            done = job_queue.get(s, retrain_job)
         if done.status != "succeeded":
             raise RuntimeError(f"retrain job {retrain_job} {done.status}: {done.error}")
         result = done.result

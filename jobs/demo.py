@@ -1,4 +1,4 @@
-"""The demo workspace a newcomer sees: the churn dataset (core.workspace) plus a trained, promoted model."""
+"""The demo workspace a newcomer sees: the churn dataset (core.workspace.bootstrap) plus a trained, promoted model."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import aliases, promotion
-from core.auth_types import system_actor
-from core.model_views import registry_for
+from core.actors import system_actor
+from core.platform import aliases
+from core.promotion import moves
+from core.registry.views import registry_for
 from core.settings import Settings
 from jobs.train import execute
 
@@ -26,7 +27,7 @@ def seed_model(factory: sessionmaker[Session], settings: Settings) -> dict[str, 
         return {"model": "churn", "aliases": current, "trained": False}
     result = execute(factory, settings, DEMO_SPEC, actor_name="system:demo", log=lambda line: None)
     version = result["model_version"]
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
         s, registry=registry, actor=system_actor("demo"), model="churn", version=version,
         reason="demo workspace"))
     return {"model": "churn", "aliases": {"champion": version}, "trained": True,
@@ -40,13 +41,14 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
     brings pricier plans (monthly charges about half a standard deviation higher)."""
     from uuid import uuid4
 
-    from core import monitoring, predictions, serving
-    from core.demo import churn_frame
+    from core.monitoring import checks
+    from core.serving import cache, predictions
+    from core.workspace.demo import churn_frame
     from db.models import PredictionLog, utcnow
     from db.session import transaction
 
     actor = system_actor("demo")
-    loaded = serving.load_version(settings.mlflow_uri, name="churn", alias="champion", version=version)
+    loaded = cache.load_version(settings.mlflow_uri, name="churn", alias="champion", version=version)
     frame = churn_frame(hours * per_hour, seed=21)
     labels = frame.pop("churn").tolist()
     late = frame.index >= len(frame) * 2 // 3
@@ -67,6 +69,6 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
             with transaction(factory) as session:
                 predictions.record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
                                             labels=labels[hour * per_hour:(hour + 1) * per_hour])
-    check = monitoring.run_check(factory, settings, actor=actor, model="churn", source="window", hours=hours + 1,
+    check = checks.run_check(factory, settings, actor=actor, model="churn", source="window", hours=hours + 1,
                                  reason="demo workspace")
     return {"predictions": len(records), "drift_check": check.id, "drifted": check.drifted}

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core import monitoring
-from core.auth_types import Actor, system_actor
+from core.actors import Actor, system_actor
 from core.errors import InvalidInput
+from core.monitoring import checks
 
 
 def actor_for(created_by: str) -> Actor:
@@ -36,14 +36,14 @@ def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         current = _staged_file(ctx.settings.home, params.get("file"))
     reason = f"scheduled ({ctx.created_by})" if ctx.created_by.startswith("system:") else f"job {ctx.job_id}"
     try:
-        view = monitoring.run_check(
+        view = checks.run_check(
             ctx.factory, ctx.settings, actor=actor_for(ctx.created_by), model=model,
             version=int(params["version"]) if params.get("version") is not None else None, source=source,
             current=current, filename=params.get("filename") or "", dataset=params.get("dataset"),
             hours=float(params["hours"]) if params.get("hours") else None,
             threshold=float(params["threshold"]) if params.get("threshold") else None,
             progress=ctx.progress, job_id=ctx.job_id, report=bool(params.get("report", True)), reason=reason)
-    except monitoring.InsufficientData as exc:
+    except checks.InsufficientData as exc:
         ctx.log(str(exc))
         return {"model": model, "status": "insufficient_data", "reason": str(exc)}
     verdict = "detected" if view.drift_detected else "not detected"

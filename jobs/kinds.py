@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core import audit
-from core.auth_types import system_actor
+from core.actors import system_actor
 from db.session import transaction
 
 KIND_FUNCTIONS: dict[str, str] = {
@@ -51,7 +51,7 @@ def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
-    from core import predictions
+    from core.serving import predictions
 
     days = int(params.get("days") or ctx.settings.prediction_retention_days)
     return predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,

@@ -11,10 +11,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import alerts, audit, policy, promotion, retrain
-from core.auth_types import system_actor
+from core import audit, policy
+from core.actors import system_actor
+from core.alerts import notify
 from core.errors import InvalidInput
-from core.model_views import registry_for
+from core.promotion import gates as promotion_gates
+from core.promotion import moves
+from core.registry.views import registry_for
+from core.retraining import triggers
 from core.settings import Settings
 from db.session import transaction
 from jobs import train
@@ -43,7 +47,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, params: dict[str
     reason = str(params.get("reason") or f"{trigger} retrain")
     actor = system_actor("retrain")
     with factory() as session:
-        champ = retrain.champion_run(session, settings, model)
+        champ = triggers.champion_run(session, settings, model)
         from_version = champ.model_version
         spec = spec_for(dict(champ.spec), dataset=champ.dataset_name, params=dict(champ.params), model=model)
     log(f"retraining {model} (champion v{from_version}'s configuration) on the latest {spec['dataset']}: {reason}")
@@ -60,10 +64,10 @@ def execute(factory: sessionmaker[Session], settings: Settings, params: dict[str
         registry = registry_for(settings.mlflow_uri, settings.home)
         why = f"auto-promoted retrain ({trigger}): {reason}"
         try:
-            promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+            moves.commit_or_undo(factory, registry, lambda s: moves.promote(
                 s, registry=registry, actor=actor, model=model, version=version, reason=why))
             outcome = "promoted"
-        except promotion.GatesFailed as exc:  # the champion moved meanwhile: stays challenger
+        except promotion_gates.GatesFailed as exc:  # the champion moved meanwhile: stays challenger
             failed = [c.name for c in exc.result.failed()]
             log(f"auto-promotion refused: {exc}")
     with transaction(factory) as session:
@@ -75,7 +79,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, params: dict[str
     summary = {"promoted": f"v{version} was promoted to champion (policy auto_promote)",
                "challenger": f"v{version} passed every gate and is the challenger: approvers, please review",
                "gates_failed": f"v{version} failed gates ({', '.join(failed)}): champion v{from_version} stays"}
-    alerts.notify(factory, settings, condition="retrain", model=model,
+    notify.notify(factory, settings, condition="retrain", model=model,
                        severity="info" if outcome != "gates_failed" else "warning",
                        title=f"{model} retrained ({trigger}): {summary[outcome]}",
                        message=f"{reason}. {primary} {result['metrics'].get(primary, float('nan')):.4f} "

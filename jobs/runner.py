@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import jobs as core_jobs
 from core.errors import LeanOpsError
+from core.platform import job_queue as core_jobs
 from core.settings import Settings
 from db.session import transaction
 from jobs.kinds import resolve
@@ -120,12 +120,12 @@ def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id:
                   params: dict, error: str, created_by: str) -> None:
     """Raise a job_failure alert for a job already recorded as failed; an alert problem never breaks the runner."""
     try:
-        from core import alerts
+        from core.alerts import notify
 
         # A train job's "model" is the estimator kind; the registered model is model_name (or the dataset's name).
         model = params.get("model_name") or (str(params.get("dataset") or "").split(":")[0] if kind == "train"
                                              else params.get("model")) or None
-        alerts.notify(factory, settings, condition="job_failure", model=model, title=f"Job {job_id} ({kind}) failed",
+        notify.notify(factory, settings, condition="job_failure", model=model, title=f"Job {job_id} ({kind}) failed",
                       message=error, details={"job_id": job_id, "kind": kind, "started_by": created_by},
                       severity="critical")
     except Exception:  # noqa: BLE001 - logged; the job's own record is already committed

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import jobs as core_jobs
-from core import leases, schedules
-from core.auth_types import system_actor
+from core.actors import system_actor
+from core.platform import job_queue as core_jobs
+from core.platform import leases, schedules
 from core.settings import Settings
 from db.models import Job
 from db.session import make_engine, transaction

@@ -14,12 +14,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets, evaluation, promotion, reference, registry, training, training_runs
-from core.auth_types import Actor
+from core.actors import Actor
+from core.data import datasets
 from core.errors import LeanOpsError, PolicyBlocked
-from core.model_views import registry_for
-from core.models_catalog import check_params, get_kind
+from core.platform import mlflow_store
+from core.promotion import gates as promotion_gates
+from core.promotion import moves
+from core.registry.views import registry_for
 from core.settings import Settings
+from core.training import evaluation, reference, runs
+from core.training import pipeline as training
+from core.training.catalog import check_params, get_kind
 from db.session import transaction
 from jobs.runner import JobCancelled
 
@@ -48,7 +53,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     # Launching was authorised when the job was queued (training.launch needs a scientist); the job
     # acts for its creator with that permission.
     actor = Actor(name=actor_name, role="scientist", kind="job")
-    store = registry.store_for(settings)
+    store = mlflow_store.store_for(settings)
     policy_registry = registry_for(settings.mlflow_uri, settings.home)
     spec = training.parse_spec(raw_spec)
     progress(0.01, "opening the MLflow store")
@@ -77,7 +82,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     log(f"task {prepared.task}; {len(data.X_train)} training rows, {len(data.X_test)} holdout rows; "
         f"{len(prepared.numeric)} numeric and {len(prepared.categorical)} categorical features")
     with transaction(factory) as session:
-        run_id = training_runs.start(session, job_id=job_id, spec=spec, dataset_version_id=version.id,
+        run_id = runs.start(session, job_id=job_id, spec=spec, dataset_version_id=version.id,
                                      dataset_name=version.name, dataset_version=version.version,
                                      sha256=version.sha256, task=prepared.task, params=params,
                                      code_version=training.code_version(), created_by=actor_name)
@@ -89,16 +94,16 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     try:
         lineage = {"dataset": version.ref, "dataset_sha256": version.sha256, "job_id": job_id or "cli",
                    "training_run": run_id, "code_version": training.code_version(), "model_name": name}
-        tags = {registry.TAG_PREFIX + k: v for k, v in lineage.items()}
-        mlflow_run = registry.start_run(store, experiment=registry.experiment_name(name),
+        tags = {mlflow_store.TAG_PREFIX + k: v for k, v in lineage.items()}
+        mlflow_run = mlflow_store.start_run(store, experiment=mlflow_store.experiment_name(name),
                                         run_name=f"{name}-{run_id}", tags=tags | {"mlflow.user": actor_name},
                                         params={"model_kind": kind.key, "task": prepared.task, "seed": spec.seed,
                                                 "holdout": spec.holdout, "target": spec.target,
                                                 "search": spec.search.method if spec.search else "none"} | params)
         with transaction(factory) as session:
-            training_runs.note_mlflow(session, run_id=run_id, mlflow_run_id=mlflow_run,
-                                      experiment_id=registry.run_info(store, mlflow_run)["experiment_id"])
-        registry.log_dataset(store, mlflow_run, frame=frame, name=version.ref, digest=version.sha256,
+            runs.note_mlflow(session, run_id=run_id, mlflow_run_id=mlflow_run,
+                                      experiment_id=mlflow_store.run_info(store, mlflow_run)["experiment_id"])
+        mlflow_store.log_dataset(store, mlflow_run, frame=frame, name=version.ref, digest=version.sha256,
                              source=settings.data_store.uri(version.path), target=spec.target)
 
         search_doc = None
@@ -111,8 +116,8 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
                           "best": params}
             log(f"search: best of {len(table)} candidates has CV score "
                 f"{max(r['mean'] for r in table):.4f} with {params}")
-            registry.log_results(store, mlflow_run, metrics={"search_best_cv_score": max(r["mean"] for r in table)},
-                                 files={"search/candidates.json": registry.dumps(table)})
+            mlflow_store.log_results(store, mlflow_run, metrics={"search_best_cv_score": max(r["mean"] for r in table)},
+                                 files={"search/candidates.json": mlflow_store.dumps(table)})
             fit_from = 0.6
 
         stage = "fitting"
@@ -132,31 +137,31 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
 
         stage = "logging to MLflow"
         progress(0.88, "logging to MLflow")
-        files: dict[str, bytes | str] = {"plots/plots.json": registry.dumps(result.plots),
-                                         "reference/reference.json": registry.dumps(ref_stats)}
+        files: dict[str, bytes | str] = {"plots/plots.json": mlflow_store.dumps(result.plots),
+                                         "reference/reference.json": mlflow_store.dumps(ref_stats)}
         if png := evaluation.figure_png(result.plots, title=f"{name} · {version.ref}"):
             files[f"plots/{png[0]}"] = png[1]
-        registry.log_results(store, mlflow_run, metrics=result.metrics | {f"baseline_{k}": v
+        mlflow_store.log_results(store, mlflow_run, metrics=result.metrics | {f"baseline_{k}": v
                                                                           for k, v in baseline.items()}, files=files)
-        model_uri = registry.log_model(store, mlflow_run, pipeline=pipeline, example=data.X_train.head(5))
+        model_uri = mlflow_store.log_model(store, mlflow_run, pipeline=pipeline, example=data.X_train.head(5))
 
         stage = "registering the model version"
         progress(0.95, "registering the model version")
-        model_version = registry.register(store, model_uri=model_uri, name=name, tags=tags)
-        registry.end_run(store, mlflow_run, status="FINISHED")
+        model_version = mlflow_store.register(store, model_uri=model_uri, name=name, tags=tags)
+        mlflow_store.end_run(store, mlflow_run, status="FINISHED")
 
         stage = "recording the run"
         with transaction(factory) as session:
-            training_runs.complete(session, run_id=run_id, actor=actor, params=params, metrics=result.metrics,
+            runs.complete(session, run_id=run_id, actor=actor, params=params, metrics=result.metrics,
                                    baseline=baseline, fairness=result.fairness, plots=result.plots,
                                    reference=ref_stats, search=search_doc, model_version=model_version,
                                    model_uri=model_uri)
             # The policy gates are evaluated (and stored) at registration; a version that passes
             # them all becomes the challenger, which promotion and monitoring compare against.
-            gates = promotion.evaluate_gates(session, registry=policy_registry, model=name, version=model_version,
+            gates = promotion_gates.evaluate_gates(session, registry=policy_registry, model=name, version=model_version,
                                              context="registration")
             if gates.passed:
-                promotion.set_challenger(session, registry=policy_registry, actor=actor, model=name,
+                moves.set_challenger(session, registry=policy_registry, actor=actor, model=name,
                                          version=model_version, reason="passed every gate at registration")
     except BaseException as exc:
         _undo(factory, store, run_id=run_id, mlflow_run=mlflow_run, name=name, model_version=model_version,
@@ -180,7 +185,7 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
 
 
-def _undo(factory: sessionmaker[Session], store: registry.Store, *, run_id: int, mlflow_run: str | None, name: str,
+def _undo(factory: sessionmaker[Session], store: mlflow_store.Store, *, run_id: int, mlflow_run: str | None, name: str,
           model_version: int | None, exc: BaseException, log: Log) -> None:
     """After a failure: no version stays registered, the MLflow run ends FAILED, the row says why.
 
@@ -191,14 +196,14 @@ def _undo(factory: sessionmaker[Session], store: registry.Store, *, run_id: int,
     steps: list[tuple[str, Callable[[], None]]] = []
     if model_version is not None:
         steps.append((f"delete {name} version {model_version}",
-                      lambda: registry.delete_version(store, name=name, version=model_version)))
+                      lambda: mlflow_store.delete_version(store, name=name, version=model_version)))
     if mlflow_run is not None:
         steps.append((f"mark MLflow run {mlflow_run} {'KILLED' if cancelled else 'FAILED'}",
-                      lambda: registry.end_run(store, mlflow_run, status="KILLED" if cancelled else "FAILED")))
+                      lambda: mlflow_store.end_run(store, mlflow_run, status="KILLED" if cancelled else "FAILED")))
 
     def _record() -> None:
         with transaction(factory) as session:
-            training_runs.fail(session, run_id=run_id, status="cancelled" if cancelled else "failed", error=reason)
+            runs.fail(session, run_id=run_id, status="cancelled" if cancelled else "failed", error=reason)
 
     steps.append(("record the run as failed", _record))
     for what, step in steps:
@@ -208,13 +213,13 @@ def _undo(factory: sessionmaker[Session], store: registry.Store, *, run_id: int,
             log(f"clean-up step '{what}' failed: {one_line(cleanup)}")
 
 
-def reconcile(factory: sessionmaker[Session], store: registry.Store, *, log: Log = _stderr) -> None:
+def reconcile(factory: sessionmaker[Session], store: mlflow_store.Store, *, log: Log = _stderr) -> None:
     """Finish what killed workers left: run rows and MLflow runs still 'running' for jobs that ended."""
-    from core import jobs as core_jobs
+    from core.platform import job_queue as core_jobs
     from db.models import Job
 
     with transaction(factory) as session:
-        for row in training_runs.reconcile(session):
+        for row in runs.reconcile(session):
             log(f"training run {row.id} (job {row.job_id}) was left running by a stopped worker: marked {row.status}")
 
     def finished(job_id: int) -> bool:
@@ -223,7 +228,7 @@ def reconcile(factory: sessionmaker[Session], store: registry.Store, *, log: Log
             return job is None or job.status in core_jobs.FINISHED
 
     try:
-        for run in registry.fail_orphans(store, is_finished=finished):
+        for run in mlflow_store.fail_orphans(store, is_finished=finished):
             log(f"MLflow run {run} was left running by a stopped worker: marked FAILED")
     except Exception as exc:  # noqa: BLE001 - tidying up must not stop a new run
         log(f"could not check for orphaned MLflow runs: {one_line(exc)}")

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core import auth, policy
-from core.auth_types import ROLES
+from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
 from ui.components import act
 

@@ -4,7 +4,7 @@ import json
 
 import streamlit as st
 
-from core import dataset_schemas, datasets, quality, sources
+from core.data import datasets, quality, schemas, sources
 from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
@@ -142,7 +142,7 @@ with schema_tab:
         text = st.text_area("Schema (JSON)", json.dumps(current.spec, indent=2), height=320)
         note = st.text_input("What changed", key="schema-note")
         if st.button("Save schema"):
-            act(lambda s: dataset_schemas.update_schema(s, actor=who, name=chosen, note=note,
+            act(lambda s: schemas.update_schema(s, actor=who, name=chosen, note=note,
                                                         spec=quality.parse_schema_text(text)), success="Schema saved")
     else:
         st.json(current.spec)

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs, monitoring, policy
+from core import policy
+from core.monitoring import checks
+from core.platform import job_queue
 from ui import dataset_queries, drift_view, queries, resources, session
 from ui.components import act, ago, job_row
 
@@ -55,8 +57,8 @@ if who.at_least("scientist"):
         if st.button("Run drift check", type="primary", disabled=params is None or row.champion is None,
                      help=None if row.champion else f"{model} has no champion to compare with"):
             if source == "Upload a batch":
-                params["file"] = str(monitoring.stage_upload(settings.home, upload.name, upload.getvalue()))
-            job = act(lambda s: jobs.enqueue(s, actor=who, kind="drift.check", params=params))
+                params["file"] = str(checks.stage_upload(settings.home, upload.name, upload.getvalue()))
+            job = act(lambda s: job_queue.enqueue(s, actor=who, kind="drift.check", params=params))
             if job is not None:
                 st.session_state["drift-waiting"] = True
                 st.success(f"Drift check queued as job #{job.id}; results appear below when it finishes.")
@@ -110,7 +112,7 @@ else:
 
 st.subheader("Live performance")
 try:
-    from core import performance
+    from core.monitoring import performance
 except ImportError:  # pragma: no cover - performance monitoring ships with the retrain module
     performance = None
 if performance is not None:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import jobs, schedules
+from core.platform import job_queue, schedules
 from ui import queries, session
 from ui.components import STATUS_ICON, act, ago, job_row
 
@@ -28,7 +28,7 @@ if who.at_least("scientist"):
     with st.expander("Check the workers: run a diagnostic job"):
         seconds = st.number_input("Seconds", min_value=1, max_value=3600, value=20)
         if st.button("Queue diagnostic job"):
-            job = act(lambda s: jobs.enqueue(s, actor=who, kind="diagnostic.sleep", params={"seconds": seconds}))
+            job = act(lambda s: job_queue.enqueue(s, actor=who, kind="diagnostic.sleep", params={"seconds": seconds}))
             if job is not None:
                 st.success(f"Queued job #{job.id}; it appears above when a worker takes it.")
 

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core import training, training_runs
+from core.training import pipeline, runs
+from core.training.spec import parse_spec
 from ui import session
 from ui import training_charts as charts
 from ui import training_queries as q
@@ -17,7 +18,7 @@ st.title("Training")
 if who.at_least("scientist"):
     with st.expander("New training run", expanded=True):
         raw = launch_form()
-        if raw is not None and (job := act(lambda s: training.launch(s, actor=who, spec=training.parse_spec(raw)))):
+        if raw is not None and (job := act(lambda s: pipeline.launch(s, actor=who, spec=parse_spec(raw)))):
             st.session_state.setdefault("tr-live", set()).add(job.id)
             st.success(f"Queued training job #{job.id} on {job.params['dataset']}; its progress shows below.")
 
@@ -55,7 +56,7 @@ options = q.filter_values()
 c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1])
 picked = {name: col.selectbox(f"Filter by {name}", [ALL, *values], key=f"tr-filter-{name}")
           for col, (name, values) in zip((c1, c2, c3), options.items(), strict=True)}
-status = c4.selectbox("Filter by status", [ALL, *training_runs.STATUSES], key="tr-filter-status")
+status = c4.selectbox("Filter by status", [ALL, *runs.STATUSES], key="tr-filter-status")
 filters = [None if v == ALL else v for v in (*picked.values(), status)]
 total = q.runs_page(*filters, 1, PAGE_SIZE).total
 page = c5.number_input("Page", 1, max(1, -(-total // PAGE_SIZE)), 1, key="tr-page")
@@ -116,7 +117,7 @@ if b1.button(f"Open {run.dataset_ref} in Datasets", key="tr-open-dataset"):
     st.switch_page("pages/datasets.py")
 if who.at_least("scientist") and b2.button("Reproduce", key="tr-reproduce",
                                            help="same dataset version, parameters and seed"):
-    if job := act(lambda s: training_runs.reproduce(s, actor=who, run_id=run.id)):
+    if job := act(lambda s: runs.reproduce(s, actor=who, run_id=run.id)):
         st.session_state.setdefault("tr-live", set()).add(job.id)
         st.success(f"Queued job #{job.id}: run {run.id} again on {run.dataset_ref} with seed {run.seed}.")
 if run.job_id is not None:

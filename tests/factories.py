@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import auth
-from core.auth_types import Actor
+from core.actors import Actor
 from db.session import transaction
 
 

@@ -39,7 +39,7 @@ class Store:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
     def move(self, name: str, version: int | None, alias: str = "champion") -> None:
-        from core import aliases
+        from core.platform import aliases
 
         aliases.move(self.uri, model=name, alias=alias, version=version)
 
@@ -63,7 +63,7 @@ class _registry_uri:
 
 
 def churn_data(rows: int = 2000):  # noqa: ANN201
-    from core.demo import churn_frame
+    from core.workspace.demo import churn_frame
 
     frame = churn_frame(rows=rows)
     return frame.drop(columns=TARGET), frame[TARGET]

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets
-from core.auth_types import Actor
-from core.demo import churn_frame
+from core.actors import Actor
+from core.data import datasets
 from core.settings import Settings
+from core.workspace.demo import churn_frame
 from db.session import transaction
 
 SCIENTIST = Actor("sam", "scientist")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import alerts
-from core.auth_types import Actor
+from core.actors import Actor
+from core.alerts import channels, notify
 from core.errors import LeanOpsError
 from ui import resources
 from ui.components import act, ago
@@ -19,22 +19,22 @@ KIND_LABELS = {"Slack webhook": "slack", "Generic webhook": "webhook", "Email": 
 @st.cache_data(ttl=5)
 def recent_alerts(limit: int = 20) -> pd.DataFrame:
     with resources.session_factory()() as session:
-        rows = alerts.recent(session, limit=limit)
+        rows = notify.recent(session, limit=limit)
     return pd.DataFrame([{
         "time": a.ts, "condition": a.condition, "model": a.model or "—", "severity": a.severity, "title": a.title,
         "delivery": STATUS[a.status] + _failures(a),
     } for a in rows], columns=["time", "condition", "model", "severity", "title", "delivery"])
 
 
-def _failures(alert: alerts.AlertView) -> str:
+def _failures(alert: notify.AlertView) -> str:
     bad = [f"{d['channel']}: {d['error']}" for d in alert.deliveries if d.get("ok") is False]
     return f" ({'; '.join(bad)})" if bad else ""
 
 
 @st.cache_data(ttl=5)
-def channel_list() -> list[alerts.ChannelView]:
+def channel_list() -> list[channels.ChannelView]:
     with resources.session_factory()() as session:
-        return alerts.channels(session)
+        return channels.channels(session)
 
 
 def recent_panel() -> None:
@@ -47,7 +47,7 @@ def recent_panel() -> None:
     st.dataframe(frame, hide_index=True, width="stretch")
 
 
-def _show_result(result: alerts.Delivery) -> None:
+def _show_result(result: notify.Delivery) -> None:
     tries = f"{result.attempts} attempt{'s' if result.attempts != 1 else ''}"
     if result.ok:
         st.success(f"Test alert delivered to {result.channel} ({tries}, status {result.status}).")
@@ -55,25 +55,25 @@ def _show_result(result: alerts.Delivery) -> None:
         st.error(f"Test alert to {result.channel} failed after {tries}: {result.error}")
 
 
-def _channel_row(channel: alerts.ChannelView, who: Actor) -> None:
+def _channel_row(channel: channels.ChannelView, who: Actor) -> None:
     state = "enabled" if channel.enabled else "disabled"
     st.markdown(f"**{channel.name}** · {channel.kind} · `{channel.target}` · {state} · added by "
                 f"{channel.created_by} {ago(channel.created_at)}")
     c1, c2, c3 = st.columns(3)
     if c1.button("Send test alert", key=f"alert-test-{channel.id}"):
         try:
-            st.session_state[f"alert-result-{channel.id}"] = alerts.send_test(
+            st.session_state[f"alert-result-{channel.id}"] = notify.send_test(
                 resources.session_factory(), resources.settings(), actor=who, channel_id=channel.id)
         except LeanOpsError as exc:
             st.error(str(exc))
         st.cache_data.clear()
     label = "Disable" if channel.enabled else "Enable"
     if c2.button(label, key=f"alert-toggle-{channel.id}"):
-        if act(lambda s: alerts.change_channel(s, actor=who, channel_id=channel.id, enabled=not channel.enabled),
+        if act(lambda s: channels.change_channel(s, actor=who, channel_id=channel.id, enabled=not channel.enabled),
                success=f"{channel.name}: {label.lower()}d"):
             st.rerun()
     if c3.button("Delete", key=f"alert-delete-{channel.id}"):
-        act(lambda s: alerts.remove_channel(s, actor=who, channel_id=channel.id), success=f"{channel.name} deleted")
+        act(lambda s: channels.remove_channel(s, actor=who, channel_id=channel.id), success=f"{channel.name} deleted")
         st.rerun()
     if (result := st.session_state.get(f"alert-result-{channel.id}")) is not None:
         _show_result(result)
@@ -114,7 +114,7 @@ def admin_tab(who: Actor) -> None:
         name = st.text_input("Channel name")
         config = _config_form(kind)
         if st.form_submit_button("Add channel") and act(
-                lambda s: alerts.add_channel(s, actor=who, name=name, kind=kind, config=config),
+                lambda s: channels.add_channel(s, actor=who, name=name, kind=kind, config=config),
                 success=f"Channel {name} added"):
             st.rerun()
     st.markdown("**Recent alerts**")

@@ -49,12 +49,12 @@ def _span(seconds: float) -> str:
 
 def job_row(job, who, *, label: str, key: str) -> None:  # noqa: ANN001 - a JobView and an Actor
     """One live queue line: progress with its stage, and Cancel for those who may (inside a fragment)."""
-    from core import jobs
+    from core.platform import job_queue
 
     left, right = st.columns([5, 1])
     left.progress(job.progress, text=f"{STATUS_ICON[job.status]} {label} · by {job.created_by} {ago(job.created_at)}")
     if job.cancel_requested:
         right.caption("stopping…")
     elif who.at_least("scientist") and right.button("Cancel", key=f"{key}-{job.id}"):
-        act(lambda s: jobs.cancel(s, actor=who, job_id=job.id), success=f"Job {job.id}: cancel requested")
+        act(lambda s: job_queue.cancel(s, actor=who, job_id=job.id), success=f"Job {job.id}: cancel requested")
         st.rerun(scope="fragment")

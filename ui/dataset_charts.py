@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.profile import VersionDiff
+from core.data.profile import VersionDiff
 
 HEIGHT = 260
 

@@ -12,8 +12,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import dataset_schemas, datasets, lineage, sources
-from core.profile import VersionDiff
+from core.data import datasets, lineage, schemas, sources
+from core.data.profile import VersionDiff
 from ui import resources
 
 VERSION_COLUMNS = ["version", "sha256", "rows", "columns", "certificate", "source", "created by", "created at"]
@@ -93,9 +93,9 @@ def runs(name: str, number: int) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=10)
-def schema(name: str) -> dataset_schemas.SchemaView:
+def schema(name: str) -> schemas.SchemaView:
     with _session() as session:
-        return dataset_schemas.current_schema(session, name=name)
+        return schemas.current_schema(session, name=name)
 
 
 @st.cache_data(ttl=30)

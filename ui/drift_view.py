@@ -7,8 +7,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import monitoring
-from core.monitoring import CheckView
+from core.monitoring import checks as monitoring
+from core.monitoring.checks import CheckView
 from ui import resources
 
 COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
@@ -145,10 +145,10 @@ def settings_summary(rules: Any) -> None:
 
 
 def alerts_for(model: str, limit: int = 10) -> None:
-    from core import alerts
+    from core.alerts import notify
 
     with resources.session_factory()() as session:
-        rows = alerts.recent(session, limit=limit, model=model)
+        rows = notify.recent(session, limit=limit, model=model)
     table = pd.DataFrame([{"time": a.ts, "condition": a.condition, "title": a.title, "delivery": a.status}
                           for a in rows])
     if table.empty:

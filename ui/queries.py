@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import audit, auth, jobs, schedules
+from core import audit, auth
+from core.platform import job_queue, schedules
 from ui import resources
 
 
@@ -26,7 +27,7 @@ class Counts:
 @st.cache_data(ttl=5)
 def overview_counts() -> Counts:
     with _session() as session:
-        return Counts(users=auth.count_users(session), jobs=jobs.counts(session), audit_events=audit.count(session))
+        return Counts(users=auth.count_users(session), jobs=job_queue.counts(session), audit_events=audit.count(session))
 
 
 @st.cache_data(ttl=5)
@@ -39,10 +40,10 @@ def recent_events(limit: int = 15) -> pd.DataFrame:
 
 
 def job_list(statuses: tuple[str, ...] | None = None, limit: int = 50, kind: str | None = None,
-             offset: int = 0) -> list[jobs.JobView]:
+             offset: int = 0) -> list[job_queue.JobView]:
     """Not cached: the Jobs page shows live progress."""
     with _session() as session:
-        return jobs.list_jobs(session, statuses=statuses, limit=limit, kind=kind, offset=offset)
+        return job_queue.list_jobs(session, statuses=statuses, limit=limit, kind=kind, offset=offset)
 
 
 @st.cache_data(ttl=5)
@@ -97,36 +98,36 @@ def _registry_uri() -> str:
 
 @st.cache_data(ttl=10)
 def models() -> list:
-    from core import model_views
+    from core.registry import views
 
     with _session() as session:
-        return model_views.list_models(session, mlflow_uri=_registry_uri())
+        return views.list_models(session, mlflow_uri=_registry_uri())
 
 
 @st.cache_data(ttl=10)
 def model_versions(model: str) -> list:
-    from core import model_views
+    from core.registry import views
 
     with _session() as session:
-        return model_views.list_versions(session, mlflow_uri=_registry_uri(), model=model)
+        return views.list_versions(session, mlflow_uri=_registry_uri(), model=model)
 
 
 @st.cache_data(ttl=10)
 def champion_periods(model: str) -> list:
-    from core import model_views
+    from core.registry import views
 
     with _session() as session:
-        return model_views.champion_periods(session, model=model)
+        return views.champion_periods(session, model=model)
 
 
 @st.cache_data(ttl=10)
 def pending_requests(model: str) -> pd.DataFrame:
-    from core import promotion
+    from core.promotion import approvals
 
     with _session() as session:
         return pd.DataFrame([{"request": r.id, "version": r.version, "requested by": r.requested_by,
                               "reason": r.reason, "since": r.created_at}
-                             for r in promotion.pending_requests(session, model=model)],
+                             for r in approvals.pending_requests(session, model=model)],
                             columns=["request", "version", "requested by", "reason", "since"])
 
 

@@ -8,8 +8,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import model_cards, reports
-from core.auth_types import Actor
+from core.actors import Actor
+from core.compliance import reports
+from core.registry import cards
 from ui import resources
 from ui.components import act
 
@@ -76,7 +77,7 @@ def metric_over_versions(versions) -> None:  # noqa: ANN001
 def model_card(model: str, version: int, who: Actor) -> None:
     """The version's model card: a form with Save for scientists and up, read-only text for viewers."""
     with resources.session_factory()() as s:
-        card = model_cards.get(s, model=model, version=version)
+        card = cards.get(s, model=model, version=version)
     st.markdown("**Model card**")
     if not who.at_least("scientist"):
         for label, text in (("Intended use", card.intended_use), ("Limitations", card.limitations),
@@ -90,7 +91,7 @@ def model_card(model: str, version: int, who: Actor) -> None:
         if card.updated_by:
             st.caption(f"Last edited by {card.updated_by} at {card.updated_at:%Y-%m-%d %H:%M} UTC")
         if st.form_submit_button("Save"):
-            saved = act(lambda s: model_cards.save(s, actor=who, model=model, version=version,
+            saved = act(lambda s: cards.save(s, actor=who, model=model, version=version,
                                                    intended_use=intended, limitations=limitations, owner=owner),
                         success="Model card saved.")
             if saved is not None:

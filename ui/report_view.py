@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import predictions
-from core.auth_types import Actor
+from core.actors import Actor
+from core.serving import predictions
 from ui import registry_view, resources
 
 

@@ -22,7 +22,7 @@ def settings() -> Settings:
 @st.cache_resource
 def session_factory() -> sessionmaker[Session]:
     """The engine of this server process, created once the workspace is initialised (migrated)."""
-    from core.workspace import init_workspace
+    from core.workspace.bootstrap import init_workspace
     from db.session import make_engine, make_session_factory
 
     s = settings()
@@ -41,7 +41,7 @@ def scheduler() -> str:
     s = settings()
     if s.scheduler != "embedded":
         return f"scheduler: {s.scheduler}"
-    from core.leases import LeaseHeld
+    from core.platform.leases import LeaseHeld
     from jobs import scheduler as jobs_scheduler
 
     with _SCHEDULER_LOCK:
@@ -55,8 +55,8 @@ def scheduler() -> str:
 
 
 @st.cache_resource
-def registry():  # noqa: ANN201 - core.promotion.Registry, imported lazily
-    from core.model_views import registry_for
+def registry():  # noqa: ANN201 - core.promotion.gates.Registry, imported lazily
+    from core.registry.views import registry_for
 
     s = settings()
     return registry_for(s.mlflow_uri, s.home)

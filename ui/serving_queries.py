@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import serving_panel
+from core.serving import traffic as serving_panel
 from ui import resources
 
 TRAFFIC_COLUMNS = ["model", "served version", "requests/s", "p50 ms", "p95 ms", "error rate", "requests", "last"]

@@ -7,7 +7,7 @@ import time
 import streamlit as st
 
 from core import auth
-from core.auth_types import Actor
+from core.actors import Actor
 from db.session import transaction
 from ui import resources
 

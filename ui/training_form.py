@@ -1,6 +1,6 @@
 """The launch form of the Training page: dataset, target, task, model and its hyperparameters, search.
 
-``launch_form`` draws the widgets (built from ``core.models_catalog``, so defaults and bounds live in
+``launch_form`` draws the widgets (built from ``core.training.catalog``, so defaults and bounds live in
 one place) and returns the raw spec when ``Launch training`` is pressed.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.models_catalog import DEFAULT_KIND, KINDS, TASKS, Param
+from core.training.catalog import DEFAULT_KIND, KINDS, TASKS, Param
 from ui import training_queries as q
 
 

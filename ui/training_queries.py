@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core import datasets, jobs, training_runs
-from core.models_catalog import detect_task
-from core.training_runs import RunDetail
+from core.data import datasets
+from core.platform import job_queue
+from core.training import runs
+from core.training.catalog import detect_task
+from core.training.runs import RunDetail
 from ui import resources
 
 RUN_COLUMNS = ["run", "status", "dataset", "model", "version", "kind", "task", "score", "by", "started", "seconds"]
@@ -58,21 +60,21 @@ def dataset_shape(name: str, version: int) -> DatasetShape:
                         certificate_passed=view.certificate_passed)
 
 
-def active_jobs() -> list[jobs.JobView]:
+def active_jobs() -> list[job_queue.JobView]:
     """Not cached: the live panel polls it."""
     with _session() as session:
-        return jobs.list_jobs(session, statuses=jobs.ACTIVE, kind="train", limit=20)
+        return job_queue.list_jobs(session, statuses=job_queue.ACTIVE, kind="train", limit=20)
 
 
-def job(job_id: int) -> jobs.JobView:
+def job(job_id: int) -> job_queue.JobView:
     with _session() as session:
-        return jobs.get(session, job_id)
+        return job_queue.get(session, job_id)
 
 
 @st.cache_data(ttl=10)
 def filter_values() -> dict[str, list[str]]:
     with _session() as session:
-        return training_runs.filter_values(session)
+        return runs.filter_values(session)
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,8 @@ def runs_page(dataset: str | None, model: str | None, kind: str | None, status: 
     """One page of the run list; the filtering, counting and paging happen in SQL."""
     filters = {"dataset": dataset, "model": model, "kind": kind, "status": status}
     with _session() as session:
-        total = training_runs.count_runs(session, **filters)
-        rows = training_runs.list_runs(session, **filters, limit=size, offset=(page - 1) * size)
+        total = runs.count_runs(session, **filters)
+        rows = runs.list_runs(session, **filters, limit=size, offset=(page - 1) * size)
     table = pd.DataFrame([{
         "run": r.id, "status": r.status, "dataset": r.dataset_ref, "model": r.model_name, "version": r.model_version,
         "kind": r.model_kind, "task": r.task,
@@ -103,12 +105,12 @@ def runs_page(dataset: str | None, model: str | None, kind: str | None, status: 
 @st.cache_data(ttl=3)
 def run_detail(run_id: int) -> RunDetail:
     with _session() as session:
-        return training_runs.get_run(session, run_id)
+        return runs.get_run(session, run_id)
 
 
 def run_for_job(job_id: int) -> RunDetail | None:
     with _session() as session:
-        return training_runs.for_job(session, job_id)
+        return runs.for_job(session, job_id)
 
 
 def compare_table(run_ids: tuple[int, ...]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from core import auth
-from core.auth_types import ROLES
+from core.actors import ROLES
 from core.settings import Settings, get_settings
 from db.session import make_engine, make_session_factory, transaction
 from tests import mlflow_models

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core import predictions
+from core.serving import predictions
 from db.session import make_engine, make_session_factory
 from tests.api.conftest import Model, bearer, free_port, wait_until
 from tests.mlflow_models import records

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from core import predictions
+from core.serving import predictions
 from tests.api.conftest import Model, bearer, predict, wait_until
 from tests.mlflow_models import records
 
@@ -149,7 +149,7 @@ def test_oversize_body_is_413(tmp_path, sqlite_url, store, model: Model) -> None
 
 def test_refused_requests_are_counted_for_the_error_rate(client: TestClient, model: Model, tokens: dict,
                                                          api_factory) -> None:
-    from core import serving_panel
+    from core.serving import traffic as serving_panel
 
     predict(client, model.name, tokens["viewer"], records(2))
     predict(client, model.name, tokens["viewer"], [{"x": 1}])

@@ -7,8 +7,9 @@ import io
 import pytest
 from fastapi.testclient import TestClient
 
-from core import audit, datasets
-from core.demo import churn_frame
+from core import audit
+from core.data import datasets
+from core.workspace.demo import churn_frame
 from tests.api.conftest import bearer
 
 

@@ -10,10 +10,14 @@ from datetime import timedelta
 
 import pytest
 
-from core import alerts, audit, datasets, jobs, promotion
-from core.auth_types import Actor, cli_actor
+from core import audit
+from core.actors import Actor, cli_actor
+from core.alerts import channels, notify
+from core.data import datasets
 from core.errors import InvalidInput, PermissionDenied
+from core.platform import job_queue
 from core.policy import DEFAULT_POLICY_YAML
+from core.promotion import gates, moves
 from db.models import Alert, AuditEvent, utcnow
 from db.session import transaction
 from jobs.runner import run_next
@@ -41,22 +45,22 @@ def smtp():
         yield receiver
 
 
-def add(factory, name, kind, config, actor=ADMIN, enabled=True) -> alerts.ChannelView:
+def add(factory, name, kind, config, actor=ADMIN, enabled=True) -> channels.ChannelView:
     with transaction(factory) as s:
-        return alerts.add_channel(s, actor=actor, name=name, kind=kind, config=config, enabled=enabled)
+        return channels.add_channel(s, actor=actor, name=name, kind=kind, config=config, enabled=enabled)
 
 
 def raise_alert(factory, settings, condition="drift", model="churn", **kw) -> int:
-    alert_id = alerts.notify(factory, settings, condition=condition, model=model,
+    alert_id = notify.notify(factory, settings, condition=condition, model=model,
                              title=kw.pop("title", f"{condition} on {model}"),
                              message=kw.pop("message", "3 of 5 columns drifted"), **kw)
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     return alert_id
 
 
-def stored(factory, alert_id) -> alerts.AlertView:
+def stored(factory, alert_id) -> notify.AlertView:
     with factory() as s:
-        return next(a for a in alerts.recent(s, limit=100) if a.id == alert_id)
+        return next(a for a in notify.recent(s, limit=100) if a.id == alert_id)
 
 
 def events(factory, action):
@@ -135,11 +139,11 @@ def test_notify_returns_while_delivery_is_still_hanging(factory, settings, http)
     # could only return after the receiver was stopped below.
     slow = settings.model_copy(update={"alert_timeout_seconds": 60, "alert_retries": 1})
     add(factory, "slow", "webhook", {"url": http.url("/hang"), "secret": SECRET})
-    alert_id = alerts.notify(factory, slow, condition="drift", model="churn", title="t", message="m")
+    alert_id = notify.notify(factory, slow, condition="drift", model="churn", title="t", message="m")
     http.wait_for(1, "/hang")
     assert stored(factory, alert_id).status == "sending"
     http.stop()  # releases the hanging request without an answer
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     [delivery] = stored(factory, alert_id).deliveries
     assert delivery["ok"] is False and delivery["attempts"] == 1
 
@@ -181,7 +185,7 @@ def test_disabled_channels_get_nothing_and_no_channel_still_stores_the_alert(fac
     alert_id = raise_alert(factory, settings)
     assert http.received() == [] and stored(factory, alert_id).status == "no channels"
     with transaction(factory) as s:
-        alerts.change_channel(s, actor=ADMIN, channel_id=channel.id, enabled=True)
+        channels.change_channel(s, actor=ADMIN, channel_id=channel.id, enabled=True)
     raise_alert(factory, settings, condition="performance")
     assert len(http.received("/s")) == 1
 
@@ -192,12 +196,12 @@ def test_only_admins_manage_channels_and_refusals_are_audited(factory, settings)
     [denied] = events(factory, "permission.denied")
     assert (denied.actor, denied.subject) == ("ann", "alert_channel:hook")
     with factory() as s:
-        assert alerts.channels(s) == []
+        assert channels.channels(s) == []
     channel = add(factory, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
     with pytest.raises(PermissionDenied):
-        alerts.send_test(factory, settings, actor=Actor("sam", "scientist"), channel_id=channel.id)
+        notify.send_test(factory, settings, actor=Actor("sam", "scientist"), channel_id=channel.id)
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        alerts.remove_channel(s, actor=Actor("vic", "viewer"), channel_id=channel.id)
+        channels.remove_channel(s, actor=Actor("vic", "viewer"), channel_id=channel.id)
     assert len(events(factory, "permission.denied")) == 3
 
 
@@ -208,9 +212,9 @@ def test_secrets_are_masked_in_views_and_audit_and_kept_on_edit(factory):
     hook = add(factory, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
     assert mail.config["password"] == "••••••r2" and hook.config["secret"] == "••••••et"
     with transaction(factory) as s:  # a blank secret keeps the stored one
-        alerts.change_channel(s, actor=ADMIN, channel_id=hook.id,
+        channels.change_channel(s, actor=ADMIN, channel_id=hook.id,
                               config={"url": "https://example.com/v2", "secret": ""})
-        alerts.remove_channel(s, actor=ADMIN, channel_id=mail.id)
+        channels.remove_channel(s, actor=ADMIN, channel_id=mail.id)
     with factory() as s:
         from db.models import AlertChannel
 
@@ -234,7 +238,7 @@ def test_bad_channel_config_is_refused_with_a_reason(factory, kind, config, mess
     with pytest.raises(InvalidInput, match=message):
         add(factory, "c", kind, config)
     with factory() as s:
-        assert alerts.channels(s) == []
+        assert channels.channels(s) == []
     assert events(factory, "alert_channel.added") == []
 
 
@@ -243,7 +247,7 @@ def test_duplicate_names_and_unknown_conditions_are_refused(factory, settings):
     with pytest.raises(InvalidInput, match="already exists"):
         add(factory, "c", "slack", {"url": "https://x.example/b"})
     with pytest.raises(InvalidInput, match="conditions are: drift"):
-        alerts.notify(factory, settings, condition="weather", model=None, title="t", message="m")
+        notify.notify(factory, settings, condition="weather", model=None, title="t", message="m")
 
 
 def test_send_test_is_synchronous_and_logs_in_to_smtp(factory, fast, http):
@@ -251,15 +255,15 @@ def test_send_test_is_synchronous_and_logs_in_to_smtp(factory, fast, http):
         mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
                                               "to": "b@example.com", "username": "bot",
                                               "password": "hunter2-hunter2"}, enabled=False)
-        result = alerts.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
-        assert result == alerts.Delivery("mail", True, 1, "", 250)
+        result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
+        assert result == notify.Delivery("mail", True, 1, "", 250)
         assert smtp.logins == ["bot"] and smtp.messages[0]["Subject"] == "[LeanOps] Test alert to mail"
     http.answer("/down", 503)
     hook = add(factory, "hook", "webhook", {"url": http.url("/down"), "secret": SECRET})
-    failed = alerts.send_test(factory, fast, actor=ADMIN, channel_id=hook.id)
+    failed = notify.send_test(factory, fast, actor=ADMIN, channel_id=hook.id)
     assert (failed.ok, failed.attempts, failed.status) == (False, 3, 503)
     with factory() as s:
-        tests = alerts.recent(s)
+        tests = notify.recent(s)
     assert [(a.condition, a.status) for a in tests] == [("test", "failed"), ("test", "sent")]
     assert [e.actor for e in events(factory, "alert.raised")] == [ADMIN.name, ADMIN.name]
 
@@ -268,7 +272,7 @@ def test_wrong_smtp_password_is_not_retried(factory, fast):
     with SmtpReceiver(login=("bot", "right-password")) as smtp:
         mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
                                               "to": "b@example.com", "username": "bot", "password": "wrong-password"})
-        result = alerts.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
+        result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
         assert (result.ok, result.attempts, result.status) == (False, 1, 535)
         assert smtp.messages == []
 
@@ -282,11 +286,11 @@ def test_a_failed_job_raises_a_job_failure_alert(factory, settings, http):
     with transaction(factory) as s:  # break the chain so the verify job fails
         s.query(AuditEvent).filter_by(action="test.event").update({"subject": "tampered"})
     with transaction(factory) as s:
-        job_id = jobs.enqueue(s, actor=ADMIN, kind="audit.verify", params={}).id
+        job_id = job_queue.enqueue(s, actor=ADMIN, kind="audit.verify", params={}).id
     run_next(factory, settings, "w1")
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     with factory() as s:
-        assert jobs.get(s, job_id).status == "failed"
+        assert job_queue.get(s, job_id).status == "failed"
     [hook] = http.received("/hook")
     body = hook.json()
     assert (body["condition"], body["severity"], body["title"]) == \
@@ -297,12 +301,12 @@ def test_a_failed_job_raises_a_job_failure_alert(factory, settings, http):
 def test_an_unreachable_channel_does_not_break_the_runner(factory, fast):
     add(factory, "nowhere", "slack", {"url": "http://127.0.0.1:9/"})  # discard port: connection refused
     with transaction(factory) as s:
-        job_id = jobs.enqueue(s, actor=ADMIN, kind="train", params={"dataset": "missing:1", "target": "y"}).id
+        job_id = job_queue.enqueue(s, actor=ADMIN, kind="train", params={"dataset": "missing:1", "target": "y"}).id
     assert run_next(factory, fast, "w1") == job_id
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     with factory() as s:
-        [alert] = alerts.recent(s)
-        assert jobs.get(s, job_id).status == "failed"
+        [alert] = notify.recent(s)
+        assert job_queue.get(s, job_id).status == "failed"
     assert (alert.condition, alert.model, alert.status) == ("job_failure", "missing", "failed")
     assert "cannot reach" in alert.deliveries[0]["error"]
 
@@ -315,22 +319,22 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http, tmp_
     for _ in range(3):
         client.create_model_version("m", source=str(tmp_path / "model"))
     settings.home.mkdir(parents=True, exist_ok=True)
-    facts = {v: promotion.VersionFacts("m", v, "classification", {"f1": f1}, {}, True, utcnow(), "sam")
+    facts = {v: gates.VersionFacts("m", v, "classification", {"f1": f1}, {}, True, utcnow(), "sam")
              for v, f1 in {1: 0.9, 2: 0.95, 3: 0.5}.items()}
-    registry = promotion.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+    registry = gates.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
     add(factory, "hook", "slack", {"url": http.url("/s")})
     approver = Actor("ann", "approver")
     for version in (1, 2):
-        promotion.commit_or_undo(factory, registry, lambda s, v=version: promotion.promote(
+        moves.commit_or_undo(factory, registry, lambda s, v=version: moves.promote(
             s, registry=registry, actor=approver, model="m", version=v, reason="better"))
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+    moves.commit_or_undo(factory, registry, lambda s: moves.rollback(
         s, registry=registry, actor=approver, model="m", reason="live F1 dropped"))
-    with pytest.raises(promotion.GatesFailed):  # a refused promotion alerts nobody
-        promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+    with pytest.raises(gates.GatesFailed):  # a refused promotion alerts nobody
+        moves.commit_or_undo(factory, registry, lambda s: moves.promote(
             s, registry=registry, actor=approver, model="m", version=3))
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     with factory() as s:
-        raised = [(a.condition, a.title, a.suppressed) for a in reversed(alerts.recent(s))]
+        raised = [(a.condition, a.title, a.suppressed) for a in reversed(notify.recent(s))]
     assert raised == [("promotion", "m: champion promoted none → v1", False),
                       ("promotion", "m: champion promoted v1 → v2", True),  # same incident kind within cooldown
                       ("rollback", "m: champion rolled back v2 → v1", False)]
@@ -339,7 +343,7 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http, tmp_
 
 
 def test_a_failed_certificate_alerts_once_the_registration_commits(factory, settings, http):
-    from core.demo import churn_frame
+    from core.workspace.demo import churn_frame
 
     add(factory, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
 
@@ -354,12 +358,12 @@ def test_a_failed_certificate_alerts_once_the_registration_commits(factory, sett
     with pytest.raises(RuntimeError), transaction(factory) as s:  # rolled back: no alert
         datasets.register(s, actor=ADMIN, name="churn", data=bad, store_root=settings.home, source="test")
         raise RuntimeError("caller failed after registering")
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     with factory() as s:
-        assert alerts.recent(s) == []
+        assert notify.recent(s) == []
     reg = register(bad)
     assert not reg.certificate.passed
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     [hook] = http.received("/hook")
     body = hook.json()
     assert (body["condition"], body["model"], body["title"]) == \

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, auth
-from core.auth_types import Actor
+from core.actors import Actor
 from core.errors import AuthError, InvalidInput, PermissionDenied
 from db.models import ApiToken, AuditEvent, User
 from db.session import transaction

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import dataset_schemas, datasets, lineage
-from core.auth_types import Actor
+from core.actors import Actor
+from core.data import datasets, lineage, schemas
 from core.errors import IntegrityError, InvalidInput, NotFound, PermissionDenied
 from db.models import AuditEvent, Dataset, DatasetSchema, DatasetVersion
 from db.session import transaction
@@ -192,21 +192,21 @@ def test_diff_between_versions(factory, settings) -> None:
 def test_schema_edits_are_versioned_and_apply_to_later_versions(factory, settings) -> None:
     register(factory, settings, churn())
     with factory() as s:
-        spec = dataset_schemas.current_schema(s, name="churn").spec
+        spec = schemas.current_schema(s, name="churn").spec
     spec["columns"]["age"]["max"] = 1000
     with transaction(factory) as s:
-        edited = dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec=spec, note="ages up to 1000")
+        edited = schemas.update_schema(s, actor=ALICE, name="churn", spec=spec, note="ages up to 1000")
     assert edited.version == 2
     older = churn(seed=5)
     older["age"] = older["age"] * 12
     reg = register(factory, settings, older)
     assert reg.certificate.passed and reg.version.schema_version == 2
     with transaction(factory) as s, pytest.raises(InvalidInput, match="unchanged \\(still schema version 2\\)"):
-        dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec=spec)
+        schemas.update_schema(s, actor=ALICE, name="churn", spec=spec)
     with transaction(factory) as s, pytest.raises(InvalidInput, match="dtype 'number' is unknown"):
-        dataset_schemas.update_schema(s, actor=ALICE, name="churn", spec={"columns": {"age": {"dtype": "number"}}})
+        schemas.update_schema(s, actor=ALICE, name="churn", spec={"columns": {"age": {"dtype": "number"}}})
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        dataset_schemas.update_schema(s, actor=Actor("bob", "viewer"), name="churn", spec=spec)
+        schemas.update_schema(s, actor=Actor("bob", "viewer"), name="churn", spec=spec)
     assert [e.details["schema_version"] for e in events(factory, "dataset.schema_updated")] == [2]
 
 
@@ -226,7 +226,7 @@ def test_training_runs_are_linked_to_the_version_they_used(factory, settings) ->
 
 
 def test_registering_the_demo_workspace_twice_makes_one_version(factory, settings) -> None:
-    from core.workspace import init_workspace
+    from core.workspace.bootstrap import init_workspace
 
     for _ in range(2):
         result = init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets
-from core.auth_types import Actor
+from core.actors import Actor
+from core.data import datasets
 from core.errors import InvalidInput, LeanOpsError
 from db.models import AuditEvent, Dataset, DatasetVersion
 from db.session import transaction

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset_io import read_parquet, read_table, write_parquet
+from core.data.tables import read_parquet, read_table, write_parquet
 from core.errors import InvalidInput
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from core.dataset_io import read_table
-from core.profile import PSI_CHANGED, compare_profiles, compute_profile
+from core.data.profile import PSI_CHANGED, compare_profiles, compute_profile
+from core.data.tables import read_table
 
 
 def profile(frame: pd.DataFrame) -> dict:

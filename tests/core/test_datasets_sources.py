@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from core import datasets, sources
-from core.auth_types import Actor
+from core.actors import Actor
+from core.data import datasets, sources
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from db.models import DatasetVersion
 from db.session import transaction

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidInput, NotFound
-from core.storage import LocalStore
+from core.platform.storage import LocalStore
 
 
 def test_put_read_exists_delete_uri(tmp_path: Path) -> None:

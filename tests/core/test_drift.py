@@ -8,8 +8,9 @@ import pytest
 from scipy import stats
 from scipy.spatial import distance
 
-from core import drift, reference
 from core.errors import InvalidInput
+from core.monitoring import drift
+from core.training import reference
 
 DEFAULTS = drift.Thresholds()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core import model_cards
-from core.auth_types import Actor
+from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.registry import cards
 from db.models import AuditEvent, ModelCard, TrainingRun
 from db.session import transaction
 
@@ -27,12 +27,12 @@ def version(factory) -> int:
 def save(factory, actor=SAM, version=1, **fields):
     values = {"intended_use": "", "limitations": "", "owner": ""} | fields
     with transaction(factory) as s:
-        return model_cards.save(s, actor=actor, model="churn", version=version, **values)
+        return cards.save(s, actor=actor, model="churn", version=version, **values)
 
 
 def test_empty_card_then_save_and_edit_with_a_diff(factory, version):
     with factory() as s:
-        card = model_cards.get(s, model="churn", version=version)
+        card = cards.get(s, model="churn", version=version)
     assert card.empty and card.updated_by is None
     save(factory, intended_use="Churn risk ranking.", owner="sam")
     card = save(factory, intended_use="Churn risk ranking.", limitations="  Synthetic data only. ", owner="ann")
@@ -40,7 +40,7 @@ def test_empty_card_then_save_and_edit_with_a_diff(factory, version):
     with factory() as s:
         events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "model_card.updated")
                                 .order_by(AuditEvent.seq)))
-        assert model_cards.get(s, model="churn", version=1).owner == "ann"
+        assert cards.get(s, model="churn", version=1).owner == "ann"
     assert [e.subject for e in events] == ["model:churn", "model:churn"]
     assert events[1].details == {"version": 1, "changes": {
         "limitations": {"from": "", "to": "Synthetic data only."}, "owner": {"from": "sam", "to": "ann"}}}

@@ -11,8 +11,9 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, mean_squared_error, r2_score
 from sqlalchemy import insert, select
 
-from core import performance, policy
+from core import policy
 from core.errors import NotFound
+from core.monitoring import performance
 from db.models import Alert, AuditEvent, Feedback, PredictionLog, TrainingRun, utcnow
 from db.session import transaction
 

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from core import audit, jobs, predictions
+from core import audit
 from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.predictions import LogFull, LogWriter, Served
+from core.platform import job_queue
+from core.serving import predictions
+from core.serving.predictions import LogFull, LogWriter, Served
 from db.models import PredictionLog, utcnow
 from db.session import transaction
 from jobs.runner import run_next
@@ -192,10 +194,10 @@ def test_retention_runs_as_a_job_with_the_setting(factory, settings) -> None:
     writer.start()
     writer.stop()
     with transaction(factory) as session:
-        job = jobs.enqueue(session, actor=admin_actor(), kind="predictions.retention", params={})
+        job = job_queue.enqueue(session, actor=admin_actor(), kind="predictions.retention", params={})
     assert run_next(factory, settings, "test-worker") == job.id
     with factory() as session:
-        done = jobs.get(session, job.id)
+        done = job_queue.get(session, job.id)
         remaining = session.scalar(select(func.count()).select_from(PredictionLog))
     assert done.status == "succeeded", done.error
     assert done.result["predictions"] == 2 and done.result["days"] == settings.prediction_retention_days == 90
@@ -203,8 +205,8 @@ def test_retention_runs_as_a_job_with_the_setting(factory, settings) -> None:
 
 
 def test_the_default_workspace_schedules_retention(factory, settings) -> None:
-    from core import schedules
-    from core.workspace import init_workspace
+    from core.platform import schedules
+    from core.workspace.bootstrap import init_workspace
 
     init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
                    admin_password="admin-pass-123", demo=False)

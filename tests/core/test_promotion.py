@@ -7,9 +7,11 @@ from datetime import timedelta
 
 import pytest
 
-from core import aliases, promotion
-from core.auth_types import Actor, cli_actor
+from core.actors import Actor, cli_actor
 from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.platform import aliases
+from core.promotion import approvals, gates
+from core.promotion import moves as promotion_moves
 from db.models import AliasMove, AuditEvent, utcnow
 from db.session import transaction
 
@@ -27,13 +29,13 @@ def registry(settings, tmp_path):
     for _ in F1:
         client.create_model_version("m", source=str(tmp_path / "model"))
     settings.home.mkdir(parents=True, exist_ok=True)
-    facts = {v: promotion.VersionFacts("m", v, "classification", {"f1": f1}, {}, True,
+    facts = {v: gates.VersionFacts("m", v, "classification", {"f1": f1}, {}, True,
                                        utcnow() - timedelta(days=1), "sam") for v, f1 in F1.items()}
-    return promotion.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+    return gates.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
 
 
 def promote(factory, registry, version, actor=APPROVER, **kw):
-    return promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+    return promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.promote(
         s, registry=registry, actor=actor, model="m", version=version, **kw))
 
 
@@ -42,17 +44,17 @@ def champion(registry):
 
 
 def test_failing_gate_blocks_then_passing_promotes_and_rollback_restores(factory, registry):
-    with pytest.raises(promotion.GatesFailed, match=r"metric f1: 0.8 \(needs >= 0.85\)"):
+    with pytest.raises(gates.GatesFailed, match=r"metric f1: 0.8 \(needs >= 0.85\)"):
         promote(factory, registry, 1)
     assert champion(registry) is None
     promote(factory, registry, 2)
     promote(factory, registry, 3)
     assert champion(registry) == 3
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+    promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
         s, registry=registry, actor=APPROVER, model="m"))
     assert champion(registry) == 2
     with factory() as s:
-        moves = [(m.action, m.from_version, m.to_version, m.actor) for m in promotion.history(s, model="m")]
+        moves = [(m.action, m.from_version, m.to_version, m.actor) for m in promotion_moves.history(s, model="m")]
         blocked = s.query(AuditEvent).filter_by(action="model.promotion_blocked").count()
     assert moves == [("rollback", 3, 2, "ann"), ("promote", 2, 3, "ann"), ("promote", None, 2, "ann")]
     assert blocked == 1
@@ -62,21 +64,21 @@ def test_bad_requests_leave_nothing_behind(factory, registry):
     with pytest.raises(NotFound, match="no version 9"):
         promote(factory, registry, 9)
     with pytest.raises(InvalidInput, match="no champion"):
-        promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
             s, registry=registry, actor=APPROVER, model="m"))
     promote(factory, registry, 2)
     with pytest.raises(InvalidInput, match="already the champion"):
         promote(factory, registry, 2)
     with pytest.raises(InvalidInput, match="no previous champion"):
-        promotion.commit_or_undo(factory, registry, lambda s: promotion.rollback(
+        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
             s, registry=registry, actor=APPROVER, model="m"))
     with factory() as s:
-        assert len(promotion.history(s, model="m")) == 1
+        assert len(promotion_moves.history(s, model="m")) == 1
 
 
 def test_improvement_gate_compares_with_the_champion(factory, registry):
     promote(factory, registry, 3)  # f1 0.95
-    with pytest.raises(promotion.GatesFailed, match="improvement on f1 over champion"):
+    with pytest.raises(gates.GatesFailed, match="improvement on f1 over champion"):
         promote(factory, registry, 2)  # 0.90 does not beat 0.95 by 2 %
     promote(factory, registry, 4)  # 0.97 is +2.1 %
     assert champion(registry) == 4
@@ -119,7 +121,7 @@ def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(f
     for t in threads:
         t.join()
     with factory() as s:
-        moves = list(reversed(promotion.history(s, model="m")))
+        moves = list(reversed(promotion_moves.history(s, model="m")))
     assert len(moves) + len(errors) == 10
     for before, after in zip(moves, moves[1:], strict=False):
         assert after.from_version == before.to_version, "each move starts where the previous one ended"
@@ -135,16 +137,16 @@ def require_approvals(registry, n: int) -> None:
 
 
 def decide(factory, registry, actor, request_id, approve=True):
-    return promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+    return promotion_moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
         s, registry=registry, actor=actor, request_id=request_id, approve=approve, comment="looks good"))
 
 
 def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory, registry):
     require_approvals(registry, 2)
-    with pytest.raises(promotion.GatesFailed, match="approvals"):
+    with pytest.raises(gates.GatesFailed, match="approvals"):
         promote(factory, registry, 2)
     with transaction(factory) as s:
-        request_id = promotion.request_promotion(s, actor=SCIENTIST, model="m", version=2, reason="better").id
+        request_id = approvals.request_promotion(s, actor=SCIENTIST, model="m", version=2, reason="better").id
     with pytest.raises(InvalidInput, match="sam trained m v2 and cannot approve it"):
         decide(factory, registry, Actor("sam", "approver"), request_id)
     assert decide(factory, registry, APPROVER, request_id) is None  # one of two approvals
@@ -154,7 +156,7 @@ def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory
     change = decide(factory, registry, Actor("bob", "approver"), request_id)
     assert change.to_version == 2 and champion(registry) == 2
     with factory() as s:
-        assert not promotion.pending_requests(s, model="m")
+        assert not approvals.pending_requests(s, model="m")
         actions = [e.action for e in s.query(AuditEvent).order_by(AuditEvent.seq) if e.action != "alert.raised"
                    and not e.action.startswith("schedule.")]
     assert actions[-3:] == ["model.approved", "model.approved", "model.promote"]
@@ -163,7 +165,7 @@ def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory
 def test_rejection_closes_the_request(factory, registry):
     require_approvals(registry, 1)
     with transaction(factory) as s:
-        request_id = promotion.request_promotion(s, actor=SCIENTIST, model="m", version=2).id
+        request_id = approvals.request_promotion(s, actor=SCIENTIST, model="m", version=2).id
     assert decide(factory, registry, APPROVER, request_id, approve=False) is None
     with pytest.raises(InvalidInput, match="already rejected"):
         decide(factory, registry, Actor("bob", "approver"), request_id)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.dataset_io import read_table
+from core.data.profile import compute_profile
+from core.data.quality import certify, check_schema, family, infer_schema, parse_schema_text
+from core.data.tables import read_table
 from core.errors import InvalidInput
-from core.profile import compute_profile
-from core.quality import certify, check_schema, family, infer_schema, parse_schema_text
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 

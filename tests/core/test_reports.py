@@ -11,11 +11,16 @@ import pytest
 from jsonschema import Draft202012Validator
 from sqlalchemy import select, text
 
-from core import audit, model_cards, policy, predictions, promotion, reports
-from core.auth_types import Actor, cli_actor
-from core.datasets import key_for
+from core import audit, policy
+from core.actors import Actor, cli_actor
+from core.compliance import reports
+from core.data.datasets import key_for
 from core.errors import InvalidInput, NotFound
-from core.model_views import registry_for
+from core.promotion import approvals as promotion_approvals
+from core.promotion import moves
+from core.registry import cards
+from core.registry.views import registry_for
+from core.serving import predictions
 from db.models import AuditEvent, DriftCheck, PredictionLog, utcnow
 from db.session import transaction
 from jobs.train import execute
@@ -53,16 +58,16 @@ def trained(factory, workspace):
     with transaction(factory) as s:
         policy.save(s, actor=cli_actor(), home=workspace.home, text=policy.with_override(
             policy.read_text(workspace.home), "churn", "approval", {"required": True}))
-        request = promotion.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=version,
+        request = promotion_approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=version,
                                               reason="first model")
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+    moves.commit_or_undo(factory, registry, lambda s: promotion_approvals.decide(
         s, registry=registry, actor=APPROVER, request_id=request.id, approve=True, comment="looks right"))
     with transaction(factory) as s:
         s.add(DriftCheck(model="churn", version=version, source="upload", window="file march.csv", current_rows=200,
                          reference_rows=480, threshold=0.5, drift_share=0.25, drift_detected=False,
                          columns={"tenure_months": {"drifted": True}, "plan": {"drifted": False}},
                          created_by="sam"))
-        model_cards.save(s, actor=Actor("sam", "scientist"), model="churn", version=version,
+        cards.save(s, actor=Actor("sam", "scientist"), model="churn", version=version,
                          intended_use="Rank customers by churn risk for the retention team.",
                          limitations="Trained on synthetic data; not for pricing.", owner="sam")
     return workspace, version
@@ -187,7 +192,7 @@ def test_a_broken_chain_shows_in_the_report(factory, trained):
 
 
 def small_churn_sha(factory) -> str:
-    from core.datasets import resolve
+    from core.data.datasets import resolve
 
     with factory() as s:
         return resolve(s, ref="churn:1").sha256

@@ -8,15 +8,18 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from core import aliases, policy, promotion, retrain, schedules
+from core import policy
 from core.errors import InvalidInput
-from core.performance import Verdict
+from core.monitoring.performance import Verdict
+from core.platform import aliases, schedules
+from core.promotion import gates, moves
+from core.retraining import auto_rollback, decisions, model_schedules, triggers
 from db.models import Alert, AuditEvent, DriftCheck, Job, Schedule, utcnow
 from db.session import transaction
 from tests.core.test_performance import add_run, log_predictions
 from tests.training_support import *  # noqa: F403
 
-APPROVER = promotion.Actor("ann", "approver")
+APPROVER = moves.Actor("ann", "approver")
 NOW = utcnow()
 
 
@@ -39,7 +42,7 @@ def check(detected, share=0.6, columns=None):
     (False, False, False, "no dataset drift"),
 ])
 def test_retrain_on_drift(detected, on_drift, act, says):
-    decision = retrain.should_retrain_on_drift(check(detected), rules(retrain={"on_drift": on_drift}))
+    decision = decisions.should_retrain_on_drift(check(detected), rules(retrain={"on_drift": on_drift}))
     assert decision.act is act and says in decision.reason
 
 
@@ -52,19 +55,19 @@ def test_retrain_on_drift(detected, on_drift, act, says):
     (50, 0, 0.10, True, "trained on none"),
 ])
 def test_retrain_on_growth(new, trained, step, act, says):
-    decision = retrain.should_retrain_on_growth(new, trained, rules(retrain={"on_data_growth": step}))
+    decision = decisions.should_retrain_on_growth(new, trained, rules(retrain={"on_data_growth": step}))
     assert decision.act is act and says in decision.reason
 
 
 @pytest.mark.parametrize(("via_api", "on_upload", "act"), [(True, True, True), (True, False, False),
                                                           (False, True, False), (False, False, False)])
 def test_retrain_on_upload(via_api, on_upload, act):
-    assert retrain.should_retrain_on_upload(via_api, rules(retrain={"on_upload": on_upload})).act is act
+    assert decisions.should_retrain_on_upload(via_api, rules(retrain={"on_upload": on_upload})).act is act
 
 
 @pytest.mark.parametrize(("cron", "act"), [("0 3 * * 1", True), (None, False)])
 def test_retrain_on_schedule(cron, act):
-    decision = retrain.should_retrain_on_schedule(rules(retrain={"schedule": cron}))
+    decision = decisions.should_retrain_on_schedule(rules(retrain={"schedule": cron}))
     assert decision.act is act and (cron or "off") in decision.reason
 
 
@@ -87,7 +90,7 @@ def verdict(version, f1, labels=100, status=None):
     (1, "promote", False, verdict(2, 0.5), verdict(1, 0.9), False, "rollback.auto is off"),
 ])
 def test_roll_back(hours_ago, action, auto, current, previous, act, says):
-    decision = retrain.should_roll_back(promoted_at=NOW - timedelta(hours=hours_ago), action=action, now=NOW,
+    decision = decisions.should_roll_back(promoted_at=NOW - timedelta(hours=hours_ago), action=action, now=NOW,
                                         current=current, previous=previous, rules=rules(rollback={"auto": auto}))
     assert decision.act is act and says in decision.reason
 
@@ -104,13 +107,13 @@ def registry(workspace, tmp_path):
     facts = {}
     for v in (1, 2, 3):
         client.create_model_version("m", source=str(tmp_path / "model"))
-        facts[v] = promotion.VersionFacts("m", v, "classification", {"f1": 0.86 + v / 20}, {}, True,
+        facts[v] = gates.VersionFacts("m", v, "classification", {"f1": 0.86 + v / 20}, {}, True,
                                           utcnow() - timedelta(days=1), "sam")
-    return promotion.Registry(workspace.mlflow_uri, workspace.home, lambda s, m, v: facts[v])
+    return gates.Registry(workspace.mlflow_uri, workspace.home, lambda s, m, v: facts[v])
 
 
 def promote(factory, registry, version):
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
         s, registry=registry, actor=APPROVER, model="m", version=version, reason="test"))
 
 
@@ -124,20 +127,20 @@ def test_request_retrain_queues_once_per_model_as_system(factory, workspace, reg
     for v in (1, 2):
         add_run(factory, version=v)
     with pytest.raises(InvalidInput, match="m has no champion"):
-        retrain.request_retrain(factory, workspace, model="m", reason="r", trigger="manual")
+        triggers.request_retrain(factory, workspace, model="m", reason="r", trigger="manual")
     promote(factory, registry, 1)
-    first = retrain.request_retrain(factory, workspace, model="m", reason="drift share 0.7", trigger="drift")
-    again = retrain.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule")
+    first = triggers.request_retrain(factory, workspace, model="m", reason="drift share 0.7", trigger="drift")
+    again = triggers.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule")
     assert first.queued and not again.queued and again.job_id == first.job_id
     with pytest.raises(InvalidInput, match="trigger 'bogus' is unknown"):
-        retrain.request_retrain(factory, workspace, model="m", reason="r", trigger="bogus")
+        triggers.request_retrain(factory, workspace, model="m", reason="r", trigger="bogus")
     with factory() as s:
         jobs = s.scalars(select(Job).where(Job.kind == "retrain")).all()
         assert [(j.created_by, j.params) for j in jobs] == [
             ("system:retrain", {"model": "m", "trigger": "drift", "reason": "drift share 0.7"})]
         jobs[0].status = "succeeded"
         s.commit()
-    assert retrain.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule").queued
+    assert triggers.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule").queued
     assert [(a, d["trigger"], d["reason"]) for a, _, d in audit_rows(factory, "retrain.requested")] == [
         ("system:retrain", "drift", "drift share 0.7"), ("system:retrain", "schedule", "weekly")]
 
@@ -156,9 +159,9 @@ def test_on_drift_retrains_the_champion_only(factory, workspace, registry):
             s.add(row)
             s.flush()
             ids.append(row.id)
-    quiet = retrain.on_drift(factory, workspace, ids[1])
-    stale = retrain.on_drift(factory, workspace, ids[2])
-    queued = retrain.on_drift(factory, workspace, ids[0])
+    quiet = triggers.on_drift(factory, workspace, ids[1])
+    stale = triggers.on_drift(factory, workspace, ids[2])
+    queued = triggers.on_drift(factory, workspace, ids[0])
     assert not quiet.act and "no dataset drift" in quiet.reason
     assert not stale.act and "the champion is now v1" in stale.reason
     assert queued.queued and f"drift check {ids[0]}: drift detected on v1" in queued.reason
@@ -172,10 +175,10 @@ def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspac
     before = utcnow() - timedelta(days=2)
     log_predictions(factory, version=1, outputs=[1] * 60, labels=[1] * 60, start=before)
     log_predictions(factory, version=2, outputs=[1] * 30, labels=[0] * 30)
-    waiting = retrain.check_rollback(factory, workspace, "m")
+    waiting = auto_rollback.check_rollback(factory, workspace, "m")
     assert not waiting.decision.act and "30 labels on v2; 50 needed" in waiting.decision.reason
     log_predictions(factory, version=2, outputs=[1] * 30, labels=[0] * 30, start=utcnow() - timedelta(hours=2))
-    done = retrain.check_rollback(factory, workspace, "m")
+    done = auto_rollback.check_rollback(factory, workspace, "m")
     assert done.decision.act and (done.from_version, done.to_version) == (2, 1)
     assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
     rolled = audit_rows(factory, "model.rollback")
@@ -183,32 +186,32 @@ def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspac
     assert "automatic rollback: v2 live performance below the floor: live f1 0.0" in rolled[0][2]["reason"]
     with factory() as s:
         assert s.scalar(select(Alert.condition).where(Alert.condition == "rollback")) == "rollback"
-    again = retrain.check_rollback(factory, workspace, "m")  # v1 arrived by rollback: left alone
+    again = auto_rollback.check_rollback(factory, workspace, "m")  # v1 arrived by rollback: left alone
     assert not again.decision.act and "arrived by rollback" in again.decision.reason
 
 
 def test_model_schedules_follow_champions_and_policy(factory, workspace, registry):
     add_run(factory, version=1)
     with transaction(factory) as s:
-        assert retrain.sync_model_schedules(s, workspace) == {"created": [], "changed": [], "removed": []}
+        assert model_schedules.sync_model_schedules(s, workspace) == {"created": [], "changed": [], "removed": []}
     promote(factory, registry, 1)  # the promotion itself gives the new champion its drift schedule
     with factory() as s:
         assert s.get(Schedule, "drift:m") is not None
     text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
     policy.policy_path(workspace.home).write_text(text)
     with transaction(factory) as s:
-        done = retrain.sync_model_schedules(s, workspace)
+        done = model_schedules.sync_model_schedules(s, workspace)
     assert done["created"] == ["retrain:m"]
     with transaction(factory) as s:
-        schedules.set_paused(s, actor=promotion.Actor("root", "admin"), name="retrain:m", paused=True)
+        schedules.set_paused(s, actor=moves.Actor("root", "admin"), name="retrain:m", paused=True)
     policy.policy_path(workspace.home).write_text(text.replace('"0 3 * * 1"', '"0 4 * * 2"'))
     with transaction(factory) as s:
-        assert retrain.sync_model_schedules(s, workspace)["changed"] == ["retrain:m"]
+        assert model_schedules.sync_model_schedules(s, workspace)["changed"] == ["retrain:m"]
         row = s.get(Schedule, "retrain:m")
         assert (row.kind, row.cron, row.paused, row.params["trigger"]) == ("retrain", "0 4 * * 2", True, "schedule")
     policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)
     with transaction(factory) as s:
-        assert retrain.sync_model_schedules(s, workspace)["removed"] == ["retrain:m"]
+        assert model_schedules.sync_model_schedules(s, workspace)["removed"] == ["retrain:m"]
     assert [a for a, _, _ in audit_rows(factory, "schedule.%")][-1] == "system:model-schedules"
 
 
@@ -217,6 +220,6 @@ def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry)
     promote(factory, registry, 1)
     text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
     with transaction(factory) as s:
-        policy.save(s, actor=promotion.Actor("root", "admin"), home=workspace.home, text=text)
+        policy.save(s, actor=moves.Actor("root", "admin"), home=workspace.home, text=text)
     with factory() as s:
         assert s.get(Schedule, "retrain:m").cron == "0 3 * * 1"

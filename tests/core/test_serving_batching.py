@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from core.batching import MIN_SPLIT_ROWS, Batcher
 from core.errors import InvalidInput
-from core.serving import LoadedModel, load_version
+from core.serving.batching import MIN_SPLIT_ROWS, Batcher
+from core.serving.cache import LoadedModel, load_version
 from tests import mlflow_models
 
 

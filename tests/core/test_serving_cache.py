@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core import serving
 from core.errors import InvalidInput, NotFound
-from core.serving import ModelCache, load_version
+from core.serving import cache as serving
+from core.serving.cache import ModelCache, load_version
 from tests import mlflow_models
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.signature import Column, InputSchema, RecordError, merge, split_rows
+from core.serving.signature import Column, InputSchema, RecordError, merge, split_rows
 
 SCHEMA = InputSchema((Column("age", "double"), Column("tenure", "long"), Column("plan", "string"),
                       Column("senior", "boolean"), Column("note", "string", required=False)))

@@ -6,19 +6,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import evaluation, reference, training
 from core.errors import InvalidInput
-from core.models_catalog import KINDS, check_params, detect_task, get_kind
-from core.registry import SKOPS_TRUSTED_TYPES, model_input
+from core.platform.mlflow_store import SKOPS_TRUSTED_TYPES, model_input
+from core.training import evaluation, pipeline, reference
+from core.training.catalog import KINDS, check_params, detect_task, get_kind
+from core.training.spec import parse_spec
 from tests.training_support import small_churn
 
 
 def spec(**kw):
-    return training.parse_spec({"dataset": "churn", "target": "churn"} | kw)
+    return parse_spec({"dataset": "churn", "target": "churn"} | kw)
 
 
 def prepared(frame=None, **kw):
-    return training.prepare(small_churn() if frame is None else frame, spec(**kw), ref="churn:1")
+    return pipeline.prepare(small_churn() if frame is None else frame, spec(**kw), ref="churn:1")
 
 
 # -- the spec ------------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def test_spec_defaults_and_params_are_typed():
     assert (s.model, s.holdout, s.seed, s.registered_name) == ("random_forest", 0.2, 42, "churn")
     assert s.params == {"n_estimators": 200, "max_depth": 16, "min_samples_leaf": 2, "max_features": "all"}
     assert get_kind("RF").key == "random_forest" and get_kind("ridge").key == "linear"
-    assert training.parse_spec(s.as_dict()) == s
+    assert parse_spec(s.as_dict()) == s
 
 
 @pytest.mark.parametrize(("values", "task"), [
@@ -77,7 +78,7 @@ def test_unknown_target_lists_the_columns():
 def test_missing_target_values_are_left_out_and_noted():
     frame = small_churn()
     frame.loc[:9, "churn"] = None
-    result = training.prepare(frame, spec(), ref="churn:1")
+    result = pipeline.prepare(frame, spec(), ref="churn:1")
     assert len(result.y) == len(frame) - 10
     assert result.notes == ("10 rows without a target value were left out",)
 
@@ -86,21 +87,21 @@ def test_target_without_values_is_refused():
     frame = small_churn()
     frame["churn"] = None
     with pytest.raises(InvalidInput, match="target 'churn' has no values in churn:1"):
-        training.prepare(frame, spec(), ref="churn:1")
+        pipeline.prepare(frame, spec(), ref="churn:1")
 
 
 def test_target_with_one_class_is_refused():
     frame = small_churn()
     frame["churn"] = 1
     with pytest.raises(InvalidInput, match=r"has one class \(1\) in all 600 rows; classification needs at least two"):
-        training.prepare(frame, spec(), ref="churn:1")
+        pipeline.prepare(frame, spec(), ref="churn:1")
 
 
 def test_class_with_a_single_row_cannot_be_stratified():
     frame = small_churn()
     frame.loc[0, "churn"] = 2
     with pytest.raises(InvalidInput, match=r"1 class\(es\) with a single row \(2\)"):
-        training.prepare(frame, spec(), ref="churn:1")
+        pipeline.prepare(frame, spec(), ref="churn:1")
 
 
 def test_regression_target_must_be_numeric():
@@ -118,9 +119,9 @@ def test_too_few_rows_for_the_split_or_the_folds(rows, message):
     frame = pd.concat([base[base.churn == 0].head(rows - ones), base[base.churn == 1].head(ones)], ignore_index=True)
     kw = {"search": {"method": "grid", "folds": 5}} if rows == 30 else {}
     s = spec(**kw)
-    data = training.prepare(frame, s, ref="churn:1")
+    data = pipeline.prepare(frame, s, ref="churn:1")
     with pytest.raises(InvalidInput, match=message):
-        training.split(data, s)
+        pipeline.split(data, s)
 
 
 def test_all_null_and_constant_columns_are_named_with_how_to_exclude_them():
@@ -128,11 +129,11 @@ def test_all_null_and_constant_columns_are_named_with_how_to_exclude_them():
     frame["notes"] = None
     frame["country"] = "NL"
     with pytest.raises(InvalidInput) as refused:
-        training.prepare(frame, spec(), ref="churn:1")
+        pipeline.prepare(frame, spec(), ref="churn:1")
     assert str(refused.value) == ("column(s) carry no signal in churn:1 (all-null: notes; constant: country); "
                                   "exclude them (Training page: 'Exclude columns'; CLI: --exclude notes "
                                   "--exclude country)")
-    ok = training.prepare(frame, spec(exclude=["notes", "country"]), ref="churn:1")
+    ok = pipeline.prepare(frame, spec(exclude=["notes", "country"]), ref="churn:1")
     assert "notes" not in ok.X.columns and "country" not in ok.X.columns
 
 
@@ -141,21 +142,21 @@ def test_identifier_columns_are_named_with_how_to_exclude_them():
     frame["customer_id"] = [f"C{i:05d}" for i in range(len(frame))]
     with pytest.raises(InvalidInput, match=r"column\(s\) customer_id in churn:1 look like identifiers .*"
                                            r"CLI: --exclude customer_id"):
-        training.prepare(frame, spec(), ref="churn:1")
-    assert "customer_id" not in training.prepare(frame, spec(exclude=["customer_id"]), ref="churn:1").X
+        pipeline.prepare(frame, spec(), ref="churn:1")
+    assert "customer_id" not in pipeline.prepare(frame, spec(exclude=["customer_id"]), ref="churn:1").X
 
 
 def test_infinite_values_are_refused_before_they_crash_the_fit():
     frame = small_churn()
     frame.loc[3, "total_charges"] = float("inf")
     with pytest.raises(InvalidInput, match=r"column\(s\) total_charges in churn:1 hold infinite values"):
-        training.prepare(frame, spec(), ref="churn:1")
+        pipeline.prepare(frame, spec(), ref="churn:1")
 
 
 def test_excluding_every_feature_is_refused():
     frame = small_churn()[["tenure_months", "churn"]]
     with pytest.raises(InvalidInput, match="no feature columns are left"):
-        training.prepare(frame, spec(exclude=["tenure_months"]), ref="churn:1")
+        pipeline.prepare(frame, spec(exclude=["tenure_months"]), ref="churn:1")
 
 
 def test_unknown_excluded_or_sensitive_columns_are_refused():
@@ -170,7 +171,7 @@ def test_unknown_excluded_or_sensitive_columns_are_refused():
 def test_split_is_stratified_and_repeatable():
     s = spec()
     data = prepared()
-    a, b = training.split(data, s), training.split(data, s)
+    a, b = pipeline.split(data, s), pipeline.split(data, s)
     assert len(a.X_test) == 120 and a.X_test.equals(b.X_test)
     assert abs(a.y_test.mean() - data.y.mean()) < 0.01
 
@@ -178,13 +179,13 @@ def test_split_is_stratified_and_repeatable():
 def test_forest_grows_in_steps_to_the_same_model_and_reports_progress():
     s = spec(params={"n_estimators": 30})
     data = prepared(params={"n_estimators": 30})
-    split = training.split(data, s)
+    split = pipeline.split(data, s)
     kind = get_kind("random_forest")
     params = check_params(kind, "classification", {"n_estimators": 30})
     seen = []
-    stepped = training.fit(training.build_pipeline(data, kind, params, 1), split.X_train, split.y_train,
+    stepped = pipeline.fit(pipeline.build_pipeline(data, kind, params, 1), split.X_train, split.y_train,
                            progress=lambda f, stage: seen.append((round(f, 2), stage)))
-    whole = training.build_pipeline(data, kind, params, 1).fit(split.X_train, split.y_train)
+    whole = pipeline.build_pipeline(data, kind, params, 1).fit(split.X_train, split.y_train)
     assert (stepped.predict(split.X_test) == whole.predict(split.X_test)).all()
     assert np.allclose(stepped.predict_proba(split.X_test), whole.predict_proba(split.X_test))
     assert seen[0] == (0.1, "fitting: 3 of 30 trees") and seen[-1] == (1.0, "fitting: 30 of 30 trees")
@@ -193,7 +194,7 @@ def test_forest_grows_in_steps_to_the_same_model_and_reports_progress():
 def test_pipeline_takes_raw_records_with_unknown_categories_and_missing_values():
     data = prepared()
     kind = get_kind("linear")
-    pipe = training.build_pipeline(data, kind, kind.defaults("classification"), 1).fit(data.X, data.y)
+    pipe = pipeline.build_pipeline(data, kind, kind.defaults("classification"), 1).fit(data.X, data.y)
     records = data.X.head(3).astype(object).to_dict("records")
     records[0]["region"] = "mars"
     records[1].update(payment_method=None, monthly_charges=None, senior=None)
@@ -210,23 +211,23 @@ def test_every_kind_fits_and_its_types_are_vetted_for_skops(kind, task):
     frame = small_churn(rows=300)
     frame["spend"] = frame["monthly_charges"].fillna(60) * 3
     s = spec(target="churn" if task == "classification" else "spend", model=kind, task=task)
-    data = training.prepare(frame, s, ref="churn:1")
+    data = pipeline.prepare(frame, s, ref="churn:1")
     model = get_kind(kind)
     params = check_params(model, task, {"n_estimators": 10} if kind == "random_forest" else {})
-    pipe = training.build_pipeline(data, model, params, 1).fit(data.X, data.y)
+    pipe = pipeline.build_pipeline(data, model, params, 1).fit(data.X, data.y)
     assert set(skops.io.get_untrusted_types(data=skops.io.dumps(pipe))) <= set(SKOPS_TRUSTED_TYPES)
 
 
 def test_search_tries_each_candidate_in_turn_and_returns_the_best():
     s = spec(model="linear", search={"method": "grid", "candidates": 3, "folds": 3})
     data = prepared(model="linear")
-    split = training.split(data, s)
+    split = pipeline.split(data, s)
     steps = []
-    best, table = training.search(data, split, s, progress=lambda f, stage: steps.append(stage))
+    best, table = pipeline.search(data, split, s, progress=lambda f, stage: steps.append(stage))
     assert len(table) == 3 and [r["rank"] for r in sorted(table, key=lambda r: r["candidate"])]
     assert best == max(table, key=lambda r: r["mean"])["params"]
     assert steps[0].startswith("search: candidate 1 of 3") and steps[-1].startswith("search: candidate 3 of 3")
-    random_best, random_table = training.search(
+    random_best, random_table = pipeline.search(
         data, split, spec(model="linear", search={"method": "random", "candidates": 4}), progress=lambda *a: None)
     assert len(random_table) == 4 and 1e-3 <= random_best["C"] <= 1e2
 
@@ -235,10 +236,10 @@ def test_search_tries_each_candidate_in_turn_and_returns_the_best():
 
 def test_classification_evaluation_with_fairness_and_baseline():
     s = spec(sensitive="gender", params={"n_estimators": 20})
-    data = training.prepare(small_churn(), s, ref="churn:1")
-    split = training.split(data, s)
+    data = pipeline.prepare(small_churn(), s, ref="churn:1")
+    split = pipeline.split(data, s)
     kind = get_kind("random_forest")
-    pipe = training.fit(training.build_pipeline(data, kind, check_params(kind, "classification", s.params), 1),
+    pipe = pipeline.fit(pipeline.build_pipeline(data, kind, check_params(kind, "classification", s.params), 1),
                         split.X_train, split.y_train)
     result = evaluation.evaluate(pipe, split.X_test, split.y_test, task="classification", seed=1,
                                  sensitive=split.sensitive_test, sensitive_name="gender")
@@ -258,9 +259,9 @@ def test_regression_evaluation_has_residuals():
     frame = small_churn()
     frame["spend"] = frame["tenure_months"] * 2.5 + np.random.default_rng(1).normal(0, 5, len(frame))
     s = spec(target="spend", model="linear")
-    data = training.prepare(frame, s, ref="churn:1")
-    split = training.split(data, s)
-    pipe = training.build_pipeline(data, get_kind("linear"), {"alpha": 1.0}, 1).fit(split.X_train, split.y_train)
+    data = pipeline.prepare(frame, s, ref="churn:1")
+    split = pipeline.split(data, s)
+    pipe = pipeline.build_pipeline(data, get_kind("linear"), {"alpha": 1.0}, 1).fit(split.X_train, split.y_train)
     result = evaluation.evaluate(pipe, split.X_test, split.y_test, task="regression", seed=1)
     assert set(result.metrics) == {"rmse", "mae", "r2"} and result.metrics["r2"] > 0.9
     assert len(result.plots["residuals"]["predicted"]) == len(split.y_test)

@@ -9,7 +9,7 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from core import audit, auth
-from core.auth_types import Actor
+from core.actors import Actor
 from core.errors import PermissionDenied
 from core.settings import get_settings
 from db.models import AuditEvent, User

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from core import policy, promotion, reports
-from core.auth_types import Actor
-from core.model_views import registry_for
+from core import policy
+from core.actors import Actor
+from core.compliance import reports
+from core.promotion import approvals, moves
+from core.registry.views import registry_for
 from core.settings import get_settings
 from db.session import make_engine, make_session_factory, transaction
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
@@ -39,9 +41,9 @@ def approve_v2(dashboard: Dashboard) -> None:
         with transaction(factory) as s:
             policy.save(s, actor=Actor("admin", "admin"), home=settings.home, text=policy.with_override(
                 policy.read_text(settings.home), "churn", "approval", {"required": True}))
-            request = promotion.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=2,
+            request = approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=2,
                                                   reason="beats v1 on F1")
-        change = promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+        change = moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
             s, registry=registry, actor=Actor("ann", "approver"), request_id=request.id, approve=True,
             comment="checked the fairness table"))
         assert change is not None and change.to_version == 2

@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from core import alerts, aliases, policy
-from core.auth_types import cli_actor
-from core.demo import churn_frame
+from core import policy
+from core.actors import cli_actor
+from core.alerts import channels
+from core.platform import aliases
 from core.settings import Settings
+from core.workspace.demo import churn_frame
 from db.models import AuditEvent, DriftCheck, Job
 from db.session import make_engine, make_session_factory, transaction
 from tests.e2e.conftest import ARTIFACTS, ROOT, free_port
@@ -88,9 +90,9 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
     settings, factory, api_url, token = served
     with HttpReceiver() as hook, SmtpReceiver() as mail:
         with transaction(factory) as s:
-            alerts.add_channel(s, actor=cli_actor(), name="ops webhook", kind="webhook",
+            channels.add_channel(s, actor=cli_actor(), name="ops webhook", kind="webhook",
                                config={"url": hook.url("/leanops"), "secret": "a-long-shared-secret"})
-            alerts.add_channel(s, actor=cli_actor(), name="ops email", kind="email",
+            channels.add_channel(s, actor=cli_actor(), name="ops email", kind="email",
                                config={"host": "127.0.0.1", "port": mail.port, "sender": "leanops@example.test",
                                        "to": ["team@example.test"]})
         records = drifted_traffic()

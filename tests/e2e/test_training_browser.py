@@ -10,7 +10,7 @@ import time
 
 from playwright.sync_api import Page, expect
 
-from core.demo import churn_frame
+from core.workspace.demo import churn_frame
 from tests.e2e.conftest import ARTIFACTS, ROOT
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
 

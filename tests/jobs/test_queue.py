@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from core import audit, jobs
-from core.auth_types import Actor, cli_actor
+from core import audit
+from core.actors import Actor, cli_actor
 from core.errors import InvalidInput, PermissionDenied
+from core.platform import job_queue
 from db.models import AuditEvent, Job, utcnow
 from db.session import transaction
 from jobs.runner import run_next
@@ -19,7 +20,7 @@ ADMIN = cli_actor()
 
 def enqueue(factory, kind="diagnostic.sleep", params=None, actor=ADMIN) -> int:
     with transaction(factory) as s:
-        return jobs.enqueue(s, actor=actor, kind=kind, params=params or {"seconds": 0}).id
+        return job_queue.enqueue(s, actor=actor, kind=kind, params=params or {"seconds": 0}).id
 
 
 def test_enqueue_checks_kind_and_role(factory):
@@ -40,7 +41,7 @@ def test_each_job_is_claimed_exactly_once_by_concurrent_workers(factory):
     def worker(name: str) -> None:
         while True:
             with transaction(factory) as s:
-                job = jobs.claim(s, worker=name)
+                job = job_queue.claim(s, worker=name)
                 if job is None:
                     return
                 with lock:
@@ -58,7 +59,7 @@ def test_run_next_records_success_with_progress_and_log(factory, settings):
     job_id = enqueue(factory, params={"seconds": 1})
     assert run_next(factory, settings, "w1") == job_id
     with factory() as s:
-        job = jobs.get(s, job_id)
+        job = job_queue.get(s, job_id)
     assert (job.status, job.progress, job.result) == ("succeeded", 1.0, {"slept_seconds": 1.0})
     assert "started on w1" in job.log and "succeeded after" in job.log
     assert run_next(factory, settings, "w1") is None
@@ -72,7 +73,7 @@ def test_failed_job_keeps_reason_and_traceback(factory, settings):
     job_id = enqueue(factory, kind="audit.verify", params={})
     run_next(factory, settings, "w1")
     with factory() as s:
-        job = jobs.get(s, job_id)
+        job = job_queue.get(s, job_id)
     assert job.status == "failed"
     assert "audit chain broken" in job.error and "was altered" in job.error
     assert "Traceback" in job.log
@@ -81,12 +82,12 @@ def test_failed_job_keeps_reason_and_traceback(factory, settings):
 def test_cancel_queued_and_running(factory, settings):
     queued = enqueue(factory)
     with transaction(factory) as s:
-        jobs.cancel(s, actor=ADMIN, job_id=queued)
+        job_queue.cancel(s, actor=ADMIN, job_id=queued)
     with factory() as s:
-        assert jobs.get(s, queued).status == "cancelled"
+        assert job_queue.get(s, queued).status == "cancelled"
     with pytest.raises(InvalidInput, match="already cancelled"):
         with transaction(factory) as s:
-            jobs.cancel(s, actor=ADMIN, job_id=queued)
+            job_queue.cancel(s, actor=ADMIN, job_id=queued)
 
     running = enqueue(factory, params={"seconds": 30})
     result: list[int | None] = []
@@ -94,28 +95,28 @@ def test_cancel_queued_and_running(factory, settings):
     t.start()
     for _ in range(100):
         with factory() as s:
-            if jobs.get(s, running).status == "running":
+            if job_queue.get(s, running).status == "running":
                 break
         threading.Event().wait(0.05)
     with transaction(factory) as s:
-        jobs.cancel(s, actor=ADMIN, job_id=running)
+        job_queue.cancel(s, actor=ADMIN, job_id=running)
     t.join(timeout=10)
     assert not t.is_alive(), "a cancelled job must stop at its next progress report"
     with factory() as s:
-        job = jobs.get(s, running)
+        job = job_queue.get(s, running)
     assert (job.status, job.error) == ("cancelled", "cancelled by a user")
 
 
 def test_reaper_fails_jobs_without_heartbeat(factory):
     stale, fresh = enqueue(factory), enqueue(factory)
     with transaction(factory) as s:
-        jobs.claim(s, worker="dead-worker")
-        jobs.claim(s, worker="live-worker")
+        job_queue.claim(s, worker="dead-worker")
+        job_queue.claim(s, worker="live-worker")
         s.get(Job, stale).heartbeat_at = utcnow() - timedelta(seconds=120)
     with transaction(factory) as s:
-        assert jobs.reap_stale(s, stale_after=30) == [stale]
+        assert job_queue.reap_stale(s, stale_after=30) == [stale]
     with factory() as s:
-        reaped, alive = jobs.get(s, stale), jobs.get(s, fresh)
+        reaped, alive = job_queue.get(s, stale), job_queue.get(s, fresh)
         events = s.query(AuditEvent).filter_by(action="job.failed", actor="system:reaper").count()
     assert reaped.status == "failed" and "dead-worker stopped responding" in reaped.error
     assert alive.status == "running"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from core import aliases, jobs, policy, promotion, retrain
-from core.auth_types import Actor
-from core.model_views import registry_for
+from core import policy
+from core.actors import Actor
+from core.platform import aliases, job_queue
+from core.promotion import moves
+from core.registry.views import registry_for
+from core.retraining import triggers
 from db.models import Alert, AuditEvent, Job, TrainingRun
 from db.session import transaction
 from jobs import runner
@@ -36,7 +39,7 @@ def champion(factory, workspace):
     add_dataset(factory, workspace, noisy)
     first = train(factory, workspace, SPEC, actor_name="sam", log=lambda line: None)
     registry = registry_for(workspace.mlflow_uri, workspace.home)
-    promotion.commit_or_undo(factory, registry, lambda s: promotion.promote(
+    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
         s, registry=registry, actor=ADMIN, model="churn", version=first["model_version"], reason="test", force=True))
     add_dataset(factory, workspace, small_churn(rows=600, seed=8))
     return first
@@ -45,7 +48,7 @@ def champion(factory, workspace):
 def run_job(factory, settings, job_id):
     assert runner.run_next(factory, settings, "test-worker") == job_id
     with factory() as s:
-        return jobs.get(s, job_id)
+        return job_queue.get(s, job_id)
 
 
 def chain(factory):
@@ -55,7 +58,7 @@ def chain(factory):
 
 def test_growth_retrain_reuses_the_champion_config_and_auto_promotes(factory, workspace, champion):
     write_policy(workspace, auto_promote=True)
-    [request] = retrain.on_dataset_version(factory, workspace, dataset="churn", version=2, via_api=False)
+    [request] = triggers.on_dataset_version(factory, workspace, dataset="churn", version=2, via_api=False)
     assert request.queued and "600 rows vs 400" in request.reason
     job = run_job(factory, workspace, request.job_id)
     assert job.status == "succeeded", job.error
@@ -75,12 +78,12 @@ def test_growth_retrain_reuses_the_champion_config_and_auto_promotes(factory, wo
     promoted = next(d for a, act, d in chain(factory) if act == "model.promote" and a == "system:retrain")
     assert promoted["reason"].startswith("auto-promoted retrain (growth): churn v2: 600 rows vs 400")
     # The growth is used up: the periodic check does not queue it again.
-    assert not retrain.check_growth(factory, workspace, "churn").act
+    assert not triggers.check_growth(factory, workspace, "churn").act
 
 
 def test_without_auto_promote_the_version_is_challenger_and_approvers_are_alerted(factory, workspace, champion):
     write_policy(workspace, auto_promote=False)
-    request = retrain.request_retrain(factory, workspace, model="churn", reason="drift share 0.8", trigger="drift")
+    request = triggers.request_retrain(factory, workspace, model="churn", reason="drift share 0.8", trigger="drift")
     job = run_job(factory, workspace, request.job_id)
     assert job.status == "succeeded", job.error
     assert job.result["outcome"] == "challenger"
@@ -96,7 +99,7 @@ def test_without_auto_promote_the_version_is_challenger_and_approvers_are_alerte
 def test_scheduled_retrain_is_a_system_job_and_monitor_checks_every_champion(factory, workspace, champion):
     write_policy(workspace, auto_promote=False)
     with transaction(factory) as s:
-        job = jobs.enqueue(s, actor=Actor("system:schedule:monitor-performance", "admin", "system"),
+        job = job_queue.enqueue(s, actor=Actor("system:schedule:monitor-performance", "admin", "system"),
                            kind="monitor.performance")
         job_id = job.id
     done = run_job(factory, workspace, job_id)
@@ -112,6 +115,6 @@ def test_scheduled_retrain_is_a_system_job_and_monitor_checks_every_champion(fac
 
 def test_retrain_of_a_model_without_champion_fails_with_a_reason(factory, workspace):
     with transaction(factory) as s:
-        job_id = jobs.enqueue(s, actor=ADMIN, kind="retrain", params={"model": "nope", "trigger": "manual"}).id
+        job_id = job_queue.enqueue(s, actor=ADMIN, kind="retrain", params={"model": "nope", "trigger": "manual"}).id
     job = run_job(factory, workspace, job_id)
     assert job.status == "failed" and "nope has no champion" in job.error

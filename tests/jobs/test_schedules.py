@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from core import jobs, leases, schedules
-from core.auth_types import Actor, cli_actor
+from core.actors import Actor, cli_actor
 from core.errors import InvalidInput, PermissionDenied
+from core.platform import job_queue, leases, schedules
 from db.session import transaction
 from jobs import scheduler
 
@@ -46,7 +46,7 @@ def test_next_run_is_written_back_and_pause_clears_it(runtime, factory):
 def test_firing_queues_a_job_as_the_system(runtime, factory):
     scheduler.fire_schedule("nightly")
     with factory() as s:
-        queued = jobs.list_jobs(s, kind="audit.verify")
+        queued = job_queue.list_jobs(s, kind="audit.verify")
         row = next(x for x in schedules.list_schedules(s) if x.name == "nightly")
     assert queued[0].created_by == "system:schedule:nightly"
     assert row.last_job_id == queued[0].id

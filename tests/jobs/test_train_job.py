@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from core import datasets, jobs, lineage, registry, training, training_runs
+from core.data import datasets, lineage
 from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.platform import job_queue, mlflow_store
+from core.training import pipeline, runs
+from core.training.spec import parse_spec
 from db.models import AuditEvent
 from db.session import transaction
 from jobs import runner
@@ -29,19 +32,19 @@ FAST_FOREST = {"n_estimators": 20}
 
 
 def launch(factory, actor=SCIENTIST, **raw) -> int:
-    spec = training.parse_spec({"dataset": "churn", "target": "churn"} | raw)
+    spec = parse_spec({"dataset": "churn", "target": "churn"} | raw)
     with transaction(factory) as s:
-        return training.launch(s, actor=actor, spec=spec).id
+        return pipeline.launch(s, actor=actor, spec=spec).id
 
 
-def run(factory, settings, job_id: int) -> jobs.JobView:
+def run(factory, settings, job_id: int) -> job_queue.JobView:
     assert runner.run_next(factory, settings, "test-worker") == job_id
     with factory() as s:
-        return jobs.get(s, job_id)
+        return job_queue.get(s, job_id)
 
 
-def store(settings) -> registry.Store:
-    return registry.store_for(settings)
+def store(settings) -> mlflow_store.Store:
+    return mlflow_store.store_for(settings)
 
 
 def client(settings):
@@ -58,7 +61,7 @@ def test_launched_job_registers_a_version_with_lineage_and_records_the_run(facto
     version = add_dataset(factory, workspace, small_churn())
     job_id = launch(factory, sensitive="gender", params=FAST_FOREST)
     with factory() as s:
-        assert jobs.get(s, job_id).params["dataset"] == "churn:1"  # pinned at launch
+        assert job_queue.get(s, job_id).params["dataset"] == "churn:1"  # pinned at launch
     job = run(factory, workspace, job_id)
     assert job.status == "succeeded", job.log
     result = job.result
@@ -70,8 +73,8 @@ def test_launched_job_registers_a_version_with_lineage_and_records_the_run(facto
     assert "registered churn version 1" in job.log
 
     with factory() as s:
-        row = training_runs.for_job(s, job_id)
-        ref_stats = training_runs.reference_for(s, model="churn", version=1)
+        row = runs.for_job(s, job_id)
+        ref_stats = runs.reference_for(s, model="churn", version=1)
         trained = s.scalars(select(AuditEvent).where(AuditEvent.action == "model.trained")).one()
         links = lineage.runs_for(s, ref="churn:1")
     assert (row.status, row.model_version, row.mlflow_run_id, row.dataset_sha256) == (
@@ -83,21 +86,21 @@ def test_launched_job_registers_a_version_with_lineage_and_records_the_run(facto
     assert trained.actor == "sam" and trained.subject == "model:churn" and trained.details["version"] == 1
     assert [(link.run_id, link.model_version) for link in links] == [(result["run_id"], 1)]
 
-    mv = registry.version_info(store(workspace), name="churn", version=1)
+    mv = mlflow_store.version_info(store(workspace), name="churn", version=1)
     tags = mv["tags"]
     assert (tags["leanops.dataset"], tags["leanops.dataset_sha256"], tags["leanops.job_id"]) == (
         "churn:1", version.sha256, str(job_id))
-    assert tags["leanops.code_version"] == training.code_version() and mv["run_id"] == result["run_id"]
+    assert tags["leanops.code_version"] == pipeline.code_version() and mv["run_id"] == result["run_id"]
     logged = client(workspace).get_logged_model(mv["source"].removeprefix("models:/"))
     assert logged.artifact_location.removeprefix("file://").startswith(str(workspace.artifacts))
-    run_info = registry.run_info(store(workspace), result["run_id"])
+    run_info = mlflow_store.run_info(store(workspace), result["run_id"])
     assert run_info["status"] == "FINISHED" and run_info["metrics"]["f1"] == result["metrics"]["f1"]
     assert run_info["params"]["n_estimators"] == "20" and "baseline_f1" in run_info["metrics"]
     mlflow_run = client(workspace).get_run(result["run_id"])
     assert mlflow_run.inputs.dataset_inputs[0].dataset.digest == version.sha256[:36]
     artifacts = {a.path for a in client(workspace).list_artifacts(result["run_id"], "plots")}
     assert {"plots/confusion_matrix.png", "plots/plots.json"} <= artifacts
-    assert json.loads(registry.download_text(store(workspace), result["run_id"], "reference/reference.json")
+    assert json.loads(mlflow_store.download_text(store(workspace), result["run_id"], "reference/reference.json")
                       )["rows"] == 480
 
 
@@ -136,17 +139,17 @@ def test_reproduce_gives_the_same_metrics(factory, workspace):
     first = run(factory, workspace, launch(factory, params=FAST_FOREST, seed=7))
     add_dataset(factory, workspace, small_churn(seed=8))  # a newer version must not be picked up
     with factory() as s:
-        original = training_runs.for_job(s, first.id)
+        original = runs.for_job(s, first.id)
     with transaction(factory) as s:
-        again_id = training_runs.reproduce(s, actor=SCIENTIST, run_id=original.id).id
+        again_id = runs.reproduce(s, actor=SCIENTIST, run_id=original.id).id
     again = run(factory, workspace, again_id)
     with factory() as s:
-        repeat = training_runs.for_job(s, again.id)
+        repeat = runs.for_job(s, again.id)
     assert (repeat.dataset_version, repeat.params, repeat.seed) == (1, original.params, 7)
     assert repeat.spec["reproduces"] == original.id and repeat.model_version == 2
     assert repeat.metrics == pytest.approx(original.metrics, rel=1e-9)
     with transaction(factory) as s, pytest.raises(PermissionDenied):
-        training_runs.reproduce(s, actor=VIEWER, run_id=original.id)
+        runs.reproduce(s, actor=VIEWER, run_id=original.id)
 
 
 def test_search_registers_its_best_candidate(factory, workspace):
@@ -155,13 +158,13 @@ def test_search_registers_its_best_candidate(factory, workspace):
                                          search={"method": "grid", "candidates": 3, "folds": 3}))
     assert job.status == "succeeded", job.log
     with factory() as s:
-        row = training_runs.for_job(s, job.id)
+        row = runs.for_job(s, job.id)
     table = row.search["candidates"]
     best = min(table, key=lambda r: r["rank"])
     assert len(table) == 3 and row.params == best["params"] == row.search["best"]
     assert best["mean"] == max(r["mean"] for r in table)
     assert "search: best of 3 candidates" in job.log and row.model_version == 1
-    params = registry.run_info(store(workspace), row.mlflow_run_id)["params"]
+    params = mlflow_store.run_info(store(workspace), row.mlflow_run_id)["params"]
     assert float(params["C"]) == best["params"]["C"]
 
 
@@ -211,7 +214,7 @@ def test_bad_launches_are_refused_at_once(factory, workspace):
     with pytest.raises(PermissionDenied):
         launch(factory, actor=VIEWER)
     with factory() as s:
-        assert jobs.list_jobs(s) == []
+        assert job_queue.list_jobs(s) == []
 
 
 def test_cancel_during_the_fit_stops_the_job_and_leaves_no_version(factory, workspace):
@@ -222,16 +225,16 @@ def test_cancel_during_the_fit_stops_the_job_and_leaves_no_version(factory, work
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with factory() as s:
-            if "trees" in jobs.get(s, job_id).stage:
+            if "trees" in job_queue.get(s, job_id).stage:
                 break
         time.sleep(0.2)
     with transaction(factory) as s:
-        jobs.cancel(s, actor=SCIENTIST, job_id=job_id)
+        job_queue.cancel(s, actor=SCIENTIST, job_id=job_id)
     worker.join(timeout=120)
     with factory() as s:
-        job, row = jobs.get(s, job_id), training_runs.for_job(s, job_id)
+        job, row = job_queue.get(s, job_id), runs.for_job(s, job_id)
     assert job.status == "cancelled" and row.status == "cancelled" and row.model_version is None
-    assert registry.run_info(store(workspace), row.mlflow_run_id)["status"] == "KILLED"
+    assert mlflow_store.run_info(store(workspace), row.mlflow_run_id)["status"] == "KILLED"
     assert versions(workspace) == []
 
 
@@ -256,9 +259,9 @@ def test_a_failure_after_registration_deletes_the_version_and_fails_the_mlflow_r
     assert job.error.startswith("training failed while recording the run: ") and "disk quota exceeded" in job.error
     assert "\n" not in job.error and "Traceback" in job.log
     with factory() as s:
-        row = training_runs.for_job(s, job.id)
+        row = runs.for_job(s, job.id)
     assert row.status == "failed" and row.model_version is None and "disk quota exceeded" in row.error
-    assert registry.run_info(store(workspace), row.mlflow_run_id)["status"] == "FAILED"
+    assert mlflow_store.run_info(store(workspace), row.mlflow_run_id)["status"] == "FAILED"
     assert versions(workspace) == []
 
 
@@ -274,7 +277,7 @@ def test_a_worker_killed_mid_fit_leaves_a_failed_job_run_and_no_version(factory,
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.poll() is None:
             with factory() as s:
-                if "trees" in jobs.get(s, job_id).stage:
+                if "trees" in job_queue.get(s, job_id).stage:
                     break
             time.sleep(0.3)
         else:
@@ -285,20 +288,20 @@ def test_a_worker_killed_mid_fit_leaves_a_failed_job_run_and_no_version(factory,
         if worker.poll() is None:
             worker.kill()
     with factory() as s:
-        mlflow_run = training_runs.for_job(s, job_id).mlflow_run_id
-    assert registry.run_info(store(workspace), mlflow_run)["status"] == "RUNNING"
+        mlflow_run = runs.for_job(s, job_id).mlflow_run_id
+    assert mlflow_store.run_info(store(workspace), mlflow_run)["status"] == "RUNNING"
     time.sleep(1.5)
     assert runner.reap(factory, workspace.model_copy(update={"job_stale_seconds": 1.0})) == [job_id]
     with factory() as s:  # the list shows the job's verdict before anything is tidied
-        listed = training_runs.list_runs(s)[0]
+        listed = runs.list_runs(s)[0]
     assert listed.status == "failed"
     logged: list[str] = []
     train_job.reconcile(factory, store(workspace), log=logged.append)
     with factory() as s:
-        row, job = training_runs.for_job(s, job_id), jobs.get(s, job_id)
+        row, job = runs.for_job(s, job_id), job_queue.get(s, job_id)
     assert job.status == "failed" and "stopped responding" in job.error
     assert row.status == "failed" and row.error == job.error
-    assert registry.run_info(store(workspace), mlflow_run)["status"] == "FAILED"
+    assert mlflow_store.run_info(store(workspace), mlflow_run)["status"] == "FAILED"
     assert versions(workspace) == [] and len(logged) == 2
 
 
@@ -311,11 +314,11 @@ def test_run_list_filters_and_pages_in_sql(factory, workspace):
     failed = run(factory, workspace, launch(factory, dataset="flat"))
     assert (ok.status, failed.status) == ("succeeded", "failed")
     with factory() as s:
-        assert [r.status for r in training_runs.list_runs(s)] == ["succeeded"]  # bad data fails before a row
-        assert training_runs.count_runs(s, status="succeeded", dataset="churn", kind="dummy") == 1
-        assert training_runs.count_runs(s, model="other") == 0
-        assert training_runs.list_runs(s, limit=1, offset=1) == []
-        assert training_runs.filter_values(s) == {"dataset": ["churn"], "model": ["churn"], "kind": ["dummy"]}
+        assert [r.status for r in runs.list_runs(s)] == ["succeeded"]  # bad data fails before a row
+        assert runs.count_runs(s, status="succeeded", dataset="churn", kind="dummy") == 1
+        assert runs.count_runs(s, model="other") == 0
+        assert runs.list_runs(s, limit=1, offset=1) == []
+        assert runs.filter_values(s) == {"dataset": ["churn"], "model": ["churn"], "kind": ["dummy"]}
         with pytest.raises(InvalidInput, match="status 'done' is unknown"):
-            training_runs.list_runs(s, status="done")
+            runs.list_runs(s, status="done")
         assert datasets.resolve(s, ref="flat").version == 1

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from core import jobs
-from core.auth_types import cli_actor
+from core.actors import cli_actor
+from core.platform import job_queue
 from db.session import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,11 +23,11 @@ def start_worker(settings, *extra: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(factory, job_id: int, status: str, timeout: float) -> jobs.JobView:
+def wait_for(factory, job_id: int, status: str, timeout: float) -> job_queue.JobView:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with factory() as s:
-            job = jobs.get(s, job_id)
+            job = job_queue.get(s, job_id)
         if job.status == status:
             return job
         time.sleep(0.5)
@@ -36,7 +36,7 @@ def wait_for(factory, job_id: int, status: str, timeout: float) -> jobs.JobView:
 
 def test_sigkilled_worker_leaves_its_job_failed_within_60_seconds(factory, settings):
     with transaction(factory) as s:
-        job_id = jobs.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
+        job_id = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
     first = start_worker(settings)
     try:
         running = wait_for(factory, job_id, "running", timeout=30)
@@ -60,13 +60,13 @@ def test_sigkilled_worker_leaves_its_job_failed_within_60_seconds(factory, setti
 
 def test_sigterm_fails_the_running_job_at_once_and_releases_the_lease(factory, settings):
     with transaction(factory) as s:
-        job_id = jobs.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
+        job_id = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
     worker = start_worker(settings)
     wait_for(factory, job_id, "running", timeout=30)
     worker.terminate()
     assert worker.wait(timeout=20) == 0
     with factory() as s:
-        job = jobs.get(s, job_id)
+        job = job_queue.get(s, job_id)
     assert job.status == "failed" and job.error == "worker shut down during the job"
     again = start_worker(settings)  # the lease was released: a new scheduler starts at once
     try:

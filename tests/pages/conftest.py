@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core import auth
-from core.auth_types import cli_actor
+from core.actors import cli_actor
 from db.session import transaction
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,8 +8,8 @@ import hmac
 import pytest
 import streamlit as st
 
-from core import alerts
-from core.auth_types import cli_actor
+from core.actors import cli_actor
+from core.alerts import channels, notify
 from db.models import AlertChannel, AuditEvent
 from db.session import transaction
 from tests.receivers import HttpReceiver
@@ -61,7 +61,7 @@ def test_a_failing_test_alert_is_explained(open_page, factory, http, monkeypatch
     monkeypatch.setenv("LEANOPS_ALERT_BACKOFF_SECONDS", "0")
     http.answer("/down", 500)
     with transaction(factory) as s:
-        channel = alerts.add_channel(s, actor=cli_actor(), name="down", kind="slack",
+        channel = channels.add_channel(s, actor=cli_actor(), name="down", kind="slack",
                                      config={"url": http.url("/down")})
     at = open_page("pages/admin.py")
     button(at, "Send test alert", key=f"alert-test-{channel.id}").click().run()
@@ -85,11 +85,11 @@ def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, s
     assert any("No alerts yet" in c.value for c in at.caption)
 
     with transaction(factory) as s:
-        alerts.add_channel(s, actor=cli_actor(), name="hook", kind="slack", config={"url": http.url("/s")})
+        channels.add_channel(s, actor=cli_actor(), name="hook", kind="slack", config={"url": http.url("/s")})
     for _ in range(2):  # the second falls inside the cooldown
-        alerts.notify(factory, settings, condition="drift", model="churn", title="Drift on churn",
+        notify.notify(factory, settings, condition="drift", model="churn", title="Drift on churn",
                       message="2 of 10 columns drifted")
-    assert alerts.wait_for_deliveries(60)
+    assert notify.wait_for_deliveries(60)
     st.cache_data.clear()
     at = open_page("pages/overview.py", role="viewer")
     assert not at.exception

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from core import audit
-from core.auth_types import cli_actor
+from core.actors import cli_actor
 from db.session import transaction
 
 

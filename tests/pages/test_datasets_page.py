@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from streamlit.testing.v1 import AppTest
 
-from core import dataset_schemas, datasets, lineage
-from core.auth_types import cli_actor
+from core.actors import cli_actor
+from core.data import datasets, lineage, schemas
 from db.session import transaction
 
 PAGE = "pages/datasets.py"
@@ -126,7 +126,7 @@ def test_scientist_edits_the_schema(open_page, factory, settings) -> None:
     by_label(at.button, "Save schema").click().run()
     assert not at.error
     with factory() as s:
-        assert dataset_schemas.current_schema(s, name="churn").version == 2
+        assert schemas.current_schema(s, name="churn").version == 2
 
 
 def test_two_hundred_versions_render_like_two(open_page, factory, settings) -> None:

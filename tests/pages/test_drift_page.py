@@ -56,14 +56,15 @@ def test_scientist_queues_a_window_check_admin_only_settings(open_page, trained,
 def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
     import numpy as np
 
-    from core import aliases, monitoring
+    from core.monitoring import checks
+    from core.platform import aliases
     from tests.training_support import SCIENTIST
 
     aliases.move(trained.mlflow_uri, model="churn", alias="champion", version=1)
     batch = small_churn(600, seed=4)
     batch["monthly_charges"] = batch["monthly_charges"] + 30
     batch["contract"] = np.where(np.random.default_rng(1).random(600) < 0.9, "month-to-month", "one-year")
-    check = monitoring.run_check(factory, trained, actor=SCIENTIST, model="churn", source="upload", current=batch,
+    check = checks.run_check(factory, trained, actor=SCIENTIST, model="churn", source="upload", current=batch,
                                  filename="batch.csv")
     assert {"monthly_charges", "contract"} <= set(check.drifted)
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from core import jobs, schedules
-from core.auth_types import cli_actor
+from core.actors import cli_actor
+from core.platform import job_queue, schedules
 from db.models import Job, utcnow
 from db.session import transaction
 
 
 def test_reaped_job_shows_its_reason(open_page, factory):
     with transaction(factory) as s:
-        job = jobs.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 5})
-        jobs.claim(s, worker="host:1:dead")
+        job = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 5})
+        job_queue.claim(s, worker="host:1:dead")
         s.get(Job, job.id).heartbeat_at = utcnow() - timedelta(minutes=5)
     with transaction(factory) as s:
-        jobs.reap_stale(s, stale_after=30)
+        job_queue.reap_stale(s, stale_after=30)
     at = open_page("pages/jobs.py", role="viewer")
     assert not at.exception
     history = at.dataframe[0].value
@@ -39,9 +39,9 @@ def test_scientist_queues_and_cancels_a_diagnostic_job(open_page, factory):
     next(b for b in at.button if b.label == "Queue diagnostic job").click().run()
     assert "Queued job" in at.success[0].value
     with factory() as s:
-        queued = jobs.list_jobs(s, statuses=("queued",))
+        queued = job_queue.list_jobs(s, statuses=("queued",))
     assert len(queued) == 1
     at.run()
     at.button(key=f"cancel-{queued[0].id}").click().run()
     with factory() as s:
-        assert jobs.get(s, queued[0].id).status == "cancelled"
+        assert job_queue.get(s, queued[0].id).status == "cancelled"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from core.predictions import LogWriter, Refused, Served
+from core.serving.predictions import LogWriter, Refused, Served
 from db.models import utcnow
 
 

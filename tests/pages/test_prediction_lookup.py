@@ -3,8 +3,8 @@ record, its feedback, and the report downloads of the version that answered."""
 
 from __future__ import annotations
 
-from core import predictions
-from core.auth_types import Actor
+from core.actors import Actor
+from core.serving import predictions
 from db.models import PredictionLog, utcnow
 from db.session import transaction
 

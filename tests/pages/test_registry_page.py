@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from core import aliases, policy, promotion
-from core.auth_types import Actor
+from core import policy
+from core.actors import Actor
 from core.errors import InvalidInput
-from core.model_views import registry_for
+from core.platform import aliases
+from core.promotion import approvals, moves
+from core.registry.views import registry_for
 from db.session import transaction
 from jobs.train import execute
 from tests.training_support import *  # noqa: F403
@@ -62,9 +64,9 @@ def test_approval_required_trainer_cannot_approve_second_user_can(open_page, tra
 
     registry = registry_for(trained.mlflow_uri, trained.home)
     with factory() as s:
-        request_id = promotion.pending_requests(s, model="churn")[0].id
+        request_id = approvals.pending_requests(s, model="churn")[0].id
     with pytest.raises(InvalidInput, match="sam trained churn v1 and cannot approve it"):
-        promotion.commit_or_undo(factory, registry, lambda s: promotion.decide(
+        moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
             s, registry=registry, actor=Actor("sam", "approver"), request_id=request_id, approve=True))
 
     approver = open_page("pages/registry.py", role="approver")
@@ -73,4 +75,4 @@ def test_approval_required_trainer_cannot_approve_second_user_can(open_page, tra
     assert not approver.exception
     assert champion(trained) == 1
     with transaction(factory) as s:
-        assert not promotion.pending_requests(s, model="churn")
+        assert not approvals.pending_requests(s, model="churn")

@@ -8,7 +8,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core import auth
-from core.auth_types import cli_actor
+from core.actors import cli_actor
 from db.models import AuditEvent
 from db.session import transaction
 

@@ -7,7 +7,8 @@ import time
 import streamlit as st
 from sqlalchemy import insert
 
-from core import jobs, training_runs
+from core.platform import job_queue
+from core.training import runs
 from db.models import TrainingRun, utcnow
 from db.session import transaction
 from jobs import runner
@@ -19,9 +20,9 @@ def button(at, label):
     return next(b for b in at.button if b.label == label)
 
 
-def queued(factory) -> list[jobs.JobView]:
+def queued(factory) -> list[job_queue.JobView]:
     with factory() as s:
-        return jobs.list_jobs(s, statuses=("queued",), kind="train")
+        return job_queue.list_jobs(s, statuses=("queued",), kind="train")
 
 
 def test_scientist_launches_training_and_it_returns_at_once(open_page, factory, workspace):
@@ -44,7 +45,7 @@ def test_scientist_launches_training_and_it_returns_at_once(open_page, factory, 
     at.run()  # the live panel lists the queued job with a Cancel button
     at.button(key=f"tr-cancel-{job.id}").click().run()
     with factory() as s:
-        assert jobs.get(s, job.id).status == "cancelled"
+        assert job_queue.get(s, job.id).status == "cancelled"
 
 
 def test_changing_the_model_and_task_changes_the_parameter_form(open_page, factory, workspace):
@@ -128,4 +129,4 @@ def test_run_list_renders_the_same_at_10_and_10000_runs(open_page, factory, work
     big.selectbox(key="tr-filter-status").set_value("failed").run()
     assert "No run matches these filters." in [i.value for i in big.info]
     with factory() as s:
-        assert training_runs.count_runs(s) == 10_000
+        assert runs.count_runs(s) == 10_000

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from core import training
 from core.errors import StoreUnavailable
+from core.training import pipeline
+from core.training.spec import parse_spec
 from tests.scale.conftest import free_port
 from tests.training_support import small_churn
 
@@ -31,11 +32,11 @@ def cluster_address() -> Iterator[str]:
 
 
 def searched(model: str, method: str, candidates: int, address: str = "") -> tuple[dict, list[dict], list[str]]:
-    spec = training.parse_spec({"dataset": "churn", "target": "churn", "model": model,
+    spec = parse_spec({"dataset": "churn", "target": "churn", "model": model,
                                 "search": {"method": method, "candidates": candidates, "folds": 3}})
-    data = training.prepare(small_churn(rows=240), spec, ref="churn:1")
+    data = pipeline.prepare(small_churn(rows=240), spec, ref="churn:1")
     stages: list[str] = []
-    best, table = training.search(data, training.split(data, spec), spec, dask_address=address,
+    best, table = pipeline.search(data, pipeline.split(data, spec), spec, dask_address=address,
                                   progress=lambda fraction, stage: stages.append(stage))
     return best, table, stages
 

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import datasets
-from core.auth_types import Actor
+from core.actors import Actor
+from core.data import datasets
 from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.platform.storage import LocalStore, S3Store, open_store
 from core.settings import Settings, get_settings
-from core.storage import LocalStore, S3Store, open_store
 from db.models import Dataset, DatasetVersion
 from db.session import transaction
 from tests.scale.conftest import S3_KEY, S3_REGION, S3_SECRET, S3Server, free_port

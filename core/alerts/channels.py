@@ -1,0 +1,175 @@
+"""Alerts: channels (Slack, HMAC-signed webhook, email), a cooldown per model and condition, deliveries.
+
+``notify`` is called after the caller's transaction has committed. It stores the alert in its own
+transaction (deciding there whether it falls inside the cooldown), then delivers it from a
+background thread, so a slow or broken channel never holds up the job that raised it. Each
+channel is tried a few times with exponential backoff; every outcome is written back on the
+Alert row and audited as ``alert.raised``.
+
+A generic webhook receives the alert as JSON with two headers::
+
+    X-LeanOps-Timestamp: <unix seconds, also in the body as "timestamp">
+    X-LeanOps-Signature: sha256=<hex HMAC-SHA256 of the raw request body, keyed with the channel secret>
+
+A receiver recomputes ``hmac.new(secret, raw_body, hashlib.sha256).hexdigest()``, compares it with
+``hmac.compare_digest``, and rejects timestamps older than a few minutes (the timestamp is inside the
+signed body, so it cannot be changed without breaking the signature).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.actors import Actor
+from core.alerts.delivery import target_text
+from core.auth import require
+from core.errors import InvalidInput, NotFound
+from db.models import AlertChannel
+
+log = logging.getLogger("leanops.alerts")
+KINDS = ("slack", "webhook", "email")
+SECRET_KEYS = ("secret", "password")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
+EMAIL_RE = re.compile(r"^[^@\s,;]+@[^@\s,;]+$")
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChannelView:
+    """A channel as pages and the CLI see it: secrets masked."""
+
+    id: int
+    name: str
+    kind: str
+    enabled: bool
+    config: dict[str, Any]
+    target: str
+    created_by: str
+    created_at: datetime
+
+
+def _mask(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: (("•" * 6 + str(v)[-2:] if len(str(v)) > 8 else "•" * 6) if k in SECRET_KEYS and v else v)
+            for k, v in config.items()}
+
+
+def _channel_view(row: AlertChannel) -> ChannelView:
+    return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled, config=_mask(row.config),
+                       target=target_text(row.kind, row.config), created_by=row.created_by,
+                       created_at=row.created_at)
+
+
+# -- channels ------------------------------------------------------------------------------------
+
+def _check_url(url: str) -> str:
+    url = (url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidInput(f"webhook URL {url!r} is not an http(s) URL")
+    return url
+
+
+def _check_config(kind: str, config: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A clean config for ``kind``; a blank secret keeps ``old``'s (so edits need not retype it)."""
+    old = old or {}
+    if kind == "slack":
+        return {"url": _check_url(config.get("url", ""))}
+    if kind == "webhook":
+        secret = str(config.get("secret") or old.get("secret") or "")
+        if len(secret) < 16:
+            raise InvalidInput(f"a webhook secret needs at least 16 characters (got {len(secret)})")
+        return {"url": _check_url(config.get("url", "")), "secret": secret}
+    host = str(config.get("host") or "").strip()
+    if not host:
+        raise InvalidInput("an email channel needs an SMTP host")
+    try:
+        port = int(config.get("port") or 25)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"SMTP port {config.get('port')!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise InvalidInput(f"SMTP port {port} is outside 1-65535")
+    to = config.get("to") or []
+    to = [a.strip() for a in (re.split(r"[,;\s]+", to) if isinstance(to, str) else to) if a.strip()]
+    sender = str(config.get("sender") or "").strip()
+    for address in [sender, *to]:
+        if not EMAIL_RE.match(address):
+            raise InvalidInput(f"{address!r} is not an email address")
+    if not to:
+        raise InvalidInput("an email channel needs at least one recipient")
+    username = str(config.get("username") or "").strip()
+    password = str(config.get("password") or old.get("password") or "") if username else ""
+    if username and not password:
+        raise InvalidInput(f"SMTP login {username!r} needs a password")
+    return {"host": host, "port": port, "sender": sender, "to": to, "starttls": bool(config.get("starttls")),
+            "username": username, "password": password}
+
+
+def _get_channel(session: Session, channel_id: int) -> AlertChannel:
+    row = session.get(AlertChannel, channel_id)
+    if row is None:
+        raise NotFound(f"no alert channel with id {channel_id}")
+    return row
+
+
+def add_channel(session: Session, *, actor: Actor, name: str, kind: str, config: dict[str, Any],
+                enabled: bool = True) -> ChannelView:
+    """A new channel (admin only). ``config``: slack {url}; webhook {url, secret}; email {host, port,
+    sender, to, starttls, username, password}."""
+    require(session, actor, "alerts.manage", f"alert_channel:{name}")
+    name = (name or "").strip()
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"channel name {name!r} is not allowed: use 1-64 letters, digits, spaces, '.', '_' or '-'")
+    if kind not in KINDS:
+        raise InvalidInput(f"channel kind {kind!r} is unknown; kinds are: {', '.join(KINDS)}")
+    if session.scalar(select(AlertChannel.id).where(AlertChannel.name == name)) is not None:
+        raise InvalidInput(f"an alert channel named {name!r} already exists")
+    clean = _check_config(kind, config)
+    row = AlertChannel(name=name, kind=kind, config=clean, enabled=enabled, created_by=actor.name)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "alert_channel.added", f"alert_channel:{name}",
+                 {"id": row.id, "kind": kind, "enabled": enabled, "config": _mask(clean)})
+    return _channel_view(row)
+
+
+def change_channel(session: Session, *, actor: Actor, channel_id: int, enabled: bool | None = None,
+                   config: dict[str, Any] | None = None) -> ChannelView:
+    """Enable/disable a channel or replace its config (a blank secret keeps the stored one)."""
+    require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
+    row = _get_channel(session, channel_id)
+    changes: dict[str, Any] = {}
+    if enabled is not None and enabled != row.enabled:
+        changes["enabled"] = {"from": row.enabled, "to": enabled}
+        row.enabled = enabled
+    if config is not None:
+        clean = _check_config(row.kind, config, old=row.config)
+        if clean != row.config:
+            changes["config"] = {"from": _mask(row.config), "to": _mask(clean)}
+            row.config = clean
+    if changes:
+        audit.record(session, actor, "alert_channel.changed", f"alert_channel:{row.name}", {"id": row.id, **changes})
+    session.flush()
+    return _channel_view(row)
+
+
+def remove_channel(session: Session, *, actor: Actor, channel_id: int) -> None:
+    require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
+    row = _get_channel(session, channel_id)
+    audit.record(session, actor, "alert_channel.removed", f"alert_channel:{row.name}",
+                 {"id": row.id, "kind": row.kind, "config": _mask(row.config)})
+    session.delete(row)
+    session.flush()
+
+
+def channels(session: Session) -> list[ChannelView]:
+    return [_channel_view(r) for r in session.scalars(select(AlertChannel).order_by(AlertChannel.name))]

@@ -1,0 +1,229 @@
+"""The compliance report as a PDF (fpdf2): the JSON report's content as text, tables and one chart image.
+
+DejaVu Sans (shipped with matplotlib) is embedded, so every character of the content prints as itself.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+TITLES = {
+    "identity": "1. Identity", "model_card": "2. Model card", "training_data": "3. Training data",
+    "training_config": "4. Training configuration", "evaluation": "5. Evaluation", "gates": "6. Policy gates",
+    "approvals": "7. Approvals and promotion history", "monitoring": "8. Monitoring", "audit": "9. Audit log",
+}
+
+
+def _fonts() -> Path:
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return str(value)
+
+
+class _Doc:
+    def __init__(self, content: dict[str, Any]) -> None:
+        from fpdf import FPDF
+
+        self.pdf = pdf = FPDF(format="A4")
+        fonts = _fonts()
+        pdf.add_font("DejaVu", "", str(fonts / "DejaVuSans.ttf"))
+        pdf.add_font("DejaVu", "B", str(fonts / "DejaVuSans-Bold.ttf"))
+        pdf.add_font("DejaVu", "I", str(fonts / "DejaVuSans-Oblique.ttf"))
+        ident = content["identity"]
+        pdf.set_title(f"Compliance report: {ident['model']} v{ident['version']}")
+        pdf.set_creator("LeanOps")
+        pdf.set_auto_page_break(True, margin=15)
+        pdf.add_page()
+        pdf.set_font("DejaVu", "B", 16)
+        pdf.multi_cell(0, 9, f"Compliance report — {ident['model']} version {ident['version']}",
+                       new_x="LMARGIN", new_y="NEXT")
+        self.line(f"Generated {ident['report_time']} by LeanOps", size=9)
+
+    def line(self, text: str, *, size: float = 9, style: str = "") -> None:
+        self.pdf.set_font("DejaVu", style, size)
+        self.pdf.multi_cell(0, size * 0.5, text, new_x="LMARGIN", new_y="NEXT")
+
+    def heading(self, text: str) -> None:
+        self.pdf.ln(3)
+        self.line(text, size=13, style="B")
+        self.pdf.ln(1)
+
+    def subheading(self, text: str) -> None:
+        self.pdf.ln(1)
+        self.line(text, size=10, style="B")
+
+    def missing(self, notes: list[str]) -> None:
+        for note in notes:
+            self.line(f"Missing: {note}", size=8.5, style="I")
+
+    def pairs(self, rows: list[tuple[str, Any]]) -> None:
+        self.table(["field", "value"], [[k, _text(v)] for k, v in rows], widths=(50, 140), headings=False)
+
+    def table(self, headers: list[str], rows: list[list[Any]], *, widths: tuple[float, ...] | None = None,
+              headings: bool = True, size: float = 8) -> None:
+        if not rows:
+            return
+        self.pdf.set_font("DejaVu", "", size)
+        with self.pdf.table(col_widths=widths, width=190, text_align="LEFT", first_row_as_headings=headings,
+                            line_height=size * 0.5, padding=0.8) as table:
+            if headings:
+                table.row([str(h) for h in headers])
+            for row in rows:
+                table.row([_text(v) for v in row])
+        self.pdf.ln(1)
+
+    def image(self, png: bytes, width: float = 110) -> None:
+        self.pdf.image(io.BytesIO(png), w=width)
+
+
+def render(content: dict[str, Any]) -> bytes:
+    doc = _Doc(content)
+    for key, title in TITLES.items():
+        doc.heading(title)
+        section = content[key]
+        SECTIONS[key](doc, section)
+        doc.missing(section.get("missing", []))
+    return bytes(doc.pdf.output())
+
+
+def _identity(doc: _Doc, s: dict[str, Any]) -> None:
+    doc.pairs([("model", s["model"]), ("version", s["version"]), ("MLflow run id", s["mlflow_run_id"]),
+               ("model URI", s["model_uri"]), ("model artifact sha256", s["model_sha256"]),
+               ("model files hashed", s["model_files"]), ("report time", s["report_time"]),
+               ("report sha256", s["report_sha256"])])
+    doc.line("The report sha256 is the sha256 of the JSON report's canonical form (sorted keys, no spaces, "
+             "UTF-8) without the report_sha256 field.", size=7.5, style="I")
+
+
+def _model_card(doc: _Doc, s: dict[str, Any]) -> None:
+    doc.pairs([("intended use", s["intended_use"] or None), ("limitations", s["limitations"] or None),
+               ("owner", s["owner"] or None), ("last edited", f"{s['updated_at']} by {s['updated_by']}"
+                                                if s["updated_by"] else None)])
+
+
+def _training_data(doc: _Doc, s: dict[str, Any]) -> None:
+    doc.pairs([("dataset", s["dataset"]), ("version", s["version"]), ("rows", s["rows"]),
+               ("file in the store", s["file_present"]), ("schema version", s["schema_version"])])
+    doc.line("Dataset sha256:", size=9, style="B")
+    doc.line(s["sha256"] or "—", size=9)
+    if s["columns"]:
+        doc.subheading("Schema")
+        doc.table(["column", "dtype"], [[c["name"], c["dtype"]] for c in s["columns"]], widths=(95, 95))
+    cert = s["certificate"]
+    if cert is not None:
+        doc.subheading(f"Quality certificate: {'PASSED' if cert['passed'] else 'FAILED'} ({cert['at']})")
+        doc.table(["check", "column", "verdict", "observed", "expected"],
+                  [[c["check"], c["column"], "PASS" if c["passed"] else "FAIL", c["observed"], c["expected"]]
+                   for c in cert["checks"]], widths=(35, 35, 18, 51, 51))
+
+
+def _training_config(doc: _Doc, s: dict[str, Any]) -> None:
+    doc.pairs([("model kind", s["model_kind"]), ("task", s["task"]), ("target", s["target"]),
+               ("sensitive column", s["sensitive"]), ("parameters", s["parameters"]), ("seed", s["seed"]),
+               ("holdout share", s["holdout"]), ("code version", s["code_version"]), ("trained by", s["trained_by"]),
+               ("started", s["started_at"]), ("finished", s["finished_at"]), ("status", s["status"])])
+
+
+def _evaluation(doc: _Doc, s: dict[str, Any]) -> None:
+    from core.training.evaluation import figure_png
+
+    if s["metrics"]:
+        doc.table(["metric", "value", "baseline"],
+                  [[k, v, s["baseline"].get(k)] for k, v in sorted(s["metrics"].items())], widths=(70, 60, 60))
+    for column, measures in (s["fairness"] or {}).items():
+        doc.subheading(f"Fairness by {column}")
+        if isinstance(measures, dict):
+            doc.table(["measure", "value"], [[k, v] for k, v in sorted(measures.items())], widths=(70, 120))
+    plots = {k: s[k] for k in ("confusion_matrix", "residuals") if s.get(k)}
+    if plots and (png := figure_png(plots, title="confusion matrix" if "confusion_matrix" in plots
+                                    else "residuals on the holdout")):
+        doc.subheading("Confusion matrix (holdout)" if "confusion_matrix" in plots else "Residuals (holdout)")
+        doc.image(png[1])
+
+
+def _gates(doc: _Doc, s: dict[str, Any]) -> None:
+    if s["evaluated"]:
+        doc.line(f"Latest evaluation ({s['context']}, {s['evaluated_at']}): "
+                 f"{'ALL GATES PASSED' if s['passed'] else 'GATES FAILED'}", size=9, style="B")
+        doc.table(["check", "observed", "required", "verdict", "detail"],
+                  [[c["name"], c["observed"], c["required"], c["verdict"].upper(), c["detail"]] for c in s["checks"]],
+                  widths=(45, 30, 30, 20, 65))
+    for move in s["forced_promotions"]:
+        doc.line(f"FORCED PROMOTION {move['ts']} by {move['actor']}: {move['reason']} "
+                 f"(failed: {', '.join(move['failed_checks']) or '—'})", size=9, style="B")
+    if s["history"]:
+        doc.subheading("Evaluations")
+        doc.table(["time", "context", "passed"], [[h["ts"], h["context"], h["passed"]] for h in s["history"]],
+                  widths=(90, 50, 50))
+
+
+def _approvals(doc: _Doc, s: dict[str, Any]) -> None:
+    doc.line(f"Approved by: {', '.join(s['approvers']) or '—'}", size=9, style="B")
+    for req in s["requests"]:
+        doc.subheading(f"Request {req['id']} by {req['requested_by']} ({req['created_at']}): {req['status']}")
+        if req["reason"]:
+            doc.line(f"Reason: {req['reason']}")
+        doc.table(["approver", "decision", "when", "comment"],
+                  [[d["approver"], d["decision"], d["ts"], d["comment"]] for d in req["decisions"]],
+                  widths=(35, 25, 60, 70))
+    if s["moves"]:
+        doc.subheading("Alias moves involving this version")
+        doc.table(["time", "alias", "action", "by", "from → to", "reason"],
+                  [[m["ts"], m["alias"], m["action"] + (" (FORCED)" if m["forced"] else ""), m["actor"],
+                    f"{_text(m['from_version'])} → {_text(m['to_version'])}", m["reason"]] for m in s["moves"]],
+                  widths=(42, 20, 28, 30, 20, 50))
+    if s["champion_periods"]:
+        doc.subheading("Time ranges as champion")
+        doc.table(["from", "until", "moved by", "reason"],
+                  [[p["start"], p["end"] or "now", p["moved_by"], p["reason"]] for p in s["champion_periods"]],
+                  widths=(50, 50, 35, 55))
+
+
+def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
+    drift, perf = s["drift"], s["performance"]
+    doc.pairs([("drift checks", drift["checks"]), ("checks that found drift", drift["drifted"]),
+               ("predictions served", s["predictions"]),
+               ("performance from feedback", ", ".join(f"{k} {_text(v)}" for k, v in perf["metrics"].items())
+                + f" on {perf['labelled']} labels" if perf else None)])
+    if latest := drift["latest"]:
+        doc.subheading("Latest drift check")
+        doc.pairs([("time", latest["ts"]), ("data", latest["window"]), ("rows", latest["current_rows"]),
+                   ("drift share", latest["drift_share"]), ("threshold", latest["threshold"]),
+                   ("drift detected", latest["drift_detected"]), ("drifted columns", latest["drifted_columns"])])
+    if s["alerts"]:
+        doc.subheading("Alerts")
+        doc.table(["time", "condition", "severity", "title", "sent"],
+                  [[a["ts"], a["condition"], a["severity"], a["title"], not a["suppressed"]] for a in s["alerts"]],
+                  widths=(42, 28, 20, 85, 15))
+
+
+def _audit(doc: _Doc, s: dict[str, Any]) -> None:
+    chain = s["chain"]
+    verdict = ("Audit chain verified: intact" if chain["ok"] else
+               f"Audit chain verified: BROKEN at event {chain['first_bad']}")
+    doc.line(f"{verdict} ({chain['reason']}; {chain['checked']} events checked)", size=10, style="B")
+    doc.line(f"{s['events_total']} events with subject {s['subject']}"
+             + (f"; the newest {len(s['events'])} are listed" if s["truncated"] else ""), size=9)
+    doc.table(["#", "time", "actor", "action", "details"],
+              [[e["seq"], e["ts"], e["actor"], e["action"], _text(e["details"])[:300]] for e in s["events"]],
+              widths=(12, 42, 30, 36, 70), size=7)
+
+
+SECTIONS = {"identity": _identity, "model_card": _model_card, "training_data": _training_data,
+            "training_config": _training_config, "evaluation": _evaluation, "gates": _gates,
+            "approvals": _approvals, "monitoring": _monitoring, "audit": _audit}

@@ -1,0 +1,419 @@
+"""Compliance report of one model version, as JSON (validated by ``core/report_schema.json``) and PDF.
+
+Sections: identity, model card, training data, training configuration, evaluation, gates, approvals and
+promotion history, monitoring, audit. Each section lists in ``missing`` what could not be found (a version
+registered outside LeanOps, no monitoring yet, a dataset file removed), so the report always builds.
+
+The report's own hash (``identity.report_sha256``) is the sha256 of the canonical JSON of the whole
+report without that one field: sorted keys, no spaces, UTF-8 (``canonical_bytes``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import desc, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit
+from core.actors import Actor
+from core.auth import require
+from core.errors import InvalidInput, NotFound
+from core.registry import cards
+from db.models import (
+    Alert,
+    AliasMove,
+    Approval,
+    AuditEvent,
+    DatasetSchema,
+    DatasetVersion,
+    DriftCheck,
+    GateEvaluation,
+    PredictionLog,
+    PromotionRequest,
+    TrainingRun,
+    utcnow,
+)
+from db.session import transaction
+
+FORMAT_VERSION = 1
+FORMATS = ("pdf", "json")
+SCHEMA_PATH = Path(__file__).resolve().parent / "report_schema.json"
+AUDIT_EVENTS_MAX = 500  # the newest events of the model; the count says how many exist
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def canonical_bytes(content: dict[str, Any]) -> bytes:
+    """The bytes the report hash covers: the report without ``identity.report_sha256``, canonical JSON."""
+    doc = dict(content)
+    doc["identity"] = {k: v for k, v in content["identity"].items() if k != "report_sha256"}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def report_hash(content: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_bytes(content)).hexdigest()
+
+
+def schema() -> dict[str, Any]:
+    """The published JSON Schema (draft 2020-12) every JSON report validates against."""
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+# -- sections ------------------------------------------------------------------------------------
+
+def _run(session: Session, model: str, version: int) -> TrainingRun | None:
+    return session.scalar(select(TrainingRun).where(
+        TrainingRun.model_name == model, TrainingRun.model_version == version).order_by(desc(TrainingRun.id)))
+
+
+def hash_directory(path: Path) -> tuple[str, int]:
+    """sha256 over every file under ``path``: for each file in path order, ``relative path NUL sha256 LF``."""
+    outer = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        inner = hashlib.sha256()
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                inner.update(chunk)
+        outer.update(f"{file.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return outer.hexdigest(), len(files)
+
+
+def _model_artifact(mlflow_uri: str, model_uri: str) -> tuple[str, int]:
+    """Hash the logged model's files (in place when local, else downloaded to a temporary folder)."""
+    import tempfile
+    from urllib.parse import unquote, urlparse
+
+    from mlflow import MlflowClient
+    from mlflow.artifacts import download_artifacts
+
+    if model_uri.startswith("models:/m-"):
+        location = MlflowClient(tracking_uri=mlflow_uri).get_logged_model(model_uri.removeprefix("models:/")
+                                                                          ).artifact_location
+        parsed = urlparse(location)
+        local = Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
+        if local is not None and local.is_dir():
+            return hash_directory(local)
+    with tempfile.TemporaryDirectory() as tmp:
+        return hash_directory(Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp,
+                                                      tracking_uri=mlflow_uri)))
+
+
+def _identity(run: TrainingRun | None, mlflow: dict[str, Any] | None, mlflow_uri: str, model: str, version: int,
+              now: datetime) -> dict[str, Any]:
+    missing = []
+    model_uri = (run.model_uri if run else None) or (mlflow or {}).get("source")
+    sha, files = None, 0
+    if mlflow is None:
+        missing.append("MLflow has no such registered version (deleted, or the store is unavailable)")
+    if model_uri:
+        try:
+            sha, files = _model_artifact(mlflow_uri, model_uri)
+        except Exception as exc:  # noqa: BLE001 - any store failure is reported as missing, not raised
+            missing.append(f"the model files could not be read for hashing: {str(exc).splitlines()[0][:200]}")
+        if sha is not None and files == 0:
+            sha, missing = None, [*missing, "the model artifact has no files"]
+    else:
+        missing.append("no model artifact is recorded for this version")
+    return {"model": model, "version": version, "mlflow_run_id": (run.mlflow_run_id if run else None)
+            or (mlflow or {}).get("run_id"), "model_uri": model_uri, "model_sha256": sha, "model_files": files,
+            "report_time": _iso(now), "report_format_version": FORMAT_VERSION, "report_sha256": "",
+            "missing": missing}
+
+
+def _model_card(session: Session, model: str, version: int) -> dict[str, Any]:
+    card = cards.get(session, model=model, version=version)
+    missing = [f"{name.replace('_', ' ')} not filled in" for name, text in card.fields().items() if not text]
+    return {**card.fields(), "updated_by": card.updated_by, "updated_at": _iso(card.updated_at), "missing": missing}
+
+
+def _training_data(session: Session, run: TrainingRun | None, store_root: Path) -> dict[str, Any]:
+    empty = {"dataset": None, "version": None, "sha256": None, "rows": None, "columns": [], "schema_version": None,
+             "schema": None, "file_present": False, "certificate": None}
+    if run is None:
+        return {**empty, "missing": ["no LeanOps training run: the training data is unknown"]}
+    doc = {**empty, "dataset": run.dataset_name, "version": run.dataset_version, "sha256": run.dataset_sha256}
+    row = session.get(DatasetVersion, run.dataset_version_id) if run.dataset_version_id else None
+    if row is None:
+        return {**doc, "missing": [f"dataset version {run.dataset_name}:{run.dataset_version} is no longer "
+                                   "registered; only its sha256 recorded by the run is known"]}
+    missing = []
+    from core.data.datasets import key_for
+
+    present = (Path(store_root) / key_for(row.sha256)).is_file()
+    if not present:
+        missing.append(f"the file of {run.dataset_name}:{row.version} was removed from the store "
+                       "(its registered hash, rows, schema and certificate are shown)")
+    spec = session.scalar(select(DatasetSchema.spec).where(DatasetSchema.dataset_id == row.dataset_id,
+                                                           DatasetSchema.version == row.schema_version))
+    checks = [{"check": str(c.get("check")), "column": c.get("column"), "passed": bool(c.get("passed")),
+               "observed": str(c.get("observed", "")), "expected": str(c.get("expected", ""))}
+              for c in row.certificate or []]
+    return {**doc, "rows": row.rows, "columns": [{"name": c, "dtype": str(row.dtypes.get(c, ""))} for c in row.columns],
+            "schema_version": row.schema_version, "schema": spec, "file_present": present,
+            "certificate": {"passed": row.certificate_passed, "at": _iso(row.certificate_at), "checks": checks},
+            "missing": missing}
+
+
+def _training_config(run: TrainingRun | None) -> dict[str, Any]:
+    if run is None:
+        return {"model_kind": None, "task": None, "target": None, "sensitive": None, "parameters": {}, "seed": None,
+                "holdout": None, "code_version": None, "trained_by": None, "started_at": None, "finished_at": None,
+                "status": None, "missing": ["no LeanOps training run: the configuration is unknown"]}
+    missing = ["the code version is unknown (not a git checkout)"] if run.code_version == "unknown" else []
+    return {"model_kind": run.model_kind, "task": run.task, "target": run.target, "sensitive": run.sensitive,
+            "parameters": run.params, "seed": run.seed, "holdout": (run.spec or {}).get("holdout"),
+            "code_version": run.code_version, "trained_by": run.created_by, "started_at": _iso(run.started_at),
+            "finished_at": _iso(run.finished_at), "status": run.status, "missing": missing}
+
+
+def _evaluation(run: TrainingRun | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {"primary_metric": None, "metrics": {}, "baseline": {}, "fairness": {}, "chart": None,
+                           "confusion_matrix": None, "residuals": None}
+    if run is None or not run.metrics:
+        return {**doc, "missing": ["no evaluation: the version has no LeanOps training run with metrics"]}
+    plots = run.plots or {}
+    doc |= {"primary_metric": run.primary_metric, "metrics": run.metrics, "baseline": run.baseline or {},
+            "fairness": run.fairness or {}}
+    missing = [] if run.fairness else ["no fairness metrics (training named no sensitive column)"]
+    if "confusion_matrix" in plots:
+        doc |= {"chart": "confusion_matrix", "confusion_matrix": plots["confusion_matrix"]}
+    elif "residuals" in plots:
+        doc |= {"chart": "residuals", "residuals": plots["residuals"]}
+    else:
+        missing.append("no confusion matrix or residuals were stored")
+    return {**doc, "missing": missing}
+
+
+def _check_row(check: dict[str, Any]) -> dict[str, Any]:
+    return {"name": check["name"], "observed": check.get("observed"), "required": check.get("required"),
+            "passed": bool(check["passed"]), "verdict": "pass" if check["passed"] else "fail",
+            "detail": check.get("detail", "")}
+
+
+def _move_row(move: AliasMove) -> dict[str, Any]:
+    return {"ts": _iso(move.ts), "alias": move.alias, "action": move.action, "actor": move.actor,
+            "reason": move.reason, "forced": move.forced, "from_version": move.from_version,
+            "to_version": move.to_version}
+
+
+def _gates(session: Session, model: str, version: int) -> dict[str, Any]:
+    evaluations = list(session.scalars(select(GateEvaluation).where(
+        GateEvaluation.model == model, GateEvaluation.version == version).order_by(GateEvaluation.id)))
+    forced = session.scalars(select(AliasMove).where(AliasMove.model == model, AliasMove.to_version == version,
+                                                     AliasMove.forced.is_(True)).order_by(AliasMove.id))
+    forced_rows = [{**_move_row(m), "failed_checks": [c["name"] for c in (m.checks or {}).get("checks", [])
+                                                      if not c["passed"]]} for m in forced]
+    history = [{"ts": _iso(g.ts), "context": g.context, "passed": g.passed} for g in evaluations]
+    if not evaluations:
+        return {"evaluated": False, "passed": None, "context": None, "evaluated_at": None, "checks": [],
+                "history": [], "forced_promotions": forced_rows, "missing": ["the gates were never evaluated"]}
+    latest = evaluations[-1]
+    return {"evaluated": True, "passed": latest.passed, "context": latest.context, "evaluated_at": _iso(latest.ts),
+            "checks": [_check_row(c) for c in latest.checks.get("checks", [])], "history": history,
+            "forced_promotions": forced_rows, "missing": []}
+
+
+def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
+    from core.registry.views import champion_periods
+
+    requests = []
+    for req in session.scalars(select(PromotionRequest).where(PromotionRequest.model == model,
+                                                              PromotionRequest.version == version)
+                               .order_by(PromotionRequest.id)):
+        decisions = session.scalars(select(Approval).where(Approval.request_id == req.id).order_by(Approval.id))
+        requests.append({"id": req.id, "requested_by": req.requested_by, "reason": req.reason, "status": req.status,
+                         "created_at": _iso(req.created_at), "decided_at": _iso(req.decided_at),
+                         "decisions": [{"approver": a.approver, "decision": a.decision, "comment": a.comment,
+                                        "ts": _iso(a.ts)} for a in decisions]})
+    moves = session.scalars(select(AliasMove).where(AliasMove.model == model, (AliasMove.to_version == version)
+                                                    | (AliasMove.from_version == version)).order_by(AliasMove.id))
+    periods = [{"start": _iso(p.start), "end": _iso(p.end), "moved_by": p.moved_by, "action": p.action,
+                "reason": p.reason, "forced": p.forced} for p in champion_periods(session, model=model)
+               if p.version == version]
+    approvers = sorted({d["approver"] for r in requests for d in r["decisions"] if d["decision"] == "approve"})
+    missing = [] if requests else ["no promotion request or approval was recorded for this version"]
+    if not periods:
+        missing.append("this version has never been champion")
+    return {"approvers": approvers, "requests": requests, "moves": [_move_row(m) for m in moves],
+            "champion_periods": periods, "missing": missing}
+
+
+def _performance(session: Session, model: str, version: int, task: str | None) -> dict[str, Any] | None:
+    """Live metrics from feedback labels, measured as training measured the holdout (core.monitoring.performance)."""
+    from core.monitoring import performance
+
+    pairs = performance.labelled(session, model=model, version=version)
+    if not pairs or task is None:
+        return None
+    return {"labelled": len(pairs), "metrics": performance.score(task, [p[3] for p in pairs], [p[2] for p in pairs])}
+
+
+def _monitoring(session: Session, model: str, version: int, task: str | None, periods: list[dict[str, Any]]
+                ) -> dict[str, Any]:
+    checks = session.scalar(select(func.count()).select_from(DriftCheck).where(
+        DriftCheck.model == model, DriftCheck.version == version)) or 0
+    drifted = session.scalar(select(func.count()).select_from(DriftCheck).where(
+        DriftCheck.model == model, DriftCheck.version == version, DriftCheck.drift_detected.is_(True))) or 0
+    latest = session.scalar(select(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version)
+                            .order_by(desc(DriftCheck.id)).limit(1))
+    latest_doc = None if latest is None else {
+        "ts": _iso(latest.ts), "source": latest.source, "window": latest.window, "current_rows": latest.current_rows,
+        "drift_share": latest.drift_share, "threshold": latest.threshold, "drift_detected": latest.drift_detected,
+        "drifted_columns": sorted(c for c, v in latest.columns.items() if isinstance(v, dict) and v.get("drifted"))}
+    performance = _performance(session, model, version, task)
+    alerts = [a for a in session.scalars(select(Alert).where(Alert.model == model).order_by(Alert.id))
+              if (a.details or {}).get("version") == version or _within(a.ts, periods)]
+    missing = []
+    if not checks:
+        missing.append("no drift checks yet")
+    if performance is None:
+        missing.append("no performance data (no feedback labels for predictions of this version)")
+    return {"drift": {"checks": checks, "drifted": drifted, "latest": latest_doc}, "performance": performance,
+            "predictions": session.scalar(select(func.count()).select_from(PredictionLog).where(
+                PredictionLog.model == model, PredictionLog.version == version)) or 0,
+            "alerts": [{"ts": _iso(a.ts), "condition": a.condition, "severity": a.severity, "title": a.title,
+                        "suppressed": a.suppressed} for a in alerts], "missing": missing}
+
+
+def _within(ts: datetime, periods: list[dict[str, Any]]) -> bool:
+    stamp = ts.isoformat()
+    return any(p["start"] <= stamp and (p["end"] is None or stamp < p["end"]) for p in periods)
+
+
+def _audit(session: Session, model: str) -> dict[str, Any]:
+    subject = f"model:{model}"
+    total = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)) or 0
+    newest = list(session.scalars(select(AuditEvent).where(AuditEvent.subject == subject)
+                                  .order_by(desc(AuditEvent.seq)).limit(AUDIT_EVENTS_MAX)))
+    chain = audit.verify(session)
+    return {"subject": subject, "events_total": total, "truncated": total > len(newest),
+            "events": [{"seq": e.seq, "ts": _iso(e.ts), "actor": e.actor, "action": e.action, "details": e.details,
+                        "hash": e.hash} for e in reversed(newest)],
+            "chain": chain.as_dict(), "missing": [] if total else [f"no audit events with subject {subject}"]}
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+def _mlflow_version(mlflow_uri: str, model: str, version: int) -> dict[str, Any] | None:
+    from core.platform import mlflow_store
+
+    try:
+        return mlflow_store.version_info(mlflow_store.Store(uri=mlflow_uri, artifacts=""), name=model, version=version)
+    except Exception:  # noqa: BLE001 - NotFound or an unavailable store: the identity section says so
+        return None
+
+
+def _plain(doc: Any) -> Any:
+    """JSON values only (no NaN, numpy scalars or datetimes), as the canonical form will see them."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, dict):
+            return {str(k): fix(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [fix(v) for v in value]
+        return value
+
+    return fix(json.loads(json.dumps(doc, default=str)))
+
+
+def build(factory: sessionmaker[Session], settings: Any, *, model: str, version: int,
+          now: datetime | None = None) -> dict[str, Any]:
+    """The report's content (reads only). NotFound when neither LeanOps nor MLflow knows the version."""
+    if version < 1:
+        raise InvalidInput(f"version {version} is not a model version number (1 or more)")
+    now = now or utcnow()
+    mlflow = _mlflow_version(settings.mlflow_uri, model, version)
+    with factory() as session:
+        run = _run(session, model, version)
+        if run is None and mlflow is None:
+            known = session.scalars(select(TrainingRun.model_version).where(
+                TrainingRun.model_name == model, TrainingRun.model_version.is_not(None))
+                .order_by(TrainingRun.model_version)).all()
+            raise NotFound(f"model {model!r} has no version {version}; its versions are: "
+                           f"{', '.join(map(str, known)) or 'none'}")
+        approvals = _approvals(session, model, version)
+        content = {
+            "identity": _identity(run, mlflow, settings.mlflow_uri, model, version, now),
+            "model_card": _model_card(session, model, version),
+            "training_data": _training_data(session, run, Path(settings.home)),
+            "training_config": _training_config(run),
+            "evaluation": _evaluation(run),
+            "gates": _gates(session, model, version),
+            "approvals": approvals,
+            "monitoring": _monitoring(session, model, version, run.task if run else None,
+                                      approvals["champion_periods"]),
+            "audit": _audit(session, model),
+        }
+    content = _plain(content)
+    content["identity"]["report_sha256"] = report_hash(content)
+    return content
+
+
+def render_json(content: dict[str, Any]) -> bytes:
+    return (json.dumps(content, indent=2, ensure_ascii=False, sort_keys=True) + "\n").encode()
+
+
+def render_pdf(content: dict[str, Any]) -> bytes:
+    """The same content as a PDF: real text, tables and the confusion-matrix or residual chart as an image."""
+    from core.compliance.pdf import render
+
+    return render(content)
+
+
+@dataclass(frozen=True)
+class Generated:
+    model: str
+    version: int
+    format: str
+    data: bytes
+    sha256: str  # of the file's bytes
+    report_sha256: str  # of the content (see canonical_bytes)
+    missing: dict[str, list[str]]
+
+    @property
+    def file_name(self) -> str:
+        return f"compliance-{self.model}-v{self.version}.{self.format}"
+
+
+def generate(factory: sessionmaker[Session], settings: Any, *, actor: Actor, model: str, version: int,
+             fmt: str) -> Generated:
+    """Build and render a report, and record ``report.generated`` in the audit log."""
+    if fmt not in FORMATS:
+        raise InvalidInput(f"report format {fmt!r} is unknown; formats are: {', '.join(FORMATS)}")
+    with transaction(factory) as session:
+        require(session, actor, "read", f"model:{model}")
+    content = build(factory, settings, model=model, version=version)
+    data = render_pdf(content) if fmt == "pdf" else render_json(content)
+    done = Generated(model, version, fmt, data, hashlib.sha256(data).hexdigest(),
+                     content["identity"]["report_sha256"],
+                     {name: section["missing"] for name, section in content.items() if section.get("missing")})
+    with transaction(factory) as session:
+        audit.record(session, actor, "report.generated", f"model:{model}",
+                     {"version": version, "format": fmt, "sha256": done.sha256, "report_sha256": done.report_sha256})
+    return done
+
+
+def write(factory: sessionmaker[Session], settings: Any, *, actor: Actor, model: str, version: int, fmt: str,
+          out: Path) -> dict[str, Any]:
+    """Generate a report into ``out`` (written whole, or not at all) → ``{path, format, sha256, …}``."""
+    out = Path(out)
+    if out.is_dir():
+        raise InvalidInput(f"--out {out} is a folder; give a file path")
+    if not out.parent.is_dir():
+        raise InvalidInput(f"--out {out}: the folder {out.parent} does not exist")
+    done = generate(factory, settings, actor=actor, model=model, version=version, fmt=fmt)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(done.data)
+    tmp.replace(out)
+    return {"path": str(out), "format": fmt, "sha256": done.sha256, "report_sha256": done.report_sha256,
+            "model": model, "version": version, "bytes": len(done.data), "missing": done.missing}

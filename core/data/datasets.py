@@ -1,0 +1,383 @@
+"""Datasets and their versions: register (content-addressed, certified, profiled), resolve, load.
+
+A version's file is canonical Parquet at ``<store_root>/datasets/<sha256>.parquet`` (the workspace
+folder, or ``s3://bucket/prefix/`` — ``store_root`` is a folder or a ``core.platform.storage`` store); identical
+content is stored once and registering it again creates nothing. Registration writes the file
+under a temporary name, inserts the rows, then renames it into place; if the caller's
+transaction rolls back afterwards the file is removed again, so the store and the database
+never disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import desc, event, func, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.actors import Actor
+from core.auth import require
+from core.data.profile import VersionDiff, compare_profiles, compute_profile
+from core.data.quality import Certificate, certify, infer_schema
+from core.data.tables import Input, read_parquet, read_table, write_parquet
+from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
+from core.platform.storage import LocalStore, Store, as_store
+from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RULE = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+
+
+@dataclass(frozen=True)
+class DatasetVersionView:
+    """What callers see of a version. ``path`` is the store key, relative to the store root."""
+
+    id: int
+    dataset_id: int
+    name: str
+    version: int
+    sha256: str
+    rows: int
+    columns: list[str]
+    dtypes: dict[str, str]
+    size_bytes: int
+    source: str
+    source_query: str | None
+    description: str
+    parent_version: int | None
+    schema_version: int
+    certificate_passed: bool
+    certificate_at: datetime
+    created_by: str
+    created_at: datetime
+    path: str
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def file(self, store_root: Path) -> Path:
+        return Path(store_root) / self.path
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of ``register``: a new version, or the existing one with the same content."""
+
+    created: bool
+    version: DatasetVersionView
+    certificate: Certificate
+    previous_rows: int | None
+
+    @property
+    def message(self) -> str:
+        v = self.version
+        if not self.created:
+            return f"This content is already {v.name} version {v.version} (sha256 {v.sha256[:12]}); nothing new."
+        verdict = "passed" if self.certificate.passed else f"failed {len(self.certificate.failed)} check(s)"
+        return f"Registered {v.name} version {v.version}: {v.rows} rows, certificate {verdict}."
+
+    def as_dict(self) -> dict[str, Any]:
+        v = self.version
+        return {"name": v.name, "version": v.version, "sha256": v.sha256, "rows": v.rows, "columns": v.columns,
+                "quality": {"passed": self.certificate.passed, "checks": self.certificate.checks},
+                "created": self.created}
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    name: str
+    description: str
+    versions: int
+    latest_rows: int | None
+    latest_passed: bool | None
+    updated_at: datetime
+    created_by: str
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise InvalidInput(f"dataset name {name!r} is not allowed: {NAME_RULE}")
+    return name
+
+
+def parse_ref(ref: str) -> tuple[str, int | None]:
+    """``NAME`` (the latest version) or ``NAME:VERSION``."""
+    name, _, version = (ref or "").strip().partition(":")
+    check_name(name)
+    if not version or version == "latest":
+        return name, None
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidInput(f"dataset reference {ref!r} is malformed: use NAME or NAME:VERSION (a number ≥ 1)")
+    return name, int(version)
+
+
+def key_for(sha256: str) -> str:
+    return f"datasets/{sha256}.parquet"
+
+
+# -- registering ---------------------------------------------------------------------------------
+
+def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | Store, source: str,
+             filename: str = "", description: str = "", source_query: str | None = None,
+             max_bytes: int | None = None) -> Registration:
+    """Register ``data`` (a path, bytes, a binary file or a DataFrame) as the next version of ``name``.
+
+    Identical content (same sha256) creates nothing and returns the existing version. Bad input
+    raises ``InvalidInput`` before anything is written. The caller commits.
+    """
+    require(session, actor, "datasets.write", f"dataset:{name}")
+    check_name(name)
+    table = read_table(data, filename=filename, max_bytes=max_bytes)
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is not None and (same := _by_sha(session, dataset.id, table.sha256)) is not None:
+        return _existing(session, dataset, same)
+    previous = _latest(session, dataset.id) if dataset is not None else None
+    profile = compute_profile(table.frame, table.arrow, row_hashes=table.row_hashes)
+    schema = schema_row(session, dataset.id) if dataset is not None else None
+    spec = schema.spec if schema is not None else infer_schema(profile)
+    now = utcnow()
+    cert = certify(table.frame, profile=profile, spec=spec, schema_version=schema.version if schema else 1,
+                   previous_rows=previous.rows if previous else None, at=now)
+
+    store = as_store(store_root)
+    key = key_for(table.sha256)
+    with store.staged(key, lambda tmp: write_parquet(table.arrow, tmp)) as staged:
+        size = staged.size
+        try:
+            if dataset is None:
+                dataset = Dataset(name=name, description=description, created_by=actor.name, latest_version=0)
+                session.add(dataset)
+                session.flush()
+                session.add(DatasetSchema(dataset_id=dataset.id, version=1, spec=spec, created_by=actor.name,
+                                          note="inferred from version 1"))
+            else:  # take the dataset's lock, then look again: a concurrent registration may have won
+                session.execute(update(Dataset).where(Dataset.id == dataset.id).values(updated_at=now))
+                if (same := _by_sha(session, dataset.id, table.sha256)) is not None:
+                    return _existing(session, dataset, same)
+                previous = _latest(session, dataset.id)
+            number = (previous.version if previous else 0) + 1
+            row = DatasetVersion(
+                dataset_id=dataset.id, version=number, sha256=table.sha256, rows=len(table.frame),
+                columns=list(table.dtypes), dtypes=table.dtypes, size_bytes=size, source=source[:255],
+                source_query=source_query, description=description, parent_id=previous.id if previous else None,
+                schema_version=cert.schema_version, certificate_passed=cert.passed, certificate_at=now,
+                certificate=cert.checks, profile=profile, created_by=actor.name, created_at=now)
+            session.add(row)
+            session.execute(update(Dataset).where(Dataset.id == dataset.id)
+                            .values(latest_version=number, updated_at=now))
+            session.flush()
+        except DBIntegrityError as exc:
+            if "UNIQUE" not in str(exc.orig).upper() and getattr(exc.orig, "sqlstate", None) != "23505":
+                raise
+            raise StoreUnavailable(f"another registration of dataset {name!r} happened at the same moment; "
+                                   "try again") from None
+        if staged.commit():
+            _remove_if_rolled_back(session, store, key)
+    audit.record(session, actor, "dataset.version_registered", f"dataset:{name}", {
+        "name": name, "version": number, "sha256": table.sha256, "rows": row.rows,
+        "previous_version": previous.version if previous else None,
+        "previous_rows": previous.rows if previous else None, "columns": len(row.columns),
+        "certificate_passed": cert.passed, "failed_checks": [_label(c) for c in cert.failed],
+        "source": row.source, "new_dataset": number == 1})
+    if not cert.passed:
+        _alert_failed_certificate(session, store_root, name, number, cert)
+    return Registration(created=True, version=_view(row, name), certificate=cert,
+                        previous_rows=previous.rows if previous else None)
+
+
+def _alert_failed_certificate(session: Session, store_root: Path | Store, name: str, number: int,
+                              cert: Certificate) -> None:
+    """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
+    from core.alerts import notify
+
+    failed = [_label(c) for c in cert.failed]
+    home = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
+    notify.notify_after_commit(
+        session, home=home, condition="certificate", model=f"dataset:{name}",
+        title=f"Dataset {name}:{number} failed its quality certificate",
+        message=f"{name}:{number} failed {len(failed)} quality check(s): {', '.join(failed[:10])}",
+        details={"dataset": name, "version": number, "failed_checks": failed})
+
+
+def _label(check: dict[str, Any]) -> str:
+    return f"{check['check']}:{check['column']}" if check["column"] else check["check"]
+
+
+def _by_sha(session: Session, dataset_id: int, sha256: str) -> DatasetVersion | None:
+    return session.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id,
+                                                       DatasetVersion.sha256 == sha256))
+
+
+def _latest(session: Session, dataset_id: int) -> DatasetVersion | None:
+    return session.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id)
+                          .order_by(desc(DatasetVersion.version)).limit(1))
+
+
+def schema_row(session: Session, dataset_id: int) -> DatasetSchema | None:
+    """The dataset's current (newest) schema row."""
+    return session.scalar(select(DatasetSchema).where(DatasetSchema.dataset_id == dataset_id)
+                          .order_by(desc(DatasetSchema.version)).limit(1))
+
+
+def _existing(session: Session, dataset: Dataset, row: DatasetVersion) -> Registration:
+    cert = Certificate(passed=row.certificate_passed, checks=row.certificate, at=row.certificate_at,
+                       schema_version=row.schema_version)
+    parent = session.get(DatasetVersion, row.parent_id) if row.parent_id else None
+    return Registration(created=False, version=_view(row, dataset.name), certificate=cert,
+                        previous_rows=parent.rows if parent else None)
+
+
+def _remove_if_rolled_back(session: Session, store: Store, key: str) -> None:
+    """Delete a newly stored file again unless the transaction that points at it commits."""
+    pending: list[tuple[Store, str]] = session.info.setdefault("leanops.new_files", [])
+    pending.append((store, key))
+    if session.info.get("leanops.file_hooks"):
+        return
+    session.info["leanops.file_hooks"] = True
+
+    @event.listens_for(session, "after_commit")
+    def _kept(s: Session) -> None:
+        s.info["leanops.new_files"].clear()
+
+    @event.listens_for(session, "after_transaction_end")
+    def _undo(s: Session, transaction: Any) -> None:
+        if transaction.parent is not None or not s.info["leanops.new_files"]:
+            return
+        files, s.info["leanops.new_files"] = list(s.info["leanops.new_files"]), []
+        with s.get_bind().connect() as conn:
+            for st, k in files:
+                sha = k.removeprefix("datasets/").removesuffix(".parquet")
+                if conn.scalar(select(func.count()).select_from(DatasetVersion)
+                               .where(DatasetVersion.sha256 == sha)) == 0:
+                    st.delete(k)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    temporary: int  # temporary files removed
+    orphans: list[str]  # version files no row pointed at
+
+
+def sweep_store(session: Session, *, store_root: Path | Store, older_than_s: float = 3600) -> Sweep:
+    """Remove what killed registrations left in the store: temporary files, and version files no
+    row points at (a process killed between the rename and the commit). Only files older than
+    ``older_than_s`` are touched, so registrations in flight are safe."""
+    store: Any = as_store(store_root)
+    temporary = store.sweep_temporary(older_than_s=older_than_s)
+    old = {key.removeprefix("datasets/").removesuffix(".parquet"): key
+           for key, age in store.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
+    shas, known = list(old), set()
+    for i in range(0, len(shas), 500):
+        known |= set(session.scalars(select(DatasetVersion.sha256).where(DatasetVersion.sha256.in_(shas[i:i + 500]))))
+    orphans = [key for sha, key in old.items() if sha not in known and store.delete(key)]
+    return Sweep(temporary=temporary, orphans=orphans)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def _view(row: DatasetVersion, name: str) -> DatasetVersionView:
+    return DatasetVersionView(
+        id=row.id, dataset_id=row.dataset_id, name=name, version=row.version, sha256=row.sha256, rows=row.rows,
+        columns=list(row.columns), dtypes=dict(row.dtypes), size_bytes=row.size_bytes, source=row.source,
+        source_query=row.source_query, description=row.description,
+        parent_version=row.version - 1 if row.parent_id else None,  # the parent is always the version before
+        schema_version=row.schema_version, certificate_passed=row.certificate_passed,
+        certificate_at=row.certificate_at, created_by=row.created_by, created_at=row.created_at,
+        path=key_for(row.sha256))
+
+
+def version_row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
+    """The ORM rows behind a reference (for core modules; pages get views)."""
+    name, number = parse_ref(ref)
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name))
+    if dataset is None:
+        names = session.scalars(select(Dataset.name).order_by(Dataset.name).limit(20)).all()
+        known = f"datasets are: {', '.join(names)}" if names else "there are no datasets yet"
+        raise NotFound(f"no dataset named {name!r}; {known}")
+    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
+    row = session.scalar(query.where(DatasetVersion.version == number) if number is not None
+                         else query.order_by(desc(DatasetVersion.version)).limit(1))
+    if row is None:
+        have = dataset.latest_version
+        known = f"versions are 1–{have}" if have > 1 else ("the only version is 1" if have else "it has no versions")
+        raise NotFound(f"dataset {name!r} has no version {number}; {known}")
+    return dataset, row
+
+
+def resolve(session: Session, *, ref: str) -> DatasetVersionView:
+    """``NAME`` (latest) or ``NAME:VERSION`` → the version; NotFound lists what exists."""
+    dataset, row = version_row(session, ref)
+    return _view(row, dataset.name)
+
+
+def load_frame(session: Session, *, store_root: Path | Store, ref: str,
+               verify: bool = True) -> tuple[DatasetVersionView, pd.DataFrame]:
+    """The version and its data as pandas (the dtypes it was hashed with).
+
+    With ``verify`` the data is hashed again and must match the registered sha256.
+    """
+    from core.data.tables import content_hash
+
+    view = resolve(session, ref=ref)
+    store = as_store(store_root)
+    if not store.exists(view.path):
+        raise IntegrityError(f"the file of {view.ref} is missing from the store: {store.uri(view.path)}")
+    if isinstance(store, LocalStore):  # pyarrow reads a path natively, faster than through a file object
+        frame = read_parquet(store.path(view.path))
+    else:
+        with store.open(view.path) as fh:
+            frame = read_parquet(fh)
+    if verify and (actual := content_hash(frame)[0]) != view.sha256:
+        raise IntegrityError(f"{view.ref} was altered: its file hashes to {actual[:12]}…, "
+                             f"the registry says {view.sha256[:12]}…")
+    return view, frame
+
+
+def list_datasets(session: Session) -> list[DatasetSummary]:
+    latest = (select(DatasetVersion.dataset_id, DatasetVersion.rows, DatasetVersion.certificate_passed)
+              .join(Dataset, (Dataset.id == DatasetVersion.dataset_id)
+                    & (Dataset.latest_version == DatasetVersion.version)).subquery())
+    rows = session.execute(
+        select(Dataset, latest.c.rows, latest.c.certificate_passed)
+        .outerjoin(latest, latest.c.dataset_id == Dataset.id).order_by(Dataset.name))
+    return [DatasetSummary(name=d.name, description=d.description, versions=d.latest_version, latest_rows=r,
+                           latest_passed=p, updated_at=d.updated_at, created_by=d.created_by) for d, r, p in rows]
+
+
+def count_versions(session: Session, *, name: str) -> int:
+    dataset = session.scalar(select(Dataset).where(Dataset.name == check_name(name)))
+    return dataset.latest_version if dataset is not None else 0
+
+
+def list_versions(session: Session, *, name: str, limit: int = 20, offset: int = 0) -> list[DatasetVersionView]:
+    """Newest first, one page at a time (the paging happens in SQL)."""
+    rows = session.execute(
+        select(DatasetVersion).join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .where(Dataset.name == check_name(name)).order_by(desc(DatasetVersion.version))
+        .limit(limit).offset(offset)).scalars().all()
+    return [_view(r, name) for r in rows]
+
+
+def get_certificate(session: Session, *, ref: str) -> Certificate:
+    _, row = version_row(session, ref)
+    return Certificate(passed=row.certificate_passed, checks=row.certificate, at=row.certificate_at,
+                       schema_version=row.schema_version)
+
+
+def get_profile(session: Session, *, ref: str) -> dict[str, Any]:
+    return version_row(session, ref)[1].profile
+
+
+def diff(session: Session, *, name: str, a: int, b: int) -> VersionDiff:
+    """Schema diff, row counts and per-column distribution changes from version ``a`` to ``b``."""
+    prof_a, prof_b = get_profile(session, ref=f"{name}:{a}"), get_profile(session, ref=f"{name}:{b}")
+    return compare_profiles(name, a, b, prof_a, prof_b)
+

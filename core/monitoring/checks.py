@@ -1,0 +1,328 @@
+"""Drift checks: gather the current data, compare it with a model version's reference, store the result.
+
+Current data is one of: a window of logged prediction inputs (the last N hours), an uploaded batch
+(a CSV or Parquet file, or a DataFrame), or a registered dataset version. The comparison itself is
+``core.monitoring.drift``; the Evidently HTML is ``core.monitoring.report``. A stored check is audited
+(``drift.checked``); when the data counts as drifted, an alert is raised and the retrain trigger is
+asked whether to retrain (both after the check has committed, so neither can lose it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import desc, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit, policy
+from core.actors import Actor
+from core.auth import require
+from core.errors import InvalidInput, NotFound
+from core.monitoring import drift
+from core.monitoring import report as drift_report
+from core.platform import aliases
+from core.settings import Settings
+from core.training import runs
+from db.models import DriftCheck, PredictionLog, utcnow
+from db.session import transaction
+
+log = logging.getLogger("leanops.monitoring")
+
+SOURCES = ("window", "upload", "dataset")
+PREDICT_ROWS = 100_000  # an upload or dataset larger than this has its outputs compared on a sample
+Progress = Callable[[float, str], None]
+Current = pd.DataFrame | Path | str | bytes
+
+
+class InsufficientData(InvalidInput):
+    """Too few rows to judge (an empty or quiet window): nothing is stored, the reason is reported."""
+
+
+@dataclass(frozen=True)
+class CheckView:
+    """What pages, the CLI and jobs see of a stored drift check."""
+
+    id: int
+    ts: datetime
+    model: str
+    version: int
+    source: str
+    window: str
+    current_rows: int
+    reference_rows: int
+    threshold: float
+    drift_share: float
+    drift_detected: bool
+    columns: dict[str, dict[str, Any]]
+    predictions: dict[str, Any] | None
+    report_path: str | None
+    job_id: int | None
+    created_by: str
+
+    @property
+    def drifted(self) -> list[str]:
+        return [name for name, col in self.columns.items() if col.get("drifted")]
+
+    @classmethod
+    def of(cls, row: DriftCheck) -> CheckView:
+        return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ts": self.ts.isoformat(), "drifted": self.drifted}
+
+
+@dataclass(frozen=True)
+class CurrentData:
+    frame: pd.DataFrame
+    window: str
+    outputs: np.ndarray | None
+
+
+# -- running a check -------------------------------------------------------------------------------
+
+def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str,
+              version: int | None = None, source: str = "window", current: Current | None = None,
+              filename: str = "", hours: float | None = None, dataset: str | None = None,
+              threshold: float | None = None, progress: Progress | None = None, job_id: int | None = None,
+              report: bool = True, reason: str = "") -> CheckView:
+    """Compare current data with ``model`` ``version`` (default: the champion) and store the check.
+
+    Args:
+        source: ``window`` (predictions logged in the last ``hours``, default the policy's
+            ``drift.window_hours``), ``upload`` (``current``: a DataFrame, a file path or bytes,
+            named by ``filename``) or ``dataset`` (``dataset``: NAME or NAME:VERSION).
+        threshold: a p-value to use instead of the policy's ``drift.p_value``.
+        report: also write the Evidently HTML (on ``settings.drift_report_sample_rows`` rows).
+        reason: why the check ran (e.g. the schedule that fired), kept in the audit event.
+
+    Raises:
+        NotFound: no such model or champion, or the version has no reference statistics.
+        InvalidInput: unknown source, bad threshold, unreadable batch, columns missing.
+        InsufficientData: fewer logged rows in the window than the policy's ``drift.min_rows``.
+    """
+    step = progress or (lambda fraction, stage: None)
+    if source not in SOURCES:
+        raise InvalidInput(f"drift source {source!r} is unknown; sources are: {', '.join(SOURCES)}")
+    if threshold is not None and not 0 < threshold < 1:
+        raise InvalidInput(f"threshold {threshold!r} is not a p-value between 0 and 1 (exclusive)")
+    if source == "upload" and isinstance(current, (str, Path)) and not Path(current).is_file():
+        raise InvalidInput(f"batch file {current} does not exist")  # before the registry is asked anything
+    step(0.0, "finding the model version")
+    with transaction(factory) as session:
+        require(session, actor, "drift.run", f"model:{model}")
+    if version is None:
+        version = aliases.get(settings.mlflow_uri, model=model, alias="champion")
+        if version is None:
+            raise NotFound(f"model {model!r} has no champion to check; promote a version or name one")
+    with factory() as session:
+        try:
+            reference = runs.reference_for(session, model=model, version=version)
+        except NotFound:
+            raise NotFound(f"{model} version {version} has no reference statistics (it was not trained by LeanOps, "
+                           "or its training run did not finish), so drift cannot be checked against it") from None
+    rules = policy.for_model(policy.load(settings.home), model).drift
+    thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
+                                  wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
+                                  share=rules.share)
+
+    step(0.05, "loading the current data")
+    data = _load_current(factory, settings, model=model, source=source, current=current, filename=filename,
+                         hours=hours or rules.window_hours, dataset=dataset, min_rows=rules.min_rows)
+    label = f"the current data ({data.window})"
+    if missing := drift.missing_columns(reference, data.frame):
+        raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that {model} v{version} was trained "
+                           f"on; it has: {', '.join(map(str, data.frame.columns)) or 'no columns'}")
+    outputs = data.outputs
+    if outputs is None and reference.get("predictions"):
+        step(0.1, "predicting with the model")
+        outputs = _predict(settings, model=model, version=version, frame=data.frame, reference=reference)
+    result = drift.compare(reference, data.frame, thresholds=thresholds, predictions=outputs, label=label,
+                           progress=lambda f, stage: step(0.15 + 0.45 * f, stage))
+    pending: Path | None = None
+    if report:
+        step(0.6, "writing the Evidently report")
+        page = drift_report.build_html(reference, data.frame, sample_rows=settings.drift_report_sample_rows,
+                                       share=thresholds.share, title=f"{model} v{version} · {data.window}")
+        pending = drift_report.write(settings.home, page)
+    step(0.95, "storing the check")
+    try:
+        with transaction(factory) as session:
+            view = _store(session, actor=actor, model=model, version=version, source=source, data=data,
+                          result=result, pending=pending, job_id=job_id, reason=reason)
+    except BaseException:
+        if pending is not None:  # no check row: no report either
+            pending.unlink(missing_ok=True)
+        raise
+    if pending is not None:  # named after the check only once the row is committed
+        os.replace(pending, view.report_path)
+    if view.drift_detected:
+        _after_drift(factory, settings, view)
+    return view
+
+
+def _store(session: Session, *, actor: Actor, model: str, version: int, source: str, data: CurrentData,
+           result: drift.Comparison, pending: Path | None, job_id: int | None, reason: str) -> CheckView:
+    row = DriftCheck(model=model, version=version, source=source, window=data.window[:255],
+                     current_rows=result.current_rows, reference_rows=result.reference_rows,
+                     threshold=result.thresholds.share, drift_share=result.drift_share,
+                     drift_detected=result.drift_detected, columns=_plain(result.columns),
+                     predictions=_plain(result.predictions), job_id=job_id, created_by=actor.name)
+    session.add(row)
+    session.flush()
+    if pending is not None:
+        row.report_path = str(pending.with_name(f"{row.id}.html"))
+    details: dict[str, Any] = {
+        "check_id": row.id, "version": version, "source": source, "window": row.window,
+        "current_rows": row.current_rows, "drift_share": round(result.drift_share, 4),
+        "drift_detected": result.drift_detected, "drifted_columns": result.drifted,
+        "share_threshold": result.thresholds.share, "p_value": result.thresholds.p_value,
+        "predictions_drifted": bool(result.predictions and result.predictions.get("drifted")),
+    }
+    if reason:
+        details["reason"] = reason
+    audit.record(session, actor, "drift.checked", f"model:{model}", details)
+    session.flush()
+    return CheckView.of(row)
+
+
+def _after_drift(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
+    """Alert and ask the retrain trigger; the check is already stored, so a failure here is only logged."""
+    from core.alerts import notify
+    from core.retraining import triggers
+
+    columns = ", ".join(view.drifted[:10]) + (" …" if len(view.drifted) > 10 else "")
+    try:
+        notify.notify(factory, settings, condition="drift", model=view.model,
+                      title=f"Drift in {view.model} v{view.version}: {view.drift_share:.0%} of columns",
+                      message=f"{len(view.drifted)} of {len(view.columns)} columns drifted ({columns}) in "
+                              f"{view.window} ({view.current_rows} rows); drift check #{view.id}.",
+                      details={"check_id": view.id, "version": view.version, "drift_share": view.drift_share,
+                               "drifted_columns": view.drifted, "window": view.window})
+    except Exception:  # noqa: BLE001 - the check is stored; alert failures are recorded by core.alerts.notify
+        log.exception("alert for drift check %s failed", view.id)
+    try:
+        triggers.on_drift(factory, settings, view.id)
+    except Exception:  # noqa: BLE001 - a retrain that cannot start must not undo the check
+        log.exception("retrain trigger for drift check %s failed", view.id)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None (JSON has neither)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
+# -- current data ----------------------------------------------------------------------------------
+
+def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: str, source: str,
+                  current: Current | None, filename: str, hours: float, dataset: str | None,
+                  min_rows: int) -> CurrentData:
+    if source == "window":
+        return window_frame(factory, model=model, hours=hours, min_rows=min_rows)
+    if source == "dataset":
+        if not dataset:
+            raise InvalidInput("a dataset drift check needs a dataset: NAME or NAME:VERSION")
+        from core.data import datasets
+
+        with factory() as session:
+            view, frame = datasets.load_frame(session, store_root=settings.data_store, ref=dataset)
+        return CurrentData(frame, f"dataset {view.ref}", None)
+    if current is None:
+        raise InvalidInput("an upload drift check needs the batch (a CSV or Parquet file)")
+    from core.data.tables import read_table
+
+    if isinstance(current, pd.DataFrame):
+        name = filename or "uploaded batch"
+        frame = current
+    else:
+        path = Path(current) if isinstance(current, str) else current
+        name = filename or (path.name if isinstance(path, Path) else "uploaded batch")
+        frame = read_table(path, filename=name, max_bytes=settings.max_upload_mb * 2**20).frame
+    return CurrentData(frame, f"file {name}"[:255], None)
+
+
+def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, min_rows: int = 1,
+                 now: datetime | None = None) -> CurrentData:
+    """The inputs and outputs of ``model``'s predictions logged in the last ``hours``."""
+    since = (now or utcnow()) - timedelta(hours=hours)
+    with factory() as session:
+        rows = session.execute(select(PredictionLog.inputs, PredictionLog.output)
+                               .where(PredictionLog.model == model, PredictionLog.ts >= since)).all()
+    label = f"last {hours:g} h"
+    if len(rows) < min_rows:
+        raise InsufficientData(f"{len(rows)} prediction(s) of {model} were logged in the {label}; a drift check needs "
+                               f"at least {min_rows} (policy drift.min_rows): not enough data to judge, nothing stored")
+    frame = pd.DataFrame.from_records([r.inputs for r in rows])
+    outputs = np.asarray([r.output for r in rows], dtype=object)
+    return CurrentData(frame, f"{label} of predictions", outputs)
+
+
+def _predict(settings: Settings, *, model: str, version: int, frame: pd.DataFrame,
+             reference: dict[str, Any]) -> np.ndarray | None:
+    """The model's outputs for (up to PREDICT_ROWS of) a batch, for prediction drift.
+
+    None, with a warning in the log, when the version cannot be loaded or cannot predict these
+    rows: the outputs are one more signal, not a reason to lose the check of the inputs.
+    """
+    from core.serving.cache import load_version
+
+    picked = frame[list(reference["columns"])]
+    if len(picked) > PREDICT_ROWS:
+        picked = picked.sample(n=PREDICT_ROWS, random_state=0)
+    numeric = [c for c, s in reference["columns"].items() if s.get("type") == "numeric"]
+    picked = picked.assign(**{c: pd.to_numeric(picked[c], errors="coerce").astype(float) for c in numeric})
+    try:
+        loaded = load_version(settings.mlflow_uri, name=model, alias="drift-check", version=version)
+        return np.asarray(loaded.model.predict(picked)).ravel()
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("outputs of %s v%s not compared: %s: %s", model, version, type(exc).__name__, exc)
+        return None
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def stage_upload(home: Path, filename: str, data: bytes) -> Path:
+    """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it."""
+    from uuid import uuid4
+
+    folder = Path(home) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"drift-{uuid4().hex}{Path(filename).suffix.lower()}"
+    path.write_bytes(data)
+    return path
+
+
+def history(session: Session, *, model: str, limit: int = 50) -> list[CheckView]:
+    """The newest ``limit`` checks of ``model``, newest first."""
+    rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model)
+                           .order_by(desc(DriftCheck.ts), desc(DriftCheck.id)).limit(limit))
+    return [CheckView.of(r) for r in rows]
+
+
+def latest(session: Session, *, model: str) -> CheckView | None:
+    found = history(session, model=model, limit=1)
+    return found[0] if found else None
+
+
+def get(session: Session, check_id: int) -> CheckView:
+    row = session.get(DriftCheck, check_id)
+    if row is None:
+        raise NotFound(f"no drift check {check_id}")
+    return CheckView.of(row)

@@ -1,0 +1,211 @@
+"""Live performance: feedback labels joined with logged predictions, against the training baseline.
+
+Classification is scored with accuracy and macro F1, regression with RMSE and R², over the policy's
+``performance.window`` most recent labelled predictions of a version. A verdict needs at least
+``performance.min_labels`` labels; a champion falling below the policy floor is an event (audit
+``performance.dropped`` + a ``performance`` alert), recorded once per drop, not on every check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, desc, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit, policy
+from core.actors import system_actor
+from core.alerts import notify
+from core.errors import NotFound
+from core.settings import Settings
+from db.models import AuditEvent, Feedback, PredictionLog, TrainingRun
+from db.session import transaction
+
+METRICS = {"classification": ("accuracy", "f1"), "regression": ("rmse", "r2")}
+MAX_POINTS = 120  # chart points per version
+
+
+@dataclass(frozen=True)
+class Point:
+    """One chart point: the rolling metrics over the labelled predictions up to ``ts``."""
+
+    ts: datetime
+    version: int
+    labels: int
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Live performance of one version against the policy floor.
+
+    ``status`` is ``ok``, ``below_floor`` or ``insufficient`` (fewer than ``min_labels`` labels).
+    """
+
+    model: str
+    version: int
+    task: str
+    labels: int
+    min_labels: int
+    metrics: dict[str, float]
+    baseline: dict[str, float]
+    checks: tuple[policy.Check, ...]
+    status: str
+
+    @property
+    def primary(self) -> float | None:
+        return self.metrics.get(policy.PRIMARY[self.task])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "task": self.task, "labels": self.labels,
+                "min_labels": self.min_labels, "metrics": self.metrics, "baseline": self.baseline,
+                "status": self.status, "checks": [c.__dict__ for c in self.checks]}
+
+
+def score(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float]:
+    """Accuracy and macro F1 (classification) or RMSE and R² (regression), as training measures them."""
+    from sklearn import metrics as m
+
+    if task == "classification":
+        t, p = [_label(v) for v in y_true], [_label(v) for v in y_pred]
+        return {"accuracy": float(m.accuracy_score(t, p)),
+                "f1": float(m.f1_score(t, p, average="macro", zero_division=0))}
+    t, p = [float(v) for v in y_true], [float(v) for v in y_pred]
+    r2 = float(m.r2_score(t, p)) if len(t) > 1 else float("nan")
+    return {"rmse": math.sqrt(m.mean_squared_error(t, p)), "r2": r2}
+
+
+def _label(value: Any) -> str:
+    """Class labels compared as text, so 1, 1.0, "1" and True-as-1 are the same class."""
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def task_of(session: Session, *, model: str, version: int) -> str:
+    task = session.scalar(select(TrainingRun.task).where(TrainingRun.model_name == model,
+                                                          TrainingRun.model_version == version))
+    if task is None:
+        raise NotFound(f"{model} v{version} has no LeanOps training run, so no task or baseline")
+    return task
+
+
+def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
+    """The version's holdout metrics from its training run (what live performance is compared with)."""
+    metrics = session.scalar(select(TrainingRun.metrics).where(TrainingRun.model_name == model,
+                                                                TrainingRun.model_version == version,
+                                                                TrainingRun.status == "succeeded")) or {}
+    task = task_of(session, model=model, version=version)
+    return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
+
+
+def labelled(session: Session, *, model: str, version: int | None = None, limit: int | None = None
+             ) -> list[tuple[datetime, int, Any, Any]]:
+    """(prediction time, version, prediction, label) of labelled predictions, newest first."""
+    query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
+             .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
+                                  Feedback.record_index == PredictionLog.record_index))
+             .where(PredictionLog.model == model, Feedback.model == model)
+             .order_by(desc(PredictionLog.ts), desc(PredictionLog.id)))
+    if version is not None:
+        query = query.where(PredictionLog.version == version)
+    if limit is not None:
+        query = query.limit(limit)
+    return [tuple(row) for row in session.execute(query)]
+
+
+def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy) -> Verdict:
+    """Live performance of ``model`` v``version`` over its most recent labelled predictions."""
+    task = task_of(session, model=model, version=version)
+    window = rules.performance.window
+    rows = labelled(session, model=model, version=version, limit=window)
+    need = rules.performance.min_labels
+    metrics = score(task, [r[3] for r in rows], [r[2] for r in rows]) if rows else {}
+    checks = []
+    for name, rule in rules.performance.floor.get(task, {}).items():
+        value = metrics.get(name)
+        ok = value is not None and not math.isnan(value) and policy.compare(value, rule)
+        checks.append(policy.Check(f"live {name}", None if value is None else round(value, 4), rule, ok,
+                                   f"over the last {len(rows)} labelled predictions"))
+    if len(rows) < need:
+        status = "insufficient"
+    else:
+        status = "ok" if all(c.passed for c in checks) else "below_floor"
+    return Verdict(model, version, task, len(rows), need, metrics, baseline(session, model=model, version=version),
+                   tuple(checks), status)
+
+
+def series(session: Session, *, model: str, rules: policy.ModelPolicy, versions: list[int] | None = None,
+           max_points: int = MAX_POINTS) -> list[Point]:
+    """Rolling metrics over time for a chart, per version (oldest first, at most ``max_points`` each).
+
+    Each point scores the ``performance.window`` labelled predictions up to it; points start once
+    ``performance.min_labels`` labels exist, like the verdict.
+    """
+    rows = labelled(session, model=model)
+    by_version: dict[int, list[tuple[datetime, Any, Any]]] = {}
+    for ts, version, output, label in reversed(rows):  # oldest first
+        by_version.setdefault(version, []).append((ts, output, label))
+    window, need = rules.performance.window, rules.performance.min_labels
+    points: list[Point] = []
+    for version in sorted(by_version):
+        if versions is not None and version not in versions:
+            continue
+        items = by_version[version]
+        task = task_of(session, model=model, version=version)
+        base = baseline(session, model=model, version=version)
+        ends = range(need, len(items) + 1)
+        step = max(1, math.ceil(len(ends) / max_points))
+        chosen = list(ends[::step])
+        if ends and chosen[-1] != ends[-1]:
+            chosen.append(ends[-1])
+        for end in chosen:
+            part = items[max(0, end - window):end]
+            points.append(Point(part[-1][0], version, len(part),
+                                score(task, [p[2] for p in part], [p[1] for p in part]), base))
+    return points
+
+
+# -- events --------------------------------------------------------------------------------------
+
+def _last_event(session: Session, model: str) -> AuditEvent | None:
+    return session.scalar(select(AuditEvent).where(
+        AuditEvent.subject == f"model:{model}",
+        AuditEvent.action.in_(("performance.dropped", "performance.recovered")))
+        .order_by(desc(AuditEvent.seq)).limit(1))
+
+
+def record(factory: sessionmaker[Session], settings: Settings, verdict: Verdict) -> str | None:
+    """Turn a verdict into an event when the state changed: ``dropped`` (audited and alerted) or
+    ``recovered`` (audited). Returns the action recorded, or None."""
+    actor = system_actor("performance-monitor")
+    with transaction(factory) as session:
+        last = _last_event(session, verdict.model)
+        was_down = last is not None and last.action == "performance.dropped" \
+            and last.details.get("version") == verdict.version
+        if verdict.status == "below_floor" and not was_down:
+            action = "performance.dropped"
+        elif verdict.status == "ok" and was_down:
+            action = "performance.recovered"
+        else:
+            return None
+        failed = [f"{c.name} {c.observed} (floor {c.required})" for c in verdict.checks if not c.passed]
+        reason = ("live performance below the policy floor: " + "; ".join(failed)) if failed \
+            else "live performance back above the policy floor"
+        audit.record(session, actor, action, f"model:{verdict.model}", verdict.as_dict() | {"reason": reason})
+    if action == "performance.dropped":
+        notify.notify(factory, settings, condition="performance", model=verdict.model,
+                      title=f"{verdict.model} v{verdict.version}: live performance below the floor",
+                      message=f"{reason} (training baseline {_fmt(verdict.baseline)}).",
+                      details=verdict.as_dict(), severity="critical")
+    return action
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()) or "unknown"

@@ -1,0 +1,189 @@
+"""The job queue: rows in the metadata DB that workers claim atomically and report progress on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import desc, func, select, update
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.actors import Actor
+from core.auth import require
+from core.errors import InvalidInput, NotFound
+from db.models import Job, utcnow
+
+# Every kind a worker knows, and the permission launching it takes. jobs/kinds.py maps them to code.
+KINDS: dict[str, str] = {
+    "diagnostic.sleep": "jobs.launch",
+    "audit.verify": "jobs.launch",
+    "predictions.retention": "jobs.launch",
+    "train": "training.launch",
+    "drift.check": "drift.run",
+    "retrain": "training.launch",
+    "monitor.performance": "jobs.launch",
+}
+ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
+LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What pages and the CLI see of a job."""
+
+    id: int
+    kind: str
+    params: dict[str, Any]
+    status: str
+    progress: float
+    stage: str
+    error: str | None
+    result: dict[str, Any] | None
+    log: str
+    created_by: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    worker: str | None
+    cancel_requested: bool
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(**{f: getattr(job, f) for f in cls.__dataclass_fields__})
+
+
+def enqueue(session: Session, *, actor: Actor, kind: str, params: dict[str, Any] | None = None) -> Job:
+    """Queue a job; a worker picks it up. Returns at once."""
+    if kind not in KINDS:
+        raise InvalidInput(f"job kind {kind!r} is unknown; kinds are: {', '.join(sorted(KINDS))}")
+    require(session, actor, KINDS[kind], f"job:{kind}")
+    job = Job(kind=kind, params=params or {}, created_by=actor.name)
+    session.add(job)
+    session.flush()
+    audit.record(session, actor, "job.queued", f"job:{job.id}", {"kind": kind, "params": job.params})
+    return job
+
+
+def claim(session: Session, *, worker: str, now: datetime | None = None) -> Job | None:
+    """Atomically take the oldest queued job for ``worker``; None when the queue is empty.
+
+    PostgreSQL skips rows another worker has locked; on both backends the guarded UPDATE
+    (``status = 'queued'``) makes sure only one claimant wins a row.
+    """
+    now = now or utcnow()
+    for _ in range(5):
+        job_id = session.scalar(
+            select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1).with_for_update(skip_locked=True)
+        )
+        if job_id is None:
+            return None
+        won = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="running", worker=worker, started_at=now, heartbeat_at=now, stage="starting")
+        ).rowcount
+        if won:
+            job = session.get(Job, job_id)
+            session.refresh(job)
+            return job
+    return None
+
+
+def heartbeat(session: Session, *, job_id: int, now: datetime | None = None) -> bool:
+    """Mark the job alive; returns whether cancellation was requested."""
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "running").values(heartbeat_at=now or utcnow()))
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def report(session: Session, *, job_id: int, progress: float | None = None, stage: str | None = None,
+           log: str | None = None) -> bool:
+    """Record progress (0-1), the stage text and log lines; returns whether cancellation was requested."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if progress is not None:
+        job.progress = min(max(float(progress), 0.0), 1.0)
+    if stage is not None:
+        job.stage = stage[:255]
+    if log:
+        job.log = (job.log + log)[-LOG_LIMIT:]
+    job.heartbeat_at = utcnow()
+    return job.cancel_requested
+
+
+def finish(session: Session, *, job_id: int, status: str, error: str | None = None,
+           result: dict[str, Any] | None = None, log: str | None = None) -> None:
+    if status not in FINISHED:
+        raise InvalidInput(f"status {status!r} is not a final status {FINISHED}")
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.status in FINISHED:  # e.g. reaped meanwhile: the first verdict stands
+        return
+    job.status, job.error, job.result, job.finished_at = status, error, result, utcnow()
+    job.stage = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[status]
+    if status == "succeeded":
+        job.progress = 1.0
+    if log:
+        job.log = (job.log + log)[-LOG_LIMIT:]
+
+
+def cancel(session: Session, *, actor: Actor, job_id: int) -> Job:
+    """Cancel a queued job now, or ask a running one to stop at its next progress report."""
+    require(session, actor, "jobs.cancel", f"job:{job_id}")
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    if job.status not in ACTIVE:
+        raise InvalidInput(f"job {job_id} is already {job.status}")
+    if job.status == "queued":
+        job.status, job.finished_at, job.stage = "cancelled", utcnow(), "cancelled"
+    job.cancel_requested = True
+    audit.record(session, actor, "job.cancelled", f"job:{job_id}", {"kind": job.kind, "was": job.status})
+    return job
+
+
+def reap_stale(session: Session, *, stale_after: float, now: datetime | None = None) -> list[int]:
+    """Fail running jobs whose worker stopped sending heartbeats (killed, crashed, lost its DB).
+
+    They are failed, not requeued: a half-run training job may have side effects a rerun must not
+    repeat blindly; the user relaunches (or the schedule fires again).
+    """
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=stale_after)
+    stale = list(session.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)))
+    for job in stale:
+        job.status, job.finished_at, job.stage = "failed", now, "failed"
+        job.error = (f"worker {job.worker} stopped responding: no heartbeat since "
+                     f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (limit {stale_after:.0f} s)")
+        audit.record(session, "system:reaper", "job.failed", f"job:{job.id}", {"reason": job.error})
+    return [job.id for job in stale]
+
+
+def fail_worker_jobs(session: Session, *, worker: str, reason: str) -> None:
+    for job_id in session.scalars(select(Job.id).where(Job.worker == worker, Job.status == "running")):
+        finish(session, job_id=job_id, status="failed", error=reason)
+
+
+def get(session: Session, job_id: int) -> JobView:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return JobView.of(job)
+
+
+def list_jobs(session: Session, *, statuses: tuple[str, ...] | None = None, kind: str | None = None,
+              limit: int = 50, offset: int = 0) -> list[JobView]:
+    query = select(Job).order_by(desc(Job.id)).limit(limit).offset(offset)
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    if kind:
+        query = query.where(Job.kind == kind)
+    return [JobView.of(j) for j in session.scalars(query)]
+
+
+def counts(session: Session) -> dict[str, int]:
+    return {status: n for status, n in session.execute(select(Job.status, func.count()).group_by(Job.status))}

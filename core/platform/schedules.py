@@ -1,0 +1,117 @@
+"""Recurring jobs. Rows here are the truth; the one scheduler process mirrors them into APScheduler."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import audit
+from core.actors import Actor
+from core.auth import require
+from core.errors import InvalidInput, NotFound
+from core.platform.job_queue import KINDS
+from db.models import Schedule, utcnow
+
+_FIELD = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?(,(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?)*$")
+CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *' (daily 03:00 UTC)"
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    name: str
+    kind: str
+    params: dict[str, Any]
+    cron: str
+    paused: bool
+    description: str
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_job_id: int | None
+
+
+def _view(row: Schedule) -> ScheduleView:
+    return ScheduleView(row.name, row.kind, row.params, row.cron, row.paused, row.description,
+                        None if row.paused else row.next_run_at, row.last_run_at, row.last_job_id)
+
+
+def check_cron(cron: str) -> str:
+    fields = cron.lower().split()
+    if len(fields) != 5 or not all(_FIELD.match(f) for f in fields):
+        raise InvalidInput(f"cron {cron!r} is not valid: {CRON_HELP}")
+    return " ".join(fields)
+
+
+def _get(session: Session, name: str) -> Schedule:
+    row = session.get(Schedule, name)
+    if row is None:
+        raise NotFound(f"no schedule named {name!r}")
+    return row
+
+
+def list_schedules(session: Session) -> list[ScheduleView]:
+    return [_view(r) for r in session.scalars(select(Schedule).order_by(Schedule.name))]
+
+
+def ensure(session: Session, *, actor: Actor, name: str, kind: str, cron: str, params: dict[str, Any] | None = None,
+           description: str = "") -> ScheduleView:
+    """Create the schedule if it does not exist yet (an existing one keeps its user's edits)."""
+    row = session.get(Schedule, name)
+    if row is not None:
+        return _view(row)
+    require(session, actor, "schedules.manage", f"schedule:{name}")
+    if kind not in KINDS:
+        raise InvalidInput(f"job kind {kind!r} is unknown; kinds are: {', '.join(sorted(KINDS))}")
+    row = Schedule(name=name, kind=kind, cron=check_cron(cron), params=params or {}, description=description)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor, "schedule.created", f"schedule:{name}", {"kind": kind, "cron": row.cron})
+    return _view(row)
+
+
+def set_paused(session: Session, *, actor: Actor, name: str, paused: bool) -> None:
+    require(session, actor, "schedules.manage", f"schedule:{name}")
+    row = _get(session, name)
+    if row.paused != paused:
+        row.paused, row.updated_at = paused, utcnow()
+        audit.record(session, actor, "schedule.paused" if paused else "schedule.resumed", f"schedule:{name}", {})
+
+
+def set_cron(session: Session, *, actor: Actor, name: str, cron: str) -> None:
+    require(session, actor, "schedules.manage", f"schedule:{name}")
+    row = _get(session, name)
+    new = check_cron(cron)
+    if row.cron != new:
+        old, row.cron, row.updated_at = row.cron, new, utcnow()
+        audit.record(session, actor, "schedule.changed", f"schedule:{name}", {"from": old, "to": new})
+
+
+def remove(session: Session, *, actor: Actor, name: str, reason: str = "") -> None:
+    """Delete a schedule row; the scheduler drops its job at its next sync."""
+    require(session, actor, "schedules.manage", f"schedule:{name}")
+    row = _get(session, name)
+    session.delete(row)
+    session.flush()
+    audit.record(session, actor, "schedule.removed", f"schedule:{name}",
+                 {"kind": row.kind, "cron": row.cron, "reason": reason})
+
+
+def note_next_run(session: Session, *, name: str, next_run_at: datetime | None) -> None:
+    """Called by the scheduler process after it (re)computes a schedule's next fire time."""
+    row = session.get(Schedule, name)
+    if row is not None and row.next_run_at != next_run_at:
+        row.next_run_at = next_run_at
+
+
+def note_fired(session: Session, *, name: str, job_id: int) -> None:
+    row = _get(session, name)
+    row.last_run_at, row.last_job_id = utcnow(), job_id
+
+
+def snapshot(session: Session) -> dict[str, tuple[str, bool, datetime]]:
+    """name → (cron, paused, updated_at): what the scheduler compares to notice edits."""
+    return {r.name: (r.cron, r.paused, r.updated_at) for r in session.scalars(select(Schedule))}

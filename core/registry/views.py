@@ -1,0 +1,126 @@
+"""Read models of the registry for pages, the CLI and reports: models, versions, lineage, timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import desc, func, select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFound
+from core.platform import aliases
+from core.platform.aliases import CHAMPION
+from core.promotion.gates import Registry, VersionFacts
+from db.models import AliasMove, DatasetVersion, GateEvaluation, TrainingRun
+
+
+def facts_from_runs(session: Session, model: str, version: int) -> VersionFacts:
+    """The gate inputs of a version LeanOps trained: its run's metrics and its data's certificate."""
+    run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model,
+                                                   TrainingRun.model_version == version))
+    if run is None:
+        raise NotFound(f"{model} v{version} has no LeanOps training run (was it registered outside LeanOps?)")
+    data = session.get(DatasetVersion, run.dataset_version_id) if run.dataset_version_id else None
+    return VersionFacts(model=model, version=version, task=run.task, metrics=run.metrics or {},
+                        fairness=run.fairness or {},
+                        certificate_passed=data.certificate_passed if data else None,
+                        certificate_at=data.certificate_at if data else None, trainer=run.created_by)
+
+
+def registry_for(mlflow_uri: str, home: Any) -> Registry:
+    return Registry(mlflow_uri=mlflow_uri, home=home, facts=facts_from_runs)
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    champion: int | None
+    challenger: int | None
+    versions: int
+    last_trained: datetime | None
+    task: str
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: int
+    run_id: int
+    mlflow_run_id: str | None
+    created_by: str
+    trained_at: datetime | None
+    model_kind: str
+    task: str
+    dataset: str
+    dataset_sha256: str
+    primary_metric: str | None
+    score: float | None
+    metrics: dict[str, Any]
+    gates_passed: bool | None
+    gate_checks: list[dict[str, Any]]
+    aliases: tuple[str, ...]
+
+
+def list_models(session: Session, *, mlflow_uri: str) -> list[ModelRow]:
+    rows = session.execute(
+        select(TrainingRun.model_name, func.count(TrainingRun.model_version), func.max(TrainingRun.finished_at),
+               func.max(TrainingRun.task))
+        .where(TrainingRun.model_version.is_not(None)).group_by(TrainingRun.model_name)
+        .order_by(TrainingRun.model_name)).all()
+    out = []
+    for name, count, last, task in rows:
+        found = aliases.all_for(mlflow_uri, model=name)
+        out.append(ModelRow(name, found.get(CHAMPION), found.get("challenger"), count, last, task))
+    return out
+
+
+def list_versions(session: Session, *, mlflow_uri: str, model: str) -> list[VersionRow]:
+    runs = list(session.scalars(select(TrainingRun).where(TrainingRun.model_name == model,
+                                                          TrainingRun.model_version.is_not(None))
+                                .order_by(desc(TrainingRun.model_version))))
+    if not runs:
+        raise NotFound(f"no versions of model {model!r}")
+    latest = _latest_gates(session, model)
+    by_version: dict[int, list[str]] = {}
+    for alias, version in aliases.all_for(mlflow_uri, model=model).items():
+        by_version.setdefault(version, []).append(alias)
+    return [VersionRow(version=r.model_version, run_id=r.id, mlflow_run_id=r.mlflow_run_id, created_by=r.created_by,
+                       trained_at=r.finished_at, model_kind=r.model_kind, task=r.task,
+                       dataset=f"{r.dataset_name}:{r.dataset_version}", dataset_sha256=r.dataset_sha256,
+                       primary_metric=r.primary_metric, score=r.score, metrics=r.metrics or {},
+                       gates_passed=latest[r.model_version].passed if r.model_version in latest else None,
+                       gate_checks=latest[r.model_version].checks["checks"] if r.model_version in latest else [],
+                       aliases=tuple(sorted(by_version.get(r.model_version, ())))) for r in runs]
+
+
+def _latest_gates(session: Session, model: str) -> dict[int, GateEvaluation]:
+    newest = (select(GateEvaluation.version, func.max(GateEvaluation.id).label("id"))
+              .where(GateEvaluation.model == model).group_by(GateEvaluation.version).subquery())
+    rows = session.scalars(select(GateEvaluation).join(newest, GateEvaluation.id == newest.c.id))
+    return {g.version: g for g in rows}
+
+
+@dataclass(frozen=True)
+class ChampionPeriod:
+    version: int
+    start: datetime
+    end: datetime | None  # None: still champion
+    moved_by: str
+    action: str
+    reason: str
+    forced: bool
+
+
+def champion_periods(session: Session, *, model: str) -> list[ChampionPeriod]:
+    """When each version was champion, from the alias history (oldest first)."""
+    moves = list(session.scalars(select(AliasMove).where(AliasMove.model == model, AliasMove.alias == CHAMPION)
+                                 .order_by(AliasMove.id)))
+    periods = []
+    for i, move in enumerate(moves):
+        if move.to_version is None:
+            continue
+        end = moves[i + 1].ts if i + 1 < len(moves) else None
+        periods.append(ChampionPeriod(move.to_version, move.ts, end, move.actor, move.action, move.reason,
+                                      move.forced))
+    return periods

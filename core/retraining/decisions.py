@@ -1,0 +1,97 @@
+"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
+
+Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
+actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
+retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
+the latest version of its dataset; at most one is queued or running per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from core import policy
+from core.monitoring import performance
+
+TRIGGERS = ("drift", "schedule", "growth", "upload", "manual")
+
+
+@dataclass(frozen=True)
+class Decision:
+    act: bool
+    reason: str
+
+
+# -- decisions -----------------------------------------------------------------------------------
+
+def should_retrain_on_drift(check: Any, rules: policy.ModelPolicy) -> Decision:
+    """A stored drift check (``drift_detected``, ``drift_share``, ``threshold``, ``columns``)."""
+    drifted = sorted(c for c, v in (check.columns or {}).items() if isinstance(v, dict) and v.get("drifted"))
+    share = f"drift share {check.drift_share:.2f} (threshold {check.threshold:.2f})"
+    if not check.drift_detected:
+        return Decision(False, f"no dataset drift: {share}")
+    if not rules.retrain.on_drift:
+        return Decision(False, f"drift detected ({share}) but retrain.on_drift is off")
+    return Decision(True, f"drift detected on v{check.version}: {share}; drifted columns: "
+                          f"{', '.join(drifted) or 'none listed'}")
+
+
+def should_retrain_on_schedule(rules: policy.ModelPolicy) -> Decision:
+    if not rules.retrain.schedule:
+        return Decision(False, "retrain.schedule is off")
+    return Decision(True, f"scheduled retrain (cron '{rules.retrain.schedule}' UTC)")
+
+
+def should_retrain_on_growth(new_rows: int, trained_rows: int, rules: policy.ModelPolicy) -> Decision:
+    """A dataset version with at least ``retrain.on_data_growth`` (10 %) more rows than the champion saw."""
+    step = rules.retrain.on_data_growth
+    if step is None:
+        return Decision(False, "retrain.on_data_growth is off")
+    if trained_rows <= 0:
+        return Decision(new_rows > 0, f"{new_rows} rows; the champion was trained on none")
+    growth = (new_rows - trained_rows) / trained_rows
+    verdict = growth >= step
+    return Decision(verdict, f"{new_rows} rows vs {trained_rows} the champion was trained on "
+                             f"({growth:+.1%}; retrain at {step:+.0%} or more)")
+
+
+def should_retrain_on_upload(via_api: bool, rules: policy.ModelPolicy) -> Decision:
+    if not via_api:
+        return Decision(False, "not uploaded through the API")
+    if not rules.retrain.on_upload:
+        return Decision(False, "uploaded through the API but retrain.on_upload is off")
+    return Decision(True, "new dataset version uploaded through the API")
+
+
+def should_roll_back(*, promoted_at: datetime | None, action: str | None, now: datetime,
+                     current: performance.Verdict, previous: performance.Verdict | None,
+                     rules: policy.ModelPolicy) -> Decision:
+    """Roll back a champion promoted within ``rollback.window_hours`` whose live performance (with
+    enough labels) is below the floor, or below its predecessor's by more than
+    ``improvement.min_relative`` on the primary metric."""
+    if not rules.rollback.auto:
+        return Decision(False, "rollback.auto is off")
+    if promoted_at is None or action not in ("promote", "force_promote"):
+        return Decision(False, "the champion was not promoted (it arrived by rollback or outside LeanOps)")
+    age = now - promoted_at
+    if age > timedelta(hours=rules.rollback.window_hours):
+        return Decision(False, f"promoted {age.total_seconds() / 3600:.1f} h ago, outside the "
+                               f"{rules.rollback.window_hours:g} h rollback window")
+    if current.status == "insufficient":
+        return Decision(False, f"{current.labels} labels on v{current.version}; {current.min_labels} needed")
+    if current.status == "below_floor":
+        failed = "; ".join(f"{c.name} {c.observed} (floor {c.required})" for c in current.checks if not c.passed)
+        return Decision(True, f"v{current.version} live performance below the floor: {failed}")
+    if previous is None or previous.status == "insufficient" or previous.primary is None:
+        return Decision(False, f"v{current.version} is above the floor; its predecessor has too few labels "
+                               "to compare with")
+    metric = policy.PRIMARY[current.task]
+    tolerance = rules.improvement.min_relative
+    worse = current.primary < previous.primary - abs(previous.primary) * tolerance
+    detail = (f"live {metric} {current.primary:.4f} on v{current.version} vs {previous.primary:.4f} on "
+              f"predecessor v{previous.version}")
+    if worse:
+        return Decision(True, f"{detail}: worse by more than {tolerance:.0%}")
+    return Decision(False, f"{detail}: within {tolerance:.0%}")

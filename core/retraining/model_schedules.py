@@ -1,0 +1,67 @@
+"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
+
+Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
+actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
+retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
+the latest version of its dataset; at most one is queued or running per model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import policy
+from core.actors import system_actor
+from core.platform import job_queue
+from core.retraining.triggers import champions
+
+# -- per-model schedules -------------------------------------------------------------------------
+
+SCHEDULE_PREFIXES = ("drift:", "retrain:")
+
+
+def wanted_schedules(model: str, rules: policy.ModelPolicy) -> dict[str, dict[str, Any]]:
+    """The schedule rows a champion model should have under its policy (name → kind, cron, params)."""
+    out: dict[str, dict[str, Any]] = {}
+    if rules.drift.schedule and "drift.check" in job_queue.KINDS:
+        out[f"drift:{model}"] = {"kind": "drift.check", "cron": rules.drift.schedule,
+                                 "params": {"model": model, "source": "window"},
+                                 "description": f"Drift check of {model}'s live inputs (policy drift.schedule)"}
+    if rules.retrain.schedule:
+        out[f"retrain:{model}"] = {"kind": "retrain", "cron": rules.retrain.schedule,
+                                   "params": {"model": model, "trigger": "schedule",
+                                              "reason": f"scheduled retrain (cron '{rules.retrain.schedule}')"},
+                                   "description": f"Retrain {model} on its latest data (policy retrain.schedule)"}
+    return out
+
+
+def sync_model_schedules(session: Session, settings: Any) -> dict[str, list[str]]:
+    """Keep ``drift:<model>`` and ``retrain:<model>`` schedule rows in line with the champions and
+    policies.yaml (``settings`` needs ``.home``). A user's pause survives; the cron follows the policy."""
+    from core.platform import schedules
+    from db.models import Schedule
+
+    actor = system_actor("model-schedules")
+    file = policy.load(settings.home)
+    want: dict[str, dict[str, Any]] = {}
+    for model in champions(session):
+        want |= wanted_schedules(model, policy.for_model(file, model))
+    have = {row.name: row for row in session.scalars(select(Schedule)) if row.name.startswith(SCHEDULE_PREFIXES)}
+    done: dict[str, list[str]] = {"created": [], "changed": [], "removed": []}
+    for name, spec in want.items():
+        if name not in have:
+            schedules.ensure(session, actor=actor, name=name, kind=spec["kind"], cron=spec["cron"],
+                             params=spec["params"], description=spec["description"])
+            done["created"].append(name)
+        elif have[name].cron != schedules.check_cron(spec["cron"]) or have[name].params != spec["params"]:
+            schedules.set_cron(session, actor=actor, name=name, cron=spec["cron"])
+            have[name].params = spec["params"]
+            done["changed"].append(name)
+    for name in set(have) - set(want):
+        schedules.remove(session, actor=actor, name=name,
+                         reason="the model has no champion or its policy turned this schedule off")
+        done["removed"].append(name)
+    return done

@@ -1,0 +1,164 @@
+"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
+
+Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
+actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
+retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
+the latest version of its dataset; at most one is queued or running per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import audit, policy
+from core.actors import system_actor
+from core.errors import InvalidInput, NotFound
+from core.platform import aliases, job_queue, locks
+from core.retraining.decisions import (
+    TRIGGERS,
+    Decision,
+    should_retrain_on_drift,
+    should_retrain_on_growth,
+    should_retrain_on_upload,
+)
+from core.settings import Settings
+from db.models import AliasMove, Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
+from db.session import transaction
+
+# -- reading -------------------------------------------------------------------------------------
+
+def champions(session: Session) -> dict[str, int]:
+    """model → current champion version, from the alias history (the same unit as MLflow's alias)."""
+    newest = (select(AliasMove.model, func.max(AliasMove.id).label("id"))
+              .where(AliasMove.alias == aliases.CHAMPION).group_by(AliasMove.model).subquery())
+    rows = session.execute(select(AliasMove.model, AliasMove.to_version).join(newest, AliasMove.id == newest.c.id))
+    return {model: version for model, version in rows if version is not None}
+
+
+def champion_run(session: Session, settings: Settings, model: str) -> TrainingRun:
+    """The training run of the model's current champion (MLflow's alias is the truth)."""
+    version = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+    if version is None:
+        raise InvalidInput(f"{model} has no champion; a retrain reuses the champion's training configuration")
+    run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model, TrainingRun.model_version
+                                                   == version, TrainingRun.status == "succeeded"))
+    if run is None:
+        raise NotFound(f"{model} v{version} (the champion) has no LeanOps training run to reuse")
+    return run
+
+
+def active_retrain(session: Session, model: str) -> Job | None:
+    for job in session.scalars(select(Job).where(Job.kind == "retrain", Job.status.in_(job_queue.ACTIVE))
+                               .order_by(Job.id)):
+        if job.params.get("model") == model:
+            return job
+    return None
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetrainRequest:
+    model: str
+    job_id: int
+    queued: bool  # False: a retrain of this model was already queued or running (``job_id``)
+    reason: str
+
+
+def request_retrain(factory: sessionmaker[Session], settings: Settings, *, model: str, reason: str,
+                    trigger: str) -> RetrainRequest:
+    """Queue a ``retrain`` job as ``system:retrain`` unless one is already queued or running."""
+    if trigger not in TRIGGERS:
+        raise InvalidInput(f"trigger {trigger!r} is unknown; triggers are: {', '.join(TRIGGERS)}")
+    actor = system_actor("retrain")
+    with transaction(factory) as session:
+        champion_run(session, settings, model)  # refuses a model without a champion, before queueing
+        locks.hold(session, f"retrain:{model}")
+        existing = active_retrain(session, model)
+        if existing is not None:
+            return RetrainRequest(model, existing.id, False, reason)
+        job = job_queue.enqueue(session, actor=actor, kind="retrain",
+                           params={"model": model, "trigger": trigger, "reason": reason})
+        audit.record(session, actor, "retrain.requested", f"model:{model}",
+                     {"job_id": job.id, "trigger": trigger, "reason": reason})
+        return RetrainRequest(model, job.id, True, reason)
+
+
+def on_drift(factory: sessionmaker[Session], settings: Settings, check_id: int) -> RetrainRequest | Decision:
+    """After a drift check is stored: retrain the champion when the policy says so."""
+    with factory() as session:
+        check = session.get(DriftCheck, check_id)
+        if check is None:
+            raise NotFound(f"no drift check {check_id}")
+        rules = policy.for_model(policy.load(settings.home), check.model)
+        decision = should_retrain_on_drift(check, rules)
+        model, version = check.model, check.version
+    if not decision.act:
+        return decision
+    champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+    if champion != version:
+        return Decision(False, f"drift check {check_id} was on v{version}; the champion is now v{champion}")
+    return request_retrain(factory, settings, model=model, reason=f"drift check {check_id}: {decision.reason}",
+                           trigger="drift")
+
+
+def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, dataset: str, version: int,
+                       via_api: bool) -> list[RetrainRequest]:
+    """After a dataset version is registered: retrain each champion trained on that dataset whose
+    policy asks for it (an API upload, or ≥ 10 % more rows than the champion was trained on)."""
+    file = policy.load(settings.home)
+    out = []
+    with factory() as session:
+        new_rows = _rows(session, dataset, version)
+        candidates = []
+        for model, champion in champions(session).items():
+            run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model,
+                                                           TrainingRun.model_version == champion))
+            if run is None or run.dataset_name != dataset or run.dataset_version >= version:
+                continue
+            candidates.append((model, _rows(session, dataset, run.dataset_version)))
+    for model, trained_rows in candidates:
+        rules = policy.for_model(file, model)
+        upload = should_retrain_on_upload(via_api, rules)
+        growth = should_retrain_on_growth(new_rows, trained_rows, rules)
+        for trigger, decision in (("upload", upload), ("growth", growth)):
+            if decision.act:
+                out.append(request_retrain(factory, settings, model=model, trigger=trigger,
+                                           reason=f"{dataset} v{version}: {decision.reason}"))
+                break
+    return out
+
+
+def _rows(session: Session, dataset: str, version: int) -> int:
+    rows = session.scalar(select(DatasetVersion.rows).join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                          .where(Dataset.name == dataset, DatasetVersion.version == version))
+    if rows is None:
+        raise NotFound(f"no dataset version {dataset}:{version}")
+    return int(rows)
+
+
+def check_growth(factory: sessionmaker[Session], settings: Settings, model: str) -> RetrainRequest | Decision:
+    """The periodic growth check: the latest version of the champion's dataset against what it was
+    trained on. A version some run of this model already trained on does not trigger again."""
+    with factory() as session:
+        run = champion_run(session, settings, model)
+        latest = session.scalar(select(func.max(DatasetVersion.version)).join(
+            Dataset, Dataset.id == DatasetVersion.dataset_id).where(Dataset.name == run.dataset_name))
+        if latest is None or latest <= run.dataset_version:
+            return Decision(False, f"{run.dataset_name} has no version newer than v{run.dataset_version}")
+        tried = session.scalar(select(TrainingRun.id).where(TrainingRun.model_name == model,
+                                                             TrainingRun.dataset_name == run.dataset_name,
+                                                             TrainingRun.dataset_version == latest).limit(1))
+        if tried is not None:
+            return Decision(False, f"{model} was already trained on {run.dataset_name} v{latest}")
+        new_rows, trained_rows = _rows(session, run.dataset_name, latest), _rows(session, run.dataset_name,
+                                                                                  run.dataset_version)
+        rules = policy.for_model(policy.load(settings.home), model)
+    decision = should_retrain_on_growth(new_rows, trained_rows, rules)
+    if not decision.act:
+        return decision
+    return request_retrain(factory, settings, model=model, trigger="growth",
+                           reason=f"{run.dataset_name} v{latest}: {decision.reason}")

@@ -1,0 +1,294 @@
+"""Serving models from the registry: load a version, warm it up, and follow its alias as it moves.
+
+A ``ModelCache`` keeps one loaded model per (name, alias). A background thread checks the aliases
+every few seconds (one cheap registry query each); when one moved, the new version is loaded and
+warmed *before* it is swapped in, so requests never wait for a load and requests already holding
+the old model finish on it. A version that fails to load leaves the old one serving and is
+reported through ``on_event`` (the API turns that into an audit event, a metric and a log line).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.platform import aliases
+from core.serving.signature import Columns, InputSchema
+from db.models import utcnow
+
+log = logging.getLogger("leanops.serving")
+ALIAS_RULE = "letters, digits, '_' or '-', at most 64"
+EventSink = Callable[[str, dict[str, Any]], None]
+RETRY_FAILED = 30.0  # seconds before a version that failed to load is tried again
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a model said about some rows: labels or values, and class probabilities when asked."""
+
+    outputs: np.ndarray
+    probabilities: np.ndarray | None = None
+
+
+@dataclass
+class LoadedModel:
+    """One registered model version, loaded and warmed, ready to predict."""
+
+    name: str
+    alias: str
+    version: int
+    model: Any  # the sklearn estimator, or an MLflow pyfunc model for other flavours
+    schema: InputSchema | None
+    flavor: str
+    classes: list[Any] | None
+    loaded_at: datetime = field(default_factory=utcnow)
+
+    def predict(self, columns: Columns, *, probabilities: bool = False) -> Prediction:
+        """Predict the rows of ``columns`` (arrays per column, already checked against the schema)."""
+        import pandas as pd
+
+        frame = self.schema.frame(columns) if self.schema is not None else pd.DataFrame(columns)
+        try:
+            outputs = np.asarray(self.model.predict(frame))
+            proba = None
+            if probabilities:
+                if not self.can_explain:
+                    raise InvalidInput(f"{self.name} v{self.version} gives no class probabilities "
+                                       "(it is not a classifier with predict_proba)")
+                proba = np.asarray(self.model.predict_proba(frame))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InvalidInput(f"{self.name} v{self.version} could not predict these records: "
+                               f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        if outputs.ndim > 1 and outputs.shape[1] == 1:
+            outputs = outputs.ravel()
+        return Prediction(outputs, proba)
+
+    @property
+    def can_explain(self) -> bool:
+        return self.classes is not None and hasattr(self.model, "predict_proba")
+
+    def warm(self, example: Columns | None) -> None:
+        """Run one prediction so the first real request does not pay for lazy set-up."""
+        columns = example if example is not None else (self.schema.example() if self.schema else None)
+        if columns is None:
+            return
+        try:
+            self.predict(columns, probabilities=self.can_explain)
+        except InvalidInput:
+            if example is not None:
+                raise  # the model's own input example must work; a made-up row may not
+
+
+@cache
+def _client(uri: str):  # noqa: ANN202 - mlflow is imported lazily
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def check_alias(alias: str) -> str:
+    if not isinstance(alias, str) or not alias or len(alias) > 64 or not alias.replace("-", "_").isidentifier():
+        raise InvalidInput(f"alias {alias!r} is not allowed: use {ALIAS_RULE} (e.g. champion, challenger)")
+    return alias
+
+
+def resolve(uri: str, *, name: str, alias: str) -> int:
+    """The version ``alias`` points at. NotFound names what is missing: the model or the alias."""
+    version = aliases.get(uri, model=name, alias=alias)
+    if version is not None:
+        return version
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _client(uri).get_registered_model(name)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+            raise NotFound(f"no registered model named {name!r}") from None
+        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+    raise NotFound(f"model {name!r} has no version with alias {alias!r}"
+                   + ("; promote a version first" if alias == "champion" else ""))
+
+
+def load_version(uri: str, *, name: str, alias: str, version: int) -> LoadedModel:
+    """Load ``name`` v``version`` from the registry and warm it up.
+
+    Raises:
+        StoreUnavailable: the version's files are missing or cannot be loaded.
+    """
+    from mlflow.models import Model
+
+    try:
+        location = _client(uri).get_model_version_download_uri(name, str(version))
+        meta = Model.load(location)
+        example = _input_example(meta, location)
+        if "sklearn" in meta.flavors:
+            import mlflow.sklearn
+
+            model, flavor = mlflow.sklearn.load_model(location), "sklearn"
+        else:
+            import mlflow.pyfunc
+
+            model, flavor = mlflow.pyfunc.load_model(location), "pyfunc"
+    except Exception as exc:  # noqa: BLE001 - any load failure means "cannot serve this version"
+        raise StoreUnavailable(f"{name} v{version} could not be loaded: {type(exc).__name__}: {exc}") from exc
+    names = getattr(model, "feature_names_in_", None)
+    schema = InputSchema.from_mlflow(meta.signature, names)
+    classes = getattr(model, "classes_", None)
+    loaded = LoadedModel(name=name, alias=alias, version=version, model=model, schema=schema, flavor=flavor,
+                         classes=list(np.asarray(classes).tolist()) if classes is not None else None)
+    try:
+        loaded.warm(example)
+    except Exception as exc:  # noqa: BLE001
+        raise StoreUnavailable(f"{name} v{version} loaded but failed its warm-up prediction: {exc}") from exc
+    return loaded
+
+
+def _input_example(meta: Any, location: str) -> Columns | None:
+    if meta.saved_input_example_info is None or meta.signature is None:
+        return None
+    try:
+        frame = meta.load_input_example(location)
+    except Exception:  # noqa: BLE001 - an unreadable example only costs the warm-up
+        return None
+    if frame is None or not hasattr(frame, "to_dict"):
+        return None
+    schema = InputSchema.from_mlflow(meta.signature)
+    records = frame.to_dict("records")
+    return schema.coerce(records).columns if schema is not None else None
+
+
+Loader = Callable[..., LoadedModel]
+_CACHES: weakref.WeakSet[ModelCache] = weakref.WeakSet()
+
+
+def alias_moved(model: str) -> None:
+    """Tell every model cache in this process that ``model``'s aliases moved (promotion, rollback)."""
+    for cache_ in list(_CACHES):
+        cache_.refresh(model)
+
+
+class ModelCache:
+    """Loaded models by (name, alias), following the aliases as they move."""
+
+    def __init__(self, *, mlflow_uri: str, reload_seconds: float, on_event: EventSink | None = None,
+                 loader: Loader = load_version) -> None:
+        self.uri, self.reload_seconds, self.loader = mlflow_uri, reload_seconds, loader
+        self.on_event = on_event if on_event is not None else (lambda kind, details: None)
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        # A version that failed to load: reported once, retried every RETRY_FAILED seconds quietly.
+        self._failed: dict[tuple[str, str], tuple[int, float]] = {}
+        self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        _CACHES.add(self)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def peek(self, name: str, alias: str) -> LoadedModel | None:
+        """The loaded model, without touching the registry (the hot path)."""
+        return self._models.get((name, alias))
+
+    def get(self, name: str, alias: str) -> LoadedModel:
+        """The loaded model; loads it on first use (blocking: call from a worker thread)."""
+        found = self._models.get((name, alias))
+        if found is not None:
+            return found
+        check_alias(alias)
+        with self._key_lock((name, alias)):  # one load per key, however many requests wait for it
+            found = self._models.get((name, alias))
+            if found is None:
+                version = resolve(self.uri, name=name, alias=alias)
+                found = self.loader(self.uri, name=name, alias=alias, version=version)
+                self._swap((name, alias), found, previous=None)
+            return found
+
+    def served(self) -> dict[tuple[str, str], int]:
+        return {key: m.version for key, m in list(self._models.items())}
+
+    # -- following the aliases -------------------------------------------------------------------
+
+    def refresh(self, name: str | None = None) -> list[tuple[str, str, int | None, int | None]]:
+        """Check the aliases of the loaded models (or one model's) now; swap in the ones that moved.
+
+        Returns (name, alias, from, to) for every swap made.
+        """
+        changes = []
+        for key, current in list(self._models.items()):
+            if name is not None and key[0] != name:
+                continue
+            try:
+                version = aliases.get(self.uri, model=key[0], alias=key[1])
+            except StoreUnavailable as exc:
+                log.warning("alias check of %s@%s failed: %s", key[0], key[1], exc)
+                continue
+            if version == current.version:
+                continue
+            if version is None:  # the alias was removed: stop serving it
+                with self._lock:
+                    if self._models.get(key) is current:
+                        del self._models[key]
+                self.on_event("serving.alias_removed", {"model": key[0], "alias": key[1],
+                                                        "version": current.version})
+                changes.append((key[0], key[1], current.version, None))
+                continue
+            failed = self._failed.get(key)
+            if failed is not None and failed[0] == version and time.monotonic() - failed[1] < RETRY_FAILED:
+                continue
+            try:
+                new = self.loader(self.uri, name=key[0], alias=key[1], version=version)
+            except Exception as exc:  # noqa: BLE001 - keep serving the old version, and say so
+                self._failed[key] = (version, time.monotonic())
+                if failed is not None and failed[0] == version:
+                    continue  # already reported
+                log.error("could not load %s v%s for @%s; still serving v%s: %s", key[0], version, key[1],
+                          current.version, exc)
+                self.on_event("serving.reload_failed", {"model": key[0], "alias": key[1], "version": version,
+                                                        "serving": current.version, "error": str(exc)[:2000]})
+                continue
+            self._swap(key, new, previous=current)
+            changes.append((key[0], key[1], current.version, version))
+        return changes
+
+    def _swap(self, key: tuple[str, str], new: LoadedModel, previous: LoadedModel | None) -> None:
+        with self._lock:
+            self._models[key] = new
+            self._failed.pop(key, None)
+        log.info("serving %s@%s v%s%s", key[0], key[1], new.version,
+                 f" (was v{previous.version})" if previous else "")
+        self.on_event("serving.model_loaded", {"model": key[0], "alias": key[1], "version": new.version,
+                                               "previous": previous.version if previous else None})
+
+    def _key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._follow, name="leanops-model-reload", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.reload_seconds):
+            started = time.monotonic()
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the follower must survive anything; the next round retries
+                log.exception("checking the served aliases failed")
+            log.debug("alias check took %.3f s", time.monotonic() - started)

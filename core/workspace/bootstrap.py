@@ -1,0 +1,77 @@
+"""Creating and upgrading a workspace: folders, schema, first admin, default schedules, demo data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import auth, policy
+from core.actors import system_actor
+from core.platform import schedules
+from core.retraining import model_schedules
+from db.session import migrate, transaction
+
+DEFAULT_SCHEDULES = (
+    ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
+    ("prediction-retention", "predictions.retention", "15 4 * * *",
+     "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
+    ("monitor-performance", "monitor.performance", "*/15 * * * *",
+     "Live performance, automatic rollback and data-growth retrains of every champion; per-model schedules"),
+)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    home: str
+    admin_user: str | None
+    admin_password: str | None  # only when it was generated just now
+    demo_files: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"home": self.home, "admin_user": self.admin_user, "admin_password": self.admin_password,
+                "demo_files": list(self.demo_files)}
+
+
+def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, admin_user: str,
+                   admin_password: str | None, demo: bool) -> InitResult:
+    """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data)."""
+    home.mkdir(parents=True, exist_ok=True)
+    policy.write_default(home)
+    migrate(db_url)
+    system = system_actor("init")
+    with transaction(factory) as session:
+        fresh = auth.count_users(session) == 0
+        generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password)
+        for name, kind, cron, description in DEFAULT_SCHEDULES:
+            schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
+        model_schedules.sync_model_schedules(session, SimpleNamespace(home=home))
+    demo_files: list[str] = []
+    if demo:
+        demo_csv = write_demo_csv(home)
+        demo_files.append(str(demo_csv))
+        register_demo_dataset(factory, home=home, path=demo_csv)
+    return InitResult(str(home), admin_user if fresh else None, generated, tuple(demo_files))
+
+
+def register_demo_dataset(factory: sessionmaker[Session], *, home: Path, path: Path) -> None:
+    """The demo CSV as dataset "churn" (identical content on a re-run creates nothing)."""
+    from core.data import datasets
+
+    with transaction(factory) as session:
+        datasets.register(session, actor=system_actor("init"), name="churn", data=path, filename=path.name,
+                          store_root=home, source="demo", description="synthetic customer churn (demo)")
+
+
+def write_demo_csv(home: Path) -> Path:
+    from core.workspace.demo import churn_frame
+
+    path = home / "demo" / "churn.csv"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        churn_frame().to_csv(tmp, index=False)
+        tmp.replace(path)
+    return path
