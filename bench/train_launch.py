@@ -72,9 +72,10 @@ def leanops(factory, settings, dataset: str) -> float:
     from core.actors import Actor
     from core.platform import job_queue
     from core.training import pipeline as training
+    from core.training.spec import parse_spec
     from db.session import transaction
 
-    spec = training.parse_spec({"dataset": dataset, "target": "churn", "sensitive": "gender"})
+    spec = parse_spec({"dataset": dataset, "target": "churn", "sensitive": "gender"})
     started = time.perf_counter()
     with transaction(factory) as session:
         job_id = training.launch(session, actor=Actor("bench", "scientist"), spec=spec).id

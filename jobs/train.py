@@ -25,6 +25,7 @@ from core.settings import Settings
 from core.training import evaluation, reference, runs
 from core.training import pipeline as training
 from core.training.catalog import check_params, get_kind
+from core.training.spec import parse_spec
 from db.session import transaction
 from jobs.runner import JobCancelled
 
@@ -55,7 +56,7 @@ def execute(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[s
     actor = Actor(name=actor_name, role="scientist", kind="job")
     store = mlflow_store.store_for(settings)
     policy_registry = registry_for(settings.mlflow_uri, settings.home)
-    spec = training.parse_spec(raw_spec)
+    spec = parse_spec(raw_spec)
     progress(0.01, "opening the MLflow store")
     reconcile(factory, store, log=log)
 
