@@ -63,3 +63,135 @@ def test_layer_imports_point_down(layer: str) -> None:
 )
 def test_imported_modules_sees_every_form(source: str, expected: set[str]) -> None:
     assert imported_modules(source) == expected
+
+
+# -- core: the loop's stages in order, no cycles -------------------------------------------------
+
+# The floor every stage may use, then the stages in the order of the loop. A module may import the
+# floor and the stages before its own, never a later one; `workspace` (init, the demo) sits on top.
+FLOOR = {"errors", "settings", "actors", "audit", "auth", "policy", "platform", "alerts"}
+STAGES = ["data", "training", "registry", "promotion", "serving", "monitoring", "retraining", "compliance",
+          "workspace"]
+
+
+def core_modules() -> dict[str, Path]:
+    """Dotted module name → file, for every module under core/ (packages by their __init__)."""
+    found = {}
+    for path in python_files("core"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def core_imports(path: Path, modules: set[str]) -> set[str]:
+    """The core modules ``path`` imports (``from core.x import y`` counts ``core.x.y`` when that is a module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "core")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "core":
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in modules else node.module)
+    return {name for name in found if name in modules and name != "core"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = core_modules()
+    return {name: core_imports(path, set(modules)) - {name} for name, path in modules.items()}
+
+
+def stage_of(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def test_core_packages_are_the_floor_and_the_stages():
+    top = {stage_of(name) for name in core_modules() if name != "core"}
+    assert top == FLOOR | set(STAGES), f"unexpected entries under core/: {sorted(top - FLOOR - set(STAGES))}"
+
+
+def test_stages_import_only_the_floor_and_earlier_stages():
+    problems = []
+    for module, imports in sorted(import_graph().items()):
+        own = stage_of(module)
+        for target in sorted(imports):
+            other = stage_of(target)
+            if other in FLOOR or other == own:
+                continue
+            if own in FLOOR:
+                problems.append(f"{module} (the floor) imports the stage {target}")
+            elif STAGES.index(other) > STAGES.index(own):
+                problems.append(f"{module} ({own}) imports the later stage {target} ({other})")
+    assert not problems, "stage order " + " → ".join(STAGES) + " broken:\n" + "\n".join(problems)
+
+
+def strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm: the strongly connected components of ``graph``."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return components
+
+
+def test_no_import_cycle_among_core_modules():
+    cycles = [c for c in strongly_connected(import_graph()) if len(c) > 1]
+    print(f"core import graph: {len(import_graph())} modules, {len(cycles)} cycles")
+    for cycle in cycles:
+        print("cycle:", " ⇄ ".join(cycle))
+    assert not cycles, "import cycles among core modules:\n" + "\n".join(" ⇄ ".join(c) for c in cycles)
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert [c for c in strongly_connected(graph) if len(c) > 1] == [["a", "b", "c"]]
+
+
+def test_db_never_imports_core():
+    offenders = [f"{p.relative_to(ROOT)}" for p in python_files("db") if "core" in imported_modules(p.read_text())]
+    assert not offenders, f"db/ must not import core: {offenders}"
+
+
+def test_entries_never_import_jobs_except_the_worker_command():
+    """cli.py, api/ and pages/ call core; only `cli.py worker` starts the job runtime."""
+    problems = []
+    for path in [ROOT / "cli.py", *python_files("api"), *python_files("pages"), *python_files("ui"), ROOT / "app.py"]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)] or [tree]:
+            if imported_modules(ast.unparse(fn)) & {"jobs"} and fn is not tree and fn.name not in JOB_RUNTIME_ENTRIES:
+                problems.append(f"{path.relative_to(ROOT)}:{fn.name}")
+        top_level = ast.Module(body=[n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))],
+                               type_ignores=[])
+        if imported_modules(ast.unparse(top_level)) & {"jobs"}:
+            problems.append(f"{path.relative_to(ROOT)} (module level)")
+    assert not problems, f"entries importing jobs/: {problems}"
+
+
+# Where starting the job runtime (APScheduler, the queue poller) is the point.
+JOB_RUNTIME_ENTRIES = {"cmd_worker", "scheduler"}

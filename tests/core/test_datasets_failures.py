@@ -141,8 +141,8 @@ def test_a_database_failure_mid_registration_leaves_the_store_as_it_was(factory,
 KILLED_WORKER = """
 import sys, numpy as np, pandas as pd
 from pathlib import Path
-from core import datasets
-from core.auth_types import Actor
+from core.data import datasets
+from core.actors import Actor
 from db.session import make_engine, make_session_factory, transaction
 url, home, seed = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(seed)
