@@ -56,7 +56,7 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
         mlflow_store.prepare(mlflow_store.store_for(settings))
     if args.demo:
-        from jobs.demo import seed_model, seed_traffic
+        from core.workspace.demo import seed_model, seed_traffic
 
         doc["demo_model"] = seed_model(factory, settings)
         if doc["demo_model"]["trained"]:
@@ -71,7 +71,7 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
 def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
     from core import audit
-    from db.session import transaction
+    from core.platform.database import transaction
 
     _, factory = _context()
     with transaction(factory) as session:
@@ -88,7 +88,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
 def cmd_user_add(args: argparse.Namespace) -> Outcome:
     from core import auth
     from core.actors import cli_actor
-    from db.session import transaction
+    from core.platform.database import transaction
 
     _, factory = _context()
     password = sys.stdin.readline().rstrip("\n")
@@ -101,7 +101,7 @@ def cmd_user_add(args: argparse.Namespace) -> Outcome:
 def cmd_token_create(args: argparse.Namespace) -> Outcome:
     from core import auth
     from core.actors import cli_actor
-    from db.session import transaction
+    from core.platform.database import transaction
 
     _, factory = _context()
     with transaction(factory) as session:
@@ -137,7 +137,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
 
     from core.actors import cli_actor
     from core.data import datasets
-    from db.session import transaction
+    from core.platform.database import transaction
 
     settings, factory = _context()
     path = Path(args.file)
@@ -180,7 +180,7 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
     from core.auth import require
     from core.errors import InvalidInput
-    from jobs.train import execute
+    from core.promotion.registration import train
 
     settings, factory = _context()
     params = {}
@@ -209,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
         if not args.json:
             print(line, file=sys.stderr, flush=True)
 
-    result = execute(factory, settings, spec, actor_name=actor.name, progress=progress, log=log)
+    result = train(factory, settings, spec, actor=actor, progress=progress, log=log)
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items())
     doc = {k: result[k] for k in ("run_id", "model_name", "model_version", "metrics", "gates")}
     return Outcome(doc, text=f"registered {result['model_name']} version {result['model_version']} "
@@ -219,14 +219,11 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
 def cmd_promote(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
     from core.promotion import gates, moves
-    from core.registry.views import registry_for
 
     settings, factory = _context()
-    registry = registry_for(settings.mlflow_uri, settings.home)
     try:
-        change = moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-            s, registry=registry, actor=cli_actor(), model=args.model, version=args.version, reason=args.reason or "",
-            force=args.force))
+        change = moves.promote(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
+                               reason=args.reason or "", force=args.force)
     except gates.GatesFailed as exc:
         doc = {"promoted": False, **exc.result.as_dict()}
         return Outcome(doc, refused=True, text=f"blocked: {exc}")
@@ -240,12 +237,9 @@ def cmd_promote(args: argparse.Namespace) -> Outcome:
 def cmd_rollback(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
     from core.promotion import moves
-    from core.registry.views import registry_for
 
     settings, factory = _context()
-    registry = registry_for(settings.mlflow_uri, settings.home)
-    change = moves.commit_or_undo(factory, registry, lambda s: moves.rollback(
-        s, registry=registry, actor=cli_actor(), model=args.model, reason=args.reason or ""))
+    change = moves.rollback(factory, settings, actor=cli_actor(), model=args.model, reason=args.reason or "")
     doc = {"model": change.model, "from_version": change.from_version, "to_version": change.to_version}
     return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
 
@@ -297,8 +291,8 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
     import uvicorn
 
     from api.app import create_app
+    from core.platform.database import migrate
     from core.settings import get_settings
-    from db.session import migrate
 
     settings = get_settings()
     default = urlsplit(settings.api_url)

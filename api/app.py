@@ -24,12 +24,13 @@ from api.auth import CurrentActor, TokenCache, require
 from api.metrics import Metrics, RequestMetrics
 from core import audit
 from core.actors import system_actor
+from core.platform.database import transaction
 from core.serving.batching import Batcher
 from core.serving.cache import ModelCache
 from core.serving.inference import Predictor
 from core.serving.predictions import LogWriter
 from core.settings import Settings
-from db.session import make_engine, make_session_factory, transaction
+from db.session import make_engine, make_session_factory
 
 log = logging.getLogger("leanops.api")
 

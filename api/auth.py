@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from core import auth
 from core.actors import Actor
 from core.errors import AuthError
-from db.session import transaction
+from core.platform.database import transaction
 
 bearer = HTTPBearer(auto_error=False, description="An API token from `python cli.py token create --role ROLE`")
 

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import CurrentActor, require
 from api.errors import responses, status_of
 from core.errors import InvalidInput, LeanOpsError, NotFound
+from core.platform.database import transaction
 from core.serving import predictions
-from db.session import transaction
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
 

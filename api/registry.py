@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
@@ -12,7 +12,6 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import CurrentActor, require
 from api.errors import responses
 from core.promotion import gates, moves
-from core.registry.views import registry_for
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 ModelName = Annotated[str, Path(min_length=1, max_length=255)]
@@ -30,19 +29,14 @@ class RollbackIn(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def _move(request: Request, fn: Any) -> moves.AliasChange | None:
-    runtime = request.app.state.runtime
-    registry = registry_for(runtime.settings.mlflow_uri, runtime.settings.home)
-    return moves.commit_or_undo(runtime.factory, registry, lambda s: fn(s, registry))
-
-
 @router.post("/{name}/promote", responses=responses(403, 404, 409, 422, 503))
 async def promote(request: Request, name: ModelName, body: PromoteIn, actor: CurrentActor) -> JSONResponse:
     """Move `champion` to `version` if every policy gate passes; 409 with the checks when blocked."""
     await require(request, actor, "models.force_promote" if body.force else "models.promote")
+    runtime = request.app.state.runtime
     try:
-        change = await run_in_threadpool(_move, request, lambda s, registry: moves.promote(
-            s, registry=registry, actor=actor, model=name, version=body.version, reason=body.reason,
+        change = await run_in_threadpool(lambda: moves.promote(
+            runtime.factory, runtime.settings, actor=actor, model=name, version=body.version, reason=body.reason,
             force=body.force))
     except gates.GatesFailed as exc:
         return JSONResponse({"promoted": False, "detail": str(exc), **exc.result.as_dict()}, status_code=409)
@@ -55,6 +49,7 @@ async def promote(request: Request, name: ModelName, body: PromoteIn, actor: Cur
 async def rollback(request: Request, name: ModelName, body: RollbackIn, actor: CurrentActor) -> JSONResponse:
     """Move `champion` back to the previous champion."""
     await require(request, actor, "models.rollback")
-    change = await run_in_threadpool(_move, request, lambda s, registry: moves.rollback(
-        s, registry=registry, actor=actor, model=name, reason=body.reason))
+    runtime = request.app.state.runtime
+    change = await run_in_threadpool(lambda: moves.rollback(
+        runtime.factory, runtime.settings, actor=actor, model=name, reason=body.reason))
     return JSONResponse({"model": name, "from_version": change.from_version, "to_version": change.to_version})

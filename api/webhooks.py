@@ -13,10 +13,11 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentActor, require
 from api.errors import ErrorBody, responses
+from core.actors import system_actor
 from core.data import datasets
 from core.platform import job_queue
+from core.platform.database import transaction
 from core.training.spec import parse_spec
-from db.session import transaction
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger("leanops.api")
@@ -37,7 +38,8 @@ class DatasetVersionAnswer(BaseModel):
     quality: QualityCheck
     created: bool = Field(description="false when this exact content was already a version (nothing new)")
     retrain_jobs: list[int] = Field(default_factory=list,
-                                    description="retrain jobs this upload queued (or found queued) by policy")
+                                    description="the retrain.consider job this upload queued: it decides by policy "
+                                                "whether to retrain (its result names the retrain job)")
 
 
 @router.post("/datasets/{name}/versions", tags=["datasets"], status_code=201, response_model=DatasetVersionAnswer,
@@ -54,31 +56,22 @@ async def upload_dataset_version(
     factory = request.app.state.runtime.factory
     filename = (file.filename or "upload").replace("\x00", "")[-200:] or "upload"
 
-    def register() -> datasets.Registration:
+    def register() -> tuple[datasets.Registration, list[int]]:
         with transaction(factory) as session:
-            return datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
-                                     store_root=settings.data_store, source=f"api:{filename}",
-                                     description=description.replace("\x00", ""),
-                                     max_bytes=settings.max_upload_mb * 2**20)
+            reg = datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
+                                    store_root=settings.data_store, source=f"api:{filename}",
+                                    description=description.replace("\x00", ""),
+                                    max_bytes=settings.max_upload_mb * 2**20)
+            # The upload retrain trigger (policy retrain.on_upload / on_data_growth) is a job queued with
+            # the version, in this transaction; the worker decides by policy and queues the retrain.
+            follow_up = [job_queue.enqueue(session, actor=system_actor("dataset-upload"), kind="retrain.consider",
+                                           params={"dataset": reg.version.name, "version": reg.version.version,
+                                                   "via_api": True}).id] if reg.created else []
+            return reg, follow_up
 
-    reg = await run_in_threadpool(register)
-    answer = reg.as_dict()
-    if reg.created:
-        answer["retrain_jobs"] = await run_in_threadpool(_retrain_after_upload, factory, settings, reg.version)
+    reg, follow_up = await run_in_threadpool(register)
+    answer = reg.as_dict() | {"retrain_jobs": follow_up}
     return JSONResponse(answer, status_code=201 if reg.created else 200)
-
-
-def _retrain_after_upload(factory: Any, settings: Any, version: datasets.DatasetVersionView) -> list[int]:
-    """The upload retrain trigger (policy retrain.on_upload / on_data_growth). The version is stored
-    whatever happens here: a trigger that fails is logged, not turned into a failed upload."""
-    from core.retraining import triggers
-
-    try:
-        return [r.job_id for r in triggers.on_dataset_version(factory, settings, dataset=version.name,
-                                                             version=version.version, via_api=True)]
-    except Exception:  # noqa: BLE001 - logged with its traceback; the upload itself succeeded
-        log.exception("retrain trigger after uploading %s failed", version.ref)
-        return []
 
 
 class SearchIn(BaseModel):

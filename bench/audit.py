@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 def fill(factory, n: int) -> None:
     from core import audit
     from core.actors import cli_actor
-    from db.session import transaction
+    from core.platform.database import transaction
 
     actor = cli_actor()
     done = 0
@@ -52,7 +52,8 @@ def render_seconds(home: Path, db_url: str, user_id: int, rounds: int = 5) -> fl
 def main() -> None:
     from core import audit, auth
     from core.actors import cli_actor
-    from db.session import make_engine, make_session_factory, migrate, transaction
+    from core.platform.database import migrate, transaction
+    from db.session import make_engine, make_session_factory
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -53,7 +53,8 @@ def time_pandas(csv: Path, out: Path) -> float:
 def time_register(csv: Path, work: Path, round_: int) -> tuple[float, str]:
     from core.actors import Actor
     from core.data import datasets
-    from db.session import make_engine, make_session_factory, migrate, transaction
+    from core.platform.database import migrate, transaction
+    from db.session import make_engine, make_session_factory
 
     home = work / f"ws{round_}"
     url = f"sqlite:///{home / 'leanops.db'}"

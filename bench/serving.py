@@ -133,8 +133,9 @@ def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]
     from core import auth
     from core.actors import cli_actor
     from core.platform import aliases
-    from db.session import make_engine, make_session_factory, migrate, transaction
-    from tests.mlflow_models import churn_data, pipeline
+    from core.platform.database import migrate, transaction
+    from db.session import make_engine, make_session_factory
+    from tests.support.mlflow_models import churn_data, pipeline
 
     uri, artifacts = f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
     db_url = f"sqlite:///{home / 'leanops.db'}"

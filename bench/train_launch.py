@@ -71,9 +71,9 @@ def leanops(factory, settings, dataset: str) -> float:
     """Launch as the Training page does and wait until the worker has registered the version."""
     from core.actors import Actor
     from core.platform import job_queue
+    from core.platform.database import transaction
     from core.training import pipeline as training
     from core.training.spec import parse_spec
-    from db.session import transaction
 
     spec = parse_spec({"dataset": dataset, "target": "churn", "sensitive": "gender"})
     started = time.perf_counter()
@@ -99,10 +99,11 @@ def main() -> None:
 
     from core.actors import Actor
     from core.data import datasets
+    from core.platform.database import transaction
     from core.settings import get_settings
     from core.workspace.bootstrap import init_workspace
     from core.workspace.demo import churn_frame
-    from db.session import make_engine, make_session_factory, transaction
+    from db.session import make_engine, make_session_factory
     from jobs import scheduler
 
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running" while a job runs

@@ -44,10 +44,11 @@ def drain(server: str, workers: int, jobs: int) -> float:
     from sqlalchemy.engine import make_url
 
     from core.actors import Actor
+    from core.platform.database import transaction
     from core.training import pipeline
     from core.training.spec import parse_spec
     from db.models import Job
-    from db.session import make_engine, make_session_factory, transaction
+    from db.session import make_engine, make_session_factory
 
     tag = uuid.uuid4().hex[:8]
     names = [f"bench_meta_{tag}", f"bench_mlflow_{tag}"]

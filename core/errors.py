@@ -5,7 +5,7 @@ class LeanOpsError(Exception):
     """Base of every error LeanOps raises on purpose; its message is shown to the user.
 
     ``after_rollback`` holds writes that must survive the failed transaction (e.g. the audit
-    record of a refused attempt): ``db.session.transaction`` runs each in a fresh transaction
+    record of a refused attempt): ``core.platform.database.transaction`` runs each in a fresh transaction
     once the failed one has rolled back, so they never wait on its locks.
     """
 

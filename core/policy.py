@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import logging
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -19,9 +18,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.actors import Actor
+from core.actors import Actor, system_actor
 from core.auth import require
 from core.errors import InvalidInput
+from core.platform import job_queue
 
 DEFAULT_POLICY_YAML = """\
 # LeanOps promotion policy. Every model gets `default`; `models.<name>` overrides parts of it.
@@ -316,21 +316,9 @@ def save(session: Session, *, actor: Actor, home: Path, text: str) -> str:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)  # replaced only once the audit row is flushed: a refused change touches nothing
-    _sync_schedules(session, home)
+    # The drift/retrain schedules follow the new policy: a job queued in this same transaction.
+    job_queue.enqueue(session, actor=system_actor("policy"), kind="schedules.sync", params={})
     return diff
-
-
-def _sync_schedules(session: Session, home: Path) -> None:
-    """Drift and retrain schedules follow the new policy at once (the monitor job catches up on failure)."""
-    from types import SimpleNamespace
-
-    from core.retraining import model_schedules
-
-    try:
-        with session.begin_nested():
-            model_schedules.sync_model_schedules(session, SimpleNamespace(home=home))
-    except Exception:  # noqa: BLE001 - the policy is saved; the 15-minute monitor job syncs again
-        logging.getLogger("leanops.policy").exception("could not sync the model schedules after a policy change")
 
 
 def with_override(text: str, model: str, section: str, values: dict[str, Any]) -> str:
@@ -351,6 +339,11 @@ def with_override(text: str, model: str, section: str, values: dict[str, Any]) -
     result = head + yaml.safe_dump({"models": models}, sort_keys=False, default_flow_style=False)
     parse(result)
     return result
+
+
+def rules_for(home: Path, model: str) -> ModelPolicy:
+    """A model's effective policy: ``default`` with its ``models.<name>`` overrides, from the workspace's file."""
+    return for_model(load(home), model)
 
 
 def for_model(policy: PolicyFile, model: str) -> ModelPolicy:

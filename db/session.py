@@ -1,17 +1,12 @@
-"""Engine and session factories (no globals), migrations, and the one transaction helper."""
+"""Engine and session factories (no globals) and migrations. The unit of work is ``core.platform.database``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-
-from core.errors import LeanOpsError, StoreUnavailable
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -49,32 +44,6 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-@contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any error.
-
-    A locked or unreachable database becomes ``StoreUnavailable`` with a readable reason.
-    """
-    try:
-        with factory.begin() as session:
-            yield session
-    except LeanOpsError as exc:
-        for write in exc.after_rollback:
-            with factory.begin() as session:
-                write(session)
-        raise
-    except OperationalError as exc:
-        raise StoreUnavailable(describe_db_error(exc)) from exc
-
-
-def describe_db_error(exc: DBAPIError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if "locked" in first:
-        return f"the metadata database is busy (locked by another writer): {first}; try again"
-    return f"the metadata database is unavailable: {first}"
-
-
 def alembic_config(url: str):  # noqa: ANN201 - alembic is imported lazily
     from alembic.config import Config
 
@@ -88,7 +57,4 @@ def migrate(url: str) -> None:
     """Create or upgrade the metadata schema to the newest Alembic revision."""
     from alembic import command
 
-    try:
-        command.upgrade(alembic_config(url), "head")
-    except OperationalError as exc:
-        raise StoreUnavailable(describe_db_error(exc)) from exc
+    command.upgrade(alembic_config(url), "head")

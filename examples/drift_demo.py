@@ -7,7 +7,7 @@ Without ``--home`` a throwaway workspace is made in a temporary folder. The scri
 1. initialises the workspace, registers dataset ``churn`` v1 (an old CRM export with a fifth of
    the labels wrong), trains ``churn`` v1 on it and promotes it; registers a corrected v2;
    writes a demo policy (``auto_promote: true``, metric floor f1 ≥ 0.6, drift share 0.2, fairness gate off);
-2. starts a local HTTP receiver and a local SMTP server (tests/receivers.py) and adds a webhook
+2. starts a local HTTP receiver and a local SMTP server (tests/support/receivers.py) and adds a webhook
    and an email alert channel pointing at them;
 3. starts the serving API (``python cli.py serve``) and sends 400 drifted records to
    ``POST /v1/models/churn/predict`` with a viewer token (higher charges, mostly month-to-month);
@@ -76,17 +76,17 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     from core.actors import cli_actor, system_actor
     from core.alerts import channels
     from core.platform import job_queue, schedules
+    from core.platform.database import transaction
     from core.promotion import moves
-    from core.registry.views import registry_for
+    from core.promotion.registration import train
     from core.retraining import model_schedules, triggers
     from core.settings import get_settings
     from core.workspace.bootstrap import init_workspace
     from core.workspace.demo import churn_frame
     from db.models import AuditEvent, DriftCheck, PredictionLog
-    from db.session import make_engine, make_session_factory, transaction
+    from db.session import make_engine, make_session_factory
     from jobs import runner
-    from jobs.train import execute as train
-    from tests.receivers import HttpReceiver, SmtpReceiver, free_port
+    from tests.support.receivers import HttpReceiver, SmtpReceiver, free_port
 
     if home.exists() and any(home.iterdir()):
         raise SystemExit(f"{home} is not empty: the demo builds its own workspace; name a new folder")
@@ -110,10 +110,9 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         with transaction(factory) as s:
             datasets.register(s, actor=admin, name="churn", data=noisy, store_root=home, source="demo",
                               description="old CRM export")
-        first = train(factory, settings, SPEC, actor_name=admin.name, log=lambda line: None)
-        registry = registry_for(settings.mlflow_uri, home)
-        moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-            s, registry=registry, actor=admin, model="churn", version=first["model_version"], reason="demo start"))
+        first = train(factory, settings, SPEC, actor=admin, log=lambda line: None)
+        moves.promote(factory, settings, actor=admin, model="churn", version=first["model_version"],
+                      reason="demo start")
         with transaction(factory) as s:
             datasets.register(s, actor=admin, name="churn", data=churn_frame(rows=2400, seed=8), store_root=home,
                               source="demo", description="corrected labels, more customers")
@@ -191,7 +190,8 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         say(f"   webhook receiver: {out['receivers']['webhook_drift_alerts']} drift alert; "
             f"SMTP server: {out['receivers']['email_drift_alerts']} ({out['receivers']['email_subject']})")
 
-        say("5. the retrain job the drift check queued")
+        say("5. the retrain job the drift check asked for (its retrain.consider job decides by policy)")
+        runner.run_next(factory, settings, worker)
         with factory() as s:
             queued = triggers.active_retrain(s, "churn")
             if queued is None:

@@ -10,23 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.actors import Actor, system_actor
+from core.actors import system_actor
 from core.errors import InvalidInput
 from core.monitoring import checks
 
 
-def actor_for(created_by: str) -> Actor:
-    """Scheduled runs act as ``system:drift-check``; a clicked run acts for whoever queued it.
-
-    Queueing was authorised then (``drift.run`` needs a scientist), so the job acts with that role.
-    """
-    if created_by.startswith("system:"):
-        return system_actor("drift-check")
-    return Actor(name=created_by, role="scientist", kind="job")
-
-
 def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Job entry: run the check with progress on the job row; an idle window is a result, not a failure."""
+    """Job entry: run the check with progress on the job row; an idle window is a result, not a failure.
+
+    Scheduled runs act as ``system:drift-check``; a clicked run acts for whoever queued it."""
     model = params.get("model")
     if not model:
         raise InvalidInput("a drift.check job needs params.model")
@@ -37,7 +29,7 @@ def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     reason = f"scheduled ({ctx.created_by})" if ctx.created_by.startswith("system:") else f"job {ctx.job_id}"
     try:
         view = checks.run_check(
-            ctx.factory, ctx.settings, actor=actor_for(ctx.created_by), model=model,
+            ctx.factory, ctx.settings, actor=system_actor("drift-check") if ctx.actor.kind == "system" else ctx.actor, model=model,
             version=int(params["version"]) if params.get("version") is not None else None, source=source,
             current=current, filename=params.get("filename") or "", dataset=params.get("dataset"),
             hours=float(params["hours"]) if params.get("hours") else None,

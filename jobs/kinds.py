@@ -9,7 +9,7 @@ from typing import Any
 
 from core import audit
 from core.actors import system_actor
-from db.session import transaction
+from core.platform.database import transaction
 
 KIND_FUNCTIONS: dict[str, str] = {
     "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
@@ -19,6 +19,8 @@ KIND_FUNCTIONS: dict[str, str] = {
     "drift.check": "jobs.drift:run",
     "retrain": "jobs.retrain:run",
     "monitor.performance": "jobs.monitor:run",
+    "schedules.sync": "jobs.kinds:schedules_sync",
+    "retrain.consider": "jobs.kinds:retrain_consider",
 }
 
 
@@ -57,3 +59,18 @@ def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,
                              chunk=int(params.get("chunk") or 5000),
                              progress=lambda deleted: ctx.progress(0.5, f"{deleted} rows deleted"))
+
+
+def schedules_sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Drift and retrain schedules follow the champions and the policy (after a promotion or a policy save)."""
+    from core.retraining import model_schedules
+
+    with transaction(ctx.factory) as session:
+        return model_schedules.sync_model_schedules(session, ctx.settings)
+
+
+def retrain_consider(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Whether a stored drift check or a new dataset version starts a retrain, by policy."""
+    from core.retraining import triggers
+
+    return triggers.consider(ctx.factory, ctx.settings, params)

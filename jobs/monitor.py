@@ -9,8 +9,8 @@ from typing import Any
 from core import policy
 from core.errors import LeanOpsError
 from core.monitoring import performance
+from core.platform.database import transaction
 from core.retraining import auto_rollback, model_schedules, triggers
-from db.session import transaction
 
 
 def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -1,90 +1,13 @@
-"""The ``retrain`` job: the champion's training configuration on the latest version of its dataset.
-
-The training pipeline (jobs/train.py) runs the gates at registration, so a passing version is
-already the challenger; then, by policy, ``auto_promote`` promotes it as ``system:retrain``, or
-approvers are notified. Every step is audited with the trigger and its reason.
-"""
+"""The ``retrain`` job: the retrain workflow (``core.retraining.retrain``) with progress on the job row."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from core import audit, policy
-from core.actors import system_actor
-from core.alerts import notify
-from core.errors import InvalidInput
-from core.promotion import gates as promotion_gates
-from core.promotion import moves
-from core.registry.views import registry_for
-from core.retraining import triggers
-from core.settings import Settings
-from db.session import transaction
-from jobs import train
+from core.retraining.retrain import retrain
 
 
 def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Job entry (kind ``retrain``): params ``model``, ``trigger`` and ``reason``."""
-    return execute(ctx.factory, ctx.settings, params, actor_name=ctx.created_by, job_id=ctx.job_id,
-                   progress=ctx.progress, log=ctx.log)
-
-
-def spec_for(run_spec: dict[str, Any], *, dataset: str, params: dict[str, Any], model: str) -> dict[str, Any]:
-    """The champion's spec, pointed at the latest version of its dataset, with its fitted parameters
-    (a search is not repeated: the retrain keeps what the champion's search chose)."""
-    spec = {k: v for k, v in run_spec.items() if k not in ("search", "reproduces")}
-    return spec | {"dataset": dataset, "params": params, "model_name": model}
-
-
-def execute(factory: sessionmaker[Session], settings: Settings, params: dict[str, Any], *, actor_name: str,
-            job_id: int | None = None, progress: train.Progress | None = None,
-            log: train.Log = train._stderr) -> dict[str, Any]:
-    model = str(params.get("model") or "")
-    if not model:
-        raise InvalidInput("a retrain job needs params.model (the model to retrain)")
-    trigger = str(params.get("trigger") or "manual")
-    reason = str(params.get("reason") or f"{trigger} retrain")
-    actor = system_actor("retrain")
-    with factory() as session:
-        champ = triggers.champion_run(session, settings, model)
-        from_version = champ.model_version
-        spec = spec_for(dict(champ.spec), dataset=champ.dataset_name, params=dict(champ.params), model=model)
-    log(f"retraining {model} (champion v{from_version}'s configuration) on the latest {spec['dataset']}: {reason}")
-    with transaction(factory) as session:
-        audit.record(session, actor, "retrain.started", f"model:{model}",
-                     {"job_id": job_id, "trigger": trigger, "reason": reason, "champion": from_version,
-                      "spec": spec})
-    result = train.execute(factory, settings, spec, actor_name=actor_name, job_id=job_id, progress=progress, log=log)
-    version, gates = result["model_version"], result["gates"]
-    rules = policy.for_model(policy.load(settings.home), model)
-    outcome = "challenger" if gates["passed"] else "gates_failed"
-    failed = [c["name"] for c in gates["checks"] if not c["passed"]]
-    if gates["passed"] and rules.auto_promote:
-        registry = registry_for(settings.mlflow_uri, settings.home)
-        why = f"auto-promoted retrain ({trigger}): {reason}"
-        try:
-            moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-                s, registry=registry, actor=actor, model=model, version=version, reason=why))
-            outcome = "promoted"
-        except promotion_gates.GatesFailed as exc:  # the champion moved meanwhile: stays challenger
-            failed = [c.name for c in exc.result.failed()]
-            log(f"auto-promotion refused: {exc}")
-    with transaction(factory) as session:
-        audit.record(session, actor, "retrain.finished", f"model:{model}",
-                     {"job_id": job_id, "trigger": trigger, "reason": reason, "from_version": from_version,
-                      "version": version, "outcome": outcome, "failed_gates": failed,
-                      "metrics": result["metrics"]})
-    primary = policy.PRIMARY[result["task"]]
-    summary = {"promoted": f"v{version} was promoted to champion (policy auto_promote)",
-               "challenger": f"v{version} passed every gate and is the challenger: approvers, please review",
-               "gates_failed": f"v{version} failed gates ({', '.join(failed)}): champion v{from_version} stays"}
-    notify.notify(factory, settings, condition="retrain", model=model,
-                       severity="info" if outcome != "gates_failed" else "warning",
-                       title=f"{model} retrained ({trigger}): {summary[outcome]}",
-                       message=f"{reason}. {primary} {result['metrics'].get(primary, float('nan')):.4f} "
-                               f"on the holdout of {result['dataset']}.",
-                       details={"version": version, "from_version": from_version, "outcome": outcome,
-                                "trigger": trigger, "job_id": job_id, "failed_gates": failed})
-    log(summary[outcome])
-    return result | {"trigger": trigger, "reason": reason, "from_version": from_version, "outcome": outcome}
+    """Params ``model``, ``trigger`` and ``reason``."""
+    return retrain(ctx.factory, ctx.settings, params, actor=ctx.actor, job_id=ctx.job_id, progress=ctx.progress,
+                   log=ctx.log)

@@ -13,17 +13,15 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.actors import Actor
 from core.errors import LeanOpsError
 from core.platform import job_queue as core_jobs
+from core.platform.database import transaction
+from core.platform.job_queue import JobCancelled, acting_as
 from core.settings import Settings
-from db.session import transaction
 from jobs.kinds import resolve
 
 log = logging.getLogger("leanops.jobs")
-
-
-class JobCancelled(Exception):
-    """Raised inside a job when a user asked it to stop."""
 
 
 def worker_id() -> str:
@@ -42,6 +40,11 @@ class JobContext:
     cancel_requested: threading.Event = field(default_factory=threading.Event)
     _last_report: float = 0.0
     _pending_log: list[str] = field(default_factory=list)
+
+    @property
+    def actor(self) -> Actor:
+        """Who the job acts as: its creator, with the role its launch was authorised for."""
+        return acting_as(self.kind, self.created_by)
 
     def log(self, line: str) -> None:
         self._pending_log.append(f"{time.strftime('%H:%M:%S')} {line}\n")

@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.actors import system_actor
 from core.platform import job_queue as core_jobs
 from core.platform import leases, schedules
+from core.platform.database import transaction
 from core.settings import Settings
 from db.models import Job
-from db.session import make_engine, transaction
+from db.session import make_engine
 from jobs.runner import fail_own_running, reap, run_next, worker_id
 
 log = logging.getLogger("leanops.scheduler")

@@ -21,7 +21,7 @@ if not models:
 names = sorted((m.name for m in models), key=lambda n: next(m.champion is None for m in models if m.name == n))
 model = st.selectbox("Model", names, index=0, key="drift-model")
 row = next(m for m in models if m.name == model)
-rules = policy.for_model(policy.load(settings.home), model)
+rules = policy.rules_for(settings.home, model)
 history = drift_view.checks(model)
 
 # -- run a check ----------------------------------------------------------------------------------

@@ -21,12 +21,12 @@ st.dataframe(pd.DataFrame([{"model": m.name, "champion": m.champion, "challenger
 model = st.selectbox("Model", [m.name for m in models], index=0)
 row = next(m for m in models if m.name == model)
 versions = queries.model_versions(model)
-registry = resources.registry()
+factory, settings = resources.session_factory(), resources.settings()
 
 
 def move(fn, success: str) -> None:  # noqa: ANN001 - an alias-moving core call
     try:
-        moves.commit_or_undo(resources.session_factory(), registry, fn)
+        fn()
     except gates.GatesFailed as exc:
         st.error(str(exc))
         registry_view.gate_table([c.__dict__ for c in exc.result.checks])
@@ -63,19 +63,18 @@ reason = st.text_input("Reason (recorded with the move)", key="move-reason")
 buttons = st.columns(4)
 if who.at_least("approver") and buttons[0].button("Promote to production", type="primary",
                                                    disabled=version.version == row.champion):
-    move(lambda s: moves.promote(s, registry=registry, actor=who, model=model, version=version.version,
-                                     reason=reason), f"v{version.version} is now the champion of {model}.")
+    move(lambda: moves.promote(factory, settings, actor=who, model=model, version=version.version, reason=reason),
+         f"v{version.version} is now the champion of {model}.")
 if who.at_least("scientist") and queries.policy_needs_approval(model) and buttons[1].button("Request promotion"):
     if act(lambda s: approvals.request_promotion(s, actor=who, model=model, version=version.version, reason=reason)):
         st.success(f"Promotion of v{version.version} requested; approvers see it below.")
         st.cache_data.clear()
 if who.at_least("approver") and buttons[2].button("Roll back", disabled=row.champion is None):
-    move(lambda s: moves.rollback(s, registry=registry, actor=who, model=model, reason=reason),
-         f"{model} rolled back.")
+    move(lambda: moves.rollback(factory, settings, actor=who, model=model, reason=reason), f"{model} rolled back.")
 if who.at_least("admin") and buttons[3].button("Force promote", help="Emergencies only: needs a reason, "
                                                 "and is flagged in the history, the audit log and reports"):
-    move(lambda s: moves.promote(s, registry=registry, actor=who, model=model, version=version.version,
-                                     reason=reason, force=True), f"v{version.version} FORCE-promoted.")
+    move(lambda: moves.promote(factory, settings, actor=who, model=model, version=version.version, reason=reason,
+                               force=True), f"v{version.version} FORCE-promoted.")
 
 requests = queries.pending_requests(model)
 if not requests.empty:
@@ -86,11 +85,11 @@ if not requests.empty:
         comment = st.text_input("Comment", key="approval-comment")
         left, right, _ = st.columns([1, 1, 4])
         if left.button("Approve"):
-            move(lambda s: approvals.decide(s, registry=registry, actor=who, request_id=int(pick), approve=True,
-                                            comment=comment), f"Request {pick} approved.")
+            move(lambda: approvals.decide(factory, settings, actor=who, request_id=int(pick), approve=True,
+                                          comment=comment), f"Request {pick} approved.")
         if right.button("Reject"):
-            move(lambda s: approvals.decide(s, registry=registry, actor=who, request_id=int(pick), approve=False,
-                                            comment=comment), f"Request {pick} rejected.")
+            move(lambda: approvals.decide(factory, settings, actor=who, request_id=int(pick), approve=False,
+                                          comment=comment), f"Request {pick} rejected.")
 
 st.subheader("Production timeline")
 registry_view.timeline(queries.champion_periods(model))

@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.platform.database import migrate
 from core.settings import Settings, get_settings
-from db.session import make_engine, make_session_factory, migrate
+from db.session import make_engine, make_session_factory
 
 
 @pytest.fixture(autouse=True)

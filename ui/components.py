@@ -10,7 +10,7 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from core.errors import LeanOpsError
-from db.session import transaction
+from core.platform.database import transaction
 from ui import resources
 
 T = TypeVar("T")

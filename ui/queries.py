@@ -135,4 +135,4 @@ def pending_requests(model: str) -> pd.DataFrame:
 def policy_needs_approval(model: str) -> bool:
     from core import policy
 
-    return policy.for_model(policy.load(resources.settings().home), model).approval.required
+    return policy.rules_for(resources.settings().home, model).approval.required

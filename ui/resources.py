@@ -52,11 +52,3 @@ def scheduler() -> str:
             jobs_scheduler.start(s, session_factory(), run_schedules=False)
             return "jobs: running here · schedules: another process"
     return f"jobs and schedules: running here ({rt.worker.split(':')[1]})"
-
-
-@st.cache_resource
-def registry():  # noqa: ANN201 - core.promotion.gates.Registry, imported lazily
-    from core.registry.views import registry_for
-
-    s = settings()
-    return registry_for(s.mlflow_uri, s.home)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import auth
 from core.actors import Actor
-from db.session import transaction
+from core.platform.database import transaction
 from ui import resources
 
 

@@ -38,9 +38,9 @@ from core.alerts.delivery import Delivery, Target, deliver, with_retries
 from core.auth import require
 from core.errors import InvalidInput, LeanOpsError
 from core.platform import locks
+from core.platform.database import transaction
 from core.settings import Settings
 from db.models import Alert, AlertChannel, utcnow
-from db.session import transaction
 
 log = logging.getLogger("leanops.alerts")
 
@@ -93,7 +93,7 @@ def recent(session: Session, limit: int = 20, *, model: str | None = None) -> li
 
 def _cooldown(home: Path, model: str | None) -> timedelta:
     try:
-        rules = policy.for_model(policy.load(home), model) if model else policy.load(home).default
+        rules = policy.rules_for(home, model) if model else policy.load(home).default
     except (InvalidInput, OSError) as exc:  # a broken policies.yaml must not lose the alert
         log.warning("alerts: policies.yaml unreadable (%s); default cooldown used", exc)
         rules = policy.ModelPolicy()

@@ -24,7 +24,9 @@ from core import audit
 from core.actors import Actor
 from core.auth import require
 from core.errors import InvalidInput, NotFound
+from core.platform.database import transaction
 from core.registry import cards
+from core.training import runs
 from db.models import (
     Alert,
     AliasMove,
@@ -39,7 +41,6 @@ from db.models import (
     TrainingRun,
     utcnow,
 )
-from db.session import transaction
 
 FORMAT_VERSION = 1
 FORMATS = ("pdf", "json")
@@ -70,8 +71,7 @@ def schema() -> dict[str, Any]:
 # -- sections ------------------------------------------------------------------------------------
 
 def _run(session: Session, model: str, version: int) -> TrainingRun | None:
-    return session.scalar(select(TrainingRun).where(
-        TrainingRun.model_name == model, TrainingRun.model_version == version).order_by(desc(TrainingRun.id)))
+    return runs.row_for_version(session, model=model, version=version)
 
 
 def hash_directory(path: Path) -> tuple[str, int]:
@@ -92,12 +92,13 @@ def _model_artifact(mlflow_uri: str, model_uri: str) -> tuple[str, int]:
     import tempfile
     from urllib.parse import unquote, urlparse
 
-    from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
 
+    from core.platform import mlflow_store
+
     if model_uri.startswith("models:/m-"):
-        location = MlflowClient(tracking_uri=mlflow_uri).get_logged_model(model_uri.removeprefix("models:/")
-                                                                          ).artifact_location
+        location = mlflow_store.client(mlflow_uri).get_logged_model(model_uri.removeprefix("models:/")
+                                                                    ).artifact_location
         parsed = urlparse(location)
         local = Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
         if local is not None and local.is_dir():

@@ -23,16 +23,16 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
-from core.actors import Actor
+from core.actors import Actor, system_actor
 from core.auth import require
 from core.errors import InvalidInput, NotFound
 from core.monitoring import drift
 from core.monitoring import report as drift_report
-from core.platform import aliases
+from core.platform import aliases, job_queue
+from core.platform.database import transaction
 from core.settings import Settings
 from core.training import runs
 from db.models import DriftCheck, PredictionLog, utcnow
-from db.session import transaction
 
 log = logging.getLogger("leanops.monitoring")
 
@@ -119,7 +119,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
     with transaction(factory) as session:
         require(session, actor, "drift.run", f"model:{model}")
     if version is None:
-        version = aliases.get(settings.mlflow_uri, model=model, alias="champion")
+        version = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
         if version is None:
             raise NotFound(f"model {model!r} has no champion to check; promote a version or name one")
     with factory() as session:
@@ -128,7 +128,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         except NotFound:
             raise NotFound(f"{model} version {version} has no reference statistics (it was not trained by LeanOps, "
                            "or its training run did not finish), so drift cannot be checked against it") from None
-    rules = policy.for_model(policy.load(settings.home), model).drift
+    rules = policy.rules_for(settings.home, model).drift
     thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
                                   wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
                                   share=rules.share)
@@ -189,14 +189,16 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
     if reason:
         details["reason"] = reason
     audit.record(session, actor, "drift.checked", f"model:{model}", details)
+    if result.drift_detected:  # whether it retrains is the policy's call, made by the worker
+        job_queue.enqueue(session, actor=system_actor("drift"), kind="retrain.consider",
+                          params={"drift_check": row.id, "model": model})
     session.flush()
     return CheckView.of(row)
 
 
 def _after_drift(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
-    """Alert and ask the retrain trigger; the check is already stored, so a failure here is only logged."""
+    """Alert once the check is stored (its retrain.consider job was queued with it)."""
     from core.alerts import notify
-    from core.retraining import triggers
 
     columns = ", ".join(view.drifted[:10]) + (" …" if len(view.drifted) > 10 else "")
     try:
@@ -208,10 +210,6 @@ def _after_drift(factory: sessionmaker[Session], settings: Settings, view: Check
                                "drifted_columns": view.drifted, "window": view.window})
     except Exception:  # noqa: BLE001 - the check is stored; alert failures are recorded by core.alerts.notify
         log.exception("alert for drift check %s failed", view.id)
-    try:
-        triggers.on_drift(factory, settings, view.id)
-    except Exception:  # noqa: BLE001 - a retrain that cannot start must not undo the check
-        log.exception("retrain trigger for drift check %s failed", view.id)
 
 
 def _plain(value: Any) -> Any:

@@ -20,9 +20,10 @@ from core import audit, policy
 from core.actors import system_actor
 from core.alerts import notify
 from core.errors import NotFound
+from core.platform.database import transaction
 from core.settings import Settings
-from db.models import AuditEvent, Feedback, PredictionLog, TrainingRun
-from db.session import transaction
+from core.training import runs
+from db.models import AuditEvent, Feedback, PredictionLog
 
 METRICS = {"classification": ("accuracy", "f1"), "regression": ("rmse", "r2")}
 MAX_POINTS = 120  # chart points per version
@@ -89,8 +90,8 @@ def _label(value: Any) -> str:
 
 
 def task_of(session: Session, *, model: str, version: int) -> str:
-    task = session.scalar(select(TrainingRun.task).where(TrainingRun.model_name == model,
-                                                          TrainingRun.model_version == version))
+    run = runs.row_for_version(session, model=model, version=version)
+    task = run.task if run is not None else None
     if task is None:
         raise NotFound(f"{model} v{version} has no LeanOps training run, so no task or baseline")
     return task
@@ -98,10 +99,10 @@ def task_of(session: Session, *, model: str, version: int) -> str:
 
 def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
     """The version's holdout metrics from its training run (what live performance is compared with)."""
-    metrics = session.scalar(select(TrainingRun.metrics).where(TrainingRun.model_name == model,
-                                                                TrainingRun.model_version == version,
-                                                                TrainingRun.status == "succeeded")) or {}
-    task = task_of(session, model=model, version=version)
+    run = runs.row_for_version(session, model=model, version=version)
+    if run is None:
+        raise NotFound(f"{model} v{version} has no LeanOps training run, so no task or baseline")
+    metrics, task = (run.metrics or {}) if run.status == "succeeded" else {}, run.task
     return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
 
 

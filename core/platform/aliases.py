@@ -5,44 +5,32 @@ Aliases are MLflow's own, so `mlflow ui` and `models:/NAME@champion` see the sam
 
 from __future__ import annotations
 
-from functools import cache
-
-from core.errors import NotFound, StoreUnavailable
+from core.errors import NotFound
+from core.platform import mlflow_store
 
 CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-@cache
-def _client(uri: str):  # noqa: ANN202 - mlflow is imported lazily
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-def _not_found(exc: Exception) -> bool:
-    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower()
 
 
 def get(uri: str, *, model: str, alias: str) -> int | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return int(_client(uri).get_model_version_by_alias(model, alias).version)
+        return int(mlflow_store.client(uri).get_model_version_by_alias(model, alias).version)
     except MlflowException as exc:
-        if _not_found(exc):
+        if mlflow_store.is_not_found(exc):
             return None
-        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+        raise mlflow_store.unavailable(exc) from exc
 
 
 def check_version(uri: str, *, model: str, version: int) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        _client(uri).get_model_version(model, str(version))
+        mlflow_store.client(uri).get_model_version(model, str(version))
     except MlflowException as exc:
-        if _not_found(exc):
+        if mlflow_store.is_not_found(exc):
             raise NotFound(f"model {model!r} has no version {version}") from None
-        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+        raise mlflow_store.unavailable(exc) from exc
 
 
 def move(uri: str, *, model: str, alias: str, version: int | None) -> None:
@@ -51,13 +39,13 @@ def move(uri: str, *, model: str, alias: str, version: int | None) -> None:
 
     try:
         if version is None:
-            _client(uri).delete_registered_model_alias(model, alias)
+            mlflow_store.client(uri).delete_registered_model_alias(model, alias)
         else:
-            _client(uri).set_registered_model_alias(model, alias, str(version))
+            mlflow_store.client(uri).set_registered_model_alias(model, alias, str(version))
     except MlflowException as exc:
-        if version is None and _not_found(exc):
+        if version is None and mlflow_store.is_not_found(exc):
             return
-        raise StoreUnavailable(f"MLflow registry at {uri} failed to move {model}@{alias}: {exc}") from exc
+        raise mlflow_store.unavailable(exc) from exc
 
 
 def all_for(uri: str, *, model: str) -> dict[str, int]:
@@ -65,9 +53,9 @@ def all_for(uri: str, *, model: str) -> dict[str, int]:
     from mlflow.exceptions import MlflowException
 
     try:
-        found = _client(uri).get_registered_model(model).aliases
+        found = mlflow_store.client(uri).get_registered_model(model).aliases
     except MlflowException as exc:
-        if _not_found(exc):
+        if mlflow_store.is_not_found(exc):
             return {}
-        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+        raise mlflow_store.unavailable(exc) from exc
     return {alias: int(version) for alias, version in found.items()}

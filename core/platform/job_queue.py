@@ -10,8 +10,8 @@ from sqlalchemy import desc, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.actors import Actor
-from core.auth import require
+from core.actors import Actor, system_actor
+from core.auth import PERMISSIONS, require
 from core.errors import InvalidInput, NotFound
 from db.models import Job, utcnow
 
@@ -24,10 +24,30 @@ KINDS: dict[str, str] = {
     "drift.check": "drift.run",
     "retrain": "training.launch",
     "monitor.performance": "jobs.launch",
+    # Follow-ups: the loop's backward arrows, queued in the same transaction as the event that asks
+    # for them (a promotion or a policy save re-syncs schedules; a drift check or an uploaded dataset
+    # version may start a retrain), run by the worker, retried when they fail.
+    "schedules.sync": "jobs.launch",
+    "retrain.consider": "training.launch",
 }
+RETRIED: dict[str, int] = {"schedules.sync": 3, "retrain.consider": 3}  # kind → attempts in all
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
+
+
+class JobCancelled(Exception):
+    """Raised inside a running job when a user asked it to stop (at its next progress report)."""
+
+
+def acting_as(kind: str, created_by: str) -> Actor:
+    """Who a job acts as: its creator, with the role its launch was authorised for.
+
+    Queueing checked the kind's permission; a system creator (a schedule, a trigger) acts as itself.
+    """
+    if created_by.startswith(("system:", "cli:")):
+        return Actor(name=created_by, role="admin", kind="system" if created_by.startswith("system:") else "cli")
+    return Actor(name=created_by, role=PERMISSIONS[KINDS[kind]], kind="job")
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,14 @@ def finish(session: Session, *, job_id: int, status: str, error: str | None = No
     if job.status in FINISHED:  # e.g. reaped meanwhile: the first verdict stands
         return
     job.status, job.error, job.result, job.finished_at = status, error, result, utcnow()
+    attempt = int(job.params.get("attempt", 1))
+    if status == "failed" and attempt < RETRIED.get(job.kind, 0):
+        retry = Job(kind=job.kind, params=job.params | {"attempt": attempt + 1, "retry_of": job.id},
+                    created_by=job.created_by)
+        session.add(retry)
+        session.flush()
+        audit.record(session, system_actor("job-retry"), "job.queued", f"job:{retry.id}",
+                     {"kind": job.kind, "params": retry.params})
     job.stage = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[status]
     if status == "succeeded":
         job.progress = 1.0

@@ -2,7 +2,10 @@
 
 The tracking/registry URI is always the workspace's absolute URI and every experiment gets an explicit
 artifact location under the workspace's artifact root, so nothing depends on the current directory.
-mlflow is imported inside the functions (``import mlflow`` costs about a second).
+mlflow is imported inside the functions (``import mlflow`` costs about a second), pandas too.
+
+This is the one MLflow adapter of core/: the one client per URI (``client``), the one reading of
+"does not exist" (``is_not_found``) and the one ``StoreUnavailable`` for a failing store (``unavailable``).
 """
 
 from __future__ import annotations
@@ -10,11 +13,10 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound, StoreUnavailable
 
@@ -28,6 +30,9 @@ SKOPS_TRUSTED_TYPES = [
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 TAG_PREFIX = "leanops."
 _URI_LOCK = threading.Lock()
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,20 @@ def _mlflow(store: Store):  # noqa: ANN202 - the mlflow module
     return mlflow
 
 
-def _client(store: Store):  # noqa: ANN202
+@cache
+def client(uri: str):  # noqa: ANN201 - an MlflowClient; mlflow is imported lazily
+    """The MLflow client of ``uri`` (tracking and registry), one per URI and process."""
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=store.uri, registry_uri=store.uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def is_not_found(exc: Exception) -> bool:
+    """Whether an MLflow error says that what was asked for does not exist (model, version, alias, run).
+
+    A missing alias is INVALID_PARAMETER_VALUE with "alias … not found", hence the message check.
+    """
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower()
 
 
 def artifact_location(store: Store, experiment: str) -> str:
@@ -72,14 +87,14 @@ def experiment_id(store: Store, name: str) -> str:
     """The experiment's id, created with an explicit artifact location under the workspace if new."""
     from mlflow.exceptions import MlflowException
 
-    client = _client(store)
-    found = client.get_experiment_by_name(name)
+    mlflow_client = client(store.uri)
+    found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(store, name))
+        return mlflow_client.create_experiment(name, artifact_location=artifact_location(store, name))
     except MlflowException:  # another job created it meanwhile
-        found = client.get_experiment_by_name(name)
+        found = mlflow_client.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
@@ -88,9 +103,9 @@ def experiment_id(store: Store, name: str) -> str:
 def prepare(store: Store) -> None:
     """Create or upgrade MLflow's own schema now (``cli.py init``), so that workers starting together
     on a fresh shared server do not race to migrate it."""
-    client = _client(store)
-    client.search_experiments(max_results=1)
-    client.search_registered_models(max_results=1)
+    mlflow_client = client(store.uri)
+    mlflow_client.search_experiments(max_results=1)
+    mlflow_client.search_registered_models(max_results=1)
 
 
 def experiment_name(model_name: str) -> str:
@@ -99,14 +114,14 @@ def experiment_name(model_name: str) -> str:
 
 def start_run(store: Store, *, experiment: str, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> str:
     """A new RUNNING run with its tags and params; returns its id."""
-    client = _client(store)
-    run = client.create_run(experiment_id(store, experiment), run_name=run_name,
-                            tags={k: str(v) for k, v in tags.items()})
+    mlflow_client = client(store.uri)
+    run = mlflow_client.create_run(experiment_id(store, experiment), run_name=run_name,
+                                   tags={k: str(v) for k, v in tags.items()})
     from mlflow.entities import Param
 
     flat = [Param(k, str(v)[:6000]) for k, v in params.items()]
     if flat:
-        client.log_batch(run.info.run_id, params=flat)
+        mlflow_client.log_batch(run.info.run_id, params=flat)
     return run.info.run_id
 
 
@@ -131,8 +146,8 @@ def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, di
     profile = json.dumps({"num_rows": len(frame), "num_elements": int(frame.size)})
     entity = Dataset(name=sample.name, digest=sample.digest, source_type=sample.source_type, source=sample.source,
                      schema=sample.schema, profile=profile)
-    _client(store).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[InputTag("mlflow.data.context",
-                                                                                       "training")])])
+    context = InputTag("mlflow.data.context", "training")
+    client(store.uri).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
 
 
 def log_results(store: Store, run_id: str, *, metrics: dict[str, float], files: dict[str, bytes | str]) -> None:
@@ -141,18 +156,18 @@ def log_results(store: Store, run_id: str, *, metrics: dict[str, float], files: 
 
     from mlflow.entities import Metric
 
-    client = _client(store)
+    mlflow_client = client(store.uri)
     now = _now_ms()
     batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
     if batch:
-        client.log_batch(run_id, metrics=batch)
+        mlflow_client.log_batch(run_id, metrics=batch)
     if files:
         with tempfile.TemporaryDirectory() as tmp:
             for name, content in files.items():
                 path = Path(tmp) / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content if isinstance(content, bytes) else content.encode())
-            client.log_artifacts(run_id, tmp)
+            mlflow_client.log_artifacts(run_id, tmp)
 
 
 def _now_ms() -> int:
@@ -163,6 +178,8 @@ def _now_ms() -> int:
 
 def model_input(frame: pd.DataFrame) -> pd.DataFrame:
     """Raw records as the logged model takes them: every number a double (so it may be missing)."""
+    import pandas as pd
+
     out = frame.copy()
     for column in out.columns:
         if pd.api.types.is_numeric_dtype(out[column]) and not pd.api.types.is_bool_dtype(out[column]):
@@ -173,6 +190,7 @@ def model_input(frame: pd.DataFrame) -> pd.DataFrame:
 def _signature(example: pd.DataFrame, predictions: Any):  # noqa: ANN202
     """Inputs are the raw columns, all optional (the pipeline imputes what is missing); numbers are
     doubles and text is string, so records with missing values pass MLflow's schema enforcement."""
+    import pandas as pd
     from mlflow.models import infer_signature
     from mlflow.types.schema import ColSpec, DataType, Schema
 
@@ -200,10 +218,10 @@ def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame
     # artifact location in the workspace (left to itself, MLflow would pick the default experiment,
     # whose location is relative to the current directory). run_id and model_id go through to
     # mlflow.models.Model.log: no fluent, process-wide active run or experiment is involved.
-    client = _client(store)
-    run = client.get_run(run_id)
-    logged = client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
-                                        params=dict(run.data.params))
+    mlflow_client = client(store.uri)
+    run = mlflow_client.get_run(run_id)
+    logged = mlflow_client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
+                                               params=dict(run.data.params))
     info = mlflow_sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
                                      pip_requirements=requirements, serialization_format="skops",
                                      skops_trusted_types=SKOPS_TRUSTED_TYPES, run_id=run_id, model_id=logged.model_id)
@@ -218,16 +236,16 @@ def register(store: Store, *, model_uri: str, name: str, tags: dict[str, Any]) -
 
 
 def end_run(store: Store, run_id: str, *, status: str = "FINISHED") -> None:
-    _client(store).set_terminated(run_id, status=status)
+    client(store.uri).set_terminated(run_id, status=status)
 
 
 def delete_version(store: Store, *, name: str, version: int) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        _client(store).delete_model_version(name, str(version))
+        client(store.uri).delete_model_version(name, str(version))
     except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" not in str(getattr(exc, "error_code", "")):
+        if not is_not_found(exc):
             raise
 
 
@@ -236,21 +254,21 @@ def fail_orphans(store: Store, *, is_finished: Any) -> list[str]:
 
     ``is_finished(job_id) -> bool`` says whether the job that owns a run has ended.
     """
-    client = _client(store)
+    mlflow_client = client(store.uri)
     failed: list[str] = []
-    experiments = [e.experiment_id for e in client.search_experiments(filter_string="name LIKE 'leanops/%'")]
+    experiments = [e.experiment_id for e in mlflow_client.search_experiments(filter_string="name LIKE 'leanops/%'")]
     if not experiments:
         return failed
-    runs = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=500)
+    runs = mlflow_client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=500)
     for run in runs:
         job = run.data.tags.get(TAG_PREFIX + "job_id")
         if not job or not job.isdigit() or not is_finished(int(job)):
             continue
         model = run.data.tags.get(TAG_PREFIX + "model_name")
         if model:
-            for mv in client.search_model_versions(f"name = '{model}' and run_id = '{run.info.run_id}'"):
+            for mv in mlflow_client.search_model_versions(f"name = '{model}' and run_id = '{run.info.run_id}'"):
                 delete_version(store, name=model, version=int(mv.version))
-        client.set_terminated(run.info.run_id, status="FAILED")
+        mlflow_client.set_terminated(run.info.run_id, status="FAILED")
         failed.append(run.info.run_id)
     return failed
 
@@ -260,7 +278,7 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     try:
-        run = _client(store).get_run(run_id)
+        run = client(store.uri).get_run(run_id)
     except MlflowException as exc:
         raise NotFound(f"no MLflow run {run_id}: {exc}") from None
     return {"run_id": run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
@@ -273,7 +291,7 @@ def version_info(store: Store, *, name: str, version: int) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = _client(store).get_model_version(name, str(version))
+        mv = client(store.uri).get_model_version(name, str(version))
     except MlflowException as exc:
         raise NotFound(f"no model version {name} v{version}: {exc}") from None
     return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "source": mv.source,
@@ -281,7 +299,8 @@ def version_info(store: Store, *, name: str, version: int) -> dict[str, Any]:
 
 
 def versions_of_run(store: Store, *, name: str, run_id: str) -> list[int]:
-    return [int(mv.version) for mv in _client(store).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")]
+    found = client(store.uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return [int(mv.version) for mv in found]
 
 
 def download_text(store: Store, run_id: str, path: str) -> str:
@@ -289,7 +308,7 @@ def download_text(store: Store, run_id: str, path: str) -> str:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = _client(store).download_artifacts(run_id, path, tmp)
+        local = client(store.uri).download_artifacts(run_id, path, tmp)
         return Path(local).read_text()
 
 

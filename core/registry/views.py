@@ -11,15 +11,28 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.platform import aliases
-from core.platform.aliases import CHAMPION
-from core.promotion.gates import Registry, VersionFacts
+from core.platform.aliases import CHALLENGER, CHAMPION
+from core.training import runs
 from db.models import AliasMove, DatasetVersion, GateEvaluation, TrainingRun
 
 
-def facts_from_runs(session: Session, model: str, version: int) -> VersionFacts:
+@dataclass(frozen=True)
+class VersionFacts:
+    """What the gates look at for one model version (from its training run and dataset version)."""
+
+    model: str
+    version: int
+    task: str
+    metrics: dict[str, float]
+    fairness: dict[str, Any]
+    certificate_passed: bool | None
+    certificate_at: datetime | None
+    trainer: str
+
+
+def version_facts(session: Session, *, model: str, version: int) -> VersionFacts:
     """The gate inputs of a version LeanOps trained: its run's metrics and its data's certificate."""
-    run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model,
-                                                   TrainingRun.model_version == version))
+    run = runs.row_for_version(session, model=model, version=version)
     if run is None:
         raise NotFound(f"{model} v{version} has no LeanOps training run (was it registered outside LeanOps?)")
     data = session.get(DatasetVersion, run.dataset_version_id) if run.dataset_version_id else None
@@ -27,10 +40,6 @@ def facts_from_runs(session: Session, model: str, version: int) -> VersionFacts:
                         fairness=run.fairness or {},
                         certificate_passed=data.certificate_passed if data else None,
                         certificate_at=data.certificate_at if data else None, trainer=run.created_by)
-
-
-def registry_for(mlflow_uri: str, home: Any) -> Registry:
-    return Registry(mlflow_uri=mlflow_uri, home=home, facts=facts_from_runs)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,7 @@ def list_models(session: Session, *, mlflow_uri: str) -> list[ModelRow]:
     out = []
     for name, count, last, task in rows:
         found = aliases.all_for(mlflow_uri, model=name)
-        out.append(ModelRow(name, found.get(CHAMPION), found.get("challenger"), count, last, task))
+        out.append(ModelRow(name, found.get(CHAMPION), found.get(CHALLENGER), count, last, task))
     return out
 
 

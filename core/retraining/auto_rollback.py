@@ -1,10 +1,4 @@
-"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
-
-Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
-actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
-retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
-the latest version of its dataset; at most one is queued or running per model.
-"""
+"""Automatic rollback: a newly promoted champion whose live performance let us down goes back (policy ``rollback``)."""
 
 from __future__ import annotations
 
@@ -23,7 +17,6 @@ from core.retraining.decisions import Decision, should_roll_back
 from core.settings import Settings
 from db.models import AliasMove, utcnow
 
-# -- automatic rollback --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RollbackCheck:
@@ -36,10 +29,8 @@ class RollbackCheck:
 def check_rollback(factory: sessionmaker[Session], settings: Settings, model: str,
                    now: datetime | None = None) -> RollbackCheck:
     """Roll back a newly promoted champion whose live performance let us down (policy ``rollback``)."""
-    from core.registry.views import registry_for
-
     now = now or utcnow()
-    rules = policy.for_model(policy.load(settings.home), model)
+    rules = policy.rules_for(settings.home, model)
     champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
     if champion is None:
         return RollbackCheck(model, Decision(False, f"{model} has no champion"))
@@ -55,10 +46,7 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
                                 else None, now=now, current=current, previous=previous, rules=rules)
     if not decision.act:
         return RollbackCheck(model, decision)
-    registry = registry_for(settings.mlflow_uri, settings.home)
-    actor = system_actor("auto-rollback")
-    reason = f"automatic rollback: {decision.reason}"
-    # commit_or_undo sends the "rollback" alert (with this reason) once the move is committed.
-    change = moves.commit_or_undo(factory, registry, lambda s: moves.rollback(
-        s, registry=registry, actor=actor, model=model, reason=reason))
+    # The "rollback" alert (with this reason) goes out once the move is committed.
+    change = moves.rollback(factory, settings, actor=system_actor("auto-rollback"), model=model,
+                            reason=f"automatic rollback: {decision.reason}")
     return RollbackCheck(model, decision, change.from_version, change.to_version)

@@ -1,10 +1,4 @@
-"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
-
-Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
-actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
-retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
-the latest version of its dataset; at most one is queued or running per model.
-"""
+"""Pure retrain and rollback decisions: plain values and a model's policy in, a ``Decision`` with its reason out."""
 
 from __future__ import annotations
 

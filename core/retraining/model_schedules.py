@@ -1,10 +1,5 @@
-"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
-
-Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
-actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
-retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
-the latest version of its dataset; at most one is queued or running per model.
-"""
+"""Per-model schedules: ``drift:<model>`` and ``retrain:<model>`` rows kept in line with the champions
+and the policy (the ``schedules.sync`` job runs this after a promotion or a policy save)."""
 
 from __future__ import annotations
 

@@ -1,14 +1,16 @@
-"""Automatic retraining and rollback: pure decisions with their reasons, and the actions they start.
+"""Retrain triggers: a stored drift check, a new dataset version or data growth may queue a retrain.
 
-Decisions (``should_*``) take plain values and a model's policy and return a ``Decision``; the
-actions act as ``system:<job>`` actors and put the triggering reason in every audit event. A
-retrain is a ``retrain`` job (jobs/retrain.py) that reuses the champion's training configuration on
-the latest version of its dataset; at most one is queued or running per model.
+The decisions are the pure ``core.retraining.decisions``; here they are applied to what is stored,
+as ``system:<job>`` actors with the triggering reason in every audit event. A retrain is a
+``retrain`` job (``core.retraining.retrain``) that reuses the champion's training configuration on
+the latest version of its dataset; at most one is queued or running per model. Drift checks and API
+uploads reach these triggers through a ``retrain.consider`` job queued with the event (``consider``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +19,7 @@ from core import audit, policy
 from core.actors import system_actor
 from core.errors import InvalidInput, NotFound
 from core.platform import aliases, job_queue, locks
+from core.platform.database import transaction
 from core.retraining.decisions import (
     TRIGGERS,
     Decision,
@@ -25,8 +28,8 @@ from core.retraining.decisions import (
     should_retrain_on_upload,
 )
 from core.settings import Settings
+from core.training import runs
 from db.models import AliasMove, Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
-from db.session import transaction
 
 # -- reading -------------------------------------------------------------------------------------
 
@@ -43,9 +46,8 @@ def champion_run(session: Session, settings: Settings, model: str) -> TrainingRu
     version = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
     if version is None:
         raise InvalidInput(f"{model} has no champion; a retrain reuses the champion's training configuration")
-    run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model, TrainingRun.model_version
-                                                   == version, TrainingRun.status == "succeeded"))
-    if run is None:
+    run = runs.row_for_version(session, model=model, version=version)
+    if run is None or run.status != "succeeded":
         raise NotFound(f"{model} v{version} (the champion) has no LeanOps training run to reuse")
     return run
 
@@ -59,6 +61,22 @@ def active_retrain(session: Session, model: str) -> Job | None:
 
 
 # -- actions -------------------------------------------------------------------------------------
+
+def consider(factory: sessionmaker[Session], settings: Settings, params: dict[str, Any]) -> dict[str, Any]:
+    """The ``retrain.consider`` job: ``drift_check`` (a stored check that found drift) or ``dataset`` and
+    ``version`` (a version uploaded through the API) → the retrain it queued, or why not."""
+    if "drift_check" in params:
+        outcome = on_drift(factory, settings, int(params["drift_check"]))
+        if isinstance(outcome, Decision):
+            return {"retrain": False, "reason": outcome.reason}
+        return {"retrain": True, "job_id": outcome.job_id, "queued": outcome.queued, "reason": outcome.reason}
+    if "dataset" in params and "version" in params:
+        requests = on_dataset_version(factory, settings, dataset=str(params["dataset"]),
+                                      version=int(params["version"]), via_api=bool(params.get("via_api")))
+        return {"retrain": bool(requests), "retrain_jobs": [r.job_id for r in requests],
+                "reasons": [r.reason for r in requests]}
+    raise InvalidInput(f"a retrain.consider job needs params drift_check, or dataset and version; got {params}")
+
 
 @dataclass(frozen=True)
 class RetrainRequest:
@@ -93,7 +111,7 @@ def on_drift(factory: sessionmaker[Session], settings: Settings, check_id: int) 
         check = session.get(DriftCheck, check_id)
         if check is None:
             raise NotFound(f"no drift check {check_id}")
-        rules = policy.for_model(policy.load(settings.home), check.model)
+        rules = policy.rules_for(settings.home, check.model)
         decision = should_retrain_on_drift(check, rules)
         model, version = check.model, check.version
     if not decision.act:
@@ -115,8 +133,7 @@ def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, da
         new_rows = _rows(session, dataset, version)
         candidates = []
         for model, champion in champions(session).items():
-            run = session.scalar(select(TrainingRun).where(TrainingRun.model_name == model,
-                                                           TrainingRun.model_version == champion))
+            run = runs.row_for_version(session, model=model, version=champion)
             if run is None or run.dataset_name != dataset or run.dataset_version >= version:
                 continue
             candidates.append((model, _rows(session, dataset, run.dataset_version)))
@@ -156,7 +173,7 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
             return Decision(False, f"{model} was already trained on {run.dataset_name} v{latest}")
         new_rows, trained_rows = _rows(session, run.dataset_name, latest), _rows(session, run.dataset_name,
                                                                                   run.dataset_version)
-        rules = policy.for_model(policy.load(settings.home), model)
+        rules = policy.rules_for(settings.home, model)
     decision = should_retrain_on_growth(new_rows, trained_rows, rules)
     if not decision.act:
         return decision

@@ -16,13 +16,12 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import numpy as np
 
 from core.errors import InvalidInput, NotFound, StoreUnavailable
-from core.platform import aliases
+from core.platform import aliases, mlflow_store
 from core.serving.signature import Columns, InputSchema
 from db.models import utcnow
 
@@ -89,13 +88,6 @@ class LoadedModel:
                 raise  # the model's own input example must work; a made-up row may not
 
 
-@cache
-def _client(uri: str):  # noqa: ANN202 - mlflow is imported lazily
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def check_alias(alias: str) -> str:
     if not isinstance(alias, str) or not alias or len(alias) > 64 or not alias.replace("-", "_").isidentifier():
         raise InvalidInput(f"alias {alias!r} is not allowed: use {ALIAS_RULE} (e.g. champion, challenger)")
@@ -110,11 +102,11 @@ def resolve(uri: str, *, name: str, alias: str) -> int:
     from mlflow.exceptions import MlflowException
 
     try:
-        _client(uri).get_registered_model(name)
+        mlflow_store.client(uri).get_registered_model(name)
     except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower():
+        if mlflow_store.is_not_found(exc):
             raise NotFound(f"no registered model named {name!r}") from None
-        raise StoreUnavailable(f"MLflow registry at {uri} failed: {exc}") from exc
+        raise mlflow_store.unavailable(exc) from exc
     raise NotFound(f"model {name!r} has no version with alias {alias!r}"
                    + ("; promote a version first" if alias == "champion" else ""))
 
@@ -128,7 +120,7 @@ def load_version(uri: str, *, name: str, alias: str, version: int) -> LoadedMode
     from mlflow.models import Model
 
     try:
-        location = _client(uri).get_model_version_download_uri(name, str(version))
+        location = mlflow_store.client(uri).get_model_version_download_uri(name, str(version))
         meta = Model.load(location)
         example = _input_example(meta, location)
         if "sklearn" in meta.flavors:

@@ -29,8 +29,8 @@ from core import audit
 from core.actors import Actor
 from core.auth import require
 from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.platform.database import transaction
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
-from db.session import transaction
 
 log = logging.getLogger("leanops.predictions")
 

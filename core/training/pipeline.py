@@ -2,8 +2,8 @@
 
 The pipeline is ``ColumnTransformer(numeric: impute + scale; categorical: impute + one-hot ignoring
 unknown categories) → estimator``, so the logged model takes raw records (text categories, missing
-values) and returns predictions. Evaluation lives in ``core.training.evaluation``; MLflow in ``core.platform.mlflow_store``;
-the order of the steps in ``jobs.train``.
+values) and returns predictions. Evaluation lives in ``core.training.evaluation``, MLflow in
+``core.platform.mlflow_store``, the order of the steps in ``core.training.workflow``.
 """
 
 from __future__ import annotations

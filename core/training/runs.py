@@ -225,12 +225,19 @@ def for_version(session: Session, *, model: str, version: int) -> RunDetail:
     return found
 
 
+def row_for_version(session: Session, *, model: str, version: int, load: tuple[Any, ...] = ()) -> TrainingRun | None:
+    """The training run that registered ``model`` v``version`` (None for a version made outside LeanOps).
+
+    The one query for "the run of a version"; ``load`` names deferred columns to fetch with it.
+    """
+    return session.scalar(select(TrainingRun)
+                          .where(TrainingRun.model_name == model, TrainingRun.model_version == version)
+                          .options(*(undefer(column) for column in load)).order_by(desc(TrainingRun.id)).limit(1))
+
+
 def reference_for(session: Session, *, model: str, version: int) -> dict[str, Any]:
     """The reference statistics stored with a model version (for drift monitoring)."""
-    row = session.scalar(select(TrainingRun)
-                         .where(TrainingRun.model_name == model, TrainingRun.model_version == version,
-                                TrainingRun.status == "succeeded")
-                         .options(undefer(TrainingRun.reference)).order_by(desc(TrainingRun.id)).limit(1))
+    row = row_for_version(session, model=model, version=version, load=(TrainingRun.reference,))
     if row is None or not row.reference:
         raise NotFound(f"no reference statistics for {model} version {version}")
     return row.reference

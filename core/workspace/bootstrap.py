@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import auth, policy
 from core.actors import system_actor
 from core.platform import schedules
+from core.platform.database import migrate, transaction
 from core.retraining import model_schedules
-from db.session import migrate, transaction
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),

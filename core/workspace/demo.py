@@ -1,9 +1,21 @@
-"""The deterministic synthetic demo data a newcomer sees on first start (a churn table)."""
+"""The demo workspace a newcomer sees: a deterministic synthetic churn table, a trained and promoted
+model, a day of logged predictions with feedback and one drift check over them."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.actors import system_actor
+from core.platform import aliases
+from core.promotion import moves
+from core.promotion.registration import train
+from core.settings import Settings
 
 
 def churn_frame(rows: int = 5000, seed: int = 7) -> pd.DataFrame:
@@ -45,3 +57,59 @@ def churn_frame(rows: int = 5000, seed: int = 7) -> pd.DataFrame:
     for column, share in {"monthly_charges": 0.03, "payment_method": 0.02, "customer_age": 0.01}.items():
         frame.loc[rng.random(rows) < share, column] = None
     return frame
+
+
+DEMO_SPEC = {"dataset": "churn", "target": "churn", "model": "random_forest", "sensitive": "gender",
+             "model_name": "churn", "seed": 42}
+
+
+def seed_model(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+    """Train and promote the demo model once; later calls leave an existing churn model alone."""
+    current = aliases.all_for(settings.mlflow_uri, model="churn")
+    if current:
+        return {"model": "churn", "aliases": current, "trained": False}
+    result = train(factory, settings, DEMO_SPEC, actor=system_actor("demo"), log=lambda line: None)
+    version = result["model_version"]
+    moves.promote(factory, settings, actor=system_actor("demo"), model="churn", version=version,
+                  reason="demo workspace")
+    return {"model": "churn", "aliases": {"champion": version}, "trained": True,
+            "f1": round(result["metrics"]["f1"], 4)}
+
+
+def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version: int, hours: int = 24,
+                 per_hour: int = 30) -> dict[str, Any]:
+    """A day of logged predictions with feedback for the demo model, and one drift check over it,
+    so a newcomer's Overview and Drift pages have something to show. The last third of the day
+    brings pricier plans (monthly charges about half a standard deviation higher)."""
+    from uuid import uuid4
+
+    from core.monitoring import checks
+    from core.platform.database import transaction
+    from core.serving import cache, predictions
+    from db.models import PredictionLog, utcnow
+
+    actor = system_actor("demo")
+    loaded = cache.load_version(settings.mlflow_uri, name="churn", alias="champion", version=version)
+    frame = churn_frame(hours * per_hour, seed=21)
+    labels = frame.pop("churn").tolist()
+    late = frame.index >= len(frame) * 2 // 3
+    frame.loc[late, "monthly_charges"] += 10
+    frame.loc[late, "total_charges"] = (frame.loc[late, "monthly_charges"] * frame.loc[late, "tenure_months"]).round(2)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    now, requests = utcnow(), []
+    for hour in range(hours):
+        part = slice(hour * per_hour, (hour + 1) * per_hour)
+        columns = loaded.schema.coerce(records[part]).columns
+        outputs = loaded.predict(columns).outputs.tolist()
+        requests.append(predictions.Served(uuid4().hex, now - timedelta(hours=hours - hour - 0.5), "churn", "champion",
+                                           version, columns, outputs, 8.0))
+    with transaction(factory) as session:
+        session.execute(insert(PredictionLog.__table__), predictions.rows_of(requests))
+    for hour, request in enumerate(requests):
+        if hour % 4 != 3:  # ground truth arrives for three requests in four
+            with transaction(factory) as session:
+                predictions.record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
+                                            labels=labels[hour * per_hour:(hour + 1) * per_hour])
+    check = checks.run_check(factory, settings, actor=actor, model="churn", source="window", hours=hours + 1,
+                                 reason="demo workspace")
+    return {"predictions": len(records), "drift_check": check.id, "drifted": check.drifted}

@@ -16,8 +16,10 @@ import pytest
 
 from core.serving import predictions
 from db.session import make_engine, make_session_factory
-from tests.api.conftest import Model, bearer, free_port, wait_until
-from tests.mlflow_models import records
+from tests.support.api import Model, bearer
+from tests.support.mlflow_models import records
+from tests.support.net import free_port
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,7 +64,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(server: str, mo
     from mlflow import MlflowClient
 
     from core import audit
-    from tests.mlflow_models import log_model
+    from tests.support.mlflow_models import log_model
 
     broken_uri = log_model(store.uri, store.artifacts, "lr")
     broken = store.register_uri(broken_uri, model.name)
@@ -91,9 +93,9 @@ def test_1000_requests_at_concurrency_16_give_1000_log_rows(tmp_path: Path, db_u
     """On SQLite and on PostgreSQL."""
     from api.app import create_app
     from core import auth
-    from db.session import transaction
-    from tests.api.conftest import live_server, serving_settings
-    from tests.factories import admin_actor
+    from core.platform.database import transaction
+    from tests.support.api import live_server, serving_settings
+    from tests.support.factories import admin_actor
 
     settings = serving_settings(tmp_path / "ws", db_url, store)
     engine = make_engine(settings.db_url)

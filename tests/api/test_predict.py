@@ -6,8 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.serving import predictions
-from tests.api.conftest import Model, bearer, predict, wait_until
-from tests.mlflow_models import records
+from tests.support.api import Model, bearer, predict
+from tests.support.mlflow_models import records
+from tests.support.waiting import wait_until
 
 
 def test_predicts_with_the_champion_and_logs_every_record(client: TestClient, model: Model, tokens: dict,
@@ -101,13 +102,13 @@ def test_malformed_bodies_are_4xx_with_a_reason(client: TestClient, model: Model
 def test_batch_limit(tmp_path, sqlite_url, store, model: Model) -> None:
     from api.app import create_app
     from db.session import make_engine, make_session_factory
-    from tests.api.conftest import serving_settings
+    from tests.support.api import serving_settings
 
     settings = serving_settings(tmp_path / "ws", sqlite_url, store, serving_batch_limit=5)
     factory = make_session_factory(make_engine(settings.db_url))
     from core import auth
-    from db.session import transaction
-    from tests.factories import admin_actor
+    from core.platform.database import transaction
+    from tests.support.factories import admin_actor
 
     with transaction(factory) as session:
         token, _ = auth.create_token(session, actor=admin_actor(), role="viewer")
@@ -134,9 +135,10 @@ def test_unknown_model_and_missing_alias_are_404(client: TestClient, model: Mode
 def test_oversize_body_is_413(tmp_path, sqlite_url, store, model: Model) -> None:
     from api.app import create_app
     from core import auth
-    from db.session import make_engine, make_session_factory, transaction
-    from tests.api.conftest import serving_settings
-    from tests.factories import admin_actor
+    from core.platform.database import transaction
+    from db.session import make_engine, make_session_factory
+    from tests.support.api import serving_settings
+    from tests.support.factories import admin_actor
 
     settings = serving_settings(tmp_path / "ws", sqlite_url, store, max_upload_mb=1)
     factory = make_session_factory(make_engine(settings.db_url))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from db.models import AuditEvent
-from tests.api.conftest import bearer
+from tests.support.api import bearer
 
 
 def test_viewer_and_scientist_tokens_cannot_promote_and_are_audited(client, tokens, model, api_factory):

@@ -16,7 +16,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from tests.api.conftest import Model, bearer, live_server
+from tests.support.api import Model, bearer, live_server
 
 EXAMPLES = 30
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from core import audit
 from core.data import datasets
 from core.workspace.demo import churn_frame
-from tests.api.conftest import bearer
+from tests.support.api import bearer
 
 
 def _csv(rows: int = 300, seed: int = 7) -> bytes:
@@ -107,10 +107,11 @@ def test_roles_for_training_and_jobs(client: TestClient, tokens: dict) -> None:
 def test_revoked_token_stops_working(tmp_path, sqlite_url, store, model) -> None:
     from api.app import create_app
     from core import auth
-    from db.session import make_engine, make_session_factory, transaction
-    from tests.api.conftest import predict, serving_settings
-    from tests.factories import admin_actor
-    from tests.mlflow_models import records
+    from core.platform.database import transaction
+    from db.session import make_engine, make_session_factory
+    from tests.support.api import predict, serving_settings
+    from tests.support.factories import admin_actor
+    from tests.support.mlflow_models import records
 
     settings = serving_settings(tmp_path / "ws", sqlite_url, store, api_token_cache_seconds=0)
     factory = make_session_factory(make_engine(settings.db_url))

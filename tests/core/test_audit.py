@@ -9,9 +9,9 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
+from core.platform.database import transaction
 from db.models import AuditEvent, AuditHead
-from db.session import transaction
-from tests.factories import admin_actor
+from tests.support.factories import admin_actor
 
 
 def append(factory: sessionmaker[Session], n: int, actor: str = "alice") -> None:

@@ -23,11 +23,11 @@ from sqlalchemy import func, select
 import core
 from core import audit
 from core.actors import Actor, cli_actor, system_actor
+from core.platform.database import transaction
 from core.training.spec import parse_spec
 from db.models import AuditEvent
-from db.session import transaction
-from tests.training_support import *  # noqa: F403
-from tests.training_support import add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver")
 
@@ -144,10 +144,12 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=ADMIN, name="warehouse", url=_source_db(c))),
     "data.sources.register_query": lambda c: c.tx(lambda s: core.data.sources.register_query(
         s, actor=SAM, source="warehouse", sql="SELECT a, b FROM t", name="from-sql", store_root=c.settings.home)),
-    "data.sources.remove_source": lambda c: c.tx(lambda s: core.data.sources.remove_source(s, actor=ADMIN, name="warehouse")),
+    "data.sources.remove_source": lambda c: c.tx(lambda s: core.data.sources.remove_source(
+        s, actor=ADMIN, name="warehouse")),
     "platform.job_queue.enqueue": lambda c: c.ids.__setitem__("job", c.tx(lambda s: core.platform.job_queue.enqueue(
         s, actor=SAM, kind="train", params={"dataset": "churn", "target": "churn"}).id)),
-    "platform.job_queue.cancel": lambda c: c.tx(lambda s: core.platform.job_queue.cancel(s, actor=SAM, job_id=c.ids["job"])),
+    "platform.job_queue.cancel": lambda c: c.tx(lambda s: core.platform.job_queue.cancel(
+        s, actor=SAM, job_id=c.ids["job"])),
     "training.pipeline.launch": lambda c: c.tx(lambda s: core.training.pipeline.launch(
         s, actor=SAM, spec=core.training.spec.parse_spec({"dataset": "churn", "target": "churn"}))),
     "training.runs.complete": _complete,
@@ -163,27 +165,32 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "promotion.moves.set_challenger": lambda c: c.tx(lambda s: core.promotion.moves.set_challenger(
         s, registry=c.registry, actor=SAM, model="churn", version=1, reason="test")),
     "promotion.approvals.request_promotion": lambda c: c.ids.__setitem__("request", c.tx(
-        lambda s: core.promotion.approvals.request_promotion(s, actor=SAM, model="churn", version=1, reason="ready").id)),
+        lambda s: core.promotion.approvals.request_promotion(
+            s, actor=SAM, model="churn", version=1, reason="ready").id)),
     "promotion.approvals.decide": lambda c: c.move(lambda s: core.promotion.approvals.decide(
         s, registry=c.registry, actor=ANN, request_id=c.ids["request"], approve=True)),
     "promotion.moves.promote": lambda c: c.move(lambda s: core.promotion.moves.promote(
         s, registry=c.registry, actor=ADMIN, model="churn", version=2, reason="emergency", force=True)),
     "promotion.moves.rollback": lambda c: c.move(lambda s: core.promotion.moves.rollback(
         s, registry=c.registry, actor=ANN, model="churn")),
-    "serving.predictions.record_feedback": lambda c: (_served(c), c.tx(lambda s: core.serving.predictions.record_feedback(
-        s, actor=SAM, model="churn", request_id="req-1", labels=["yes"]))),
-    "serving.predictions.purge": lambda c: core.serving.predictions.purge(c.factory, actor=system_actor("retention"), days=1),
+    "serving.predictions.record_feedback": lambda c: (_served(c), c.tx(
+        lambda s: core.serving.predictions.record_feedback(
+            s, actor=SAM, model="churn", request_id="req-1", labels=["yes"]))),
+    "serving.predictions.purge": lambda c: core.serving.predictions.purge(
+        c.factory, actor=system_actor("retention"), days=1),
     "platform.schedules.ensure": lambda c: c.tx(lambda s: core.platform.schedules.ensure(
         s, actor=ADMIN, name="nightly", kind="audit.verify", cron="30 3 * * *")),
     "platform.schedules.set_cron": lambda c: c.tx(lambda s: core.platform.schedules.set_cron(
         s, actor=ADMIN, name="nightly", cron="15 4 * * *")),
     "platform.schedules.set_paused": lambda c: c.tx(lambda s: core.platform.schedules.set_paused(
         s, actor=ADMIN, name="nightly", paused=True)),
-    "platform.schedules.remove": lambda c: c.tx(lambda s: core.platform.schedules.remove(s, actor=ADMIN, name="nightly")),
+    "platform.schedules.remove": lambda c: c.tx(lambda s: core.platform.schedules.remove(
+        s, actor=ADMIN, name="nightly")),
     "alerts.channels.add_channel": _channel,
     "alerts.channels.change_channel": lambda c: c.tx(lambda s: core.alerts.channels.change_channel(
         s, actor=ADMIN, channel_id=_channel(c), enabled=False)),
-    "alerts.notify.send_test": lambda c: core.alerts.notify.send_test(c.factory, c.settings, actor=ADMIN, channel_id=_channel(c)),
+    "alerts.notify.send_test": lambda c: core.alerts.notify.send_test(
+        c.factory, c.settings, actor=ADMIN, channel_id=_channel(c)),
     "alerts.channels.remove_channel": lambda c: c.tx(lambda s: core.alerts.channels.remove_channel(
         s, actor=ADMIN, channel_id=_channel(c))),
     "monitoring.checks.run_check": lambda c: core.monitoring.checks.run_check(

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit, auth
 from core.actors import Actor
 from core.errors import AuthError, InvalidInput, PermissionDenied
+from core.platform.database import transaction
 from db.models import ApiToken, AuditEvent, User
-from db.session import transaction
-from tests.factories import admin_actor, make_user
+from tests.support.factories import admin_actor, make_user
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LIMITS = {"max_failures": 3, "lockout_seconds": 60}

@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
+from core.platform.database import migrate, transaction
 from db.models import AuditEvent, Base, Schedule, utcnow
-from db.session import alembic_config, make_engine, migrate, transaction
-from tests.factories import admin_actor
+from db.session import alembic_config, make_engine
+from tests.support.factories import admin_actor
 
 IGNORED_TABLES = {"apscheduler_jobs"}  # APScheduler creates and owns its job-store table
 

@@ -11,9 +11,10 @@ from playwright.sync_api import Page, expect
 from core import audit, auth
 from core.actors import Actor
 from core.errors import PermissionDenied
+from core.platform.database import transaction
 from core.settings import get_settings
 from db.models import AuditEvent, User
-from db.session import make_engine, make_session_factory, transaction
+from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
 
 ROOT = Path(__file__).resolve().parents[2]

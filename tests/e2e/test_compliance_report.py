@@ -15,10 +15,11 @@ from playwright.sync_api import Page, expect
 from core import policy
 from core.actors import Actor
 from core.compliance import reports
+from core.platform.database import transaction
 from core.promotion import approvals, moves
 from core.registry.views import registry_for
 from core.settings import get_settings
-from db.session import make_engine, make_session_factory, transaction
+from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
 
 ROOT = Path(__file__).resolve().parents[2]

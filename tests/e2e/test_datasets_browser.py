@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import ARTIFACTS
 from tests.e2e.helpers import ADMIN, goto_page, login, wait_rerun
+from tests.support.paths import ARTIFACTS
 
 
 def customers(rows: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -21,13 +21,15 @@ from core import policy
 from core.actors import cli_actor
 from core.alerts import channels
 from core.platform import aliases
+from core.platform.database import transaction
 from core.settings import Settings
 from core.workspace.demo import churn_frame
 from db.models import AuditEvent, DriftCheck, Job
-from db.session import make_engine, make_session_factory, transaction
-from tests.e2e.conftest import ARTIFACTS, ROOT, free_port
+from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, goto_page, login, wait_rerun
-from tests.receivers import HttpReceiver, SmtpReceiver
+from tests.support.net import free_port
+from tests.support.paths import ARTIFACTS, ROOT
+from tests.support.receivers import HttpReceiver, SmtpReceiver
 
 SHIFTED = {"tenure_months", "monthly_charges", "total_charges", "support_calls", "contract", "payment_method"}
 

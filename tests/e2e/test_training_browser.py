@@ -11,8 +11,8 @@ import time
 from playwright.sync_api import Page, expect
 
 from core.workspace.demo import churn_frame
-from tests.e2e.conftest import ARTIFACTS, ROOT
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
+from tests.support.paths import ARTIFACTS, ROOT
 
 
 def select(page: Page, label: str, option: str) -> None:

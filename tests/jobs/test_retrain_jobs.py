@@ -8,15 +8,15 @@ from sqlalchemy import select
 from core import policy
 from core.actors import Actor
 from core.platform import aliases, job_queue
+from core.platform.database import transaction
 from core.promotion import moves
 from core.registry.views import registry_for
 from core.retraining import triggers
 from db.models import Alert, AuditEvent, Job, TrainingRun
-from db.session import transaction
 from jobs import runner
 from jobs.train import execute as train
-from tests.training_support import *  # noqa: F403
-from tests.training_support import add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 ADMIN = Actor("root", "admin")
 SPEC = {"dataset": "churn", "target": "churn", "model": "linear", "params": {"C": 0.05}, "seed": 11,

@@ -9,7 +9,7 @@ import pytest
 from core.actors import Actor, cli_actor
 from core.errors import InvalidInput, PermissionDenied
 from core.platform import job_queue, leases, schedules
-from db.session import transaction
+from core.platform.database import transaction
 from jobs import scheduler
 
 

@@ -18,14 +18,14 @@ from sqlalchemy import select, text
 from core.data import datasets, lineage
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform import job_queue, mlflow_store
+from core.platform.database import transaction
 from core.training import pipeline, runs
 from core.training.spec import parse_spec
 from db.models import AuditEvent
-from db.session import transaction
 from jobs import runner
 from jobs import train as train_job
-from tests.training_support import *  # noqa: F403
-from tests.training_support import SCIENTIST, VIEWER, add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import SCIENTIST, VIEWER, add_dataset, small_churn
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_FOREST = {"n_estimators": 20}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from core.actors import cli_actor
 from core.platform import job_queue
-from db.session import transaction
+from core.platform.database import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 

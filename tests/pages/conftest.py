@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core import auth
 from core.actors import cli_actor
-from db.session import transaction
+from core.platform.database import transaction
 
 ROOT = Path(__file__).resolve().parents[2]
 

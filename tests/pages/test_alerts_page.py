@@ -10,9 +10,9 @@ import streamlit as st
 
 from core.actors import cli_actor
 from core.alerts import channels, notify
+from core.platform.database import transaction
 from db.models import AlertChannel, AuditEvent
-from db.session import transaction
-from tests.receivers import HttpReceiver
+from tests.support.receivers import HttpReceiver
 
 SECRET = "page-secret-page-secret"
 

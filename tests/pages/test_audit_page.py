@@ -6,7 +6,7 @@ from sqlalchemy import text
 
 from core import audit
 from core.actors import cli_actor
-from db.session import transaction
+from core.platform.database import transaction
 
 
 def add_events(factory, n: int, subject: str = "model:churn") -> None:

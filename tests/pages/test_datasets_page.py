@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.actors import cli_actor
 from core.data import datasets, lineage, schemas
-from db.session import transaction
+from core.platform.database import transaction
 
 PAGE = "pages/datasets.py"
 

@@ -7,8 +7,8 @@ import pytest
 from core import policy
 from db.models import AuditEvent
 from jobs.train import execute
-from tests.training_support import *  # noqa: F403
-from tests.training_support import add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_admin_saves_thresholds_into_policy(open_page, trained, factory):
     next(n for n in at.number_input if n.label == "Alert cooldown (minutes)").set_value(30.0)
     at.button(key="FormSubmitter:drift-settings-Save thresholds").click().run()
     assert not at.exception, at.exception
-    rules = policy.for_model(policy.load(trained.home), "churn")
+    rules = policy.rules_for(trained.home, "churn")
     assert rules.drift.share == 0.3 and rules.alerts.cooldown_minutes == 30
     assert rules.fairness.column == "gender"  # the existing override survives
     with factory() as s:
@@ -58,7 +58,7 @@ def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
 
     from core.monitoring import checks
     from core.platform import aliases
-    from tests.training_support import SCIENTIST
+    from tests.support.training import SCIENTIST
 
     aliases.move(trained.mlflow_uri, model="churn", alias="champion", version=1)
     batch = small_churn(600, seed=4)

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 from core.actors import cli_actor
 from core.platform import job_queue, schedules
+from core.platform.database import transaction
 from db.models import Job, utcnow
-from db.session import transaction
 
 
 def test_reaped_job_shows_its_reason(open_page, factory):

@@ -4,9 +4,9 @@ record, its feedback, and the report downloads of the version that answered."""
 from __future__ import annotations
 
 from core.actors import Actor
+from core.platform.database import transaction
 from core.serving import predictions
 from db.models import PredictionLog, utcnow
-from db.session import transaction
 
 
 def log_request(factory, request_id: str) -> None:

@@ -8,12 +8,12 @@ from core import policy
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform import aliases
+from core.platform.database import transaction
 from core.promotion import approvals, moves
 from core.registry.views import registry_for
-from db.session import transaction
 from jobs.train import execute
-from tests.training_support import *  # noqa: F403
-from tests.training_support import add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from core import auth
 from core.actors import cli_actor
+from core.platform.database import transaction
 from db.models import AuditEvent
-from db.session import transaction
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -8,12 +8,12 @@ import streamlit as st
 from sqlalchemy import insert
 
 from core.platform import job_queue
+from core.platform.database import transaction
 from core.training import runs
 from db.models import TrainingRun, utcnow
-from db.session import transaction
 from jobs import runner
-from tests.training_support import *  # noqa: F403
-from tests.training_support import add_dataset, small_churn
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 
 def button(at, label):

@@ -10,45 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 
-S3_KEY, S3_SECRET, S3_REGION = "leanops-test", "leanops-test-secret", "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-
-    def client(self):  # noqa: ANN201 - a boto3 S3 client
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY,
-                            aws_secret_access_key=S3_SECRET, region_name=S3_REGION)
-
-    def new_bucket(self) -> str:
-        name = f"leanops-{uuid.uuid4().hex[:10]}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-    def keys(self, bucket: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
-        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
-
-    def settings_env(self, bucket: str, prefix: str = "ws") -> dict[str, str]:
-        """The LEANOPS_* variables that put a deployment's artifacts in ``bucket``."""
-        return {"LEANOPS_ARTIFACTS": f"s3://{bucket}/{prefix}", "LEANOPS_S3_ENDPOINT_URL": self.endpoint,
-                "LEANOPS_S3_ACCESS_KEY_ID": S3_KEY, "LEANOPS_S3_SECRET_ACCESS_KEY": S3_SECRET,
-                "LEANOPS_S3_REGION": S3_REGION}
+from tests.support.net import free_port
+from tests.support.s3 import S3Server
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,8 @@ import pytest
 from core.errors import StoreUnavailable
 from core.training import pipeline
 from core.training.spec import parse_spec
-from tests.scale.conftest import free_port
-from tests.training_support import small_churn
+from tests.support.net import free_port
+from tests.support.training import small_churn
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.actors import Actor
 from core.data import datasets
 from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.platform.database import transaction
 from core.platform.storage import LocalStore, S3Store, open_store
 from core.settings import Settings, get_settings
 from db.models import Dataset, DatasetVersion
-from db.session import transaction
-from tests.scale.conftest import S3_KEY, S3_REGION, S3_SECRET, S3Server, free_port
-from tests.training_support import mlflow_template, small_churn  # noqa: F401 - fixture
+from tests.support.net import free_port
+from tests.support.s3 import S3_KEY, S3_REGION, S3_SECRET, S3Server
+from tests.support.training import mlflow_template, small_churn  # noqa: F401 - fixture
 
 ALICE = Actor("alice", "scientist")
 MLFLOW_ENV = ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")

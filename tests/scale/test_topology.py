@@ -29,7 +29,8 @@ from sqlalchemy.engine import make_url
 
 from db.models import Job, TrainingRun
 from db.session import make_engine, make_session_factory
-from tests.scale.conftest import S3Server, free_port
+from tests.support.net import free_port
+from tests.support.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
 JOBS = 20

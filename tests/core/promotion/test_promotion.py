@@ -1,0 +1,172 @@
+"""Promotion behind gates, rollback, approvals and concurrency, on a real MLflow registry."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from core.actors import Actor, cli_actor
+from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.platform import aliases
+from core.platform.database import transaction
+from core.promotion import approvals, gates
+from core.promotion import moves as promotion_moves
+from db.models import AliasMove, AuditEvent, utcnow
+
+APPROVER, SCIENTIST, VIEWER = Actor("ann", "approver"), Actor("sam", "scientist"), Actor("vic", "viewer")
+F1 = {1: 0.80, 2: 0.90, 3: 0.95, 4: 0.97}
+
+
+@pytest.fixture
+def registry(settings, tmp_path):
+    """Model 'm' with four registered versions; facts give each an F1 and a fresh certificate."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
+    client.create_registered_model("m")
+    for _ in F1:
+        client.create_model_version("m", source=str(tmp_path / "model"))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    facts = {v: gates.VersionFacts("m", v, "classification", {"f1": f1}, {}, True,
+                                       utcnow() - timedelta(days=1), "sam") for v, f1 in F1.items()}
+    return gates.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+
+
+def promote(factory, registry, version, actor=APPROVER, **kw):
+    return promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.promote(
+        s, registry=registry, actor=actor, model="m", version=version, **kw))
+
+
+def champion(registry):
+    return aliases.get(registry.mlflow_uri, model="m", alias="champion")
+
+
+def test_failing_gate_blocks_then_passing_promotes_and_rollback_restores(factory, registry):
+    with pytest.raises(gates.GatesFailed, match=r"metric f1: 0.8 \(needs >= 0.85\)"):
+        promote(factory, registry, 1)
+    assert champion(registry) is None
+    promote(factory, registry, 2)
+    promote(factory, registry, 3)
+    assert champion(registry) == 3
+    promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
+        s, registry=registry, actor=APPROVER, model="m"))
+    assert champion(registry) == 2
+    with factory() as s:
+        moves = [(m.action, m.from_version, m.to_version, m.actor) for m in promotion_moves.history(s, model="m")]
+        blocked = s.query(AuditEvent).filter_by(action="model.promotion_blocked").count()
+    assert moves == [("rollback", 3, 2, "ann"), ("promote", 2, 3, "ann"), ("promote", None, 2, "ann")]
+    assert blocked == 1
+
+
+def test_bad_requests_leave_nothing_behind(factory, registry):
+    with pytest.raises(NotFound, match="no version 9"):
+        promote(factory, registry, 9)
+    with pytest.raises(InvalidInput, match="no champion"):
+        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
+            s, registry=registry, actor=APPROVER, model="m"))
+    promote(factory, registry, 2)
+    with pytest.raises(InvalidInput, match="already the champion"):
+        promote(factory, registry, 2)
+    with pytest.raises(InvalidInput, match="no previous champion"):
+        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
+            s, registry=registry, actor=APPROVER, model="m"))
+    with factory() as s:
+        assert len(promotion_moves.history(s, model="m")) == 1
+
+
+def test_improvement_gate_compares_with_the_champion(factory, registry):
+    promote(factory, registry, 3)  # f1 0.95
+    with pytest.raises(gates.GatesFailed, match="improvement on f1 over champion"):
+        promote(factory, registry, 2)  # 0.90 does not beat 0.95 by 2 %
+    promote(factory, registry, 4)  # 0.97 is +2.1 %
+    assert champion(registry) == 4
+
+def test_viewer_and_scientist_cannot_promote_and_are_audited(factory, registry):
+    for actor in (VIEWER, SCIENTIST):
+        with pytest.raises(PermissionDenied):
+            promote(factory, registry, 2, actor=actor)
+    with pytest.raises(PermissionDenied):
+        promote(factory, registry, 1, actor=APPROVER, force=True, reason="x")
+    with factory() as s:
+        assert s.query(AuditEvent).filter_by(action="permission.denied").count() == 3
+    assert champion(registry) is None
+
+
+def test_forced_promotion_needs_reason_and_is_flagged(factory, registry):
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        promote(factory, registry, 1, actor=cli_actor(), force=True)
+    change = promote(factory, registry, 1, actor=cli_actor(), force=True, reason="hotfix for incident 7")
+    assert change.forced and champion(registry) == 1
+    with factory() as s:
+        move = s.query(AliasMove).one()
+        event = s.query(AuditEvent).filter_by(action="model.force_promote").one()
+    assert move.forced and move.reason == "hotfix for incident 7"
+    assert event.details["forced"] is True
+
+
+def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(factory, registry):
+    errors: list[Exception] = []
+
+    def attempt(version: int) -> None:
+        try:
+            promote(factory, registry, version, actor=cli_actor(), force=True, reason=f"race {version}")
+        except InvalidInput as exc:  # "already the champion" is a fair outcome of a race
+            errors.append(exc)
+
+    threads = [threading.Thread(target=attempt, args=(1 + i % 4,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with factory() as s:
+        moves = list(reversed(promotion_moves.history(s, model="m")))
+    assert len(moves) + len(errors) == 10
+    for before, after in zip(moves, moves[1:], strict=False):
+        assert after.from_version == before.to_version, "each move starts where the previous one ended"
+    assert champion(registry) == moves[-1].to_version
+
+
+def require_approvals(registry, n: int) -> None:
+    from core import policy
+
+    text = policy.DEFAULT_POLICY_YAML.replace("required: false\n    approvers: 1",
+                                              f"required: true\n    approvers: {n}")
+    (registry.home / "policies.yaml").write_text(text)
+
+
+def decide(factory, registry, actor, request_id, approve=True):
+    return promotion_moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
+        s, registry=registry, actor=actor, request_id=request_id, approve=approve, comment="looks good"))
+
+
+def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory, registry):
+    require_approvals(registry, 2)
+    with pytest.raises(gates.GatesFailed, match="approvals"):
+        promote(factory, registry, 2)
+    with transaction(factory) as s:
+        request_id = approvals.request_promotion(s, actor=SCIENTIST, model="m", version=2, reason="better").id
+    with pytest.raises(InvalidInput, match="sam trained m v2 and cannot approve it"):
+        decide(factory, registry, Actor("sam", "approver"), request_id)
+    assert decide(factory, registry, APPROVER, request_id) is None  # one of two approvals
+    with pytest.raises(InvalidInput, match="ann already decided"):
+        decide(factory, registry, APPROVER, request_id)
+    assert champion(registry) is None
+    change = decide(factory, registry, Actor("bob", "approver"), request_id)
+    assert change.to_version == 2 and champion(registry) == 2
+    with factory() as s:
+        assert not approvals.pending_requests(s, model="m")
+        actions = [e.action for e in s.query(AuditEvent).order_by(AuditEvent.seq) if e.action != "alert.raised"
+                   and not e.action.startswith("schedule.")]
+    assert actions[-3:] == ["model.approved", "model.approved", "model.promote"]
+
+
+def test_rejection_closes_the_request(factory, registry):
+    require_approvals(registry, 1)
+    with transaction(factory) as s:
+        request_id = approvals.request_promotion(s, actor=SCIENTIST, model="m", version=2).id
+    assert decide(factory, registry, APPROVER, request_id, approve=False) is None
+    with pytest.raises(InvalidInput, match="already rejected"):
+        decide(factory, registry, Actor("bob", "approver"), request_id)
+    assert champion(registry) is None

@@ -1,0 +1,225 @@
+"""Retrain triggers and the rollback rule (decision tables), and the actions on a real DB and MLflow registry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from core import policy
+from core.errors import InvalidInput
+from core.monitoring.performance import Verdict
+from core.platform import aliases, schedules
+from core.platform.database import transaction
+from core.promotion import gates, moves
+from core.retraining import auto_rollback, decisions, model_schedules, triggers
+from db.models import Alert, AuditEvent, DriftCheck, Job, Schedule, utcnow
+from tests.support.performance import add_run, log_predictions
+from tests.support.training import *  # noqa: F403
+
+APPROVER = moves.Actor("ann", "approver")
+NOW = utcnow()
+
+
+def rules(**sections):
+    base = policy.ModelPolicy().model_dump()
+    for key, value in sections.items():
+        base[key] = base[key] | value if isinstance(value, dict) else value
+    return policy.ModelPolicy.model_validate(base)
+
+
+def check(detected, share=0.6, columns=None):
+    return SimpleNamespace(drift_detected=detected, drift_share=share, threshold=0.5, version=3,
+                           columns=columns or {"age": {"drifted": True}, "plan": {"drifted": False}})
+
+
+@pytest.mark.parametrize(("detected", "on_drift", "act", "says"), [
+    (True, True, True, "drift detected on v3: drift share 0.60 (threshold 0.50); drifted columns: age"),
+    (True, False, False, "retrain.on_drift is off"),
+    (False, True, False, "no dataset drift"),
+    (False, False, False, "no dataset drift"),
+])
+def test_retrain_on_drift(detected, on_drift, act, says):
+    decision = decisions.should_retrain_on_drift(check(detected), rules(retrain={"on_drift": on_drift}))
+    assert decision.act is act and says in decision.reason
+
+
+@pytest.mark.parametrize(("new", "trained", "step", "act", "says"), [
+    (110, 100, 0.10, True, "+10.0%"),
+    (109, 100, 0.10, False, "+9.0%"),
+    (1000, 100, None, False, "on_data_growth is off"),
+    (90, 100, 0.10, False, "-10.0%"),
+    (100, 100, 0.0, True, "+0.0%"),
+    (50, 0, 0.10, True, "trained on none"),
+])
+def test_retrain_on_growth(new, trained, step, act, says):
+    decision = decisions.should_retrain_on_growth(new, trained, rules(retrain={"on_data_growth": step}))
+    assert decision.act is act and says in decision.reason
+
+
+@pytest.mark.parametrize(("via_api", "on_upload", "act"), [(True, True, True), (True, False, False),
+                                                          (False, True, False), (False, False, False)])
+def test_retrain_on_upload(via_api, on_upload, act):
+    assert decisions.should_retrain_on_upload(via_api, rules(retrain={"on_upload": on_upload})).act is act
+
+
+@pytest.mark.parametrize(("cron", "act"), [("0 3 * * 1", True), (None, False)])
+def test_retrain_on_schedule(cron, act):
+    decision = decisions.should_retrain_on_schedule(rules(retrain={"schedule": cron}))
+    assert decision.act is act and (cron or "off") in decision.reason
+
+
+def verdict(version, f1, labels=100, status=None):
+    status = status or ("insufficient" if labels < 50 else "ok" if f1 >= 0.8 else "below_floor")
+    return Verdict("m", version, "classification", labels, 50, {"accuracy": f1, "f1": f1}, {}, (
+        policy.Check("live f1", f1, ">= 0.8", f1 >= 0.8),), status)
+
+
+@pytest.mark.parametrize(("hours_ago", "action", "auto", "current", "previous", "act", "says"), [
+    (1, "promote", True, verdict(2, 0.5), verdict(1, 0.9), True, "below the floor: live f1 0.5"),
+    (1, "force_promote", True, verdict(2, 0.5), None, True, "below the floor"),
+    (1, "promote", True, verdict(2, 0.85), verdict(1, 0.95), True, "worse by more than 2%"),
+    (1, "promote", True, verdict(2, 0.94), verdict(1, 0.95), False, "within 2%"),
+    (1, "promote", True, verdict(2, 0.85), verdict(1, 0.95, labels=10), False, "predecessor has too few"),
+    (1, "promote", True, verdict(2, 0.85), None, False, "predecessor has too few"),
+    (1, "promote", True, verdict(2, 0.1, labels=10), verdict(1, 0.9), False, "10 labels on v2; 50 needed"),
+    (80, "promote", True, verdict(2, 0.5), verdict(1, 0.9), False, "outside the 72 h rollback window"),
+    (1, "rollback", True, verdict(2, 0.5), verdict(1, 0.9), False, "arrived by rollback"),
+    (1, "promote", False, verdict(2, 0.5), verdict(1, 0.9), False, "rollback.auto is off"),
+])
+def test_roll_back(hours_ago, action, auto, current, previous, act, says):
+    decision = decisions.should_roll_back(promoted_at=NOW - timedelta(hours=hours_ago), action=action, now=NOW,
+                                        current=current, previous=previous, rules=rules(rollback={"auto": auto}))
+    assert decision.act is act and says in decision.reason
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def registry(workspace, tmp_path):
+    """Model 'm' with three MLflow versions and LeanOps runs; gates pass for every version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=workspace.mlflow_uri, registry_uri=workspace.mlflow_uri)
+    client.create_registered_model("m")
+    facts = {}
+    for v in (1, 2, 3):
+        client.create_model_version("m", source=str(tmp_path / "model"))
+        facts[v] = gates.VersionFacts("m", v, "classification", {"f1": 0.86 + v / 20}, {}, True,
+                                          utcnow() - timedelta(days=1), "sam")
+    return gates.Registry(workspace.mlflow_uri, workspace.home, lambda s, m, v: facts[v])
+
+
+def promote(factory, registry, version):
+    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
+        s, registry=registry, actor=APPROVER, model="m", version=version, reason="test"))
+
+
+def audit_rows(factory, prefix):
+    with factory() as s:
+        return [(e.actor, e.action, e.details) for e in s.scalars(
+            select(AuditEvent).where(AuditEvent.action.like(prefix)).order_by(AuditEvent.seq))]
+
+
+def test_request_retrain_queues_once_per_model_as_system(factory, workspace, registry):
+    for v in (1, 2):
+        add_run(factory, version=v)
+    with pytest.raises(InvalidInput, match="m has no champion"):
+        triggers.request_retrain(factory, workspace, model="m", reason="r", trigger="manual")
+    promote(factory, registry, 1)
+    first = triggers.request_retrain(factory, workspace, model="m", reason="drift share 0.7", trigger="drift")
+    again = triggers.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule")
+    assert first.queued and not again.queued and again.job_id == first.job_id
+    with pytest.raises(InvalidInput, match="trigger 'bogus' is unknown"):
+        triggers.request_retrain(factory, workspace, model="m", reason="r", trigger="bogus")
+    with factory() as s:
+        jobs = s.scalars(select(Job).where(Job.kind == "retrain")).all()
+        assert [(j.created_by, j.params) for j in jobs] == [
+            ("system:retrain", {"model": "m", "trigger": "drift", "reason": "drift share 0.7"})]
+        jobs[0].status = "succeeded"
+        s.commit()
+    assert triggers.request_retrain(factory, workspace, model="m", reason="weekly", trigger="schedule").queued
+    assert [(a, d["trigger"], d["reason"]) for a, _, d in audit_rows(factory, "retrain.requested")] == [
+        ("system:retrain", "drift", "drift share 0.7"), ("system:retrain", "schedule", "weekly")]
+
+
+def test_on_drift_retrains_the_champion_only(factory, workspace, registry):
+    add_run(factory, version=1)
+    add_run(factory, version=2)
+    promote(factory, registry, 1)
+    with transaction(factory) as s:
+        ids = []
+        for version, detected in ((1, True), (1, False), (2, True)):
+            row = DriftCheck(model="m", version=version, source="window", window="last 24 h", current_rows=500,
+                             reference_rows=1000, threshold=0.5, drift_share=0.75 if detected else 0.1,
+                             drift_detected=detected, columns={"age": {"drifted": detected}},
+                             created_by="system:drift")
+            s.add(row)
+            s.flush()
+            ids.append(row.id)
+    quiet = triggers.on_drift(factory, workspace, ids[1])
+    stale = triggers.on_drift(factory, workspace, ids[2])
+    queued = triggers.on_drift(factory, workspace, ids[0])
+    assert not quiet.act and "no dataset drift" in quiet.reason
+    assert not stale.act and "the champion is now v1" in stale.reason
+    assert queued.queued and f"drift check {ids[0]}: drift detected on v1" in queued.reason
+
+
+def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspace, registry):
+    for v in (1, 2):
+        add_run(factory, version=v)
+    promote(factory, registry, 1)
+    promote(factory, registry, 2)
+    before = utcnow() - timedelta(days=2)
+    log_predictions(factory, version=1, outputs=[1] * 60, labels=[1] * 60, start=before)
+    log_predictions(factory, version=2, outputs=[1] * 30, labels=[0] * 30)
+    waiting = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not waiting.decision.act and "30 labels on v2; 50 needed" in waiting.decision.reason
+    log_predictions(factory, version=2, outputs=[1] * 30, labels=[0] * 30, start=utcnow() - timedelta(hours=2))
+    done = auto_rollback.check_rollback(factory, workspace, "m")
+    assert done.decision.act and (done.from_version, done.to_version) == (2, 1)
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    rolled = audit_rows(factory, "model.rollback")
+    assert [(a, d["from"], d["to"]) for a, _, d in rolled] == [("system:auto-rollback", 2, 1)]
+    assert "automatic rollback: v2 live performance below the floor: live f1 0.0" in rolled[0][2]["reason"]
+    with factory() as s:
+        assert s.scalar(select(Alert.condition).where(Alert.condition == "rollback")) == "rollback"
+    again = auto_rollback.check_rollback(factory, workspace, "m")  # v1 arrived by rollback: left alone
+    assert not again.decision.act and "arrived by rollback" in again.decision.reason
+
+
+def test_model_schedules_follow_champions_and_policy(factory, workspace, registry):
+    add_run(factory, version=1)
+    with transaction(factory) as s:
+        assert model_schedules.sync_model_schedules(s, workspace) == {"created": [], "changed": [], "removed": []}
+    promote(factory, registry, 1)  # the promotion itself gives the new champion its drift schedule
+    with factory() as s:
+        assert s.get(Schedule, "drift:m") is not None
+    text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
+    policy.policy_path(workspace.home).write_text(text)
+    with transaction(factory) as s:
+        done = model_schedules.sync_model_schedules(s, workspace)
+    assert done["created"] == ["retrain:m"]
+    with transaction(factory) as s:
+        schedules.set_paused(s, actor=moves.Actor("root", "admin"), name="retrain:m", paused=True)
+    policy.policy_path(workspace.home).write_text(text.replace('"0 3 * * 1"', '"0 4 * * 2"'))
+    with transaction(factory) as s:
+        assert model_schedules.sync_model_schedules(s, workspace)["changed"] == ["retrain:m"]
+        row = s.get(Schedule, "retrain:m")
+        assert (row.kind, row.cron, row.paused, row.params["trigger"]) == ("retrain", "0 4 * * 2", True, "schedule")
+    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)
+    with transaction(factory) as s:
+        assert model_schedules.sync_model_schedules(s, workspace)["removed"] == ["retrain:m"]
+    assert [a for a, _, _ in audit_rows(factory, "schedule.%")][-1] == "system:model-schedules"
+
+
+def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry):
+    add_run(factory, version=1)
+    promote(factory, registry, 1)
+    text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
+    with transaction(factory) as s:
+        policy.save(s, actor=moves.Actor("root", "admin"), home=workspace.home, text=text)
+    with factory() as s:
+        assert s.get(Schedule, "retrain:m").cron == "0 3 * * 1"
