@@ -56,27 +56,19 @@ class Ctx:
     """One workspace shared by the cases, in order (a later case may use what an earlier one made)."""
 
     def __init__(self, factory: Any, settings: Any) -> None:
-        from core.registry.views import registry_for
-
         self.factory, self.settings = factory, settings
-        self.registry = registry_for(settings.mlflow_uri, settings.home)
         self.ids: dict[str, Any] = {}
 
     def tx(self, fn: Callable[[Any], Any]) -> Any:
         with transaction(self.factory) as session:
             return fn(session)
 
-    def move(self, fn: Callable[[Any], Any]) -> Any:
-        from core.promotion import moves
-
-        return moves.commit_or_undo(self.factory, self.registry, fn)
-
-
 def _train(ctx: Ctx, **spec: Any) -> int:
-    from jobs.train import execute
+    from core.promotion.registration import train
 
     spec = {"dataset": "churn", "target": "churn", "model": "linear", "sensitive": "gender"} | spec
-    return execute(ctx.factory, ctx.settings, spec, actor_name="sam", log=lambda line: None)["model_version"]
+    return train(ctx.factory, ctx.settings, spec, actor=Actor("sam", "scientist", "job"),
+                 log=lambda line: None)["model_version"]
 
 
 def _source_db(ctx: Ctx) -> str:
@@ -155,6 +147,10 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "training.runs.complete": _complete,
     "training.runs.reproduce": lambda c: c.tx(lambda s: core.training.runs.reproduce(
         s, actor=SAM, run_id=c.ids["run_id"])),
+    "training.workflow.train": lambda c: core.training.workflow.train(
+        c.factory, c.settings, {"dataset": "churn", "target": "churn", "model": "dummy"}, actor=SAM,
+        log=lambda line: None),
+    "promotion.registration.train": lambda c: _train(c, model="dummy"),
     "data.lineage.link_run": lambda c: c.tx(lambda s: core.data.lineage.link_run(
         s, actor=SAM, ref="churn:1", run_id="external-run-1")),
     "registry.cards.save": lambda c: c.tx(lambda s: core.registry.cards.save(
@@ -163,16 +159,21 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=ADMIN, home=c.settings.home, text=core.policy.with_override(
             core.policy.read_text(c.settings.home), "churn", "approval", {"required": True}))),
     "promotion.moves.set_challenger": lambda c: c.tx(lambda s: core.promotion.moves.set_challenger(
-        s, registry=c.registry, actor=SAM, model="churn", version=1, reason="test")),
+        s, c.settings, actor=SAM, model="churn", version=1, reason="test")),
     "promotion.approvals.request_promotion": lambda c: c.ids.__setitem__("request", c.tx(
         lambda s: core.promotion.approvals.request_promotion(
             s, actor=SAM, model="churn", version=1, reason="ready").id)),
-    "promotion.approvals.decide": lambda c: c.move(lambda s: core.promotion.approvals.decide(
-        s, registry=c.registry, actor=ANN, request_id=c.ids["request"], approve=True)),
-    "promotion.moves.promote": lambda c: c.move(lambda s: core.promotion.moves.promote(
-        s, registry=c.registry, actor=ADMIN, model="churn", version=2, reason="emergency", force=True)),
-    "promotion.moves.rollback": lambda c: c.move(lambda s: core.promotion.moves.rollback(
-        s, registry=c.registry, actor=ANN, model="churn")),
+    "promotion.approvals.decide": lambda c: core.promotion.approvals.decide(
+        c.factory, c.settings, actor=ANN, request_id=c.ids["request"], approve=True),
+    "promotion.moves.promote": lambda c: core.promotion.moves.promote(
+        c.factory, c.settings, actor=ADMIN, model="churn", version=2, reason="emergency", force=True),
+    "promotion.moves.rollback": lambda c: core.promotion.moves.rollback(
+        c.factory, c.settings, actor=ANN, model="churn"),
+    "promotion.moves.promote_in": lambda c: c.tx(lambda s: core.promotion.moves.promote_in(
+        s, c.settings, actor=ADMIN, model="churn", version=2, reason="emergency again", force=True)),
+    "retraining.retrain.retrain": lambda c: core.retraining.retrain.retrain(
+        c.factory, c.settings, {"model": "churn", "trigger": "manual", "reason": "test"}, actor=SAM,
+        log=lambda line: None),
     "serving.predictions.record_feedback": lambda c: (_served(c), c.tx(
         lambda s: core.serving.predictions.record_feedback(
             s, actor=SAM, model="churn", request_id="req-1", labels=["yes"]))),

@@ -16,8 +16,7 @@ from core import policy
 from core.actors import Actor
 from core.compliance import reports
 from core.platform.database import transaction
-from core.promotion import approvals, moves
-from core.registry.views import registry_for
+from core.promotion import approvals
 from core.settings import get_settings
 from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
@@ -37,16 +36,14 @@ def approve_v2(dashboard: Dashboard) -> None:
     settings = get_settings(home=dashboard.home)
     engine = make_engine(settings.db_url)
     factory = make_session_factory(engine)
-    registry = registry_for(settings.mlflow_uri, settings.home)
     try:
         with transaction(factory) as s:
             policy.save(s, actor=Actor("admin", "admin"), home=settings.home, text=policy.with_override(
                 policy.read_text(settings.home), "churn", "approval", {"required": True}))
             request = approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=2,
                                                   reason="beats v1 on F1")
-        change = moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
-            s, registry=registry, actor=Actor("ann", "approver"), request_id=request.id, approve=True,
-            comment="checked the fairness table"))
+        change = approvals.decide(factory, settings, actor=Actor("ann", "approver"), request_id=request.id,
+                                  approve=True, comment="checked the fairness table")
         assert change is not None and change.to_version == 2
     finally:
         engine.dispose()

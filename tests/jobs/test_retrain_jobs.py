@@ -10,11 +10,10 @@ from core.actors import Actor
 from core.platform import aliases, job_queue
 from core.platform.database import transaction
 from core.promotion import moves
-from core.registry.views import registry_for
+from core.promotion.registration import train
 from core.retraining import triggers
 from db.models import Alert, AuditEvent, Job, TrainingRun
 from jobs import runner
-from jobs.train import execute as train
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 
@@ -37,10 +36,9 @@ def champion(factory, workspace):
     flip = noisy.index[::4]
     noisy.loc[flip, "churn"] = 1 - noisy.loc[flip, "churn"]
     add_dataset(factory, workspace, noisy)
-    first = train(factory, workspace, SPEC, actor_name="sam", log=lambda line: None)
-    registry = registry_for(workspace.mlflow_uri, workspace.home)
-    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-        s, registry=registry, actor=ADMIN, model="churn", version=first["model_version"], reason="test", force=True))
+    first = train(factory, workspace, SPEC, actor=Actor("sam", "scientist", "job"), log=lambda line: None)
+    moves.promote(factory, workspace, actor=ADMIN, model="churn", version=first["model_version"], reason="test",
+                  force=True)
     add_dataset(factory, workspace, small_churn(rows=600, seed=8))
     return first
 

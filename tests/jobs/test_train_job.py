@@ -20,10 +20,10 @@ from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform import job_queue, mlflow_store
 from core.platform.database import transaction
 from core.training import pipeline, runs
+from core.training import workflow as train_job
 from core.training.spec import parse_spec
 from db.models import AuditEvent
 from jobs import runner
-from jobs import train as train_job
 from tests.support.training import *  # noqa: F403
 from tests.support.training import SCIENTIST, VIEWER, add_dataset, small_churn
 

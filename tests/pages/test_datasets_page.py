@@ -4,11 +4,11 @@ SQL registration with one-line errors, and the same page with 1 or 200 versions.
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.actors import cli_actor
@@ -130,16 +130,16 @@ def test_scientist_edits_the_schema(open_page, factory, settings) -> None:
 
 
 def test_two_hundred_versions_render_like_two(open_page, factory, settings) -> None:
+    """The same page with 2 and with 200 versions; how long each takes is bench/dataset_register.py's --page."""
     for seed in range(2):
         register(factory, settings, churn(rows=20, seed=seed))
-    start = time.perf_counter()
     few = open_page(PAGE, role="viewer")
-    few_s = time.perf_counter() - start
     for seed in range(2, 200):
         register(factory, settings, churn(rows=20, seed=seed))
-    start = time.perf_counter()
+    # The versions were added behind the page's back (the page's own writes clear its caches), so drop the
+    # lists it cached for up to 5 s: the second visit must not depend on how fast 198 registrations were.
+    st.cache_data.clear()
     many = open_page(PAGE, role="viewer")
-    many_s = time.perf_counter() - start
     assert not many.exception
     assert [t.label for t in many.tabs] == [t.label for t in few.tabs]
     assert len(many.get("plotly_chart")) == len(few.get("plotly_chart"))
@@ -150,4 +150,3 @@ def test_two_hundred_versions_render_like_two(open_page, factory, settings) -> N
     assert pager.max == 10
     pager.set_value(10).run()
     assert many.dataframe[1].value["version"].tolist() == list(range(20, 0, -1))
-    assert many_s < few_s * 3 + 2, (few_s, many_s)

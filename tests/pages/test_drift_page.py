@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from core import policy
+from core.actors import Actor
+from core.promotion.registration import train
 from db.models import AuditEvent
-from jobs.train import execute
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 
@@ -14,8 +15,8 @@ from tests.support.training import add_dataset, small_churn
 @pytest.fixture
 def trained(factory, workspace):
     add_dataset(factory, workspace, small_churn(800))
-    execute(factory, workspace, {"dataset": "churn", "target": "churn", "model": "logistic_regression",
-                                 "sensitive": "gender", "seed": 1}, actor_name="sam")
+    train(factory, workspace, {"dataset": "churn", "target": "churn", "model": "logistic_regression",
+                                 "sensitive": "gender", "seed": 1}, actor=Actor("sam", "scientist", "job"))
     return workspace
 
 

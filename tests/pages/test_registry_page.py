@@ -9,9 +9,8 @@ from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform import aliases
 from core.platform.database import transaction
-from core.promotion import approvals, moves
-from core.registry.views import registry_for
-from jobs.train import execute
+from core.promotion import approvals
+from core.promotion.registration import train
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 
@@ -21,9 +20,9 @@ def trained(factory, workspace):
     """v1 logistic regression (passes the F1 gate), v2 dummy (fails it), v3 logistic on other data."""
     add_dataset(factory, workspace, small_churn(1500))
     for model in ("logistic_regression", "dummy", "logistic_regression"):
-        execute(factory, workspace, {"dataset": "churn", "target": "churn", "model": model, "sensitive": "gender",
+        train(factory, workspace, {"dataset": "churn", "target": "churn", "model": model, "sensitive": "gender",
                                      "seed": 3 if model == "dummy" else 1},
-                actor_name="sam")
+                actor=Actor("sam", "scientist", "job"))
     return workspace
 
 
@@ -62,12 +61,10 @@ def test_approval_required_trainer_cannot_approve_second_user_can(open_page, tra
     click(scientist, "Request promotion")
     assert "requested" in scientist.success[0].value
 
-    registry = registry_for(trained.mlflow_uri, trained.home)
     with factory() as s:
         request_id = approvals.pending_requests(s, model="churn")[0].id
     with pytest.raises(InvalidInput, match="sam trained churn v1 and cannot approve it"):
-        moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
-            s, registry=registry, actor=Actor("sam", "approver"), request_id=request_id, approve=True))
+        approvals.decide(factory, trained, actor=Actor("sam", "approver"), request_id=request_id, approve=True)
 
     approver = open_page("pages/registry.py", role="approver")
     approver.text_input(key="approval-comment").input("checked the fairness numbers").run()

@@ -167,13 +167,13 @@ def test_training_puts_mlflow_artifacts_on_s3(s3_settings: Settings, factory_s3:
 
     import mlflow
 
-    from jobs.train import execute
+    from core.promotion.registration import train
 
     s3_settings.home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(mlflow_template, s3_settings.home / "mlflow.db")
     register(factory_s3, s3_settings.data_store, small_churn(rows=200), name="churn")
-    result = execute(factory_s3, s3_settings, {"dataset": "churn", "target": "churn", "model": "linear"},
-                     actor_name="sam", log=lambda line: None)
+    result = train(factory_s3, s3_settings, {"dataset": "churn", "target": "churn", "model": "linear"},
+                     actor=Actor("sam", "scientist", "job"), log=lambda line: None)
     keys = s3_server.keys(s3_bucket)
     assert any(k.startswith("team/mlflow/") and k.endswith("MLmodel") for k in keys), keys
     assert any(k.endswith("plots/plots.json") for k in keys)

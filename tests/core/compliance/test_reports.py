@@ -18,12 +18,10 @@ from core.data.datasets import key_for
 from core.errors import InvalidInput, NotFound
 from core.platform.database import transaction
 from core.promotion import approvals as promotion_approvals
-from core.promotion import moves
+from core.promotion import registration
 from core.registry import cards
-from core.registry.views import registry_for
 from core.serving import predictions
 from db.models import AuditEvent, DriftCheck, PredictionLog, utcnow
-from jobs.train import execute
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 
@@ -45,7 +43,8 @@ def pdf_text(data: bytes) -> str:
 
 def train(factory, settings, **spec) -> int:
     spec = {"dataset": "churn", "target": "churn", "model": "linear", "sensitive": "gender"} | spec
-    return execute(factory, settings, spec, actor_name="sam", log=lambda line: None)["model_version"]
+    return registration.train(factory, settings, spec, actor=Actor("sam", "scientist", "job"),
+                              log=lambda line: None)["model_version"]
 
 
 @pytest.fixture
@@ -54,14 +53,13 @@ def trained(factory, workspace):
     Draft202012Validator.check_schema(reports.schema())
     add_dataset(factory, workspace, small_churn())
     version = train(factory, workspace)
-    registry = registry_for(workspace.mlflow_uri, workspace.home)
     with transaction(factory) as s:
         policy.save(s, actor=cli_actor(), home=workspace.home, text=policy.with_override(
             policy.read_text(workspace.home), "churn", "approval", {"required": True}))
         request = promotion_approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn",
                                                         version=version, reason="first model")
-    moves.commit_or_undo(factory, registry, lambda s: promotion_approvals.decide(
-        s, registry=registry, actor=APPROVER, request_id=request.id, approve=True, comment="looks right"))
+    promotion_approvals.decide(factory, workspace, actor=APPROVER, request_id=request.id, approve=True,
+                               comment="looks right")
     with transaction(factory) as s:
         s.add(DriftCheck(model="churn", version=version, source="upload", window="file march.csv", current_rows=200,
                          reference_rows=480, threshold=0.5, drift_share=0.25, drift_detected=False,

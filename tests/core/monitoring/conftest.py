@@ -38,7 +38,8 @@ def _checkpoint(path: Path) -> None:
 @pytest.fixture(scope="session")
 def trained_template(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path, mlflow_template: Path) -> Path:
     """A workspace with churn v1 trained (reference statistics stored) and promoted to champion."""
-    from jobs.train import execute
+    from core.actors import Actor
+    from core.promotion.registration import train
 
     root = tmp_path_factory.mktemp("drift-trained")
     (root / "db").mkdir()
@@ -49,8 +50,9 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory, _sqlite_template:
     engine = make_engine(settings.db_url)
     factory = make_session_factory(engine)
     add_dataset(factory, settings, small_churn(1500))
-    execute(factory, settings, {"dataset": "churn", "target": "churn", "model": "random_forest",
-                                "params": {"n_estimators": 10}}, actor_name="sam", log=lambda line: None)
+    train(factory, settings, {"dataset": "churn", "target": "churn", "model": "random_forest",
+                              "params": {"n_estimators": 10}}, actor=Actor("sam", "scientist", "job"),
+          log=lambda line: None)
     aliases.move(settings.mlflow_uri, model="churn", alias="champion", version=1)
     engine.dispose()
     _checkpoint(root / "db" / "leanops.db")
