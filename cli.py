@@ -178,7 +178,6 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
 
 def cmd_train(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
-    from core.auth import require
     from core.errors import InvalidInput
     from core.promotion.registration import train
 
@@ -196,8 +195,6 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
     if args.search:
         spec["search"] = {"method": args.search, "candidates": args.candidates, "folds": args.folds}
     actor = cli_actor()
-    with factory() as session:
-        require(session, actor, "training.launch", f"dataset:{args.dataset}")
     last = [""]
 
     def progress(fraction: float, stage: str) -> None:

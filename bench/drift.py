@@ -6,7 +6,7 @@ Reference and current frames of ROWS rows × 25 columns (20 numeric, 5 categoric
 from a seed; the current frame drifts in a known subset of columns. Each side runs in its own
 subprocess (same seed, so the same frames) for an honest peak RSS:
 
-- LeanOps: reference statistics built from the reference frame with ``core/reference.py`` (what
+- LeanOps: reference statistics built from the reference frame with ``core/training/reference.py`` (what
   training stores), then ``core/drift.compare`` of the current frame against them;
 - Evidently: ``Report([DataDriftPreset()]).run(current, reference)`` on the raw frames.
 

@@ -79,7 +79,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     from core.platform.database import transaction
     from core.promotion import moves
     from core.promotion.registration import train
-    from core.retraining import model_schedules, triggers
+    from core.retraining import triggers
     from core.settings import get_settings
     from core.workspace.bootstrap import init_workspace
     from core.workspace.demo import churn_frame
@@ -113,10 +113,11 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         first = train(factory, settings, SPEC, actor=admin, log=lambda line: None)
         moves.promote(factory, settings, actor=admin, model="churn", version=first["model_version"],
                       reason="demo start")
+        worker = runner.worker_id()
+        runner.run_next(factory, settings, worker)  # the promotion's schedules.sync job: drift:churn appears
         with transaction(factory) as s:
             datasets.register(s, actor=admin, name="churn", data=churn_frame(rows=2400, seed=8), store_root=home,
                               source="demo", description="corrected labels, more customers")
-            model_schedules.sync_model_schedules(s, settings)
         out["champion_before"] = first["model_version"]
         out["champion_f1_before"] = round(first["metrics"]["f1"], 4)
 
@@ -163,7 +164,6 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
             job = job_queue.enqueue(s, actor=system_actor("schedule:drift:churn"), kind=row.kind, params=row.params)
             schedules.note_fired(s, name=row.name, job_id=job.id)
             drift_job = job.id
-        worker = runner.worker_id()
         runner.run_next(factory, settings, worker)
         with factory() as s:
             done = job_queue.get(s, drift_job)

@@ -27,9 +27,10 @@ def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     if source == "upload":
         current = _staged_file(ctx.settings.home, params.get("file"))
     reason = f"scheduled ({ctx.created_by})" if ctx.created_by.startswith("system:") else f"job {ctx.job_id}"
+    actor = system_actor("drift-check") if ctx.actor.kind == "system" else ctx.actor
     try:
         view = checks.run_check(
-            ctx.factory, ctx.settings, actor=system_actor("drift-check") if ctx.actor.kind == "system" else ctx.actor, model=model,
+            ctx.factory, ctx.settings, actor=actor, model=model,
             version=int(params["version"]) if params.get("version") is not None else None, source=source,
             current=current, filename=params.get("filename") or "", dataset=params.get("dataset"),
             hours=float(params["hours"]) if params.get("hours") else None,

@@ -1,20 +1,5 @@
-"""Alerts: channels (Slack, HMAC-signed webhook, email), a cooldown per model and condition, deliveries.
-
-``notify`` is called after the caller's transaction has committed. It stores the alert in its own
-transaction (deciding there whether it falls inside the cooldown), then delivers it from a
-background thread, so a slow or broken channel never holds up the job that raised it. Each
-channel is tried a few times with exponential backoff; every outcome is written back on the
-Alert row and audited as ``alert.raised``.
-
-A generic webhook receives the alert as JSON with two headers::
-
-    X-LeanOps-Timestamp: <unix seconds, also in the body as "timestamp">
-    X-LeanOps-Signature: sha256=<hex HMAC-SHA256 of the raw request body, keyed with the channel secret>
-
-A receiver recomputes ``hmac.new(secret, raw_body, hashlib.sha256).hexdigest()``, compares it with
-``hmac.compare_digest``, and rejects timestamps older than a few minutes (the timestamp is inside the
-signed body, so it cannot be changed without breaking the signature).
-"""
+"""Alert channels (Slack, HMAC-signed webhook, email): added, changed and removed by admins, secrets
+masked in every view; ``core.alerts.notify`` sends to the enabled ones."""
 
 from __future__ import annotations
 

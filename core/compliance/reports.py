@@ -1,4 +1,4 @@
-"""Compliance report of one model version, as JSON (validated by ``core/report_schema.json``) and PDF.
+"""Compliance report of one model version, as JSON (validated by ``core/compliance/report_schema.json``) and PDF.
 
 Sections: identity, model card, training data, training configuration, evaluation, gates, approvals and
 promotion history, monitoring, audit. Each section lists in ``missing`` what could not be found (a version

@@ -1,11 +1,11 @@
 """The drift engine: current data against a model version's reference statistics (numpy/scipy, vectorised).
 
-The reference (``core/reference.py``) keeps no training rows: per numeric column a sorted sample of
+The reference (``core/training/reference.py``) keeps no training rows: per numeric column a sorted sample of
 1,000 quantiles, 20 quantile bins with counts and the moments; per categorical column the category
 counts. Numeric statistics treat the quantile sample as the reference's empirical distribution (each
 point weighing 1/m), so the KS statistic and the Wasserstein distance are those of two step CDFs: KS
 is within about 1/m of what the full training column would give, normalised Wasserstein within about
-0.01 (tests/core/test_drift.py); p-values use the reference's real row count. Each numeric column is
+0.01 (tests/core/monitoring/test_drift.py); p-values use the reference's real row count. Each numeric column is
 sorted once; nothing loops over rows in Python.
 
 Size-aware like Evidently: when either side has at most ``large_sample_rows`` values, a test decides

@@ -3,7 +3,7 @@
 LeanOps keeps no training rows, so Evidently's reference frame is drawn from the stored reference
 statistics: numeric columns by inverse-CDF sampling of the 1,000-point quantile sample (with the
 training share of missing values), categorical columns from the category counts. The report says
-so in its header. The check's own figures (core/drift.py, on every current row) are the ones
+so in its header. The check's own figures (core/monitoring/drift.py, on every current row) are the ones
 LeanOps acts on; Evidently's, on the sample and with its own defaults, may differ slightly.
 """
 

@@ -59,3 +59,20 @@ def all_for(uri: str, *, model: str) -> dict[str, int]:
             return {}
         raise mlflow_store.unavailable(exc) from exc
     return {alias: int(version) for alias, version in found.items()}
+
+
+def champions(uri: str) -> dict[str, int]:
+    """model → its champion version, for every registered model that has one (MLflow's alias is the truth)."""
+    from mlflow.exceptions import MlflowException
+
+    found: dict[str, int] = {}
+    token = None
+    try:
+        while True:
+            page = mlflow_store.client(uri).search_registered_models(max_results=500, page_token=token)
+            found |= {m.name: int(m.aliases[CHAMPION]) for m in page if CHAMPION in (m.aliases or {})}
+            token = page.token
+            if not token:
+                return found
+    except MlflowException as exc:
+        raise mlflow_store.unavailable(exc) from exc

@@ -144,14 +144,8 @@ def finish(session: Session, *, job_id: int, status: str, error: str | None = No
     if job.status in FINISHED:  # e.g. reaped meanwhile: the first verdict stands
         return
     job.status, job.error, job.result, job.finished_at = status, error, result, utcnow()
-    attempt = int(job.params.get("attempt", 1))
-    if status == "failed" and attempt < RETRIED.get(job.kind, 0):
-        retry = Job(kind=job.kind, params=job.params | {"attempt": attempt + 1, "retry_of": job.id},
-                    created_by=job.created_by)
-        session.add(retry)
-        session.flush()
-        audit.record(session, system_actor("job-retry"), "job.queued", f"job:{retry.id}",
-                     {"kind": job.kind, "params": retry.params})
+    if status == "failed":
+        _retry(session, job)
     job.stage = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[status]
     if status == "succeeded":
         job.progress = 1.0
@@ -188,7 +182,21 @@ def reap_stale(session: Session, *, stale_after: float, now: datetime | None = N
         job.error = (f"worker {job.worker} stopped responding: no heartbeat since "
                      f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (limit {stale_after:.0f} s)")
         audit.record(session, "system:reaper", "job.failed", f"job:{job.id}", {"reason": job.error})
+        _retry(session, job)
     return [job.id for job in stale]
+
+
+def _retry(session: Session, job: Job) -> None:
+    """Queue the next attempt of a failed follow-up (``RETRIED``), in the transaction that failed it."""
+    attempt = int(job.params.get("attempt", 1))
+    if attempt >= RETRIED.get(job.kind, 0):
+        return
+    retry = Job(kind=job.kind, params=job.params | {"attempt": attempt + 1, "retry_of": job.id},
+                created_by=job.created_by)
+    session.add(retry)
+    session.flush()
+    audit.record(session, system_actor("job-retry"), "job.queued", f"job:{retry.id}",
+                 {"kind": job.kind, "params": retry.params})
 
 
 def fail_worker_jobs(session: Session, *, worker: str, reason: str) -> None:

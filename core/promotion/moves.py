@@ -9,7 +9,7 @@ queued (the new champion's drift and retrain schedules); once committed, the ale
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -39,6 +39,7 @@ class AliasChange:
     action: str = ""
     actor: str = ""
     reason: str = ""
+    cleared_challenger: bool = False  # the promoted version was the challenger; the alias went with it
 
 
 def promote(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str, version: int,
@@ -86,6 +87,8 @@ def run_move(factory: sessionmaker[Session], settings: Settings,
     except Exception:
         if change is not None:
             aliases.move(settings.mlflow_uri, model=change.model, alias=change.alias, version=change.from_version)
+            if change.cleared_challenger:
+                aliases.move(settings.mlflow_uri, model=change.model, alias=CHALLENGER, version=change.to_version)
         raise
     if change is not None and change.alias == CHAMPION:
         _alert(factory, settings, change)
@@ -120,6 +123,7 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
                    forced=force and not result.passed, checks=result.as_dict())
     if now.get(CHALLENGER) == version:
         aliases.move(settings.mlflow_uri, model=model, alias=CHALLENGER, version=None)
+        change = replace(change, cleared_challenger=True)
     request = open_request(session, model, version)
     if request is not None:
         request.status, request.decided_at = "promoted", utcnow()

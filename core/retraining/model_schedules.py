@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from core import policy
 from core.actors import system_actor
-from core.platform import job_queue
-from core.retraining.triggers import champions
+from core.platform import aliases, job_queue
+from core.settings import Settings
 
 # -- per-model schedules -------------------------------------------------------------------------
 
@@ -33,16 +33,16 @@ def wanted_schedules(model: str, rules: policy.ModelPolicy) -> dict[str, dict[st
     return out
 
 
-def sync_model_schedules(session: Session, settings: Any) -> dict[str, list[str]]:
+def sync_model_schedules(session: Session, settings: Settings) -> dict[str, list[str]]:
     """Keep ``drift:<model>`` and ``retrain:<model>`` schedule rows in line with the champions and
-    policies.yaml (``settings`` needs ``.home``). A user's pause survives; the cron follows the policy."""
+    policies.yaml. A user's pause survives; the cron follows the policy."""
     from core.platform import schedules
     from db.models import Schedule
 
     actor = system_actor("model-schedules")
     file = policy.load(settings.home)
     want: dict[str, dict[str, Any]] = {}
-    for model in champions(session):
+    for model in aliases.champions(settings.mlflow_uri):
         want |= wanted_schedules(model, policy.for_model(file, model))
     have = {row.name: row for row in session.scalars(select(Schedule)) if row.name.startswith(SCHEDULE_PREFIXES)}
     done: dict[str, list[str]] = {"created": [], "changed": [], "removed": []}

@@ -29,17 +29,9 @@ from core.retraining.decisions import (
 )
 from core.settings import Settings
 from core.training import runs
-from db.models import AliasMove, Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
+from db.models import Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
 
 # -- reading -------------------------------------------------------------------------------------
-
-def champions(session: Session) -> dict[str, int]:
-    """model → current champion version, from the alias history (the same unit as MLflow's alias)."""
-    newest = (select(AliasMove.model, func.max(AliasMove.id).label("id"))
-              .where(AliasMove.alias == aliases.CHAMPION).group_by(AliasMove.model).subquery())
-    rows = session.execute(select(AliasMove.model, AliasMove.to_version).join(newest, AliasMove.id == newest.c.id))
-    return {model: version for model, version in rows if version is not None}
-
 
 def champion_run(session: Session, settings: Settings, model: str) -> TrainingRun:
     """The training run of the model's current champion (MLflow's alias is the truth)."""
@@ -132,7 +124,7 @@ def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, da
     with factory() as session:
         new_rows = _rows(session, dataset, version)
         candidates = []
-        for model, champion in champions(session).items():
+        for model, champion in aliases.champions(settings.mlflow_uri).items():
             run = runs.row_for_version(session, model=model, version=champion)
             if run is None or run.dataset_name != dataset or run.dataset_version >= version:
                 continue

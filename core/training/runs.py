@@ -216,15 +216,6 @@ def for_job(session: Session, job_id: int) -> RunDetail | None:
     return _one(session, TrainingRun.job_id == job_id)
 
 
-def for_version(session: Session, *, model: str, version: int) -> RunDetail:
-    """The run that produced registered model ``model`` version ``version``."""
-    found = _one(session, and_(TrainingRun.model_name == model, TrainingRun.model_version == version,
-                               TrainingRun.status == "succeeded"))
-    if found is None:
-        raise NotFound(f"no training run produced {model} version {version}")
-    return found
-
-
 def row_for_version(session: Session, *, model: str, version: int, load: tuple[Any, ...] = ()) -> TrainingRun | None:
     """The training run that registered ``model`` v``version`` (None for a version made outside LeanOps).
 

@@ -1,6 +1,7 @@
 """The training workflow: load → certificate → split → fit → evaluate → log → register → record + audit.
 
-Run by the ``train`` job (``jobs/train.py``), by ``cli.py train`` and by a retrain.
+Training ends at a registered, recorded version; ``core.promotion.registration.train`` (the ``train``
+job, ``cli.py train``, a retrain) runs this and then holds the version to its gates.
 
 Database transactions stay short (none is open during the fit). On any failure the MLflow run ends
 FAILED, a version registered before the failure is deleted, and the run row records the reason;
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
+from core.auth import require
 from core.data import datasets
 from core.errors import LeanOpsError, PolicyBlocked
 from core.platform import mlflow_store
@@ -50,6 +52,8 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
     actor_name = actor.name
     store = mlflow_store.store_for(settings)
     spec = parse_spec(raw_spec)
+    with transaction(factory) as session:  # a queued job was checked when queued; this holds for direct calls
+        require(session, actor, "training.launch", f"dataset:{spec.dataset}")
     progress(0.01, "opening the MLflow store")
     reconcile(factory, store, log=log)
 

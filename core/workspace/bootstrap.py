@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import auth, policy
 from core.actors import system_actor
-from core.platform import schedules
+from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
-from core.retraining import model_schedules
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
@@ -47,7 +45,8 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
         generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password)
         for name, kind, cron, description in DEFAULT_SCHEDULES:
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
-        model_schedules.sync_model_schedules(session, SimpleNamespace(home=home))
+        # each champion's drift/retrain schedules, by its policy (the worker runs it)
+        job_queue.enqueue(session, actor=system, kind="schedules.sync", params={})
     demo_files: list[str] = []
     if demo:
         demo_csv = write_demo_csv(home)

@@ -45,15 +45,15 @@ def test_promotion_is_picked_up_under_traffic_without_a_failed_request(server: s
         wait_until(lambda: len(seen) >= 20)
         assert {v for _, _, v, _ in seen} == {model.versions["lr"]}
         store.move(model.name, model.versions["rf20"])  # promote v2
-        promoted = time.monotonic()
+        # how soon the swap lands is bench/serving_reload.py's figure; here it only has to land
         switched = wait_until(lambda: next((ts for ts, _, v, _ in seen if v == model.versions["rf20"]), None),
-                              timeout=5.0)
-        time.sleep(0.5)
+                              timeout=30, what="the promoted version to answer")
+        wait_until(lambda: sum(sent > switched for _, _, _, sent in list(seen)) >= 20, timeout=30,
+                   what="20 requests sent after the swap to be answered")
     finally:
         stop.set()
         for t in threads:
             t.join()
-    assert switched - promoted < 5.0
     assert {status for _, status, _, _ in seen} == {200}, "a request failed during the swap"
     after = [v for _, _, v, sent in seen if sent > switched]  # requests sent once v2 had answered
     assert after and set(after) == {model.versions["rf20"]}, "the old version served after the swap"

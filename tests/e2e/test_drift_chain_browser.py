@@ -140,7 +140,8 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
         current = aliases.all_for(settings.mlflow_uri, model="churn")
         assert current.get("challenger") == new_version or current.get("champion") == new_version, current
 
-        time.sleep(1)  # let the alert threads finish before the receivers stop
+        # the alert threads (in the dashboard and the API) record each delivery once done: let them finish
+        wait_until(lambda: _deliveries_recorded(factory), 60, "every alert's deliveries to be recorded")
         assert len([r for r in hook.received("/leanops") if r.json().get("condition") == "drift"]) == 1
         assert len([m for m in mail.messages if m["Subject"].startswith("[LeanOps] Drift in churn")]) == 1
 
@@ -162,6 +163,13 @@ def _logged(factory) -> int:  # noqa: ANN001
 
     with factory() as s:
         return s.query(PredictionLog).count()
+
+
+def _deliveries_recorded(factory) -> bool:  # noqa: ANN001
+    from db.models import Alert
+
+    with factory() as s:
+        return all(d.get("ok") is not None for alert in s.query(Alert) for d in alert.deliveries or [])
 
 
 def _finished(factory, kind: str) -> Job | None:  # noqa: ANN001

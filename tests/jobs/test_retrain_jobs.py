@@ -16,6 +16,7 @@ from db.models import Alert, AuditEvent, Job, TrainingRun
 from jobs import runner
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
+from tests.support.worker import drain
 
 ADMIN = Actor("root", "admin")
 SPEC = {"dataset": "churn", "target": "churn", "model": "linear", "params": {"C": 0.05}, "seed": 11,
@@ -39,6 +40,7 @@ def champion(factory, workspace):
     first = train(factory, workspace, SPEC, actor=Actor("sam", "scientist", "job"), log=lambda line: None)
     moves.promote(factory, workspace, actor=ADMIN, model="churn", version=first["model_version"], reason="test",
                   force=True)
+    drain(factory, workspace)  # the schedules.sync follow-up the promotion queued
     add_dataset(factory, workspace, small_churn(rows=600, seed=8))
     return first
 

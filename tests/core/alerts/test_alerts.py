@@ -311,27 +311,20 @@ def test_an_unreachable_channel_does_not_break_the_runner(factory, fast):
     assert "cannot reach" in alert.deliveries[0]["error"]
 
 
-def test_promotion_and_rollback_alert_after_commit(factory, settings, http, tmp_path):
-    from mlflow import MlflowClient
+def test_promotion_and_rollback_alert_after_commit(factory, settings, http):
+    from tests.support import versions
+    from tests.support.training import add_dataset, small_churn
 
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    client.create_registered_model("m")
-    for _ in range(3):
-        client.create_model_version("m", source=str(tmp_path / "model"))
-    settings.home.mkdir(parents=True, exist_ok=True)
-    facts = {v: gates.VersionFacts("m", v, "classification", {"f1": f1}, {}, True, utcnow(), "sam")
-             for v, f1 in {1: 0.9, 2: 0.95, 3: 0.5}.items()}
-    registry = gates.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+    add_dataset(factory, settings, small_churn(2000))
+    for spec in (versions.WEAKER, versions.STRONGER, versions.FAILING):  # really trained: v1, v2 pass; v3 fails
+        versions.trained(factory, settings, model_name="m", **spec)
     add(factory, "hook", "slack", {"url": http.url("/s")})
     approver = Actor("ann", "approver")
     for version in (1, 2):
-        moves.commit_or_undo(factory, registry, lambda s, v=version: moves.promote(
-            s, registry=registry, actor=approver, model="m", version=v, reason="better"))
-    moves.commit_or_undo(factory, registry, lambda s: moves.rollback(
-        s, registry=registry, actor=approver, model="m", reason="live F1 dropped"))
+        moves.promote(factory, settings, actor=approver, model="m", version=version, reason="better")
+    moves.rollback(factory, settings, actor=approver, model="m", reason="live F1 dropped")
     with pytest.raises(gates.GatesFailed):  # a refused promotion alerts nobody
-        moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-            s, registry=registry, actor=approver, model="m", version=3))
+        moves.promote(factory, settings, actor=approver, model="m", version=3)
     assert notify.wait_for_deliveries(60)
     with factory() as s:
         raised = [(a.condition, a.title, a.suppressed) for a in reversed(notify.recent(s))]

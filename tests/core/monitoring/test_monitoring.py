@@ -26,6 +26,7 @@ from jobs import runner
 from tests.support.drift import shifted
 from tests.support.training import *  # noqa: F403
 from tests.support.training import SCIENTIST, VIEWER, add_dataset, small_churn
+from tests.support.worker import drain
 
 FEATURES = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "contract",
             "payment_method", "region", "gender", "senior"]
@@ -70,6 +71,9 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
     assert details["check_id"] == check.id and details["drifted_columns"] == check.drifted
     assert (details["drift_share"], details["version"], details["source"]) == (round(check.drift_share, 4), 1, "upload")
     assert [a.condition for a in stored_alerts] == ["drift"] and "churn v1" in stored_alerts[0].title
+    with factory() as s:  # the check queued its retrain.consider follow-up with it; the worker runs it
+        assert [j.params["drift_check"] for j in job_queue.list_jobs(s, kind="retrain.consider")] == [check.id]
+    drain(factory, settings, limit=1)
     with factory() as s:
         retrains = job_queue.list_jobs(s, kind="retrain")
     assert len(retrains) == 1 and retrains[0].created_by == "system:retrain"

@@ -14,6 +14,7 @@ from core.platform import job_queue
 from core.platform.database import transaction
 from db.models import AuditEvent, Job, utcnow
 from jobs.runner import run_next
+from tests.support.waiting import wait_until
 
 ADMIN = cli_actor()
 
@@ -21,6 +22,11 @@ ADMIN = cli_actor()
 def enqueue(factory, kind="diagnostic.sleep", params=None, actor=ADMIN) -> int:
     with transaction(factory) as s:
         return job_queue.enqueue(s, actor=actor, kind=kind, params=params or {"seconds": 0}).id
+
+
+def status(factory, job_id: int) -> str:
+    with factory() as s:
+        return job_queue.get(s, job_id).status
 
 
 def test_enqueue_checks_kind_and_role(factory):
@@ -93,11 +99,7 @@ def test_cancel_queued_and_running(factory, settings):
     result: list[int | None] = []
     t = threading.Thread(target=lambda: result.append(run_next(factory, settings, "w1")))
     t.start()
-    for _ in range(100):
-        with factory() as s:
-            if job_queue.get(s, running).status == "running":
-                break
-        threading.Event().wait(0.05)
+    wait_until(lambda: status(factory, running) == "running", timeout=30, what=f"job {running} to start running")
     with transaction(factory) as s:
         job_queue.cancel(s, actor=ADMIN, job_id=running)
     t.join(timeout=10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import pytest
 
@@ -13,30 +12,31 @@ from core.platform import aliases
 from core.platform.database import transaction
 from core.promotion import approvals, gates
 from core.promotion import moves as promotion_moves
-from db.models import AliasMove, AuditEvent, utcnow
+from db.models import AliasMove, AuditEvent
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
+from tests.support.versions import recorded
 
 APPROVER, SCIENTIST, VIEWER = Actor("ann", "approver"), Actor("sam", "scientist"), Actor("vic", "viewer")
 F1 = {1: 0.80, 2: 0.90, 3: 0.95, 4: 0.97}
 
 
 @pytest.fixture
-def registry(settings, tmp_path):
-    """Model 'm' with four registered versions; facts give each an F1 and a fresh certificate."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
-    client.create_registered_model("m")
-    for _ in F1:
-        client.create_model_version("m", source=str(tmp_path / "model"))
-    settings.home.mkdir(parents=True, exist_ok=True)
-    facts = {v: gates.VersionFacts("m", v, "classification", {"f1": f1}, {}, True,
-                                       utcnow() - timedelta(days=1), "sam") for v, f1 in F1.items()}
-    return gates.Registry(settings.mlflow_uri, settings.home, lambda s, m, v: facts[v])
+def registry(factory, workspace):
+    """Model 'm' with four registered versions, each from a training run by sam that recorded its F1
+    (exact, for the gate boundaries) on a dataset version whose certificate passed; the workspace's settings."""
+    data = add_dataset(factory, workspace, small_churn())
+    for f1 in F1.values():
+        recorded(factory, workspace, data, model="m", metrics={"f1": f1}, trainer=SCIENTIST)
+    return workspace
 
 
 def promote(factory, registry, version, actor=APPROVER, **kw):
-    return promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.promote(
-        s, registry=registry, actor=actor, model="m", version=version, **kw))
+    return promotion_moves.promote(factory, registry, actor=actor, model="m", version=version, **kw)
+
+
+def rollback(factory, registry):
+    return promotion_moves.rollback(factory, registry, actor=APPROVER, model="m")
 
 
 def champion(registry):
@@ -50,8 +50,7 @@ def test_failing_gate_blocks_then_passing_promotes_and_rollback_restores(factory
     promote(factory, registry, 2)
     promote(factory, registry, 3)
     assert champion(registry) == 3
-    promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
-        s, registry=registry, actor=APPROVER, model="m"))
+    rollback(factory, registry)
     assert champion(registry) == 2
     with factory() as s:
         moves = [(m.action, m.from_version, m.to_version, m.actor) for m in promotion_moves.history(s, model="m")]
@@ -64,14 +63,12 @@ def test_bad_requests_leave_nothing_behind(factory, registry):
     with pytest.raises(NotFound, match="no version 9"):
         promote(factory, registry, 9)
     with pytest.raises(InvalidInput, match="no champion"):
-        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
-            s, registry=registry, actor=APPROVER, model="m"))
+        rollback(factory, registry)
     promote(factory, registry, 2)
     with pytest.raises(InvalidInput, match="already the champion"):
         promote(factory, registry, 2)
     with pytest.raises(InvalidInput, match="no previous champion"):
-        promotion_moves.commit_or_undo(factory, registry, lambda s: promotion_moves.rollback(
-            s, registry=registry, actor=APPROVER, model="m"))
+        rollback(factory, registry)
     with factory() as s:
         assert len(promotion_moves.history(s, model="m")) == 1
 
@@ -137,8 +134,8 @@ def require_approvals(registry, n: int) -> None:
 
 
 def decide(factory, registry, actor, request_id, approve=True):
-    return promotion_moves.commit_or_undo(factory, registry, lambda s: approvals.decide(
-        s, registry=registry, actor=actor, request_id=request_id, approve=approve, comment="looks good"))
+    return approvals.decide(factory, registry, actor=actor, request_id=request_id, approve=approve,
+                            comment="looks good")
 
 
 def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory, registry):
@@ -157,8 +154,10 @@ def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory
     assert change.to_version == 2 and champion(registry) == 2
     with factory() as s:
         assert not approvals.pending_requests(s, model="m")
+        # the schedules.sync job the promotion queues in its own transaction is a follow-up, not a step
         actions = [e.action for e in s.query(AuditEvent).order_by(AuditEvent.seq) if e.action != "alert.raised"
-                   and not e.action.startswith("schedule.")]
+                   and not e.action.startswith("schedule.")
+                   and not (e.action == "job.queued" and e.details["kind"] == "schedules.sync")]
     assert actions[-3:] == ["model.approved", "model.approved", "model.promote"]
 
 

@@ -13,11 +13,14 @@ from core.errors import InvalidInput
 from core.monitoring.performance import Verdict
 from core.platform import aliases, schedules
 from core.platform.database import transaction
-from core.promotion import gates, moves
+from core.promotion import moves
 from core.retraining import auto_rollback, decisions, model_schedules, triggers
 from db.models import Alert, AuditEvent, DriftCheck, Job, Schedule, utcnow
-from tests.support.performance import add_run, log_predictions
+from jobs.runner import run_next
+from tests.support import versions
+from tests.support.performance import log_predictions
 from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
 
 APPROVER = moves.Actor("ann", "approver")
 NOW = utcnow()
@@ -98,23 +101,18 @@ def test_roll_back(hours_ago, action, auto, current, previous, act, says):
 # -- actions -------------------------------------------------------------------------------------
 
 @pytest.fixture
-def registry(workspace, tmp_path):
-    """Model 'm' with three MLflow versions and LeanOps runs; gates pass for every version."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=workspace.mlflow_uri, registry_uri=workspace.mlflow_uri)
-    client.create_registered_model("m")
-    facts = {}
-    for v in (1, 2, 3):
-        client.create_model_version("m", source=str(tmp_path / "model"))
-        facts[v] = gates.VersionFacts("m", v, "classification", {"f1": 0.86 + v / 20}, {}, True,
-                                          utcnow() - timedelta(days=1), "sam")
-    return gates.Registry(workspace.mlflow_uri, workspace.home, lambda s, m, v: facts[v])
+def registry(factory, workspace):
+    """Model 'm' with three really trained versions (LeanOps runs on a certified dataset version); gates pass
+    for every version, and v2 beats v1 by more than the improvement gate asks. The workspace's settings."""
+    add_dataset(factory, workspace, small_churn(2000))
+    for spec in (versions.WEAKER, versions.STRONGER, versions.STRONGER | {"seed": 1}):
+        versions.trained(factory, workspace, model_name="m", **spec)
+    return workspace
 
 
 def promote(factory, registry, version):
-    moves.commit_or_undo(factory, registry, lambda s: moves.promote(
-        s, registry=registry, actor=APPROVER, model="m", version=version, reason="test"))
+    moves.promote(factory, registry, actor=APPROVER, model="m", version=version, reason="test")
+    run_next(factory, registry, "w1")  # a worker runs the schedules.sync job the promotion queued
 
 
 def audit_rows(factory, prefix):
@@ -124,8 +122,6 @@ def audit_rows(factory, prefix):
 
 
 def test_request_retrain_queues_once_per_model_as_system(factory, workspace, registry):
-    for v in (1, 2):
-        add_run(factory, version=v)
     with pytest.raises(InvalidInput, match="m has no champion"):
         triggers.request_retrain(factory, workspace, model="m", reason="r", trigger="manual")
     promote(factory, registry, 1)
@@ -146,8 +142,6 @@ def test_request_retrain_queues_once_per_model_as_system(factory, workspace, reg
 
 
 def test_on_drift_retrains_the_champion_only(factory, workspace, registry):
-    add_run(factory, version=1)
-    add_run(factory, version=2)
     promote(factory, registry, 1)
     with transaction(factory) as s:
         ids = []
@@ -168,8 +162,6 @@ def test_on_drift_retrains_the_champion_only(factory, workspace, registry):
 
 
 def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspace, registry):
-    for v in (1, 2):
-        add_run(factory, version=v)
     promote(factory, registry, 1)
     promote(factory, registry, 2)
     before = utcnow() - timedelta(days=2)
@@ -191,7 +183,6 @@ def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspac
 
 
 def test_model_schedules_follow_champions_and_policy(factory, workspace, registry):
-    add_run(factory, version=1)
     with transaction(factory) as s:
         assert model_schedules.sync_model_schedules(s, workspace) == {"created": [], "changed": [], "removed": []}
     promote(factory, registry, 1)  # the promotion itself gives the new champion its drift schedule
@@ -216,10 +207,10 @@ def test_model_schedules_follow_champions_and_policy(factory, workspace, registr
 
 
 def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry):
-    add_run(factory, version=1)
     promote(factory, registry, 1)
     text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
     with transaction(factory) as s:
         policy.save(s, actor=moves.Actor("root", "admin"), home=workspace.home, text=text)
+    run_next(factory, workspace, "w1")  # a worker runs the schedules.sync job the save queued with it
     with factory() as s:
         assert s.get(Schedule, "retrain:m").cron == "0 3 * * 1"
