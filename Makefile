@@ -34,7 +34,9 @@ run: $(REQ_STAMP)
 	trap 'kill -TERM $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
 
+# mypy first (its configuration is [tool.mypy] in pyproject.toml); a type error fails the target.
 test: $(DEV_STAMP)
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(REQ_STAMP)

@@ -13,9 +13,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.errors import IntegrityError, LeanOpsError, PolicyBlocked
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from core.settings import Settings
 
 EXIT_OK, EXIT_NO, EXIT_BAD = 0, 1, 2
 
@@ -27,7 +32,7 @@ class Outcome:
         self.doc, self.refused, self.text = doc, refused, text
 
 
-def _context():  # noqa: ANN202
+def _context() -> tuple[Settings, sessionmaker[Session]]:
     from core.settings import get_settings
     from db.session import make_engine, make_session_factory
 

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -29,7 +30,7 @@ PAGE = ROOT / "pages" / "datasets.py"
 PASSWORD = "bench-pass-123"
 
 
-def churn(rows: int, seed: int):  # noqa: ANN201 - a DataFrame (pandas imported lazily)
+def churn(rows: int, seed: int) -> Any:  # a DataFrame (pandas imported lazily)
     import numpy as np
     import pandas as pd
 

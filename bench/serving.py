@@ -345,13 +345,13 @@ def main() -> int:
     return 0 if not errors else 1
 
 
-def _timed(fn) -> float:  # noqa: ANN001
+def _timed(fn) -> float:
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started
 
 
-def _wait(check, timeout: float = 60) -> None:  # noqa: ANN001
+def _wait(check, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check() and time.monotonic() < deadline:
         time.sleep(0.05)

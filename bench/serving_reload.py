@@ -23,6 +23,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -33,7 +34,7 @@ CLIENTS = 4
 GOAL_SECONDS = 5.0
 
 
-def wait(check, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait(check, timeout: float, what: str) -> Any:  # check's first truthy value
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if time.monotonic() > deadline:

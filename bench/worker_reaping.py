@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 GOAL_SECONDS = 60.0
 
 
-def wait(check, timeout: float, what: str, every: float = 0.1):  # noqa: ANN001, ANN201
+def wait(check, timeout: float, what: str, every: float = 0.1) -> Any:  # check's first truthy value
     deadline = time.monotonic() + timeout
     while not (value := check()):
         if time.monotonic() > deadline:
@@ -67,7 +68,7 @@ class Workspace:
         with transaction(self.factory) as s:
             return job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 120}).id
 
-    def job(self, job_id: int):  # noqa: ANN201 - a JobView
+    def job(self, job_id: int) -> Any:  # a JobView
         from core.platform import job_queue
 
         with self.factory() as s:

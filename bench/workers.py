@@ -22,13 +22,14 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _admin(url: str):  # noqa: ANN202
+def _admin(url: str) -> Any:  # a psycopg connection (imported lazily)
     import psycopg
     from sqlalchemy.engine import make_url
 

@@ -7,9 +7,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import String, cast, desc, func, select, update
+from sqlalchemy import ColumnElement, Select, String, cast, desc, func, select, update
 from sqlalchemy.orm import Session
 
 from core.actors import Actor
@@ -70,7 +70,7 @@ def record(
     return event
 
 
-def _stored_ts_text(session: Session):  # noqa: ANN202 - a SQL expression
+def _stored_ts_text(session: Session) -> ColumnElement[str]:
     """The stored timestamp formatted in SQL exactly as ts_text() does (no per-row parsing)."""
     if session.get_bind().dialect.name == "postgresql":
         return func.to_char(func.timezone("UTC", AuditEvent.ts), 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"', type_=String)
@@ -121,6 +121,9 @@ def count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
 
 
+_Select = TypeVar("_Select", bound=Select[*tuple[Any, ...]])  # a Select in, the same Select out
+
+
 @dataclass(frozen=True)
 class EventFilter:
     """What the Audit log page filters on; empty fields match everything."""
@@ -131,7 +134,7 @@ class EventFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def apply(self, query):  # noqa: ANN001, ANN201 - a Select in, the same Select out
+    def apply(self, query: _Select) -> _Select:
         if self.actor:
             query = query.where(AuditEvent.actor.contains(self.actor, autoescape=True))
         if self.action:

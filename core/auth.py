@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,6 +17,9 @@ from core import audit
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from db.models import ApiToken, User, utcnow
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
 
 # The least role each operation needs. Every mutating core function calls ``require`` with one.
 PERMISSIONS: dict[str, str] = {
@@ -46,7 +50,7 @@ MIN_PASSWORD = 8
 
 
 @cache
-def _hasher():  # noqa: ANN202 - argon2 imported lazily
+def _hasher() -> PasswordHasher:  # argon2 is imported lazily
     from argon2 import PasswordHasher
 
     return PasswordHasher()

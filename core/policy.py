@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
@@ -22,6 +22,9 @@ from core.actors import Actor, system_actor
 from core.auth import require
 from core.errors import InvalidInput
 from core.platform import job_queue
+
+if TYPE_CHECKING:
+    from pydantic_core import ErrorDetails
 
 DEFAULT_POLICY_YAML = """\
 # LeanOps promotion policy. Every model gets `default`; `models.<name>` overrides parts of it.
@@ -107,6 +110,15 @@ def _check_rule(rule: str) -> str:
 
 
 Rule = Annotated[str, AfterValidator(_check_rule)]
+Task = Literal["classification", "regression"]
+
+
+def _metrics_default() -> dict[Task, dict[str, str]]:
+    return {"classification": {"f1": ">= 0.85"}, "regression": {"r2": ">= 0.5"}}
+
+
+def _floor_default() -> dict[Task, dict[str, str]]:
+    return {"classification": {"f1": ">= 0.8"}, "regression": {"r2": ">= 0.4"}}
 
 
 class _Strict(BaseModel):
@@ -150,8 +162,7 @@ class Drift(_Strict):
 
 
 class Performance(_Strict):
-    floor: dict[Literal["classification", "regression"], dict[str, Rule]] = Field(
-        default_factory=lambda: {"classification": {"f1": ">= 0.8"}, "regression": {"r2": ">= 0.4"}})
+    floor: dict[Task, dict[str, Rule]] = Field(default_factory=_floor_default)
     window: int = Field(500, ge=10)
     min_labels: int = Field(50, ge=1)
 
@@ -189,8 +200,7 @@ def _check_cron(expression: str | None) -> None:
 
 
 class ModelPolicy(_Strict):
-    metrics: dict[Literal["classification", "regression"], dict[str, Rule]] = Field(
-        default_factory=lambda: {"classification": {"f1": ">= 0.85"}, "regression": {"r2": ">= 0.5"}})
+    metrics: dict[Task, dict[str, Rule]] = Field(default_factory=_metrics_default)
     improvement: Improvement = Improvement()
     fairness: Fairness = Fairness()
     certificate: Certificate = Certificate()
@@ -263,7 +273,7 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(err: dict[str, Any], node: Any) -> str:
+def _describe(err: ErrorDetails, node: Any) -> str:
     path = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     return f"policies.yaml {_line_of(node, err['loc'])}{path}: {msg}"
@@ -374,7 +384,9 @@ class GateResult:
 
 
 def compare(value: float, rule: str) -> bool:
-    op, number = _RULE.match(rule).group(1, 2)
+    match = _RULE.match(rule)
+    assert match is not None, f"rule {rule!r} was not validated"  # policy rules are checked by _check_rule
+    op, number = match.group(1, 2)
     limit = float(number)
     return {">=": value >= limit, ">": value > limit, "<=": value <= limit, "<": value < limit}[op]
 
@@ -389,7 +401,7 @@ def evaluate(policy: ModelPolicy, *, task: str, metrics: dict[str, float], champ
     ``approvals`` are the usernames that approved; the trainer's own approval does not count.
     """
     checks: list[Check] = []
-    for metric, rule in policy.metrics.get(task, {}).items():
+    for metric, rule in policy.metrics.get(cast(Task, task), {}).items():  # an unknown task has no rules
         value = metrics.get(metric)
         checks.append(Check(f"metric {metric}", value, rule, value is not None and compare(float(value), rule),
                             "" if value is not None else f"the run has no metric {metric!r}"))

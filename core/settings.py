@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from core.platform.storage import LocalStore, S3Store
 
 
 class Settings(BaseSettings):
@@ -105,14 +108,14 @@ class Settings(BaseSettings):
         return self.artifacts.startswith("s3://")
 
     @property
-    def data_store(self):  # noqa: ANN201 - core.platform.storage.Store (imported lazily: boto3 is heavy)
+    def data_store(self) -> LocalStore | S3Store:  # storage is imported lazily: boto3 is heavy
         """Where dataset files and reports live: the workspace folder, or the S3 artifact root."""
         from core.platform.storage import open_store
 
         return open_store(self)
 
 
-def get_settings(**overrides: object) -> Settings:
+def get_settings(**overrides: Any) -> Settings:
     """Read the settings from the environment; a bad value names its variable."""
     try:
         settings = Settings(**overrides)

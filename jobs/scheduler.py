@@ -12,6 +12,7 @@ import socket
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,7 +39,7 @@ class Runtime:
     worker: str
     run_schedules: bool
     slots: int = 1
-    scheduler: object = None
+    scheduler: Any = None  # the APScheduler BackgroundScheduler (untyped), set by start()
     busy: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     applied: dict[str, tuple] = field(default_factory=dict)

@@ -142,7 +142,7 @@ if who.at_least("admin"):
         if st.form_submit_button("Save thresholds"):
             drift_values["schedule"] = schedule.strip() or None
 
-            def save(s):  # noqa: ANN001, ANN202 - a Session
+            def save(s):  # s: a Session
                 text = policy.read_text(settings.home)
                 for section, values in (("drift", drift_values), ("alerts", {"cooldown_minutes": cooldown}),
                                         ("retrain", {"on_drift": retrain_on_drift})):

@@ -24,7 +24,7 @@ versions = queries.model_versions(model)
 factory, settings = resources.session_factory(), resources.settings()
 
 
-def move(fn, success: str) -> None:  # noqa: ANN001 - an alias-moving core call
+def move(fn, success: str) -> None:  # fn: an alias-moving core call
     try:
         fn()
     except gates.GatesFailed as exc:

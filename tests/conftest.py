@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -70,7 +71,7 @@ def pg_url() -> str:
     return url
 
 
-def _pg_admin(sa_url: str):  # noqa: ANN202 - psycopg imported lazily
+def _pg_admin(sa_url: str) -> Any:  # a psycopg connection (psycopg imported lazily)
     """An autocommit psycopg connection to the server (CREATE/DROP DATABASE can't run in a transaction)."""
     import psycopg
 

@@ -47,7 +47,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def job_row(job, who, *, label: str, key: str) -> None:  # noqa: ANN001 - a JobView and an Actor
+def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Actor
     """One live queue line: progress with its stage, and Cancel for those who may (inside a fragment)."""
     from core.platform import job_queue
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from core.data import datasets, lineage, schemas, sources
 from core.data.profile import VersionDiff
@@ -19,7 +20,7 @@ from ui import resources
 VERSION_COLUMNS = ["version", "sha256", "rows", "columns", "certificate", "source", "created by", "created at"]
 
 
-def _session():  # noqa: ANN202
+def _session() -> Session:
     return resources.session_factory()()
 
 

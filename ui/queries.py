@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from core import audit, auth
 from core.platform import job_queue, schedules
 from ui import resources
 
 
-def _session():  # noqa: ANN202
+def _session() -> Session:
     return resources.session_factory()()
 
 
@@ -27,7 +28,8 @@ class Counts:
 @st.cache_data(ttl=5)
 def overview_counts() -> Counts:
     with _session() as session:
-        return Counts(users=auth.count_users(session), jobs=job_queue.counts(session), audit_events=audit.count(session))
+        return Counts(users=auth.count_users(session), jobs=job_queue.counts(session),
+                      audit_events=audit.count(session))
 
 
 @st.cache_data(ttl=5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -24,7 +25,7 @@ def gate_table(checks: list[dict]) -> None:
                  hide_index=True, width="stretch")
 
 
-def metric_deltas(version, champion) -> None:  # noqa: ANN001 - VersionRow
+def metric_deltas(version, champion) -> None:  # VersionRows (champion: None when there is none)
     names = [m for m in ("f1", "accuracy", "roc_auc", "r2", "rmse", "mae") if m in version.metrics][:4]
     cols = st.columns(max(len(names), 1))
     for col, name in zip(cols, names, strict=False):
@@ -35,7 +36,7 @@ def metric_deltas(version, champion) -> None:  # noqa: ANN001 - VersionRow
         col.metric(name, f"{value:.4f}", delta, delta_color="inverse" if name in ("rmse", "mae") else "normal")
 
 
-def lineage(version, periods) -> None:  # noqa: ANN001
+def lineage(version, periods) -> None:
     mine = [p for p in periods if p.version == version.version]
     served = ", ".join(f"{p.start:%Y-%m-%d %H:%M} → {p.end:%Y-%m-%d %H:%M}" if p.end else
                        f"{p.start:%Y-%m-%d %H:%M} → now" for p in mine) or "never champion"
@@ -44,7 +45,7 @@ def lineage(version, periods) -> None:  # noqa: ANN001
                 f"**version** {version.version} ({version.model_kind}) → **champion** {served}")
 
 
-def timeline(periods) -> None:  # noqa: ANN001
+def timeline(periods) -> None:
     if not periods:
         st.caption("No version has been champion yet.")
         return
@@ -61,7 +62,7 @@ def timeline(periods) -> None:  # noqa: ANN001
              sorted(periods, key=lambda p: p.start, reverse=True)]).set_index("version"))
 
 
-def metric_over_versions(versions) -> None:  # noqa: ANN001
+def metric_over_versions(versions) -> None:
     names = sorted({m for v in versions for m, x in v.metrics.items() if isinstance(x, int | float)})
     if not names:
         return
@@ -100,7 +101,7 @@ def model_card(model: str, version: int, who: Actor) -> None:
 
 def report_downloads(model: str, version: int, who: Actor) -> None:
     """Both report formats, generated (and audited as report.generated) only when a button is clicked."""
-    def make(fmt: str):  # noqa: ANN202 - a zero-argument callable for st.download_button
+    def make(fmt: str) -> Callable[[], bytes]:  # for st.download_button: builds the file only when clicked
         return lambda: reports.generate(resources.session_factory(), resources.settings(), actor=who, model=model,
                                         version=version, fmt=fmt).data
 

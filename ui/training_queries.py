@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import streamlit as st
+from sqlalchemy.orm import Session
 
 from core.data import datasets
 from core.platform import job_queue
@@ -21,7 +22,7 @@ from ui import resources
 RUN_COLUMNS = ["run", "status", "dataset", "model", "version", "kind", "task", "score", "by", "started", "seconds"]
 
 
-def _session():  # noqa: ANN202
+def _session() -> Session:
     return resources.session_factory()()
 
 

@@ -281,7 +281,9 @@ def send_test(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         alert_id, payload = row.id, _payload(row, int(time.time()))
     result = with_retries(target, payload, settings)
     with transaction(factory) as session:
-        session.get(Alert, alert_id).deliveries = [result.as_dict()]
+        alert = session.get(Alert, alert_id)
+        assert alert is not None  # added above, in its own transaction
+        alert.deliveries = [result.as_dict()]
         audit.record(session, actor, "alert.raised", f"alert:{alert_id}", {
             "condition": "test", "model": None, "title": payload["title"], "channels": [result.as_dict()],
             "outcome": "sent" if result.ok else "failed"})

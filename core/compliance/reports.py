@@ -137,8 +137,8 @@ def _model_card(session: Session, model: str, version: int) -> dict[str, Any]:
 
 
 def _training_data(session: Session, run: TrainingRun | None, store_root: Path) -> dict[str, Any]:
-    empty = {"dataset": None, "version": None, "sha256": None, "rows": None, "columns": [], "schema_version": None,
-             "schema": None, "file_present": False, "certificate": None}
+    empty: dict[str, Any] = {"dataset": None, "version": None, "sha256": None, "rows": None, "columns": [],
+                             "schema_version": None, "schema": None, "file_present": False, "certificate": None}
     if run is None:
         return {**empty, "missing": ["no LeanOps training run: the training data is unknown"]}
     doc = {**empty, "dataset": run.dataset_name, "version": run.dataset_version, "sha256": run.dataset_sha256}
@@ -226,7 +226,7 @@ def _gates(session: Session, model: str, version: int) -> dict[str, Any]:
 def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
     from core.registry.views import champion_periods
 
-    requests = []
+    requests: list[dict[str, Any]] = []
     for req in session.scalars(select(PromotionRequest).where(PromotionRequest.model == model,
                                                               PromotionRequest.version == version)
                                .order_by(PromotionRequest.id)):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import desc, event, func, select, update
+from sqlalchemy import Engine, desc, event, func, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -252,7 +252,9 @@ def _remove_if_rolled_back(session: Session, store: Store, key: str) -> None:
         if transaction.parent is not None or not s.info["leanops.new_files"]:
             return
         files, s.info["leanops.new_files"] = list(s.info["leanops.new_files"]), []
-        with s.get_bind().connect() as conn:
+        bind = s.get_bind()
+        assert isinstance(bind, Engine)  # sessions come from sessionmaker(engine) (db.session)
+        with bind.connect() as conn:
             for st, k in files:
                 sha = k.removeprefix("datasets/").removesuffix(".parquet")
                 if conn.scalar(select(func.count()).select_from(DatasetVersion)

@@ -34,6 +34,7 @@ class SchemaView:
 def current_schema(session: Session, *, name: str) -> SchemaView:
     dataset, _ = version_row(session, name)
     row = schema_row(session, dataset.id)
+    assert row is not None  # a dataset gets schema version 1 with its first version
     return SchemaView(name=name, version=row.version, spec=row.spec, note=row.note, created_by=row.created_by,
                       created_at=row.created_at)
 

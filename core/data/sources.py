@@ -11,6 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -122,9 +123,11 @@ def run_query(*, url: str, sql: str, label: str = "the source", max_rows: int = 
     return pd.DataFrame.from_records(rows, columns=names)
 
 
-def _connect(url: str, *, label: str, timeout_s: int):  # noqa: ANN202 - a DB-API connection
+def _connect(url: str, *, label: str, timeout_s: int) -> tuple[Any, type[Exception]]:
+    """A read-only DB-API connection and the driver's error class."""
     parsed = make_url(_check_url(url))
     if parsed.get_backend_name() == "sqlite":
+        assert parsed.database  # _check_url requires a file path for SQLite
         path = Path(parsed.database)
         if not path.is_file():
             raise InvalidInput(f"{label}: the SQLite file {path} does not exist")
@@ -134,14 +137,14 @@ def _connect(url: str, *, label: str, timeout_s: int):  # noqa: ANN202 - a DB-AP
     import psycopg
 
     try:
-        conn = psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
-                               options=f"-c default_transaction_read_only=on -c statement_timeout={timeout_s * 1000}",
-                               connect_timeout=10)
+        pg = psycopg.connect(parsed.set(drivername="postgresql").render_as_string(hide_password=False),
+                             options=f"-c default_transaction_read_only=on -c statement_timeout={timeout_s * 1000}",
+                             connect_timeout=10)
     except psycopg.Error as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InvalidInput(f"cannot connect to {label}: {first}") from None
-    conn.read_only = True
-    return conn, psycopg.Error
+    pg.read_only = True
+    return pg, psycopg.Error
 
 
 def register_query(session: Session, *, actor: Actor, source: str, sql: str, name: str, store_root: Path,

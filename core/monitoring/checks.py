@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ log = logging.getLogger("leanops.monitoring")
 SOURCES = ("window", "upload", "dataset")
 PREDICT_ROWS = 100_000  # an upload or dataset larger than this has its outputs compared on a sample
 Progress = Callable[[float, str], None]
-Current = pd.DataFrame | Path | str | bytes
+Current: TypeAlias = pd.DataFrame | Path | str | bytes
 
 
 class InsufficientData(InvalidInput):
@@ -162,6 +162,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
             pending.unlink(missing_ok=True)
         raise
     if pending is not None:  # named after the check only once the row is committed
+        assert view.report_path is not None  # _store sets it when there is a pending report
         os.replace(pending, view.report_path)
     if view.drift_detected:
         _after_drift(factory, settings, view)

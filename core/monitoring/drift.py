@@ -225,9 +225,9 @@ def categorical_column(summary: dict[str, Any], values: pd.Series, thresholds: T
     present_rows = int(raw_counts.sum())
     reference: dict[str, int] = {str(k): int(v) for k, v in (summary.get("frequencies") or {}).items()}
     new = counts[~counts.index.isin(list(reference))].sort_values(ascending=False, kind="stable")
-    base = {"kind": "categorical", "reference_rows": int(sum(reference.values())), "current_rows": present_rows,
-            "current_nulls": int(len(values) - present_rows), "new_categories": [str(c) for c in new.index[:50]],
-            "new_category_rows": int(new.sum())}
+    base: dict[str, Any] = {"kind": "categorical", "reference_rows": int(sum(reference.values())),
+                            "current_rows": present_rows, "current_nulls": int(len(values) - present_rows),
+                            "new_categories": [str(c) for c in new.index[:50]], "new_category_rows": int(new.sum())}
     if not reference or counts.empty:
         return base | _no_values(summary, present_rows, "categorical")
     categories = list(reference)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, desc, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -75,9 +75,9 @@ def score(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float]:
         t, p = [_label(v) for v in y_true], [_label(v) for v in y_pred]
         return {"accuracy": float(m.accuracy_score(t, p)),
                 "f1": float(m.f1_score(t, p, average="macro", zero_division=0))}
-    t, p = [float(v) for v in y_true], [float(v) for v in y_pred]
-    r2 = float(m.r2_score(t, p)) if len(t) > 1 else float("nan")
-    return {"rmse": math.sqrt(m.mean_squared_error(t, p)), "r2": r2}
+    tn, pn = [float(v) for v in y_true], [float(v) for v in y_pred]
+    r2 = float(m.r2_score(tn, pn)) if len(tn) > 1 else float("nan")
+    return {"rmse": math.sqrt(m.mean_squared_error(tn, pn)), "r2": r2}
 
 
 def _label(value: Any) -> str:
@@ -129,7 +129,7 @@ def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelP
     need = rules.performance.min_labels
     metrics = score(task, [r[3] for r in rows], [r[2] for r in rows]) if rows else {}
     checks = []
-    for name, rule in rules.performance.floor.get(task, {}).items():
+    for name, rule in rules.performance.floor.get(cast(policy.Task, task), {}).items():  # unknown task: no rules
         value = metrics.get(name)
         ok = value is not None and not math.isnan(value) and policy.compare(value, rule)
         checks.append(policy.Check(f"live {name}", None if value is None else round(value, 4), rule, ok,

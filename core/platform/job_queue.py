@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import desc, func, select, update
+from sqlalchemy import CursorResult, desc, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -101,10 +101,10 @@ def claim(session: Session, *, worker: str, now: datetime | None = None) -> Job 
         )
         if job_id is None:
             return None
-        won = session.execute(
+        won = cast(CursorResult[Any], session.execute(  # a DML statement: a CursorResult, typed as Result
             update(Job).where(Job.id == job_id, Job.status == "queued")
             .values(status="running", worker=worker, started_at=now, heartbeat_at=now, stage="starting")
-        ).rowcount
+        )).rowcount
         if won:
             job = session.get(Job, job_id)
             session.refresh(job)

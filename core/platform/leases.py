@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import CursorResult, delete, or_, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,10 +21,10 @@ def acquire(session: Session, *, name: str, holder: str, ttl: float, now: dateti
     """Take or renew ``name`` for ``holder``; raise LeaseHeld when someone else holds it and is alive."""
     now = now or utcnow()
     expires = now + timedelta(seconds=ttl)
-    won = session.execute(
+    won = cast(CursorResult[Any], session.execute(  # a DML statement: a CursorResult, typed as Result
         update(Lease).where(Lease.name == name, or_(Lease.holder == holder, Lease.expires_at < now))
         .values(holder=holder, expires_at=expires)
-    ).rowcount
+    )).rowcount
     if won:
         return
     current = session.get(Lease, name)
@@ -34,8 +35,9 @@ def acquire(session: Session, *, name: str, holder: str, ttl: float, now: dateti
             return
         except DBIntegrityError:
             current = session.get(Lease, name)
-    raise LeaseHeld(f"{name} is already held by {current.holder} until {current.expires_at:%H:%M:%S} UTC; "
-                    "exactly one may run per deployment")
+    # current is None when the process that won the insert race has released the lease again meanwhile
+    by = f"{current.holder} until {current.expires_at:%H:%M:%S} UTC" if current is not None else "another process"
+    raise LeaseHeld(f"{name} is already held by {by}; exactly one may run per deployment")
 
 
 def holder(session: Session, *, name: str) -> str | None:

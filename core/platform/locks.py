@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,7 +16,8 @@ def hold(session: Session, name: str) -> None:
 
     PostgreSQL: a row lock on ``locks.name``. SQLite: the update takes the database write lock.
     """
-    if session.execute(update(Lock).where(Lock.name == name).values(counter=Lock.counter + 1)).rowcount:
+    bump = update(Lock).where(Lock.name == name).values(counter=Lock.counter + 1)
+    if cast(CursorResult[Any], session.execute(bump)).rowcount:  # DML gives a CursorResult, typed as Result
         return
     try:
         with session.begin_nested():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import version as package_version
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from core.errors import NotFound, StoreUnavailable
@@ -33,6 +34,8 @@ _URI_LOCK = threading.Lock()
 
 if TYPE_CHECKING:
     import pandas as pd
+    from mlflow import MlflowClient
+    from mlflow.models import ModelSignature
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def store_for(settings: Any) -> Store:
     return Store(uri=settings.mlflow_uri, artifacts=str(settings.artifacts))
 
 
-def _mlflow(store: Store):  # noqa: ANN202 - the mlflow module
+def _mlflow(store: Store) -> ModuleType:  # the mlflow module, pointed at the store
     import mlflow
 
     with _URI_LOCK:  # process-wide in mlflow; every caller in a process uses the same workspace
@@ -59,7 +62,7 @@ def _mlflow(store: Store):  # noqa: ANN202 - the mlflow module
 
 
 @cache
-def client(uri: str):  # noqa: ANN201 - an MlflowClient; mlflow is imported lazily
+def client(uri: str) -> MlflowClient:  # mlflow is imported lazily
     """The MLflow client of ``uri`` (tracking and registry), one per URI and process."""
     from mlflow import MlflowClient
 
@@ -135,7 +138,7 @@ def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, di
     _mlflow(store)
     import warnings
 
-    from mlflow.data import from_pandas
+    from mlflow.data.pandas_dataset import from_pandas  # also mlflow.data.from_pandas, but set there at runtime
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     with warnings.catch_warnings():  # "file:" and "" both map to the local source: harmless ambiguity
@@ -187,7 +190,7 @@ def model_input(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _signature(example: pd.DataFrame, predictions: Any):  # noqa: ANN202
+def _signature(example: pd.DataFrame, predictions: Any) -> ModelSignature:
     """Inputs are the raw columns, all optional (the pipeline imputes what is missing); numbers are
     doubles and text is string, so records with missing values pass MLflow's schema enforcement."""
     import pandas as pd

@@ -27,6 +27,14 @@ from core.errors import InvalidInput, NotFound, StoreUnavailable
 TMP_PREFIX = ".tmp-"
 
 
+class StagedFile(Protocol):
+    """What ``Store.staged`` yields: ``Staged`` (local) or ``S3Staged``."""
+
+    @property
+    def size(self) -> int: ...
+    def commit(self) -> bool: ...
+
+
 class Store(Protocol):
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
@@ -34,7 +42,7 @@ class Store(Protocol):
     def put(self, key: str, data: bytes | BinaryIO | Path) -> None: ...
     def delete(self, key: str) -> bool: ...
     def uri(self, key: str) -> str: ...
-    def staged(self, key: str, write: Callable[[Path], None]) -> AbstractContextManager[Staged]: ...
+    def staged(self, key: str, write: Callable[[Path], None]) -> AbstractContextManager[StagedFile]: ...
 
 
 def check_key(key: str) -> str:
@@ -134,9 +142,10 @@ class LocalStore:
         if final.exists():
             yield Staged(None, final)
             return
-        staged = Staged(_tmp_name(final), final)
+        tmp = _tmp_name(final)
+        staged = Staged(tmp, final)
         try:
-            write(staged.tmp)
+            write(tmp)
             yield staged
         finally:
             if staged.tmp is not None:
@@ -292,9 +301,10 @@ class S3Store:
             yield S3Staged(self, key, None)
             return
         folder = Path(tempfile.mkdtemp(prefix="leanops-s3-"))
-        staged = S3Staged(self, key, folder / key.rsplit("/", 1)[-1])
+        tmp = folder / key.rsplit("/", 1)[-1]
+        staged = S3Staged(self, key, tmp)
         try:
-            write(staged.tmp)
+            write(tmp)
             yield staged
         finally:
             shutil.rmtree(folder, ignore_errors=True)

@@ -9,7 +9,7 @@ queued (the new champion's drift and retrain schedules); once committed, the ale
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -39,7 +39,6 @@ class AliasChange:
     action: str = ""
     actor: str = ""
     reason: str = ""
-    cleared_challenger: bool = False  # the promoted version was the challenger; the alias went with it
 
 
 def promote(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str, version: int,
@@ -77,18 +76,17 @@ def set_challenger(session: Session, settings: Settings, *, actor: Actor, model:
 def run_move(factory: sessionmaker[Session], settings: Settings,
              move: Callable[[Session], AliasChange | None]) -> AliasChange | None:
     """Run an alias-moving operation as one unit (see the module docstring); alert after the commit."""
-    change = None
+    undo: list[tuple[str, str, int | None]] = []  # (model, alias, where it pointed) of every alias moved
     try:
         with transaction(factory) as session:
+            session.info[_UNDO] = undo
             change = move(session)
             if change is not None and change.alias == CHAMPION:
                 job_queue.enqueue(session, actor=system_actor("promotion"), kind="schedules.sync",
                                   params={"model": change.model})
     except Exception:
-        if change is not None:
-            aliases.move(settings.mlflow_uri, model=change.model, alias=change.alias, version=change.from_version)
-            if change.cleared_challenger:
-                aliases.move(settings.mlflow_uri, model=change.model, alias=CHALLENGER, version=change.to_version)
+        for model, alias, version in reversed(undo):
+            aliases.move(settings.mlflow_uri, model=model, alias=alias, version=version)
         raise
     if change is not None and change.alias == CHAMPION:
         _alert(factory, settings, change)
@@ -122,8 +120,7 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
                    to=version, action="force_promote" if force and not result.passed else "promote", reason=reason,
                    forced=force and not result.passed, checks=result.as_dict())
     if now.get(CHALLENGER) == version:
-        aliases.move(settings.mlflow_uri, model=model, alias=CHALLENGER, version=None)
-        change = replace(change, cleared_challenger=True)
+        _set_alias(session, settings, model=model, alias=CHALLENGER, current=version, to=None)
     request = open_request(session, model, version)
     if request is not None:
         request.status, request.decided_at = "promoted", utcnow()
@@ -156,8 +153,18 @@ def _move(session: Session, settings: Settings, *, actor: Actor, model: str, ali
                  {"alias": alias, "from": current, "to": to, "reason": reason, "forced": forced,
                   "checks": checks})
     session.flush()
-    aliases.move(settings.mlflow_uri, model=model, alias=alias, version=to)
+    _set_alias(session, settings, model=model, alias=alias, current=current, to=to)
     return AliasChange(model, alias, current, to, forced, checks, action, actor.name, reason)
+
+
+_UNDO = "leanops.alias_undo"
+
+
+def _set_alias(session: Session, settings: Settings, *, model: str, alias: str, current: int | None,
+               to: int | None) -> None:
+    """Move MLflow's alias, remembering where it was: ``run_move`` puts it back if the unit fails."""
+    session.info.setdefault(_UNDO, []).append((model, alias, current))
+    aliases.move(settings.mlflow_uri, model=model, alias=alias, version=to)
 
 
 def _alert(factory: sessionmaker[Session], settings: Settings, change: AliasChange) -> None:

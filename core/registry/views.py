@@ -100,7 +100,8 @@ def list_versions(session: Session, *, mlflow_uri: str, model: str) -> list[Vers
                        primary_metric=r.primary_metric, score=r.score, metrics=r.metrics or {},
                        gates_passed=latest[r.model_version].passed if r.model_version in latest else None,
                        gate_checks=latest[r.model_version].checks["checks"] if r.model_version in latest else [],
-                       aliases=tuple(sorted(by_version.get(r.model_version, ())))) for r in runs]
+                       aliases=tuple(sorted(by_version.get(r.model_version, ()))))
+            for r in runs if r.model_version is not None]  # always true (the query), for the type checker
 
 
 def _latest_gates(session: Session, model: str) -> dict[int, GateEvaluation]:

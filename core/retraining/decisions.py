@@ -82,6 +82,7 @@ def should_roll_back(*, promoted_at: datetime | None, action: str | None, now: d
         return Decision(False, f"v{current.version} is above the floor; its predecessor has too few labels "
                                "to compare with")
     metric = policy.PRIMARY[current.task]
+    assert current.primary is not None  # status "ok": at least min_labels labels were scored
     tolerance = rules.improvement.min_relative
     worse = current.primary < previous.primary - abs(previous.primary) * tolerance
     detail = (f"live {metric} {current.primary:.4f} on v{current.version} vs {previous.primary:.4f} on "

@@ -94,7 +94,8 @@ class Batcher:
                 if woke and self.window > 0 and sum(i.rows for i in lane.pending) < self.max_batch:
                     await asyncio.sleep(self.window)
                 woke = False
-                batch, rows = [], 0
+                batch: list[_Item] = []
+                rows = 0
                 while lane.pending and (not batch or rows + lane.pending[0].rows <= self.max_batch):
                     item = lane.pending.pop(0)
                     batch.append(item)
@@ -121,7 +122,10 @@ class Batcher:
                 start = 0
                 for item in batch:
                     end = start + item.rows
-                    proba = result.probabilities[start:end] if item.probabilities else None
+                    proba = None
+                    if item.probabilities:
+                        assert result.probabilities is not None  # asked for (want), so predict gave them
+                        proba = result.probabilities[start:end]
                     if not item.future.done():
                         item.future.set_result(Prediction(result.outputs[start:end], proba))
                     start = end

@@ -215,7 +215,7 @@ class ModelCache:
 
         Returns (name, alias, from, to) for every swap made.
         """
-        changes = []
+        changes: list[tuple[str, str, int | None, int | None]] = []
         for key, current in list(self._models.items()):
             if name is not None and key[0] != name:
                 continue

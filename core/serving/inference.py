@@ -117,6 +117,7 @@ class Predictor:
 
     async def _log(self, item: Served) -> None:
         writer = self.writer
+        assert writer is not None  # called only when there is a log writer
         if writer.offer(item):
             return
         deadline, pause = time.monotonic() + self.log_wait, 0.001

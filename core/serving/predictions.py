@@ -19,10 +19,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import delete, desc, func, insert, select
+from sqlalchemy import CursorResult, Table, delete, desc, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
@@ -252,7 +252,8 @@ class LogWriter:
                 if left <= 0:
                     break
                 self._work.wait(left)
-            batch, rows = [], 0
+            batch: list[Served | Refused] = []
+            rows = 0
             while self._queue and (rows < self.batch_rows or not batch):
                 item = self._queue.popleft()
                 batch.append(item)
@@ -284,10 +285,11 @@ class LogWriter:
             started = time.monotonic()
             try:
                 with transaction(self.factory) as session:
+                    # Core: no ORM bookkeeping (a model's __table__ is a Table, typed as FromClause)
                     if served:
-                        session.execute(insert(PredictionLog.__table__), served)  # Core: no ORM bookkeeping
+                        session.execute(insert(cast(Table, PredictionLog.__table__)), served)
                     if refused:
-                        session.execute(insert(PredictionError.__table__), refused)
+                        session.execute(insert(cast(Table, PredictionError.__table__)), refused)
                 self.written += len(served)
                 self.on_written(len(served), time.monotonic() - started)
                 return
@@ -397,7 +399,8 @@ def purge(factory: sessionmaker[Session], *, actor: Actor, days: int, chunk: int
         while True:
             with transaction(factory) as session:
                 ids = select(table.id).where(expired).order_by(table.id).limit(chunk)
-                gone = session.execute(delete(table).where(table.id.in_(ids))).rowcount or 0
+                # a DML statement gives a CursorResult, typed as Result
+                gone = cast(CursorResult[Any], session.execute(delete(table).where(table.id.in_(ids)))).rowcount or 0
             deleted[key] += gone
             if progress is not None:
                 progress(sum(deleted.values()))

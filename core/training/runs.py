@@ -150,6 +150,7 @@ def reconcile(session: Session) -> list[TrainingRun]:
                                 .where(TrainingRun.status == "running", Job.status.in_(job_queue.FINISHED))))
     for row in rows:
         job = session.get(Job, row.job_id)
+        assert job is not None  # joined above
         row.status = "cancelled" if job.status == "cancelled" else "failed"
         row.error = job.error or f"job {job.id} ended {job.status} before the run finished"
         row.finished_at = job.finished_at or utcnow()

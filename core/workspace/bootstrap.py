@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import auth, policy
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
+from db.models import AliasMove
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
@@ -45,8 +47,9 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
         generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password)
         for name, kind, cron, description in DEFAULT_SCHEDULES:
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
-        # each champion's drift/retrain schedules, by its policy (the worker runs it)
-        job_queue.enqueue(session, actor=system, kind="schedules.sync", params={})
+        if session.scalar(select(AliasMove.id).limit(1)) is not None:
+            # a workspace with champions: their drift/retrain schedules follow the policy (run by the worker)
+            job_queue.enqueue(session, actor=system, kind="schedules.sync", params={})
     demo_files: list[str] = []
     if demo:
         demo_csv = write_demo_csv(home)

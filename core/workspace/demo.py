@@ -4,11 +4,11 @@ model, a day of logged predictions with feedback and one drift check over them."
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import system_actor
@@ -90,6 +90,7 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
 
     actor = system_actor("demo")
     loaded = cache.load_version(settings.mlflow_uri, name="churn", alias="champion", version=version)
+    assert loaded.schema is not None  # the demo model is trained here, with a signature
     frame = churn_frame(hours * per_hour, seed=21)
     labels = frame.pop("churn").tolist()
     late = frame.index >= len(frame) * 2 // 3
@@ -104,7 +105,8 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
         requests.append(predictions.Served(uuid4().hex, now - timedelta(hours=hours - hour - 0.5), "churn", "champion",
                                            version, columns, outputs, 8.0))
     with transaction(factory) as session:
-        session.execute(insert(PredictionLog.__table__), predictions.rows_of(requests))
+        # a model's __table__ is a Table, typed as FromClause
+        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(requests))
     for hour, request in enumerate(requests):
         if hour % 4 != 3:  # ground truth arrives for three requests in four
             with transaction(factory) as session:

@@ -1,5 +1,7 @@
 """Alembic environment: migrates the URL it is given, with LeanOps' engine settings."""
 
+from typing import Any
+
 from alembic import context
 
 from db.models import Base
@@ -10,12 +12,14 @@ target_metadata = Base.metadata
 IGNORED_TABLES = {"apscheduler_jobs"}  # APScheduler owns its job-store table
 
 
-def include_object(obj, name, type_, reflected, compare_to):  # noqa: ANN001, ANN201
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     return not (type_ == "table" and name in IGNORED_TABLES)
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "db.session.alembic_config sets sqlalchemy.url"
+    engine = make_engine(url)
     with engine.connect() as connection:
         context.configure(
             connection=connection,

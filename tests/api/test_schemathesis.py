@@ -41,7 +41,7 @@ def test_no_operation_answers_5xx(app, tokens: dict, model: Model, mode: Generat
                 @given(case=strategy)
                 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
                           derandomize=True, database=None)
-                def fuzz(case) -> None:  # noqa: ANN001
+                def fuzz(case) -> None:
                     response = case.call(base_url=url, headers=bearer(tokens["scientist"]), timeout=30)
                     calls.append(response.status_code)
                     case.validate_response(response, checks=[not_a_server_error])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,7 +18,8 @@ def _csv(rows: int = 300, seed: int = 7) -> bytes:
     return churn_frame(rows=rows, seed=seed).to_csv(index=False).encode()
 
 
-def upload(client: TestClient, token: str, name: str = "churn", data: bytes | None = None, **form: str):  # noqa: ANN201
+def upload(client: TestClient, token: str, name: str = "churn", data: bytes | None = None,
+           **form: str) -> httpx.Response:
     return client.post(f"/v1/datasets/{name}/versions", headers=bearer(token), data=form or None,
                        files={"file": ("churn.csv", io.BytesIO(data if data is not None else _csv()), "text/csv")})
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -46,7 +47,7 @@ def drifted_traffic(rows: int = 600) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
-def wait_until(check, timeout: float, what: str):  # noqa: ANN001, ANN201
+def wait_until(check, timeout: float, what: str) -> Any:  # check's first truthy value
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := check():
@@ -158,20 +159,20 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
     expect(page.get_by_text("system:retrain").first).to_be_attached()  # a canvas grid: cells are hidden
 
 
-def _logged(factory) -> int:  # noqa: ANN001
+def _logged(factory) -> int:
     from db.models import PredictionLog
 
     with factory() as s:
         return s.query(PredictionLog).count()
 
 
-def _deliveries_recorded(factory) -> bool:  # noqa: ANN001
+def _deliveries_recorded(factory) -> bool:
     from db.models import Alert
 
     with factory() as s:
         return all(d.get("ok") is not None for alert in s.query(Alert) for d in alert.deliveries or [])
 
 
-def _finished(factory, kind: str) -> Job | None:  # noqa: ANN001
+def _finished(factory, kind: str) -> Job | None:
     with factory() as s:
         return s.query(Job).filter(Job.kind == kind, Job.status.in_(("succeeded", "failed", "cancelled"))).first()

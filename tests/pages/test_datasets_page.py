@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,7 @@ def register(factory, settings, frame: pd.DataFrame, name: str = "churn") -> dat
                                  source="test")
 
 
-def by_label(widgets, label: str):  # noqa: ANN001, ANN201
+def by_label(widgets, label: str) -> Any:  # the widget with that label
     return next(w for w in widgets if w.label == label)
 
 

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -73,7 +74,7 @@ def pg_server() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _admin(url: str):  # noqa: ANN202
+def _admin(url: str) -> Any:  # a psycopg connection (imported lazily)
     import psycopg
 
     return psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 FEATURES_NUM = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls"]
 FEATURES_CAT = ["contract", "payment_method", "region", "gender", "senior"]
@@ -62,14 +63,14 @@ class _registry_uri:
         mlflow.set_registry_uri(self.old[1])
 
 
-def churn_data(rows: int = 2000):  # noqa: ANN201
+def churn_data(rows: int = 2000) -> tuple[Any, Any]:  # features, target
     from core.workspace.demo import churn_frame
 
     frame = churn_frame(rows=rows)
     return frame.drop(columns=TARGET), frame[TARGET]
 
 
-def pipeline(kind: str):  # noqa: ANN201
+def pipeline(kind: str) -> Any:  # an unfitted sklearn Pipeline
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.impute import SimpleImputer

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 S3_KEY, S3_SECRET, S3_REGION = "leanops-test", "leanops-test-secret", "us-east-1"
 
@@ -12,7 +13,7 @@ S3_KEY, S3_SECRET, S3_REGION = "leanops-test", "leanops-test-secret", "us-east-1
 class S3Server:
     endpoint: str
 
-    def client(self):  # noqa: ANN201 - a boto3 S3 client
+    def client(self) -> Any:  # a boto3 S3 client
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=S3_KEY,

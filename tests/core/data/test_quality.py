@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from core.data.profile import compute_profile
-from core.data.quality import certify, check_schema, family, infer_schema, parse_schema_text
+from core.data.quality import Certificate, certify, check_schema, family, infer_schema, parse_schema_text
 from core.data.tables import read_table
 from core.errors import InvalidInput
 
@@ -32,12 +32,12 @@ def profile_of(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return table.frame, compute_profile(table.frame, table.arrow, row_hashes=table.row_hashes)
 
 
-def run(frame: pd.DataFrame, spec: dict, previous_rows: int | None = None):  # noqa: ANN201
+def run(frame: pd.DataFrame, spec: dict, previous_rows: int | None = None) -> Certificate:
     canonical, profile = profile_of(frame)
     return certify(canonical, profile=profile, spec=spec, schema_version=1, previous_rows=previous_rows, at=AT)
 
 
-def by_key(cert) -> dict[tuple[str, str | None], dict]:  # noqa: ANN001
+def by_key(cert: Certificate) -> dict[tuple[str, str | None], dict]:
     return {(c["check"], c["column"]): c for c in cert.checks}
 
 

@@ -23,7 +23,7 @@ from jobs.runner import run_next
 from tests.support.factories import admin_actor, make_user
 
 
-def served(rows: int = 1, *, model: str = "churn", ts=None, request_id: str | None = None, **columns) -> Served:  # noqa: ANN001
+def served(rows: int = 1, *, model: str = "churn", ts=None, request_id: str | None = None, **columns) -> Served:
     cols = columns or {"age": np.arange(rows, dtype=np.float64) + 20.5,
                        "plan": np.array(["basic"] * rows, dtype=object)}
     return Served(request_id or uuid.uuid4().hex, ts or utcnow(), model, "champion", 3, cols,
@@ -119,7 +119,7 @@ def test_stop_writes_everything_queued(factory) -> None:
 
 # -- feedback ------------------------------------------------------------------------------------
 
-def _logged(factory, rows: int = 3, model: str = "churn") -> str:  # noqa: ANN001
+def _logged(factory, rows: int = 3, model: str = "churn") -> str:
     writer = LogWriter(factory, capacity=1000)
     writer.start()
     item = served(rows, model=model)

@@ -10,6 +10,7 @@ import pytest
 from core.errors import InvalidInput
 from core.serving.batching import MIN_SPLIT_ROWS, Batcher
 from core.serving.cache import LoadedModel, load_version
+from core.serving.signature import Columns
 from tests.support import mlflow_models
 
 
@@ -21,7 +22,7 @@ def model() -> LoadedModel:
     return load_version(store.uri, name=name, alias="champion", version=1)
 
 
-def columns(model: LoadedModel, rows: list[dict]):  # noqa: ANN201
+def columns(model: LoadedModel, rows: list[dict]) -> Columns:
     return model.schema.coerce(rows).columns
 
 

@@ -38,7 +38,7 @@ class Events(list):
 def test_loads_the_champion_once_and_predicts(store, name: str) -> None:
     calls: list[int] = []
 
-    def counting_loader(uri, **kw):  # noqa: ANN001, ANN003, ANN202 - the real loader, counted
+    def counting_loader(uri, **kw) -> serving.LoadedModel:  # the real loader, counted
         calls.append(kw["version"])
         return load_version(uri, **kw)
 
