@@ -41,11 +41,9 @@ def diagnostic_sleep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Walk the audit chain and record the verdict in the chain itself."""
-    from core.audit import verify
-
     with transaction(ctx.factory) as session:
-        result = verify(session, progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
-        audit.record(session, system_actor("audit-verify"), "audit.verified", "audit", result.as_dict())
+        result = audit.verify_and_record(session, actor=system_actor("audit-verify"),
+                                         progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
     if not result.ok:
         raise RuntimeError(f"audit chain broken: {result.reason}")
     return result.as_dict()

@@ -114,6 +114,7 @@ def _channel(ctx: Ctx) -> int:
 
 # name → the call; run in this order. Each case must leave at least one new audit event.
 CASES: dict[str, Callable[[Ctx], Any]] = {
+    "audit.verify_and_record": lambda c: c.tx(lambda s: core.audit.verify_and_record(s, actor=ADMIN)),
     "auth.bootstrap_admin": lambda c: c.tx(lambda s: core.auth.bootstrap_admin(
         s, username="root-admin", password="admin-pass-123")),
     "auth.create_user": lambda c: c.tx(lambda s: core.auth.create_user(
