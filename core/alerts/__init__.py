@@ -1,0 +1,1 @@
+"""Alerts: channels, notify (after a commit), delivery with retries."""

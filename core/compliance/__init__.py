@@ -1,0 +1,1 @@
+"""Stage 8, compliance: the compliance report (JSON, validated by its schema, and PDF)."""

@@ -1,0 +1,3 @@
+"""Stage 7, retraining: pure decisions, triggers, the retrain workflow, automatic rollback, per-model
+schedules, the watch round.
+"""

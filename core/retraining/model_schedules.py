@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import policy
 from core.actors import system_actor
-from core.platform import aliases, job_queue
+from core.platform import aliases
 from core.settings import Settings
 
 # -- per-model schedules -------------------------------------------------------------------------
@@ -21,7 +21,7 @@ SCHEDULE_PREFIXES = ("drift:", "retrain:")
 def wanted_schedules(model: str, rules: policy.ModelPolicy) -> dict[str, dict[str, Any]]:
     """The schedule rows a champion model should have under its policy (name → kind, cron, params)."""
     out: dict[str, dict[str, Any]] = {}
-    if rules.drift.schedule and "drift.check" in job_queue.KINDS:
+    if rules.drift.schedule:
         out[f"drift:{model}"] = {"kind": "drift.check", "cron": rules.drift.schedule,
                                  "params": {"model": model, "source": "window"},
                                  "description": f"Drift check of {model}'s live inputs (policy drift.schedule)"}
