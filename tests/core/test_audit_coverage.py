@@ -72,7 +72,7 @@ def _train(ctx: Ctx, **spec: Any) -> int:
 
 
 def _source_db(ctx: Ctx) -> str:
-    path = ctx.settings.home / "source.db"
+    path = ctx.settings.home.parent / "source.db"  # outside the workspace, as a source must be
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS t (a INTEGER, b TEXT)")
         conn.executemany("INSERT INTO t VALUES (?, ?)", [(i, f"x{i}") for i in range(20)])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 
 from core.actors import Actor
 from core.data import datasets, sources
@@ -57,7 +60,7 @@ def test_a_query_on_a_sqlite_source_becomes_a_version(factory, settings, warehou
 def test_queries_cannot_write_to_the_source(factory, settings, warehouse: Path) -> None:
     add(factory, "wh", f"sqlite:///{warehouse}")
     for sql in ["DELETE FROM features", "DROP TABLE features", "INSERT INTO features VALUES (0, 0, 'x')"]:
-        with pytest.raises(InvalidInput, match="the query failed on source 'wh': attempt to write a readonly database"):
+        with pytest.raises(InvalidInput, match="the query failed on source 'wh': only reads are allowed on a SQLite"):
             query(factory, settings, sql)
     with sqlite3.connect(warehouse) as conn:
         assert conn.execute("SELECT count(*) FROM features").fetchone() == (300,)
@@ -79,7 +82,10 @@ def test_sql_errors_give_one_line_and_store_nothing(factory, settings, warehouse
     assert not (Path(settings.home) / "datasets").exists()
 
 
-def test_only_admins_configure_sources_and_urls_are_checked(factory, settings, warehouse: Path) -> None:
+def test_only_admins_configure_sources_and_urls_are_checked(factory, settings, warehouse: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # db.example does not exist: the role check (tested against a real server below) is skipped here.
+    monkeypatch.setattr(sources, "_check_pg_role", lambda parsed, *, label: None)
     with pytest.raises(PermissionDenied, match="which may not sources.manage; it needs 'admin'"):
         add(factory, "wh", f"sqlite:///{warehouse}", actor=ALICE)
     with pytest.raises(InvalidInput, match="source backend 'mysql' is not supported"):
@@ -113,10 +119,42 @@ def test_a_missing_sqlite_file_is_reported(factory, settings, tmp_path: Path) ->
     assert not (tmp_path / "gone.db").exists()
 
 
+@dataclass
+class PgWarehouse:
+    """A source database on the test server: ``admin`` is the superuser's URL to it; ``role`` makes a
+    LOGIN role (cluster-wide, dropped afterwards) with the given grants and returns its URL."""
+
+    admin: str
+    roles: list[str] = field(default_factory=list)
+
+    def sql(self, *statements: str) -> None:
+        import psycopg
+
+        with psycopg.connect(make_url(self.admin).set(drivername="postgresql").render_as_string(
+                hide_password=False), autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+    def role(self, *grants: str) -> str:
+        name = f"leanops_reader_{uuid.uuid4().hex[:8]}"
+        self.roles.append(name)
+        self.sql(f"CREATE ROLE {name} LOGIN PASSWORD 'reader-pw'", *(g.format(role=name) for g in grants))
+        return make_url(self.admin).set(username=name, password="reader-pw").render_as_string(hide_password=False)
+
+    def count(self) -> int:
+        import psycopg
+
+        with psycopg.connect(make_url(self.admin).set(drivername="postgresql").render_as_string(
+                hide_password=False)) as conn:
+            return conn.execute("SELECT count(*) FROM features").fetchone()[0]
+
+
+READ_ONLY = ("GRANT USAGE ON SCHEMA public TO {role}", "GRANT SELECT ON features TO {role}")
+
+
 @pytest.fixture
-def pg_source(pg_url: str):
+def pg_warehouse(pg_url: str):
     import psycopg
-    from sqlalchemy.engine import make_url
 
     name = f"leanops_src_{uuid.uuid4().hex[:10]}"
     admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -126,9 +164,20 @@ def pg_source(pg_url: str):
     with psycopg.connect(url.set(drivername="postgresql").render_as_string(hide_password=False)) as conn:
         conn.execute("CREATE TABLE features AS SELECT g AS id, (g * 1.5)::numeric(10,2) AS spend, "
                      "now()::date - g AS day FROM generate_series(1, 200) g")
-    yield url.render_as_string(hide_password=False)
+        # PostgreSQL 14 and older let PUBLIC create in schema public; a read-only source must not.
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    warehouse = PgWarehouse(admin=url.render_as_string(hide_password=False))
+    yield warehouse
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for role in warehouse.roles:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+@pytest.fixture
+def pg_source(pg_warehouse: PgWarehouse) -> str:
+    """The URL of a role that may only SELECT from the source's table."""
+    return pg_warehouse.role(*READ_ONLY)
 
 
 def test_a_postgresql_source_is_read_only_and_sql_reaches_it_as_typed(factory, settings, pg_source: str) -> None:
@@ -142,3 +191,134 @@ def test_a_postgresql_source_is_read_only_and_sql_reaches_it_as_typed(factory, s
         query(factory, settings, "DELETE FROM features", source="pg")
     with pytest.raises(InvalidInput, match='relation "nope" does not exist'):
         query(factory, settings, "SELECT * FROM nope", source="pg")
+
+
+MULTI = "the query on source 'pg' has more than one statement; a source runs exactly one SELECT"
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1; COMMIT; BEGIN READ WRITE; DELETE FROM features; COMMIT",
+                                 "SELECT 1; COMMIT; BEGIN READ WRITE; DROP TABLE features; COMMIT",
+                                 "SELECT 1; DROP TABLE features",
+                                 "SELECT 1 AS a; SET default_transaction_read_only = off"])
+def test_a_postgresql_query_is_one_statement_even_for_a_role_that_could_write(
+        factory, settings, pg_warehouse: PgWarehouse, monkeypatch: pytest.MonkeyPatch, sql: str) -> None:
+    """The extended protocol is a second wall: were the role check fooled, ``COMMIT; BEGIN READ WRITE``
+    still could not leave the read-only transaction."""
+    monkeypatch.setattr(sources, "_role_problems", lambda conn: ("postgres", []))
+    add(factory, "pg", pg_warehouse.admin)  # the superuser, as if it had passed the role check
+    with pytest.raises(InvalidInput, match=MULTI):
+        query(factory, settings, sql, source="pg")
+    assert pg_warehouse.count() == 200 and versions(factory) == 0
+
+
+def test_a_multi_statement_query_is_refused_on_a_read_only_role(factory, settings, pg_source: str,
+                                                                pg_warehouse: PgWarehouse) -> None:
+    add(factory, "pg", pg_source)
+    with pytest.raises(InvalidInput, match=MULTI):
+        query(factory, settings, "SELECT 1; COMMIT; BEGIN READ WRITE; DELETE FROM features; COMMIT", source="pg")
+    assert pg_warehouse.count() == 200
+
+
+def test_add_source_refuses_a_role_that_can_do_more_than_read(factory, settings, pg_warehouse: PgWarehouse) -> None:
+    cases = [
+        (pg_warehouse.admin, "is a superuser"),
+        (pg_warehouse.role(*READ_ONLY, "GRANT INSERT ON features TO {role}"),
+         "can INSERT, UPDATE, DELETE, TRUNCATE or add triggers on public.features"),
+        (pg_warehouse.role(*READ_ONLY, "GRANT pg_read_server_files TO {role}"), "is a member of pg_read_server_files"),
+        (pg_warehouse.role(*READ_ONLY, "GRANT CREATE ON SCHEMA public TO {role}"), "can CREATE in the schemas public"),
+        (pg_warehouse.role(*READ_ONLY, "ALTER ROLE {role} CREATEROLE"), "has CREATEROLE"),
+    ]
+    for url, what in cases:
+        with pytest.raises(InvalidInput) as err:
+            add(factory, "pg", url)
+        message = str(err.value)
+        assert message.startswith("source 'pg': the database role ") and what in message, message
+        assert "The role is the real boundary" in message and "GRANT SELECT only" in message
+        assert "reader-pw" not in message
+    with factory() as s:
+        assert sources.list_sources(s) == []
+
+    reader = pg_warehouse.role(*READ_ONLY)
+    assert add(factory, "pg", reader).name == "pg"
+    assert query(factory, settings, "SELECT id FROM features WHERE id <= 10", source="pg").version.rows == 10
+    # Every query checks the role again: a write privilege granted later stops the source.
+    role = make_url(reader).username
+    pg_warehouse.sql(f"GRANT DELETE ON features TO {role}")
+    with pytest.raises(InvalidInput, match=f"source 'pg': the database role '{role}' can INSERT, UPDATE, DELETE"):
+        query(factory, settings, "SELECT id FROM features", source="pg", name="again")
+
+
+def test_a_postgresql_query_that_runs_too_long_is_stopped(pg_source: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="the query on source 'pg' ran longer than 1 s and was stopped"):
+        sources.run_query(url=pg_source, sql="SELECT pg_sleep(10), 1 AS a", label="source 'pg'", timeout_s=1)
+    assert time.monotonic() - started < 5
+
+
+# -- SQLite: only reads, a deadline, never the workspace -------------------------------------------
+
+@pytest.mark.parametrize("sql, refused", [
+    ("ATTACH '{dir}/attached.db' AS other", "ATTACH {dir}/attached.db"),
+    ("VACUUM INTO '{dir}/copy.db'", "ATTACH {dir}/copy.db"),
+    ("PRAGMA writable_schema = 1", "PRAGMA writable_schema"),
+    ("PRAGMA query_only = 0", "PRAGMA query_only"),
+    ("WITH x AS (SELECT 0, 0, 'x') INSERT INTO features SELECT * FROM x", "INSERT features"),
+    ("CREATE TEMP TABLE scratch AS SELECT * FROM features", "sqlite_temp_master"),
+    ("SELECT load_extension('/tmp/evil')", "FUNCTION load_extension"),
+])
+def test_a_sqlite_source_allows_only_reads(factory, settings, warehouse: Path, sql: str, refused: str) -> None:
+    add(factory, "wh", f"sqlite:///{warehouse}")
+    folder = warehouse.parent
+    before = sorted(folder.iterdir())
+    with pytest.raises(InvalidInput) as err:
+        query(factory, settings, sql.format(dir=folder))
+    assert str(err.value).startswith("the query failed on source 'wh': only reads are allowed on a SQLite source "
+                                     "(refused: ")
+    assert refused.format(dir=folder) in str(err.value)
+    assert sorted(folder.iterdir()) == before  # no file was created
+    with sqlite3.connect(warehouse) as conn:
+        assert conn.execute("SELECT count(*) FROM features").fetchone() == (300,)
+    assert versions(factory) == 0
+
+
+def test_a_sqlite_query_that_runs_too_long_is_stopped(warehouse: Path) -> None:
+    endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 20000000) SELECT count(*) FROM c"
+    started = time.monotonic()
+    with pytest.raises(InvalidInput, match="the query on source 'wh' ran longer than 1 s and was stopped"):
+        sources.run_query(url=f"sqlite:///{warehouse}", sql=endless, label="source 'wh'", timeout_s=1)
+    assert time.monotonic() - started < 4
+
+
+def test_a_sqlite_query_is_capped_at_max_rows(warehouse: Path) -> None:
+    with pytest.raises(InvalidInput, match="the query returned more than 100 rows; narrow it"):
+        sources.run_query(url=f"sqlite:///{warehouse}", sql="SELECT * FROM features", max_rows=100)
+
+
+def test_a_sqlite_source_inside_the_workspace_is_refused(factory, settings, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    home = Path(settings.home)
+    home.mkdir(parents=True, exist_ok=True)
+    inside = home / "leanops-copy.db"
+    sqlite3.connect(inside).close()
+    (tmp_path / "link.db").symlink_to(inside)
+    for path in [inside, tmp_path / "link.db", home / "sub" / ".." / "x.db"]:
+        with pytest.raises(InvalidInput, match=f"the SQLite file {inside.parent}.* is inside the LeanOps workspace"), \
+                transaction(factory) as s:
+            sources.add_source(s, actor=ADMIN, name="own", url=f"sqlite:///{path}", home=home)
+    # Without an explicit home, LEANOPS_HOME and LeanOps' own database files (wherever they are) are refused.
+    monkeypatch.setenv("LEANOPS_HOME", str(home))
+    monkeypatch.setenv("LEANOPS_DB_URL", f"sqlite:///{tmp_path / 'meta' / 'leanops.db'}")
+    with pytest.raises(InvalidInput, match="is inside the LeanOps workspace"):
+        add(factory, "own", f"sqlite:///{inside}")
+    with pytest.raises(InvalidInput, match="leanops.db is one of LeanOps' own databases"):
+        add(factory, "own", f"sqlite:///{tmp_path / 'meta' / 'leanops.db'}")
+    with factory() as s:
+        assert sources.list_sources(s) == []
+
+
+def test_a_source_configured_inside_the_workspace_earlier_is_refused_at_query_time(
+        factory, settings, warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add(factory, "wh", f"sqlite:///{warehouse}")
+    monkeypatch.setenv("LEANOPS_HOME", str(warehouse.parent))  # the workspace now holds the file
+    with pytest.raises(InvalidInput, match="source 'wh': the SQLite file .*warehouse.db is inside the LeanOps"):
+        query(factory, settings, "SELECT * FROM features")
