@@ -142,6 +142,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
 
     from core.actors import cli_actor
     from core.data import datasets
+    from core.data.tables import TableLimits
     from core.platform.database import transaction
 
     settings, factory = _context()
@@ -149,7 +150,8 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
     with transaction(factory) as session:
         reg = datasets.register(session, actor=cli_actor(), name=args.name, data=path, filename=path.name,
                                 store_root=settings.data_store, source=f"cli:{path.name}",
-                                description=args.description or "", max_bytes=settings.max_upload_mb * 2**20)
+                                description=args.description or "", max_bytes=settings.max_upload_mb * 2**20,
+                                limits=TableLimits.of(settings))
     failed = [f"  ✗ {c['check']} {c['column'] or ''}: {c['observed']} (expected {c['expected']})"
               for c in reg.certificate.failed]
     return Outcome(reg.as_dict(), text="\n".join([reg.message, *failed]))

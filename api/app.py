@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.auth import CurrentActor, TokenCache, require
+from api.boundary import TrustBoundary
 from api.metrics import Metrics, RequestMetrics
 from core import audit
 from core.actors import system_actor
@@ -48,6 +49,7 @@ class Runtime:
     predictor: Predictor
     tokens: TokenCache
     engine: Engine | None = None  # disposed on shutdown when the app made it
+    secrets: tuple[str, ...] = ()  # configured passwords and keys: redacted from every logged error
 
     def on_event(self, kind: str, details: dict[str, Any]) -> None:
         """Model cache events → metrics, and an audit event when a version failed to load."""
@@ -86,7 +88,7 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
                           log_wait=settings.prediction_log_wait_seconds)
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
-                 TokenCache(factory, settings.api_token_cache_seconds), engine)
+                 TokenCache(factory, settings.api_token_cache_seconds), engine, errors.known_secrets(settings))
     return rt
 
 
@@ -115,11 +117,17 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
 
     app = FastAPI(title="LeanOps API", version="1",
                   description="Predictions from the champion of each model, prediction feedback, and "
-                              "webhooks for automation. Every route but /health needs "
-                              "`Authorization: Bearer <token>`.",
+                              "webhooks for automation. Every route but /health and /health/ready needs "
+                              "`Authorization: Bearer <token>` (401 before the body is read); a body over the "
+                              "route's limit is refused with 413 (1 MB of JSON for control routes). "
+                              "A 5xx answer names what failed and carries a `correlation_id` for the server's log.",
                   lifespan=lifespan)
     app.state.runtime = rt
     errors.install(app)
+    # Inner to outer: the trust boundary sees every request before any route reads its body, and the
+    # metrics (outermost) count its refusals too.
+    app.add_middleware(TrustBoundary, runtime=rt,
+                       public=(app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url))
     app.add_middleware(RequestMetrics, metrics=rt.metrics)
 
     @app.get("/health", tags=["ops"])

@@ -7,20 +7,33 @@ import uuid
 from typing import Annotated, Any
 
 import pydantic_core
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from api.auth import CurrentActor, require
-from api.errors import responses, status_of
+from api.boundary import BodyTooLarge
+from api.errors import responses, status_of, what_failed
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
 from core.serving import predictions
+from core.training.spec import MODEL_NAME_RE
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
+MODEL_NAME_RULE = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
-ModelName = Annotated[str, Path(min_length=1, max_length=255, description="registered model name")]
+
+def model_name(name: Annotated[str, Path(min_length=1, max_length=255,
+                                         description=f"registered model name: {MODEL_NAME_RULE}")]) -> str:
+    """The ``{name}`` of a model route, checked with core's rule for model names before any store is asked:
+    a name no model can have is a 404."""
+    if not MODEL_NAME_RE.match(name):
+        raise NotFound(f"no model can be named {name[:80]!r}: model names are {MODEL_NAME_RULE}")
+    return name
+
+
+ModelName = Annotated[str, Depends(model_name)]
 REQUEST_ID = r"^[A-Za-z0-9_-]{1,64}$"
 ERRORS = responses(404, 413, 422, 503)
 
@@ -43,25 +56,6 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json"
         "example": [{"tenure_months": 12, "contract": "month-to-month"}]}}}}}}}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(size, limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class _TooLarge(LeanOpsError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the body is over {limit / 2**20:.0f} MB ({size} bytes); split the records "
-                         "into several requests")
-
-
 @router.post("/{name}/predict", response_model=PredictAnswer, openapi_extra=PREDICT_BODY, responses=ERRORS)
 async def predict(request: Request, name: ModelName, actor: CurrentActor,
                   alias: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -78,7 +72,7 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     await require(request, actor, "predict")
     request_id = uuid.uuid4().hex
     try:
-        raw = await _read_body(request, rt.settings.max_upload_mb * 2**20)
+        raw = await request.body()  # its size was checked as it streamed in (api.boundary)
         try:
             body = pydantic_core.from_json(raw)
         except ValueError as exc:
@@ -86,11 +80,14 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
         decoded = time.perf_counter() - started
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
                                             request_id=request_id)
-    except _TooLarge as exc:
-        rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=413, message=str(exc))
-        return JSONResponse({"detail": str(exc), "field": "records"}, status_code=413)
     except LeanOpsError as exc:
         rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=status_of(exc), message=str(exc))
+        raise
+    except (BodyTooLarge, ClientDisconnect):
+        raise  # the boundary answers (and counts) a body over the limit; a client that left gets nothing
+    except Exception as exc:  # an unexpected failure still counts in the error rate; the boundary answers it
+        rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=what_failed(exc)[0],
+                             message=f"{type(exc).__name__} (see the server log)")
         raise
     stage = rt.metrics.stage
     stage.labels(name, "parse").observe(decoded + answer.timings["validate"])

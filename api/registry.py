@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentActor, require
 from api.errors import responses
+from api.predict import ModelName
 from core.promotion import gates, moves
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
-ModelName = Annotated[str, Path(min_length=1, max_length=255)]
 
 
 class PromoteIn(BaseModel):

@@ -15,6 +15,7 @@ from api.auth import CurrentActor, require
 from api.errors import ErrorBody, responses
 from core.actors import system_actor
 from core.data import datasets
+from core.data.tables import TableLimits
 from core.platform import job_queue
 from core.platform.database import transaction
 from core.training.spec import parse_spec
@@ -61,7 +62,8 @@ async def upload_dataset_version(
             reg = datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
                                     store_root=settings.data_store, source=f"api:{filename}",
                                     description=description.replace("\x00", ""),
-                                    max_bytes=settings.max_upload_mb * 2**20)
+                                    max_bytes=settings.max_upload_mb * 2**20,
+                                    limits=TableLimits.of(settings))
             # The upload retrain trigger (policy retrain.on_upload / on_data_growth) is a job queued with
             # the version, in this transaction; the worker decides by policy and queues the retrain.
             follow_up = [job_queue.enqueue(session, actor=system_actor("dataset-upload"), kind="retrain.consider",

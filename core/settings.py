@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     alert_retries: int = Field(3, ge=1, le=10)  # attempts per channel
     alert_backoff_seconds: float = Field(0.5, ge=0, le=60)  # wait before the 2nd attempt; doubles after
 
+    # the API's trust boundary (issue 14): the largest predict body; None: 2 KB a record of
+    # serving_batch_limit, at least 8 MB, never over max_upload_mb (see api/boundary.py)
+    predict_max_mb: int | None = Field(None, ge=1, le=4096)
+
+    # table limits (issue 14): a dataset upload or drift batch over these is refused before its data is read
+    max_table_rows: int = Field(10_000_000, ge=1)
+    max_table_columns: int = Field(2_000, ge=1)
+    max_table_mb: int = Field(4096, ge=1)  # the table's data once read (uncompressed), not the file's size
+
     @field_validator("db_url", "mlflow_uri")
     @classmethod
     def _check_url(cls, value: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
-from core.errors import LeanOpsError
+from core.errors import LeanOpsError, redact
 from core.platform import job_queue as core_jobs
 from core.platform.database import transaction
 from core.platform.job_queue import JobCancelled, acting_as
@@ -105,8 +105,8 @@ def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) ->
         status, error = "failed", str(exc)
         ctx.log(traceback.format_exc())
     except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never swallowed
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-        ctx.log(traceback.format_exc())
+        status, error = "failed", redact(f"{type(exc).__name__}: {exc}")  # e.g. a driver error naming a URL
+        ctx.log(redact(traceback.format_exc()))
         log.exception("job %s (%s) failed", job_id, kind)
     finally:
         beat.stopped.set()

@@ -5,6 +5,7 @@ import json
 import streamlit as st
 
 from core.data import datasets, quality, schemas, sources
+from core.data.tables import TableLimits
 from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
@@ -40,7 +41,7 @@ if who.at_least("scientist"):
                 elif reg := act(lambda s: datasets.register(
                         s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.data_store,
                         source=f"upload:{upload.name}", description=description,
-                        max_bytes=settings.max_upload_mb * 2**20)):
+                        max_bytes=settings.max_upload_mb * 2**20, limits=TableLimits.of(settings))):
                     show(reg)
         with sql_tab:
             names = [s.name for s in q.source_list()]

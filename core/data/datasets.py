@@ -26,7 +26,7 @@ from core.actors import Actor
 from core.auth import require
 from core.data.profile import VersionDiff, compare_profiles, compute_profile
 from core.data.quality import Certificate, certify, infer_schema
-from core.data.tables import Input, read_parquet, read_table, write_parquet
+from core.data.tables import Input, TableLimits, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
 from core.platform.storage import LocalStore, Store, as_store
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
@@ -127,15 +127,17 @@ def key_for(sha256: str) -> str:
 
 def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | Store, source: str,
              filename: str = "", description: str = "", source_query: str | None = None,
-             max_bytes: int | None = None) -> Registration:
+             max_bytes: int | None = None, limits: TableLimits | None = None) -> Registration:
     """Register ``data`` (a path, bytes, a binary file or a DataFrame) as the next version of ``name``.
 
     Identical content (same sha256) creates nothing and returns the existing version. Bad input
-    raises ``InvalidInput`` before anything is written. The caller commits.
+    raises ``InvalidInput`` before anything is written. The caller commits. A file is refused over
+    ``max_bytes`` (pass ``LEANOPS_MAX_UPLOAD_MB``) and, before its data is read, over ``limits``
+    (pass ``TableLimits.of(settings)``; default: the settings' defaults).
     """
     require(session, actor, "datasets.write", f"dataset:{name}")
     check_name(name)
-    table = read_table(data, filename=filename, max_bytes=max_bytes)
+    table = read_table(data, filename=filename, max_bytes=max_bytes, limits=limits)
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is not None and (same := _by_sha(session, dataset.id, table.sha256)) is not None:
         return _existing(session, dataset, same)

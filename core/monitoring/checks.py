@@ -245,7 +245,7 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
         return CurrentData(frame, f"dataset {view.ref}", None)
     if current is None:
         raise InvalidInput("an upload drift check needs the batch (a CSV or Parquet file)")
-    from core.data.tables import read_table
+    from core.data.tables import TableLimits, read_table
 
     if isinstance(current, pd.DataFrame):
         name = filename or "uploaded batch"
@@ -253,7 +253,8 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
     else:
         path = Path(current) if isinstance(current, str) else current
         name = filename or (path.name if isinstance(path, Path) else "uploaded batch")
-        frame = read_table(path, filename=name, max_bytes=settings.max_upload_mb * 2**20).frame
+        frame = read_table(path, filename=name, max_bytes=settings.max_upload_mb * 2**20,
+                           limits=TableLimits.of(settings)).frame
     return CurrentData(frame, f"file {name}"[:255], None)
 
 
@@ -297,10 +298,17 @@ def _predict(settings: Settings, *, model: str, version: int, frame: pd.DataFram
 
 # -- reading ---------------------------------------------------------------------------------------
 
-def stage_upload(home: Path, filename: str, data: bytes) -> Path:
-    """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it."""
+def stage_upload(home: Path, filename: str, data: bytes, *, max_bytes: int | None = None) -> Path:
+    """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it.
+
+    A batch over ``max_bytes`` (pass ``LEANOPS_MAX_UPLOAD_MB``) is refused before it is written; its
+    table is checked against the table limits when the check reads it.
+    """
     from uuid import uuid4
 
+    if max_bytes is not None and len(data) > max_bytes:
+        raise InvalidInput(f"{Path(filename).name or 'the batch'} is {len(data) / 2**20:.1f} MB; the limit is "
+                           f"{max_bytes / 2**20:.0f} MB (LEANOPS_MAX_UPLOAD_MB)")
     folder = Path(home) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"drift-{uuid4().hex}{Path(filename).suffix.lower()}"
