@@ -57,7 +57,8 @@ if who.at_least("scientist"):
         if st.button("Run drift check", type="primary", disabled=params is None or row.champion is None,
                      help=None if row.champion else f"{model} has no champion to compare with"):
             if source == "Upload a batch":
-                params["file"] = str(checks.stage_upload(settings.home, upload.name, upload.getvalue()))
+                params["file"] = str(checks.stage_upload(settings.home, upload.name, upload.getvalue(),
+                                                         max_bytes=settings.max_upload_mb * 2**20))
             job = act(lambda s: job_queue.enqueue(s, actor=who, kind="drift.check", params=params))
             if job is not None:
                 st.session_state["drift-waiting"] = True
@@ -102,11 +103,11 @@ else:
     if report is None or not report.exists():
         st.caption("This check has no Evidently report (it was run without one, or the file was removed).")
     else:
-        html = report.read_text(encoding="utf-8")
+        html = drift_view.stored_report(report)
         st.download_button("Download Evidently report (HTML)", html, file_name=f"drift-{model}-{check.id}.html",
                            mime="text/html")
         with st.expander("Show the Evidently report", expanded=False):
-            st.iframe(html, height=900)
+            drift_view.show_report(html, height=900)  # sandboxed: its scripts get an opaque origin
 
 # -- live performance -----------------------------------------------------------------------------
 

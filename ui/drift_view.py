@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -34,6 +36,42 @@ def column_table(check: CheckView) -> pd.DataFrame:
 
 def _drifted_first(values: pd.Series) -> pd.Series:
     return values.map(lambda v: 0 if v == "⚠️ yes" else 1) if values.name == "drifted" else values
+
+
+# The report's frame may run scripts (Evidently draws its charts with them) but nothing else: without
+# allow-same-origin its document has an opaque origin, so it cannot reach the dashboard's DOM, storage
+# or cookies, and no popups, forms, downloads or top-level navigation.
+REPORT_SANDBOX = "allow-scripts"
+
+
+def report_frame(report_html: str) -> str:
+    """A wrapper page that shows ``report_html`` in a sandboxed, opaque-origin ``<iframe srcdoc>``.
+
+    ``st.iframe(html)`` puts an HTML string in a srcdoc frame on the dashboard's own origin (its
+    sandbox includes allow-same-origin), fine for this wrapper, which is ours; the report, whose
+    content comes partly from prediction traffic, is only ever the inner frame's ``srcdoc``
+    (attribute-escaped). A nested frame's sandbox flags are limited to its parent's, never widened.
+    """
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><style>html,body{margin:0;height:100%;'
+            "overflow:hidden}iframe{display:block;border:0;width:100%;height:100%}</style></head><body>"
+            f'<iframe sandbox="{REPORT_SANDBOX}" referrerpolicy="no-referrer" title="Evidently drift report" '
+            f'srcdoc="{html.escape(report_html, quote=True)}"></iframe></body></html>')
+
+
+def stored_report(path: Path) -> str:
+    """A stored report's HTML, its embedded JSON escaped again (reports written before that was done)."""
+    from core.monitoring import report
+
+    text = path.read_text(encoding="utf-8")
+    try:
+        return report.escape_embedded_json(text)  # a no-op on reports written since
+    except report.UnrecognisedReport:
+        return text  # a withheld-report notice (ours), or not Evidently's layout: shown sandboxed all the same
+
+
+def show_report(report_html: str, *, height: int = 900) -> None:
+    """Show a stored Evidently report in its own opaque-origin frame (``report_frame``)."""
+    st.iframe(report_frame(report_html), height=height, alt="Evidently drift report")
 
 
 def share_chart(history: list[CheckView]) -> None:

@@ -5,18 +5,34 @@ statistics: numeric columns by inverse-CDF sampling of the 1,000-point quantile 
 training share of missing values), categorical columns from the category counts. The report says
 so in its header. The check's own figures (core/monitoring/drift.py, on every current row) are the ones
 LeanOps acts on; Evidently's, on the sample and with its own defaults, may differ slightly.
+
+The report is third-party HTML built from data anyone with a predict token can send, so it is made
+inert as text: a category the reference never saw is shown as ``UNSEEN`` (or counted in the
+reference's ``__other__`` bucket, as the check does), and ``<``, ``>``, ``&`` inside the JSON that
+Evidently embeds in a ``<script>`` are written as ``\\u003c``, ``\\u003e``, ``\\u0026`` so no value or column
+name can close the script or open a comment. The dashboard still shows it only in a sandboxed,
+opaque-origin frame (ui.drift_view.show_report).
 """
 
 from __future__ import annotations
 
 import html
+import json
+import logging
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from core.training.reference import OTHER
+
+log = logging.getLogger(__name__)
+
+UNSEEN = "(unseen category)"  # what the report shows instead of a category the reference never saw
 
 
 def reports_dir(home: Path) -> Path:
@@ -45,12 +61,49 @@ def reference_frame(reference: dict[str, Any], *, rows: int, seed: int = 0) -> p
     return pd.DataFrame(out)
 
 
-def current_sample(frame: pd.DataFrame, columns: list[str], *, rows: int, seed: int = 0) -> pd.DataFrame:
-    """Up to ``rows`` random rows of the model's columns; categorical values as text, like the reference."""
+def current_sample(frame: pd.DataFrame, columns: list[str], *, rows: int, seed: int = 0,
+                   reference: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Up to ``rows`` random rows of the model's columns; categorical values as text, like the reference.
+
+    With ``reference``, its numeric columns become floats and each categorical value it never saw
+    becomes a placeholder (``mask_unseen``): only the reference's own categories reach the report.
+    """
     picked = frame[columns]
     if len(picked) > rows:
         picked = picked.sample(n=rows, random_state=seed)
-    return picked.reset_index(drop=True)
+    picked = picked.reset_index(drop=True)
+    if reference is None:
+        return picked
+    picked = picked.copy()
+    for c in columns:
+        if reference["columns"][c].get("type") == "numeric":
+            picked[c] = pd.to_numeric(picked[c], errors="coerce").astype(float)
+        else:
+            picked[c] = picked[c].map(lambda v: None if _missing(v) else str(v)).astype(object)
+    return mask_unseen(picked, reference)
+
+
+def _missing(value: Any) -> bool:
+    missing = pd.isna(value)
+    return bool(missing) if np.ndim(missing) == 0 else False
+
+
+def mask_unseen(frame: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
+    """``frame`` with each categorical value the reference does not know replaced by a placeholder.
+
+    The placeholder is the reference's ``__other__`` bucket when it folded rare categories (the
+    drift check counts unseen values there too), else ``UNSEEN``. Missing values stay missing.
+    Only the report's copy changes: the check's statistics (core.monitoring.drift) use the real values.
+    """
+    out = frame.copy()
+    for name, summary in reference["columns"].items():
+        if name not in out.columns or summary.get("type") == "numeric":
+            continue
+        known = {str(k) for k in (summary.get("frequencies") or {})}
+        placeholder = OTHER if OTHER in known else UNSEEN
+        out[name] = out[name].map(lambda v, known=known, placeholder=placeholder:
+                                  None if _missing(v) else str(v) if str(v) in known else placeholder).astype(object)
+    return out
 
 
 def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows: int, share: float,
@@ -62,24 +115,90 @@ def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows:
     columns = list(reference["columns"])
     numeric = [c for c in columns if reference["columns"][c].get("type") == "numeric"]
     categorical = [c for c in columns if c not in numeric]
-    cur = current_sample(current, columns, rows=sample_rows)
-    for c in numeric:
-        cur[c] = pd.to_numeric(cur[c], errors="coerce").astype(float)
-    for c in categorical:
-        cur[c] = cur[c].map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    cur = current_sample(current, columns, rows=sample_rows, reference=reference)
     ref = reference_frame(reference, rows=sample_rows)
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
     snapshot = Report([DataDriftPreset(drift_share=share)], include_tests=True).run(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition))
-    page = snapshot.get_html_str(as_iframe=False)
+    try:
+        page = escape_embedded_json(snapshot.get_html_str(as_iframe=False))
+    except UnrecognisedReport as exc:  # fail closed: no third-party HTML we could not make inert
+        log.warning("Evidently report withheld: %s", exc)
+        return withheld_page(title, str(exc))
     note = (f'<div style="font-family:sans-serif;padding:8px 12px;background:#fff8e1;border-bottom:1px solid #e0c060">'
             f"<b>{html.escape(title)}</b><br>Evidently DataDriftPreset on {len(cur):,} current rows (a random sample "
             f"when there are more) against {len(ref):,} reference rows <i>drawn from the reference statistics "
             "stored at training time</i> (quantile samples and category counts; LeanOps keeps no training rows). "
+            f"Categories the reference never saw are shown as <i>{html.escape(UNSEEN)}</i> (or in "
+            f"<i>{OTHER}</i> when training folded rare ones); the check's own table names them. "
             "The LeanOps check itself uses every current row; its verdicts are the ones stored and acted on.</div>")
     at = page.find("<body>")
     return page[: at + 6] + note + page[at + 6:] if at >= 0 else note + page
+
+
+class UnrecognisedReport(ValueError):
+    """Evidently's HTML is not laid out as expected, so its embedded data could not be made inert."""
+
+
+# Evidently 0.7's file template (evidently/legacy/utils/dashboard.py, file_html_template): one
+# <script> in <head> holding `var metric_<uuid hex> = {json}; var additional_graphs_<same> = {json};`.
+_DATA_START = re.compile(r"<script>\s*var (metric_[0-9a-f]{32}) = ")
+_DECODER = json.JSONDecoder()
+_JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_JSON_UNSAFE = re.compile("[<>&\u2028\u2029]")
+
+
+def escape_json_text(text: str) -> str:
+    """JSON text with ``<``, ``>``, ``&`` (and U+2028/9) as ``\\uXXXX`` escapes: the same value, inert in HTML.
+
+    Outside strings JSON has none of these characters, so replacing them everywhere only rewrites
+    string contents, which JSON and JavaScript read back unchanged.
+    """
+    return _JSON_UNSAFE.sub(lambda m: _JSON_ESCAPES[m.group()], text)
+
+
+def _json_end(page: str, start: int) -> int:
+    try:
+        return _DECODER.raw_decode(page, start)[1]  # the parser, not a search for "</script>", finds the end
+    except json.JSONDecodeError as exc:
+        raise UnrecognisedReport(f"the embedded data at offset {start} is not JSON ({exc.msg})") from None
+
+
+def escape_embedded_json(page: str) -> str:
+    """Evidently's page with the JSON of its data ``<script>`` escaped (``escape_json_text``).
+
+    The data block is found by Evidently's template and each JSON value is delimited by parsing it,
+    so a ``</script>`` or ``<!--`` inside a value cannot end the block early.
+
+    Raises:
+        UnrecognisedReport: the page does not have the expected data block.
+    """
+    found = _DATA_START.search(page)
+    if found is None or page.find("<body", 0, found.start()) >= 0:
+        raise UnrecognisedReport("no Evidently data <script> in the page's <head>")
+    dashboard_id, pos = found.group(1), found.end()
+    parts = [page[:pos]]
+    end = _json_end(page, pos)
+    parts.append(escape_json_text(page[pos:end]))
+    second = re.compile(rf";\s*var additional_graphs_{dashboard_id} = ").match(page, end)
+    if second is None:
+        raise UnrecognisedReport("the Evidently data <script> has no additional_graphs value after its dashboard")
+    parts.append(page[end:second.end()])
+    end2 = _json_end(page, second.end())
+    parts.append(escape_json_text(page[second.end():end2]))
+    close = re.compile(r";\s*</script>").match(page, end2)
+    if close is None:
+        raise UnrecognisedReport("the Evidently data <script> does not end after its two values")
+    parts.append(page[end2:])
+    return "".join(parts)
+
+
+def withheld_page(title: str, reason: str) -> str:
+    """What is stored instead of a report whose data could not be made inert."""
+    return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body style=\"font-family:sans-serif\">"
+            f"<p><b>{html.escape(title)}</b></p><p>The Evidently report was withheld: {html.escape(reason)}. "
+            "The drift check itself is stored and complete.</p></body></html>")
 
 
 def write(home: Path, html_text: str) -> Path:
