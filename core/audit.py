@@ -91,14 +91,19 @@ class Verification:
 
 def verify(session: Session, *, progress: Callable[[int, int], None] | None = None,
            batch: int = 20_000) -> Verification:
-    """Walk the whole chain in order; name the first event that was edited, removed or moved."""
-    head_seq, head_hash = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
-    total = session.scalar(select(func.count()).select_from(AuditEvent)) or 0
+    """Walk the whole chain in order; name the first event that was edited, removed or moved.
+
+    Events appended while the walk runs are not an error: the walk covers the chain up to the head
+    it read first; anything past the head read again at the end was appended behind LeanOps' back.
+    """
+    head_seq, head_hash = _head(session)
+    total = head_seq
     cols = (AuditEvent.seq, _stored_ts_text(session), AuditEvent.actor, AuditEvent.action, AuditEvent.subject,
             AuditEvent.details_json, AuditEvent.prev_hash, AuditEvent.hash)
     prev, expected, checked = GENESIS, 1, 0
     # Core rows of plain strings straight off the connection: no ORM, no type processing, no JSON.
-    rows = session.connection().execute(select(*cols).order_by(AuditEvent.seq).execution_options(yield_per=batch))
+    rows = session.connection().execute(select(*cols).where(AuditEvent.seq <= head_seq).order_by(AuditEvent.seq)
+                                        .execution_options(yield_per=batch))
     for seq, ts, actor, action, subject, details, prev_hash, digest in rows:
         if seq != expected:
             return Verification(False, checked, expected, f"event {expected} is missing (next stored is {seq})")
@@ -112,9 +117,20 @@ def verify(session: Session, *, progress: Callable[[int, int], None] | None = No
     if checked != head_seq or prev != head_hash:
         return Verification(False, checked, checked + 1,
                             f"the chain ends at event {checked} but the head says {head_seq}: events were removed")
+    # One statement, so one snapshot: an append commits its event and the head together.
+    stray = session.execute(select(AuditEvent.seq, AuditHead.seq).join(AuditHead, AuditHead.id == 1)
+                            .where(AuditEvent.seq > AuditHead.seq).order_by(AuditEvent.seq).limit(1)).first()
+    if stray is not None:
+        return Verification(False, checked, stray[0], f"event {stray[0]} is past the chain's head (event {stray[1]}): "
+                                                      "it was added outside LeanOps")
     if progress is not None:
         progress(checked, total)
     return Verification(True, checked, None, f"all {checked} events link and match")
+
+
+def _head(session: Session) -> tuple[int, str]:
+    seq, digest = session.execute(select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == 1)).one()
+    return int(seq), str(digest)
 
 
 def verify_and_record(session: Session, *, actor: Actor,

@@ -134,3 +134,26 @@ def test_concurrent_appends_make_one_chain(factory: sessionmaker[Session]) -> No
     assert sorted(seq for seq, _, _ in events) == list(range(1, total + 1))
     assert len({prev for _, prev, _ in events}) == total, "two events share a predecessor: the chain forked"
     assert {actor for _, _, actor in events} == {f"worker-{w}" for w in range(threads)}
+
+
+def test_verify_during_appends_is_never_a_false_alarm(factory: sessionmaker[Session]) -> None:
+    """A walk that overlaps appends covers the chain up to the head it read (CI saw "events were removed")."""
+    append(factory, 20)
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (append(factory, 150, actor="writer"), done.set()))
+    writer.start()
+    verdicts = []
+    while not done.is_set():
+        verdicts.append(verify(factory))
+    writer.join()
+    assert verdicts and all(v.ok for v in verdicts), [v.reason for v in verdicts if not v.ok][:3]
+    assert verify(factory).checked == 170
+
+
+def test_an_event_added_behind_the_head_is_caught(engine: Engine, factory: sessionmaker[Session]) -> None:
+    append(factory, 3)
+    with engine.begin() as conn:  # a fourth row written straight into the table, the head left alone
+        row = conn.execute(select(AuditEvent.__table__).where(AuditEvent.seq == 3)).mappings().one()
+        conn.execute(AuditEvent.__table__.insert().values({**row, "seq": 4}))
+    result = verify(factory)
+    assert (result.ok, result.first_bad) == (False, 4) and "outside LeanOps" in result.reason
