@@ -228,7 +228,9 @@ class S3Store:
                 import boto3
                 from botocore.config import Config
 
-                config = Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"})
+                # "standard" retries transient errors (timeouts, 5xx, throttling) with backoff: a store
+                # that is busy for a moment is not an outage; one that refuses connections fails fast.
+                config = Config(connect_timeout=5, read_timeout=30, retries={"max_attempts": 5, "mode": "standard"})
                 self._client = boto3.session.Session().client("s3", config=config, **self._options)
             return self._client
 
