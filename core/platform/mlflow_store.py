@@ -150,7 +150,15 @@ def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, di
     entity = Dataset(name=sample.name, digest=sample.digest, source_type=sample.source_type, source=sample.source,
                      schema=sample.schema, profile=profile)
     context = InputTag("mlflow.data.context", "training")
-    client(store.uri).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+    for attempt in range(3):
+        try:
+            client(store.uri).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+            return
+        except Exception as exc:  # two runs of one experiment logging the same dataset at once
+            # MLflow checks for the (experiment, name, digest) row, then inserts it: the loser of that
+            # race gets a unique violation; a second try finds the row and only links it to this run.
+            if attempt == 2 or "unique" not in str(exc).lower():
+                raise
 
 
 def log_results(store: Store, run_id: str, *, metrics: dict[str, float], files: dict[str, bytes | str]) -> None:
