@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -63,6 +64,8 @@ class User(Base):
     last_login_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
+    # Set for a generated password (shown once): the next login must choose a new one.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class ApiToken(Base):
@@ -408,6 +411,8 @@ class PredictionLog(Base):
     inputs: Mapped[dict[str, Any]]
     output: Mapped[Any] = mapped_column(JSON)
     latency_ms: Mapped[float] = mapped_column(Float)
+    # The actor (``user:NAME`` / ``token:NAME``) whose request this was; feedback is bound to it.
+    requested_by: Mapped[str | None] = mapped_column(String(128))
 
 
 class Feedback(Base):
