@@ -52,7 +52,10 @@ class Runtime:
     secrets: tuple[str, ...] = ()  # configured passwords and keys: redacted from every logged error
 
     def on_event(self, kind: str, details: dict[str, Any]) -> None:
-        """Model cache events → metrics, and an audit event when a version failed to load."""
+        """Model cache events → metrics, and an audit event when a version failed to load.
+
+        ``serving.alias_refused`` and ``serving.unverified_artifact`` are audited by the cache itself.
+        """
         model, alias = details["model"], details["alias"]
         if kind == "serving.model_loaded":
             self.metrics.version.labels(model, alias).set(details["version"])
@@ -83,8 +86,10 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
                       split=settings.serving_split_threads)
     batcher.on_batch = metrics.batch.observe
     rt: Runtime
+    # With the DB, a version is served only if LeanOps recorded the alias's move to it (and its files match
+    # the sha256 its training run recorded); the cache audits and alerts what it refuses itself.
     cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,
-                       on_event=lambda kind, details: rt.on_event(kind, details))
+                       on_event=lambda kind, details: rt.on_event(kind, details), factory=factory, settings=settings)
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
                           log_wait=settings.prediction_log_wait_seconds)
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,

@@ -132,9 +132,12 @@ def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]
 
     from core import auth
     from core.actors import cli_actor
-    from core.platform import aliases
+    from core.platform import mlflow_store
     from core.platform.database import migrate, transaction
+    from core.settings import get_settings
     from db.session import make_engine, make_session_factory
+    from tests.support import mlflow_models
+    from tests.support.api import LeanOpsStore
     from tests.support.mlflow_models import churn_data, pipeline
 
     uri, artifacts = f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
@@ -148,11 +151,16 @@ def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.sklearn.log_model(fitted, name="model", input_example=X.head(3),
                                         pip_requirements=["scikit-learn", "skops"], skops_trusted_types=trusted)
-    version = int(mlflow.register_model(info.model_uri, MODEL).version)
-    aliases.move(uri, model=MODEL, alias="champion", version=version)
+    # Registered as LeanOps' training registers (its files' sha256 recorded), and made champion through
+    # LeanOps (a forced promotion, recorded in its alias history): the API serves nothing else.
+    sha256 = mlflow_models.files_sha256(uri, info.model_uri)
+    version = int(mlflow.register_model(info.model_uri, MODEL, tags={mlflow_store.MODEL_SHA256_TAG: sha256}).version)
     migrate(db_url)
     engine = make_engine(db_url)
-    with transaction(make_session_factory(engine)) as session:
+    factory = make_session_factory(engine)
+    settings = get_settings(home=home, db_url=db_url, mlflow_uri=uri, artifacts=artifacts, scheduler="off")
+    LeanOpsStore(uri, artifacts, {}, factory=factory, settings=settings).move(MODEL, version)
+    with transaction(factory) as session:
         token, _ = auth.create_token(session, actor=cli_actor(), role="viewer", name="bench")
     engine.dispose()
     env = {"LEANOPS_HOME": str(home), "LEANOPS_DB_URL": db_url, "LEANOPS_MLFLOW_URI": uri,

@@ -44,7 +44,8 @@ from db.models import Alert, AlertChannel, utcnow
 
 log = logging.getLogger("leanops.alerts")
 
-CONDITIONS = ("drift", "performance", "job_failure", "promotion", "rollback", "certificate", "retrain", "test")
+CONDITIONS = ("drift", "performance", "job_failure", "promotion", "rollback", "certificate", "retrain", "integrity",
+              "test")
 SEVERITIES = ("info", "warning", "critical")
 ACTOR = system_actor("alerts")
 

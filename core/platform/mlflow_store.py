@@ -22,14 +22,20 @@ from typing import TYPE_CHECKING, Any
 from core.errors import NotFound, StoreUnavailable
 
 # Types beyond skops' defaults that our pipelines contain, vetted by hand: numpy dtypes and the tree
-# structures of sklearn's own forests and gradient boosting. Loading trusts only these.
-SKOPS_TRUSTED_TYPES = [
+# structures of sklearn's own forests and gradient boosting (what ``skops.io.get_untrusted_types``
+# finds in a fitted pipeline of every catalog kind, for both tasks). Serving loads with this list,
+# never with the one an artifact's MLmodel file carries.
+SKOPS_TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-]
+)
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 TAG_PREFIX = "leanops."
+# The sha256 of a version's model files (``hash_directory``), recorded when LeanOps trains it: as this
+# key of its training run's ``reference`` document in LeanOps' DB, and as a tag of the MLflow version.
+MODEL_SHA256 = "model_sha256"
+MODEL_SHA256_TAG = TAG_PREFIX + MODEL_SHA256
 _URI_LOCK = threading.Lock()
 
 if TYPE_CHECKING:
@@ -217,26 +223,82 @@ def _signature(example: pd.DataFrame, predictions: Any) -> ModelSignature:
     return signature
 
 
-def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> str:
-    """Log the fitted pipeline (skops, signature, input example) to the run; returns its ``models:/`` URI."""
+@dataclass(frozen=True)
+class LoggedModel:
+    """A model logged to a run: its ``models:/m-…`` URI and the sha256 of its files (``hash_directory``)."""
+
+    uri: str
+    sha256: str
+
+
+def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> LoggedModel:
+    """Log the fitted pipeline (skops, signature, input example) to the run, with its files' sha256.
+
+    What ``mlflow.sklearn.log_model`` does, in steps, so the files are hashed on this machine between
+    saving and uploading: the hash is of exactly what is uploaded, and nothing is read back from the
+    artifact store (twenty trainings downloading their models from one S3 at once overloaded it).
+    """
+    import tempfile
+
     _mlflow(store)
     from mlflow import sklearn as mlflow_sklearn
+    from mlflow.entities import LoggedModelOutput, Metric
+    from mlflow.models import Model
 
     example = model_input(example)
     signature = _signature(example, pipeline.predict(example))
     requirements = [f"{p}=={package_version(p)}" for p in MODEL_PACKAGES]
     # The logged model is created in the run's experiment, so its files land under that experiment's
     # artifact location in the workspace (left to itself, MLflow would pick the default experiment,
-    # whose location is relative to the current directory). run_id and model_id go through to
-    # mlflow.models.Model.log: no fluent, process-wide active run or experiment is involved.
+    # whose location is relative to the current directory). No fluent, process-wide active run or
+    # experiment is involved.
     mlflow_client = client(store.uri)
     run = mlflow_client.get_run(run_id)
     logged = mlflow_client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
                                                params=dict(run.data.params))
-    info = mlflow_sklearn.log_model(pipeline, name="model", signature=signature, input_example=example,
-                                     pip_requirements=requirements, serialization_format="skops",
-                                     skops_trusted_types=SKOPS_TRUSTED_TYPES, run_id=run_id, model_id=logged.model_id)
-    return info.model_uri
+    meta = Model(artifact_path=logged.artifact_location, model_uuid=logged.model_id, run_id=run_id,
+                 model_id=logged.model_id)
+    with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
+        folder = Path(tmp) / "model"
+        mlflow_sklearn.save_model(pipeline, str(folder), mlflow_model=meta, signature=signature, input_example=example,
+                                  pip_requirements=requirements, serialization_format="skops",
+                                  skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+        sha256, _ = hash_directory(folder)
+        # As ``Model.log`` links them: the model is an output of the run, and the run's metrics are the model's.
+        mlflow_client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        metrics = [Metric(m.key, m.value, m.timestamp, m.step, run_id=run_id, model_id=logged.model_id)
+                   for key in run.data.metrics for m in mlflow_client.get_metric_history(run_id, key)
+                   if m.step == 0 and m.model_id is None]
+        if metrics:
+            mlflow_client.log_batch(run_id, metrics=metrics)
+        mlflow_client.log_model_artifacts(logged.model_id, str(folder))
+    return LoggedModel(uri=f"models:/{logged.model_id}", sha256=sha256)
+
+
+def hash_directory(path: Path) -> tuple[str, int]:
+    """sha256 over every file under ``path`` and how many there are: for each file in path order,
+    ``relative path NUL sha256 LF`` (the same digest the compliance report shows for a model version)."""
+    import hashlib
+
+    outer = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        inner = hashlib.sha256()
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                inner.update(chunk)
+        outer.update(f"{file.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return outer.hexdigest(), len(files)
+
+
+def download_model_files(location: str, dst: Path) -> Path:
+    """Copy the model files at ``location`` (a version's download URI) into the folder ``dst``; their folder.
+
+    Always a copy, also from a local store: what is checked is then exactly what is loaded.
+    """
+    from mlflow.artifacts import download_artifacts
+
+    return Path(download_artifacts(artifact_uri=location, dst_path=str(dst)))
 
 
 def register(store: Store, *, model_uri: str, name: str, tags: dict[str, Any]) -> int:

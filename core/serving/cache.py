@@ -5,25 +5,50 @@ every few seconds (one cheap registry query each); when one moved, the new versi
 warmed *before* it is swapped in, so requests never wait for a load and requests already holding
 the old model finish on it. A version that fails to load leaves the old one serving and is
 reported through ``on_event`` (the API turns that into an audit event, a metric and a log line).
+
+Loading a model file can run code from it, so only what LeanOps vouches for is loaded (``trust``;
+``Refused`` otherwise, before any of the file is deserialised): the ``sklearn`` flavour saved as
+``skops``, read with LeanOps' own trusted types, from a temporary copy of the version's files that
+still hashes to the sha256 recorded when LeanOps trained it (its training run's record in LeanOps'
+DB when the cache has the DB, else the version's ``leanops.model_sha256`` tag). A version trained
+before LeanOps recorded hashes has none: it is served if it passes every other check, and reported
+once per version (``serving.unverified_artifact``), so upgrading LeanOps does not stop every model
+already in production.
+
+Given LeanOps' DB (``ModelCache(factory=…)``), a version is also served only if LeanOps recorded the
+move of the alias to it (the alias history that promotion, rollback and registration write). An alias
+moved directly in MLflow is refused: the old version keeps serving (a cache starting meanwhile serves
+the champion LeanOps recorded), and the refusal is audited (``serving.alias_refused``), reported through
+``on_event`` and alerted, once per version. Model files refused for a version LeanOps did move to are
+alerted too (someone changed the artifacts).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import InvalidInput, NotFound, StoreUnavailable
 from core.platform import aliases, mlflow_store
+from core.serving import trust
 from core.serving.signature import Columns, InputSchema
+from core.serving.trust import Refused
 from db.models import utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from core.settings import Settings
 
 log = logging.getLogger("leanops.serving")
 ALIAS_RULE = "letters, digits, '_' or '-', at most 64"
@@ -46,11 +71,12 @@ class LoadedModel:
     name: str
     alias: str
     version: int
-    model: Any  # the sklearn estimator, or an MLflow pyfunc model for other flavours
+    model: Any  # the sklearn estimator (pipeline), as skops loaded it
     schema: InputSchema | None
     flavor: str
     classes: list[Any] | None
     loaded_at: datetime = field(default_factory=utcnow)
+    unverified: str | None = None  # why its files' sha256 was not checked (None: they were)
 
     def predict(self, columns: Columns, *, probabilities: bool = False) -> Prediction:
         """Predict the rows of ``columns`` (arrays per column, already checked against the schema)."""
@@ -111,33 +137,47 @@ def resolve(uri: str, *, name: str, alias: str) -> int:
                    + ("; promote a version first" if alias == "champion" else ""))
 
 
-def load_version(uri: str, *, name: str, alias: str, version: int) -> LoadedModel:
-    """Load ``name`` v``version`` from the registry and warm it up.
+def load_version(uri: str, *, name: str, alias: str, version: int, expected_sha256: str | None = None,
+                 from_tag: bool = True) -> LoadedModel:
+    """Load ``name`` v``version`` from the registry and warm it up, if it is a model LeanOps vouches for.
+
+    The version's files are copied to a temporary folder and checked there before anything in them is
+    deserialised (``trust.vetted``): the ``sklearn`` flavour saved as ``skops``, files hashing to
+    ``expected_sha256`` (the sha256 recorded at training). Without it, ``from_tag`` reads the version's
+    ``leanops.model_sha256`` tag; the cache, which has LeanOps' own record, passes False (a tag anyone with
+    MLflow access can set is not a record). The model is then read from that copy with LeanOps' own trusted
+    types. A version with no recorded sha256 (trained before LeanOps recorded one) is loaded all the same,
+    its ``unverified`` saying so.
 
     Raises:
+        Refused: another format or flavour, files changed since training, or types LeanOps does not trust.
         StoreUnavailable: the version's files are missing or cannot be loaded.
     """
-    from mlflow.models import Model
+    from mlflow.exceptions import MlflowException
 
+    label = f"{name} v{version}"
     try:
-        location = mlflow_store.client(uri).get_model_version_download_uri(name, str(version))
-        meta = Model.load(location)
-        example = _input_example(meta, location)
-        if "sklearn" in meta.flavors:
-            import mlflow.sklearn
-
-            model, flavor = mlflow.sklearn.load_model(location), "sklearn"
-        else:
-            import mlflow.pyfunc
-
-            model, flavor = mlflow.pyfunc.load_model(location), "pyfunc"
-    except Exception as exc:  # noqa: BLE001 - any load failure means "cannot serve this version"
-        raise StoreUnavailable(f"{name} v{version} could not be loaded: {type(exc).__name__}: {exc}") from exc
+        mlflow_client = mlflow_store.client(uri)
+        tags = mlflow_client.get_model_version(name, str(version)).tags or {}
+        location = mlflow_client.get_model_version_download_uri(name, str(version))
+    except MlflowException as exc:
+        raise StoreUnavailable(f"{label} could not be loaded: {type(exc).__name__}: {exc}") from exc
+    recorded = expected_sha256 or (tags.get(mlflow_store.MODEL_SHA256_TAG) if from_tag else None) or None
+    with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
+        try:
+            local = mlflow_store.download_model_files(location, Path(tmp))
+        except Exception as exc:  # noqa: BLE001 - any failure to copy the files means "cannot serve this version"
+            raise StoreUnavailable(f"{label} could not be loaded: its files could not be read: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+        meta, model_file = trust.vetted(local, label=label, recorded=recorded)
+        model = trust.load_skops(model_file, label=label)
+        example = _input_example(meta, str(local))
     names = getattr(model, "feature_names_in_", None)
     schema = InputSchema.from_mlflow(meta.signature, names)
     classes = getattr(model, "classes_", None)
-    loaded = LoadedModel(name=name, alias=alias, version=version, model=model, schema=schema, flavor=flavor,
-                         classes=list(np.asarray(classes).tolist()) if classes is not None else None)
+    loaded = LoadedModel(name=name, alias=alias, version=version, model=model, schema=schema, flavor="sklearn",
+                         classes=list(np.asarray(classes).tolist()) if classes is not None else None,
+                         unverified=None if recorded else trust.UNVERIFIED)
     try:
         loaded.warm(example)
     except Exception as exc:  # noqa: BLE001
@@ -170,15 +210,28 @@ def alias_moved(model: str) -> None:
 
 
 class ModelCache:
-    """Loaded models by (name, alias), following the aliases as they move."""
+    """Loaded models by (name, alias), following the aliases as they move.
+
+    With ``factory`` (LeanOps' metadata DB) a version is served only if LeanOps recorded the alias's move
+    to it, and its files must hash to the sha256 its training run recorded (if it recorded one);
+    ``settings`` are the alerts' (read from the environment when not given). Without it (tools that load
+    one version), the files are checked against the version's ``leanops.model_sha256`` tag and the alias
+    is followed as MLflow has it.
+    """
 
     def __init__(self, *, mlflow_uri: str, reload_seconds: float, on_event: EventSink | None = None,
-                 loader: Loader = load_version) -> None:
+                 loader: Loader = load_version, factory: sessionmaker[Session] | None = None,
+                 settings: Settings | None = None) -> None:
         self.uri, self.reload_seconds, self.loader = mlflow_uri, reload_seconds, loader
         self.on_event = on_event if on_event is not None else (lambda kind, details: None)
+        self.ledger = trust.Ledger(factory, mlflow_uri=mlflow_uri, settings=settings) if factory is not None else None
         self._models: dict[tuple[str, str], LoadedModel] = {}
         # A version that failed to load: reported once, retried every RETRY_FAILED seconds quietly.
         self._failed: dict[tuple[str, str], tuple[int, float]] = {}
+        # The version an alias was moved to outside LeanOps: refused and reported once, until the alias moves.
+        self._refused: dict[tuple[str, str], int] = {}
+        # Versions served without a recorded sha256 (trained before LeanOps recorded one): reported once each.
+        self._unverified: set[tuple[str, int]] = set()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -201,7 +254,9 @@ class ModelCache:
             found = self._models.get((name, alias))
             if found is None:
                 version = resolve(self.uri, name=name, alias=alias)
-                found = self.loader(self.uri, name=name, alias=alias, version=version)
+                if not self._admitted((name, alias), version, serving=None):
+                    version = self._instead((name, alias), version)
+                found = self._load((name, alias), version)
                 self._swap((name, alias), found, previous=None)
             return found
 
@@ -225,6 +280,7 @@ class ModelCache:
                 log.warning("alias check of %s@%s failed: %s", key[0], key[1], exc)
                 continue
             if version == current.version:
+                self._refused.pop(key, None)
                 continue
             if version is None:  # the alias was removed: stop serving it
                 with self._lock:
@@ -234,23 +290,94 @@ class ModelCache:
                                                         "version": current.version})
                 changes.append((key[0], key[1], current.version, None))
                 continue
+            try:
+                if not self._admitted(key, version, serving=current.version):
+                    continue  # moved outside LeanOps: the old version keeps serving
+            except StoreUnavailable as exc:
+                log.warning("could not check the move of %s@%s to v%s against LeanOps' record; still serving v%s: "
+                            "%s", key[0], key[1], version, current.version, exc)
+                continue
             failed = self._failed.get(key)
             if failed is not None and failed[0] == version and time.monotonic() - failed[1] < RETRY_FAILED:
                 continue
             try:
-                new = self.loader(self.uri, name=key[0], alias=key[1], version=version)
+                new = self._load(key, version)
             except Exception as exc:  # noqa: BLE001 - keep serving the old version, and say so
                 self._failed[key] = (version, time.monotonic())
                 if failed is not None and failed[0] == version:
                     continue  # already reported
                 log.error("could not load %s v%s for @%s; still serving v%s: %s", key[0], version, key[1],
                           current.version, exc)
-                self.on_event("serving.reload_failed", {"model": key[0], "alias": key[1], "version": version,
-                                                        "serving": current.version, "error": str(exc)[:2000]})
+                details = {"model": key[0], "alias": key[1], "version": version, "serving": current.version,
+                           "error": str(exc)[:2000]}
+                self.on_event("serving.reload_failed", details)
+                if isinstance(exc, Refused) and self.ledger is not None:
+                    self.ledger.refused_files(details)
                 continue
             self._swap(key, new, previous=current)
             changes.append((key[0], key[1], current.version, version))
         return changes
+
+    def _admitted(self, key: tuple[str, str], version: int, *, serving: int | None) -> bool:
+        """Whether LeanOps recorded the move of ``key``'s alias to ``version`` (always true without the DB).
+
+        A move it did not record is refused, and reported once per version (audit, alert, ``on_event``).
+        """
+        if self.ledger is None:
+            return True
+        name, alias = key
+        if self.ledger.recorded(name, alias) == version:
+            return True
+        if self._refused.get(key) == version:
+            return False
+        details = self.ledger.check_move(name, alias, version, serving)
+        if details is None:  # recorded meanwhile (a promotion that was in flight), or the alias moved on
+            return self.ledger.recorded(name, alias) == version
+        self._refused[key] = version
+        log.error("%s@%s was moved to v%s outside LeanOps (LeanOps recorded v%s); refused%s", name, alias, version,
+                  details["recorded"], f", still serving v{serving}" if serving is not None else "")
+        self.on_event("serving.alias_refused", details)
+        return False
+
+    def _instead(self, key: tuple[str, str], version: int) -> int:
+        """What a starting cache serves when MLflow's alias points where LeanOps never moved it: the
+        champion LeanOps recorded (its history has every champion move); other aliases are refused."""
+        name, alias = key
+        assert self.ledger is not None  # only without a recorded move, which needs the ledger
+        recorded = self.ledger.recorded(name, alias)
+        if alias == aliases.CHAMPION and recorded is not None:
+            log.warning("serving %s@%s v%s as LeanOps recorded it, not v%s as MLflow has it", name, alias, recorded,
+                        version)
+            return recorded
+        raise Refused(f"{name}@{alias} could not be loaded: MLflow's alias points at v{version}, a move LeanOps "
+                      "did not record; LeanOps serves only versions it moved the alias to (promote through LeanOps)")
+
+    def _load(self, key: tuple[str, str], version: int) -> LoadedModel:
+        if self.ledger is None:
+            loaded = self.loader(self.uri, name=key[0], alias=key[1], version=version)
+        else:
+            # LeanOps' record of the files' sha256 (None: trained before it recorded one), never MLflow's tag.
+            expected = self.ledger.sha256(key[0], version)
+            loaded = self.loader(self.uri, name=key[0], alias=key[1], version=version, expected_sha256=expected,
+                                 from_tag=False)
+        if getattr(loaded, "unverified", None):
+            self._report_unverified(key, loaded)
+        return loaded
+
+    def _report_unverified(self, key: tuple[str, str], loaded: LoadedModel) -> None:
+        """Report, once per version, that it is served without its files' sha256 checked."""
+        with self._lock:
+            if (key[0], loaded.version) in self._unverified:
+                return
+            self._unverified.add((key[0], loaded.version))
+        details = {"model": key[0], "alias": key[1], "version": loaded.version, "reason": loaded.unverified}
+        log.warning("serving %s v%s without checking its files: %s", key[0], loaded.version, loaded.unverified)
+        if self.ledger is not None:
+            try:
+                self.ledger.note_unverified(details)
+            except Exception:  # noqa: BLE001 - the log line and the event say it anyway
+                log.exception("could not audit the unverified files of %s v%s", key[0], loaded.version)
+        self.on_event("serving.unverified_artifact", details)
 
     def _swap(self, key: tuple[str, str], new: LoadedModel, previous: LoadedModel | None) -> None:
         with self._lock:

@@ -141,18 +141,23 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
             files[f"plots/{png[0]}"] = png[1]
         mlflow_store.log_results(store, mlflow_run, metrics=result.metrics | {f"baseline_{k}": v
                                                                           for k, v in baseline.items()}, files=files)
-        model_uri = mlflow_store.log_model(store, mlflow_run, pipeline=pipeline, example=data.X_train.head(5))
+        logged = mlflow_store.log_model(store, mlflow_run, pipeline=pipeline, example=data.X_train.head(5))
+        # The files' sha256, taken before upload, is recorded with the version (MLflow tag) and the run
+        # (LeanOps' DB): serving loads only files that still hash to it.
+        model_uri, model_sha256 = logged.uri, logged.sha256
 
         stage = "registering the model version"
         progress(0.95, "registering the model version")
-        model_version = mlflow_store.register(store, model_uri=model_uri, name=name, tags=tags)
+        model_version = mlflow_store.register(store, model_uri=model_uri, name=name,
+                                              tags=tags | {mlflow_store.MODEL_SHA256_TAG: model_sha256})
         mlflow_store.end_run(store, mlflow_run, status="FINISHED")
 
         stage = "recording the run"
         with transaction(factory) as session:
             runs.complete(session, run_id=run_id, actor=actor, params=params, metrics=result.metrics,
                           baseline=baseline, fairness=result.fairness, plots=result.plots,
-                          reference=ref_stats, search=search_doc, model_version=model_version,
+                          reference=ref_stats | {mlflow_store.MODEL_SHA256: model_sha256}, search=search_doc,
+                          model_version=model_version,
                           model_uri=model_uri)
     except BaseException as exc:
         _undo(factory, store, run_id=run_id, mlflow_run=mlflow_run, name=name, model_version=model_version,

@@ -17,18 +17,27 @@ from core.platform.database import transaction
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from tests.support import mlflow_models
-from tests.support.api import Model, live_server, serving_settings
+from tests.support.api import LeanOpsStore, Model, live_server, serving_settings
 from tests.support.factories import admin_actor
 
 
 @pytest.fixture(scope="session")
-def store() -> mlflow_models.Store:
+def mlflow_test_store() -> mlflow_models.Store:
     return mlflow_models.store()
 
 
 @pytest.fixture
-def model(store: mlflow_models.Store) -> Model:
-    """A fresh registered model: v1 logistic regression (champion), v2 a small random forest."""
+def store(mlflow_test_store: mlflow_models.Store, api_settings: Settings,
+          api_factory: sessionmaker[Session]) -> LeanOpsStore:
+    """The MLflow store, its alias moves recorded the LeanOps way in this test's metadata DB (served only so)."""
+    base = mlflow_test_store
+    return LeanOpsStore(base.uri, base.artifacts, base.logged, factory=api_factory, settings=api_settings)
+
+
+@pytest.fixture
+def model(store: LeanOpsStore) -> Model:
+    """A fresh registered model: v1 logistic regression (champion, promoted through LeanOps), v2 a small
+    random forest (registered only: no LeanOps training run until a test moves an alias to it)."""
     name = store.fresh_name()
     versions = {"lr": store.register("lr", name), "rf20": store.register("rf20", name)}
     store.move(name, versions["lr"])
@@ -36,8 +45,14 @@ def model(store: mlflow_models.Store) -> Model:
 
 
 @pytest.fixture
-def api_settings(tmp_path: Path, sqlite_url: str, store: mlflow_models.Store) -> Settings:
-    return serving_settings(tmp_path / "ws", sqlite_url, store)
+def metadata_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    """The metadata DB of this test's app: ``db_url``'s when the test runs on both databases, else its SQLite."""
+    return str(request.getfixturevalue("db_url")) if "db_url" in request.fixturenames else sqlite_url
+
+
+@pytest.fixture
+def api_settings(tmp_path: Path, metadata_url: str, mlflow_test_store: mlflow_models.Store) -> Settings:
+    return serving_settings(tmp_path / "ws", metadata_url, mlflow_test_store)
 
 
 @pytest.fixture

@@ -3,8 +3,10 @@ LEANOPS_SCHEDULER=external, the API, one scheduler worker and two job-only worke
 
 Twenty tiny training jobs queued through the API must each run exactly once (one job row, one
 training run, one model version each), spread over the workers, with every artifact in the bucket;
-a second scheduler must refuse to start and say who holds the lease; the promoted model must load
-with plain ``mlflow.pyfunc.load_model("models:/NAME@champion")`` from S3.
+a second scheduler must refuse to start and say who holds the lease; the API must serve the promoted
+model from S3 (its files checked against the sha256 taken before upload) and refuse a champion moved
+directly in MLflow; the promoted model must load with plain ``mlflow.pyfunc.load_model("models:/NAME@champion")``
+from S3.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from db.models import Job, TrainingRun
+from db.models import AuditEvent, Job, TrainingRun
 from db.session import make_engine, make_session_factory
 from tests.support.net import free_port
 from tests.support.s3 import S3Server
@@ -239,6 +241,31 @@ def test_grown_up_topology_runs_each_job_once_with_artifacts_on_s3(deployment: D
         promoted = dep.cli("promote", MODEL, "3", "--reason", "topology test", "--json", check=False)
         assert promoted.returncode == 0, promoted.stdout + promoted.stderr
         assert json.loads(promoted.stdout)["promoted"] is True
+
+        # the API serves the champion from S3, its files checked against the sha256 its training recorded
+        def predict() -> httpx.Response:
+            return httpx.post(f"{base}/v1/models/{MODEL}/predict", headers=auth, timeout=60,
+                              json={"records": [{"x": 2.0, "z": 0.0}, {"x": -2.0, "z": 0.0}]})
+
+        answer = predict()
+        assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
+        # a champion moved directly in MLflow (no gates, no audit) is refused, audited, and v3 keeps answering
+        from mlflow import MlflowClient
+
+        MlflowClient(dep.env["LEANOPS_MLFLOW_URI"], dep.env["LEANOPS_MLFLOW_URI"]).set_registered_model_alias(
+            MODEL, "champion", "5")
+        deadline = time.monotonic() + 60
+        while True:
+            with factory() as s:
+                refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "serving.alias_refused")).all()
+            if refused or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert [e.details["version"] for e in refused] == [5], dep.log("api")[-3000:]
+        answer = predict()
+        assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
+        MlflowClient(dep.env["LEANOPS_MLFLOW_URI"], dep.env["LEANOPS_MLFLOW_URI"]).set_registered_model_alias(
+            MODEL, "champion", "3")
 
         # dashboard: its server is up and the app script runs (no scheduler of its own: external)
         wait_http(f"http://127.0.0.1:{ui_port}/_stcore/health", ui, "the dashboard")

@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import Settings, get_settings
 from tests.support import mlflow_models
@@ -22,6 +23,62 @@ from tests.support.net import free_port
 class Model:
     name: str
     versions: dict[str, int]  # kind → version
+
+
+@dataclass(frozen=True)
+class LeanOpsStore(mlflow_models.Store):
+    """The test MLflow store whose alias moves are LeanOps' own, recorded in one metadata DB.
+
+    The API serves a version only if LeanOps recorded the alias's move to it and trained it (its training
+    run records its files' sha256). ``move`` therefore records, in ``factory``'s DB, a training run for the
+    version (through ``core.training.runs``, the sha256 taken from the tag registration gave it) and moves
+    the alias the LeanOps way: a forced promotion for ``champion``, ``set_challenger`` for ``challenger``.
+    A version never moved to has no training run (a version registered outside LeanOps).
+    """
+
+    factory: sessionmaker[Session] | None = None
+    settings: Settings | None = None
+
+    def move(self, name: str, version: int | None, alias: str = "champion") -> None:
+        from core.actors import cli_actor
+        from core.platform import aliases
+        from core.promotion import moves
+
+        if self.factory is None or self.settings is None or version is None or alias not in (
+                aliases.CHAMPION, aliases.CHALLENGER):
+            return super().move(name, version, alias)
+        factory, settings = self.factory, self.settings
+        self.record_training(name, version)
+        if alias == aliases.CHAMPION:
+            moves.promote(factory, settings, actor=cli_actor(), model=name, version=version, reason="test",
+                          force=True)
+        else:
+            moves.run_move(factory, settings, lambda session: moves.set_challenger(
+                session, settings, actor=cli_actor(), model=name, version=version, reason="test"))
+
+    def record_training(self, name: str, version: int) -> None:
+        """A finished LeanOps training run that registered ``name`` v``version`` (unless it has one)."""
+        from core.platform import mlflow_store
+        from core.platform.database import transaction
+        from core.training import runs
+        from core.training.spec import parse_spec
+        from tests.support.versions import TRAINER
+
+        assert self.factory is not None
+        with self.factory() as session:
+            if runs.row_for_version(session, model=name, version=version) is not None:
+                return
+        tags = mlflow_store.client(self.uri).get_model_version(name, str(version)).tags or {}
+        sha256 = tags.get(mlflow_store.MODEL_SHA256_TAG)
+        spec = parse_spec({"dataset": "churn", "target": mlflow_models.TARGET, "model": "linear", "model_name": name})
+        with transaction(self.factory) as session:
+            # The test models were fitted on the demo churn frame, not on a registered dataset version.
+            run_id = runs.start(session, job_id=None, spec=spec, dataset_version_id=None,  # type: ignore[arg-type]
+                                dataset_name="churn", dataset_version=1, sha256="", task="classification",
+                                params={}, code_version="test", created_by=TRAINER.name)
+            runs.complete(session, run_id=run_id, actor=TRAINER, params={}, metrics={}, baseline={}, fairness={},
+                          plots={}, reference={mlflow_store.MODEL_SHA256: sha256} if sha256 else {}, search=None,
+                          model_version=version, model_uri=f"models:/{name}/{version}")
 
 
 def serving_settings(home: Path, db_url: str, store: mlflow_models.Store, **overrides: object) -> Settings:

@@ -31,10 +31,14 @@ class Store:
         return self.register_uri(self.logged[kind], name)
 
     def register_uri(self, model_uri: str, name: str) -> int:
+        """A new version of ``name`` from ``model_uri``, tagged with its files' sha256 as LeanOps' training does."""
         import mlflow
 
+        from core.platform import mlflow_store
+
+        tags = {mlflow_store.MODEL_SHA256_TAG: _sha256(self.uri, model_uri)}
         with _registry_uri(self.uri):
-            return int(mlflow.register_model(model_uri, name).version)
+            return int(mlflow.register_model(model_uri, name, tags=tags).version)
 
     def fresh_name(self, prefix: str = "churn") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -43,6 +47,21 @@ class Store:
         from core.platform import aliases
 
         aliases.move(self.uri, model=name, alias=alias, version=version)
+
+
+@cache
+def _sha256(uri: str, model_uri: str) -> str:
+    """The sha256 of a logged model's files (a copy of them), taken once per model as training takes it once."""
+    return files_sha256(uri, model_uri)
+
+
+def files_sha256(uri: str, model_uri: str) -> str:
+    """``mlflow_store.hash_directory`` of a copy of the logged model ``model_uri``'s files (``models:/m-…``)."""
+    from core.platform import mlflow_store
+
+    location = mlflow_store.client(uri).get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    with tempfile.TemporaryDirectory(prefix="leanops-test-model-") as tmp:
+        return mlflow_store.hash_directory(mlflow_store.download_model_files(location, Path(tmp)))[0]
 
 
 class _registry_uri:
