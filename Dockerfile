@@ -23,8 +23,11 @@ RUN groupadd --system --gid 10001 leanops \
     && chown leanops:leanops /data/workspace
 
 WORKDIR /app
-COPY requirements.txt ./
-RUN pip install -r requirements.txt
+# Hash-checking mode from the lock (`make lock`): any file whose sha256 the lock does not list is refused,
+# nothing is built from source, and `pip check` proves the locked set complete (see the Makefile).
+COPY requirements.txt requirements.lock ./
+RUN pip install --require-hashes --no-deps --only-binary :all: -r requirements.lock \
+    && pip check
 COPY --chown=root:root . .
 
 USER leanops

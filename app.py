@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import resources, session
+from ui.components import plain
 
 st.set_page_config(page_title="LeanOps", page_icon="🔁", layout="wide")
 
@@ -13,6 +14,13 @@ who = session.current()
 if who is None:
     st.navigation([st.Page(session.login_page, title="Log in", icon=":material/login:")], position="hidden").run()
     st.stop()
+if session.password_change_due(who):  # a generated password: nothing else until it is replaced
+    session.logout_button(who)
+    st.navigation([st.Page(session.change_password_page, title="Choose a new password", icon=":material/key:")],
+                  position="hidden").run()
+    st.stop()
+if st.session_state.pop("password_changed", False):
+    st.toast("Password changed.", icon=":material/key:")
 
 PAGES = [  # (file, title, icon, least role)
     ("pages/overview.py", "Overview", ":material/home:", "viewer"),
@@ -27,7 +35,7 @@ PAGES = [  # (file, title, icon, least role)
 nav = st.navigation([st.Page(path, title=title, icon=icon) for path, title, icon, role in PAGES
                      if who.at_least(role)])
 with st.sidebar:
-    st.caption(f"Signed in as **{who.name}** · {who.role}")
+    st.caption(f"Signed in as **{plain(who.name)}** · {who.role}")
     session.logout_button(who)
     st.caption(scheduler_status)
 nav.run()

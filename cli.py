@@ -51,7 +51,8 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
                             admin_password=password, demo=args.demo)
     lines = [f"workspace ready at {result.home}"]
     if result.admin_password:
-        lines.append(f"admin user: {result.admin_user}  password: {result.admin_password}  (shown once)")
+        lines.append(f"admin user: {result.admin_user}  password: {result.admin_password}  (shown once: the first "
+                     "login asks for a new one)")
     elif result.admin_user:
         lines.append(f"admin user: {result.admin_user} (password from LEANOPS_ADMIN_PASSWORD)")
     lines += [f"demo data: {p}" for p in result.demo_files]
@@ -113,6 +114,19 @@ def cmd_token_create(args: argparse.Namespace) -> Outcome:
         plain, row = auth.create_token(session, actor=cli_actor(), role=args.role, name=args.name or "")
         doc = {"token": plain, "role": row.role, "name": row.name}
     return Outcome(doc, text=f"{plain}\n(role {doc['role']}, name {doc['name']}; shown only now)")
+
+
+def cmd_rotate_secret_key(args: argparse.Namespace) -> Outcome:
+    from core import secrets
+    from core.actors import cli_actor
+
+    settings, factory = _context()
+    rotation = secrets.rotate_key(factory, settings, actor=cli_actor())
+    doc = rotation.as_dict()
+    text = (f"sealed {len(rotation.sources)} source(s) and {len(rotation.channels)} alert channel(s) with "
+            + (f"a new key in {rotation.key}" if rotation.generated else "the first key of LEANOPS_SECRET_KEY; "
+               "remove the old keys from it now"))
+    return Outcome(doc, text=text)
 
 
 def cmd_worker(args: argparse.Namespace) -> Outcome:
@@ -257,21 +271,36 @@ def cmd_drift(args: argparse.Namespace) -> Outcome:
     settings, factory = _context()
     path = Path(args.current)
     check = checks.run_check(factory, settings, actor=cli_actor(), model=args.model, version=args.version,
-                                 source="upload", current=path, filename=path.name, threshold=args.threshold,
-                                 report=not args.no_report)
-    columns = {name: {k: col.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
-               | {k: col[k] for k in ("distance", "new_categories") if col.get(k)}
+                             source="upload", current=path, filename=path.name, threshold=args.threshold,
+                             report=not args.no_report, report_now=args.report, parallel_outputs=True)
+    columns = {name: {k: col.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted", "importance")}
+               | {k: col[k] for k in ("distance", "new_categories", "importance_rank") if col.get(k)}
                for name, col in check.columns.items()}
-    doc = {"drift_detected": check.drift_detected, "drift_share": check.drift_share, "columns": columns,
+    verdict = {"drifted": check.drift_detected, "reasons": [r["text"] for r in check.verdict.get("reasons", [])],
+               "rules": [r["rule"] for r in check.verdict.get("reasons", [])],
+               "not_counted": check.verdict.get("not_counted", []), "ranked": check.drifted}
+    report = check.report_path if check.report_path and Path(check.report_path).is_file() else None
+    doc = {"drift_detected": check.drift_detected, "drift_share": check.drift_share, "verdict": verdict,
+           "estimated_performance": check.estimated_performance, "columns": columns,
            "model": check.model, "version": check.version, "check_id": check.id, "rows": check.current_rows,
-           "predictions": {k: check.predictions.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
-           if check.predictions else None, "report": check.report_path}
-    lines = [f"{check.model} v{check.version} vs {path.name}: {check.drift_share:.0%} of columns drifted — "
-             f"data drift {'DETECTED' if check.drift_detected else 'not detected'} (check #{check.id})"]
+           "predictions": {k: check.predictions.get(k) for k in ("output", "method", "statistic", "p_value", "psi",
+                                                                 "drifted")}
+           if check.predictions else None, "report": report,
+           "report_pending": bool(check.report_path) and report is None}
+    lines = [f"{check.model} v{check.version} vs {path.name}: data drift "
+             f"{'DETECTED' if check.drift_detected else 'not detected'} (check #{check.id}); "
+             f"{check.drift_share:.0%} of columns drifted"]
+    lines += [f"  because {text}" for text in verdict["reasons"]]
+    lines += [f"  not counted: {text}" for text in verdict["not_counted"]]
+    lines += [f"  estimated {metric} {e['value']:.3f} [{e['lower']:.3f}, {e['upper']:.3f}]"
+              + (f" (holdout {e['reference']:.3f})" if e.get("reference") is not None else "")
+              for metric, e in check.estimated_performance.items()]
     lines += [f"  {'✗' if c['drifted'] else ' '} {name}: {c['method']} {c['statistic']:.4g}"
               + (f", p {c['p_value']:.3g}" if c.get("p_value") is not None else "")
               + (f", PSI {c['psi']:.3g}" if c.get("psi") is not None else "")
-              for name, c in columns.items() if c["statistic"] is not None]
+              + (f", {c['importance']:.0%} of importance" if c.get("importance") is not None else "")
+              for name, c in sorted(columns.items(), key=lambda item: -(item[1].get("importance") or 0))
+              if c["statistic"] is not None]
     return Outcome(doc, refused=check.drift_detected, text="\n".join(lines))
 
 
@@ -330,6 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("init", cmd_init, "create or upgrade the workspace and DB")
     p.add_argument("--demo", action="store_true", help="add the demo workspace")
 
+    command("rotate-secret-key", cmd_rotate_secret_key,
+            "seal every stored secret under a new key (workspace key file) or LEANOPS_SECRET_KEY's first key")
+
     audit_p = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
     command("verify", cmd_audit_verify, "check the audit hash chain", audit_p)
 
@@ -386,7 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, metavar="P", help="p-value below which a tested column drifts "
                    "(default: the model's drift.p_value in policies.yaml)")
     p.add_argument("--version", type=int, help="compare with this version instead of the champion")
-    p.add_argument("--no-report", action="store_true", help="skip the Evidently HTML report")
+    p.add_argument("--report", action="store_true", help="wait for the Evidently HTML report (built after the "
+                   "verdict; without this flag a worker builds it and the Drift page shows it when ready)")
+    p.add_argument("--no-report", action="store_true", help="make no Evidently HTML report at all")
 
     p = command("report", cmd_report, "write the compliance report of a model version (PDF or JSON)")
     p.add_argument("model")

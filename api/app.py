@@ -30,6 +30,7 @@ from core.serving.batching import Batcher
 from core.serving.cache import ModelCache
 from core.serving.inference import Predictor
 from core.serving.predictions import LogWriter
+from core.serving.segments import Journal, segments_folder
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 
@@ -80,7 +81,8 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     writer = None
     if settings.prediction_log_enabled:
         writer = LogWriter(factory, capacity=settings.prediction_log_queue,
-                           on_written=lambda rows, seconds: metrics.written.inc(rows))
+                           on_written=lambda rows, seconds: metrics.written.inc(rows),
+                           journal=Journal(segments_folder(settings.home), durability=settings.prediction_log_durability))
         metrics.watch_queue(lambda: writer.depth)
     batcher = Batcher(max_batch=settings.serving_max_microbatch, window=settings.serving_window_ms / 1000,
                       split=settings.serving_split_threads)
@@ -131,8 +133,10 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
     errors.install(app)
     # Inner to outer: the trust boundary sees every request before any route reads its body, and the
     # metrics (outermost) count its refusals too.
-    app.add_middleware(TrustBoundary, runtime=rt,
-                       public=(app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url))
+    # The docs list every route and field: behind a token like the rest (curl/scripts send the header),
+    # open to browsers only when LEANOPS_API_DOCS_PUBLIC says so.
+    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    app.add_middleware(TrustBoundary, runtime=rt, public=docs if settings.api_docs_public else ())
     app.add_middleware(RequestMetrics, metrics=rt.metrics)
 
     @app.get("/health", tags=["ops"])

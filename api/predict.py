@@ -79,7 +79,7 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
             raise InvalidInput(f"the body is not valid JSON ({exc}); send {{\"records\": [...]}}") from None
         decoded = time.perf_counter() - started
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
-                                            request_id=request_id)
+                                            request_id=request_id, requested_by=predictions.requester(actor))
     except LeanOpsError as exc:
         rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=status_of(exc), message=str(exc))
         raise
@@ -109,13 +109,18 @@ class FeedbackAnswer(BaseModel):
 
 @router.post("/{name}/feedback", response_model=FeedbackAnswer, responses=ERRORS)
 async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: CurrentActor) -> FeedbackAnswer:
-    """Ground truth for a logged prediction (one label per record), for performance monitoring."""
+    """Ground truth for a logged prediction (one label per record), for performance monitoring.
+
+    Only the token or user that made the prediction may label it, or a role of at least the model's
+    policy ``feedback.label_any_request`` (admin by default): anyone else gets a 403 and nothing is stored.
+    Replacing earlier labels is audited with their old values.
+    """
     rt = request.app.state.runtime
 
     def store() -> int:
         with transaction(rt.factory) as session:
             return predictions.record_feedback(session, actor=actor, model=name, request_id=body.request_id,
-                                               labels=list(body.labels))
+                                               labels=list(body.labels), home=rt.settings.home)
 
     try:
         stored = await run_in_threadpool(store)

@@ -1,28 +1,32 @@
-"""Drift check speed: LeanOps' engine vs Evidently's DataDriftPreset on the same frames, in one run.
+"""Drift check speed, command against command: ``cli.py drift`` vs Evidently's DataDriftPreset, each a process.
 
-    .venv/bin/python bench/drift.py [--rows 1000000] [--seed 0]
+    .venv/bin/python bench/drift.py [--rows 1000000] [--seed 0] [--keep DIR]
 
-Reference and current frames of ROWS rows × 25 columns (20 numeric, 5 categorical) are generated
-from a seed; the current frame drifts in a known subset of columns. Each side runs in its own
-subprocess (same seed, so the same frames) for an honest peak RSS:
+Reference and current frames of ROWS rows × 25 columns (20 numeric, 5 categorical) are generated from
+a seed, the current frame with drift in a known subset of columns, and written as Parquet files. Set-up
+(not timed): a fresh workspace (``cli.py init``), the reference frame registered as a dataset with a
+binary target and a histogram-gradient-boosting model trained on it and made champion, as a user would.
 
-- LeanOps: reference statistics built from the reference frame with ``core/training/reference.py`` (what
-  training stores), then ``core/drift.compare`` of the current frame against them;
-- Evidently: ``Report([DataDriftPreset()]).run(current, reference)`` on the raw frames.
+Timed, each as a whole process from ``exec`` to exit (imports, reading the file, everything):
 
-Printed: seconds of each (imports and data generation excluded), the ratio, peak RSS of each
-process during its run (the kernel's high-water mark, reset once the frames are built) and how
-much of it is above the frames themselves, and the flagged columns of both.
+- LeanOps: ``python cli.py drift bench --current current.parquet --json`` — the verdict, prediction
+  drift and the performance estimate (on a 20,000-row sample), the check stored and audited, a sample
+  kept and a job queued for the Evidently HTML (built off the verdict's path);
+- Evidently: a Python process that reads reference.parquet and current.parquet and runs
+  ``Report([DataDriftPreset()], include_tests=True)`` on them, printing its flagged columns.
+
+Printed: wall seconds of each, the ratio, peak RSS of each process (``wait4``'s ``ru_maxrss``), and
+the columns each flagged (they must agree on the planted drift).
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import resource
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,110 +74,109 @@ def frames(rows: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return draw(np.random.default_rng(seed), False), draw(np.random.default_rng(seed + 1), True)
 
 
-def _rss_now_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+def with_target(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The reference frame with a binary target that leans on n01, n05 and c0."""
+    rng = np.random.default_rng(seed + 7)
+    logit = 0.8 * (np.log(frame["n01"]) - 1.0) / 0.6 - 0.04 * (frame["n05"] - 55) + 1.2 * (frame["c0"] == "a") - 0.6
+    return frame.assign(target=(rng.random(len(frame)) < 1 / (1 + np.exp(-logit))).astype(int))
 
 
-def _reset_peak() -> float:
-    """RSS now, with the kernel's high-water mark reset to it (so the peak seen later is the run's own)."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:  # not Linux, or not allowed: the peak then includes building the frames
-        pass
-    return _rss_now_mb()
+EVIDENTLY = """
+import json, sys
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+numeric, categorical = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+ref = pd.read_parquet(sys.argv[1], columns=numeric + categorical)
+cur = pd.read_parquet(sys.argv[2])
+definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+doc = Report([DataDriftPreset()], include_tests=True).run(
+    current_data=Dataset.from_pandas(cur, data_definition=definition),
+    reference_data=Dataset.from_pandas(ref, data_definition=definition)).dict()
+prefix = "Value Drift for column "
+flagged = sorted(t["name"].removeprefix(prefix) for t in doc["tests"]
+                 if t["name"].startswith(prefix) and t["status"] == "FAIL")
+share = next(m["value"]["share"] for m in doc["metrics"] if m["metric_name"].startswith("DriftedColumnsCount"))
+print(json.dumps({"flagged": flagged, "share": share}))
+"""
 
 
-def _peak_mb() -> float:
-    try:
-        with open("/proc/self/status") as fh:
-            return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int, str, str]:
+    """(wall seconds, peak RSS MB, exit code, stdout, stderr) of one process."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return seconds, usage.ru_maxrss / 1024, proc.returncode, out.read().decode(), err.read().decode()
 
 
-def run_leanops(rows: int, seed: int) -> dict:
-    from core.monitoring import drift
-    from core.training import reference
-
+def set_up(folder: Path, rows: int, seed: int) -> dict[str, str]:
+    """Frames as Parquet, and a workspace with model ``bench`` trained on the reference and made champion."""
     ref, cur = frames(rows, seed)
-    data_mb = _reset_peak()
-    cpu, started = time.process_time(), time.perf_counter()
-    stats = {"rows": len(ref), "columns": {c: reference.column_summary(ref[c]) for c in ref.columns}}
-    built = time.perf_counter()
-    result = drift.compare(stats, cur, thresholds=drift.Thresholds())
-    done = time.perf_counter()
-    return {"seconds": done - started, "reference_seconds": built - started, "check_seconds": done - built,
-            "cpu_seconds": time.process_time() - cpu,
-            "flagged": sorted(result.drifted), "share": result.drift_share, "peak_rss_mb": _peak_mb(),
-            "data_rss_mb": data_mb, "stored_reference_kb": len(json.dumps(stats)) / 1024,
-            "methods": sorted({c["method"] for c in result.columns.values()})}
-
-
-def run_evidently(rows: int, seed: int) -> dict:
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    ref, cur = frames(rows, seed)
-    data_mb = _reset_peak()
-    definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
-    cpu, started = time.process_time(), time.perf_counter()
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(
-        current_data=Dataset.from_pandas(cur, data_definition=definition),
-        reference_data=Dataset.from_pandas(ref, data_definition=definition))
-    doc = snapshot.dict()
-    done = time.perf_counter()
-    prefix = "Value Drift for column "
-    flagged = sorted(t["name"].removeprefix(prefix) for t in doc["tests"]
-                     if t["name"].startswith(prefix) and t["status"] == "FAIL")
-    share = next(m["value"]["share"] for m in doc["metrics"] if m["metric_name"].startswith("DriftedColumnsCount"))
-    methods = sorted({m["config"]["method"] for m in doc["metrics"] if "ValueDrift" in m["metric_name"]})
-    return {"seconds": done - started, "cpu_seconds": time.process_time() - cpu, "flagged": flagged, "share": share,
-            "peak_rss_mb": _peak_mb(),
-            "data_rss_mb": data_mb, "methods": methods}
-
-
-def _child(side: str, rows: int, seed: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--side", side, "--rows", str(rows), "--seed", str(seed)],
-                          capture_output=True, text=True, cwd=ROOT, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{side} run failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with_target(ref, seed).to_parquet(folder / "reference.parquet", index=False)
+    cur.to_parquet(folder / "current.parquet", index=False)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")}
+    env |= {"LEANOPS_HOME": str(folder / "ws"), "LEANOPS_SCHEDULER": "off", "LEANOPS_ADMIN_PASSWORD": "bench-pass-123",
+            "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PYTHONHASHSEED": "0"}
+    for argv in (["init"],
+                 ["dataset", "add", "bench", str(folder / "reference.parquet")],
+                 ["train", "--dataset", "bench", "--target", "target", "--model", "hist_gradient_boosting",
+                  "--model-name", "bench"],
+                 ["promote", "bench", "1", "--force", "--reason", "benchmark"]):
+        done = subprocess.run([sys.executable, "cli.py", *argv, "--json"], cwd=ROOT, env=env, capture_output=True,
+                              text=True, check=False)
+        if done.returncode not in (0, 1):
+            raise SystemExit(f"set-up step {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    return env
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--side", choices=["leanops", "evidently"], help=argparse.SUPPRESS)
+    parser.add_argument("--keep", type=Path, help="set-up folder to reuse (made when missing) instead of a temp dir")
     args = parser.parse_args()
-    if args.side:
-        fn = run_leanops if args.side == "leanops" else run_evidently
-        print(json.dumps(fn(args.rows, args.seed)))
-        return
-
-    print(f"drift check: {args.rows:,} rows × 25 columns (20 numeric, 5 categorical); "
+    print(f"drift check, command vs command: {args.rows:,} rows × 25 columns (20 numeric, 5 categorical); "
           f"drift planted in {', '.join(DRIFTED)}", flush=True)
-    ours = _child("leanops", args.rows, args.seed)
-    print(f"LeanOps   {ours['seconds']:8.2f} s  ({ours['cpu_seconds']:.2f} s CPU; "
-          f"reference statistics {ours['reference_seconds']:.2f} s + "
-          f"check {ours['check_seconds']:.2f} s; stored reference {ours['stored_reference_kb']:.0f} KB)  "
-          f"peak RSS {ours['peak_rss_mb']:.0f} MB ({ours['peak_rss_mb'] - ours['data_rss_mb']:+.0f} MB over the "
-          f"frames)  methods {', '.join(ours['methods'])}", flush=True)
-    theirs = _child("evidently", args.rows, args.seed)
-    print(f"Evidently {theirs['seconds']:8.2f} s  ({theirs['cpu_seconds']:.2f} s CPU)  "
-          f"peak RSS {theirs['peak_rss_mb']:.0f} MB "
-          f"({theirs['peak_rss_mb'] - theirs['data_rss_mb']:+.0f} MB over the frames)  "
-          f"methods {', '.join(theirs['methods'])}")
-    print(f"ratio: LeanOps is {theirs['seconds'] / ours['seconds']:.1f}× faster than Evidently "
-          f"(check alone, reference statistics already stored at training: "
-          f"{theirs['seconds'] / ours['check_seconds']:.1f}×); by CPU time "
-          f"{theirs['cpu_seconds'] / ours['cpu_seconds']:.1f}×; goal ≥ 20×")
-    print(f"flagged by LeanOps:   {', '.join(ours['flagged']) or 'none'} (share {ours['share']:.2f})")
+    with tempfile.TemporaryDirectory(prefix="leanops-bench-drift-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        if (folder / "ws").exists():
+            env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")}
+            env |= {"LEANOPS_HOME": str(folder / "ws"), "LEANOPS_SCHEDULER": "off",
+                    "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+        else:
+            env = set_up(folder, args.rows, args.seed)
+        print(f"set-up (not timed): {time.perf_counter() - started:.0f} s", flush=True)
+        ours_s, ours_mb, code, out, err = timed(
+            [sys.executable, "cli.py", "drift", "bench", "--current", str(folder / "current.parquet"), "--json"], env)
+        if code not in (0, 1):
+            raise SystemExit(f"cli.py drift failed ({code}):\n{err[-3000:]}")
+        ours = json.loads(out)
+        theirs_s, theirs_mb, code, out, err = timed(
+            [sys.executable, "-c", EVIDENTLY, str(folder / "reference.parquet"), str(folder / "current.parquet"),
+             json.dumps(NUMERIC), json.dumps(CATEGORICAL)], env)
+        if code != 0:
+            raise SystemExit(f"Evidently failed ({code}):\n{err[-3000:]}")
+        theirs = json.loads(out.strip().splitlines()[-1])
+    flagged = sorted(c for c, v in ours["columns"].items() if v["drifted"])
+    print(f"LeanOps   `cli.py drift --json`   {ours_s:8.2f} s  peak RSS {ours_mb:6.0f} MB  exit "
+          f"{1 if ours['drift_detected'] else 0}; verdict: {'; '.join(ours['verdict']['reasons']) or 'stable'}")
+    estimate = ", ".join(f"{k} {v['value']:.3f} [{v['lower']:.3f}, {v['upper']:.3f}]"
+                         for k, v in ours["estimated_performance"].items())
+    print(f"          estimated performance: {estimate or 'none'}")
+    print(f"Evidently DataDriftPreset process {theirs_s:8.2f} s  peak RSS {theirs_mb:6.0f} MB")
+    print(f"ratio: `cli.py drift` is {theirs_s / ours_s:.1f}× faster than Evidently, command vs command "
+          f"(goal ≥ 20×); peak memory {theirs_mb / ours_mb:.1f}× lower")
+    print(f"flagged by LeanOps:   {', '.join(flagged) or 'none'} (share {ours['drift_share']:.2f})")
     print(f"flagged by Evidently: {', '.join(theirs['flagged']) or 'none'} (share {theirs['share']:.2f})")
-    same = ours["flagged"] == theirs["flagged"]
+    same = flagged == theirs["flagged"]
     print(f"same columns flagged: {'yes' if same else 'NO'}; planted drift: {', '.join(sorted(DRIFTED))}")
     if not same:
         sys.exit(1)

@@ -16,6 +16,11 @@ from core.actors import Actor
 from db.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
+# Admin configuration (alert channels, SQL sources, users, tokens, the secret key): its details are
+# shown to admins only. They are masked when written, but an older row may still hold what is now
+# known to be a credential (a Slack webhook URL), and the hash chain forbids rewriting it.
+ADMIN_ONLY_ACTIONS = ("alert_channel.", "source.", "user.", "token.", "secrets.")
+HIDDEN_DETAILS = {"hidden": "admin configuration: details are shown to admins only"}
 _quote = json.encoder.encode_basestring  # the C escaper json.dumps(ensure_ascii=False) uses for str
 
 
@@ -172,23 +177,54 @@ class EventFilter:
         return query
 
 
-def search(session: Session, *, where: EventFilter, limit: int = 50, before_seq: int | None = None
-           ) -> list[AuditEvent]:
-    """Newest first, one page at a time (keyset on seq, so page 2,000 costs what page 1 does)."""
+@dataclass(frozen=True)
+class EventView:
+    """An event as a reader may see it: ``details`` are hidden when they are not for this reader."""
+
+    seq: int
+    ts: datetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+def details_visible(action: str, reader: Actor) -> bool:
+    """Admin-configuration details are for admins; everything else is for every reader."""
+    return reader.at_least("admin") or not action.startswith(ADMIN_ONLY_ACTIONS)
+
+
+def _view(event: AuditEvent, reader: Actor) -> EventView:
+    details = event.details if details_visible(event.action, reader) else dict(HIDDEN_DETAILS)
+    return EventView(event.seq, event.ts, event.actor, event.action, event.subject, details, event.prev_hash,
+                     event.hash)
+
+
+def search(session: Session, *, reader: Actor, where: EventFilter, limit: int = 50,
+           before_seq: int | None = None) -> list[EventView]:
+    """Newest first, one page at a time (keyset on seq, so page 2,000 costs what page 1 does), as ``reader``
+    may see them (``details_visible``)."""
     query = where.apply(select(AuditEvent)).order_by(desc(AuditEvent.seq)).limit(limit)
     if before_seq is not None:
         query = query.where(AuditEvent.seq < before_seq)
-    return list(session.scalars(query))
+    return [_view(e, reader) for e in session.scalars(query)]
 
 
 def count_matching(session: Session, *, where: EventFilter) -> int:
     return session.scalar(where.apply(select(func.count()).select_from(AuditEvent))) or 0
 
 
-def export_csv(session: Session, *, where: EventFilter) -> str:
-    """Every event matching ``where`` as CSV, oldest first, with the hashes (for offline checks)."""
+def export_csv(session: Session, *, reader: Actor, where: EventFilter) -> str:
+    """Every event matching ``where`` as CSV, oldest first, with the hashes (for offline checks).
+
+    Details hidden from ``reader`` read ``HIDDEN_DETAILS``: an offline check of those rows needs an
+    admin's export. Text a spreadsheet would run as a formula gets a leading ``'`` (``core.platform.exports``)."""
     import csv
     import io
+
+    from core.platform.exports import csv_cell
 
     out = io.StringIO()
     writer = csv.writer(out)
@@ -196,8 +232,9 @@ def export_csv(session: Session, *, where: EventFilter) -> str:
     rows = session.execute(where.apply(select(AuditEvent)).order_by(AuditEvent.seq)
                            .execution_options(yield_per=5000)).scalars()
     for e in rows:
-        writer.writerow([e.seq, e.ts.isoformat(), e.actor, e.action, e.subject,
-                         json.dumps(e.details, sort_keys=True), e.prev_hash, e.hash])
+        details = e.details if details_visible(e.action, reader) else HIDDEN_DETAILS
+        writer.writerow([csv_cell(v) for v in (e.seq, e.ts.isoformat(), e.actor, e.action, e.subject,
+                                               json.dumps(details, sort_keys=True), e.prev_hash, e.hash)])
     return out.getvalue()
 
 
@@ -206,4 +243,5 @@ def actions(session: Session) -> list[str]:
 
 
 def recent(session: Session, *, limit: int = 20) -> list[AuditEvent]:
+    """The newest events with everything in them: for code and tests, not for showing to a reader."""
     return list(session.scalars(select(AuditEvent).order_by(desc(AuditEvent.seq)).limit(limit)))

@@ -27,6 +27,7 @@ PERMISSIONS: dict[str, str] = {
     "datasets.write": "scientist",
     "training.launch": "scientist",
     "jobs.launch": "scientist",
+    "jobs.maintenance": "admin",  # queue retention, audit verification, schedule sync, the performance watch
     "jobs.cancel": "scientist",
     "models.edit": "scientist",
     "model_cards.edit": "scientist",
@@ -129,8 +130,9 @@ def bootstrap_admin(session: Session, *, username: str, password: str | None) ->
     if not password:
         password = generated = secrets.token_urlsafe(12)
     _check_username(username)
+    # A generated password has been on a terminal: it works for one login, which must replace it.
     session.add(User(username=username, password_hash=hash_password(password), role="admin",
-                     created_by="system:bootstrap"))
+                     created_by="system:bootstrap", must_change_password=generated is not None))
     audit.record(session, "system:bootstrap", "user.created", f"user:{username}",
                  {"role": "admin", "password": "generated" if generated else "from LEANOPS_ADMIN_PASSWORD"})
     return generated
@@ -170,6 +172,29 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
     audit.record(session, actor, "user.password_reset", f"user:{username}", {})
+
+
+def password_change_due(session: Session, user_id: int) -> bool:
+    """Whether this user must choose a new password before anything else (a generated one was shown)."""
+    return bool(session.scalar(select(User.must_change_password).where(User.id == user_id)))
+
+
+def change_password(session: Session, *, actor: Actor, current: str, new: str) -> None:
+    """The signed-in user replaces their own password; the current one is asked again.
+
+    Clears ``must_change_password``. A wrong current password or an unchanged one is refused.
+    """
+    if actor.kind != "user":
+        raise InvalidInput(f"{actor.name} is not a user account; only users have a password to change")
+    user = _get_user(session, actor.name)
+    if not _password_matches(user.password_hash, current):
+        raise InvalidInput("the current password is wrong")
+    if new == current:
+        raise InvalidInput("the new password is the current one; choose a different password")
+    forced = user.must_change_password
+    user.password_hash = hash_password(new)
+    user.must_change_password = False
+    audit.record(session, actor, "user.password_changed", f"user:{user.username}", {"forced": forced})
 
 
 def set_active(session: Session, *, actor: Actor, username: str, active: bool) -> None:
@@ -214,7 +239,10 @@ def login(session: Session, *, username: str, password: str, max_failures: int, 
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         _burn_time(password)
-        audit.record(session, f"anonymous:{username[:64]}", "login.failed", f"user:{username[:64]}",
+        # a short hash, not the typed text (a password typed into the username field would be shown to every
+        # reader); the same typed name gives the same hash, so repeated attempts still line up
+        typed = "#" + hashlib.sha256(username.encode()).hexdigest()[:12]
+        audit.record(session, f"anonymous:{typed}", "login.failed", f"user:{typed}",
                      {"reason": "unknown user"})
         return LoginResult(None, "Wrong username or password.")
     if not user.active:

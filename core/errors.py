@@ -1,8 +1,10 @@
 """Named errors. Messages say what came in and what was allowed — and never a credential.
 
 Every message of a LeanOps error passes through ``redact``: a URL's password (``postgresql://user:pw@…``,
-``s3://key:secret@…``) and a ``password=…`` pair are shown as ``***``, so a store's location can be named in
-a message, a log line, a job error, an alert or an audit row without handing out its password.
+``s3://key:secret@…``), a ``password=…`` pair (a ``?password=`` query parameter too) and the path of a
+webhook URL that is itself a credential (``https://hooks.slack.com/services/***``) are shown as ``***``,
+so a store's location can be named in a message, a log line, a job error, an alert or an audit row
+without handing out its password.
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ HIDDEN = "***"
 # scheme://user:password@host — the password runs to the last '@' of the word (an unescaped '@' in a
 # password hides more than needed rather than less). The user may be empty (redis://:pw@host).
 _URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:'\"<>]*):(?P<secret>[^\s'\"<>]*)@")
-# libpq/ODBC style key=value pairs: password=…, pwd=…
-_KEY_PASSWORD = re.compile(r"(?i)\b(?P<key>password|passwd|pwd)(?P<eq>\s*=\s*)(?:'[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
+# libpq/ODBC style key=value pairs and URL query parameters: password=…, pwd=…, ?sslpassword=…, &token=…
+_KEY_PASSWORD = re.compile(r"(?i)\b(?P<key>password|passwd|pwd|sslpassword|secret|client_secret|token|access_token"
+                           r"|api_key|apikey)(?P<eq>\s*=\s*)(?:'[^']*'|\"[^\"]*\"|[^\s&;,)]+)")
+# URLs that are themselves a credential (incoming webhooks): everything after the host's fixed prefix is the secret
+_WEBHOOK_URL = re.compile(r"(?i)(?P<head>\bhttps?://(?:hooks\.slack\.com/(?:services|workflows|triggers)"
+                          r"|(?:[\w-]+\.)*discord(?:app)?\.com/api/webhooks|[\w.-]*\.webhook\.office\.com"
+                          r"|outlook\.office\.com/webhook))/[^\s'\"<>]+")
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """``text`` with every URL password, ``password=…`` pair and each of ``secrets`` shown as ``***``."""
+    """``text`` with every URL password, ``password=…`` (or ``token=``, ``secret=``…) pair, the secret part of
+    a webhook URL (Slack, Discord, Teams) and each of ``secrets`` shown as ``***``."""
     for secret in secrets:
         if secret and len(secret) >= 3:
             for form in {secret, quote(secret, safe=""), unquote(secret)}:
                 text = text.replace(form, HIDDEN)
     if "://" in text:
         text = _URL_PASSWORD.sub(rf"\g<head>:{HIDDEN}@", text)
+        text = _WEBHOOK_URL.sub(rf"\g<head>/{HIDDEN}", text)
     if "=" in text:
         text = _KEY_PASSWORD.sub(rf"\g<key>\g<eq>{HIDDEN}", text)
     return text
@@ -82,6 +91,13 @@ class PolicyBlocked(LeanOpsError):
 
 class IntegrityError(LeanOpsError):
     """Stored data failed an integrity check."""
+
+
+class Conflict(LeanOpsError):
+    """The state changed under the request: it lost a race (say, its version became the champion meanwhile).
+
+    Not bad input (the same request was fine a moment earlier): the CLI exits 1, the API answers 409.
+    """
 
 
 class StoreUnavailable(LeanOpsError):

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -66,7 +66,15 @@ default:
     wasserstein: 0.1
     jensenshannon: 0.1
     psi: 0.2
-    share: 0.5             # the data counts as drifted when this share of columns drift
+    # The data counts as drifted (the one verdict: exit code, page, alerts, retrain) when any of:
+    # (a) the model's outputs drifted (predicted probabilities / values, on a random sample);
+    # (b) a drifted column is among the model's `top_k` most important (permutation importance
+    #     from training), or the drifted columns together carry `importance_share` of it;
+    # (c) at least `share` of the columns drift.
+    share: 0.5             # (c)
+    top_k: 3               # (b); 0 turns the top-k rule off
+    importance_share: 0.10 # (b)
+    prediction_drift: true # (a); false: outputs are reported but do not decide
     schedule: "0 6 * * *"  # the scheduled check (cron, UTC); null turns it off
     window_hours: 24       # ... over the predictions logged in this window
     min_rows: 30           # fewer logged rows than this: the check says so instead of guessing
@@ -79,6 +87,11 @@ default:
         r2: ">= 0.4"
     window: 500            # the most recent labelled predictions
     min_labels: 50         # fewer labels than this: no verdict yet
+    # Labels arrive late: every drift check also estimates performance without them (CBPE for
+    # classifiers, DLE for regressors; docs/monitoring.md says when the estimate is wrong). With
+    # use_estimate, an estimate below the floor alerts, may retrain and may roll back like live
+    # performance does (audited with the estimate).
+    use_estimate: false
   # What starts a retrain of the champion's configuration on the latest dataset version.
   retrain:
     on_drift: true
@@ -86,10 +99,17 @@ default:
     on_data_growth: 0.10   # a new dataset version with at least 10 % more rows; null turns it off
     on_upload: true        # a dataset version uploaded through the API
   # Roll back a newly promoted champion whose live performance falls below the floor or below
-  # its predecessor's within this many hours of the promotion.
+  # its predecessor's within this many hours of the promotion. `auto`: true rolls back at once;
+  # approve raises a rollback request (and an alert) that an approver approves on the Registry
+  # page, and the champion stays until then; false only reports the drop.
   rollback:
     auto: true
     window_hours: 72
+  # Who may label (send feedback for) a logged prediction: the token or user that made it, and
+  # any actor of at least this role (scientist, approver or admin). Labels drive live
+  # performance and so the automatic rollback.
+  feedback:
+    label_any_request: admin
   # One incident is one alert: the same condition on the same model is not re-sent within this time.
   alerts:
     cooldown_minutes: 360
@@ -151,6 +171,9 @@ class Drift(_Strict):
     jensenshannon: float = Field(0.1, gt=0, le=1)
     psi: float = Field(0.2, gt=0)
     share: float = Field(0.5, gt=0, le=1)
+    top_k: int = Field(3, ge=0, le=1000)
+    importance_share: float = Field(0.10, gt=0, le=1)
+    prediction_drift: bool = True
     schedule: str | None = "0 6 * * *"
     window_hours: float = Field(24, gt=0)
     min_rows: int = Field(30, ge=1)
@@ -165,6 +188,7 @@ class Performance(_Strict):
     floor: dict[Task, dict[str, Rule]] = Field(default_factory=_floor_default)
     window: int = Field(500, ge=10)
     min_labels: int = Field(50, ge=1)
+    use_estimate: bool = False
 
 
 class Retrain(_Strict):
@@ -179,9 +203,25 @@ class Retrain(_Strict):
         return self
 
 
+APPROVE = "approve"
+
+
+def _check_auto(value: Any) -> bool | str:
+    # bool, not "truthy": YAML's true/false/yes/no arrive as bools, anything else is a mistake
+    if isinstance(value, bool) or value == APPROVE:
+        return value
+    raise ValueError(f"must be true, false or {APPROVE} (an approver confirms each rollback), got {value!r}")
+
+
 class Rollback(_Strict):
-    auto: bool = True
+    auto: Annotated[bool | Literal["approve"], PlainValidator(_check_auto)] = True
     window_hours: float = Field(72, gt=0)
+
+
+class Feedback(_Strict):
+    # The least role that may label any request of the model, besides the actor that made it.
+    # viewer is not offered: a viewer may not send feedback at all (permission feedback.write).
+    label_any_request: Literal["scientist", "approver", "admin"] = "admin"
 
 
 class Alerts(_Strict):
@@ -210,6 +250,7 @@ class ModelPolicy(_Strict):
     performance: Performance = Performance()
     retrain: Retrain = Retrain()
     rollback: Rollback = Rollback()
+    feedback: Feedback = Feedback()
     alerts: Alerts = Alerts()
 
     @model_validator(mode="after")
@@ -262,7 +303,7 @@ def _merged(default: ModelPolicy, override: dict[str, Any], name: str) -> ModelP
     except ValidationError as exc:
         err = exc.errors()[0]
         raise _OverrideError(name, ("models", name, *err["loc"]),
-                             f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+                             f"{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}") from None
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

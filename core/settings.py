@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     prediction_log_queue: int = Field(50_000, ge=100)  # rows waiting for the writer before requests wait
     prediction_log_wait_seconds: float = Field(30.0, gt=0)  # a request waits this long for room, then 503
     prediction_retention_days: int = Field(90, ge=1)
+    # issue 17: a prediction is acknowledged once its record is in this process's journal segment: fsynced
+    # ("fsync", one sync shared by all requests waiting) or only written to the OS ("batch": survives a killed
+    # process, a machine crash may lose the last ~0.2 s)
+    prediction_log_durability: Literal["fsync", "batch"] = "fsync"
     drift_report_sample_rows: int = Field(50_000, ge=100)  # rows per side in the Evidently drift report
 
     # grown-up deployments (issue 9): S3-compatible artifact store, Dask cluster for searches
@@ -60,10 +64,19 @@ class Settings(BaseSettings):
     alert_timeout_seconds: float = Field(5.0, gt=0, le=120)  # per delivery attempt
     alert_retries: int = Field(3, ge=1, le=10)  # attempts per channel
     alert_backoff_seconds: float = Field(0.5, ge=0, le=60)  # wait before the 2nd attempt; doubles after
+    # alert URLs (issue 14): hosts, addresses or networks (comma-separated: "localhost,127.0.0.1,10.0.0.0/8")
+    # an alert may go to although they are loopback, link-local, cloud-metadata, unspecified or multicast
+    alert_allowed_hosts: str = ""
+
+    # secrets at rest (issue 14): the Fernet key(s) sealing source URLs and alert-channel secrets, the first
+    # sealing, all unsealing (comma-separated); unset: the workspace file secret.key that `init` creates
+    secret_key: SecretStr | None = None
 
     # the API's trust boundary (issue 14): the largest predict body; None: 2 KB a record of
     # serving_batch_limit, at least 8 MB, never over max_upload_mb (see api/boundary.py)
     predict_max_mb: int | None = Field(None, ge=1, le=4096)
+    # /docs, /redoc and /openapi.json need a token unless this opens them (a browser sends no bearer header)
+    api_docs_public: bool = False
 
     # table limits (issue 14): a dataset upload or drift batch over these is refused before its data is read
     max_table_rows: int = Field(10_000_000, ge=1)
@@ -85,6 +98,14 @@ class Settings(BaseSettings):
                              "or postgresql+psycopg://user@host/db") from None
         if url.get_backend_name() not in {"sqlite", "postgresql"}:
             raise ValueError(f"backend {url.get_backend_name()!r} is not supported; use sqlite or postgresql")
+        return value
+
+    @field_validator("alert_allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: str) -> str:
+        from core.alerts.addresses import parse_allowed
+
+        parse_allowed(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("artifacts")

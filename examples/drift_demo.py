@@ -90,6 +90,9 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
 
     if home.exists() and any(home.iterdir()):
         raise SystemExit(f"{home} is not empty: the demo builds its own workspace; name a new folder")
+    # The receivers below listen on 127.0.0.1, which alerts reach only when allow-listed; core code that reads
+    # the settings itself (sealing the channels' secrets with the workspace key) must see this workspace.
+    os.environ |= {"LEANOPS_HOME": str(home), "LEANOPS_ALERT_ALLOWED_HOSTS": "127.0.0.1"}
     settings = get_settings(home=home, scheduler="off", admin_password="demo-admin-pass")
     engine = make_engine(settings.db_url)
     factory = make_session_factory(engine)

@@ -40,11 +40,13 @@ def run(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
         ctx.log(str(exc))
         return {"model": model, "status": "insufficient_data", "reason": str(exc)}
     verdict = "detected" if view.drift_detected else "not detected"
+    reasons = [r["text"] for r in view.verdict.get("reasons", [])]
     ctx.log(f"drift check #{view.id}: {view.drift_share:.0%} of columns drifted "
-            f"({', '.join(view.drifted) or 'none'}); data drift {verdict}")
+            f"({', '.join(view.drifted) or 'none'}); data drift {verdict}"
+            + (f" because {'; '.join(reasons)}" if reasons else ""))
     return {"model": model, "status": "checked", "check_id": view.id, "version": view.version,
             "drift_detected": view.drift_detected, "drift_share": view.drift_share, "drifted": view.drifted,
-            "report": view.report_path}
+            "reasons": reasons, "estimated_performance": view.estimated_performance, "report": view.report_path}
 
 
 def _staged_file(home: Path, file: str | None) -> Path:

@@ -21,11 +21,29 @@ KIND_FUNCTIONS: dict[str, str] = {
     "monitor.performance": "jobs.monitor:run",
     "schedules.sync": "jobs.kinds:schedules_sync",
     "retrain.consider": "jobs.kinds:retrain_consider",
+    "drift.report": "jobs.drift_report:run",
+}
+
+
+# Job kind → what finishes a job of that kind whose worker stopped (killed, lost): called by the reaper
+# in the pass that fails the job, with (factory, settings, job_id, log). Kinds with side effects outside
+# the metadata DB (an MLflow run, a registered version) have one.
+KIND_CLEANUPS: dict[str, str] = {
+    "train": "jobs.train:clean_up",
+    "retrain": "jobs.train:clean_up",
 }
 
 
 def resolve(kind: str) -> Callable[..., dict[str, Any]]:
     module, _, name = KIND_FUNCTIONS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def cleanup_for(kind: str) -> Callable[..., Any] | None:
+    """The clean-up of a stopped job of ``kind`` (``KIND_CLEANUPS``), or None when it needs none."""
+    if kind not in KIND_CLEANUPS:
+        return None
+    module, _, name = KIND_CLEANUPS[kind].partition(":")
     return getattr(importlib.import_module(module), name)
 
 

@@ -19,7 +19,7 @@ from core.platform import job_queue as core_jobs
 from core.platform.database import transaction
 from core.platform.job_queue import JobCancelled, acting_as
 from core.settings import Settings
-from jobs.kinds import resolve
+from jobs.kinds import cleanup_for, resolve
 
 log = logging.getLogger("leanops.jobs")
 
@@ -136,16 +136,48 @@ def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id:
 
 
 def reap(factory: sessionmaker[Session], settings: Settings) -> list[int]:
+    """Fail the jobs whose worker stopped, and finish each one's clean-up in the same pass."""
     with transaction(factory) as session:
         ids = core_jobs.reap_stale(session, stale_after=settings.job_stale_seconds)
         reaped = [core_jobs.get(session, job_id) for job_id in ids]
     for job in reaped:
+        clean_up(factory, settings, job_id=job.id, kind=job.kind)
         alert_failure(factory, settings, job_id=job.id, kind=job.kind, params=dict(job.params or {}),
                       error=job.error or "", created_by=job.created_by)
     return ids
 
 
-def fail_own_running(factory: sessionmaker[Session], worker: str, reason: str) -> None:
-    """On shutdown, a worker fails the jobs it was running instead of leaving them to the reaper."""
+def clean_up(factory: sessionmaker[Session], settings: Settings, *, job_id: int, kind: str) -> None:
+    """Run the clean-up of a failed job's kind (``jobs.kinds.KIND_CLEANUPS``); its lines go to the job's log.
+
+    A clean-up that fails (say MLflow is down) is logged; what it left is finished later (the training
+    workflow reconciles before each run), and the job's verdict stands either way.
+    """
+    hook = cleanup_for(kind)
+    if hook is None:
+        return
+    lines: list[str] = []
+    try:
+        hook(factory, settings, job_id, lambda line: lines.append(f"{time.strftime('%H:%M:%S')} {line}\n"))
+    except Exception as exc:  # noqa: BLE001 - recorded on the job; never stops the reaper
+        lines.append(f"{time.strftime('%H:%M:%S')} clean-up failed: {redact(f'{type(exc).__name__}: {exc}')}\n")
+        log.warning("clean-up of job %s (%s) failed", job_id, kind, exc_info=True)
+    if lines:
+        try:
+            with transaction(factory) as session:
+                core_jobs.append_log(session, job_id=job_id, log="".join(lines))
+        except Exception:  # noqa: BLE001 - the clean-up itself is done; only its account is lost
+            log.warning("could not record the clean-up of job %s", job_id, exc_info=True)
+
+
+def fail_own_running(factory: sessionmaker[Session], worker: str, reason: str,
+                     settings: Settings | None = None) -> None:
+    """On shutdown, a worker fails the jobs it was running instead of leaving them to the reaper
+    (and, given ``settings``, cleans up after them at once)."""
     with transaction(factory) as session:
+        failed = [(job.id, job.kind) for job in core_jobs.list_jobs(session, statuses=("running",), limit=1000)
+                  if job.worker == worker]
         core_jobs.fail_worker_jobs(session, worker=worker, reason=reason)
+    if settings is not None:
+        for job_id, kind in failed:
+            clean_up(factory, settings, job_id=job_id, kind=kind)

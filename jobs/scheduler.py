@@ -129,7 +129,7 @@ def stop(reason: str = "worker shut down during the job") -> None:
     if rt is None:
         return
     rt.scheduler.shutdown(wait=False)
-    fail_own_running(rt.factory, rt.worker, reason)
+    fail_own_running(rt.factory, rt.worker, reason, rt.settings)
     if rt.run_schedules:
         with transaction(rt.factory) as session:
             leases.release(session, name=LEASE, holder=rt.worker)

@@ -5,7 +5,7 @@ import streamlit as st
 from core import auth, policy
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
-from ui.components import act
+from ui.components import act, message
 
 who = session.actor()
 st.title("Admin")
@@ -21,7 +21,7 @@ with users_tab:
         password = c3.text_input("Initial password", type="password")
         if st.form_submit_button("Add user"):
             if act(lambda s: auth.create_user(s, actor=who, username=name.strip(), role=role, password=password)):
-                st.success(f"User {name} ({role}) added.")
+                st.success(message(f"User {name} ({role}) added."))
 
     names = queries.users()["username"].tolist()
     st.markdown("**Change a user**")

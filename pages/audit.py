@@ -11,7 +11,9 @@ from ui import queries, report_view, resources, session
 who = session.actor()
 st.title("Audit log")
 st.caption("Every change in this workspace, in a hash chain: editing, deleting or reordering any event "
-           "breaks the chain from that event on.")
+           "breaks the chain from that event on."
+           + ("" if who.at_least("admin") else " Details of admin configuration (alert channels, sources, users, "
+                                                 "tokens) are shown to admins only."))
 
 params = st.query_params
 c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
@@ -27,7 +29,7 @@ if st.session_state.get("audit_filter") != where:  # a new filter starts at the 
     st.session_state["audit_filter"], st.session_state["audit_cursors"] = where, [None]
 cursors: list = st.session_state["audit_cursors"]
 total = queries.audit_count(where)
-page = queries.audit_page(where, cursors[-1])
+page = queries.audit_page(where, cursors[-1], who)
 st.caption(f"{total:,} matching events · page {len(cursors)} of {max(1, -(-total // 50)):,}")
 st.dataframe(page, hide_index=True, width="stretch", height=min(38 + 35 * len(page), 600))
 left, right, _ = st.columns([1, 1, 6])
@@ -59,7 +61,7 @@ if st.button("Verify integrity", type="primary"):
 st.subheader("Export")
 if st.button("Prepare CSV of this filter"):
     with resources.session_factory()() as s:
-        st.session_state["audit_csv"] = audit.export_csv(s, where=where)
+        st.session_state["audit_csv"] = audit.export_csv(s, reader=who, where=where)
 if csv := st.session_state.get("audit_csv"):
     st.download_button("Download CSV", csv, file_name="leanops-audit.csv", mime="text/csv")
 

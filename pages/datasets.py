@@ -9,7 +9,7 @@ from core.data.tables import TableLimits
 from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
-from ui.components import act, ago
+from ui.components import act, ago, code, message, plain
 
 PAGE_SIZE = 20
 who = session.actor()
@@ -20,11 +20,11 @@ st.title("Datasets")
 def show(reg: datasets.Registration) -> None:
     st.session_state.update(ds_name=reg.version.name, ds_version=reg.version.version)
     if not reg.created:
-        st.info(reg.message)
+        st.info(message(reg.message))
     elif reg.certificate.passed:
-        st.success(reg.message)
+        st.success(message(reg.message))
     else:
-        st.warning("\n".join([reg.message, "", *charts.check_lines(reg.certificate.failed)]))
+        st.warning("\n".join([message(reg.message), "", *charts.check_lines(reg.certificate.failed)]))
 
 
 if who.at_least("scientist"):
@@ -117,9 +117,9 @@ with diff_tab:
         c3.metric("Columns changed", sum(c["changed"] for c in d.columns))
         for label, items in (("Added", d.added), ("Removed", d.removed)):
             if items:
-                st.markdown(f"**{label}:** " + ", ".join(f"`{c}`" for c in items))
+                st.markdown(f"**{label}:** " + ", ".join(code(c) for c in items))
         for r in d.retyped:
-            st.markdown(f"**Type changed:** `{r['column']}` {r['a']} → {r['b']}")
+            st.markdown(f"**Type changed:** {code(r['column'])} {plain(r['a'])} → {plain(r['b'])}")
         st.dataframe(charts.diff_table(d), hide_index=True, width="stretch")
         if common := [c["column"] for c in d.columns]:
             first_changed = next((i for i, c in enumerate(d.columns) if c["changed"]), 0)
@@ -137,8 +137,8 @@ with runs_tab:
 
 with schema_tab:
     current = q.schema(chosen)
-    st.caption(f"Schema v{current.version} by {current.created_by}, {ago(current.created_at)}"
-               + (f": {current.note}" if current.note else "") + ". New versions are checked against it.")
+    st.caption(f"Schema v{current.version} by {plain(current.created_by)}, {ago(current.created_at)}"
+               + (f": {plain(current.note)}" if current.note else "") + ". New versions are checked against it.")
     if who.at_least("scientist"):
         text = st.text_area("Schema (JSON)", json.dumps(current.spec, indent=2), height=320)
         note = st.text_input("What changed", key="schema-note")

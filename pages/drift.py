@@ -8,7 +8,7 @@ from core import policy
 from core.monitoring import checks
 from core.platform import job_queue
 from ui import dataset_queries, drift_view, queries, resources, session
-from ui.components import act, ago, job_row
+from ui.components import act, ago, code, job_row, plain
 
 who = session.actor()
 settings = resources.settings()
@@ -32,7 +32,7 @@ def running_checks() -> None:
     active = [j for j in queries.job_list(statuses=("queued", "running"), kind="drift.check", limit=10)
               if j.params.get("model") == model]
     for job in active:
-        job_row(job, who, key="drift-cancel", label=f"**drift check #{job.id}** — {job.stage}")
+        job_row(job, who, key="drift-cancel", label=f"**drift check #{job.id}** — {plain(job.stage)}")
     if st.session_state.get("drift-waiting") and not active:
         st.session_state.pop("drift-waiting")
         st.cache_data.clear()
@@ -66,7 +66,8 @@ if who.at_least("scientist"):
 running_checks()
 
 if not history:
-    st.info(f"No drift checks of {model} yet. The scheduled check runs `{rules.drift.schedule or 'never'}` (UTC) "
+    st.info(f"No drift checks of {plain(model)} yet. The scheduled check runs "
+            f"{code(rules.drift.schedule or 'never')} (UTC) "
             f"over the last {rules.drift.window_hours:g} h of logged predictions.")
 else:
     latest = history[-1]
@@ -74,12 +75,12 @@ else:
     cols = st.columns(4)
     cols[0].metric("Latest drift share", f"{latest.drift_share:.0%}", help=f"threshold {latest.threshold:.0%}")
     cols[1].metric("Drifted columns", f"{len(drifted)} of {len(latest.columns)}")
-    cols[2].metric("Verdict", "⚠️ drift" if latest.drift_detected else "✅ stable")
-    cols[3].metric("Checked", ago(latest.ts), help=f"{latest.ts:%Y-%m-%d %H:%M} UTC by {latest.created_by}")
-    st.caption(f"Check #{latest.id}: v{latest.version} · {latest.window} · {latest.current_rows:,} current rows vs "
-               f"{latest.reference_rows:,} training rows")
-    if drifted:
-        st.warning(f"Drifted: {', '.join(drifted)}")
+    cols[2].metric("Verdict", "drift" if latest.drift_detected else "stable",
+                   help="weighs the model: its outputs, its most important columns, then the share of columns")
+    cols[3].metric("Checked", ago(latest.ts), help=f"{latest.ts:%Y-%m-%d %H:%M} UTC by {plain(latest.created_by)}")
+    st.caption(f"Check #{latest.id}: v{latest.version} · {plain(latest.window)} · "
+               f"{latest.current_rows:,} current rows vs {latest.reference_rows:,} training rows")
+    drift_view.verdict_box(latest)  # the reasons, or why drifted columns do not count
 
     left, right = st.columns(2)
     with left:
@@ -91,8 +92,8 @@ else:
         f"#{c.id} · {c.ts:%Y-%m-%d %H:%M} · {c.window} · {c.drift_share:.0%}" for c in history if c.id == i))
     check = next(c for c in history if c.id == picked)
     st.subheader("Per column")
-    st.table(drift_view.column_table(check).style.format(
-        {"statistic": "{:.4g}", "p_value": "{:.3g}", "psi": "{:.3g}"}, na_rep="—"))
+    st.table(drift_view.importance_table(check).style.format(
+        {"statistic": "{:.4g}", "p_value": "{:.3g}", "psi": "{:.3g}", "importance": "{:.0%}"}, na_rep="—"))
     ordered = sorted(check.columns, key=lambda name: not check.columns[name].get("drifted"))  # drifted first
     column = st.selectbox("Distribution of", ordered, index=0 if ordered else None)
     if column:
@@ -100,7 +101,13 @@ else:
 
     st.subheader("Evidently report")
     report = Path(check.report_path) if check.report_path else None
-    if report is None or not report.exists():
+    if report is not None and not report.exists() and report.with_suffix(".sample.parquet").exists():
+        st.caption("The Evidently report is being built (a drift.report job; the verdict above did not wait).")
+        if who.at_least("scientist") and st.button("Build it now", key="drift-build-report"):
+            with st.spinner("Running Evidently on the check's sample…"):
+                drift_view.build_report(check.id)
+            st.rerun()
+    elif report is None or not report.exists():
         st.caption("This check has no Evidently report (it was run without one, or the file was removed).")
     else:
         html = drift_view.stored_report(report)
@@ -118,15 +125,20 @@ except ImportError:  # pragma: no cover - performance monitoring ships with the 
     performance = None
 if performance is not None:
     drift_view.performance_section(performance, model, rules)
+    st.subheader("Estimated performance (before labels arrive)")
+    st.caption("CBPE (classifiers) or DLE (regressors) on each check's data; see docs/monitoring.md for when "
+               "the estimate is wrong.")
+    drift_view.estimate_section(history, drift_view.live_points(performance, model, rules))
 
 # -- thresholds and alerts ------------------------------------------------------------------------
 
 st.subheader("Thresholds and alerts")
-st.caption(f"Effective policy for {model} (policies.yaml `default`, overridden by `models.{model}`).")
+st.caption(f"Effective policy for {plain(model)} (policies.yaml `default`, overridden by {code(f'models.{model}')}).")
 drift_view.settings_summary(rules)
 if who.at_least("admin"):
     with st.form("drift-settings"):
-        st.markdown(f"**Change {model}'s thresholds** (written to `models.{model}` in policies.yaml, audited)")
+        st.markdown(f"**Change {plain(model)}'s thresholds** (written to {code(f'models.{model}')} in policies.yaml, "
+                    "audited)")
         c1, c2, c3, c4 = st.columns(4)
         drift_values = {
             "p_value": c1.number_input("p-value below", 0.0001, 0.5, rules.drift.p_value, format="%.4f"),

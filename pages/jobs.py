@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.platform import job_queue, schedules
 from ui import queries, session
-from ui.components import STATUS_ICON, act, ago, job_row
+from ui.components import STATUS_ICON, act, ago, code, job_row, message, plain
 
 who = session.actor()
 st.title("Jobs")
@@ -19,7 +19,7 @@ def queue() -> None:
         st.caption("Nothing queued or running.")
     for job in active:
         heartbeat = f" · heartbeat {ago(job.heartbeat_at)}" if job.status == "running" else ""
-        job_row(job, who, key="cancel", label=f"**#{job.id} {job.kind}** — {job.stage}{heartbeat}")
+        job_row(job, who, key="cancel", label=f"**#{job.id} {job.kind}** — {plain(job.stage)}{heartbeat}")
 
 
 queue()
@@ -52,7 +52,7 @@ else:
     if chosen is not None:
         job = next(j for j in history if j.id == chosen)
         if job.error:
-            st.error(job.error)
+            st.error(message(job.error))
         if job.result:
             st.json(job.result, expanded=False)
         st.code(job.log or "(empty log)", language="text")
@@ -65,8 +65,8 @@ for sched in rows:
     left, right = st.columns([5, 1])
     state = "⏸️ paused" if sched.paused else f"next run {ago(sched.next_run_at)}"
     next_at = f" ({sched.next_run_at:%Y-%m-%d %H:%M} UTC)" if sched.next_run_at and not sched.paused else ""
-    left.markdown(f"**{sched.name}** · `{sched.cron}` · {sched.kind} · {state}{next_at} · "
-                  f"last run {ago(sched.last_run_at)}  \n{sched.description}")
+    left.markdown(f"**{plain(sched.name)}** · {code(sched.cron)} · {sched.kind} · {state}{next_at} · "
+                  f"last run {ago(sched.last_run_at)}  \n{plain(sched.description)}")
     if who.at_least("admin"):
         label = "Resume" if sched.paused else "Pause"
         if right.button(label, key=f"sched-{sched.name}"):

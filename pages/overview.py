@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import alerts_view, queries, serving_queries
-from ui.components import STATUS_ICON, ago
+from ui.components import STATUS_ICON, ago, plain
 
 st.title("Overview")
 counts = queries.overview_counts()
@@ -21,8 +21,8 @@ def running_jobs() -> None:
     if not active:
         st.caption("No job is queued or running.")
     for job in active:
-        st.progress(job.progress, text=f"{STATUS_ICON[job.status]} #{job.id} {job.kind} — {job.stage} "
-                                       f"(by {job.created_by}, {ago(job.created_at)})")
+        st.progress(job.progress, text=f"{STATUS_ICON[job.status]} #{job.id} {job.kind} — {plain(job.stage)} "
+                                       f"(by {plain(job.created_by)}, {ago(job.created_at)})")
 
 
 running_jobs()

@@ -6,7 +6,7 @@ import streamlit as st
 from core.errors import LeanOpsError
 from core.promotion import approvals, gates, moves
 from ui import queries, registry_view, resources, session
-from ui.components import act
+from ui.components import act, message, plain
 
 who = session.actor()
 st.title("Registry")
@@ -28,11 +28,11 @@ def move(fn, success: str) -> None:  # fn: an alias-moving core call
     try:
         fn()
     except gates.GatesFailed as exc:
-        st.error(str(exc))
+        st.error(message(exc))
         registry_view.gate_table([c.__dict__ for c in exc.result.checks])
         return
     except LeanOpsError as exc:
-        st.error(str(exc))
+        st.error(message(exc))
         return
     st.cache_data.clear()
     st.session_state["registry_notice"] = success
@@ -40,9 +40,9 @@ def move(fn, success: str) -> None:  # fn: an alias-moving core call
 
 
 if notice := st.session_state.pop("registry_notice", None):
-    st.success(notice)
+    st.success(message(notice))
 
-st.subheader(f"Versions of {model}")
+st.subheader(f"Versions of {plain(model)}")
 GATE_MARK = {True: "✅", False: "❌", None: "—"}
 st.dataframe(pd.DataFrame([{
     "version": v.version, "aliases": ", ".join(v.aliases), "gates": GATE_MARK[v.gates_passed],
@@ -78,7 +78,9 @@ if who.at_least("admin") and buttons[3].button("Force promote", help="Emergencie
 
 requests = queries.pending_requests(model)
 if not requests.empty:
-    st.subheader("Pending promotion requests")
+    st.subheader("Pending requests")
+    st.caption("Approving a promotion request promotes once the gates pass; approving a rollback request "
+               "(raised by the automatic rollback when the policy says `rollback.auto: approve`) rolls back now.")
     st.dataframe(requests, hide_index=True, width="stretch")
     if who.at_least("approver"):
         pick = st.selectbox("Request", requests["request"].tolist())

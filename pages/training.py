@@ -7,7 +7,7 @@ from core.training.spec import parse_spec
 from ui import session
 from ui import training_charts as charts
 from ui import training_queries as q
-from ui.components import STATUS_ICON, act, ago, job_row
+from ui.components import STATUS_ICON, act, ago, code, job_row, message, plain
 from ui.training_form import launch_form
 
 PAGE_SIZE = 25
@@ -20,7 +20,7 @@ if who.at_least("scientist"):
         raw = launch_form()
         if raw is not None and (job := act(lambda s: pipeline.launch(s, actor=who, spec=parse_spec(raw)))):
             st.session_state.setdefault("tr-live", set()).add(job.id)
-            st.success(f"Queued training job #{job.id} on {job.params['dataset']}; its progress shows below.")
+            st.success(message(f"Queued training job #{job.id} on {job.params['dataset']}; its progress shows below."))
 
 
 @st.fragment(run_every=2)
@@ -40,16 +40,17 @@ def live() -> None:
         st.caption("No training job is queued or running.")
     for job in active:
         job_row(job, who, key="tr-cancel",
-                label=f"**#{job.id}** {job.params.get('dataset')} · {job.params.get('model')} → {job.stage}")
+                label=f"**#{job.id}** {plain(job.params.get('dataset'))} · {plain(job.params.get('model'))} → "
+                      f"{plain(job.stage)}")
 
 
 live()
 for finished in st.session_state.pop("tr-done", []):
     if finished.status == "succeeded":
         r = finished.result or {}
-        st.success(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')}.")
+        st.success(message(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')}."))
     else:
-        st.error(f"Job #{finished.id} {finished.status}: {finished.error}")
+        st.error(f"Job #{finished.id} {finished.status}: {message(finished.error)}")
 
 st.subheader("Runs")
 options = q.filter_values()
@@ -74,7 +75,7 @@ chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run"
 run = q.run_detail(chosen)
 st.markdown(f"### Run {run.id} · {STATUS_ICON.get(run.status, '')} {run.status}")
 if run.error:
-    st.error(run.error)
+    st.error(message(run.error))
 tiles = {k: v for k, v in run.metrics.items() if k not in charts.FAIRNESS_KEYS}  # fairness has its own line
 if tiles:
     cols = st.columns(min(len(tiles), 6))
@@ -94,7 +95,7 @@ if plots.get("roc"):
     left.plotly_chart(charts.roc(plots), key="tr-roc")
     right.plotly_chart(charts.precision_recall(plots), key="tr-pr")
 if "fairness" in plots:
-    st.markdown(f"**Fairness on `{plots['fairness']['column']}`** · demographic parity ratio "
+    st.markdown(f"**Fairness on {code(plots['fairness']['column'])}** · demographic parity ratio "
                 f"{plots['fairness'].get('demographic_parity_ratio', float('nan')):.3f} · equalized odds difference "
                 f"{plots['fairness'].get('equalized_odds_difference', float('nan')):.3f}")
     st.dataframe(charts.fairness_table(plots), hide_index=True)
@@ -105,11 +106,12 @@ if run.search:
                   for c in sorted(run.search["candidates"], key=lambda c: c["rank"])], hide_index=True)
 
 c1, c2 = st.columns(2)
-c1.markdown(f"**Dataset** `{run.dataset_ref}` · sha256 `{run.dataset_sha256[:12]}…` · target `{run.target}`  \n"
-            f"**Model** `{run.model_name}` version {run.model_version or '—'} · {run.model_kind} · {run.task} · "
-            f"seed {run.seed}  \n**MLflow** run `{run.mlflow_run_id or '—'}` · experiment "
-            f"`{run.mlflow_experiment_id or '—'}` · `{run.model_uri or '—'}`  \n"
-            f"**By** {run.created_by} {ago(run.started_at)} · code `{run.code_version}`")
+c1.markdown(f"**Dataset** {code(run.dataset_ref)} · sha256 {code(run.dataset_sha256[:12])}… · target "
+            f"{code(run.target)}  \n**Model** {code(run.model_name)} version {run.model_version or '—'} · "
+            f"{plain(run.model_kind)} · {run.task} · seed {run.seed}  \n"
+            f"**MLflow** run {code(run.mlflow_run_id or '—')} · "
+            f"experiment {code(run.mlflow_experiment_id or '—')} · {code(run.model_uri or '—')}  \n"
+            f"**By** {plain(run.created_by)} {ago(run.started_at)} · code {code(run.code_version)}")
 c2.json(run.params, expanded=False)
 b1, b2, _ = st.columns([1, 1, 3])
 if b1.button(f"Open {run.dataset_ref} in Datasets", key="tr-open-dataset"):

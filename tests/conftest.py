@@ -24,6 +24,8 @@ from core.platform.database import migrate
 from core.settings import Settings, get_settings
 from db.session import make_engine, make_session_factory
 
+TEST_SECRET_KEY = "mFQ0sZ9wKq0x3pY5ZJt2p2b8kQ6rGZ3mYzq3tOGmXkU="  # a Fernet key for tests only
+
 
 @pytest.fixture(autouse=True)
 def _no_leanops_env(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +33,9 @@ def _no_leanops_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LEANOPS_") and name != "LEANOPS_TEST_PG_URL":
             monkeypatch.delenv(name)
+    # Secrets are sealed with LEANOPS_SECRET_KEY (else the workspace's key file): in-process tests share this
+    # one, so a channel sealed by core code the test calls opens in the settings the test hands around.
+    monkeypatch.setenv("LEANOPS_SECRET_KEY", TEST_SECRET_KEY)
     # mlflow.set_tracking_uri/set_registry_uri export these: an earlier test's store must not reach
     # the processes this test starts (they would look for models in the wrong registry).
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -49,6 +49,20 @@ def test_init_user_token_and_audit_verify(cli):
     assert doc["ok"] is False and doc["first_bad"] == 3 and doc["checked"] == 2
 
 
+def test_a_generated_admin_password_is_shown_once_stored_nowhere_and_must_be_changed(cli):
+    first = cli("init", LEANOPS_ADMIN_PASSWORD="")
+    assert first.returncode == 0, first.stderr
+    line = next(x for x in first.stdout.splitlines() if x.startswith("admin user: admin  password: "))
+    password = line.split("password: ")[1].split()[0]
+    assert len(password) >= 12 and "the first login asks for a new one" in line
+    again = cli("init", "--json", LEANOPS_ADMIN_PASSWORD="")
+    assert password not in again.stdout + again.stderr and json.loads(again.stdout)["admin_password"] is None
+    for path in cli.home.rglob("*"):  # not in the workspace: not the DB, not a log, not a key file
+        assert not path.is_file() or password.encode() not in path.read_bytes(), path
+    with sqlite3.connect(cli.home / "leanops.db") as conn:
+        assert conn.execute("SELECT username, must_change_password FROM users").fetchall() == [("admin", 1)]
+
+
 @pytest.mark.parametrize("args, stdin, message", [
     (("user", "add", "x y", "--role", "viewer"), "password-123\n", "username 'x y' is not allowed"),
     (("user", "add", "zed", "--role", "boss"), "password-123\n", "role 'boss' is unknown"),
@@ -70,3 +84,20 @@ def test_bad_settings_and_unreachable_database_are_explained(cli):
     assert bad.returncode == 2 and "LEANOPS_SCHEDULER" in bad.stderr
     down = cli("init", LEANOPS_DB_URL="postgresql+psycopg://nobody@127.0.0.1:9/leanops")
     assert down.returncode == 2 and "metadata database is unavailable" in down.stderr
+
+
+def test_init_makes_the_secret_key_file_and_rotate_secret_key_replaces_it(cli):
+    assert cli("init").returncode == 0
+    key_file = cli.home / "secret.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    before = key_file.read_text()
+    rotated = cli("rotate-secret-key", "--json")
+    assert rotated.returncode == 0, rotated.stderr
+    doc = json.loads(rotated.stdout)
+    assert doc["generated"] is True and doc["key"] == str(key_file)
+    after = key_file.read_text()
+    assert after != before and len(after.split()) == 1 and oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert before.strip() not in rotated.stdout + rotated.stderr and after.strip() not in rotated.stdout
+    refused = cli("rotate-secret-key", "--json", LEANOPS_SECRET_KEY="not-a-key")
+    assert refused.returncode == 2 and "LEANOPS_SECRET_KEY is not a Fernet key" in refused.stderr
+    assert key_file.read_text() == after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -16,6 +17,35 @@ from ui import resources
 T = TypeVar("T")
 STATUS_ICON = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🚫"}
 
+# Most Streamlit text elements render Markdown (st.markdown, caption, info/error/…, toast, table cells,
+# metric labels and help, progress text, expander labels). Text that people typed elsewhere (model
+# cards, column and file names, usernames, reasons, job errors) must not become an image beacon
+# (![x](http://attacker/…)), a link, HTML or math there. CommonMark lets every ASCII punctuation
+# character be escaped with a backslash, which then shows as itself.
+_PUNCTUATION = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+# What a whole message (an error naming a column, a file, a URL) needs escaped so that no link, image,
+# HTML, directive or math can start: brackets, angle and curly brackets, $, @ and backslashes, plus
+# the "://" and "www." of autolinks. Other punctuation stays readable (and searchable) as typed.
+_MARKUP = re.compile(r"""([\[\]<>{}$@\\]|(?<=:)//|(?<=www)\.)""", re.IGNORECASE)
+
+
+def plain(value: object) -> str:
+    """``value`` as literal text inside Markdown: every punctuation character escaped (names, typed text)."""
+    return _PUNCTUATION.sub(r"\\\1", str(value))
+
+
+def code(value: object) -> str:
+    """``value`` as an inline code span that it cannot close (a fence longer than its own backtick runs)."""
+    text = " ".join(str(value).splitlines())  # a blank line would end the span's paragraph
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def message(text: object) -> str:
+    """A whole message for st.error/info/success/warning/toast: shown as written, but no link, image or HTML."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(0) if m.group(0) != "//" else "\\/\\/", str(text))
+
 
 def act(fn: Callable[[Session], T], *, success: str | None = None) -> T | None:
     """Run one write in its own transaction; show a LeanOpsError as st.error and return None."""
@@ -23,11 +53,11 @@ def act(fn: Callable[[Session], T], *, success: str | None = None) -> T | None:
         with transaction(resources.session_factory()) as session:
             result = fn(session)
     except LeanOpsError as exc:
-        st.error(str(exc))
+        st.error(message(exc))
         return None
     st.cache_data.clear()
     if success:
-        st.toast(success, icon="✅")
+        st.toast(message(success), icon="✅")
     return result
 
 
@@ -52,7 +82,8 @@ def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Acto
     from core.platform import job_queue
 
     left, right = st.columns([5, 1])
-    left.progress(job.progress, text=f"{STATUS_ICON[job.status]} {label} · by {job.created_by} {ago(job.created_at)}")
+    left.progress(job.progress,
+                  text=f"{STATUS_ICON[job.status]} {label} · by {plain(job.created_by)} {ago(job.created_at)}")
     if job.cancel_requested:
         right.caption("stopping…")
     elif who.at_least("scientist") and right.button("Cancel", key=f"{key}-{job.id}"):

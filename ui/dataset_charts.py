@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.data.profile import VersionDiff
+from ui.components import code, message, plain
 
 HEIGHT = 260
 
@@ -22,8 +23,8 @@ def check_lines(checks: list[dict[str, Any]]) -> list[str]:
     """Markdown bullets: one per check, with what was observed and what was expected."""
     lines = []
     for c in checks:
-        column = f" `{c['column']}`" if c["column"] else ""
-        lines.append(f"- **{c['check']}**{column}: {c['observed']} (expected {c['expected']})")
+        column = f" {code(c['column'])}" if c["column"] else ""
+        lines.append(f"- **{plain(c['check'])}**{column}: {message(c['observed'])} (expected {message(c['expected'])})")
     return lines
 
 

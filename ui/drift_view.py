@@ -12,6 +12,7 @@ import streamlit as st
 from core.monitoring import checks as monitoring
 from core.monitoring.checks import CheckView
 from ui import resources
+from ui.components import code, plain
 
 COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
 
@@ -30,6 +31,7 @@ def column_table(check: CheckView) -> pd.DataFrame:
         items.append(("(predictions)", check.predictions))
     table = pd.DataFrame([{"column": name, **{k: stats.get(k) for k in COLUMN_FIELDS[1:]}} for name, stats in items],
                          columns=COLUMN_FIELDS)
+    table["column"] = [name if name == "(predictions)" else plain(name) for name, _ in items]  # st.table: Markdown
     table["drifted"] = table["drifted"].map({True: "⚠️ yes", False: "no"}).fillna("—")
     return table.sort_values(["drifted", "column"], ascending=[True, True], key=_drifted_first).reset_index(drop=True)
 
@@ -98,12 +100,18 @@ def heatmap(history: list[CheckView]) -> None:
     z = [[_score(c.columns.get(name)) for c in history] for name in columns]
     text = [[_hover(c.columns.get(name)) for c in history] for name in columns]
     fig = go.Figure(go.Heatmap(
-        z=z, x=[f"#{c.id} {c.ts:%m-%d %H:%M}" for c in history], y=columns, text=text, zmin=0, zmax=2,
+        z=z, x=[f"#{c.id} {c.ts:%m-%d %H:%M}" for c in history], y=[_chart_text(c) for c in columns], text=text,
+        zmin=0, zmax=2,
         colorscale=[[0, "#f7fbff"], [0.499, "#9ecae1"], [0.5, "#fdae6b"], [1, "#b30000"]],
         hovertemplate="%{y} · %{x}<br>%{text}<extra></extra>", colorbar={"title": "score / threshold"}))
     fig.update_layout(height=max(220, 26 * len(columns) + 90), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title="Drift per column and check (red = drifted)")
     st.plotly_chart(fig, width="stretch")
+
+
+def _chart_text(value: object) -> str:
+    """Column names and category values for Plotly, which renders <a href>, <b> … in labels: as text."""
+    return html.escape(str(value), quote=False)
 
 
 def _score(stats: dict[str, Any] | None) -> float | None:
@@ -140,10 +148,11 @@ def distribution(stats: dict[str, Any], column: str) -> None:
         st.caption("This check stored no histogram for the column.")
         return
     total_ref, total_cur = max(sum(ref), 1), max(sum(cur), 1)
-    fig = go.Figure([go.Bar(x=[str(b) for b in labels], y=[v / total_ref for v in ref], name="reference"),
-                     go.Bar(x=[str(b) for b in labels], y=[v / total_cur for v in cur], name="current")])
+    names = [_chart_text(b) for b in labels]
+    fig = go.Figure([go.Bar(x=names, y=[v / total_ref for v in ref], name="reference"),
+                     go.Bar(x=names, y=[v / total_cur for v in cur], name="current")])
     fig.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      yaxis={"tickformat": ".0%"}, title=f"{column}: reference vs current")
+                      yaxis={"tickformat": ".0%"}, title=f"{_chart_text(column)}: reference vs current")
     st.plotly_chart(fig, width="stretch")
 
 
@@ -170,11 +179,11 @@ def settings_summary(rules: Any) -> None:
         f"distances above (Wasserstein > {d.wasserstein:g}, Jensen-Shannon > {d.jensenshannon:g}); PSI "
         f"reported, {d.psi:g} marks a large shift.\n"
         f"- **Data drift:** when at least {d.share:.0%} of the columns drift. Scheduled check: "
-        f"`{d.schedule or 'off'}` over the last {d.window_hours:g} h (at least {d.min_rows} rows).\n"
+        f"{code(d.schedule or 'off')} over the last {d.window_hours:g} h (at least {d.min_rows} rows).\n"
         f"- **Performance floor:** {floor} over the last {p.window} labelled predictions "
         f"(verdict from {p.min_labels} labels).\n"
         f"- **Retrain:** {'on drift · ' if r.on_drift else ''}"
-        f"{'schedule `' + r.schedule + '` · ' if r.schedule else ''}"
+        f"{'schedule ' + code(r.schedule) + ' · ' if r.schedule else ''}"
         f"{f'when data grows ≥ {r.on_data_growth:.0%} · ' if r.on_data_growth is not None else ''}"
         f"{'on API upload' if r.on_upload else ''}; a passing retrain is "
         f"{'promoted automatically' if rules.auto_promote else 'made challenger for approvers'}.\n"
@@ -190,7 +199,7 @@ def alerts_for(model: str, limit: int = 10) -> None:
     table = pd.DataFrame([{"time": a.ts, "condition": a.condition, "title": a.title, "delivery": a.status}
                           for a in rows])
     if table.empty:
-        st.caption(f"No alerts about {model} yet.")
+        st.caption(f"No alerts about {plain(model)} yet.")
     else:
         st.dataframe(table, hide_index=True, width="stretch")
 
@@ -213,3 +222,83 @@ def performance_section(performance: Any, model: str, rules: Any) -> None:
     floor = float(floor_rule.split()[-1]) if floor_rule else None
     base = next((p.baseline.get(metric) for p in reversed(points) if p.version == latest), None)
     performance_chart(frame, metric, base, floor)
+
+
+def verdict_box(check: CheckView) -> None:
+    """The one verdict in words: why the data counts as drifted, or why drifted columns do not count.
+
+    A drifted column never sits under a "stable" headline without its reason (not important enough,
+    too few columns, outputs unmoved), so nobody has to reconcile the two by hand.
+    """
+    said = check.verdict
+    drifted = check.drifted
+    if check.drift_detected:
+        reasons = "\n".join(f"- {plain(r.get('text', r.get('rule')))}" for r in said.get("reasons", []))
+        st.error(f"**Drift: {plain(monitoring.headline(check))}.** It counts because:\n{reasons}\n\n"
+                 f"Drifted: {', '.join(map(plain, drifted)) or 'no column (the model outputs moved)'}")
+    elif drifted:
+        why = "\n".join(f"- {plain(t)}" for t in said.get("not_counted", [])) or (
+            f"- checked before the model-weighted verdict: {check.drift_share:.0%} of the columns drifted, "
+            f"below the {check.threshold:.0%} share")
+        st.info(f"**Stable, although {len(drifted)} column(s) drifted.** Drifted: {', '.join(map(plain, drifted))}. "
+                f"They do not make the data count as drifted because:\n{why}")
+    else:
+        st.success("**Stable:** no column and none of the model's outputs drifted.")
+
+
+def importance_table(check: CheckView) -> pd.DataFrame:
+    """The per-column table led by what matters: drifted columns by their share of the model's importance."""
+    table = column_table(check)
+    shares = {plain(n): c.get("importance") for n, c in check.columns.items()}
+    table.insert(2, "importance", table["column"].map(shares))
+    drifted_first = table["drifted"].map(lambda v: 0 if v == "⚠️ yes" else 1)
+    order = sorted(range(len(table)), key=lambda i: (drifted_first.iloc[i], -(table["importance"].iloc[i] or 0)))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def estimate_section(history: list[CheckView], live: pd.DataFrame | None) -> None:
+    """The label-free estimate of the latest check, and its history charted beside the realised metric."""
+    import plotly.graph_objects as go
+
+    estimated = [c for c in history if c.estimated_performance]
+    if not estimated:
+        st.caption("No estimate yet: checks of versions trained before estimation was added have none.")
+        return
+    latest = estimated[-1].estimated_performance
+    cols = st.columns(len(latest))
+    for col, (metric, est) in zip(cols, latest.items(), strict=True):
+        delta = None if est.get("reference") is None else f"{est['value'] - est['reference']:+.3f} vs holdout"
+        col.metric(f"Estimated {metric}", f"{est['value']:.3f}", delta=delta,
+                   delta_color="inverse" if metric in ("mae", "rmse") else "normal",
+                   help=f"95 % band {est['lower']:.3f} – {est['upper']:.3f}; holdout {est.get('reference')}")
+    metric = "f1" if "f1" in latest else "rmse" if "rmse" in latest else next(iter(latest))
+    points = [(c.ts, c.estimated_performance[metric]) for c in estimated if metric in c.estimated_performance]
+    fig = go.Figure([
+        go.Scatter(x=[t for t, _ in points] + [t for t, _ in reversed(points)],
+                   y=[e["upper"] for _, e in points] + [e["lower"] for _, e in reversed(points)],
+                   fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.15)", name="95 % band",
+                   hoverinfo="skip"),
+        go.Scatter(x=[t for t, _ in points], y=[e["value"] for _, e in points], mode="lines+markers",
+                   name=f"estimated {metric} (no labels)"),
+    ])
+    if live is not None and not live.empty and metric in live.columns:
+        fig.add_trace(go.Scatter(x=live["ts"], y=live[metric], mode="lines", name=f"realised {metric} (feedback)"))
+    if points and points[-1][1].get("reference") is not None:
+        fig.add_hline(y=points[-1][1]["reference"], line_dash="dot", annotation_text=f"holdout {metric}")
+    fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      title=f"Estimated vs realised {metric}")
+    st.plotly_chart(fig, width="stretch")
+
+
+def live_points(performance: Any, model: str, rules: Any) -> pd.DataFrame:
+    """Realised metrics from feedback over time (empty before enough labels)."""
+    with resources.session_factory()() as session:
+        points = performance.series(session, model=model, rules=rules)
+    return pd.DataFrame([{"ts": p.ts, "version": p.version, **p.metrics} for p in points])
+
+
+def build_report(check_id: int) -> None:
+    """Build a check's Evidently report now, in this process (when no worker has got to its job yet)."""
+    from core.monitoring import report
+
+    report.build_for_check(resources.session_factory(), resources.settings(), check_id)

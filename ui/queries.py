@@ -10,6 +10,7 @@ import streamlit as st
 from sqlalchemy.orm import Session
 
 from core import audit, auth
+from core.actors import Actor
 from core.platform import job_queue, schedules
 from ui import resources
 
@@ -72,9 +73,9 @@ def tokens() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=5)
-def audit_page(where: audit.EventFilter, before_seq: int | None, limit: int = 50) -> pd.DataFrame:
+def audit_page(where: audit.EventFilter, before_seq: int | None, reader: Actor, limit: int = 50) -> pd.DataFrame:
     with _session() as session:
-        rows = audit.search(session, where=where, limit=limit, before_seq=before_seq)
+        rows = audit.search(session, reader=reader, where=where, limit=limit, before_seq=before_seq)
         return pd.DataFrame([{"#": e.seq, "time": e.ts, "actor": e.actor, "action": e.action, "subject": e.subject,
                               "details": json.dumps(e.details, sort_keys=True)[:500]} for e in rows],
                             columns=["#", "time", "actor", "action", "subject", "details"])
@@ -127,10 +128,12 @@ def pending_requests(model: str) -> pd.DataFrame:
     from core.promotion import approvals
 
     with _session() as session:
-        return pd.DataFrame([{"request": r.id, "version": r.version, "requested by": r.requested_by,
-                              "reason": r.reason, "since": r.created_at}
+        return pd.DataFrame([{"request": r.id, "asks to": ("roll back from" if approvals.kind_of(r) == "rollback"
+                                                           else "promote") + f" v{r.version}",
+                              "version": r.version, "requested by": r.requested_by, "reason": r.reason,
+                              "since": r.created_at}
                              for r in approvals.pending_requests(session, model=model)],
-                            columns=["request", "version", "requested by", "reason", "since"])
+                            columns=["request", "asks to", "version", "requested by", "reason", "since"])
 
 
 @st.cache_data(ttl=10)

@@ -13,7 +13,7 @@ from core.actors import Actor
 from core.compliance import reports
 from core.registry import cards
 from ui import resources
-from ui.components import act
+from ui.components import act, code, plain
 
 
 def gate_table(checks: list[dict]) -> None:
@@ -40,9 +40,9 @@ def lineage(version, periods) -> None:
     mine = [p for p in periods if p.version == version.version]
     served = ", ".join(f"{p.start:%Y-%m-%d %H:%M} → {p.end:%Y-%m-%d %H:%M}" if p.end else
                        f"{p.start:%Y-%m-%d %H:%M} → now" for p in mine) or "never champion"
-    st.markdown(f"**Dataset** `{version.dataset}` (sha256 `{version.dataset_sha256[:12]}…`) → "
-                f"**run** #{version.run_id} (MLflow `{version.mlflow_run_id}`) by {version.created_by} → "
-                f"**version** {version.version} ({version.model_kind}) → **champion** {served}")
+    st.markdown(f"**Dataset** {code(version.dataset)} (sha256 {code(version.dataset_sha256[:12])}…) → "
+                f"**run** #{version.run_id} (MLflow {code(version.mlflow_run_id)}) by {plain(version.created_by)} → "
+                f"**version** {version.version} ({plain(version.model_kind)}) → **champion** {served}")
 
 
 def timeline(periods) -> None:
@@ -53,10 +53,11 @@ def timeline(periods) -> None:
     frame = pd.DataFrame([{"version": f"v{p.version}", "start": p.start, "end": p.end or now,
                            "how": p.action + (" (FORCED)" if p.forced else ""), "by": p.moved_by, "reason": p.reason}
                           for p in periods])
+    shown = frame.assign(by=frame["by"].map(plain), reason=frame["reason"].map(plain))  # st.table renders Markdown
     fig = px.timeline(frame, x_start="start", x_end="end", y="version", color="how", hover_data=["by", "reason"],
                       height=180 + 40 * frame["version"].nunique())
     st.plotly_chart(fig, width="stretch")
-    st.table(frame.sort_values("start", ascending=False).assign(
+    st.table(shown.sort_values("start", ascending=False).assign(
         start=lambda f: f["start"].dt.strftime("%Y-%m-%d %H:%M:%S"),
         end=[("now" if p.end is None else f"{p.end:%Y-%m-%d %H:%M:%S}") for p in
              sorted(periods, key=lambda p: p.start, reverse=True)]).set_index("version"))
@@ -83,14 +84,14 @@ def model_card(model: str, version: int, who: Actor) -> None:
     if not who.at_least("scientist"):
         for label, text in (("Intended use", card.intended_use), ("Limitations", card.limitations),
                             ("Owner", card.owner)):
-            st.markdown(f"*{label}:* {text or '—'}")
+            st.markdown(f"*{label}:* {plain(text) if text else '—'}")  # typed by scientists: text, never markup
         return
     with st.form(f"model-card-{model}-{version}"):
         intended = st.text_area("Intended use", card.intended_use, height=80)
         limitations = st.text_area("Limitations", card.limitations, height=80)
         owner = st.text_input("Owner", card.owner)
         if card.updated_by:
-            st.caption(f"Last edited by {card.updated_by} at {card.updated_at:%Y-%m-%d %H:%M} UTC")
+            st.caption(f"Last edited by {plain(card.updated_by)} at {card.updated_at:%Y-%m-%d %H:%M} UTC")
         if st.form_submit_button("Save"):
             saved = act(lambda s: cards.save(s, actor=who, model=model, version=version,
                                                    intended_use=intended, limitations=limitations, owner=owner),

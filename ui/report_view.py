@@ -8,6 +8,7 @@ import streamlit as st
 from core.actors import Actor
 from core.serving import predictions
 from ui import registry_view, resources
+from ui.components import code, message, plain
 
 
 def prediction_lookup(who: Actor) -> None:
@@ -20,15 +21,15 @@ def prediction_lookup(who: Actor) -> None:
         found = predictions.by_request(s, request_id=request_id)
         labels = predictions.feedback_for(s, request_id=request_id) if found else []
     if not found:
-        st.info(f"No prediction with request id {request_id!r} (or it is older than the retention period).")
+        st.info(f"No prediction with request id {message(repr(request_id))} (or it is older than the retention period).")
         return
     first = found[0]
-    st.markdown(f"**{first.model}** version **{first.version}** (alias `{first.alias}`) answered at "
+    st.markdown(f"**{plain(first.model)}** version **{first.version}** (alias {code(first.alias)}) answered at "
                 f"{first.ts:%Y-%m-%d %H:%M:%S} UTC · {len(found)} record(s)")
     st.dataframe(pd.DataFrame([{"record": p.record_index, "output": str(p.output),
                                 "feedback": str(labels[i]) if i < len(labels) and labels[i] is not None else "",
                                 "input": p.inputs, "input sha256": p.input_hash, "latency ms": p.latency_ms}
                                for i, p in enumerate(found)]), hide_index=True, width="stretch")
     for model, version in sorted({(p.model, p.version) for p in found}):
-        st.caption(f"Compliance report of {model} v{version}, the version that answered")
+        st.caption(f"Compliance report of {plain(model)} v{version}, the version that answered")
         registry_view.report_downloads(model, version, who)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from core import auth
 from core.actors import Actor
+from core.errors import LeanOpsError
 from core.platform.database import transaction
 from ui import resources
 
@@ -51,11 +52,49 @@ def _clear(message: str) -> None:
     st.session_state["login_message"] = message
 
 
+def password_change_due(who: Actor) -> bool:
+    """Whether the signed-in user must replace a generated password before seeing anything else."""
+    if who.user_id is None:
+        return False
+    with resources.session_factory()() as session:
+        return auth.password_change_due(session, who.user_id)
+
+
+def change_password_page() -> None:
+    """The only page of a user whose password was generated (shown once): choose your own first."""
+    who = actor()
+    st.title("Choose a new password")
+    st.info("The password you signed in with was generated and shown once. Choose your own password to go on.")
+    with st.form("change-password"):
+        current = st.text_input("Current password", type="password", key="change-current")
+        new = st.text_input("New password", type="password", key="change-new",
+                            help=f"at least {auth.MIN_PASSWORD} characters")
+        repeat = st.text_input("Repeat the new password", type="password", key="change-repeat")
+        submitted = st.form_submit_button("Change password", type="primary")
+    if not submitted:
+        return
+    if new != repeat:
+        st.error("The two new passwords differ.")
+        return
+    try:
+        with transaction(resources.session_factory()) as session:
+            auth.change_password(session, actor=who, current=current, new=new)
+    except LeanOpsError as exc:
+        st.error(str(exc))
+        return
+    st.session_state["password_changed"] = True
+    st.rerun()
+
+
 def login_page() -> None:
     st.title("LeanOps")
     st.caption("Data, training, registry, serving and monitoring for lean ML teams.")
     if msg := st.session_state.pop("login_message", None):
         st.info(msg)
+    with resources.session_factory()() as session:
+        if not auth.count_users(session):
+            st.info("No account exists yet. Run `python cli.py init` in a terminal: it creates the admin and "
+                    "shows its password once (or set LEANOPS_ADMIN_PASSWORD before starting the dashboard).")
     with st.form("login"):
         username = st.text_input("Username", key="login-username")
         password = st.text_input("Password", type="password", key="login-password")

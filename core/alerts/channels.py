@@ -1,5 +1,6 @@
-"""Alert channels (Slack, HMAC-signed webhook, email): added, changed and removed by admins, secrets
-masked in every view; ``core.alerts.notify`` sends to the enabled ones."""
+"""Alert channels (Slack, HMAC-signed webhook, email): added, changed and removed by admins; their
+URLs, HMAC secrets and SMTP passwords are sealed at rest (``core.secrets``) and masked in every view and
+audit row (a Slack webhook URL is itself a credential); ``core.alerts.notify`` sends to the enabled ones."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, secrets
 from core.actors import Actor
 from core.alerts.delivery import target_text
 from core.auth import require
@@ -43,15 +44,30 @@ class ChannelView:
     created_at: datetime
 
 
-def _mask(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: (("•" * 6 + str(v)[-2:] if len(str(v)) > 8 else "•" * 6) if k in SECRET_KEYS and v else v)
-            for k, v in config.items()}
+def _mask(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (opened) as views and audit rows show it: secrets as dots, a URL as its host only."""
+    shown = {k: (("•" * 6 + str(v)[-2:] if len(str(v)) > 8 else "•" * 6) if k in SECRET_KEYS and v else v)
+             for k, v in config.items()}
+    if "url" in shown:
+        shown["url"] = target_text(kind, config)
+    return shown
+
+
+def _opened(row: AlertChannel) -> dict[str, Any]:
+    return secrets.unseal_config(row.config, what=f"a secret of alert channel {row.name!r}")
 
 
 def _channel_view(row: AlertChannel) -> ChannelView:
-    return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled, config=_mask(row.config),
-                       target=target_text(row.kind, row.config), created_by=row.created_by,
-                       created_at=row.created_at)
+    try:
+        config = _opened(row)
+    except secrets.SecretKeyError as exc:  # the list still shows; sending says the same thing
+        log.warning("alert channel %s: %s", row.name, exc)
+        return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled,
+                           config={k: "(sealed)" if secrets.is_sealed(v) else v for k, v in row.config.items()},
+                           target="(sealed: the secret key cannot open it)", created_by=row.created_by,
+                           created_at=row.created_at)
+    return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled, config=_mask(row.kind, config),
+                       target=target_text(row.kind, config), created_by=row.created_by, created_at=row.created_at)
 
 
 # -- channels ------------------------------------------------------------------------------------
@@ -95,7 +111,12 @@ def _check_config(kind: str, config: dict[str, Any], old: dict[str, Any] | None 
     password = str(config.get("password") or old.get("password") or "") if username else ""
     if username and not password:
         raise InvalidInput(f"SMTP login {username!r} needs a password")
-    return {"host": host, "port": port, "sender": sender, "to": to, "starttls": bool(config.get("starttls")),
+    implicit_tls = bool(config["ssl"]) if "ssl" in config else port == 465
+    starttls = bool(config.get("starttls")) and not implicit_tls
+    if username and not (implicit_tls or starttls):
+        raise InvalidInput(f"SMTP login {username!r} needs TLS so the password is not sent in clear: turn on "
+                           "STARTTLS, or use SMTPS (implicit TLS, usually port 465)")
+    return {"host": host, "port": port, "sender": sender, "to": to, "starttls": starttls, "ssl": implicit_tls,
             "username": username, "password": password}
 
 
@@ -119,11 +140,12 @@ def add_channel(session: Session, *, actor: Actor, name: str, kind: str, config:
     if session.scalar(select(AlertChannel.id).where(AlertChannel.name == name)) is not None:
         raise InvalidInput(f"an alert channel named {name!r} already exists")
     clean = _check_config(kind, config)
-    row = AlertChannel(name=name, kind=kind, config=clean, enabled=enabled, created_by=actor.name)
+    row = AlertChannel(name=name, kind=kind, config=secrets.seal_config(clean), enabled=enabled,
+                       created_by=actor.name)
     session.add(row)
     session.flush()
     audit.record(session, actor, "alert_channel.added", f"alert_channel:{name}",
-                 {"id": row.id, "kind": kind, "enabled": enabled, "config": _mask(clean)})
+                 {"id": row.id, "kind": kind, "enabled": enabled, "config": _mask(kind, clean)})
     return _channel_view(row)
 
 
@@ -137,11 +159,13 @@ def change_channel(session: Session, *, actor: Actor, channel_id: int, enabled: 
         changes["enabled"] = {"from": row.enabled, "to": enabled}
         row.enabled = enabled
     if config is not None:
-        clean = _check_config(row.kind, config, old=row.config)
-        if clean != row.config:
-            changes["config"] = {"from": _mask(row.config), "to": _mask(clean)}
-            row.config = clean
+        old = _opened(row)
+        clean = _check_config(row.kind, config, old=old)
+        if clean != old:
+            changes["config"] = {"from": _mask(row.kind, old), "to": _mask(row.kind, clean)}
+            row.config = secrets.seal_config(clean)
     if changes:
+        row.config = secrets.seal_config(row.config)  # a channel stored in plain text is sealed on its next write
         audit.record(session, actor, "alert_channel.changed", f"alert_channel:{row.name}", {"id": row.id, **changes})
     session.flush()
     return _channel_view(row)
@@ -151,7 +175,7 @@ def remove_channel(session: Session, *, actor: Actor, channel_id: int) -> None:
     require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
     row = _get_channel(session, channel_id)
     audit.record(session, actor, "alert_channel.removed", f"alert_channel:{row.name}",
-                 {"id": row.id, "kind": row.kind, "config": _mask(row.config)})
+                 {"id": row.id, "kind": row.kind, "config": _channel_view(row).config})
     session.delete(row)
     session.flush()
 

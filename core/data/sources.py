@@ -14,6 +14,10 @@ What keeps a query from writing (see docs/sources.md):
   of LeanOps' own SQLite databases is never a source.
 
 The SQL reaches the database exactly as typed (``%`` and ``::`` included).
+
+A source URL may carry the role's password, so it is sealed at rest (``core.secrets``) and shown masked
+everywhere (a ``password=`` query parameter too); a row from before sealing is sealed on its next write
+or by ``cli.py rotate-secret-key``.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, secrets
 from core.actors import Actor
 from core.auth import require
 from core.data import datasets
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, redact
 from db.models import SourceDatabase
 
 MAX_ROWS = 5_000_000
@@ -54,10 +58,23 @@ class SourceView:
 
 
 def mask(url: str) -> str:
+    """``url`` as it may be shown: the password in its user part and in its query (``?password=…``) as ``***``."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return redact(make_url(url).render_as_string(hide_password=True))
     except ArgumentError:
         return "(not a URL)"
+
+
+def _url(row: SourceDatabase) -> str:
+    return secrets.unseal(row.url, what=f"the URL of source {row.name!r}")
+
+
+def _shown_url(row: SourceDatabase) -> str:
+    """The masked URL, or a note when the key cannot open it (a list or a removal must not need the key)."""
+    try:
+        return mask(_url(row))
+    except secrets.SecretKeyError:
+        return "(sealed: the secret key cannot open it)"
 
 
 def _check_url(url: str) -> str:
@@ -89,10 +106,10 @@ def add_source(session: Session, *, actor: Actor, name: str, url: str, descripti
         _sqlite_path(parsed, label=label, home=home)
     else:
         _check_pg_role(parsed, label=label)
-    row = SourceDatabase(name=name, url=url, description=description[:255], created_by=actor.name)
+    row = SourceDatabase(name=name, url=secrets.seal(url), description=description[:255], created_by=actor.name)
     session.add(row)
     session.flush()
-    audit.record(session, actor, "source.added", f"source:{name}", {"url": mask(row.url)})
+    audit.record(session, actor, "source.added", f"source:{name}", {"url": mask(url)})
     return _view(row)
 
 
@@ -100,7 +117,7 @@ def remove_source(session: Session, *, actor: Actor, name: str) -> None:
     require(session, actor, "sources.manage", f"source:{name}")
     row = _get(session, name)
     session.delete(row)
-    audit.record(session, actor, "source.removed", f"source:{name}", {"url": mask(row.url)})
+    audit.record(session, actor, "source.removed", f"source:{name}", {"url": _shown_url(row)})
 
 
 def list_sources(session: Session) -> list[SourceView]:
@@ -117,7 +134,7 @@ def _get(session: Session, name: str) -> SourceDatabase:
 
 
 def _view(row: SourceDatabase) -> SourceView:
-    return SourceView(name=row.name, url=mask(row.url), description=row.description, created_by=row.created_by,
+    return SourceView(name=row.name, url=_shown_url(row), description=row.description, created_by=row.created_by,
                       created_at=row.created_at)
 
 
@@ -379,7 +396,7 @@ def register_query(session: Session, *, actor: Actor, source: str, sql: str, nam
     require(session, actor, "datasets.write", f"dataset:{name}")
     datasets.check_name(name)
     row = _get(session, source)
-    frame = run_query(url=row.url, sql=sql, label=f"source {source!r}", max_rows=max_rows, home=home)
+    frame = run_query(url=_url(row), sql=sql, label=f"source {source!r}", max_rows=max_rows, home=home)
     return datasets.register(session, actor=actor, name=name, data=frame, store_root=store_root,
                              source=f"sql:{source}", source_query=sql.strip(), description=description,
                              filename=f"the result of the query on {source!r}")

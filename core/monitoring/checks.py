@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,8 @@ log = logging.getLogger("leanops.monitoring")
 
 SOURCES = ("window", "upload", "dataset")
 PREDICT_ROWS = 100_000  # an upload or dataset larger than this has its outputs compared on a sample
+UPLOADS, STAGED_PREFIX = "uploads", "drift-"  # where the Drift page stages an uploaded batch for its job
+STAGED_MAX_AGE = timedelta(hours=24)  # a staged batch whose job never ran is swept after this
 Progress = Callable[[float, str], None]
 Current: TypeAlias = pd.DataFrame | Path | str | bytes
 
@@ -66,14 +69,30 @@ class CheckView:
     report_path: str | None
     job_id: int | None
     created_by: str
+    verdict: dict[str, Any]  # {drifted, reasons: [{rule, text, …}], not_counted: [text], ranked: [column]}
+    estimated_performance: dict[str, dict[str, float]]  # metric → {value, lower, upper, reference}
 
     @property
     def drifted(self) -> list[str]:
-        return [name for name, col in self.columns.items() if col.get("drifted")]
+        """Drifted columns, the most important first (by name when the version stored no importance)."""
+        ranked = [c for c in self.verdict.get("ranked", []) if c in self.columns]
+        return ranked or [name for name, col in self.columns.items() if col.get("drifted")]
 
     @classmethod
     def of(cls, row: DriftCheck) -> CheckView:
-        return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
+        """The row as a view; the verdict and the estimate live in the ``predictions`` JSON (with the
+        model's outputs under ``outputs``); a check stored before had the outputs alone there."""
+        fields = {f: getattr(row, f) for f in cls.__dataclass_fields__ if f not in ("verdict", "estimated_performance")}
+        stored = row.predictions or {}
+        if "verdict" in stored:
+            fields["predictions"] = stored.get("outputs")
+            said, estimate = stored["verdict"] or {}, stored.get("estimated_performance") or {}
+        else:  # counted columns only: the share rule was the whole verdict
+            said = {"drifted": row.drift_detected, "reasons": [{"rule": "drift_share", "text": (
+                f"{row.drift_share:.0%} of the columns drifted (≥ {row.threshold:.0%})")}] if row.drift_detected
+                else [], "not_counted": [], "ranked": []}
+            estimate = {}
+        return cls(**fields, verdict=said, estimated_performance=estimate)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"ts": self.ts.isoformat(), "drifted": self.drifted}
@@ -92,7 +111,8 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
               version: int | None = None, source: str = "window", current: Current | None = None,
               filename: str = "", hours: float | None = None, dataset: str | None = None,
               threshold: float | None = None, progress: Progress | None = None, job_id: int | None = None,
-              report: bool = True, reason: str = "") -> CheckView:
+              report: bool = True, reason: str = "", report_now: bool = False,
+              parallel_outputs: bool = False) -> CheckView:
     """Compare current data with ``model`` ``version`` (default: the champion) and store the check.
 
     Args:
@@ -100,7 +120,11 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
             ``drift.window_hours``), ``upload`` (``current``: a DataFrame, a file path or bytes,
             named by ``filename``) or ``dataset`` (``dataset``: NAME or NAME:VERSION).
         threshold: a p-value to use instead of the policy's ``drift.p_value``.
-        report: also write the Evidently HTML (on ``settings.drift_report_sample_rows`` rows).
+        report: also make the Evidently HTML (on ``settings.drift_report_sample_rows`` rows): a sample is
+            kept and a ``drift.report`` job builds the page after the check (Evidently takes seconds
+            the verdict does not wait for); with ``report_now`` it is built here, before returning.
+        parallel_outputs: load the model in a child process while the data is read and compared
+            (``model_outputs.Predictor``; the CLI's speed), instead of in this process afterwards.
         reason: why the check ran (e.g. the schedule that fired), kept in the audit event.
 
     Raises:
@@ -115,58 +139,123 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         raise InvalidInput(f"threshold {threshold!r} is not a p-value between 0 and 1 (exclusive)")
     if source == "upload" and isinstance(current, (str, Path)) and not Path(current).is_file():
         raise InvalidInput(f"batch file {current} does not exist")  # before the registry is asked anything
-    step(0.0, "finding the model version")
-    with transaction(factory) as session:
-        require(session, actor, "drift.run", f"model:{model}")
-    if version is None:
-        version = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+    with _consumed(settings.home, current if source == "upload" else None):  # a staged batch is read once
+        step(0.0, "finding the model version")
+        with transaction(factory) as session:
+            require(session, actor, "drift.run", f"model:{model}")
         if version is None:
-            raise NotFound(f"model {model!r} has no champion to check; promote a version or name one")
-    with factory() as session:
-        try:
-            reference = runs.reference_for(session, model=model, version=version)
-        except NotFound:
-            raise NotFound(f"{model} version {version} has no reference statistics (it was not trained by LeanOps, "
-                           "or its training run did not finish), so drift cannot be checked against it") from None
-    rules = policy.rules_for(settings.home, model).drift
-    thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
-                                  wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
-                                  share=rules.share)
+            version = champion(factory, settings, model=model)
+            if version is None:
+                raise NotFound(f"model {model!r} has no champion to check; promote a version or name one")
+        with factory() as session:
+            try:
+                reference = runs.reference_for(session, model=model, version=version)
+            except NotFound:
+                raise NotFound(f"{model} version {version} has no reference statistics (it was not trained by LeanOps, "
+                               "or its training run did not finish), so drift cannot be checked against it") from None
+        rules = policy.rules_for(settings.home, model).drift
+        thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
+                                      wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
+                                      share=rules.share, top_k=rules.top_k, importance_share=rules.importance_share,
+                                      prediction_drift=rules.prediction_drift)
 
-    step(0.05, "loading the current data")
-    data = _load_current(factory, settings, model=model, source=source, current=current, filename=filename,
-                         hours=hours or rules.window_hours, dataset=dataset, min_rows=rules.min_rows)
-    label = f"the current data ({data.window})"
-    if missing := drift.missing_columns(reference, data.frame):
-        raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that {model} v{version} was trained "
-                           f"on; it has: {', '.join(map(str, data.frame.columns)) or 'no columns'}")
-    outputs = data.outputs
-    if outputs is None and reference.get("predictions"):
+        predictor = _start_predictor(settings, model=model, version=version, reference=reference,
+                                     parallel=parallel_outputs)
+        step(0.05, "loading the current data")
+        data = _load_current(factory, settings, model=model, source=source, current=current, filename=filename,
+                             hours=hours or rules.window_hours, dataset=dataset, min_rows=rules.min_rows)
+        label = f"the current data ({data.window})"
+        if missing := drift.missing_columns(reference, data.frame):
+            raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that {model} v{version} was trained "
+                               f"on; it has: {', '.join(map(str, data.frame.columns)) or 'no columns'}")
+        result = _compare(factory, settings, model=model, version=version, reference=reference, data=data,
+                          thresholds=thresholds, label=label, step=step, predictor=predictor)
+        pending: Path | None = None
+        if report:  # the HTML itself is built off the verdict's path: a drift.report job, or report_now
+            step(0.9, "keeping a sample for the Evidently report")
+            pending = drift_report.write_sample(settings.home, reference, data.frame,
+                                                rows=settings.drift_report_sample_rows)
+        step(0.95, "storing the check")
+        try:
+            with transaction(factory) as session:
+                view = _store(session, actor=actor, model=model, version=version, source=source, data=data,
+                              result=result, pending=pending, job_id=job_id, reason=reason)
+        except BaseException:
+            if pending is not None:  # no check row: no report either
+                pending.unlink(missing_ok=True)
+            raise
+        if pending is not None:  # named after the check only once the row is committed
+            assert view.report_path is not None  # _store sets it when there is a pending report
+            os.replace(pending, drift_report.sample_path(Path(view.report_path)))
+            if report_now:
+                step(0.95, "writing the Evidently report")
+                drift_report.build_for_check(factory, settings, view.id)
+        if view.drift_detected:
+            _after_drift(factory, settings, view)
+        if view.estimated_performance:
+            _after_estimate(factory, settings, view)
+        return view
+
+
+def champion(factory: sessionmaker[Session], settings: Settings, *, model: str) -> int | None:
+    """The champion LeanOps recorded (its alias history, the version serving serves), else MLflow's alias.
+
+    Read from LeanOps' own DB first so a drift check needs no MLflow client (seconds of imports and
+    store set-up in a command); a model whose champion was set outside LeanOps falls back to MLflow.
+    """
+    from db.models import AliasMove
+
+    with factory() as session:
+        moved = session.scalar(select(AliasMove).where(AliasMove.model == model, AliasMove.alias == aliases.CHAMPION)
+                               .order_by(desc(AliasMove.id)).limit(1))
+    if moved is not None:
+        return moved.to_version
+    return aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+
+
+def _start_predictor(settings: Settings, *, model: str, version: int, reference: dict[str, Any],
+                     parallel: bool) -> Any:
+    """A ``model_outputs.Predictor`` loading the model already, when asked and the version has outputs to weigh."""
+    if not parallel or not (reference.get("probabilities") or reference.get("estimator")):
+        return None
+    from core.monitoring import model_outputs
+
+    return model_outputs.Predictor(settings, model=model, version=version)
+
+
+def _compare(factory: sessionmaker[Session], settings: Settings, *, model: str, version: int,
+             reference: dict[str, Any], data: CurrentData, thresholds: drift.Thresholds, label: str,
+             step: Progress, predictor: Any = None) -> drift.Comparison:
+    """Columns on every row; the model's outputs and the performance estimate on a random sample
+    (core.monitoring.model_outputs); the verdict weighing the model's importance."""
+    from dataclasses import replace
+
+    from core.monitoring import model_outputs
+
+    with factory() as session:
+        weights = model_outputs.importance(session, model=model, version=version, reference=reference)
+    outputs, probabilities, estimate = data.outputs, None, {}
+    found = None
+    if predictor is None and (reference.get("probabilities") or reference.get("estimator")):
+        step(0.1, "predicting with the model on a sample")
+        found = model_outputs.predict(settings, model=model, version=version, frame=data.frame, reference=reference)
+    elif predictor is None and outputs is None and reference.get("predictions"):  # trained before probabilities
         step(0.1, "predicting with the model")
         outputs = _predict(settings, model=model, version=version, frame=data.frame, reference=reference)
-    result = drift.compare(reference, data.frame, thresholds=thresholds, predictions=outputs, label=label,
-                           progress=lambda f, stage: step(0.15 + 0.45 * f, stage))
-    pending: Path | None = None
-    if report:
-        step(0.6, "writing the Evidently report")
-        page = drift_report.build_html(reference, data.frame, sample_rows=settings.drift_report_sample_rows,
-                                       share=thresholds.share, title=f"{model} v{version} · {data.window}")
-        pending = drift_report.write(settings.home, page)
-    step(0.95, "storing the check")
     try:
-        with transaction(factory) as session:
-            view = _store(session, actor=actor, model=model, version=version, source=source, data=data,
-                          result=result, pending=pending, job_id=job_id, reason=reason)
-    except BaseException:
-        if pending is not None:  # no check row: no report either
-            pending.unlink(missing_ok=True)
-        raise
-    if pending is not None:  # named after the check only once the row is committed
-        assert view.report_path is not None  # _store sets it when there is a pending report
-        os.replace(pending, view.report_path)
-    if view.drift_detected:
-        _after_drift(factory, settings, view)
-    return view
+        inputs = drift.compare(reference, data.frame, thresholds=thresholds, label=label, importance=weights,
+                               progress=lambda f, stage: step(0.15 + 0.7 * f, stage))
+        if predictor is not None:
+            step(0.85, "the model's outputs on a sample")
+            found = predictor.outputs(data.frame, reference)
+    finally:
+        if predictor is not None:
+            predictor.close()
+    if found is not None:
+        outputs, probabilities = found.values, found.probabilities
+        estimate = model_outputs.estimate(reference, found)
+    result = drift.with_outputs(inputs, reference, predictions=outputs, probabilities=probabilities)
+    return replace(result, estimated_performance=estimate)
 
 
 def _store(session: Session, *, actor: Actor, model: str, version: int, source: str, data: CurrentData,
@@ -175,7 +264,9 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
                      current_rows=result.current_rows, reference_rows=result.reference_rows,
                      threshold=result.thresholds.share, drift_share=result.drift_share,
                      drift_detected=result.drift_detected, columns=_plain(result.columns),
-                     predictions=_plain(result.predictions), job_id=job_id, created_by=actor.name)
+                     predictions=_plain({"outputs": result.predictions, "verdict": result.verdict,
+                                         "estimated_performance": result.estimated_performance}),
+                     job_id=job_id, created_by=actor.name)
     session.add(row)
     session.flush()
     if pending is not None:
@@ -186,6 +277,8 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
         "drift_detected": result.drift_detected, "drifted_columns": result.drifted,
         "share_threshold": result.thresholds.share, "p_value": result.thresholds.p_value,
         "predictions_drifted": bool(result.predictions and result.predictions.get("drifted")),
+        "verdict": [r["text"] for r in result.verdict.get("reasons", [])],
+        "estimated_performance": {k: round(v["value"], 4) for k, v in result.estimated_performance.items()},
     }
     if reason:
         details["reason"] = reason
@@ -193,8 +286,30 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
     if result.drift_detected:  # whether it retrains is the policy's call, made by the worker
         job_queue.enqueue(session, actor=system_actor("drift"), kind="retrain.consider",
                           params={"drift_check": row.id, "model": model})
+    if pending is not None:
+        job_queue.enqueue(session, actor=system_actor("drift"), kind="drift.report", params={"check_id": row.id})
     session.flush()
     return CheckView.of(row)
+
+
+def headline(view: CheckView) -> str:
+    """What matters first, in words: the most important drifted column, its share of the model's
+    importance, and the estimated primary metric against the holdout ("plan drifted; it carries 41 % of
+    the model's importance; estimated f1 0.91 → 0.84")."""
+    parts = []
+    if view.drifted:
+        top = view.drifted[0]
+        share = view.columns[top].get("importance")
+        parts.append(f"{top} drifted" + (f"; it carries {share:.0%} of the model's importance"
+                                         if share is not None else ""))
+    elif view.predictions and view.predictions.get("drifted"):
+        parts.append("the model's outputs drifted")
+    metric = next((m for m in ("f1", "mae") if m in view.estimated_performance), None)
+    if metric is not None:
+        est = view.estimated_performance[metric]
+        before = f"{est['reference']:.2f} → " if est.get("reference") is not None else ""
+        parts.append(f"estimated {metric.upper() if metric == 'mae' else 'F1'} {before}{est['value']:.2f}")
+    return "; ".join(parts) or "no column drifted"
 
 
 def _after_drift(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
@@ -202,15 +317,47 @@ def _after_drift(factory: sessionmaker[Session], settings: Settings, view: Check
     from core.alerts import notify
 
     columns = ", ".join(view.drifted[:10]) + (" …" if len(view.drifted) > 10 else "")
+    lead = headline(view)
     try:
         notify.notify(factory, settings, condition="drift", model=view.model,
-                      title=f"Drift in {view.model} v{view.version}: {view.drift_share:.0%} of columns",
-                      message=f"{len(view.drifted)} of {len(view.columns)} columns drifted ({columns}) in "
+                      title=f"Drift in {view.model} v{view.version}: {lead}",
+                      message=f"{lead}. Why it counts: "
+                              f"{'; '.join(r['text'] for r in view.verdict.get('reasons', [])) or 'drift share'}. "
+                              f"{len(view.drifted)} of {len(view.columns)} columns drifted ({columns}) in "
                               f"{view.window} ({view.current_rows} rows); drift check #{view.id}.",
                       details={"check_id": view.id, "version": view.version, "drift_share": view.drift_share,
-                               "drifted_columns": view.drifted, "window": view.window})
+                               "drifted_columns": view.drifted, "window": view.window,
+                               "verdict": view.verdict.get("reasons", []),
+                               "estimated_performance": view.estimated_performance})
     except Exception:  # noqa: BLE001 - the check is stored; alert failures are recorded by core.alerts.notify
         log.exception("alert for drift check %s failed", view.id)
+
+
+def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
+    """With ``performance.use_estimate``: an estimate below the floor is audited with the estimate, alerted,
+    and asks the retrain trigger (which retrains when ``retrain.on_drift`` allows)."""
+    from core.alerts import notify
+    from core.retraining.decisions import should_act_on_estimate
+
+    task = "classification" if "accuracy" in view.estimated_performance else "regression"
+    decision = should_act_on_estimate(view.estimated_performance, task, policy.rules_for(settings.home, view.model))
+    if not decision.act:
+        return
+    actor = system_actor("performance-estimate")
+    with transaction(factory) as session:
+        audit.record(session, actor, "performance.estimated_below_floor", f"model:{view.model}",
+                     {"check_id": view.id, "version": view.version, "reason": decision.reason,
+                      "estimated_performance": view.estimated_performance})
+        if not view.drift_detected:  # a drifted check already asked
+            job_queue.enqueue(session, actor=system_actor("drift"), kind="retrain.consider",
+                              params={"drift_check": view.id, "model": view.model})
+    try:
+        notify.notify(factory, settings, condition="performance", model=view.model,
+                      title=f"{view.model} v{view.version}: estimated performance below the floor",
+                      message=f"{decision.reason} (no labels yet; drift check #{view.id}, {view.window}).",
+                      details={"check_id": view.id, "estimated_performance": view.estimated_performance})
+    except Exception:  # noqa: BLE001 - recorded by core.alerts.notify; the check and the audit row stand
+        log.exception("estimate alert for drift check %s failed", view.id)
 
 
 def _plain(value: Any) -> Any:
@@ -302,18 +449,57 @@ def stage_upload(home: Path, filename: str, data: bytes, *, max_bytes: int | Non
     """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it.
 
     A batch over ``max_bytes`` (pass ``LEANOPS_MAX_UPLOAD_MB``) is refused before it is written; its
-    table is checked against the table limits when the check reads it.
+    table is checked against the table limits when the check reads it. The check deletes the file
+    when it ends, whatever its outcome (``run_check``); batches whose job never ran (cancelled while
+    queued, a lost worker) are swept here once older than ``STAGED_MAX_AGE``.
     """
     from uuid import uuid4
 
     if max_bytes is not None and len(data) > max_bytes:
         raise InvalidInput(f"{Path(filename).name or 'the batch'} is {len(data) / 2**20:.1f} MB; the limit is "
                            f"{max_bytes / 2**20:.0f} MB (LEANOPS_MAX_UPLOAD_MB)")
-    folder = Path(home) / "uploads"
+    sweep_staged(home)
+    folder = Path(home) / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"drift-{uuid4().hex}{Path(filename).suffix.lower()}"
+    path = folder / f"{STAGED_PREFIX}{uuid4().hex}{Path(filename).suffix.lower()}"
     path.write_bytes(data)
     return path
+
+
+def _staged(home: Path, current: object) -> Path | None:
+    """``current`` when it is a batch ``stage_upload`` wrote (never a file a CLI user pointed at)."""
+    if not isinstance(current, (str, Path)):
+        return None
+    path = Path(current).resolve()
+    folder = (Path(home) / UPLOADS).resolve()
+    return path if path.parent == folder and path.name.startswith(STAGED_PREFIX) else None
+
+
+@contextmanager
+def _consumed(home: Path, current: object) -> Iterator[None]:
+    """Delete a staged batch once its check is over (stored, refused or failed): people's data is not kept."""
+    try:
+        yield
+    finally:
+        if (path := _staged(home, current)) is not None:
+            path.unlink(missing_ok=True)
+
+
+def sweep_staged(home: Path, *, max_age: timedelta | None = None, now: datetime | None = None) -> list[Path]:
+    """Delete staged drift batches older than ``max_age`` (default ``STAGED_MAX_AGE``); returns them."""
+    folder = Path(home) / UPLOADS
+    if not folder.is_dir():
+        return []
+    cutoff = (now or utcnow()).timestamp() - (max_age or STAGED_MAX_AGE).total_seconds()
+    swept = []
+    for path in folder.glob(f"{STAGED_PREFIX}*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                swept.append(path)
+        except FileNotFoundError:  # a check finishing at the same moment deleted it
+            continue
+    return swept
 
 
 def history(session: Session, *, model: str, limit: int = 50) -> list[CheckView]:

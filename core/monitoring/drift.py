@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # scipy.stats costs seconds to import: only for small KS samples
 
 from core.errors import InvalidInput
 
@@ -45,11 +45,18 @@ class Thresholds:
     jensenshannon: float = 0.1
     psi: float = 0.2
     share: float = 0.5
+    top_k: int = 3
+    importance_share: float = 0.10
+    prediction_drift: bool = True
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """The outcome of comparing current data with a reference."""
+    """The outcome of comparing current data with a reference.
+
+    ``verdict`` is the one dataset verdict (``{drifted, reasons, not_counted}``, see ``verdict``);
+    ``drift_detected`` equals ``verdict["drifted"]``.
+    """
 
     columns: dict[str, dict[str, Any]]
     predictions: dict[str, Any] | None
@@ -58,10 +65,13 @@ class Comparison:
     current_rows: int
     reference_rows: int
     thresholds: Thresholds = field(default_factory=Thresholds)
+    verdict: dict[str, Any] = field(default_factory=dict)
+    estimated_performance: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def drifted(self) -> list[str]:
-        return [name for name, col in self.columns.items() if col["drifted"]]
+        """Drifted columns, the most important first (``verdict["ranked"]``)."""
+        return list(self.verdict.get("ranked") or [name for name, col in self.columns.items() if col["drifted"]])
 
 
 # -- statistics on plain arrays (each matches its scipy counterpart) ------------------------------
@@ -80,7 +90,9 @@ def ks_pvalue(statistic: float, n_ref: int, n_cur: int) -> float:
     m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
     size = np.round(m * n / (m + n))
     if size > KS_EXACT_N:
-        return float(np.clip(stats.kstwobign.sf(np.sqrt(size) * statistic), 0, 1))
+        return float(np.clip(special.kolmogorov(np.sqrt(size) * statistic), 0, 1))  # = kstwobign.sf
+    from scipy import stats
+
     return float(np.clip(stats.kstwo.sf(statistic, size), 0, 1))
 
 
@@ -120,7 +132,7 @@ def chisquare(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple
         return 0.0, 1.0
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     statistic = float(((table - expected) ** 2 / expected).sum())
-    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+    return statistic, float(special.chdtrc(table.shape[1] - 1, statistic))  # = stats.chi2.sf
 
 
 def jensenshannon(reference_counts: np.ndarray, current_counts: np.ndarray) -> float:
@@ -292,8 +304,14 @@ def missing_columns(reference: dict[str, Any], current: pd.DataFrame) -> list[st
 
 def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thresholds,
             predictions: pd.Series | np.ndarray | None = None, label: str = "the current data",
-            progress: Progress | None = None) -> Comparison:
+            progress: Progress | None = None, probabilities: dict[str, np.ndarray] | None = None,
+            importance: dict[str, float] | None = None) -> Comparison:
     """Every feature column of ``reference`` against ``current``, plus the model's outputs if given.
+
+    The model's outputs are its predicted probabilities per class (``probabilities``, against the
+    holdout's in ``reference["probabilities"]``) when given, else its predictions (labels or values).
+    ``importance`` (column → share of the model's permutation importance; default the reference's
+    own) is written into each column and weighs the verdict.
 
     Raises:
         InvalidInput: ``current`` lacks columns the model was trained on (all of them are named),
@@ -310,13 +328,128 @@ def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thr
         if progress:
             progress(i / len(names), f"column {name} ({i + 1} of {len(names)})")
         results[name] = column(reference["columns"][name], current[name], thresholds)
-    pred = None
-    if predictions is not None and reference.get("predictions"):
-        if progress:
-            progress(1.0, "model outputs")
-        pred = column(reference["predictions"], pd.Series(np.asarray(predictions).ravel()), thresholds)
+    weights = importance if importance is not None else reference.get("importance")
+    if weights:
+        ranks = {name: i + 1 for i, name in enumerate(sorted(weights, key=lambda n: -weights[n]))}
+        for name, col in results.items():
+            col["importance"] = float(weights.get(name, 0.0))
+            col["importance_rank"] = ranks.get(name)
     drifted = sum(col["drifted"] for col in results.values())
     share = drifted / len(results) if results else 0.0
-    return Comparison(columns=results, predictions=pred, drift_share=share, drift_detected=share >= thresholds.share,
-                      current_rows=int(len(current)), reference_rows=int(reference.get("rows", 0)),
-                      thresholds=thresholds)
+    inputs = Comparison(columns=results, predictions=None, drift_share=share, drift_detected=False,
+                        current_rows=int(len(current)), reference_rows=int(reference.get("rows", 0)),
+                        thresholds=thresholds)
+    if progress and (probabilities is not None or predictions is not None):
+        progress(1.0, "model outputs")
+    return with_outputs(inputs, reference, predictions=predictions, probabilities=probabilities)
+
+
+def with_outputs(inputs: Comparison, reference: dict[str, Any], *, predictions: pd.Series | np.ndarray | None = None,
+                 probabilities: dict[str, np.ndarray] | None = None) -> Comparison:
+    """``inputs`` (the columns compared) completed with the model's outputs and the verdict.
+
+    Split from ``compare`` so the columns can be compared while the model is still loading.
+    """
+    from dataclasses import replace
+
+    thresholds = inputs.thresholds
+    pred = None
+    if probabilities is not None and reference.get("probabilities"):
+        pred = probability_drift(reference["probabilities"], probabilities, thresholds)
+    elif predictions is not None and reference.get("predictions"):
+        pred = column(reference["predictions"], pd.Series(np.asarray(predictions).ravel()), thresholds)
+        pred["output"] = "predicted value" if pred["kind"] == "numeric" else "predicted label"
+    weights = {name: col["importance"] for name, col in inputs.columns.items() if "importance" in col}
+    said = verdict(inputs.columns, pred, share=inputs.drift_share, thresholds=thresholds, importance=weights or None)
+    return replace(inputs, predictions=pred, drift_detected=said["drifted"], verdict=said)
+
+
+def probability_drift(reference: dict[str, dict[str, Any]], probabilities: dict[str, np.ndarray],
+                      thresholds: Thresholds) -> dict[str, Any]:
+    """Drift of the predicted probability of each class (binary: the positive class's only).
+
+    The result is the most drifted class's comparison, with every class's in ``classes``.
+    """
+    per_class = {cls: numeric_column(summary, pd.Series(np.asarray(probabilities[cls], float)), thresholds)
+                 for cls, summary in reference.items() if cls in probabilities}
+    if not per_class:
+        return {"kind": "numeric", "method": "none", "statistic": None, "p_value": None, "psi": None,
+                "drifted": False, "note": "no predicted probabilities to compare", "output": "probabilities"}
+    worst = max(per_class, key=lambda c: (per_class[c]["drifted"], _severity(per_class[c])))
+    summary = {c: {k: r.get(k) for k in ("method", "statistic", "p_value", "psi", "drifted")}
+               for c, r in per_class.items()}
+    return per_class[worst] | {"output": f"predicted probability of {worst!r}", "classes": summary}
+
+
+def _severity(col: dict[str, Any]) -> float:
+    """How far into drift a column is, relative to its threshold (1.0 = at the threshold)."""
+    threshold, statistic, p_value = col.get("threshold"), col.get("statistic"), col.get("p_value")
+    if col.get("method") in ("ks", "chisquare") and p_value is not None and threshold:
+        return float(threshold) / max(float(p_value), 1e-300)
+    if statistic is not None and threshold:
+        return float(statistic) / float(threshold)
+    return 0.0
+
+
+RULES = ("prediction_drift", "important_feature", "importance_share", "drift_share")
+
+
+def verdict(columns: dict[str, dict[str, Any]], predictions: dict[str, Any] | None, *, share: float,
+            thresholds: Thresholds, importance: dict[str, float] | None) -> dict[str, Any]:
+    """The dataset verdict: drifted when any rule fires, each named with its reason.
+
+    Rules (a model's ``drift`` policy): ``prediction_drift`` the model's outputs drifted;
+    ``important_feature`` a drifted column is among the ``top_k`` most important (with some
+    importance); ``importance_share`` the drifted columns carry at least ``importance_share`` of the
+    importance; ``drift_share`` at least ``share`` of the columns drifted. ``not_counted`` says, for
+    drifted columns that did not make the data count as drifted, why not; ``ranked`` lists the
+    drifted columns by importance, largest first.
+    """
+    drifted = [n for n, c in columns.items() if c.get("drifted")]
+    weights = importance or {}
+    ranked = sorted(drifted, key=lambda n: (-weights.get(n, 0.0), n))
+    order = sorted(weights, key=lambda n: -weights[n])
+    top = [n for n in order[:thresholds.top_k] if weights[n] > 0]
+    reasons: list[dict[str, Any]] = []
+    if predictions and predictions.get("drifted"):
+        text = (f"the model's outputs drifted ({predictions.get('output', 'predictions')}: "
+                f"{predictions.get('method')} {_num(predictions.get('statistic'))})")
+        if thresholds.prediction_drift:
+            reasons.append({"rule": "prediction_drift", "text": text})
+    important = [n for n in ranked if n in top]
+    if important:
+        reasons.append({"rule": "important_feature", "columns": important, "text": "; ".join(
+            f"{n} drifted and is the model's #{order.index(n) + 1} most important feature "
+            f"({weights[n]:.0%} of its importance; top-{thresholds.top_k} rule)" for n in important)})
+    carried = sum(weights.get(n, 0.0) for n in drifted)
+    if weights and drifted and carried >= thresholds.importance_share:
+        reasons.append({"rule": "importance_share", "columns": ranked, "share": carried,
+                        "text": f"the drifted columns carry {carried:.0%} of the model's importance "
+                                f"(≥ {thresholds.importance_share:.0%})"})
+    if columns and share >= thresholds.share:
+        reasons.append({"rule": "drift_share", "share": share,
+                        "text": f"{len(drifted)} of {len(columns)} columns drifted ({share:.0%} ≥ "
+                                f"{thresholds.share:.0%})"})
+    not_counted: list[str] = []
+    if not reasons and drifted:
+        for n in ranked:
+            if n in weights:
+                not_counted.append(f"{n} drifted but carries {weights[n]:.0%} of the model's importance "
+                                   f"(#{order.index(n) + 1} of {len(order)}; not in the top {thresholds.top_k})")
+            else:
+                not_counted.append(f"{n} drifted; no importance was stored for this version, so only the "
+                                   "share rule weighs it")
+        if weights:
+            not_counted.append(f"together the drifted columns carry {carried:.0%} of the importance "
+                               f"(< {thresholds.importance_share:.0%})")
+        not_counted.append(f"{len(drifted)} of {len(columns)} columns drifted ({share:.0%} < {thresholds.share:.0%})")
+    if not reasons and predictions is not None:
+        if predictions.get("drifted"):
+            not_counted.append("the model's outputs drifted but drift.prediction_drift is off")
+        else:
+            not_counted.append(f"the model's outputs did not drift ({predictions.get('output', 'predictions')})")
+    return {"drifted": bool(reasons), "reasons": reasons, "not_counted": not_counted, "ranked": ranked}
+
+
+def _num(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.3g}"

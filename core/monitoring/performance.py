@@ -77,7 +77,7 @@ def score(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float]:
                 "f1": float(m.f1_score(t, p, average="macro", zero_division=0))}
     tn, pn = [float(v) for v in y_true], [float(v) for v in y_pred]
     r2 = float(m.r2_score(tn, pn)) if len(tn) > 1 else float("nan")
-    return {"rmse": math.sqrt(m.mean_squared_error(tn, pn)), "r2": r2}
+    return {"rmse": math.sqrt(m.mean_squared_error(tn, pn)), "mae": float(m.mean_absolute_error(tn, pn)), "r2": r2}
 
 
 def _label(value: Any) -> str:

@@ -79,13 +79,26 @@ def current_sample(frame: pd.DataFrame, columns: list[str], *, rows: int, seed: 
         if reference["columns"][c].get("type") == "numeric":
             picked[c] = pd.to_numeric(picked[c], errors="coerce").astype(float)
         else:
-            picked[c] = picked[c].map(lambda v: None if _missing(v) else str(v)).astype(object)
+            picked[c] = _map_distinct(picked[c], lambda v: None if _missing(v) else str(v))
     return mask_unseen(picked, reference)
 
 
 def _missing(value: Any) -> bool:
     missing = pd.isna(value)
     return bool(missing) if np.ndim(missing) == 0 else False
+
+
+def _map_distinct(values: pd.Series, fn: Any) -> pd.Series:
+    """``values.map(fn)`` as objects, calling ``fn`` once per distinct value (a sample has 50,000 rows
+    and a handful of categories); missing values map as ``fn(None)``."""
+    try:
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    except TypeError:  # unhashable cells (lists): value by value
+        return values.map(fn).astype(object)
+    mapped = np.empty(len(uniques) + 1, dtype=object)
+    mapped[:-1] = [fn(u) for u in uniques]
+    mapped[-1] = fn(None)
+    return pd.Series(mapped[codes], index=values.index, dtype=object)
 
 
 def mask_unseen(frame: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
@@ -101,8 +114,8 @@ def mask_unseen(frame: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
             continue
         known = {str(k) for k in (summary.get("frequencies") or {})}
         placeholder = OTHER if OTHER in known else UNSEEN
-        out[name] = out[name].map(lambda v, known=known, placeholder=placeholder:
-                                  None if _missing(v) else str(v) if str(v) in known else placeholder).astype(object)
+        out[name] = _map_distinct(out[name], lambda v, known=known, placeholder=placeholder:
+                                  None if _missing(v) else str(v) if str(v) in known else placeholder)
     return out
 
 
@@ -214,3 +227,54 @@ def write(home: Path, html_text: str) -> Path:
     tmp.write_text(html_text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# -- off the verdict's path: a check keeps a sample, a follow-up job builds the page -------------------
+
+def sample_path(report_path: Path) -> Path:
+    """Where the sample for a check's report waits (beside the report it becomes)."""
+    return report_path.with_suffix(".sample.parquet")
+
+
+def write_sample(home: Path, reference: dict[str, Any], current: pd.DataFrame, *, rows: int) -> Path:
+    """Keep the report's current-side sample (``current_sample``: unseen categories already masked) as
+    ``reports/drift/pending-<uuid>.sample.parquet`` until its check is committed and renamed; the
+    ``drift.report`` job reads it, builds the HTML and deletes it."""
+    folder = reports_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"pending-{uuid.uuid4().hex}.sample.parquet"
+    tmp = path.with_suffix(".tmp")
+    current_sample(current, list(reference["columns"]), rows=rows, reference=reference).to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def build_for_check(factory: Any, settings: Any, check_id: int) -> Path | None:
+    """Build the Evidently HTML of a stored check from its kept sample; returns the report's path.
+
+    Idempotent: a report already built is left alone; a check without a kept sample (run without a
+    report, or its sample already used) gets None.
+    """
+    from core.training import runs
+    from db.models import DriftCheck
+
+    with factory() as session:
+        row = session.get(DriftCheck, check_id)
+        if row is None or not row.report_path:
+            return None
+        target = Path(row.report_path)
+        reference = runs.reference_for(session, model=row.model, version=row.version)
+        title = f"{row.model} v{row.version} · {row.window}"
+        share = row.threshold
+    if target.exists():
+        return target
+    kept = sample_path(target)
+    if not kept.exists():
+        return None
+    current = pd.read_parquet(kept)
+    page = build_html(reference, current, sample_rows=max(len(current), 1), share=share, title=title)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, target)
+    kept.unlink(missing_ok=True)  # people's rows are kept no longer than the report needs them
+    return target

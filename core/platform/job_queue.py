@@ -16,21 +16,25 @@ from core.errors import InvalidInput, NotFound
 from db.models import Job, utcnow
 
 # Every kind a worker knows, and the permission launching it takes. jobs/kinds.py maps them to code.
+# Maintenance kinds (retention deletes logged predictions, audit verification, the performance watch
+# that may roll a champion back, schedule syncing) are the system's work: only admins (and the
+# system and CLI actors) may queue them by hand.
 KINDS: dict[str, str] = {
     "diagnostic.sleep": "jobs.launch",
-    "audit.verify": "jobs.launch",
-    "predictions.retention": "jobs.launch",
+    "audit.verify": "jobs.maintenance",
+    "predictions.retention": "jobs.maintenance",
     "train": "training.launch",
     "drift.check": "drift.run",
     "retrain": "training.launch",
-    "monitor.performance": "jobs.launch",
+    "monitor.performance": "jobs.maintenance",
     # Follow-ups: the loop's backward arrows, queued in the same transaction as the event that asks
     # for them (a promotion or a policy save re-syncs schedules; a drift check or an uploaded dataset
     # version may start a retrain), run by the worker, retried when they fail.
-    "schedules.sync": "jobs.launch",
+    "schedules.sync": "jobs.maintenance",
     "retrain.consider": "training.launch",
+    "drift.report": "drift.run",  # the Evidently HTML of a stored drift check
 }
-RETRIED: dict[str, int] = {"schedules.sync": 3, "retrain.consider": 3}  # kind → attempts in all
+RETRIED: dict[str, int] = {"schedules.sync": 3, "retrain.consider": 3, "drift.report": 2}  # kind → attempts in all
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
@@ -153,6 +157,14 @@ def finish(session: Session, *, job_id: int, status: str, error: str | None = No
         job.log = (job.log + log)[-LOG_LIMIT:]
 
 
+def append_log(session: Session, *, job_id: int, log: str) -> None:
+    """Add lines to a job's log, finished or not (the reaper's account of its clean-up)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    job.log = (job.log + log)[-LOG_LIMIT:]
+
+
 def cancel(session: Session, *, actor: Actor, job_id: int) -> Job:
     """Cancel a queued job now, or ask a running one to stop at its next progress report."""
     require(session, actor, "jobs.cancel", f"job:{job_id}")
@@ -172,7 +184,9 @@ def reap_stale(session: Session, *, stale_after: float, now: datetime | None = N
     """Fail running jobs whose worker stopped sending heartbeats (killed, crashed, lost its DB).
 
     They are failed, not requeued: a half-run training job may have side effects a rerun must not
-    repeat blindly; the user relaunches (or the schedule fires again).
+    repeat blindly; the user relaunches (or the schedule fires again). Those side effects are undone
+    right after, in the same reaper pass, by the kind's clean-up (``jobs/kinds.py`` ``KIND_CLEANUPS``,
+    called by ``jobs.runner.reap``: the floor knows no stage).
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stale_after)

@@ -1,10 +1,18 @@
-"""Promotion requests and approvals: a scientist asks, approvers other than the trainer decide.
+"""Promotion and rollback requests and their approvals.
 
-The approval that completes the gates promotes the version in the same unit as the approval itself
-(``moves.run_move``): the approval row, the alias move and their audit events commit together.
+A scientist asks for a promotion and approvers other than the trainer decide: the approval that
+completes the gates promotes the version in the same unit as the approval itself
+(``moves.run_move``), so the approval row, the alias move and their audit events commit together.
+
+The automatic rollback asks too when the policy says ``rollback.auto: approve`` (``request_rollback``):
+one approver's approval rolls the champion back through ``moves.rollback_in`` in the same way. A
+rollback request is a ``PromotionRequest`` row whose requester is ``gates.ROLLBACK_REQUESTER`` and
+whose version is the champion it asks to roll back from (``kind_of`` tells the two kinds apart).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,9 +21,9 @@ from core import audit
 from core.actors import Actor
 from core.auth import require
 from core.errors import InvalidInput, NotFound
-from core.platform import aliases
-from core.promotion.gates import GatesFailed, evaluate_gates, open_request
-from core.promotion.moves import AliasChange, promote_in, run_move
+from core.platform import aliases, locks
+from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, evaluate_gates, open_request
+from core.promotion.moves import AliasChange, promote_in, rollback_in, run_move
 from core.registry.views import version_facts
 from core.settings import Settings
 from db.models import Approval, PromotionRequest, utcnow
@@ -34,9 +42,42 @@ def request_promotion(session: Session, *, actor: Actor, model: str, version: in
     return request
 
 
+def request_rollback(session: Session, *, model: str, version: int, reason: str, since: datetime
+                     ) -> PromotionRequest | None:
+    """Ask approvers to roll ``model`` back from its champion ``version`` (policy ``rollback.auto: approve``).
+
+    Only the automatic rollback asks, so the request is made as ``ROLLBACK_REQUESTER`` (that is what
+    makes it a rollback request). Returns None when a rollback of ``version`` was already requested
+    since it became the champion (``since``): either it is still waiting, or an approver rejected it
+    and chose to keep the champion; asking again every round would only repeat the question.
+    """
+    locks.hold(session, f"model:{model}")
+    asked = session.scalar(select(PromotionRequest.id).where(
+        PromotionRequest.model == model, PromotionRequest.version == version,
+        PromotionRequest.requested_by == ROLLBACK_REQUESTER, PromotionRequest.created_at >= since).limit(1))
+    if asked is not None:
+        return None
+    request = PromotionRequest(model=model, version=version, requested_by=ROLLBACK_REQUESTER, reason=reason)
+    session.add(request)
+    session.flush()
+    audit.record(session, ROLLBACK_REQUESTER, "model.rollback_requested", f"model:{model}",
+                 {"version": version, "request": request.id, "reason": reason})
+    return request
+
+
+def kind_of(request: PromotionRequest) -> str:
+    """``rollback`` for a request raised by the automatic rollback, else ``promotion``."""
+    return "rollback" if request.requested_by == ROLLBACK_REQUESTER else "promotion"
+
+
 def decide(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, request_id: int, approve: bool,
            comment: str = "") -> AliasChange | None:
-    """An approver approves or rejects a request; the approval that completes the gates promotes."""
+    """An approver approves or rejects a request.
+
+    For a promotion request the approval that completes the gates promotes; for a rollback request
+    one approval rolls the champion back (refused, and the request closed, if the champion has
+    moved since it was raised).
+    """
     return run_move(factory, settings, lambda session: _decide(
         session, settings, actor=actor, request_id=request_id, approve=approve, comment=comment))
 
@@ -45,10 +86,12 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
             comment: str) -> AliasChange | None:
     request = session.get(PromotionRequest, request_id)
     if request is None:
-        raise NotFound(f"no promotion request {request_id}")
+        raise NotFound(f"no promotion or rollback request {request_id}")
     require(session, actor, "models.approve", f"model:{request.model}")
     if request.status != "pending":
         raise InvalidInput(f"request {request_id} is already {request.status}")
+    if kind_of(request) == "rollback":
+        return _decide_rollback(session, settings, actor=actor, request=request, approve=approve, comment=comment)
     facts = version_facts(session, model=request.model, version=request.version)
     trainer = facts.trainer
     if approve and actor.name == trainer:
@@ -75,6 +118,40 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
     request.status = "approved"
     return promote_in(session, settings, actor=actor, model=request.model, version=request.version,
                       reason=f"approved request {request_id}" + (f": {comment}" if comment else ""))
+
+
+def _decide_rollback(session: Session, settings: Settings, *, actor: Actor, request: PromotionRequest,
+                     approve: bool, comment: str) -> AliasChange | None:
+    """One approver decides a rollback request; approving it rolls back (``moves.rollback_in``)."""
+    model, version, request_id = request.model, request.version, request.id
+    if approve:
+        locks.hold(session, f"model:{model}")
+        champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+        if champion != version:
+            now = f"v{champion}" if champion is not None else "unset"
+            stale = InvalidInput(f"rollback request {request_id} asked to roll {model} back from v{version}, but the "
+                                 f"champion is {now} now; nothing was rolled back and the request is closed")
+
+            def close(own: Session) -> None:
+                row = own.get(PromotionRequest, request_id)
+                if row is not None and row.status == "pending":
+                    row.status, row.decided_at = "obsolete", utcnow()
+                    audit.record(own, actor, "model.rollback_request_closed", f"model:{model}",
+                                 {"request": request_id, "version": version, "champion": champion})
+
+            stale.after_rollback.append(close)
+            raise stale
+    session.add(Approval(request_id=request_id, approver=actor.name, decision="approve" if approve else "reject",
+                         comment=comment))
+    session.flush()
+    audit.record(session, actor, "model.approved" if approve else "model.rejected", f"model:{model}",
+                 {"version": version, "request": request_id, "comment": comment, "kind": "rollback"})
+    request.status, request.decided_at = ("rolled_back" if approve else "rejected"), utcnow()
+    if not approve:
+        return None
+    return rollback_in(session, settings, actor=actor, model=model,
+                       reason=f"approved rollback request {request_id}" + (f" ({comment})" if comment else "")
+                       + f": {request.reason}")
 
 
 def pending_requests(session: Session, *, model: str | None = None) -> list[PromotionRequest]:

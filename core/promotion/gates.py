@@ -51,10 +51,17 @@ def evaluate_gates(session: Session, settings: Settings, *, model: str, version:
     return result
 
 
+# The requester of every rollback request (policy ``rollback.auto: approve``, see
+# ``approvals.request_rollback``): such a request asks to move the champion back from its version,
+# so it is never a promotion request of that version and its approvals never count as promotion's.
+ROLLBACK_REQUESTER = "system:auto-rollback"
+
+
 def open_request(session: Session, model: str, version: int) -> PromotionRequest | None:
     """The pending (or approved, not yet promoted) promotion request of a version."""
     return session.scalar(select(PromotionRequest).where(
         PromotionRequest.model == model, PromotionRequest.version == version,
+        PromotionRequest.requested_by != ROLLBACK_REQUESTER,
         PromotionRequest.status.in_(("pending", "approved"))).order_by(desc(PromotionRequest.id)))
 
 

@@ -56,7 +56,7 @@ def promote(factory: sessionmaker[Session], settings: Settings, *, actor: Actor,
 def rollback(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str,
              reason: str = "") -> AliasChange:
     """Move ``champion`` back to the version that was champion before the current one."""
-    change = run_move(factory, settings, lambda session: _rollback_in(
+    change = run_move(factory, settings, lambda session: rollback_in(
         session, settings, actor=actor, model=model, reason=reason))
     assert change is not None
     return change
@@ -111,7 +111,7 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
     locks.hold(session, f"model:{model}")
     now = aliases.all_for(settings.mlflow_uri, model=model)
     if now.get(CHAMPION) == version:
-        raise InvalidInput(f"{model} v{version} became the champion meanwhile")
+        raise Conflict(f"{model} v{version} became the champion meanwhile")
     result = evaluate_gates(session, settings, model=model, version=version, champion=now.get(CHAMPION),
                             context="promotion")
     if not result.passed and not force:
@@ -127,7 +127,8 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
     return change
 
 
-def _rollback_in(session: Session, settings: Settings, *, actor: Actor, model: str, reason: str) -> AliasChange:
+def rollback_in(session: Session, settings: Settings, *, actor: Actor, model: str, reason: str) -> AliasChange:
+    """The rollback itself, inside the caller's unit (``run_move``)."""
     require(session, actor, "models.rollback", f"model:{model}")
     locks.hold(session, f"model:{model}")
     current = aliases.get(settings.mlflow_uri, model=model, alias=CHAMPION)

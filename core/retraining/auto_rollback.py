@@ -1,4 +1,9 @@
-"""Automatic rollback: a newly promoted champion whose live performance let us down goes back (policy ``rollback``)."""
+"""Automatic rollback: a newly promoted champion whose live performance let us down goes back (policy ``rollback``).
+
+With ``rollback.auto: approve`` the champion is not moved by the system: a rollback request waits for an
+approver (``approvals.request_rollback``; approving it rolls back) and an alert says so. Labels drive
+this decision, which is why feedback is bound to whoever made the prediction (``predictions.record_feedback``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import policy
 from core.actors import system_actor
+from core.alerts import notify
 from core.monitoring import performance
 from core.platform import aliases
-from core.promotion import moves
+from core.platform.database import transaction
+from core.promotion import approvals, moves
 from core.retraining.decisions import Decision, should_roll_back
 from core.settings import Settings
 from db.models import AliasMove, utcnow
@@ -24,6 +31,7 @@ class RollbackCheck:
     decision: Decision
     from_version: int | None = None
     to_version: int | None = None
+    request_id: int | None = None  # the rollback request waiting for an approver (``rollback.auto: approve``)
 
 
 def check_rollback(factory: sessionmaker[Session], settings: Settings, model: str,
@@ -46,7 +54,33 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
                                 else None, now=now, current=current, previous=previous, rules=rules)
     if not decision.act:
         return RollbackCheck(model, decision)
+    if rules.rollback.auto == policy.APPROVE:
+        assert arrived is not None  # should_roll_back acts only on a champion that arrived by a recorded move
+        return _ask(factory, settings, model=model, champion=champion, previous=arrived.from_version,
+                    since=arrived.ts, reason=decision.reason)
     # The "rollback" alert (with this reason) goes out once the move is committed.
     change = moves.rollback(factory, settings, actor=system_actor("auto-rollback"), model=model,
                             reason=f"automatic rollback: {decision.reason}")
     return RollbackCheck(model, decision, change.from_version, change.to_version)
+
+
+def _ask(factory: sessionmaker[Session], settings: Settings, *, model: str, champion: int, previous: int | None,
+         since: datetime, reason: str) -> RollbackCheck:
+    """Raise a rollback request for approvers instead of moving the alias, and alert (once) that it waits."""
+    with transaction(factory) as session:
+        request = approvals.request_rollback(session, model=model, version=champion,
+                                             reason=f"automatic rollback: {reason}", since=since)
+        request_id = request.id if request is not None else None
+    if request_id is None:
+        return RollbackCheck(model, Decision(False, f"a rollback of v{champion} was already requested "
+                                                    f"(rollback.auto is approve): {reason}"))
+    back_to = f"v{previous}" if previous is not None else "its predecessor"
+    notify.notify(factory, settings, condition="rollback", model=model, severity="warning",
+                  title=f"{model}: rollback of v{champion} awaits approval",
+                  message=f"{reason}. The policy (rollback.auto: approve) asks an approver first: {model} stays on "
+                          f"v{champion} until rollback request {request_id} is approved on the Registry page, "
+                          f"which rolls it back to {back_to}.",
+                  details={"request": request_id, "from_version": champion, "to_version": previous,
+                           "reason": reason})
+    return RollbackCheck(model, Decision(False, f"rollback request {request_id} awaits an approver: {reason}"),
+                         request_id=request_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from core import policy
 from core.monitoring import performance
@@ -21,15 +21,37 @@ class Decision:
 # -- decisions -----------------------------------------------------------------------------------
 
 def should_retrain_on_drift(check: Any, rules: policy.ModelPolicy) -> Decision:
-    """A stored drift check (``drift_detected``, ``drift_share``, ``threshold``, ``columns``)."""
+    """A stored drift check (``drift_detected``, ``drift_share``, ``threshold``, ``columns``, and the
+    verdict in ``predictions``): the check's own verdict decides, so the reason names the rules that
+    fired (an important column, the model's outputs, the share), never a recount of columns."""
     drifted = sorted(c for c, v in (check.columns or {}).items() if isinstance(v, dict) and v.get("drifted"))
     share = f"drift share {check.drift_share:.2f} (threshold {check.threshold:.2f})"
+    said = (check.predictions or {}).get("verdict") if isinstance(check.predictions, dict) else None
+    because = "; ".join(r.get("text", "") for r in (said or {}).get("reasons", [])) or share
     if not check.drift_detected:
         return Decision(False, f"no dataset drift: {share}")
     if not rules.retrain.on_drift:
-        return Decision(False, f"drift detected ({share}) but retrain.on_drift is off")
-    return Decision(True, f"drift detected on v{check.version}: {share}; drifted columns: "
-                          f"{', '.join(drifted) or 'none listed'}")
+        return Decision(False, f"drift detected ({because}) but retrain.on_drift is off")
+    ranked = (said or {}).get("ranked") or drifted
+    return Decision(True, f"drift detected on v{check.version}: {because}; drifted columns: "
+                          f"{', '.join(ranked) or 'none listed'}")
+
+
+def should_act_on_estimate(estimate: dict[str, dict[str, float]], task: str, rules: policy.ModelPolicy) -> Decision:
+    """With ``performance.use_estimate``: the label-free estimate of a floor metric is below the floor.
+
+    Decided on the upper end of the estimate's band, so a window too small to tell does not act.
+    """
+    if not rules.performance.use_estimate:
+        return Decision(False, "performance.use_estimate is off")
+    failed = []
+    for metric, rule in rules.performance.floor.get(cast(policy.Task, task), {}).items():
+        found = estimate.get(metric)
+        if found is not None and not policy.compare(float(found["upper"]), rule):
+            failed.append(f"estimated {metric} {found['value']:.3f} (band up to {found['upper']:.3f}; floor {rule})")
+    if not failed:
+        return Decision(False, "the estimate is within the floor (or estimates no floor metric)")
+    return Decision(True, "estimated performance below the floor without labels: " + "; ".join(failed))
 
 
 def should_retrain_on_schedule(rules: policy.ModelPolicy) -> Decision:

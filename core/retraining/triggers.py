@@ -23,6 +23,7 @@ from core.platform.database import transaction
 from core.retraining.decisions import (
     TRIGGERS,
     Decision,
+    should_act_on_estimate,
     should_retrain_on_drift,
     should_retrain_on_growth,
     should_retrain_on_upload,
@@ -105,6 +106,11 @@ def on_drift(factory: sessionmaker[Session], settings: Settings, check_id: int) 
             raise NotFound(f"no drift check {check_id}")
         rules = policy.rules_for(settings.home, check.model)
         decision = should_retrain_on_drift(check, rules)
+        estimate = (check.predictions or {}).get("estimated_performance") or {}
+        if not decision.act and estimate and rules.retrain.on_drift:  # performance.use_estimate: labels are late
+            task = "classification" if "accuracy" in estimate else "regression"
+            on_estimate = should_act_on_estimate(estimate, task, rules)
+            decision = on_estimate if on_estimate.act else decision
         model, version = check.model, check.version
     if not decision.act:
         return decision

@@ -86,8 +86,10 @@ class Predictor:
         return await asyncio.get_running_loop().run_in_executor(None, self.cache.get, name, alias)
 
     async def predict(self, *, name: str, body: Any, alias: str = "champion", probabilities: bool = False,
-                      request_id: str | None = None) -> Answer:
+                      request_id: str | None = None, requested_by: str | None = None) -> Answer:
         """Predict the records of ``body`` with the version ``alias`` serves, and log every prediction.
+
+        ``requested_by`` (``predictions.requester(actor)``) is logged with it: feedback is bound to it.
 
         Raises:
             InvalidInput (RecordError): bad records, naming the record index and column.
@@ -106,7 +108,7 @@ class Predictor:
         outputs = result.outputs.tolist()
         if self.writer is not None:
             await self._log(Served(request_id, ts, name, alias, model.version, coerced.columns, outputs,
-                                   (predicted - started) * 1000))
+                                   (predicted - started) * 1000, requested_by))
         logged = time.perf_counter()
         proba = None
         if result.probabilities is not None and model.classes is not None:
@@ -118,14 +120,15 @@ class Predictor:
     async def _log(self, item: Served) -> None:
         writer = self.writer
         assert writer is not None  # called only when there is a log writer
-        if writer.offer(item):
-            return
+        ticket = writer.offer(item)
         deadline, pause = time.monotonic() + self.log_wait, 0.001
-        while time.monotonic() < deadline:  # back-pressure: the caller waits, nothing is dropped
+        while ticket is None and time.monotonic() < deadline:  # back-pressure: the caller waits, nothing is dropped
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
-            if writer.offer(item):
-                return
+            ticket = writer.offer(item)
+        if ticket is not None:
+            await ticket.wait_async(self.log_wait)  # acknowledged only once durable in the journal
+            return
         raise LogFull(f"the prediction log has had no room for {self.log_wait:g} s (is the database down?); "
                       "the prediction was not served")
 

@@ -5,6 +5,11 @@ Requests hand their predictions to ``LogWriter.offer`` and move on; one thread t
 bounded by rows: when it is full a request waits for room (back-pressure) instead of a row being
 dropped, and ``stop`` writes everything still queued, so a clean shutdown (SIGTERM) loses nothing
 that was acknowledged. A write that fails is retried, never skipped.
+
+With a journal (``core/serving/segments.py``) a request's predictions are first appended to this
+process's segment file and the request answers only once they are durable there; the segments a
+killed process left behind are replayed into the table (skipping request ids already stored) by the
+next writer that starts, so a SIGKILL loses nothing acknowledged either.
 """
 
 from __future__ import annotations
@@ -19,17 +24,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import CursorResult, Table, delete, desc, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit
+from core import audit, policy
 from core.actors import Actor
 from core.auth import require
-from core.errors import InvalidInput, NotFound, StoreUnavailable
+from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
 from core.platform.database import transaction
+from core.serving.segments import DONE, Journal, Ticket, claim_orphans, encode
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
 log = logging.getLogger("leanops.predictions")
@@ -47,10 +54,17 @@ class Served:
     columns: dict[str, np.ndarray]  # the records as the model saw them
     outputs: list[Any]
     latency_ms: float
+    requested_by: str | None = None  # who asked (``requester(actor)``): feedback is bound to it
 
     @property
     def rows(self) -> int:
         return len(self.outputs)
+
+
+def requester(actor: Actor) -> str:
+    """The identity a logged prediction keeps of the actor that asked for it (``Actor.name``: a username,
+    ``token:NAME``, ``cli:…``, ``system:…``), cut to the column's 128 characters."""
+    return actor.name[:128]
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,8 @@ def rows_of(items: list[Served]) -> list[dict[str, Any]]:
         at = 0
         for item in group:
             base = {"request_id": item.request_id, "ts": item.ts, "model": item.model, "alias": item.alias,
-                    "version": item.version, "latency_ms": round(item.latency_ms, 3)}
+                    "version": item.version, "latency_ms": round(item.latency_ms, 3),
+                    "requested_by": item.requested_by}
             for i, output in enumerate(item.outputs):
                 out.append(base | {"record_index": i, "inputs": records[at + i], "output": _plain(output),
                                    "input_hash": hashlib.sha256(texts[at + i].encode()).hexdigest()})
@@ -166,8 +181,16 @@ class LogWriter:
     """The bounded queue and the thread that writes it to the database in batches."""
 
     def __init__(self, factory: sessionmaker[Session], *, capacity: int, batch_rows: int = 1000,
-                 linger: float = 0.25, on_written: Callable[[int, float], None] | None = None) -> None:
+                 linger: float = 0.25, on_written: Callable[[int, float], None] | None = None,
+                 journal: Journal | None = None, stored_elsewhere: Callable[[list[Served]], set[str]] | None = None,
+                 replay_every: float = 30.0) -> None:
+        """``journal``: append every served request there before queueing it (``offer`` returns the ticket to
+        wait on), and replay the segments dead processes left in its folder at start and every
+        ``replay_every`` seconds. ``stored_elsewhere(items)``: the request ids among ``items`` already moved
+        out of the table (compacted), which a replay must not write again."""
         self.factory, self.capacity, self.batch_rows, self.linger = factory, capacity, batch_rows, linger
+        self.journal, self.stored_elsewhere, self.replay_every = journal, stored_elsewhere, replay_every
+        self.replayed = 0
         self.on_written = on_written if on_written is not None else (lambda rows, seconds: None)
         self._queue: deque[Served | Refused] = deque()
         self._queued_rows = 0
@@ -187,18 +210,24 @@ class LogWriter:
         """Rows waiting to be written (queued and in the batch being written)."""
         return self._queued_rows + self._in_flight
 
-    def offer(self, item: Served | Refused) -> bool:
-        """Queue ``item`` if there is room (a request bigger than the queue waits for it to be empty)."""
+    def offer(self, item: Served | Refused) -> Ticket | None:
+        """Queue ``item`` if there is room (a request bigger than the queue waits for it to be empty).
+
+        Returns None when there is no room, else the ticket to wait on before answering: with a journal,
+        the served request's record is durable once it resolves (JournalFailed if it cannot be)."""
+        frame = encode(item) if self.journal is not None and isinstance(item, Served) else None
         with self._lock:
             if self._stopping:
                 raise LogFull("the prediction log is shutting down")
             if self._queued_rows and self._queued_rows + item.rows > self.capacity:
-                return False
+                return None
+            # Appended under the queue's lock: the journal's order is the order the writer commits in.
+            ticket = self.journal.append(frame) if self.journal is not None and frame is not None else DONE
             self._queue.append(item)
             self._queued_rows += item.rows
             if len(self._queue) == 1 or self._queued_rows >= self.batch_rows:
                 self._work.notify()  # wake an idle writer; one that is gathering a batch sleeps on
-            return True
+            return ticket
 
     def put(self, item: Served | Refused, *, timeout: float) -> None:
         """Queue ``item``, waiting up to ``timeout`` seconds for room."""
@@ -225,6 +254,8 @@ class LogWriter:
 
     def start(self) -> None:
         if self._thread is None:
+            if self.journal is not None:
+                self.journal.start()
             self._thread = threading.Thread(target=self._run, name="leanops-prediction-log", daemon=True)
             self._thread.start()
 
@@ -238,6 +269,8 @@ class LogWriter:
             if self._thread.is_alive():
                 log.error("prediction log writer did not finish in %s s; %s rows unwritten", timeout, self.depth)
             self._thread = None
+        if self.journal is not None:
+            self.journal.close()  # segments whose records are all stored go; the rest are replayed later
 
     def _take(self) -> list[Served | Refused]:
         with self._lock:
@@ -264,7 +297,13 @@ class LogWriter:
             return batch
 
     def _run(self) -> None:
+        replayed_at = time.monotonic()
+        if self.journal is not None:
+            self._replay()
         while True:
+            if self.journal is not None and time.monotonic() - replayed_at >= self.replay_every:
+                replayed_at = time.monotonic()
+                self._replay()  # segments of an API process that died while this one runs
             batch = self._take()
             if not batch:
                 with self._lock:
@@ -291,11 +330,60 @@ class LogWriter:
                     if refused:
                         session.execute(insert(cast(Table, PredictionError.__table__)), refused)
                 self.written += len(served)
+                if self.journal is not None:
+                    self.journal.committed(sum(isinstance(item, Served) for item in batch))
                 self.on_written(len(served), time.monotonic() - started)
                 return
             except Exception:  # noqa: BLE001 - never drop rows: retry until the database is back
                 self.failures += 1
                 log.warning("writing %s prediction log rows failed; retrying in %.1f s", len(served), delay,
+                            exc_info=self.failures == 1 or self.failures % 50 == 0)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+
+    def _replay(self) -> None:
+        """Store the records of every segment no live process holds, then delete the segment."""
+        assert self.journal is not None
+        try:
+            claimed = claim_orphans(self.journal.folder)
+        except OSError:
+            log.exception("could not list the prediction segments in %s", self.journal.folder)
+            return
+        for segment in claimed:
+            try:
+                items = [Served(**fields) for fields in segment.records()]
+            except Exception:  # noqa: BLE001 - keep the file for an operator; the rest still replays
+                log.exception("prediction segment %s cannot be read; kept", segment.path)
+                segment.release()
+                continue
+            if not all(self._store_replayed(items[at: at + 500]) for at in range(0, len(items), 500)):
+                segment.release()  # stopping while the database is away: the next start replays it
+                return
+            segment.finish()
+            log.info("replayed prediction segment %s: %d request(s)", segment.path.name, len(items))
+
+    def _store_replayed(self, items: list[Served]) -> bool:
+        """Insert ``items`` whose request ids are neither in the table nor compacted (retried like ``_write``
+        until stopping: then False)."""
+        delay = 0.1
+        while True:
+            try:
+                elsewhere = self.stored_elsewhere(items) if self.stored_elsewhere is not None else set()
+                with transaction(self.factory) as session:
+                    ids = [item.request_id for item in items]
+                    stored = set(session.scalars(select(PredictionLog.request_id).distinct()
+                                                 .where(PredictionLog.request_id.in_(ids))))
+                    new = [item for item in items if item.request_id not in stored | elsewhere]
+                    if new:
+                        session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(new))
+                self.replayed += len(new)
+                return True
+            except Exception:  # noqa: BLE001 - the segment stays until its records are stored
+                self.failures += 1
+                if self._stopping:
+                    return False
+                log.warning("replaying %s prediction(s) failed; retrying in %.1f s", len(items), delay,
                             exc_info=self.failures == 1 or self.failures % 50 == 0)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -344,34 +432,78 @@ def count(session: Session, *, model: str | None = None) -> int:
 
 # -- feedback ------------------------------------------------------------------------------------
 
-def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any]) -> int:
+def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
+                    home: Path | None = None) -> int:
     """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
+
+    Labels drive live performance and so the automatic rollback: only the actor that made the
+    prediction (``requested_by``) may label it, or an actor whose role is at least the model's
+    policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace ``home``,
+    the default policy when None). A request logged before requesters were recorded can be labelled
+    only by that role. Replacing labels is audited with the old and new values.
 
     Raises:
         NotFound: no prediction of ``model`` has this request_id (yet).
+        PermissionDenied: the actor may not send feedback, or may not label this request.
         InvalidInput: the number of labels differs from the number of records predicted.
     """
     require(session, actor, "feedback.write", f"model:{model}")
     if not isinstance(labels, list) or not labels:
         raise InvalidInput("labels must be a non-empty list with one label per record of the request")
-    logged = session.execute(select(PredictionLog.record_index, PredictionLog.model)
+    logged = session.execute(select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
                              .where(PredictionLog.request_id == request_id)).all()
     if not logged or logged[0].model != model:
         raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
+    _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by, home=home)
     if len(labels) != len(logged):
         raise InvalidInput(f"labels has {len(labels)} value(s) but request {request_id} predicted "
                            f"{len(logged)} record(s); send one label per record, in order")
     for i, label in enumerate(labels):
         if isinstance(label, dict | list):
             raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
+    new = [_plain(label) for label in labels]
+    earlier = session.execute(select(Feedback.record_index, Feedback.label, Feedback.created_by)
+                              .where(Feedback.request_id == request_id).order_by(Feedback.record_index)).all()
+    if earlier:
+        changed = [{"record": row.record_index, "old": row.label, "new": new[row.record_index]}
+                   for row in earlier if _json(row.label) != _json(new[row.record_index])]  # indices < len(logged)
+        audit.record(session, actor, "prediction.feedback_overwritten", f"model:{model}",
+                     {"request_id": request_id, "replaced": len(earlier), "changed": changed,
+                      "previous_by": sorted({row.created_by for row in earlier})})
     session.execute(delete(Feedback).where(Feedback.request_id == request_id))
     now = utcnow()
     session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
-                                        "label": _plain(label), "created_by": actor.name, "ts": now}
-                                       for i, label in enumerate(labels)])
+                                        "label": label, "created_by": actor.name, "ts": now}
+                                       for i, label in enumerate(new)])
     audit.record(session, actor, "prediction.feedback", f"model:{model}",
                  {"request_id": request_id, "labels": len(labels)})
     return len(labels)
+
+
+def _json(value: Any) -> str:
+    """A label as JSON text: ``True`` and ``1`` (equal in Python) are different labels."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: str | None,
+                   home: Path | None) -> None:
+    """Refuse (and audit the refusal) unless ``actor`` made the request or may label any request of ``model``."""
+    if requested_by is not None and requester(actor) == requested_by:
+        return
+    rules = policy.rules_for(home, model) if home is not None else policy.ModelPolicy()
+    needed = rules.feedback.label_any_request
+    if actor.at_least(needed):
+        return
+    whose = ("was logged before requesters were recorded" if requested_by is None
+             else "was made by another token or user")
+    denied = PermissionDenied(
+        f"{actor.name} may not label request {request_id} of {model}: it {whose}; only the token or user that "
+        f"made a prediction may label it, or role {needed!r} or higher (policy feedback.label_any_request)")
+    denied.after_rollback.append(lambda own: audit.record(
+        own, actor, "permission.denied", f"model:{model}",
+        {"permission": "feedback.write", "request_id": request_id, "role": actor.role, "needs": needed,
+         "reason": "not the requester"}))
+    raise denied
 
 
 def feedback_for(session: Session, *, request_id: str) -> list[Any]:

@@ -27,6 +27,8 @@ class Evaluation:
     plots: dict[str, Any]
     fairness: dict[str, Any]  # column → {demographic_parity_ratio, …, by_group}
     predictions: np.ndarray
+    proba: np.ndarray | None = None  # holdout class probabilities (a classifier with predict_proba)
+    classes: list[Any] | None = None
 
 
 def _finite(value: float) -> float | None:
@@ -178,6 +180,7 @@ def evaluate(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, task: str, seed: i
     from sklearn.metrics import confusion_matrix
 
     plots: dict[str, Any] = {}
+    proba = None
     if task == "classification":
         classes = list(pipeline.classes_)
         proba = pipeline.predict_proba(X) if hasattr(pipeline, "predict_proba") else None
@@ -203,7 +206,8 @@ def evaluate(pipeline: Any, X: pd.DataFrame, y: pd.Series, *, task: str, seed: i
             if fair[sensitive_name].get(key) is not None:
                 metrics[key] = fair[sensitive_name][key]
         plots["fairness"] = {"column": sensitive_name, **fair[sensitive_name]}
-    return Evaluation(metrics=metrics, plots=plots, fairness=fair, predictions=np.asarray(y_pred))
+    return Evaluation(metrics=metrics, plots=plots, fairness=fair, predictions=np.asarray(y_pred), proba=proba,
+                      classes=classes or None)
 
 
 def _predictions(pipeline: Any, X: pd.DataFrame, proba: np.ndarray | None) -> np.ndarray:

@@ -75,16 +75,49 @@ def column_summary(values: pd.Series) -> dict[str, Any]:
     return categorical_summary(values)
 
 
-def build(features: pd.DataFrame, *, task: str, predictions: np.ndarray, target: pd.Series) -> dict[str, Any]:
-    """The reference of one training run: its feature columns, target and holdout predictions."""
+def build(features: pd.DataFrame, *, task: str, predictions: np.ndarray, target: pd.Series,
+          holdout: pd.DataFrame | None = None, holdout_target: pd.Series | None = None,
+          proba: np.ndarray | None = None, classes: list[Any] | None = None,
+          importance: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The reference of one training run: its feature columns, target and holdout predictions.
+
+    Given the holdout (``holdout``, ``holdout_target``; ``proba`` and ``classes`` for a classifier
+    with probabilities) it also keeps what a drift check weighs and estimates with: the holdout's
+    predicted probabilities per class (prediction drift on probabilities, not only labels), the
+    label-free performance estimator (core.monitoring.estimation: CBPE's isotonic calibration or
+    DLE's error trees, as plain numbers) and each column's share of the permutation ``importance``.
+    """
+    from core.monitoring import estimation
+
     pred = pd.Series(np.asarray(predictions).ravel())
-    return {
-        "version": 1,
+    columns = {str(c): column_summary(features[c]) for c in features.columns}
+    out: dict[str, Any] = {
+        "version": 2,
         "rows": int(len(features)),
-        "columns": {str(c): column_summary(features[c]) for c in features.columns},
+        "columns": columns,
         "target": numeric_summary(target) if task == "regression" else categorical_summary(target),
         "predictions": numeric_summary(pred) if task == "regression" else categorical_summary(pred),
     }
+    if importance is not None:
+        out["importance"] = importance_shares(importance, list(columns))
+    if holdout is None or holdout_target is None or len(holdout) == 0:
+        return out
+    if task == "classification" and proba is not None and classes:
+        proba = np.asarray(proba, float)
+        shown = [1] if len(classes) == 2 else range(len(classes))
+        out["probabilities"] = {str(classes[k]): numeric_summary(pd.Series(proba[:, k])) for k in shown}
+        out["estimator"] = estimation.fit_cbpe(holdout_target, proba, list(classes))
+    elif task == "regression":
+        out["estimator"] = estimation.fit_dle(holdout, holdout_target, np.asarray(predictions, float),
+                                              reference=out)
+    return out
+
+
+def importance_shares(importance: list[dict[str, Any]], columns: list[str]) -> dict[str, float]:
+    """Each column's share of the model's total permutation importance (negative drops count as none)."""
+    drops = {str(r["feature"]): max(float(r.get("mean") or 0.0), 0.0) for r in importance}
+    total = sum(drops.get(c, 0.0) for c in columns)
+    return {c: (drops.get(c, 0.0) / total if total > 0 else 0.0) for c in columns}
 
 
 def _floats(values: np.ndarray) -> list[float]:

@@ -1,8 +1,9 @@
 """Training runs in the metadata DB: recording them, listing them (paged in SQL), reading one back.
 
 A run row is written when its job starts (``running``) and completed with the ``model.trained``
-audit event and the dataset lineage link in one transaction. A run whose worker was killed keeps
-``running`` until ``reconcile``; lists show the job's verdict meanwhile.
+audit event and the dataset lineage link in one transaction (with the version's gates: see
+``core.training.workflow``). A run whose worker was killed keeps ``running`` until the reaper's
+clean-up (or ``reconcile``) fails it; lists show the job's verdict meanwhile.
 """
 
 from __future__ import annotations
@@ -144,10 +145,16 @@ def fail(session: Session, *, run_id: int, status: str, error: str) -> None:
                     .values(status=status, error=error[:2000], finished_at=utcnow(), model_version=None))
 
 
-def reconcile(session: Session) -> list[TrainingRun]:
-    """Runs still ``running`` whose job has ended (a killed worker): fail them with the job's reason."""
-    rows = list(session.scalars(select(TrainingRun).join(Job, Job.id == TrainingRun.job_id)
-                                .where(TrainingRun.status == "running", Job.status.in_(job_queue.FINISHED))))
+def reconcile(session: Session, *, job_id: int | None = None) -> list[TrainingRun]:
+    """Runs still ``running`` whose job has ended (a killed worker): fail them with the job's reason.
+
+    ``job_id`` limits it to that job's runs (the reaper's clean-up, once their MLflow side is tidied).
+    """
+    query = (select(TrainingRun).join(Job, Job.id == TrainingRun.job_id)
+             .where(TrainingRun.status == "running", Job.status.in_(job_queue.FINISHED)))
+    if job_id is not None:
+        query = query.where(TrainingRun.job_id == job_id)
+    rows = list(session.scalars(query))
     for row in rows:
         job = session.get(Job, row.job_id)
         assert job is not None  # joined above

@@ -6,6 +6,13 @@ job, ``cli.py train``, a retrain) runs this and then holds the version to its ga
 Database transactions stay short (none is open during the fit). On any failure the MLflow run ends
 FAILED, a version registered before the failure is deleted, and the run row records the reason;
 the job wrapper records the job failed with that one-line reason and the traceback in its log.
+
+The version is registered last, and its run row is completed in the same transaction as the caller's
+``gate`` (the promotion stage stores the version's gates there): LeanOps never shows a version
+without its gates. A worker killed between MLflow's insert of the version and that commit leaves a
+version in MLflow only until the reaper fails the job: it calls ``clean_up_job`` in the same pass
+(the ``train`` and ``retrain`` kinds' clean-up in ``jobs/kinds.py``), which finds the version by the
+MLflow run id the run row recorded before any version could exist.
 """
 
 from __future__ import annotations
@@ -15,15 +22,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
 from core.auth import require
 from core.data import datasets
-from core.errors import LeanOpsError, PolicyBlocked
+from core.errors import LeanOpsError, NotFound, PolicyBlocked
 from core.platform import mlflow_store
 from core.platform.database import transaction
-from core.platform.job_queue import JobCancelled
+from core.platform.job_queue import FINISHED, JobCancelled
 from core.settings import Settings
 from core.training import evaluation, reference, runs
 from core.training import pipeline as training  # the steps of the pipeline itself
@@ -32,6 +40,9 @@ from core.training.spec import parse_spec
 
 Progress = Callable[[float, str], None]
 Log = Callable[[str], None]
+# Called with (session, model, version) inside the transaction that records the run; what it returns
+# goes into the result under "gates". If it raises, the version is taken back like any failure.
+Gate = Callable[[Session, str, int], dict[str, Any]]
 
 
 class TrainingFailed(LeanOpsError):
@@ -43,10 +54,12 @@ def _stderr(line: str) -> None:
 
 
 def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str, Any], *, actor: Actor,
-          job_id: int | None = None, progress: Progress | None = None, log: Log = _stderr) -> dict[str, Any]:
+          job_id: int | None = None, progress: Progress | None = None, log: Log = _stderr,
+          gate: Gate | None = None) -> dict[str, Any]:
     """Run one training spec to a registered model version; returns the CLI/job result document.
 
-    ``actor`` is whoever launched it (a job acts for its creator: see ``job_queue.acting_as``).
+    ``actor`` is whoever launched it (a job acts for its creator: see ``job_queue.acting_as``);
+    ``gate`` runs in the transaction that completes the run (see the module docstring).
     """
     progress = progress or (lambda fraction, stage: None)
     actor_name = actor.name
@@ -130,7 +143,9 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
                                      sensitive=data.sensitive_test, sensitive_name=spec.sensitive)
         baseline = evaluation.baseline(prepared.task, data.X_train, data.y_train, data.X_test, data.y_test)
         ref_stats = reference.build(data.X_train, task=prepared.task, predictions=result.predictions,
-                                    target=data.y_train)
+                                    target=data.y_train, holdout=data.X_test, holdout_target=data.y_test,
+                                    proba=result.proba, classes=result.classes,
+                                    importance=result.plots.get("importance"))
         log("holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
 
         stage = "logging to MLflow"
@@ -159,6 +174,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
                           reference=ref_stats | {mlflow_store.MODEL_SHA256: model_sha256}, search=search_doc,
                           model_version=model_version,
                           model_uri=model_uri)
+            gates = gate(session, name, model_version) if gate is not None else None
     except BaseException as exc:
         _undo(factory, store, run_id=run_id, mlflow_run=mlflow_run, name=name, model_version=model_version,
               exc=exc, log=log)
@@ -170,7 +186,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
         "run_id": mlflow_run, "training_run": run_id, "model_name": name, "model_version": model_version,
         "dataset": version.ref, "task": prepared.task, "model_kind": kind.key, "params": params,
         "metrics": result.metrics, "baseline": baseline,
-    }
+    } | ({"gates": gates} if gates is not None else {})
 
 
 def one_line(exc: BaseException) -> str:
@@ -180,11 +196,44 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}"[:500] if first else type(exc).__name__
 
 
-def undo(factory: sessionmaker[Session], settings: Settings, result: dict[str, Any], *, exc: BaseException,
-         log: Log = _stderr) -> None:
-    """Take back a version ``train`` registered (its registration gates could not be stored)."""
-    _undo(factory, mlflow_store.store_for(settings), run_id=result["training_run"], mlflow_run=result["run_id"],
-          name=result["model_name"], model_version=result["model_version"], exc=exc, log=log)
+def clean_up_job(factory: sessionmaker[Session], settings: Settings, *, job_id: int, log: Log = _stderr) -> list[int]:
+    """Finish at once what a job's stopped worker left half done: the reaper's clean-up for training kinds.
+
+    For each run row of the (finished) job still ``running``: every version MLflow has from its run is
+    deleted, the MLflow run ends FAILED, then the row is failed with the job's reason — the row last,
+    so a clean-up that fails half-way (MLflow down) is found and finished by the next one (``reconcile``
+    at the next training start). Returns the ids of the run rows it finished.
+    """
+    return _clean_up(factory, mlflow_store.store_for(settings), job_id=job_id, log=log)
+
+
+def _clean_up(factory: sessionmaker[Session], store: mlflow_store.Store, *, job_id: int, log: Log) -> list[int]:
+    from db.models import Job, TrainingRun
+
+    with factory() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status not in FINISHED:
+            return []
+        left = [(row.id, row.mlflow_run_id, row.model_name) for row in session.scalars(
+            select(TrainingRun).where(TrainingRun.job_id == job_id, TrainingRun.status == "running"))]
+    for run_id, mlflow_run, name in left:
+        if mlflow_run is None:  # no MLflow run recorded: no version can exist (reconcile fails a stray run)
+            continue
+        for number in mlflow_store.versions_of_run(store, name=name, run_id=mlflow_run):
+            mlflow_store.delete_version(store, name=name, version=number)
+            log(f"deleted {name} version {number}: its training job {job_id} ended before its gates were stored")
+        try:
+            status = mlflow_store.run_info(store, mlflow_run)["status"]
+        except NotFound:  # deleted in MLflow meanwhile: nothing to end
+            status = "FAILED"
+        if status not in ("FAILED", "KILLED"):  # FINISHED too: killed after ending it, before the commit
+            mlflow_store.end_run(store, mlflow_run, status="FAILED")
+            log(f"MLflow run {mlflow_run} of job {job_id}: marked FAILED")
+    with transaction(factory) as session:
+        finished = runs.reconcile(session, job_id=job_id)
+    for row in finished:
+        log(f"training run {row.id} (job {job_id}) was left running by a stopped worker: marked {row.status}")
+    return [row.id for row in finished]
 
 
 def _undo(factory: sessionmaker[Session], store: mlflow_store.Store, *, run_id: int, mlflow_run: str | None, name: str,
@@ -216,13 +265,21 @@ def _undo(factory: sessionmaker[Session], store: mlflow_store.Store, *, run_id: 
 
 
 def reconcile(factory: sessionmaker[Session], store: mlflow_store.Store, *, log: Log = _stderr) -> None:
-    """Finish what killed workers left: run rows and MLflow runs still 'running' for jobs that ended."""
-    from core.platform import job_queue as core_jobs
-    from db.models import Job
+    """Finish what killed workers left: run rows and MLflow runs still 'running' for jobs that ended.
 
-    with transaction(factory) as session:
-        for row in runs.reconcile(session):
-            log(f"training run {row.id} (job {row.job_id}) was left running by a stopped worker: marked {row.status}")
+    The reaper does this per job at once (``clean_up_job``); this catches a clean-up that failed then.
+    """
+    from core.platform import job_queue as core_jobs
+    from db.models import Job, TrainingRun
+
+    with factory() as session:
+        left = sorted(set(session.scalars(select(TrainingRun.job_id).join(Job, Job.id == TrainingRun.job_id).where(
+            TrainingRun.status == "running", Job.status.in_(core_jobs.FINISHED)))))
+    for job_id in left:
+        try:
+            _clean_up(factory, store, job_id=job_id, log=log)
+        except Exception as exc:  # noqa: BLE001 - tidying up must not stop a new run; the next one retries
+            log(f"could not finish the clean-up of job {job_id}: {one_line(exc)}")
 
     def finished(job_id: int) -> bool:
         with factory() as session:

@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, policy
+from core import auth, policy, secrets
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
@@ -36,15 +36,24 @@ class InitResult:
 
 
 def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, admin_user: str,
-                   admin_password: str | None, demo: bool) -> InitResult:
-    """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data)."""
+                   admin_password: str | None, demo: bool, generate_admin: bool = True) -> InitResult:
+    """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data).
+
+    Without ``LEANOPS_SECRET_KEY`` the workspace gets its key file (``secret.key``, 0600) when it has none;
+    secrets stored in plain text by an older version are sealed here.
+    """
     home.mkdir(parents=True, exist_ok=True)
     policy.write_default(home)
+    keys = secrets.workspace_keys(home)
     migrate(db_url)
     system = system_actor("init")
     with transaction(factory) as session:
-        fresh = auth.count_users(session) == 0
-        generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password)
+        secrets.seal_plain(session, actor=system, keys=keys)
+        # Without a configured password the first admin's is generated, returned once for the caller to show
+        # (`cli.py init` prints it on the terminal). A server whose output goes to a log passes
+        # generate_admin=False: no admin is made there until `cli.py init` runs.
+        fresh = auth.count_users(session) == 0 and bool(admin_password or generate_admin)
+        generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password) if fresh else None
         for name, kind, cron, description in DEFAULT_SCHEDULES:
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
         if session.scalar(select(AliasMove.id).limit(1)) is not None:

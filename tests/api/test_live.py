@@ -188,5 +188,6 @@ def _up(url: str) -> bool:
 
 
 @pytest.mark.parametrize("path", ["/docs", "/openapi.json"])
-def test_openapi_is_served(client, path: str) -> None:
-    assert client.get(path).status_code == 200
+def test_openapi_is_served_to_a_token(client, tokens: dict, path: str) -> None:
+    assert client.get(path, headers=bearer(tokens["viewer"])).status_code == 200
+    assert client.get(path).status_code == 401

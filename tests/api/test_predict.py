@@ -166,7 +166,7 @@ def test_refused_requests_are_counted_for_the_error_rate(client: TestClient, mod
 
 
 def test_feedback_is_stored_by_request_id(client: TestClient, model: Model, tokens: dict, api_factory) -> None:
-    doc = predict(client, model.name, tokens["viewer"], records(3)).json()
+    doc = predict(client, model.name, tokens["scientist"], records(3)).json()  # labelled by the token that asked
     url = f"/v1/models/{model.name}/feedback"
     answer = client.post(url, json={"request_id": doc["request_id"], "labels": [1, 0, 1]},
                          headers=bearer(tokens["scientist"]))

@@ -91,7 +91,7 @@ def failing(tmp_path: Path, sqlite_url: str, store, fast_failing_store) -> Itera
 
 
 def _operations(client: TestClient) -> list[tuple[str, str]]:
-    schema = client.get("/openapi.json").json()
+    schema = client.app.openapi()  # type: ignore[attr-defined]
     return [(method.upper(), path) for path, item in schema["paths"].items() for method in item
             if method in {"get", "post", "put", "patch", "delete"}]
 
@@ -323,8 +323,26 @@ def test_predict_limit_follows_the_batch_limit(tmp_path: Path, sqlite_url: str, 
     assert limit(predict_max_mb=3) == 3
 
 
-def test_health_needs_no_token_and_docs_stay_open(client: TestClient) -> None:
+DOCS = ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+
+
+def test_health_needs_no_token_and_the_docs_need_one(client: TestClient, tokens: dict) -> None:
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/openapi.json").status_code == 200
-    assert client.get("/docs").status_code == 200
+    for path in DOCS:
+        refused = client.get(path)
+        assert refused.status_code == 401, path
+        assert "Authorization: Bearer" in refused.json()["detail"] and "paths" not in refused.text
+        assert client.get(path, headers=bearer("lo_unknown-token")).status_code == 401, path
+        assert client.get(path, headers=bearer(tokens["viewer"])).status_code == 200, path
+    assert "/v1/models/{name}/predict" in client.get("/openapi.json", headers=bearer(tokens["viewer"])).json()["paths"]
     assert client.get("/nope").status_code == 401  # unknown paths are behind the token too
+
+
+def test_a_setting_opens_the_docs_to_browsers(tmp_path: Path, sqlite_url: str, store) -> None:
+    settings = serving_settings(tmp_path / "ws", sqlite_url, store, api_docs_public=True)
+    engine = make_engine(settings.db_url)
+    with TestClient(create_app(settings, factory=make_session_factory(engine))) as client:
+        for path in DOCS:
+            assert client.get(path).status_code == 200, path
+        assert client.get("/metrics").status_code == 401  # only the docs are opened
+    engine.dispose()

@@ -157,3 +157,23 @@ def test_an_event_added_behind_the_head_is_caught(engine: Engine, factory: sessi
         conn.execute(AuditEvent.__table__.insert().values({**row, "seq": 4}))
     result = verify(factory)
     assert (result.ok, result.first_bad) == (False, 4) and "outside LeanOps" in result.reason
+
+
+def test_admin_configuration_details_are_for_admins_only(factory: sessionmaker[Session]) -> None:
+    from core.actors import Actor
+
+    slack = "https://hooks.slack.com/services/T000/B000/XXXXSECRET"
+    with transaction(factory) as session:  # an older row that holds a Slack URL in its details
+        audit.record(session, "admin", "alert_channel.added", "alert_channel:slack", {"config": {"url": slack}})
+        audit.record(session, "admin", "source.added", "source:wh", {"url": "postgresql://r:***@h/db"})
+        audit.record(session, "ann", "model.promoted", "model:churn", {"version": 2})
+    where = audit.EventFilter()
+    viewer, admin = Actor("vic", "viewer"), Actor("root", "admin")
+    with factory() as session:
+        seen = {e.action: e.details for e in audit.search(session, reader=viewer, where=where)}
+        assert seen["alert_channel.added"] == seen["source.added"] == audit.HIDDEN_DETAILS
+        assert seen["model.promoted"] == {"version": 2}
+        assert "XXXXSECRET" not in audit.export_csv(session, reader=viewer, where=where)
+        assert audit.search(session, reader=admin, where=where)[-1].details == {"config": {"url": slack}}
+        assert "XXXXSECRET" in audit.export_csv(session, reader=admin, where=where)
+        assert audit.verify(session).ok  # hiding happens on the way out: the chain is untouched

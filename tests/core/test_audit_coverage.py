@@ -99,7 +99,7 @@ def _served(ctx: Ctx) -> None:
 
     ctx.tx(lambda s: s.add(PredictionLog(request_id="req-1", record_index=0, ts=utcnow(), model="churn",
                                          alias="champion", version=1, input_hash="0" * 64, inputs={"a": 1},
-                                         output="yes", latency_ms=1.0)))
+                                         output="yes", latency_ms=1.0, requested_by=SAM.name)))
 
 
 def _channel(ctx: Ctx) -> int:
@@ -125,6 +125,8 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "auth.set_role": lambda c: c.tx(lambda s: core.auth.set_role(s, actor=ADMIN, username="ann", role="admin")),
     "auth.reset_password": lambda c: c.tx(lambda s: core.auth.reset_password(
         s, actor=ADMIN, username="ann", password="password-456")),
+    "auth.change_password": lambda c: c.tx(lambda s: core.auth.change_password(
+        s, actor=ANN, current="password-456", new="password-789")),
     "auth.set_active": lambda c: c.tx(lambda s: core.auth.set_active(s, actor=ADMIN, username="ann", active=False)),
     "auth.create_token": lambda c: c.ids.__setitem__("token", c.tx(lambda s: core.auth.create_token(
         s, actor=ADMIN, role="viewer", name="ci")[1].id)),
@@ -172,6 +174,8 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         c.factory, c.settings, actor=ANN, model="churn"),
     "promotion.moves.promote_in": lambda c: c.tx(lambda s: core.promotion.moves.promote_in(
         s, c.settings, actor=ADMIN, model="churn", version=2, reason="emergency again", force=True)),
+    "promotion.moves.rollback_in": lambda c: c.tx(lambda s: core.promotion.moves.rollback_in(
+        s, c.settings, actor=ANN, model="churn", reason="back again")),
     "retraining.retrain.retrain": lambda c: core.retraining.retrain.retrain(
         c.factory, c.settings, {"model": "churn", "trigger": "manual", "reason": "test"}, actor=SAM,
         log=lambda line: None),
@@ -202,7 +206,18 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         c.factory, c.settings, actor=ANN, model="churn", version=1, fmt="json"),
     "compliance.reports.write": lambda c: core.compliance.reports.write(
         c.factory, c.settings, actor=ADMIN, model="churn", version=1, fmt="pdf", out=c.settings.home / "r.pdf"),
+    "secrets.seal_plain": lambda c: c.tx(lambda s: (_plain_source(s), core.secrets.seal_plain(
+        s, actor=system_actor("init"), keys=core.secrets.load_keys(c.settings)))),
+    "secrets.rotate_key": lambda c: core.secrets.rotate_key(c.factory, c.settings, actor=ADMIN),
 }
+
+
+def _plain_source(session: Any) -> None:
+    """A source row as a version before sealing stored it (its URL in plain text)."""
+    from db.models import SourceDatabase
+
+    session.add(SourceDatabase(name="plain", url="postgresql://reader:pw@db.example/w", created_by="admin"))
+    session.flush()
 
 
 def _edited_schema(session: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, auth
-from core.actors import Actor
+from core.actors import Actor, cli_actor
 from core.errors import AuthError, InvalidInput, PermissionDenied
 from core.platform.database import transaction
 from db.models import ApiToken, AuditEvent, User
@@ -60,6 +60,38 @@ def test_bootstrap_uses_the_given_password(factory: sessionmaker[Session]) -> No
     with transaction(factory) as session:
         assert auth.bootstrap_admin(session, username="admin", password="admin-pass-123") is None
     assert login(factory, "admin", "admin-pass-123").actor is not None
+    with factory() as session:  # a password the operator chose is theirs to keep
+        assert not auth.password_change_due(session, session.scalar(select(User.id)))
+
+
+def test_a_generated_password_must_be_changed_once(factory: sessionmaker[Session]) -> None:
+    with transaction(factory) as session:
+        generated = auth.bootstrap_admin(session, username="root", password=None)
+    assert generated is not None
+    root = login(factory, "root", generated).actor
+    assert root is not None and root.user_id is not None
+    with factory() as session:
+        assert auth.password_change_due(session, root.user_id)
+
+    for current, new, reason in ((generated + "x", "mine-and-long", "the current password is wrong"),
+                                 (generated, generated, "the new password is the current one"),
+                                 (generated, "short", "at least 8 are required")):
+        with pytest.raises(InvalidInput, match=reason), transaction(factory) as session:
+            auth.change_password(session, actor=root, current=current, new=new)
+    with pytest.raises(InvalidInput, match="not a user account"), transaction(factory) as session:
+        auth.change_password(session, actor=cli_actor(), current=generated, new="mine-and-long")
+    with factory() as session:
+        assert auth.password_change_due(session, root.user_id)  # nothing changed by the refusals
+
+    with transaction(factory) as session:
+        auth.change_password(session, actor=root, current=generated, new="mine-and-long")
+    with factory() as session:
+        assert not auth.password_change_due(session, root.user_id)
+    assert login(factory, "root", generated).actor is None
+    assert login(factory, "root", "mine-and-long").actor is not None
+    changed = audit_rows(factory, "user.password_changed")
+    assert [(e.actor, e.details) for e in changed] == [("root", {"forced": True})]
+    assert chain_ok(factory)
 
 
 # -- login ---------------------------------------------------------------------------------------
@@ -87,8 +119,21 @@ def test_login_refused_with_the_same_message(factory: sessionmaker[Session], use
     assert (result.actor, result.message) == (None, "Wrong username or password.")
     [row] = audit_rows(factory, "login.failed")
     assert row.details["reason"] == reason
-    assert row.subject == f"user:{username}"
+    shown = username if username == "alice" else "#" + hashlib.sha256(username.encode()).hexdigest()[:12]
+    assert row.subject == f"user:{shown}"
     assert audit_rows(factory, "login.ok") == []
+
+
+def test_a_password_typed_as_the_username_is_never_recorded(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    for _ in range(2):  # the same typed text gives the same short hash, so repeated attempts line up
+        login(factory, "Tr0ub4dor&3-horse", "")
+    rows = audit_rows(factory, "login.failed")
+    digest = hashlib.sha256(b"Tr0ub4dor&3-horse").hexdigest()[:12]
+    assert [(r.actor, r.subject) for r in rows] == [(f"anonymous:#{digest}", f"user:#{digest}")] * 2
+    with factory() as session:
+        stored = " ".join(f"{e.actor} {e.subject} {e.details_json}" for e in session.scalars(select(AuditEvent)))
+    assert "Tr0ub4dor" not in stored
 
 
 def test_login_deactivated(factory: sessionmaker[Session]) -> None:

@@ -38,6 +38,31 @@ def test_bad_policy_files_name_the_line_and_rule(text, message):
         policy.parse(text)
 
 
+@pytest.mark.parametrize("value, auto", [("true", True), ("false", False), ("approve", "approve"), ("no", False)])
+def test_rollback_auto_is_true_false_or_approve(value, auto):
+    text = policy.DEFAULT_POLICY_YAML + f"  m:\n    rollback:\n      auto: {value}\n"
+    assert policy.for_model(policy.parse(text), "m").rollback.auto == auto
+    assert policy.for_model(policy.parse(text), "churn").rollback.auto is True
+
+
+@pytest.mark.parametrize("text, message", [
+    ("default:\n  rollback:\n    auto: sometimes\n",
+     "line 3: default.rollback.auto: must be true, false or approve (an approver confirms each rollback), "
+     "got 'sometimes'"),
+    ("models:\n  m:\n    rollback:\n      auto: Approve\n", "line 4: models.m: rollback.auto: must be true, false or "
+                                                            "approve"),
+    ("default:\n  feedback:\n    label_any_request: viewer\n",
+     "line 3: default.feedback.label_any_request: Input should be 'scientist', 'approver' or 'admin'"),
+])
+def test_bad_rollback_and_feedback_values_name_the_line(text, message):
+    with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
+        policy.parse(text)
+
+
+def test_only_admins_label_any_request_by_default():
+    assert policy.for_model(DEFAULT, "churn").feedback.label_any_request == "admin"
+
+
 def gates(*, task="classification", metrics=None, champion=None, fairness=None, cert=True, cert_age_days=1,
           approvals=(), model="churn", text=policy.DEFAULT_POLICY_YAML):
     rules = policy.for_model(policy.parse(text), model)

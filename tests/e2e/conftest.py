@@ -133,7 +133,7 @@ def start_dashboard(tmp_path: Path) -> Iterator[Callable[..., Dashboard]]:
                  "--server.port", str(port), "--server.address", "127.0.0.1",
                  "--browser.gatherUsageStats", "false"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        dashboard = Dashboard(f"http://127.0.0.1:{port}", env, home, process, log)
+        dashboard = Dashboard(f"http://127.0.0.1:{port}", env, home, process, log, init.stdout)
         started.append(dashboard)
         wait_healthy(dashboard)
         return dashboard

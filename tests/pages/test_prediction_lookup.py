@@ -15,7 +15,7 @@ def log_request(factory, request_id: str) -> None:
         for i, (record, output) in enumerate(zip(records, ["yes", "no"], strict=True)):
             s.add(PredictionLog(request_id=request_id, record_index=i, ts=utcnow(), model="churn", alias="champion",
                                 version=3, input_hash=predictions.input_hash(record), inputs=record, output=output,
-                                latency_ms=4.2))
+                                latency_ms=4.2, requested_by="sam"))
     with transaction(factory) as s:
         predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id=request_id,
                                     labels=["yes", "yes"])

@@ -73,3 +73,30 @@ def test_approval_required_trainer_cannot_approve_second_user_can(open_page, tra
     assert champion(trained) == 1
     with transaction(factory) as s:
         assert not approvals.pending_requests(s, model="churn")
+
+
+BEACON = "![x](http://attacker/beacon)"
+CLICK = "[click](javascript:alert(document.cookie))"
+
+
+def test_a_model_card_is_shown_as_text_never_as_an_image_or_a_link(open_page, trained, factory):
+    from markdown_it import MarkdownIt
+
+    from core.registry import cards
+
+    with transaction(factory) as s:
+        cards.save(s, actor=Actor("sam", "scientist"), model="churn", version=1,
+                   intended_use=f"Churn scoring {BEACON}", limitations=f"{CLICK} <img src=http://attacker/i>",
+                   owner="www.attacker.com")
+    at = open_page("pages/registry.py", role="viewer")  # viewers read the card as Markdown
+    next(s for s in at.selectbox if s.label == "Version").select(1).run()
+    assert not at.exception, at.exception
+    card = {m.value.split(":*", 1)[0].lstrip("*"): m.value for m in at.markdown if m.value.startswith("*")}
+    assert card["Intended use"] == r"*Intended use:* Churn scoring \!\[x\]\(http\:\/\/attacker\/beacon\)"
+    assert r"\[click\]\(javascript\:alert\(document\.cookie\)\)" in card["Limitations"]
+    assert card["Owner"] == r"*Owner:* www\.attacker\.com"
+    md = MarkdownIt("commonmark")
+    for element in [*at.markdown, *at.caption]:
+        kinds = {c.type for t in md.parse(element.value) for c in [t, *(t.children or [])]}
+        assert not kinds & {"image", "link_open", "html_inline", "html_block"}, element.value
+    assert "attacker/beacon" in md.render(card["Intended use"])  # the text is all there, as text

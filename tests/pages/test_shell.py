@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import auth
@@ -58,3 +59,39 @@ def test_deactivated_user_is_signed_out(app_env, factory):
     # A real browser then shows the login page saying so (the e2e test checks the message); AppTest
     # keeps the old page's elements when the navigation changes under it, so check the sidebar.
     assert not at.sidebar.button, "the signed-out shell has no Log out button"
+
+
+def test_the_dashboard_never_generates_a_password_it_would_print_to_its_log(app_env, factory, monkeypatch, capfd):
+    monkeypatch.delenv("LEANOPS_ADMIN_PASSWORD")
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "No account exists yet. Run `python cli.py init`" in at.info[0].value
+    with factory() as s:
+        assert auth.count_users(s) == 0
+    assert "password" not in capfd.readouterr().out.lower()
+
+
+def test_first_login_with_a_generated_password_forces_a_new_one(app_env, factory):
+    with transaction(factory) as s:
+        generated = auth.bootstrap_admin(s, username="root", password=None)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.text_input(key="login-username").input("root")
+    at.text_input(key="login-password").input(generated)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Choose a new password"
+    with pytest.raises(ValueError, match=r"Known pages: \['Choose a new password'\]"):
+        at.switch_page("pages/admin.py")  # no other page is registered meanwhile
+
+    at.text_input(key="change-current").input(generated)
+    at.text_input(key="change-new").input("root-pass-456")
+    at.text_input(key="change-repeat").input("root-pass-457")
+    at.button(key="FormSubmitter:change-password-Change password").click().run()
+    assert at.error[0].value == "The two new passwords differ."
+    at.text_input(key="change-repeat").input("root-pass-456")
+    at.button(key="FormSubmitter:change-password-Change password").click().run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Overview" and at.toast[0].value == "Password changed."
+    with factory() as s:
+        assert not auth.password_change_due(s, at.session_state["user_id"])
+        assert s.query(AuditEvent).filter_by(action="user.password_changed", actor="root").count() == 1

@@ -7,7 +7,8 @@ and can be used from tests or run as a script for the demo::
 
 writes each received request to ``DIR/http-<n>.json`` and each mail to ``DIR/mail-<n>.eml``.
 
-The HTTP receiver answers 200 by default. ``answer(prefix, 500)`` makes paths starting with
+The HTTP receiver answers 200 by default (a 3xx answer redirects to ``/redirected<path>``).
+``answer(prefix, 500)`` makes paths starting with
 ``prefix`` answer 500; ``answer(prefix, "hang")`` makes them hold the request without answering
 (until ``hang_seconds`` pass or the receiver stops), so a client's timeout fires. Paths
 ``/status/<code>…`` and ``/hang…`` do the same without configuration (handy from the script).
@@ -72,6 +73,8 @@ class HttpReceiver:
                     return
                 reply = b'{"ok":true}' if answer < 400 else b'{"error":"receiver told to fail"}'
                 self.send_response(int(answer))
+                if 300 <= int(answer) < 400:  # a redirect: to /redirected<path> on this receiver
+                    self.send_header("Location", f"/redirected{self.path}")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
@@ -172,17 +175,26 @@ class _MailHandler:
 
 
 class SmtpReceiver:
-    """An aiosmtpd server on 127.0.0.1 recording every message; optional AUTH LOGIN/PLAIN without TLS."""
+    """An aiosmtpd server on 127.0.0.1 recording every message; optional AUTH LOGIN/PLAIN.
 
-    def __init__(self, port: int = 0, *, out: Path | None = None, login: tuple[str, str] | None = None) -> None:
+    ``tls`` (an ``ssl.SSLContext`` holding the server's certificate) with ``implicit_tls=False`` offers
+    STARTTLS and then takes AUTH only after it; with ``implicit_tls=True`` the port speaks TLS from the
+    first byte (SMTPS). Without ``tls``, AUTH is taken in clear. ``attempts`` counts AUTH commands
+    that reached the server (in clear or not), so a test can tell that none was even tried.
+    """
+
+    def __init__(self, port: int = 0, *, out: Path | None = None, login: tuple[str, str] | None = None,
+                 tls: Any = None, implicit_tls: bool = False) -> None:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import AuthResult
 
         self.handler = _MailHandler(out)
         self.logins: list[str] = []
+        self.attempts: list[str] = []
         kwargs: dict[str, Any] = {}
         if login is not None:
             def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+                self.attempts.append(mechanism)
                 user = data.login.decode() if isinstance(data.login, bytes) else data.login
                 password = data.password.decode() if isinstance(data.password, bytes) else data.password
                 ok = (user, password) == login
@@ -190,7 +202,11 @@ class SmtpReceiver:
                     self.logins.append(user)
                 return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
 
-            kwargs = {"authenticator": authenticate, "auth_required": True, "auth_require_tls": False}
+            # aiosmtpd counts only STARTTLS as TLS for auth_require_tls; with implicit TLS every byte is encrypted
+            kwargs = {"authenticator": authenticate, "auth_required": True,
+                      "auth_require_tls": tls is not None and not implicit_tls}
+        if tls is not None:
+            kwargs |= {"ssl_context": tls} if implicit_tls else {"tls_context": tls, "require_starttls": True}
         with warnings.catch_warnings():  # AUTH without TLS is what a local stand-in wants
             warnings.simplefilter("ignore", UserWarning)
             self._controller = Controller(self.handler, hostname="127.0.0.1", port=port or free_port(), **kwargs)

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from core import audit
+from core import audit, secrets
 from core.actors import Actor, cli_actor
 from core.alerts import channels, notify
 from core.data import datasets
@@ -19,12 +19,21 @@ from core.platform import job_queue
 from core.platform.database import transaction
 from core.policy import DEFAULT_POLICY_YAML
 from core.promotion import gates, moves
-from db.models import Alert, AuditEvent, utcnow
+from db.models import Alert, AlertChannel, AuditEvent, utcnow
 from jobs.runner import run_next
 from tests.support.receivers import HttpReceiver, SmtpReceiver
+from tests.support.tls import LocalCert, local_cert
 
 ADMIN = cli_actor()
 SECRET = "s3cret-s3cret-s3cret"
+
+
+@pytest.fixture
+def settings(settings, monkeypatch):
+    """The local stand-ins listen on 127.0.0.1, a loopback address alerts go to only when allow-listed
+    (in the environment too: core code that has only the workspace path reads its settings from there)."""
+    monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")
+    return settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
 
 
 @pytest.fixture
@@ -37,6 +46,14 @@ def fast(settings):
 def http():
     with HttpReceiver(hang_seconds=10) as receiver:
         yield receiver
+
+
+@pytest.fixture
+def tls_trusted(tmp_path, monkeypatch) -> LocalCert:
+    """A local certificate the sending side trusts (through SSL_CERT_FILE, so its verification stays real)."""
+    cert = local_cert(tmp_path / "tls")
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert.cert))
+    return cert
 
 
 @pytest.fixture
@@ -216,10 +233,9 @@ def test_secrets_are_masked_in_views_and_audit_and_kept_on_edit(factory):
                               config={"url": "https://example.com/v2", "secret": ""})
         channels.remove_channel(s, actor=ADMIN, channel_id=mail.id)
     with factory() as s:
-        from db.models import AlertChannel
-
-        assert s.get(AlertChannel, hook.id).config == {"url": "https://example.com/v2", "secret": SECRET}
+        stored_config = s.get(AlertChannel, hook.id).config
         texts = [e.details_json for e in s.query(AuditEvent)]
+    assert secrets.unseal_config(stored_config) == {"url": "https://example.com/v2", "secret": SECRET}
     assert [e.action for e in events(factory, "alert_channel.added")] == ["alert_channel.added"] * 2
     assert len(events(factory, "alert_channel.changed")) == 1 and len(events(factory, "alert_channel.removed")) == 1
     assert not any(SECRET in t or "hunter2-hunter2" in t for t in texts)
@@ -250,13 +266,13 @@ def test_duplicate_names_and_unknown_conditions_are_refused(factory, settings):
         notify.notify(factory, settings, condition="weather", model=None, title="t", message="m")
 
 
-def test_send_test_is_synchronous_and_logs_in_to_smtp(factory, fast, http):
-    with SmtpReceiver(login=("bot", "hunter2-hunter2")) as smtp:
+def test_send_test_is_synchronous_and_logs_in_to_smtp_after_starttls(factory, fast, http, tls_trusted):
+    with SmtpReceiver(login=("bot", "hunter2-hunter2"), tls=tls_trusted.server_context()) as smtp:
         mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "username": "bot",
+                                              "to": "b@example.com", "starttls": True, "username": "bot",
                                               "password": "hunter2-hunter2"}, enabled=False)
         result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
-        assert result == notify.Delivery("mail", True, 1, "", 250)
+        assert result == notify.Delivery("mail", True, 1, "", 250)  # the receiver takes AUTH only after STARTTLS
         assert smtp.logins == ["bot"] and smtp.messages[0]["Subject"] == "[LeanOps] Test alert to mail"
     http.answer("/down", 503)
     hook = add(factory, "hook", "webhook", {"url": http.url("/down"), "secret": SECRET})
@@ -268,10 +284,47 @@ def test_send_test_is_synchronous_and_logs_in_to_smtp(factory, fast, http):
     assert [e.actor for e in events(factory, "alert.raised")] == [ADMIN.name, ADMIN.name]
 
 
-def test_wrong_smtp_password_is_not_retried(factory, fast):
-    with SmtpReceiver(login=("bot", "right-password")) as smtp:
+def test_smtps_logs_in_over_implicit_tls(factory, fast, tls_trusted):
+    with SmtpReceiver(login=("bot", "hunter2-hunter2"), tls=tls_trusted.server_context(), implicit_tls=True) as smtp:
         mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "username": "bot", "password": "wrong-password"})
+                                              "to": "b@example.com", "ssl": True, "username": "bot",
+                                              "password": "hunter2-hunter2"})
+        assert notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id).ok
+        assert smtp.logins == ["bot"] and len(smtp.messages) == 1
+
+
+def test_an_smtp_password_is_never_sent_in_clear(factory, fast):
+    config = {"host": "127.0.0.1", "sender": "a@example.com", "to": "b@example.com", "username": "bot",
+              "password": "hunter2-hunter2"}
+    with SmtpReceiver(login=("bot", "hunter2-hunter2")) as smtp:  # a server that would take AUTH in clear
+        with pytest.raises(InvalidInput, match="needs TLS so the password is not sent in clear"):
+            add(factory, "mail", "email", config | {"port": smtp.port})
+        with transaction(factory) as s:  # a channel stored before the rule, in plain text
+            s.add(AlertChannel(name="old-mail", kind="email", created_by="admin", enabled=True,
+                               config=config | {"port": smtp.port, "to": ["b@example.com"], "starttls": False}))
+        with factory() as s:
+            old = s.query(AlertChannel).filter_by(name="old-mail").one()
+        result = notify.send_test(factory, fast, actor=ADMIN, channel_id=old.id)
+        assert (result.ok, result.attempts) == (False, 1)
+        assert "without TLS would send the password in clear" in result.error
+        assert smtp.attempts == [] and smtp.messages == []
+
+
+def test_a_server_without_starttls_gets_no_login(factory, fast, tls_trusted):
+    with SmtpReceiver(login=("bot", "hunter2-hunter2")) as smtp:  # offers no STARTTLS
+        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+                                              "to": "b@example.com", "starttls": True, "username": "bot",
+                                              "password": "hunter2-hunter2"})
+        result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
+        assert not result.ok and "STARTTLS" in result.error
+        assert smtp.attempts == []
+
+
+def test_wrong_smtp_password_is_not_retried(factory, fast, tls_trusted):
+    with SmtpReceiver(login=("bot", "right-password"), tls=tls_trusted.server_context()) as smtp:
+        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+                                              "to": "b@example.com", "starttls": True, "username": "bot",
+                                              "password": "wrong-password"})
         result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
         assert (result.ok, result.attempts, result.status) == (False, 1, 535)
         assert smtp.messages == []

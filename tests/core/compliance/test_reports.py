@@ -76,7 +76,7 @@ def test_report_has_every_section_and_validates(factory, trained):
     with transaction(factory) as s:  # one served prediction (as the API's log writer stores it), labelled
         s.add(PredictionLog(request_id="r1", record_index=0, ts=utcnow(), model="churn", alias="champion",
                             version=version, input_hash="0" * 64, inputs={"plan": "basic"}, output="yes",
-                            latency_ms=3.0))
+                            latency_ms=3.0, requested_by="sam"))
     with transaction(factory) as s:
         predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id="r1",
                                     labels=["yes"])

@@ -322,3 +322,38 @@ def test_a_source_configured_inside_the_workspace_earlier_is_refused_at_query_ti
     monkeypatch.setenv("LEANOPS_HOME", str(warehouse.parent))  # the workspace now holds the file
     with pytest.raises(InvalidInput, match="source 'wh': the SQLite file .*warehouse.db is inside the LeanOps"):
         query(factory, settings, "SELECT * FROM features")
+
+
+def test_source_urls_are_sealed_at_rest_and_query_passwords_masked(factory, settings, warehouse: Path) -> None:
+    from sqlalchemy import text
+
+    from core import secrets
+    from db.models import AuditEvent
+
+    url = f"sqlite:///{warehouse}?password=hunter2-hunter2"  # libpq-style: the password as a query parameter
+    shown = add(factory, "wh", url)
+    assert shown.url == f"sqlite:///{warehouse}?password=***"
+    with factory() as s:
+        [stored] = s.execute(text("SELECT url FROM source_databases")).scalars().all()
+        audit_text = " ".join(e.details_json for e in s.query(AuditEvent))
+    assert stored.startswith(secrets.PREFIX) and "hunter2" not in stored and "hunter2" not in audit_text
+    assert secrets.unseal(stored) == url
+    assert query(factory, settings, "select id from features").version.rows == 300  # opened to query
+    with transaction(factory) as s:
+        sources.remove_source(s, actor=ADMIN, name="wh")
+    with factory() as s:
+        assert "hunter2" not in " ".join(e.details_json for e in s.query(AuditEvent))
+
+
+def test_a_source_the_key_cannot_open_is_listed_and_removable_but_not_queried(factory, settings, warehouse: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import secrets
+
+    add(factory, "wh", f"sqlite:///{warehouse}")
+    monkeypatch.setenv("LEANOPS_SECRET_KEY", secrets.generate_key())  # not the key it was sealed with
+    with factory() as s:
+        assert [v.url for v in sources.list_sources(s)] == ["(sealed: the secret key cannot open it)"]
+    with pytest.raises(secrets.SecretKeyError, match="the URL of source 'wh' cannot be unsealed"):
+        query(factory, settings, "select id from features")
+    with transaction(factory) as s:
+        sources.remove_source(s, actor=ADMIN, name="wh")

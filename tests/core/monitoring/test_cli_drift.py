@@ -28,7 +28,7 @@ def drift_cli(settings, *args: str) -> tuple[int, str, str]:
 def test_same_distribution_exits_0_with_the_contract_document(trained, tmp_path):
     batch = tmp_path / "same.csv"
     small_churn(900, seed=21).to_csv(batch, index=False)
-    code, out, err = drift_cli(trained.settings, "churn", "--current", str(batch))
+    code, out, err = drift_cli(trained.settings, "churn", "--current", str(batch), "--report")
     assert code == 0, err
     doc = json.loads(out)
     assert doc["drift_detected"] is False and 0 <= doc["drift_share"] < 0.5
@@ -38,7 +38,13 @@ def test_same_distribution_exits_0_with_the_contract_document(trained, tmp_path)
     for col in doc["columns"].values():
         assert {"method", "statistic", "p_value", "psi", "drifted"} <= set(col)
     assert doc["columns"]["monthly_charges"]["method"] == "ks"
-    assert Path(doc["report"]).is_file()
+    assert Path(doc["report"]).is_file()  # --report waited for it
+    assert doc["verdict"] == {"drifted": False, "reasons": [], "rules": [], "ranked": doc["verdict"]["ranked"],
+                              "not_counted": doc["verdict"]["not_counted"]}
+    assert set(doc["estimated_performance"]) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
+    for est in doc["estimated_performance"].values():
+        assert est["lower"] <= est["value"] <= est["upper"] and est["reference"] is not None
+    assert abs(sum(c["importance"] for c in doc["columns"].values()) - 1) < 1e-6
 
 
 def test_drift_exits_1_and_threshold_overrides_the_policy(trained, tmp_path):

@@ -57,7 +57,11 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
     assert {"monthly_charges", "contract", "payment_method", "support_calls", "tenure_months"} <= set(check.drifted)
     assert check.drift_detected and check.drift_share >= 0.5 and check.threshold == 0.5
     assert check.columns["monthly_charges"]["method"] == "ks" and check.columns["monthly_charges"]["p_value"] < 1e-6
-    assert check.predictions is not None and check.predictions["method"] == "chisquare"  # the model's outputs
+    # The model's outputs: its predicted probability of the positive class, not only the labels.
+    assert check.predictions is not None and check.predictions["method"] == "ks"
+    assert check.predictions["output"] == "predicted probability of '1'"
+    assert check.verdict["drifted"] and "drift_share" in {r["rule"] for r in check.verdict["reasons"]}
+    assert set(check.estimated_performance) == {"accuracy", "precision", "recall", "f1", "roc_auc"}
 
     with factory() as s:
         row = s.get(DriftCheck, check.id)
@@ -81,9 +85,11 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
 
     report = Path(check.report_path)
     assert report == settings.home / "reports" / "drift" / f"{check.id}.html"
+    assert not report.exists()  # the verdict did not wait for Evidently: a drift.report job builds it
+    drain(factory, settings, limit=1)
     text = report.read_text(encoding="utf-8")
     assert "drawn from the reference statistics" in text and "evidently" in text.lower()
-    assert not list(report.parent.glob("pending-*"))
+    assert not list(report.parent.glob("pending-*")) and not list(report.parent.glob("*.parquet"))  # sample gone
 
 
 def test_same_distribution_upload_raises_no_data_drift_and_no_alert(trained):
@@ -100,7 +106,7 @@ def test_window_of_logged_predictions_and_threshold_override(trained):
     log_predictions(factory, shifted(300, seed=5), hours_ago=48)  # outside a 24 h window
     check = checks.run_check(factory, settings, actor=SCIENTIST, model="churn", source="window", report=False)
     assert check.window == "last 24 h of predictions" and check.current_rows == 300
-    assert check.predictions["current_rows"] == 300 and check.predictions["categories"] == ["0", "1"]
+    assert check.predictions["current_rows"] == 300 and check.predictions["output"] == "predicted probability of '1'"
     p = check.columns["monthly_charges"]["p_value"]
     assert check.columns["monthly_charges"]["drifted"] and p > 0
     strict = checks.run_check(factory, settings, actor=SCIENTIST, model="churn", source="window",
@@ -215,3 +221,39 @@ def test_job_refuses_a_batch_outside_the_workspace(trained, tmp_path):
                               params={"model": "churn", "source": "upload", "file": str(outside)}).id
     job = run_job(trained, job_id)
     assert job.status == "failed" and "is outside the workspace" in job.error
+
+
+def test_a_staged_batch_is_deleted_when_its_check_ends_and_the_caller_s_own_file_is_kept(trained, tmp_path):
+    settings, factory = trained.settings, trained.factory
+    staged = [checks.stage_upload(settings.home, "batch.csv", shifted().to_csv(index=False).encode())
+              for _ in range(2)]
+    with transaction(factory) as s:
+        ok = job_queue.enqueue(s, actor=SCIENTIST, kind="drift.check", params={
+            "model": "churn", "source": "upload", "file": str(staged[0]), "filename": "batch.csv", "report": False}).id
+        refused = job_queue.enqueue(s, actor=SCIENTIST, kind="drift.check", params={
+            "model": "churn", "version": 9, "source": "upload", "file": str(staged[1]), "filename": "batch.csv"}).id
+    assert all(p.is_file() for p in staged)
+    assert run_job(trained, ok).status == "succeeded"
+    failed = run_job(trained, refused)
+    assert failed.status == "failed" and "version 9 has no reference statistics" in failed.error
+    assert not any(p.exists() for p in staged)  # stored or refused: the uploaded data is gone either way
+
+    own = tmp_path / "drift-mine.csv"  # a file the CLI user pointed at is theirs, even with a staged-like name
+    shifted().to_csv(own, index=False)
+    checks.run_check(factory, settings, actor=SCIENTIST, model="churn", source="upload", current=own, report=False)
+    assert own.is_file()
+
+
+def test_staged_batches_whose_job_never_ran_are_swept_after_a_day(trained):
+    import os
+    import time
+
+    home = trained.settings.home
+    old = checks.stage_upload(home, "old.csv", b"a\n1\n")
+    os.utime(old, (time.time() - 25 * 3600,) * 2)  # its job was cancelled while queued, a day ago
+    recent = checks.stage_upload(home, "recent.csv", b"a\n1\n")
+    unrelated = home / "uploads" / "notes.txt"
+    unrelated.write_text("not a staged batch")
+    os.utime(unrelated, (time.time() - 48 * 3600,) * 2)
+    fresh = checks.stage_upload(home, "new.csv", b"a\n1\n")  # staging a batch sweeps the stale ones
+    assert not old.exists() and recent.is_file() and fresh.is_file() and unrelated.is_file()

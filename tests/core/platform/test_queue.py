@@ -39,6 +39,21 @@ def test_enqueue_checks_kind_and_role(factory):
     assert denied == 1
 
 
+@pytest.mark.parametrize("kind", ["audit.verify", "predictions.retention", "monitor.performance", "schedules.sync"])
+def test_only_admins_queue_maintenance_kinds(factory, kind):
+    for role in ("scientist", "approver"):
+        with pytest.raises(PermissionDenied, match="jobs.maintenance.*'admin'"):
+            enqueue(factory, kind=kind, params={}, actor=Actor(f"{role}-1", role, "token"))
+    with factory() as s:
+        denied = s.query(AuditEvent).filter_by(action="permission.denied", subject=f"job:{kind}").count()
+        assert s.query(Job).filter_by(kind=kind).count() == 0
+    assert denied == 2
+    job_id = enqueue(factory, kind=kind, params={}, actor=Actor("ann", "admin"))
+    assert job_queue.acting_as(kind, "ann").role == "admin"
+    assert status(factory, job_id) == "queued"
+    enqueue(factory, kind="diagnostic.sleep", actor=Actor("sam", "scientist"))  # scientists keep the diagnostic
+
+
 def test_each_job_is_claimed_exactly_once_by_concurrent_workers(factory):
     ids = [enqueue(factory) for _ in range(30)]
     claimed: list[tuple[str, int]] = []

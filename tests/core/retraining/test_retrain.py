@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from core import policy
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PermissionDenied
 from core.monitoring.performance import Verdict
 from core.platform import aliases, schedules
 from core.platform.database import transaction
@@ -214,3 +214,114 @@ def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry)
     run_next(factory, workspace, "w1")  # a worker runs the schedules.sync job the save queued with it
     with factory() as s:
         assert s.get(Schedule, "retrain:m").cron == "0 3 * * 1"
+
+
+# -- rollback.auto: approve ----------------------------------------------------------------------
+
+def _approve_mode(workspace):
+    policy.policy_path(workspace.home).write_text(
+        policy.DEFAULT_POLICY_YAML + "  m:\n    rollback:\n      auto: approve\n")
+
+
+def _bad_v2(factory, registry):
+    """v1 then v2 promoted; v2's live labels say it is far worse (the drop that rolls back when auto is true)."""
+    promote(factory, registry, 1)
+    promote(factory, registry, 2)
+    log_predictions(factory, version=1, outputs=[1] * 60, labels=[1] * 60, start=utcnow() - timedelta(days=2))
+    log_predictions(factory, version=2, outputs=[1] * 60, labels=[0] * 60, start=utcnow() - timedelta(hours=2))
+
+
+def _rollback_requests(factory):
+    from db.models import PromotionRequest
+
+    with factory() as s:
+        return [(r.id, r.version, r.requested_by, r.status)
+                for r in s.scalars(select(PromotionRequest).order_by(PromotionRequest.id))]
+
+
+def test_roll_back_decision_acts_the_same_when_auto_is_approve():
+    decision = decisions.should_roll_back(promoted_at=NOW - timedelta(hours=1), action="promote", now=NOW,
+                                          current=verdict(2, 0.5), previous=verdict(1, 0.9),
+                                          rules=rules(rollback={"auto": "approve"}))
+    assert decision.act and "below the floor" in decision.reason
+
+
+def test_approve_mode_raises_a_request_and_an_alert_and_leaves_the_champion(factory, workspace, registry):
+    from core.promotion import approvals, gates
+
+    _approve_mode(workspace)
+    _bad_v2(factory, registry)
+    asked = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not asked.decision.act and asked.request_id is not None
+    assert f"rollback request {asked.request_id} awaits an approver" in asked.decision.reason
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2  # nothing moved
+    assert _rollback_requests(factory) == [(asked.request_id, 2, "system:auto-rollback", "pending")]
+    assert audit_rows(factory, "model.rollback") == []
+    [(actor, _, details)] = audit_rows(factory, "model.rollback_requested")
+    assert actor == "system:auto-rollback" and details["version"] == 2
+    assert "automatic rollback: v2 live performance below the floor" in details["reason"]
+    with factory() as s:
+        alerts = s.scalars(select(Alert).where(Alert.condition == "rollback")).all()
+        [pending] = approvals.pending_requests(s, model="m")
+        assert approvals.kind_of(pending) == "rollback"
+        assert gates.open_request(s, "m", 2) is None  # not a promotion request of v2, and no promotion approvals
+    assert [(a.title, a.details["request"], a.details["to_version"]) for a in alerts] == [
+        ("m: rollback of v2 awaits approval", asked.request_id, 1)]
+    again = auto_rollback.check_rollback(factory, workspace, "m")  # the next round does not ask twice
+    assert again.request_id is None and "already requested" in again.decision.reason
+    assert len(_rollback_requests(factory)) == 1
+    with factory() as s:
+        assert len(s.scalars(select(Alert).where(Alert.condition == "rollback")).all()) == 1
+    with pytest.raises(PermissionDenied, match="may not models.approve"):
+        approvals.decide(factory, workspace, actor=moves.Actor("sam", "scientist"), request_id=asked.request_id,
+                         approve=True)
+    change = approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True,
+                              comment="labels look right")
+    assert change is not None and (change.action, change.from_version, change.to_version) == ("rollback", 2, 1)
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert _rollback_requests(factory)[0][3] == "rolled_back"
+    [(actor, _, details)] = audit_rows(factory, "model.rollback")
+    assert actor == "ann" and (details["from"], details["to"]) == (2, 1)
+    assert details["reason"].startswith(f"approved rollback request {asked.request_id} (labels look right): "
+                                        "automatic rollback: v2")
+    assert [d["kind"] for _, _, d in audit_rows(factory, "model.approved")] == ["rollback"]
+
+
+def test_a_rejected_rollback_request_keeps_the_champion_and_is_not_raised_again(factory, workspace, registry):
+    from core.promotion import approvals
+
+    _approve_mode(workspace)
+    _bad_v2(factory, registry)
+    asked = auto_rollback.check_rollback(factory, workspace, "m")
+    assert approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=False,
+                            comment="the labels are late, not wrong") is None
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2
+    assert [s for *_, s in _rollback_requests(factory)] == ["rejected"]
+    assert not auto_rollback.check_rollback(factory, workspace, "m").request_id
+    assert len(_rollback_requests(factory)) == 1
+    with pytest.raises(InvalidInput, match="already rejected"):
+        approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True)
+
+
+def test_approving_a_rollback_request_after_the_champion_moved_closes_it(factory, workspace, registry):
+    from core.promotion import approvals
+
+    _approve_mode(workspace)
+    _bad_v2(factory, registry)
+    asked = auto_rollback.check_rollback(factory, workspace, "m")
+    moves.rollback(factory, workspace, actor=APPROVER, model="m", reason="by hand")  # v2 → v1 meanwhile
+    with pytest.raises(InvalidInput, match=r"back from v2, but the champion is v1 now; nothing was rolled back"):
+        approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True)
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert [s for *_, s in _rollback_requests(factory)] == ["obsolete"]
+    assert [(a, d["request"]) for a, _, d in audit_rows(factory, "model.rollback_request_closed")] == [
+        ("ann", asked.request_id)]
+    assert [d["from"] for _, _, d in audit_rows(factory, "model.rollback")] == [2]  # only the one by hand
+
+
+def test_auto_true_still_rolls_back_at_once(factory, workspace, registry):
+    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)
+    _bad_v2(factory, registry)
+    done = auto_rollback.check_rollback(factory, workspace, "m")
+    assert done.decision.act and done.request_id is None and (done.from_version, done.to_version) == (2, 1)
+    assert _rollback_requests(factory) == []

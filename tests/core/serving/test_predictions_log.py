@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -119,10 +120,10 @@ def test_stop_writes_everything_queued(factory) -> None:
 
 # -- feedback ------------------------------------------------------------------------------------
 
-def _logged(factory, rows: int = 3, model: str = "churn") -> str:
+def _logged(factory, rows: int = 3, model: str = "churn", requested_by: str | None = "sci") -> str:
     writer = LogWriter(factory, capacity=1000)
     writer.start()
-    item = served(rows, model=model)
+    item = dataclasses.replace(served(rows, model=model), requested_by=requested_by)
     writer.offer(item)
     writer.stop()
     return item.request_id

@@ -1,0 +1,172 @@
+"""What the model makes of the current data, on a bounded random sample: its outputs and its estimated performance.
+
+Prediction drift and the label-free estimate need the model's outputs, and predicting a million
+rows costs seconds, so both use at most ``SAMPLE_ROWS`` random rows (seed 0) of the current data.
+At 20,000 rows the sampling error is small next to the thresholds: the KS distance of a sample to
+its window is under 1.36 / sqrt(20,000) ≈ 0.010 at 95 %, an accuracy estimate's standard error is
+at most sqrt(0.25 / 20,000) ≈ 0.0035, and the estimate's band (core.monitoring.estimation) is
+computed at the sample's size, so it already includes this error. Column statistics use every row.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from core.monitoring import estimation
+from core.settings import Settings
+from core.training import reference as reference_stats
+from core.training import runs
+
+log = logging.getLogger("leanops.monitoring")
+
+SAMPLE_ROWS = 20_000
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The model's outputs on the sample: ``probabilities`` (class → column) for a classifier that
+    has them, ``values`` its predictions (labels or numbers), ``raw`` what the estimator reads."""
+
+    sample: pd.DataFrame
+    values: np.ndarray
+    probabilities: dict[str, np.ndarray] | None
+    raw: np.ndarray | None
+
+
+def sample(frame: pd.DataFrame, rows: int = SAMPLE_ROWS, *, seed: int = 0) -> pd.DataFrame:
+    """Up to ``rows`` random rows of ``frame`` (all of them when it is smaller)."""
+    if len(frame) <= rows:
+        return frame
+    picked = np.random.default_rng(seed).choice(len(frame), rows, replace=False)
+    return frame.iloc[np.sort(picked)]
+
+
+def model_input(frame: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
+    """The model's columns, numeric ones as floats (text in a numeric column becomes missing)."""
+    picked = frame[list(reference["columns"])]
+    numeric = [c for c, s in reference["columns"].items() if s.get("type") == "numeric"]
+    return picked.assign(**{c: pd.to_numeric(picked[c], errors="coerce").astype(float) for c in numeric})
+
+
+def predict(settings: Settings, *, model: str, version: int, frame: pd.DataFrame,
+            reference: dict[str, Any]) -> Outputs | None:
+    """The version's outputs on a sample of ``frame``; None (logged) when it cannot be loaded or predict.
+
+    The outputs are one more signal, not a reason to lose the check of the inputs.
+    """
+    from core.serving.cache import load_version
+
+    rows = model_input(sample(frame), reference)
+    try:
+        fitted = load_version(settings.mlflow_uri, name=model, alias="drift-check", version=version).model
+        return _outputs(fitted, rows, reference)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("outputs of %s v%s not compared: %s: %s", model, version, type(exc).__name__, exc)
+        return None
+
+
+def _outputs(fitted: Any, rows: pd.DataFrame, reference: dict[str, Any]) -> Outputs:
+    if reference.get("probabilities") and hasattr(fitted, "predict_proba"):
+        proba = np.asarray(fitted.predict_proba(rows), float)
+        classes = list(np.asarray(fitted.classes_))
+        values = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        shown = [1] if len(classes) == 2 else range(len(classes))
+        return Outputs(rows, values, {str(classes[k]): proba[:, k] for k in shown}, proba)
+    values = np.asarray(fitted.predict(rows)).ravel()
+    numeric = (reference.get("predictions") or {}).get("type") == "numeric"
+    return Outputs(rows, values, None, values.astype(float) if numeric else None)
+
+
+class Predictor:
+    """The same outputs, from a model loaded in a separate process started before the data is read.
+
+    Loading a version costs seconds of imports (MLflow, skops' discovery of trusted types) and no
+    data; comparing a million rows' columns costs seconds and no model. On two cores they overlap:
+    the command takes the longer of the two, not their sum. The child is spawned (never forked, so
+    no lock held by another thread is inherited), gets only the sample's rows from this process,
+    and loads the model through the same vetted path as serving (core.serving.cache.load_version).
+    """
+
+    def __init__(self, settings: Settings, *, model: str, version: int) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.label = f"{model} v{version}"
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, settings.mlflow_uri, model, version),
+                                       name="leanops-drift-outputs", daemon=True)
+        self.process.start()
+        child.close()
+
+    def outputs(self, frame: pd.DataFrame, reference: dict[str, Any], *, timeout: float = 600) -> Outputs | None:
+        """The outputs on a sample of ``frame``; None (logged) when the child could not give them."""
+        rows = model_input(sample(frame), reference)
+        try:
+            self.conn.send((rows, reference))
+            if not self.conn.poll(timeout):
+                raise TimeoutError(f"no answer in {timeout:g} s")
+            kind, found = self.conn.recv()
+        except (OSError, EOFError, TimeoutError) as exc:
+            kind, found = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            self.close()
+        if kind == "error":
+            log.warning("outputs of %s not compared: %s", self.label, found)
+            return None
+        values, probabilities, raw = found
+        return Outputs(rows, values, probabilities, raw)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.terminate()
+
+
+def _serve(conn: Any, mlflow_uri: str, model: str, version: int) -> None:
+    """The child: load the version while the parent reads the data, then predict the rows it sends."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is the command's, for errors
+    from core.serving.cache import load_version
+
+    try:
+        fitted = load_version(mlflow_uri, name=model, alias="drift-check", version=version).model
+        rows, reference = conn.recv()
+        found = _outputs(fitted, rows, reference)
+        conn.send(("ok", (found.values, found.probabilities, found.raw)))
+    except EOFError:  # the parent gave up (bad input, an error): nothing to answer
+        pass
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it and checks the inputs alone
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+def estimate(reference: dict[str, Any], outputs: Outputs | None) -> dict[str, dict[str, float]]:
+    """``{metric: {value, lower, upper, reference}}`` for the sample, or ``{}`` without an estimator."""
+    if outputs is None or outputs.raw is None:
+        return {}
+    try:
+        return estimation.estimate(reference.get("estimator"), frame=outputs.sample, outputs=outputs.raw)
+    except Exception as exc:  # noqa: BLE001 - an estimate is advice; the check of the inputs stands without it
+        log.warning("performance not estimated: %s: %s", type(exc).__name__, exc)
+        return {}
+
+
+def importance(session: Session, *, model: str, version: int, reference: dict[str, Any]) -> dict[str, float]:
+    """Column → share of the version's permutation importance: stored with the reference, or (versions
+    trained before it was) read from the training run's plots; ``{}`` when neither has it."""
+    if reference.get("importance"):
+        return dict(reference["importance"])
+    from db.models import TrainingRun
+
+    row = runs.row_for_version(session, model=model, version=version, load=(TrainingRun.plots,))
+    found = ((row.plots or {}) if row is not None else {}).get("importance")
+    return reference_stats.importance_shares(found, list(reference["columns"])) if found else {}

@@ -1,0 +1,415 @@
+"""The prediction journal: an append-only segment file per API process, so acknowledged means durable.
+
+A request's predictions are appended to the process's current segment (one framed record per
+request) before they are queued for the database writer; with ``fsync`` durability the answer
+waits until a flusher thread has fsynced the segment past that record. The flusher syncs once for
+everything appended meanwhile (group commit), so concurrent requests share one fsync. With
+``batch`` durability the answer waits only for the write into the operating system (it survives a
+killed process, not a machine crash) and the flusher syncs every ``batch_interval`` seconds.
+
+A segment is rotated every few seconds (or megabytes) and deleted once the writer has stored all
+of its records in the database. A process that dies leaves its segments behind; they are replayed
+by the next process that starts (and by live ones, every half minute). Ownership is an exclusive
+``flock`` on the open segment, which the kernel drops when the process dies, even on SIGKILL: a
+segment that can be locked belongs to nobody, so two processes never replay the same one, and the
+replay skips request ids the database already holds (a crash between the writer's commit and the
+segment's deletion replays nothing twice). The folder must be on a local filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from core.errors import StoreUnavailable
+
+log = logging.getLogger("leanops.predictions.journal")
+
+MAGIC = b"LEANOPS-SEGMENT-1\n"
+FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
+SUFFIX = ".seg"
+NEW_PREFIX = ".new-"  # a segment being created: locked, then renamed to its final name
+Durability = Literal["fsync", "batch"]
+
+
+def segments_folder(home: Path) -> Path:
+    """Where the API processes of workspace ``home`` keep their segments."""
+    return Path(home) / "prediction-log" / "segments"
+
+
+class JournalFailed(StoreUnavailable):
+    """The segment could not be written or synced (disk full, I/O error): the prediction is not acknowledged."""
+
+
+# -- encoding ------------------------------------------------------------------------------------
+
+def _column(arr: np.ndarray) -> list[Any]:
+    kind = arr.dtype.kind
+    if kind in "fiub":
+        return [arr.dtype.str, arr.tolist()]
+    if kind in "mM":  # nanoseconds as integers (NaT included), the unit kept in the dtype
+        return [arr.dtype.str, arr.view("i8").tolist()]
+    values = []
+    for v in arr.tolist():
+        if isinstance(v, np.generic):
+            v = v.item()
+        values.append(v.isoformat() if isinstance(v, datetime) else v)
+    return ["O", values]
+
+
+def _array(spec: list[Any]) -> np.ndarray:
+    dtype, values = spec
+    if dtype == "O":
+        out = np.empty(len(values), dtype=object)
+        for i, v in enumerate(values):
+            out[i] = v
+        return out
+    kind = np.dtype(dtype).kind
+    if kind in "mM":
+        return np.array(values, dtype="i8").view(dtype)
+    return np.array(values, dtype=dtype)
+
+
+def encode(item: Any) -> bytes:
+    """One ``Served`` as a frame: length, crc32, JSON payload (floats exactly, NaN kept)."""
+    doc = {"r": item.request_id, "t": item.ts.isoformat(), "m": item.model, "a": item.alias, "v": item.version,
+           "l": item.latency_ms, "b": item.requested_by, "o": item.outputs,
+           "c": {name: _column(np.asarray(values)) for name, values in item.columns.items()}}
+    payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """A frame's payload as the fields of ``predictions.Served`` (which imports this module, not the reverse)."""
+    doc = json.loads(payload)
+    return {"request_id": doc["r"], "ts": datetime.fromisoformat(doc["t"]), "model": doc["m"], "alias": doc["a"],
+            "version": doc["v"], "columns": {name: _array(spec) for name, spec in doc["c"].items()},
+            "outputs": doc["o"], "latency_ms": doc["l"], "requested_by": doc["b"]}
+
+
+def read_segment(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a segment, in order, up to its first incomplete or damaged frame (a torn last write)."""
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        if data:
+            log.error("prediction segment %s has no segment header; skipped", path)
+        return
+    at = len(MAGIC)
+    while at + FRAME.size <= len(data):
+        length, crc = FRAME.unpack_from(data, at)
+        payload = data[at + FRAME.size: at + FRAME.size + length]
+        if len(payload) < length or zlib.crc32(payload) != crc:
+            break
+        yield decode(payload)
+        at += FRAME.size + length
+    if at < len(data):
+        log.warning("prediction segment %s ends with %d bytes of an unfinished record (never acknowledged)",
+                    path, len(data) - at)
+
+
+# -- tickets -------------------------------------------------------------------------------------
+
+class Ticket:
+    """What a request waits on before it answers: its record is durable (or the journal failed)."""
+
+    __slots__ = ("future",)
+
+    def __init__(self, future: Future[None] | None = None) -> None:
+        self.future = future
+
+    def __bool__(self) -> bool:  # ``if writer.offer(item):`` reads "it was taken"
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.future is not None:
+            self.future.result(timeout)
+
+    async def wait_async(self, timeout: float) -> None:
+        if self.future is None or (self.future.done() and self.future.exception() is None):
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self.future)), timeout)
+        except TimeoutError:
+            raise JournalFailed(f"the prediction journal did not sync within {timeout:g} s (is its disk stalled?); "
+                                "the prediction was not acknowledged") from None
+
+
+DONE = Ticket()
+
+
+# -- the journal ---------------------------------------------------------------------------------
+
+@dataclass
+class Segment:
+    number: int
+    path: Path
+    fd: int
+    opened: float
+    bytes: int = len(MAGIC)
+    synced_bytes: int = 0
+    appended: int = 0  # records written
+    committed: int = 0  # records the writer has stored in the database
+    sealed: bool = False
+    dir_synced: bool = False
+    waiters: list[tuple[int, Future[None]]] = field(default_factory=list)
+
+
+def _create(folder: Path, number: int) -> tuple[Path, int]:
+    """A new locked segment: created under a temporary name, locked, headed, then renamed into view."""
+    name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{number:06d}{SUFFIX}"
+    tmp = folder / (NEW_PREFIX + name)
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(fd, MAGIC)
+        os.rename(tmp, folder / name)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return folder / name, fd
+
+
+class Journal:
+    """This process's segments, appended by requests and synced by one flusher thread."""
+
+    def __init__(self, folder: Path, *, durability: Durability = "fsync", segment_bytes: int = 32 << 20,
+                 segment_seconds: float = 5.0, batch_interval: float = 0.2) -> None:
+        self.folder, self.durability = Path(folder), durability
+        self.segment_bytes, self.segment_seconds, self.batch_interval = segment_bytes, segment_seconds, batch_interval
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._segments: deque[Segment] = deque()  # oldest first; the last one is active
+        self._order: deque[int] = deque()  # segment number of every record not yet committed, in append order
+        self._seq = 0  # records appended
+        self._durable = 0  # records synced
+        self._number = 0
+        self._closing = False
+        self._failed: Exception | None = None
+        self._thread: threading.Thread | None = None
+        self.syncs = 0
+
+    # -- producers -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if self._thread is None:
+                self._open_segment()
+                self._thread = threading.Thread(target=self._run, name="leanops-prediction-journal", daemon=True)
+                self._thread.start()
+
+    def append(self, frame: bytes) -> Ticket:
+        """Write one encoded record (``encode``) to the active segment; the caller holds the writer's queue
+        order, so records are committed later in the order they were appended."""
+        with self._lock:
+            if self._failed is not None:
+                raise JournalFailed(f"the prediction journal in {self.folder} failed: {self._failed}")
+            if self._closing or not self._segments:
+                raise JournalFailed("the prediction journal is closed")
+            segment = self._segments[-1]
+            try:
+                os.write(segment.fd, frame)
+            except OSError as exc:
+                raise JournalFailed(f"could not write the prediction journal in {self.folder}: {exc}") from None
+            segment.bytes += len(frame)
+            segment.appended += 1
+            self._order.append(segment.number)
+            self._seq += 1
+            if self.durability == "batch":
+                return DONE
+            future: Future[None] = Future()
+            segment.waiters.append((self._seq, future))
+            self._wake.notify()
+            return Ticket(future)
+
+    def committed(self, records: int) -> None:
+        """The writer stored the next ``records`` appended records in the database."""
+        with self._lock:
+            for _ in range(min(records, len(self._order))):
+                number = self._order.popleft()
+                for segment in self._segments:
+                    if segment.number == number:
+                        segment.committed += 1
+                        break
+            self._wake.notify()
+
+    @property
+    def pending(self) -> int:
+        """Records in the segments that the database does not hold yet."""
+        return len(self._order)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Sync, delete the segments whose records are all stored, and release the rest (replayed later)."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # -- the flusher -----------------------------------------------------------------------------
+
+    def _open_segment(self) -> None:
+        self._number += 1
+        path, fd = _create(self.folder, self._number)
+        self._segments.append(Segment(self._number, path, fd, time.monotonic()))
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self.durability == "batch":
+                    self._wake.wait(self.batch_interval)
+                while not self._work() and not self._closing:
+                    self._wake.wait(min(1.0, self.segment_seconds / 4))
+                closing = self._closing
+                if self._due() or closing:
+                    self._rotate(final=closing)
+                seq = self._seq
+                to_sync = [(s, s.bytes) for s in self._segments if s.bytes > s.synced_bytes]
+            error: Exception | None = None
+            try:
+                for segment, size in to_sync:
+                    os.fdatasync(segment.fd)  # only this thread closes a segment's fd
+                    if not segment.dir_synced:
+                        self._sync_dir()
+                        segment.dir_synced = True
+                    segment.synced_bytes = size
+                if to_sync:
+                    self.syncs += 1
+            except OSError as exc:
+                error = exc
+                log.error("syncing the prediction journal in %s failed: %s", self.folder, exc)
+            with self._lock:
+                if error is not None:
+                    self._failed = error
+                else:
+                    self._durable = max(self._durable, seq)
+                for segment in self._segments:
+                    self._answer(segment, error)
+                self._drop_finished()
+                if closing:
+                    for segment in self._segments:  # left for a replay: records the database does not hold
+                        os.close(segment.fd)
+                        log.warning("prediction segment %s kept: %d record(s) not yet in the database",
+                                    segment.path.name, segment.appended - segment.committed)
+                    self._segments.clear()
+                    return
+
+    def _work(self) -> bool:
+        """Something for the flusher: records to sync (fsync mode), a rotation, a segment to delete."""
+        return (any(s.bytes > s.synced_bytes for s in self._segments) or self._due()
+                or any(s.sealed and s.committed >= s.appended for s in self._segments))
+
+    def _due(self) -> bool:
+        active = self._segments[-1] if self._segments else None
+        return active is not None and active.appended > 0 and (
+            active.bytes >= self.segment_bytes or time.monotonic() - active.opened >= self.segment_seconds)
+
+    def _rotate(self, *, final: bool) -> None:
+        if self._segments:
+            self._segments[-1].sealed = True
+        if not final:
+            try:
+                self._open_segment()
+            except OSError as exc:
+                self._failed = exc
+                log.error("could not open a new prediction segment in %s: %s", self.folder, exc)
+
+    def _answer(self, segment: Segment, error: Exception | None) -> None:
+        keep = []
+        for seq, future in segment.waiters:
+            if error is None and seq > self._durable:
+                keep.append((seq, future))
+                continue
+            try:
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(JournalFailed(f"could not sync the prediction journal: {error}"))
+            except InvalidStateError:  # the request gave up waiting
+                pass
+        segment.waiters = keep
+
+    def _drop_finished(self) -> None:
+        """Delete sealed segments all of whose records the database holds (the flusher alone closes fds)."""
+        for segment in list(self._segments):
+            if segment.sealed and segment.committed >= segment.appended and not segment.waiters:
+                segment.path.unlink(missing_ok=True)
+                os.close(segment.fd)
+                self._segments.remove(segment)
+
+    def _sync_dir(self) -> None:
+        fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# -- recovery ------------------------------------------------------------------------------------
+
+@dataclass
+class Claimed:
+    """A leftover segment this process holds the lock of, to replay and then delete."""
+
+    path: Path
+    fd: int
+
+    def records(self) -> list[dict[str, Any]]:
+        return list(read_segment(self.path))
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def claim_orphans(folder: Path, *, stale_new_seconds: float = 60.0) -> list[Claimed]:
+    """Segments no live process holds (oldest first), each locked by this process until finished or released."""
+    if not folder.is_dir():
+        return []
+    claimed = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(NEW_PREFIX):  # a creator died before renaming: no record was ever written to it
+            try:
+                if time.time() - path.stat().st_mtime > stale_new_seconds:
+                    path.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            continue
+        if not path.name.endswith(SUFFIX):
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # Replayed and deleted by another process between our listing and our lock: not ours.
+            if os.fstat(fd).st_ino != path.stat().st_ino:
+                raise FileNotFoundError(path)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            continue
+        claimed.append(Claimed(path, fd))
+    return claimed

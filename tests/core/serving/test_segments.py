@@ -1,0 +1,172 @@
+"""The prediction journal: group commit, rotation, replay of a dead process's segments exactly once."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.serving import predictions, segments
+from core.serving.predictions import LogWriter, Served
+from core.serving.segments import Journal, claim_orphans, encode, read_segment
+from db.models import utcnow
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def served(rows: int = 1, *, request_id: str | None = None) -> Served:
+    cols = {"age": np.arange(rows, dtype=np.float64) + 20.5, "plan": np.array(["basic"] * rows, dtype=object),
+            "n": np.arange(rows, dtype=np.int64)}
+    return Served(request_id or uuid.uuid4().hex, utcnow(), "churn", "champion", 3, cols,
+                  [i % 2 for i in range(rows)], 4.2, "token:ci")
+
+
+def test_a_record_reads_back_as_the_same_rows() -> None:
+    """Replayed rows are the rows the writer would have stored: same inputs, same sha256, same requester."""
+    item = Served("r1", utcnow(), "churn", "champion", 3,
+                  {"age": np.array([math.nan, 1e308, 0.1]), "plan": np.array(["nul\x00", "ünï ✓", None], dtype=object),
+                   "flag": np.array([True, False, True]), "n": np.array([1, -2, 3], dtype=np.int32),
+                   "at": np.array(["2026-01-01T10:00", "NaT", "2026-01-02"], dtype="datetime64[ns]")},
+                  [0.5, "yes", None], 1.25, "alice")
+    frame = encode(item)
+    back = Served(**segments.decode(frame[segments.FRAME.size:]))
+    assert predictions.rows_of([back]) == predictions.rows_of([item])
+
+
+def test_requests_wait_for_one_shared_sync(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, durability="fsync")
+    journal.start()
+    tickets = []
+    barrier = threading.Barrier(16)
+
+    def one() -> None:
+        barrier.wait()
+        ticket = journal.append(encode(served()))
+        ticket.wait(10)
+        tickets.append(ticket)
+
+    threads = [threading.Thread(target=one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(tickets) == 16 and all(t.future is not None and t.future.done() for t in tickets)
+    assert journal.syncs < 16, "every request paid its own fsync: no group commit"
+    (path,) = tmp_path.glob("*.seg")
+    assert len(list(read_segment(path))) == 16
+    journal.committed(16)
+    journal.close()
+    assert list(tmp_path.iterdir()) == [], "a segment whose records are all stored is deleted on close"
+
+
+def test_segments_rotate_and_go_once_stored(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, durability="batch", segment_seconds=0.05, batch_interval=0.01)
+    journal.start()
+    for _ in range(3):
+        journal.append(encode(served()))
+        threading.Event().wait(0.1)
+    assert len(list(tmp_path.glob("*.seg"))) >= 3
+    journal.committed(3)
+    threading.Event().wait(0.3)
+    assert len(list(tmp_path.glob("*.seg"))) == 1, "sealed segments whose records are stored are deleted"
+    journal.close()
+
+
+def test_a_live_process_segment_is_not_claimed_and_a_torn_tail_is_ignored(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.start()
+    journal.append(encode(served(2))).wait(10)
+    assert claim_orphans(tmp_path) == [], "another process's (here: this journal's) locked segment was claimed"
+    (path,) = tmp_path.glob("*.seg")
+    with path.open("ab") as fh:
+        fh.write(encode(served())[:-3])  # a write cut short by the kill
+    journal.close()  # the record is not committed: the segment stays for a replay
+    claimed = claim_orphans(tmp_path)
+    assert [c.path for c in claimed] == [path]
+    assert claim_orphans(tmp_path) == [], "a claimed segment was claimed twice"
+    assert [r["outputs"] for r in claimed[0].records()] == [[0, 1]]
+    claimed[0].finish()
+    assert not path.exists()
+
+
+def _dead_process_segment(folder: Path, request_ids: list[str]) -> None:
+    """A real process appends ``request_ids`` to a journal and is SIGKILLed without closing it."""
+    code = f"""
+import os, signal, uuid, numpy as np
+from core.serving.predictions import Served
+from core.serving.segments import Journal, encode
+from db.models import utcnow
+j = Journal({str(folder)!r})
+j.start()
+for rid in {request_ids!r}:
+    j.append(encode(Served(rid, utcnow(), "churn", "champion", 3, {{"age": np.array([1.5, 2.5])}}, [0, 1], 3.0,
+                           "token:ci"))).wait(10)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+
+
+def test_a_killed_process_segment_is_replayed_once_skipping_what_the_table_holds(factory, tmp_path: Path) -> None:
+    folder = tmp_path / "segments"
+    ids = [uuid.uuid4().hex for _ in range(5)]
+    _dead_process_segment(folder, ids)
+    # The dead writer had already stored the first two requests (killed before deleting the segment).
+    early = LogWriter(factory, capacity=1000)
+    early.start()
+    for fields in list(read_segment(next(folder.glob("*.seg"))))[:2]:
+        early.offer(Served(**fields))
+    assert early.drain(10)
+    early.stop()
+    writers = [LogWriter(factory, capacity=1000, journal=Journal(folder)) for _ in range(2)]
+    for writer in writers:  # two API processes starting at once: each segment is replayed by one of them
+        writer.start()
+    for writer in writers:
+        writer.stop()
+    assert sum(w.replayed for w in writers) == 3
+    with factory() as session:
+        for rid in ids:
+            rows = predictions.by_request(session, request_id=rid)
+            assert [r.record_index for r in rows] == [0, 1], rid
+        assert predictions.count(session, model="churn") == 10
+    assert list(folder.glob("*.seg")) == []
+
+
+def test_an_acknowledged_request_survives_a_writer_that_never_wrote(factory, tmp_path: Path) -> None:
+    """The answer waits for the journal, not the database: a writer stopped before writing loses nothing."""
+    folder = tmp_path / "segments"
+    writer = LogWriter(factory, capacity=1000, journal=Journal(folder), linger=30)
+    writer.journal.start()  # the thread is never started: nothing reaches the table
+    item = served(3)
+    ticket = writer.offer(item)
+    assert ticket is not None
+    ticket.wait(10)
+    assert writer.journal is not None
+    writer.journal.close()
+    with factory() as session:
+        assert predictions.by_request(session, request_id=item.request_id) == []
+    later = LogWriter(factory, capacity=1000, journal=Journal(folder))
+    later.start()
+    later.stop()
+    with factory() as session:
+        rows = predictions.by_request(session, request_id=item.request_id)
+    assert [(r.record_index, r.inputs["plan"]) for r in rows] == [(0, "basic"), (1, "basic"), (2, "basic")]
+
+
+@pytest.mark.skipif(not hasattr(os, "fdatasync"), reason="needs fdatasync")
+def test_a_failed_sync_refuses_the_request(tmp_path: Path) -> None:
+    journal = Journal(tmp_path)
+    journal.start()
+    journal.append(encode(served())).wait(10)
+    journal._failed = OSError(5, "Input/output error")  # what the flusher records when fdatasync fails
+    with pytest.raises(segments.JournalFailed, match="Input/output error"):
+        journal.append(encode(served()))
+    journal._failed = None
+    journal.close()
