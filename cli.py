@@ -1,7 +1,9 @@
 """LeanOps from the terminal or CI: ``python cli.py COMMAND … [--json]``.
 
-Exit codes: 0 done, 1 a check or gate said no, 2 bad input (one-line reason on stderr).
-The CLI acts as the OS user (``cli:<name>``) with admin rights and is audited like everyone else.
+Exit codes: 0 done, 1 a check or gate said no (or the command lost a race), 2 bad input (one-line reason on
+stderr). With ``--json`` every exit prints exactly one JSON document on stdout: the result, or
+``{"error": …}`` beside the line on stderr. The CLI acts as the OS user (``cli:<name>``) with admin rights
+and is audited like everyone else.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from core.errors import IntegrityError, LeanOpsError, PolicyBlocked
+from core.errors import Conflict, IntegrityError, LeanOpsError, PolicyBlocked
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -345,8 +347,18 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
 
 # -- parsing -------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, keeping the reason of a refused command line (``main`` prints it as JSON under ``--json``)."""
+
+    refused: str | None = None
+
+    def error(self, message: str) -> NoReturn:
+        _Parser.refused = message  # subparsers are instances of this class too: one place to look
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cli.py", description="LeanOps command line")
+    parser = _Parser(prog="cli.py", description="LeanOps command line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, fn: Callable[[argparse.Namespace], Outcome], help_: str,
@@ -441,22 +453,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _refuse(message: str, *, as_json: bool, code: int) -> int:
+    """The line on stderr and, under ``--json``, the one JSON document on stdout."""
+    print(f"error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": message}))
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    _Parser.refused = None
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse prints its own usage line
+    except SystemExit as exc:  # argparse prints its own usage line (and --help its text)
+        if exc.code and "--json" in words:
+            print(json.dumps({"error": _Parser.refused or "the command line was not understood"}))
         return EXIT_BAD if exc.code else EXIT_OK
     try:
         outcome = args.fn(args)
-    except (PolicyBlocked, IntegrityError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"error": str(exc)}))
-        return EXIT_NO
+    except (PolicyBlocked, IntegrityError, Conflict) as exc:
+        return _refuse(str(exc), as_json=args.json, code=EXIT_NO)
     except LeanOpsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD
+        return _refuse(str(exc), as_json=args.json, code=EXIT_BAD)
     if args.json:
         print(json.dumps(outcome.doc, default=str))
     else:

@@ -14,12 +14,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import (
     AuthError,
+    Conflict,
     IntegrityError,
     InvalidInput,
     LeanOpsError,
@@ -41,6 +44,7 @@ STATUS: tuple[tuple[type[LeanOpsError], int], ...] = (
     (InvalidInput, 422),
     (PolicyBlocked, 409),
     (IntegrityError, 409),
+    (Conflict, 409),
     (StoreUnavailable, 503),
     (LeanOpsError, 400),
 )
@@ -153,7 +157,23 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return not_json(next(e for e in exc.errors() if e.get("type") == "json_invalid").get("msg", ""))
         problems = [f"{_location(tuple(e.get('loc', ())))}: {e.get('msg', 'invalid')}" for e in exc.errors()]
         first = exc.errors()[0] if exc.errors() else {}
         return JSONResponse({"detail": "; ".join(problems) or "the request is malformed",
                              "field": _location(tuple(first.get("loc", ())))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 "There was an error parsing the body" for bytes that are not even text
+        # (it raises from the decoding error); every other malformed body is a 422, so this one is too.
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            return not_json(type(exc.__cause__).__name__)
+        return await http_exception_handler(request, exc)
+
+
+def not_json(why: str) -> JSONResponse:
+    """The 422 for a body that is not JSON: it names the body (there is no field to name)."""
+    return JSONResponse({"detail": f"body: not valid JSON ({why[:200] or 'unreadable'}); send a JSON object",
+                         "field": "body"}, status_code=422)

@@ -18,6 +18,7 @@ from api.errors import responses, status_of, what_failed
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
 from core.serving import predictions
+from core.serving.cache import ALIAS_PATTERN
 from core.training.spec import MODEL_NAME_RE
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
@@ -58,7 +59,7 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json"
 
 @router.post("/{name}/predict", response_model=PredictAnswer, openapi_extra=PREDICT_BODY, responses=ERRORS)
 async def predict(request: Request, name: ModelName, actor: CurrentActor,
-                  alias: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                  alias: Annotated[str, Query(pattern=ALIAS_PATTERN,
                                               description="the alias to serve, e.g. challenger")] = "champion",
                   probabilities: Annotated[bool, Query(description="add class probabilities")] = False) -> Response:
     """Predict ``records`` with the version the alias (default ``champion``) points at now.
@@ -77,6 +78,9 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
             body = pydantic_core.from_json(raw)
         except ValueError as exc:
             raise InvalidInput(f"the body is not valid JSON ({exc}); send {{\"records\": [...]}}") from None
+        if isinstance(body, dict) and (unknown := sorted(set(body) - {"records"})):  # as PREDICT_BODY says
+            raise InvalidInput(f"unknown top-level key(s) {', '.join(repr(k)[:80] for k in unknown[:5])}; "
+                               "the body is {\"records\": [...]} and nothing else")
         decoded = time.perf_counter() - started
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
                                             request_id=request_id, requested_by=predictions.requester(actor))

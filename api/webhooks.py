@@ -18,7 +18,8 @@ from core.data import datasets
 from core.data.tables import TableLimits
 from core.platform import job_queue
 from core.platform.database import transaction
-from core.training.spec import parse_spec
+from core.training.catalog import KINDS
+from core.training.spec import MODEL_NAME_RE, parse_spec
 
 router = APIRouter(prefix="/v1")
 log = logging.getLogger("leanops.api")
@@ -48,7 +49,7 @@ class DatasetVersionAnswer(BaseModel):
                         413: {"model": ErrorBody}, **ERRORS})
 async def upload_dataset_version(
         request: Request, actor: CurrentActor,
-        name: Annotated[str, Path(min_length=1, max_length=64, description="dataset name")],
+        name: Annotated[str, Path(pattern=datasets.NAME_RE.pattern, description="dataset name")],
         file: Annotated[UploadFile, File(description="a CSV or Parquet file")],
         description: Annotated[str, Form(max_length=2000)] = "") -> JSONResponse:
     """Register a new version of dataset ``name`` (as the Datasets page does): hashed, certified, profiled."""
@@ -83,19 +84,26 @@ class SearchIn(BaseModel):
     folds: int = Field(3, ge=2, le=20)
 
 
+# The schema says what parse_spec accepts, so a schema-valid request is refused only for what no schema
+# can know (a dataset that does not exist, a target column it lacks).
+DATASET_REF = datasets.NAME_RE.pattern.removesuffix("$") + r"(:([1-9][0-9]{0,8}|latest))?$"
+ModelKind = Literal[tuple(name for kind in KINDS.values() for name in (kind.key, *kind.aliases))]  # type: ignore[valid-type]
+
+
 class TrainingJobIn(BaseModel):
     """What to train: the same settings as `python cli.py train` and the Training page."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(min_length=1, max_length=200, description="NAME or NAME:VERSION (default: latest)")
+    dataset: str = Field(pattern=DATASET_REF, description="NAME or NAME:VERSION (default: latest)")
     target: str = Field(min_length=1, max_length=255, description="the column to predict")
-    model: str | None = Field(None, max_length=64, description="linear, random_forest, hist_gradient_boosting …")
+    model: ModelKind | None = Field(None, description="the model kind (or one of its aliases)")
     params: dict[str, bool | int | float | str] = Field(default_factory=dict, description="hyperparameters")
     task: Literal["auto", "classification", "regression"] = "auto"
     holdout: float = Field(0.2, ge=0.05, le=0.5)
     seed: int = Field(42, ge=0, le=2**32 - 1)
     sensitive: str | None = Field(None, max_length=255, description="a column to measure fairness on")
-    model_name: str | None = Field(None, max_length=64, description="registered model name (default: dataset's)")
+    model_name: str | None = Field(None, pattern=MODEL_NAME_RE.pattern,
+                                   description="registered model name (default: dataset's)")
     exclude: list[str] = Field(default_factory=list, description="columns to leave out")
     allow_failed_certificate: bool = False
     search: SearchIn | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from datetime import datetime
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ KIND_FUNCTIONS: dict[str, str] = {
     "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
     "audit.verify": "jobs.kinds:audit_verify",
     "predictions.retention": "jobs.kinds:predictions_retention",
+    "predictions.compact": "jobs.kinds:predictions_compact",
     "train": "jobs.train:run",
     "drift.check": "jobs.drift:run",
     "retrain": "jobs.retrain:run",
@@ -71,10 +73,29 @@ def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
     from core.serving import predictions
 
+    from core.serving import prediction_store
+
     days = int(params.get("days") or ctx.settings.prediction_retention_days)
-    return predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,
-                             chunk=int(params.get("chunk") or 5000),
-                             progress=lambda deleted: ctx.progress(0.5, f"{deleted} rows deleted"))
+    result = predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,
+                               chunk=int(params.get("chunk") or 5000),
+                               progress=lambda deleted: ctx.progress(0.5, f"{deleted} rows deleted"))
+    # the compacted hours go whole: every file of an hour that ended before the cutoff
+    result["partition_files"] = prediction_store.drop_partitions(
+        ctx.settings.data_store, before=datetime.fromisoformat(result["before"]))
+    return result
+
+
+def predictions_compact(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Move the prediction log's closed hours into Parquet partitions (one compactor at a time: a lease)."""
+    import os
+    import socket
+
+    from core.serving import prediction_store
+
+    return prediction_store.compact(
+        ctx.factory, ctx.settings.data_store, actor=system_actor("prediction-compaction"),
+        holder=f"{socket.gethostname()}:{os.getpid()}"[:255], scratch=ctx.settings.home / "tmp" / "compaction",
+        grace_minutes=int(params.get("grace_minutes") or 15), progress=lambda stage: ctx.progress(0.5, stage))
 
 
 def schedules_sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

@@ -74,7 +74,25 @@ def test_bad_input_exits_2_with_one_line(cli, args, stdin, message):
     result = cli(*args, "--json", stdin=stdin)
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert result.stdout == ""
+    assert message in json.loads(result.stdout)["error"], "--json: exactly one JSON document on stdout"
+    plain = cli(*args, stdin=stdin)
+    assert plain.returncode == 2 and plain.stdout == "" and message in plain.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("promote", "--json"), "the following arguments are required: model, version"),
+    (("promote", "m", "two", "--json"), "argument version: invalid int value: 'two'"),
+    (("bogus", "--json"), "invalid choice: 'bogus'"),
+    (("promote", "m", "2", "--json"), "model 'm' has no version 2"),
+])
+def test_every_exit_2_under_json_prints_one_json_error(cli, args, message):
+    """Refused command lines (argparse) and refused commands alike: ``{"error": …}`` on stdout, the line on stderr."""
+    cli("init")
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    doc = json.loads(result.stdout)  # exactly one document: json.loads refuses trailing text
+    assert list(doc) == ["error"] and message in doc["error"]
+    assert message in result.stderr
 
 
 def test_bad_settings_and_unreachable_database_are_explained(cli):

@@ -337,16 +337,17 @@ def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: Ch
     """With ``performance.use_estimate``: an estimate below the floor is audited with the estimate, alerted,
     and asks the retrain trigger (which retrains when ``retrain.on_drift`` allows)."""
     from core.alerts import notify
-    from core.retraining.decisions import should_act_on_estimate
+    from core.monitoring import performance
 
+    rules = policy.rules_for(settings.home, view.model)
     task = "classification" if "accuracy" in view.estimated_performance else "regression"
-    decision = should_act_on_estimate(view.estimated_performance, task, policy.rules_for(settings.home, view.model))
-    if not decision.act:
+    reason = performance.estimate_below_floor(view.estimated_performance, task, rules)
+    if not rules.performance.use_estimate or reason is None:
         return
     actor = system_actor("performance-estimate")
     with transaction(factory) as session:
         audit.record(session, actor, "performance.estimated_below_floor", f"model:{view.model}",
-                     {"check_id": view.id, "version": view.version, "reason": decision.reason,
+                     {"check_id": view.id, "version": view.version, "reason": reason,
                       "estimated_performance": view.estimated_performance})
         if not view.drift_detected:  # a drifted check already asked
             job_queue.enqueue(session, actor=system_actor("drift"), kind="retrain.consider",
@@ -354,7 +355,7 @@ def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: Ch
     try:
         notify.notify(factory, settings, condition="performance", model=view.model,
                       title=f"{view.model} v{view.version}: estimated performance below the floor",
-                      message=f"{decision.reason} (no labels yet; drift check #{view.id}, {view.window}).",
+                      message=f"{reason} (no labels yet; drift check #{view.id}, {view.window}).",
                       details={"check_id": view.id, "estimated_performance": view.estimated_performance})
     except Exception:  # noqa: BLE001 - recorded by core.alerts.notify; the check and the audit row stand
         log.exception("estimate alert for drift check %s failed", view.id)

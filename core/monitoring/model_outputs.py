@@ -4,7 +4,7 @@ Prediction drift and the label-free estimate need the model's outputs, and predi
 rows costs seconds, so both use at most ``SAMPLE_ROWS`` random rows (seed 0) of the current data.
 At 20,000 rows the sampling error is small next to the thresholds: the KS distance of a sample to
 its window is under 1.36 / sqrt(20,000) ≈ 0.010 at 95 %, an accuracy estimate's standard error is
-at most sqrt(0.25 / 20,000) ≈ 0.0035, and the estimate's band (core.monitoring.estimation) is
+at most sqrt(0.25 / 20,000) ≈ 0.0035, and the estimate's band (core.training.estimation) is
 computed at the sample's size, so it already includes this error. Column statistics use every row.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.monitoring import estimation
+from core.training import estimation
 from core.settings import Settings
 from core.training import reference as reference_stats
 from core.training import runs

@@ -173,6 +173,19 @@ def series(session: Session, *, model: str, rules: policy.ModelPolicy, versions:
     return points
 
 
+def estimate_below_floor(estimate: dict[str, dict[str, float]], task: str, rules: policy.ModelPolicy) -> str | None:
+    """Why the label-free estimate (a drift check's ``estimated_performance``) is below the policy floor, or None.
+
+    Decided on the upper end of each estimate's band, so a window too small to tell does not act.
+    """
+    failed = []
+    for metric, rule in rules.performance.floor.get(cast(policy.Task, task), {}).items():
+        found = estimate.get(metric)
+        if found is not None and not policy.compare(float(found["upper"]), rule):
+            failed.append(f"estimated {metric} {found['value']:.3f} (band up to {found['upper']:.3f}; floor {rule})")
+    return "estimated performance below the floor without labels: " + "; ".join(failed) if failed else None
+
+
 # -- events --------------------------------------------------------------------------------------
 
 def _last_event(session: Session, model: str) -> AuditEvent | None:

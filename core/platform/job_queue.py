@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "diagnostic.sleep": "jobs.launch",
     "audit.verify": "jobs.maintenance",
     "predictions.retention": "jobs.maintenance",
+    "predictions.compact": "jobs.maintenance",  # the prediction log's closed hours → Parquet (issue 17)
     "train": "training.launch",
     "drift.check": "drift.run",
     "retrain": "training.launch",

@@ -19,7 +19,7 @@ from core import audit
 from core.actors import Actor, system_actor
 from core.alerts import notify
 from core.auth import require
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.platform import aliases, job_queue, locks
 from core.platform.aliases import CHALLENGER, CHAMPION
 from core.platform.database import transaction

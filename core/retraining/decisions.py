@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from core import policy
 from core.monitoring import performance
@@ -38,20 +38,14 @@ def should_retrain_on_drift(check: Any, rules: policy.ModelPolicy) -> Decision:
 
 
 def should_act_on_estimate(estimate: dict[str, dict[str, float]], task: str, rules: policy.ModelPolicy) -> Decision:
-    """With ``performance.use_estimate``: the label-free estimate of a floor metric is below the floor.
-
-    Decided on the upper end of the estimate's band, so a window too small to tell does not act.
-    """
+    """With ``performance.use_estimate``: the label-free estimate of a floor metric is below the floor
+    (``performance.estimate_below_floor``)."""
     if not rules.performance.use_estimate:
         return Decision(False, "performance.use_estimate is off")
-    failed = []
-    for metric, rule in rules.performance.floor.get(cast(policy.Task, task), {}).items():
-        found = estimate.get(metric)
-        if found is not None and not policy.compare(float(found["upper"]), rule):
-            failed.append(f"estimated {metric} {found['value']:.3f} (band up to {found['upper']:.3f}; floor {rule})")
-    if not failed:
+    reason = performance.estimate_below_floor(estimate, task, rules)
+    if reason is None:
         return Decision(False, "the estimate is within the floor (or estimates no floor metric)")
-    return Decision(True, "estimated performance below the floor without labels: " + "; ".join(failed))
+    return Decision(True, reason)
 
 
 def should_retrain_on_schedule(rules: policy.ModelPolicy) -> Decision:

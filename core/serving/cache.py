@@ -26,6 +26,7 @@ alerted too (someone changed the artifacts).
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 log = logging.getLogger("leanops.serving")
-ALIAS_RULE = "letters, digits, '_' or '-', at most 64"
+ALIAS_RULE = "letters, digits, '_' or '-', at most 64, starting with a letter or '_'"
+ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # the API's ``alias`` query schema says the same
+_ALIAS_RE = re.compile(ALIAS_PATTERN)
 EventSink = Callable[[str, dict[str, Any]], None]
 RETRY_FAILED = 30.0  # seconds before a version that failed to load is tried again
 
@@ -115,7 +118,7 @@ class LoadedModel:
 
 
 def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not alias or len(alias) > 64 or not alias.replace("-", "_").isidentifier():
+    if not isinstance(alias, str) or not _ALIAS_RE.match(alias):
         raise InvalidInput(f"alias {alias!r} is not allowed: use {ALIAS_RULE} (e.g. champion, challenger)")
     return alias
 

@@ -84,10 +84,10 @@ def build(features: pd.DataFrame, *, task: str, predictions: np.ndarray, target:
     Given the holdout (``holdout``, ``holdout_target``; ``proba`` and ``classes`` for a classifier
     with probabilities) it also keeps what a drift check weighs and estimates with: the holdout's
     predicted probabilities per class (prediction drift on probabilities, not only labels), the
-    label-free performance estimator (core.monitoring.estimation: CBPE's isotonic calibration or
+    label-free performance estimator (core.training.estimation: CBPE's isotonic calibration or
     DLE's error trees, as plain numbers) and each column's share of the permutation ``importance``.
     """
-    from core.monitoring import estimation
+    from core.training import estimation
 
     pred = pd.Series(np.asarray(predictions).ravel())
     columns = {str(c): column_summary(features[c]) for c in features.columns}

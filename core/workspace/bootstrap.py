@@ -18,6 +18,8 @@ DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
     ("prediction-retention", "predictions.retention", "15 4 * * *",
      "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
+    ("prediction-compaction", "predictions.compact", "7 * * * *",
+     "Move each closed hour of the prediction log into Parquet partitions in the artifact store"),
     ("monitor-performance", "monitor.performance", "*/15 * * * *",
      "Live performance, automatic rollback and data-growth retrains of every champion; per-model schedules"),
 )

@@ -137,7 +137,7 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
             expect(page.get_by_text(column, exact=True).first).to_be_visible()
 
         drift_hooks = [r for r in hook.wait_for(1, "/leanops", timeout=60) if r.json().get("condition") == "drift"]
-        assert len(drift_hooks) == 1
+        assert len(drift_hooks) == 1, [(r.json().get("condition"), r.json().get("title")) for r in hook.received()]
         assert mail.wait_for(1, timeout=60)[0]["Subject"].startswith("[LeanOps]")
 
         retrain = wait_until(lambda: _finished(factory, "retrain"), 300, "the retrain job to finish")

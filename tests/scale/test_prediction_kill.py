@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -83,10 +82,8 @@ def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(db_u
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         proc = _serve(env, port, log)
-        t0 = time.monotonic()
         try:
             wait_until(lambda: _up(url), timeout=90, every=0.2, what="the API to start")
-            print(f"up {time.monotonic() - t0:.1f}")
             stop = threading.Event()
             before = len(acknowledged)
             threads = [threading.Thread(target=_load, args=(url, tokens["viewer"], model.name, acknowledged, lock,

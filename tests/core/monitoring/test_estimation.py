@@ -1,4 +1,4 @@
-"""Performance estimated without labels (core.monitoring.estimation) against the labels kept aside.
+"""Performance estimated without labels (core.training.estimation) against the labels kept aside.
 
 A model is trained on reference data, the estimator is fitted on its holdout exactly as training does
 (core.training.reference.build), stored as JSON and read back; then a covariate-shifted window whose
@@ -16,7 +16,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, mean_absolute_error
 
-from core.monitoring import estimation
+from core.training import estimation
 from core.training import reference
 
 ERRORS: dict[str, float] = {}  # printed at the end (-s): the figures quoted in the issue's closing note
@@ -130,3 +130,17 @@ def test_the_stored_estimator_is_plain_numbers(classifier, regressor):
         text = json.dumps(ref["estimator"])
         assert "pickle" not in text and json.loads(text) == ref["estimator"]
     print("\nestimation errors:", {k: round(v, 4) for k, v in ERRORS.items()})
+
+
+@pytest.mark.parametrize(("use", "upper", "acts"), [(False, 0.5, False), (True, 0.5, True), (True, 0.85, False)])
+def test_the_estimate_acts_only_when_asked_and_its_whole_band_is_below_the_floor(use, upper, acts):
+    from core import policy
+    from core.retraining.decisions import should_act_on_estimate
+
+    rules = policy.for_model(policy.parse(policy.DEFAULT_POLICY_YAML.replace(
+        "use_estimate: false", f"use_estimate: {str(use).lower()}")), "any")
+    estimate = {"f1": {"value": upper - 0.05, "lower": upper - 0.1, "upper": upper, "reference": 0.9}}
+    decision = should_act_on_estimate(estimate, "classification", rules)
+    assert decision.act is acts
+    if acts:
+        assert "estimated f1 0.450" in decision.reason and "floor >= 0.8" in decision.reason

@@ -1,0 +1,137 @@
+"""The prediction log's Parquet tier: compaction per model and hour, crash-safe and idempotent; reads of both tiers."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import cast
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import Table, func, insert, select
+
+from core.platform import leases
+from core.platform.database import transaction
+from core.platform.storage import LocalStore
+from core.serving import prediction_store, predictions
+from core.serving.predictions import Served
+from db.models import PredictionLog
+from tests.support.factories import admin_actor
+
+NOW = datetime(2026, 11, 30, 12, 40, tzinfo=UTC)
+
+
+def log_rows(factory, *, model: str = "churn", at: datetime, n: int, version: int = 3, wide: bool = False,
+             requested_by: str | None = "token:ci") -> list[str]:
+    """``n`` single-record requests of ``model`` logged at ``at`` + i seconds; their request ids."""
+    items = []
+    for i in range(n):
+        cols = {"age": np.array([20.5 + i]), "plan": np.array(["basic" if i % 2 else "pro"], dtype=object),
+                "n": np.array([i], dtype=np.int64)}
+        if wide:
+            cols["income"] = np.array([1000.0 * i])
+        items.append(Served(prediction_store.new_request_id(at), at + timedelta(seconds=i), model, "champion",
+                            version, cols, [i % 2], 1.5, requested_by))
+    with transaction(factory) as session:
+        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(items))
+    return [item.request_id for item in items]
+
+
+def hot(factory, model: str = "churn") -> int:
+    with factory() as session:
+        return session.scalar(select(func.count()).select_from(PredictionLog).where(PredictionLog.model == model)) or 0
+
+
+def compact(factory, store, **kw):
+    return prediction_store.compact(factory, store, actor=admin_actor(), holder="test", scratch=store.root / "tmp",
+                                    now=NOW, **kw)
+
+
+def test_closed_hours_move_to_typed_parquet_and_reads_see_both_tiers(factory, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    old = log_rows(factory, at=NOW - timedelta(hours=3), n=30)
+    log_rows(factory, at=NOW - timedelta(hours=2), n=20, model="other")
+    recent = log_rows(factory, at=NOW - timedelta(minutes=5), n=10)
+    before = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                                     features=["age", "plan", "n"])
+    result = compact(factory, store)
+    assert (result["rows"], result["partitions"], result["files"]) == (50, 2, 2)
+    assert hot(factory) == 10 and hot(factory, "other") == 0, "the open hour stays hot, closed hours leave"
+    (key,) = prediction_store.list_files(store, "prediction-log/churn")
+    assert key.startswith("prediction-log/churn/2026-11-30/09/")
+    schema = pq.read_schema(store.path(key))
+    assert {f.name: f.type for f in schema}.items() >= {
+        "inputs.age": pa.float64(), "inputs.plan": pa.string(), "inputs.n": pa.int64(), "request_id": pa.string(),
+        "record_index": pa.int32(), "version": pa.int32(), "output": pa.int64(), "requested_by": pa.string(),
+        "ts": prediction_store.TS}.items()
+    after = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                                    features=["age", "plan", "n"])
+    pd.testing.assert_frame_equal(after, before, check_dtype=False)
+    only_age = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(hours=4),
+                                       until=NOW - timedelta(hours=2), features=["age"])
+    assert list(only_age.columns) == ["ts", "version", "output", "age"] and len(only_age) == 30
+    found = prediction_store.lookup(factory, store, request_id=old[7])
+    assert [(r["model"], r["record_index"], r["inputs"], r["output"], r["requested_by"]) for r in found] == [
+        ("churn", 0, {"age": 27.5, "n": 7, "plan": "basic"}, 1, "token:ci")]
+    assert found[0]["input_hash"] == predictions.input_hash({"age": 27.5, "n": 7, "plan": "basic"})
+    assert prediction_store.lookup(factory, store, request_id=recent[0])[0]["model"] == "churn"
+    assert prediction_store.lookup(factory, store, request_id=uuid.uuid4().hex) == []
+
+
+def test_a_rerun_after_a_crash_between_file_and_delete_duplicates_nothing(factory, tmp_path: Path) -> None:
+    """The state a compactor killed after its file was durable leaves: the file, and its rows still hot."""
+    store = LocalStore(tmp_path)
+    log_rows(factory, at=NOW - timedelta(hours=3), n=40)
+    with factory() as session:
+        rows = [dict(r._mapping) for r in session.execute(select(PredictionLog.__table__))]
+    compact(factory, store)
+    with transaction(factory) as session:  # put the rows back, same ids: as if the delete never happened
+        session.execute(insert(cast(Table, PredictionLog.__table__)), rows)
+    again = compact(factory, store)
+    assert (again["rows"], again["files"], again["already_compacted"]) == (0, 0, 40)
+    assert hot(factory) == 0 and len(prediction_store.list_files(store, "prediction-log")) == 1
+    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW)
+    assert len(frame) == 40
+    assert compact(factory, store)["rows"] == 0, "a second run finds nothing to do"
+
+
+def test_a_version_with_other_columns_gets_its_own_partition(factory, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    log_rows(factory, at=NOW - timedelta(hours=3), n=5, version=3)
+    log_rows(factory, at=NOW - timedelta(hours=3, minutes=-10), n=5, version=4, wide=True)
+    compact(factory, store)
+    files = prediction_store.list_files(store, "prediction-log/churn")
+    assert len(files) == 2 and len({f.split("/")[4] for f in files}) == 2
+    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                                    features=["age", "income"])
+    assert len(frame) == 10 and frame["income"].isna().sum() == 5
+
+
+def test_one_compactor_at_a_time(factory, tmp_path: Path) -> None:
+    with transaction(factory) as session:
+        leases.acquire(session, name=prediction_store.LEASE, holder="elsewhere", ttl=60)
+    with pytest.raises(leases.LeaseHeld):
+        compact(factory, LocalStore(tmp_path))
+
+
+def test_retention_deletes_whole_hours(factory, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    log_rows(factory, at=NOW - timedelta(hours=5), n=3)
+    log_rows(factory, at=NOW - timedelta(hours=3), n=3)
+    compact(factory, store)
+    assert prediction_store.drop_partitions(store, before=NOW - timedelta(hours=3, minutes=30)) == 1
+    (left,) = prediction_store.list_files(store, "prediction-log")
+    assert "/2026-11-30/09/" in left
+
+
+def test_a_replay_skips_requests_already_compacted(factory, tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    ids = log_rows(factory, at=NOW - timedelta(hours=3), n=4)
+    compact(factory, store)
+    items = [Served(rid, NOW - timedelta(hours=3), "churn", "champion", 3, {"age": np.array([1.0])}, [0], 1.0)
+             for rid in [*ids[:2], "f" * 32]]
+    assert prediction_store.compacted_request_ids(store, items) == set(ids[:2])
