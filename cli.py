@@ -320,6 +320,31 @@ def cmd_report(args: argparse.Namespace) -> Outcome:
                              + (f"; {gaps} missing item(s) stated in the report" if gaps else ""))
 
 
+def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from core.actors import cli_actor
+    from core.errors import InvalidInput
+    from core.serving import prediction_store
+
+    def when(flag: str, value: str | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidInput(f"{flag} {value!r} is not an ISO date or time, e.g. 2026-11-30 or "
+                               "2026-11-30T14:00:00+00:00") from None
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # a time without a zone is UTC
+
+    settings, factory = _context()
+    doc = prediction_store.export(factory, settings.data_store, actor=cli_actor(), model=args.model,
+                                  out=Path(args.out), since=when("--since", args.since),
+                                  until=when("--until", args.until))
+    return Outcome(doc, text=f"wrote {doc['rows']:,} prediction(s) of {args.model} to {doc['path']}")
+
+
 def cmd_serve(args: argparse.Namespace) -> Outcome:
     from urllib.parse import urlsplit
 
@@ -439,6 +464,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", type=int)
     p.add_argument("--format", required=True, choices=["pdf", "json"])
     p.add_argument("--out", required=True, help="file to write")
+
+    predictions_p = sub.add_parser("predictions", help="the prediction log").add_subparsers(
+        dest="predictions_command", required=True)
+    p = command("export", cmd_predictions_export, "write the logged predictions of MODEL to a Parquet or CSV file",
+                predictions_p)
+    p.add_argument("model")
+    p.add_argument("--since", metavar="ISO", help="from this time on (inclusive; UTC unless a zone is given)")
+    p.add_argument("--until", metavar="ISO", help="up to this time (exclusive)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.parquet or FILE.csv")
 
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,10 +28,12 @@ from api.boundary import TrustBoundary
 from api.metrics import Metrics, RequestMetrics
 from core import audit
 from core.actors import system_actor
+from core.errors import redact
 from core.platform.database import transaction
 from core.serving.batching import Batcher
-from core.serving.cache import ModelCache
+from core.serving.cache import LOAD_DEADLINE, ModelCache
 from core.serving.inference import Predictor
+from core.serving import prediction_store
 from core.serving.predictions import LogWriter
 from core.serving.segments import Journal, segments_folder
 from core.settings import Settings
@@ -51,6 +56,25 @@ class Runtime:
     tokens: TokenCache
     engine: Engine | None = None  # disposed on shutdown when the app made it
     secrets: tuple[str, ...] = ()  # configured passwords and keys: redacted from every logged error
+    ready: threading.Event = field(default_factory=threading.Event)  # every champion loaded and warm
+    champions: dict[str, dict[str, Any]] = field(default_factory=dict)  # model → {version, state}
+    not_ready: str = "loading the champions"
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def warm_up(self, retry_seconds: float = 2.0) -> None:
+        """Load and warm every champion (the readiness probe waits for it); retried while a store is down."""
+        while not self.stopping.is_set():
+            try:
+                self.champions = self.cache.preload()
+            except Exception as exc:  # noqa: BLE001 - not ready yet; said by /health/ready and the log
+                self.not_ready = f"loading the champions failed ({type(exc).__name__}); retrying"
+                log.warning("warm-up: could not load the champions: %s", redact(str(exc), self.secrets))
+                self.stopping.wait(retry_seconds)
+                continue
+            self.ready.set()
+            log.info("ready: %s", ", ".join(f"{m} v{s['version']} {s['state']}" for m, s in self.champions.items())
+                     or "no champion to serve yet")
+            return
 
     def on_event(self, kind: str, details: dict[str, Any]) -> None:
         """Model cache events → metrics, and an audit event when a version failed to load.
@@ -72,6 +96,18 @@ class Runtime:
                 log.exception("could not audit the failed reload of %s", model)
 
 
+class ChampionState(BaseModel):
+    version: int
+    state: str = Field(description="loaded, or refused (with the reason: LeanOps will not serve that version)")
+    reason: str | None = None
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="ready, or starting")
+    detail: str | None = None
+    models: dict[str, ChampionState]
+
+
 def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = None) -> Runtime:
     engine = None
     if factory is None:
@@ -82,7 +118,9 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     if settings.prediction_log_enabled:
         writer = LogWriter(factory, capacity=settings.prediction_log_queue,
                            on_written=lambda rows, seconds: metrics.written.inc(rows),
-                           journal=Journal(segments_folder(settings.home), durability=settings.prediction_log_durability))
+                           journal=Journal(segments_folder(settings.home), durability=settings.prediction_log_durability),
+                           stored_elsewhere=lambda items: prediction_store.compacted_request_ids(settings.data_store,
+                                                                                                  items))
         metrics.watch_queue(lambda: writer.depth)
     batcher = Batcher(max_batch=settings.serving_max_microbatch, window=settings.serving_window_ms / 1000,
                       split=settings.serving_split_threads)
@@ -91,7 +129,8 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     # With the DB, a version is served only if LeanOps recorded the alias's move to it (and its files match
     # the sha256 its training run recorded); the cache audits and alerts what it refuses itself.
     cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,
-                       on_event=lambda kind, details: rt.on_event(kind, details), factory=factory, settings=settings)
+                       on_event=lambda kind, details: rt.on_event(kind, details), factory=factory, settings=settings,
+                       load_timeout=LOAD_DEADLINE)
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
                           log_wait=settings.prediction_log_wait_seconds)
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
@@ -112,9 +151,12 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         if rt.writer is not None:
             rt.writer.start()
         rt.cache.start()
+        # Loaded in the background: /health answers at once, /health/ready once every champion is warm.
+        threading.Thread(target=rt.warm_up, name="leanops-warm-up", daemon=True).start()
         try:
             yield
         finally:
+            rt.stopping.set()
             rt.cache.stop()
             if rt.writer is not None:
                 rt.writer.stop()  # every acknowledged prediction is written before the process ends
@@ -143,6 +185,18 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
     async def health() -> dict[str, str]:
         """Liveness: the process answers (no token needed)."""
         return {"status": "ok"}
+
+    @app.get("/health/ready", tags=["ops"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "not ready yet: the champions are loading"}})
+    async def ready() -> JSONResponse:
+        """Readiness: 200 once every champion is loaded and warm (no token needed), 503 before.
+
+        A champion whose version LeanOps refuses to serve is listed with its reason and not waited for.
+        """
+        if not rt.ready.is_set():
+            return JSONResponse({"status": "starting", "detail": rt.not_ready, "models": {}}, status_code=503,
+                                headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ready", "models": rt.champions})
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Annotated, Any
 
 import pydantic_core
@@ -17,7 +16,7 @@ from api.boundary import BodyTooLarge
 from api.errors import responses, status_of, what_failed
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
-from core.serving import predictions
+from core.serving import prediction_store, predictions
 from core.serving.cache import ALIAS_PATTERN
 from core.training.spec import MODEL_NAME_RE
 
@@ -71,7 +70,7 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     rt = request.app.state.runtime
     started = time.perf_counter()
     await require(request, actor, "predict")
-    request_id = uuid.uuid4().hex
+    request_id = prediction_store.new_request_id()  # time-prefixed: a lookup reads only that hour's partitions
     try:
         raw = await request.body()  # its size was checked as it streamed in (api.boundary)
         try:

@@ -29,10 +29,12 @@ history = drift_view.checks(model)
 
 @st.fragment(run_every=2)
 def running_checks() -> None:
-    active = [j for j in queries.job_list(statuses=("queued", "running"), kind="drift.check", limit=10)
+    active = [j for kind in ("drift.check", "drift.report")  # a check, then its Evidently report (built after)
+              for j in queries.job_list(statuses=("queued", "running"), kind=kind, limit=10)
               if j.params.get("model") == model]
     for job in active:
-        job_row(job, who, key="drift-cancel", label=f"**drift check #{job.id}** — {plain(job.stage)}")
+        what = "drift check" if job.kind == "drift.check" else "Evidently report"
+        job_row(job, who, key="drift-cancel", label=f"**{what} #{job.id}** — {plain(job.stage)}")
     if st.session_state.get("drift-waiting") and not active:
         st.session_state.pop("drift-waiting")
         st.cache_data.clear()

@@ -21,7 +21,7 @@ def prediction_lookup(who: Actor) -> None:
         found = predictions.by_request(s, request_id=request_id)
         labels = predictions.feedback_for(s, request_id=request_id) if found else []
     if not found:
-        st.info(f"No prediction with request id {message(repr(request_id))} (or it is older than the retention period).")
+        st.info(message(f"No prediction with request id {request_id!r} (or it is older than the retention period)."))
         return
     first = found[0]
     st.markdown(f"**{plain(first.model)}** version **{first.version}** (alias {code(first.alias)}) answered at "

@@ -31,6 +31,7 @@ from core.monitoring import drift
 from core.monitoring import report as drift_report
 from core.platform import aliases, job_queue
 from core.platform.database import transaction
+from core.platform.storage import Store
 from core.settings import Settings
 from core.training import runs
 from db.models import DriftCheck, PredictionLog, utcnow
@@ -287,7 +288,8 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
         job_queue.enqueue(session, actor=system_actor("drift"), kind="retrain.consider",
                           params={"drift_check": row.id, "model": model})
     if pending is not None:
-        job_queue.enqueue(session, actor=system_actor("drift"), kind="drift.report", params={"check_id": row.id})
+        job_queue.enqueue(session, actor=system_actor("drift"), kind="drift.report",
+                          params={"check_id": row.id, "model": model})
     session.flush()
     return CheckView.of(row)
 
@@ -382,7 +384,7 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
                   current: Current | None, filename: str, hours: float, dataset: str | None,
                   min_rows: int) -> CurrentData:
     if source == "window":
-        return window_frame(factory, model=model, hours=hours, min_rows=min_rows)
+        return window_frame(factory, model=model, hours=hours, min_rows=min_rows, store=settings.data_store)
     if source == "dataset":
         if not dataset:
             raise InvalidInput("a dataset drift check needs a dataset: NAME or NAME:VERSION")
@@ -407,18 +409,28 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
 
 
 def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, min_rows: int = 1,
-                 now: datetime | None = None) -> CurrentData:
-    """The inputs and outputs of ``model``'s predictions logged in the last ``hours``."""
-    since = (now or utcnow()) - timedelta(hours=hours)
-    with factory() as session:
-        rows = session.execute(select(PredictionLog.inputs, PredictionLog.output)
-                               .where(PredictionLog.model == model, PredictionLog.ts >= since)).all()
+                 now: datetime | None = None, store: Store | None = None) -> CurrentData:
+    """The inputs and outputs of ``model``'s predictions logged in the last ``hours``: the hot table plus the
+    hourly Parquet partitions in ``store`` (the workspace's ``data_store``; None: the hot table only)."""
+    from core.serving import prediction_store
+
+    now = now or utcnow()
+    since = now - timedelta(hours=hours)
+    if store is None:
+        with factory() as session:
+            rows = session.execute(select(PredictionLog.inputs, PredictionLog.output)
+                                   .where(PredictionLog.model == model, PredictionLog.ts >= since)).all()
+        logged = pd.DataFrame.from_records([r.inputs for r in rows]).assign(output=[r.output for r in rows])
+    else:
+        logged = prediction_store.window(factory, store, model=model, since=since, until=now + timedelta(seconds=1),
+                                         meta=("output",))
     label = f"last {hours:g} h"
-    if len(rows) < min_rows:
-        raise InsufficientData(f"{len(rows)} prediction(s) of {model} were logged in the {label}; a drift check needs "
-                               f"at least {min_rows} (policy drift.min_rows): not enough data to judge, nothing stored")
-    frame = pd.DataFrame.from_records([r.inputs for r in rows])
-    outputs = np.asarray([r.output for r in rows], dtype=object)
+    if len(logged) < min_rows:
+        raise InsufficientData(f"{len(logged)} prediction(s) of {model} were logged in the {label}; a drift check "
+                               f"needs at least {min_rows} (policy drift.min_rows): not enough data to judge, "
+                               "nothing stored")
+    outputs = np.asarray(logged.pop("output").tolist(), dtype=object)
+    frame = logged.reset_index(drop=True)
     return CurrentData(frame, f"{label} of predictions", outputs)
 
 

@@ -21,6 +21,7 @@ from core.actors import system_actor
 from core.alerts import notify
 from core.errors import NotFound
 from core.platform.database import transaction
+from core.platform.storage import Store
 from core.settings import Settings
 from core.training import runs
 from db.models import AuditEvent, Feedback, PredictionLog
@@ -106,9 +107,17 @@ def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
     return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
 
 
-def labelled(session: Session, *, model: str, version: int | None = None, limit: int | None = None
-             ) -> list[tuple[datetime, int, Any, Any]]:
-    """(prediction time, version, prediction, label) of labelled predictions, newest first."""
+def labelled(session: Session, *, model: str, version: int | None = None, limit: int | None = None,
+             store: Store | None = None) -> list[tuple[datetime, int, Any, Any]]:
+    """(prediction time, version, prediction, label) of labelled predictions, newest first: from the hot
+    prediction table, and with ``store`` (the workspace's ``data_store``) from its Parquet partitions too."""
+    if store is not None:
+        from core.serving import prediction_store
+
+        both = labelled(session, model=model, version=version) + prediction_store.labelled_compacted(
+            session, store, model=model, version=version)
+        both.sort(key=lambda row: row[0], reverse=True)
+        return both[:limit] if limit is not None else both
     query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
              .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
                                   Feedback.record_index == PredictionLog.record_index))
@@ -121,11 +130,13 @@ def labelled(session: Session, *, model: str, version: int | None = None, limit:
     return [tuple(row) for row in session.execute(query)]
 
 
-def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy) -> Verdict:
-    """Live performance of ``model`` v``version`` over its most recent labelled predictions."""
+def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy,
+             store: Store | None = None) -> Verdict:
+    """Live performance of ``model`` v``version`` over its most recent labelled predictions (``store``: the
+    compacted ones too, see ``labelled``)."""
     task = task_of(session, model=model, version=version)
     window = rules.performance.window
-    rows = labelled(session, model=model, version=version, limit=window)
+    rows = labelled(session, model=model, version=version, limit=window, store=store)
     need = rules.performance.min_labels
     metrics = score(task, [r[3] for r in rows], [r[2] for r in rows]) if rows else {}
     checks = []

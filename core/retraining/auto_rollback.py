@@ -46,10 +46,12 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
         arrived = session.scalar(select(AliasMove).where(
             AliasMove.model == model, AliasMove.alias == aliases.CHAMPION, AliasMove.to_version == champion)
             .order_by(desc(AliasMove.id)).limit(1))
-        current = performance.evaluate(session, model=model, version=champion, rules=rules)
+        current = performance.evaluate(session, model=model, version=champion, rules=rules,
+                                       store=settings.data_store)
         previous = None
         if arrived is not None and arrived.from_version is not None:
-            previous = performance.evaluate(session, model=model, version=arrived.from_version, rules=rules)
+            previous = performance.evaluate(session, model=model, version=arrived.from_version, rules=rules,
+                                            store=settings.data_store)
     decision = should_roll_back(promoted_at=arrived.ts if arrived else None, action=arrived.action if arrived
                                 else None, now=now, current=current, previous=previous, rules=rules)
     if not decision.act:

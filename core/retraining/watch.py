@@ -33,7 +33,7 @@ def watch_champions(factory: sessionmaker[Session], settings: Settings, *,
         try:
             with factory() as session:
                 verdict = performance.evaluate(session, model=model, version=champions[model],
-                                               rules=policy.for_model(file, model))
+                                               rules=policy.for_model(file, model), store=settings.data_store)
             entry["performance"] = {"version": verdict.version, "status": verdict.status, "labels": verdict.labels,
                                     "metrics": verdict.metrics, "event": performance.record(factory, settings,
                                                                                             verdict)}

@@ -21,6 +21,11 @@ moved directly in MLflow is refused: the old version keeps serving (a cache star
 the champion LeanOps recorded), and the refusal is audited (``serving.alias_refused``), reported through
 ``on_event`` and alerted, once per version. Model files refused for a version LeanOps did move to are
 alerted too (someone changed the artifacts).
+
+A model already loaded is served from memory: the registry is not asked on the request path, so it keeps
+serving while the registry is down. A request for a model not loaded yet waits at most ``load_timeout``
+for it (``StoreUnavailable`` after that: a 503), and ``preload`` loads and warms every champion before the
+API says it is ready, so the first request after a start costs what the hundredth does.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -52,6 +59,10 @@ if TYPE_CHECKING:
     from core.settings import Settings
 
 log = logging.getLogger("leanops.serving")
+# How long a request waits for a model that is not loaded yet (the registry lookup, the files, the load)
+# before it is answered 503: MLflow retries an unreachable SQL store for over a minute. The load goes on
+# in the background, and the next request finds it loaded.
+LOAD_DEADLINE = 5.0
 ALIAS_RULE = "letters, digits, '_' or '-', at most 64, starting with a letter or '_'"
 ALIAS_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"  # the API's ``alias`` query schema says the same
 _ALIAS_RE = re.compile(ALIAS_PATTERN)
@@ -224,8 +235,9 @@ class ModelCache:
 
     def __init__(self, *, mlflow_uri: str, reload_seconds: float, on_event: EventSink | None = None,
                  loader: Loader = load_version, factory: sessionmaker[Session] | None = None,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, load_timeout: float | None = None) -> None:
         self.uri, self.reload_seconds, self.loader = mlflow_uri, reload_seconds, loader
+        self.load_timeout = load_timeout
         self.on_event = on_event if on_event is not None else (lambda kind, details: None)
         self.ledger = trust.Ledger(factory, mlflow_uri=mlflow_uri, settings=settings) if factory is not None else None
         self._models: dict[tuple[str, str], LoadedModel] = {}
@@ -236,6 +248,7 @@ class ModelCache:
         # Versions served without a recorded sha256 (trained before LeanOps recorded one): reported once each.
         self._unverified: set[tuple[str, int]] = set()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._loading: dict[tuple[str, str], Future[LoadedModel]] = {}  # loads in flight (``load_timeout``)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,7 +261,57 @@ class ModelCache:
         return self._models.get((name, alias))
 
     def get(self, name: str, alias: str) -> LoadedModel:
-        """The loaded model; loads it on first use (blocking: call from a worker thread)."""
+        """The loaded model; loads it on first use (blocking: call from a worker thread).
+
+        With ``load_timeout``, a caller waits that long for the load at most, then gets StoreUnavailable;
+        the load goes on in its own thread (one per key however many callers wait) for the next caller.
+        """
+        found = self._models.get((name, alias))
+        if found is not None:
+            return found
+        check_alias(alias)
+        if self.load_timeout is None:
+            return self.load(name, alias)
+        with self._lock:
+            future = self._loading.get((name, alias))
+            if future is None:
+                future = self._loading[(name, alias)] = Future()
+                threading.Thread(target=self._load_into, args=((name, alias), future), daemon=True,
+                                 name=f"leanops-load-{name}@{alias}").start()
+        try:
+            return future.result(timeout=self.load_timeout)
+        except FutureTimeout:
+            raise StoreUnavailable(f"the MLflow store did not answer within {self.load_timeout:g} s: {name}@{alias} "
+                                   "is not loaded yet") from None
+
+    def _load_into(self, key: tuple[str, str], future: Future[LoadedModel]) -> None:
+        try:
+            future.set_result(self.load(*key))
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
+            future.set_exception(exc)
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+    def preload(self, alias: str = aliases.CHAMPION) -> dict[str, dict[str, Any]]:
+        """Load and warm ``alias`` of every model that has one, now (blocking); model → its state.
+
+        A version refused (files or a move LeanOps did not make) or gone is reported in the state and not
+        waited for: it would never load as things stand. StoreUnavailable (the registry or the files cannot
+        be reached) propagates: the caller tries again, and is not ready meanwhile.
+        """
+        states: dict[str, dict[str, Any]] = {}
+        for name, version in sorted(aliases.champions(self.uri).items() if alias == aliases.CHAMPION else ()):
+            try:
+                loaded = self.load(name, alias)
+            except (Refused, NotFound, InvalidInput) as exc:
+                states[name] = {"version": version, "state": "refused", "reason": str(exc)[:500]}
+                continue
+            states[name] = {"version": loaded.version, "state": "loaded"}
+        return states
+
+    def load(self, name: str, alias: str) -> LoadedModel:
+        """The loaded model, loading and warming it now if it is not (blocking, no deadline)."""
         found = self._models.get((name, alias))
         if found is not None:
             return found

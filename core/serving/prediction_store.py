@@ -417,3 +417,122 @@ def compacted_request_ids(store: Store, items: list[Any]) -> set[str]:
             table = read_file(store, key, columns=["request_id"], filters=pc.field("request_id").isin(list(ids)))
             found.update(table.column("request_id").to_pylist())
     return found
+
+
+def labelled_compacted(session: Session, store: Store, *, model: str, version: int | None = None
+                       ) -> list[tuple[datetime, int, Any, Any]]:
+    """(prediction time, version, prediction, label) of the labelled predictions of ``model`` that left the
+    hot table: feedback rows whose prediction is not in the table, looked up in the partitions of their
+    request ids' hours (all of the model's partitions for ids without a time), reading four columns."""
+    from db.models import Feedback
+
+    labels = {(r.request_id, r.record_index): r.label for r in session.execute(
+        select(Feedback.request_id, Feedback.record_index, Feedback.label).where(Feedback.model == model)
+        .where(~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists()))}
+    if not labels:
+        return []
+    ids = sorted({rid for rid, _ in labels})
+    hours = {_time_of(rid) for rid in ids}
+    if None in hours:
+        keys = list_files(store, f"{ROOT}/{model}")
+    else:
+        keys = sorted({k for at in hours if at is not None
+                       for h in _hours(at - timedelta(hours=1), at + timedelta(hours=1))
+                       for k in list_files(store, hour_prefix(model, h))})
+    out = []
+    condition = pc.field("request_id").isin(ids)
+    if version is not None:
+        condition = condition & (pc.field("version") == version)
+    for key in keys:
+        table = read_file(store, key, columns=["request_id", "record_index", "ts", "version", "output"],
+                          filters=condition)
+        frame = _frame_of(table, None)
+        for row in frame.itertuples(index=False):
+            key = (row.request_id, int(row.record_index))
+            if key in labels:
+                out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[key]))
+    return out
+
+
+# -- export --------------------------------------------------------------------------------------
+
+EXPORT_META = {"request_id": pa.string(), "record_index": pa.int32(), "ts": TS, "version": pa.int32()}
+
+
+def _common(types: list[pa.DataType]) -> pa.DataType:
+    """One type for a column seen with ``types`` in different partitions: null gives way, ints widen to
+    float, anything else mixed becomes text."""
+    known = {t for t in types if not pa.types.is_null(t)}
+    if not known:
+        return pa.string()
+    if len(known) == 1:
+        return known.pop()
+    if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in known):
+        return pa.float64()
+    return pa.string()
+
+
+def export(factory: sessionmaker[Session], store: Store, *, actor: Actor, model: str, out: Path,
+           since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
+    """Write every logged prediction of ``model`` with ``since <= ts < until`` to ``out`` (.parquet or .csv):
+    request_id, record_index, ts, version, one column per input (named as the input; ``inputs.NAME`` if the
+    name is one of these), output. Reads one partition at a time, so memory stays bounded by a partition."""
+    import pyarrow.csv as pacsv
+
+    from core.auth import require
+
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise InvalidInput(f"--out {out.name!r}: the export is written as .parquet or .csv, by its file name")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput(f"--since {since.isoformat()} is not before --until {until.isoformat()}")
+    with transaction(factory) as session:
+        require(session, actor, "read", f"model:{model}")
+    low = since or datetime(1970, 1, 1, tzinfo=UTC)
+    high = until or utcnow() + timedelta(days=1)
+    keys = (list_files(store, f"{ROOT}/{model}") if since is None or until is None
+            else _partition_files(store, model, low, high))
+    with factory() as session:
+        hot = session.execute(select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= low,
+                                                         PredictionLog.ts < high).order_by(PredictionLog.id)).all()
+    hot_tables = to_tables(list(hot))
+    # one schema for the file: every input any partition has, each with the one type its values share
+    seen: dict[str, list[pa.DataType]] = {"output": []}
+    for schema in [pq.read_schema(store.path(k) if isinstance(store, LocalStore) else store.open(k)) for k in keys] \
+            + [t.schema for t in hot_tables]:
+        encoded = set((schema.metadata or {}).get(JSON_COLUMNS, b"").decode().split(","))
+        for f in schema:
+            if f.name == "output" or f.name.startswith(INPUT):
+                seen.setdefault(f.name, []).append(pa.string() if f.name in encoded else f.type)
+    inputs = sorted(n for n in seen if n.startswith(INPUT))
+    named = {n: (n if n[len(INPUT):] in EXPORT_META or n[len(INPUT):] == "output" else n[len(INPUT):])
+             for n in inputs}
+    target = pa.schema([*(pa.field(n, t) for n, t in EXPORT_META.items()),
+                        *(pa.field(named[n], _common(seen[n])) for n in inputs),
+                        pa.field("output", _common(seen["output"]))])
+    condition = (pc.field("ts") >= pa.scalar(low, TS)) & (pc.field("ts") < pa.scalar(high, TS))
+
+    sources = {**{n: n for n in EXPORT_META}, "output": "output", **{named[n]: n for n in inputs}}
+
+    def shaped(table: pa.Table) -> pa.Table:
+        return pa.Table.from_arrays([pc.cast(table.column(sources[f.name]), f.type)
+                                     if sources[f.name] in table.schema.names else pa.nulls(table.num_rows, f.type)
+                                     for f in target], schema=target)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    writer: Any = (pq.ParquetWriter(out, target, compression="zstd") if suffix == ".parquet"
+                   else pacsv.CSVWriter(out, target))
+    try:
+        for table in [*(read_file(store, k, filters=condition) for k in keys), *hot_tables]:
+            if table.num_rows:
+                piece = shaped(table)
+                writer.write_table(piece)
+                rows += piece.num_rows
+    finally:
+        writer.close()
+    with transaction(factory) as session:
+        audit.record(session, actor, "predictions.exported", f"model:{model}",
+                     {"rows": rows, "since": since.isoformat() if since else None,
+                      "until": until.isoformat() if until else None, "format": suffix[1:]})
+    return {"path": str(out), "rows": rows}

@@ -93,11 +93,15 @@ def _complete(ctx: Ctx) -> None:
         reference={}, search=None, model_version=99, model_uri="models:/m-none"))
 
 
-def _served(ctx: Ctx) -> None:
+def _served(ctx: Ctx, hours_ago: float = 0) -> None:
     """One logged prediction (what the serving API's log writer inserts) for feedback to refer to."""
+    from datetime import timedelta
+
     from db.models import PredictionLog, utcnow
 
-    ctx.tx(lambda s: s.add(PredictionLog(request_id="req-1", record_index=0, ts=utcnow(), model="churn",
+    request_id = "req-1" if not hours_ago else f"req-old-{hours_ago}"
+    ts = utcnow() - timedelta(hours=hours_ago)
+    ctx.tx(lambda s: s.add(PredictionLog(request_id=request_id, record_index=0, ts=ts, model="churn",
                                          alias="champion", version=1, input_hash="0" * 64, inputs={"a": 1},
                                          output="yes", latency_ms=1.0, requested_by=SAM.name)))
 
@@ -184,6 +188,11 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
             s, actor=SAM, model="churn", request_id="req-1", labels=["yes"]))),
     "serving.predictions.purge": lambda c: core.serving.predictions.purge(
         c.factory, actor=system_actor("retention"), days=1),
+    "serving.prediction_store.compact": lambda c: (_served(c, hours_ago=3), core.serving.prediction_store.compact(
+        c.factory, c.settings.data_store, actor=system_actor("compaction"), holder="test",
+        scratch=c.settings.home / "tmp")),
+    "serving.prediction_store.export": lambda c: core.serving.prediction_store.export(
+        c.factory, c.settings.data_store, actor=ADMIN, model="churn", out=c.settings.home / "export.csv"),
     "platform.schedules.ensure": lambda c: c.tx(lambda s: core.platform.schedules.ensure(
         s, actor=ADMIN, name="nightly", kind="audit.verify", cron="30 3 * * *")),
     "platform.schedules.set_cron": lambda c: c.tx(lambda s: core.platform.schedules.set_cron(

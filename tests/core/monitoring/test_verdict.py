@@ -163,3 +163,22 @@ def test_the_rules_table(weights, drifted, outputs, fired):
     assert {r["rule"] for r in said["reasons"]} == fired and said["drifted"] == bool(fired)
     if not fired:
         assert said["not_counted"] and all(any(n in t for t in said["not_counted"]) for n in drifted)
+
+
+def test_a_check_stored_before_the_verdict_reads_with_the_share_rule_as_its_reason(scenario):
+    from core.platform.database import transaction
+    from db.models import DriftCheck
+
+    with transaction(scenario.factory) as s:
+        row = DriftCheck(model="subs", version=1, source="upload", window="file old.csv", current_rows=10,
+                         reference_rows=10, threshold=0.5, drift_share=0.6, drift_detected=True,
+                         columns={"plan": {"drifted": True}, "usage": {"drifted": False}},
+                         predictions={"method": "chisquare", "drifted": False}, created_by="sam")
+        s.add(row)
+        s.flush()
+        old_id = row.id
+    with scenario.factory() as s:
+        view = checks.get(s, old_id)
+    assert view.predictions == {"method": "chisquare", "drifted": False} and view.estimated_performance == {}
+    assert view.verdict["drifted"] and [r["rule"] for r in view.verdict["reasons"]] == ["drift_share"]
+    assert view.drifted == ["plan"]

@@ -135,3 +135,89 @@ def test_a_replay_skips_requests_already_compacted(factory, tmp_path: Path) -> N
     items = [Served(rid, NOW - timedelta(hours=3), "churn", "champion", 3, {"age": np.array([1.0])}, [0], 1.0)
              for rid in [*ids[:2], "f" * 32]]
     assert prediction_store.compacted_request_ids(store, items) == set(ids[:2])
+
+
+def test_a_window_drift_check_reads_the_partitions_too(factory, tmp_path: Path) -> None:
+    from core.monitoring.checks import window_frame
+
+    store = LocalStore(tmp_path)
+    log_rows(factory, at=NOW - timedelta(hours=3), n=30)
+    log_rows(factory, at=NOW - timedelta(minutes=5), n=10)
+    compact(factory, store)
+    current = window_frame(factory, model="churn", hours=6, now=NOW, store=store)
+    assert len(current.frame) == 40 and sorted(current.frame.columns) == ["age", "n", "plan"]
+    assert current.outputs is not None and list(current.outputs[:2]) == [0, 1]
+    assert len(window_frame(factory, model="churn", hours=1, now=NOW, store=store).frame) == 10
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_export_writes_both_tiers_one_column_per_input(factory, tmp_path: Path, suffix: str) -> None:
+    store = LocalStore(tmp_path / "ws")
+    first = log_rows(factory, at=NOW - timedelta(hours=3), n=6, version=3)
+    log_rows(factory, at=NOW - timedelta(hours=2), n=4, version=4, wide=True)
+    log_rows(factory, at=NOW - timedelta(minutes=5), n=5)
+    log_rows(factory, at=NOW - timedelta(hours=2), n=3, model="other")
+    compact(factory, store)
+    out = tmp_path / f"churn{suffix}"
+    result = prediction_store.export(factory, store, actor=admin_actor(), model="churn", out=out)
+    assert result == {"path": str(out), "rows": 15}
+    frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    assert list(frame.columns) == ["request_id", "record_index", "ts", "version", "age", "income", "n", "plan",
+                                   "output"]
+    assert set(first) <= set(frame["request_id"]) and frame["income"].notna().sum() == 4
+    ranged = prediction_store.export(factory, store, actor=admin_actor(), model="churn", out=out,
+                                     since=NOW - timedelta(hours=2, minutes=30), until=NOW - timedelta(minutes=30))
+    assert ranged["rows"] == 4
+
+
+def test_export_refuses_an_unknown_format(factory, tmp_path: Path) -> None:
+    from core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match=r"\.parquet or \.csv"):
+        prediction_store.export(factory, LocalStore(tmp_path), actor=admin_actor(), model="churn",
+                                out=tmp_path / "x.json")
+
+
+def test_cli_export_prints_path_and_rows(factory, settings, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    log_rows(factory, at=NOW - timedelta(hours=3), n=6)
+    compact(factory, settings.data_store)
+    log_rows(factory, at=NOW - timedelta(minutes=5), n=2)
+    env = os.environ | {"LEANOPS_HOME": str(settings.home), "LEANOPS_DB_URL": settings.db_url,
+                        "LEANOPS_SCHEDULER": "off"}
+    root = Path(__file__).resolve().parents[3]
+    out = tmp_path / "out.csv"
+    done = subprocess.run([sys.executable, "cli.py", "predictions", "export", "churn", "--since",
+                           (NOW - timedelta(hours=4)).isoformat(), "--out", str(out), "--json"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"path": str(out), "rows": 8}
+    bad = subprocess.run([sys.executable, "cli.py", "predictions", "export", "churn", "--since", "yesterday",
+                          "--out", str(out), "--json"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--since 'yesterday' is not an ISO date" in json.loads(bad.stdout)["error"]
+
+
+def test_labelled_predictions_are_found_after_compaction(factory, tmp_path: Path) -> None:
+    from core.monitoring import performance
+    from db.models import Feedback, utcnow
+
+    store = LocalStore(tmp_path)
+    old = log_rows(factory, at=NOW - timedelta(hours=3), n=5)
+    recent = log_rows(factory, at=NOW - timedelta(minutes=5), n=2)
+    with transaction(factory) as session:
+        for rid in [*old[:3], *recent]:
+            session.add(Feedback(request_id=rid, record_index=0, model="churn", label=1, created_by="t", ts=utcnow()))
+    with factory() as session:
+        before = performance.labelled(session, model="churn", store=store)
+    compact(factory, store)
+    with factory() as session:
+        after = performance.labelled(session, model="churn", store=store)
+        hot_only = performance.labelled(session, model="churn")
+    assert len(before) == 5 and len(hot_only) == 2
+    assert after == before, "the labelled join lost or changed predictions that left the hot table"
+    with factory() as session:
+        assert len(performance.labelled(session, model="churn", store=store, limit=3)) == 3
