@@ -80,6 +80,38 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # The user the token acts for (separation of duties compares owners); it dies with their deactivation.
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", name="fk_api_tokens_owner_id_users"))
+    expires_at: Mapped[datetime | None]
+
+
+class BrowserSession(Base):
+    """A signed-in browser: the HttpOnly cookie holds a random id, this row its sha256 (never the id)."""
+
+    __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_user", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    client: Mapped[str] = mapped_column(String(64), default="")
+
+
+class LoginThrottle(Base):
+    """Failed logins per key (``user:NAME`` or ``client:ADDRESS``): backoff, and one audit event a window."""
+
+    __tablename__ = "login_throttle"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    first_failed_at: Mapped[datetime]
+    last_failed_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
 
 
 class AuditEvent(Base):
