@@ -56,6 +56,11 @@ run: $(REQ_STAMP)
 	@export LEANOPS_API_URL=http://127.0.0.1:$(API_PORT); \
 	$(VENV)/bin/python cli.py serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	trap 'kill -TERM $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	echo "waiting for the API to load and warm every champion (/health/ready)"; \
+	until $(VENV)/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
+		http://127.0.0.1:$(API_PORT)/health/ready 2>/dev/null; do \
+		kill -0 $$api 2>/dev/null || { echo "the API exited before it was ready"; exit 1; }; sleep 0.5; \
+	done; \
 	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
 
 # mypy first (its configuration is [tool.mypy] in pyproject.toml); a type error fails the target.

@@ -1,4 +1,11 @@
-"""LeanOps dashboard entry: page config, login gate, navigation by role, the embedded scheduler."""
+"""LeanOps dashboard script: page config, login gate, navigation by role, the embedded scheduler.
+
+Served by ``streamlit run dashboard.py`` (which adds the login route beside it); AppTest runs it directly.
+"""
+
+from collections.abc import Callable
+from typing import NoReturn
+from pathlib import Path
 
 import streamlit as st
 
@@ -6,21 +13,6 @@ from ui import resources, session
 from ui.components import plain
 
 st.set_page_config(page_title="LeanOps", page_icon="🔁", layout="wide")
-
-resources.session_factory()  # initialises (migrates) the workspace once per server process
-scheduler_status = resources.scheduler()
-who = session.current()
-
-if who is None:
-    st.navigation([st.Page(session.login_page, title="Log in", icon=":material/login:")], position="hidden").run()
-    st.stop()
-if session.password_change_due(who):  # a generated password: nothing else until it is replaced
-    session.logout_button(who)
-    st.navigation([st.Page(session.change_password_page, title="Choose a new password", icon=":material/key:")],
-                  position="hidden").run()
-    st.stop()
-if st.session_state.pop("password_changed", False):
-    st.toast("Password changed.", icon=":material/key:")
 
 PAGES = [  # (file, title, icon, least role)
     ("pages/overview.py", "Overview", ":material/home:", "viewer"),
@@ -32,6 +24,28 @@ PAGES = [  # (file, title, icon, least role)
     ("pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
     ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
 ]
+
+
+def only(page: Callable[[], None], title: str, icon: str) -> NoReturn:
+    """Show this one page at every page's address, so a reload of /registry before signing in shows it
+    (not "Page not found"), and the login sends the browser back to /registry."""
+    aliases = [st.Page(page, title=title, icon=icon, url_path=Path(path).stem) for path, *_ in PAGES[1:]]
+    st.navigation([st.Page(page, title=title, icon=icon, default=True), *aliases], position="hidden").run()
+    st.stop()
+
+
+resources.session_factory()  # initialises (migrates) the workspace once per server process
+scheduler_status = resources.scheduler()
+who = session.current()
+
+if who is None:
+    only(session.login_page, "Log in", ":material/login:")
+if session.password_change_due(who):  # a generated password: nothing else until it is replaced
+    session.logout_button(who)
+    only(session.change_password_page, "Choose a new password", ":material/key:")
+if st.session_state.pop("password_changed", False):
+    st.toast("Password changed.", icon=":material/key:")
+
 nav = st.navigation([st.Page(path, title=title, icon=icon) for path, title, icon, role in PAGES
                      if who.at_least(role)])
 with st.sidebar:

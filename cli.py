@@ -58,6 +58,7 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
     elif result.admin_user:
         lines.append(f"admin user: {result.admin_user} (password from LEANOPS_ADMIN_PASSWORD)")
     lines += [f"demo data: {p}" for p in result.demo_files]
+    lines.append(f"audit checkpoint public key: {result.audit_public_key} (also in {settings.home}/audit.pub)")
     doc = result.as_dict()
     if not settings.mlflow_uri.startswith("sqlite"):  # a shared server: migrate MLflow once, before the workers
         from core.platform import mlflow_store
@@ -78,19 +79,30 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
-    from core import audit
+    from core import audit, audit_checkpoints
     from core.platform.database import transaction
 
-    _, factory = _context()
+    settings, factory = _context()
     with transaction(factory) as session:
-        result = audit.verify(session)
-    if not result.ok:
+        check = audit_checkpoints.verify(session, settings)
+    if not check.ok:
         from core.actors import cli_actor
 
         with transaction(factory) as session:
-            audit.record(session, cli_actor(), "audit.verified", "audit", result.as_dict())
-    return Outcome(result.as_dict(), refused=not result.ok,
-                   text=("OK: " if result.ok else "BROKEN: ") + result.reason)
+            audit.record(session, cli_actor(), "audit.verified", "audit", check.as_dict())
+    return Outcome(check.as_dict(), refused=not check.ok,
+                   text=("OK: " if check.ok else "BROKEN: ") + check.result.reason)
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> Outcome:
+    from core import audit_checkpoints
+    from core.actors import cli_actor
+
+    settings, factory = _context()
+    cp = audit_checkpoints.write(factory, settings, actor=cli_actor())
+    doc = cp.as_dict() | {"log": str(audit_checkpoints.log_path(settings.home))}
+    return Outcome(doc, text=f"checkpoint {cp.n}: event {cp.seq} {cp.hash} signed at {cp.time}\n"
+                             f"signature {cp.signature}")
 
 
 def cmd_user_add(args: argparse.Namespace) -> Outcome:
@@ -400,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
             "seal every stored secret under a new key (workspace key file) or LEANOPS_SECRET_KEY's first key")
 
     audit_p = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
-    command("verify", cmd_audit_verify, "check the audit hash chain", audit_p)
+    command("verify", cmd_audit_verify, "check the audit hash chain and its signed checkpoints", audit_p)
+    command("checkpoint", cmd_audit_checkpoint, "sign and write a checkpoint of the chain's head now", audit_p)
 
     user_p = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", required=True)
     p = command("add", cmd_user_add, "add an account (password from stdin)", user_p)

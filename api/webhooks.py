@@ -87,7 +87,7 @@ class SearchIn(BaseModel):
 # The schema says what parse_spec accepts, so a schema-valid request is refused only for what no schema
 # can know (a dataset that does not exist, a target column it lacks).
 DATASET_REF = datasets.NAME_RE.pattern.removesuffix("$") + r"(:([1-9][0-9]{0,8}|latest))?$"
-ModelKind = Literal[tuple(name for kind in KINDS.values() for name in (kind.key, *kind.aliases))]  # type: ignore[valid-type]
+MODEL_KINDS: list[Any] = [name for kind in KINDS.values() for name in (kind.key, *kind.aliases)]
 
 
 class TrainingJobIn(BaseModel):
@@ -96,7 +96,8 @@ class TrainingJobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset: str = Field(pattern=DATASET_REF, description="NAME or NAME:VERSION (default: latest)")
     target: str = Field(min_length=1, max_length=255, description="the column to predict")
-    model: ModelKind | None = Field(None, description="the model kind (or one of its aliases)")
+    model: str | None = Field(None, description="the model kind (or one of its aliases)",
+                              json_schema_extra={"enum": [*MODEL_KINDS, None]})
     params: dict[str, bool | int | float | str] = Field(default_factory=dict, description="hyperparameters")
     task: Literal["auto", "classification", "regression"] = "auto"
     holdout: float = Field(0.2, ge=0.05, le=0.5)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -89,19 +89,30 @@ class Verification:
     checked: int
     first_bad: int | None
     reason: str
+    checkpoint: int | None = None  # the signed checkpoint that no longer matches (core.audit_checkpoints)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "checked": self.checked, "first_bad": self.first_bad, "reason": self.reason}
 
 
 def verify(session: Session, *, progress: Callable[[int, int], None] | None = None,
-           batch: int = 20_000) -> Verification:
+           batch: int = 20_000, checkpoints: Sequence[tuple[int, int, str]] = ()) -> Verification:
     """Walk the whole chain in order; name the first event that was edited, removed or moved.
 
     Events appended while the walk runs are not an error: the walk covers the chain up to the head
     it read first; anything past the head read again at the end was appended behind LeanOps' back.
+
+    ``checkpoints`` are signed ``(n, seq, hash)`` heads in order (``core.audit_checkpoints``, read before
+    this reads the head): a chain rewritten consistently (every later hash recomputed) still links, but
+    no longer reaches a checkpoint's hash, and a head behind the newest checkpoint means events were removed.
     """
     head_seq, head_hash = _head(session)
+    marks = list(checkpoints)
+    for n, seq, digest in marks:
+        if seq == 0 and digest != GENESIS:
+            return Verification(False, 0, 1, f"checkpoint {n} of the empty chain does not match", checkpoint=n)
+    marks = [m for m in marks if m[1] > 0]
+    mark, next_mark, vouched = 0, marks[0][1] if marks else -1, 0
     total = head_seq
     cols = (AuditEvent.seq, _stored_ts_text(session), AuditEvent.actor, AuditEvent.action, AuditEvent.subject,
             AuditEvent.details_json, AuditEvent.prev_hash, AuditEvent.hash)
@@ -116,12 +127,25 @@ def verify(session: Session, *, progress: Callable[[int, int], None] | None = No
             return Verification(False, checked, seq, f"event {seq} does not link to event {seq - 1}")
         if chain_hash(prev, _payload(seq, ts, actor, action, subject, details)) != digest:
             return Verification(False, checked, seq, f"event {seq} was altered (its hash does not match its content)")
+        while seq == next_mark:
+            n, _, signed = marks[mark]
+            if signed != digest:
+                return Verification(False, checked, vouched + 1,
+                                    f"checkpoint {n} (event {seq}) no longer matches the chain: events "
+                                    f"{vouched + 1} to {seq} were rewritten after it was signed", checkpoint=n)
+            vouched, mark = seq, mark + 1
+            next_mark = marks[mark][1] if mark < len(marks) else -1
         prev, expected, checked = digest, expected + 1, checked + 1
         if progress is not None and checked % batch == 0:
             progress(checked, total)
     if checked != head_seq or prev != head_hash:
         return Verification(False, checked, checked + 1,
                             f"the chain ends at event {checked} but the head says {head_seq}: events were removed")
+    if mark < len(marks):  # a checkpoint past the head: the chain and its head were cut back together
+        n, seq, _ = marks[-1]
+        return Verification(False, checked, head_seq + 1,
+                            f"the chain's head is event {head_seq} but checkpoint {n} vouches for event {seq}: "
+                            "events were removed (the chain was truncated)", checkpoint=n)
     # One statement, so one snapshot: an append commits its event and the head together.
     stray = session.execute(select(AuditEvent.seq, AuditHead.seq).join(AuditHead, AuditHead.id == 1)
                             .where(AuditEvent.seq > AuditHead.seq).order_by(AuditEvent.seq).limit(1)).first()
@@ -130,7 +154,8 @@ def verify(session: Session, *, progress: Callable[[int, int], None] | None = No
                                                       "it was added outside LeanOps")
     if progress is not None:
         progress(checked, total)
-    return Verification(True, checked, None, f"all {checked} events link and match")
+    signed = f"; {len(marks)} signed checkpoints match" if marks else ""
+    return Verification(True, checked, None, f"all {checked} events link and match{signed}")
 
 
 def _head(session: Session) -> tuple[int, str]:

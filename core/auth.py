@@ -10,13 +10,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
-from db.models import ApiToken, User, utcnow
+from db.models import ApiToken, BrowserSession, User, utcnow
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, str] = {
     "models.force_promote": "admin",
     "users.manage": "admin",
     "tokens.manage": "admin",
+    "audit.checkpoint": "admin",  # sign the audit chain's head now (core.audit_checkpoints)
     "schedules.manage": "admin",
     "policies.manage": "admin",
     "alerts.manage": "admin",
@@ -162,6 +163,8 @@ def set_role(session: Session, *, actor: Actor, username: str, role: str) -> Non
     user = _get_user(session, username)
     _keep_an_admin(session, user, new_role=role, new_active=user.active)
     old, user.role = user.role, role
+    if old != role:
+        end_sessions(session, user_id=user.id)
     audit.record(session, actor, "user.role_changed", f"user:{username}", {"from": old, "to": role})
 
 
@@ -171,6 +174,7 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
     user = _get_user(session, username)
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
+    end_sessions(session, user_id=user.id)
     audit.record(session, actor, "user.password_reset", f"user:{username}", {})
 
 
@@ -179,10 +183,12 @@ def password_change_due(session: Session, user_id: int) -> bool:
     return bool(session.scalar(select(User.must_change_password).where(User.id == user_id)))
 
 
-def change_password(session: Session, *, actor: Actor, current: str, new: str) -> None:
+def change_password(session: Session, *, actor: Actor, current: str, new: str,
+                    keep_session_hash: str | None = None) -> None:
     """The signed-in user replaces their own password; the current one is asked again.
 
-    Clears ``must_change_password``. A wrong current password or an unchanged one is refused.
+    Clears ``must_change_password``. A wrong current password or an unchanged one is refused. Every other
+    browser session of the user ends (``keep_session_hash``: the one making the change stays signed in).
     """
     if actor.kind != "user":
         raise InvalidInput(f"{actor.name} is not a user account; only users have a password to change")
@@ -194,6 +200,7 @@ def change_password(session: Session, *, actor: Actor, current: str, new: str) -
     forced = user.must_change_password
     user.password_hash = hash_password(new)
     user.must_change_password = False
+    end_sessions(session, user_id=user.id, keep_hash=keep_session_hash)
     audit.record(session, actor, "user.password_changed", f"user:{user.username}", {"forced": forced})
 
 
@@ -202,6 +209,8 @@ def set_active(session: Session, *, actor: Actor, username: str, active: bool) -
     user = _get_user(session, username)
     _keep_an_admin(session, user, new_role=user.role, new_active=active)
     user.active = active
+    if not active:
+        end_sessions(session, user_id=user.id)
     audit.record(session, actor, "user.activated" if active else "user.deactivated", f"user:{username}", {})
 
 
@@ -212,6 +221,18 @@ def _keep_an_admin(session: Session, user: User, *, new_role: str, new_active: b
         User.role == "admin", User.active.is_(True), User.id != user.id)) or 0
     if not others:
         raise InvalidInput(f"{user.username} is the last active admin; make another admin first")
+
+
+def end_sessions(session: Session, *, user_id: int, keep_hash: str | None = None) -> int:
+    """End the user's browser sessions at once (see core/sessions.py); returns how many were live.
+
+    Called when a password, a role or the active flag changes, so a stolen or stale cookie dies with it.
+    """
+    query = update(BrowserSession).where(BrowserSession.user_id == user_id, BrowserSession.revoked_at.is_(None))
+    if keep_hash is not None:
+        query = query.where(BrowserSession.id_hash != keep_hash)
+    result = session.execute(query.values(revoked_at=utcnow()))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def list_users(session: Session) -> list[User]:

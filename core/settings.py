@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
 
     session_idle_minutes: int = Field(30, ge=1, le=24 * 60)
+    # a browser session ends this long after login, however active (issue 15; idle expiry: the line above)
+    session_max_hours: int = Field(12, ge=1, le=24 * 90)
     login_max_failures: int = Field(5, ge=1, le=100)
     login_lockout_seconds: int = Field(300, ge=1)
     job_heartbeat_seconds: float = Field(5.0, gt=0)
@@ -71,6 +73,12 @@ class Settings(BaseSettings):
     # secrets at rest (issue 14): the Fernet key(s) sealing source URLs and alert-channel secrets, the first
     # sealing, all unsealing (comma-separated); unset: the workspace file secret.key that `init` creates
     secret_key: SecretStr | None = None
+
+    # signed audit checkpoints (issue 15): the Ed25519 private key (base64 of its 32 raw bytes) signing the
+    # chain's head; unset: the workspace file audit.key that `init` creates. A checkpoint is written every
+    # audit_checkpoint_events events or every hour (the audit.checkpoint job), and by `cli.py audit checkpoint`
+    audit_key: SecretStr | None = None
+    audit_checkpoint_events: int = Field(1000, ge=1)
 
     # the API's trust boundary (issue 14): the largest predict body; None: 2 KB a record of
     # serving_batch_limit, at least 8 MB, never over max_upload_mb (see api/boundary.py)

@@ -8,13 +8,13 @@ from datetime import datetime
 from collections.abc import Callable
 from typing import Any
 
-from core import audit
 from core.actors import system_actor
 from core.platform.database import transaction
 
 KIND_FUNCTIONS: dict[str, str] = {
     "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
     "audit.verify": "jobs.kinds:audit_verify",
+    "audit.checkpoint": "jobs.kinds:audit_checkpoint",
     "predictions.retention": "jobs.kinds:predictions_retention",
     "predictions.compact": "jobs.kinds:predictions_compact",
     "train": "jobs.train:run",
@@ -60,13 +60,26 @@ def diagnostic_sleep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Walk the audit chain and record the verdict in the chain itself."""
+    """Walk the audit chain against its signed checkpoints and record the verdict in the chain itself.
+
+    The result carries the newest checkpoint (seq, hash, signature), so the job history holds copies."""
+    from core import audit_checkpoints
+
     with transaction(ctx.factory) as session:
-        result = audit.verify_and_record(session, actor=system_actor("audit-verify"),
-                                         progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
-    if not result.ok:
-        raise RuntimeError(f"audit chain broken: {result.reason}")
-    return result.as_dict()
+        check = audit_checkpoints.verify_and_record(
+            session, ctx.settings, actor=system_actor("audit-verify"),
+            progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
+    if not check.ok:
+        raise RuntimeError(f"audit chain broken: {check.result.reason}")
+    return check.as_dict()
+
+
+def audit_checkpoint(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Sign the chain's head when LEANOPS_AUDIT_CHECKPOINT_EVENTS events came or an hour passed."""
+    from core import audit_checkpoints
+
+    cp = audit_checkpoints.write_if_due(ctx.factory, ctx.settings, actor=system_actor("audit-checkpoint"))
+    return {"written": cp is not None, "checkpoint": cp.as_dict() if cp else audit_checkpoints.latest(ctx.settings)}
 
 
 def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:

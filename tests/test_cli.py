@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.training import *  # noqa: F403  (the workspace fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -119,3 +121,92 @@ def test_init_makes_the_secret_key_file_and_rotate_secret_key_replaces_it(cli):
     refused = cli("rotate-secret-key", "--json", LEANOPS_SECRET_KEY="not-a-key")
     assert refused.returncode == 2 and "LEANOPS_SECRET_KEY is not a Fernet key" in refused.stderr
     assert key_file.read_text() == after
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_promotion_that_loses_the_race_exits_1_with_one_json_document(factory, workspace):
+    """Another promotion moves the champion to the same version while this one waits for the model's lock:
+    "became the champion meanwhile" is a lost race (exit 1), not bad input (exit 2)."""
+    import time
+
+    from core.platform import aliases, locks
+    from core.platform.database import transaction
+    from tests.support.training import add_dataset, small_churn
+    from tests.support.versions import recorded
+
+    data = add_dataset(factory, workspace, small_churn())
+    version = recorded(factory, workspace, data, model="m", metrics={"f1": 0.9})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | {
+        "LEANOPS_HOME": str(workspace.home), "LEANOPS_DB_URL": workspace.db_url, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    with transaction(factory) as s:
+        locks.hold(s, "model:m")  # the other promotion, mid-way: holds the model while it moves the alias
+        cli = subprocess.Popen([sys.executable, "cli.py", "promote", "m", str(version), "--json"], cwd=ROOT,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(12)  # the CLI starts, finds no champion, passes its gates and waits for the lock
+        aliases.move(workspace.mlflow_uri, model="m", alias="champion", version=version)
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 1, err
+    assert json.loads(out) == {"error": f"m v{version} became the champion meanwhile"}
+    assert "became the champion meanwhile" in err
+
+
+def _rewrite_consistently(db: Path, seq: int, details: str) -> None:
+    """Edit one event in SQL and recompute every later hash and the head, as an attacker with the sqlite3
+    shell and the published hash format would (no LeanOps code)."""
+    import hashlib
+
+    def payload(row: tuple) -> bytes:
+        seq_, ts, actor, action, subject, details_ = row
+        ts_text = ts.replace(" ", "T") + "Z"
+        return ('{"action":' + json.dumps(action, ensure_ascii=False) + ',"actor":' + json.dumps(actor, ensure_ascii=False)
+                + ',"details":' + details_ + ',"seq":' + str(seq_) + ',"subject":'
+                + json.dumps(subject, ensure_ascii=False) + ',"ts":"' + ts_text + '"}').encode()
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE audit_events SET details = ? WHERE seq = ?", (details, seq))
+        prev = conn.execute("SELECT prev_hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()[0]
+        rows = conn.execute("SELECT seq, ts, actor, action, subject, details FROM audit_events WHERE seq >= ? "
+                            "ORDER BY seq", (seq,)).fetchall()
+        for row in rows:
+            digest = hashlib.sha256(prev.encode() + payload(row)).hexdigest()
+            conn.execute("UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, row[0]))
+            prev = digest
+        conn.execute("UPDATE audit_head SET hash = ? WHERE id = 1", (prev,))
+
+
+def test_audit_verify_names_the_checkpoint_a_consistent_rewrite_no_longer_matches(cli):
+    init = cli("init", "--json")
+    assert init.returncode == 0, init.stderr
+    public = json.loads(init.stdout)["audit_public_key"]
+    assert public.startswith("ed25519:") and (cli.home / "audit.pub").read_text().strip() == public
+    assert oct((cli.home / "audit.key").stat().st_mode & 0o777) == "0o600"
+    for name in ("ann", "bob", "cy"):
+        assert cli("user", "add", name, "--role", "viewer", stdin=f"{name}-pass-123\n").returncode == 0
+    written = cli("audit", "checkpoint", "--json")
+    assert written.returncode == 0, written.stderr
+    cp = json.loads(written.stdout)
+    assert cp["n"] == 1 and cp["signature"] and cp["log"] == str(cli.home / "audit-checkpoints.jsonl")
+    assert cli("audit", "verify", "--json").returncode == 0
+
+    _rewrite_consistently(cli.home / "leanops.db", 3, '{"role":"admin"}')
+    broken = cli("audit", "verify", "--json")
+    doc = json.loads(broken.stdout)
+    assert broken.returncode == 1, broken.stdout
+    assert doc["ok"] is False and doc["checkpoint"] == 1 and "checkpoint 1" in doc["reason"]
+    assert doc["latest_checkpoint"]["signature"] == cp["signature"]
+
+
+def test_audit_verify_catches_the_last_ten_events_deleted_and_the_head_fixed(cli):
+    assert cli("init").returncode == 0
+    for i in range(12):
+        assert cli("token", "create", "--role", "viewer", "--name", f"t{i}").returncode == 0
+    assert cli("audit", "checkpoint").returncode == 0
+    with sqlite3.connect(cli.home / "leanops.db") as conn:
+        head = conn.execute("SELECT seq FROM audit_head").fetchone()[0]
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (head - 10,))
+        seq, digest = conn.execute("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", (seq, digest))
+    broken = cli("audit", "verify", "--json")
+    doc = json.loads(broken.stdout)
+    assert broken.returncode == 1 and doc["ok"] is False
+    assert doc["checkpoint"] == 1 and "truncated" in doc["reason"] and doc["first_bad"] == seq + 1

@@ -1,20 +1,38 @@
-"""Who is signed in: login form, idle expiry, logout. Pages call ``actor()``."""
+"""Who is signed in: login form, session cookie, idle expiry, logout. Pages call ``actor()``.
+
+A browser signs in through the login route (ui/auth_routes.py), which sets an HttpOnly cookie; every
+run checks that cookie's session in the database (core/sessions.py), so a reload, a new tab or a
+restarted dashboard stays signed in, and a logout, an expiry or an admin's change applies at the next
+action in every tab. Without a cookie (AppTest, which cannot send one) the signed-in user is the
+``user_id`` that server code put in ``st.session_state``, with the idle limit kept there.
+"""
 
 from __future__ import annotations
 
+import html
 import time
+from typing import Any
+from urllib.parse import urlsplit
 
 import streamlit as st
 
-from core import auth
+from core import auth, sessions
 from core.actors import Actor
 from core.errors import LeanOpsError
 from core.platform.database import transaction
-from ui import resources
+from ui import auth_routes, resources
+
+
+def session_cookie() -> str | None:
+    """The session id the browser sent when this tab connected (HttpOnly: no script on the page sees it)."""
+    return st.context.cookies.get(sessions.COOKIE) or None
 
 
 def current() -> Actor | None:
     """The signed-in actor, reloaded each run (so a role change or deactivation applies at once)."""
+    plain = session_cookie()
+    if plain is not None:
+        return _from_cookie(plain)
     state = st.session_state
     user_id = state.get("user_id")
     if user_id is None:
@@ -36,6 +54,29 @@ def current() -> Actor | None:
         return None
     state["last_seen"] = time.time()
     return actor
+
+
+def _from_cookie(plain: str) -> Actor | None:
+    state = st.session_state
+    s = resources.settings()
+    with transaction(resources.session_factory()) as session:
+        check = sessions.resolve(session, session_id=plain, idle_minutes=s.session_idle_minutes)
+    if check.actor is not None:
+        state["user_id"] = check.actor.user_id
+        return check.actor
+    was_signed_in = state.pop("user_id", None) is not None
+    ended = {
+        "idle": f"Your session expired after {s.session_idle_minutes} minutes without activity. "
+                "Please log in again.",
+        "expired": f"Your session reached its {s.session_max_hours}-hour limit. Please log in again.",
+        "deactivated": "Your account was deactivated. Ask an admin.",
+    }
+    message = ended.get(check.reason) or (
+        "You were signed out: you logged out in another tab, or your password, role or account changed, "
+        "or an admin ended your session. Please log in again." if was_signed_in else None)
+    if message and "login_message" not in state:  # your own logout says so itself
+        state["login_message"] = message
+    return None
 
 
 def actor() -> Actor:
@@ -76,9 +117,11 @@ def change_password_page() -> None:
     if new != repeat:
         st.error("The two new passwords differ.")
         return
+    plain = session_cookie()
     try:
         with transaction(resources.session_factory()) as session:
-            auth.change_password(session, actor=who, current=current, new=new)
+            auth.change_password(session, actor=who, current=current, new=new,  # this browser stays signed in
+                                 keep_session_hash=sessions.digest(plain) if plain else None)
     except LeanOpsError as exc:
         st.error(str(exc))
         return
@@ -87,34 +130,62 @@ def change_password_page() -> None:
 
 
 def login_page() -> None:
+    """The login form: a plain HTML form posting to the login route, which sets the session cookie.
+
+    It posts back the path of the page it is shown on, so after the login the browser lands there.
+    """
     st.title("LeanOps")
     st.caption("Data, training, registry, serving and monitoring for lean ML teams.")
     if msg := st.session_state.pop("login_message", None):
         st.info(msg)
+    if (value := st.context.cookies.get(auth_routes.MESSAGE_COOKIE)) and (refused := auth_routes.decode_message(value)):
+        st.error(refused)
     with resources.session_factory()() as session:
         if not auth.count_users(session):
             st.info("No account exists yet. Run `python cli.py init` in a terminal: it creates the admin and "
                     "shows its password once (or set LEANOPS_ADMIN_PASSWORD before starting the dashboard).")
-    with st.form("login"):
-        username = st.text_input("Username", key="login-username")
-        password = st.text_input("Password", type="password", key="login-password")
-        submitted = st.form_submit_button("Log in", type="primary")
-    if submitted:
-        s = resources.settings()
-        with transaction(resources.session_factory()) as session:
-            result = auth.login(session, username=username.strip(), password=password,
-                                max_failures=s.login_max_failures, lockout_seconds=s.login_lockout_seconds)
-        if result.actor is None:
-            st.error(result.message)
-        else:
-            st.session_state["user_id"] = result.actor.user_id
-            st.session_state["last_seen"] = time.time()
-            st.rerun()
+    if not auth_routes.MOUNTED:
+        st.warning("This dashboard was started without its login route: start it with "
+                   "`streamlit run dashboard.py` (or `make run`).")
+    st.html(_login_form(_here()))
+
+
+def _here() -> str:
+    """The path of the page this tab shows (``st.context.url`` names it; AppTest has none)."""
+    url = st.context.url
+    return auth_routes.safe_next(urlsplit(url).path) if url else "/"
+
+
+_FIELD = ("display:block;width:100%;box-sizing:border-box;margin:0.25rem 0 1rem;padding:0.5rem 0.75rem;"
+          "border:1px solid rgba(49,51,63,0.2);border-radius:0.5rem;font:inherit;background:#f0f2f6")
+_BUTTON = ("padding:0.4rem 0.9rem;border:none;border-radius:0.5rem;background:#ff4b4b;color:#fff;"
+           "font:inherit;cursor:pointer")
+
+
+def _login_form(next_path: str) -> str:
+    return (f'<form method="post" action="{auth_routes.LOGIN_PATH}" style="max-width:28rem">'
+            '<label for="login-username">Username</label>'
+            f'<input id="login-username" name="username" autocomplete="username" required style="{_FIELD}">'
+            '<label for="login-password">Password</label>'
+            '<input id="login-password" name="password" type="password" autocomplete="current-password" '
+            f'required style="{_FIELD}">'
+            f'<input type="hidden" name="next" value="{html.escape(next_path)}">'
+            f'<button type="submit" style="{_BUTTON}">Log in</button></form>')
 
 
 def logout_button(who: Actor) -> None:
     if st.sidebar.button("Log out", key="logout"):
+        plain = session_cookie()
         with transaction(resources.session_factory()) as session:
+            if plain:  # this cookie, and any copy of it, stops working in every tab at once
+                sessions.end(session, session_id=plain)
             auth.logout(session, actor=who)
         _clear("You are logged out.")
         st.rerun()
+
+
+def live_sessions() -> list[dict[str, Any]]:
+    """Signed-in browsers for the Admin page (never the id itself: only its row number)."""
+    with resources.session_factory()() as session:
+        return [{"id": v.id, "user": v.user, "created": v.created, "last seen": v.last_seen, "expires": v.expires,
+                 "client": v.client, "user agent": v.user_agent} for v in sessions.list_live(session)]

@@ -217,6 +217,11 @@ def _audit(doc: _Doc, s: dict[str, Any]) -> None:
     verdict = ("Audit chain verified: intact" if chain["ok"] else
                f"Audit chain verified: BROKEN at event {chain['first_bad']}")
     doc.line(f"{verdict} ({chain['reason']}; {chain['checked']} events checked)", size=10, style="B")
+    if cp := s.get("checkpoint"):
+        doc.line(f"Latest signed checkpoint {cp['n']}: event {cp['seq']}, hash {cp['hash']}, at {cp['time']}", size=8)
+        doc.line(f"Ed25519 signature {cp['signature']}", size=7)
+    else:
+        doc.line("No signed checkpoint of the audit chain yet", size=8)
     doc.line(f"{s['events_total']} events with subject {s['subject']}"
              + (f"; the newest {len(s['events'])} are listed" if s["truncated"] else ""), size=9)
     doc.table(["#", "time", "actor", "action", "details"],

@@ -290,13 +290,18 @@ def _within(ts: datetime, periods: list[dict[str, Any]]) -> bool:
     return any(p["start"] <= stamp and (p["end"] is None or stamp < p["end"]) for p in periods)
 
 
-def _audit(session: Session, model: str) -> dict[str, Any]:
+def _audit(session: Session, model: str, settings: Any) -> dict[str, Any]:
+    """The model's events, the whole chain verified against its signed checkpoints, and the newest
+    checkpoint (seq, hash, signature): every report handed out is a copy of it held outside LeanOps."""
+    from core import audit_checkpoints
+
     subject = f"model:{model}"
     total = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)) or 0
     newest = list(session.scalars(select(AuditEvent).where(AuditEvent.subject == subject)
                                   .order_by(desc(AuditEvent.seq)).limit(AUDIT_EVENTS_MAX)))
-    chain = audit.verify(session)
-    return {"subject": subject, "events_total": total, "truncated": total > len(newest),
+    check = audit_checkpoints.verify(session, settings)
+    chain = check.result
+    return {"checkpoint": check.latest, "subject": subject, "events_total": total, "truncated": total > len(newest),
             "events": [{"seq": e.seq, "ts": _iso(e.ts), "actor": e.actor, "action": e.action, "details": e.details,
                         "hash": e.hash} for e in reversed(newest)],
             "chain": chain.as_dict(), "missing": [] if total else [f"no audit events with subject {subject}"]}
@@ -353,7 +358,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             "approvals": approvals,
             "monitoring": _monitoring(session, model, version, run.task if run else None,
                                       approvals["champion_periods"]),
-            "audit": _audit(session, model),
+            "audit": _audit(session, model, settings),
         }
     content = _plain(content)
     content["identity"]["report_sha256"] = report_hash(content)

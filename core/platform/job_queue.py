@@ -22,6 +22,7 @@ from db.models import Job, utcnow
 KINDS: dict[str, str] = {
     "diagnostic.sleep": "jobs.launch",
     "audit.verify": "jobs.maintenance",
+    "audit.checkpoint": "jobs.maintenance",  # sign the audit chain's head (issue 15)
     "predictions.retention": "jobs.maintenance",
     "predictions.compact": "jobs.maintenance",  # the prediction log's closed hours → Parquet (issue 17)
     "train": "training.launch",

@@ -26,7 +26,8 @@ def should_retrain_on_drift(check: Any, rules: policy.ModelPolicy) -> Decision:
     fired (an important column, the model's outputs, the share), never a recount of columns."""
     drifted = sorted(c for c, v in (check.columns or {}).items() if isinstance(v, dict) and v.get("drifted"))
     share = f"drift share {check.drift_share:.2f} (threshold {check.threshold:.2f})"
-    said = (check.predictions or {}).get("verdict") if isinstance(check.predictions, dict) else None
+    stored = getattr(check, "predictions", None)  # the verdict is stored there (checks stored before have none)
+    said = stored.get("verdict") if isinstance(stored, dict) else None
     because = "; ".join(r.get("text", "") for r in (said or {}).get("reasons", [])) or share
     if not check.drift_detected:
         return Decision(False, f"no dataset drift: {share}")

@@ -273,8 +273,9 @@ def reconcile(factory: sessionmaker[Session], store: mlflow_store.Store, *, log:
     from db.models import Job, TrainingRun
 
     with factory() as session:
-        left = sorted(set(session.scalars(select(TrainingRun.job_id).join(Job, Job.id == TrainingRun.job_id).where(
-            TrainingRun.status == "running", Job.status.in_(core_jobs.FINISHED)))))
+        left = sorted({job_id for job_id in session.scalars(select(TrainingRun.job_id).join(
+            Job, Job.id == TrainingRun.job_id).where(TrainingRun.status == "running",
+                                                     Job.status.in_(core_jobs.FINISHED))) if job_id is not None})
     for job_id in left:
         try:
             _clean_up(factory, store, job_id=job_id, log=log)

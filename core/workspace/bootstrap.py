@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, policy, secrets
+from core import audit, audit_checkpoints, auth, policy, secrets
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
@@ -16,6 +16,8 @@ from db.models import AliasMove
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
+    ("audit-checkpoint", "audit.checkpoint", "*/10 * * * *",
+     "Sign the audit chain's head when LEANOPS_AUDIT_CHECKPOINT_EVENTS events came or an hour passed"),
     ("prediction-retention", "predictions.retention", "15 4 * * *",
      "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
     ("prediction-compaction", "predictions.compact", "7 * * * *",
@@ -31,10 +33,11 @@ class InitResult:
     admin_user: str | None
     admin_password: str | None  # only when it was generated just now
     demo_files: tuple[str, ...]
+    audit_public_key: str = ""  # verifies the signed audit checkpoints; printed so others keep a copy
 
     def as_dict(self) -> dict[str, object]:
         return {"home": self.home, "admin_user": self.admin_user, "admin_password": self.admin_password,
-                "demo_files": list(self.demo_files)}
+                "demo_files": list(self.demo_files), "audit_public_key": self.audit_public_key}
 
 
 def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, admin_user: str,
@@ -42,15 +45,21 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
     """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data).
 
     Without ``LEANOPS_SECRET_KEY`` the workspace gets its key file (``secret.key``, 0600) when it has none;
-    secrets stored in plain text by an older version are sealed here.
+    secrets stored in plain text by an older version are sealed here. Likewise without ``LEANOPS_AUDIT_KEY``
+    it gets the Ed25519 key signing audit checkpoints (``audit.key``, 0600; public half in ``audit.pub``).
     """
+    from core.settings import get_settings
+
     home.mkdir(parents=True, exist_ok=True)
     policy.write_default(home)
     keys = secrets.workspace_keys(home)
+    audit_public, audit_key_created = audit_checkpoints.ensure_key(get_settings(home=home))
     migrate(db_url)
     system = system_actor("init")
     with transaction(factory) as session:
         secrets.seal_plain(session, actor=system, keys=keys)
+        if audit_key_created:  # the public key goes into the chain too: a copy the key file's owner cannot swap
+            audit.record(session, system, "audit.key_created", "audit", {"public_key": audit_public})
         # Without a configured password the first admin's is generated, returned once for the caller to show
         # (`cli.py init` prints it on the terminal). A server whose output goes to a log passes
         # generate_admin=False: no admin is made there until `cli.py init` runs.
@@ -66,7 +75,7 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
         demo_csv = write_demo_csv(home)
         demo_files.append(str(demo_csv))
         register_demo_dataset(factory, home=home, path=demo_csv)
-    return InitResult(str(home), admin_user if fresh else None, generated, tuple(demo_files))
+    return InitResult(str(home), admin_user if fresh else None, generated, tuple(demo_files), audit_public)
 
 
 def register_demo_dataset(factory: sessionmaker[Session], *, home: Path, path: Path) -> None:

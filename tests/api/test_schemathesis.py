@@ -32,8 +32,8 @@ EXAMPLES = 30
 # operation → the 422 messages a schema-valid request may still get (facts known only at run time).
 RUNTIME_ONLY = {
     "POST /v1/models/{name}/predict": re.compile(r"^record \d+ (has no column|column) |could not predict"),
-    "POST /v1/datasets/{name}/versions": re.compile(r"^(file is empty|the file|could not read|[^ ]+ is not a "
-                                                    r"CSV|.*(header|column|rows?)\b)", re.I),
+    "POST /v1/datasets/{name}/versions": re.compile(r"^(file\b|the file|could not read)|\b(CSV|Parquet|header|"
+                                                    r"columns?|rows?)\b", re.I),
     "POST /v1/training-jobs": re.compile(r"column|target|rows|parameter|sensitive|exclude|search|"
                                          r"dataset .* (failed|has)", re.I),
 }

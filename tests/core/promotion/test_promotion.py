@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from core.actors import Actor, cli_actor
-from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from core.platform import aliases
 from core.platform.database import transaction
 from core.promotion import approvals, gates
@@ -109,7 +109,7 @@ def test_ten_concurrent_promotions_leave_one_champion_and_a_consistent_history(f
     def attempt(version: int) -> None:
         try:
             promote(factory, registry, version, actor=cli_actor(), force=True, reason=f"race {version}")
-        except InvalidInput as exc:  # "already the champion" is a fair outcome of a race
+        except (InvalidInput, Conflict) as exc:  # "already the champion" / "… meanwhile": fair outcomes of a race
             errors.append(exc)
 
     threads = [threading.Thread(target=attempt, args=(1 + i % 4,)) for i in range(10)]
