@@ -38,5 +38,5 @@ EXPOSE 8501 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8501/_stcore/health || exit 1
 
-CMD ["streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "0.0.0.0", \
+CMD ["streamlit", "run", "dashboard.py", "--server.headless", "true", "--server.address", "0.0.0.0", \
      "--server.port", "8501", "--browser.gatherUsageStats", "false"]

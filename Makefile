@@ -61,7 +61,7 @@ run: $(REQ_STAMP)
 		http://127.0.0.1:$(API_PORT)/health/ready 2>/dev/null; do \
 		kill -0 $$api 2>/dev/null || { echo "the API exited before it was ready"; exit 1; }; sleep 0.5; \
 	done; \
-	$(VENV)/bin/streamlit run app.py --server.headless true --server.port $(PORT)
+	$(VENV)/bin/streamlit run dashboard.py --server.headless true --server.port $(PORT)
 
 # mypy first (its configuration is [tool.mypy] in pyproject.toml); a type error fails the target.
 test: $(DEV_STAMP) $(TOOLS_STAMP)

@@ -125,9 +125,25 @@ def cmd_token_create(args: argparse.Namespace) -> Outcome:
 
     _, factory = _context()
     with transaction(factory) as session:
-        plain, row = auth.create_token(session, actor=cli_actor(), role=args.role, name=args.name or "")
-        doc = {"token": plain, "role": row.role, "name": row.name}
-    return Outcome(doc, text=f"{plain}\n(role {doc['role']}, name {doc['name']}; shown only now)")
+        plain, row = auth.create_token(session, actor=cli_actor(), role=args.role, name=args.name or "",
+                                       owner=args.owner, expires_days=args.expires_days)
+        doc = {"token": plain, "role": row.role, "name": row.name, "owner": args.owner,
+               "expires_at": row.expires_at.isoformat() if row.expires_at else None}
+    expiry = f"expires {doc['expires_at']}" if doc["expires_at"] else "never expires"
+    return Outcome(doc, text=f"{plain}\n(role {doc['role']}, name {doc['name']}, owner {args.owner or 'none'}, "
+                             f"{expiry}; shown only now)")
+
+
+def cmd_user_unlock(args: argparse.Namespace) -> Outcome:
+    from core import auth
+    from core.actors import cli_actor
+    from core.platform.database import transaction
+
+    _, factory = _context()
+    with transaction(factory) as session:
+        failures = auth.unlock(session, actor=cli_actor(), username=args.name)
+    return Outcome({"username": args.name, "failures_cleared": failures},
+                   text=f"{args.name} may sign in again ({failures} failed attempts cleared)")
 
 
 def cmd_rotate_secret_key(args: argparse.Namespace) -> Outcome:
@@ -226,7 +242,8 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
     spec = {"dataset": args.dataset, "target": args.target, "model": args.model, "params": params,
             "task": args.task, "holdout": args.holdout, "seed": args.seed, "sensitive": args.sensitive,
             "model_name": args.model_name, "exclude": args.exclude or [],
-            "allow_failed_certificate": args.allow_failed_certificate}
+            "allow_failed_certificate": args.allow_failed_certificate,
+            "allow_schema_change": args.allow_schema_change}
     if args.search:
         spec["search"] = {"method": args.search, "candidates": args.candidates, "folds": args.folds}
     actor = cli_actor()
@@ -274,6 +291,20 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
     change = moves.rollback(factory, settings, actor=cli_actor(), model=args.model, reason=args.reason or "")
     doc = {"model": change.model, "from_version": change.from_version, "to_version": change.to_version}
     return Outcome(doc, text=f"{change.model}@champion: v{change.from_version} → v{change.to_version}")
+
+
+def cmd_shadow(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
+    from core.promotion import shadow
+
+    settings, factory = _context()
+    with factory() as session:
+        doc = shadow.compare(session, settings, actor=cli_actor(), model=args.model).as_dict()
+    score = (f"{doc['metric']} champion {doc['champion_score']} vs challenger {doc['challenger_score']}, "
+             f"p = {doc['p_value']}" if doc["labelled"] else "no labels yet")
+    return Outcome(doc, text=f"{args.model}: champion v{doc['champion']} vs challenger v{doc['challenger']}: "
+                             f"{doc['compared']} compared, agreement {doc['agreement']}, {doc['labelled']} labelled "
+                             f"({score}); decision: {doc['decision']} — {'; '.join(doc['reasons'])}")
 
 
 def cmd_drift(args: argparse.Namespace) -> Outcome:
@@ -419,11 +450,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("add", cmd_user_add, "add an account (password from stdin)", user_p)
     p.add_argument("name")
     p.add_argument("--role", required=True)
+    p = command("unlock", cmd_user_unlock, "lift an account's login block (failed-login backoff)", user_p)
+    p.add_argument("name")
 
     token_p = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = command("create", cmd_token_create, "create an API token (shown only here)", token_p)
     p.add_argument("--role", required=True)
     p.add_argument("--name")
+    p.add_argument("--owner", help="the user the token acts for (never above their role; dies with their "
+                   "deactivation)")
+    p.add_argument("--expires-days", type=int, default=90, help="days until it expires (default 90; 0: never)")
 
     dataset_p = sub.add_parser("dataset", help="versioned datasets").add_subparsers(dest="dataset_command",
                                                                                   required=True)
@@ -451,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=3, help="search cross-validation folds")
     p.add_argument("--allow-failed-certificate", action="store_true",
                    help="train even if the dataset version failed its quality certificate")
+    p.add_argument("--allow-schema-change", action="store_true",
+                   help="confirm that this version's input columns differ from the model's newest version's")
 
     p = command("promote", cmd_promote, "move alias champion to VERSION if every gate passes (exit 1 if not)")
     p.add_argument("model")
@@ -461,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("rollback", cmd_rollback, "move alias champion back to the previous champion")
     p.add_argument("model")
     p.add_argument("--reason")
+
+    p = command("shadow", cmd_shadow, "the champion/challenger shadow comparison and the policy's decision")
+    p.add_argument("model")
 
     p = command("drift", cmd_drift, "compare a batch with the champion's training data (exit 1 on drift)")
     p.add_argument("model")

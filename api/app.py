@@ -36,6 +36,7 @@ from core.serving.inference import Predictor
 from core.serving import prediction_store
 from core.serving.predictions import LogWriter
 from core.serving.segments import Journal, segments_folder
+from core.serving.shadow import ShadowScorer
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 
@@ -131,8 +132,11 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,
                        on_event=lambda kind, details: rt.on_event(kind, details), factory=factory, settings=settings,
                        load_timeout=LOAD_DEADLINE)
+    shadow = ShadowScorer(cache=cache, writer=writer, home=settings.home,
+                          on_skipped=lambda model, reason: metrics.shadow_skipped.labels(model, reason).inc(),
+                          on_scored=lambda model, rows: metrics.shadow_scored.labels(model).inc(rows))
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
-                          log_wait=settings.prediction_log_wait_seconds)
+                          log_wait=settings.prediction_log_wait_seconds, shadow=shadow)
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
                  TokenCache(factory, settings.api_token_cache_seconds), engine, errors.known_secrets(settings))
     return rt
@@ -151,12 +155,16 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         if rt.writer is not None:
             rt.writer.start()
         rt.cache.start()
+        if rt.predictor.shadow is not None:
+            rt.predictor.shadow.start()
         # Loaded in the background: /health answers at once, /health/ready once every champion is warm.
         threading.Thread(target=rt.warm_up, name="leanops-warm-up", daemon=True).start()
         try:
             yield
         finally:
             rt.stopping.set()
+            if rt.predictor.shadow is not None:
+                rt.predictor.shadow.stop()
             rt.cache.stop()
             if rt.writer is not None:
                 rt.writer.stop()  # every acknowledged prediction is written before the process ends

@@ -166,14 +166,19 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        # FastAPI answers 400 "There was an error parsing the body" for bytes that are not even text
-        # (it raises from the decoding error); every other malformed body is a 422, so this one is too.
-        if exc.status_code == 400 and exc.__cause__ is not None:
-            return not_json(type(exc.__cause__).__name__)
+        # FastAPI and Starlette answer 400 for a body they cannot parse at all ("There was an error parsing
+        # the body" for bytes that are not text, "Invalid multipart data."); every other malformed body is
+        # a 422 naming what is wrong, so these are too. No LeanOps code raises an HTTP 400 itself.
+        if exc.status_code == 400:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else None
+            return unreadable_body(str(exc.detail) + (f" ({cause})" if cause else ""))
         return await http_exception_handler(request, exc)
 
 
 def not_json(why: str) -> JSONResponse:
     """The 422 for a body that is not JSON: it names the body (there is no field to name)."""
-    return JSONResponse({"detail": f"body: not valid JSON ({why[:200] or 'unreadable'}); send a JSON object",
-                         "field": "body"}, status_code=422)
+    return unreadable_body(f"not valid JSON ({why[:200] or 'unreadable'}); send a JSON object")
+
+
+def unreadable_body(why: str) -> JSONResponse:
+    return JSONResponse({"detail": f"body: {why[:300]}", "field": "body"}, status_code=422)

@@ -40,6 +40,10 @@ class Metrics:
         self.queue = Gauge("leanops_prediction_log_queue_depth", "Prediction log rows waiting to be written",
                            registry=r)
         self.written = Counter("leanops_prediction_log_rows_written", "Prediction log rows written", registry=r)
+        self.shadow_skipped = Counter("leanops_shadow_skipped", "Champion requests the challenger did not shadow: "
+                                      "queue_full (overload), log_full, error", ["model", "reason"], registry=r)
+        self.shadow_scored = Counter("leanops_shadow_scored_records", "Records the challenger scored in shadow",
+                                     ["model"], registry=r)
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.queue.set_function(depth)

@@ -11,6 +11,7 @@ from api.auth import CurrentActor, require
 from api.errors import responses
 from api.predict import ModelName
 from core.promotion import gates, moves
+from core.promotion import shadow as shadow_comparison
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])
 
@@ -51,3 +52,18 @@ async def rollback(request: Request, name: ModelName, body: RollbackIn, actor: C
     change = await run_in_threadpool(lambda: moves.rollback(
         runtime.factory, runtime.settings, actor=actor, model=name, reason=body.reason))
     return JSONResponse({"model": name, "from_version": change.from_version, "to_version": change.to_version})
+
+
+@router.get("/{name}/shadow", responses=responses(403, 404, 503))
+async def shadow(request: Request, name: ModelName, actor: CurrentActor) -> JSONResponse:
+    """The champion/challenger shadow comparison (as `cli.py shadow`): records compared, agreement, each
+    one's realised metric on the labelled ones with a paired test (McNemar / Wilcoxon), and the policy's
+    decision (none, wait, promote, discard)."""
+    await require(request, actor, "read")
+    runtime = request.app.state.runtime
+
+    def read() -> dict:
+        with runtime.factory() as session:
+            return shadow_comparison.compare(session, runtime.settings, actor=actor, model=name).as_dict()
+
+    return JSONResponse(await run_in_threadpool(read))

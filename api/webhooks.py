@@ -49,7 +49,8 @@ class DatasetVersionAnswer(BaseModel):
                         413: {"model": ErrorBody}, **ERRORS})
 async def upload_dataset_version(
         request: Request, actor: CurrentActor,
-        name: Annotated[str, Path(pattern=datasets.NAME_RE.pattern, description="dataset name")],
+        name: Annotated[str, Path(min_length=1, max_length=64, description="dataset name",
+                                  json_schema_extra={"pattern": datasets.NAME_RE.pattern})],
         file: Annotated[UploadFile, File(description="a CSV or Parquet file")],
         description: Annotated[str, Form(max_length=2000)] = "") -> JSONResponse:
     """Register a new version of dataset ``name`` (as the Datasets page does): hashed, certified, profiled."""
@@ -85,7 +86,8 @@ class SearchIn(BaseModel):
 
 
 # The schema says what parse_spec accepts, so a schema-valid request is refused only for what no schema
-# can know (a dataset that does not exist, a target column it lacks).
+# can know (a dataset that does not exist, a target column it lacks). The patterns are documented in the
+# schema and checked by core, whose refusals name the rule ("dataset name 'x y' is not allowed: use …").
 DATASET_REF = datasets.NAME_RE.pattern.removesuffix("$") + r"(:([1-9][0-9]{0,8}|latest))?$"
 MODEL_KINDS: list[Any] = [name for kind in KINDS.values() for name in (kind.key, *kind.aliases)]
 
@@ -94,7 +96,8 @@ class TrainingJobIn(BaseModel):
     """What to train: the same settings as `python cli.py train` and the Training page."""
 
     model_config = ConfigDict(extra="forbid")
-    dataset: str = Field(pattern=DATASET_REF, description="NAME or NAME:VERSION (default: latest)")
+    dataset: str = Field(min_length=1, max_length=200, description="NAME or NAME:VERSION (default: latest)",
+                         json_schema_extra={"pattern": DATASET_REF})
     target: str = Field(min_length=1, max_length=255, description="the column to predict")
     model: str | None = Field(None, description="the model kind (or one of its aliases)",
                               json_schema_extra={"enum": [*MODEL_KINDS, None]})
@@ -103,10 +106,12 @@ class TrainingJobIn(BaseModel):
     holdout: float = Field(0.2, ge=0.05, le=0.5)
     seed: int = Field(42, ge=0, le=2**32 - 1)
     sensitive: str | None = Field(None, max_length=255, description="a column to measure fairness on")
-    model_name: str | None = Field(None, pattern=MODEL_NAME_RE.pattern,
-                                   description="registered model name (default: dataset's)")
+    model_name: str | None = Field(None, max_length=64, description="registered model name (default: dataset's)",
+                                   json_schema_extra={"pattern": MODEL_NAME_RE.pattern})
     exclude: list[str] = Field(default_factory=list, description="columns to leave out")
     allow_failed_certificate: bool = False
+    allow_schema_change: bool = Field(False, description="confirm that this version's input columns differ from "
+                                                         "the model's newest version's")
     search: SearchIn | None = None
 
 

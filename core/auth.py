@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core import login_throttle as throttle
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from db.models import ApiToken, BrowserSession, User, utcnow
@@ -58,9 +59,25 @@ def _hasher() -> PasswordHasher:  # argon2 is imported lazily
     return PasswordHasher()
 
 
-def hash_password(password: str) -> str:
+@cache
+def _common_passwords() -> frozenset[str]:
+    from pathlib import Path
+
+    text = Path(__file__).with_name("common_passwords.txt").read_text()
+    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip() and line[0] != "#")
+
+
+def check_password(password: str) -> None:
+    """At least ``MIN_PASSWORD`` characters and not one of the best-known passwords (the first guesses)."""
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password is {len(password)} characters; at least {MIN_PASSWORD} are required")
+    if password.casefold() in _common_passwords():
+        raise InvalidInput("that password is on the list of the most common passwords (the first an attacker "
+                           "tries); choose another")
+
+
+def hash_password(password: str) -> str:
+    check_password(password)
     return _hasher().hash(password)
 
 
@@ -174,6 +191,7 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
     user = _get_user(session, username)
     user.password_hash = hash_password(password)
     user.failed_logins, user.locked_until = 0, None
+    throttle.clear(session, throttle.account_key(username))
     end_sessions(session, user_id=user.id)
     audit.record(session, actor, "user.password_reset", f"user:{username}", {})
 
@@ -253,41 +271,83 @@ class LoginResult:
     message: str
 
 
+FAILED = "Wrong username or password."  # every refusal reads alike: unknown, wrong, blocked or deactivated
+
+
 def login(session: Session, *, username: str, password: str, max_failures: int, lockout_seconds: int,
-          now: datetime | None = None) -> LoginResult:
-    """Check a password. Failures are counted and audited (the caller commits either way)."""
+          client: str = "", now: datetime | None = None) -> LoginResult:
+    """Check a password (the caller commits either way, so failures count).
+
+    Every refusal gives the same message and costs the same time. Failures back off exponentially per
+    account and per client address (``core.login_throttle``); a blocked account still lets its owner in
+    from an address it signed in from before. Failures are audited once per account (or, for unknown
+    names, per address) and window, and when a block starts: not one chain append per guess.
+    """
     now = now or utcnow()
     user = session.scalar(select(User).where(User.username == username))
-    if user is None:
+    akey = throttle.account_key(username)
+    ckey = throttle.client_key(client) if client else None
+    known = bool(client) and user is not None and throttle.is_known(session, username, client, now=now)
+    blocked = ((not known and throttle.blocked_until(session, akey, now) is not None)
+               or (ckey is not None and throttle.blocked_until(session, ckey, now) is not None))
+    if blocked:
         _burn_time(password)
+        return LoginResult(None, FAILED)  # not counted, not audited: the block's start was
+    if user is None or not user.active or not _password_matches(user.password_hash, password):
+        if user is None or not user.active:
+            _burn_time(password)
+        reason = "unknown user" if user is None else "deactivated" if not user.active else "wrong password"
+        _record_failure(session, username=username, user=user, reason=reason, akey=akey, ckey=ckey, client=client,
+                        now=now, max_failures=max_failures, lockout_seconds=lockout_seconds)
+        return LoginResult(None, FAILED)
+    before = throttle.clear(session, akey)
+    if client:
+        throttle.remember(session, username, client, now=now)
+        throttle.purge_expired(session, now=now)
+    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
+    audit.record(session, username, "login.ok", f"user:{username}", {"failures_before": before} if before else {})
+    return LoginResult(actor_for(user), "Welcome.")
+
+
+def _record_failure(session: Session, *, username: str, user: User | None, reason: str, akey: str,
+                    ckey: str | None, client: str, now: datetime, max_failures: int, lockout_seconds: int) -> None:
+    account = throttle.fail(session, akey, now=now, threshold=max_failures, base_seconds=lockout_seconds)
+    address = (throttle.fail(session, ckey, now=now, threshold=max_failures * throttle.CLIENT_FACTOR,
+                             base_seconds=lockout_seconds) if ckey else None)
+    if user is not None:  # shown on the Admin page
+        user.failed_logins = account.failures
+        user.locked_until = now + timedelta(seconds=account.blocked_seconds) if account.blocked_seconds else None
+    # Unknown names are aggregated per address (a spray of made-up names is one event a window), else per
+    # typed name; known accounts per account.
+    first = account if user is not None or address is None else address
+    if not (first.new_window or first.block_started or account.block_started):
+        return
+    details: dict[str, object] = {"reason": reason, "failures": account.failures}
+    if first.previous:
+        details["failures_in_previous_window"] = first.previous
+    if account.blocked_seconds:
+        details["locked_for_seconds"] = account.blocked_seconds
+    if address is not None:
+        details["client"] = client[:64]
+        details["client_failures"] = address.failures
+    if user is None:
         # a short hash, not the typed text (a password typed into the username field would be shown to every
         # reader); the same typed name gives the same hash, so repeated attempts still line up
         typed = "#" + hashlib.sha256(username.encode()).hexdigest()[:12]
-        audit.record(session, f"anonymous:{typed}", "login.failed", f"user:{typed}",
-                     {"reason": "unknown user"})
-        return LoginResult(None, "Wrong username or password.")
-    if not user.active:
-        _burn_time(password)
-        audit.record(session, username, "login.failed", f"user:{username}", {"reason": "deactivated"})
-        return LoginResult(None, "This account is deactivated; ask an admin.")
-    if user.locked_until is not None and user.locked_until > now:
-        wait = int((user.locked_until - now).total_seconds()) + 1
-        audit.record(session, username, "login.failed", f"user:{username}", {"reason": "locked"})
-        return LoginResult(None, f"Too many failed attempts: this account is locked for {wait} more seconds.")
-    if not _password_matches(user.password_hash, password):
-        user.failed_logins += 1
-        details = {"reason": "wrong password", "failures": user.failed_logins}
-        message = "Wrong username or password."
-        if user.failed_logins >= max_failures:
-            user.locked_until = now + timedelta(seconds=lockout_seconds)
-            user.failed_logins = 0
-            details["locked_for_seconds"] = lockout_seconds
-            message = f"Too many failed attempts: this account is locked for {lockout_seconds} seconds."
+        audit.record(session, f"anonymous:{typed}", "login.failed", f"user:{typed}", details)
+    else:
         audit.record(session, username, "login.failed", f"user:{username}", details)
-        return LoginResult(None, message)
-    user.failed_logins, user.locked_until, user.last_login_at = 0, None, now
-    audit.record(session, username, "login.ok", f"user:{username}", {})
-    return LoginResult(actor_for(user), "Welcome.")
+
+
+def unlock(session: Session, *, actor: Actor, username: str) -> int:
+    """Lift an account's login block (``cli.py user unlock NAME``): the way back in for an admin whom
+    someone keeps locked out. Returns the failures that were counted."""
+    require(session, actor, "users.manage", f"user:{username}")
+    user = _get_user(session, username)
+    failures = throttle.clear(session, throttle.account_key(username))
+    user.failed_logins, user.locked_until = 0, None
+    audit.record(session, actor, "user.unlocked", f"user:{username}", {"failures": failures})
+    return failures
 
 
 def logout(session: Session, *, actor: Actor, reason: str = "logout") -> None:
@@ -301,16 +361,48 @@ def _token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, *, actor: Actor, role: str, name: str = "") -> tuple[str, ApiToken]:
-    """A new API token. The plain token is returned only here; the store keeps its hash."""
+TOKEN_DAYS = 90  # a new token's default lifetime
+USE_WRITE_SECONDS = 60  # last_used_at is written at most this often (a predict call is not a DB write)
+TOKEN_REFUSED = "the API token is unknown, revoked or expired, or its owner is deactivated"
+
+
+def create_token(session: Session, *, actor: Actor, role: str, name: str = "", owner: str | None = None,
+                 expires_days: int | None = TOKEN_DAYS) -> tuple[str, ApiToken]:
+    """A new API token. The plain token is returned only here; the store keeps its hash.
+
+    It acts for ``owner`` (default: the creating user), never above the owner's role, and dies with the
+    owner's deactivation; separation of duties sees the owner behind it. ``expires_days`` None or 0: never.
+    Names are unique: a token's name is its identity in the audit log and in feedback binding.
+    """
     require(session, actor, "tokens.manage", f"token:{name}")
     check_role(role)
+    name = name or f"token-{secrets.token_hex(3)}"
+    if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        raise InvalidInput(f"a token named {name!r} already exists (names identify tokens in the audit log and in "
+                           "feedback, even once revoked); choose another name")
+    if expires_days is not None and not 0 <= expires_days <= 3650:
+        raise InvalidInput(f"expiry of {expires_days} days is not allowed: use 1-3650 days, or 0 for never")
+    owner_user = None
+    if owner:
+        owner_user = _get_user(session, owner)
+    elif actor.kind == "user" and actor.user_id is not None:
+        owner_user = session.get(User, actor.user_id)
+    if owner_user is not None:
+        if not owner_user.active:
+            raise InvalidInput(f"{owner_user.username} is deactivated and cannot own a token")
+        if ROLES.index(role) > ROLES.index(owner_user.role):
+            raise InvalidInput(f"a token of {owner_user.username} (role {owner_user.role!r}) cannot have role "
+                               f"{role!r}: a token never exceeds its owner's role")
+    now = utcnow()
     plain = "lo_" + secrets.token_urlsafe(32)
-    row = ApiToken(name=name or f"token-{secrets.token_hex(3)}", prefix=plain[:9], token_hash=_token_digest(plain),
-                   role=role, created_by=actor.name)
+    row = ApiToken(name=name, prefix=plain[:9], token_hash=_token_digest(plain), role=role, created_by=actor.name,
+                   owner_id=owner_user.id if owner_user else None,
+                   expires_at=now + timedelta(days=expires_days) if expires_days else None)
     session.add(row)
     session.flush()
-    audit.record(session, actor, "token.created", f"token:{row.id}", {"name": row.name, "role": role})
+    audit.record(session, actor, "token.created", f"token:{row.id}",
+                 {"name": row.name, "role": role, "owner": owner_user.username if owner_user else None,
+                  "expires_at": row.expires_at.isoformat() if row.expires_at else None})
     return plain, row
 
 
@@ -324,12 +416,65 @@ def revoke_token(session: Session, *, actor: Actor, token_id: int) -> None:
         audit.record(session, actor, "token.revoked", f"token:{token_id}", {"name": row.name})
 
 
-def list_tokens(session: Session) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+@dataclass(frozen=True)
+class TokenView:
+    """A token as the Admin page lists it (never its hash)."""
+
+    id: int
+    name: str
+    prefix: str
+    role: str
+    owner: str | None
+    owner_role: str | None
+    owner_active: bool | None
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        if self.owner_active is False:
+            return "owner deactivated"
+        return "active"
 
 
-def actor_for_token(session: Session, token: str) -> Actor:
+def list_tokens(session: Session) -> list[TokenView]:
+    rows = session.execute(select(ApiToken, User).outerjoin(User, User.id == ApiToken.owner_id).order_by(ApiToken.id))
+    return [TokenView(t.id, t.name, t.prefix, t.role, u.username if u else None, u.role if u else None,
+                      u.active if u else None, t.created_by, t.created_at, t.last_used_at, t.expires_at, t.revoked_at)
+            for t, u in rows]
+
+
+def actor_for_token(session: Session, token: str, *, now: datetime | None = None) -> Actor:
+    """The actor a presented token acts as (its role capped by its owner's current role); records its use
+    at most once a minute. Unknown, revoked, expired and ownerless-by-deactivation read alike."""
+    now = now or utcnow()
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_digest(token)))
-    if row is None or row.revoked_at is not None:
-        raise AuthError("the API token is unknown or revoked")
-    return Actor(name=f"token:{row.name}", role=row.role, kind="token")
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        raise AuthError(TOKEN_REFUSED)
+    role = row.role
+    if row.owner_id is not None:
+        owner = session.get(User, row.owner_id)
+        if owner is None or not owner.active:
+            raise AuthError(TOKEN_REFUSED)
+        role = min(role, owner.role, key=ROLES.index)
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= USE_WRITE_SECONDS:
+        row.last_used_at = now
+    return Actor(name=f"token:{row.name}", role=role, kind="token", user_id=row.owner_id)
+
+
+def person_behind(session: Session, name: str) -> str:
+    """The user an actor name stands for: a token's owner for ``token:NAME``, else the name itself.
+
+    Separation of duties compares these, so an approver cannot train through a scientist token they own
+    and then approve their own version."""
+    if not name.startswith("token:"):
+        return name
+    owner = session.scalar(select(User.username).join(ApiToken, ApiToken.owner_id == User.id)
+                           .where(ApiToken.name == name.removeprefix("token:")))
+    return owner or name

@@ -113,6 +113,18 @@ default:
   # One incident is one alert: the same condition on the same model is not re-sent within this time.
   alerts:
     cooldown_minutes: 360
+  # Shadow scoring: the `challenger` also scores a sample of the champion's live requests, off the
+  # response path (never returned, never delaying an answer). After `min_labelled` paired labels or
+  # `max_days` days, the challenger is promoted when it beats the champion by improvement.min_relative
+  # with p < p_value (McNemar on correctness / Wilcoxon on absolute errors), else discarded.
+  # decide: promote (through the gates and approvals, as a manual promotion) or alert (propose only).
+  shadow:
+    enabled: false
+    sample: 1.0
+    min_labelled: 200
+    max_days: 14
+    p_value: 0.05
+    decide: alert
 models:
   churn:
     fairness:
@@ -228,6 +240,15 @@ class Alerts(_Strict):
     cooldown_minutes: float = Field(360, ge=0)
 
 
+class Shadow(_Strict):
+    enabled: bool = False
+    sample: float = Field(1.0, ge=0, le=1)  # share of the champion's requests the challenger also scores
+    min_labelled: int = Field(200, ge=1)  # paired labels before the decision
+    max_days: float = Field(14, gt=0)  # ... or this long after the challenger was set
+    p_value: float = Field(0.05, gt=0, lt=1)
+    decide: Literal["promote", "alert"] = "alert"
+
+
 def _check_cron(expression: str | None) -> None:
     if expression is None:
         return
@@ -252,6 +273,7 @@ class ModelPolicy(_Strict):
     rollback: Rollback = Rollback()
     feedback: Feedback = Feedback()
     alerts: Alerts = Alerts()
+    shadow: Shadow = Shadow()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPolicy:

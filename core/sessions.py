@@ -121,15 +121,15 @@ def list_live(session: Session, *, now: datetime | None = None) -> list[SessionV
             for row, name in rows]
 
 
-def revoke(session: Session, *, actor: Actor, session_id: int, now: datetime | None = None) -> None:
-    """An admin ends one session (a lost laptop, a shared machine); audited."""
+def revoke(session: Session, *, actor: Actor, session_id: int, now: datetime | None = None) -> str:
+    """An admin ends one session (a lost laptop, a shared machine); audited. Returns its user's name."""
     auth.require(session, actor, "users.manage", f"session:{session_id}")
     row = session.get(BrowserSession, session_id)
     if row is None:
         raise NotFound(f"no session with id {session_id}")
-    if row.revoked_at is not None:
-        return
-    row.revoked_at = now or utcnow()
     user = session.get(User, row.user_id)
-    audit.record(session, actor, "session.revoked", f"user:{user.username if user else row.user_id}",
-                 {"session": session_id, "client": row.client})
+    name = user.username if user else str(row.user_id)
+    if row.revoked_at is None:
+        row.revoked_at = now or utcnow()
+        audit.record(session, actor, "session.revoked", f"user:{name}", {"session": session_id, "client": row.client})
+    return name

@@ -2,14 +2,15 @@
 
 import streamlit as st
 
-from core import auth, policy
+from core import auth, policy, sessions
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
 from ui.components import act, message
 
 who = session.actor()
 st.title("Admin")
-users_tab, tokens_tab, policy_tab, alerts_tab = st.tabs(["Users", "API tokens", "Policies", "Alerts"])
+users_tab, tokens_tab, sessions_tab, policy_tab, alerts_tab = st.tabs(
+    ["Users", "API tokens", "Sessions", "Policies", "Alerts"])
 
 with users_tab:
     st.dataframe(queries.users(), hide_index=True, width="stretch")
@@ -48,21 +49,37 @@ with tokens_tab:
         st.success("Copy this token now: it is shown only once.")
         st.code(plain, language="text")
     with st.form("new-token", clear_on_submit=True):
-        c1, c2 = st.columns(2)
+        c1, c2, c3, c4 = st.columns(4)
         token_name = c1.text_input("Token name")
         token_role = c2.selectbox("Token role", ROLES, index=0)
+        owner = c3.selectbox("Owner", queries.users()["username"].tolist(), index=None, placeholder="you")
+        days = c4.number_input("Expires after (days, 0 = never)", min_value=0, max_value=3650, value=auth.TOKEN_DAYS)
         if st.form_submit_button("Create token"):
-            made = act(lambda s: auth.create_token(s, actor=who, role=token_role, name=token_name.strip()))
+            made = act(lambda s: auth.create_token(s, actor=who, role=token_role, name=token_name.strip(),
+                                                   owner=owner, expires_days=int(days)))
             if made:
                 st.session_state["new_token"] = made[0]
                 st.rerun()
     tokens = queries.tokens()
+    st.caption("A token acts for its owner (never above the owner's role) and stops with the owner's deactivation; "
+               "an empty expiry means never. Last use is recorded at most once a minute.")
     st.dataframe(tokens, hide_index=True, width="stretch")
     live = tokens[tokens["revoked"].isna()]["id"].tolist() if not tokens.empty else []
     revoke = st.selectbox("Token to revoke", live, index=None, placeholder="pick a token id")
     if revoke is not None and st.button("Revoke token"):
         act(lambda s: auth.revoke_token(s, actor=who, token_id=int(revoke)), success=f"Token {revoke} revoked")
         st.rerun()
+
+with sessions_tab:
+    st.caption("Signed-in browsers. A password reset, a role change or a deactivation ends a user's sessions "
+               "at once; revoke one here for a lost or shared machine.")
+    live = session.live_sessions()
+    st.dataframe(live, hide_index=True, width="stretch")
+    pick = st.selectbox("Session to revoke", [row["id"] for row in live], index=None, placeholder="pick a session id",
+                        format_func=lambda i: next(f"{i} · {r['user']} · {r['client']}" for r in live if r["id"] == i))
+    if pick is not None and st.button("Revoke session"):
+        if act(lambda s: sessions.revoke(s, actor=who, session_id=int(pick)), success=f"Session {pick} ended"):
+            st.rerun()
 
 with policy_tab:
     home = resources.settings().home

@@ -9,7 +9,7 @@ from core.data.tables import TableLimits
 from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
-from ui.components import act, ago, code, message, plain
+from ui.components import act, ago, badge, code, message, plain
 
 PAGE_SIZE = 20
 who = session.actor()
@@ -86,9 +86,10 @@ cert_tab, profile_tab, diff_tab, runs_tab, schema_tab = st.tabs(["Certificate", 
 
 with cert_tab:
     passed, at, checks = q.certificate(chosen, number)
-    failed = int((checks[""] == "❌").sum())
-    verdict = "✅ Certificate passed" if passed else f"❌ Certificate failed: {failed} of {len(checks)} checks"
-    st.markdown(f"**{verdict}** · {view.ref} · sha256 `{view.sha256[:12]}` · schema v{view.schema_version} · "
+    failed = int((checks["result"] == "failed").sum())
+    verdict = badge("passed", text="Certificate passed") if passed else badge(
+        "failed", text=f"Certificate failed: {failed} of {len(checks)} checks")
+    st.markdown(f"{verdict} · {view.ref} · sha256 `{view.sha256[:12]}` · schema v{view.schema_version} · "
                 f"checked {ago(at)}")
     st.dataframe(checks, hide_index=True, width="stretch")
 

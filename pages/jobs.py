@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.platform import job_queue, schedules
 from ui import queries, session
-from ui.components import STATUS_ICON, act, ago, code, job_row, message, plain
+from ui.components import act, ago, badge, code, job_row, message, plain
 
 who = session.actor()
 st.title("Jobs")
@@ -38,7 +38,7 @@ page_no = st.number_input("Page", min_value=1, value=1, step=1)
 history = queries.job_list(statuses=tuple(status_filter) or ("succeeded", "failed", "cancelled"),
                            limit=25, offset=(page_no - 1) * 25)
 table = pd.DataFrame([{
-    "job": j.id, "status": f"{STATUS_ICON[j.status]} {j.status}", "kind": j.kind, "by": j.created_by,
+    "job": j.id, "status": j.status, "kind": j.kind, "by": j.created_by,
     "queued": j.created_at, "finished": j.finished_at,
     "seconds": (j.finished_at - j.started_at).total_seconds() if j.finished_at and j.started_at else None,
     "error": j.error or "",
@@ -47,7 +47,8 @@ if table.empty:
     st.caption("No finished jobs yet.")
 else:
     st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+                 column_config={"seconds": st.column_config.NumberColumn(format="%.1f"),
+                                "status": st.column_config.TextColumn("status", help="succeeded, failed or cancelled")})
     chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job")
     if chosen is not None:
         job = next(j for j in history if j.id == chosen)
@@ -63,7 +64,7 @@ if not rows:
     st.caption("No schedules.")
 for sched in rows:
     left, right = st.columns([5, 1])
-    state = "⏸️ paused" if sched.paused else f"next run {ago(sched.next_run_at)}"
+    state = badge("cancelled", text="paused", color="orange") if sched.paused else f"next run {ago(sched.next_run_at)}"
     next_at = f" ({sched.next_run_at:%Y-%m-%d %H:%M} UTC)" if sched.next_run_at and not sched.paused else ""
     left.markdown(f"**{plain(sched.name)}** · {code(sched.cron)} · {sched.kind} · {state}{next_at} · "
                   f"last run {ago(sched.last_run_at)}  \n{plain(sched.description)}")

@@ -1,11 +1,31 @@
-"""Overview: what is going on in this workspace."""
+"""Overview: is production OK? One row per model first, then what is going on in this workspace."""
 
+import pandas as pd
 import streamlit as st
 
 from ui import alerts_view, queries, serving_queries
-from ui.components import STATUS_ICON, ago, plain
+from ui.components import STATUS_ICON, ago, badge, plain
 
 st.title("Overview")
+
+health = queries.model_health()
+st.subheader("Production")
+if not health:
+    st.info("No model yet: register a dataset on Datasets, train on Training, promote on Registry.")
+else:
+    attention = [h.model for h in health if not h.ok]
+    st.markdown(badge("passed", text=f"All {len(health)} model(s) OK") if not attention else
+                badge("warning", text=f"{len(attention)} of {len(health)} model(s) need attention: "
+                                      f"{', '.join(attention)}"))
+    st.dataframe(pd.DataFrame([{
+        "model": h.model, "status": "OK" if h.ok else "needs attention", "champion": h.champion, "gates": h.gates,
+        "drift": h.drift, "why": h.drift_reason, "performance": h.metric_state, "metric": h.metric,
+        "last trained": h.last_trained, "alerts (24 h)": h.alerts_24h} for h in health]),
+        hide_index=True, width="stretch", key="ov-health",
+        column_config={"why": st.column_config.TextColumn("drift: why", width="large"),
+                       "metric": st.column_config.TextColumn("metric vs floor", width="medium"),
+                       "alerts (24 h)": st.column_config.NumberColumn(help="warnings and worse in the last 24 h")})
+
 counts = queries.overview_counts()
 cols = st.columns(4)
 cols[0].metric("Jobs running", counts.jobs.get("running", 0))
@@ -21,8 +41,8 @@ def running_jobs() -> None:
     if not active:
         st.caption("No job is queued or running.")
     for job in active:
-        st.progress(job.progress, text=f"{STATUS_ICON[job.status]} #{job.id} {job.kind} — {plain(job.stage)} "
-                                       f"(by {plain(job.created_by)}, {ago(job.created_at)})")
+        st.progress(job.progress, text=f"{STATUS_ICON[job.status]} {job.status} · #{job.id} {job.kind} — "
+                                       f"{plain(job.stage)} (by {plain(job.created_by)}, {ago(job.created_at)})")
 
 
 running_jobs()
@@ -35,12 +55,19 @@ st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
 def serving() -> None:
     st.subheader("Serving")
     traffic = serving_queries.traffic()
-    if traffic.empty:
-        st.caption("No predictions in the last 15 minutes. The API (`python cli.py serve`) serves each model's "
-                   "champion at POST /v1/models/NAME/predict.")
-        return
+    window = "last 15 minutes"
+    if traffic.empty:  # quiet just now: say when traffic last came, not only that none came
+        traffic, window = serving_queries.traffic(24 * 60), "last 24 hours"
+        if traffic.empty:
+            st.caption("No predictions in the last 15 minutes, nor in the last 24 hours. The API (`python cli.py serve`) serves each model's "
+                       "champion at POST /v1/models/NAME/predict.")
+            return
+        last = traffic["last"].max()
+        st.caption(f"No predictions in the last 15 minutes; {int(traffic['requests'].sum()):,} request(s) in the "
+                   f"last 24 hours, the latest {ago(last)}.")
     st.dataframe(traffic, hide_index=True, width="stretch",
-                 column_config={"error rate": st.column_config.NumberColumn(format="percent")})
+                 column_config={"error rate": st.column_config.NumberColumn(format="percent"),
+                                "requests": st.column_config.NumberColumn(help=f"requests in the {window}")})
     st.caption("Recent predictions")
     st.dataframe(serving_queries.recent_predictions(), hide_index=True, width="stretch")
 

@@ -6,7 +6,7 @@ import streamlit as st
 from core.errors import LeanOpsError
 from core.promotion import approvals, gates, moves
 from ui import queries, registry_view, resources, session
-from ui.components import act, message, plain
+from ui.components import act, message, plain, verdict, verdict_column
 
 who = session.actor()
 st.title("Registry")
@@ -15,7 +15,8 @@ if not models:
     st.info("No model versions yet: launch one on the Training page.")
     st.stop()
 
-st.dataframe(pd.DataFrame([{"model": m.name, "champion": m.champion, "challenger": m.challenger,
+st.dataframe(pd.DataFrame([{"model": m.name, "champion": f"v{m.champion}" if m.champion else "none yet",
+                            "challenger": f"v{m.challenger}" if m.challenger else "none",
                             "versions": m.versions, "task": m.task, "last trained": m.last_trained}
                            for m in models]), hide_index=True, width="stretch")
 model = st.selectbox("Model", [m.name for m in models], index=0)
@@ -43,26 +44,32 @@ if notice := st.session_state.pop("registry_notice", None):
     st.success(message(notice))
 
 st.subheader(f"Versions of {plain(model)}")
-GATE_MARK = {True: "✅", False: "❌", None: "—"}
 st.dataframe(pd.DataFrame([{
-    "version": v.version, "aliases": ", ".join(v.aliases), "gates": GATE_MARK[v.gates_passed],
+    "version": v.version, "role": ", ".join(v.aliases) or "—", "gates": verdict(v.gates_passed),
     v.primary_metric or "score": v.score, "model": v.model_kind, "dataset": v.dataset, "trained by": v.created_by,
-    "trained": v.trained_at} for v in versions]), hide_index=True, width="stretch")
+    "trained": v.trained_at} for v in versions]), hide_index=True, width="stretch",
+    column_config={"gates": verdict_column("gates")})
 
 chosen = st.selectbox("Version", [v.version for v in versions], format_func=lambda n: f"v{n}")
 version = next(v for v in versions if v.version == chosen)
 champion = next((v for v in versions if v.version == row.champion), None)
 registry_view.metric_deltas(version, champion)
 registry_view.lineage(version, queries.champion_periods(model))
-st.markdown("**Gates**")
+registry_view.gate_summary(version.gates_passed, version.gate_checks)
 registry_view.gate_table(version.gate_checks)
 registry_view.model_card(model, version.version, who)
 registry_view.report_downloads(model, version.version, who)
+if version.version == row.challenger:
+    registry_view.shadow_panel(model, who)
 
 reason = st.text_input("Reason (recorded with the move)", key="move-reason")
 buttons = st.columns(4)
-if who.at_least("approver") and buttons[0].button("Promote to production", type="primary",
-                                                   disabled=version.version == row.champion):
+gates_pass = version.gates_passed is True  # only then is promoting the obvious next step
+if who.at_least("approver") and buttons[0].button(
+        "Promote to production", type="primary" if gates_pass else "secondary",
+        disabled=version.version == row.champion,
+        help="already the champion" if version.version == row.champion else None if gates_pass else
+        "this version's gates did not pass: promotion will be refused (Force promote is for emergencies)"):
     move(lambda: moves.promote(factory, settings, actor=who, model=model, version=version.version, reason=reason),
          f"v{version.version} is now the champion of {model}.")
 if who.at_least("scientist") and queries.policy_needs_approval(model) and buttons[1].button("Request promotion"):

@@ -7,7 +7,7 @@ from core.training.spec import parse_spec
 from ui import session
 from ui import training_charts as charts
 from ui import training_queries as q
-from ui.components import STATUS_ICON, act, ago, code, job_row, message, plain
+from ui.components import act, ago, badge, code, job_row, message, plain
 from ui.training_form import launch_form
 
 PAGE_SIZE = 25
@@ -73,7 +73,7 @@ choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.
                                                                               *listing.ids]
 chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run")
 run = q.run_detail(chosen)
-st.markdown(f"### Run {run.id} · {STATUS_ICON.get(run.status, '')} {run.status}")
+st.markdown(f"### Run {run.id} · {badge(run.status)}")
 if run.error:
     st.error(message(run.error))
 tiles = {k: v for k, v in run.metrics.items() if k not in charts.FAIRNESS_KEYS}  # fairness has its own line

@@ -11,8 +11,8 @@ from core.errors import LeanOpsError
 from ui import resources
 from ui.components import act, ago
 
-STATUS = {"sent": "✅ sent", "failed": "❌ failed", "partly failed": "⚠️ partly failed", "sending": "⏳ sending",
-          "suppressed": "🔕 suppressed (cooldown)", "no channels": "— no channel enabled"}
+STATUS = {"sent": "sent", "failed": "failed", "partly failed": "partly failed", "sending": "sending",
+          "suppressed": "not sent: cooldown", "no channels": "not sent: no channel enabled"}  # words (sortable)
 KIND_LABELS = {"Slack webhook": "slack", "Generic webhook": "webhook", "Email": "email"}
 
 

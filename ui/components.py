@@ -15,7 +15,35 @@ from core.platform.database import transaction
 from ui import resources
 
 T = TypeVar("T")
-STATUS_ICON = {"queued": "⏳", "running": "🏃", "succeeded": "✅", "failed": "❌", "cancelled": "🚫"}
+# Verdicts are words in a coloured badge, never an emoji alone: without an emoji font (a common Linux
+# desktop, a locked-down browser, CI's Chromium) ✅ and ❌ both show as the same empty box.
+STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/directions_run:",
+               "succeeded": ":material/check_circle:", "failed": ":material/cancel:", "cancelled": ":material/block:"}
+BADGE = {  # word → (colour, Material icon)
+    "passed": ("green", ":material/check_circle:"), "failed": ("red", ":material/cancel:"),
+    "succeeded": ("green", ":material/check_circle:"), "queued": ("gray", ":material/schedule:"),
+    "running": ("blue", ":material/directions_run:"), "cancelled": ("gray", ":material/block:"),
+    "not evaluated": ("gray", ":material/help:"), "no drift": ("green", ":material/check_circle:"),
+    "drift": ("red", ":material/warning:"), "warning": ("orange", ":material/warning:"),
+    "not checked": ("gray", ":material/help:"), "sent": ("green", ":material/check_circle:"),
+}
+
+
+def verdict(passed: bool | None) -> str:
+    """A pass/fail as the word a table shows (and sorts by): passed, failed or not evaluated."""
+    return "not evaluated" if passed is None else ("passed" if passed else "failed")
+
+
+def badge(word: str, *, text: str | None = None, color: str | None = None) -> str:
+    """Markdown for a coloured badge with an icon and ``text`` (default: the word), for any Markdown element."""
+    colour, icon = BADGE.get(word, ("gray", ""))
+    label = f"{icon} {text if text is not None else word}".strip().replace("]", "\\]")
+    return f":{color or colour}-badge[{label}]"
+
+
+def verdict_column(label: str) -> st.column_config.TextColumn:
+    """A table column of verdict words (it sorts as text); the header says what was judged."""
+    return st.column_config.TextColumn(label, help="passed, failed or not evaluated", width="small")
 
 # Most Streamlit text elements render Markdown (st.markdown, caption, info/error/…, toast, table cells,
 # metric labels and help, progress text, expander labels). Text that people typed elsewhere (model
@@ -57,7 +85,7 @@ def act(fn: Callable[[Session], T], *, success: str | None = None) -> T | None:
         return None
     st.cache_data.clear()
     if success:
-        st.toast(message(success), icon="✅")
+        st.toast(message(success), icon=":material/check_circle:")
     return result
 
 
@@ -83,7 +111,8 @@ def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Acto
 
     left, right = st.columns([5, 1])
     left.progress(job.progress,
-                  text=f"{STATUS_ICON[job.status]} {label} · by {plain(job.created_by)} {ago(job.created_at)}")
+                  text=f"{STATUS_ICON[job.status]} {job.status} · {label} · by {plain(job.created_by)} "
+                       f"{ago(job.created_at)}")
     if job.cancel_requested:
         right.caption("stopping…")
     elif who.at_least("scientist") and right.button("Cancel", key=f"{key}-{job.id}"):

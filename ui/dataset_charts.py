@@ -66,7 +66,7 @@ def column_chart(col: dict[str, Any]) -> go.Figure | None:
 
 
 def diff_table(d: VersionDiff) -> pd.DataFrame:
-    return pd.DataFrame([{"column": c["column"], "changed": "⚠️" if c["changed"] else "",
+    return pd.DataFrame([{"column": c["column"], "changed": "changed" if c["changed"] else "same",
                           "PSI": c["psi"], "mean shift (σ)": c["shift_sd"],
                           f"missing v{d.a}": f"{c['missing_a']:.1%}", f"missing v{d.b}": f"{c['missing_b']:.1%}",
                           "new values": ", ".join(c["new_values"]), "gone values": ", ".join(c["gone_values"])}

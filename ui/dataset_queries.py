@@ -65,10 +65,10 @@ def certificate(name: str, number: int) -> tuple[bool, Any, pd.DataFrame]:
     """(passed, checked at, checks table with failures first)."""
     with _session() as session:
         cert = datasets.get_certificate(session, ref=f"{name}:{number}")
-    table = pd.DataFrame([{"": _mark(c["passed"]), "check": c["check"], "column": c["column"] or "(table)",
+    table = pd.DataFrame([{"result": _mark(c["passed"]), "check": c["check"], "column": c["column"] or "(table)",
                            "observed": c["observed"], "expected": c["expected"]} for c in cert.checks],
-                         columns=["", "check", "column", "observed", "expected"])
-    table = table.sort_values("", key=lambda s: s != "❌", kind="stable").reset_index(drop=True)
+                         columns=["result", "check", "column", "observed", "expected"])
+    table = table.sort_values("result", key=lambda s: s != "failed", kind="stable").reset_index(drop=True)
     return cert.passed, cert.at, table
 
 
@@ -106,4 +106,5 @@ def source_list() -> list[sources.SourceView]:
 
 
 def _mark(passed: bool | None) -> str:
-    return "—" if passed is None else ("✅" if passed else "❌")
+    """A verdict as a word (sortable, readable without an emoji font)."""
+    return "—" if passed is None else ("passed" if passed else "failed")

@@ -32,12 +32,12 @@ def column_table(check: CheckView) -> pd.DataFrame:
     table = pd.DataFrame([{"column": name, **{k: stats.get(k) for k in COLUMN_FIELDS[1:]}} for name, stats in items],
                          columns=COLUMN_FIELDS)
     table["column"] = [name if name == "(predictions)" else plain(name) for name, _ in items]  # st.table: Markdown
-    table["drifted"] = table["drifted"].map({True: "⚠️ yes", False: "no"}).fillna("—")
+    table["drifted"] = table["drifted"].map({True: "yes", False: "no"}).fillna("—")
     return table.sort_values(["drifted", "column"], ascending=[True, True], key=_drifted_first).reset_index(drop=True)
 
 
 def _drifted_first(values: pd.Series) -> pd.Series:
-    return values.map(lambda v: 0 if v == "⚠️ yes" else 1) if values.name == "drifted" else values
+    return values.map(lambda v: 0 if v == "yes" else 1) if values.name == "drifted" else values
 
 
 # The report's frame may run scripts (Evidently draws its charts with them) but nothing else: without
@@ -251,7 +251,7 @@ def importance_table(check: CheckView) -> pd.DataFrame:
     table = column_table(check)
     shares = {plain(n): c.get("importance") for n, c in check.columns.items()}
     table.insert(2, "importance", table["column"].map(shares))
-    drifted_first = table["drifted"].map(lambda v: 0 if v == "⚠️ yes" else 1)
+    drifted_first = table["drifted"].map(lambda v: 0 if v == "yes" else 1)
     order = sorted(range(len(table)), key=lambda i: (drifted_first.iloc[i], -(table["importance"].iloc[i] or 0)))
     return table.iloc[order].reset_index(drop=True)
 

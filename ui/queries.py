@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from dataclasses import dataclass
 
 import pandas as pd
@@ -66,10 +67,14 @@ def users() -> pd.DataFrame:
 @st.cache_data(ttl=30)
 def tokens() -> pd.DataFrame:
     with _session() as session:
+        now = datetime.now(UTC)
+        columns = ["id", "name", "starts with", "role", "owner", "owner role", "status", "last used", "expires",
+                   "created by", "created", "revoked"]
         return pd.DataFrame([{"id": t.id, "name": t.name, "starts with": t.prefix + "…", "role": t.role,
+                              "owner": t.owner or "(none)", "owner role": t.owner_role, "status": t.status(now),
+                              "last used": t.last_used_at, "expires": t.expires_at,
                               "created by": t.created_by, "created": t.created_at,
-                              "revoked": t.revoked_at} for t in auth.list_tokens(session)],
-                            columns=["id", "name", "starts with", "role", "created by", "created", "revoked"])
+                              "revoked": t.revoked_at} for t in auth.list_tokens(session)], columns=columns)
 
 
 @st.cache_data(ttl=5)
@@ -141,3 +146,111 @@ def policy_needs_approval(model: str) -> bool:
     from core import policy
 
     return policy.rules_for(resources.settings().home, model).approval.required
+
+
+# -- training: what a model name is bound to (core.training.integrity) ---------------------------
+
+@st.cache_data(ttl=10)
+def model_binding(model: str):  # -> integrity.Binding | None (imported lazily: pages start fast)
+    from core.training import integrity
+
+    with _session() as session:
+        return integrity.binding(session, model=model)
+
+
+@st.cache_data(ttl=10)
+def schema_changes(model: str, ref: str, target: str, exclude: tuple[str, ...]) -> list[str]:
+    from core.training import integrity
+
+    with _session() as session:
+        return integrity.schema_changes_for(session, model=model, ref=ref, target=target, exclude=exclude)
+
+
+# -- the Overview's first question: is production OK? ----------------------------------------------
+
+@dataclass(frozen=True)
+class ModelHealth:
+    """One row of the Overview: a model in production at a glance, every state in words."""
+
+    model: str
+    champion: str  # "v3" or "none yet"
+    gates: str  # passed | failed | not evaluated (the champion's latest gate evaluation)
+    drift: str  # drift | no drift | not checked
+    drift_reason: str
+    metric: str  # "live f1 0.812 (floor >= 0.7)", "estimated f1 0.84 …" or why there is none
+    metric_state: str  # ok | below floor | not enough labels | no champion
+    last_trained: datetime | None
+    alerts_24h: int
+
+    @property
+    def ok(self) -> bool:
+        return (self.champion != "none yet" and self.gates == "passed" and self.drift != "drift"
+                and self.metric_state not in ("below floor",) and self.alerts_24h == 0)
+
+
+@st.cache_data(ttl=15)
+def model_health() -> list[ModelHealth]:
+    from datetime import timedelta
+
+    from core import policy
+    from core.alerts import notify
+    from core.monitoring import checks, performance
+    from core.registry import views
+
+    settings = resources.settings()
+    since = datetime.now(UTC) - timedelta(hours=24)
+    out = []
+    with _session() as session:
+        for m in views.list_models(session, mlflow_uri=settings.mlflow_uri):
+            rules = policy.rules_for(settings.home, m.name)
+            gates, metric, state = "not evaluated", "no champion to measure", "no champion"
+            if m.champion is not None:
+                version = next((v for v in views.list_versions(session, mlflow_uri=settings.mlflow_uri, model=m.name)
+                                if v.version == m.champion), None)
+                gates = _verdict(version.gates_passed if version else None)
+                metric, state = _live_metric(session, performance.evaluate(
+                    session, model=m.name, version=m.champion, rules=rules), rules)
+            latest = checks.latest(session, model=m.name)
+            if latest is None:
+                drift, reason = "not checked", "no drift check yet"
+            else:
+                drift = "drift" if latest.verdict.get("drifted", latest.drift_detected) else "no drift"
+                said = [r.get("text", "") for r in latest.verdict.get("reasons", []) if r.get("text")]
+                reason = "; ".join(said) if drift == "drift" and said else checks.headline(latest)
+                reason += f" (checked v{latest.version}, {latest.ts:%Y-%m-%d %H:%M} UTC)"
+                if state == "not enough labels" and (estimate := _estimated(latest, rules)):
+                    metric = estimate
+            alerts = sum(1 for a in notify.recent(session, limit=200, model=m.name)  # warnings and worse
+                         if a.severity != "info" and a.ts.replace(tzinfo=a.ts.tzinfo or UTC) >= since)
+            out.append(ModelHealth(model=m.name, champion=f"v{m.champion}" if m.champion else "none yet",
+                                   gates=gates, drift=drift, drift_reason=reason, metric=metric, metric_state=state,
+                                   last_trained=m.last_trained, alerts_24h=alerts))
+    return out
+
+
+def _verdict(passed: bool | None) -> str:
+    return "not evaluated" if passed is None else ("passed" if passed else "failed")
+
+
+def _live_metric(session: Session, verdict, rules) -> tuple[str, str]:  # a performance.Verdict, a ModelPolicy
+    from core import policy
+
+    name = policy.PRIMARY.get(verdict.task, "")
+    floor = rules.performance.floor.get(verdict.task, {}).get(name)
+    against = f" (floor {floor})" if floor else ""
+    if verdict.status == "insufficient":
+        return (f"{verdict.labels} of {verdict.min_labels} labels needed for a live {name}", "not enough labels")
+    value = verdict.metrics.get(name)
+    shown = "—" if value is None else f"{value:.3f}"
+    return (f"live {name} {shown}{against} over {verdict.labels} labels",
+            "ok" if verdict.status == "ok" else "below floor")
+
+
+def _estimated(check, rules) -> str | None:  # a CheckView: its label-free estimate of the primary metric
+    from core import policy
+
+    for name, est in check.estimated_performance.items():
+        if name in (policy.PRIMARY["classification"], policy.PRIMARY["regression"], "mae"):
+            floor = next((rule.get(name) for rule in rules.performance.floor.values() if name in rule), None)
+            return f"estimated {name} {est['value']:.3f}" + (f" (floor {floor})" if floor else "") + " without labels"
+    return None

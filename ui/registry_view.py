@@ -13,16 +13,26 @@ from core.actors import Actor
 from core.compliance import reports
 from core.registry import cards
 from ui import resources
-from ui.components import act, code, plain
+from ui.components import act, badge, code, plain, verdict, verdict_column
+
+
+def gate_summary(passed: bool | None, checks: list[dict]) -> None:
+    """The version's gate verdict in words: a badge, and how many checks failed."""
+    if passed is None:
+        st.markdown(f"**Gates** {badge('not evaluated')}")
+        return
+    failed = sum(not c["passed"] for c in checks)
+    text = "passed" if passed else f"failed: {failed} of {len(checks)} checks"
+    st.markdown(f"**Gates** {badge(verdict(passed), text=text)}")
 
 
 def gate_table(checks: list[dict]) -> None:
     if not checks:
         st.caption("Gates not evaluated yet.")
         return
-    st.dataframe(pd.DataFrame([{"": "✅" if c["passed"] else "❌", "check": c["name"], "observed": str(c["observed"]),
+    st.dataframe(pd.DataFrame([{"result": verdict(c["passed"]), "check": c["name"], "observed": str(c["observed"]),
                                 "required": str(c["required"]), "detail": c.get("detail", "")} for c in checks]),
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch", column_config={"result": verdict_column("result")})
 
 
 def metric_deltas(version, champion) -> None:  # VersionRows (champion: None when there is none)
@@ -39,10 +49,11 @@ def metric_deltas(version, champion) -> None:  # VersionRows (champion: None whe
 def lineage(version, periods) -> None:
     mine = [p for p in periods if p.version == version.version]
     served = ", ".join(f"{p.start:%Y-%m-%d %H:%M} → {p.end:%Y-%m-%d %H:%M}" if p.end else
-                       f"{p.start:%Y-%m-%d %H:%M} → now" for p in mine) or "never champion"
+                       f"{p.start:%Y-%m-%d %H:%M} → now (the current champion)" for p in mine)
+    served = served or "not yet: this version has never been the champion"
     st.markdown(f"**Dataset** {code(version.dataset)} (sha256 {code(version.dataset_sha256[:12])}…) → "
                 f"**run** #{version.run_id} (MLflow {code(version.mlflow_run_id)}) by {plain(version.created_by)} → "
-                f"**version** {version.version} ({plain(version.model_kind)}) → **champion** {served}")
+                f"**version** {version.version} ({plain(version.model_kind)}) → **in production** {served}")
 
 
 def timeline(periods) -> None:
@@ -113,3 +124,46 @@ def report_downloads(model: str, version: int, who: Actor) -> None:
     right.download_button("Download compliance report (JSON)", make("json"), width="stretch",
                           file_name=f"compliance-{model}-v{version}.json", mime="application/json", on_click="ignore",
                           key=f"report-json-{model}-{version}")
+
+
+def shadow_panel(model: str, who: Actor) -> None:
+    """The challenger's shadow comparison: the paired numbers, the policy's decision, and a chart over time."""
+    from core.errors import LeanOpsError
+    from core.promotion import shadow
+
+    st.subheader("Shadow")
+    try:
+        with resources.session_factory()() as s:
+            found = shadow.compare(s, resources.settings(), actor=who, model=model)
+    except LeanOpsError as exc:
+        st.error(str(exc))
+        return
+    if not found.compared:
+        st.caption("No shadow comparison yet: turn `shadow.enabled` on in the policy; the challenger then also "
+                   "scores the champion's live requests (never returned to the client).")
+        return
+    cols = st.columns(5)
+    cols[0].metric("Records compared", f"{found.compared:,}")
+    cols[1].metric("Agreement", f"{found.agreement:.1%}" if found.agreement is not None else "—")
+    cols[2].metric("Labelled", f"{found.labelled:,}")
+    cols[3].metric(f"Champion v{found.champion} {found.metric}", _num(found.champion_score))
+    cols[4].metric(f"Challenger v{found.challenger} {found.metric}", _num(found.challenger_score),
+                   delta=_num(found.challenger_score - found.champion_score)
+                   if found.challenger_score is not None and found.champion_score is not None else None,
+                   delta_color="normal" if found.metric == "accuracy" else "inverse")
+    test = "McNemar" if found.metric == "accuracy" else "Wilcoxon signed-rank"
+    st.markdown(f"**Decision** {badge(found.decision, color={'promote': 'green', 'discard': 'red'}.get(found.decision))} · {test} p = {_num(found.p_value)} · latency per request: "
+                f"champion {_num(found.champion_latency_ms)} ms, challenger {_num(found.challenger_latency_ms)} ms")
+    for reason in found.reasons:
+        st.caption(plain(reason))
+    st.caption("No label-free estimate yet: the scores are realised metrics on the records with feedback labels.")
+    days = pd.DataFrame(found.days)
+    if len(days):
+        long = days.melt(id_vars="day", value_vars=["agreement", "champion_score", "challenger_score"],
+                         var_name="series", value_name="value").dropna()
+        st.plotly_chart(px.line(long, x="day", y="value", color="series", markers=True,
+                                title="Agreement and each model's score per day"), width="stretch")
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4g}"

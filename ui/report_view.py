@@ -18,7 +18,7 @@ def prediction_lookup(who: Actor) -> None:
     if not request_id:
         return
     with resources.session_factory()() as s:
-        found = predictions.by_request(s, request_id=request_id)
+        found = predictions.by_request(s, request_id=request_id, store=resources.settings().data_store)
         labels = predictions.feedback_for(s, request_id=request_id) if found else []
     if not found:
         st.info(message(f"No prediction with request id {request_id!r} (or it is older than the retention period)."))

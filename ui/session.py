@@ -25,7 +25,12 @@ from ui import auth_routes, resources
 
 def session_cookie() -> str | None:
     """The session id the browser sent when this tab connected (HttpOnly: no script on the page sees it)."""
-    return st.context.cookies.get(sessions.COOKIE) or None
+    return _cookie(sessions.COOKIE)
+
+
+def _cookie(name: str) -> str | None:
+    value = st.context.cookies.get(name)
+    return value if isinstance(value, str) and value else None  # AppTest's context holds no real cookies
 
 
 def current() -> Actor | None:
@@ -64,16 +69,16 @@ def _from_cookie(plain: str) -> Actor | None:
     if check.actor is not None:
         state["user_id"] = check.actor.user_id
         return check.actor
-    was_signed_in = state.pop("user_id", None) is not None
+    state.pop("user_id", None)
     ended = {
         "idle": f"Your session expired after {s.session_idle_minutes} minutes without activity. "
                 "Please log in again.",
         "expired": f"Your session reached its {s.session_max_hours}-hour limit. Please log in again.",
         "deactivated": "Your account was deactivated. Ask an admin.",
+        "revoked": "You were signed out: a logout (maybe in another tab), a change to your password, role or "
+                   "account, or an admin ended this session. Please log in again.",
     }
-    message = ended.get(check.reason) or (
-        "You were signed out: you logged out in another tab, or your password, role or account changed, "
-        "or an admin ended your session. Please log in again." if was_signed_in else None)
+    message = ended.get(check.reason)
     if message and "login_message" not in state:  # your own logout says so itself
         state["login_message"] = message
     return None
@@ -138,7 +143,7 @@ def login_page() -> None:
     st.caption("Data, training, registry, serving and monitoring for lean ML teams.")
     if msg := st.session_state.pop("login_message", None):
         st.info(msg)
-    if (value := st.context.cookies.get(auth_routes.MESSAGE_COOKIE)) and (refused := auth_routes.decode_message(value)):
+    if (value := _cookie(auth_routes.MESSAGE_COOKIE)) and (refused := auth_routes.decode_message(value)):
         st.error(refused)
     with resources.session_factory()() as session:
         if not auth.count_users(session):
@@ -153,7 +158,7 @@ def login_page() -> None:
 def _here() -> str:
     """The path of the page this tab shows (``st.context.url`` names it; AppTest has none)."""
     url = st.context.url
-    return auth_routes.safe_next(urlsplit(url).path) if url else "/"
+    return auth_routes.safe_next(urlsplit(url).path) if isinstance(url, str) else "/"
 
 
 _FIELD = ("display:block;width:100%;box-sizing:border-box;margin:0.25rem 0 1rem;padding:0.5rem 0.75rem;"

@@ -11,7 +11,9 @@ from typing import Any
 import streamlit as st
 
 from core.training.catalog import DEFAULT_KIND, KINDS, TASKS, Param
+from ui import queries
 from ui import training_queries as q
+from ui.components import code, message
 
 
 def _param_widget(param: Param, key: str, column: Any) -> Any:
@@ -38,13 +40,29 @@ def launch_form() -> dict[str, Any] | None:
     version = c2.selectbox("Version", versions, key=f"tr-version-{dataset}",
                            format_func=lambda v: f"{v} (latest)" if v == versions[0] else str(v))
     shape = q.dataset_shape(dataset, version)
-
+    model_name = st.text_input("Model name", value=dataset, key=f"tr-model-name-{dataset}",
+                               help="the registered model this run adds a version to; a model keeps the target, "
+                                    "task and input columns of its first version").strip()
+    # A model name is bound to its target and task (core.training.integrity): default to them; a new
+    # model gets no default target, so nobody trains on whatever column happens to be last.
+    bound = queries.model_binding(model_name) if model_name else None
+    if bound is not None:
+        st.caption(f"Model {code(bound.model)} predicts {code(bound.target)} ({bound.task}) since its version "
+                   f"{bound.first_version}. To predict something else, use a new model name.")
     c1, c2, c3 = st.columns([2, 1, 2])
-    target = c1.selectbox("Target column", shape.columns, index=len(shape.columns) - 1, key=f"tr-target-{dataset}")
-    detected = shape.tasks[target]
-    task = c2.selectbox("Task", TASKS, index=TASKS.index(detected), key=f"tr-task-{shape.ref}-{target}",
-                        help=f"detected from the target: {detected} (text, yes/no and integers with few values "
-                             "are classes; other numbers are regression)")
+    default = shape.columns.index(bound.target) if bound is not None and bound.target in shape.columns else None
+    target = c1.selectbox("Target column", shape.columns, index=default, key=f"tr-target-{dataset}-{model_name}",
+                          placeholder="choose the column to predict")
+    if target is None:
+        st.info("Choose the target column: the column this model predicts.")
+        return None
+    if bound is not None and target != bound.target:
+        st.error(message(f"Model '{bound.model}' predicts '{bound.target}' ({bound.task}); training it on "
+                         f"'{target}' will be refused. Choose '{bound.target}' or a new model name."))
+    detected = bound.task if bound is not None and target == bound.target else shape.tasks[target]
+    task = c2.selectbox("Task", TASKS, index=TASKS.index(detected), key=f"tr-task-{shape.ref}-{target}-{model_name}",
+                        help=f"detected from the target: {shape.tasks[target]} (text, yes/no and integers with few "
+                             "values are classes; other numbers are regression)")
     kinds = list(KINDS)
     kind = c3.selectbox("Model", kinds, index=kinds.index(DEFAULT_KIND), format_func=lambda k: KINDS[k].label,
                         key="tr-model")
@@ -67,15 +85,19 @@ def launch_form() -> dict[str, Any] | None:
     exclude = st.multiselect("Exclude columns", others, key=f"tr-exclude-{dataset}-{target}",
                              help="leave these out of the features (IDs, constant or empty columns)")
 
-    c1, c2, c3, c4 = st.columns([2, 1, 1, 2])
+    c1, c2, c3 = st.columns([2, 1, 1])
     method = c1.selectbox("Hyperparameter search", ["none", "grid", "random"], key="tr-search",
                           help="cross-validate several candidates on the training rows, then fit the best")
     candidates = c2.number_input("Candidates", 1, 200, 8, key="tr-candidates", disabled=method == "none")
     folds = c3.number_input("CV folds", 2, 20, 3, key="tr-folds", disabled=method == "none")
-    model_name = c4.text_input("Model name", value=dataset, key=f"tr-model-name-{dataset}",
-                               help="the registered model this run adds a version to")
+    allow = allow_schema = False
+    if bound is not None and target == bound.target and (
+            changes := queries.schema_changes(model_name, shape.ref, target, tuple(exclude))):
+        st.warning(message(f"The input columns of {model_name} would change from its version "
+                           f"{bound.schema_version}: " + "; ".join(changes)))
+        allow_schema = st.checkbox("Confirm the input schema change", key="tr-allow-schema",
+                                   help="this version takes other input columns than the model's newest version")
 
-    allow = False
     if not shape.certificate_passed:
         st.warning(f"{shape.ref} failed its quality certificate: training stops unless you allow it.")
         allow = st.checkbox("Train on data that failed its certificate", key="tr-allow")
@@ -85,4 +107,4 @@ def launch_form() -> dict[str, Any] | None:
             "holdout": holdout, "seed": int(seed), "sensitive": sensitive, "exclude": exclude,
             "search": {"method": method, "candidates": int(candidates), "folds": int(folds)}
             if method != "none" else None,
-            "model_name": model_name, "allow_failed_certificate": allow}
+            "model_name": model_name, "allow_failed_certificate": allow, "allow_schema_change": allow_schema}

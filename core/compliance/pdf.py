@@ -207,9 +207,10 @@ def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
                    ("drift detected", latest["drift_detected"]), ("drifted columns", latest["drifted_columns"])])
     if s["alerts"]:
         doc.subheading("Alerts")
-        doc.table(["time", "condition", "severity", "title", "sent"],
-                  [[a["ts"], a["condition"], a["severity"], a["title"], not a["suppressed"]] for a in s["alerts"]],
-                  widths=(42, 28, 20, 85, 15))
+        doc.table(["time", "condition", "severity", "title", "delivery"],
+                  [[a["ts"], a["condition"], a["severity"], a["title"], a.get("delivery") or
+                    ("not sent: cooldown" if a["suppressed"] else "unknown")] for a in s["alerts"]],
+                  widths=(38, 24, 18, 70, 40))
 
 
 def _audit(doc: _Doc, s: dict[str, Any]) -> None:

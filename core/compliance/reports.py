@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit
 from core.actors import Actor
 from core.auth import require
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, LeanOpsError, NotFound
+from core.platform import aliases
 from core.platform.database import transaction
 from core.registry import cards
 from core.training import runs
@@ -280,9 +281,37 @@ def _monitoring(session: Session, model: str, version: int, task: str | None, pe
         missing.append("no performance data (no feedback labels for predictions of this version)")
     return {"drift": {"checks": checks, "drifted": drifted, "latest": latest_doc}, "performance": performance,
             "predictions": session.scalar(select(func.count()).select_from(PredictionLog).where(
-                PredictionLog.model == model, PredictionLog.version == version)) or 0,
+                PredictionLog.model == model, PredictionLog.version == version,
+                PredictionLog.alias != aliases.SHADOW)) or 0,
             "alerts": [{"ts": _iso(a.ts), "condition": a.condition, "severity": a.severity, "title": a.title,
-                        "suppressed": a.suppressed} for a in alerts], "missing": missing}
+                        "suppressed": a.suppressed, "delivery": delivery(a.suppressed, a.deliveries)}
+                       for a in alerts], "missing": missing}
+
+
+def delivery(suppressed: bool, deliveries: list[Any] | None) -> str:
+    """Whether an alert reached anyone, in words: "sent" only when a channel took it (not merely "not suppressed")."""
+    if suppressed:
+        return "not sent: cooldown"
+    if not deliveries:
+        return "not sent: no channel"
+    oks = [d.get("ok") for d in deliveries]
+    if any(ok is None for ok in oks):
+        return "sending"
+    if all(oks):
+        return "sent"
+    return "not sent: delivery failed" if not any(oks) else "partly sent"
+
+
+def _shadow(session: Session, settings: Any, model: str, version: int) -> dict[str, Any] | None:
+    """The challenger's shadow comparison with the champion (None for a version that is not the challenger)."""
+    from core.promotion import shadow
+
+    try:
+        if aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHALLENGER) != version:
+            return None
+        return shadow.compare(session, settings, actor=shadow.ACTOR, model=model).as_dict()
+    except LeanOpsError as exc:  # the report is still written, saying what is missing
+        return {"error": str(exc)}
 
 
 def _within(ts: datetime, periods: list[dict[str, Any]]) -> bool:
@@ -360,6 +389,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
                                       approvals["champion_periods"]),
             "audit": _audit(session, model, settings),
         }
+        content["monitoring"]["shadow"] = _shadow(session, settings, model, version)
     content = _plain(content)
     content["identity"]["report_sha256"] = report_hash(content)
     return content

@@ -30,6 +30,7 @@ from core.errors import InvalidInput, NotFound
 from core.monitoring import drift
 from core.monitoring import report as drift_report
 from core.platform import aliases, job_queue
+from core.platform.aliases import SHADOW
 from core.platform.database import transaction
 from core.platform.storage import Store
 from core.settings import Settings
@@ -419,7 +420,8 @@ def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, mi
     if store is None:
         with factory() as session:
             rows = session.execute(select(PredictionLog.inputs, PredictionLog.output)
-                                   .where(PredictionLog.model == model, PredictionLog.ts >= since)).all()
+                                   .where(PredictionLog.model == model, PredictionLog.ts >= since,
+                                          PredictionLog.alias != SHADOW)).all()
         logged = pd.DataFrame.from_records([r.inputs for r in rows]).assign(output=[r.output for r in rows])
     else:
         logged = prediction_store.window(factory, store, model=model, since=since, until=now + timedelta(seconds=1),

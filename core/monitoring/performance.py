@@ -20,6 +20,7 @@ from core import audit, policy
 from core.actors import system_actor
 from core.alerts import notify
 from core.errors import NotFound
+from core.platform.aliases import SHADOW
 from core.platform.database import transaction
 from core.platform.storage import Store
 from core.settings import Settings
@@ -121,7 +122,7 @@ def labelled(session: Session, *, model: str, version: int | None = None, limit:
     query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
              .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
                                   Feedback.record_index == PredictionLog.record_index))
-             .where(PredictionLog.model == model, Feedback.model == model)
+             .where(PredictionLog.model == model, Feedback.model == model, PredictionLog.alias != SHADOW)
              .order_by(desc(PredictionLog.ts), desc(PredictionLog.id)))
     if version is not None:
         query = query.where(PredictionLog.version == version)

@@ -9,6 +9,9 @@ from core.errors import NotFound
 from core.platform import mlflow_store
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+# The ``alias`` of a prediction-log row the challenger made in the shadow of a champion request (same
+# request id): never an alias in MLflow, never returned to a client, left out of every champion reader.
+SHADOW = "shadow"
 
 
 def get(uri: str, *, model: str, alias: str) -> int | None:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.actors import Actor
-from core.auth import require
+from core.auth import person_behind, require
 from core.errors import InvalidInput, NotFound
 from core.platform import aliases, locks
 from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, evaluate_gates, open_request
@@ -94,8 +94,10 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
         return _decide_rollback(session, settings, actor=actor, request=request, approve=approve, comment=comment)
     facts = version_facts(session, model=request.model, version=request.version)
     trainer = facts.trainer
-    if approve and actor.name == trainer:
-        raise InvalidInput(f"{actor.name} trained {request.model} v{request.version} and cannot approve it")
+    # owners, not names: a token acts for its owner (training through a token, approving as yourself is one person)
+    if approve and person_behind(session, actor.name) == person_behind(session, trainer):
+        raise InvalidInput(f"{actor.name} trained {request.model} v{request.version} and cannot approve it"
+                           + (f" ({trainer} trained it and acts for the same person)" if actor.name != trainer else ""))
     if session.scalar(select(Approval.id).where(Approval.request_id == request_id, Approval.approver == actor.name)):
         raise InvalidInput(f"{actor.name} already decided on request {request_id}")
     session.add(Approval(request_id=request_id, approver=actor.name, decision="approve" if approve else "reject",

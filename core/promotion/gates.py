@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from core import audit, policy
 from core.actors import Actor
+from core.auth import person_behind
 from core.errors import PolicyBlocked
 from core.registry.views import VersionFacts, version_facts
 from core.settings import Settings
@@ -38,7 +39,8 @@ def check_gates(session: Session, settings: Settings, *, model: str, version: in
     return policy.evaluate(policy.rules_for(settings.home, model), task=facts.task, metrics=facts.metrics,
                            champion_metrics=champion_metrics, fairness=facts.fairness,
                            certificate_passed=facts.certificate_passed, certificate_at=facts.certificate_at,
-                           now=now or utcnow(), trainer=facts.trainer, approvals=_approvals(session, model, version))
+                           now=now or utcnow(), trainer=person_behind(session, facts.trainer),
+                           approvals=_approvals(session, model, version))
 
 
 def evaluate_gates(session: Session, settings: Settings, *, model: str, version: int, champion: int | None,
@@ -69,7 +71,8 @@ def _approvals(session: Session, model: str, version: int) -> tuple[str, ...]:
     request = open_request(session, model, version)
     if request is None:
         return ()
-    return tuple(session.scalars(select(Approval.approver).where(
+    # the people behind them (a token's owner): one person approving twice, or as the trainer, counts once or not
+    return tuple(person_behind(session, name) for name in session.scalars(select(Approval.approver).where(
         Approval.request_id == request.id, Approval.decision == "approve")))
 
 

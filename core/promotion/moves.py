@@ -73,6 +73,18 @@ def set_challenger(session: Session, settings: Settings, *, actor: Actor, model:
                  action="challenger", reason=reason)
 
 
+def discard_challenger_in(session: Session, settings: Settings, *, actor: Actor, model: str, version: int,
+                          reason: str) -> AliasChange | None:
+    """Clear the ``challenger`` alias from ``version`` (the version stays registered), inside the caller's
+    unit (``run_move``). None when the alias no longer points at ``version`` (it moved meanwhile)."""
+    require(session, actor, "models.promote", f"model:{model}")
+    locks.hold(session, f"model:{model}")
+    if aliases.get(settings.mlflow_uri, model=model, alias=CHALLENGER) != version:
+        return None
+    return _move(session, settings, actor=actor, model=model, alias=CHALLENGER, current=version, to=None,
+                 action="challenger_discarded", reason=reason)
+
+
 def run_move(factory: sessionmaker[Session], settings: Settings,
              move: Callable[[Session], AliasChange | None]) -> AliasChange | None:
     """Run an alias-moving operation as one unit (see the module docstring); alert after the commit."""
@@ -120,7 +132,9 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
                    to=version, action="force_promote" if force and not result.passed else "promote", reason=reason,
                    forced=force and not result.passed, checks=result.as_dict())
     if now.get(CHALLENGER) == version:
-        _set_alias(session, settings, model=model, alias=CHALLENGER, current=version, to=None)
+        # recorded like any move: serving then refuses a challenger re-pointed directly in MLflow afterwards
+        _move(session, settings, actor=actor, model=model, alias=CHALLENGER, current=version, to=None,
+              action="challenger_cleared", reason=f"v{version} promoted to champion")
     request = open_request(session, model, version)
     if request is not None:
         request.status, request.decided_at = "promoted", utcnow()

@@ -25,8 +25,9 @@ from core.training import workflow
 
 def spec_for(run_spec: dict[str, Any], *, dataset: str, params: dict[str, Any], model: str) -> dict[str, Any]:
     """The champion's spec, pointed at the latest version of its dataset, with its fitted parameters
-    (a search is not repeated: the retrain keeps what the champion's search chose)."""
-    spec = {k: v for k, v in run_spec.items() if k not in ("search", "reproduces")}
+    (a search is not repeated: the retrain keeps what the champion's search chose; a schema change the
+    champion's run confirmed is not carried over: a retrain on other input columns is refused)."""
+    spec = {k: v for k, v in run_spec.items() if k not in ("search", "reproduces", "allow_schema_change")}
     return spec | {"dataset": dataset, "params": params, "model_name": model}
 
 

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InvalidInput
+from core.platform.aliases import CHAMPION
 from core.serving.batching import Batcher
 from core.serving.cache import LoadedModel, ModelCache, check_alias
 from core.serving.predictions import LogFull, LogWriter, Refused, Served
+from core.serving.shadow import ShadowScorer
 from core.serving.signature import Column, InputSchema
 from db.models import utcnow
 
@@ -73,9 +75,10 @@ def check_name(name: str) -> str:
 
 class Predictor:
     def __init__(self, *, cache: ModelCache, batcher: Batcher, writer: LogWriter | None, batch_limit: int,
-                 log_wait: float) -> None:
+                 log_wait: float, shadow: ShadowScorer | None = None) -> None:
         self.cache, self.batcher, self.writer = cache, batcher, writer
         self.batch_limit, self.log_wait = batch_limit, log_wait
+        self.shadow = shadow  # the challenger scores champion requests off the response path
 
     async def model(self, name: str, alias: str) -> LoadedModel:
         found = self.cache.peek(name, alias)
@@ -110,6 +113,9 @@ class Predictor:
             await self._log(Served(request_id, ts, name, alias, model.version, coerced.columns, outputs,
                                    (predicted - started) * 1000, requested_by))
         logged = time.perf_counter()
+        if self.shadow is not None and alias == CHAMPION:  # after the champion's rows: never delays them
+            self.shadow.offer(model=name, champion_version=model.version, request_id=request_id, ts=ts,
+                              columns=coerced.columns, rows=coerced.rows, requested_by=requested_by)
         proba = None
         if result.probabilities is not None and model.classes is not None:
             keys = [str(c) for c in model.classes]

@@ -3,7 +3,7 @@
 The API writes rows into the table (the hot tier). ``compact`` moves each closed hour of each model
 into Parquet files in the artifact store (the workspace, or S3 with ``LEANOPS_ARTIFACTS=s3://…``)::
 
-    prediction-log/<model>/<YYYY-MM-DD>/<HH>/<schema>/part-<first id>-<last id>.parquet
+    prediction-log/<model>/<YYYY-MM-DD>/<HH>/<schema>/part-<sha256 of its record ids>.parquet
 
 one typed column per input feature (``inputs.<name>``) beside log id, request id, record index,
 time, alias, version, input hash, output, latency and requester. A model version whose records
@@ -11,9 +11,9 @@ have other columns or types gets another ``<schema>`` folder. A value that has n
 type (a column mixing text and numbers) is kept as its JSON text, listed in the file's metadata.
 
 Crash safety: a file is durable (fsynced and renamed into place, or uploaded) before its rows are
-deleted from the table, and a file holds its rows' log ids: a compaction killed between the two
-steps is finished by the next run, which deletes the rows the files already hold instead of
-writing them again. One compactor runs at a time (a lease). Retention deletes whole hours.
+deleted from the table, and a record is known by its request id and record index: a compaction
+killed between the two steps is finished by the next run, which deletes the rows the files
+already hold instead of writing them again. One compactor runs at a time (a lease). Retention deletes whole hours.
 
 Reads (a window of a model for drift, the predictions that got feedback, a request id, an export)
 read the table plus the partitions they need, only the columns they need (pyarrow: already a
@@ -42,6 +42,7 @@ from core import audit
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform import leases
+from core.platform.aliases import SHADOW
 from core.platform.database import transaction
 from core.platform.storage import TMP_PREFIX, LocalStore, S3Store, Store
 from db.models import PredictionLog, utcnow
@@ -196,9 +197,15 @@ def read_file(store: Store, key: str, *, columns: list[str] | None = None,
     return table.replace_schema_metadata({JSON_COLUMNS: encoded.encode()})
 
 
-def _compacted_ids(store: Store, prefix: str) -> set[int]:
-    return {i for key in list_files(store, prefix) for i in read_file(store, key, columns=["log_id"])
-            .column("log_id").to_pylist()}
+def _compacted(store: Store, prefix: str) -> set[tuple[str, int]]:
+    """(request_id, record_index) of every record the files under ``prefix`` hold: a record's identity (a row's
+    id is not: SQLite hands the ids of deleted rows out again)."""
+    found: set[tuple[str, int]] = set()
+    for key in list_files(store, prefix):
+        table = read_file(store, key, columns=["request_id", "record_index"])
+        found.update(zip(table.column("request_id").to_pylist(), table.column("record_index").to_pylist(),
+                         strict=True))
+    return found
 
 
 # -- compaction ----------------------------------------------------------------------------------
@@ -248,7 +255,7 @@ def compact(factory: sessionmaker[Session], store: Store, *, actor: Actor, holde
 def _compact_hour(factory: sessionmaker[Session], store: Store, *, model: str, hour: datetime, chunk: int,
                   scratch: Path, done: dict[str, int], renew: Callable[[], None]) -> None:
     prefix = hour_prefix(model, hour)
-    already = _compacted_ids(store, prefix)  # files a killed run wrote but whose rows it did not delete
+    already = _compacted(store, prefix)  # files a killed run wrote but whose rows it did not delete
     end = hour + timedelta(hours=1)
     after = 0
     while True:
@@ -259,11 +266,13 @@ def _compact_hour(factory: sessionmaker[Session], store: Store, *, model: str, h
         if not rows:
             return
         after = rows[-1].id
-        fresh = [r for r in rows if r.id not in already]
+        fresh = [r for r in rows if (r.request_id, r.record_index) not in already]
         for table in to_tables(fresh):
-            ids = table.column("log_id")
-            lo, hi = pc.min(ids).as_py(), pc.max(ids).as_py()
-            key = f"{prefix}/{schema_id(table)}/part-{lo:012d}-{hi:012d}.parquet"
+            # named by its records: a rerun never overwrites another file, and never writes these again
+            digest = hashlib.sha256("\n".join(f"{r}:{i}" for r, i in zip(
+                table.column("request_id").to_pylist(), table.column("record_index").to_pylist(),
+                strict=True)).encode()).hexdigest()[:20]
+            key = f"{prefix}/{schema_id(table)}/part-{digest}.parquet"
             done["bytes"] += _write_durably(store, key, table, scratch)
             done["files"] += 1
         done["rows"] += len(fresh)
@@ -333,12 +342,14 @@ def window(factory: sessionmaker[Session], store: Store, *, model: str, since: d
     until = until or utcnow() + timedelta(seconds=1)
     columns = None if features is None else list(dict.fromkeys([*meta, "ts", *(INPUT + f for f in features)]))
     frames = []
-    condition = (pc.field("ts") >= pa.scalar(since, TS)) & (pc.field("ts") < pa.scalar(until, TS))
+    condition = ((pc.field("ts") >= pa.scalar(since, TS)) & (pc.field("ts") < pa.scalar(until, TS))
+                 & (pc.field("alias") != SHADOW))  # the challenger's shadow rows are not the model's traffic
     for key in _partition_files(store, model, since, until):
         frames.append(_frame_of(read_file(store, key, columns=columns, filters=condition), features))
     with factory() as session:
         hot = session.execute(select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= since,
-                                                         PredictionLog.ts < until).order_by(PredictionLog.id)).all()
+                                                         PredictionLog.ts < until, PredictionLog.alias != SHADOW)
+                              .order_by(PredictionLog.id)).all()
     for table in to_tables(list(hot)):
         if columns is not None:
             table = table.select([c for c in columns if c in table.schema.names])
@@ -355,12 +366,18 @@ def window(factory: sessionmaker[Session], store: Store, *, model: str, since: d
     return out
 
 
-def lookup(factory: sessionmaker[Session], store: Store, *, request_id: str) -> list[dict[str, Any]]:
+def lookup(factory: sessionmaker[Session] | Session, store: Store, *, request_id: str) -> list[dict[str, Any]]:
     """The records of one request (each: request_id, record_index, ts, model, alias, version, input_hash,
-    inputs, output, latency_ms, requested_by), from the hot table or else the partitions of its hour."""
-    with factory() as session:
-        hot = session.execute(select(*HOT_COLUMNS, PredictionLog.model).where(PredictionLog.request_id == request_id)
-                              .order_by(PredictionLog.record_index)).all()
+    inputs, output, latency_ms, requested_by), from the hot table or else the partitions of its hour.
+    ``factory`` may be an open session (a caller inside its unit of work)."""
+    query = (select(*HOT_COLUMNS, PredictionLog.model)
+             .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
+             .order_by(PredictionLog.record_index))
+    if isinstance(factory, Session):
+        hot = factory.execute(query).all()
+    else:
+        with factory() as session:
+            hot = session.execute(query).all()
     if hot:
         return [{"request_id": r.request_id, "record_index": r.record_index, "ts": r.ts, "model": r.model,
                  "alias": r.alias, "version": r.version, "input_hash": r.input_hash, "inputs": r.inputs,
@@ -373,7 +390,7 @@ def lookup(factory: sessionmaker[Session], store: Store, *, request_id: str) -> 
         keys = list_files(store, ROOT)
     found = []
     for key in keys:
-        table = read_file(store, key, filters=pc.field("request_id") == request_id)
+        table = read_file(store, key, filters=(pc.field("request_id") == request_id) & (pc.field("alias") != SHADOW))
         if table.num_rows:
             model = key.split("/")[1]
             for row in _frame_of(table, None).to_dict("records"):
@@ -440,7 +457,7 @@ def labelled_compacted(session: Session, store: Store, *, model: str, version: i
                        for h in _hours(at - timedelta(hours=1), at + timedelta(hours=1))
                        for k in list_files(store, hour_prefix(model, h))})
     out = []
-    condition = pc.field("request_id").isin(ids)
+    condition = pc.field("request_id").isin(ids) & (pc.field("alias") != SHADOW)
     if version is not None:
         condition = condition & (pc.field("version") == version)
     for key in keys:
@@ -448,9 +465,9 @@ def labelled_compacted(session: Session, store: Store, *, model: str, version: i
                           filters=condition)
         frame = _frame_of(table, None)
         for row in frame.itertuples(index=False):
-            key = (row.request_id, int(row.record_index))
-            if key in labels:
-                out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[key]))
+            record = (row.request_id, int(row.record_index))
+            if record in labels:
+                out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[record]))
     return out
 
 
@@ -494,7 +511,8 @@ def export(factory: sessionmaker[Session], store: Store, *, actor: Actor, model:
             else _partition_files(store, model, low, high))
     with factory() as session:
         hot = session.execute(select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= low,
-                                                         PredictionLog.ts < high).order_by(PredictionLog.id)).all()
+                                                         PredictionLog.ts < high, PredictionLog.alias != SHADOW)
+                              .order_by(PredictionLog.id)).all()
     hot_tables = to_tables(list(hot))
     # one schema for the file: every input any partition has, each with the one type its values share
     seen: dict[str, list[pa.DataType]] = {"output": []}
@@ -510,7 +528,8 @@ def export(factory: sessionmaker[Session], store: Store, *, actor: Actor, model:
     target = pa.schema([*(pa.field(n, t) for n, t in EXPORT_META.items()),
                         *(pa.field(named[n], _common(seen[n])) for n in inputs),
                         pa.field("output", _common(seen["output"]))])
-    condition = (pc.field("ts") >= pa.scalar(low, TS)) & (pc.field("ts") < pa.scalar(high, TS))
+    condition = ((pc.field("ts") >= pa.scalar(low, TS)) & (pc.field("ts") < pa.scalar(high, TS))
+                 & (pc.field("alias") != SHADOW))
 
     sources = {**{n: n for n in EXPORT_META}, "output": "output", **{named[n]: n for n in inputs}}
 

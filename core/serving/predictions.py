@@ -35,7 +35,9 @@ from core import audit, policy
 from core.actors import Actor
 from core.auth import require
 from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
+from core.platform.aliases import SHADOW
 from core.platform.database import transaction
+from core.platform.storage import Store
 from core.serving.segments import DONE, Journal, Ticket, claim_orphans, encode
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
@@ -410,21 +412,29 @@ def _view(row: PredictionLog) -> PredictionView:
                           row.input_hash, row.inputs, row.output, row.latency_ms)
 
 
-def by_request(session: Session, *, request_id: str) -> list[PredictionView]:
-    rows = session.scalars(select(PredictionLog).where(PredictionLog.request_id == request_id)
+def by_request(session: Session, *, request_id: str, store: Store | None = None) -> list[PredictionView]:
+    """The records of one request; with ``store`` (the workspace's ``data_store``) also once compacted."""
+    if store is not None:
+        from core.serving import prediction_store
+
+        return [PredictionView(r["request_id"], r["record_index"], r["ts"], r["model"], r["alias"], r["version"],
+                               r["input_hash"], r["inputs"], r["output"], r["latency_ms"])
+                for r in prediction_store.lookup(session, store, request_id=request_id)]
+    rows = session.scalars(select(PredictionLog).where(PredictionLog.request_id == request_id,
+                                                       PredictionLog.alias != SHADOW)
                            .order_by(PredictionLog.record_index))
     return [_view(r) for r in rows]
 
 
 def recent(session: Session, *, model: str | None = None, limit: int = 20) -> list[PredictionView]:
-    query = select(PredictionLog).order_by(desc(PredictionLog.id)).limit(limit)
+    query = select(PredictionLog).where(PredictionLog.alias != SHADOW).order_by(desc(PredictionLog.id)).limit(limit)
     if model:
         query = query.where(PredictionLog.model == model)
     return [_view(r) for r in session.scalars(query)]
 
 
 def count(session: Session, *, model: str | None = None) -> int:
-    query = select(func.count()).select_from(PredictionLog)
+    query = select(func.count()).select_from(PredictionLog).where(PredictionLog.alias != SHADOW)
     if model:
         query = query.where(PredictionLog.model == model)
     return session.scalar(query) or 0
@@ -451,7 +461,8 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     if not isinstance(labels, list) or not labels:
         raise InvalidInput("labels must be a non-empty list with one label per record of the request")
     logged = session.execute(select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
-                             .where(PredictionLog.request_id == request_id)).all()
+                             .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
+                             .order_by(PredictionLog.record_index)).all()  # shadow rows are the challenger's
     if not logged or logged[0].model != model:
         raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
     _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by, home=home)

@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session
 
+from core.platform.aliases import SHADOW
 from core.serving.predictions import PredictionView, recent
 from db.models import PredictionError, PredictionLog, utcnow
 
@@ -36,7 +37,8 @@ def traffic(session: Session, *, window_minutes: int = 15, now: datetime | None 
     since = now - timedelta(minutes=window_minutes)
     per_request = session.execute(
         select(PredictionLog.model, PredictionLog.request_id, func.max(PredictionLog.latency_ms), func.count())
-        .where(PredictionLog.ts >= since).group_by(PredictionLog.model, PredictionLog.request_id)
+        .where(PredictionLog.ts >= since, PredictionLog.alias != SHADOW)
+        .group_by(PredictionLog.model, PredictionLog.request_id)
         .limit(max_requests)).all()
     errors = dict(session.execute(select(PredictionError.model, func.count()).where(PredictionError.ts >= since)
                                   .group_by(PredictionError.model)).all())
@@ -49,7 +51,8 @@ def traffic(session: Session, *, window_minutes: int = 15, now: datetime | None 
     out = []
     for model in sorted(set(latencies) | set(errors)):
         served = latencies.get(model, [])
-        latest = session.execute(select(PredictionLog.version, PredictionLog.ts).where(PredictionLog.model == model)
+        latest = session.execute(select(PredictionLog.version, PredictionLog.ts).where(PredictionLog.model == model,
+                                                                                       PredictionLog.alias != SHADOW)
                                  .order_by(desc(PredictionLog.ts)).limit(1)).first()
         failed = errors.get(model, 0)
         total = len(served) + failed

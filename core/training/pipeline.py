@@ -25,6 +25,7 @@ from core.auth import require
 from core.data import datasets
 from core.errors import InvalidInput
 from core.platform import job_queue
+from core.training import integrity
 from core.training.catalog import ModelKind, check_params, detect_task, get_kind
 from core.training.spec import TrainingSpec, check_columns
 from db.models import Job
@@ -47,6 +48,7 @@ def launch(session: Session, *, actor: Actor, spec: TrainingSpec) -> Job:
     require(session, actor, "training.launch", f"dataset:{spec.dataset_name}")
     version = datasets.resolve(session, ref=spec.dataset)
     check_columns(spec, version.columns, version.ref)
+    integrity.check_for_data(session, spec, dtypes=version.dtypes)
     pinned = replace(spec, dataset=version.ref)
     return job_queue.enqueue(session, actor=actor, kind="train", params=pinned.as_dict())
 

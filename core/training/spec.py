@@ -41,6 +41,8 @@ class TrainingSpec:
     model_name: str | None = None
     exclude: tuple[str, ...] = ()
     allow_failed_certificate: bool = False
+    # A new version whose input columns differ from the model's newest version's (core.training.integrity)
+    allow_schema_change: bool = False
     reproduces: int | None = None  # the training run this one repeats
 
     @property
@@ -100,6 +102,7 @@ def parse_spec(raw: dict[str, Any]) -> TrainingSpec:
     return TrainingSpec(dataset=dataset, target=target, model=kind.key, params=params, task=task, holdout=holdout,
                         seed=seed, sensitive=sensitive, search=search, model_name=model_name, exclude=exclude,
                         allow_failed_certificate=bool(raw.get("allow_failed_certificate", False)),
+                        allow_schema_change=bool(raw.get("allow_schema_change", False)),
                         reproduces=int(raw["reproduces"]) if raw.get("reproduces") else None)
 
 

@@ -33,7 +33,7 @@ from core.platform import mlflow_store
 from core.platform.database import transaction
 from core.platform.job_queue import FINISHED, JobCancelled
 from core.settings import Settings
-from core.training import evaluation, reference, runs
+from core.training import evaluation, integrity, reference, runs
 from core.training import pipeline as training  # the steps of the pipeline itself
 from core.training.catalog import check_params, get_kind
 from core.training.spec import parse_spec
@@ -75,6 +75,8 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
         version, frame = datasets.load_frame(session, store_root=settings.data_store, ref=spec.dataset)
         certificate = datasets.get_certificate(session, ref=version.ref)
     log(f"loaded {version.ref} (sha256 {version.sha256[:12]}…, {len(frame)} rows, {len(frame.columns)} columns)")
+    with factory() as session:  # a new version predicts what its model predicts (checked again at recording)
+        integrity.check_for_data(session, spec, dtypes=version.dtypes)
     if not certificate.passed:
         failed = ", ".join(f"{c['check']} on {c['column']}" if c.get("column") else str(c["check"])
                            for c in certificate.failed[:5])
@@ -169,6 +171,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
 
         stage = "recording the run"
         with transaction(factory) as session:
+            integrity.check_for_data(session, spec, dtypes=version.dtypes, task=prepared.task, lock=True)
             runs.complete(session, run_id=run_id, actor=actor, params=params, metrics=result.metrics,
                           baseline=baseline, fairness=result.fairness, plots=result.plots,
                           reference=ref_stats | {mlflow_store.MODEL_SHA256: model_sha256}, search=search_doc,

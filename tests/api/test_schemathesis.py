@@ -97,4 +97,38 @@ def test_no_token_gets_401_everywhere_but_health(app) -> None:
             assert answer.status_code == 401, (method, path, answer.text)
             assert answer.headers["www-authenticate"] == "Bearer"
             wrong = httpx.request(method, url + path, json={}, headers=bearer("lo_not-a-token"))
-            assert wrong.status_code == 401 and "unknown or revoked" in wrong.json()["detail"]
+            assert wrong.status_code == 401 and "revoked" in wrong.json()["detail"]
+
+
+def test_a_body_that_is_not_json_is_a_422_naming_the_body(app, tokens: dict, model: Model) -> None:
+    """Not UTF-8, not JSON, not multipart: 422 with ``field: body``, never FastAPI's bare 400."""
+    with live_server(app) as url:
+        headers = bearer(tokens["scientist"]) | {"Content-Type": "application/json"}
+        for path in (f"/v1/models/{model.name}/feedback", "/v1/training-jobs", f"/v1/models/{model.name}/promote",
+                     f"/v1/models/{model.name}/predict"):
+            for raw in (b"\xc5\xaa\xd6\xd0", b"{not json"):
+                answer = httpx.post(url + path, content=raw, headers=headers)
+                assert answer.status_code == 422, (path, raw, answer.text)
+                assert answer.json().get("field") == "body" or answer.json()["detail"].startswith("the body is not"), \
+                    (path, answer.text)
+        multipart = httpx.post(f"{url}/v1/datasets/x/versions", content=b"--b\r\nFalse--b--\r\n",
+                               headers=bearer(tokens["admin"]) | {"Content-Type": "multipart/form-data; boundary=b"})
+        assert multipart.status_code == 422 and multipart.json()["field"] == "body", multipart.text
+
+
+def test_predict_refuses_unknown_top_level_keys_and_aliases_outside_its_pattern(app, tokens: dict,
+                                                                               model: Model) -> None:
+    with live_server(app) as url:
+        headers = bearer(tokens["scientist"])
+        extra = httpx.post(f"{url}/v1/models/{model.name}/predict", json={"records": [{"a": 1}], "recrods": []},
+                           headers=headers)
+        assert extra.status_code == 422 and "unknown top-level key(s) 'recrods'" in extra.json()["detail"]
+        schema = httpx.get(f"{url}/openapi.json", headers=headers).json()
+        params = schema["paths"]["/v1/models/{name}/predict"]["post"]["parameters"]
+        pattern = next(p["schema"]["pattern"] for p in params if p["name"] == "alias")
+        for alias in ("0", "9lives", "-x", "ä"):  # what the schema refuses, the code refuses: 422 either way
+            assert not re.match(pattern, alias)
+            refused = httpx.post(f"{url}/v1/models/{model.name}/predict", params={"alias": alias},
+                                 json={"records": [{"a": 1}]}, headers=headers)
+            assert refused.status_code == 422, (alias, refused.text)
+        assert re.match(pattern, "challenger") and re.match(pattern, "_canary-2")

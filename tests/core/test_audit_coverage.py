@@ -119,6 +119,13 @@ def _channel(ctx: Ctx) -> int:
 # name → the call; run in this order. Each case must leave at least one new audit event.
 CASES: dict[str, Callable[[Ctx], Any]] = {
     "audit.verify_and_record": lambda c: c.tx(lambda s: core.audit.verify_and_record(s, actor=ADMIN)),
+    "audit_checkpoints.verify_and_record": lambda c: c.tx(lambda s: core.audit_checkpoints.verify_and_record(
+        s, c.settings, actor=ADMIN)),
+    "audit_checkpoints.write": lambda c: (core.audit_checkpoints.ensure_key(c.settings),
+                                          core.audit_checkpoints.write(c.factory, c.settings, actor=ADMIN)),
+    "audit_checkpoints.write_if_due": lambda c: (core.audit_checkpoints.ensure_key(c.settings),
+                                                 core.audit_checkpoints.write_if_due(c.factory, c.settings,
+                                                                                     actor=ADMIN)),
     "auth.bootstrap_admin": lambda c: c.tx(lambda s: core.auth.bootstrap_admin(
         s, username="root-admin", password="admin-pass-123")),
     "auth.create_user": lambda c: c.tx(lambda s: core.auth.create_user(
@@ -219,6 +226,9 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=system_actor("init"), keys=core.secrets.load_keys(c.settings)))),
     "secrets.rotate_key": lambda c: core.secrets.rotate_key(c.factory, c.settings, actor=ADMIN),
 }
+CASES["auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user must not stop bootstrap_admin's
+    core.auth.create_user(s, actor=ADMIN, username="locked-out", role="viewer", password="password-123"),
+    core.auth.unlock(s, actor=ADMIN, username="locked-out")))
 
 
 def _plain_source(session: Any) -> None:

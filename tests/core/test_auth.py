@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, auth
 from core.actors import Actor, cli_actor
-from core.errors import AuthError, InvalidInput, PermissionDenied
+from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from core.platform.database import transaction
-from db.models import ApiToken, AuditEvent, User
+from db.models import ApiToken, AuditEvent, User, utcnow
 from tests.support.factories import admin_actor, make_user
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -126,11 +126,11 @@ def test_login_refused_with_the_same_message(factory: sessionmaker[Session], use
 
 def test_a_password_typed_as_the_username_is_never_recorded(factory: sessionmaker[Session]) -> None:
     make_user(factory, "alice", "scientist")
-    for _ in range(2):  # the same typed text gives the same short hash, so repeated attempts line up
+    for _ in range(2):  # the same typed text gives the same short hash; repeats within a window are one event
         login(factory, "Tr0ub4dor&3-horse", "")
     rows = audit_rows(factory, "login.failed")
     digest = hashlib.sha256(b"Tr0ub4dor&3-horse").hexdigest()[:12]
-    assert [(r.actor, r.subject) for r in rows] == [(f"anonymous:#{digest}", f"user:#{digest}")] * 2
+    assert [(r.actor, r.subject) for r in rows] == [(f"anonymous:#{digest}", f"user:#{digest}")]
     with factory() as session:
         stored = " ".join(f"{e.actor} {e.subject} {e.details_json}" for e in session.scalars(select(AuditEvent)))
     assert "Tr0ub4dor" not in stored
@@ -141,28 +141,84 @@ def test_login_deactivated(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as session:
         auth.set_active(session, actor=admin_actor(), username="alice", active=False)
     result = login(factory, "alice", "password-123")
-    assert (result.actor, result.message) == (None, "This account is deactivated; ask an admin.")
+    assert (result.actor, result.message) == (None, "Wrong username or password.")  # no hint that it exists
     assert audit_rows(factory, "login.failed")[-1].details["reason"] == "deactivated"
 
 
-def test_lockout_after_max_failures_and_expiry(factory: sessionmaker[Session]) -> None:
+def test_backoff_after_max_failures_doubles_and_reads_like_any_failure(factory: sessionmaker[Session]) -> None:
     make_user(factory, "alice", "scientist")
     first = [login(factory, "alice", "wrong-password", T0 + timedelta(seconds=i)).message for i in range(3)]
-    assert first == ["Wrong username or password.", "Wrong username or password.",
-                     "Too many failed attempts: this account is locked for 60 seconds."]
+    assert first == ["Wrong username or password."] * 3
 
-    # Locked from T0+2s for 60 s: the right password is refused too, with the time left.
+    # Blocked from T0+2s for 60 s: the right password is refused too, with the same message, and not counted.
     locked = login(factory, "alice", "password-123", T0 + timedelta(seconds=12))
-    assert (locked.actor, locked.message) == (
-        None, "Too many failed attempts: this account is locked for 51 more seconds.")
-
-    assert login(factory, "alice", "password-123", T0 + timedelta(seconds=63)).actor is not None
-    reasons = [row.details["reason"] for row in audit_rows(factory, "login.failed")]
-    assert reasons == ["wrong password", "wrong password", "wrong password", "locked"]
-    assert audit_rows(factory, "login.failed")[2].details["locked_for_seconds"] == 60
+    assert (locked.actor, locked.message) == (None, "Wrong username or password.")
+    # The next failure after the block doubles it (120 s from T0+63s).
+    assert login(factory, "alice", "wrong-password", T0 + timedelta(seconds=63)).actor is None
+    assert login(factory, "alice", "password-123", T0 + timedelta(seconds=150)).actor is None
+    assert login(factory, "alice", "password-123", T0 + timedelta(seconds=184)).actor is not None
+    # One event when the window opened, one when the first block started: not one per guess.
+    rows = audit_rows(factory, "login.failed")
+    assert [(r.details["failures"], r.details.get("locked_for_seconds")) for r in rows] == [(1, None), (3, 60)]
+    assert audit_rows(factory, "login.ok")[-1].details == {"failures_before": 4}
     with factory() as session:
         user = session.scalar(select(User).where(User.username == "alice"))
         assert (user.failed_logins, user.locked_until) == (0, None)
+
+
+def test_a_blocked_account_still_admits_its_owner_from_a_known_address(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "root", "admin")
+
+    def attempt(password: str, client: str, at: int) -> auth.LoginResult:
+        with transaction(factory) as session:
+            return auth.login(session, username="root", password=password, client=client,
+                              now=T0 + timedelta(seconds=at), **LIMITS)
+
+    assert attempt("password-123", "10.0.0.5", 0).actor is not None  # the admin's usual address
+    for i in range(6):  # someone else hammers the account from elsewhere
+        attempt(f"guess-{i}-xxxx", "203.0.113.9", 1 + i)
+    assert attempt("password-123", "198.51.100.7", 8).actor is None, "a new address waits out the block"
+    assert attempt("password-123", "10.0.0.5", 9).actor is not None, "the owner's address still gets in"
+    with transaction(factory) as session:
+        cleared = auth.unlock(session, actor=cli_actor(), username="root")
+    assert cleared == 0  # the successful login above cleared the account's count already
+    assert attempt("password-123", "198.51.100.7", 10).actor is not None
+
+
+def test_an_address_that_keeps_failing_is_blocked_for_every_account(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    for i in range(LIMITS["max_failures"] * 4):  # made-up names, aggregated per address
+        with transaction(factory) as session:
+            auth.login(session, username=f"nobody-{i}", password="x" * 10, client="203.0.113.9",
+                       now=T0 + timedelta(seconds=i), **LIMITS)
+    # one event when the address's window opened, one when its block started
+    assert [r.details["client_failures"] for r in audit_rows(factory, "login.failed")] == [1, 12]
+    with transaction(factory) as session:
+        result = auth.login(session, username="alice", password="password-123", client="203.0.113.9",
+                            now=T0 + timedelta(seconds=30), **LIMITS)
+    assert result.actor is None
+    with transaction(factory) as session:
+        assert auth.login(session, username="alice", password="password-123", client="192.0.2.1",
+                          now=T0 + timedelta(seconds=31), **LIMITS).actor is not None
+
+
+def test_unlock_lifts_a_block_and_is_admin_only(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "alice", "scientist")
+    viewer = make_user(factory, "vera", "viewer")
+    for i in range(3):
+        login(factory, "alice", "wrong-password", T0 + timedelta(seconds=i))
+    with pytest.raises(PermissionDenied), transaction(factory) as session:
+        auth.unlock(session, actor=viewer, username="alice")
+    with transaction(factory) as session:
+        assert auth.unlock(session, actor=cli_actor(), username="alice") == 3
+    assert login(factory, "alice", "password-123", T0 + timedelta(seconds=5)).actor is not None
+    assert audit_rows(factory, "user.unlocked")[0].details == {"failures": 3}
+
+
+@pytest.mark.parametrize("password", ["password123", "Password1", "QWERTYUIOP", "short"])
+def test_common_and_short_passwords_are_refused(factory: sessionmaker[Session], password: str) -> None:
+    with pytest.raises(InvalidInput, match="most common passwords|at least 8"), transaction(factory) as session:
+        auth.create_user(session, actor=admin_actor(), username="bob", role="viewer", password=password)
 
 
 def test_success_resets_the_failure_count(factory: sessionmaker[Session]) -> None:
@@ -231,11 +287,68 @@ def test_revoked_and_unknown_tokens_are_refused(factory: sessionmaker[Session]) 
         auth.revoke_token(session, actor=admin_actor(), token_id=token_id)
 
     with factory() as session:
-        with pytest.raises(AuthError, match="unknown or revoked"):
+        with pytest.raises(AuthError, match="unknown, revoked or expired"):
             auth.actor_for_token(session, plain)
-        with pytest.raises(AuthError, match="unknown or revoked"):
+        with pytest.raises(AuthError, match="unknown, revoked or expired"):
             auth.actor_for_token(session, plain + "x")
     assert len(audit_rows(factory, "token.revoked")) == 1
+
+
+def test_a_token_belongs_to_its_owner_expires_and_dies_with_the_owner(factory: sessionmaker[Session]) -> None:
+    sam = make_user(factory, "sam", "scientist")
+    with transaction(factory) as session:
+        plain, row = auth.create_token(session, actor=admin_actor(), role="scientist", name="sam-ci", owner="sam")
+        assert row.expires_at is not None and (row.expires_at - utcnow()).days in (89, 90)
+    with transaction(factory) as session:
+        assert auth.actor_for_token(session, plain) == Actor("token:sam-ci", "scientist", "token", sam.user_id)
+        [view] = auth.list_tokens(session)
+        assert (view.owner, view.owner_role, view.status(utcnow())) == ("sam", "scientist", "active")
+        first_use = view.last_used_at
+    assert first_use is not None
+    with transaction(factory) as session:  # within a minute: no write
+        auth.actor_for_token(session, plain, now=first_use + timedelta(seconds=30))
+    with factory() as session:
+        assert auth.list_tokens(session)[0].last_used_at == first_use
+    with transaction(factory) as session:
+        auth.actor_for_token(session, plain, now=first_use + timedelta(seconds=61))
+    with factory() as session:
+        assert auth.list_tokens(session)[0].last_used_at == first_use + timedelta(seconds=61)
+        with pytest.raises(AuthError):  # expired
+            auth.actor_for_token(session, plain, now=utcnow() + timedelta(days=91))
+    with transaction(factory) as session:  # a demoted owner's token is demoted with them
+        auth.set_role(session, actor=admin_actor(), username="sam", role="viewer")
+    with factory() as session:
+        assert auth.actor_for_token(session, plain).role == "viewer"
+    with transaction(factory) as session:
+        auth.set_active(session, actor=admin_actor(), username="sam", active=False)
+    with factory() as session, pytest.raises(AuthError, match="owner is deactivated"):
+        auth.actor_for_token(session, plain)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"name": "dup"}, "a token named 'dup' already exists"),
+    ({"name": "hi", "owner": "sam", "role": "admin"}, "never exceeds its owner's role"),
+    ({"name": "far", "expires_days": 5000}, "1-3650 days"),
+    ({"name": "ghost", "owner": "nobody"}, "no user named 'nobody'"),
+])
+def test_token_names_are_unique_and_never_above_the_owner(factory: sessionmaker[Session], kwargs: dict,
+                                                          message: str) -> None:
+    make_user(factory, "sam", "scientist")
+    with transaction(factory) as session:
+        auth.create_token(session, actor=admin_actor(), role="viewer", name="dup", expires_days=0)
+    with pytest.raises((InvalidInput, NotFound), match=message), transaction(factory) as session:
+        auth.create_token(session, actor=admin_actor(), **({"role": "viewer"} | kwargs))
+
+
+def test_person_behind_a_token_is_its_owner(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "ann", "approver")
+    with transaction(factory) as session:
+        auth.create_token(session, actor=admin_actor(), role="scientist", name="ann-train", owner="ann")
+        auth.create_token(session, actor=admin_actor(), role="scientist", name="nobodys")
+    with factory() as session:
+        assert auth.person_behind(session, "token:ann-train") == "ann"
+        assert auth.person_behind(session, "token:nobodys") == "token:nobodys"
+        assert auth.person_behind(session, "ann") == "ann"
 
 
 # -- the last admin ------------------------------------------------------------------------------

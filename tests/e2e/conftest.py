@@ -1,4 +1,4 @@
-"""End-to-end harness: the real dashboard (``streamlit run app.py``) driven by a real Chromium.
+"""End-to-end harness: the real dashboard (``streamlit run dashboard.py``) driven by a real Chromium.
 
 Every test in this folder is marked ``e2e`` (``pytest -m "not e2e"`` skips them).
 """
@@ -111,7 +111,7 @@ def wait_healthy(dashboard: Dashboard, timeout: float = START_TIMEOUT) -> None:
 def start_dashboard(tmp_path: Path) -> Iterator[Callable[..., Dashboard]]:
     """Start a dashboard on a fresh workspace: ``start_dashboard(LEANOPS_SCHEDULER="off", ...)``.
 
-    Each call runs ``cli.py init`` and then ``streamlit run app.py`` on a free port; every dashboard
+    Each call runs ``cli.py init`` and then ``streamlit run dashboard.py`` on a free port; every dashboard
     started is stopped at teardown, and its log is printed (pytest shows it when the test failed).
     """
     started: list[Dashboard] = []
@@ -129,7 +129,7 @@ def start_dashboard(tmp_path: Path) -> Iterator[Callable[..., Dashboard]]:
         log = tmp_path / f"dashboard-{n}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless", "true",
                  "--server.port", str(port), "--server.address", "127.0.0.1",
                  "--browser.gatherUsageStats", "false"],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)

@@ -34,12 +34,22 @@ def wait_rerun(page: Page, timeout: float = 30_000) -> None:
 
 
 def login(page: Page, url: str, username: str, password: str) -> None:
+    """Sign in as ``username`` (logging out first when the browser's session cookie still signs it in).
+
+    The form posts to the login route, which answers with a redirect: a new page load, not a rerun.
+    """
     page.goto(url)
     wait_idle(page)
-    page.get_by_label("Username", exact=True).fill(username)
+    field, logout = page.get_by_label("Username", exact=True), page.get_by_role("button", name="Log out")
+    field.or_(logout).first.wait_for()
+    if logout.count():
+        logout.click()
+        field.wait_for()
+    field.fill(username)
     page.get_by_label("Password", exact=True).fill(password)
-    page.get_by_role("button", name="Log in").click()
-    wait_rerun(page)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Log in").click()
+    wait_idle(page)
 
 
 def goto_page(page: Page, title: str) -> None:

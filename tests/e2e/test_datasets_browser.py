@@ -49,7 +49,7 @@ def test_upload_certify_break_and_reupload(dashboard, page: Page, tmp_path: Path
 
     upload(page, first)
     expect(page.get_by_text("Registered customers version 1: 400 rows, certificate passed.")).to_be_visible()
-    expect(page.get_by_text("✅ Certificate passed · customers:1")).to_be_visible()
+    expect(page.get_by_text("Certificate passed · customers:1")).to_be_visible()
     page.get_by_role("tab", name="Profile").click()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     assert page.get_by_test_id("stPlotlyChart").count() == 1 + 4  # missing share + one per column
@@ -61,7 +61,7 @@ def test_upload_certify_break_and_reupload(dashboard, page: Page, tmp_path: Path
     expect(warning).to_contain_text("range age: min 216")
     expect(warning).to_contain_text("allowed values plan: unexpected: 'enterprise' (10 rows)")
     page.get_by_role("tab", name="Certificate").click()
-    expect(page.get_by_text("❌ Certificate failed: 2 of")).to_be_visible()
+    expect(page.get_by_text("Certificate failed: 2 of")).to_be_visible()
     expect(page.get_by_text("2 version(s), newest first")).to_be_visible()
     page.get_by_role("tab", name="Diff").click()
     expect(page.get_by_test_id("stMetric").filter(has_text="Rows v1 → v2")).to_be_visible()
@@ -72,7 +72,7 @@ def test_upload_certify_break_and_reupload(dashboard, page: Page, tmp_path: Path
     expect(sha).to_contain_text("nothing new.")
     expect(page.get_by_text("2 version(s), newest first")).to_be_visible()
     page.get_by_role("tab", name="Certificate").click()
-    expect(page.get_by_text("✅ Certificate passed · customers:1")).to_be_visible()
+    expect(page.get_by_text("Certificate passed · customers:1")).to_be_visible()
     shot(page, "3-same-content-again")
 
     files = sorted(p.name for p in (dashboard.home / "datasets").iterdir())

@@ -76,7 +76,7 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     assert navigations == [], navigations
     wait_idle(page)
     expect(page.get_by_text("Job #1 registered churn version 1.")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("Run 1 · ✅ succeeded")).to_be_visible()
+    expect(page.get_by_text("Run 1 · check_circle succeeded")).to_be_visible()
     expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
     assert page.get_by_test_id("stMetric").filter(has_text="f1").count() == 1
     charts = page.get_by_test_id("stPlotlyChart")

@@ -53,9 +53,9 @@ def test_one_version_shows_table_certificate_profile_and_no_runs(open_page, fact
     assert not at.exception
     versions = at.dataframe[1].value
     assert versions.to_dict("records")[0] | {"created at": None} == {
-        "version": 1, "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3, "certificate": "✅",
+        "version": 1, "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3, "certificate": "passed",
         "source": "test", "created by": "cli:" + reg.version.created_by.removeprefix("cli:"), "created at": None}
-    assert "✅ Certificate passed" in texts(at)
+    assert "Certificate passed" in texts(at)
     assert len(at.get("plotly_chart")) == 1 + 3  # missing share + one chart per column
     assert "No runs yet: training runs on churn:1 will be listed here." in texts(at)
     assert "Only one version so far" in texts(at)
@@ -72,14 +72,14 @@ def test_a_failing_version_lists_its_failures_first_and_diffs_against_the_previo
                          model_version=1)
     at = open_page(PAGE, role="viewer")
     assert at.selectbox(key="ds_version").value == 2
-    assert "❌ Certificate failed: 1 of" in texts(at)
+    assert "Certificate failed: 1 of" in texts(at)
     checks = at.dataframe[2].value
     assert checks.iloc[0].to_dict() | {"expected": None} == {
-        "": "❌", "check": "range", "column": "age", "observed": checks.iloc[0]["observed"], "expected": None}
+        "result": "failed", "check": "range", "column": "age", "observed": checks.iloc[0]["observed"], "expected": None}
     assert checks.iloc[0]["observed"].startswith("min 216, max")
     assert [m.label for m in at.metric][:1] == ["Rows v1 → v2"]
     diff = next(d.value for d in at.dataframe if "PSI" in d.value.columns)
-    assert diff.set_index("column").loc["age", "changed"] == "⚠️"
+    assert diff.set_index("column").loc["age", "changed"] == "changed"
 
     at.selectbox(key="ds_version").set_value(1).run()
     runs = next(d.value for d in at.dataframe if "run" in d.value.columns)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from core import auth
 from core.actors import cli_actor
 from core.platform.database import transaction
-from db.models import AuditEvent
+from db.models import AuditEvent, User
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -20,17 +20,13 @@ def nav_titles(at: AppTest) -> list[str]:
     return [p["page_name"] for p in at.get("navigation")[0].proto.app_pages] if at.get("navigation") else []
 
 
-def test_login_with_wrong_then_right_password(app_env, factory):
+def test_the_login_page_is_an_html_form_posting_to_the_login_route(app_env, factory):
+    # The password goes to ui/auth_routes.py (tests/pages/test_login_route.py), which sets the cookie.
     at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input(key="login-username").input("admin")
-    at.text_input(key="login-password").input("wrong-password")
-    at.button[0].click().run()
-    assert at.error[0].value == "Wrong username or password."
-    at.text_input(key="login-password").input("admin-pass-123")
-    at.button[0].click().run()
     assert not at.exception
-    assert at.session_state["user_id"] is not None
-    assert at.title[0].value == "Overview"
+    form = at.get("html")[0].proto.body
+    assert 'action="/auth/login"' in form and 'method="post"' in form
+    assert all(label in form for label in (">Username</label>", ">Password</label>", ">Log in</button>"))
 
 
 def test_idle_session_expires(app_env, factory):
@@ -74,13 +70,15 @@ def test_the_dashboard_never_generates_a_password_it_would_print_to_its_log(app_
 def test_first_login_with_a_generated_password_forces_a_new_one(app_env, factory):
     with transaction(factory) as s:
         generated = auth.bootstrap_admin(s, username="root", password=None)
-    at = AppTest.from_file(APP, default_timeout=60).run()
-    at.text_input(key="login-username").input("root")
-    at.text_input(key="login-password").input(generated)
-    at.button[0].click().run()
+    with factory() as s:  # signed in (the login itself is the route's: tests/pages/test_login_route.py)
+        root = s.query(User).filter_by(username="root").one().id
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.session_state["user_id"] = root
+    at.session_state["last_seen"] = time.time()
+    at.run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Choose a new password"
-    with pytest.raises(ValueError, match=r"Known pages: \['Choose a new password'\]"):
+    with pytest.raises(ValueError, match=r"Known pages: \['Choose a new password'"):
         at.switch_page("pages/admin.py")  # no other page is registered meanwhile
 
     at.text_input(key="change-current").input(generated)

@@ -30,8 +30,10 @@ def test_scientist_launches_training_and_it_returns_at_once(open_page, factory, 
     at = open_page("pages/training.py", role="scientist")
     assert not at.exception
     assert at.selectbox(key="tr-dataset").value == "churn"
-    assert at.selectbox(key="tr-target-churn").value == "churn"
-    assert at.selectbox(key="tr-task-churn:1-churn").value == "classification"
+    assert at.selectbox(key="tr-target-churn-churn").value is None  # a new model: the user picks its target
+    assert not [b for b in at.button if b.label == "Launch training"]
+    at.selectbox(key="tr-target-churn-churn").set_value("churn").run()
+    assert at.selectbox(key="tr-task-churn:1-churn-churn").value == "classification"
     assert at.selectbox(key="tr-model").value == "random_forest"
     at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(30)
     at.selectbox(key="tr-sensitive-churn").set_value("gender")
@@ -53,8 +55,8 @@ def test_changing_the_model_and_task_changes_the_parameter_form(open_page, facto
     frame["spend"] = frame["monthly_charges"].fillna(50) * 2.5
     add_dataset(factory, workspace, frame)
     at = open_page("pages/training.py", role="scientist")
-    at.selectbox(key="tr-target-churn").set_value("spend").run()
-    assert at.selectbox(key="tr-task-churn:1-spend").value == "regression"
+    at.selectbox(key="tr-target-churn-churn").set_value("spend").run()
+    assert at.selectbox(key="tr-task-churn:1-spend-churn").value == "regression"
     at.selectbox(key="tr-model").set_value("linear").run()
     labels = {n.label for n in at.number_input}
     assert "alpha" in labels and "C" not in labels
@@ -130,3 +132,37 @@ def test_run_list_renders_the_same_at_10_and_10000_runs(open_page, factory, work
     assert "No run matches these filters." in [i.value for i in big.info]
     with factory() as s:
         assert runs.count_runs(s) == 10_000
+
+
+def test_a_models_target_is_the_default_and_another_target_is_refused(open_page, factory, workspace):
+    """Issue 19: a dataset version with one more column made the form pick it as the target, and Launch
+    registered a regressor as the next version of the classifier."""
+    import numpy as np
+
+    from core.promotion import registration
+    from tests.support.training import SCIENTIST
+
+    add_dataset(factory, workspace, small_churn())
+    registration.train(factory, workspace, {"dataset": "churn", "target": "churn", "model": "linear"},
+                       actor=SCIENTIST, log=lambda line: None)
+    frame = small_churn()
+    frame["balance"] = np.random.default_rng(1).normal(1000, 200, len(frame))
+    add_dataset(factory, workspace, frame)
+    at = open_page("pages/training.py", role="scientist")
+    assert not at.exception
+    assert at.selectbox(key="tr-target-churn-churn").value == "churn"  # the model's target, not the last column
+    assert at.selectbox(key="tr-task-churn:2-churn-churn").value == "classification"
+    assert any("predicts `churn` (classification) since its version 1" in c.value for c in at.caption)
+    assert "added: balance" in at.warning[-1].value
+    button(at, "Launch training").click().run()  # not confirmed: refused, nothing queued
+    assert "confirm the schema change" in at.error[-1].value and not queued(factory)
+    at.checkbox(key="tr-allow-schema").check().run()
+    button(at, "Launch training").click().run()
+    (job,) = queued(factory)
+    assert job.params["allow_schema_change"] is True and job.params["target"] == "churn"
+
+    at.selectbox(key="tr-target-churn-churn").set_value("balance").run()
+    assert "will be refused" in at.error[0].value
+    button(at, "Launch training").click().run()
+    assert "model 'churn' predicts target 'churn' (classification)" in at.error[-1].value.replace("\\", "")
+    assert len(queued(factory)) == 1

@@ -209,3 +209,15 @@ def test_cli_report_prints_one_json_document(factory, trained, tmp_path, monkeyp
     assert doc["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert cli.main(["report", "churn", "9", "--format", "json", "--out", str(tmp_path / "x.json"), "--json"]) == 2
     assert "has no version 9" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(("suppressed", "deliveries", "word"), [
+    (False, [], "not sent: no channel"),  # it said "sent: yes" (issue 19)
+    (True, [], "not sent: cooldown"),
+    (False, [{"channel": "ops", "ok": True}], "sent"),
+    (False, [{"channel": "ops", "ok": False}], "not sent: delivery failed"),
+    (False, [{"channel": "a", "ok": True}, {"channel": "b", "ok": False}], "partly sent"),
+    (False, [{"channel": "ops", "ok": None}], "sending"),
+])
+def test_an_alert_is_called_sent_only_when_a_channel_took_it(suppressed, deliveries, word):
+    assert reports.delivery(suppressed, deliveries) == word

@@ -221,3 +221,16 @@ def test_labelled_predictions_are_found_after_compaction(factory, tmp_path: Path
     assert after == before, "the labelled join lost or changed predictions that left the hot table"
     with factory() as session:
         assert len(performance.labelled(session, model="churn", store=store, limit=3)) == 3
+
+
+def test_rows_that_reuse_the_ids_of_compacted_rows_are_compacted_too(factory, tmp_path: Path) -> None:
+    """SQLite hands out the ids of deleted rows again: a record is known by request id and index, not row id."""
+    store = LocalStore(tmp_path)
+    first = log_rows(factory, at=NOW - timedelta(hours=3), n=5)
+    compact(factory, store)
+    late = log_rows(factory, at=NOW - timedelta(hours=3, minutes=-30), n=5)  # the same hour, written late
+    compact(factory, store)
+    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                                    meta=("ts", "version", "output", "request_id"))
+    assert sorted(frame["request_id"]) == sorted(first + late) and hot(factory) == 0
+    assert len(prediction_store.list_files(store, "prediction-log")) == 2

@@ -142,14 +142,14 @@ def test_a_killed_process_segment_is_replayed_once_skipping_what_the_table_holds
 def test_an_acknowledged_request_survives_a_writer_that_never_wrote(factory, tmp_path: Path) -> None:
     """The answer waits for the journal, not the database: a writer stopped before writing loses nothing."""
     folder = tmp_path / "segments"
-    writer = LogWriter(factory, capacity=1000, journal=Journal(folder), linger=30)
-    writer.journal.start()  # the thread is never started: nothing reaches the table
+    journal = Journal(folder)
+    writer = LogWriter(factory, capacity=1000, journal=journal, linger=30)
+    journal.start()  # the writer's thread is never started: nothing reaches the table
     item = served(3)
     ticket = writer.offer(item)
     assert ticket is not None
     ticket.wait(10)
-    assert writer.journal is not None
-    writer.journal.close()
+    journal.close()
     with factory() as session:
         assert predictions.by_request(session, request_id=item.request_id) == []
     later = LogWriter(factory, capacity=1000, journal=Journal(folder))

@@ -1,0 +1,325 @@
+"""The champion/challenger shadow comparison, and the policy's decision on it.
+
+The challenger scored the champion's own live records (``core.serving.shadow``: prediction-log rows with
+``alias="shadow"`` and the champion request's id), so the two are compared record by record: how often
+they agree, how fast each was, and, on the records that got feedback labels, each one's realised metric
+with a *paired* test. Paired, because both saw the same records: McNemar (exact, on the records exactly
+one of them got right) for classification, Wilcoxon signed-rank on the absolute errors for regression.
+A split-traffic A/B test at a lean team's volume never reaches significance; pairing needs far fewer.
+
+No label-free estimate is reported yet (the monitoring issue's estimator has not landed): the decision
+rests on realised metrics from feedback. Rows compacted out of the hot table into Parquet are not read.
+
+The decision (``decide``) is a pure function of the numbers and the model's ``shadow`` policy; ``run``
+applies it once per challenger version as ``system:shadow``: promotion through the same gates and
+approvals as a manual one, or the challenger alias cleared (the version stays registered); audited with
+the numbers, and alerted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, desc, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from core import audit, policy
+from core.actors import Actor, system_actor
+from core.alerts import notify
+from core.auth import require
+from core.errors import NotFound
+from core.platform import aliases
+from core.platform.aliases import CHALLENGER, CHAMPION, SHADOW
+from core.settings import Settings
+from db.models import AliasMove, AuditEvent, Feedback, PredictionLog, utcnow
+
+log = logging.getLogger("leanops.shadow")
+ACTOR = system_actor("shadow")
+DECIDED = "model.shadow_decision"
+METRIC = {"classification": "accuracy", "regression": "mae"}  # what the paired tests test
+MAX_PAIRS = 200_000  # the newest paired records read for one comparison
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The champion/challenger comparison of one model (the keys of ``cli.py shadow`` come first)."""
+
+    champion: int | None
+    challenger: int | None
+    compared: int  # records both scored
+    labelled: int  # ... of which have a feedback label
+    agreement: float | None  # share of compared records with the same output (regression: within 5 %)
+    metric: str | None  # accuracy (classification) or mae (regression)
+    champion_score: float | None
+    challenger_score: float | None
+    p_value: float | None  # McNemar (exact) or Wilcoxon signed-rank, on the labelled records
+    decision: str  # none | wait | promote | discard
+    model: str = ""
+    task: str | None = None
+    reasons: tuple[str, ...] = ()
+    champion_latency_ms: float | None = None  # median per request
+    challenger_latency_ms: float | None = None
+    champion_estimate: float | None = None  # label-free estimates: not available yet
+    challenger_estimate: float | None = None
+    since: str | None = None  # when the challenger was set
+    days: list[dict[str, Any]] = field(default_factory=list)  # per day: compared, agreement, both scores
+
+    def as_dict(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["reasons"] = list(self.reasons)
+        return doc
+
+
+# -- pure parts ----------------------------------------------------------------------------------
+
+def same(a: Any, b: Any) -> bool:
+    """Whether two labels are the same class: 1, 1.0 and "1" are (feedback arrives as JSON)."""
+    if a is None or b is None:
+        return a is b
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def close(a: Any, b: Any) -> bool:
+    """Two regression outputs agree when within 5 % of the larger (or 1e-9 of each other)."""
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return abs(x - y) <= max(0.05 * max(abs(x), abs(y)), 1e-9)
+
+
+def mcnemar(champion_right: list[bool], challenger_right: list[bool]) -> float:
+    """Two-sided exact McNemar p-value: a binomial test on the records exactly one model got right."""
+    from scipy.stats import binomtest
+
+    b = sum(1 for c, h in zip(champion_right, challenger_right, strict=True) if c and not h)
+    c = sum(1 for ch, h in zip(champion_right, challenger_right, strict=True) if h and not ch)
+    return 1.0 if b + c == 0 else float(binomtest(c, b + c, 0.5).pvalue)
+
+
+def wilcoxon(champion_errors: list[float], challenger_errors: list[float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value on paired absolute errors (1.0 when they never differ)."""
+    from scipy.stats import wilcoxon as signed_rank
+
+    a, b = np.abs(np.asarray(champion_errors, float)), np.abs(np.asarray(challenger_errors, float))
+    if not np.any(a - b):
+        return 1.0
+    return float(signed_rank(a, b).pvalue)
+
+
+def decide(*, task: str, labelled: int, champion_score: float | None, challenger_score: float | None,
+           p_value: float | None, age_days: float, rules: policy.ModelPolicy) -> tuple[str, tuple[str, ...]]:
+    """``wait``, ``promote`` or ``discard``, with the reasons, from the paired numbers and the policy.
+
+    Decided after ``shadow.min_labelled`` paired labels or ``shadow.max_days``: promote when the
+    challenger beats the champion by ``improvement.min_relative`` with p < ``shadow.p_value``, else discard.
+    """
+    shadow, step = rules.shadow, rules.improvement.min_relative
+    if labelled < shadow.min_labelled and age_days < shadow.max_days:
+        return "wait", (f"{labelled} paired label(s) of {shadow.min_labelled} (shadow.min_labelled), "
+                        f"{age_days:.1f} of {shadow.max_days:g} day(s) (shadow.max_days)",)
+    if champion_score is None or challenger_score is None or p_value is None:
+        return "discard", (f"no paired labels after {age_days:.1f} day(s): nothing shows the challenger is better",)
+    metric = METRIC[task]
+    if task == "classification":
+        need = champion_score * (1 + step)
+        better = challenger_score >= need and challenger_score > champion_score
+        verb = f"{metric} {challenger_score:.4f} vs champion {champion_score:.4f} (needs >= {need:.4f})"
+    else:  # mae: lower is better
+        need = champion_score * (1 - step)
+        better = challenger_score <= need and challenger_score < champion_score
+        verb = f"{metric} {challenger_score:.4g} vs champion {champion_score:.4g} (needs <= {need:.4g})"
+    significant = p_value < shadow.p_value
+    sig = f"p = {p_value:.4g} ({'<' if significant else '>='} shadow.p_value {shadow.p_value:g})"
+    if better and significant:
+        return "promote", (f"challenger better by improvement.min_relative {step:g}: {verb}", sig)
+    why = "not better by improvement.min_relative" if not better else "better, but not significantly"
+    return "discard", (f"challenger {why}: {verb}", sig)
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+def challenger_since(session: Session, *, model: str, version: int) -> datetime | None:
+    """When LeanOps last set ``challenger`` to ``version`` (its alias history)."""
+    return session.scalar(select(AliasMove.ts).where(AliasMove.model == model, AliasMove.alias == CHALLENGER,
+                                                     AliasMove.to_version == version).order_by(desc(AliasMove.id)))
+
+
+def compare(session: Session, settings: Settings, *, actor: Actor, model: str, now: datetime | None = None
+            ) -> Comparison:
+    """The shadow comparison of ``model``'s current champion and challenger (reads only).
+
+    Raises:
+        NotFound: no registered model ``model``.
+    """
+    from core.monitoring.performance import task_of
+
+    require(session, actor, "read", f"model:{model}")
+    now = now or utcnow()
+    current = aliases.all_for(settings.mlflow_uri, model=model)
+    if not current:
+        raise NotFound(f"no registered model named {model!r}")
+    champion, challenger = current.get(CHAMPION), current.get(CHALLENGER)
+    rules = policy.rules_for(settings.home, model)
+    if champion is None or challenger is None:
+        missing = "champion" if champion is None else "challenger"
+        return Comparison(champion, challenger, 0, 0, None, None, None, None, None, "none", model=model,
+                          reasons=(f"{model} has no {missing}: nothing to compare",))
+    task = task_of(session, model=model, version=challenger)
+    since = challenger_since(session, model=model, version=challenger)
+    shadow, main = aliased(PredictionLog), aliased(PredictionLog)
+    query = (select(shadow.ts, shadow.request_id, shadow.output, shadow.latency_ms, main.output, main.latency_ms,
+                    Feedback.label)
+             .join(main, and_(main.request_id == shadow.request_id, main.record_index == shadow.record_index,
+                              main.model == model, main.alias == CHAMPION, main.version == champion))
+             .outerjoin(Feedback, and_(Feedback.request_id == shadow.request_id,
+                                       Feedback.record_index == shadow.record_index, Feedback.model == model))
+             .where(shadow.model == model, shadow.alias == SHADOW, shadow.version == challenger)
+             .order_by(desc(shadow.id)).limit(MAX_PAIRS))
+    if since is not None:
+        query = query.where(shadow.ts >= since)
+    rows = list(session.execute(query).all())
+    return summarise(rows, model=model, task=task, champion=champion, challenger=challenger, since=since,
+                     now=now, rules=rules)
+
+
+def summarise(rows: list[Any], *, model: str, task: str, champion: int, challenger: int, since: datetime | None,
+              now: datetime, rules: policy.ModelPolicy) -> Comparison:
+    """The comparison from paired rows (ts, request_id, challenger output, challenger ms, champion output,
+    champion ms, label or None)."""
+    agree = same if task == "classification" else close
+    agreed = [agree(r[2], r[4]) for r in rows]
+    labelled = [r for r in rows if r[6] is not None]
+    champion_score = challenger_score = p_value = None
+    if labelled:
+        if task == "classification":
+            ch = [same(r[4], r[6]) for r in labelled]
+            cl = [same(r[2], r[6]) for r in labelled]
+            champion_score, challenger_score = float(np.mean(ch)), float(np.mean(cl))
+            p_value = mcnemar(ch, cl)
+        else:
+            ch_err = [abs(float(r[4]) - float(r[6])) for r in labelled]
+            cl_err = [abs(float(r[2]) - float(r[6])) for r in labelled]
+            champion_score, challenger_score = float(np.mean(ch_err)), float(np.mean(cl_err))
+            p_value = wilcoxon(ch_err, cl_err)
+    age = (now - since).total_seconds() / 86400 if since is not None else 0.0
+    decision, reasons = decide(task=task, labelled=len(labelled), champion_score=champion_score,
+                               challenger_score=challenger_score, p_value=p_value, age_days=age, rules=rules)
+    per_request: dict[str, tuple[float, float]] = {r[1]: (float(r[5]), float(r[3])) for r in rows}
+    days: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"agreed": [], "ch": [], "cl": []})
+    for r, a in zip(rows, agreed, strict=True):
+        day = days[r[0].date().isoformat()]
+        day["agreed"].append(a)
+        if r[6] is not None:
+            day["ch"].append(_score(task, r[4], r[6]))
+            day["cl"].append(_score(task, r[2], r[6]))
+    return Comparison(
+        champion, challenger, len(rows), len(labelled), _round(float(np.mean(agreed))) if rows else None,
+        METRIC[task], _round(champion_score), _round(challenger_score), None if p_value is None else float(f"{p_value:.4g}"), decision, model=model,
+        task=task, reasons=reasons,
+        champion_latency_ms=_round(float(np.median([v[0] for v in per_request.values()]))) if rows else None,
+        challenger_latency_ms=_round(float(np.median([v[1] for v in per_request.values()]))) if rows else None,
+        since=since.isoformat() if since is not None else None,
+        days=[{"day": d, "compared": len(v["agreed"]), "agreement": _round(float(np.mean(v["agreed"]))),
+               "labelled": len(v["ch"]),
+               "champion_score": _round(float(np.mean(v["ch"]))) if v["ch"] else None,
+               "challenger_score": _round(float(np.mean(v["cl"]))) if v["cl"] else None}
+              for d, v in sorted(days.items())])
+
+
+def _score(task: str, output: Any, label: Any) -> float:
+    return float(same(output, label)) if task == "classification" else abs(float(output) - float(label))
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)
+
+
+# -- acting on the decision ----------------------------------------------------------------------
+
+def decided(session: Session, *, model: str, challenger: int) -> bool:
+    """Whether the policy already decided on this challenger version (decided once per version)."""
+    events = session.scalars(select(AuditEvent).where(
+        AuditEvent.subject == f"model:{model}", AuditEvent.action == DECIDED).order_by(desc(AuditEvent.seq)).limit(50))
+    return any(e.details.get("challenger") == challenger for e in events)
+
+
+def run(factory: sessionmaker[Session], settings: Settings, *, model: str) -> dict[str, Any]:
+    """Compare, and act on the decision if the policy shadows ``model`` and has not decided on this
+    challenger yet: promote (``shadow.decide: promote``; an approval request when approval is on) or
+    propose it to approvers (``alert``), or clear the challenger alias. Audited as ``system:shadow``."""
+    from core.platform.database import transaction
+    from core.promotion import approvals, moves
+    from core.promotion.gates import GatesFailed, open_request
+
+    rules = policy.rules_for(settings.home, model)
+    with factory() as session:
+        result = compare(session, settings, actor=ACTOR, model=model)
+        already = result.challenger is not None and decided(session, model=model, challenger=result.challenger)
+    doc = result.as_dict()
+    if not rules.shadow.enabled or result.decision not in ("promote", "discard") or already:
+        return {**doc, "acted": None}
+    assert result.challenger is not None
+    version, numbers = result.challenger, {k: doc[k] for k in (
+        "champion", "challenger", "compared", "labelled", "agreement", "metric", "champion_score",
+        "challenger_score", "p_value", "decision", "reasons")}
+    mode = rules.shadow.decide
+    acted = "proposed" if mode == "alert" else ""
+    if result.decision == "promote" and mode == "promote" and not rules.approval.required:
+        try:
+            moves.run_move(factory, settings, lambda s: moves.promote_in(
+                s, settings, actor=ACTOR, model=model, version=version,
+                reason=f"shadow: {'; '.join(result.reasons)}"))
+            acted = "promoted"
+        except GatesFailed as exc:
+            acted = f"blocked by the gates: {exc}"
+    elif result.decision == "promote":  # approval on, or decide: alert: the approvers decide
+        with transaction(factory) as session:
+            if open_request(session, model, version) is None:
+                approvals.request_promotion(session, actor=ACTOR, model=model, version=version,
+                                            reason=f"shadow: {'; '.join(result.reasons)}")
+        acted = "approval requested"
+    elif mode == "promote":
+        moves.run_move(factory, settings, lambda s: moves.discard_challenger_in(
+            s, settings, actor=ACTOR, model=model, version=version, reason=f"shadow: {'; '.join(result.reasons)}"))
+        acted = "discarded"
+    with transaction(factory) as session:
+        audit.record(session, ACTOR, DECIDED, f"model:{model}", {**numbers, "acted": acted, "mode": mode})
+    if acted in ("promoted", "discarded"):
+        from core.serving.cache import alias_moved
+
+        alias_moved(model)  # this process's caches follow at once (others within serving_reload_seconds)
+    verb = {"promote": "beats", "discard": "does not beat"}[result.decision]
+    notify.notify(factory, settings, condition="promotion", model=model,
+                  severity="info" if result.decision == "promote" else "warning",
+                  title=f"{model}: shadow challenger v{version} {verb} champion v{result.champion} — {acted}",
+                  message=f"On {result.labelled} paired label(s) of {result.compared} shadowed record(s): "
+                          f"{'; '.join(result.reasons)}. Decision: {result.decision} ({acted}).",
+                  details=numbers)
+    return {**doc, "acted": acted}
+
+
+def run_all(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+    """``run`` for every model whose policy shadows it and that has a challenger (the monitor job's round)."""
+    rules = policy.load(settings.home)
+    out: dict[str, Any] = {}
+    for model, found in sorted(aliases.champions(settings.mlflow_uri).items()):
+        if not policy.for_model(rules, model).shadow.enabled or found is None:
+            continue
+        try:
+            done = run(factory, settings, model=model)
+        except Exception as exc:  # noqa: BLE001 - one model's failure must not stop the others; logged
+            log.exception("shadow decision for %s failed", model)
+            out[model] = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            continue
+        out[model] = {"decision": done["decision"], "acted": done["acted"]}
+    return out

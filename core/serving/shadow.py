@@ -1,0 +1,241 @@
+"""Shadow scoring: the challenger scores the champion's live records off the response path.
+
+Lean teams cannot A/B test (a traffic split never reaches significance at their volume), so the
+challenger sees the *same* records as the champion instead: after a champion request is answered
+(and logged), ``ShadowScorer.offer`` puts its records on a bounded queue and returns at once; one
+worker thread predicts them with the challenger and logs the outputs under the same request id,
+marked ``alias="shadow"`` (``aliases.SHADOW``), so the comparison pairs them record by record.
+
+The champion's answer never waits for any of it: ``offer`` only appends to a deque under a lock. When
+the queue already holds ``capacity`` rows (the challenger cannot keep up, or the machine is
+saturated) the request's shadow is skipped and counted (``on_skipped``: the
+``leanops_shadow_skipped_total`` metric), and so is a shadow row the prediction log has no room for
+(it never waits for room: only the champion's rows get back-pressure). Which models shadow, and how
+many of their requests (``shadow.enabled``, ``shadow.sample``), is read from the policy file by the
+worker every ``policy_seconds``, never on the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from core.platform.aliases import CHALLENGER, SHADOW
+from core.serving.cache import LoadedModel, ModelCache
+from core.serving.predictions import LogWriter, Served
+from core.serving.signature import Columns, merge
+
+log = logging.getLogger("leanops.shadow")
+CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is skipped
+MAX_BATCH_ROWS = 512  # queued requests of one model predicted together, up to this many rows
+NO_CHALLENGER_SECONDS = 10.0  # how long "this model has no challenger to load" is believed
+Skipped = Callable[[str, str], None]  # (model, reason)
+
+
+@dataclass(frozen=True)
+class _Item:
+    model: str
+    champion_version: int
+    request_id: str
+    ts: datetime
+    columns: Columns
+    rows: int
+    requested_by: str | None
+
+
+class ShadowScorer:
+    """A bounded queue of champion requests and the thread that has the challenger score them."""
+
+    def __init__(self, *, cache: ModelCache, writer: LogWriter | None, home: Path | None,
+                 capacity: int = CAPACITY_ROWS, policy_seconds: float = 5.0,
+                 on_skipped: Skipped | None = None, on_scored: Callable[[str, int], None] | None = None,
+                 rates: dict[str, float] | None = None) -> None:
+        """``home``: the workspace whose policies.yaml says which models shadow; ``rates`` (model → sample
+        share) replaces reading it (tests, benches)."""
+        self.cache, self.writer, self.home = cache, writer, home
+        self.capacity, self.policy_seconds = capacity, policy_seconds
+        self.on_skipped: Skipped = on_skipped or (lambda model, reason: None)
+        self.on_scored = on_scored or (lambda model, rows: None)
+        self._fixed = rates is not None
+        self._rates: dict[str, float] = dict(rates or {})  # model → share of its requests shadowed
+        self._rates_at = time.monotonic() if self._fixed else float("-inf")
+        self._seen: set[str] = set()
+        self._none_until: dict[str, float] = {}  # model → monotonic time until which it has no challenger
+        self._queue: deque[_Item] = deque()
+        self._rows = 0
+        self._cond = threading.Condition()
+        self._busy = False
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._random = random.Random()
+
+    # -- the request path (the event loop): cheap, never blocks on anything but a short lock --------------
+
+    def offer(self, *, model: str, champion_version: int, request_id: str, ts: datetime, columns: Columns,
+              rows: int, requested_by: str | None) -> bool:
+        """Queue a champion request's records for the challenger, or skip them; never waits."""
+        rate = self._rates.get(model)
+        if rate is None:  # a model the policy was not read for yet: the worker reads it next round
+            self._seen.add(model)
+            return False
+        if rate <= 0.0 or self._none_until.get(model, 0.0) > time.monotonic():
+            return False
+        if rate < 1.0 and self._random.random() >= rate:
+            return False
+        with self._cond:
+            if self._stop or self._rows + rows > self.capacity:
+                full = True
+            else:
+                full = False
+                self._queue.append(_Item(model, champion_version, request_id, ts, columns, rows, requested_by))
+                self._rows += rows
+                self._cond.notify()
+        if full:
+            self.on_skipped(model, "queue_full")
+            return False
+        return True
+
+    @property
+    def depth(self) -> int:
+        """Rows waiting for the challenger."""
+        return self._rows
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop = False
+            if not self._fixed:
+                self._read_policy()
+            self._thread = threading.Thread(target=self._run, name="leanops-shadow", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker; what is still queued is dropped (shadow rows are evidence, not answers)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued request has been scored (tests, benches); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._queue or self._busy) and time.monotonic() < deadline:
+                self._cond.wait(0.02)
+            return not self._queue and not self._busy
+
+    # -- the worker ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop:
+                    self._cond.wait(self.policy_seconds)
+                    if not self._queue:
+                        break
+                if self._stop:
+                    return
+                batch = self._take()
+                self._busy = bool(batch)
+            try:
+                if not self._fixed and time.monotonic() - self._rates_at >= self.policy_seconds:
+                    self._read_policy()
+                if batch:
+                    self._score(batch)
+            except Exception:  # noqa: BLE001 - the worker must survive anything; the shadow is best effort
+                log.exception("shadow scoring failed")
+                for item in batch:
+                    self.on_skipped(item.model, "error")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _take(self) -> list[_Item]:
+        """The oldest queued request and the ones of the same model after it, up to MAX_BATCH_ROWS rows."""
+        if not self._queue:
+            return []
+        first = self._queue.popleft()
+        batch, rows, rest = [first], first.rows, deque[_Item]()
+        while self._queue and rows < MAX_BATCH_ROWS:
+            item = self._queue.popleft()
+            if item.model == first.model and rows + item.rows <= MAX_BATCH_ROWS:
+                batch.append(item)
+                rows += item.rows
+            else:
+                rest.append(item)
+        self._queue.extendleft(reversed(rest))
+        self._rows -= rows
+        return batch
+
+    def _read_policy(self) -> None:
+        from core import policy
+
+        self._rates_at = time.monotonic()
+        if self.home is None:
+            return
+        try:
+            rules = policy.load(self.home)
+        except Exception as exc:  # noqa: BLE001 - a broken file keeps the last rates (the page refuses to save one)
+            log.warning("shadow: could not read the policy: %s", exc)
+            return
+        # every model named in the file, served here, or asked for since the last read
+        names = set(rules.models) | {name for name, _alias in self.cache.served()} | set(self._seen)
+        rates: dict[str, float] = {}
+        for name in names:
+            shadow = policy.for_model(rules, name).shadow
+            rates[name] = shadow.sample if shadow.enabled else 0.0
+        self._rates = rates
+
+    def _challenger(self, model: str) -> LoadedModel | None:
+        found = self.cache.peek(model, CHALLENGER)
+        if found is not None:
+            return found
+        try:
+            return self.cache.get(model, CHALLENGER)
+        except Exception as exc:  # noqa: BLE001 - no challenger (or one LeanOps refuses): nothing to shadow
+            log.info("shadow: %s has no challenger to score with (%s)", model, str(exc).splitlines()[0][:200])
+            self._none_until[model] = time.monotonic() + NO_CHALLENGER_SECONDS
+            return None
+
+    def _score(self, batch: list[_Item]) -> None:
+        model = batch[0].model
+        challenger = self._challenger(model)
+        if challenger is None:
+            return
+        items = [i for i in batch if i.champion_version != challenger.version]
+        if not items:
+            return
+        started = time.perf_counter()
+        try:
+            result = challenger.predict(merge([i.columns for i in items]))
+        except Exception as exc:  # noqa: BLE001 - e.g. a challenger that needs another column
+            log.warning("shadow: %s v%s could not score: %s", model, challenger.version, str(exc)[:300])
+            for _item in items:
+                self.on_skipped(model, "error")
+            return
+        total = sum(i.rows for i in items)
+        per_row_ms = (time.perf_counter() - started) * 1000 / max(total, 1)
+        outputs: np.ndarray = result.outputs
+        start = 0
+        for item in items:
+            end = start + item.rows
+            if self.writer is not None:
+                served = Served(item.request_id, item.ts, model, SHADOW, challenger.version, item.columns,
+                                outputs[start:end].tolist(), per_row_ms * item.rows, item.requested_by)
+                if self.writer.offer(served) is None:  # no room: the champion's rows come first
+                    self.on_skipped(model, "log_full")
+            start = end
+        self.on_scored(model, total)
