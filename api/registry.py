@@ -54,7 +54,7 @@ async def rollback(request: Request, name: ModelName, body: RollbackIn, actor: C
     return JSONResponse({"model": name, "from_version": change.from_version, "to_version": change.to_version})
 
 
-@router.get("/{name}/shadow", responses=responses(403, 404, 503))
+@router.get("/{name}/shadow", responses=responses(403, 404, 422, 503))
 async def shadow(request: Request, name: ModelName, actor: CurrentActor) -> JSONResponse:
     """The champion/challenger shadow comparison (as `cli.py shadow`): records compared, agreement, each
     one's realised metric on the labelled ones with a paired test (McNemar / Wilcoxon), and the policy's

@@ -124,8 +124,9 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "audit_checkpoints.write": lambda c: (core.audit_checkpoints.ensure_key(c.settings),
                                           core.audit_checkpoints.write(c.factory, c.settings, actor=ADMIN)),
     "audit_checkpoints.write_if_due": lambda c: (core.audit_checkpoints.ensure_key(c.settings),
-                                                 core.audit_checkpoints.write_if_due(c.factory, c.settings,
-                                                                                     actor=ADMIN)),
+                                                 core.audit_checkpoints.write_if_due(  # an hour on: due
+                                                     c.factory, c.settings, actor=ADMIN,
+                                                     now=core.audit.utcnow() + core.audit_checkpoints.HOURLY * 2)),
     "auth.bootstrap_admin": lambda c: c.tx(lambda s: core.auth.bootstrap_admin(
         s, username="root-admin", password="admin-pass-123")),
     "auth.create_user": lambda c: c.tx(lambda s: core.auth.create_user(
