@@ -295,7 +295,7 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
 
 def cmd_shadow(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
-    from core.promotion import shadow
+    from core.monitoring import shadow
 
     settings, factory = _context()
     with factory() as session:

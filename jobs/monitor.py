@@ -1,11 +1,11 @@
 """The ``monitor.performance`` job: one round over every champion (``core.retraining.watch``), then the
-shadow decisions of the models whose policy shadows a challenger (``core.promotion.shadow``)."""
+shadow decisions of the models whose policy shadows a challenger (``core.monitoring.shadow``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.promotion import shadow
+from core.monitoring import shadow
 from core.retraining.watch import watch_champions
 
 

@@ -129,7 +129,7 @@ def report_downloads(model: str, version: int, who: Actor) -> None:
 def shadow_panel(model: str, who: Actor) -> None:
     """The challenger's shadow comparison: the paired numbers, the policy's decision, and a chart over time."""
     from core.errors import LeanOpsError
-    from core.promotion import shadow
+    from core.monitoring import shadow
 
     st.subheader("Shadow")
     try:
@@ -152,7 +152,9 @@ def shadow_panel(model: str, who: Actor) -> None:
                    if found.challenger_score is not None and found.champion_score is not None else None,
                    delta_color="normal" if found.metric == "accuracy" else "inverse")
     test = "McNemar" if found.metric == "accuracy" else "Wilcoxon signed-rank"
-    st.markdown(f"**Decision** {badge(found.decision, color={'promote': 'green', 'discard': 'red'}.get(found.decision))} · {test} p = {_num(found.p_value)} · latency per request: "
+    colour = {"promote": "green", "discard": "red"}.get(found.decision)
+    st.markdown(f"**Decision** {badge(found.decision, color=colour)} · {test} p = {_num(found.p_value)} · "
+                "latency per request: "
                 f"champion {_num(found.champion_latency_ms)} ms, challenger {_num(found.challenger_latency_ms)} ms")
     for reason in found.reasons:
         st.caption(plain(reason))

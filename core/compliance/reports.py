@@ -304,7 +304,7 @@ def delivery(suppressed: bool, deliveries: list[Any] | None) -> str:
 
 def _shadow(session: Session, settings: Any, model: str, version: int) -> dict[str, Any] | None:
     """The challenger's shadow comparison with the champion (None for a version that is not the challenger)."""
-    from core.promotion import shadow
+    from core.monitoring import shadow
 
     try:
         if aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHALLENGER) != version:

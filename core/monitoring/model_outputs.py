@@ -123,10 +123,12 @@ class Predictor:
         return Outputs(rows, values, probabilities, raw)
 
     def close(self) -> None:
+        """Stop the child: its answer is in (or no longer wanted), and its interpreter's shutdown (seconds
+        with MLflow and scikit-learn loaded) is nothing the command should wait for."""
         self.conn.close()
-        self.process.join(timeout=5)
         if self.process.is_alive():
             self.process.terminate()
+        self.process.join(timeout=5)
 
 
 def _serve(conn: Any, mlflow_uri: str, model: str, version: int) -> None:

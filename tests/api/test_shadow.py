@@ -17,9 +17,9 @@ from scipy.stats import binomtest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.monitoring import shadow
 from core.platform import aliases
 from core.platform.aliases import SHADOW
-from core.promotion import shadow
 from core.serving import predictions
 from core.settings import Settings
 from db.models import Alert, AliasMove, AuditEvent, PredictionLog

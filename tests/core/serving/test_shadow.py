@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import binomtest, wilcoxon
 
 from core import policy
-from core.promotion import shadow
+from core.monitoring import shadow
 from core.serving.batching import Batcher
 from core.serving.cache import ModelCache
 from core.serving.inference import Predictor

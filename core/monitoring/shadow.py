@@ -224,7 +224,8 @@ def summarise(rows: list[Any], *, model: str, task: str, champion: int, challeng
             day["cl"].append(_score(task, r[2], r[6]))
     return Comparison(
         champion, challenger, len(rows), len(labelled), _round(float(np.mean(agreed))) if rows else None,
-        METRIC[task], _round(champion_score), _round(challenger_score), None if p_value is None else float(f"{p_value:.4g}"), decision, model=model,
+        METRIC[task], _round(champion_score), _round(challenger_score),
+        None if p_value is None else float(f"{p_value:.4g}"), decision, model=model,
         task=task, reasons=reasons,
         champion_latency_ms=_round(float(np.median([v[0] for v in per_request.values()]))) if rows else None,
         challenger_latency_ms=_round(float(np.median([v[1] for v in per_request.values()]))) if rows else None,
