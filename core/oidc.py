@@ -39,7 +39,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, auth
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput
 from db.models import User, utcnow
@@ -358,7 +358,7 @@ def sign_in(session: Session, *, provider: Provider, claims: dict[str, Any], ema
                             "you in. Ask an admin.")
     user.last_login_at = now
     audit.record(session, user.username, "login.ok", f"user:{user.username}", {"via": "sso"})
-    return SignIn(Actor(name=user.username, role=user.role, kind="user", user_id=user.id), "Welcome.", created)
+    return SignIn(auth.actor_for(user), "Welcome.", created)
 
 
 def _username_for(email: str) -> str:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from core.oidc import Provider as OidcProvider
     from core.platform.storage import LocalStore, S3Store
 
 
@@ -91,6 +92,23 @@ class Settings(BaseSettings):
     max_table_columns: int = Field(2_000, ge=1)
     max_table_mb: int = Field(4096, ge=1)  # the table's data once read (uncompressed), not the file's size
 
+    # single sign-on with an OpenID Connect provider (issue 15; see core/oidc.py and docs/deployment.md): on when
+    # oidc_issuer is set. Who may sign in: an address in oidc_allowed_domains ("example.com,example.org", "*":
+    # any verified address) or a member of oidc_allowed_groups (read from the oidc_groups_claim claim); one of
+    # the two is required. oidc_role_map ("leanops-admins=admin,ml=scientist") gives a new user the highest role
+    # its groups map to, else viewer. oidc_redirect_url: the callback URL registered at the provider, when the
+    # dashboard cannot tell its own public address (empty: <the address the browser used>/auth/oidc/callback)
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr | None = None
+    oidc_provider_name: str = Field("SSO", min_length=1, max_length=40)
+    oidc_allowed_domains: str = ""
+    oidc_allowed_groups: str = ""
+    oidc_groups_claim: str = "groups"
+    oidc_role_map: str = ""
+    oidc_scopes: str = "openid email profile"
+    oidc_redirect_url: str = ""
+
     @field_validator("db_url", "mlflow_uri")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -115,6 +133,48 @@ class Settings(BaseSettings):
 
         parse_allowed(value)  # raises ValueError naming the bad entry
         return value
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _check_oidc_issuer(cls, value: str) -> str:
+        from core.oidc import check_issuer
+
+        return check_issuer(value) if value else value
+
+    @field_validator("oidc_role_map")
+    @classmethod
+    def _check_oidc_role_map(cls, value: str) -> str:
+        from core.oidc import parse_role_map
+
+        parse_role_map(value)  # raises ValueError naming the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _check_oidc(self) -> Settings:
+        if not self.oidc_issuer:
+            return self
+        if not self.oidc_client_id or self.oidc_client_secret is None:
+            raise ValueError("LEANOPS_OIDC_ISSUER is set, so LEANOPS_OIDC_CLIENT_ID and LEANOPS_OIDC_CLIENT_SECRET "
+                             "are needed too")
+        if not self.oidc_allowed_domains.strip() and not self.oidc_allowed_groups.strip():
+            raise ValueError("LEANOPS_OIDC_ISSUER is set but neither LEANOPS_OIDC_ALLOWED_DOMAINS nor "
+                             "LEANOPS_OIDC_ALLOWED_GROUPS says who may sign in (use '*' as the domain to allow "
+                             "every address the provider has verified)")
+        if "openid" not in self.oidc_scopes.split():
+            raise ValueError(f"LEANOPS_OIDC_SCOPES {self.oidc_scopes!r} must include 'openid'")
+        return self
+
+    def oidc_provider(self) -> OidcProvider | None:
+        """The single sign-on provider, or None when SSO is off (no LEANOPS_OIDC_ISSUER)."""
+        if not self.oidc_issuer or self.oidc_client_secret is None:
+            return None
+        from core.oidc import Provider, parse_list, parse_role_map
+
+        return Provider(issuer=self.oidc_issuer, client_id=self.oidc_client_id,
+                        client_secret=self.oidc_client_secret.get_secret_value(), name=self.oidc_provider_name,
+                        allowed_domains=frozenset(d.lower() for d in parse_list(self.oidc_allowed_domains)),
+                        allowed_groups=parse_list(self.oidc_allowed_groups), groups_claim=self.oidc_groups_claim,
+                        role_map=parse_role_map(self.oidc_role_map), scopes=self.oidc_scopes)
 
     @field_validator("artifacts")
     @classmethod
@@ -160,8 +220,11 @@ def get_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
             msg = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a check across settings names its variables itself; its input holds secrets
+                problems.append(msg)
+                continue
+            field = str(err["loc"][0])
             problems.append(f"LEANOPS_{field.upper()}: {msg} (got {err.get('input')!r})")
         raise InvalidInput("; ".join(problems)) from None
     if settings.on_s3:

@@ -5,7 +5,7 @@ import streamlit as st
 from core import auth, policy, sessions
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
-from ui.components import act, message
+from ui.components import act, form_key, form_notice, message, reset_form
 
 who = session.actor()
 st.title("Admin")
@@ -14,7 +14,8 @@ users_tab, tokens_tab, sessions_tab, policy_tab, alerts_tab = st.tabs(
 
 with users_tab:
     st.dataframe(queries.users(), hide_index=True, width="stretch")
-    with st.form("add-user", clear_on_submit=True):
+    form_notice("add-user")
+    with st.form(form_key("add-user")):  # keeps what was typed on an error; empties only on success
         st.markdown("**Add a user**")
         c1, c2, c3 = st.columns(3)
         name = c1.text_input("New username")
@@ -22,7 +23,7 @@ with users_tab:
         password = c3.text_input("Initial password", type="password")
         if st.form_submit_button("Add user"):
             if act(lambda s: auth.create_user(s, actor=who, username=name.strip(), role=role, password=password)):
-                st.success(message(f"User {name} ({role}) added."))
+                reset_form("add-user", notice=f"User {name.strip()} ({role}) added.")
 
     names = queries.users()["username"].tolist()
     st.markdown("**Change a user**")
@@ -45,10 +46,17 @@ with users_tab:
             st.rerun()
 
 with tokens_tab:
-    if plain := st.session_state.pop("new_token", None):
-        st.success("Copy this token now: it is shown only once.")
+    # The one-time secret stays in the session until its reader dismisses it: popping it on the run that
+    # shows it lost it whenever another rerun interrupted that run before it reached the browser.
+    if made_token := st.session_state.get("new_token"):
+        made_name, plain = made_token
+        st.success(message(f"Token {made_name} created. Copy it now (the copy button is at the right of the box): "
+                           "it cannot be shown again once you hide it."), icon=":material/key:")
         st.code(plain, language="text")
-    with st.form("new-token", clear_on_submit=True):
+        if st.button("I have copied it, hide the token", key="hide-token"):
+            del st.session_state["new_token"]
+            st.rerun()
+    with st.form(form_key("new-token")):  # keeps what was typed on an error; empties only on success
         c1, c2, c3, c4 = st.columns(4)
         token_name = c1.text_input("Token name")
         token_role = c2.selectbox("Token role", ROLES, index=0)
@@ -58,8 +66,8 @@ with tokens_tab:
             made = act(lambda s: auth.create_token(s, actor=who, role=token_role, name=token_name.strip(),
                                                    owner=owner, expires_days=int(days)))
             if made:
-                st.session_state["new_token"] = made[0]
-                st.rerun()
+                st.session_state["new_token"] = (made[1].name, made[0])
+                reset_form("new-token")
     tokens = queries.tokens()
     st.caption("A token acts for its owner (never above the owner's role) and stops with the owner's deactivation; "
                "an empty expiry means never. Last use is recorded at most once a minute.")

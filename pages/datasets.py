@@ -17,24 +17,36 @@ settings = resources.settings()
 st.title("Datasets")
 
 
-def show(reg: datasets.Registration) -> None:
+def show(reg: datasets.Registration, *, clear: bool = False) -> None:
+    """Select the version and say how it went; ``clear`` empties the upload form (a new generation of keys)."""
     st.session_state.update(ds_name=reg.version.name, ds_version=reg.version.version)
     if not reg.created:
-        st.info(message(reg.message))
+        said = ("info", message(reg.message))
     elif reg.certificate.passed:
-        st.success(message(reg.message))
+        said = ("success", message(reg.message))
     else:
-        st.warning("\n".join([message(reg.message), "", *charts.check_lines(reg.certificate.failed)]))
+        said = ("warning", "\n".join([message(reg.message), "", *charts.check_lines(reg.certificate.failed)]))
+    st.session_state["ds-registered"] = said
+    if clear:
+        st.session_state["ds-form-gen"] = gen + 1
+    st.rerun()  # the tables below were drawn before this version existed
+
+
+gen = st.session_state.get("ds-form-gen", 0)  # bumped after a successful upload: the form starts empty
 
 
 if who.at_least("scientist"):
     with st.container(border=True):
+        if said := st.session_state.pop("ds-registered", None):
+            getattr(st, said[0])(said[1])
         c1, c2 = st.columns(2)
-        name = c1.text_input("Dataset name", placeholder="e.g. churn").strip()
-        description = c2.text_input("Description", placeholder="optional: what is new in this version")
+        name = c1.text_input("Dataset name", placeholder="e.g. churn", key=f"ds-new-name-{gen}").strip()
+        description = c2.text_input("Description", placeholder="optional: what is new in this version",
+                                    key=f"ds-new-description-{gen}")
         upload_tab, sql_tab = st.tabs(["Upload a file", "Query a source database"])
         with upload_tab:
-            upload = st.file_uploader(f"CSV or Parquet, up to {settings.max_upload_mb} MB", type=["csv", "parquet"])
+            upload = st.file_uploader(f"CSV or Parquet, up to {settings.max_upload_mb} MB", type=["csv", "parquet"],
+                                      key=f"ds-upload-{gen}")
             if st.button("Register version", type="primary"):
                 if upload is None:
                     st.error("Choose a CSV or Parquet file to upload first.")
@@ -42,7 +54,7 @@ if who.at_least("scientist"):
                         s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.data_store,
                         source=f"upload:{upload.name}", description=description,
                         max_bytes=settings.max_upload_mb * 2**20, limits=TableLimits.of(settings))):
-                    show(reg)
+                    show(reg, clear=True)
         with sql_tab:
             names = [s.name for s in q.source_list()]
             source = st.selectbox("Source database", names, index=None, placeholder="an admin adds sources below")
@@ -82,6 +94,8 @@ if st.session_state.get("ds_version") not in listing.numbers:
     st.session_state["ds_version"] = listing.numbers[0]
 number = st.selectbox("Version", listing.numbers, key="ds_version")
 view = q.version(chosen, number)
+if view.description:
+    st.caption(f"v{number}: {plain(view.description)}")
 cert_tab, profile_tab, diff_tab, runs_tab, schema_tab = st.tabs(["Certificate", "Profile", "Diff", "Runs", "Schema"])
 
 with cert_tab:
@@ -91,6 +105,10 @@ with cert_tab:
         "failed", text=f"Certificate failed: {failed} of {len(checks)} checks")
     st.markdown(f"{verdict} · {view.ref} · sha256 `{view.sha256[:12]}` · schema v{view.schema_version} · "
                 f"checked {ago(at)}")
+    if number == 1:
+        st.caption(":material/info: Version 1's schema was inferred from version 1 itself, so this certificate "
+                   "passes by construction: it proves the file was read, not that the data is right. Later "
+                   "versions are checked against that schema; review it in the Schema tab.")
     st.dataframe(checks, hide_index=True, width="stretch")
 
 with profile_tab:

@@ -37,6 +37,7 @@ def move(fn, success: str) -> None:  # fn: an alias-moving core call
         return
     st.cache_data.clear()
     st.session_state["registry_notice"] = success
+    st.session_state["move-reason-done"] = True  # the next run empties the reason box (it is drawn already)
     st.rerun()
 
 
@@ -62,6 +63,8 @@ registry_view.report_downloads(model, version.version, who)
 if version.version == row.challenger:
     registry_view.shadow_panel(model, who)
 
+if st.session_state.pop("move-reason-done", False):
+    st.session_state["move-reason"] = ""  # a done move's reason must not be recorded again with the next one
 reason = st.text_input("Reason (recorded with the move)", key="move-reason")
 buttons = st.columns(4)
 gates_pass = version.gates_passed is True  # only then is promoting the obvious next step

@@ -118,3 +118,27 @@ def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Acto
     elif who.at_least("scientist") and right.button("Cancel", key=f"{key}-{job.id}"):
         act(lambda s: job_queue.cancel(s, actor=who, job_id=job.id), success=f"Job {job.id}: cancel requested")
         st.rerun(scope="fragment")
+
+
+# -- forms that keep what was typed ---------------------------------------------------------------
+# A form built with clear_on_submit=True empties itself on every submit, so one validation error wipes
+# every field and the retry fails for another reason. Forms keep their input instead, and a successful
+# submit starts a new "generation" of the form: fresh widget keys, hence empty widgets, on the next run.
+
+def form_key(name: str) -> str:
+    """The key of form ``name`` in its current generation (pass it to st.form and use it in widget keys)."""
+    return f"{name}-{st.session_state.get(f'_form-gen-{name}', 0)}"
+
+
+def reset_form(name: str, *, notice: str | None = None) -> None:
+    """Empty form ``name`` by starting its next generation and rerun; ``notice`` is shown once above it."""
+    st.session_state[f"_form-gen-{name}"] = st.session_state.get(f"_form-gen-{name}", 0) + 1
+    if notice:
+        st.session_state[f"_form-notice-{name}"] = notice
+    st.rerun()
+
+
+def form_notice(name: str) -> None:
+    """Show the success notice ``reset_form`` left for form ``name`` (once)."""
+    if notice := st.session_state.pop(f"_form-notice-{name}", None):
+        st.success(message(notice), icon=":material/check_circle:")

@@ -17,7 +17,8 @@ from core.data import datasets, lineage, schemas, sources
 from core.data.profile import VersionDiff
 from ui import resources
 
-VERSION_COLUMNS = ["version", "sha256", "rows", "columns", "certificate", "source", "created by", "created at"]
+VERSION_COLUMNS = ["version", "description", "sha256", "rows", "columns", "certificate", "source", "created by",
+                   "created at"]
 
 
 def _session() -> Session:
@@ -47,7 +48,7 @@ def versions_page(name: str, page: int, size: int) -> VersionsPage:
     with _session() as session:
         total = datasets.count_versions(session, name=name)
         views = datasets.list_versions(session, name=name, limit=size, offset=(page - 1) * size)
-    table = pd.DataFrame([{"version": v.version, "sha256": v.sha256[:12], "rows": v.rows, "columns": len(v.columns),
+    table = pd.DataFrame([{"version": v.version, "description": v.description, "sha256": v.sha256[:12], "rows": v.rows, "columns": len(v.columns),
                            "certificate": _mark(v.certificate_passed), "source": v.source,
                            "created by": v.created_by, "created at": v.created_at} for v in views],
                          columns=VERSION_COLUMNS)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
@@ -20,7 +20,7 @@ from core import auth, sessions
 from core.actors import Actor
 from core.errors import LeanOpsError
 from core.platform.database import transaction
-from ui import auth_routes, resources
+from ui import auth_routes, oidc_routes, resources
 
 
 def session_cookie() -> str | None:
@@ -153,6 +153,8 @@ def login_page() -> None:
         st.warning("This dashboard was started without its login route: start it with "
                    "`streamlit run dashboard.py` (or `make run`).")
     st.html(_login_form(_here()))
+    if (provider := resources.settings().oidc_provider()) is not None:  # single sign-on, when configured
+        st.html(_sso_link(provider.name, _here()))
 
 
 def _here() -> str:
@@ -176,6 +178,14 @@ def _login_form(next_path: str) -> str:
             f'required style="{_FIELD}">'
             f'<input type="hidden" name="next" value="{html.escape(next_path)}">'
             f'<button type="submit" style="{_BUTTON}">Log in</button></form>')
+
+
+def _sso_link(provider_name: str, next_path: str) -> str:
+    """A plain link to the SSO start route (a navigation, so the provider's redirects and cookies just work)."""
+    href = html.escape(f"{oidc_routes.START_PATH}?{urlencode({'next': next_path})}")
+    return (f'<p style="margin:0.5rem 0">or</p><a href="{href}" role="button" '
+            f'style="{_BUTTON};display:inline-block;text-decoration:none;background:#31333f">'
+            f'Sign in with {html.escape(provider_name)}</a>')
 
 
 def logout_button(who: Actor) -> None:

@@ -36,6 +36,8 @@ def test_token_is_shown_once_and_stored_hashed(open_page, factory):
         row = s.query(ApiToken).one()
     assert row.token_hash != shown and shown not in row.token_hash
     at.run()
+    assert at.code[0].value == shown, "the token stays on screen until it is dismissed"
+    next(b for b in at.button if b.label == "I have copied it, hide the token").click().run()
     assert not [c for c in at.code if c.value.startswith("lo_")], "the token is shown only once"
 
 

@@ -100,5 +100,5 @@ def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, s
     assert not at.exception
     frame = next(df.value for df in at.dataframe if "delivery" in df.value.columns)
     assert frame[["condition", "model", "title", "delivery"]].values.tolist() == [
-        ["drift", "churn", "Drift on churn", "🔕 suppressed (cooldown)"],
+        ["drift", "churn", "Drift on churn", "not sent: cooldown"],
         ["drift", "churn", "Drift on churn", "sent"]]

@@ -100,3 +100,18 @@ def test_a_model_card_is_shown_as_text_never_as_an_image_or_a_link(open_page, tr
         kinds = {c.type for t in md.parse(element.value) for c in [t, *(t.children or [])]}
         assert not kinds & {"image", "link_open", "html_inline", "html_block"}, element.value
     assert "attacker/beacon" in md.render(card["Intended use"])  # the text is all there, as text
+
+
+def test_the_reason_box_keeps_its_text_when_refused_and_empties_after_a_promotion(open_page, trained):
+    at = open_page("pages/registry.py", role="approver")
+    next(s for s in at.selectbox if s.label == "Version").select(2).run()
+    at.text_input(key="move-reason").input("ship the dummy")
+    click(at, "Promote to production")
+    assert "cannot be promoted" in at.error[0].value
+    assert at.text_input(key="move-reason").value == "ship the dummy"  # refused: nothing typed is lost
+
+    next(s for s in at.selectbox if s.label == "Version").select(1).run()
+    at.text_input(key="move-reason").input("best f1 on churn v1")
+    click(at, "Promote to production")
+    assert champion(trained) == 1
+    assert at.text_input(key="move-reason").value == "", "a done move's reason is not offered for the next one"
