@@ -50,6 +50,10 @@ def test_upload_certify_break_and_reupload(dashboard, page: Page, tmp_path: Path
     upload(page, first)
     expect(page.get_by_text("Registered customers version 1: 400 rows, certificate passed.")).to_be_visible()
     expect(page.get_by_text("Certificate passed · customers:1")).to_be_visible()
+    expect(page.get_by_text("passes by construction")).to_be_visible()  # inferred from itself: said so
+    # A successful upload empties the form: no name, no file waiting to be registered again.
+    expect(page.get_by_label("Dataset name", exact=True)).to_have_value("")
+    expect(page.get_by_text(first.name, exact=True)).to_have_count(0)
     page.get_by_role("tab", name="Profile").click()
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible()
     assert page.get_by_test_id("stPlotlyChart").count() == 1 + 4  # missing share + one per column

@@ -53,7 +53,7 @@ def test_one_version_shows_table_certificate_profile_and_no_runs(open_page, fact
     assert not at.exception
     versions = at.dataframe[1].value
     assert versions.to_dict("records")[0] | {"created at": None} == {
-        "version": 1, "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3, "certificate": "passed",
+        "version": 1, "description": "", "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3, "certificate": "passed",
         "source": "test", "created by": "cli:" + reg.version.created_by.removeprefix("cli:"), "created at": None}
     assert "Certificate passed" in texts(at)
     assert len(at.get("plotly_chart")) == 1 + 3  # missing share + one chart per column
@@ -151,3 +151,20 @@ def test_two_hundred_versions_render_like_two(open_page, factory, settings) -> N
     assert pager.max == 10
     pager.set_value(10).run()
     assert many.dataframe[1].value["version"].tolist() == list(range(20, 0, -1))
+
+
+def test_first_version_says_its_certificate_passes_by_construction_and_descriptions_show(open_page, factory,
+                                                                                        settings) -> None:
+    with transaction(factory) as s:
+        datasets.register(s, actor=cli_actor(), name="churn", data=churn(), store_root=settings.home, source="test",
+                          description="January export")
+        datasets.register(s, actor=cli_actor(), name="churn", data=churn(seed=1), store_root=settings.home,
+                          source="test", description="February, with late payers")
+    at = open_page(PAGE)
+    listing = next(d.value for d in at.dataframe if "sha256" in d.value.columns)
+    assert listing["description"].tolist() == ["February, with late payers", "January export"]
+    assert "v2: February, with late payers" in texts(at)
+    assert "passes by construction" not in texts(at)  # v2 is checked against v1's schema
+    at.selectbox(key="ds_version").set_value(1).run()
+    assert "v1: January export" in texts(at)
+    assert "passes by construction" in texts(at)
