@@ -59,8 +59,8 @@ def serving() -> None:
     if traffic.empty:  # quiet just now: say when traffic last came, not only that none came
         traffic, window = serving_queries.traffic(24 * 60), "last 24 hours"
         if traffic.empty:
-            st.caption("No predictions in the last 15 minutes, nor in the last 24 hours. The API (`python cli.py serve`) serves each model's "
-                       "champion at POST /v1/models/NAME/predict.")
+            st.caption("No predictions in the last 15 minutes, nor in the last 24 hours. The API (`python cli.py "
+                       "serve`) serves each model's champion at POST /v1/models/NAME/predict.")
             return
         last = traffic["last"].max()
         st.caption(f"No predictions in the last 15 minutes; {int(traffic['requests'].sum()):,} request(s) in the "
