@@ -43,6 +43,43 @@ from db.session import make_engine, make_session_factory
 log = logging.getLogger("leanops.api")
 
 
+def docs_routes(app: FastAPI) -> tuple[str, ...]:
+    """/docs (Swagger UI) and /redoc with their scripts and styles served by this process, not a CDN.
+
+    FastAPI's own pages load Swagger UI from a CDN: behind a proxy or air-gapped they render blank. The
+    assets come from the fastapi-offline package (pinned in the lock files like every other dependency).
+    Returns the docs' paths, for the trust boundary (which also covers everything under /docs/).
+    """
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    openapi, static = app.openapi_url or "/openapi.json", "/docs/static"
+    app.mount(static, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=openapi, title=f"{app.title} - docs",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url=f"{static}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{static}/swagger-ui.css",
+                                   swagger_favicon_url=f"{static}/favicon.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=openapi, title=f"{app.title} - ReDoc",
+                              redoc_js_url=f"{static}/redoc.standalone.js",
+                              redoc_favicon_url=f"{static}/favicon.png", with_google_fonts=False)
+
+    return "/docs", "/redoc", openapi, "/docs/oauth2-redirect"
+
+
 @dataclass
 class Runtime:
     """Everything the routes share, created with the app and started by its lifespan."""
@@ -178,14 +215,14 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
                               "`Authorization: Bearer <token>` (401 before the body is read); a body over the "
                               "route's limit is refused with 413 (1 MB of JSON for control routes). "
                               "A 5xx answer names what failed and carries a `correlation_id` for the server's log.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # ours below: assets served locally
     app.state.runtime = rt
     errors.install(app)
     # Inner to outer: the trust boundary sees every request before any route reads its body, and the
     # metrics (outermost) count its refusals too.
     # The docs list every route and field: behind a token like the rest (curl/scripts send the header),
     # open to browsers only when LEANOPS_API_DOCS_PUBLIC says so.
-    docs = (app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url)
+    docs = docs_routes(app)
     app.add_middleware(TrustBoundary, runtime=rt, public=docs if settings.api_docs_public else ())
     app.add_middleware(RequestMetrics, metrics=rt.metrics)
 

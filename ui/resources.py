@@ -38,16 +38,18 @@ def session_factory() -> sessionmaker[Session]:
 def scheduler() -> str:
     """Start this process's one embedded scheduler; returns a status line for the sidebar."""
     s = settings()
+    # Said in a user's words: where jobs run, not a process id nobody can act on.
     if s.scheduler != "embedded":
-        return f"scheduler: {s.scheduler}"
+        return {"external": "scheduler: external (a separate worker runs jobs and schedules)",
+                "off": "scheduler: off (jobs wait until a worker runs)"}.get(s.scheduler, f"scheduler: {s.scheduler}")
     from core.platform.leases import LeaseHeld
     from jobs import scheduler as jobs_scheduler
 
     with _SCHEDULER_LOCK:
         try:
-            rt = jobs_scheduler.start(s, session_factory())
+            jobs_scheduler.start(s, session_factory())
         except LeaseHeld as exc:
             log.warning("embedded scheduler not started: %s", exc)
             jobs_scheduler.start(s, session_factory(), run_schedules=False)
-            return "jobs: running here · schedules: another process"
-    return f"jobs and schedules: running here ({rt.worker.split(':')[1]})"
+            return "scheduler: running in this dashboard (schedules: in another process)"
+    return "scheduler: running in this dashboard"

@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from core.training import estimation
 from core.settings import Settings
+from core.training import estimation, runs
 from core.training import reference as reference_stats
-from core.training import runs
 
 log = logging.getLogger("leanops.monitoring")
 

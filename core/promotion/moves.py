@@ -185,13 +185,17 @@ def _set_alias(session: Session, settings: Settings, *, model: str, alias: str, 
 def _alert(factory: sessionmaker[Session], settings: Settings, change: AliasChange) -> None:
     """A promotion or rollback alert, after the commit (never raises)."""
     rollback = change.action == "rollback"
-    was = f"v{change.from_version}" if change.from_version is not None else "none"
     verb = "rolled back" if rollback else "force-promoted" if change.forced else "promoted"
+    # Words a reader uses: a first promotion has no "from" version ("promoted none → v1" read as a bug).
+    if change.from_version is None:
+        move, before = f"v{change.to_version} (first champion)", "there was none before"
+    else:
+        move, before = f"v{change.from_version} → v{change.to_version}", f"was v{change.from_version}"
     notify.notify(factory, settings, condition="rollback" if rollback else "promotion",
                   model=change.model, severity="warning" if rollback or change.forced else "info",
-                  title=f"{change.model}: champion {verb} {was} → v{change.to_version}",
+                  title=f"{change.model}: champion {verb} {move}",
                   message=f"{change.actor} {verb} {change.model}: champion is now v{change.to_version} "
-                          f"(was {was}). Reason: {change.reason or 'none given'}.",
+                          f"({before}). Reason: {change.reason or 'none given'}.",
                   details={"from_version": change.from_version, "to_version": change.to_version,
                            "actor": change.actor, "reason": change.reason, "forced": change.forced})
 

@@ -113,6 +113,11 @@ def test_an_address_outside_the_allowed_domains_is_refused_and_nothing_created(
     idp.user = {"sub": "eve-1", "email": "eve@elsewhere.org", "email_verified": True}
     sso_login(page, sso_dashboard.url)
     expect(page.get_by_text("eve@elsewhere.org may not sign in to this dashboard")).to_be_visible()
+    # a forged callback (no sign-in under way in this browser) is refused, not followed
+    page.goto(f"{sso_dashboard.url}/auth/oidc/callback?code=stolen&state=guess")
+    wait_idle(page)
+    expect(page.get_by_text("The Test IdP sign-in expired or was started in another browser")).to_be_visible()
+    assert not idp.token_requests or all(r.get("code") != "stolen" for r in idp.token_requests)
     login(page, sso_dashboard.url, *ADMIN)
     goto_page(page, "Admin")
     page.get_by_role("combobox", name="User", exact=True).click()

@@ -381,7 +381,7 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http):
     assert notify.wait_for_deliveries(60)
     with factory() as s:
         raised = [(a.condition, a.title, a.suppressed) for a in reversed(notify.recent(s))]
-    assert raised == [("promotion", "m: champion promoted none → v1", False),
+    assert raised == [("promotion", "m: champion promoted v1 (first champion)", False),
                       ("promotion", "m: champion promoted v1 → v2", True),  # same incident kind within cooldown
                       ("rollback", "m: champion rolled back v2 → v1", False)]
     texts = [r.json()["text"] for r in http.received("/s")]

@@ -16,8 +16,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, mean_absolute_error
 
-from core.training import estimation
-from core.training import reference
+from core.training import estimation, reference
 
 ERRORS: dict[str, float] = {}  # printed at the end (-s): the figures quoted in the closing note
 

@@ -104,8 +104,8 @@ def test_an_important_column_and_the_outputs_make_drift(scenario, tmp_path):
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "drift.checked")).all()[-1]
         assert any("plan drifted" in text for text in event.details["verdict"])
         assert s.scalars(select(Job).where(Job.kind == "retrain.consider")).all()
-    from core.retraining.decisions import should_retrain_on_drift
     from core.policy import rules_for
+    from core.retraining.decisions import should_retrain_on_drift
     from db.models import DriftCheck
 
     with scenario.factory() as s:
