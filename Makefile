@@ -50,18 +50,36 @@ $(TOOLS_STAMP):
 	touch $@
 
 # The API (`cli.py serve`) runs in the background beside the dashboard and stops with it.
+# The login is printed last, in a box, once the dashboard answers (init's output, which holds a generated
+# password, stays in a shell variable: never in a file). Ctrl-C stops both processes and ends cleanly
+# (status 0 from the recipe: no "make: *** Error 130"); background children ignore SIGINT, hence the kill.
 run: $(REQ_STAMP)
-	$(VENV)/bin/python cli.py init --demo
-	@echo "LeanOps dashboard: http://localhost:$(PORT)   API: http://127.0.0.1:$(API_PORT) (its /docs need a token, or LEANOPS_API_DOCS_PUBLIC=true)"
-	@export LEANOPS_API_URL=http://127.0.0.1:$(API_PORT); \
-	$(VENV)/bin/python cli.py serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
-	trap 'kill -TERM $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
+	@init=$$($(VENV)/bin/python cli.py init --demo) || exit $$?; printf '%s\n' "$$init"; \
+	export LEANOPS_API_URL=http://127.0.0.1:$(API_PORT); \
+	$(VENV)/bin/python cli.py serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; ui=; \
+	trap 'kill -TERM $$api $$ui 2>/dev/null; wait $$api $$ui 2>/dev/null' EXIT; \
+	trap 'echo; echo "LeanOps stopped (dashboard and API)."; exit 0' INT TERM; \
 	echo "waiting for the API to load and warm every champion (/health/ready)"; \
 	until $(VENV)/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
 		http://127.0.0.1:$(API_PORT)/health/ready 2>/dev/null; do \
 		kill -0 $$api 2>/dev/null || { echo "the API exited before it was ready"; exit 1; }; sleep 0.5; \
 	done; \
-	$(VENV)/bin/streamlit run dashboard.py --server.headless true --server.port $(PORT)
+	$(VENV)/bin/streamlit run dashboard.py --server.headless true --server.port $(PORT) & ui=$$!; \
+	until $(VENV)/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
+		http://127.0.0.1:$(PORT)/_stcore/health 2>/dev/null; do \
+		kill -0 $$ui 2>/dev/null || { echo "the dashboard exited before it answered"; exit 1; }; sleep 0.5; \
+	done; \
+	user=$$(printf '%s\n' "$$init" | sed -n 's/^admin user: \([^ ]*\).*/\1/p'); \
+	pw=$$(printf '%s\n' "$$init" | sed -n 's/^admin user: [^ ]*  password: \([^ ]*\) .*/\1/p'); \
+	printf '%s\n' "LeanOps is running" "" "Dashboard  http://localhost:$(PORT)" \
+		"User       $${user:-admin}" \
+		"Password   $${pw:-the one you set (LEANOPS_ADMIN_PASSWORD, or changed at first login)}" \
+		"$${pw:+           (generated now and shown once: the first login asks for a new one)}" \
+		"API        http://127.0.0.1:$(API_PORT)  (/docs need a token, or LEANOPS_API_DOCS_PUBLIC=true)" \
+		"" "Stop       press Ctrl-C" | \
+	$(VENV)/bin/python -c 'import sys; ls = [l for l in sys.stdin.read().split("\n")[:-1]]; w = max(map(len, ls)); \
+		print("\n+" + "-" * (w + 2) + "+"); [print("| " + l.ljust(w) + " |") for l in ls]; print("+" + "-" * (w + 2) + "+")'; \
+	wait $$ui
 
 # mypy first (its configuration is [tool.mypy] in pyproject.toml); a type error fails the target.
 test: $(DEV_STAMP) $(TOOLS_STAMP)

@@ -30,10 +30,10 @@ from core import audit
 from core.actors import system_actor
 from core.errors import redact
 from core.platform.database import transaction
+from core.serving import prediction_store
 from core.serving.batching import Batcher
 from core.serving.cache import LOAD_DEADLINE, ModelCache
 from core.serving.inference import Predictor
-from core.serving import prediction_store
 from core.serving.predictions import LogWriter
 from core.serving.segments import Journal, segments_folder
 from core.serving.shadow import ShadowScorer
@@ -154,9 +154,11 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     metrics = Metrics()
     writer = None
     if settings.prediction_log_enabled:
+        # Acknowledged means durable: each request's records go to this process's journal segment first;
+        # segments a killed process left are replayed, skipping what the table or the partitions hold.
+        journal = Journal(segments_folder(settings.home), durability=settings.prediction_log_durability)
         writer = LogWriter(factory, capacity=settings.prediction_log_queue,
-                           on_written=lambda rows, seconds: metrics.written.inc(rows),
-                           journal=Journal(segments_folder(settings.home), durability=settings.prediction_log_durability),
+                           on_written=lambda rows, seconds: metrics.written.inc(rows), journal=journal,
                            stored_elsewhere=lambda items: prediction_store.compacted_request_ids(settings.data_store,
                                                                                                   items))
         metrics.watch_queue(lambda: writer.depth)

@@ -142,6 +142,7 @@ def error_response(exc: LeanOpsError, request: Request | None = None) -> JSONRes
     body: dict[str, Any] = {"detail": str(exc) or type(exc).__name__}
     if isinstance(exc, RecordError):
         body["field"] = exc.field
+        body["errors"] = [{"field": p.field, "detail": str(p)} for p in exc.problems]
     headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
     return JSONResponse(body, status_code=code, headers=headers)
 

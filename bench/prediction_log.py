@@ -144,7 +144,9 @@ factory = make_session_factory(make_engine(settings.db_url))
 started = time.perf_counter()
 current = window_frame(factory, model=sys.argv[2], hours=24, now=datetime.fromisoformat(sys.argv[4]),
                        store=None if sys.argv[3] == "json" else settings.data_store)
-print(json.dumps({"seconds": time.perf_counter() - started, "rows": len(current.frame)}))
+seconds = time.perf_counter() - started
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({"seconds": seconds, "rows": len(current.frame), "peak_mb": peak / 1024}))
 """
 
 
@@ -152,13 +154,13 @@ def window_run(env: dict[str, str], how: str, now: str) -> tuple[float, float, i
     """(seconds, peak RSS MB, rows) of a 24 h window read in its own process."""
     proc = subprocess.Popen([sys.executable, "-c", WINDOW, str(ROOT), MODEL, how, now], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert proc.stdout is not None and proc.stderr is not None
-    out, err = proc.stdout.read().decode(), proc.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
+    raw_out, raw_err = proc.communicate()
+    out, err = raw_out.decode(), raw_err.decode()
+    if proc.returncode != 0:
         raise SystemExit(f"window read ({how}) failed: {err[-2000:]}")
     doc = json.loads(out.strip().splitlines()[-1])
-    return doc["seconds"], usage.ru_maxrss / 1024, doc["rows"]
+    # the child's own high-water mark: ru_maxrss would carry this (large) process's over the exec
+    return doc["seconds"], doc["peak_mb"], doc["rows"]
 
 
 def main() -> None:
@@ -168,6 +170,7 @@ def main() -> None:
     from core.settings import get_settings
     from db.session import make_engine, make_session_factory
 
+    sys.setswitchinterval(0.001)  # as `cli.py serve` sets it: the writer thread yields the GIL sooner
     with tempfile.TemporaryDirectory(prefix="leanops-bench-", dir=os.environ.get("BENCH_DIR")) as tmp:
         home = Path(tmp) / "ws"
         env = os.environ | {"LEANOPS_HOME": str(home), "LEANOPS_SCHEDULER": "off"}

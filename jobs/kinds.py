@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from core.actors import system_actor
@@ -84,9 +84,7 @@ def audit_checkpoint(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
-    from core.serving import predictions
-
-    from core.serving import prediction_store
+    from core.serving import prediction_store, predictions
 
     days = int(params.get("days") or ctx.settings.prediction_retention_days)
     result = predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,

@@ -6,6 +6,7 @@ import streamlit as st
 from core.platform import job_queue, schedules
 from ui import queries, session
 from ui.components import act, ago, badge, code, job_row, message, plain
+from ui.cron_words import cron_words
 
 who = session.actor()
 st.title("Jobs")
@@ -15,6 +16,10 @@ st.title("Jobs")
 def queue() -> None:
     st.subheader("Queue")
     active = queries.job_list(statuses=("queued", "running"), limit=25)
+    ids, before = {j.id for j in active}, st.session_state.get("jobs-active", set())
+    st.session_state["jobs-active"] = ids
+    if before - ids:  # a job finished: rerun the whole page so the history below lists it
+        st.rerun()
     if not active:
         st.caption("Nothing queued or running.")
     for job in active:
@@ -49,7 +54,9 @@ else:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"seconds": st.column_config.NumberColumn(format="%.1f"),
                                 "status": st.column_config.TextColumn("status", help="succeeded, failed or cancelled")})
-    chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job")
+    # Keyed: a new finished job changes the options, and an unkeyed picker would reset to nothing.
+    chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job",
+                          key="job-log")
     if chosen is not None:
         job = next(j for j in history if j.id == chosen)
         if job.error:
@@ -66,8 +73,9 @@ for sched in rows:
     left, right = st.columns([5, 1])
     state = badge("cancelled", text="paused", color="orange") if sched.paused else f"next run {ago(sched.next_run_at)}"
     next_at = f" ({sched.next_run_at:%Y-%m-%d %H:%M} UTC)" if sched.next_run_at and not sched.paused else ""
-    left.markdown(f"**{plain(sched.name)}** · {code(sched.cron)} · {sched.kind} · {state}{next_at} · "
-                  f"last run {ago(sched.last_run_at)}  \n{plain(sched.description)}")
+    left.markdown(f"**{plain(sched.name)}** · {plain(cron_words(sched.cron))} ({code(sched.cron)}) · "
+                  f"{sched.kind} · {state}{next_at} · last run {ago(sched.last_run_at)}  \n"
+                  f"{plain(sched.description)}")
     if who.at_least("admin"):
         label = "Resume" if sched.paused else "Pause"
         if right.button(label, key=f"sched-{sched.name}"):

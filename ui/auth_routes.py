@@ -99,7 +99,7 @@ def _check(username: str, password: str, user_agent: str, client: str) -> tuple[
     try:
         with transaction(factory) as db:
             result = auth.login(db, username=username, password=password, max_failures=s.login_max_failures,
-                                lockout_seconds=s.login_lockout_seconds)
+                                lockout_seconds=s.login_lockout_seconds, client=client)
             if result.actor is None:
                 return None, result.message
             return sessions.start(db, actor=result.actor, user_agent=user_agent, client=client,

@@ -390,7 +390,10 @@ def lookup(factory: sessionmaker[Session] | Session, store: Store, *, request_id
         keys = list_files(store, ROOT)
     found = []
     for key in keys:
-        table = read_file(store, key, filters=(pc.field("request_id") == request_id) & (pc.field("alias") != SHADOW))
+        wanted = (pc.field("request_id") == request_id) & (pc.field("alias") != SHADOW)
+        if not read_file(store, key, columns=["request_id"], filters=wanted).num_rows:
+            continue  # one column read to rule a file out; all of them only where the request is
+        table = read_file(store, key, filters=wanted)
         if table.num_rows:
             model = key.split("/")[1]
             for row in _frame_of(table, None).to_dict("records"):

@@ -446,7 +446,7 @@ def count(session: Session, *, model: str | None = None) -> int:
 # -- feedback ------------------------------------------------------------------------------------
 
 def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
-                    home: Path | None = None) -> int:
+                    home: Path | None = None, store: Store | None = None) -> int:
     """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
 
     Labels drive live performance and so the automatic rollback: only the actor that made the
@@ -454,6 +454,9 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace ``home``,
     the default policy when None). A request logged before requesters were recorded can be labelled
     only by that role. Replacing labels is audited with the old and new values.
+
+    With ``store`` (the workspace's ``data_store``) a request already compacted into the Parquet
+    partitions is found there.
 
     Raises:
         NotFound: no prediction of ``model`` has this request_id (yet).
@@ -463,9 +466,17 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     require(session, actor, "feedback.write", f"model:{model}")
     if not isinstance(labels, list) or not labels:
         raise InvalidInput("labels must be a non-empty list with one label per record of the request")
-    logged = session.execute(select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
-                             .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
-                             .order_by(PredictionLog.record_index)).all()  # shadow rows are the challenger's
+    logged: list[Any] = list(session.execute(
+        select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
+        .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
+        .order_by(PredictionLog.record_index)).all())  # shadow rows are the challenger's
+    if not logged and store is not None:  # labels often come late: the request's hour may be compacted
+        from types import SimpleNamespace
+
+        from core.serving import prediction_store
+
+        logged = [SimpleNamespace(record_index=r["record_index"], model=r["model"], requested_by=r["requested_by"])
+                  for r in prediction_store.lookup(session, store, request_id=request_id)]
     if not logged or logged[0].model != model:
         raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
     _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by, home=home)

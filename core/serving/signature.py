@@ -28,15 +28,30 @@ Columns = dict[str, np.ndarray]
 
 
 class RecordError(InvalidInput):
-    """One record of a request is unusable; ``field`` names it as ``records[i].column``."""
+    """Records of a request are unusable; ``field`` names the first as ``records[i].column``.
 
-    def __init__(self, message: str, *, record: int, column: str) -> None:
+    ``problems`` holds one error per bad column (its first bad record), so a caller fixing a record
+    learns every bad field at once instead of one per round trip.
+    """
+
+    def __init__(self, message: str, *, record: int, column: str,
+                 problems: tuple[RecordError, ...] = ()) -> None:
         super().__init__(message)
         self.record, self.column = record, column
+        self.problems: tuple[RecordError, ...] = problems or (self,)
 
     @property
     def field(self) -> str:
         return f"records[{self.record}].{self.column}"
+
+    @classmethod
+    def of(cls, problems: Sequence[RecordError]) -> RecordError:
+        """One error for all ``problems`` (in record order, then the model's column order)."""
+        if len(problems) == 1:
+            return problems[0]
+        ordered = sorted(problems, key=lambda p: p.record)  # stable: columns keep the model's order
+        text = f"{len(ordered)} fields cannot be used: " + "; ".join(str(p) for p in ordered)
+        return cls(text, record=ordered[0].record, column=ordered[0].column, problems=tuple(ordered))
 
 
 @dataclass(frozen=True)
@@ -91,20 +106,28 @@ class InputSchema:
         """Check and cast ``records`` (a list of dicts) column by column.
 
         Raises:
-            RecordError: a record lacks a required column, or a value cannot be cast to its type.
+            RecordError: a record lacks a required column, or a value cannot be cast to its type; one
+                error naming every bad column (``problems``), each at its first bad record.
         """
         out: Columns = {}
+        problems: list[RecordError] = []
         for col in self.columns:
             if col.required:
                 try:
                     values = list(map(itemgetter(col.name), records))
                 except KeyError:
                     index = next(i for i, r in enumerate(records) if col.name not in r)
-                    raise RecordError(f"record {index} has no column {col.name!r}; the model needs: "
-                                      f"{', '.join(self.names)}", record=index, column=col.name) from None
+                    problems.append(RecordError(f"record {index} has no column {col.name!r}; the model needs: "
+                                                f"{', '.join(self.names)}", record=index, column=col.name))
+                    continue
             else:
                 values = list(map(dict.get, records, repeat(col.name)))
-            out[col.name] = cast(values, col) if self.typed else _infer(values, col.name)
+            try:
+                out[col.name] = cast(values, col) if self.typed else _infer(values, col.name)
+            except RecordError as exc:  # check the other columns too: the answer names every bad field
+                problems.append(exc)
+        if problems:
+            raise RecordError.of(problems)
         # Extra keys exist iff the records hold more keys than the model columns they have;
         # counting is far cheaper than collecting every record's keys.
         present = sum(len(records) if c.required else sum(map(dict.__contains__, records, repeat(c.name)))

@@ -202,3 +202,18 @@ def test_metrics_cover_requests_stages_values_versions_and_queue(client: TestCli
             f'{float(model.versions["lr"])}') in text
     assert "leanops_prediction_log_queue_depth " in text
     assert client.get("/metrics").status_code == 401
+
+
+def test_a_422_names_every_bad_field_of_a_record(client: TestClient, model: Model, tokens: dict) -> None:
+    rows = records(3)
+    rows[1].update(tenure_months="twelve", senior="maybe")
+    rows[1].pop("region")
+    answer = predict(client, model.name, tokens["viewer"], rows)
+    assert answer.status_code == 422, answer.text
+    doc = answer.json()
+    fields = [e["field"] for e in doc["errors"]]
+    assert sorted(fields) == sorted(["records[1].tenure_months", "records[1].senior", "records[1].region"])
+    assert doc["field"] in fields
+    assert doc["detail"].startswith("3 fields cannot be used: ")
+    for word in ("'twelve'", "true or false", "has no column 'region'"):
+        assert word in doc["detail"]

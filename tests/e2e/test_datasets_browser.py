@@ -22,6 +22,8 @@ def customers(rows: int = 400, seed: int = 0) -> pd.DataFrame:
 
 def upload(page: Page, path: Path, name: str = "customers") -> None:
     page.get_by_label("Dataset name", exact=True).fill(name)
+    page.get_by_label("Dataset name", exact=True).press("Tab")  # a person moves on: the name is committed
+    wait_rerun(page)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(path))
     expect(page.get_by_text(path.name, exact=True)).to_be_visible()
     wait_rerun(page)  # the upload reruns the script: let that run finish before clicking

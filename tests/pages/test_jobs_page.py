@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from core.actors import cli_actor
 from core.platform import job_queue, schedules
 from core.platform.database import transaction
 from db.models import Job, utcnow
+from ui.cron_words import cron_words
 
 
 def test_reaped_job_shows_its_reason(open_page, factory):
@@ -45,3 +48,52 @@ def test_scientist_queues_and_cancels_a_diagnostic_job(open_page, factory):
     at.button(key=f"cancel-{queued[0].id}").click().run()
     with factory() as s:
         assert job_queue.get(s, queued[0].id).status == "cancelled"
+
+
+@pytest.mark.parametrize(("cron", "words"), [
+    ("0 6 * * *", "every day at 06:00 UTC"),
+    ("*/15 * * * *", "every 15 minutes"),
+    ("5 * * * *", "every hour at minute 05"),
+    ("0 */6 * * *", "every 6 hours at minute 00"),
+    ("0 3 * * mon-fri", "every weekday (Monday to Friday) at 03:00 UTC"),
+    ("0 4 * * sat,sun", "every Saturday and Sunday at 04:00 UTC"),
+    ("0 4 1 * *", "on day 1 of every month at 04:00 UTC"),
+    ("0 7 * * 0", "every Monday at 07:00 UTC"),  # APScheduler 3's from_crontab: 0 is Monday
+    ("0 1,13 * * *", "0 1,13 * * *"),  # an uncommon shape stays as written
+    ("0 0 * 1 *", "0 0 * 1 *"),
+])
+def test_cron_in_plain_words(cron: str, words: str) -> None:
+    assert cron_words(cron) == words
+
+
+def test_cron_words_say_what_the_scheduler_does() -> None:
+    """The weekday in words is the one APScheduler fires on (its numbering, not crontab's)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    for cron in ("30 2 * * 1", "30 2 * * 0", "30 2 * * 6", "30 2 * * fri"):
+        fire = CronTrigger.from_crontab(cron, timezone="UTC").get_next_fire_time(None, datetime(2026, 11, 30,
+                                                                                                tzinfo=UTC))
+        assert cron_words(cron) == f"every {fire:%A} at 02:30 UTC"
+
+
+def test_schedules_read_in_words_and_history_refreshes_when_a_job_finishes(open_page, factory):
+    with transaction(factory) as s:
+        schedules.ensure(s, actor=cli_actor(), name="morning", kind="audit.verify", cron="0 6 * * *")
+        job = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 1})
+    at = open_page("pages/jobs.py", role="admin")
+    assert any("every day at 06\\:00 UTC" in m.value for m in at.markdown)
+    assert not [d for d in at.dataframe if "job" in d.value.columns], "nothing has finished yet"
+    with transaction(factory) as s:
+        job_queue.claim(s, worker="host:1:test")
+        job_queue.finish(s, job_id=job.id, status="succeeded")
+    at.run()  # the queue fragment's next tick sees the job gone and reruns the page
+    history = next(d.value for d in at.dataframe if "job" in d.value.columns)
+    assert history["job"].tolist() == [job.id]
+    at.selectbox(key="job-log").select(job.id).run()
+    with transaction(factory) as s:  # another job finishes: the picker keeps its selection
+        other = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 1})
+        job_queue.claim(s, worker="host:1:test")
+        job_queue.finish(s, job_id=other.id, status="succeeded")
+    at.run()
+    assert next(d.value for d in at.dataframe if "job" in d.value.columns)["job"].tolist() == [other.id, job.id]
+    assert at.selectbox(key="job-log").value == job.id

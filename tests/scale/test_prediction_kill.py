@@ -52,7 +52,7 @@ def _up(url: str) -> bool:
         return False
 
 
-def _load(url: str, token: str, model: str, acknowledged: dict[str, int], lock: threading.Lock,
+def _load(url: str, token: str, name: str, acknowledged: dict[str, int], lock: threading.Lock,
           stop: threading.Event, worker: int) -> None:
     """Single records, and now and then 20 at once, until the server goes away or ``stop`` is set."""
     batch = records(20)
@@ -62,7 +62,7 @@ def _load(url: str, token: str, model: str, acknowledged: dict[str, int], lock: 
             body = batch if i % 10 == 0 else batch[(worker + i) % 20: (worker + i) % 20 + 1]
             i += 1
             try:
-                answer = client.post(f"/v1/models/{model}/predict", json={"records": body})
+                answer = client.post(f"/v1/models/{name}/predict", json={"records": body})
             except httpx.HTTPError:
                 return  # killed: nothing more can be acknowledged
             if answer.status_code != 200:  # not acknowledged (e.g. 503 while the champion loads): go on
@@ -72,8 +72,8 @@ def _load(url: str, token: str, model: str, acknowledged: dict[str, int], lock: 
                 acknowledged[answer.json()["request_id"]] = len(body)
 
 
-def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(db_url: str, api_settings, model: Model,
-                                                                            tokens: dict, tmp_path: Path) -> None:
+def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(
+        db_url: str, api_settings, model: Model, tokens: dict, tmp_path: Path) -> None:  # noqa: F811 - fixtures
     env = {"LEANOPS_HOME": str(api_settings.home), "LEANOPS_DB_URL": api_settings.db_url,
            "LEANOPS_MLFLOW_URI": api_settings.mlflow_uri, "LEANOPS_ARTIFACTS": api_settings.artifacts,
            "LEANOPS_SCHEDULER": "off"}
@@ -92,14 +92,15 @@ def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(db_u
         url = f"http://127.0.0.1:{port}"
         proc = _serve(env, port, log)
         try:
-            wait_until(lambda: _up(url), timeout=90, every=0.2, what="the API to start")
+            wait_until(lambda: _up(url), timeout=90, every=0.2, what="the API to start")  # noqa: B023 - called now
             stop = threading.Event()
             before = len(acknowledged)
             threads = [threading.Thread(target=_load, args=(url, tokens["viewer"], model.name, acknowledged, lock,
                                                             stop, w)) for w in range(16)]
             for t in threads:
                 t.start()
-            wait_until(lambda: len(acknowledged) - before >= kill_after, timeout=120, what="answers")
+            wait_until(lambda: len(acknowledged) - before >= kill_after,  # noqa: B023 - called now
+                       timeout=120, what="answers")
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
             stop.set()
@@ -123,7 +124,8 @@ def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(db_u
         def logged() -> Counter[tuple[str, int]]:
             with factory() as session:
                 hot = [(rid, i) for rid, i in session.execute(
-                    select(PredictionLog.request_id, PredictionLog.record_index).where(PredictionLog.model == model.name))]
+                    select(PredictionLog.request_id, PredictionLog.record_index)
+                    .where(PredictionLog.model == model.name))]
             cold = [(rid, i) for key in prediction_store.list_files(api_settings.data_store, prediction_store.ROOT)
                     for rid, i in zip(*prediction_store.read_file(api_settings.data_store, key,
                                                                   columns=["request_id", "record_index"])
@@ -186,16 +188,15 @@ from core.settings import get_settings
 from db.session import make_engine, make_session_factory
 settings = get_settings()
 factory = make_session_factory(make_engine(settings.db_url))
-print(prediction_store.compact(factory, settings.data_store, actor=system_actor("kill-test"), holder=f"kill-{os.getpid()}",
-      scratch=settings.home / "tmp", now=datetime.fromisoformat(sys.argv[1]), chunk=150, lease_seconds=1))
+print(prediction_store.compact(factory, settings.data_store, actor=system_actor("kill-test"),
+      holder=f"kill-{os.getpid()}", scratch=settings.home / "tmp", now=datetime.fromisoformat(sys.argv[1]),
+      chunk=150, lease_seconds=1))
 """
 
 
-def _partition_rows(store) -> list[str]:
-    from core.serving import prediction_store
-
-    return [rid for key in prediction_store.list_files(store, prediction_store.ROOT)
-            for rid in prediction_store.read_file(store, key, columns=["request_id"]).column("request_id").to_pylist()]
+def _partition_rows(where) -> list[str]:
+    return [rid for key in prediction_store.list_files(where, prediction_store.ROOT)
+            for rid in prediction_store.read_file(where, key, columns=["request_id"]).column("request_id").to_pylist()]
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
@@ -210,7 +211,7 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
 
     from core.actors import system_actor
     from core.platform.database import transaction
-    from core.serving import prediction_store, predictions
+    from core.serving import predictions
     from core.settings import get_settings
 
     env = {"LEANOPS_HOME": str(tmp_path / "ws"), "LEANOPS_DB_URL": db_url, "LEANOPS_SCHEDULER": "off"}
@@ -222,7 +223,7 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     settings = get_settings()
-    store = settings.data_store
+    artifacts = settings.data_store
     now = datetime.fromisoformat(COMPACT_NOW)
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
@@ -247,8 +248,8 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
             proc = subprocess.Popen([sys.executable, "-c", COMPACTOR, COMPACT_NOW], cwd=ROOT, env=os.environ | env,
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             try:
-                wait_until(lambda: proc.poll() is not None or len(
-                    prediction_store.list_files(store, prediction_store.ROOT)) >= files_before_kill,
+                wait_until(lambda: proc.poll() is not None or len(  # noqa: B023 - called now
+                    prediction_store.list_files(artifacts, prediction_store.ROOT)) >= files_before_kill,  # noqa: B023
                     timeout=120, every=0.02 if where == "local" else 0.2, what="the compactor to write files")
                 threading.Event().wait(extra)
                 proc.send_signal(signal.SIGKILL)
@@ -258,11 +259,11 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
                 if proc.poll() is None:
                     proc.kill()
             threading.Event().wait(1.1)  # the killed compactor's lease runs out
-        result = prediction_store.compact(factory, store, actor=system_actor("kill-test"), holder="final",
+        result = prediction_store.compact(factory, artifacts, actor=system_actor("kill-test"), holder="final",
                                           scratch=tmp_path / "scratch", now=now)
         with factory() as session:
             left = session.scalar(select(func.count()).select_from(PredictionLog)) or 0
-        stored = _partition_rows(store)
+        stored = _partition_rows(artifacts)
     finally:
         engine.dispose()
     assert -signal.SIGKILL in kills, f"no compactor was killed mid-way ({kills}); the test proves nothing"

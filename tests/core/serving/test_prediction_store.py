@@ -234,3 +234,22 @@ def test_rows_that_reuse_the_ids_of_compacted_rows_are_compacted_too(factory, tm
                                     meta=("ts", "version", "output", "request_id"))
     assert sorted(frame["request_id"]) == sorted(first + late) and hot(factory) == 0
     assert len(prediction_store.list_files(store, "prediction-log")) == 2
+
+
+def test_feedback_for_a_compacted_request_is_stored(factory, tmp_path: Path) -> None:
+    """Ground truth often arrives days later, when the request's hour has left the table."""
+    from core.errors import NotFound
+    from tests.support.factories import make_user
+
+    store = LocalStore(tmp_path)
+    ids = log_rows(factory, at=NOW - timedelta(hours=3), n=2, requested_by=None)
+    compact(factory, store)
+    admin = make_user(factory, "labeller", "admin")
+    with transaction(factory) as session:
+        with pytest.raises(NotFound):  # without the store, only the hot table is searched
+            predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1])
+    with transaction(factory) as session:
+        assert predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
+                                           store=store) == 1
+    with factory() as session:
+        assert predictions.feedback_for(session, request_id=ids[0]) == [1]

@@ -17,6 +17,7 @@ from core.serving import predictions, segments
 from core.serving.predictions import LogWriter, Served
 from core.serving.segments import Journal, claim_orphans, encode, read_segment
 from db.models import utcnow
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -69,13 +70,13 @@ def test_requests_wait_for_one_shared_sync(tmp_path: Path) -> None:
 def test_segments_rotate_and_go_once_stored(tmp_path: Path) -> None:
     journal = Journal(tmp_path, durability="batch", segment_seconds=0.05, batch_interval=0.01)
     journal.start()
-    for _ in range(3):
+    for i in range(3):
         journal.append(encode(served()))
-        threading.Event().wait(0.1)
-    assert len(list(tmp_path.glob("*.seg"))) >= 3
+        wait_until(lambda: len(list(tmp_path.glob("*.seg"))) >= i + 2, timeout=10,  # noqa: B023 - called now
+                   what="a segment with a record to be rotated")
     journal.committed(3)
-    threading.Event().wait(0.3)
-    assert len(list(tmp_path.glob("*.seg"))) == 1, "sealed segments whose records are stored are deleted"
+    wait_until(lambda: len(list(tmp_path.glob("*.seg"))) == 1, timeout=10,
+               what="sealed segments whose records are stored to be deleted")
     journal.close()
 
 
