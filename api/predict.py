@@ -18,6 +18,7 @@ from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
 from core.serving import prediction_store, predictions
 from core.serving.cache import ALIAS_PATTERN
+from core.serving.inference import ARROW, read_arrow, write_arrow
 from core.training.spec import MODEL_NAME_RE
 
 router = APIRouter(prefix="/v1/models", tags=["predictions"])
@@ -48,12 +49,30 @@ class PredictAnswer(BaseModel):
     ignored_columns: list[str] | None = Field(None, description="columns the model does not use")
 
 
-PREDICT_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["records"], "additionalProperties": False,
-    "properties": {"records": {
-        "type": "array", "minItems": 1, "description": "one object per row: column name → value",
-        "items": {"type": "object", "additionalProperties": True},
-        "example": [{"tenure_months": 12, "contract": "month-to-month"}]}}}}}}}
+RECORDS = {"type": "object", "required": ["records"], "additionalProperties": False, "properties": {"records": {
+    "type": "array", "minItems": 1, "description": "one object per row: column name → value",
+    "items": {"type": "object", "additionalProperties": True},
+    "example": [{"tenure_months": 12, "contract": "month-to-month"}]}}}
+DATAFRAME_SPLIT = {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+                   "description": "MLflow's pandas split orient, as `mlflow models serve` takes it",
+                   "properties": {"dataframe_split": {
+                       "type": "object", "required": ["columns", "data"], "additionalProperties": False,
+                       "properties": {
+                           "columns": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
+                           "data": {"type": "array", "minItems": 1, "description": "one list per row, a value per column",
+                                    "items": {"type": "array"}},
+                           "index": {"type": "array"}},
+                       "example": {"columns": ["tenure_months", "contract"], "data": [[12, "month-to-month"]]}}}}
+PREDICT_BODY = {
+    "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [RECORDS, DATAFRAME_SPLIT]}},
+        ARROW: {"schema": {"type": "string", "format": "binary",
+                           "description": "an Arrow IPC stream: one column per model input, one row per record"}}}},
+    "responses": {"200": {"content": {ARROW: {"schema": {
+        "type": "string", "format": "binary",
+        "description": "with `Accept: application/vnd.apache.arrow.stream`: an Arrow IPC stream with a "
+                       "`prediction` column (and `probability_<class>` columns when asked); request_id, "
+                       "model, version and alias in the schema metadata"}}}}}}
 
 
 @router.post("/{name}/predict", response_model=PredictAnswer, openapi_extra=PREDICT_BODY, responses=ERRORS)
@@ -62,6 +81,10 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
                                               description="the alias to serve, e.g. challenger")] = "champion",
                   probabilities: Annotated[bool, Query(description="add class probabilities")] = False) -> Response:
     """Predict ``records`` with the version the alias (default ``champion``) points at now.
+
+    The body is JSON ``{"records": [...]}``, MLflow's ``{"dataframe_split": {"columns", "data"}}``, or an
+    Arrow IPC stream (``Content-Type: application/vnd.apache.arrow.stream``); columnar bodies are checked
+    column by column. With ``Accept: application/vnd.apache.arrow.stream`` the answer is an Arrow stream.
 
     Every prediction is logged with the request_id. Records are checked against the model's
     signature: a missing column or a value that cannot be cast is a 422 naming the record and
@@ -73,13 +96,18 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     request_id = prediction_store.new_request_id()  # time-prefixed: a lookup reads only that hour's partitions
     try:
         raw = await request.body()  # its size was checked as it streamed in (api.boundary)
-        try:
-            body = pydantic_core.from_json(raw)
-        except ValueError as exc:
-            raise InvalidInput(f"the body is not valid JSON ({exc}); send {{\"records\": [...]}}") from None
-        if isinstance(body, dict) and (unknown := sorted(set(body) - {"records"})):  # as PREDICT_BODY says
-            raise InvalidInput(f"unknown top-level key(s) {', '.join(repr(k)[:80] for k in unknown[:5])}; "
-                               "the body is {\"records\": [...]} and nothing else")
+        body: Any
+        if _media(request.headers.get("content-type")) == ARROW:
+            body = read_arrow(raw, limit=rt.settings.serving_batch_limit)
+        else:
+            try:
+                body = pydantic_core.from_json(raw)
+            except ValueError as exc:
+                raise InvalidInput(f"the body is not valid JSON ({exc}); send {{\"records\": [...]}}") from None
+            if isinstance(body, dict) and (unknown := sorted(set(body) - {"records", "dataframe_split"})):
+                raise InvalidInput(f"unknown top-level key(s) {', '.join(repr(k)[:80] for k in unknown[:5])}; "
+                                   "the body is {\"records\": [...]} or {\"dataframe_split\": {...}} and "
+                                   "nothing else")
         decoded = time.perf_counter() - started
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
                                             request_id=request_id, requested_by=predictions.requester(actor))
@@ -97,6 +125,8 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     stage.labels(name, "predict").observe(answer.timings["predict"])
     stage.labels(name, "log").observe(answer.timings["log"])
     rt.metrics.observe_predictions(name, answer.version, answer.predictions)
+    if ARROW in request.headers.get("accept", ""):
+        return Response(write_arrow(answer), media_type=ARROW)
     return Response(pydantic_core.to_json(answer.as_dict(), inf_nan_mode="null"), media_type="application/json")
 
 
@@ -134,3 +164,8 @@ async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: C
         await run_in_threadpool(rt.writer.drain, 10.0)  # the prediction may still be on its way to the log
         stored = await run_in_threadpool(store)
     return FeedbackAnswer(request_id=body.request_id, stored=stored)
+
+
+def _media(content_type: str | None) -> str:
+    """The media type of a Content-Type header, without parameters, lower case."""
+    return (content_type or "").split(";", 1)[0].strip().lower()

@@ -48,7 +48,8 @@ def versions_page(name: str, page: int, size: int) -> VersionsPage:
     with _session() as session:
         total = datasets.count_versions(session, name=name)
         views = datasets.list_versions(session, name=name, limit=size, offset=(page - 1) * size)
-    table = pd.DataFrame([{"version": v.version, "description": v.description, "sha256": v.sha256[:12], "rows": v.rows, "columns": len(v.columns),
+    table = pd.DataFrame([{"version": v.version, "description": v.description,
+                           "sha256": v.sha256[:12], "rows": v.rows, "columns": len(v.columns),
                            "certificate": _mark(v.certificate_passed), "source": v.source,
                            "created by": v.created_by, "created at": v.created_at} for v in views],
                          columns=VERSION_COLUMNS)

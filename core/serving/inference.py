@@ -20,10 +20,11 @@ from core.serving.batching import Batcher
 from core.serving.cache import LoadedModel, ModelCache, check_alias
 from core.serving.predictions import LogFull, LogWriter, Refused, Served
 from core.serving.shadow import ShadowScorer
-from core.serving.signature import Column, InputSchema
+from core.serving.signature import Column, Frame, InputSchema, RecordError
 from db.models import utcnow
 
 MAX_NAME = 255
+ARROW = "application/vnd.apache.arrow.stream"  # the media type of an Arrow IPC stream (request and answer)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,81 @@ def check_records(body: Any, *, limit: int) -> list[dict[str, Any]]:
     return records
 
 
+def check_body(body: Any, *, limit: int) -> list[dict[str, Any]] | Frame:
+    """A JSON body's records, or its MLflow ``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` as
+    columns (MLflow clients send it unchanged); InvalidInput naming what is wrong."""
+    if not isinstance(body, dict) or "dataframe_split" not in body:
+        return check_records(body, limit=limit)
+    if len(body) > 1:
+        raise InvalidInput("a body with 'dataframe_split' has no other top-level key")
+    split = body["dataframe_split"]
+    if not isinstance(split, dict) or not isinstance(split.get("columns"), list) \
+            or not isinstance(split.get("data"), list):
+        raise InvalidInput("dataframe_split must be {\"columns\": [name, …], \"data\": [[value, …], …]}")
+    if unknown := sorted(set(split) - {"columns", "data", "index"}):
+        raise InvalidInput(f"dataframe_split has unknown key(s) {', '.join(repr(k)[:80] for k in unknown[:5])}")
+    names, data = split["columns"], split["data"]
+    if not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise InvalidInput("dataframe_split.columns must be distinct column names (strings), at least one")
+    for i, row in enumerate(data):  # worded as a record's problem, as in {"records": [...]}
+        if not isinstance(row, list):
+            raise RecordError(f"record {i} column values must be a list (dataframe_split.data[{i}] is "
+                              f"{type(row).__name__})", record=i, column="*")
+        if len(row) < len(names):
+            raise RecordError(f"record {i} has no column {names[len(row)]!r}: dataframe_split.data[{i}] has "
+                              f"{len(row)} values for {len(names)} columns", record=i, column=names[len(row)])
+        if len(row) > len(names):
+            raise RecordError(f"record {i} column {len(names) + 1} has no name: dataframe_split.data[{i}] has "
+                              f"{len(row)} values for {len(names)} columns", record=i, column="*")
+    return check_frame(Frame({n: list(v) for n, v in zip(names, zip(*data, strict=True), strict=True)}
+                             if data else {n: [] for n in names}, len(data)), limit=limit)
+
+
+def check_frame(frame: Frame, *, limit: int) -> Frame:
+    """A columnar request within the batch limit, or InvalidInput."""
+    if frame.rows == 0:
+        raise InvalidInput("the request has no rows; send at least one")
+    if frame.rows > limit:
+        raise InvalidInput(f"the request has {frame.rows} rows; the limit is {limit} per request "
+                           "(LEANOPS_SERVING_BATCH_LIMIT)")
+    return frame
+
+
+def read_arrow(raw: bytes, *, limit: int) -> Frame:
+    """An Arrow IPC stream's columns, or InvalidInput: not a stream, duplicate columns, too many rows."""
+    import pyarrow as pa
+
+    try:
+        table = pa.ipc.open_stream(raw).read_all()
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
+        raise InvalidInput(f"the body is not an Arrow IPC stream ({str(exc)[:200]}); send one with "
+                           f"Content-Type: {ARROW}") from None
+    names = table.column_names
+    if len(set(names)) != len(names):
+        raise InvalidInput("the Arrow stream has duplicate column names")
+    return check_frame(Frame({n: table.column(n) for n in names}, table.num_rows), limit=limit)
+
+
+def write_arrow(answer: Answer) -> bytes:
+    """``answer`` as an Arrow IPC stream: a ``prediction`` column (and one ``probability_<class>`` column
+    per class when asked), the request id, model, version and alias in the schema metadata."""
+    import pyarrow as pa
+
+    columns = {"prediction": pa.array(answer.predictions)}
+    if answer.probabilities is not None and answer.probabilities:
+        for key in answer.probabilities[0]:
+            columns[f"probability_{key}"] = pa.array([p[key] for p in answer.probabilities], pa.float64())
+    meta = {"request_id": answer.request_id, "model": answer.model, "version": str(answer.version),
+            "alias": answer.alias}
+    if answer.ignored_columns:
+        meta["ignored_columns"] = ",".join(answer.ignored_columns)
+    table = pa.table(columns).replace_schema_metadata(meta)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
 def check_name(name: str) -> str:
     if not name or len(name) > MAX_NAME or not name.isprintable():
         raise InvalidInput(f"model name {name[:80]!r} is not allowed: 1-{MAX_NAME} printable characters")
@@ -79,6 +155,9 @@ class Predictor:
         self.cache, self.batcher, self.writer = cache, batcher, writer
         self.batch_limit, self.log_wait = batch_limit, log_wait
         self.shadow = shadow  # the challenger scores champion requests off the response path
+        self.in_flight = 0  # requests being answered now (on the event loop): the shadow waits for 0
+        if shadow is not None:
+            shadow.busy = lambda: self.in_flight
 
     async def model(self, name: str, alias: str) -> LoadedModel:
         found = self.cache.peek(name, alias)
@@ -92,6 +171,9 @@ class Predictor:
                       request_id: str | None = None, requested_by: str | None = None) -> Answer:
         """Predict the records of ``body`` with the version ``alias`` serves, and log every prediction.
 
+        ``body``: JSON ``{"records": [...]}`` or MLflow's ``{"dataframe_split": ...}``, or a ``Frame``
+        (``read_arrow``).
+
         ``requested_by`` (``predictions.requester(actor)``) is logged with it: feedback is bound to it.
 
         Raises:
@@ -99,12 +181,26 @@ class Predictor:
             NotFound: no such model, or no version has ``alias``.
             StoreUnavailable: the model cannot be loaded, or the log has had no room for too long.
         """
+        self.in_flight += 1
+        try:
+            return await self._predict(name=name, body=body, alias=alias, probabilities=probabilities,
+                                       request_id=request_id, requested_by=requested_by)
+        finally:
+            self.in_flight -= 1
+
+    async def _predict(self, *, name: str, body: Any, alias: str, probabilities: bool, request_id: str | None,
+                       requested_by: str | None) -> Answer:
         started, ts = time.perf_counter(), utcnow()
         request_id = request_id or uuid.uuid4().hex
-        records = check_records(body, limit=self.batch_limit)
+        parsed = check_frame(body, limit=self.batch_limit) if isinstance(body, Frame) \
+            else check_body(body, limit=self.batch_limit)
         model = await self.model(name, alias)
-        schema = model.schema or InputSchema(tuple(Column(str(k)) for k in records[0]), typed=False)
-        coerced = schema.coerce(records)
+        if isinstance(parsed, Frame):  # columnar (Arrow, dataframe_split): never a dict per row
+            schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed.columns), typed=False)
+            coerced = schema.coerce_frame(parsed)
+        else:
+            schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed[0]), typed=False)
+            coerced = schema.coerce(parsed)
         checked = time.perf_counter()
         result = await self.batcher.predict(model, coerced.columns, coerced.rows, probabilities=probabilities)
         predicted = time.perf_counter()

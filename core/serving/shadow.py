@@ -10,7 +10,14 @@ The champion's answer never waits for any of it: ``offer`` only appends to a deq
 the queue already holds ``capacity`` rows (the challenger cannot keep up, or the machine is
 saturated) the request's shadow is skipped and counted (``on_skipped``: the
 ``leanops_shadow_skipped_total`` metric), and so is a shadow row the prediction log has no room for
-(it never waits for room: only the champion's rows get back-pressure). Which models shadow, and how
+(it never waits for room: only the champion's rows get back-pressure).
+
+Live traffic comes first. A queue that is not full is not enough: on a small machine the challenger's
+predict competes with the champion's for the CPU (and the GIL) and slowed it by a third (bench/shadow.py).
+So the worker scores only while the champion is idle: ``busy`` (the Predictor's count of requests in
+flight) must be at most ``busy_threshold``; it waits up to ``busy_patience`` seconds for such a moment and
+otherwise drops the batch, counted as ``busy``. Its thread also runs at the lowest OS priority (Linux: nice
+19 applies to that thread only), so what it does score yields the CPU to the request threads. Which models shadow, and how
 many of their requests (``shadow.enabled``, ``shadow.sample``), is read from the policy file by the
 worker every ``policy_seconds``, never on the request path.
 """
@@ -18,7 +25,9 @@ worker every ``policy_seconds``, never on the request path.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -38,6 +47,9 @@ log = logging.getLogger("leanops.shadow")
 CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is skipped
 MAX_BATCH_ROWS = 512  # queued requests of one model predicted together, up to this many rows
 NO_CHALLENGER_SECONDS = 10.0  # how long "this model has no challenger to load" is believed
+BUSY_THRESHOLD = 0  # champion requests in flight above which the challenger does not score
+BUSY_PATIENCE = 0.5  # seconds a batch waits for the champion to be idle before it is dropped as "busy"
+BUSY_POLL = 0.002
 Skipped = Callable[[str, str], None]  # (model, reason)
 
 
@@ -58,13 +70,17 @@ class ShadowScorer:
     def __init__(self, *, cache: ModelCache, writer: LogWriter | None, home: Path | None,
                  capacity: int = CAPACITY_ROWS, policy_seconds: float = 5.0,
                  on_skipped: Skipped | None = None, on_scored: Callable[[str, int], None] | None = None,
-                 rates: dict[str, float] | None = None) -> None:
+                 rates: dict[str, float] | None = None, busy: Callable[[], int] | None = None,
+                 busy_threshold: int = BUSY_THRESHOLD, busy_patience: float = BUSY_PATIENCE) -> None:
         """``home``: the workspace whose policies.yaml says which models shadow; ``rates`` (model → sample
-        share) replaces reading it (tests, benches)."""
+        share) replaces reading it (tests, benches); ``busy``: how many champion requests are in flight
+        (the Predictor sets it), the worker scores only while it is at most ``busy_threshold``."""
         self.cache, self.writer, self.home = cache, writer, home
         self.capacity, self.policy_seconds = capacity, policy_seconds
         self.on_skipped: Skipped = on_skipped or (lambda model, reason: None)
         self.on_scored = on_scored or (lambda model, rows: None)
+        self.busy: Callable[[], int] = busy or (lambda: 0)
+        self.busy_threshold, self.busy_patience = busy_threshold, busy_patience
         self._fixed = rates is not None
         self._rates: dict[str, float] = dict(rates or {})  # model → share of its requests shadowed
         self._rates_at = time.monotonic() if self._fixed else float("-inf")
@@ -139,6 +155,7 @@ class ShadowScorer:
     # -- the worker ----------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        _lowest_priority()
         while True:
             with self._cond:
                 while not self._queue and not self._stop:
@@ -152,8 +169,11 @@ class ShadowScorer:
             try:
                 if not self._fixed and time.monotonic() - self._rates_at >= self.policy_seconds:
                     self._read_policy()
-                if batch:
+                if batch and self._wait_idle():
                     self._score(batch)
+                elif batch:
+                    for item in batch:
+                        self.on_skipped(item.model, "busy")
             except Exception:  # noqa: BLE001 - the worker must survive anything; the shadow is best effort
                 log.exception("shadow scoring failed")
                 for item in batch:
@@ -162,6 +182,16 @@ class ShadowScorer:
                 with self._cond:
                     self._busy = False
                     self._cond.notify_all()
+
+    def _wait_idle(self) -> bool:
+        """Whether the champion became idle (at most ``busy_threshold`` requests in flight) within
+        ``busy_patience`` seconds; polls, since the event loop must not pay for telling this thread."""
+        deadline = time.monotonic() + self.busy_patience
+        while self.busy() > self.busy_threshold:
+            if self._stop or time.monotonic() >= deadline:
+                return False
+            time.sleep(BUSY_POLL)
+        return True
 
     def _take(self) -> list[_Item]:
         """The oldest queued request and the ones of the same model after it, up to MAX_BATCH_ROWS rows."""
@@ -239,3 +269,14 @@ class ShadowScorer:
                     self.on_skipped(model, "log_full")
             start = end
         self.on_scored(model, total)
+
+
+def _lowest_priority() -> None:
+    """Nice the calling thread to 19 (Linux: a thread is a task with its own nice value), so the CPU goes
+    to the request threads first; elsewhere, and where it is not allowed, the idle check alone holds."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError as exc:
+        log.info("shadow: could not lower the worker's priority (%s)", exc)

@@ -62,6 +62,14 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Frame:
+    """A columnar request body: column name → its values (a list, or a pyarrow array), all ``rows`` long."""
+
+    columns: dict[str, Any]
+    rows: int
+
+
+@dataclass(frozen=True)
 class Coerced:
     """A request's records as one cast array per model column, plus what was ignored."""
 
@@ -137,6 +145,32 @@ class InputSchema:
             ignored = tuple(sorted(set().union(*records) - set(self.names)))
         return Coerced(out, len(records), ignored)
 
+    def coerce_frame(self, frame: Frame) -> Coerced:
+        """Check and cast a columnar request (an Arrow table, MLflow's ``dataframe_split``) as ``coerce``
+        does records: the same casts and the same errors (a row index is a record index), but column by
+        column, so a 10,000-row batch is never turned into 10,000 dicts. Arrow columns whose type already
+        matches the model's are converted without a Python object per value."""
+        out: Columns = {}
+        problems: list[RecordError] = []
+        for col in self.columns:
+            if col.name not in frame.columns:
+                if col.required:
+                    problems.append(RecordError(f"record 0 has no column {col.name!r} (nor has any row: the "
+                                                f"request's columns lack it); the model needs: "
+                                                f"{', '.join(self.names)}", record=0, column=col.name))
+                else:
+                    out[col.name] = cast([None] * frame.rows, col) if self.typed else _infer([None] * frame.rows,
+                                                                                          col.name)
+                continue
+            try:
+                out[col.name] = _column(frame.columns[col.name], col, self.typed)
+            except RecordError as exc:
+                problems.append(exc)
+        if problems:
+            raise RecordError.of(problems)
+        ignored = tuple(sorted(set(frame.columns) - set(self.names)))
+        return Coerced(out, frame.rows, ignored)
+
     def frame(self, columns: Columns) -> pd.DataFrame:
         return pd.DataFrame({name: columns[name] for name in self.names}, copy=False)
 
@@ -156,6 +190,33 @@ def merge(parts: Sequence[Columns]) -> Columns:
 def split_rows(columns: Columns, rows: int, pieces: int) -> list[Columns]:
     bounds = np.linspace(0, rows, pieces + 1).astype(int)
     return [{k: v[a:b] for k, v in columns.items()} for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _column(values: Any, col: Column, typed: bool) -> np.ndarray:
+    """One request column (a list, or a pyarrow array) cast to ``col``. An Arrow column of the model's kind
+    without nulls is taken as it is (no Python object per value); anything else goes through ``cast``, so
+    the casts and the errors are those of JSON records."""
+    if isinstance(values, list):
+        return cast(values, col) if typed else _infer(values, col.name)
+    import pyarrow.types as pat
+
+    kind = values.type
+    if not typed and not pat.is_nested(kind):
+        return np.asarray(values.to_numpy(zero_copy_only=False))
+    if typed and values.null_count == 0:
+        if col.type in ("double", "float") and (pat.is_integer(kind) or pat.is_floating(kind)):
+            return values.to_numpy(zero_copy_only=False).astype(NUMERIC[col.type], copy=False)
+        if col.type in ("long", "integer") and pat.is_integer(kind):
+            arr = values.to_numpy(zero_copy_only=False)
+            limit = 2**63 if col.type == "long" else 2**31
+            if not len(arr) or (int(arr.min()) >= -limit and int(arr.max()) < limit):
+                return arr.astype(NUMERIC[col.type], copy=False)
+        if col.type == "string" and (pat.is_string(kind) or pat.is_large_string(kind)):
+            return np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
+        if col.type == "boolean" and pat.is_boolean(kind):
+            return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+    listed = values.to_pylist()
+    return cast(listed, col) if typed else _infer(listed, col.name)
 
 
 # -- casting one column --------------------------------------------------------------------------

@@ -28,7 +28,8 @@ def test_docs_render_with_the_network_off(browser: Browser, settings) -> None:
             outside.append(route.request.url)
             route.abort("internetdisconnected")
 
-    context = browser.new_context(proxy={"server": "http://127.0.0.1:9", "bypass": "127.0.0.1,localhost"}, viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(proxy={"server": "http://127.0.0.1:9", "bypass": "127.0.0.1,localhost"},
+                                  viewport={"width": 1400, "height": 1000})
     context.route("**/*", loopback_only)
     page = context.new_page()
     try:

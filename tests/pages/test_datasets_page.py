@@ -53,7 +53,8 @@ def test_one_version_shows_table_certificate_profile_and_no_runs(open_page, fact
     assert not at.exception
     versions = at.dataframe[1].value
     assert versions.to_dict("records")[0] | {"created at": None} == {
-        "version": 1, "description": "", "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3, "certificate": "passed",
+        "version": 1, "description": "", "sha256": reg.version.sha256[:12], "rows": 200, "columns": 3,
+        "certificate": "passed",
         "source": "test", "created by": "cli:" + reg.version.created_by.removeprefix("cli:"), "created at": None}
     assert "Certificate passed" in texts(at)
     assert len(at.get("plotly_chart")) == 1 + 3  # missing share + one chart per column

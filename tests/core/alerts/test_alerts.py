@@ -370,7 +370,7 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http):
 
     add_dataset(factory, settings, small_churn(2000))
     for spec in (versions.WEAKER, versions.STRONGER, versions.FAILING):  # really trained: v1, v2 pass; v3 fails
-        versions.trained(factory, settings, model_name="m", **spec)
+        versions.trained(factory, settings, model_name="m", allow_schema_change=True, **spec)
     add(factory, "hook", "slack", {"url": http.url("/s")})
     approver = Actor("ann", "approver")
     for version in (1, 2):

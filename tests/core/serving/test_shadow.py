@@ -153,3 +153,46 @@ def test_mcnemar_is_the_exact_binomial_on_discordant_pairs() -> None:
     assert shadow.mcnemar(champion, challenger) == pytest.approx(binomtest(12, 15, 0.5).pvalue)
     assert shadow.mcnemar([True, False], [True, False]) == 1.0
     assert shadow.same(1, "1") and shadow.same(1.0, 1) and not shadow.same("yes", "no")
+
+
+def test_under_load_the_shadow_yields_to_live_traffic_and_counts_busy(served: SimpleNamespace) -> None:
+    """The challenger scores only while no champion request is in flight: under continuous load its work
+    is dropped as "busy" (before the fix it scored whenever its queue had room, slowing the champion);
+    once the load stops a request is shadowed again."""
+    cache = ModelCache(mlflow_uri=served.store.uri, reload_seconds=3600)
+    skipped: list[str] = []
+    scored: list[int] = []
+    scorer = ShadowScorer(cache=cache, writer=None, home=None, rates={served.name: 1.0}, busy_patience=0.05,
+                          on_skipped=lambda model, reason: skipped.append(reason),
+                          on_scored=lambda model, rows: scored.append(rows))
+    p = predictor(cache, scorer)
+    assert p.in_flight == 0 and scorer.busy() == 0
+    rows = records(40)
+    offered = 0
+
+    async def client(deadline: float) -> None:
+        nonlocal offered
+        i = 0
+        while time.monotonic() < deadline:
+            await p.predict(name=served.name, body={"records": [rows[i % len(rows)]]})
+            offered += 1
+            i += 1
+
+    async def load(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*[client(deadline) for _ in range(8)])
+
+    cache.get(served.name, "challenger")  # loaded up front: the test is about when it scores, not loading
+    scorer.start()
+    try:
+        asyncio.run(load(1.5))
+        assert scorer.drain(10)
+        assert p.in_flight == 0
+        assert skipped and set(skipped) == {"busy"}
+        assert sum(scored) < offered / 4, (sum(scored), offered)  # the load left it (almost) no idle moment
+        before = sum(scored)
+        asyncio.run(p.predict(name=served.name, body={"records": rows[:3]}))  # idle again: it is shadowed
+        assert scorer.drain(10)
+        assert sum(scored) == before + 3
+    finally:
+        scorer.stop()
