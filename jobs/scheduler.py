@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import system_actor
+from core.errors import InvalidInput
 from core.platform import job_queue as core_jobs
 from core.platform import leases, schedules
 from core.platform.database import transaction
@@ -169,7 +170,6 @@ def fire_schedule(name: str) -> None:
 def sync_schedules() -> None:
     """Renew the lease, mirror edited schedule rows into APScheduler, write next run times back."""
     from apscheduler.jobstores.base import JobLookupError
-    from apscheduler.triggers.cron import CronTrigger
 
     rt = _RUNTIME
     if rt is None:
@@ -183,11 +183,11 @@ def sync_schedules() -> None:
             continue
         cron, paused, _ = state
         try:
-            sched.add_job(fire_schedule, CronTrigger.from_crontab(cron, timezone="UTC"), args=[name],
+            sched.add_job(fire_schedule, schedules.cron_trigger(cron), args=[name],
                           id=f"schedule:{name}", jobstore="default", replace_existing=True)
             if paused:
                 sched.pause_job(f"schedule:{name}", jobstore="default")
-        except ValueError:
+        except (ValueError, InvalidInput):
             log.error("schedule %s has a cron APScheduler refuses: %r", name, cron)
         rt.applied[name] = state
     for name in set(rt.applied) - set(rows):

@@ -2,14 +2,13 @@
 
 Covers the shapes schedules use in practice; anything else is shown as the raw expression, which is
 always right, rather than a paraphrase that might be wrong. Schedules run in UTC (jobs/scheduler.py).
-The words follow what the scheduler does, not the crontab manual: APScheduler 3's
-``CronTrigger.from_crontab`` numbers weekdays from 0 = Monday (crontab: 0 = Sunday), so "1-5" runs
-Tuesday to Saturday and is said so. Day names (mon-fri) mean the same to both.
+Weekdays keep crontab's meaning (0 and 7 = Sunday), which is what the scheduler fires on
+(``core.platform.schedules.cron_trigger`` names the days for APScheduler, whose own numbers start at Monday).
 """
 
 from __future__ import annotations
 
-DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]  # APScheduler's 0-6
+DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]  # crontab's 0-6
 NAMES = {name[:3].lower(): i for i, name in enumerate(DAYS)}
 
 
@@ -25,14 +24,14 @@ def _step(field: str) -> int | None:
 def _weekdays(field: str) -> str | None:
     """"1-5" → "weekday", "1,3" → "Monday and Wednesday"; None for shapes not handled."""
     def day(text: str) -> int | None:
-        return NAMES.get(text.lower()) if not text.isdigit() else int(text) if int(text) <= 6 else None
+        return NAMES.get(text.lower()) if not text.isdigit() else int(text) % 7 if int(text) <= 7 else None
 
     if "-" in field and "," not in field:
         a, _, b = field.partition("-")
         first, last = day(a), day(b)
         if first is None or last is None:
             return None
-        if (first, last) == (0, 4):
+        if (first, last) == (1, 5):
             return "weekday (Monday to Friday)"
         return f"day from {DAYS[first]} to {DAYS[last]}"
     days = [day(p) for p in field.split(",")]

@@ -46,6 +46,51 @@ def check_cron(cron: str) -> str:
     return " ".join(fields)
 
 
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: 0 (and 7) = Sunday
+
+
+def _day_number(token: str) -> int:
+    if token.isdigit() and int(token) <= 7:
+        return int(token) % 7
+    if token in _DAY_NAMES:
+        return _DAY_NAMES.index(token)
+    raise ValueError(f"not a day of the week: {token!r}")
+
+
+def crontab_days(field: str) -> str:
+    """A crontab day-of-week field as day names, which APScheduler reads the same way crontab does.
+
+    APScheduler 3 numbers weekdays from 0 = Monday, also in ``CronTrigger.from_crontab``, so the
+    crontab field "0" (Sunday) would fire on Mondays and "1-5" Tuesday to Saturday. Expanding every
+    number, range and step into crontab's days and naming them keeps the crontab meaning.
+    """
+    field = field.lower()
+    if field == "*":
+        return field
+    days: list[int] = []
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if base == "*":
+            low, high = 0, 6
+        elif "-" in base:
+            first, _, last = base.partition("-")
+            low, high = _day_number(first), _day_number(last)
+            high = 7 if last.isdigit() and int(last) == 7 else high  # "5-7": Friday to Sunday
+        else:
+            low = high = _day_number(base)
+        days.extend(d % 7 for d in range(low, high + 1, int(step) if step else 1))
+    return ",".join(_DAY_NAMES[d] for d in sorted(set(days)))
+
+
+def cron_trigger(cron: str) -> Any:
+    """The APScheduler trigger of a stored cron (UTC) with crontab's meaning of every field."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, day_of_week = check_cron(cron).split()
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_days(day_of_week),
+                       timezone="UTC")
+
+
 def _get(session: Session, name: str) -> Schedule:
     row = session.get(Schedule, name)
     if row is None:

@@ -58,7 +58,8 @@ def test_scientist_queues_and_cancels_a_diagnostic_job(open_page, factory):
     ("0 3 * * mon-fri", "every weekday (Monday to Friday) at 03:00 UTC"),
     ("0 4 * * sat,sun", "every Saturday and Sunday at 04:00 UTC"),
     ("0 4 1 * *", "on day 1 of every month at 04:00 UTC"),
-    ("0 7 * * 0", "every Monday at 07:00 UTC"),  # APScheduler 3's from_crontab: 0 is Monday
+    ("0 7 * * 0", "every Sunday at 07:00 UTC"),  # crontab: 0 is Sunday (APScheduler's own 0 is Monday)
+    ("0 7 * * 1-5", "every weekday (Monday to Friday) at 07:00 UTC"),
     ("0 1,13 * * *", "0 1,13 * * *"),  # an uncommon shape stays as written
     ("0 0 * 1 *", "0 0 * 1 *"),
 ])
@@ -67,13 +68,26 @@ def test_cron_in_plain_words(cron: str, words: str) -> None:
 
 
 def test_cron_words_say_what_the_scheduler_does() -> None:
-    """The weekday in words is the one APScheduler fires on (its numbering, not crontab's)."""
-    from apscheduler.triggers.cron import CronTrigger
+    """The weekday in words is the one the scheduler's trigger fires on, and crontab's meaning."""
+    crontab = {"0": "Sunday", "1": "Monday", "6": "Saturday", "7": "Sunday", "fri": "Friday"}
+    for field, day in crontab.items():
+        cron = f"30 2 * * {field}"
+        fire = schedules.cron_trigger(cron).get_next_fire_time(None, datetime(2026, 11, 30, tzinfo=UTC))
+        assert f"{fire:%A}" == day
+        assert cron_words(cron) == f"every {day} at 02:30 UTC"
 
-    for cron in ("30 2 * * 1", "30 2 * * 0", "30 2 * * 6", "30 2 * * fri"):
-        fire = CronTrigger.from_crontab(cron, timezone="UTC").get_next_fire_time(None, datetime(2026, 11, 30,
-                                                                                                tzinfo=UTC))
-        assert cron_words(cron) == f"every {fire:%A} at 02:30 UTC"
+
+@pytest.mark.parametrize(("field", "days"), [
+    ("1-5", "mon,tue,wed,thu,fri"), ("0", "sun"), ("7", "sun"), ("5-7", "sun,fri,sat"), ("*/2", "sun,tue,thu,sat"),
+    ("sat,sun", "sun,sat"), ("mon-fri", "mon,tue,wed,thu,fri"), ("*", "*"),
+])
+def test_crontab_day_numbers_keep_their_meaning_for_the_scheduler(field: str, days: str) -> None:
+    """APScheduler 3 counts 0 = Monday even in from_crontab: "1-5" there fires Tuesday to Saturday."""
+    assert schedules.crontab_days(field) == days
+    week = [schedules.cron_trigger(f"0 9 * * {field}").get_next_fire_time(None, datetime(2026, 11, 29, tzinfo=UTC) + timedelta(days=i))
+            for i in range(7)]
+    assert {f"{w:%a}".lower() for w in week} == (set(days.split(",")) if days != "*" else
+                                                  {"sun", "mon", "tue", "wed", "thu", "fri", "sat"})
 
 
 def test_schedules_read_in_words_and_history_refreshes_when_a_job_finishes(open_page, factory):
