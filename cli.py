@@ -393,7 +393,6 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
 
     import uvicorn
 
-    from api.app import create_app
     from core.platform.database import migrate
     from core.settings import get_settings
 
@@ -402,18 +401,28 @@ def cmd_serve(args: argparse.Namespace) -> Outcome:
     host, port = args.host or default.hostname or "127.0.0.1", args.port or default.port or 8000
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    migrate(settings.db_url)
-    # One process: micro-batching and the prediction log writer live in it. SIGTERM/Ctrl+C stop it
-    # cleanly: requests in flight finish and every acknowledged prediction is written first.
-    # The log writer drops and retakes the GIL around each database call; a shorter switch interval
-    # keeps the requests it interrupts from waiting 5 ms each time (it bounds the latency tail).
-    sys.setswitchinterval(0.001)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=args.access_log,
-                timeout_graceful_shutdown=30)
+    migrate(settings.db_url)  # once, before any worker starts
+    # Each process (one, or --workers N sharing the port) builds its own app from the environment
+    # (api.app.serve_process): micro-batching, the model cache with its hot reload, and the prediction
+    # log writer with its own journal segment live in it. SIGTERM/Ctrl+C stop them cleanly: requests
+    # in flight finish and every acknowledged prediction is written first.
+    uvicorn.run("api.app:serve_process", factory=True, workers=args.workers if args.workers > 1 else None,
+                host=host, port=port, log_level="info", access_log=args.access_log, timeout_graceful_shutdown=30)
     return Outcome({"host": host, "port": port, "stopped": True}, text="API stopped")
 
 
 # -- parsing -------------------------------------------------------------------------------------
+
+def _workers(text: str) -> int:
+    """``serve --workers``: a whole number of processes, 1 to 64."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{value} is not between 1 and 64")
+    return value
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, keeping the reason of a refused command line (``main`` prints it as JSON under ``--json``)."""
@@ -532,6 +541,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: from LEANOPS_API_URL, 8000)")
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="processes serving on the one port, each with its own model cache and log writer "
+                        "(default 1; about one per CPU core)")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")

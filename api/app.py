@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -179,6 +180,21 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
                  TokenCache(factory, settings.api_token_cache_seconds), engine, errors.known_secrets(settings))
     return rt
+
+
+def serve_process() -> FastAPI:
+    """The app of one ``cli.py serve`` process, built from the environment (uvicorn's factory: with
+    ``--workers N`` each of the N processes calls it, so each has its own model cache and hot reload,
+    batcher, prediction log writer and journal segment; they share only the listening socket)."""
+    from core.settings import get_settings
+
+    if not logging.getLogger().handlers:  # a worker process starts with no logging set up
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    # The log writer drops and retakes the GIL around each database call; a shorter switch interval
+    # keeps the requests it interrupts from waiting 5 ms each time (it bounds the latency tail).
+    sys.setswitchinterval(0.001)
+    return create_app(get_settings())
 
 
 def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = None) -> FastAPI:

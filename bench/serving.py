@@ -5,10 +5,11 @@ Starts, on 127.0.0.1 only, LeanOps' API twice (prediction logging on, and off) a
 pipeline registered in a temporary workspace. Then, with a small keep-alive HTTP client (the same
 for every server), it measures:
 
-1. single-record requests at concurrency 8: throughput and p99 latency, LeanOps (logging on) vs MLflow;
+1. single-record requests at concurrency 8 and 16: throughput and p99 latency, LeanOps (logging on,
+   `--workers 2`) vs `mlflow models serve --workers 2`;
 2. what logging costs: LeanOps logging on vs off;
-3. one 10,000-record request to LeanOps vs a bare ``pipeline.predict`` on the same rows in-process
-   (each request timed right after a bare predict; the ratio is the median of those pairs, so
+3. one 10,000-record request to LeanOps (JSON records, and an Arrow stream) vs a bare
+   ``pipeline.predict`` on the same rows in-process (each request timed right after a bare predict; the ratio is the median of those pairs, so
    load from other processes on a shared machine hits both sides of each ratio alike).
 
 Load is time-boxed (a few seconds per round, rounds interleaved so background noise hits every
@@ -38,6 +39,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 10))
 BATCH_ROWS = 10_000
 BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 9))
 MODEL = "churn-bench"
+WORKERS = int(os.environ.get("BENCH_WORKERS", 2))  # processes of LeanOps' "on" server and of MLflow's
+CONCURRENCIES = (8, 16)
+ARROW = "application/vnd.apache.arrow.stream"
 
 
 # -- a minimal keep-alive HTTP/1.1 client (so the client costs little CPU beside the servers) ----
@@ -58,8 +62,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-def _request(port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json",
+def _request(port: int, path: str, body: bytes, headers: dict[str, str],
+             content_type: str = "application/json") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", f"Content-Type: {content_type}",
              f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -115,8 +120,8 @@ async def _one(port: int, request: bytes) -> tuple[int, bytes, float]:
     return status, body, elapsed
 
 
-def load(port: int, requests: list[bytes], seconds: float) -> Load:
-    return asyncio.run(_load(port, requests, seconds, CONCURRENCY))
+def load(port: int, requests: list[bytes], seconds: float, concurrency: int = CONCURRENCY) -> Load:
+    return asyncio.run(_load(port, requests, seconds, concurrency))
 
 
 def one(port: int, request: bytes) -> tuple[int, bytes, float]:
@@ -226,6 +231,17 @@ def group_cpu(pgid: int) -> float:
     return total / tick
 
 
+def arrow_body(frame) -> bytes:
+    """``frame`` as an Arrow IPC stream (what a columnar client sends)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
+
+
 def log_queue_empty(port: int, token: str) -> bool:
     import urllib.request
 
@@ -247,12 +263,13 @@ def main() -> int:
     logs = {k: home / f"{k}.log" for k in ports}
     serve = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port"]
     procs = {
-        "on": start([*serve, str(ports["on"])], env, logs["on"]),
+        "on": start([*serve, str(ports["on"]), "--workers", str(WORKERS)], env, logs["on"]),
         "off": start([*serve, str(ports["off"])], env | {"LEANOPS_PREDICTION_LOG_ENABLED": "false"}, logs["off"]),
         "split": start([*serve, str(ports["split"])], env | {"LEANOPS_SERVING_SPLIT_THREADS": str(os.cpu_count())},
                        logs["split"]),
         "mlflow": start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
-                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"])], env, logs["mlflow"]),
+                         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]),
+                         "--workers", str(WORKERS)], env, logs["mlflow"]),
     }
     try:
         for key, path in (("on", "/health"), ("off", "/health"), ("split", "/health"), ("mlflow", "/ping")):
@@ -268,22 +285,26 @@ def main() -> int:
         for key in single:  # warm up: model load, first requests
             load(ports[key], single[key], 1.5)
 
-        print(f"\nsingle-record requests, concurrency {CONCURRENCY}, {ROUNDS} × {ROUND_SECONDS:g} s per server "
-              "(rounds interleaved)", flush=True)
-        results: dict[str, list[Load]] = {k: [] for k in single}
-        cpu = {k: 0.0 for k in single}
-        for _ in range(ROUNDS):
-            for key in ("mlflow", "on", "off"):
-                before = group_cpu(procs[key].pid)
-                results[key].append(load(ports[key], single[key], ROUND_SECONDS))
-                cpu[key] += group_cpu(procs[key].pid) - before
-        merged = {k: Load(sum(r.requests for r in v), sum(r.errors for r in v), sum(r.seconds for r in v),
-                          [x for r in v for x in r.latencies]) for k, v in results.items()}
-        for key, label in (("mlflow", "MLflow models serve"), ("on", "LeanOps, logging on"),
-                           ("off", "LeanOps, logging off")):
-            m = merged[key]
-            print(f"  {label:<22} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
-                  f"server CPU {cpu[key] / max(m.requests, 1) * 1000:5.2f} ms/request   errors {m.errors}")
+        merged_at: dict[int, dict[str, Load]] = {}
+        cpu_at: dict[int, dict[str, float]] = {}
+        for concurrency in CONCURRENCIES:
+            print(f"\nsingle-record requests, concurrency {concurrency}, {ROUNDS} × {ROUND_SECONDS:g} s per server "
+                  f"(rounds interleaved; LeanOps logging on and MLflow with --workers {WORKERS})", flush=True)
+            results: dict[str, list[Load]] = {k: [] for k in single}
+            cpu = {k: 0.0 for k in single}
+            for _ in range(ROUNDS):
+                for key in ("mlflow", "on", "off"):
+                    before = group_cpu(procs[key].pid)
+                    results[key].append(load(ports[key], single[key], ROUND_SECONDS, concurrency))
+                    cpu[key] += group_cpu(procs[key].pid) - before
+            merged = {k: Load(sum(r.requests for r in v), sum(r.errors for r in v), sum(r.seconds for r in v),
+                              [x for r in v for x in r.latencies]) for k, v in results.items()}
+            merged_at[concurrency], cpu_at[concurrency] = merged, cpu
+            for key, label in (("mlflow", "MLflow models serve"), ("on", "LeanOps, logging on"),
+                               ("off", "LeanOps, logging off (1 process)")):
+                m = merged[key]
+                print(f"  {label:<32} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
+                      f"server CPU {cpu[key] / max(m.requests, 1) * 1000:5.2f} ms/request   errors {m.errors}")
 
         print(f"\none {BATCH_ROWS:,}-record request ({BATCH_REPEATS} rounds, each on an idle server, right after "
               "a bare predict so background load hits both alike; medians):", flush=True)
@@ -294,46 +315,54 @@ def main() -> int:
         model.predict(frame)
         body = json.dumps({"records": batch_rows}).encode()
         big = {key: _request(ports[key], predict, body, auth) for key in ("on", "split")}
+        big["arrow"] = _request(ports["on"], predict, arrow_body(frame), auth, content_type=ARROW)
         big["mlflow"] = _request(ports["mlflow"], "/invocations",
                                  json.dumps({"dataframe_records": batch_rows}).encode(), {})
         for key in big:
-            one(ports[key], big[key])
-        times: dict[str, list[float]] = {"bare": [], "on": [], "split": [], "mlflow": []}
+            one(ports["on" if key == "arrow" else key], big[key])
+        times: dict[str, list[float]] = {"bare": [], "on": [], "arrow": [], "split": [], "mlflow": []}
         cpu_batch = {"bare": 0.0, "on": 0.0}
         for _ in range(BATCH_REPEATS):
             started = time.process_time()
             times["bare"].append(_timed(lambda: model.predict(frame)))
             cpu_batch["bare"] += time.process_time() - started
-            for key in ("on", "split", "mlflow"):
+            for key in ("on", "arrow", "split", "mlflow"):
+                port = ports["on" if key == "arrow" else key]
                 if key != "mlflow":
-                    _wait(lambda k=key: log_queue_empty(ports[k], token))
-                before = group_cpu(procs[key].pid)
-                status, answer, elapsed = one(ports[key], big[key])
+                    _wait(lambda p=port: log_queue_empty(p, token))
+                before = group_cpu(procs["on" if key == "arrow" else key].pid)
+                status, answer, elapsed = one(port, big[key])
                 if key == "on":
                     cpu_batch["on"] += group_cpu(procs[key].pid) - before
                 assert status == 200 and len(json.loads(answer)["predictions"]) == BATCH_ROWS, answer[:300]
                 times[key].append(elapsed)
         batch = {key: statistics.median(values) for key, values in times.items()}
         paired = {key: statistics.median(a / b for a, b in zip(times[key], times["bare"], strict=True))
-                  for key in ("on", "split", "mlflow")}
+                  for key in ("on", "arrow", "split", "mlflow")}
         bare, leanops_batch, mlflow_batch = batch["bare"], batch["on"], batch["mlflow"]
         print(f"  bare pipeline.predict                    {bare * 1000:8.1f} ms")
-        print(f"  LeanOps API (logging on)                 {leanops_batch * 1000:8.1f} ms")
+        print(f"  LeanOps API (logging on), JSON records   {leanops_batch * 1000:8.1f} ms")
+        print(f"  LeanOps API (logging on), Arrow stream   {batch['arrow'] * 1000:8.1f} ms")
         print(f"  LeanOps API, split across {os.cpu_count()} threads       {batch['split'] * 1000:8.1f} ms")
         print(f"  MLflow models serve                      {mlflow_batch * 1000:8.1f} ms")
     finally:
         for proc in procs.values():
             stop(proc)
 
+    ratios = []
+    for concurrency in CONCURRENCIES:
+        on, ml = merged_at[concurrency]["on"], merged_at[concurrency]["mlflow"]
+        ratios += [
+            (f"throughput at {concurrency}, LeanOps / MLflow", on.rps / ml.rps, "≥ 3", on.rps / ml.rps >= 3),
+            (f"p99 latency at {concurrency}, LeanOps / MLflow", on.pct(0.99) / ml.pct(0.99), "≤ 0.33",
+             on.pct(0.99) / ml.pct(0.99) <= 1 / 3)]
     on, off, ml = merged["on"], merged["off"], merged["mlflow"]
-    ratios = [
-        ("throughput, LeanOps (logging on) / MLflow", on.rps / ml.rps, "≥ 3", on.rps / ml.rps >= 3),
-        ("p99 latency, LeanOps (logging on) / MLflow", on.pct(0.99) / ml.pct(0.99), "≤ 0.33",
-         on.pct(0.99) / ml.pct(0.99) <= 1 / 3),
-        ("throughput, logging on / logging off", on.rps / off.rps, "≥ 0.90", on.rps / off.rps >= 0.9),
-        ("10,000-record batch, LeanOps / bare predict", paired["on"], "≤ 1.2", paired["on"] <= 1.2),
+    cpu = cpu_at[CONCURRENCIES[-1]]
+    ratios += [
+        ("10,000-record Arrow batch, LeanOps / bare", paired["arrow"], "≤ 1.2", paired["arrow"] <= 1.2),
+        ("10,000-record JSON batch, LeanOps / bare", paired["on"], "≤ 1.2", paired["on"] <= 1.2),
     ]
-    print("\nratios (goal from issue 6):")
+    print("\nratios (goals from issues 6 and 18):")
     for label, value, goal, ok in ratios:
         print(f"  {label:<46} {value:6.2f}   goal {goal:<7} {'met' if ok else 'NOT met'}")
     print(f"  (for reference: LeanOps splitting the batch across {os.cpu_count()} threads / bare predict = "
@@ -347,7 +376,7 @@ def main() -> int:
           f"{(cpu['on'] / on.requests) / (cpu['off'] / off.requests):6.2f}")
     print(f"  CPU of the 10,000-record request (server, logging excluded) / bare   "
           f"{cpu_batch['on'] / cpu_batch['bare']:6.2f}")
-    errors = on.errors + off.errors + ml.errors
+    errors = sum(m.errors for results_at in merged_at.values() for m in results_at.values())
     if errors:
         print(f"{errors} requests failed")
     return 0 if not errors else 1

@@ -46,6 +46,23 @@ def add_challenger(home: Path, env: dict[str, str]) -> int:
     return version
 
 
+def shadow_counts(port: int, auth: dict[str, str]) -> dict[str, float]:
+    """``leanops_shadow_scored_records_total`` and ``leanops_shadow_skipped_total`` by reason, from /metrics."""
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers=auth)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("leanops_shadow_scored_records_total"):
+            counts["scored"] = counts.get("scored", 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith("leanops_shadow_skipped_total"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            counts[f"skipped {reason}"] = counts.get(f"skipped {reason}", 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="shadow-bench-"))
     print(f"workspace {home}; training the champion (rf 100) and a challenger (rf 20) …", flush=True)
@@ -74,6 +91,7 @@ def main() -> int:
             print(f"  {label:<11} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
                   f"errors {m.errors}")
         on, off = merged[True], merged[False]
+        print(f"  shadow work while loaded (records scored, requests skipped): {shadow_counts(port, auth)}")
         print(f"  on/off: throughput {on.rps / off.rps:.2f}×, p50 {on.pct(0.5) / off.pct(0.5):.2f}×, "
               f"p99 {on.pct(0.99) / off.pct(0.99):.2f}×")
     finally:

@@ -15,8 +15,10 @@ saturated) the request's shadow is skipped and counted (``on_skipped``: the
 Live traffic comes first. A queue that is not full is not enough: on a small machine the challenger's
 predict competes with the champion's for the CPU (and the GIL) and slowed it by a third (bench/shadow.py).
 So the worker scores only while the champion is idle: ``busy`` (the Predictor's count of requests in
-flight) must be at most ``busy_threshold``; it waits up to ``busy_patience`` seconds for such a moment and
-otherwise drops the batch, counted as ``busy``. Its thread also runs at the lowest OS priority (Linux: nice
+flight) must have been at most ``busy_threshold`` for ``busy_quiet`` seconds. Until then the records
+wait in the queue; under sustained load it fills, and a request that finds it full while the champion
+is busy is skipped and counted as ``busy`` (``queue_full`` when the champion is idle and the challenger
+simply cannot keep up). Its thread also runs at the lowest OS priority (Linux: nice
 19 applies to that thread only), so what it does score yields the CPU to the request threads. Which models shadow, and how
 many of their requests (``shadow.enabled``, ``shadow.sample``), is read from the policy file by the
 worker every ``policy_seconds``, never on the request path.
@@ -48,7 +50,7 @@ CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is 
 MAX_BATCH_ROWS = 512  # queued requests of one model predicted together, up to this many rows
 NO_CHALLENGER_SECONDS = 10.0  # how long "this model has no challenger to load" is believed
 BUSY_THRESHOLD = 0  # champion requests in flight above which the challenger does not score
-BUSY_PATIENCE = 0.5  # seconds a batch waits for the champion to be idle before it is dropped as "busy"
+BUSY_QUIET = 0.02  # seconds the champion must have been idle on end before the challenger scores
 BUSY_POLL = 0.002
 Skipped = Callable[[str, str], None]  # (model, reason)
 
@@ -71,7 +73,7 @@ class ShadowScorer:
                  capacity: int = CAPACITY_ROWS, policy_seconds: float = 5.0,
                  on_skipped: Skipped | None = None, on_scored: Callable[[str, int], None] | None = None,
                  rates: dict[str, float] | None = None, busy: Callable[[], int] | None = None,
-                 busy_threshold: int = BUSY_THRESHOLD, busy_patience: float = BUSY_PATIENCE) -> None:
+                 busy_threshold: int = BUSY_THRESHOLD, busy_quiet: float = BUSY_QUIET) -> None:
         """``home``: the workspace whose policies.yaml says which models shadow; ``rates`` (model → sample
         share) replaces reading it (tests, benches); ``busy``: how many champion requests are in flight
         (the Predictor sets it), the worker scores only while it is at most ``busy_threshold``."""
@@ -80,7 +82,7 @@ class ShadowScorer:
         self.on_skipped: Skipped = on_skipped or (lambda model, reason: None)
         self.on_scored = on_scored or (lambda model, rows: None)
         self.busy: Callable[[], int] = busy or (lambda: 0)
-        self.busy_threshold, self.busy_patience = busy_threshold, busy_patience
+        self.busy_threshold, self.busy_quiet = busy_threshold, busy_quiet
         self._fixed = rates is not None
         self._rates: dict[str, float] = dict(rates or {})  # model → share of its requests shadowed
         self._rates_at = time.monotonic() if self._fixed else float("-inf")
@@ -116,7 +118,7 @@ class ShadowScorer:
                 self._rows += rows
                 self._cond.notify()
         if full:
-            self.on_skipped(model, "queue_full")
+            self.on_skipped(model, "busy" if self.busy() > self.busy_threshold else "queue_full")
             return False
         return True
 
@@ -171,9 +173,6 @@ class ShadowScorer:
                     self._read_policy()
                 if batch and self._wait_idle():
                     self._score(batch)
-                elif batch:
-                    for item in batch:
-                        self.on_skipped(item.model, "busy")
             except Exception:  # noqa: BLE001 - the worker must survive anything; the shadow is best effort
                 log.exception("shadow scoring failed")
                 for item in batch:
@@ -184,14 +183,21 @@ class ShadowScorer:
                     self._cond.notify_all()
 
     def _wait_idle(self) -> bool:
-        """Whether the champion became idle (at most ``busy_threshold`` requests in flight) within
-        ``busy_patience`` seconds; polls, since the event loop must not pay for telling this thread."""
-        deadline = time.monotonic() + self.busy_patience
-        while self.busy() > self.busy_threshold:
-            if self._stop or time.monotonic() >= deadline:
-                return False
+        """Wait until the champion is idle: at most ``busy_threshold`` requests in flight for ``busy_quiet``
+        seconds on end (micro-batched requests finish together, so a bare instant of zero comes between
+        every batch under load and is no idle moment); False when the scorer is stopped meanwhile. Polls:
+        the event loop must not pay for telling this thread."""
+        quiet_since = None
+        while not self._stop:
+            now = time.monotonic()
+            if self.busy() > self.busy_threshold:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= self.busy_quiet:
+                return True
             time.sleep(BUSY_POLL)
-        return True
+        return False
 
     def _take(self) -> list[_Item]:
         """The oldest queued request and the ones of the same model after it, up to MAX_BATCH_ROWS rows."""

@@ -31,7 +31,8 @@ from tests.support.api import Model, bearer, live_server
 EXAMPLES = 30
 # operation → the 422 messages a schema-valid request may still get (facts known only at run time).
 RUNTIME_ONLY = {
-    "POST /v1/models/{name}/predict": re.compile(r"^record \d+ (has no column|column) |could not predict"),
+    "POST /v1/models/{name}/predict": re.compile(r"^(\d+ fields cannot be used: )?record \d+ (has no column|column) "
+                                                 r"|could not predict"),
     "POST /v1/datasets/{name}/versions": re.compile(r"^(file\b|the file|could not read)|\b(CSV|Parquet|header|"
                                                     r"columns?|rows?)\b", re.I),
     "POST /v1/training-jobs": re.compile(r"column|target|rows|parameter|sensitive|exclude|search|"
