@@ -154,6 +154,16 @@ def poll_queue() -> None:
     threading.Thread(target=rt.run_slot, name="leanops-job", daemon=True).start()
 
 
+def cron_trigger(cron: str) -> Any:
+    """The APScheduler trigger of a stored cron (UTC) with crontab's meaning of every field (see
+    ``schedules.crontab_days``: APScheduler's own weekday numbers start at Monday)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    minute, hour, day, month, day_of_week = schedules.check_cron(cron).split()
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
+                       day_of_week=schedules.crontab_days(day_of_week), timezone="UTC")
+
+
 def fire_schedule(name: str) -> None:
     """A cron schedule fired: queue its job as ``system:schedule:<name>``."""
     rt = _RUNTIME
@@ -183,7 +193,7 @@ def sync_schedules() -> None:
             continue
         cron, paused, _ = state
         try:
-            sched.add_job(fire_schedule, schedules.cron_trigger(cron), args=[name],
+            sched.add_job(fire_schedule, cron_trigger(cron), args=[name],
                           id=f"schedule:{name}", jobstore="default", replace_existing=True)
             if paused:
                 sched.pause_job(f"schedule:{name}", jobstore="default")

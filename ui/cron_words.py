@@ -3,7 +3,7 @@
 Covers the shapes schedules use in practice; anything else is shown as the raw expression, which is
 always right, rather than a paraphrase that might be wrong. Schedules run in UTC (jobs/scheduler.py).
 Weekdays keep crontab's meaning (0 and 7 = Sunday), which is what the scheduler fires on
-(``core.platform.schedules.cron_trigger`` names the days for APScheduler, whose own numbers start at Monday).
+(``jobs.scheduler.cron_trigger`` names the days for APScheduler, whose own numbers start at Monday).
 """
 
 from __future__ import annotations

@@ -82,15 +82,6 @@ def crontab_days(field: str) -> str:
     return ",".join(_DAY_NAMES[d] for d in sorted(set(days)))
 
 
-def cron_trigger(cron: str) -> Any:
-    """The APScheduler trigger of a stored cron (UTC) with crontab's meaning of every field."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    minute, hour, day, month, day_of_week = check_cron(cron).split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=crontab_days(day_of_week),
-                       timezone="UTC")
-
-
 def _get(session: Session, name: str) -> Schedule:
     row = session.get(Schedule, name)
     if row is None:

@@ -10,6 +10,7 @@ from core.actors import cli_actor
 from core.platform import job_queue, schedules
 from core.platform.database import transaction
 from db.models import Job, utcnow
+from jobs.scheduler import cron_trigger
 from ui.cron_words import cron_words
 
 
@@ -72,7 +73,7 @@ def test_cron_words_say_what_the_scheduler_does() -> None:
     crontab = {"0": "Sunday", "1": "Monday", "6": "Saturday", "7": "Sunday", "fri": "Friday"}
     for field, day in crontab.items():
         cron = f"30 2 * * {field}"
-        fire = schedules.cron_trigger(cron).get_next_fire_time(None, datetime(2026, 11, 30, tzinfo=UTC))
+        fire = cron_trigger(cron).get_next_fire_time(None, datetime(2026, 11, 30, tzinfo=UTC))
         assert f"{fire:%A}" == day
         assert cron_words(cron) == f"every {day} at 02:30 UTC"
 
@@ -84,7 +85,7 @@ def test_cron_words_say_what_the_scheduler_does() -> None:
 def test_crontab_day_numbers_keep_their_meaning_for_the_scheduler(field: str, days: str) -> None:
     """APScheduler 3 counts 0 = Monday even in from_crontab: "1-5" there fires Tuesday to Saturday."""
     assert schedules.crontab_days(field) == days
-    week = [schedules.cron_trigger(f"0 9 * * {field}").get_next_fire_time(None, datetime(2026, 11, 29, tzinfo=UTC) + timedelta(days=i))
+    week = [cron_trigger(f"0 9 * * {field}").get_next_fire_time(None, datetime(2026, 11, 29, tzinfo=UTC) + timedelta(days=i))
             for i in range(7)]
     assert {f"{w:%a}".lower() for w in week} == (set(days.split(",")) if days != "*" else
                                                   {"sun", "mon", "tue", "wed", "thu", "fri", "sat"})
