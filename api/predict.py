@@ -58,9 +58,10 @@ DATAFRAME_SPLIT = {"type": "object", "required": ["dataframe_split"], "additiona
                    "properties": {"dataframe_split": {
                        "type": "object", "required": ["columns", "data"], "additionalProperties": False,
                        "properties": {
-                           "columns": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string"}},
-                           "data": {"type": "array", "minItems": 1, "description": "one list per row, a value per column",
-                                    "items": {"type": "array"}},
+                           "columns": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                       "items": {"type": "string"}},
+                           "data": {"type": "array", "minItems": 1, "items": {"type": "array"},
+                                    "description": "one list per row, a value per column"},
                            "index": {"type": "array"}},
                        "example": {"columns": ["tenure_months", "contract"], "data": [[12, "month-to-month"]]}}}}
 PREDICT_BODY = {

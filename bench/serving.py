@@ -9,8 +9,9 @@ for every server), it measures:
    `--workers 2`) vs `mlflow models serve --workers 2`;
 2. what logging costs: LeanOps logging on vs off;
 3. one 10,000-record request to LeanOps (JSON records, and an Arrow stream) vs a bare
-   ``pipeline.predict`` on the same rows in-process (each request timed right after a bare predict; the ratio is the median of those pairs, so
-   load from other processes on a shared machine hits both sides of each ratio alike).
+   ``pipeline.predict`` on the same rows in-process (each request timed right after a bare predict;
+   the ratio is the median of those pairs, so load from other processes on a shared machine hits both
+   sides of each ratio alike).
 
 Load is time-boxed (a few seconds per round, rounds interleaved so background noise hits every
 server alike) and goes to 127.0.0.1 only. The goals from issue 6 are printed beside each ratio.

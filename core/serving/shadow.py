@@ -18,10 +18,11 @@ So the worker scores only while the champion is idle: ``busy`` (the Predictor's 
 flight) must have been at most ``busy_threshold`` for ``busy_quiet`` seconds. Until then the records
 wait in the queue; under sustained load it fills, and a request that finds it full while the champion
 is busy is skipped and counted as ``busy`` (``queue_full`` when the champion is idle and the challenger
-simply cannot keep up). Its thread also runs at the lowest OS priority (Linux: nice
-19 applies to that thread only), so what it does score yields the CPU to the request threads. Which models shadow, and how
-many of their requests (``shadow.enabled``, ``shadow.sample``), is read from the policy file by the
-worker every ``policy_seconds``, never on the request path.
+simply cannot keep up). Its thread also runs at the lowest OS priority (Linux: nice 19 applies to
+that thread only), so what it does score yields the CPU to the request threads.
+
+Which models shadow, and how many of their requests (``shadow.enabled``, ``shadow.sample``), is read
+from the policy file by the worker every ``policy_seconds``, never on the request path.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is 
 MAX_BATCH_ROWS = 512  # queued requests of one model predicted together, up to this many rows
 NO_CHALLENGER_SECONDS = 10.0  # how long "this model has no challenger to load" is believed
 BUSY_THRESHOLD = 0  # champion requests in flight above which the challenger does not score
-BUSY_QUIET = 0.02  # seconds the champion must have been idle on end before the challenger scores
-BUSY_POLL = 0.002
+BUSY_QUIET = 0.03  # seconds the champion must have been idle on end before the challenger scores
+BUSY_POLL = 0.01  # a poll takes the GIL from the request threads for a moment: not too often
 Skipped = Callable[[str, str], None]  # (model, reason)
 
 

@@ -194,8 +194,9 @@ def split_rows(columns: Columns, rows: int, pieces: int) -> list[Columns]:
 
 def _column(values: Any, col: Column, typed: bool) -> np.ndarray:
     """One request column (a list, or a pyarrow array) cast to ``col``. An Arrow column of the model's kind
-    without nulls is taken as it is (no Python object per value); anything else goes through ``cast``, so
-    the casts and the errors are those of JSON records."""
+    is converted as a whole (no Python object per number; nulls become what a JSON null becomes) and
+    checked as ``cast`` checks; any other goes through ``cast`` value by value, so the casts and the
+    errors are those of JSON records."""
     if isinstance(values, list):
         return cast(values, col) if typed else _infer(values, col.name)
     import pyarrow.types as pat
@@ -203,18 +204,13 @@ def _column(values: Any, col: Column, typed: bool) -> np.ndarray:
     kind = values.type
     if not typed and not pat.is_nested(kind):
         return np.asarray(values.to_numpy(zero_copy_only=False))
-    if typed and values.null_count == 0:
-        if col.type in ("double", "float") and (pat.is_integer(kind) or pat.is_floating(kind)):
-            return values.to_numpy(zero_copy_only=False).astype(NUMERIC[col.type], copy=False)
-        if col.type in ("long", "integer") and pat.is_integer(kind):
-            arr = values.to_numpy(zero_copy_only=False)
-            limit = 2**63 if col.type == "long" else 2**31
-            if not len(arr) or (int(arr.min()) >= -limit and int(arr.max()) < limit):
-                return arr.astype(NUMERIC[col.type], copy=False)
-        if col.type == "string" and (pat.is_string(kind) or pat.is_large_string(kind)):
-            return np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)
-        if col.type == "boolean" and pat.is_boolean(kind):
-            return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+    if typed and col.type in NUMERIC and (pat.is_integer(kind) or pat.is_floating(kind)):
+        return _numeric(values.to_numpy(zero_copy_only=False), col)  # nulls come as NaN, as JSON nulls do
+    if typed and col.type == "string" and (pat.is_string(kind) or pat.is_large_string(kind)):
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=object)  # nulls come as None
+    if typed and col.type == "boolean" and pat.is_boolean(kind):
+        flags = np.asarray(values.to_numpy(zero_copy_only=False))
+        return flags.astype(bool) if values.null_count == 0 else flags.astype(object)
     listed = values.to_pylist()
     return cast(listed, col) if typed else _infer(listed, col.name)
 
@@ -234,12 +230,15 @@ def cast(values: list[Any], col: Column) -> np.ndarray:
     return _infer(values, col.name)
 
 
-def _refuse(values: list[Any], index: int, col: Column, what: str) -> RecordError:
-    return RecordError(f"record {index}, column {col.name!r}: {_show(values[index])} cannot be read as {what}",
+def _refuse(values: Sequence[Any] | np.ndarray, index: int, col: Column, what: str) -> RecordError:
+    value = values[index]
+    if isinstance(value, np.generic):  # an Arrow column's value: named as the JSON one would be
+        value = value.item()
+    return RecordError(f"record {index}, column {col.name!r}: {_show(value)} cannot be read as {what}",
                        record=index, column=col.name)
 
 
-def _numeric(values: list[Any], col: Column) -> np.ndarray:
+def _numeric(values: Sequence[Any] | np.ndarray, col: Column) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=np.float64)
         if arr.ndim != 1:

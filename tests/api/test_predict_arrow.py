@@ -56,6 +56,21 @@ def test_arrow_and_dataframe_split_answer_as_records_do_and_are_logged(client: T
     assert logged[3].inputs["contract"] == rows[3]["contract"]
 
 
+def test_arrow_nulls_and_types_are_read_as_json_ones_are(client: TestClient, model: Model, tokens: dict) -> None:
+    rows = records(6)
+    rows[0] |= {"monthly_charges": None, "tenure_months": None, "contract": None}
+    rows[1] |= {"tenure_months": 7.0}  # a whole float for a whole-number column
+    expected = predict(client, model.name, tokens["viewer"], rows, probabilities="true").json()
+    got = post(client, model.name, tokens["viewer"], arrow_body(rows), probabilities="true")
+    assert got.status_code == 200, got.text
+    assert got.json()["predictions"] == expected["predictions"]
+    assert [p["1"] for p in got.json()["probabilities"]] == pytest.approx([p["1"] for p in expected["probabilities"]])
+    rows[2] |= {"tenure_months": 7.5}  # not a whole number: refused, naming the row, as in JSON
+    refused = post(client, model.name, tokens["viewer"], arrow_body(rows))
+    assert refused.status_code == 422 and refused.json()["field"] == "records[2].tenure_months", refused.text
+    assert refused.json()["detail"] == predict(client, model.name, tokens["viewer"], rows).json()["detail"]
+
+
 def test_arrow_answer_carries_predictions_probabilities_and_the_request_id(client: TestClient, model: Model,
                                                                            tokens: dict, api_factory) -> None:
     rows = records(25)

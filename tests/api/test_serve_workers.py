@@ -86,3 +86,71 @@ def _status(url: str) -> int:
         return httpx.get(url, timeout=2).status_code
     except httpx.HTTPError:
         return 0
+
+
+def _workers_of(parent: int) -> list[int]:
+    """The worker processes uvicorn spawned for ``parent`` (not multiprocessing's resource tracker)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_killed_worker_loses_no_acknowledged_prediction(api_settings, model: Model, tokens: dict) -> None:
+    """SIGKILL one of two workers mid-load: its journal segment is left behind, locked by nobody, and is
+    replayed (by the worker uvicorn starts in its place, or by the survivor), never by both."""
+    port = free_port()
+    env = os.environ | {"LEANOPS_HOME": str(api_settings.home), "LEANOPS_DB_URL": api_settings.db_url,
+                        "LEANOPS_MLFLOW_URI": api_settings.mlflow_uri, "LEANOPS_ARTIFACTS": api_settings.artifacts,
+                        "LEANOPS_SCHEDULER": "off", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    proc = subprocess.Popen([sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    rows = records(20)
+    acknowledged: list[str] = []
+    try:
+        wait_until(lambda: _status(f"{url}/health/ready") == 200 and len(_workers_of(proc.pid)) == 2,
+                   timeout=120, every=0.25)
+        first = _workers_of(proc.pid)
+
+        def one(i: int) -> None:
+            try:
+                with httpx.Client(headers=bearer(tokens["viewer"]) | {"Connection": "close"}, timeout=30) as c:
+                    answer = c.post(f"{url}/v1/models/{model.name}/predict", json={"records": [rows[i % 20]]})
+            except httpx.HTTPError:
+                return  # the worker died with this request: it was never acknowledged
+            if answer.status_code == 200:
+                acknowledged.append(answer.json()["request_id"])
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(150)))
+            os.kill(first[0], signal.SIGKILL)
+            list(pool.map(one, range(150, 300)))
+        wait_until(lambda: len(_workers_of(proc.pid)) == 2 and first[0] not in _workers_of(proc.pid), timeout=60)
+        wait_until(lambda: _status(f"{url}/health/ready") == 200, timeout=60)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(300, 340)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert len(acknowledged) >= 250
+    engine = make_engine(api_settings.db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid)]
+            doubled = [rid for rid in acknowledged[:50] if len(predictions.by_request(session, request_id=rid)) != 1]
+    finally:
+        engine.dispose()
+    assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"
+    assert doubled == []
