@@ -200,7 +200,11 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
             if queued is None:
                 raise RuntimeError("the drift check queued no retrain job")
             retrain_job = queued.id
-        runner.run_next(factory, settings, worker)
+        for _ in range(5):  # other follow-ups (the drift check's Evidently report) may be queued before it
+            with factory() as s:
+                if job_queue.get(s, retrain_job).status not in ("queued", "running"):
+                    break
+            runner.run_next(factory, settings, worker)
         with factory() as s:
             done = job_queue.get(s, retrain_job)
         if done.status != "succeeded":

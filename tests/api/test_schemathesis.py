@@ -15,6 +15,7 @@ uploaded file, the columns of the dataset being trained on — and only with tho
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -49,6 +50,10 @@ def _accepts_positive(operation, response: httpx.Response) -> bool:
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_no_operation_answers_5xx(app, tokens: dict, model: Model, mode: GenerationMode) -> None:
     with live_server(app) as url:
+        deadline = time.monotonic() + 120  # /health/ready answers 503 "starting" until the champions are warm
+        while httpx.get(f"{url}/health/ready", timeout=30).status_code != 200:
+            assert time.monotonic() < deadline, "the API never became ready"
+            time.sleep(0.2)
         schema = schemathesis.openapi.from_url(f"{url}/openapi.json", headers=bearer(tokens["viewer"]))
         schema.config.generation.update(allow_x00=True)
         operations = [result.ok() for result in schema.get_all_operations()]

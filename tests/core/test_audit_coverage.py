@@ -33,7 +33,9 @@ ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver
 
 # Not operations of their own: the audit append itself, and the permission check (audited on refusal,
 # see tests/core/test_auth.py).
-EXEMPT = {"audit.record": "is the audit log", "auth.require": "a check; a refusal is audited"}
+EXEMPT = {"audit.record": "is the audit log", "auth.require": "a check; a refusal is audited",
+          "monitoring.shadow.compare": "reads only (the decision that acts on it, shadow.run, is audited)",
+          "sessions.start": "opened by a login, which auth.login records as login.ok"}
 EXTRA = {"auth.login", "auth.bootstrap_admin"}  # audited, but act for no actor parameter
 
 
@@ -227,9 +229,24 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=system_actor("init"), keys=core.secrets.load_keys(c.settings)))),
     "secrets.rotate_key": lambda c: core.secrets.rotate_key(c.factory, c.settings, actor=ADMIN),
 }
+CASES["promotion.moves.discard_challenger_in"] = lambda c: c.tx(lambda s: (
+    core.promotion.moves.set_challenger(s, c.settings, actor=ADMIN, model="churn", version=1, reason="to discard"),
+    core.promotion.moves.discard_challenger_in(s, c.settings, actor=ADMIN, model="churn", version=1,
+                                               reason="shadow: not better")))
+CASES["sessions.revoke"] = lambda c: c.tx(lambda s: core.sessions.revoke(s, actor=ADMIN, session_id=_session(s)))
 CASES["auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user must not stop bootstrap_admin's
     core.auth.create_user(s, actor=ADMIN, username="locked-out", role="viewer", password="password-123"),
     core.auth.unlock(s, actor=ADMIN, username="locked-out")))
+
+
+def _session(session: Any) -> int:
+    """A browser session of ann's (what the login route opens), its row id."""
+    from db.models import BrowserSession, User
+
+    user_id = session.scalar(select(User.id).where(User.username == "ann"))
+    core.sessions.start(session, actor=Actor("ann", "approver", user_id=user_id), user_agent="test",
+                        client="127.0.0.1", max_hours=12)
+    return session.scalar(select(func.max(BrowserSession.id)))
 
 
 def _plain_source(session: Any) -> None:

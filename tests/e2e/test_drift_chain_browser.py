@@ -65,6 +65,10 @@ def served(dashboard):
     assert seeded.returncode == 0, seeded.stderr
     settings = Settings(home=dashboard.home)
     text = policy.with_override(policy.read_text(settings.home), "churn", "improvement", {"min_relative": 0.0})
+    # The demo's own check already calls its day of traffic drift (monthly_charges is among the model's top
+    # features) and raised an alert before any channel existed: without this, the cooldown would hold back
+    # the alert this test sends to the receivers.
+    text = policy.with_override(text, "churn", "alerts", {"cooldown_minutes": 0})
     policy.policy_path(settings.home).write_text(text)  # a retrain on the same data may tie the champion
     factory = make_session_factory(make_engine(settings.db_url))
     token = subprocess.run([sys.executable, "cli.py", "token", "create", "--role", "scientist", "--json"],
@@ -112,7 +116,10 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
             assert answer.status_code == 200, answer.text
         wait_until(lambda: _logged(factory) >= logged_before + len(records), 30, "the prediction log to be flushed")
 
+        # the demo's own check may have asked for a retrain already: let it finish, then wait for the next one
+        wait_until(lambda: not _active(factory, "retrain"), 300, "the demo's retrain to finish")
         with factory() as s:
+            jobs_before = max([j.id for j in s.query(Job).filter(Job.kind == "retrain")], default=0)
             demo_checks = s.query(DriftCheck).count()  # init --demo checked its own day of traffic
             assert demo_checks == 1 and logged_before == 720
         login(page, dashboard.url, *ADMIN)
@@ -140,7 +147,8 @@ def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path
         assert len(drift_hooks) == 1, [(r.json().get("condition"), r.json().get("title")) for r in hook.received()]
         assert mail.wait_for(1, timeout=60)[0]["Subject"].startswith("[LeanOps]")
 
-        retrain = wait_until(lambda: _finished(factory, "retrain"), 300, "the retrain job to finish")
+        retrain = wait_until(lambda: _finished(factory, "retrain", after=jobs_before), 300,
+                             "the retrain job to finish")
         assert retrain.status == "succeeded", retrain.error
         assert retrain.created_by == "system:retrain"
         new_version = retrain.result["model_version"]
@@ -179,6 +187,14 @@ def _deliveries_recorded(factory) -> bool:
         return all(d.get("ok") is not None for alert in s.query(Alert) for d in alert.deliveries or [])
 
 
-def _finished(factory, kind: str) -> Job | None:
+def _active(factory, kind: str) -> bool:
     with factory() as s:
-        return s.query(Job).filter(Job.kind == kind, Job.status.in_(("succeeded", "failed", "cancelled"))).first()
+        return s.query(Job).filter(Job.kind.in_((kind, "retrain.consider")),
+                                   Job.status.in_(("queued", "running"))).count() > 0
+
+
+def _finished(factory, kind: str, after: int = 0) -> Job | None:
+    """The first finished job of ``kind`` with an id above ``after``."""
+    with factory() as s:
+        return s.query(Job).filter(Job.kind == kind, Job.id > after,
+                                   Job.status.in_(("succeeded", "failed", "cancelled"))).order_by(Job.id).first()

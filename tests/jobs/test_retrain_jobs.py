@@ -74,7 +74,7 @@ def test_growth_retrain_reuses_the_champion_config_and_auto_promotes(factory, wo
                       ("system:retrain", "retrain.started"), ("system:retrain", "dataset.run_linked"),
                       ("system:retrain", "model.trained"),
                       ("system:retrain", "model.challenger"), ("system:retrain", "model.promote"),
-                      ("system:retrain", "retrain.finished")]
+                      ("system:retrain", "model.challenger_cleared"), ("system:retrain", "retrain.finished")]
     promoted = next(d for a, act, d in chain(factory) if act == "model.promote" and a == "system:retrain")
     assert promoted["reason"].startswith("auto-promoted retrain (growth): churn v2: 600 rows vs 400")
     # The growth is used up: the periodic check does not queue it again.

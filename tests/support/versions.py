@@ -29,9 +29,10 @@ TRAINER = Actor("sam", "scientist")
 
 # Two real linear versions of model "m" on ``small_churn(2000)`` that pass the default gates, the
 # second beating the first on f1 by more than the 2 % the improvement gate asks for (about 0.88 and
-# 0.93), and a dummy baseline that fails the f1 gate (about 0.41).
+# 0.93), and a dummy baseline that fails the f1 gate (about 0.41). The stronger one adds a column, so
+# it confirms the input schema change (a model keeps its columns unless told otherwise).
 WEAKER = {"model": "linear", "exclude": ["support_calls"]}
-STRONGER = {"model": "linear"}
+STRONGER = {"model": "linear", "allow_schema_change": True}
 FAILING = {"model": "dummy"}
 
 

@@ -98,7 +98,7 @@ def test_malformed_files_exit_2_with_one_line_and_store_nothing(cli, tmp_path: P
     path.write_bytes(MALFORMED[filename])
     result = cli("dataset", "add", "churn", str(path), "--json")
     assert result.returncode == 2
-    assert result.stdout == ""
+    assert json.loads(result.stdout) == {"error": result.stderr.removeprefix("error: ").rstrip("\n")}  # one document
     assert result.stderr.startswith(f"error: {filename} ") and result.stderr.count("\n") == 1, result.stderr
     assert not (cli.home / "datasets").exists() or not list((cli.home / "datasets").iterdir())
     assert json.loads(cli("dataset", "list", "--json").stdout) == []
@@ -123,5 +123,6 @@ def test_as_a_subprocess_a_malformed_file_exits_2(cli, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | cli.env
     result = subprocess.run([sys.executable, "cli.py", "dataset", "add", "churn", str(path), "--json"], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=120)
-    assert (result.returncode, result.stdout) == (2, "")
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {"error": result.stderr.removeprefix("error: ").rstrip("\n")}
     assert result.stderr == "error: ragged.csv has ragged rows: line 3 has 1 field where the header has 2 ('3')\n"

@@ -49,7 +49,7 @@ def test_bad_input_exits_2_with_a_one_line_reason(capsys, factory, cli_env, args
     add_dataset(factory, cli_env, small_churn())
     code = cli.main(["train", "--dataset", "churn", "--target", "churn", *args, "--json"])
     out, err = capsys.readouterr()
-    assert code == 2 and out == ""
+    assert code == 2 and json.loads(out) == {"error": err.removeprefix("error: ").rstrip("\n")}  # one document
     assert err.startswith("error: ") and reason in err and err.count("\n") == 1
 
 
