@@ -75,19 +75,6 @@ def _run(session: Session, model: str, version: int) -> TrainingRun | None:
     return runs.row_for_version(session, model=model, version=version)
 
 
-def hash_directory(path: Path) -> tuple[str, int]:
-    """sha256 over every file under ``path``: for each file in path order, ``relative path NUL sha256 LF``."""
-    outer = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        inner = hashlib.sha256()
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                inner.update(chunk)
-        outer.update(f"{file.relative_to(path).as_posix()}\0{inner.hexdigest()}\n".encode())
-    return outer.hexdigest(), len(files)
-
-
 def _model_artifact(mlflow_uri: str, model_uri: str) -> tuple[str, int]:
     """Hash the logged model's files (in place when local, else downloaded to a temporary folder)."""
     import tempfile
@@ -103,10 +90,10 @@ def _model_artifact(mlflow_uri: str, model_uri: str) -> tuple[str, int]:
         parsed = urlparse(location)
         local = Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
         if local is not None and local.is_dir():
-            return hash_directory(local)
+            return mlflow_store.hash_directory(local)
     with tempfile.TemporaryDirectory() as tmp:
-        return hash_directory(Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp,
-                                                      tracking_uri=mlflow_uri)))
+        folder = download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=mlflow_uri)
+        return mlflow_store.hash_directory(Path(folder))
 
 
 def _identity(run: TrainingRun | None, mlflow: dict[str, Any] | None, mlflow_uri: str, model: str, version: int,
