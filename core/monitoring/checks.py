@@ -10,7 +10,6 @@ asked whether to retrain (both after the check has committed, so neither can los
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -175,6 +174,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         pending: Path | None = None
         if report:  # the HTML itself is built off the verdict's path: a drift.report job, or report_now
             step(0.9, "keeping a sample for the Evidently report")
+            drift_report.sweep_samples(settings.home, older_than_s=STAGED_MAX_AGE.total_seconds())
             pending = drift_report.write_sample(settings.home, reference, data.frame,
                                                 rows=settings.drift_report_sample_rows)
         step(0.95, "storing the check")
@@ -186,12 +186,9 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
             if pending is not None:  # no check row: no report either
                 pending.unlink(missing_ok=True)
             raise
-        if pending is not None:  # named after the check only once the row is committed
-            assert view.report_path is not None  # _store sets it when there is a pending report
-            os.replace(pending, drift_report.sample_path(Path(view.report_path)))
-            if report_now:
-                step(0.95, "writing the Evidently report")
-                drift_report.build_for_check(factory, settings, view.id)
+        if pending is not None and report_now:
+            step(0.95, "writing the Evidently report")
+            drift_report.build_for_check(factory, settings, view.id)
         if view.drift_detected:
             _after_drift(factory, settings, view)
         if view.estimated_performance:
@@ -272,7 +269,7 @@ def _store(session: Session, *, actor: Actor, model: str, version: int, source: 
     session.add(row)
     session.flush()
     if pending is not None:
-        row.report_path = str(pending.with_name(f"{row.id}.html"))
+        row.report_path = str(drift_report.report_for(pending))
     details: dict[str, Any] = {
         "check_id": row.id, "version": version, "source": source, "window": row.window,
         "current_rows": row.current_rows, "drift_share": round(result.drift_share, 4),
@@ -474,6 +471,7 @@ def stage_upload(home: Path, filename: str, data: bytes, *, max_bytes: int | Non
         raise InvalidInput(f"{Path(filename).name or 'the batch'} is {len(data) / 2**20:.1f} MB; the limit is "
                            f"{max_bytes / 2**20:.0f} MB (LEANOPS_MAX_UPLOAD_MB)")
     sweep_staged(home)
+    drift_report.sweep_samples(home, older_than_s=STAGED_MAX_AGE.total_seconds())
     folder = Path(home) / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STAGED_PREFIX}{uuid4().hex}{Path(filename).suffix.lower()}"

@@ -238,15 +238,37 @@ def sample_path(report_path: Path) -> Path:
 
 def write_sample(home: Path, reference: dict[str, Any], current: pd.DataFrame, *, rows: int) -> Path:
     """Keep the report's current-side sample (``current_sample``: unseen categories already masked) as
-    ``reports/drift/pending-<uuid>.sample.parquet`` until its check is committed and renamed; the
-    ``drift.report`` job reads it, builds the HTML and deletes it."""
+    ``reports/drift/<uuid>.sample.parquet``, already where its check's report (``report_for``) expects it:
+    the ``drift.report`` job, queued in the check's transaction, may start the moment that commits. The
+    job reads it, builds the HTML and deletes it; ``sweep_samples`` removes one whose check never was."""
     folder = reports_dir(home)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"pending-{uuid.uuid4().hex}.sample.parquet"
+    path = folder / f"{uuid.uuid4().hex}.sample.parquet"
     tmp = path.with_suffix(".tmp")
     current_sample(current, list(reference["columns"]), rows=rows, reference=reference).to_parquet(tmp, index=False)
     os.replace(tmp, path)
     return path
+
+
+def report_for(sample: Path) -> Path:
+    """The report a kept sample becomes (``sample_path`` the other way round)."""
+    return sample.with_name(sample.name.removesuffix(".sample.parquet") + ".html")
+
+
+def sweep_samples(home: Path, *, older_than_s: float) -> list[Path]:
+    """Delete kept samples older than ``older_than_s``: their check was never committed (a crash before
+    it), or their report job never ran (cancelled, or lost with its worker). People's rows are not kept."""
+    import time
+
+    cutoff, swept = time.time() - older_than_s, []
+    for path in reports_dir(home).glob("*.sample.parquet"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                swept.append(path)
+        except FileNotFoundError:  # its report job finished at the same moment
+            continue
+    return swept
 
 
 def build_for_check(factory: Any, settings: Any, check_id: int) -> Path | None:

@@ -182,7 +182,7 @@ def test_sigterm_mid_load_loses_no_acknowledged_prediction(api_settings, model: 
 
 def _up(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        return httpx.get(f"{url}/health/ready", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
 

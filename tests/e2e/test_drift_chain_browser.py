@@ -78,7 +78,7 @@ def served(dashboard):
     api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(url), 60, "the API to answer /health")
+    wait_until(lambda: _healthy(url), 60, "the API to be ready (its champion loaded and warm)")
     import json
 
     yield settings, factory, url, json.loads(token.stdout)["token"]
@@ -88,7 +88,7 @@ def served(dashboard):
 
 def _healthy(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Error, Frame, Page, expect
+from playwright.sync_api import Frame, Page, expect
 
 from core.settings import Settings
 from core.workspace.demo import churn_frame
@@ -101,19 +101,13 @@ def _finished_check(factory, *, after: int) -> Job | None:
 
 
 def open_report(page: Page, marker: str = "drawn from the reference statistics") -> Frame:
-    """Expand the report on the Drift page; the frame whose document is the report (however it is nested)."""
+    """Expand the report on the Drift page; the frame whose document is the report (in the outer frame)."""
     page.get_by_text("Show the Evidently report").click()
-
-    def showing() -> Frame | None:
-        for frame in page.frames[1:]:
-            try:
-                if marker in frame.evaluate("document.body ? document.body.innerText : ''"):
-                    return frame
-            except Error:  # a frame navigating or gone
-                continue
-        return None
-
-    return wait_until(showing, 30, "the report's frame")
+    outer = page.frame_locator('[data-testid="stIFrame"]')
+    expect(outer.frame_locator("iframe").locator("body")).to_contain_text(marker, timeout=30_000)
+    frame = outer.locator("iframe").element_handle().content_frame()
+    assert frame is not None
+    return frame
 
 
 def assert_dashboard_untouched(page: Page, title: str) -> None:

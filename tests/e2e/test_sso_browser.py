@@ -95,7 +95,7 @@ def test_sso_creates_a_viewer_an_admin_promotes_and_deactivation_blocks_the_next
     wait_idle(admin)
     choose(admin, "User", EMAIL)
     deactivate(admin)
-    expect(admin.get_by_role("button", name="Activate")).to_be_visible()
+    expect(admin.get_by_role("button", name="Activate", exact=True)).to_be_visible()
     admin.screenshot(path=str(ARTIFACTS / "sso-admin-deactivated.png"), full_page=True)
     admin.context.close()
 

@@ -187,7 +187,7 @@ def test_grown_up_topology_runs_each_job_once_with_artifacts_on_s3(deployment: D
     scheduler = dep.start("scheduler", sys.executable, "cli.py", "worker")
     runners = [dep.start(f"runner{i}", sys.executable, "cli.py", "worker", "--jobs-only") for i in (1, 2)]
     base = f"http://127.0.0.1:{api_port}"
-    wait_http(f"{base}/health", api, "the API")
+    wait_http(f"{base}/health/ready", api, "the API")
 
     engine = make_engine(dep.env["LEANOPS_DB_URL"])
     factory = make_session_factory(engine)

@@ -84,12 +84,13 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
     assert retrains[0].params["reason"].startswith(f"drift check {check.id}")
 
     report = Path(check.report_path)
-    assert report == settings.home / "reports" / "drift" / f"{check.id}.html"
+    assert report.parent == settings.home / "reports" / "drift" and report.suffix == ".html"
+    assert report.with_suffix(".sample.parquet").exists()  # its sample was in place before the check committed
     assert not report.exists()  # the verdict did not wait for Evidently: a drift.report job builds it
     drain(factory, settings, limit=1)
     text = report.read_text(encoding="utf-8")
     assert "drawn from the reference statistics" in text and "evidently" in text.lower()
-    assert not list(report.parent.glob("pending-*")) and not list(report.parent.glob("*.parquet"))  # sample gone
+    assert not list(report.parent.glob("*.parquet"))  # the sample is gone
 
 
 def test_same_distribution_upload_raises_no_data_drift_and_no_alert(trained):
@@ -257,3 +258,21 @@ def test_staged_batches_whose_job_never_ran_are_swept_after_a_day(trained):
     os.utime(unrelated, (time.time() - 48 * 3600,) * 2)
     fresh = checks.stage_upload(home, "new.csv", b"a\n1\n")  # staging a batch sweeps the stale ones
     assert not old.exists() and recent.is_file() and fresh.is_file() and unrelated.is_file()
+
+
+def test_report_samples_whose_check_or_job_never_came_are_swept_after_a_day(trained):
+    import os
+    import time
+
+    from core.monitoring import report
+    from core.training import runs
+
+    home = trained.settings.home
+    with trained.factory() as s:
+        reference = runs.reference_for(s, model="churn", version=1)
+    stale = report.write_sample(home, reference, small_churn(20, seed=4), rows=20)
+    os.utime(stale, (time.time() - 25 * 3600,) * 2)  # SIGKILLed before its check committed, a day ago
+    kept = report.write_sample(home, reference, small_churn(20, seed=5), rows=20)
+    assert report.sweep_samples(home, older_than_s=24 * 3600) == [stale]
+    assert not stale.exists() and kept.is_file()
+    assert report.sample_path(report.report_for(kept)) == kept  # where its check's report job looks
