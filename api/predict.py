@@ -25,10 +25,11 @@ router = APIRouter(prefix="/v1/models", tags=["predictions"])
 MODEL_NAME_RULE = "1-64 letters, digits, '_', '.' or '-', starting with a letter or digit"
 
 
-def model_name(name: Annotated[str, Path(min_length=1, max_length=255,
-                                         description=f"registered model name: {MODEL_NAME_RULE}")]) -> str:
+async def model_name(name: Annotated[str, Path(min_length=1, max_length=255,
+                                               description=f"registered model name: {MODEL_NAME_RULE}")]) -> str:
     """The ``{name}`` of a model route, checked with core's rule for model names before any store is asked:
-    a name no model can have is a 404."""
+    a name no model can have is a 404. Async: FastAPI runs a plain ``def`` dependency on a worker thread,
+    a thread hop per request for a regular expression."""
     if not MODEL_NAME_RE.match(name):
         raise NotFound(f"no model can be named {name[:80]!r}: model names are {MODEL_NAME_RULE}")
     return name

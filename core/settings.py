@@ -109,6 +109,26 @@ class Settings(BaseSettings):
     oidc_scopes: str = "openid email profile"
     oidc_redirect_url: str = ""
 
+    # MLflow's own web UI (issue 19), e.g. http://mlflow.internal:5000: the Training page links each run to
+    # {mlflow_ui_url}/#/experiments/{experiment}/runs/{run}; empty: no link
+    mlflow_ui_url: str = ""
+
+    @field_validator("mlflow_ui_url")
+    @classmethod
+    def _check_mlflow_ui_url(cls, value: str) -> str:
+        if not value:
+            return value
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("expected an http:// or https:// address such as http://mlflow.internal:5000")
+        if parts.username or parts.password:  # the link is shown to every user: it must not carry a password
+            raise ValueError("the address must not hold a user name or password (it is shown to every user)")
+        if parts.query or parts.fragment:
+            raise ValueError("the address must end at its path: the run's part (#/experiments/…) is added to it")
+        return value.strip().rstrip("/")
+
     @field_validator("db_url", "mlflow_uri")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -225,11 +245,25 @@ def get_settings(**overrides: Any) -> Settings:
                 problems.append(msg)
                 continue
             field = str(err["loc"][0])
-            problems.append(f"LEANOPS_{field.upper()}: {msg} (got {err.get('input')!r})")
+            problems.append(f"LEANOPS_{field.upper()}: {msg} (got {_masked(err.get('input'))!r})")
         raise InvalidInput("; ".join(problems)) from None
     if settings.on_s3:
         export_s3_environment(settings)
     return settings
+
+
+def _masked(value: Any) -> Any:
+    """A refused URL as a message may show it: any password in it replaced by ***."""
+    if isinstance(value, str) and "://" in value:
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            if parts.password is not None:
+                return value.replace(f":{parts.password}@", ":***@", 1)
+        except ValueError:
+            return "(an unreadable address)"
+    return value
 
 
 def export_s3_environment(settings: Settings) -> None:

@@ -5,7 +5,7 @@ import streamlit as st
 from core import auth, policy, sessions
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
-from ui.components import act, form_key, form_notice, message, reset_form
+from ui.components import act, code_area, form_key, form_notice, message, reset_form
 
 who = session.actor()
 st.title("Admin")
@@ -93,7 +93,7 @@ with policy_tab:
     home = resources.settings().home
     st.caption("Promotion gates for every model (`default`) and per-model overrides (`models`). "
                "Each saved change is validated and audited with its diff.")
-    text = st.text_area("policies.yaml", policy.read_text(home), height=520, key="policy-text")
+    text = code_area("policies.yaml", policy.read_text(home), height=520, key="policy-text")
     if st.button("Save policy"):
         diff = act(lambda s: policy.save(s, actor=who, home=home, text=text))
         if diff == "":

@@ -1,12 +1,13 @@
 """Audit log: filter the hash-chained events, verify the chain, export CSV, look up a prediction."""
 
+import json
 from datetime import UTC, datetime, time, timedelta
 
 import plotly.express as px
 import streamlit as st
 
-from core import audit
-from ui import queries, report_view, resources, session
+from core import audit, formats
+from ui import charts, queries, report_view, resources, session
 
 who = session.actor()
 st.title("Audit log")
@@ -31,7 +32,15 @@ cursors: list = st.session_state["audit_cursors"]
 total = queries.audit_count(where)
 page = queries.audit_page(where, cursors[-1], who)
 st.caption(f"{total:,} matching events · page {len(cursors)} of {max(1, -(-total // 50)):,}")
-st.dataframe(page, hide_index=True, width="stretch", height=min(38 + 35 * len(page), 600))
+DETAILS_SHOWN = 60  # characters of details that fit their column; the whole event opens below the table
+st.dataframe(page.assign(details=page["details"].map(
+                 lambda d: formats.shorten(formats.value(json.loads(d)), DETAILS_SHOWN))),
+             hide_index=True, width="stretch", height=min(38 + 35 * len(page), 600),
+             column_config={"#": st.column_config.NumberColumn(width=50),
+                            "time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width=150),
+                            "details": st.column_config.TextColumn("details", width="large",
+                                                                   help="cut with … : pick the event below to "
+                                                                        "read all of it")})
 left, right, _ = st.columns([1, 1, 6])
 if left.button("Newer", disabled=len(cursors) == 1):
     cursors.pop()
@@ -40,9 +49,19 @@ if right.button("Older", disabled=len(page) < 50):
     cursors.append(int(page["#"].iloc[-1]))
     st.rerun()
 
+if not page.empty:
+    opened = st.selectbox("Details of event", page["#"].tolist(), index=None, placeholder="pick an event #",
+                          key="audit-details", format_func=lambda n: next(
+                              f"#{n} · {r.action} · {r.actor} · {r.time:%Y-%m-%d %H:%M:%S}"
+                              for r in page.itertuples() if r[1] == n))
+    if opened is not None:
+        st.json(json.loads(page.loc[page["#"] == opened, "details"].iloc[0]))
+
 if subject and not page.empty:
     st.subheader(f"Timeline of {subject}")
-    fig = px.scatter(page, x="time", y="action", color="actor", hover_data=["#", "details"], height=320)
+    fig = px.scatter(page.assign(details=page["details"].map(lambda d: formats.shorten(d, 80))), x="time",
+                     y="action", color="actor", hover_data=["#", "details"], height=320)
+    charts.fit_time_axis(fig, list(page["time"]))  # a few events seconds apart are not a millisecond chart
     st.plotly_chart(fig, width="stretch")
 
 st.subheader("Integrity")

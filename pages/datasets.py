@@ -9,7 +9,7 @@ from core.data.tables import TableLimits
 from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
-from ui.components import act, ago, badge, code, message, plain
+from ui.components import act, ago, badge, code, code_area, message, plain
 
 PAGE_SIZE = 20
 who = session.actor()
@@ -78,7 +78,8 @@ overview = q.dataset_table()
 if overview.empty:
     st.info("No datasets yet. Register one above, or run `python cli.py dataset add NAME FILE`.")
     st.stop()
-st.dataframe(overview, hide_index=True, width="stretch")
+COUNT = st.column_config.NumberColumn(format="localized")  # 12,345 rows, not 12345 (and it still sorts)
+st.dataframe(overview, hide_index=True, width="stretch", column_config={"latest rows": COUNT})
 
 names = overview["dataset"].tolist()
 if st.session_state.get("ds_name") not in names:
@@ -88,7 +89,7 @@ pages = max(1, -(-int(overview.set_index("dataset").loc[chosen, "versions"]) // 
 page = st.number_input("Page", 1, pages, 1) if pages > 1 else 1
 listing = q.versions_page(chosen, int(page), PAGE_SIZE)
 st.caption(f"{listing.total} version(s), newest first")
-st.dataframe(listing.table, hide_index=True, width="stretch")
+st.dataframe(listing.table, hide_index=True, width="stretch", column_config={"rows": COUNT})
 
 if st.session_state.get("ds_version") not in listing.numbers:
     st.session_state["ds_version"] = listing.numbers[0]
@@ -159,7 +160,8 @@ with schema_tab:
     st.caption(f"Schema v{current.version} by {plain(current.created_by)}, {ago(current.created_at)}"
                + (f": {plain(current.note)}" if current.note else "") + ". New versions are checked against it.")
     if who.at_least("scientist"):
-        text = st.text_area("Schema (JSON)", json.dumps(current.spec, indent=2), height=320)
+        text = code_area("Schema (JSON)", json.dumps(current.spec, indent=2), height=320,
+                         key=f"schema-text-{chosen}-{current.version}")
         note = st.text_input("What changed", key="schema-note")
         if st.button("Save schema"):
             act(lambda s: schemas.update_schema(s, actor=who, name=chosen, note=note,

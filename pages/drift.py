@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import policy
+from core import formats, policy
 from core.monitoring import checks
 from core.platform import job_queue
 from ui import dataset_queries, drift_view, queries, resources, session
@@ -95,7 +95,8 @@ else:
     check = next(c for c in history if c.id == picked)
     st.subheader("Per column")
     st.table(drift_view.importance_table(check).style.format(
-        {"statistic": "{:.4g}", "p_value": "{:.3g}", "psi": "{:.3g}", "importance": "{:.0%}"}, na_rep="—"))
+        {"statistic": formats.number, "p_value": formats.p_value, "psi": formats.number, "importance": "{:.0%}"},
+        na_rep="—"))
     ordered = sorted(check.columns, key=lambda name: not check.columns[name].get("drifted"))  # drifted first
     column = st.selectbox("Distribution of", ordered, index=0 if ordered else None)
     if column:

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.platform import job_queue, schedules
-from ui import queries, session
+from ui import names, queries, session, training_view
 from ui.components import act, ago, badge, code, job_row, message, plain
 from ui.cron_words import cron_words
 
@@ -43,7 +43,7 @@ page_no = st.number_input("Page", min_value=1, value=1, step=1)
 history = queries.job_list(statuses=tuple(status_filter) or ("succeeded", "failed", "cancelled"),
                            limit=25, offset=(page_no - 1) * 25)
 table = pd.DataFrame([{
-    "job": j.id, "status": j.status, "kind": j.kind, "by": j.created_by,
+    "job": j.id, "status": j.status, "kind": j.kind, "made": names.made_by_job(j.result), "by": j.created_by,
     "queued": j.created_at, "finished": j.finished_at,
     "seconds": (j.finished_at - j.started_at).total_seconds() if j.finished_at and j.started_at else None,
     "error": j.error or "",
@@ -63,6 +63,9 @@ else:
             st.error(message(job.error))
         if job.result:
             st.json(job.result, expanded=False)
+        if isinstance(run_id := (job.result or {}).get("training_run"), int) and st.button(
+                f"Open {plain(names.made_by_job(job.result))} in Training", key="job-open-run"):
+            training_view.open_run(run_id)
         st.code(job.log or "(empty log)", language="text")
 
 st.subheader("Schedules")

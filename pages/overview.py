@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core import formats
 from ui import alerts_view, queries, serving_queries
 from ui.components import STATUS_ICON, ago, badge, plain
 
@@ -31,7 +32,7 @@ cols = st.columns(4)
 cols[0].metric("Jobs running", counts.jobs.get("running", 0))
 cols[1].metric("Jobs queued", counts.jobs.get("queued", 0))
 cols[2].metric("Jobs failed", counts.jobs.get("failed", 0))
-cols[3].metric("Audit events", counts.audit_events)
+cols[3].metric("Audit events", formats.count(counts.audit_events))
 
 
 @st.fragment(run_every=3)

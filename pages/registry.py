@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.errors import LeanOpsError
 from core.promotion import approvals, gates, moves
-from ui import queries, registry_view, resources, session
+from ui import names, queries, registry_view, resources, session, training_queries, training_view
 from ui.components import act, message, plain, verdict, verdict_column
 
 who = session.actor()
@@ -19,7 +19,7 @@ st.dataframe(pd.DataFrame([{"model": m.name, "champion": f"v{m.champion}" if m.c
                             "challenger": f"v{m.challenger}" if m.challenger else "none",
                             "versions": m.versions, "task": m.task, "last trained": m.last_trained}
                            for m in models]), hide_index=True, width="stretch")
-model = st.selectbox("Model", [m.name for m in models], index=0)
+model = st.selectbox("Model", [m.name for m in models], key="reg-model")  # keyed: Training opens a version here
 row = next(m for m in models if m.name == model)
 versions = queries.model_versions(model)
 factory, settings = resources.session_factory(), resources.settings()
@@ -49,10 +49,16 @@ st.dataframe(pd.DataFrame([{
     "version": v.version, "role": ", ".join(v.aliases) or "—", "gates": verdict(v.gates_passed),
     v.primary_metric or "score": v.score, "model": v.model_kind, "dataset": v.dataset, "trained by": v.created_by,
     "trained": v.trained_at} for v in versions]), hide_index=True, width="stretch",
-    column_config={"gates": verdict_column("gates")})
+    column_config={"gates": verdict_column("gates"),  # a number column still sorts; 3 decimals are what matter
+                   versions[0].primary_metric or "score": st.column_config.NumberColumn(format="%.3f")})
 
-chosen = st.selectbox("Version", [v.version for v in versions], format_func=lambda n: f"v{n}")
+chosen = st.selectbox("Version", [v.version for v in versions], format_func=lambda n: f"v{n}",
+                      key=f"reg-version-{model}")  # keyed: Training opens a version here
 version = next(v for v in versions if v.version == chosen)
+made_by = training_queries.run_detail(version.run_id)  # run ↔ job ↔ version, both ways (issue 19)
+if st.button(f"Trained by {plain(names.label_of(made_by))} (run {made_by.id}, {names.job_label(made_by.job_id)})",
+             key="reg-open-run", type="tertiary", icon=":material/arrow_outward:", help="open this run in Training"):
+    training_view.open_run(made_by.id)
 champion = next((v for v in versions if v.version == row.champion), None)
 registry_view.metric_deltas(version, champion)
 registry_view.lineage(version, queries.champion_periods(model))

@@ -4,9 +4,10 @@ import streamlit as st
 
 from core.training import pipeline, runs
 from core.training.spec import parse_spec
-from ui import session
+from ui import names, session
 from ui import training_charts as charts
 from ui import training_queries as q
+from ui import training_view as view
 from ui.components import act, ago, badge, code, job_row, message, plain
 from ui.training_form import launch_form
 
@@ -40,40 +41,44 @@ def live() -> None:
         st.caption("No training job is queued or running.")
     for job in active:
         job_row(job, who, key="tr-cancel",
-                label=f"**#{job.id}** {plain(job.params.get('dataset'))} · {plain(job.params.get('model'))} → "
-                      f"{plain(job.stage)}")
+                label=f"**job #{job.id}** {plain(job.params.get('dataset'))} · "
+                      f"{plain(names.kind_label(str(job.params.get('model'))))} → {plain(job.stage)}")
 
 
 live()
 for finished in st.session_state.pop("tr-done", []):
     if finished.status == "succeeded":
         r = finished.result or {}
-        st.success(message(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')}."))
+        st.success(message(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')} "
+                           f"(run {r.get('training_run')})."))
     else:
         st.error(f"Job #{finished.id} {finished.status}: {message(finished.error)}")
 
 st.subheader("Runs")
 options = q.filter_values()
-c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1])
+c1, c2, c3, c4, c5, c6 = st.columns([2, 2, 2, 2, 2, 1])
 picked = {name: col.selectbox(f"Filter by {name}", [ALL, *values], key=f"tr-filter-{name}")
           for col, (name, values) in zip((c1, c2, c3), options.items(), strict=True)}
 status = c4.selectbox("Filter by status", [ALL, *runs.STATUSES], key="tr-filter-status")
+order = c5.selectbox("Order", runs.ORDERS, key="tr-order", help="best: highest primary metric (f1, r2) of all runs",
+                     format_func=lambda o: {"newest": "newest first", "best": "best score first"}[o])
 filters = [None if v == ALL else v for v in (*picked.values(), status)]
 total = q.runs_page(*filters, 1, PAGE_SIZE).total
-page = c5.number_input("Page", 1, max(1, -(-total // PAGE_SIZE)), 1, key="tr-page")
-listing = q.runs_page(*filters, int(page), PAGE_SIZE)
-st.caption(f"{listing.total:,} run(s), newest first")
+page = c6.number_input("Page", 1, max(1, -(-total // PAGE_SIZE)), 1, key="tr-page")
+listing = q.runs_page(*filters, int(page), PAGE_SIZE, order)
+st.caption(f"{listing.total:,} run(s), {'newest' if order == 'newest' else 'best score'} first")
 if listing.table.empty:
     st.info("No training runs yet." if not options["dataset"] else "No run matches these filters.")
     st.stop()
-st.dataframe(listing.table, hide_index=True, width="stretch",
-             column_config={"seconds": st.column_config.NumberColumn(format="%.1f")})
+view.runs_table(listing)
 
 choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.session_state.get("tr-run"),
                                                                               *listing.ids]
-chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run")
+chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run",
+                      format_func=lambda r: listing.labels.get(r) or names.label_of(q.run_detail(r)))
 run = q.run_detail(chosen)
-st.markdown(f"### Run {run.id} · {badge(run.status)}")
+st.markdown(f"### {plain(names.label_of(run))} · {badge(run.status)}")
+view.links(run)
 if run.error:
     st.error(message(run.error))
 tiles = {k: v for k, v in run.metrics.items() if k not in charts.FAIRNESS_KEYS}  # fairness has its own line
@@ -102,13 +107,14 @@ if "fairness" in plots:
 if run.search:
     st.markdown(f"**{run.search['method'].title()} search**: {len(run.search['candidates'])} candidates, "
                 f"{run.search['folds']}-fold CV; the best was registered")
+    view.search_chart(run)
     st.dataframe([{"rank": c["rank"], "CV score": round(c["mean"], 4), "±": round(c["std"], 4), **c["params"]}
                   for c in sorted(run.search["candidates"], key=lambda c: c["rank"])], hide_index=True)
 
 c1, c2 = st.columns(2)
 c1.markdown(f"**Dataset** {code(run.dataset_ref)} · sha256 {code(run.dataset_sha256[:12])}… · target "
             f"{code(run.target)}  \n**Model** {code(run.model_name)} version {run.model_version or '—'} · "
-            f"{plain(run.model_kind)} · {run.task} · seed {run.seed}  \n"
+            f"{plain(names.kind_label(run.model_kind, run.task))} · {run.task} · seed {run.seed}  \n"
             f"**MLflow** run {code(run.mlflow_run_id or '—')} · "
             f"experiment {code(run.mlflow_experiment_id or '—')} · {code(run.model_uri or '—')}  \n"
             f"**By** {plain(run.created_by)} {ago(run.started_at)} · code {code(run.code_version)}")
@@ -127,11 +133,4 @@ if run.job_id is not None:
         st.code(q.job(run.job_id).log or "(empty log)", language="text")
 
 st.subheader("Compare runs")
-compared = st.multiselect("Runs to compare", listing.ids, default=listing.ids[:2] if len(listing.ids) > 1 else [],
-                          key="tr-compare")
-if compared:
-    table = q.compare_table(tuple(compared))
-    st.dataframe(table, hide_index=True, width="stretch")
-    metrics = [m for m in ("f1", "accuracy", "precision", "recall", "roc_auc", "r2") if m in table]
-    if metrics:
-        st.plotly_chart(charts.compare(table, metrics), key="tr-compare-chart")
+view.compare(listing.ids, listing.labels)

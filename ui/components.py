@@ -120,6 +120,19 @@ def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Acto
         st.rerun(scope="fragment")
 
 
+# -- code in a code font -------------------------------------------------------------------------
+# st.text_area has no font option (Streamlit 1.67), and st.code cannot be edited. Every keyed widget
+# carries the CSS class st-key-<key>, so one style rule gives that one text area the theme's code font.
+
+def code_area(label: str, value: str, *, key: str, height: int = 320, help: str | None = None) -> str:
+    """A text area for YAML/JSON in the code font (monospace, no wrapping), for text meant to line up."""
+    safe = re.sub(r"[^A-Za-z0-9_-]", "-", key)  # the CSS class Streamlit derives from the key
+    st.html(f"<style>.st-key-{safe} textarea {{font-family: 'Source Code Pro', ui-monospace, SFMono-Regular, "
+            "Menlo, Consolas, monospace; font-size: 0.85rem; white-space: pre; overflow-wrap: normal; "
+            "overflow-x: auto; tab-size: 2}</style>")
+    return st.text_area(label, value, height=height, key=key, help=help) or ""
+
+
 # -- forms that keep what was typed ---------------------------------------------------------------
 # A form built with clear_on_submit=True empties itself on every submit, so one validation error wipes
 # every field and the retry fails for another reason. Forms keep their input instead, and a successful

@@ -7,7 +7,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from core import formats
 from core.data.profile import VersionDiff
+from ui import charts
 from ui.components import code, message, plain
 
 HEIGHT = 260
@@ -29,10 +31,16 @@ def check_lines(checks: list[dict[str, Any]]) -> list[str]:
 
 
 def profile_table(profile: dict[str, Any]) -> pd.DataFrame:
+    """One row per column; statistics to 3 significant digits (a mean of 41.28374619 reads as 41.3)."""
+    def stat(v: Any) -> str:
+        return formats.number(v) if isinstance(v, int | float) and not isinstance(v, bool) else formats.value(v)
+
     return pd.DataFrame([{"column": c["name"], "kind": c["kind"], "dtype": c["dtype"],
-                          "missing": f"{c['missing_share']:.1%}", "unique": c.get("unique"),
-                          "mean": c.get("mean"), "std": c.get("std"), "min": c.get("min"), "median": c.get("p50"),
-                          "max": c.get("max")} for c in profile["columns"]])
+                          "missing": formats.percent(c["missing_share"]), "unique": formats.value(c.get("unique")),
+                          **{label: stat(c.get(key)) for label, key in (("mean", "mean"), ("std", "std"),
+                                                                        ("min", "min"), ("median", "p50"),
+                                                                        ("max", "max"))}}
+                         for c in profile["columns"]])
 
 
 def missing_share(profile: dict[str, Any]) -> go.Figure:
@@ -54,12 +62,21 @@ def column_chart(col: dict[str, Any]) -> go.Figure | None:
         else:
             centers = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:], strict=True)]
             widths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        fig = go.Figure(go.Bar(x=centers, y=counts, width=widths, marker_color="#1f77b4"))
+        fig = go.Figure(go.Bar(x=centers, y=counts, width=widths, marker_color=charts.REFERENCE,
+                               customdata=[f"{formats.number(x)} – {formats.number(y)}"
+                                           for x, y in zip(edges[:-1], edges[1:], strict=True)]
+                               if col["kind"] != "datetime" else None,
+                               hovertemplate="%{customdata}: %{y:,} rows<extra></extra>"
+                               if col["kind"] != "datetime" else "%{x}: %{y:,} rows<extra></extra>"))
+        # plain numbers with separators on the axis (12,000, not 1.2e+4), and what each axis counts
+        fig.update_xaxes(title=col["name"], exponentformat="none", separatethousands=True)
+        fig.update_yaxes(title="rows", separatethousands=True)
         return _layout(fig, f"{col['name']} · histogram")
     if "top" in col:
         top = col["top"][:10][::-1]
         fig = go.Figure(go.Bar(x=[n for _, n in top], y=[str(v) for v, _ in top], orientation="h",
-                               marker_color="#2ca02c"))
+                               marker_color=charts.series_colour(2)))  # not green: that colour means "passed"
+        fig.update_xaxes(title="rows", separatethousands=True)
         more = f" of {col['unique']}" if col["unique"] > len(top) else ""
         return _layout(fig, f"{col['name']} · top {len(top)}{more} values")
     return None
@@ -67,7 +84,7 @@ def column_chart(col: dict[str, Any]) -> go.Figure | None:
 
 def diff_table(d: VersionDiff) -> pd.DataFrame:
     return pd.DataFrame([{"column": c["column"], "changed": "changed" if c["changed"] else "same",
-                          "PSI": c["psi"], "mean shift (σ)": c["shift_sd"],
+                          "PSI": formats.number(c["psi"]), "mean shift (σ)": formats.number(c["shift_sd"]),
                           f"missing v{d.a}": f"{c['missing_a']:.1%}", f"missing v{d.b}": f"{c['missing_b']:.1%}",
                           "new values": ", ".join(c["new_values"]), "gone values": ", ".join(c["gone_values"])}
                          for c in d.columns])
@@ -76,19 +93,21 @@ def diff_table(d: VersionDiff) -> pd.DataFrame:
 def overlay(col_a: dict[str, Any], col_b: dict[str, Any], a: int, b: int) -> go.Figure | None:
     """Two versions' distributions of one column, as shares, on one chart."""
     fig = go.Figure()
-    for col, label in ((col_a, f"v{a}"), (col_b, f"v{b}")):
+    for col, label, colour in ((col_a, f"v{a}", charts.REFERENCE), (col_b, f"v{b}", charts.CURRENT)):
         if "hist" in col and col["kind"] == "numeric":
             edges, counts = col["hist"]["edges"], col["hist"]["counts"]
             total = sum(counts) or 1
             centers = [(x + y) / 2 for x, y in zip(edges[:-1], edges[1:], strict=True)]
             fig.add_trace(go.Scatter(x=centers, y=[n / total for n in counts], name=label, mode="lines",
-                                     line_shape="hvh"))
+                                     line_shape="hvh", line_color=colour))
         elif "top" in col:
             total = sum(n for _, n in col["top"]) or 1
-            fig.add_trace(go.Bar(x=[str(v) for v, _ in col["top"]], y=[n / total for _, n in col["top"]], name=label))
+            fig.add_trace(go.Bar(x=[str(v) for v, _ in col["top"]], y=[n / total for _, n in col["top"]], name=label,
+                                 marker_color=colour))
         else:
             return None
-    fig.update_yaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%", title="share of rows")
+    fig.update_xaxes(exponentformat="none", separatethousands=True)
     fig = _layout(fig, f"{col_a['name']}: v{a} vs v{b}")
     fig.update_layout(showlegend=True)
     return fig

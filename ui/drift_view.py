@@ -9,9 +9,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core import formats
 from core.monitoring import checks as monitoring
 from core.monitoring.checks import CheckView
-from ui import resources
+from ui import charts, resources
 from ui.components import code, plain
 
 COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
@@ -89,6 +90,7 @@ def share_chart(history: list[CheckView]) -> None:
                   annotation_text=f"threshold {history[-1].threshold:.0%}")
     fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis={"tickformat": ".0%",
                       "range": [0, 1.05]}, title="Share of drifted columns per check")
+    charts.fit_time_axis(fig, [c.ts for c in history])
     st.plotly_chart(fig, width="stretch")
 
 
@@ -130,11 +132,11 @@ def _hover(stats: dict[str, Any] | None) -> str:
     if not stats:
         return "not compared"
     p_value = stats.get("p_value")
-    parts = [f"{stats.get('method')} {stats.get('statistic') or 0:.4g}"]
+    parts = [f"{stats.get('method')} {formats.number(stats.get('statistic') or 0)}"]
     if p_value is not None:
-        parts.append(f"p {p_value:.3g}")
+        parts.append(f"p {formats.p_value(p_value)}")
     if stats.get("psi") is not None:
-        parts.append(f"PSI {stats['psi']:.3g}")
+        parts.append(f"PSI {formats.number(stats['psi'])}")
     return " · ".join(parts) + (" · drifted" if stats.get("drifted") else "")
 
 
@@ -143,16 +145,24 @@ def distribution(stats: dict[str, Any], column: str) -> None:
     import plotly.graph_objects as go
 
     ref, cur = stats.get("reference_hist"), stats.get("current_hist")
-    labels = stats.get("bins") or stats.get("categories")
+    # numeric bins are named from their edges here (3 significant digits, separators), not from the
+    # stored labels, which older checks wrote in scientific notation ("1.234e+04 – 2.5e+04")
+    edges = stats.get("edges")
+    bins = formats.bin_labels(edges) if edges and stats.get("bins") else stats.get("bins")
+    labels = bins or stats.get("categories")
     if not (ref and cur and labels):
         st.caption("This check stored no histogram for the column.")
         return
     total_ref, total_cur = max(sum(ref), 1), max(sum(cur), 1)
     names = [_chart_text(b) for b in labels]
-    fig = go.Figure([go.Bar(x=names, y=[v / total_ref for v in ref], name="reference"),
-                     go.Bar(x=names, y=[v / total_cur for v in cur], name="current")])
+    fig = go.Figure([go.Bar(x=names, y=[v / total_ref for v in ref], name="reference (training)",
+                            marker_color=charts.REFERENCE),
+                     go.Bar(x=names, y=[v / total_cur for v in cur], name="current", marker_color=charts.CURRENT)])
+    axis = "value range" if stats.get("bins") else "category"
     fig.update_layout(barmode="group", height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      yaxis={"tickformat": ".0%"}, title=f"{_chart_text(column)}: reference vs current")
+                      xaxis={"type": "category", "title": f"{_chart_text(column)} ({axis})"},
+                      yaxis={"tickformat": ".0%", "title": "share of rows"},
+                      title=f"{_chart_text(column)}: reference vs current")
     st.plotly_chart(fig, width="stretch")
 
 
@@ -160,13 +170,15 @@ def performance_chart(points: pd.DataFrame, metric: str, baseline: float | None,
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for version, part in points.groupby("version"):
-        fig.add_trace(go.Scatter(x=part["ts"], y=part[metric], mode="lines+markers", name=f"v{version} live"))
+    for i, (version, part) in enumerate(points.groupby("version")):
+        fig.add_trace(go.Scatter(x=part["ts"], y=part[metric], mode="lines+markers", name=f"v{version} live",
+                                 line_color=charts.series_colour(i)))
     if baseline is not None:
-        fig.add_hline(y=baseline, line_dash="dot", annotation_text=f"training {metric} {baseline:.3f}")
+        fig.add_hline(y=baseline, line_dash="dot", annotation_text=f"training {metric} {formats.number(baseline)}")
     if floor is not None:
-        fig.add_hline(y=floor, line_dash="dash", line_color="#d62728", annotation_text=f"floor {floor:.3f}")
+        fig.add_hline(y=floor, line_dash="dash", line_color="#d62728", annotation_text=f"floor {formats.number(floor)}")
     fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=f"Live {metric} from feedback")
+    charts.fit_time_axis(fig, list(points["ts"]))
     st.plotly_chart(fig, width="stretch")
 
 
@@ -209,7 +221,7 @@ def performance_section(performance: Any, model: str, rules: Any) -> None:
     from core.policy import PRIMARY
 
     with resources.session_factory()() as session:
-        points = performance.series(session, model=model, rules=rules)
+        points = performance.series(session, model=model, rules=rules, store=resources.settings().data_store)
     if not points:
         st.caption(f"No verdict yet: live metrics need at least {rules.performance.min_labels} feedback labels "
                    "(`POST /v1/models/{name}/feedback` with the predictions' request_id).")
@@ -276,24 +288,27 @@ def estimate_section(history: list[CheckView], live: pd.DataFrame | None) -> Non
     fig = go.Figure([
         go.Scatter(x=[t for t, _ in points] + [t for t, _ in reversed(points)],
                    y=[e["upper"] for _, e in points] + [e["lower"] for _, e in reversed(points)],
-                   fill="toself", line={"width": 0}, fillcolor="rgba(31,119,180,0.15)", name="95 % band",
+                   fill="toself", line={"width": 0}, fillcolor="rgba(148,103,189,0.15)", name="95 % band",
                    hoverinfo="skip"),
         go.Scatter(x=[t for t, _ in points], y=[e["value"] for _, e in points], mode="lines+markers",
-                   name=f"estimated {metric} (no labels)"),
+                   name=f"estimated {metric} (no labels)", line_color=charts.ESTIMATE),
     ])
     if live is not None and not live.empty and metric in live.columns:
-        fig.add_trace(go.Scatter(x=live["ts"], y=live[metric], mode="lines", name=f"realised {metric} (feedback)"))
+        fig.add_trace(go.Scatter(x=live["ts"], y=live[metric], mode="lines", name=f"realised {metric} (feedback)",
+                                 line_color=charts.REFERENCE))
     if points and points[-1][1].get("reference") is not None:
         fig.add_hline(y=points[-1][1]["reference"], line_dash="dot", annotation_text=f"holdout {metric}")
     fig.update_layout(height=280, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       title=f"Estimated vs realised {metric}")
+    shown = live["ts"].tolist() if live is not None and not live.empty and metric in live.columns else []
+    charts.fit_time_axis(fig, [t for t, _ in points] + shown)
     st.plotly_chart(fig, width="stretch")
 
 
 def live_points(performance: Any, model: str, rules: Any) -> pd.DataFrame:
     """Realised metrics from feedback over time (empty before enough labels)."""
     with resources.session_factory()() as session:
-        points = performance.series(session, model=model, rules=rules)
+        points = performance.series(session, model=model, rules=rules, store=resources.settings().data_store)
     return pd.DataFrame([{"ts": p.ts, "version": p.version, **p.metrics} for p in points])
 
 

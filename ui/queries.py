@@ -82,7 +82,7 @@ def audit_page(where: audit.EventFilter, before_seq: int | None, reader: Actor, 
     with _session() as session:
         rows = audit.search(session, reader=reader, where=where, limit=limit, before_seq=before_seq)
         return pd.DataFrame([{"#": e.seq, "time": e.ts, "actor": e.actor, "action": e.action, "subject": e.subject,
-                              "details": json.dumps(e.details, sort_keys=True)[:500]} for e in rows],
+                              "details": json.dumps(e.details, sort_keys=True)} for e in rows],  # whole: the page cuts
                             columns=["#", "time", "actor", "action", "subject", "details"])
 
 
@@ -209,7 +209,7 @@ def model_health() -> list[ModelHealth]:
                                 if v.version == m.champion), None)
                 gates = _verdict(version.gates_passed if version else None)
                 metric, state = _live_metric(session, performance.evaluate(
-                    session, model=m.name, version=m.champion, rules=rules), rules)
+                    session, model=m.name, version=m.champion, rules=rules, store=settings.data_store), rules)
             latest = checks.latest(session, model=m.name)
             if latest is None:
                 drift, reason = "not checked", "no drift check yet"

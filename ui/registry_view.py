@@ -9,10 +9,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core import formats
 from core.actors import Actor
 from core.compliance import reports
 from core.registry import cards
-from ui import resources
+from ui import charts, resources
 from ui.components import act, badge, code, plain, verdict, verdict_column
 
 
@@ -30,8 +31,9 @@ def gate_table(checks: list[dict]) -> None:
     if not checks:
         st.caption("Gates not evaluated yet.")
         return
-    st.dataframe(pd.DataFrame([{"result": verdict(c["passed"]), "check": c["name"], "observed": str(c["observed"]),
-                                "required": str(c["required"]), "detail": c.get("detail", "")} for c in checks]),
+    st.dataframe(pd.DataFrame([{"result": verdict(c["passed"]), "check": c["name"],
+                                "observed": formats.value(c["observed"]), "required": formats.value(c["required"]),
+                                "detail": c.get("detail", "")} for c in checks]),
                  hide_index=True, width="stretch", column_config={"result": verdict_column("result")})
 
 
@@ -42,8 +44,9 @@ def metric_deltas(version, champion) -> None:  # VersionRows (champion: None whe
         value = version.metrics[name]
         delta = None
         if champion is not None and champion.version != version.version and name in champion.metrics:
-            delta = f"{value - champion.metrics[name]:+.4f} vs champion v{champion.version}"
-        col.metric(name, f"{value:.4f}", delta, delta_color="inverse" if name in ("rmse", "mae") else "normal")
+            change = value - champion.metrics[name]
+            delta = f"{'+' if change >= 0 else ''}{formats.number(change)} vs champion v{champion.version}"
+        col.metric(name, formats.number(value), delta, delta_color="inverse" if name in ("rmse", "mae") else "normal")
 
 
 def lineage(version, periods) -> None:
@@ -56,7 +59,12 @@ def lineage(version, periods) -> None:
                 f"**version** {version.version} ({plain(version.model_kind)}) → **in production** {served}")
 
 
+HOW_COLOURS = {"promote": charts.GOOD, "rollback": charts.CURRENT}  # a forced move is red
+
+
 def timeline(periods) -> None:
+    """Who was champion when: bars on a time axis at least an hour wide (a promotion 0.7 s ago is a bar, not a
+    chart of milliseconds), and the same periods as a table."""
     if not periods:
         st.caption("No version has been champion yet.")
         return
@@ -65,8 +73,12 @@ def timeline(periods) -> None:
                            "how": p.action + (" (FORCED)" if p.forced else ""), "by": p.moved_by, "reason": p.reason}
                           for p in periods])
     shown = frame.assign(by=frame["by"].map(plain), reason=frame["reason"].map(plain))  # st.table renders Markdown
+    colours = {how: charts.BAD if "force" in how.lower() else HOW_COLOURS.get(how, charts.REFERENCE)
+               for how in frame["how"]}
     fig = px.timeline(frame, x_start="start", x_end="end", y="version", color="how", hover_data=["by", "reason"],
-                      height=180 + 40 * frame["version"].nunique())
+                      color_discrete_map=colours, height=180 + 40 * frame["version"].nunique())
+    fig.update_yaxes(type="category", categoryorder="category descending", title=None)
+    charts.fit_time_axis(fig, [p.start for p in periods], end=now)
     st.plotly_chart(fig, width="stretch")
     st.table(shown.sort_values("start", ascending=False).assign(
         start=lambda f: f["start"].dt.strftime("%Y-%m-%d %H:%M:%S"),
@@ -74,17 +86,24 @@ def timeline(periods) -> None:
              sorted(periods, key=lambda p: p.start, reverse=True)]).set_index("version"))
 
 
+BOUNDED = {"f1", "accuracy", "roc_auc", "precision", "recall", "balanced_accuracy"}  # scores within 0–1
+
+
 def metric_over_versions(versions) -> None:
+    """One metric per version: a number for a single version, a labelled point per version ("v1", "v2") else."""
     names = sorted({m for v in versions for m, x in v.metrics.items() if isinstance(x, int | float)})
     if not names:
         return
     default = versions[0].primary_metric if versions[0].primary_metric in names else names[0]
     metric = st.selectbox("Metric across versions", names, index=names.index(default))
-    frame = pd.DataFrame([{"version": v.version, "trained": v.trained_at, metric: v.metrics.get(metric)}
-                          for v in versions]).sort_values("version")
-    fig = px.line(frame, x="trained", y=metric, markers=True, text="version", height=300)
-    fig.update_traces(textposition="top center")
-    st.plotly_chart(fig, width="stretch")
+    ordered = sorted((v for v in versions if v.metrics.get(metric) is not None), key=lambda v: v.version)
+    if len(ordered) < 2:  # one point is a number, not a chart
+        if ordered:
+            st.metric(f"{metric} of v{ordered[0].version} (the only version with it so far)",
+                      formats.number(ordered[0].metrics[metric]))
+        return
+    st.plotly_chart(charts.metric_by_version([v.version for v in ordered], [v.metrics[metric] for v in ordered],
+                                             metric=metric, bounded=metric in BOUNDED), width="stretch")
 
 
 def model_card(model: str, version: int, who: Actor) -> None:
@@ -164,8 +183,11 @@ def shadow_panel(model: str, who: Actor) -> None:
         long = days.melt(id_vars="day", value_vars=["agreement", "champion_score", "challenger_score"],
                          var_name="series", value_name="value").dropna()
         st.plotly_chart(px.line(long, x="day", y="value", color="series", markers=True,
+                                color_discrete_map={"champion_score": charts.REFERENCE,
+                                                    "challenger_score": charts.CURRENT,
+                                                    "agreement": charts.NEUTRAL},
                                 title="Agreement and each model's score per day"), width="stretch")
 
 
 def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.4g}"
+    return formats.number(value)

@@ -61,8 +61,37 @@ def fairness_table(plots: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([{"group": g, **values} for g, values in by_group.items()])
 
 
-def compare(table: pd.DataFrame, metrics: list[str]) -> go.Figure:
-    long = table.melt(id_vars=["run"], value_vars=metrics, var_name="metric", value_name="value")
-    long["run"] = "run " + long["run"].astype(str)
+def compare(metrics: pd.DataFrame, shown: list[str]) -> go.Figure:
+    """Grouped bars of the ``shown`` metrics, one colour per run (``metrics``: a row per metric, a column per run)."""
+    runs = [c for c in metrics.columns if c != "best"]
+    long = metrics.loc[shown, runs].reset_index().melt(id_vars="metric", var_name="run", value_name="value")
     fig = px.bar(long, x="metric", y="value", color="run", barmode="group")
+    fig.update_xaxes(type="category")
     return _layout(fig, "Holdout metrics", "", "")
+
+
+def search_parallel(search: dict[str, Any], metric: str | None) -> go.Figure | None:
+    """Parallel coordinates of a search: one line per candidate, an axis per hyperparameter, the CV score last
+    (and as the colour), so which settings go with a high score shows at a glance. None below two candidates."""
+    candidates = search.get("candidates") or []
+    if len(candidates) < 2:
+        return None
+    score = f"CV {metric or 'score'}"  # the search ranks candidates by the run's primary metric
+    frame = pd.DataFrame([{**c["params"], score: c["mean"]} for c in candidates])
+    dimensions = []
+    for column in frame.columns:
+        values = frame[column]
+        if column != score and values.nunique(dropna=False) < 2:
+            continue  # a parameter every candidate shares says nothing here
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            dimensions.append({"label": column, "values": values.astype(float)})
+        else:  # words (and None/True/False) on an axis of their own positions, labelled with the words
+            words = values.astype(str)
+            order = sorted(words.unique())
+            dimensions.append({"label": column, "values": words.map(order.index), "tickvals": list(range(len(order))),
+                               "ticktext": order})
+    fig = go.Figure(go.Parcoords(line={"color": frame[score], "colorscale": "Viridis", "showscale": True,
+                                       "colorbar": {"title": score}}, dimensions=dimensions))
+    fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 40, "t": 60, "b": 20},
+                      title=f"{str(search.get('method', '')).title()} search: parameters against the {score}")
+    return fig

@@ -17,9 +17,12 @@ from core.platform import job_queue
 from core.training import runs
 from core.training.catalog import detect_task
 from core.training.runs import RunDetail
-from ui import resources
+from ui import names, resources
 
-RUN_COLUMNS = ["run", "status", "dataset", "model", "version", "kind", "task", "score", "by", "started", "seconds"]
+# The run list's fixed columns; the page's metrics and hyperparameters go between the 4th and the 5th.
+RUN_COLUMNS = ["name", "status", "metric", "score", "dataset", "kind", "task", "run", "job", "model", "version", "by",
+               "started", "seconds", "error"]
+DEFAULT_COLUMNS = ["name", "status", "metric", "score", "dataset", "kind", "job", "started", "seconds"]
 
 
 def _session() -> Session:
@@ -81,26 +84,44 @@ def filter_values() -> dict[str, list[str]]:
 @dataclass(frozen=True)
 class RunsPage:
     total: int
-    table: pd.DataFrame
+    table: pd.DataFrame  # one row per run; numbers stay numbers, so every column sorts
     ids: list[int]
+    labels: dict[int, str]  # run id → names.run_label, for the pickers
+    metric_columns: list[str]  # holdout metrics seen on this page (the column chooser offers them)
+    param_columns: list[str]  # hyperparameters seen on this page
 
 
 @st.cache_data(ttl=3)
 def runs_page(dataset: str | None, model: str | None, kind: str | None, status: str | None, page: int,
-              size: int) -> RunsPage:
-    """One page of the run list; the filtering, counting and paging happen in SQL."""
+              size: int, order: str = "newest") -> RunsPage:
+    """One page of the run list; the filtering, ordering, counting and paging happen in SQL."""
     filters = {"dataset": dataset, "model": model, "kind": kind, "status": status}
     with _session() as session:
         total = runs.count_runs(session, **filters)
-        rows = runs.list_runs(session, **filters, limit=size, offset=(page - 1) * size)
+        rows = runs.list_runs(session, **filters, order=order, limit=size, offset=(page - 1) * size)
+    metric_columns = sorted({m for r in rows for m, v in r.metrics.items() if isinstance(v, int | float)})
+    param_columns = sorted({p for r in rows for p in r.params} - set(metric_columns) - set(RUN_COLUMNS))
     table = pd.DataFrame([{
-        "run": r.id, "status": r.status, "dataset": r.dataset_ref, "model": r.model_name, "version": r.model_version,
-        "kind": r.model_kind, "task": r.task,
-        "score": f"{r.primary_metric} {r.score:.4f}" if r.score is not None else (r.error or "")[:80],
-        "by": r.created_by, "started": r.started_at,
+        "name": names.version_label(r.model_name, r.model_version) if r.model_version is not None
+        else f"{r.model_name} run {r.id}",
+        "status": r.status, "metric": r.primary_metric or "", "score": r.score,
+        **{m: r.metrics.get(m) for m in metric_columns},
+        **{p: _cell(r.params.get(p)) for p in param_columns},
+        "dataset": r.dataset_ref, "kind": names.kind_label(r.model_kind, r.task), "task": r.task, "run": r.id,
+        "job": r.job_id, "model": r.model_name, "version": r.model_version, "by": r.created_by,
+        "started": r.started_at,
         "seconds": (r.finished_at - r.started_at).total_seconds() if r.finished_at else None,
-    } for r in rows], columns=RUN_COLUMNS)
-    return RunsPage(total=total, table=table, ids=[r.id for r in rows])
+        "error": (r.error or "")[:200],
+    } for r in rows], columns=[*RUN_COLUMNS[:4], *metric_columns, *param_columns, *RUN_COLUMNS[4:]])
+    for column in ("run", "job", "version"):  # whole numbers with gaps (a CLI run has no job): blank, not "None"
+        table[column] = table[column].astype("Int64")
+    return RunsPage(total=total, table=table, ids=[r.id for r in rows], labels={r.id: names.label_of(r) for r in rows},
+                    metric_columns=metric_columns, param_columns=param_columns)
+
+
+def _cell(value: object) -> str:
+    """A parameter as table text: one column may hold numbers for one model kind and words for another."""
+    return "" if value is None else str(value)
 
 
 @st.cache_data(ttl=3)
@@ -114,11 +135,51 @@ def run_for_job(job_id: int) -> RunDetail | None:
         return runs.for_job(session, job_id)
 
 
-def compare_table(run_ids: tuple[int, ...]) -> pd.DataFrame:
-    """One row per run: its settings and every holdout metric (for the compare view)."""
-    rows = []
-    for run_id in run_ids:
-        r = run_detail(run_id)
-        rows.append({"run": r.id, "dataset": r.dataset_ref, "model": f"{r.model_name} v{r.model_version}",
-                     "kind": r.model_kind, "seed": r.seed, **{k: round(v, 4) for k, v in r.metrics.items()}})
-    return pd.DataFrame(rows)
+LOWER_IS_BETTER = {"log_loss", "rmse", "mae", "demographic_parity_difference", "equalized_odds_difference"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Runs side by side, one column each (named by version), so a few runs fit the page without scrolling."""
+
+    metrics: pd.DataFrame  # index: metric; a column per run, then "best" (the run that does best on it)
+    params: pd.DataFrame  # index: setting or hyperparameter; a column per run, then "comparison": same/different
+
+
+def comparison(run_ids: tuple[int, ...]) -> Comparison:
+    return compare_runs([run_detail(r) for r in run_ids])
+
+
+def compare_runs(details: list[RunDetail]) -> Comparison:
+    """The metrics and the parameter diff of ``details`` (pure: unit-tested without a page)."""
+    heads = [names.version_label(r.model_name, r.model_version) if r.model_version is not None
+             else f"{r.model_name} run {r.id}" for r in details]
+    metric_names = list(dict.fromkeys(m for r in details for m, v in r.metrics.items() if isinstance(v, int | float)))
+    metrics = pd.DataFrame({h: [r.metrics.get(m) for m in metric_names] for h, r in zip(heads, details, strict=True)},
+                           index=pd.Index(metric_names, name="metric"), dtype="float64")
+    metrics["best"] = [_best(metrics.loc[m, heads].abs() if m.endswith("_difference") else metrics.loc[m, heads],
+                             lower=m in LOWER_IS_BETTER) for m in metric_names]  # a difference is best near 0
+
+    def settings(r: RunDetail) -> dict[str, str]:
+        fixed = {"model kind": names.kind_label(r.model_kind, r.task), "dataset": r.dataset_ref, "target": r.target,
+                 "seed": str(r.seed), "holdout": _cell(r.spec.get("holdout")),
+                 "excluded columns": ", ".join(r.spec.get("exclude") or []) or "none",
+                 "sensitive column": _cell(r.spec.get("sensitive")) or "none",
+                 "search": f"{r.search['method']}, {len(r.search['candidates'])} candidates" if r.search else "none"}
+        return fixed | {p: _cell(v) for p, v in sorted(r.params.items())}
+
+    each = [settings(r) for r in details]
+    keys = list(dict.fromkeys(k for s in each for k in s))
+    params = pd.DataFrame({h: [s.get(k, "not set") for k in keys] for h, s in zip(heads, each, strict=True)},
+                          index=pd.Index(keys, name="parameter"))
+    params["comparison"] = ["same" if params.loc[k, heads].nunique() == 1 else "different" for k in keys]
+    return Comparison(metrics=metrics, params=params)
+
+
+def _best(values: pd.Series, *, lower: bool) -> str:
+    known = values.dropna()
+    if len(known) < 2:  # one run's value beats nothing
+        return ""
+    top = known.min() if lower else known.max()
+    winners = [str(h) for h, v in known.items() if v == top]
+    return "all equal" if len(winners) == len(values) else ", ".join(winners)

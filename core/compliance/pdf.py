@@ -1,14 +1,18 @@
 """The compliance report as a PDF (fpdf2): the JSON report's content as text, tables and one chart image.
 
 DejaVu Sans (shipped with matplotlib) is embedded, so every character of the content prints as itself.
+Values print as people read them (``core.formats``): metrics to 3 significant digits, counts with
+separators, parameters and fairness as tables rather than JSON, long audit details cut with an ellipsis.
+The JSON report keeps every digit; the PDF is for reading.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
+
+from core import formats
 
 TITLES = {
     "identity": "1. Identity", "model_card": "2. Model card", "training_data": "3. Training data",
@@ -23,16 +27,11 @@ def _fonts() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
+AUDIT_DETAILS_SHOWN = 300  # characters of an event's details; the JSON report has them whole
+
+
 def _text(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return str(value)
+    return formats.value(value)
 
 
 class _Doc:
@@ -134,9 +133,12 @@ def _training_data(doc: _Doc, s: dict[str, Any]) -> None:
 
 def _training_config(doc: _Doc, s: dict[str, Any]) -> None:
     doc.pairs([("model kind", s["model_kind"]), ("task", s["task"]), ("target", s["target"]),
-               ("sensitive column", s["sensitive"]), ("parameters", s["parameters"]), ("seed", s["seed"]),
+               ("sensitive column", s["sensitive"]), ("seed", s["seed"]),
                ("holdout share", s["holdout"]), ("code version", s["code_version"]), ("trained by", s["trained_by"]),
                ("started", s["started_at"]), ("finished", s["finished_at"]), ("status", s["status"])])
+    if s["parameters"]:
+        doc.subheading("Parameters")
+        doc.table(["parameter", "value"], [list(row) for row in formats.flat_rows(s["parameters"])], widths=(70, 120))
 
 
 def _evaluation(doc: _Doc, s: dict[str, Any]) -> None:
@@ -147,8 +149,15 @@ def _evaluation(doc: _Doc, s: dict[str, Any]) -> None:
                   [[k, v, s["baseline"].get(k)] for k, v in sorted(s["metrics"].items())], widths=(70, 60, 60))
     for column, measures in (s["fairness"] or {}).items():
         doc.subheading(f"Fairness by {column}")
-        if isinstance(measures, dict):
-            doc.table(["measure", "value"], [[k, v] for k, v in sorted(measures.items())], widths=(70, 120))
+        if not isinstance(measures, dict):
+            continue
+        if isinstance(groups := measures.get("by_group"), dict) and groups:
+            header, rows = formats.group_table(groups)  # one row per group, one column per measure
+            doc.table(header, rows)
+        others = {k: v for k, v in measures.items() if k != "by_group"}
+        if others:
+            doc.table(["measure", "value"], [list(row) for row in formats.flat_rows(dict(sorted(others.items())))],
+                      widths=(70, 120))
     plots = {k: s[k] for k in ("confusion_matrix", "residuals") if s.get(k)}
     if plots and (png := figure_png(plots, title="confusion matrix" if "confusion_matrix" in plots
                                     else "residuals on the holdout")):
@@ -201,16 +210,37 @@ def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
                ("performance from feedback", ", ".join(f"{k} {_text(v)}" for k, v in perf["metrics"].items())
                 + f" on {perf['labelled']} labels" if perf else None)])
     if latest := drift["latest"]:
-        doc.subheading("Latest drift check")
-        doc.pairs([("time", latest["ts"]), ("data", latest["window"]), ("rows", latest["current_rows"]),
-                   ("drift share", latest["drift_share"]), ("threshold", latest["threshold"]),
-                   ("drift detected", latest["drift_detected"]), ("drifted columns", latest["drifted_columns"])])
+        _latest_check(doc, latest)
     if s["alerts"]:
         doc.subheading("Alerts")
         doc.table(["time", "condition", "severity", "title", "delivery"],
                   [[a["ts"], a["condition"], a["severity"], a["title"], a.get("delivery") or
                     ("not sent: cooldown" if a["suppressed"] else "unknown")] for a in s["alerts"]],
                   widths=(38, 24, 18, 70, 40))
+
+
+def _latest_check(doc: _Doc, latest: dict[str, Any]) -> None:
+    """What matters first (the headline and the rules that fired), then the facts, the drifted columns by their
+    share of the model's importance and the label-free estimate (a report made before these fields has none)."""
+    doc.subheading("Latest drift check")
+    if latest.get("headline"):
+        doc.line(latest["headline"], size=10, style="B")
+    if latest.get("verdict"):
+        doc.line("Counts as drift because: " + "; ".join(latest["verdict"]), size=9)
+    elif latest.get("not_counted"):
+        doc.line("No dataset drift: " + "; ".join(latest["not_counted"]), size=9)
+    doc.pairs([("time", latest["ts"]), ("data", latest["window"]), ("rows", latest["current_rows"]),
+               ("drift share", formats.percent(latest["drift_share"])),
+               ("threshold", formats.percent(latest["threshold"])),
+               ("drift detected", latest["drift_detected"]), ("drifted columns", latest["drifted_columns"])])
+    if ranked := latest.get("drifted_ranked"):
+        doc.table(["drifted column", "share of the model's importance"],
+                  [[r["column"], "not recorded" if r["importance"] is None else formats.percent(r["importance"])]
+                   for r in ranked], widths=(70, 70))
+    if estimate := latest.get("estimated_performance"):
+        doc.table(["metric (estimated without labels)", "estimate", "band", "holdout"],
+                  [[metric, _text(e.get("value")), f"{_text(e.get('lower'))} – {_text(e.get('upper'))}",
+                    _text(e.get("reference"))] for metric, e in estimate.items()], widths=(60, 35, 55, 35))
 
 
 def _audit(doc: _Doc, s: dict[str, Any]) -> None:
@@ -226,7 +256,8 @@ def _audit(doc: _Doc, s: dict[str, Any]) -> None:
     doc.line(f"{s['events_total']} events with subject {s['subject']}"
              + (f"; the newest {len(s['events'])} are listed" if s["truncated"] else ""), size=9)
     doc.table(["#", "time", "actor", "action", "details"],
-              [[e["seq"], e["ts"], e["actor"], e["action"], _text(e["details"])[:300]] for e in s["events"]],
+              [[e["seq"], e["ts"], e["actor"], e["action"], formats.shorten(_text(e["details"]), AUDIT_DETAILS_SHOWN)]
+               for e in s["events"]],
               widths=(12, 42, 30, 36, 70), size=7)
 
 

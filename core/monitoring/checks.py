@@ -29,12 +29,11 @@ from core.errors import InvalidInput, NotFound
 from core.monitoring import drift
 from core.monitoring import report as drift_report
 from core.platform import aliases, job_queue
-from core.platform.aliases import SHADOW
 from core.platform.database import transaction
 from core.platform.storage import Store
 from core.settings import Settings
 from core.training import runs
-from db.models import DriftCheck, PredictionLog, utcnow
+from db.models import DriftCheck, utcnow
 
 log = logging.getLogger("leanops.monitoring")
 
@@ -406,23 +405,16 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
     return CurrentData(frame, f"file {name}"[:255], None)
 
 
-def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, min_rows: int = 1,
-                 now: datetime | None = None, store: Store | None = None) -> CurrentData:
+def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, store: Store, min_rows: int = 1,
+                 now: datetime | None = None) -> CurrentData:
     """The inputs and outputs of ``model``'s predictions logged in the last ``hours``: the hot table plus the
-    hourly Parquet partitions in ``store`` (the workspace's ``data_store``; None: the hot table only)."""
+    hourly Parquet partitions in ``store`` (the workspace's ``data_store``)."""
     from core.serving import prediction_store
 
     now = now or utcnow()
     since = now - timedelta(hours=hours)
-    if store is None:
-        with factory() as session:
-            rows = session.execute(select(PredictionLog.inputs, PredictionLog.output)
-                                   .where(PredictionLog.model == model, PredictionLog.ts >= since,
-                                          PredictionLog.alias != SHADOW)).all()
-        logged = pd.DataFrame.from_records([r.inputs for r in rows]).assign(output=[r.output for r in rows])
-    else:
-        logged = prediction_store.window(factory, store, model=model, since=since, until=now + timedelta(seconds=1),
-                                         meta=("output",))
+    logged = prediction_store.window(factory, store, model=model, since=since, until=now + timedelta(seconds=1),
+                                     meta=("output",))
     label = f"last {hours:g} h"
     if len(logged) < min_rows:
         raise InsufficientData(f"{len(logged)} prediction(s) of {model} were logged in the {label}; a drift check "

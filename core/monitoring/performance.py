@@ -13,19 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import and_, desc, select
+from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
 from core.actors import system_actor
 from core.alerts import notify
 from core.errors import NotFound
-from core.platform.aliases import SHADOW
 from core.platform.database import transaction
 from core.platform.storage import Store
 from core.settings import Settings
 from core.training import runs
-from db.models import AuditEvent, Feedback, PredictionLog
+from db.models import AuditEvent
 
 METRICS = {"classification": ("accuracy", "f1"), "regression": ("rmse", "r2")}
 MAX_POINTS = 120  # chart points per version
@@ -108,33 +107,19 @@ def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
     return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
 
 
-def labelled(session: Session, *, model: str, version: int | None = None, limit: int | None = None,
-             store: Store | None = None) -> list[tuple[datetime, int, Any, Any]]:
-    """(prediction time, version, prediction, label) of labelled predictions, newest first: from the hot
-    prediction table, and with ``store`` (the workspace's ``data_store``) from its Parquet partitions too."""
-    if store is not None:
-        from core.serving import prediction_store
+def labelled(session: Session, *, model: str, store: Store, version: int | None = None, limit: int | None = None
+             ) -> list[tuple[datetime, int, Any, Any]]:
+    """(prediction time, version, prediction, label) of labelled predictions, newest first, from the hot
+    prediction table and the Parquet partitions in ``store`` (the workspace's ``data_store``): labels come
+    late, so most of them belong to predictions already compacted."""
+    from core.serving import prediction_store
 
-        both = labelled(session, model=model, version=version) + prediction_store.labelled_compacted(
-            session, store, model=model, version=version)
-        both.sort(key=lambda row: row[0], reverse=True)
-        return both[:limit] if limit is not None else both
-    query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
-             .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
-                                  Feedback.record_index == PredictionLog.record_index))
-             .where(PredictionLog.model == model, Feedback.model == model, PredictionLog.alias != SHADOW)
-             .order_by(desc(PredictionLog.ts), desc(PredictionLog.id)))
-    if version is not None:
-        query = query.where(PredictionLog.version == version)
-    if limit is not None:
-        query = query.limit(limit)
-    return [tuple(row) for row in session.execute(query)]
+    return prediction_store.labelled(session, store, model=model, version=version, limit=limit)
 
 
-def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy,
-             store: Store | None = None) -> Verdict:
-    """Live performance of ``model`` v``version`` over its most recent labelled predictions (``store``: the
-    compacted ones too, see ``labelled``)."""
+def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy, store: Store) -> Verdict:
+    """Live performance of ``model`` v``version`` over its most recent labelled predictions (hot and compacted,
+    see ``labelled``)."""
     task = task_of(session, model=model, version=version)
     window = rules.performance.window
     rows = labelled(session, model=model, version=version, limit=window, store=store)
@@ -154,14 +139,14 @@ def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelP
                    tuple(checks), status)
 
 
-def series(session: Session, *, model: str, rules: policy.ModelPolicy, versions: list[int] | None = None,
-           max_points: int = MAX_POINTS) -> list[Point]:
+def series(session: Session, *, model: str, rules: policy.ModelPolicy, store: Store,
+           versions: list[int] | None = None, max_points: int = MAX_POINTS) -> list[Point]:
     """Rolling metrics over time for a chart, per version (oldest first, at most ``max_points`` each).
 
     Each point scores the ``performance.window`` labelled predictions up to it; points start once
     ``performance.min_labels`` labels exist, like the verdict.
     """
-    rows = labelled(session, model=model)
+    rows = labelled(session, model=model, store=store)
     by_version: dict[int, list[tuple[datetime, Any, Any]]] = {}
     for ts, version, output, label in reversed(rows):  # oldest first
         by_version.setdefault(version, []).append((ts, output, label))
@@ -188,13 +173,18 @@ def series(session: Session, *, model: str, rules: policy.ModelPolicy, versions:
 def estimate_below_floor(estimate: dict[str, dict[str, float]], task: str, rules: policy.ModelPolicy) -> str | None:
     """Why the label-free estimate (a drift check's ``estimated_performance``) is below the policy floor, or None.
 
-    Decided on the upper end of each estimate's band, so a window too small to tell does not act.
+    Decided on the end of each estimate's band most favourable to the model (the upper end under a ``>=``
+    floor such as f1's, the lower end under a ``<=`` ceiling such as rmse's), so only a whole band on the
+    wrong side acts and a window too small to tell does not.
     """
     failed = []
     for metric, rule in rules.performance.floor.get(cast(policy.Task, task), {}).items():
         found = estimate.get(metric)
-        if found is not None and not policy.compare(float(found["upper"]), rule):
-            failed.append(f"estimated {metric} {found['value']:.3f} (band up to {found['upper']:.3f}; floor {rule})")
+        if found is None:
+            continue
+        end, word = ("lower", "down to") if rule.lstrip().startswith("<") else ("upper", "up to")
+        if not policy.compare(float(found[end]), rule):
+            failed.append(f"estimated {metric} {found['value']:.3f} (band {word} {found[end]:.3f}; floor {rule})")
     return "estimated performance below the floor without labels: " + "; ".join(failed) if failed else None
 
 

@@ -3,6 +3,9 @@
 With ``rollback.auto: approve`` the champion is not moved by the system: a rollback request waits for an
 approver (``approvals.request_rollback``; approving it rolls back) and an alert says so. Labels drive
 this decision, which is why feedback is bound to whoever made the prediction (``predictions.record_feedback``).
+Labels arrive late: with ``performance.use_estimate`` a champion without enough labels yet is judged on
+the label-free estimate of its newest drift check since the promotion, and the rollback (or the request)
+is audited with that estimate (``performance.estimate_acted``, in the same transaction).
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ from datetime import datetime
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import policy
+from core import audit, policy
 from core.actors import system_actor
 from core.alerts import notify
 from core.monitoring import performance
 from core.platform import aliases
 from core.platform.database import transaction
 from core.promotion import approvals, moves
-from core.retraining.decisions import Decision, should_roll_back
+from core.retraining.decisions import Decision, Estimate, should_roll_back
 from core.settings import Settings
-from db.models import AliasMove, utcnow
+from db.models import AliasMove, DriftCheck, utcnow
+
+ACTOR = "auto-rollback"
 
 
 @dataclass(frozen=True)
@@ -52,27 +57,64 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
         if arrived is not None and arrived.from_version is not None:
             previous = performance.evaluate(session, model=model, version=arrived.from_version, rules=rules,
                                             store=settings.data_store)
+        estimate = (latest_estimate(session, model=model, version=champion, since=arrived.ts)
+                    if arrived is not None and rules.performance.use_estimate else None)
     decision = should_roll_back(promoted_at=arrived.ts if arrived else None, action=arrived.action if arrived
-                                else None, now=now, current=current, previous=previous, rules=rules)
+                                else None, now=now, current=current, previous=previous, rules=rules,
+                                estimate=estimate)
     if not decision.act:
         return RollbackCheck(model, decision)
+    # With too few labels only the estimate can have decided: it is audited with the move or request.
+    used = estimate if current.status == "insufficient" else None
     if rules.rollback.auto == policy.APPROVE:
         assert arrived is not None  # should_roll_back acts only on a champion that arrived by a recorded move
         return _ask(factory, settings, model=model, champion=champion, previous=arrived.from_version,
-                    since=arrived.ts, reason=decision.reason)
+                    since=arrived.ts, reason=decision.reason, estimate=used)
     # The "rollback" alert (with this reason) goes out once the move is committed.
-    change = moves.rollback(factory, settings, actor=system_actor("auto-rollback"), model=model,
-                            reason=f"automatic rollback: {decision.reason}")
+    actor = system_actor(ACTOR)
+    reason = f"automatic rollback: {decision.reason}"
+
+    def roll_back(session: Session) -> moves.AliasChange:
+        change = moves.rollback_in(session, settings, actor=actor, model=model, reason=reason)
+        if used is not None:
+            _audit_estimate(session, model=model, estimate=used, action="rollback", reason=decision.reason)
+        return change
+
+    change = moves.run_move(factory, settings, roll_back)
+    assert change is not None
     return RollbackCheck(model, decision, change.from_version, change.to_version)
 
 
+def latest_estimate(session: Session, *, model: str, version: int, since: datetime) -> Estimate | None:
+    """The label-free estimate of the newest drift check on ``version`` made at or after ``since`` (its
+    promotion): an estimate of the data it served as champion, not of what it saw as a challenger."""
+    from core.monitoring.checks import CheckView
+
+    rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version,
+                                                    DriftCheck.ts >= since).order_by(desc(DriftCheck.id)).limit(20))
+    for row in rows:  # the newest that estimated anything (a model without probabilities estimates nothing)
+        view = CheckView.of(row)
+        if view.estimated_performance:
+            return Estimate(view.id, version, view.estimated_performance)
+    return None
+
+
+def _audit_estimate(session: Session, *, model: str, estimate: Estimate, action: str, reason: str) -> None:
+    """The estimate that made the rollback (or its request), kept whole beside the move's own audit event."""
+    audit.record(session, system_actor(ACTOR), "performance.estimate_acted", f"model:{model}",
+                 {"action": action, "version": estimate.version, "check_id": estimate.check_id,
+                  "reason": reason, "estimated_performance": estimate.values})
+
+
 def _ask(factory: sessionmaker[Session], settings: Settings, *, model: str, champion: int, previous: int | None,
-         since: datetime, reason: str) -> RollbackCheck:
+         since: datetime, reason: str, estimate: Estimate | None = None) -> RollbackCheck:
     """Raise a rollback request for approvers instead of moving the alias, and alert (once) that it waits."""
     with transaction(factory) as session:
         request = approvals.request_rollback(session, model=model, version=champion,
                                              reason=f"automatic rollback: {reason}", since=since)
         request_id = request.id if request is not None else None
+        if request is not None and estimate is not None:
+            _audit_estimate(session, model=model, estimate=estimate, action="rollback_requested", reason=reason)
     if request_id is None:
         return RollbackCheck(model, Decision(False, f"a rollback of v{champion} was already requested "
                                                     f"(rollback.auto is approve): {reason}"))

@@ -18,6 +18,15 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """A drift check's label-free estimate (``estimated_performance``) of one version's performance."""
+
+    check_id: int
+    version: int
+    values: dict[str, dict[str, float]]  # metric → {value, lower, upper, reference}
+
+
 # -- decisions -----------------------------------------------------------------------------------
 
 def should_retrain_on_drift(check: Any, rules: policy.ModelPolicy) -> Decision:
@@ -78,10 +87,15 @@ def should_retrain_on_upload(via_api: bool, rules: policy.ModelPolicy) -> Decisi
 
 def should_roll_back(*, promoted_at: datetime | None, action: str | None, now: datetime,
                      current: performance.Verdict, previous: performance.Verdict | None,
-                     rules: policy.ModelPolicy) -> Decision:
+                     rules: policy.ModelPolicy, estimate: Estimate | None = None) -> Decision:
     """Roll back a champion promoted within ``rollback.window_hours`` whose live performance (with
     enough labels) is below the floor, or below its predecessor's by more than
-    ``improvement.min_relative`` on the primary metric."""
+    ``improvement.min_relative`` on the primary metric.
+
+    Labels arrive late, so with ``performance.use_estimate`` a champion that has too few labels yet is
+    judged on ``estimate`` instead (the newest drift check's estimate since its promotion): its whole
+    band below the floor rolls back as a realised drop would. Once enough labels are in, they decide and
+    the estimate is not consulted: it is a stand-in for labels, not a second opinion against them."""
     if not rules.rollback.auto:
         return Decision(False, "rollback.auto is off")
     if promoted_at is None or action not in ("promote", "force_promote"):
@@ -91,7 +105,7 @@ def should_roll_back(*, promoted_at: datetime | None, action: str | None, now: d
         return Decision(False, f"promoted {age.total_seconds() / 3600:.1f} h ago, outside the "
                                f"{rules.rollback.window_hours:g} h rollback window")
     if current.status == "insufficient":
-        return Decision(False, f"{current.labels} labels on v{current.version}; {current.min_labels} needed")
+        return _roll_back_on_estimate(current, estimate, rules)
     if current.status == "below_floor":
         failed = "; ".join(f"{c.name} {c.observed} (floor {c.required})" for c in current.checks if not c.passed)
         return Decision(True, f"v{current.version} live performance below the floor: {failed}")
@@ -107,3 +121,18 @@ def should_roll_back(*, promoted_at: datetime | None, action: str | None, now: d
     if worse:
         return Decision(True, f"{detail}: worse by more than {tolerance:.0%}")
     return Decision(False, f"{detail}: within {tolerance:.0%}")
+
+
+def _roll_back_on_estimate(current: performance.Verdict, estimate: Estimate | None,
+                           rules: policy.ModelPolicy) -> Decision:
+    """Too few labels on ``current``: the estimate decides when the policy allows it, else nothing does yet."""
+    waiting = f"{current.labels} labels on v{current.version}; {current.min_labels} needed"
+    if not rules.performance.use_estimate:
+        return Decision(False, waiting)
+    if estimate is None or estimate.version != current.version:
+        return Decision(False, f"{waiting}, and no drift check has estimated v{current.version} since its promotion")
+    below = should_act_on_estimate(estimate.values, current.task, rules)
+    if not below.act:
+        return Decision(False, f"{waiting}; drift check #{estimate.check_id}: {below.reason}")
+    return Decision(True, f"v{current.version} {below.reason} (drift check #{estimate.check_id}; "
+                          f"{current.labels} labels so far, {current.min_labels} needed to measure it)")

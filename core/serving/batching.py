@@ -3,7 +3,13 @@
 A single-record predict of a pipeline costs nearly as much as a 50-record one (per-call overhead
 of the column transformer and every tree), so requests arriving together are merged: the first
 waits a short window for company, then one call predicts them all; while that call runs the next
-batch gathers by itself (as BentoML's adaptive batching does). Large requests skip the queue and
+batch gathers by itself (as BentoML's adaptive batching does). A batch also waits, up to as long as the
+model's last micro-batch call took (at most ``FOLLOW_MAX``), while requests to the same model are still in
+flight elsewhere (being parsed, or answering the previous batch: the log's group commit): clients that
+send one request after another come back within milliseconds, and without that wait a closed loop of
+N clients settles into two half batches that each pay a whole model call, twice the CPU per record.
+Whoever is in flight and not queued either arrives or finishes, so the wait ends early under any
+load, and never exceeds one model call, the cost it saves. Large requests skip the queue and
 can be split across several threads instead (``split``): on a machine whose other CPUs are
 idle that shortens them; on a busy one it does not, so it is off by default.
 """
@@ -24,6 +30,8 @@ from core.serving.cache import LoadedModel, Prediction
 from core.serving.signature import Columns, merge, split_rows
 
 MIN_SPLIT_ROWS = 2000  # below this a batch is not worth splitting across threads
+FOLLOW_MAX = 0.025  # seconds a batch waits at most for requests still in flight (see the module)
+FOLLOW_POLL = 0.001
 
 
 @dataclass
@@ -44,14 +52,18 @@ class _Lane:
 class Batcher:
     """Predicts for many concurrent requests; one lane (queue) per loaded model version."""
 
-    def __init__(self, *, max_batch: int, window: float, split: int = 1, threads: int = 0) -> None:
+    def __init__(self, *, max_batch: int, window: float, split: int = 1, threads: int = 0,
+                 follow: float = FOLLOW_MAX) -> None:
         """``split``: how many threads a large request is divided across; ``threads``: the predict
-        threads (default one per CPU, at least ``split``), shared by every model's lane."""
-        self.max_batch, self.window, self.split = max_batch, window, max(split, 1)
+        threads (default one per CPU, at least ``split``), shared by every model's lane; ``follow``: the
+        longest a batch waits for requests in flight (see the module)."""
+        self.max_batch, self.window, self.split, self.follow = max_batch, window, max(split, 1), follow
         self.threads = max(threads or os.cpu_count() or 1, self.split)
         self.executor = ThreadPoolExecutor(self.threads, thread_name_prefix="leanops-predict")
         self._lanes: dict[int, _Lane] = {}
         self.on_batch: Callable[[int], None] = lambda rows: None  # e.g. a batch-size histogram
+        # requests to a model in flight now (the entry counts them: parsed, predicting or logging)
+        self.in_flight: Callable[[LoadedModel], int] = lambda model: 0
 
     def close(self) -> None:
         """Wait for running predictions, then stop the threads (a later predict starts new ones)."""
@@ -94,6 +106,7 @@ class Batcher:
                 if woke and self.window > 0 and sum(i.rows for i in lane.pending) < self.max_batch:
                     await asyncio.sleep(self.window)
                 woke = False
+                await self._follow(lane)
                 batch: list[_Item] = []
                 rows = 0
                 while lane.pending and (not batch or rows + lane.pending[0].rows <= self.max_batch):
@@ -105,9 +118,11 @@ class Batcher:
                     continue
                 self.on_batch(rows)
                 want = any(i.probabilities for i in batch)
+                called = loop.time()
                 try:
                     result = await loop.run_in_executor(self.executor, partial(
                         lane.model.predict, merge([i.columns for i in batch]), probabilities=want))
+                    lane.model.last_call = loop.time() - called  # kept with the model: lanes come and go
                 except InvalidInput as exc:
                     if len(batch) == 1:
                         _fail(batch[0], exc)
@@ -133,6 +148,14 @@ class Batcher:
             lane.running = False
             if not lane.pending and self._lanes.get(id(lane.model)) is lane:
                 del self._lanes[id(lane.model)]  # lets an unloaded model version be freed
+
+    async def _follow(self, lane: _Lane) -> None:
+        """Wait (see the module) while requests to this model are in flight but not queued here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(lane.model.last_call, self.follow)
+        while (len(lane.pending) < self.in_flight(lane.model) and loop.time() < deadline
+               and sum(i.rows for i in lane.pending) < self.max_batch):
+            await asyncio.sleep(FOLLOW_POLL)
 
     async def _alone(self, model: LoadedModel, item: _Item) -> None:
         loop = asyncio.get_running_loop()

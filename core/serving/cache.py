@@ -91,6 +91,7 @@ class LoadedModel:
     classes: list[Any] | None
     loaded_at: datetime = field(default_factory=utcnow)
     unverified: str | None = None  # why its files' sha256 was not checked (None: they were)
+    last_call: float = 0.0  # seconds its last micro-batch call took (bounds how long a batch waits: batching)
 
     def predict(self, columns: Columns, *, probabilities: bool = False) -> Prediction:
         """Predict the rows of ``columns`` (arrays per column, already checked against the schema)."""

@@ -12,6 +12,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from core.errors import InvalidInput
@@ -156,6 +157,8 @@ class Predictor:
         self.batch_limit, self.log_wait = batch_limit, log_wait
         self.shadow = shadow  # the challenger scores champion requests off the response path
         self.in_flight = 0  # requests being answered now (on the event loop): the shadow waits for 0
+        self._per_model: dict[int, int] = {}  # id(LoadedModel) → its requests past parsing, not yet answered
+        batcher.in_flight = lambda model: self._per_model.get(id(model), 0)  # a batch waits for them
         if shadow is not None:
             shadow.busy = lambda: self.in_flight
 
@@ -195,6 +198,25 @@ class Predictor:
         parsed = check_frame(body, limit=self.batch_limit) if isinstance(body, Frame) \
             else check_body(body, limit=self.batch_limit)
         model = await self.model(name, alias)
+        key = id(model)
+        self._per_model[key] = self._per_model.get(key, 0) + 1
+        try:
+            return await self._answer(model, parsed, name=name, alias=alias, probabilities=probabilities,
+                                      request_id=request_id, requested_by=requested_by, ts=ts, started=started)
+        finally:
+            # Counted a micro-batch window longer: a client answered now sends its next request within
+            # a round trip, and the batch being gathered should wait for it.
+            asyncio.get_running_loop().call_later(self.batcher.window, self._leave, key)
+
+    def _leave(self, key: int) -> None:
+        if self._per_model[key] == 1:
+            del self._per_model[key]  # an unloaded version's id may be reused
+        else:
+            self._per_model[key] -= 1
+
+    async def _answer(self, model: LoadedModel, parsed: list[dict[str, Any]] | Frame, *, name: str, alias: str,
+                      probabilities: bool, request_id: str, requested_by: str | None, ts: datetime,
+                      started: float) -> Answer:
         if isinstance(parsed, Frame):  # columnar (Arrow, dataframe_split): never a dict per row
             schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed.columns), typed=False)
             coerced = schema.coerce_frame(parsed)

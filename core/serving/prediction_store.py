@@ -34,8 +34,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, desc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
@@ -56,6 +57,9 @@ JSON_COLUMNS = b"leanops.json_columns"
 META = ("log_id", "request_id", "record_index", "ts", "alias", "version", "input_hash", "output", "latency_ms",
         "requested_by")
 TS = pa.timestamp("us", tz="UTC")
+# A partition file is sorted by request id (time-prefixed) and cut in row groups of this many rows: the
+# row groups' min/max statistics let a lookup by request id read one row group of a file, not all of it.
+ROW_GROUP = 8192
 FIXED = {"log_id": pa.int64(), "request_id": pa.string(), "record_index": pa.int32(), "ts": TS,
          "alias": pa.string(), "version": pa.int32(), "input_hash": pa.string(), "latency_ms": pa.float64(),
          "requested_by": pa.string()}
@@ -86,6 +90,17 @@ def _time_of(request_id: str) -> datetime | None:
     except (ValueError, OverflowError, OSError):
         return None
     return at if datetime(2020, 1, 1, tzinfo=UTC) < at < utcnow() + timedelta(days=1) else None
+
+
+def request_id_before(column: Any, cutoff: datetime) -> Any:
+    """SQL: ``column`` is a time-prefixed request id (``new_request_id``) of a request before ``cutoff``.
+
+    Twelve zero-padded lowercase hex digits compare as text as their numbers do. An id of another length
+    says nothing of its time: False. An older 32-digit uuid4 id is read as a time only if its first digits
+    happen to fall after 2020 (about 1 in 1,300)."""
+    low = f"{int(datetime(2020, 1, 1, tzinfo=UTC).timestamp() * 1000):012x}"
+    return ((func.length(column) == 32) & (column >= low)
+            & (column < f"{int(cutoff.timestamp() * 1000):012x}"))
 
 
 # -- rows → typed Arrow tables -------------------------------------------------------------------
@@ -162,7 +177,7 @@ def _write_durably(store: Store, key: str, table: pa.Table, scratch: Path) -> in
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}")
         try:
-            pq.write_table(table, tmp, compression="zstd")
+            pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP)
             with tmp.open("rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, final)
@@ -177,7 +192,7 @@ def _write_durably(store: Store, key: str, table: pa.Table, scratch: Path) -> in
     scratch.mkdir(parents=True, exist_ok=True)
     tmp = scratch / f"{uuid.uuid4().hex}.parquet"
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="zstd", row_group_size=ROW_GROUP)
         store.put(key, tmp)  # S3 answers only once the whole object is stored
         return tmp.stat().st_size
     finally:
@@ -185,13 +200,14 @@ def _write_durably(store: Store, key: str, table: pa.Table, scratch: Path) -> in
 
 
 def read_file(store: Store, key: str, *, columns: list[str] | None = None,
-              filters: Any = None) -> pa.Table:
-    """One partition file, only ``columns`` (those it has), rows matching ``filters`` (a pyarrow expression)."""
+              filters: Any = None, inputs: bool = False) -> pa.Table:
+    """One partition file, only ``columns`` (those it has; with ``inputs`` also every input column it has),
+    rows matching ``filters`` (a pyarrow expression)."""
     source: Any = store.path(key) if isinstance(store, LocalStore) else store.open(key)
     schema = pq.read_schema(source)
     if not isinstance(source, Path):
         source.seek(0)
-    wanted = None if columns is None else [c for c in columns if c in schema.names]
+    wanted = None if columns is None else [c for c in schema.names if c in columns or inputs and c.startswith(INPUT)]
     table = pq.read_table(source, columns=wanted, filters=filters)
     encoded = (schema.metadata or {}).get(JSON_COLUMNS, b"").decode()
     return table.replace_schema_metadata({JSON_COLUMNS: encoded.encode()})
@@ -268,6 +284,7 @@ def _compact_hour(factory: sessionmaker[Session], store: Store, *, model: str, h
         after = rows[-1].id
         fresh = [r for r in rows if (r.request_id, r.record_index) not in already]
         for table in to_tables(fresh):
+            table = table.sort_by([("request_id", "ascending"), ("record_index", "ascending")])
             # named by its records: a rerun never overwrites another file, and never writes these again
             digest = hashlib.sha256("\n".join(f"{r}:{i}" for r, i in zip(
                 table.column("request_id").to_pylist(), table.column("record_index").to_pylist(),
@@ -340,25 +357,29 @@ def window(factory: sessionmaker[Session], store: Store, *, model: str, since: d
     import pandas as pd
 
     until = until or utcnow() + timedelta(seconds=1)
-    columns = None if features is None else list(dict.fromkeys([*meta, "ts", *(INPUT + f for f in features)]))
+    # Only these columns are read (all inputs when ``features`` is None, but never the ids and hashes a
+    # drift check does not use: at a million rows they would double its memory).
+    columns = list(dict.fromkeys([*meta, "ts", *(INPUT + f for f in features or [])]))
+    everything = features is None
     frames = []
     condition = ((pc.field("ts") >= pa.scalar(since, TS)) & (pc.field("ts") < pa.scalar(until, TS))
                  & (pc.field("alias") != SHADOW))  # the challenger's shadow rows are not the model's traffic
     for key in _partition_files(store, model, since, until):
-        frames.append(_frame_of(read_file(store, key, columns=columns, filters=condition), features))
+        frames.append(_frame_of(read_file(store, key, columns=columns, filters=condition, inputs=everything),
+                                features))
     with factory() as session:
         hot = session.execute(select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= since,
                                                          PredictionLog.ts < until, PredictionLog.alias != SHADOW)
                               .order_by(PredictionLog.id)).all()
     for table in to_tables(list(hot)):
-        if columns is not None:
-            table = table.select([c for c in columns if c in table.schema.names])
+        table = table.select([c for c in table.schema.names if c in columns or everything and c.startswith(INPUT)])
         frames.append(_frame_of(table, features))
     keep = [*meta, *(features or [])]
     if not frames:
         return pd.DataFrame(columns=keep if features is not None else list(meta))
-    out = pd.concat(frames, ignore_index=True, sort=False)
-    out = out.sort_values("ts", kind="stable").reset_index(drop=True)
+    out = pd.concat(frames, ignore_index=True, sort=False, copy=False)
+    frames.clear()  # the pieces go before the sort copies the whole
+    out = out.sort_values("ts", kind="stable", ignore_index=True)
     if features is not None:
         out = out[[c for c in keep if c in out.columns]]
     else:
@@ -366,44 +387,152 @@ def window(factory: sessionmaker[Session], store: Store, *, model: str, since: d
     return out
 
 
+def _execute(source: sessionmaker[Session] | Session, query: Any) -> list[Any]:
+    """Rows of ``query`` in ``source``: an open session (a caller inside its unit of work) or a factory."""
+    if isinstance(source, Session):
+        return list(source.execute(query).all())
+    with source() as session:
+        return list(session.execute(query).all())
+
+
+def _hot_record(r: Any) -> dict[str, Any]:
+    return {"request_id": r.request_id, "record_index": r.record_index, "ts": r.ts, "model": r.model,
+            "alias": r.alias, "version": r.version, "input_hash": r.input_hash, "inputs": r.inputs,
+            "output": r.output, "latency_ms": r.latency_ms, "requested_by": r.requested_by}
+
+
+def _records(table: pa.Table, model: str) -> list[dict[str, Any]]:
+    """Partition rows as the same dicts ``_hot_record`` makes of table rows."""
+    return [{"request_id": row["request_id"], "record_index": int(row["record_index"]),
+             "ts": row["ts"].to_pydatetime(), "model": model, "alias": row["alias"],
+             "version": int(row["version"]), "input_hash": row["input_hash"],
+             "inputs": {k: _plain(v) for k, v in row.items() if k not in META},
+             "output": _plain(row["output"]), "latency_ms": float(row["latency_ms"]),
+             "requested_by": row["requested_by"]}
+            for row in _frame_of(table, None).to_dict("records")]
+
+
 def lookup(factory: sessionmaker[Session] | Session, store: Store, *, request_id: str) -> list[dict[str, Any]]:
     """The records of one request (each: request_id, record_index, ts, model, alias, version, input_hash,
     inputs, output, latency_ms, requested_by), from the hot table or else the partitions of its hour.
     ``factory`` may be an open session (a caller inside its unit of work)."""
-    query = (select(*HOT_COLUMNS, PredictionLog.model)
-             .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
-             .order_by(PredictionLog.record_index))
-    if isinstance(factory, Session):
-        hot = factory.execute(query).all()
-    else:
-        with factory() as session:
-            hot = session.execute(query).all()
+    hot = _execute(factory, select(*HOT_COLUMNS, PredictionLog.model)
+                   .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
+                   .order_by(PredictionLog.record_index))
     if hot:
-        return [{"request_id": r.request_id, "record_index": r.record_index, "ts": r.ts, "model": r.model,
-                 "alias": r.alias, "version": r.version, "input_hash": r.input_hash, "inputs": r.inputs,
-                 "output": r.output, "latency_ms": r.latency_ms, "requested_by": r.requested_by} for r in hot]
+        return [_hot_record(r) for r in hot]
     at = _time_of(request_id)
-    if at is not None:
-        hours = list(_hours(at - timedelta(hours=1), at + timedelta(hours=1)))
+    if at is not None:  # logged at the time its id was made (the API makes both as a request arrives)
+        hours = list(_hours(at - timedelta(minutes=1), at + timedelta(minutes=5)))
         keys = [k for h in hours for k in _keys_of_hour(store, h)]
     else:  # an id from before time-prefixed ids: every partition
         keys = list_files(store, ROOT)
     found = []
-    for key in keys:
-        wanted = (pc.field("request_id") == request_id) & (pc.field("alias") != SHADOW)
-        if not read_file(store, key, columns=["request_id"], filters=wanted).num_rows:
-            continue  # one column read to rule a file out; all of them only where the request is
-        table = read_file(store, key, filters=wanted)
-        if table.num_rows:
-            model = key.split("/")[1]
-            for row in _frame_of(table, None).to_dict("records"):
-                found.append({"request_id": row["request_id"], "record_index": int(row["record_index"]),
-                              "ts": row["ts"].to_pydatetime(), "model": model, "alias": row["alias"],
-                              "version": int(row["version"]), "input_hash": row["input_hash"],
-                              "inputs": {k: _plain(v) for k, v in row.items() if k not in META},
-                              "output": _plain(row["output"]), "latency_ms": float(row["latency_ms"]),
-                              "requested_by": row["requested_by"]})
+    wanted = (pc.field("request_id") == request_id) & (pc.field("alias") != SHADOW)
+    for key in _holding(store, keys, request_id):  # every column only of the file that holds the request
+        found.extend(_records(read_file(store, key, filters=wanted), key.split("/")[1]))
     return sorted(found, key=lambda r: r["record_index"])
+
+
+def _holding(store: Store, keys: list[str], request_id: str) -> list[str]:
+    """The files among ``keys`` that hold ``request_id``. Files are sorted by request id in row groups with
+    min/max statistics, so each file costs its footer and at most one row group of one column; local files
+    are scanned as one dataset (in parallel)."""
+    match = pc.field("request_id") == request_id
+    if isinstance(store, LocalStore):
+        if not keys:
+            return []
+        by_path = {str(store.path(k)): k for k in keys}
+        hits = ds.dataset(list(by_path), format="parquet").to_table(columns=["__filename"], filter=match)
+        return sorted({by_path[name] for name in hits.column("__filename").to_pylist()})
+    return [k for k in keys if read_file(store, k, columns=["request_id"], filters=match).num_rows]
+
+
+def _hour_of_key(key: str) -> datetime | None:
+    parts = key.split("/")  # prediction-log/<model>/<day>/<hour>/<schema>/<file>
+    try:
+        return datetime.strptime(f"{parts[2]} {parts[3]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    except (ValueError, IndexError):
+        return None
+
+
+def recent(factory: sessionmaker[Session] | Session, store: Store, *, model: str | None = None,
+           limit: int = 20) -> list[dict[str, Any]]:
+    """The ``limit`` newest logged predictions (of ``model``, or of every model), newest first, as ``lookup``'s
+    dicts. The hot table holds the newest hours, so the partitions are read only when it has fewer than
+    ``limit`` rows (after a quiet hour everything may be compacted); then newest hour first, each file's
+    ``ts`` column first and whole rows only for the newest ones."""
+    query = (select(*HOT_COLUMNS, PredictionLog.model).where(PredictionLog.alias != SHADOW)
+             .order_by(PredictionLog.ts.desc(), PredictionLog.id.desc()).limit(limit))
+    if model:
+        query = query.where(PredictionLog.model == model)
+    out = [_hot_record(r) for r in _execute(factory, query)]
+    by_hour: dict[datetime, list[str]] = {}
+    if len(out) < limit:
+        for key in list_files(store, f"{ROOT}/{model}" if model else ROOT):
+            hour = _hour_of_key(key)
+            if hour is not None:
+                by_hour.setdefault(hour, []).append(key)
+    condition = pc.field("alias") != SHADOW
+    for hour in sorted(by_hour, reverse=True):
+        need = limit - len(out)
+        if need <= 0:
+            break
+        keys = by_hour[hour]
+        times = pa.chunked_array([read_file(store, k, columns=["ts"], filters=condition).column("ts") for k in keys],
+                                 TS)
+        if not len(times):
+            continue
+        newest = pc.select_k_unstable(times, need, sort_keys=[("dummy", "descending")])
+        cut = pc.min(pc.take(times, newest))
+        wanted = condition & (pc.field("ts") >= cut)
+        found = [r for k in keys for r in _records(read_file(store, k, filters=wanted), k.split("/")[1])]
+        out.extend(sorted(found, key=lambda r: r["ts"], reverse=True)[:need])
+    return sorted(out, key=lambda r: r["ts"], reverse=True)[:limit]
+
+
+def count(factory: sessionmaker[Session] | Session, store: Store, *, model: str | None = None,
+          version: int | None = None) -> int:
+    """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted; the challenger's
+    shadow rows are not counted. Reads one or two small columns of each partition file."""
+    query = select(func.count()).select_from(PredictionLog).where(PredictionLog.alias != SHADOW)
+    condition = pc.field("alias") != SHADOW
+    if model:
+        query = query.where(PredictionLog.model == model)
+    if version is not None:
+        query = query.where(PredictionLog.version == version)
+        condition = condition & (pc.field("version") == version)
+    total = _execute(factory, query)[0][0] or 0
+    for key in list_files(store, f"{ROOT}/{model}" if model else ROOT):
+        total += read_file(store, key, columns=["alias"], filters=condition).num_rows
+    return int(total)
+
+
+def per_request(factory: sessionmaker[Session] | Session, store: Store, *, since: datetime, until: datetime,
+                limit: int) -> list[tuple[str, str, float, int]]:
+    """(model, request_id, latency ms, records) of every request logged with ``since <= ts < until`` (at most
+    ``limit``), hot and compacted, reading four columns of the partitions of those hours."""
+    hot = _execute(factory, select(PredictionLog.model, PredictionLog.request_id, func.max(PredictionLog.latency_ms),
+                                   func.count())
+                   .where(PredictionLog.ts >= since, PredictionLog.ts < until, PredictionLog.alias != SHADOW)
+                   .group_by(PredictionLog.model, PredictionLog.request_id).limit(limit))
+    out = {(m, rid): (float(latency), int(rows)) for m, rid, latency, rows in hot}
+    read_hot = set(out)
+    condition = ((pc.field("ts") >= pa.scalar(since, TS)) & (pc.field("ts") < pa.scalar(until, TS))
+                 & (pc.field("alias") != SHADOW))
+    for model in _models(store):
+        for key in _partition_files(store, model, since, until):
+            if len(out) >= limit:
+                break
+            table = read_file(store, key, columns=["request_id", "latency_ms"], filters=condition)
+            grouped = table.group_by("request_id").aggregate([("latency_ms", "max"), ("latency_ms", "count")])
+            for rid, latency, rows in zip(*(grouped.column(c).to_pylist() for c in
+                                             ("request_id", "latency_ms_max", "latency_ms_count")), strict=True):
+                if (model, rid) in read_hot:
+                    continue  # compacted since the table was read: counted there
+                seen_latency, seen_rows = out.get((model, rid), (0.0, 0))  # one request split over two files
+                out[(model, rid)] = (max(seen_latency, latency), seen_rows + rows)
+    return [(m, rid, latency, rows) for (m, rid), (latency, rows) in list(out.items())[:limit]]
 
 
 def _plain(value: Any) -> Any:
@@ -437,6 +566,25 @@ def compacted_request_ids(store: Store, items: list[Any]) -> set[str]:
             table = read_file(store, key, columns=["request_id"], filters=pc.field("request_id").isin(list(ids)))
             found.update(table.column("request_id").to_pylist())
     return found
+
+
+def labelled(session: Session, store: Store, *, model: str, version: int | None = None, limit: int | None = None
+             ) -> list[tuple[datetime, int, Any, Any]]:
+    """(prediction time, version, prediction, label) of the labelled predictions of ``model`` (``version``),
+    newest first (at most ``limit``): feedback joined with the hot table, plus ``labelled_compacted``."""
+    from db.models import Feedback
+
+    query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
+             .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
+                                  Feedback.record_index == PredictionLog.record_index))
+             .where(PredictionLog.model == model, Feedback.model == model, PredictionLog.alias != SHADOW)
+             .order_by(desc(PredictionLog.ts), desc(PredictionLog.id)))
+    if version is not None:
+        query = query.where(PredictionLog.version == version)
+    both = [tuple(row) for row in session.execute(query)] + labelled_compacted(session, store, model=model,
+                                                                                version=version)
+    both.sort(key=lambda row: row[0], reverse=True)
+    return both[:limit] if limit is not None else both
 
 
 def labelled_compacted(session: Session, store: Store, *, model: str, version: int | None = None

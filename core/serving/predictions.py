@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Table, delete, desc, func, insert, select
+from sqlalchemy import CursorResult, Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
@@ -410,43 +410,40 @@ class PredictionView:
     latency_ms: float
 
 
-def _view(row: PredictionLog) -> PredictionView:
-    return PredictionView(row.request_id, row.record_index, row.ts, row.model, row.alias, row.version,
-                          row.input_hash, row.inputs, row.output, row.latency_ms)
+def _view(r: dict[str, Any]) -> PredictionView:
+    return PredictionView(r["request_id"], r["record_index"], r["ts"], r["model"], r["alias"], r["version"],
+                          r["input_hash"], r["inputs"], r["output"], r["latency_ms"])
 
 
-def by_request(session: Session, *, request_id: str, store: Store | None = None) -> list[PredictionView]:
-    """The records of one request; with ``store`` (the workspace's ``data_store``) also once compacted."""
-    if store is not None:
-        from core.serving import prediction_store
+# Every read goes through core/serving/prediction_store.py, which reads the hot table AND the Parquet partitions:
+# a reader of the table alone sees nothing of a compacted hour, so ``store`` (the workspace's ``data_store``) is
+# required rather than optional.
 
-        return [PredictionView(r["request_id"], r["record_index"], r["ts"], r["model"], r["alias"], r["version"],
-                               r["input_hash"], r["inputs"], r["output"], r["latency_ms"])
-                for r in prediction_store.lookup(session, store, request_id=request_id)]
-    rows = session.scalars(select(PredictionLog).where(PredictionLog.request_id == request_id,
-                                                       PredictionLog.alias != SHADOW)
-                           .order_by(PredictionLog.record_index))
-    return [_view(r) for r in rows]
+def by_request(session: Session, *, request_id: str, store: Store) -> list[PredictionView]:
+    """The records of one request, in the hot table or already compacted."""
+    from core.serving import prediction_store
+
+    return [_view(r) for r in prediction_store.lookup(session, store, request_id=request_id)]
 
 
-def recent(session: Session, *, model: str | None = None, limit: int = 20) -> list[PredictionView]:
-    query = select(PredictionLog).where(PredictionLog.alias != SHADOW).order_by(desc(PredictionLog.id)).limit(limit)
-    if model:
-        query = query.where(PredictionLog.model == model)
-    return [_view(r) for r in session.scalars(query)]
+def recent(session: Session, *, store: Store, model: str | None = None, limit: int = 20) -> list[PredictionView]:
+    """The ``limit`` newest predictions (of ``model``), newest first, hot or compacted."""
+    from core.serving import prediction_store
+
+    return [_view(r) for r in prediction_store.recent(session, store, model=model, limit=limit)]
 
 
-def count(session: Session, *, model: str | None = None) -> int:
-    query = select(func.count()).select_from(PredictionLog).where(PredictionLog.alias != SHADOW)
-    if model:
-        query = query.where(PredictionLog.model == model)
-    return session.scalar(query) or 0
+def count(session: Session, *, store: Store, model: str | None = None, version: int | None = None) -> int:
+    """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted (shadow rows not)."""
+    from core.serving import prediction_store
+
+    return prediction_store.count(session, store, model=model, version=version)
 
 
 # -- feedback ------------------------------------------------------------------------------------
 
 def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
-                    home: Path | None = None, store: Store | None = None) -> int:
+                    store: Store, home: Path | None = None) -> int:
     """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
 
     Labels drive live performance and so the automatic rollback: only the actor that made the
@@ -455,8 +452,8 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     the default policy when None). A request logged before requesters were recorded can be labelled
     only by that role. Replacing labels is audited with the old and new values.
 
-    With ``store`` (the workspace's ``data_store``) a request already compacted into the Parquet
-    partitions is found there.
+    ``store`` is the workspace's ``data_store``: a request already compacted into the Parquet partitions
+    is found there (labels often come late).
 
     Raises:
         NotFound: no prediction of ``model`` has this request_id (yet).
@@ -470,7 +467,7 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
         select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
         .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
         .order_by(PredictionLog.record_index)).all())  # shadow rows are the challenger's
-    if not logged and store is not None:  # labels often come late: the request's hour may be compacted
+    if not logged:  # labels often come late: the request's hour may be compacted
         from types import SimpleNamespace
 
         from core.serving import prediction_store
@@ -546,13 +543,18 @@ def purge(factory: sessionmaker[Session], *, actor: Actor, days: int, chunk: int
     """
     if days < 1:
         raise InvalidInput(f"retention of {days} days is not allowed; keep at least 1 day")
+    from core.serving.prediction_store import request_id_before
+
     cutoff = (now or utcnow()) - timedelta(days=days)
     deleted = {"predictions": 0, "feedback": 0, "errors": 0}
+    # Labels go with their predictions, however recently they were given. A prediction not in the table may
+    # be compacted rather than gone, so "not in the table" alone must not delete its label: it goes when its
+    # request id says the prediction is older than the cutoff (its hour's partition goes in the same pass).
     orphaned = ~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists()
     for key, table in (("predictions", PredictionLog), ("feedback", Feedback), ("errors", PredictionError)):
         expired = table.ts < cutoff
-        if table is Feedback:  # labels go with their predictions, however recently they were given
-            expired = expired | orphaned
+        if table is Feedback:
+            expired = expired | (orphaned & request_id_before(Feedback.request_id, cutoff))
         while True:
             with transaction(factory) as session:
                 ids = select(table.id).where(expired).order_by(table.id).limit(chunk)

@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -45,6 +46,9 @@ from core.platform.aliases import CHALLENGER, SHADOW
 from core.serving.cache import LoadedModel, ModelCache
 from core.serving.predictions import LogWriter, Served
 from core.serving.signature import Columns, merge
+
+if TYPE_CHECKING:
+    from core.policy import PolicyFile
 
 log = logging.getLogger("leanops.shadow")
 CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is skipped
@@ -96,6 +100,7 @@ class ShadowScorer:
         self._stop = False
         self._thread: threading.Thread | None = None
         self._random = random.Random()
+        self._policy: tuple[str, PolicyFile] | None = None  # the policies.yaml text last parsed, and its rules
 
     # -- the request path (the event loop): cheap, never blocks on anything but a short lock --------------
 
@@ -224,7 +229,10 @@ class ShadowScorer:
         if self.home is None:
             return
         try:
-            rules = policy.load(self.home)
+            text = policy.read_text(self.home)
+            if self._policy is None or self._policy[0] != text:  # parsed (pure-Python YAML) only when changed
+                self._policy = (text, policy.parse(text))
+            rules = self._policy[1]
         except Exception as exc:  # noqa: BLE001 - a broken file keeps the last rates (the page refuses to save one)
             log.warning("shadow: could not read the policy: %s", exc)
             return

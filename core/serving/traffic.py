@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import desc, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.platform.aliases import SHADOW
+from core.platform.storage import Store
+from core.serving import prediction_store
 from core.serving.predictions import PredictionView, recent
-from db.models import PredictionError, PredictionLog, utcnow
+from db.models import PredictionError, utcnow
 
 
 @dataclass(frozen=True)
@@ -30,16 +31,15 @@ class ModelTraffic:
     last_prediction_at: datetime | None
 
 
-def traffic(session: Session, *, window_minutes: int = 15, now: datetime | None = None,
+def traffic(session: Session, *, store: Store, window_minutes: int = 15, now: datetime | None = None,
             max_requests: int = 100_000) -> list[ModelTraffic]:
-    """Per model: requests/s, p50/p95 latency, error rate over the last ``window_minutes``."""
+    """Per model: requests/s, p50/p95 latency, error rate over the last ``window_minutes``, and the version
+    and time of its latest prediction, from the hot table and the partitions in ``store`` (the workspace's
+    ``data_store``): a model quiet for an hour has all its predictions compacted."""
     now = now or utcnow()
     since = now - timedelta(minutes=window_minutes)
-    per_request = session.execute(
-        select(PredictionLog.model, PredictionLog.request_id, func.max(PredictionLog.latency_ms), func.count())
-        .where(PredictionLog.ts >= since, PredictionLog.alias != SHADOW)
-        .group_by(PredictionLog.model, PredictionLog.request_id)
-        .limit(max_requests)).all()
+    per_request = prediction_store.per_request(session, store, since=since, until=now + timedelta(seconds=1),
+                                               limit=max_requests)
     errors = dict(session.execute(select(PredictionError.model, func.count()).where(PredictionError.ts >= since)
                                   .group_by(PredictionError.model)).all())
     latencies: dict[str, list[float]] = {}
@@ -51,20 +51,19 @@ def traffic(session: Session, *, window_minutes: int = 15, now: datetime | None 
     out = []
     for model in sorted(set(latencies) | set(errors)):
         served = latencies.get(model, [])
-        latest = session.execute(select(PredictionLog.version, PredictionLog.ts).where(PredictionLog.model == model,
-                                                                                       PredictionLog.alias != SHADOW)
-                                 .order_by(desc(PredictionLog.ts)).limit(1)).first()
+        latest = next(iter(prediction_store.recent(session, store, model=model, limit=1)), None)
         failed = errors.get(model, 0)
         total = len(served) + failed
         out.append(ModelTraffic(
-            model=model, served_version=latest.version if latest else None, requests=len(served),
+            model=model, served_version=latest["version"] if latest else None, requests=len(served),
             records=records.get(model, 0), requests_per_second=round(len(served) / seconds, 3),
             p50_ms=round(float(np.percentile(served, 50)), 2) if served else None,
             p95_ms=round(float(np.percentile(served, 95)), 2) if served else None,
             errors=failed, error_rate=round(failed / total, 4) if total else None,
-            last_prediction_at=latest.ts if latest else None))
+            last_prediction_at=latest["ts"] if latest else None))
     return out
 
 
-def recent_predictions(session: Session, *, limit: int = 20) -> list[PredictionView]:
-    return recent(session, limit=limit)
+def recent_predictions(session: Session, *, store: Store, limit: int = 20) -> list[PredictionView]:
+    """The newest predictions of every model, hot or compacted."""
+    return recent(session, store=store, limit=limit)

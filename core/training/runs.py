@@ -25,6 +25,7 @@ from core.training.spec import TrainingSpec, parse_spec
 from db.models import Job, TrainingRun, utcnow
 
 STATUSES = ("running", "succeeded", "failed", "cancelled")
+ORDERS = ("newest", "best")  # the run list's order: by id, or by the primary metric (higher is better: f1, r2)
 PRIMARY = {"classification": "f1", "regression": "r2"}
 
 # A run row left "running" by a killed worker shows its job's final status.
@@ -51,6 +52,7 @@ class RunSummary:
     primary_metric: str | None
     score: float | None
     metrics: dict[str, Any]
+    params: dict[str, Any]  # the fitted hyperparameters (the run list shows them as columns, like MLflow's)
     error: str | None
     created_by: str
     started_at: datetime
@@ -71,7 +73,6 @@ class RunDetail(RunSummary):
     mlflow_experiment_id: str | None
     model_uri: str | None
     sensitive: str | None
-    params: dict[str, Any]
     spec: dict[str, Any]
     seed: int
     baseline: dict[str, Any]
@@ -84,7 +85,7 @@ class RunDetail(RunSummary):
 def _summary(row: TrainingRun, status: str) -> RunSummary:
     names = [f.name for f in fields(RunSummary)]
     values = {n: getattr(row, n) for n in names if n != "status"}
-    values["metrics"] = row.metrics or {}
+    values["metrics"], values["params"] = row.metrics or {}, row.params or {}
     return RunSummary(**values, status=status)
 
 
@@ -182,10 +183,16 @@ def _filtered(query: Any, *, dataset: str | None, model: str | None, kind: str |
 
 
 def list_runs(session: Session, *, dataset: str | None = None, model: str | None = None, kind: str | None = None,
-              status: str | None = None, limit: int = 25, offset: int = 0) -> list[RunSummary]:
-    """Newest first, one page (LIMIT/OFFSET in SQL; the heavy JSON columns stay unloaded)."""
+              status: str | None = None, order: str = "newest", limit: int = 25,
+              offset: int = 0) -> list[RunSummary]:
+    """One page, newest first or best score first (ordered, limited and offset in SQL, so "best" ranks every
+    run, not only one page); the heavy JSON columns stay unloaded."""
+    if order not in ORDERS:
+        raise InvalidInput(f"order {order!r} is unknown; orders are: {', '.join(ORDERS)}")
+    by = (desc(TrainingRun.id),) if order == "newest" else (TrainingRun.score.is_(None), desc(TrainingRun.score),
+                                                             desc(TrainingRun.id))
     query = (select(TrainingRun, EFFECTIVE_STATUS).outerjoin(Job, Job.id == TrainingRun.job_id)
-             .order_by(desc(TrainingRun.id)).limit(limit).offset(offset))
+             .order_by(*by).limit(limit).offset(offset))
     query = _filtered(query, dataset=dataset, model=model, kind=kind, status=status)
     return [_summary(row, st) for row, st in session.execute(query)]
 

@@ -81,11 +81,10 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
     """A day of logged predictions with feedback for the demo model, and one drift check over it,
     so a newcomer's Overview and Drift pages have something to show. The last third of the day
     brings pricier plans (monthly charges about half a standard deviation higher)."""
-    from uuid import uuid4
 
     from core.monitoring import checks
     from core.platform.database import transaction
-    from core.serving import cache, predictions
+    from core.serving import cache, prediction_store, predictions
     from db.models import PredictionLog, utcnow
 
     actor = system_actor("demo")
@@ -102,7 +101,8 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
         part = slice(hour * per_hour, (hour + 1) * per_hour)
         columns = loaded.schema.coerce(records[part]).columns
         outputs = loaded.predict(columns).outputs.tolist()
-        requests.append(predictions.Served(uuid4().hex, now - timedelta(hours=hours - hour - 0.5), "churn", "champion",
+        at = now - timedelta(hours=hours - hour - 0.5)
+        requests.append(predictions.Served(prediction_store.new_request_id(at), at, "churn", "champion",
                                            version, columns, outputs, 8.0))
     with transaction(factory) as session:
         # a model's __table__ is a Table, typed as FromClause
@@ -111,7 +111,8 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
         if hour % 4 != 3:  # ground truth arrives for three requests in four
             with transaction(factory) as session:
                 predictions.record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
-                                            labels=labels[hour * per_hour:(hour + 1) * per_hour])
+                                            labels=labels[hour * per_hour:(hour + 1) * per_hour],
+                                            store=settings.data_store)
     check = checks.run_check(factory, settings, actor=actor, model="churn", source="window", hours=hours + 1,
                                  reason="demo workspace")
     return {"predictions": len(records), "drift_check": check.id, "drifted": check.drifted}

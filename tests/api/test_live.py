@@ -118,7 +118,7 @@ def test_1000_requests_at_concurrency_16_give_1000_log_rows(tmp_path: Path, db_u
         assert [s for s, _ in results if s != 200] == []
         assert len({rid for _, rid in results}) == 1000
         with factory() as session:
-            assert predictions.count(session, model=model.name) == 1000
+            assert predictions.count(session, store=settings.data_store, model=model.name) == 1000
     finally:
         engine.dispose()
 
@@ -173,7 +173,8 @@ def test_sigterm_mid_load_loses_no_acknowledged_prediction(api_settings, model: 
     engine = make_engine(api_settings.db_url)
     try:
         with make_session_factory(engine)() as session:
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid)]
+            data = api_settings.data_store
+            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
     finally:
         engine.dispose()
     assert len(acknowledged) >= 150

@@ -22,7 +22,8 @@ def test_predicts_with_the_champion_and_logs_every_record(client: TestClient, mo
     assert len(doc["request_id"]) >= 16
     client.app.state.runtime.writer.drain(10)
     with api_factory() as session:
-        logged = predictions.by_request(session, request_id=doc["request_id"])
+        logged = predictions.by_request(session, request_id=doc["request_id"],
+                                         store=client.app.state.runtime.settings.data_store)
     assert [p.record_index for p in logged] == [0, 1, 2]
     assert [p.output for p in logged] == doc["predictions"]
     assert {p.version for p in logged} == {model.versions["lr"]}
@@ -157,8 +158,9 @@ def test_refused_requests_are_counted_for_the_error_rate(client: TestClient, mod
     predict(client, model.name, tokens["viewer"], [{"x": 1}])
     client.app.state.runtime.writer.drain(10)
     with api_factory() as session:
-        traffic = {t.model: t for t in serving_panel.traffic(session)}
-        recent = serving_panel.recent_predictions(session, limit=5)
+        data_store = client.app.state.runtime.settings.data_store
+        traffic = {t.model: t for t in serving_panel.traffic(session, store=data_store)}
+        recent = serving_panel.recent_predictions(session, store=data_store, limit=5)
     row = traffic[model.name]
     assert (row.requests, row.records, row.errors, row.error_rate) == (1, 2, 1, 0.5)
     assert row.served_version == model.versions["lr"] and row.p50_ms is not None and row.p95_ms >= row.p50_ms

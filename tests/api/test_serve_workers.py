@@ -74,7 +74,8 @@ def test_two_worker_processes_share_the_port_and_both_log_their_predictions(api_
     engine = make_engine(api_settings.db_url)
     try:
         with make_session_factory(engine)() as session:
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid)]
+            data = api_settings.data_store
+            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
     finally:
         engine.dispose()
     assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"
@@ -148,8 +149,10 @@ def test_a_killed_worker_loses_no_acknowledged_prediction(api_settings, model: M
     engine = make_engine(api_settings.db_url)
     try:
         with make_session_factory(engine)() as session:
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid)]
-            doubled = [rid for rid in acknowledged[:50] if len(predictions.by_request(session, request_id=rid)) != 1]
+            data = api_settings.data_store
+            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
+            doubled = [rid for rid in acknowledged[:50]
+                       if len(predictions.by_request(session, request_id=rid, store=data)) != 1]
     finally:
         engine.dispose()
     assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"

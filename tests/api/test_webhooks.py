@@ -124,3 +124,34 @@ def test_revoked_token_stops_working(tmp_path, sqlite_url, store, model) -> None
         with transaction(factory) as session:
             auth.revoke_token(session, actor=admin_actor(), token_id=row.id)
         assert predict(client, model.name, token, records(1)).status_code == 401
+
+
+def test_a_revoked_token_stops_working_once_the_token_cache_forgets_it(tmp_path, sqlite_url, store, model) -> None:
+    """docs/security.md: a looked-up token is kept LEANOPS_API_TOKEN_CACHE_SECONDS, never longer."""
+    import time
+
+    from api.app import create_app
+    from core import auth
+    from core.platform.database import transaction
+    from db.session import make_engine, make_session_factory
+    from tests.support.api import predict, serving_settings
+    from tests.support.factories import admin_actor
+    from tests.support.mlflow_models import records
+
+    settings = serving_settings(tmp_path / "ws", sqlite_url, store, api_token_cache_seconds=1.0)
+    factory = make_session_factory(make_engine(settings.db_url))
+    with transaction(factory) as session:
+        token, row = auth.create_token(session, actor=admin_actor(), role="viewer")
+    with TestClient(create_app(settings, factory=factory)) as client:
+        assert predict(client, model.name, token, records(1)).status_code == 200
+        with transaction(factory) as session:
+            auth.revoke_token(session, actor=admin_actor(), token_id=row.id)
+        revoked = time.monotonic()  # the cache took the token before this: it forgets it within 1 s of now
+        while True:
+            sent = time.monotonic() - revoked
+            status = predict(client, model.name, token, records(1)).status_code
+            if status != 200:
+                break
+            assert sent < 1.0, f"a revoked token still worked {sent:.2f} s later, past the cache's TTL"
+            time.sleep(0.05)
+        assert status == 401

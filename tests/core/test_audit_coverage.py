@@ -195,7 +195,7 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         log=lambda line: None),
     "serving.predictions.record_feedback": lambda c: (_served(c), c.tx(
         lambda s: core.serving.predictions.record_feedback(
-            s, actor=SAM, model="churn", request_id="req-1", labels=["yes"]))),
+            s, actor=SAM, model="churn", request_id="req-1", labels=["yes"], store=c.settings.data_store))),
     "serving.predictions.purge": lambda c: core.serving.predictions.purge(
         c.factory, actor=system_actor("retention"), days=1),
     "serving.prediction_store.compact": lambda c: (_served(c, hours_ago=3), core.serving.prediction_store.compact(

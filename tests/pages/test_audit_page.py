@@ -78,3 +78,17 @@ def test_viewers_see_no_admin_configuration_details(open_page, factory):
     assert "SECRETPATH" not in details and "shown to admins only" in details
     admin = open_page("pages/audit.py", role="admin")
     assert "SECRETPATH" in " ".join(admin.dataframe[0].value["details"])
+
+
+def test_long_details_are_cut_with_an_ellipsis_and_open_whole(open_page, factory):
+    """Issue 19 item 5: a cut cell says it is cut (never "0.81" of 0.8123 unmarked), and the event opens whole."""
+    import json
+
+    details = {"diff": "- required: false\n+ required: true\n" * 20, "score": 0.8123456789}
+    with transaction(factory) as s:
+        audit.record(s, cli_actor(), "policy.saved", "policy:default", details)
+    at = open_page("pages/audit.py", role="admin")
+    row = at.dataframe[0].value.set_index("action").loc["policy.saved"]  # (opening the page adds a user first)
+    assert row["details"].endswith("…") and len(row["details"]) <= 60 and row["details"].startswith("diff: - requ")
+    at.selectbox(key="audit-details").select(int(row["#"])).run()
+    assert json.loads(at.json[0].value) == details

@@ -119,6 +119,8 @@ def test_admin_adds_a_source_and_a_query_becomes_a_version(open_page, factory, t
 def test_scientist_edits_the_schema(open_page, factory, settings) -> None:
     register(factory, settings, churn())
     at = open_page(PAGE, role="scientist")
+    styles = " ".join(h.proto.body for h in at.get("html"))  # JSON is edited in the code font (issue 19 item 5)
+    assert ".st-key-schema-text-churn-1 textarea {font-family: 'Source Code Pro'" in styles
     editor = by_label(at.text_area, "Schema (JSON)")
     editor.input("{not json").run()
     by_label(at.button, "Save schema").click().run()

@@ -83,3 +83,21 @@ def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
     assert next(s for s in at.selectbox if s.label == "Distribution of").value in flagged
     assert len(at.get("plotly_chart")) >= 3  # share over time, heatmap, the column's distribution
     assert any(b.label == "Download Evidently report (HTML)" for b in at.get("download_button"))
+
+    # Issue 19 item 6: reference and current keep one colour each (never red), bins read as plain ranges,
+    # and one fresh check is not charted over a few milliseconds.
+    import json
+    from datetime import datetime, timedelta
+
+    from ui import charts
+
+    next(s for s in at.selectbox if s.label == "Distribution of").set_value("monthly_charges").run()
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = next(f for f in figures if "reference vs current" in f["layout"]["title"]["text"])
+    assert [(t["name"], t["marker"]["color"]) for t in bars["data"]] == [
+        ("reference (training)", charts.REFERENCE), ("current", charts.CURRENT)]
+    assert bars["layout"]["xaxis"]["type"] == "category"
+    assert not any("e+" in label or "e-" in label for label in bars["data"][0]["x"]), bars["data"][0]["x"]
+    share = next(f for f in figures if f["layout"]["title"]["text"].startswith("Share of drifted"))
+    start, end = (datetime.fromisoformat(str(x).replace(" ", "T")) for x in share["layout"]["xaxis"]["range"])
+    assert end - start >= timedelta(hours=1)

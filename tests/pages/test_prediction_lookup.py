@@ -3,10 +3,15 @@ record, its feedback, and the report downloads of the version that answered."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.actors import Actor
 from core.platform.database import transaction
+from core.platform.storage import LocalStore
 from core.serving import predictions
 from db.models import PredictionLog, utcnow
+
+NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # the rows here stay in the hot table
 
 
 def log_request(factory, request_id: str) -> None:
@@ -18,7 +23,7 @@ def log_request(factory, request_id: str) -> None:
                                 latency_ms=4.2, requested_by="sam"))
     with transaction(factory) as s:
         predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id=request_id,
-                                    labels=["yes", "yes"])
+                                    labels=["yes", "yes"], store=NO_PARTITIONS)
 
 
 def test_lookup_shows_records_version_feedback_and_report_buttons(open_page, factory):

@@ -115,3 +115,28 @@ def test_the_reason_box_keeps_its_text_when_refused_and_empties_after_a_promotio
     click(at, "Promote to production")
     assert champion(trained) == 1
     assert at.text_input(key="move-reason").value == "", "a done move's reason is not offered for the next one"
+
+
+def test_gate_values_and_charts_read_at_a_glance(open_page, trained):
+    """Issue 19 items 5-6: a gate value reads 0.812 (not 16 digits), versions sit on a categorical axis with
+    their values written on the points, and a promotion made a second ago is not a chart of milliseconds."""
+    import json
+    import re
+    from datetime import datetime, timedelta
+
+    at = open_page("pages/registry.py", role="approver")
+    next(s for s in at.selectbox if s.label == "Version").select(1).run()
+    click(at, "Promote to production")
+    assert champion(trained) == 1
+    gates = next(d.value for d in at.dataframe if "observed" in d.value.columns)
+    assert re.fullmatch(r"0\.\d{1,3}", gates.set_index("check").loc["metric f1", "observed"])
+
+    figures = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    timeline = next(f for f in figures if f["data"][0].get("type") == "bar")  # px.timeline draws bars
+    start, end = (datetime.fromisoformat(str(x).replace(" ", "T")) for x in timeline["layout"]["xaxis"]["range"])
+    assert end - start >= timedelta(hours=1)
+    across = next(f for f in figures if f["layout"].get("xaxis", {}).get("type") == "category")
+    assert across["data"][0]["x"] == ["v1", "v2", "v3"]
+    assert all(re.fullmatch(r"\d\.\d{1,3}|0", t) for t in across["data"][0]["text"]), across["data"][0]["text"]
+    low, high = across["layout"]["yaxis"]["range"]
+    assert 0 <= low and high <= 1.05

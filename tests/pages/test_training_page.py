@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import streamlit as st
 from sqlalchemy import insert
 
+from core.errors import InvalidInput
 from core.platform import job_queue
 from core.platform.database import transaction
 from core.training import runs
@@ -81,20 +83,24 @@ def test_run_detail_shows_metrics_charts_and_reproduces(open_page, factory, work
         at = open_page("pages/training.py", role="scientist")
         if seed == 1:  # a new model has no default target; the second run defaults to the model's
             at.selectbox(key="tr-target-churn-churn").set_value("churn").run()
-        at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(20)
+        at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(18 + seed)
         at.number_input(key="tr-seed").set_value(seed)
         button(at, "Launch training").click().run()
         assert runner.run_next(factory, workspace, "test-worker") is not None
     at.run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert list(table["run"]) == [2, 1] and set(table["status"]) == {"succeeded"}
+    assert list(table["name"]) == ["churn v2", "churn v1"] and set(table["status"]) == {"succeeded"}
+    assert table["score"].dtype == "float64"  # a number, so the column sorts as one
     assert {m.label for m in at.metric} >= {"accuracy", "f1", "roc_auc"}
     assert len(at.get("plotly_chart")) >= 4  # confusion matrix, importance, ROC, PR (+ compare)
     assert any("MLflow** run" in m.value for m in at.markdown)
     at.multiselect(key="tr-compare").set_value([2, 1]).run()
-    compare = at.dataframe[-1].value
-    assert list(compare["run"]) == [2, 1] and "f1" in compare
+    compare = at.dataframe[-2].value  # the compare view: metrics, then the parameters that differ
+    assert list(compare.columns) == ["churn v2", "churn v1", "best"] and "f1" in compare.index
+    diff = at.dataframe[-1].value
+    assert set(diff.index) == {"seed", "n_estimators"} and set(diff["comparison"]) == {"different"}
+    assert list(diff.loc["n_estimators", ["churn v2", "churn v1"]]) == ["20", "19"]
     button(at, "Reproduce").click().run()
     (job,) = queued(factory)
     assert job.params["reproduces"] == 2 and job.params["seed"] == 2
@@ -169,3 +175,61 @@ def test_a_models_target_is_the_default_and_another_target_is_refused(open_page,
     button(at, "Launch training").click().run()
     assert "model 'churn' predicts target 'churn' (classification)" in at.error[-1].value.replace("\\", "")
     assert len(queued(factory)) == 1
+
+
+def _train_through_jobs(factory, workspace, *kinds: str) -> None:
+    """Each kind launched as a job and run by a worker, as the page does (so every run has a job and a version)."""
+    from core.training import pipeline
+    from core.training.spec import parse_spec
+    from tests.support.training import SCIENTIST
+
+    for kind in kinds:
+        with transaction(factory) as s:
+            pipeline.launch(s, actor=SCIENTIST, spec=parse_spec({"dataset": "churn", "target": "churn", "model": kind}))
+        assert runner.run_next(factory, workspace, "test-worker") is not None
+    st.cache_data.clear()
+
+
+def test_runs_are_named_by_their_version_and_link_to_their_job_and_version_both_ways(open_page, factory, workspace):
+    """Issue 19 item 7: "run 2" was job #1, which made churn version 1, and pickers offered bare numbers."""
+    add_dataset(factory, workspace, small_churn())
+    _train_through_jobs(factory, workspace, "linear", "dummy")  # v1 scores better than v2
+    at = open_page("pages/training.py", role="viewer")
+    assert not at.exception
+    picker = at.selectbox(key="tr-run")
+    assert picker.options[0].startswith("churn v2 · dummy baseline · f1 ") and picker.options[0].endswith(" s ago")
+    assert picker.options[1].startswith("churn v1 · logistic regression · f1 ")
+    assert at.markdown[0].value.startswith("### churn v2")
+    assert "Run 2 · ran as job #2 · registered **churn v2**" in [m.value for m in at.markdown]
+    assert at.button(key="tr-open-version").label == "Open churn v2 in Registry"
+    assert at.button(key="tr-open-job").label == "Open job #2 in Jobs"
+    assert not [b for b in at.get("link_button")]  # no LEANOPS_MLFLOW_UI_URL: no link to MLflow's UI
+
+    at.selectbox(key="tr-order").set_value("best").run()  # ranked in SQL over every run, not one page
+    assert list(at.dataframe[0].value["name"]) == ["churn v1", "churn v2"]
+    assert "2 run(s), best score first" in [c.value for c in at.caption]
+    at.multiselect(key="tr-columns").set_value(["name", "job", "f1", "C"]).run()  # the column chooser
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["name", "job", "f1", "C"] and list(table["C"]) == ["1.0", ""]
+
+    registry = open_page("pages/registry.py", role="viewer")
+    opener = registry.button(key="reg-open-run")
+    assert opener.label.startswith("Trained by churn v2") and "(run 2, job #2)" in opener.label
+    jobs = open_page("pages/jobs.py", role="viewer")
+    assert list(jobs.dataframe[0].value["made"]) == ["churn v2 (run 2)", "churn v1 (run 1)"]
+    jobs.selectbox(key="job-log").set_value(1).run()
+    assert jobs.button(key="job-open-run").label == "Open churn v1 \\(run 1\\) in Training"
+    with factory() as s, pytest.raises(InvalidInput, match="order 'worst' is unknown; orders are: newest, best"):
+        runs.list_runs(s, order="worst")
+
+
+def test_a_run_links_to_mlflow_s_own_ui_when_its_address_is_set(open_page, factory, workspace, monkeypatch):
+    monkeypatch.setenv("LEANOPS_MLFLOW_UI_URL", "http://mlflow.internal:5000/")
+    add_dataset(factory, workspace, small_churn())
+    _train_through_jobs(factory, workspace, "dummy")
+    at = open_page("pages/training.py", role="viewer")
+    with factory() as s:
+        run = runs.get_run(s, 1)
+    (link,) = at.get("link_button")
+    assert link.proto.url == f"http://mlflow.internal:5000/#/experiments/{run.mlflow_experiment_id}/runs/" \
+                             f"{run.mlflow_run_id}"

@@ -7,11 +7,12 @@ import hashlib
 import io
 import json
 
+import numpy as np
 import pytest
 from jsonschema import Draft202012Validator
 from sqlalchemy import select, text
 
-from core import audit, policy
+from core import audit, formats, policy
 from core.actors import Actor, cli_actor
 from core.compliance import reports
 from core.data.datasets import key_for
@@ -79,7 +80,7 @@ def test_report_has_every_section_and_validates(factory, trained):
                             latency_ms=3.0, requested_by="sam"))
     with transaction(factory) as s:
         predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id="r1",
-                                    labels=["yes"])
+                                    labels=["yes"], store=settings.data_store)
     content = reports.build(factory, settings, model="churn", version=version)
     validate(content)
     ident, data = content["identity"], content["training_data"]
@@ -127,6 +128,62 @@ def test_pdf_has_text_tables_and_the_chart(factory, trained):
     from pypdf import PdfReader
 
     assert any(page.images for page in PdfReader(io.BytesIO(data)).pages), "the chart is an embedded image"
+
+
+def test_the_drift_section_leads_with_the_column_that_matters_and_the_estimate(factory, trained):
+    """A real check (the trained model's importance and its CBPE estimate): the JSON and the PDF lead the drift
+    section with the headline, say why the data counts as drifted, and rank the drifted columns by importance."""
+    from core.monitoring import checks
+
+    settings, version = trained
+    moved = small_churn(1500, seed=9)
+    rng = np.random.default_rng(9)
+    moved["contract"] = rng.choice(["month-to-month", "one-year", "two-year"], len(moved), p=[0.85, 0.1, 0.05])
+    moved["region"] = rng.choice(["north", "south", "east", "west"], len(moved), p=[0.55, 0.15, 0.15, 0.15])
+    check = checks.run_check(factory, settings, actor=Actor("sam", "scientist"), model="churn", version=version,
+                             source="upload", current=moved.drop(columns="churn"), filename="april.csv",
+                             report=False)
+    assert check.drift_detected and {"contract", "region"} <= set(check.drifted)
+    content = reports.build(factory, settings, model="churn", version=version)
+    validate(content)
+    latest = content["monitoring"]["drift"]["latest"]
+    f1 = check.estimated_performance["f1"]
+    assert latest["headline"] == checks.headline(check)
+    assert latest["headline"].startswith(f"contract drifted; it carries {check.columns['contract']['importance']:.0%}"
+                                         " of the model's importance; estimated F1 "
+                                         f"{f1['reference']:.2f} → {f1['value']:.2f}"), latest["headline"]
+    shares = [r["importance"] for r in latest["drifted_ranked"]]
+    assert latest["drifted_ranked"][0]["column"] == "contract" and shares == sorted(shares, reverse=True)
+    assert latest["verdict"] == [r["text"] for r in check.verdict["reasons"]] and latest["verdict"]
+    assert latest["estimated_performance"] == check.estimated_performance
+    words = pdf_text(reports.render_pdf(content))
+    lead = words.index(latest["headline"])
+    assert lead < words.index("Counts as drift because: ") < words.index("share of the model's importance")
+    assert "metric (estimated without labels)" in words
+
+
+def test_pdf_prints_numbers_and_structures_as_people_read_them(factory, trained):
+    """Issue 19 item 5: no 16-digit gate values, parameters and fairness as tables (not JSON), audit details
+    cut with an ellipsis between values."""
+    settings, version = trained
+    content = reports.build(factory, settings, model="churn", version=version)
+    gate = content["gates"]["checks"][0]
+    gate["observed"] = 0.8123456789012345
+    content["training_config"]["parameters"] = {"C": 0.123456789, "max_iter": 1000, "penalty": "l2"}
+    long_details = {"note": "x" * 400, "score": 0.123456789}
+    content["audit"]["events"].insert(0, {**content["audit"]["events"][0], "details": long_details})
+    words = pdf_text(reports.render_pdf(content))
+    assert "0.812" in words and "0.8123456789012345" not in words
+    assert "parameter value C 0.123 max_iter 1000 penalty l2" in words  # a table, one parameter a row
+    assert '"C"' not in words and "{" not in words  # no raw JSON anywhere
+    fairness = content["evaluation"]["fairness"]["gender"]
+    groups = sorted(fairness["by_group"])
+    assert "group count accuracy f1" in words  # per-group measures as columns
+    for group in groups:
+        row = fairness["by_group"][group]
+        assert f"{group} {row['count']} {formats.number(row['accuracy'])}" in words
+    assert f"demographic_parity_ratio {formats.number(fairness['demographic_parity_ratio'])}" in words
+    assert "note: " + "x" * 40 in words and "…" in words and "0.123456789" not in words
 
 
 def test_generate_and_write_record_the_report_in_the_audit_log(factory, trained, tmp_path):

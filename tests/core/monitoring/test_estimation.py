@@ -143,3 +143,28 @@ def test_the_estimate_acts_only_when_asked_and_its_whole_band_is_below_the_floor
     assert decision.act is acts
     if acts:
         assert "estimated f1 0.450" in decision.reason and "floor >= 0.8" in decision.reason
+
+
+@pytest.mark.parametrize(("rule", "band", "acts"), [
+    ("<= 3.0", (3.2, 3.5, 3.9), True),    # the whole band is above the ceiling
+    ("<= 3.0", (2.8, 3.2, 3.6), False),   # the band reaches below it: too close to tell
+    ("<= 3.0", (2.0, 2.5, 2.9), False),
+    (">= 0.4", (0.2, 0.3, 0.45), False),  # a floor: the upper end decides, as for f1
+    (">= 0.4", (0.1, 0.2, 0.3), True),
+])
+def test_an_error_ceiling_acts_only_when_the_whole_band_is_above_it(rule, band, acts):
+    """A ``<=`` rule (an error metric's ceiling) is judged on the band's lower end, a ``>=`` floor on its upper."""
+    from core import policy
+    from core.retraining.decisions import should_act_on_estimate
+
+    text = policy.DEFAULT_POLICY_YAML.replace("use_estimate: false", "use_estimate: true")
+    metric = "rmse" if rule.startswith("<") else "r2"
+    text = text.replace('        r2: ">= 0.4"', f'        {metric}: "{rule}"')
+    rules = policy.for_model(policy.parse(text), "any")
+    lower, value, upper = band
+    estimate = {metric: {"value": value, "lower": lower, "upper": upper, "reference": 2.0}}
+    decision = should_act_on_estimate(estimate, "regression", rules)
+    assert decision.act is acts, decision.reason
+    if acts:
+        end = lower if rule.startswith("<") else upper
+        assert f"estimated {metric} {value:.3f}" in decision.reason and f"{end:.3f}; floor {rule}" in decision.reason

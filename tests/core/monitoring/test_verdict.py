@@ -182,3 +182,33 @@ def test_a_check_stored_before_the_verdict_reads_with_the_share_rule_as_its_reas
     assert view.predictions == {"method": "chisquare", "drifted": False} and view.estimated_performance == {}
     assert view.verdict["drifted"] and [r["rule"] for r in view.verdict["reasons"]] == ["drift_share"]
     assert view.drifted == ["plan"]
+
+
+def test_the_drift_alert_leads_with_the_column_that_matters_and_the_estimate(scenario, monkeypatch):
+    """What reaches a webhook: the most important drifted column, its share of the model's importance and the
+    estimated F1 against the holdout, in the title and first in the message; then why it counts."""
+    from core.actors import cli_actor
+    from core.alerts import channels, notify
+    from core.platform.database import transaction
+    from tests.support.receivers import HttpReceiver
+
+    monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")  # the receiver is on loopback
+    settings = scenario.settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
+    current = frame(3000, seed=2, plan_p=[0.25, 0.55, 0.2], noise1_shift=0.3).drop(columns="churn")
+    with HttpReceiver(hang_seconds=10) as http:
+        with transaction(scenario.factory) as s:
+            channels.add_channel(s, actor=cli_actor(), name="ops-hook", kind="webhook",
+                                 config={"url": http.url("/hook"), "secret": "s3cret-s3cret-s3cret"})
+        check = checks.run_check(scenario.factory, settings, actor=SCIENTIST, model="subs", source="upload",
+                                 current=current, filename="moved.csv", report=False)
+        assert notify.wait_for_deliveries(60)
+        [hook] = [r for r in http.received("/hook") if r.json()["condition"] == "drift"]
+    body = hook.json()
+    share = check.columns["plan"]["importance"]
+    f1 = check.estimated_performance["f1"]
+    lead = (f"plan drifted; it carries {share:.0%} of the model's importance; "
+            f"estimated F1 {f1['reference']:.2f} → {f1['value']:.2f}")
+    assert checks.headline(check) == lead
+    assert body["title"] == f"Drift in subs v1: {lead}"
+    assert body["message"].startswith(f"{lead}. Why it counts: ") and "plan drifted" in body["message"]
+    assert body["details"]["drifted_columns"][0] == "plan"

@@ -325,3 +325,137 @@ def test_auto_true_still_rolls_back_at_once(factory, workspace, registry):
     done = auto_rollback.check_rollback(factory, workspace, "m")
     assert done.decision.act and done.request_id is None and (done.from_version, done.to_version) == (2, 1)
     assert _rollback_requests(factory) == []
+
+
+# -- rolling back on the label-free estimate (performance.use_estimate) --------------------------
+
+def estimate(version=2, upper=0.5, check_id=7):
+    return decisions.Estimate(check_id, version, {"f1": {"value": upper - 0.05, "lower": upper - 0.1,
+                                                         "upper": upper, "reference": 0.9}})
+
+
+@pytest.mark.parametrize(("use", "current", "seen", "act", "says"), [
+    (True, verdict(2, 0.0, labels=0), estimate(), True, "v2 estimated performance below the floor without "
+                                                        "labels: estimated f1 0.450"),
+    (True, verdict(2, 0.0, labels=0), estimate(), True, "(drift check #7; 0 labels so far, 50 needed"),
+    (False, verdict(2, 0.0, labels=0), estimate(), False, "0 labels on v2; 50 needed"),
+    (True, verdict(2, 0.0, labels=0), estimate(upper=0.85), False, "drift check #7: the estimate is within"),
+    (True, verdict(2, 0.0, labels=0), None, False, "no drift check has estimated v2 since its promotion"),
+    (True, verdict(2, 0.0, labels=0), estimate(version=1), False, "no drift check has estimated v2"),
+    (True, verdict(2, 0.94), estimate(), False, "within 2%"),  # enough labels: they decide, not the estimate
+])
+def test_roll_back_on_the_estimate(use, current, seen, act, says):
+    decision = decisions.should_roll_back(
+        promoted_at=NOW - timedelta(hours=1), action="promote", now=NOW, current=current,
+        previous=verdict(1, 0.95), rules=rules(performance={"use_estimate": use}), estimate=seen)
+    assert decision.act is act and says in decision.reason, decision.reason
+
+
+def _estimate_policy(workspace, auto="true"):
+    policy.policy_path(workspace.home).write_text(
+        policy.DEFAULT_POLICY_YAML + f"  m:\n    performance:\n      use_estimate: true\n"
+                                     f"    rollback:\n      auto: {auto}\n")
+
+
+def _uncertain_window(factory, workspace, version=2):
+    """Customers v``version`` cannot tell apart (calibrated churn probability between 0.3 and 0.7): a covariate
+    shift into the model's hardest region, where its real F1 and its estimate both fall far below 0.8."""
+    from core.monitoring import model_outputs
+    from core.training import runs
+
+    frame = small_churn(20000, seed=11).drop(columns=["churn"])
+    with factory() as s:
+        reference = runs.reference_for(s, model="m", version=version)
+    found = model_outputs.predict(workspace, model="m", version=version, frame=frame, reference=reference)
+    positive = next(iter(found.probabilities.values()))
+    return found.sample[(positive > 0.3) & (positive < 0.7)].reset_index(drop=True)
+
+
+def _estimated_check(factory, workspace):
+    from core.monitoring import checks
+    from tests.support.training import SCIENTIST
+
+    window = _uncertain_window(factory, workspace)
+    assert len(window) >= 300, len(window)
+    check = checks.run_check(factory, workspace, actor=SCIENTIST, model="m", source="upload", current=window,
+                             filename="uncertain.csv", report=False)
+    assert check.version == 2 and check.estimated_performance["f1"]["upper"] < 0.8, check.estimated_performance
+    return check
+
+
+def test_an_estimate_below_the_floor_rolls_the_new_champion_back_audited_with_it(factory, workspace, registry):
+    promote(factory, registry, 1)
+    promote(factory, registry, 2)
+    policy.policy_path(workspace.home).write_text(
+        policy.DEFAULT_POLICY_YAML + "  m:\n    performance:\n      use_estimate: true\n")
+    nothing_yet = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not nothing_yet.decision.act
+    assert "no drift check has estimated v2 since its promotion" in nothing_yet.decision.reason
+    check = _estimated_check(factory, workspace)
+    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)  # use_estimate off: labels only
+    off = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not off.decision.act and off.decision.reason == "0 labels on v2; 50 needed"
+    _estimate_policy(workspace)
+    done = auto_rollback.check_rollback(factory, workspace, "m")
+    assert done.decision.act and (done.from_version, done.to_version) == (2, 1), done.decision.reason
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    [(actor, _, moved)] = audit_rows(factory, "model.rollback")
+    f1 = check.estimated_performance["f1"]
+    assert actor == "system:auto-rollback" and (moved["from"], moved["to"]) == (2, 1)
+    assert f"automatic rollback: v2 estimated performance below the floor without labels: estimated f1 " \
+           f"{f1['value']:.3f}" in moved["reason"] and f"drift check #{check.id}" in moved["reason"]
+    [(actor, _, acted)] = audit_rows(factory, "performance.estimate_acted")
+    assert actor == "system:auto-rollback" and (acted["action"], acted["version"], acted["check_id"]) == (
+        "rollback", 2, check.id)
+    assert acted["estimated_performance"] == check.estimated_performance
+    with factory() as s:
+        [alert] = s.scalars(select(Alert).where(Alert.condition == "rollback")).all()
+        assert "estimated f1" in alert.message
+    again = auto_rollback.check_rollback(factory, workspace, "m")  # v1 arrived by rollback: left alone
+    assert not again.decision.act and "arrived by rollback" in again.decision.reason
+
+
+def test_an_estimate_below_the_floor_asks_an_approver_when_auto_is_approve(factory, workspace, registry):
+    from core.promotion import approvals
+
+    promote(factory, registry, 1)
+    promote(factory, registry, 2)
+    _estimate_policy(workspace, auto="approve")
+    check = _estimated_check(factory, workspace)
+    asked = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not asked.decision.act and asked.request_id is not None, asked.decision.reason
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2  # nothing moved yet
+    [(_, _, requested)] = audit_rows(factory, "model.rollback_requested")
+    assert "estimated f1" in requested["reason"] and f"drift check #{check.id}" in requested["reason"]
+    [(_, _, acted)] = audit_rows(factory, "performance.estimate_acted")
+    assert (acted["action"], acted["check_id"]) == ("rollback_requested", check.id)
+    assert acted["estimated_performance"] == check.estimated_performance
+    assert auto_rollback.check_rollback(factory, workspace, "m").request_id is None  # asked once
+    assert len(audit_rows(factory, "performance.estimate_acted")) == 1
+    change = approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True)
+    assert change is not None and (change.from_version, change.to_version) == (2, 1)
+    [(_, _, moved)] = audit_rows(factory, "model.rollback")
+    assert "estimated f1" in moved["reason"]
+
+
+def test_enough_labels_outweigh_a_low_estimate(factory, workspace, registry):
+    promote(factory, registry, 1)
+    promote(factory, registry, 2)
+    _estimate_policy(workspace)
+    _estimated_check(factory, workspace)
+    log_predictions(factory, version=2, outputs=[1] * 60, labels=[1] * 60, start=utcnow() - timedelta(hours=2))
+    kept = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not kept.decision.act and "predecessor has too few labels" in kept.decision.reason
+    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2
+    assert audit_rows(factory, "performance.estimate_acted") == []
+
+
+def test_an_estimate_made_before_the_promotion_does_not_roll_back(factory, workspace, registry):
+    promote(factory, registry, 1)
+    moves.promote(factory, registry, actor=APPROVER, model="m", version=2, reason="test")
+    _estimate_policy(workspace)
+    check = _estimated_check(factory, workspace)
+    with transaction(factory) as s:  # the check predates v2's promotion (it estimated the challenger)
+        s.get(DriftCheck, check.id).ts = utcnow() - timedelta(hours=1)
+    kept = auto_rollback.check_rollback(factory, workspace, "m")
+    assert not kept.decision.act and "no drift check has estimated v2 since its promotion" in kept.decision.reason

@@ -4,6 +4,7 @@ automatic rollback, so another token may not rewrite them. Overwrites are audite
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +14,13 @@ from core import audit, policy
 from core.actors import Actor
 from core.errors import PermissionDenied
 from core.platform.database import transaction
+from core.platform.storage import LocalStore
 from core.serving import predictions
 from core.serving.predictions import LogWriter, Served
 from db.models import AuditEvent, PredictionLog, utcnow
 from tests.support.factories import admin_actor
+
+NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # (no such folder) every row here is hot
 
 TEAM_A = Actor("token:team-a", "scientist", "token")
 TEAM_B = Actor("token:team-b", "scientist", "token")
@@ -37,7 +41,7 @@ def logged(factory, *, requested_by: str | None, rows: int = 3) -> str:
 def label(factory, actor: Actor, request_id: str, labels: list, home=None) -> int:
     with transaction(factory) as session:
         return predictions.record_feedback(session, actor=actor, model="churn", request_id=request_id,
-                                           labels=labels, home=home)
+                                           labels=labels, home=home, store=NO_PARTITIONS)
 
 
 def stored(factory, request_id: str) -> list:

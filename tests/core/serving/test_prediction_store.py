@@ -216,7 +216,7 @@ def test_labelled_predictions_are_found_after_compaction(factory, tmp_path: Path
     compact(factory, store)
     with factory() as session:
         after = performance.labelled(session, model="churn", store=store)
-        hot_only = performance.labelled(session, model="churn")
+        hot_only = performance.labelled(session, model="churn", store=LocalStore(tmp_path / "elsewhere"))
     assert len(before) == 5 and len(hot_only) == 2
     assert after == before, "the labelled join lost or changed predictions that left the hot table"
     with factory() as session:
@@ -246,8 +246,9 @@ def test_feedback_for_a_compacted_request_is_stored(factory, tmp_path: Path) -> 
     compact(factory, store)
     admin = make_user(factory, "labeller", "admin")
     with transaction(factory) as session:
-        with pytest.raises(NotFound):  # without the store, only the hot table is searched
-            predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1])
+        with pytest.raises(NotFound):  # another artifact store: only the hot table has something to find
+            predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
+                                        store=LocalStore(tmp_path / "elsewhere"))
     with transaction(factory) as session:
         assert predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
                                            store=store) == 1

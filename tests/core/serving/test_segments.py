@@ -13,11 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.platform.storage import LocalStore
 from core.serving import predictions, segments
 from core.serving.predictions import LogWriter, Served
 from core.serving.segments import Journal, claim_orphans, encode, read_segment
 from db.models import utcnow
 from tests.support.waiting import wait_until
+
+NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # (no such folder) every row here is hot
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -134,9 +137,9 @@ def test_a_killed_process_segment_is_replayed_once_skipping_what_the_table_holds
     assert sum(w.replayed for w in writers) == 3
     with factory() as session:
         for rid in ids:
-            rows = predictions.by_request(session, request_id=rid)
+            rows = predictions.by_request(session, request_id=rid, store=NO_PARTITIONS)
             assert [r.record_index for r in rows] == [0, 1], rid
-        assert predictions.count(session, model="churn") == 10
+        assert predictions.count(session, store=NO_PARTITIONS, model="churn") == 10
     assert list(folder.glob("*.seg")) == []
 
 
@@ -152,12 +155,12 @@ def test_an_acknowledged_request_survives_a_writer_that_never_wrote(factory, tmp
     ticket.wait(10)
     journal.close()
     with factory() as session:
-        assert predictions.by_request(session, request_id=item.request_id) == []
+        assert predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS) == []
     later = LogWriter(factory, capacity=1000, journal=Journal(folder))
     later.start()
     later.stop()
     with factory() as session:
-        rows = predictions.by_request(session, request_id=item.request_id)
+        rows = predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
     assert [(r.record_index, r.inputs["plan"]) for r in rows] == [(0, "basic"), (1, "basic"), (2, "basic")]
 
 

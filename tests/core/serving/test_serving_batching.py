@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -95,3 +97,49 @@ def test_large_requests_are_split_across_threads_with_the_same_answer(model: Loa
     assert sizes == [len(rows)]
     assert result.outputs.tolist() == alone.outputs.tolist()
     assert np.allclose(result.probabilities, alone.probabilities)
+
+
+def test_a_batch_waits_for_a_request_still_in_flight(model: LoadedModel) -> None:
+    """A closed loop of clients: a request still being answered (its log's group commit) comes back a
+    moment later. The batch waits for it (bounded by the model's last call) rather than paying a whole
+    model call for each half: before, the two went in two calls."""
+    rows = mlflow_models.records(2)
+    slow = dataclasses.replace(model, last_call=0.5)  # as if its last micro-batch call took 500 ms
+    sizes: list[int] = []
+    batcher = Batcher(max_batch=64, window=0.0, threads=1, follow=1.0)  # no idle window: only the in-flight wait
+    batcher.on_batch = sizes.append
+    batcher.in_flight = lambda m: 2 if m is slow else 0
+
+    async def run() -> list:
+        first = asyncio.create_task(batcher.predict(slow, columns(model, rows[:1]), 1, probabilities=False))
+        await asyncio.sleep(0.05)  # the second client's previous answer is being logged
+        second = await batcher.predict(slow, columns(model, rows[1:]), 1, probabilities=False)
+        return [await first, second]
+
+    try:
+        first, second = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert sizes == [2]
+    assert [int(first.outputs[0]), int(second.outputs[0])] == model.predict(columns(model, rows)).outputs.tolist()
+
+
+def test_the_in_flight_wait_is_bounded_by_the_last_model_call(model: LoadedModel) -> None:
+    """Nobody else comes (the other request in flight went elsewhere): the batch goes after at most the
+    model's last call time, and the lane learns the real call time from it."""
+    rows = mlflow_models.records(1)
+    bounded = dataclasses.replace(model, last_call=0.02)
+    batcher = Batcher(max_batch=64, window=0.0, threads=1, follow=1.0)
+    batcher.in_flight = lambda m: 5
+
+    async def run() -> float:
+        started = time.perf_counter()
+        await batcher.predict(bounded, columns(model, rows), 1, probabilities=False)
+        return time.perf_counter() - started
+
+    try:
+        elapsed = asyncio.run(run())
+    finally:
+        batcher.close()
+    assert elapsed < 0.02 + 2.0  # the wait (20 ms) plus one model call on a busy machine, never the 5 requests
+    assert 0 < bounded.last_call < elapsed
