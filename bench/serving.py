@@ -6,7 +6,10 @@ pipeline registered in a temporary workspace. Then, with a small keep-alive HTTP
 for every server), it measures:
 
 1. single-record requests at concurrency 8 and 16: throughput and p99 latency, LeanOps (logging on,
-   `--workers 2`) vs `mlflow models serve --workers 2`;
+   `cli.py serve` as it starts by default: one process) vs `mlflow models serve --workers 2` (MLflow's
+   best on two cores: one worker serves less than half as much); LeanOps with `--workers 2` too, for
+   reference (its micro-batcher sees half the concurrency in each process: batches half as large, so
+   more CPU per request, which on a shared two-core machine costs more than a second process gains);
 2. what logging costs: LeanOps logging on vs off;
 3. one 10,000-record request to LeanOps (JSON records, and an Arrow stream) vs a bare
    ``pipeline.predict`` on the same rows in-process (each request timed right after a bare predict;
@@ -40,7 +43,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 10))
 BATCH_ROWS = 10_000
 BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 9))
 MODEL = "churn-bench"
-WORKERS = int(os.environ.get("BENCH_WORKERS", 2))  # processes of LeanOps' "on" server and of MLflow's
+WORKERS = int(os.environ.get("BENCH_WORKERS", 2))  # processes of MLflow's server and of LeanOps' "on2"
+LEANOPS_WORKERS = int(os.environ.get("BENCH_LEANOPS_WORKERS", 1))  # processes of LeanOps' "on" server
 CONCURRENCIES = (8, 16)
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -260,11 +264,12 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="serving-bench-"))
     print(f"workspace {home}; training and registering a 100-tree random-forest pipeline …", flush=True)
     env, token, (model, X), rows = build_workspace(home)
-    ports = {"on": free_port(), "off": free_port(), "split": free_port(), "mlflow": free_port()}
+    ports = {"on": free_port(), "on2": free_port(), "off": free_port(), "split": free_port(), "mlflow": free_port()}
     logs = {k: home / f"{k}.log" for k in ports}
     serve = [sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port"]
     procs = {
-        "on": start([*serve, str(ports["on"]), "--workers", str(WORKERS)], env, logs["on"]),
+        "on": start([*serve, str(ports["on"]), "--workers", str(LEANOPS_WORKERS)], env, logs["on"]),
+        "on2": start([*serve, str(ports["on2"]), "--workers", str(WORKERS)], env, logs["on2"]),
         "off": start([*serve, str(ports["off"])], env | {"LEANOPS_PREDICTION_LOG_ENABLED": "false"}, logs["off"]),
         "split": start([*serve, str(ports["split"])], env | {"LEANOPS_SERVING_SPLIT_THREADS": str(os.cpu_count())},
                        logs["split"]),
@@ -273,12 +278,14 @@ def main() -> int:
                          "--workers", str(WORKERS)], env, logs["mlflow"]),
     }
     try:
-        for key, path in (("on", "/health"), ("off", "/health"), ("split", "/health"), ("mlflow", "/ping")):
+        for key, path in (("on", "/health"), ("on2", "/health"), ("off", "/health"), ("split", "/health"),
+                          ("mlflow", "/ping")):
             wait_ready(ports[key], path, procs[key], logs[key])
         auth = {"Authorization": f"Bearer {token}"}
         predict = f"/v1/models/{MODEL}/predict"
         single = {
             "on": [_request(ports["on"], predict, json.dumps({"records": [r]}).encode(), auth) for r in rows[:500]],
+            "on2": [_request(ports["on2"], predict, json.dumps({"records": [r]}).encode(), auth) for r in rows[:500]],
             "off": [_request(ports["off"], predict, json.dumps({"records": [r]}).encode(), auth) for r in rows[:500]],
             "mlflow": [_request(ports["mlflow"], "/invocations", json.dumps({"dataframe_records": [r]}).encode(), {})
                        for r in rows[:500]],
@@ -290,21 +297,24 @@ def main() -> int:
         cpu_at: dict[int, dict[str, float]] = {}
         for concurrency in CONCURRENCIES:
             print(f"\nsingle-record requests, concurrency {concurrency}, {ROUNDS} × {ROUND_SECONDS:g} s per server "
-                  f"(rounds interleaved; LeanOps logging on and MLflow with --workers {WORKERS})", flush=True)
+                  f"(rounds interleaved; LeanOps logging on with --workers {LEANOPS_WORKERS} and {WORKERS}, MLflow "
+                  f"with --workers {WORKERS})", flush=True)
             results: dict[str, list[Load]] = {k: [] for k in single}
             cpu = {k: 0.0 for k in single}
             for _ in range(ROUNDS):
-                for key in ("mlflow", "on", "off"):
+                for key in ("mlflow", "on", "on2", "off"):
                     before = group_cpu(procs[key].pid)
                     results[key].append(load(ports[key], single[key], ROUND_SECONDS, concurrency))
                     cpu[key] += group_cpu(procs[key].pid) - before
             merged = {k: Load(sum(r.requests for r in v), sum(r.errors for r in v), sum(r.seconds for r in v),
                               [x for r in v for x in r.latencies]) for k, v in results.items()}
             merged_at[concurrency], cpu_at[concurrency] = merged, cpu
-            for key, label in (("mlflow", "MLflow models serve"), ("on", "LeanOps, logging on"),
+            for key, label in (("mlflow", f"MLflow models serve, {WORKERS} workers"),
+                               ("on", f"LeanOps, logging on, {LEANOPS_WORKERS} process(es)"),
+                               ("on2", f"LeanOps, logging on, {WORKERS} processes"),
                                ("off", "LeanOps, logging off (1 process)")):
                 m = merged[key]
-                print(f"  {label:<32} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
+                print(f"  {label:<36} {m.rps:8.1f} req/s   p50 {m.pct(0.5):7.1f} ms   p99 {m.pct(0.99):7.1f} ms   "
                       f"server CPU {cpu[key] / max(m.requests, 1) * 1000:5.2f} ms/request   errors {m.errors}")
 
         print(f"\none {BATCH_ROWS:,}-record request ({BATCH_REPEATS} rounds, each on an idle server, right after "
@@ -366,6 +376,10 @@ def main() -> int:
     print("\nratios (goals from issues 6 and 18):")
     for label, value, goal, ok in ratios:
         print(f"  {label:<46} {value:6.2f}   goal {goal:<7} {'met' if ok else 'NOT met'}")
+    for concurrency in CONCURRENCIES:
+        on2, ml = merged_at[concurrency]["on2"], merged_at[concurrency]["mlflow"]
+        print(f"  (for reference: LeanOps with --workers {WORKERS} at {concurrency}: throughput "
+              f"{on2.rps / ml.rps:.2f}, p99 {on2.pct(0.99) / ml.pct(0.99):.2f} of MLflow's)")
     print(f"  (for reference: LeanOps splitting the batch across {os.cpu_count()} threads / bare predict = "
           f"{paired['split']:.2f}; "
           f"MLflow's batch / bare predict = {paired['mlflow']:.2f})")

@@ -77,7 +77,7 @@ choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.
 chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run",
                       format_func=lambda r: listing.labels.get(r) or names.label_of(q.run_detail(r)))
 run = q.run_detail(chosen)
-st.markdown(f"### {plain(names.label_of(run))} · {badge(run.status)}")
+st.markdown(f"### {plain(names.label_of(run, relative=True))} · {badge(run.status)}")
 view.links(run)
 if run.error:
     st.error(message(run.error))

@@ -288,10 +288,14 @@ def estimate_section(history: list[CheckView], live: pd.DataFrame | None) -> Non
     fig = go.Figure([
         go.Scatter(x=[t for t, _ in points] + [t for t, _ in reversed(points)],
                    y=[e["upper"] for _, e in points] + [e["lower"] for _, e in reversed(points)],
-                   fill="toself", line={"width": 0}, fillcolor="rgba(148,103,189,0.15)", name="95 % band",
+                   fill="toself", mode="lines", line={"width": 0}, fillcolor="rgba(148,103,189,0.15)",
+                   name="95 % band",
                    hoverinfo="skip"),
         go.Scatter(x=[t for t, _ in points], y=[e["value"] for _, e in points], mode="lines+markers",
-                   name=f"estimated {metric} (no labels)", line_color=charts.ESTIMATE),
+                   name=f"estimated {metric} (no labels)", line_color=charts.ESTIMATE,
+                   error_y={"type": "data", "symmetric": False, "color": charts.ESTIMATE,  # the band of one point
+                            "array": [e["upper"] - e["value"] for _, e in points],
+                            "arrayminus": [e["value"] - e["lower"] for _, e in points]}),
     ])
     if live is not None and not live.empty and metric in live.columns:
         fig.add_trace(go.Scatter(x=live["ts"], y=live[metric], mode="lines", name=f"realised {metric} (feedback)",

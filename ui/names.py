@@ -37,12 +37,16 @@ def score_text(value: float | None) -> str:
 
 def run_label(*, run_id: int, model: str, version: int | None, kind: str, task: str | None = None,
               metric: str | None = None, score: float | None = None, status: str = "succeeded",
-              when: datetime | None = None) -> str:
+              when: datetime | None = None, relative: bool = False) -> str:
     """The one name of a training run, used by every picker and heading.
 
-    A run that registered a version is named by it (``churn v3 · random forest · f1 0.731 · 2 h ago``);
+    A run that registered a version is named by it (``churn v3 · random forest · f1 0.731 · 2026-11-30 10:46``);
     one that did not is named by its run number and says why it has no version
-    (``churn run 7 · random forest · failed · 5 min ago``).
+    (``churn run 7 · random forest · failed · 2026-11-30 10:46``).
+
+    Pickers need the date (the default): Streamlit keeps a picker's choice by its label, so a label that
+    changes between two reruns ("42 s ago", then "1 min ago") silently drops what the user picked.
+    Headings and messages, drawn afresh each run, say how long ago (``relative=True``: ``2 h ago``).
     """
     head = version_label(model, version) if version is not None else f"{model} run {run_id}"
     parts = [head, kind_label(kind, task)]
@@ -51,19 +55,20 @@ def run_label(*, run_id: int, model: str, version: int | None, kind: str, task: 
     elif status != "succeeded" or version is None:
         parts.append(status)
     if when is not None:
-        parts.append(ago(when))
+        parts.append(ago(when) if relative else f"{when:%Y-%m-%d %H:%M}")
     return SEP.join(parts)
 
 
-def label_of(run: Any) -> str:
+def label_of(run: Any, *, relative: bool = False) -> str:
     """``run_label`` of a ``core.training.runs.RunSummary`` (or ``RunDetail``)."""
     return run_label(run_id=run.id, model=run.model_name, version=run.model_version, kind=run.model_kind,
                      task=run.task, metric=run.primary_metric, score=run.score, status=run.status,
-                     when=run.finished_at or run.started_at)
+                     when=run.finished_at or run.started_at, relative=relative)
 
 
 def job_label(job_id: int | None) -> str:
-    return f"job #{job_id}" if job_id is not None else "no job (trained from the command line)"
+    """``job #4``; a run trained by ``cli.py train`` had no job: ``command line``."""
+    return f"job #{job_id}" if job_id is not None else "command line"
 
 
 def made_by_job(result: dict[str, Any] | None) -> str:

@@ -92,6 +92,6 @@ def search_parallel(search: dict[str, Any], metric: str | None) -> go.Figure | N
                                "ticktext": order})
     fig = go.Figure(go.Parcoords(line={"color": frame[score], "colorscale": "Viridis", "showscale": True,
                                        "colorbar": {"title": score}}, dimensions=dimensions))
-    fig.update_layout(height=HEIGHT, margin={"l": 60, "r": 40, "t": 60, "b": 20},
+    fig.update_layout(height=HEIGHT + 60, margin={"l": 60, "r": 60, "t": 110, "b": 30},  # axis names sit on top
                       title=f"{str(search.get('method', '')).title()} search: parameters against the {score}")
     return fig

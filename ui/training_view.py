@@ -42,7 +42,8 @@ def runs_table(listing: q.RunsPage) -> None:
 def links(run: RunDetail) -> None:
     """Run ↔ job ↔ version: where this run came from and what it made, each a click away."""
     made = names.version_label(run.model_name, run.model_version) if run.model_version is not None else None
-    st.markdown(f"Run {run.id} · ran as {names.job_label(run.job_id)} · "
+    how = f"ran as job #{run.job_id}" if run.job_id is not None else "trained from the command line"
+    st.markdown(f"Run {run.id} · {how} · "
                 + (f"registered **{plain(made)}**" if made else f"registered no version ({run.status})"))
     url = names.mlflow_run_url(resources.settings().mlflow_ui_url, experiment_id=run.mlflow_experiment_id,
                                run_id=run.mlflow_run_id)

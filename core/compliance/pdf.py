@@ -9,6 +9,8 @@ The JSON report keeps every digit; the PDF is for reading.
 from __future__ import annotations
 
 import io
+import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,15 @@ def _fonts() -> Path:
 AUDIT_DETAILS_SHOWN = 300  # characters of an event's details; the JSON report has them whole
 
 
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
 def _text(value: Any) -> str:
+    if isinstance(value, str) and _ISO_TIME.match(value):  # the JSON's ISO times, to the second
+        try:
+            return formats.value(datetime.fromisoformat(value))
+        except ValueError:
+            return value
     return formats.value(value)
 
 
@@ -51,7 +61,7 @@ class _Doc:
         pdf.set_font("DejaVu", "B", 16)
         pdf.multi_cell(0, 9, f"Compliance report — {ident['model']} version {ident['version']}",
                        new_x="LMARGIN", new_y="NEXT")
-        self.line(f"Generated {ident['report_time']} by LeanOps", size=9)
+        self.line(f"Generated {_text(ident['report_time'])} by LeanOps", size=9)
 
     def line(self, text: str, *, size: float = 9, style: str = "") -> None:
         self.pdf.set_font("DejaVu", style, size)
@@ -111,7 +121,7 @@ def _identity(doc: _Doc, s: dict[str, Any]) -> None:
 
 def _model_card(doc: _Doc, s: dict[str, Any]) -> None:
     doc.pairs([("intended use", s["intended_use"] or None), ("limitations", s["limitations"] or None),
-               ("owner", s["owner"] or None), ("last edited", f"{s['updated_at']} by {s['updated_by']}"
+               ("owner", s["owner"] or None), ("last edited", f"{_text(s['updated_at'])} by {s['updated_by']}"
                                                 if s["updated_by"] else None)])
 
 
@@ -125,7 +135,7 @@ def _training_data(doc: _Doc, s: dict[str, Any]) -> None:
         doc.table(["column", "dtype"], [[c["name"], c["dtype"]] for c in s["columns"]], widths=(95, 95))
     cert = s["certificate"]
     if cert is not None:
-        doc.subheading(f"Quality certificate: {'PASSED' if cert['passed'] else 'FAILED'} ({cert['at']})")
+        doc.subheading(f"Quality certificate: {'PASSED' if cert['passed'] else 'FAILED'} ({_text(cert['at'])})")
         doc.table(["check", "column", "verdict", "observed", "expected"],
                   [[c["check"], c["column"], "PASS" if c["passed"] else "FAIL", c["observed"], c["expected"]]
                    for c in cert["checks"]], widths=(35, 35, 18, 51, 51))
@@ -167,13 +177,13 @@ def _evaluation(doc: _Doc, s: dict[str, Any]) -> None:
 
 def _gates(doc: _Doc, s: dict[str, Any]) -> None:
     if s["evaluated"]:
-        doc.line(f"Latest evaluation ({s['context']}, {s['evaluated_at']}): "
+        doc.line(f"Latest evaluation ({s['context']}, {_text(s['evaluated_at'])}): "
                  f"{'ALL GATES PASSED' if s['passed'] else 'GATES FAILED'}", size=9, style="B")
         doc.table(["check", "observed", "required", "verdict", "detail"],
                   [[c["name"], c["observed"], c["required"], c["verdict"].upper(), c["detail"]] for c in s["checks"]],
                   widths=(45, 30, 30, 20, 65))
     for move in s["forced_promotions"]:
-        doc.line(f"FORCED PROMOTION {move['ts']} by {move['actor']}: {move['reason']} "
+        doc.line(f"FORCED PROMOTION {_text(move['ts'])} by {move['actor']}: {move['reason']} "
                  f"(failed: {', '.join(move['failed_checks']) or '—'})", size=9, style="B")
     if s["history"]:
         doc.subheading("Evaluations")
@@ -184,7 +194,7 @@ def _gates(doc: _Doc, s: dict[str, Any]) -> None:
 def _approvals(doc: _Doc, s: dict[str, Any]) -> None:
     doc.line(f"Approved by: {', '.join(s['approvers']) or '—'}", size=9, style="B")
     for req in s["requests"]:
-        doc.subheading(f"Request {req['id']} by {req['requested_by']} ({req['created_at']}): {req['status']}")
+        doc.subheading(f"Request {req['id']} by {req['requested_by']} ({_text(req['created_at'])}): {req['status']}")
         if req["reason"]:
             doc.line(f"Reason: {req['reason']}")
         doc.table(["approver", "decision", "when", "comment"],
@@ -249,7 +259,8 @@ def _audit(doc: _Doc, s: dict[str, Any]) -> None:
                f"Audit chain verified: BROKEN at event {chain['first_bad']}")
     doc.line(f"{verdict} ({chain['reason']}; {chain['checked']} events checked)", size=10, style="B")
     if cp := s.get("checkpoint"):
-        doc.line(f"Latest signed checkpoint {cp['n']}: event {cp['seq']}, hash {cp['hash']}, at {cp['time']}", size=8)
+        doc.line(f"Latest signed checkpoint {cp['n']}: event {cp['seq']}, hash {cp['hash']}, "
+                 f"at {_text(cp['time'])}", size=8)
         doc.line(f"Ed25519 signature {cp['signature']}", size=7)
     else:
         doc.line("No signed checkpoint of the audit chain yet", size=8)

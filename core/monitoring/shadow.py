@@ -26,8 +26,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, desc, select
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy import desc, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
 from core.actors import Actor, system_actor
@@ -35,9 +35,10 @@ from core.alerts import notify
 from core.auth import require
 from core.errors import NotFound
 from core.platform import aliases
-from core.platform.aliases import CHALLENGER, CHAMPION, SHADOW
+from core.platform.aliases import CHALLENGER, CHAMPION
+from core.serving import prediction_store
 from core.settings import Settings
-from db.models import AliasMove, AuditEvent, Feedback, PredictionLog, utcnow
+from db.models import AliasMove, AuditEvent, utcnow
 
 log = logging.getLogger("leanops.shadow")
 ACTOR = system_actor("shadow")
@@ -176,18 +177,9 @@ def compare(session: Session, settings: Settings, *, actor: Actor, model: str, n
                           reasons=(f"{model} has no {missing}: nothing to compare",))
     task = task_of(session, model=model, version=challenger)
     since = challenger_since(session, model=model, version=challenger)
-    shadow, main = aliased(PredictionLog), aliased(PredictionLog)
-    query = (select(shadow.ts, shadow.request_id, shadow.output, shadow.latency_ms, main.output, main.latency_ms,
-                    Feedback.label)
-             .join(main, and_(main.request_id == shadow.request_id, main.record_index == shadow.record_index,
-                              main.model == model, main.alias == CHAMPION, main.version == champion))
-             .outerjoin(Feedback, and_(Feedback.request_id == shadow.request_id,
-                                       Feedback.record_index == shadow.record_index, Feedback.model == model))
-             .where(shadow.model == model, shadow.alias == SHADOW, shadow.version == challenger)
-             .order_by(desc(shadow.id)).limit(MAX_PAIRS))
-    if since is not None:
-        query = query.where(shadow.ts >= since)
-    rows = list(session.execute(query).all())
+    # the hot table and the Parquet partitions: a challenger runs for days, its early pairs long compacted
+    rows = prediction_store.shadow_pairs(session, settings.data_store, model=model, champion=champion,
+                                         challenger=challenger, since=since, limit=MAX_PAIRS)
     return summarise(rows, model=model, task=task, champion=champion, challenger=challenger, since=since,
                      now=now, rules=rules)
 

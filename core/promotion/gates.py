@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
-from core import audit, policy
+from core import audit, formats, policy
 from core.actors import Actor
 from core.auth import person_behind
 from core.errors import PolicyBlocked
@@ -77,7 +77,8 @@ def _approvals(session: Session, model: str, version: int) -> tuple[str, ...]:
 
 
 def blocked_message(model: str, version: int, result: policy.GateResult) -> str:
-    failing = "; ".join(f"{c.name}: {c.observed} (needs {c.required})" for c in result.failed())
+    failing = "; ".join(f"{c.name}: {formats.value(c.observed)} (needs {formats.value(c.required)})"
+                        for c in result.failed())  # 0.412, not 0.41234567890123456
     return f"{model} v{version} cannot be promoted: {failing}"
 
 

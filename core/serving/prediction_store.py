@@ -43,7 +43,7 @@ from core import audit
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform import leases
-from core.platform.aliases import SHADOW
+from core.platform.aliases import CHAMPION, SHADOW
 from core.platform.database import transaction
 from core.platform.storage import TMP_PREFIX, LocalStore, S3Store, Store
 from db.models import PredictionLog, utcnow
@@ -494,7 +494,8 @@ def recent(factory: sessionmaker[Session] | Session, store: Store, *, model: str
 def count(factory: sessionmaker[Session] | Session, store: Store, *, model: str | None = None,
           version: int | None = None) -> int:
     """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted; the challenger's
-    shadow rows are not counted. Reads one or two small columns of each partition file."""
+    shadow rows are not counted. Local files are counted as one dataset: a row group whose statistics settle
+    the condition (one alias, one version) is counted from its footer, unread."""
     query = select(func.count()).select_from(PredictionLog).where(PredictionLog.alias != SHADOW)
     condition = pc.field("alias") != SHADOW
     if model:
@@ -503,7 +504,11 @@ def count(factory: sessionmaker[Session] | Session, store: Store, *, model: str 
         query = query.where(PredictionLog.version == version)
         condition = condition & (pc.field("version") == version)
     total = _execute(factory, query)[0][0] or 0
-    for key in list_files(store, f"{ROOT}/{model}" if model else ROOT):
+    keys = list_files(store, f"{ROOT}/{model}" if model else ROOT)
+    if isinstance(store, LocalStore) and keys:
+        return int(total + ds.dataset([str(store.path(k)) for k in keys], format="parquet").count_rows(
+            filter=condition))
+    for key in keys:
         total += read_file(store, key, columns=["alias"], filters=condition).num_rows
     return int(total)
 
@@ -620,6 +625,64 @@ def labelled_compacted(session: Session, store: Store, *, model: str, version: i
             if record in labels:
                 out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[record]))
     return out
+
+
+def shadow_pairs(session: Session, store: Store, *, model: str, champion: int, challenger: int,
+                 since: datetime | None, limit: int) -> list[tuple[datetime, str, Any, float, Any, float, Any]]:
+    """(time, request id, challenger output, challenger ms, champion output, champion ms, label or None) of the
+    newest ``limit`` records the challenger scored in shadow since ``since``, paired with the champion's answer
+    to the same record: from the hot table and the partitions (the challenger's rows first, then the
+    champion's rows of those request ids only, four columns each)."""
+    from sqlalchemy.orm import aliased
+
+    from db.models import Feedback
+
+    shadow, main = aliased(PredictionLog), aliased(PredictionLog)
+    query = (select(shadow.ts, shadow.request_id, shadow.output, shadow.latency_ms, main.output, main.latency_ms,
+                    Feedback.label, shadow.record_index)
+             .join(main, and_(main.request_id == shadow.request_id, main.record_index == shadow.record_index,
+                              main.model == model, main.alias == CHAMPION, main.version == champion))
+             .outerjoin(Feedback, and_(Feedback.request_id == shadow.request_id,
+                                       Feedback.record_index == shadow.record_index, Feedback.model == model))
+             .where(shadow.model == model, shadow.alias == SHADOW, shadow.version == challenger)
+             .order_by(desc(shadow.ts), desc(shadow.id)).limit(limit))
+    if since is not None:
+        query = query.where(shadow.ts >= since)
+    # keyed by record: one that a compactor is moving is in a file before it leaves the table (seen twice)
+    out: dict[tuple[str, int], Any] = {(row[1], row[7]): tuple(row[:7]) for row in session.execute(query)}
+    keys = (list_files(store, f"{ROOT}/{model}") if since is None
+            else _partition_files(store, model, since, utcnow() + timedelta(hours=1)))
+    wanted = ["request_id", "record_index", "ts", "output", "latency_ms"]
+    side = (pc.field("alias") == SHADOW) & (pc.field("version") == challenger)
+    if since is not None:
+        side = side & (pc.field("ts") >= pa.scalar(since, TS))
+    scored = [t for k in keys if (t := read_file(store, k, columns=wanted, filters=side)).num_rows]
+    if not scored:
+        return _newest(out, limit)
+    shadows = _frame_of(pa.concat_tables(scored, promote_options="permissive"), None)
+    shadows = shadows.sort_values("ts", ascending=False, kind="stable").head(limit)
+    ids = pa.array(shadows["request_id"].unique())
+    answered = (pc.field("alias") == CHAMPION) & (pc.field("version") == champion) & pc.field("request_id").isin(ids)
+    mains = [t for k in keys if (t := read_file(store, k, columns=wanted, filters=answered)).num_rows]
+    if not mains:
+        return _newest(out, limit)
+    pairs = shadows.merge(_frame_of(pa.concat_tables(mains, promote_options="permissive"), None),
+                          on=["request_id", "record_index"], suffixes=("", "_main"))
+    labels: dict[tuple[str, int], Any] = {}
+    unique = pairs["request_id"].unique().tolist()
+    for at in range(0, len(unique), 1000):
+        labels.update({(r.request_id, r.record_index): r.label for r in session.execute(
+            select(Feedback.request_id, Feedback.record_index, Feedback.label)
+            .where(Feedback.model == model, Feedback.request_id.in_(unique[at: at + 1000])))})
+    for row in pairs.itertuples(index=False):
+        record = (row.request_id, int(row.record_index))
+        out.setdefault(record, (row.ts.to_pydatetime(), row.request_id, _plain(row.output), float(row.latency_ms),
+                                _plain(row.output_main), float(row.latency_ms_main), labels.get(record)))
+    return _newest(out, limit)
+
+
+def _newest(pairs: dict[Any, Any], limit: int) -> list[Any]:
+    return sorted(pairs.values(), key=lambda row: row[0], reverse=True)[:limit]
 
 
 # -- export --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ click, `Roll back` restores the previous champion, and the timeline shows all th
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,8 @@ def test_promote_refuse_rollback_and_timeline(page: Page, dashboard: Dashboard) 
     wait_rerun(page)
     expect(page.get_by_test_id("stAlert").first).to_contain_text("cannot be promoted")
     expect(page.get_by_test_id("stAlert").first).to_contain_text("metric f1")
+    # the gate value as people read it (issue 19): "metric f1: 0.412 (needs …)", not 0.41234567890123456
+    expect(page.get_by_test_id("stAlert").first).to_contain_text(re.compile(r"metric f1: 0\.\d{1,3} \(needs"))
 
     choose(page, "Version", "v2")
     page.get_by_role("button", name="Promote to production").click()

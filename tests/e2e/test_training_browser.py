@@ -4,10 +4,12 @@ search run registers its best candidate."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from core.workspace.demo import churn_frame
@@ -75,8 +77,10 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     assert any(word in s for s in stages for word in later), stages
     assert navigations == [], navigations
     wait_idle(page)
-    expect(page.get_by_text("Job #1 registered churn version 1.")).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("Run 1 · check_circle succeeded")).to_be_visible()
+    expect(page.get_by_text("Job #1 registered churn version 1 (run 1).")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("heading", name=re.compile(r"^churn v1 · random forest · f1 0\.\d+ · \d+ s ago"))) \
+        .to_be_visible()
+    expect(page.get_by_text("Run 1 · ran as job #1 · registered churn v1")).to_be_visible()
     expect(page.get_by_test_id("stMetricValue").first).to_be_visible()
     assert page.get_by_test_id("stMetric").filter(has_text="f1").count() == 1
     charts = page.get_by_test_id("stPlotlyChart")
@@ -95,6 +99,63 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     stages = watch_progress(page)
     assert len(stages) >= 2, stages  # (a quick search may finish its candidates between two refreshes)
     wait_idle(page)
-    expect(page.get_by_text("Job #2 registered churn version 2.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Job #2 registered churn version 2 (run 2).")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Grid search: 3 candidates, 3-fold CV; the best was registered")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "training-search-run.png"), full_page=True)
+
+
+def cli(dashboard: Dashboard, *args: str) -> None:
+    done = subprocess.run([sys.executable, "cli.py", *args], cwd=ROOT, env=dashboard.env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("dashboard", [{"LEANOPS_MLFLOW_UI_URL": "http://mlflow.example:5000/"}], indirect=True)
+def test_runs_table_and_parameter_diff(page: Page, dashboard: Dashboard) -> None:
+    """Issue 19 items 7–8: runs named by version, a column chooser, only the parameters that differ (in
+    words), a compare table that fits 1,400 px, a link to MLflow's UI, and a pick that survives reruns."""
+    csv = dashboard.home / "churn.csv"
+    churn_frame().to_csv(csv, index=False)
+    cli(dashboard, "dataset", "add", "churn", str(csv))
+    cli(dashboard, "train", "--dataset", "churn", "--target", "churn", "--model", "linear", "--param", "C=0.5")
+    cli(dashboard, "train", "--dataset", "churn", "--target", "churn", "--model", "linear", "--seed", "7")
+    page.set_viewport_size({"width": 1400, "height": 3000})
+    login(page, dashboard.url, *ADMIN)
+    goto_page(page, "Training")
+
+    runs = page.get_by_test_id("stDataFrame").first
+    expect(runs).to_contain_text("churn v2")
+    expect(runs).to_contain_text("logistic regression")
+    page.get_by_role("combobox", name="Columns", exact=True).click()
+    page.get_by_role("option", name="C", exact=True).click()  # a hyperparameter as a column
+    wait_rerun(page)
+    page.keyboard.press("Escape")
+    expect(runs.locator("th", has_text=re.compile(r"^C$"))).to_have_count(1)
+
+    # Compare (the two newest by default): metrics side by side, then only C and seed, marked "different".
+    diff = page.get_by_test_id("stDataFrame").last
+    expect(page.get_by_text("Parameters and settings that differ between these runs")).to_be_visible()
+    rows = diff.locator("tbody tr")  # the grid's accessible table (the cells themselves are drawn on a canvas)
+    expect(rows).to_have_count(2)
+    # parameter · churn v2 · churn v1 · comparison
+    assert [r.text_content() for r in rows.all()] == ["seed" "7" "42" "different", "C" "1.0" "0.5" "different"]
+    expect(diff).to_contain_text("different")
+    expect(diff).not_to_contain_text("same")
+    for frame in page.get_by_test_id("stDataFrame").all():  # nothing scrolls sideways at 1,400 px
+        width, room = frame.locator(".dvn-scroller").evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert width <= room, (width, room)
+
+    link = page.get_by_role("link", name="Open in MLflow")
+    expect(link).to_have_attribute("href", re.compile(r"^http://mlflow\.example:5000/#/experiments/\d+/runs/\w+$"))
+
+    # The pick stays put although time passes between reruns (a label saying "42 s ago" would not).
+    page.get_by_role("combobox", name="Run", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^churn v1 · ")).click()
+    wait_rerun(page)
+    time.sleep(1.5)
+    page.get_by_text("Show the parameters that are the same too").click()
+    wait_rerun(page)
+    expect(page.get_by_role("heading", name=re.compile(r"^churn v1 · logistic regression"))).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").last).to_contain_text("same")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "after-training-compare-browser.png"), full_page=True)

@@ -41,6 +41,8 @@ def test_blocked_then_promoted_then_rolled_back(open_page, trained):
     version_box.select(2).run()
     click(at, "Promote to production")
     assert "cannot be promoted" in at.error[0].value and "metric f1" in at.error[0].value
+    import re  # the refusal names the value as people read it: "metric f1: 0.412", never 16 digits
+    assert re.search(r"metric f1: 0\.\d{1,3} \(needs ", at.error[0].value), at.error[0].value
     assert champion(trained) is None
 
     next(s for s in at.selectbox if s.label == "Version").select(1).run()

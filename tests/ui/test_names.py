@@ -15,8 +15,16 @@ NOW = datetime.now(UTC)
 
 def test_a_run_that_registered_a_version_is_named_by_it_kind_score_and_age():
     label = names.run_label(run_id=2, model="credit", version=3, kind="random_forest", task="classification",
-                            metric="f1", score=0.73125, when=NOW - timedelta(hours=2, minutes=1))
+                            metric="f1", score=0.73125, when=NOW - timedelta(hours=2, minutes=1), relative=True)
     assert label == "credit v3 · random forest · f1 0.731 · 2 h ago"
+
+
+def test_a_picker_s_label_names_the_date_so_it_does_not_change_between_reruns():
+    """Streamlit keeps a picker's choice by its label: "42 s ago" becoming "43 s ago" dropped the user's pick."""
+    when = datetime(2026, 11, 30, 8, 46, 5, tzinfo=UTC)
+    label = names.run_label(run_id=2, model="credit", version=3, kind="random_forest", task="classification",
+                            metric="f1", score=0.73125, when=when)
+    assert label == "credit v3 · random forest · f1 0.731 · 2026-11-30 08:46"
 
 
 @pytest.mark.parametrize(("status", "expected"), [
@@ -26,7 +34,7 @@ def test_a_run_that_registered_a_version_is_named_by_it_kind_score_and_age():
 ])
 def test_a_run_without_a_version_is_named_by_its_run_number_and_says_why(status, expected):
     assert names.run_label(run_id=7, model="credit", version=None, kind="random_forest", status=status,
-                           when=NOW - timedelta(minutes=5, seconds=2)) == expected
+                           when=NOW - timedelta(minutes=5, seconds=2), relative=True) == expected
 
 
 @pytest.mark.parametrize(("kind", "task", "expected"), [
@@ -56,7 +64,7 @@ def test_a_training_job_names_the_version_and_run_it_made():
     assert names.made_by_job({"model_name": "churn", "model_version": 3, "training_run": 5}) == "churn v3 (run 5)"
     assert names.made_by_job({"model_name": "churn", "model_version": 3}) == "churn v3"
     assert names.made_by_job({"checked": 10}) == "" and names.made_by_job(None) == ""
-    assert names.job_label(4) == "job #4"
+    assert names.job_label(4) == "job #4" and names.job_label(None) == "command line"
 
 
 def test_the_mlflow_link_needs_an_address_an_experiment_and_a_run():

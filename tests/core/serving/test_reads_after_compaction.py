@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -120,3 +121,48 @@ def test_retention_keeps_the_labels_of_compacted_predictions(factory, tmp_path: 
         assert sorted(predictions.feedback_for(session, request_id=rid) for rid in young) == [[1]] * 3
         assert predictions.feedback_for(session, request_id="legacy-id-with-no-time") == [1]
     assert len(kept) == 3
+
+
+def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> None:
+    """The challenger's shadow comparison pairs its rows with the champion's answers to the same records; a
+    challenger runs for days, so most pairs are compacted by the time it is judged."""
+    import numpy as np
+    from sqlalchemy import Table, insert
+
+    from core.serving.predictions import Served
+    from db.models import PredictionLog
+
+    store = LocalStore(tmp_path)
+    items = []
+    for hours_ago, n in ((3, 8), (0.1, 3)):
+        at = NOW - timedelta(hours=hours_ago)
+        for i in range(n):
+            rid = prediction_store.new_request_id(at)
+            cols = {"age": np.array([30.0 + i, 40.0 + i]), "plan": np.array(["basic", "pro"], dtype=object)}
+            items.append(Served(rid, at, "churn", "champion", 3, cols, [i % 2, 1], 2.0))
+            items.append(Served(rid, at, "churn", "shadow", 4, cols, [1, 1], 5.0))
+    items.append(Served(prediction_store.new_request_id(NOW), NOW - timedelta(hours=3), "churn", "shadow", 4,
+                        {"age": np.array([1.0]), "plan": np.array(["x"], dtype=object)}, [0], 5.0))  # no champion row
+    with transaction(factory) as session:
+        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(items))
+        session.add(Feedback(request_id=items[0].request_id, record_index=1, model="churn", label=0, created_by="t",
+                             ts=utcnow()))
+
+    def pairs(since=None) -> list:
+        with factory() as session:
+            return sorted(prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4,
+                                                        since=since, limit=1000), key=lambda row: (row[1], str(row[4]), str(row[6])))
+
+    before = pairs()
+    assert len(before) == 22 and sum(row[6] is not None for row in before) == 1
+    compact(factory, store)
+    assert hot(factory) == 12
+    after = pairs()
+    assert [(r[1], r[2], r[3], r[4], r[5], r[6]) for r in after] == [(r[1], r[2], r[3], r[4], r[5], r[6])
+                                                                     for r in before]
+    assert len(pairs(since=NOW - timedelta(hours=1))) == 6
+    with factory() as session:
+        newest = prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4, since=None,
+                                               limit=5)
+    assert len(newest) == 5 and min(r[0] for r in newest) >= max(r[0] for r in after if r[0] not in
+                                                                 {n[0] for n in newest})
