@@ -32,12 +32,14 @@ cursors: list = st.session_state["audit_cursors"]
 total = queries.audit_count(where)
 page = queries.audit_page(where, cursors[-1], who)
 st.caption(f"{total:,} matching events · page {len(cursors)} of {max(1, -(-total // 50)):,}")
-DETAILS_SHOWN = 60  # characters of details that fit their column; the whole event opens below the table
+DETAILS_SHOWN = 72  # characters of details that fit their column; the whole event opens below the table
 st.dataframe(page.assign(details=page["details"].map(
                  lambda d: formats.shorten(formats.value(json.loads(d)), DETAILS_SHOWN))),
              hide_index=True, width="stretch", height=min(38 + 35 * len(page), 600),
              column_config={"#": st.column_config.NumberColumn(width=50),
                             "time": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss", width=150),
+                            "actor": st.column_config.TextColumn(width="medium"),  # system:schedule:… is long
+                            "action": st.column_config.TextColumn(width="medium"),
                             "details": st.column_config.TextColumn("details", width="large",
                                                                    help="cut with … : pick the event below to "
                                                                         "read all of it")})

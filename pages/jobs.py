@@ -53,6 +53,8 @@ if table.empty:
 else:
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"seconds": st.column_config.NumberColumn(format="%.1f"),
+                                "made": st.column_config.TextColumn(width="medium", help="the version (and run) "
+                                                                    "a training job registered"),
                                 "status": st.column_config.TextColumn("status", help="succeeded, failed or cancelled")})
     # Keyed: a new finished job changes the options, and an unkeyed picker would reset to nothing.
     chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job",

@@ -89,6 +89,6 @@ def test_long_details_are_cut_with_an_ellipsis_and_open_whole(open_page, factory
         audit.record(s, cli_actor(), "policy.saved", "policy:default", details)
     at = open_page("pages/audit.py", role="admin")
     row = at.dataframe[0].value.set_index("action").loc["policy.saved"]  # (opening the page adds a user first)
-    assert row["details"].endswith("…") and len(row["details"]) <= 60 and row["details"].startswith("diff: - requ")
+    assert row["details"].endswith("…") and len(row["details"]) <= 72 and row["details"].startswith("diff: - requ")
     at.selectbox(key="audit-details").select(int(row["#"])).run()
     assert json.loads(at.json[0].value) == details

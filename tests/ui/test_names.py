@@ -15,7 +15,7 @@ NOW = datetime.now(UTC)
 
 def test_a_run_that_registered_a_version_is_named_by_it_kind_score_and_age():
     label = names.run_label(run_id=2, model="credit", version=3, kind="random_forest", task="classification",
-                            metric="f1", score=0.73125, when=NOW - timedelta(hours=2, minutes=1), relative=True)
+                            metric="f1", score=0.73125, when=datetime.now(UTC) - timedelta(hours=2, minutes=1), relative=True)
     assert label == "credit v3 · random forest · f1 0.731 · 2 h ago"
 
 
@@ -34,7 +34,7 @@ def test_a_picker_s_label_names_the_date_so_it_does_not_change_between_reruns():
 ])
 def test_a_run_without_a_version_is_named_by_its_run_number_and_says_why(status, expected):
     assert names.run_label(run_id=7, model="credit", version=None, kind="random_forest", status=status,
-                           when=NOW - timedelta(minutes=5, seconds=2), relative=True) == expected
+                           when=datetime.now(UTC) - timedelta(minutes=5, seconds=2), relative=True) == expected
 
 
 @pytest.mark.parametrize(("kind", "task", "expected"), [

@@ -150,8 +150,9 @@ def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> 
 
     def pairs(since=None) -> list:
         with factory() as session:
-            return sorted(prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4,
-                                                        since=since, limit=1000), key=lambda row: (row[1], str(row[4]), str(row[6])))
+            found = prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4,
+                                                  since=since, limit=1000)
+        return sorted(found, key=lambda row: (row[1], str(row[4]), str(row[6])))
 
     before = pairs()
     assert len(before) == 22 and sum(row[6] is not None for row in before) == 1
