@@ -57,7 +57,8 @@ chosen = st.selectbox("Version", [v.version for v in versions], format_func=lamb
 version = next(v for v in versions if v.version == chosen)
 made_by = training_queries.run_detail(version.run_id)  # run ↔ job ↔ version, both ways (issue 19)
 if st.button(f"Trained by {plain(names.label_of(made_by, relative=True))} "
-             f"(run {made_by.id}, {names.job_label(made_by.job_id)})", key="reg-open-run", type="tertiary", icon=":material/arrow_outward:", help="open this run in Training"):
+             f"(run {made_by.id}, {names.job_label(made_by.job_id)})", key="reg-open-run", type="tertiary",
+             icon=":material/arrow_outward:", help="open this run in Training"):
     training_view.open_run(made_by.id)
 champion = next((v for v in versions if v.version == row.champion), None)
 registry_view.metric_deltas(version, champion)

@@ -49,8 +49,8 @@ live()
 for finished in st.session_state.pop("tr-done", []):
     if finished.status == "succeeded":
         r = finished.result or {}
-        st.success(message(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')} "
-                           f"(run {r.get('training_run')})."))
+        st.success(message(f"Job #{finished.id} registered {r.get('model_name')} version {r.get('model_version')}. "
+                           f"Its run ({r.get('training_run')}) is shown below."))
     else:
         st.error(f"Job #{finished.id} {finished.status}: {message(finished.error)}")
 

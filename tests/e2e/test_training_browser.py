@@ -77,7 +77,8 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     assert any(word in s for s in stages for word in later), stages
     assert navigations == [], navigations
     wait_idle(page)
-    expect(page.get_by_text("Job #1 registered churn version 1 (run 1).")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Job #1 registered churn version 1. Its run (1) is shown below.")) \
+        .to_be_visible(timeout=30_000)
     expect(page.get_by_role("heading", name=re.compile(r"^churn v1 · random forest · f1 0\.\d+ · \d+ s ago"))) \
         .to_be_visible()
     expect(page.get_by_text("Run 1 · ran as job #1 · registered churn v1")).to_be_visible()
@@ -99,7 +100,8 @@ def test_launch_watch_and_inspect_a_training_run(page: Page, dashboard: Dashboar
     stages = watch_progress(page)
     assert len(stages) >= 2, stages  # (a quick search may finish its candidates between two refreshes)
     wait_idle(page)
-    expect(page.get_by_text("Job #2 registered churn version 2 (run 2).")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("Job #2 registered churn version 2. Its run (2) is shown below.")) \
+        .to_be_visible(timeout=30_000)
     expect(page.get_by_text("Grid search: 3 candidates, 3-fold CV; the best was registered")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "training-search-run.png"), full_page=True)
 

@@ -15,7 +15,8 @@ NOW = datetime.now(UTC)
 
 def test_a_run_that_registered_a_version_is_named_by_it_kind_score_and_age():
     label = names.run_label(run_id=2, model="credit", version=3, kind="random_forest", task="classification",
-                            metric="f1", score=0.73125, when=datetime.now(UTC) - timedelta(hours=2, minutes=1), relative=True)
+                            metric="f1", score=0.73125, when=datetime.now(UTC) - timedelta(hours=2, minutes=1),
+                            relative=True)
     assert label == "credit v3 · random forest · f1 0.731 · 2 h ago"
 
 
