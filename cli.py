@@ -543,7 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--workers", type=_workers, default=1, metavar="N",
                    help="processes serving on the one port, each with its own model cache and log writer "
-                        "(default 1; about one per CPU core)")
+                        "(default 1: one process micro-batches every concurrent request together, the least CPU "
+                        "per prediction; more help only when CPUs sit idle)")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")

@@ -47,8 +47,6 @@ FRAME = struct.Struct("<II")  # payload length, crc32 of the payload
 SUFFIX = ".seg"
 NEW_PREFIX = ".new-"  # a segment being created: locked, then renamed to its final name
 Durability = Literal["fsync", "batch"]
-GROUP_QUIET = 0.0005  # seconds without a new record after which the flusher syncs (see Journal._gather)
-GROUP_ROUNDS = int(os.environ.get("LEANOPS_X_GROUP", 6))  # XXX experiment
 
 
 def segments_folder(home: Path) -> Path:
@@ -281,10 +279,6 @@ class Journal:
                     self._wake.wait(self.batch_interval)
                 while not self._work() and not self._closing:
                     self._wake.wait(min(1.0, self.segment_seconds / 4))
-                seen = self._seq
-            if self.durability == "fsync":
-                self._gather(seen)
-            with self._lock:
                 closing = self._closing
                 if self._due() or closing:
                     self._rotate(final=closing)
@@ -318,17 +312,6 @@ class Journal:
                                     segment.path.name, segment.appended - segment.committed)
                     self._segments.clear()
                     return
-
-    def _gather(self, seen: int) -> None:
-        """Group commit: the requests of one micro-batch are answered together and append one after
-        another on the event loop, a fraction of a millisecond apart. Syncing at the first would make
-        the rest wait for a second fsync; so sleep while records keep arriving, each pause
-        ``GROUP_QUIET``, at most ``GROUP_ROUNDS`` of them (a lone request pays one pause)."""
-        for _ in range(GROUP_ROUNDS):
-            time.sleep(GROUP_QUIET)
-            if self._seq == seen or self._closing:
-                return
-            seen = self._seq
 
     def _work(self) -> bool:
         """Something for the flusher: records to sync (fsync mode), a rotation, a segment to delete."""
