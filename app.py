@@ -4,8 +4,8 @@ Served by ``streamlit run dashboard.py`` (which adds the login route beside it);
 """
 
 from collections.abc import Callable
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 import streamlit as st
 

@@ -217,9 +217,9 @@ def _clean_up(factory: sessionmaker[Session], store: mlflow_store.Store, *, job_
         job = session.get(Job, job_id)
         if job is None or job.status not in FINISHED:
             return []
-        left = [(row.id, row.mlflow_run_id, row.model_name) for row in session.scalars(
+        left = [(row.mlflow_run_id, row.model_name) for row in session.scalars(
             select(TrainingRun).where(TrainingRun.job_id == job_id, TrainingRun.status == "running"))]
-    for run_id, mlflow_run, name in left:
+    for mlflow_run, name in left:
         if mlflow_run is None:  # no MLflow run recorded: no version can exist (reconcile fails a stray run)
             continue
         for number in mlflow_store.versions_of_run(store, name=name, run_id=mlflow_run):

@@ -85,7 +85,8 @@ def test_cron_words_say_what_the_scheduler_does() -> None:
 def test_crontab_day_numbers_keep_their_meaning_for_the_scheduler(field: str, days: str) -> None:
     """APScheduler 3 counts 0 = Monday even in from_crontab: "1-5" there fires Tuesday to Saturday."""
     assert schedules.crontab_days(field) == days
-    week = [cron_trigger(f"0 9 * * {field}").get_next_fire_time(None, datetime(2026, 11, 29, tzinfo=UTC) + timedelta(days=i))
+    sunday = datetime(2026, 11, 29, tzinfo=UTC)
+    week = [cron_trigger(f"0 9 * * {field}").get_next_fire_time(None, sunday + timedelta(days=i))
             for i in range(7)]
     assert {f"{w:%a}".lower() for w in week} == (set(days.split(",")) if days != "*" else
                                                   {"sun", "mon", "tue", "wed", "thu", "fri", "sat"})

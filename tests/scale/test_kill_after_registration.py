@@ -17,7 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select, text
 
 from core.platform import job_queue, mlflow_store
