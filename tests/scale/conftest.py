@@ -19,10 +19,14 @@ from tests.support.s3 import S3Server
 
 
 @pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its request log goes to a file: a pipe nobody reads fills up (64 KB of log lines) and the server then
+    # blocks on its next write, so every later S3 call of the session times out.
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=sink)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -31,7 +35,7 @@ def s3_server() -> Iterator[S3Server]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"moto S3 server did not start: {proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(f"moto S3 server did not start: {log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.2)
     yield S3Server(f"http://127.0.0.1:{port}")
     proc.terminate()
