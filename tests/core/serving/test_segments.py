@@ -44,6 +44,29 @@ def test_a_record_reads_back_as_the_same_rows() -> None:
     assert predictions.rows_of([back]) == predictions.rows_of([item])
 
 
+def test_columns_travel_as_arrow_and_older_json_frames_still_read() -> None:
+    """A frame holds its columns as an Arrow stream (no text per value on the request's path); a column
+    Arrow cannot type (mixed Python values) rides in the JSON head, and a segment written before, all
+    JSON, replays the same."""
+    cols = {"mixed": np.array([1, "x", None], dtype=object), "age": np.array([20.5, math.nan, 3.0]),
+            "plan": np.array(["a", None, "c"], dtype=object)}
+    item = Served("r2", utcnow(), "churn", "champion", 3, cols, [0, 1, 0], 1.0, "token:ci")
+    frame = encode(item)
+    payload = frame[segments.FRAME.size:]
+    assert payload[:1] == segments.ARROW_FRAME
+    (size,) = segments.HEAD.unpack_from(payload, 1)
+    head = segments.json.loads(payload[1 + segments.HEAD.size:1 + segments.HEAD.size + size])
+    assert list(head["c"]) == ["mixed"]  # only the column Arrow cannot type is text
+    old = segments.json.dumps({"r": "r2", "t": item.ts.isoformat(), "m": "churn", "a": "champion", "v": 3, "l": 1.0,
+                               "b": "token:ci", "o": [0, 1, 0],
+                               "c": {name: segments._column(values) for name, values in cols.items()}}).encode()
+    for got in (segments.decode(payload), segments.decode(old)):
+        assert list(got["columns"]) == ["mixed", "age", "plan"]
+        assert list(got["columns"]["mixed"]) == [1, "x", None] and list(got["columns"]["plan"]) == ["a", None, "c"]
+        assert np.array_equal(got["columns"]["age"], cols["age"], equal_nan=True)
+        assert got["columns"]["age"].dtype == np.float64 and got["outputs"] == [0, 1, 0]
+
+
 def test_requests_wait_for_one_shared_sync(tmp_path: Path) -> None:
     journal = Journal(tmp_path, durability="fsync")
     journal.start()
