@@ -8,13 +8,16 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
+from ui.charts import SERIES
+
 HEIGHT = 360
 FAIRNESS_KEYS = ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference")
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=HEIGHT, margin={"l": 10, "r": 10, "t": 40,
-                                                                                        "b": 10})
+    # the app's neutral series colours: the theme's first colour is red, which reads as "bad" on a chart
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, height=HEIGHT, colorway=SERIES,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
     return fig
 
 
