@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core import formats
 from core.training.catalog import KINDS
 from ui.components import ago
 
@@ -32,7 +33,7 @@ def kind_label(kind: str, task: str | None = None) -> str:
 
 def score_text(value: float | None) -> str:
     """A metric to the precision that matters: three significant digits (0.731, 12.4, −0.0521)."""
-    return "—" if value is None else f"{value:.3g}".replace("-", "−")
+    return formats.number(value).replace("-", "−")
 
 
 def run_label(*, run_id: int, model: str, version: int | None, kind: str, task: str | None = None,
