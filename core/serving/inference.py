@@ -229,7 +229,7 @@ class Predictor:
         outputs = result.outputs.tolist()
         if self.writer is not None:
             await self._log(Served(request_id, ts, name, alias, model.version, coerced.columns, outputs,
-                                   (predicted - started) * 1000, requested_by))
+                                   (predicted - started) * 1000, requested_by), coerced.arrow)
         logged = time.perf_counter()
         if self.shadow is not None and alias == CHAMPION:  # after the champion's rows: never delays them
             self.shadow.offer(model=name, champion_version=model.version, request_id=request_id, ts=ts,
@@ -241,15 +241,15 @@ class Predictor:
         return Answer(request_id, name, alias, model.version, outputs, proba, coerced.ignored,
                       {"validate": checked - started, "predict": predicted - checked, "log": logged - predicted})
 
-    async def _log(self, item: Served) -> None:
+    async def _log(self, item: Served, arrow: dict[str, Any] | None = None) -> None:
         writer = self.writer
         assert writer is not None  # called only when there is a log writer
-        ticket = writer.offer(item)
+        ticket = writer.offer(item, arrow)
         deadline, pause = time.monotonic() + self.log_wait, 0.001
         while ticket is None and time.monotonic() < deadline:  # back-pressure: the caller waits, nothing is dropped
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.05)
-            ticket = writer.offer(item)
+            ticket = writer.offer(item, arrow)
         if ticket is not None:
             await ticket.wait_async(self.log_wait)  # acknowledged only once durable in the journal
             return

@@ -212,12 +212,13 @@ class LogWriter:
         """Rows waiting to be written (queued and in the batch being written)."""
         return self._queued_rows + self._in_flight
 
-    def offer(self, item: Served | Refused) -> Ticket | None:
+    def offer(self, item: Served | Refused, arrow: dict[str, Any] | None = None) -> Ticket | None:
         """Queue ``item`` if there is room (a request bigger than the queue waits for it to be empty).
 
         Returns None when there is no room, else the ticket to wait on before answering: with a journal,
-        the served request's record is durable once it resolves (JournalFailed if it cannot be)."""
-        frame = encode(item) if self.journal is not None and isinstance(item, Served) else None
+        the served request's record is durable once it resolves (JournalFailed if it cannot be).
+        ``arrow``: the request's Arrow arrays of some columns (``Coerced.arrow``), for the journal."""
+        frame = encode(item, arrow) if self.journal is not None and isinstance(item, Served) else None
         with self._lock:
             if self._stopping:
                 raise LogFull("the prediction log is shutting down")

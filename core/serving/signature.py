@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
 from types import NoneType
@@ -76,6 +76,9 @@ class Coerced:
     columns: Columns
     rows: int
     ignored: tuple[str, ...]
+    # the request's own Arrow arrays of the columns whose values they hold exactly (strings), so the
+    # prediction journal frames them as they came instead of converting them back
+    arrow: dict[str, Any] = field(default_factory=dict)
 
 
 def _show(value: Any) -> str:
@@ -151,6 +154,7 @@ class InputSchema:
         column, so a 10,000-row batch is never turned into 10,000 dicts. Arrow columns whose type already
         matches the model's are converted without a Python object per value."""
         out: Columns = {}
+        arrow: dict[str, Any] = {}
         problems: list[RecordError] = []
         for col in self.columns:
             if col.name not in frame.columns:
@@ -162,14 +166,18 @@ class InputSchema:
                     out[col.name] = cast([None] * frame.rows, col) if self.typed else _infer([None] * frame.rows,
                                                                                           col.name)
                 continue
+            values = frame.columns[col.name]
             try:
-                out[col.name] = _column(frame.columns[col.name], col, self.typed)
+                out[col.name] = _column(values, col, self.typed)
             except RecordError as exc:
                 problems.append(exc)
+                continue
+            if _arrow_strings(values) and (col.type == "string" or not self.typed):  # read as they are
+                arrow[col.name] = values
         if problems:
             raise RecordError.of(problems)
         ignored = tuple(sorted(set(frame.columns) - set(self.names)))
-        return Coerced(out, frame.rows, ignored)
+        return Coerced(out, frame.rows, ignored, arrow)
 
     def frame(self, columns: Columns) -> pd.DataFrame:
         return pd.DataFrame({name: columns[name] for name in self.names}, copy=False)
@@ -190,6 +198,14 @@ def merge(parts: Sequence[Columns]) -> Columns:
 def split_rows(columns: Columns, rows: int, pieces: int) -> list[Columns]:
     bounds = np.linspace(0, rows, pieces + 1).astype(int)
     return [{k: v[a:b] for k, v in columns.items()} for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def _arrow_strings(values: Any) -> bool:
+    if isinstance(values, list):
+        return False
+    import pyarrow.types as pat
+
+    return pat.is_string(values.type) or pat.is_large_string(values.type)
 
 
 def _column(values: Any, col: Column, typed: bool) -> np.ndarray:

@@ -67,6 +67,26 @@ def test_columns_travel_as_arrow_and_older_json_frames_still_read() -> None:
         assert got["columns"]["age"].dtype == np.float64 and got["outputs"] == [0, 1, 0]
 
 
+def test_an_arrow_requests_own_string_columns_frame_as_the_converted_ones_would() -> None:
+    """An Arrow request's string columns are framed as they came (``Coerced.arrow``), not converted back
+    from Python objects; the frame replays as exactly the rows the converted columns give."""
+    import pyarrow as pa
+
+    from core.serving.signature import Column, Frame, InputSchema
+
+    request = Frame({"plan": pa.chunked_array([["basic", None], ["pro ✓"]]), "age": pa.array([20.5, None, 3.0]),
+                     "n": pa.array([1, 2, 3])}, 3)
+    schema = InputSchema((Column("plan", "string"), Column("age", "double"), Column("n", "long")), typed=True)
+    coerced = schema.coerce_frame(request)
+    assert set(coerced.arrow) == {"plan"}  # numbers are cast (long → a number column), so converted
+    item = Served("r3", utcnow(), "churn", "champion", 3, coerced.columns, [0, 1, 0], 1.0, "token:ci")
+    for frame in (encode(item, coerced.arrow), encode(item)):
+        back = Served(**segments.decode(frame[segments.FRAME.size:]))
+        assert predictions.rows_of([back]) == predictions.rows_of([item])
+    assert list(Served(**segments.decode(encode(item, coerced.arrow)[segments.FRAME.size:])).columns["plan"]) \
+        == ["basic", None, "pro ✓"]
+
+
 def test_requests_wait_for_one_shared_sync(tmp_path: Path) -> None:
     journal = Journal(tmp_path, durability="fsync")
     journal.start()
