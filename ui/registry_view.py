@@ -177,7 +177,14 @@ def shadow_panel(model: str, who: Actor) -> None:
                 f"champion {_num(found.champion_latency_ms)} ms, challenger {_num(found.challenger_latency_ms)} ms")
     for reason in found.reasons:
         st.caption(plain(reason))
-    st.caption("No label-free estimate yet: the scores are realised metrics on the records with feedback labels.")
+    if found.champion_estimate or found.challenger_estimate:
+        st.caption(f"Estimated {found.metric} without labels (CBPE or DLE, on the champion's records of the last "
+                   f"day, both versions on the same records): champion {_band(found.champion_estimate)}, "
+                   f"challenger {_band(found.challenger_estimate)}. The paired labels decide; the estimates "
+                   "only when shadow.max_days passes without enough labels and performance.use_estimate is on.")
+    else:
+        st.caption("No label-free estimate: the versions stored no estimator, or there is no recent traffic. "
+                   "The scores are realised metrics on the records with feedback labels.")
     days = pd.DataFrame(found.days)
     if len(days):
         long = days.melt(id_vars="day", value_vars=["agreement", "champion_score", "challenger_score"],
@@ -191,3 +198,9 @@ def shadow_panel(model: str, who: Actor) -> None:
 
 def _num(value: float | None) -> str:
     return formats.number(value)
+
+
+def _band(estimate: dict[str, float] | None) -> str:
+    if not estimate:
+        return "none"
+    return f"{_num(estimate['value'])} (band {_num(estimate['lower'])}–{_num(estimate['upper'])})"

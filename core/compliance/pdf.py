@@ -221,6 +221,8 @@ def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
                 + f" on {perf['labelled']} labels" if perf else None)])
     if latest := drift["latest"]:
         _latest_check(doc, latest)
+    if shadow := s.get("shadow"):
+        _shadow(doc, shadow)
     if s["alerts"]:
         doc.subheading("Alerts")
         doc.table(["time", "condition", "severity", "title", "delivery"],
@@ -251,6 +253,27 @@ def _latest_check(doc: _Doc, latest: dict[str, Any]) -> None:
         doc.table(["metric (estimated without labels)", "estimate", "band", "holdout"],
                   [[metric, _text(e.get("value")), f"{_text(e.get('lower'))} – {_text(e.get('upper'))}",
                     _text(e.get("reference"))] for metric, e in estimate.items()], widths=(60, 35, 55, 35))
+
+
+def _shadow(doc: _Doc, found: dict[str, Any]) -> None:
+    """The challenger scored on the champion's live records: the paired numbers and the policy's decision."""
+    if not found.get("compared"):
+        return
+    doc.subheading(f"Shadow comparison with champion v{found['champion']}")
+    doc.line(f"Decision: {found['decision']}. " + "; ".join(found.get("reasons") or []), size=9)
+
+    def band(e: dict[str, Any] | None) -> str:
+        return "none" if not e else f"{_text(e['value'])} ({_text(e['lower'])} – {_text(e['upper'])})"
+
+    doc.pairs([("records compared", found["compared"]), ("agreement", formats.percent(found["agreement"])),
+               ("paired labels", found["labelled"]),
+               (f"{found['metric']}: champion / challenger",
+                f"{_text(found['champion_score'])} / {_text(found['challenger_score'])}"),
+               ("p-value (McNemar / Wilcoxon, paired)", found["p_value"]),
+               (f"estimated {found['metric']} without labels: champion / challenger",
+                f"{band(found.get('champion_estimate'))} / {band(found.get('challenger_estimate'))}"),
+               ("median latency per request: champion / challenger",
+                f"{_text(found.get('champion_latency_ms'))} ms / {_text(found.get('challenger_latency_ms'))} ms")])
 
 
 def _audit(doc: _Doc, s: dict[str, Any]) -> None:

@@ -7,8 +7,11 @@ with a *paired* test. Paired, because both saw the same records: McNemar (exact,
 one of them got right) for classification, Wilcoxon signed-rank on the absolute errors for regression.
 A split-traffic A/B test at a lean team's volume never reaches significance; pairing needs far fewer.
 
-No label-free estimate is reported yet (the monitoring issue's estimator has not landed): the decision
-rests on realised metrics from feedback. Rows compacted out of the hot table into Parquet are not read.
+Before labels arrive, each version's label-free estimate of the same metric (CBPE for classifiers, DLE
+for regressors: ``core.training.estimation``) on the same records is shown beside them: a sample of the
+champion's logged records of the last day, predicted by both versions (``estimates``). The paired labels
+decide; the estimates decide only when ``shadow.max_days`` passes without ``shadow.min_labelled`` labels
+and the policy's ``performance.use_estimate`` is on, and then only when their bands do not overlap.
 
 The decision (``decide``) is a pure function of the numbers and the model's ``shadow`` policy; ``run``
 applies it once per challenger version as ``system:shadow``: promotion through the same gates and
@@ -20,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -45,6 +49,10 @@ ACTOR = system_actor("shadow")
 DECIDED = "model.shadow_decision"
 METRIC = {"classification": "accuracy", "regression": "mae"}  # what the paired tests test
 MAX_PAIRS = 200_000  # the newest paired records read for one comparison
+ESTIMATE_ROWS = 5_000  # records of the champion's recent traffic both versions are estimated on
+ESTIMATE_HOURS = 24.0  # ... taken from this many hours (since the challenger was set, if later)
+ESTIMATE_SECONDS = 600.0  # a process recomputes a pair's estimates at most this often (it loads both versions)
+_estimated: dict[tuple[str, int, int], tuple[float, tuple[dict[str, float] | None, dict[str, float] | None]]] = {}
 
 
 @dataclass(frozen=True)
@@ -66,8 +74,8 @@ class Comparison:
     reasons: tuple[str, ...] = ()
     champion_latency_ms: float | None = None  # median per request
     challenger_latency_ms: float | None = None
-    champion_estimate: float | None = None  # label-free estimates: not available yet
-    challenger_estimate: float | None = None
+    champion_estimate: dict[str, float] | None = None  # label-free {value, lower, upper} of ``metric`` (``estimates``)
+    challenger_estimate: dict[str, float] | None = None
     since: str | None = None  # when the challenger was set
     days: list[dict[str, Any]] = field(default_factory=list)  # per day: compared, agreement, both scores
 
@@ -118,16 +126,24 @@ def wilcoxon(champion_errors: list[float], challenger_errors: list[float]) -> fl
 
 
 def decide(*, task: str, labelled: int, champion_score: float | None, challenger_score: float | None,
-           p_value: float | None, age_days: float, rules: policy.ModelPolicy) -> tuple[str, tuple[str, ...]]:
+           p_value: float | None, age_days: float, rules: policy.ModelPolicy,
+           champion_estimate: dict[str, float] | None = None, challenger_estimate: dict[str, float] | None = None
+           ) -> tuple[str, tuple[str, ...]]:
     """``wait``, ``promote`` or ``discard``, with the reasons, from the paired numbers and the policy.
 
     Decided after ``shadow.min_labelled`` paired labels or ``shadow.max_days``: promote when the
     challenger beats the champion by ``improvement.min_relative`` with p < ``shadow.p_value``, else discard.
+    At ``shadow.max_days`` with fewer labels and ``performance.use_estimate`` on, the label-free estimates
+    decide instead: promote when the challenger's beats the champion's by ``improvement.min_relative`` and
+    the two bands do not overlap, else discard.
     """
     shadow, step = rules.shadow, rules.improvement.min_relative
     if labelled < shadow.min_labelled and age_days < shadow.max_days:
         return "wait", (f"{labelled} paired label(s) of {shadow.min_labelled} (shadow.min_labelled), "
                         f"{age_days:.1f} of {shadow.max_days:g} day(s) (shadow.max_days)",)
+    if labelled < shadow.min_labelled and rules.performance.use_estimate and champion_estimate and challenger_estimate:
+        return _decide_on_estimates(task, champion_estimate, challenger_estimate, step, labelled=labelled,
+                                    age_days=age_days)
     if champion_score is None or challenger_score is None or p_value is None:
         return "discard", (f"no paired labels after {age_days:.1f} day(s): nothing shows the challenger is better",)
     metric = METRIC[task]
@@ -147,7 +163,67 @@ def decide(*, task: str, labelled: int, champion_score: float | None, challenger
     return "discard", (f"challenger {why}: {verb}", sig)
 
 
+def _decide_on_estimates(task: str, champion: dict[str, float], challenger: dict[str, float], step: float, *,
+                         labelled: int, age_days: float) -> tuple[str, tuple[str, ...]]:
+    metric = METRIC[task]
+    above, below = challenger["lower"] > champion["upper"], challenger["upper"] < champion["lower"]
+    if task == "classification":
+        need = champion["value"] * (1 + step)
+        better = challenger["value"] >= need and challenger["value"] > champion["value"] and above
+        op = ">="
+    else:  # mae: lower is better
+        need = champion["value"] * (1 - step)
+        better = challenger["value"] <= need and challenger["value"] < champion["value"] and below
+        op = "<="
+    band = "{value:.4g} [{lower:.4g}, {upper:.4g}]"
+    said = (f"only {labelled} paired label(s) after {age_days:.1f} day(s): decided on the label-free estimates "
+            "(performance.use_estimate)",
+            f"estimated {metric} {band.format(**challenger)} vs champion {band.format(**champion)} "
+            f"(needs {op} {need:.4g}); the bands {'do not overlap' if above or below else 'overlap'}")
+    if better:
+        return "promote", said
+    return "discard", said
+
+
 # -- reading -------------------------------------------------------------------------------------
+
+def estimates(session: Session, settings: Settings, *, model: str, champion: int, challenger: int, task: str,
+              since: datetime | None, now: datetime) -> tuple[dict[str, float] | None, dict[str, float] | None]:
+    """Each version's label-free estimate of ``METRIC[task]`` (``{value, lower, upper}``) on the same
+    records: at most ``ESTIMATE_ROWS`` of the champion's records logged in the last ``ESTIMATE_HOURS``
+    (since the challenger was set, if later), predicted by both versions through the vetted loader. None for
+    a version without a stored estimator, or that cannot predict them (logged). A process computes a pair
+    at most every ``ESTIMATE_SECONDS``: it loads both versions, seconds that a page or an API read should
+    not pay each time."""
+    from core.monitoring import model_outputs
+    from core.training import runs
+
+    key = (model, champion, challenger)
+    cached = _estimated.get(key)
+    if cached is not None and time.monotonic() - cached[0] < ESTIMATE_SECONDS:
+        return cached[1]
+    start = now - timedelta(hours=ESTIMATE_HOURS)
+    logged = prediction_store.window(session, settings.data_store, model=model,
+                                     since=max(start, since) if since is not None else start,
+                                     until=now + timedelta(seconds=1), meta=("version",))
+    frame = model_outputs.sample(logged[logged["version"] == champion].drop(columns="version"), ESTIMATE_ROWS)
+    found: list[dict[str, float] | None] = []
+    for version in (champion, challenger):
+        value = None
+        try:
+            reference = runs.reference_for(session, model=model, version=version)
+            if len(frame) and reference.get("estimator"):
+                outputs = model_outputs.predict(settings, model=model, version=version, frame=frame,
+                                                reference=reference)
+                value = model_outputs.estimate(reference, outputs).get(METRIC[task])
+        except Exception as exc:  # noqa: BLE001 - an estimate is advice: the comparison stands without it
+            log.warning("%s v%s not estimated for the shadow comparison: %s: %s", model, version,
+                        type(exc).__name__, exc)
+        found.append({k: round(float(value[k]), 4) for k in ("value", "lower", "upper")} if value else None)
+    pair = (found[0], found[1])
+    _estimated[key] = (time.monotonic(), pair)
+    return pair
+
 
 def challenger_since(session: Session, *, model: str, version: int) -> datetime | None:
     """When LeanOps last set ``challenger`` to ``version`` (its alias history)."""
@@ -155,9 +231,10 @@ def challenger_since(session: Session, *, model: str, version: int) -> datetime 
                                                      AliasMove.to_version == version).order_by(desc(AliasMove.id)))
 
 
-def compare(session: Session, settings: Settings, *, actor: Actor, model: str, now: datetime | None = None
-            ) -> Comparison:
-    """The shadow comparison of ``model``'s current champion and challenger (reads only).
+def compare(session: Session, settings: Settings, *, actor: Actor, model: str, now: datetime | None = None,
+            estimate: bool = True) -> Comparison:
+    """The shadow comparison of ``model``'s current champion and challenger (reads only), with both
+    versions' label-free estimates unless ``estimate`` is False.
 
     Raises:
         NotFound: no registered model ``model``.
@@ -180,14 +257,17 @@ def compare(session: Session, settings: Settings, *, actor: Actor, model: str, n
     # the hot table and the Parquet partitions: a challenger runs for days, its early pairs long compacted
     rows = prediction_store.shadow_pairs(session, settings.data_store, model=model, champion=champion,
                                          challenger=challenger, since=since, limit=MAX_PAIRS)
+    estimated = (estimates(session, settings, model=model, champion=champion, challenger=challenger, task=task,
+                           since=since, now=now) if estimate and rows else (None, None))
     return summarise(rows, model=model, task=task, champion=champion, challenger=challenger, since=since,
-                     now=now, rules=rules)
+                     now=now, rules=rules, estimated=estimated)
 
 
 def summarise(rows: list[Any], *, model: str, task: str, champion: int, challenger: int, since: datetime | None,
-              now: datetime, rules: policy.ModelPolicy) -> Comparison:
+              now: datetime, rules: policy.ModelPolicy,
+              estimated: tuple[dict[str, float] | None, dict[str, float] | None] = (None, None)) -> Comparison:
     """The comparison from paired rows (ts, request_id, challenger output, challenger ms, champion output,
-    champion ms, label or None)."""
+    champion ms, label or None) and each version's label-free estimate (``estimates``)."""
     agree = same if task == "classification" else close
     agreed = [agree(r[2], r[4]) for r in rows]
     labelled = [r for r in rows if r[6] is not None]
@@ -205,7 +285,8 @@ def summarise(rows: list[Any], *, model: str, task: str, champion: int, challeng
             p_value = wilcoxon(ch_err, cl_err)
     age = (now - since).total_seconds() / 86400 if since is not None else 0.0
     decision, reasons = decide(task=task, labelled=len(labelled), champion_score=champion_score,
-                               challenger_score=challenger_score, p_value=p_value, age_days=age, rules=rules)
+                               challenger_score=challenger_score, p_value=p_value, age_days=age, rules=rules,
+                               champion_estimate=estimated[0], challenger_estimate=estimated[1])
     per_request: dict[str, tuple[float, float]] = {r[1]: (float(r[5]), float(r[3])) for r in rows}
     days: dict[str, dict[str, list[Any]]] = defaultdict(lambda: {"agreed": [], "ch": [], "cl": []})
     for r, a in zip(rows, agreed, strict=True):
@@ -221,6 +302,7 @@ def summarise(rows: list[Any], *, model: str, task: str, champion: int, challeng
         task=task, reasons=reasons,
         champion_latency_ms=_round(float(np.median([v[0] for v in per_request.values()]))) if rows else None,
         challenger_latency_ms=_round(float(np.median([v[1] for v in per_request.values()]))) if rows else None,
+        champion_estimate=estimated[0], challenger_estimate=estimated[1],
         since=since.isoformat() if since is not None else None,
         days=[{"day": d, "compared": len(v["agreed"]), "agreement": _round(float(np.mean(v["agreed"]))),
                "labelled": len(v["ch"]),
@@ -264,7 +346,7 @@ def run(factory: sessionmaker[Session], settings: Settings, *, model: str) -> di
     assert result.challenger is not None
     version, numbers = result.challenger, {k: doc[k] for k in (
         "champion", "challenger", "compared", "labelled", "agreement", "metric", "champion_score",
-        "challenger_score", "p_value", "decision", "reasons")}
+        "challenger_score", "p_value", "champion_estimate", "challenger_estimate", "decision", "reasons")}
     mode = rules.shadow.decide
     acted = "proposed" if mode == "alert" else ""
     if result.decision == "promote" and mode == "promote" and not rules.approval.required:

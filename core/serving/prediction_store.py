@@ -349,11 +349,12 @@ def _frame_of(table: pa.Table, features: list[str] | None) -> Any:
     return frame
 
 
-def window(factory: sessionmaker[Session], store: Store, *, model: str, since: datetime,
+def window(source: sessionmaker[Session] | Session, store: Store, *, model: str, since: datetime,
            until: datetime | None = None, features: list[str] | None = None,
            meta: tuple[str, ...] = ("ts", "version", "output")) -> Any:
     """A model's logged predictions with ``since <= ts < until``: ``meta`` columns plus ``features``
-    (all inputs when None), from the partitions (only those columns read) and the hot table."""
+    (all inputs when None), from the partitions (only those columns read) and the hot table (read through
+    ``source``: a session factory, or a caller's open session)."""
     import pandas as pd
 
     until = until or utcnow() + timedelta(seconds=1)
@@ -367,10 +368,9 @@ def window(factory: sessionmaker[Session], store: Store, *, model: str, since: d
     for key in _partition_files(store, model, since, until):
         frames.append(_frame_of(read_file(store, key, columns=columns, filters=condition, inputs=everything),
                                 features))
-    with factory() as session:
-        hot = session.execute(select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= since,
-                                                         PredictionLog.ts < until, PredictionLog.alias != SHADOW)
-                              .order_by(PredictionLog.id)).all()
+    hot = _execute(source, select(*HOT_COLUMNS).where(PredictionLog.model == model, PredictionLog.ts >= since,
+                                                      PredictionLog.ts < until, PredictionLog.alias != SHADOW)
+                   .order_by(PredictionLog.id))
     for table in to_tables(list(hot)):
         table = table.select([c for c in table.schema.names if c in columns or everything and c.startswith(INPUT)])
         frames.append(_frame_of(table, features))

@@ -1,0 +1,68 @@
+"""The Registry page's Shadow panel for the challenger (issue 18): the paired numbers, the policy's decision,
+both versions' label-free estimates and the chart over time, on real trained versions and logged pairs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core.actors import Actor
+from core.platform import aliases
+from core.platform.database import transaction
+from core.promotion.registration import train
+from core.serving.cache import load_version
+from db.models import Feedback, PredictionLog, utcnow
+from tests.support.training import *  # noqa: F403
+from tests.support.training import add_dataset, small_churn
+
+FEATURES = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "contract",
+            "payment_method", "region", "gender", "senior"]
+RECORDS, LABELLED = 300, 120
+
+
+@pytest.fixture
+def shadowed(factory, workspace):
+    """Champion v1 (logistic) and challenger v2 (dummy), 300 records both scored, 120 of them labelled."""
+    add_dataset(factory, workspace, small_churn(1500))
+    for model in ("logistic_regression", "dummy"):
+        train(factory, workspace, {"dataset": "churn", "target": "churn", "model": model},
+              actor=Actor("sam", "scientist", "job"))
+    aliases.move(workspace.mlflow_uri, model="churn", alias="champion", version=1)
+    aliases.move(workspace.mlflow_uri, model="churn", alias="challenger", version=2)
+    frame = small_churn(RECORDS, seed=5)
+    outputs = {v: load_version(workspace.mlflow_uri, name="churn", alias="test", version=v).model.predict(
+        frame[FEATURES]) for v in (1, 2)}
+    records = frame[FEATURES].astype(object).to_dict("records")
+    records = [{k: (bool(v) if type(v).__name__ == "bool_" else v) for k, v in r.items()} for r in records]
+    ts = utcnow() - timedelta(hours=1)
+    with transaction(factory) as s:
+        for i, record in enumerate(records):
+            for alias, version in (("champion", 1), ("shadow", 2)):
+                s.add(PredictionLog(request_id=f"r{i:04d}", record_index=0, ts=ts, model="churn", alias=alias,
+                                    version=version, input_hash="x" * 64, inputs=record,
+                                    output=int(outputs[version][i]), latency_ms=2.0 if alias == "shadow" else 1.0))
+            if i < LABELLED:
+                s.add(Feedback(request_id=f"r{i:04d}", record_index=0, model="churn", label=int(frame["churn"][i]),
+                               created_by="admin"))
+    truth = frame["churn"].to_numpy()[:LABELLED]
+    return {v: float((outputs[v][:LABELLED] == truth).mean()) for v in (1, 2)}
+
+
+def test_the_challenger_shows_its_shadow_panel(open_page, shadowed):
+    at = open_page("pages/registry.py", role="viewer")
+    next(s for s in at.selectbox if s.label == "Version").select(2).run()
+    assert not at.exception
+    assert any(h.value == "Shadow" for h in at.subheader)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Records compared"] == f"{RECORDS:,}" and shown["Labelled"] == f"{LABELLED:,}"
+    assert float(shown["Champion v1 accuracy"]) == pytest.approx(shadowed[1], abs=1e-3)  # on the 120 labels
+    assert float(shown["Challenger v2 accuracy"]) == pytest.approx(shadowed[2], abs=1e-3)
+    text = " ".join(m.value for m in [*at.markdown, *at.caption])
+    assert "Decision" in text and "wait" in text  # 120 of 200 labels (shadow.min_labelled), day 0 of 14
+    assert "Estimated accuracy without labels" in text and "champion 0." in text and "challenger 0." in text
+    assert len(at.get("plotly_chart")) >= 1  # agreement and each model's score per day
+
+    at = open_page("pages/registry.py", role="viewer")  # the champion's own page has no panel
+    next(s for s in at.selectbox if s.label == "Version").select(1).run()
+    assert not any(h.value == "Shadow" for h in at.subheader)
