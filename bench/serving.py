@@ -366,7 +366,9 @@ def main() -> int:
         ratios += [
             (f"throughput at {concurrency}, LeanOps / MLflow", on.rps / ml.rps, "≥ 3", on.rps / ml.rps >= 3),
             (f"p99 latency at {concurrency}, LeanOps / MLflow", on.pct(0.99) / ml.pct(0.99), "≤ 0.33",
-             on.pct(0.99) / ml.pct(0.99) <= 1 / 3)]
+             on.pct(0.99) / ml.pct(0.99) <= 1 / 3),
+            (f"throughput at {concurrency}, logging on / off", on.rps / merged_at[concurrency]["off"].rps, "≥ 0.90",
+             on.rps / merged_at[concurrency]["off"].rps >= 0.9)]
     on, off, ml = merged["on"], merged["off"], merged["mlflow"]
     cpu = cpu_at[CONCURRENCIES[-1]]
     ratios += [

@@ -66,3 +66,20 @@ def test_the_challenger_shows_its_shadow_panel(open_page, shadowed):
     at = open_page("pages/registry.py", role="viewer")  # the champion's own page has no panel
     next(s for s in at.selectbox if s.label == "Version").select(1).run()
     assert not any(h.value == "Shadow" for h in at.subheader)
+
+
+def test_the_challengers_compliance_report_carries_the_shadow_comparison(factory, workspace, shadowed):
+    import io
+
+    from pypdf import PdfReader
+
+    from core.compliance import reports
+
+    content = reports.build(factory, workspace, model="churn", version=2)
+    found = content["monitoring"]["shadow"]
+    assert (found["compared"], found["labelled"], found["decision"]) == (RECORDS, LABELLED, "wait")
+    assert found["champion_estimate"]["lower"] <= found["champion_estimate"]["value"]
+    text = " ".join(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(reports.render_pdf(content))).pages)
+                    .split())
+    assert "Shadow comparison with champion v1" in text and "Decision: wait" in text
+    assert f"records compared {RECORDS}" in text and "estimated accuracy without labels" in text
