@@ -87,7 +87,8 @@ def _array(spec: list[Any]) -> np.ndarray:
     return np.array(values, dtype=dtype)
 
 
-ARROW_FRAME = b"A"  # a payload in the Arrow layout (``encode``); an older JSON payload starts with "{"
+ARROW_FRAME = b"A"  # a payload in the Arrow layout (``encode``); a JSON payload starts with "{"
+ARROW_MIN_ROWS = 32  # smaller requests are framed all in JSON (``encode``)
 HEAD = struct.Struct("<I")  # length of the JSON head inside an Arrow payload
 
 
@@ -137,7 +138,15 @@ def encode(item: Any, arrow: dict[str, Any] | None = None) -> bytes:
     """One ``Served`` as a frame: length, crc32, payload. The payload is a small JSON head and the input
     columns as an Arrow IPC stream: a 10,000-row request is framed in milliseconds, where JSON text of
     every value took ~90 ms on the request's path. Floats are kept exactly, NaN included. ``arrow``: the
-    request's own Arrow arrays of columns they hold exactly (``Coerced.arrow``), framed as they are."""
+    request's own Arrow arrays of columns they hold exactly (``Coerced.arrow``), framed as they are.
+    A request of fewer than ``ARROW_MIN_ROWS`` rows is framed all in JSON (the layout ``decode`` also
+    reads): an Arrow stream's fixed cost, ~50 µs, is most of a single record's."""
+    if item.rows < ARROW_MIN_ROWS:
+        doc = {"r": item.request_id, "t": item.ts.isoformat(), "m": item.model, "a": item.alias,
+               "v": item.version, "l": item.latency_ms, "b": item.requested_by, "o": item.outputs,
+               "c": {name: _column(np.asarray(values)) for name, values in item.columns.items()}}
+        payload = json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+        return FRAME.pack(len(payload), zlib.crc32(payload)) + payload
     stream, rest = _arrow_columns(item.columns, arrow or {})
     doc = {"r": item.request_id, "t": item.ts.isoformat(), "m": item.model, "a": item.alias, "v": item.version,
            "l": item.latency_ms, "b": item.requested_by, "o": item.outputs, "c": rest, "order": list(item.columns)}
@@ -149,7 +158,8 @@ def encode(item: Any, arrow: dict[str, Any] | None = None) -> bytes:
 
 def decode(payload: bytes) -> dict[str, Any]:
     """A frame's payload as the fields of ``predictions.Served`` (which imports this module, not the reverse).
-    Reads both layouts: the Arrow one ``encode`` writes, and all-JSON frames of segments written before."""
+    Reads both layouts ``encode`` writes: the Arrow one and the all-JSON one (small requests, and every
+    frame of segments written before the Arrow layout)."""
     if payload[:1] == ARROW_FRAME:
         (size,) = HEAD.unpack_from(payload, 1)
         start = 1 + HEAD.size

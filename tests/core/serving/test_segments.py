@@ -33,38 +33,44 @@ def served(rows: int = 1, *, request_id: str | None = None) -> Served:
 
 
 def test_a_record_reads_back_as_the_same_rows() -> None:
-    """Replayed rows are the rows the writer would have stored: same inputs, same sha256, same requester."""
-    item = Served("r1", utcnow(), "churn", "champion", 3,
-                  {"age": np.array([math.nan, 1e308, 0.1]), "plan": np.array(["nul\x00", "ünï ✓", None], dtype=object),
-                   "flag": np.array([True, False, True]), "n": np.array([1, -2, 3], dtype=np.int32),
-                   "at": np.array(["2026-01-01T10:00", "NaT", "2026-01-02"], dtype="datetime64[ns]")},
-                  [0.5, "yes", None], 1.25, "alice")
-    frame = encode(item)
-    back = Served(**segments.decode(frame[segments.FRAME.size:]))
-    assert predictions.rows_of([back]) == predictions.rows_of([item])
+    """Replayed rows are the rows the writer would have stored: same inputs, same sha256, same requester, in
+    both layouts (a small request's all-JSON frame, a larger one's Arrow stream)."""
+    cols = {"age": np.array([math.nan, 1e308, 0.1]), "plan": np.array(["nul\x00", "ünï ✓", None], dtype=object),
+            "flag": np.array([True, False, True]), "n": np.array([1, -2, 3], dtype=np.int32),
+            "at": np.array(["2026-01-01T10:00", "NaT", "2026-01-02"], dtype="datetime64[ns]")}
+    for times in (1, 11):
+        item = Served("r1", utcnow(), "churn", "champion", 3, {k: np.tile(v, times) for k, v in cols.items()},
+                      [0.5, "yes", None] * times, 1.25, "alice")
+        frame = encode(item)
+        assert frame[segments.FRAME.size:][:1] == (b"{" if times == 1 else segments.ARROW_FRAME)
+        back = Served(**segments.decode(frame[segments.FRAME.size:]))
+        assert predictions.rows_of([back]) == predictions.rows_of([item])
 
 
 def test_columns_travel_as_arrow_and_older_json_frames_still_read() -> None:
-    """A frame holds its columns as an Arrow stream (no text per value on the request's path); a column
-    Arrow cannot type (mixed Python values) rides in the JSON head, and a segment written before, all
-    JSON, replays the same."""
-    cols = {"mixed": np.array([1, "x", None], dtype=object), "age": np.array([20.5, math.nan, 3.0]),
-            "plan": np.array(["a", None, "c"], dtype=object)}
-    item = Served("r2", utcnow(), "churn", "champion", 3, cols, [0, 1, 0], 1.0, "token:ci")
+    """A frame of a larger request holds its columns as an Arrow stream (no text per value on the request's
+    path); a column Arrow cannot type (mixed Python values) rides in the JSON head, and an all-JSON frame
+    (a small request's, or any of a segment written before) replays the same."""
+    cols = {"mixed": np.array([1, "x", None] * 11, dtype=object), "age": np.array([20.5, math.nan, 3.0] * 11),
+            "plan": np.array(["a", None, "c"] * 11, dtype=object)}
+    item = Served("r2", utcnow(), "churn", "champion", 3, cols, [0, 1, 0] * 11, 1.0, "token:ci")
     frame = encode(item)
+    assert encode(Served("r2", utcnow(), "churn", "champion", 3, {k: v[:3] for k, v in cols.items()}, [0, 1, 0],
+                         1.0, "token:ci"))[segments.FRAME.size:][:1] == b"{"  # a small request: all JSON
     payload = frame[segments.FRAME.size:]
     assert payload[:1] == segments.ARROW_FRAME
     (size,) = segments.HEAD.unpack_from(payload, 1)
     head = segments.json.loads(payload[1 + segments.HEAD.size:1 + segments.HEAD.size + size])
     assert list(head["c"]) == ["mixed"]  # only the column Arrow cannot type is text
     old = segments.json.dumps({"r": "r2", "t": item.ts.isoformat(), "m": "churn", "a": "champion", "v": 3, "l": 1.0,
-                               "b": "token:ci", "o": [0, 1, 0],
+                               "b": "token:ci", "o": [0, 1, 0] * 11,
                                "c": {name: segments._column(values) for name, values in cols.items()}}).encode()
     for got in (segments.decode(payload), segments.decode(old)):
         assert list(got["columns"]) == ["mixed", "age", "plan"]
-        assert list(got["columns"]["mixed"]) == [1, "x", None] and list(got["columns"]["plan"]) == ["a", None, "c"]
+        assert list(got["columns"]["mixed"]) == [1, "x", None] * 11
+        assert list(got["columns"]["plan"]) == ["a", None, "c"] * 11
         assert np.array_equal(got["columns"]["age"], cols["age"], equal_nan=True)
-        assert got["columns"]["age"].dtype == np.float64 and got["outputs"] == [0, 1, 0]
+        assert got["columns"]["age"].dtype == np.float64 and got["outputs"] == [0, 1, 0] * 11
 
 
 def test_an_arrow_requests_own_string_columns_frame_as_the_converted_ones_would() -> None:
