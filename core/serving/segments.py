@@ -212,13 +212,35 @@ class Ticket:
             self.future.result(timeout)
 
     async def wait_async(self, timeout: float) -> None:
-        if self.future is None or (self.future.done() and self.future.exception() is None):
+        """Wait on the event loop without blocking it. (A plain loop future woken from the flusher thread:
+        half the CPU of ``wait_for(shield(wrap_future(...)))``, paid by every request.)"""
+        future = self.future
+        if future is None or (future.done() and future.exception() is None):
             return
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        future.add_done_callback(lambda _: _call_soon(loop, waiter))
+        timer = loop.call_later(timeout, _wake, waiter)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(self.future)), timeout)
-        except TimeoutError:
+            await waiter
+        finally:
+            timer.cancel()
+        if not future.done():
             raise JournalFailed(f"the prediction journal did not sync within {timeout:g} s (is its disk stalled?); "
-                                "the prediction was not acknowledged") from None
+                                "the prediction was not acknowledged")
+        future.result()  # JournalFailed when the sync failed
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():  # a request that went away, or the timer came first
+        waiter.set_result(None)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> None:
+    try:
+        loop.call_soon_threadsafe(_wake, waiter)
+    except RuntimeError:  # the loop closed meanwhile: nobody waits any more
+        pass
 
 
 DONE = Ticket()

@@ -223,3 +223,31 @@ def test_a_failed_sync_refuses_the_request(tmp_path: Path) -> None:
         journal.append(encode(served()))
     journal._failed = None
     journal.close()
+
+
+def test_a_request_waits_for_its_sync_and_hears_of_a_stall_or_a_failure() -> None:
+    """The request's wait ends when the flusher thread answers: at once when synced, with JournalFailed when
+    the sync failed, and with JournalFailed naming the stall when no answer comes in time."""
+    import asyncio
+    from concurrent.futures import Future
+
+    from core.serving.segments import JournalFailed, Ticket
+
+    async def scenario() -> list[str]:
+        said = []
+        for outcome in ("synced", "failed", "stalled"):
+            future: Future[None] = Future()
+            if outcome == "synced":
+                threading.Timer(0.05, future.set_result, (None,)).start()
+            elif outcome == "failed":
+                threading.Timer(0.05, future.set_exception, (JournalFailed("disk full"),)).start()
+            try:
+                await Ticket(future).wait_async(0.5)
+                said.append("acknowledged")
+            except JournalFailed as exc:
+                said.append(str(exc))
+        return said
+
+    synced, failed, stalled = asyncio.run(scenario())
+    assert synced == "acknowledged" and failed == "disk full"
+    assert stalled.startswith("the prediction journal did not sync within 0.5 s")
