@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import formats
+from core import formats, policy
 from core.actors import Actor
 from core.compliance import reports
 from core.registry import cards
@@ -172,11 +172,13 @@ def shadow_panel(model: str, who: Actor) -> None:
                    delta_color="normal" if found.metric == "accuracy" else "inverse")
     test = "McNemar" if found.metric == "accuracy" else "Wilcoxon signed-rank"
     colour = {"promote": "green", "discard": "red"}.get(found.decision)
-    st.markdown(f"**Decision** {badge(found.decision, color=colour)} · {test} p = {_num(found.p_value)} · "
-                "latency per request: "
-                f"champion {_num(found.champion_latency_ms)} ms, challenger {_num(found.challenger_latency_ms)} ms")
+    st.markdown(f"**Policy's decision** {badge(found.decision, color=colour)} · {test} p = {_num(found.p_value)}")
+    st.caption(f"Median time per request: the champion answered in {_num(found.champion_latency_ms)} ms end to end; "
+               f"the challenger spent {_num(found.challenger_latency_ms)} ms of model time on it, in shadow batches "
+               "after the answer had gone out.")
     for reason in found.reasons:
         st.caption(plain(reason))
+    st.caption(_acting(policy.rules_for(resources.settings().home, model).shadow))
     if found.champion_estimate or found.challenger_estimate:
         st.caption(f"Estimated {found.metric} without labels (CBPE or DLE, on the champion's records of the last "
                    f"day, both versions on the same records): champion {_band(found.champion_estimate)}, "
@@ -189,15 +191,27 @@ def shadow_panel(model: str, who: Actor) -> None:
     if len(days):
         long = days.melt(id_vars="day", value_vars=["agreement", "champion_score", "challenger_score"],
                          var_name="series", value_name="value").dropna()
-        st.plotly_chart(px.line(long, x="day", y="value", color="series", markers=True,
-                                color_discrete_map={"champion_score": charts.REFERENCE,
-                                                    "challenger_score": charts.CURRENT,
-                                                    "agreement": charts.NEUTRAL},
-                                title="Agreement and each model's score per day"), width="stretch")
+        figure = px.line(long, x="day", y="value", color="series", markers=True,
+                         color_discrete_map={"champion_score": charts.REFERENCE, "challenger_score": charts.CURRENT,
+                                             "agreement": charts.NEUTRAL},
+                         title="Agreement and each model's score per day")
+        figure.update_xaxes(type="category")  # one point per day: a time axis would tick milliseconds
+        st.plotly_chart(figure, width="stretch")
 
 
 def _num(value: float | None) -> str:
     return formats.number(value)
+
+
+def _acting(rules: policy.Shadow) -> str:
+    """What the monitor round does with the decision, by the model's ``shadow`` policy."""
+    if not rules.enabled:
+        return "shadow.enabled is off: the challenger scores no new records and nothing is decided."
+    if rules.decide == "alert":
+        return ("shadow.decide is alert: once decided, approvers get a promotion request or an alert; "
+                "nothing moves by itself.")
+    return ("shadow.decide is promote: once decided, the monitor round promotes the challenger (through the gates "
+            "and approvals) or clears its alias.")
 
 
 def _band(estimate: dict[str, float] | None) -> str:

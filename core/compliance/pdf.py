@@ -272,7 +272,7 @@ def _shadow(doc: _Doc, found: dict[str, Any]) -> None:
                ("p-value (McNemar / Wilcoxon, paired)", found["p_value"]),
                (f"estimated {found['metric']} without labels: champion / challenger",
                 f"{band(found.get('champion_estimate'))} / {band(found.get('challenger_estimate'))}"),
-               ("median latency per request: champion / challenger",
+               ("median time per request: champion end to end / challenger model time in shadow",
                 f"{_text(found.get('champion_latency_ms'))} ms / {_text(found.get('challenger_latency_ms'))} ms")])
 
 

@@ -72,8 +72,8 @@ class Comparison:
     model: str = ""
     task: str | None = None
     reasons: tuple[str, ...] = ()
-    champion_latency_ms: float | None = None  # median per request
-    challenger_latency_ms: float | None = None
+    champion_latency_ms: float | None = None  # median per request: the champion's answer, end to end
+    challenger_latency_ms: float | None = None  # ... the challenger's model time for it, in shadow batches
     champion_estimate: dict[str, float] | None = None  # label-free {value, lower, upper} of ``metric`` (``estimates``)
     challenger_estimate: dict[str, float] | None = None
     since: str | None = None  # when the challenger was set

@@ -59,7 +59,9 @@ def test_the_challenger_shows_its_shadow_panel(open_page, shadowed):
     assert float(shown["Champion v1 accuracy"]) == pytest.approx(shadowed[1], abs=1e-3)  # on the 120 labels
     assert float(shown["Challenger v2 accuracy"]) == pytest.approx(shadowed[2], abs=1e-3)
     text = " ".join(m.value for m in [*at.markdown, *at.caption])
-    assert "Decision" in text and "wait" in text  # 120 of 200 labels (shadow.min_labelled), day 0 of 14
+    assert "Policy's decision" in text and "wait" in text  # 120 of 200 labels (shadow.min_labelled), day 0 of 14
+    assert "the champion answered in 1 ms end to end; the challenger spent 2 ms of model time" in text
+    assert "shadow.enabled is off" in text  # this workspace's policy does not shadow: nothing is decided
     assert "Estimated accuracy without labels" in text and "champion 0." in text and "challenger 0." in text
     assert len(at.get("plotly_chart")) >= 1  # agreement and each model's score per day
 
