@@ -103,3 +103,19 @@ def test_both_versions_are_estimated_on_the_same_recent_records(trained):
     doc = found.as_dict()
     assert doc["champion_estimate"] == found.champion_estimate and found.decision == "wait"
     assert bare.champion_estimate is None and bare.challenger_estimate is None
+
+    # `cli.py shadow churn` says them in words too
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | {
+        "LEANOPS_HOME": str(settings.home), "LEANOPS_DB_URL": settings.db_url,
+        "LEANOPS_MLFLOW_URI": settings.mlflow_uri, "LEANOPS_ARTIFACTS": str(settings.artifacts)}
+    ran = subprocess.run([sys.executable, "cli.py", "shadow", "churn"], cwd=Path(__file__).resolve().parents[3],
+                         env=env, capture_output=True, text=True, timeout=180)
+    assert ran.returncode == 0, ran.stderr
+    said = found.champion_estimate
+    assert (f"estimated accuracy without labels: champion {said['value']} [{said['lower']}, {said['upper']}] vs "
+            "challenger 0.") in ran.stdout, ran.stdout
