@@ -106,7 +106,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_user_add(args: argparse.Namespace) -> Outcome:
-    from core import auth
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.platform.database import transaction
 
@@ -119,7 +119,7 @@ def cmd_user_add(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_token_create(args: argparse.Namespace) -> Outcome:
-    from core import auth
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.platform.database import transaction
 
@@ -135,7 +135,7 @@ def cmd_token_create(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_user_unlock(args: argparse.Namespace) -> Outcome:
-    from core import auth
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.platform.database import transaction
 

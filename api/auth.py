@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.boundary import ACTOR_KEY
-from core import auth
+from core.accounts import auth
 from core.actors import Actor
 from core.errors import AuthError
 from core.platform.database import transaction
@@ -64,7 +64,7 @@ async def current_actor(request: Request,
 
 
 async def require(request: Request, actor: Actor, permission: str) -> None:
-    """core.auth.require, off the event loop only when it has to write (a refusal is audited)."""
+    """core.accounts.auth.require, off the event loop only when it has to write (a refusal is audited)."""
     if actor.at_least(auth.PERMISSIONS[permission]):
         return
     factory = request.app.state.runtime.factory

@@ -50,7 +50,8 @@ def render_seconds(home: Path, db_url: str, user_id: int, rounds: int = 5) -> fl
 
 
 def main() -> None:
-    from core import audit, auth
+    from core import audit
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.platform.database import migrate, transaction
     from db.session import make_engine, make_session_factory

@@ -41,7 +41,7 @@ def churn(rows: int, seed: int) -> Any:  # a DataFrame (pandas imported lazily)
 
 def workspace(home: Path, versions: int) -> tuple[dict[str, str], int]:
     """A migrated workspace with dataset ``churn`` of ``versions`` versions and a viewer; its env and user id."""
-    from core import auth
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.data import datasets
     from core.platform.database import transaction

@@ -140,7 +140,7 @@ def build_workspace(home: Path) -> tuple[dict[str, str], str, object, list[dict]
     import mlflow
     import skops.io
 
-    from core import auth
+    from core.accounts import auth
     from core.actors import cli_actor
     from core.platform import mlflow_store
     from core.platform.database import migrate, transaction

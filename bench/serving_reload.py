@@ -66,7 +66,7 @@ def main() -> None:
     import httpx
 
     from api.app import create_app
-    from core import auth
+    from core.accounts import auth
     from core.actors import Actor
     from core.platform.database import transaction
     from db.session import make_engine, make_session_factory, migrate

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from core import audit
-from core.auth import require
+from core.accounts.auth import require
 from core.errors import LeanOpsError
 from db.models import AuditHead, utcnow
 

@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidato
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor, system_actor
-from core.auth import require
 from core.errors import InvalidInput
 from core.platform import job_queue
 

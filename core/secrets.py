@@ -240,7 +240,7 @@ def seal_plain(session: Session, *, actor: Actor, keys: Keyring) -> int:
 
 def _require_admin(session: Session, actor: Actor) -> None:
     """The stored secrets belong to sources and alert channels: rotating needs both permissions (admin)."""
-    from core.auth import require
+    from core.accounts.auth import require
 
     require(session, actor, "sources.manage", "secrets")
     require(session, actor, "alerts.manage", "secrets")

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from core.oidc import Provider as OidcProvider
+    from core.accounts.oidc import Provider as OidcProvider
     from core.platform.storage import LocalStore, S3Store
 
 
@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     max_table_columns: int = Field(2_000, ge=1)
     max_table_mb: int = Field(4096, ge=1)  # the table's data once read (uncompressed), not the file's size
 
-    # single sign-on with an OpenID Connect provider (issue 15; see core/oidc.py and docs/deployment.md): on when
+    # single sign-on with an OpenID Connect provider (issue 15; core/accounts/oidc.py, docs/deployment.md): on when
     # oidc_issuer is set. Who may sign in: an address in oidc_allowed_domains ("example.com,example.org", "*":
     # any verified address) or a member of oidc_allowed_groups (read from the oidc_groups_claim claim); one of
     # the two is required. oidc_role_map ("leanops-admins=admin,ml=scientist") gives a new user the highest role
@@ -157,14 +157,14 @@ class Settings(BaseSettings):
     @field_validator("oidc_issuer")
     @classmethod
     def _check_oidc_issuer(cls, value: str) -> str:
-        from core.oidc import check_issuer
+        from core.accounts.oidc import check_issuer
 
         return check_issuer(value) if value else value
 
     @field_validator("oidc_role_map")
     @classmethod
     def _check_oidc_role_map(cls, value: str) -> str:
-        from core.oidc import parse_role_map
+        from core.accounts.oidc import parse_role_map
 
         parse_role_map(value)  # raises ValueError naming the bad entry
         return value
@@ -188,7 +188,7 @@ class Settings(BaseSettings):
         """The single sign-on provider, or None when SSO is off (no LEANOPS_OIDC_ISSUER)."""
         if not self.oidc_issuer or self.oidc_client_secret is None:
             return None
-        from core.oidc import Provider, parse_list, parse_role_map
+        from core.accounts.oidc import Provider, parse_list, parse_role_map
 
         return Provider(issuer=self.oidc_issuer, client_id=self.oidc_client_id,
                         client_secret=self.oidc_client_secret.get_secret_value(), name=self.oidc_provider_name,

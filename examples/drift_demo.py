@@ -72,7 +72,8 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     import httpx
     from sqlalchemy import func, select
 
-    from core import audit, auth, policy
+    from core import audit, policy
+    from core.accounts import auth
     from core.actors import cli_actor, system_actor
     from core.alerts import channels
     from core.platform import job_queue, schedules

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from core import auth, policy, sessions
+from core import policy
+from core.accounts import auth, sessions
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
 from ui.components import act, code_area, form_key, form_notice, message, reset_form

@@ -3,7 +3,7 @@
 Why a route: a Streamlit script talks to the browser over a websocket and cannot set a cookie, let
 alone an HttpOnly one. ``dashboard.py`` serves ``app.py`` with ``st.App(..., routes=routes())``, so this
 route lives on the dashboard's own origin (one process, one port, nothing to add to a reverse proxy).
-``POST /auth/login`` checks the password with ``core.auth.login``, opens a ``core.sessions`` session
+``POST /auth/login`` checks the password with ``core.accounts.auth.login``, opens a ``core.accounts.sessions`` session
 and answers ``303 See Other`` back to the page the form was on, with the session id in an HttpOnly,
 SameSite=Lax cookie (Secure over https). A refusal goes back the same way with the message in a
 short-lived HttpOnly cookie that the login page shows. The id never appears in a URL, in the page or
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from core import auth, sessions
+from core.accounts import auth, sessions
 from core.errors import LeanOpsError
 from core.platform.database import transaction
 from core.settings import Settings

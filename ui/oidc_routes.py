@@ -1,4 +1,4 @@
-"""Single sign-on routes beside the password login (see core/oidc.py for the protocol and the account mapping).
+"""Single sign-on routes beside the password login (see core/accounts/oidc.py for the protocol and the account mapping).
 
 ``GET /auth/oidc/start`` sends the browser to the provider with an authorization-code request (state,
 nonce, PKCE); what the callback must find again rides in a short-lived HttpOnly cookie scoped to
@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from core import oidc, sessions
+from core.accounts import oidc, sessions
 from core.errors import LeanOpsError
 from core.platform.database import transaction
 from ui import auth_routes

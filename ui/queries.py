@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session
 
-from core import audit, auth
+from core import audit
+from core.accounts import auth
 from core.actors import Actor
 from core.platform import job_queue, schedules
 from ui import resources

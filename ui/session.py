@@ -1,7 +1,7 @@
 """Who is signed in: login form, session cookie, idle expiry, logout. Pages call ``actor()``.
 
 A browser signs in through the login route (ui/auth_routes.py), which sets an HttpOnly cookie; every
-run checks that cookie's session in the database (core/sessions.py), so a reload, a new tab or a
+run checks that cookie's session in the database (core/accounts/sessions.py), so a reload, a new tab or a
 restarted dashboard stays signed in, and a logout, an expiry or an admin's change applies at the next
 action in every tab. Without a cookie (AppTest, which cannot send one) the signed-in user is the
 ``user_id`` that server code put in ``st.session_state``, with the idle limit kept there.
@@ -16,7 +16,7 @@ from urllib.parse import urlencode, urlsplit
 
 import streamlit as st
 
-from core import auth, sessions
+from core.accounts import auth, sessions
 from core.actors import Actor
 from core.errors import LeanOpsError
 from core.platform.database import transaction

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit, secrets
+from core.accounts.auth import require
 from core.actors import Actor
 from core.alerts.delivery import target_text
-from core.auth import require
 from core.errors import InvalidInput, NotFound
 from db.models import AlertChannel
 

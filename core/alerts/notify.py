@@ -32,10 +32,10 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
+from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts.channels import _get_channel
 from core.alerts.delivery import Delivery, Target, deliver, with_retries
-from core.auth import require
 from core.errors import InvalidInput, LeanOpsError
 from core.platform import locks
 from core.platform.database import transaction

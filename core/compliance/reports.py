@@ -21,8 +21,8 @@ from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform import aliases
 from core.platform.database import transaction

@@ -22,8 +22,8 @@ from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data.profile import VersionDiff, compare_profiles, compute_profile
 from core.data.quality import Certificate, certify, infer_schema
 from core.data.tables import Input, TableLimits, read_parquet, read_table, write_parquet

@@ -13,8 +13,8 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data.datasets import resolve
 from db.models import DatasetRun
 

@@ -13,8 +13,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data.datasets import schema_row, version_row
 from core.data.quality import check_schema
 from core.errors import InvalidInput

@@ -37,8 +37,8 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
 from core import audit, secrets
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data import datasets
 from core.errors import InvalidInput, NotFound, redact
 from db.models import SourceDatabase

@@ -23,8 +23,8 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
+from core.accounts.auth import require
 from core.actors import Actor, system_actor
-from core.auth import require
 from core.errors import InvalidInput, NotFound
 from core.monitoring import drift
 from core.monitoring import report as drift_report

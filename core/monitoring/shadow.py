@@ -34,9 +34,9 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
+from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
-from core.auth import require
 from core.errors import NotFound
 from core.platform import aliases
 from core.platform.aliases import CHALLENGER, CHAMPION

@@ -10,8 +10,8 @@ from sqlalchemy import CursorResult, desc, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import PERMISSIONS, require
 from core.actors import Actor, system_actor
-from core.auth import PERMISSIONS, require
 from core.errors import InvalidInput, NotFound
 from db.models import Job, utcnow
 

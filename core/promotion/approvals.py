@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
+from core.accounts.auth import person_behind, require
 from core.actors import Actor
-from core.auth import person_behind, require
 from core.errors import InvalidInput, NotFound
 from core.platform import aliases, locks
 from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, evaluate_gates, open_request

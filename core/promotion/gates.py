@@ -12,8 +12,8 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from core import audit, formats, policy
+from core.accounts.auth import person_behind
 from core.actors import Actor
-from core.auth import person_behind
 from core.errors import PolicyBlocked
 from core.registry.views import VersionFacts, version_facts
 from core.settings import Settings

@@ -16,9 +16,9 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
-from core.auth import require
 from core.errors import Conflict, InvalidInput
 from core.platform import aliases, job_queue, locks
 from core.platform.aliases import CHALLENGER, CHAMPION

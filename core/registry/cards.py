@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.errors import InvalidInput, NotFound
 from db.models import ModelCard, TrainingRun, utcnow
 

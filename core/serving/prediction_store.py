@@ -710,7 +710,7 @@ def export(factory: sessionmaker[Session], store: Store, *, actor: Actor, model:
     name is one of these), output. Reads one partition at a time, so memory stays bounded by a partition."""
     import pyarrow.csv as pacsv
 
-    from core.auth import require
+    from core.accounts.auth import require
 
     suffix = out.suffix.lower()
     if suffix not in (".parquet", ".csv"):

@@ -32,8 +32,8 @@ from sqlalchemy import CursorResult, Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
 from core.platform.aliases import SHADOW
 from core.platform.database import transaction

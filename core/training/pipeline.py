@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data import datasets
 from core.errors import InvalidInput
 from core.platform import job_queue

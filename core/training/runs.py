@@ -16,8 +16,8 @@ from sqlalchemy import and_, case, desc, func, select, update
 from sqlalchemy.orm import Session, undefer
 
 from core import audit
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data import lineage
 from core.errors import InvalidInput, NotFound
 from core.platform import job_queue

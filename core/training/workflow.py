@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.accounts.auth import require
 from core.actors import Actor
-from core.auth import require
 from core.data import datasets
 from core.errors import LeanOpsError, NotFound, PolicyBlocked
 from core.platform import mlflow_store

@@ -8,7 +8,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, audit_checkpoints, auth, policy, secrets
+from core import audit, audit_checkpoints, policy, secrets
+from core.accounts import auth
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
-from core import auth
+from core.accounts import auth
 from core.actors import ROLES
 from core.platform.database import transaction
 from core.settings import Settings

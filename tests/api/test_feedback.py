@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from core import auth
+from core.accounts import auth
 from core.platform.database import transaction
 from core.serving import predictions
 from db.models import AuditEvent, PredictionLog

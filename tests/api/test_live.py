@@ -92,7 +92,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(server: str, mo
 def test_1000_requests_at_concurrency_16_give_1000_log_rows(tmp_path: Path, db_url: str, store, model: Model) -> None:
     """On SQLite and on PostgreSQL."""
     from api.app import create_app
-    from core import auth
+    from core.accounts import auth
     from core.platform.database import transaction
     from tests.support.api import live_server, serving_settings
     from tests.support.factories import admin_actor

@@ -107,7 +107,7 @@ def test_batch_limit(tmp_path, sqlite_url, store, model: Model) -> None:
 
     settings = serving_settings(tmp_path / "ws", sqlite_url, store, serving_batch_limit=5)
     factory = make_session_factory(make_engine(settings.db_url))
-    from core import auth
+    from core.accounts import auth
     from core.platform.database import transaction
     from tests.support.factories import admin_actor
 
@@ -135,7 +135,7 @@ def test_unknown_model_and_missing_alias_are_404(client: TestClient, model: Mode
 
 def test_oversize_body_is_413(tmp_path, sqlite_url, store, model: Model) -> None:
     from api.app import create_app
-    from core import auth
+    from core.accounts import auth
     from core.platform.database import transaction
     from db.session import make_engine, make_session_factory
     from tests.support.api import serving_settings

@@ -121,7 +121,7 @@ def test_bad_columnar_bodies_are_clear_422s(client: TestClient, model: Model, to
 
 def test_columnar_bodies_keep_the_batch_and_body_limits(tmp_path, sqlite_url, store, model: Model) -> None:
     from api.app import create_app
-    from core import auth
+    from core.accounts import auth
     from core.platform.database import transaction
     from db.session import make_engine, make_session_factory
     from tests.support.api import serving_settings

@@ -25,7 +25,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from core import auth
+from core.accounts import auth
 from core.actors import ROLES
 from core.errors import StoreUnavailable
 from core.platform.database import transaction

@@ -111,7 +111,7 @@ def test_roles_for_training_and_jobs(client: TestClient, tokens: dict) -> None:
 def _viewer_revoked_after_one_answer(tmp_path, sqlite_url, store, model, *, cache_seconds: float):
     """A served app and a viewer token that worked once and has just been revoked: (client, token)."""
     from api.app import create_app
-    from core import auth
+    from core.accounts import auth
     from core.platform.database import transaction
     from db.session import make_engine, make_session_factory
     from tests.support.api import predict, serving_settings

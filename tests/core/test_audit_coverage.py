@@ -33,10 +33,10 @@ ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver
 
 # Not operations of their own: the audit append itself, and the permission check (audited on refusal,
 # see tests/core/test_auth.py).
-EXEMPT = {"audit.record": "is the audit log", "auth.require": "a check; a refusal is audited",
+EXEMPT = {"audit.record": "is the audit log", "accounts.auth.require": "a check; a refusal is audited",
           "monitoring.shadow.compare": "reads only (the decision that acts on it, shadow.run, is audited)",
-          "sessions.start": "opened by a login, which auth.login records as login.ok"}
-EXTRA = {"auth.login", "auth.bootstrap_admin"}  # audited, but act for no actor parameter
+          "accounts.sessions.start": "opened by a login, which auth.login records as login.ok"}
+EXTRA = {"accounts.auth.login", "accounts.auth.bootstrap_admin"}  # audited, but act for no actor parameter
 
 
 def mutating_functions() -> set[str]:
@@ -129,22 +129,25 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
                                                  core.audit_checkpoints.write_if_due(  # an hour on: due
                                                      c.factory, c.settings, actor=ADMIN,
                                                      now=core.audit.utcnow() + core.audit_checkpoints.HOURLY * 2)),
-    "auth.bootstrap_admin": lambda c: c.tx(lambda s: core.auth.bootstrap_admin(
+    "accounts.auth.bootstrap_admin": lambda c: c.tx(lambda s: core.accounts.auth.bootstrap_admin(
         s, username="root-admin", password="admin-pass-123")),
-    "auth.create_user": lambda c: c.tx(lambda s: core.auth.create_user(
+    "accounts.auth.create_user": lambda c: c.tx(lambda s: core.accounts.auth.create_user(
         s, actor=ADMIN, username="ann", role="approver", password="password-123")),
-    "auth.login": lambda c: c.tx(lambda s: core.auth.login(
+    "accounts.auth.login": lambda c: c.tx(lambda s: core.accounts.auth.login(
         s, username="ann", password="password-123", max_failures=5, lockout_seconds=60)),
-    "auth.logout": lambda c: c.tx(lambda s: core.auth.logout(s, actor=ANN)),
-    "auth.set_role": lambda c: c.tx(lambda s: core.auth.set_role(s, actor=ADMIN, username="ann", role="admin")),
-    "auth.reset_password": lambda c: c.tx(lambda s: core.auth.reset_password(
+    "accounts.auth.logout": lambda c: c.tx(lambda s: core.accounts.auth.logout(s, actor=ANN)),
+    "accounts.auth.set_role": lambda c: c.tx(lambda s: core.accounts.auth.set_role(s, actor=ADMIN, username="ann",
+                                                                                   role="admin")),
+    "accounts.auth.reset_password": lambda c: c.tx(lambda s: core.accounts.auth.reset_password(
         s, actor=ADMIN, username="ann", password="password-456")),
-    "auth.change_password": lambda c: c.tx(lambda s: core.auth.change_password(
+    "accounts.auth.change_password": lambda c: c.tx(lambda s: core.accounts.auth.change_password(
         s, actor=ANN, current="password-456", new="password-789")),
-    "auth.set_active": lambda c: c.tx(lambda s: core.auth.set_active(s, actor=ADMIN, username="ann", active=False)),
-    "auth.create_token": lambda c: c.ids.__setitem__("token", c.tx(lambda s: core.auth.create_token(
+    "accounts.auth.set_active": lambda c: c.tx(lambda s: core.accounts.auth.set_active(s, actor=ADMIN, username="ann",
+                                                                                       active=False)),
+    "accounts.auth.create_token": lambda c: c.ids.__setitem__("token", c.tx(lambda s: core.accounts.auth.create_token(
         s, actor=ADMIN, role="viewer", name="ci")[1].id)),
-    "auth.revoke_token": lambda c: c.tx(lambda s: core.auth.revoke_token(s, actor=ADMIN, token_id=c.ids["token"])),
+    "accounts.auth.revoke_token": lambda c: c.tx(lambda s: core.accounts.auth.revoke_token(s, actor=ADMIN,
+                                                                                           token_id=c.ids["token"])),
     "data.datasets.register": lambda c: c.tx(lambda s: core.data.datasets.register(
         s, actor=SAM, name="extra", data=small_churn(200), store_root=c.settings.home, source="test")),
     "data.schemas.update_schema": lambda c: c.tx(lambda s: core.data.schemas.update_schema(
@@ -233,10 +236,11 @@ CASES["promotion.moves.discard_challenger_in"] = lambda c: c.tx(lambda s: (
     core.promotion.moves.set_challenger(s, c.settings, actor=ADMIN, model="churn", version=1, reason="to discard"),
     core.promotion.moves.discard_challenger_in(s, c.settings, actor=ADMIN, model="churn", version=1,
                                                reason="shadow: not better")))
-CASES["sessions.revoke"] = lambda c: c.tx(lambda s: core.sessions.revoke(s, actor=ADMIN, session_id=_session(s)))
-CASES["auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user must not stop bootstrap_admin's
-    core.auth.create_user(s, actor=ADMIN, username="locked-out", role="viewer", password="password-123"),
-    core.auth.unlock(s, actor=ADMIN, username="locked-out")))
+CASES["accounts.sessions.revoke"] = lambda c: c.tx(lambda s: core.accounts.sessions.revoke(s, actor=ADMIN,
+                                                                                           session_id=_session(s)))
+CASES["accounts.auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user must not stop bootstrap_admin's
+    core.accounts.auth.create_user(s, actor=ADMIN, username="locked-out", role="viewer", password="password-123"),
+    core.accounts.auth.unlock(s, actor=ADMIN, username="locked-out")))
 
 
 def _session(session: Any) -> int:
@@ -244,7 +248,7 @@ def _session(session: Any) -> int:
     from db.models import BrowserSession, User
 
     user_id = session.scalar(select(User.id).where(User.username == "ann"))
-    core.sessions.start(session, actor=Actor("ann", "approver", user_id=user_id), user_agent="test",
+    core.accounts.sessions.start(session, actor=Actor("ann", "approver", user_id=user_id), user_agent="test",
                         client="127.0.0.1", max_hours=12)
     return session.scalar(select(func.max(BrowserSession.id)))
 

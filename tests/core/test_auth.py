@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, auth
+from core import audit
+from core.accounts import auth
 from core.actors import Actor, cli_actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from core.platform.database import transaction

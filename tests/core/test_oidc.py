@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, oidc
+from core.accounts import auth, oidc
 from core.errors import AuthError, InvalidInput
 from core.platform.database import transaction
 from core.settings import get_settings

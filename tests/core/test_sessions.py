@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth, sessions
+from core.accounts import auth, sessions
 from core.actors import Actor
 from core.errors import InvalidInput, PermissionDenied
 from core.platform.database import transaction

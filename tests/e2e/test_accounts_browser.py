@@ -8,7 +8,8 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
-from core import audit, auth
+from core import audit
+from core.accounts import auth
 from core.actors import Actor
 from core.errors import PermissionDenied
 from core.platform.database import transaction

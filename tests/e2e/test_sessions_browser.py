@@ -7,7 +7,7 @@ import subprocess
 
 from playwright.sync_api import Browser, Page, expect
 
-from core import sessions
+from core.accounts import sessions
 from tests.e2e.conftest import wait_healthy
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
 from tests.support.paths import ARTIFACTS, ROOT

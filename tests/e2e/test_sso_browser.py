@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from core import sessions
+from core.accounts import sessions
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
 from tests.support.oidc import OidcProvider
 from tests.support.paths import ARTIFACTS

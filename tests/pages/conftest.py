@@ -10,7 +10,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from core import auth
+from core.accounts import auth
 from core.actors import cli_actor
 from core.platform.database import transaction
 

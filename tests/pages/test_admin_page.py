@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from core import auth, policy
+from core import policy
+from core.accounts import auth
 from db.models import ApiToken, AuditEvent
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core import auth
+from core.accounts import auth
 from db.models import ApiToken
 
 

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from core import sessions
+from core.accounts import sessions
 from db.models import BrowserSession
 from ui import auth_routes
 

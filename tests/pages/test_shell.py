@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import auth
+from core.accounts import auth
 from core.actors import cli_actor
 from core.platform.database import transaction
 from db.models import AuditEvent, User

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import auth
+from core.accounts import auth
 from core.actors import Actor
 from core.platform.database import transaction
 

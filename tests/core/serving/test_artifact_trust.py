@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from core import auth
+from core.accounts import auth
 from core.actors import Actor, cli_actor
 from core.alerts import notify
 from core.errors import NotFound

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 import cli
-from core import auth
+from core.accounts import auth
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform.database import transaction

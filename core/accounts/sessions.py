@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, auth
+from core import audit
+from core.accounts import auth
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound
 from db.models import BrowserSession, User, utcnow

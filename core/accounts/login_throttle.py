@@ -4,7 +4,7 @@ A key counts the failures of one window (``WINDOW`` after its last failure it st
 ``threshold`` failures on, each further failure blocks the key for ``base`` seconds doubled per failure,
 up to ``MAX_BLOCK``: guessing slows to one try an hour per account and per address. Attempts while a key
 is blocked are refused without being counted (an attacker cannot push a block out for ever) and without
-an audit append each (``core.auth.login`` records one event per key and window, and one when a block starts).
+an audit append each (``core.accounts.auth.login`` records one event per key and window, and one when a block starts).
 
 An account's block would let anyone lock its owner out, so the client addresses an account signed in from
 successfully are remembered (``known`` rows, ``KNOWN_FOR``): from there the owner still gets in while the

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
-from core import login_throttle as throttle
+from core.accounts import login_throttle as throttle
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput, NotFound, PermissionDenied
 from db.models import ApiToken, BrowserSession, User, utcnow
@@ -242,7 +242,7 @@ def _keep_an_admin(session: Session, user: User, *, new_role: str, new_active: b
 
 
 def end_sessions(session: Session, *, user_id: int, keep_hash: str | None = None) -> int:
-    """End the user's browser sessions at once (see core/sessions.py); returns how many were live.
+    """End the user's browser sessions at once (see core/accounts/sessions.py); returns how many were live.
 
     Called when a password, a role or the active flag changes, so a stolen or stale cookie dies with it.
     """
@@ -279,7 +279,7 @@ def login(session: Session, *, username: str, password: str, max_failures: int, 
     """Check a password (the caller commits either way, so failures count).
 
     Every refusal gives the same message and costs the same time. Failures back off exponentially per
-    account and per client address (``core.login_throttle``); a blocked account still lets its owner in
+    account and per client address (``core.accounts.login_throttle``); a blocked account still lets its owner in
     from an address it signed in from before. Failures are audited once per account (or, for unknown
     names, per address) and window, and when a block starts: not one chain append per guess.
     """

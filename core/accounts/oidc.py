@@ -39,7 +39,8 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core import audit, auth
+from core import audit
+from core.accounts import auth
 from core.actors import ROLES, Actor
 from core.errors import AuthError, InvalidInput
 from db.models import User, utcnow

@@ -1,0 +1,1 @@
+"""Accounts (the lower floor): users, roles and tokens, dashboard sessions, the login throttle, SSO."""
