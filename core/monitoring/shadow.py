@@ -52,7 +52,7 @@ MAX_PAIRS = 200_000  # the newest paired records read for one comparison
 ESTIMATE_ROWS = 5_000  # records of the champion's recent traffic both versions are estimated on
 ESTIMATE_HOURS = 24.0  # ... taken from this many hours (since the challenger was set, if later)
 ESTIMATE_SECONDS = 600.0  # a process recomputes a pair's estimates at most this often (it loads both versions)
-_estimated: dict[tuple[str, int, int], tuple[float, tuple[dict[str, float] | None, dict[str, float] | None]]] = {}
+_estimated: dict[tuple[str, str, int, int], tuple[float, tuple[dict[str, float] | None, dict[str, float] | None]]] = {}
 
 
 @dataclass(frozen=True)
@@ -198,7 +198,7 @@ def estimates(session: Session, settings: Settings, *, model: str, champion: int
     from core.monitoring import model_outputs
     from core.training import runs
 
-    key = (model, champion, challenger)
+    key = (settings.mlflow_uri, model, champion, challenger)  # a version number is a version of one registry
     cached = _estimated.get(key)
     if cached is not None and time.monotonic() - cached[0] < ESTIMATE_SECONDS:
         return cached[1]

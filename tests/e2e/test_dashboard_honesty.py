@@ -77,9 +77,11 @@ def no_emoji_verdicts(page: Page) -> None:
     assert not EMOJI.search(shown), f"an emoji carries meaning here: {EMOJI.findall(shown)}"
 
 
-def jobs_in_db(dashboard: Dashboard) -> int:
+def jobs_in_db(dashboard: Dashboard, kind: str = "train") -> int:
+    """Jobs of ``kind`` in the dashboard's database (the embedded scheduler queues others on the clock:
+    the monitor round every 15 minutes, compaction every hour)."""
     with sqlite3.connect(dashboard.home / "leanops.db") as db:
-        return int(db.execute("select count(*) from jobs").fetchone()[0])
+        return int(db.execute("select count(*) from jobs where kind = ?", (kind,)).fetchone()[0])
 
 
 def open_as_admin(page: Page, dashboard: Dashboard, title: str) -> None:

@@ -33,7 +33,7 @@ def shadowed(factory, workspace):
     frame = small_churn(RECORDS, seed=5)
     outputs = {v: load_version(workspace.mlflow_uri, name="churn", alias="test", version=v).model.predict(
         frame[FEATURES]) for v in (1, 2)}
-    records = frame[FEATURES].astype(object).to_dict("records")
+    records = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None).to_dict("records")  # JSON: no NaN
     records = [{k: (bool(v) if type(v).__name__ == "bool_" else v) for k, v in r.items()} for r in records]
     ts = utcnow() - timedelta(hours=1)
     with transaction(factory) as s:
