@@ -9,15 +9,12 @@ import pytest
 
 from core.actors import Actor
 from core.platform import aliases
-from core.platform.database import transaction
 from core.promotion.registration import train
-from core.serving.cache import load_version
-from db.models import Feedback, PredictionLog, utcnow
+from db.models import utcnow
+from tests.support.shadow import log_pairs
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 
-FEATURES = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "contract",
-            "payment_method", "region", "gender", "senior"]
 RECORDS, LABELLED = 300, 120
 
 
@@ -31,20 +28,7 @@ def shadowed(factory, workspace):
     aliases.move(workspace.mlflow_uri, model="churn", alias="champion", version=1)
     aliases.move(workspace.mlflow_uri, model="churn", alias="challenger", version=2)
     frame = small_churn(RECORDS, seed=5)
-    outputs = {v: load_version(workspace.mlflow_uri, name="churn", alias="test", version=v).model.predict(
-        frame[FEATURES]) for v in (1, 2)}
-    records = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None).to_dict("records")  # JSON: no NaN
-    records = [{k: (bool(v) if type(v).__name__ == "bool_" else v) for k, v in r.items()} for r in records]
-    ts = utcnow() - timedelta(hours=1)
-    with transaction(factory) as s:
-        for i, record in enumerate(records):
-            for alias, version in (("champion", 1), ("shadow", 2)):
-                s.add(PredictionLog(request_id=f"r{i:04d}", record_index=0, ts=ts, model="churn", alias=alias,
-                                    version=version, input_hash="x" * 64, inputs=record,
-                                    output=int(outputs[version][i]), latency_ms=2.0 if alias == "shadow" else 1.0))
-            if i < LABELLED:
-                s.add(Feedback(request_id=f"r{i:04d}", record_index=0, model="churn", label=int(frame["churn"][i]),
-                               created_by="admin"))
+    outputs = log_pairs(factory, workspace.mlflow_uri, frame, ts=utcnow() - timedelta(hours=1), labelled=LABELLED)
     truth = frame["churn"].to_numpy()[:LABELLED]
     return {v: float((outputs[v][:LABELLED] == truth).mean()) for v in (1, 2)}
 

@@ -12,13 +12,10 @@ from sqlalchemy import select
 from core.actors import Actor
 from core.monitoring import shadow
 from core.platform import aliases
-from core.platform.database import transaction
 from core.promotion.registration import train
 from db.models import PredictionLog, utcnow
+from tests.support.shadow import log_pairs
 from tests.support.training import small_churn
-
-FEATURES = ["customer_age", "tenure_months", "monthly_charges", "total_charges", "support_calls", "contract",
-            "payment_method", "region", "gender", "senior"]
 
 
 def rules(*, use_estimate: bool, min_labelled: int = 200, max_days: float = 14, min_relative: float = 0.02):
@@ -75,19 +72,7 @@ def test_both_versions_are_estimated_on_the_same_recent_records(trained):
           actor=Actor("sam", "scientist", "job"), log=lambda line: None)
     aliases.move(settings.mlflow_uri, model="churn", alias="challenger", version=2)
     frame = small_churn(800, seed=31)
-    records = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None).to_dict("records")
-    records = [{k: (bool(v) if type(v).__name__ == "bool_" else v) for k, v in r.items()} for r in records]
-    from core.serving.cache import load_version
-
-    outputs = {v: load_version(settings.mlflow_uri, name="churn", alias="test", version=v).model.predict(
-        frame[FEATURES]) for v in (1, 2)}
-    ts = utcnow() - timedelta(hours=2)
-    with transaction(factory) as s:
-        for i, record in enumerate(records):
-            for alias, version in (("champion", 1), ("shadow", 2)):
-                s.add(PredictionLog(request_id=f"r{i:04d}", record_index=0, ts=ts, model="churn", alias=alias,
-                                    version=version, input_hash="x" * 64, inputs=record,
-                                    output=int(outputs[version][i]), latency_ms=1.0))
+    outputs = log_pairs(factory, settings.mlflow_uri, frame, ts=utcnow() - timedelta(hours=2))
     with factory() as s:
         assert s.scalar(select(PredictionLog.id).limit(1)) is not None
         found = shadow.compare(s, settings, actor=shadow.ACTOR, model="churn")
