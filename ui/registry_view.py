@@ -151,8 +151,8 @@ def shadow_panel(model: str, who: Actor) -> None:
     from core.monitoring import shadow
 
     st.subheader("Shadow")
-    try:
-        with resources.session_factory()() as s:
+    try:  # the first comparison in a while loads both versions for their label-free estimates: seconds
+        with st.spinner("Comparing the challenger with the champion …"), resources.session_factory()() as s:
             found = shadow.compare(s, resources.settings(), actor=who, model=model)
     except LeanOpsError as exc:
         st.error(str(exc))
