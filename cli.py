@@ -303,9 +303,9 @@ def cmd_shadow(args: argparse.Namespace) -> Outcome:
     score = (f"{doc['metric']} champion {doc['champion_score']} vs challenger {doc['challenger_score']}, "
              f"p = {doc['p_value']}" if doc["labelled"] else "no labels yet")
     if doc["champion_estimate"] or doc["challenger_estimate"]:
-        band = lambda e: f"{e['value']} [{e['lower']}, {e['upper']}]" if e else "none"  # noqa: E731
-        score += (f"; estimated {doc['metric']} without labels: champion {band(doc['champion_estimate'])} vs "
-                  f"challenger {band(doc['challenger_estimate'])}")
+        champion, challenger = (f"{e['value']} [{e['lower']}, {e['upper']}]" if e else "none"
+                                for e in (doc["champion_estimate"], doc["challenger_estimate"]))
+        score += f"; estimated {doc['metric']} without labels: champion {champion} vs challenger {challenger}"
     return Outcome(doc, text=f"{args.model}: champion v{doc['champion']} vs challenger v{doc['challenger']}: "
                              f"{doc['compared']} compared, agreement {doc['agreement']}, {doc['labelled']} labelled "
                              f"({score}); decision: {doc['decision']} — {'; '.join(doc['reasons'])}")

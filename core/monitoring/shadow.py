@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -53,6 +54,7 @@ ESTIMATE_ROWS = 5_000  # records of the champion's recent traffic both versions 
 ESTIMATE_HOURS = 24.0  # ... taken from this many hours (since the challenger was set, if later)
 ESTIMATE_SECONDS = 600.0  # a process recomputes a pair's estimates at most this often (it loads both versions)
 _estimated: dict[tuple[str, str, int, int], tuple[float, tuple[dict[str, float] | None, dict[str, float] | None]]] = {}
+_estimating = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -190,23 +192,38 @@ def _decide_on_estimates(task: str, champion: dict[str, float], challenger: dict
 def estimates(session: Session, settings: Settings, *, model: str, champion: int, challenger: int, task: str,
               since: datetime | None, now: datetime) -> tuple[dict[str, float] | None, dict[str, float] | None]:
     """Each version's label-free estimate of ``METRIC[task]`` (``{value, lower, upper}``) on the same
-    records: at most ``ESTIMATE_ROWS`` of the champion's records logged in the last ``ESTIMATE_HOURS``
-    (since the challenger was set, if later), predicted by both versions through the vetted loader. None for
-    a version without a stored estimator, or that cannot predict them (logged). A process computes a pair
-    at most every ``ESTIMATE_SECONDS``: it loads both versions, seconds that a page or an API read should
-    not pay each time."""
+    records: at most ``ESTIMATE_ROWS`` of the champion's records logged in the last hour, or in the last
+    ``ESTIMATE_HOURS`` when that hour holds fewer (since the challenger was set, if later), predicted by
+    both versions through the vetted loader. None for a version without a stored estimator, or that cannot
+    predict them (logged). A process computes a pair at most every ``ESTIMATE_SECONDS``, one pair at a
+    time: it loads both versions, seconds (and memory) that a page or an API read, however many arrive
+    together, should not pay each time."""
+    key = (settings.mlflow_uri, model, champion, challenger)  # a version number is a version of one registry
+    with _estimating:  # one computation at a time: parallel reads wait for it, then find it cached
+        cached = _estimated.get(key)
+        if cached is not None and time.monotonic() - cached[0] < ESTIMATE_SECONDS:
+            return cached[1]
+        pair = _estimate_pair(session, settings, model=model, champion=champion, challenger=challenger,
+                              task=task, since=since, now=now)
+        _estimated[key] = (time.monotonic(), pair)
+        return pair
+
+
+def _estimate_pair(session: Session, settings: Settings, *, model: str, champion: int, challenger: int, task: str,
+                   since: datetime | None, now: datetime
+                   ) -> tuple[dict[str, float] | None, dict[str, float] | None]:
     from core.monitoring import model_outputs
     from core.training import runs
 
-    key = (settings.mlflow_uri, model, champion, challenger)  # a version number is a version of one registry
-    cached = _estimated.get(key)
-    if cached is not None and time.monotonic() - cached[0] < ESTIMATE_SECONDS:
-        return cached[1]
-    start = now - timedelta(hours=ESTIMATE_HOURS)
-    logged = prediction_store.window(session, settings.data_store, model=model,
-                                     since=max(start, since) if since is not None else start,
-                                     until=now + timedelta(seconds=1), meta=("version",))
-    frame = model_outputs.sample(logged[logged["version"] == champion].drop(columns="version"), ESTIMATE_ROWS)
+    for hours in (1.0, ESTIMATE_HOURS):  # the last hour when it alone holds enough: a busy day is not read whole
+        start = now - timedelta(hours=hours)
+        logged = prediction_store.window(session, settings.data_store, model=model,
+                                         since=max(start, since) if since is not None else start,
+                                         until=now + timedelta(seconds=1), meta=("version",))
+        logged = logged[logged["version"] == champion].drop(columns="version")
+        if len(logged) >= ESTIMATE_ROWS:
+            break
+    frame = model_outputs.sample(logged, ESTIMATE_ROWS)
     found: list[dict[str, float] | None] = []
     for version in (champion, challenger):
         value = None
@@ -220,9 +237,7 @@ def estimates(session: Session, settings: Settings, *, model: str, champion: int
             log.warning("%s v%s not estimated for the shadow comparison: %s: %s", model, version,
                         type(exc).__name__, exc)
         found.append({k: round(float(value[k]), 4) for k in ("value", "lower", "upper")} if value else None)
-    pair = (found[0], found[1])
-    _estimated[key] = (time.monotonic(), pair)
-    return pair
+    return found[0], found[1]
 
 
 def challenger_since(session: Session, *, model: str, version: int) -> datetime | None:
