@@ -319,6 +319,24 @@ class AliasMove(Base):
     ts: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class CurrentAlias(Base):
+    """Where each model alias (champion, challenger) points now: the truth serving and every flow read.
+
+    Written only with a row of ``alias_history`` (``core/registry/state.py``). MLflow's alias is a projection
+    of this row; ``projected`` is the version the ``aliases.sync`` job last set there (None: nothing yet), so
+    that job can tell a projection still to be made from a move made by hand in MLflow.
+    """
+
+    __tablename__ = "current_aliases"
+
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int | None]  # None: the alias was removed
+    move_id: Mapped[int] = mapped_column(ForeignKey("alias_history.id"))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+    projected: Mapped[int | None]
+
+
 class GateEvaluation(Base):
     """The policy gates of one model version as evaluated at a moment (registration, promotion)."""
 

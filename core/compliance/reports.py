@@ -26,7 +26,7 @@ from core.actors import Actor
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform import aliases
 from core.platform.database import transaction
-from core.platform.storage import Store
+from core.platform.storage import DataStore
 from core.registry import cards
 from core.serving import predictions
 from core.training import runs
@@ -237,7 +237,7 @@ def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
             "champion_periods": periods, "missing": missing}
 
 
-def _performance(session: Session, store: Store, model: str, version: int, task: str | None
+def _performance(session: Session, store: DataStore, model: str, version: int, task: str | None
                  ) -> dict[str, Any] | None:
     """Live metrics from feedback labels, measured as training measured the holdout (core.monitoring.performance),
     over the hot and the compacted predictions."""
@@ -249,7 +249,7 @@ def _performance(session: Session, store: Store, model: str, version: int, task:
     return {"labelled": len(pairs), "metrics": performance.score(task, [p[3] for p in pairs], [p[2] for p in pairs])}
 
 
-def _monitoring(session: Session, store: Store, model: str, version: int, task: str | None,
+def _monitoring(session: Session, store: DataStore, model: str, version: int, task: str | None,
                 periods: list[dict[str, Any]]) -> dict[str, Any]:
     checks = session.scalar(select(func.count()).select_from(DriftCheck).where(
         DriftCheck.model == model, DriftCheck.version == version)) or 0
@@ -346,7 +346,7 @@ def _mlflow_version(mlflow_uri: str, model: str, version: int) -> dict[str, Any]
     from core.platform import mlflow_store
 
     try:
-        return mlflow_store.version_info(mlflow_store.Store(uri=mlflow_uri, artifacts=""), name=model, version=version)
+        return mlflow_store.version_info(mlflow_store.MlflowStore(uri=mlflow_uri, artifacts=""), name=model, version=version)
     except Exception:  # noqa: BLE001 - NotFound or an unavailable store: the identity section says so
         return None
 

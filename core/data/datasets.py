@@ -28,7 +28,7 @@ from core.data.profile import VersionDiff, compare_profiles, compute_profile
 from core.data.quality import Certificate, certify, infer_schema
 from core.data.tables import Input, TableLimits, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
-from core.platform.storage import LocalStore, Store, as_store
+from core.platform.storage import LocalStore, DataStore, as_store
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -125,7 +125,7 @@ def key_for(sha256: str) -> str:
 
 # -- registering ---------------------------------------------------------------------------------
 
-def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | Store, source: str,
+def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | DataStore, source: str,
              filename: str = "", description: str = "", source_query: str | None = None,
              max_bytes: int | None = None, limits: TableLimits | None = None) -> Registration:
     """Register ``data`` (a path, bytes, a binary file or a DataFrame) as the next version of ``name``.
@@ -195,7 +195,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
                         previous_rows=previous.rows if previous else None)
 
 
-def _alert_failed_certificate(session: Session, store_root: Path | Store, name: str, number: int,
+def _alert_failed_certificate(session: Session, store_root: Path | DataStore, name: str, number: int,
                               cert: Certificate) -> None:
     """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
     from core.alerts import notify
@@ -237,9 +237,9 @@ def _existing(session: Session, dataset: Dataset, row: DatasetVersion) -> Regist
                         previous_rows=parent.rows if parent else None)
 
 
-def _remove_if_rolled_back(session: Session, store: Store, key: str) -> None:
+def _remove_if_rolled_back(session: Session, store: DataStore, key: str) -> None:
     """Delete a newly stored file again unless the transaction that points at it commits."""
-    pending: list[tuple[Store, str]] = session.info.setdefault("leanops.new_files", [])
+    pending: list[tuple[DataStore, str]] = session.info.setdefault("leanops.new_files", [])
     pending.append((store, key))
     if session.info.get("leanops.file_hooks"):
         return
@@ -270,7 +270,7 @@ class Sweep:
     orphans: list[str]  # version files no row pointed at
 
 
-def sweep_store(session: Session, *, store_root: Path | Store, older_than_s: float = 3600) -> Sweep:
+def sweep_store(session: Session, *, store_root: Path | DataStore, older_than_s: float = 3600) -> Sweep:
     """Remove what killed registrations left in the store: temporary files, and version files no
     row points at (a process killed between the rename and the commit). Only files older than
     ``older_than_s`` are touched, so registrations in flight are safe."""
@@ -322,7 +322,7 @@ def resolve(session: Session, *, ref: str) -> DatasetVersionView:
     return _view(row, dataset.name)
 
 
-def load_frame(session: Session, *, store_root: Path | Store, ref: str,
+def load_frame(session: Session, *, store_root: Path | DataStore, ref: str,
                verify: bool = True) -> tuple[DatasetVersionView, pd.DataFrame]:
     """The version and its data as pandas (the dtypes it was hashed with).
 

@@ -30,7 +30,7 @@ from core.monitoring import drift
 from core.monitoring import report as drift_report
 from core.platform import aliases, job_queue
 from core.platform.database import transaction
-from core.platform.storage import Store
+from core.platform.storage import DataStore
 from core.settings import Settings
 from core.training import runs
 from db.models import DriftCheck, utcnow
@@ -405,7 +405,7 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
     return CurrentData(frame, f"file {name}"[:255], None)
 
 
-def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, store: Store, min_rows: int = 1,
+def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, store: DataStore, min_rows: int = 1,
                  now: datetime | None = None) -> CurrentData:
     """The inputs and outputs of ``model``'s predictions logged in the last ``hours``: the hot table plus the
     hourly Parquet partitions in ``store`` (the workspace's ``data_store``)."""

@@ -21,7 +21,7 @@ from core.actors import system_actor
 from core.alerts import notify
 from core.errors import NotFound
 from core.platform.database import transaction
-from core.platform.storage import Store
+from core.platform.storage import DataStore
 from core.settings import Settings
 from core.training import runs
 from db.models import AuditEvent
@@ -107,7 +107,7 @@ def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
     return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
 
 
-def labelled(session: Session, *, model: str, store: Store, version: int | None = None, limit: int | None = None
+def labelled(session: Session, *, model: str, store: DataStore, version: int | None = None, limit: int | None = None
              ) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of labelled predictions, newest first, from the hot
     prediction table and the Parquet partitions in ``store`` (the workspace's ``data_store``): labels come
@@ -117,7 +117,7 @@ def labelled(session: Session, *, model: str, store: Store, version: int | None 
     return prediction_store.labelled(session, store, model=model, version=version, limit=limit)
 
 
-def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy, store: Store) -> Verdict:
+def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy, store: DataStore) -> Verdict:
     """Live performance of ``model`` v``version`` over its most recent labelled predictions (hot and compacted,
     see ``labelled``)."""
     task = task_of(session, model=model, version=version)
@@ -139,7 +139,7 @@ def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelP
                    tuple(checks), status)
 
 
-def series(session: Session, *, model: str, rules: policy.ModelPolicy, store: Store,
+def series(session: Session, *, model: str, rules: policy.ModelPolicy, store: DataStore,
            versions: list[int] | None = None, max_points: int = MAX_POINTS) -> list[Point]:
     """Rolling metrics over time for a chart, per version (oldest first, at most ``max_points`` each).
 

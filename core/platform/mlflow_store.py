@@ -45,18 +45,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Store:
+class MlflowStore:
     """Where MLflow keeps things: the tracking/registry URI and the artifact root (a path or s3://…)."""
 
     uri: str
     artifacts: str
 
 
-def store_for(settings: Any) -> Store:
-    return Store(uri=settings.mlflow_uri, artifacts=str(settings.artifacts))
+def store_for(settings: Any) -> MlflowStore:
+    return MlflowStore(uri=settings.mlflow_uri, artifacts=str(settings.artifacts))
 
 
-def _mlflow(store: Store) -> ModuleType:  # the mlflow module, pointed at the store
+def _mlflow(store: MlflowStore) -> ModuleType:  # the mlflow module, pointed at the store
     import mlflow
 
     with _URI_LOCK:  # process-wide in mlflow; every caller in a process uses the same workspace
@@ -83,7 +83,7 @@ def is_not_found(exc: Exception) -> bool:
     return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(exc).lower()
 
 
-def artifact_location(store: Store, experiment: str) -> str:
+def artifact_location(store: MlflowStore, experiment: str) -> str:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in experiment)
     if "://" in store.artifacts:
         return f"{store.artifacts.rstrip('/')}/mlflow/{safe}"
@@ -92,7 +92,7 @@ def artifact_location(store: Store, experiment: str) -> str:
     return str(path)
 
 
-def experiment_id(store: Store, name: str) -> str:
+def experiment_id(store: MlflowStore, name: str) -> str:
     """The experiment's id, created with an explicit artifact location under the workspace if new."""
     from mlflow.exceptions import MlflowException
 
@@ -109,7 +109,7 @@ def experiment_id(store: Store, name: str) -> str:
         return found.experiment_id
 
 
-def prepare(store: Store) -> None:
+def prepare(store: MlflowStore) -> None:
     """Create or upgrade MLflow's own schema now (``cli.py init``), so that workers starting together
     on a fresh shared server do not race to migrate it."""
     mlflow_client = client(store.uri)
@@ -121,7 +121,7 @@ def experiment_name(model_name: str) -> str:
     return f"leanops/{model_name}"
 
 
-def start_run(store: Store, *, experiment: str, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> str:
+def start_run(store: MlflowStore, *, experiment: str, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> str:
     """A new RUNNING run with its tags and params; returns its id."""
     mlflow_client = client(store.uri)
     run = mlflow_client.create_run(experiment_id(store, experiment), run_name=run_name,
@@ -134,7 +134,7 @@ def start_run(store: Store, *, experiment: str, run_name: str, tags: dict[str, A
     return run.info.run_id
 
 
-def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, digest: str, source: str,
+def log_dataset(store: MlflowStore, run_id: str, *, frame: pd.DataFrame, name: str, digest: str, source: str,
                 target: str) -> None:
     """The dataset version as the run's training input (digest: the version's sha256, cut to MLflow's 36).
 
@@ -167,7 +167,7 @@ def log_dataset(store: Store, run_id: str, *, frame: pd.DataFrame, name: str, di
                 raise
 
 
-def log_results(store: Store, run_id: str, *, metrics: dict[str, float], files: dict[str, bytes | str]) -> None:
+def log_results(store: MlflowStore, run_id: str, *, metrics: dict[str, float], files: dict[str, bytes | str]) -> None:
     """Metrics (one batch) and small files as artifacts (``{"plots/x.png": bytes, "x.json": text}``)."""
     import tempfile
 
@@ -231,7 +231,7 @@ class LoggedModel:
     sha256: str
 
 
-def log_model(store: Store, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> LoggedModel:
+def log_model(store: MlflowStore, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> LoggedModel:
     """Log the fitted pipeline (skops, signature, input example) to the run, with its files' sha256.
 
     What ``mlflow.sklearn.log_model`` does, in steps, so the files are hashed on this machine between
@@ -301,18 +301,18 @@ def download_model_files(location: str, dst: Path) -> Path:
     return Path(download_artifacts(artifact_uri=location, dst_path=str(dst)))
 
 
-def register(store: Store, *, model_uri: str, name: str, tags: dict[str, Any]) -> int:
+def register(store: MlflowStore, *, model_uri: str, name: str, tags: dict[str, Any]) -> int:
     """A new version of registered model ``name`` from ``model_uri``, with its lineage tags."""
     mlflow = _mlflow(store)
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
     return int(version.version)
 
 
-def end_run(store: Store, run_id: str, *, status: str = "FINISHED") -> None:
+def end_run(store: MlflowStore, run_id: str, *, status: str = "FINISHED") -> None:
     client(store.uri).set_terminated(run_id, status=status)
 
 
-def delete_version(store: Store, *, name: str, version: int) -> None:
+def delete_version(store: MlflowStore, *, name: str, version: int) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -322,7 +322,7 @@ def delete_version(store: Store, *, name: str, version: int) -> None:
             raise
 
 
-def fail_orphans(store: Store, *, is_finished: Any) -> list[str]:
+def fail_orphans(store: MlflowStore, *, is_finished: Any) -> list[str]:
     """Runs still RUNNING whose job is over (its worker was killed): mark them FAILED, delete their versions.
 
     ``is_finished(job_id) -> bool`` says whether the job that owns a run has ended.
@@ -346,7 +346,7 @@ def fail_orphans(store: Store, *, is_finished: Any) -> list[str]:
     return failed
 
 
-def run_info(store: Store, run_id: str) -> dict[str, Any]:
+def run_info(store: MlflowStore, run_id: str) -> dict[str, Any]:
     """Status, times, params, metrics and tags of a run as MLflow has them."""
     from mlflow.exceptions import MlflowException
 
@@ -360,7 +360,7 @@ def run_info(store: Store, run_id: str) -> dict[str, Any]:
                                                         if not k.startswith("mlflow.")}}
 
 
-def version_info(store: Store, *, name: str, version: int) -> dict[str, Any]:
+def version_info(store: MlflowStore, *, name: str, version: int) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     try:
@@ -371,12 +371,12 @@ def version_info(store: Store, *, name: str, version: int) -> dict[str, Any]:
             "status": mv.status, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
 
 
-def versions_of_run(store: Store, *, name: str, run_id: str) -> list[int]:
+def versions_of_run(store: MlflowStore, *, name: str, run_id: str) -> list[int]:
     found = client(store.uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     return [int(mv.version) for mv in found]
 
 
-def download_text(store: Store, run_id: str, path: str) -> str:
+def download_text(store: MlflowStore, run_id: str, path: str) -> str:
     """A small text artifact of a run (e.g. ``reference/reference.json``)."""
     import tempfile
 

@@ -35,7 +35,7 @@ class StagedFile(Protocol):
     def commit(self) -> bool: ...
 
 
-class Store(Protocol):
+class DataStore(Protocol):
     def exists(self, key: str) -> bool: ...
     def open(self, key: str) -> BinaryIO: ...
     def read_bytes(self, key: str) -> bytes: ...
@@ -343,7 +343,7 @@ def _s3_store(root: str, endpoint_url: str, access_key_id: str, secret: str, reg
                    region=region)
 
 
-def as_store(root: Path | str | Store) -> Store:
+def as_store(root: Path | str | DataStore) -> DataStore:
     """A store from what callers pass as ``store_root``: a folder (the workspace) or a store itself."""
     if isinstance(root, (str, Path)):
         return LocalStore(Path(root))

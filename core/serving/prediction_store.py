@@ -45,7 +45,7 @@ from core.errors import InvalidInput
 from core.platform import leases
 from core.platform.aliases import CHAMPION, SHADOW
 from core.platform.database import transaction
-from core.platform.storage import TMP_PREFIX, LocalStore, S3Store, Store
+from core.platform.storage import TMP_PREFIX, DataStore, LocalStore, S3Store
 from db.models import PredictionLog, utcnow
 
 log = logging.getLogger("leanops.predictions.store")
@@ -157,7 +157,7 @@ def schema_id(table: pa.Table) -> str:
 
 # -- files ---------------------------------------------------------------------------------------
 
-def list_files(store: Store, prefix: str) -> list[str]:
+def list_files(store: DataStore, prefix: str) -> list[str]:
     """Keys of the finished Parquet files under ``prefix`` (any depth)."""
     if isinstance(store, LocalStore):
         folder = store.path(prefix)
@@ -170,7 +170,7 @@ def list_files(store: Store, prefix: str) -> list[str]:
     raise InvalidInput(f"the prediction log cannot list files in a {type(store).__name__}")
 
 
-def _write_durably(store: Store, key: str, table: pa.Table, scratch: Path) -> int:
+def _write_durably(store: DataStore, key: str, table: pa.Table, scratch: Path) -> int:
     """Write ``table`` to ``key`` so that it survives a crash once this returns; its size in bytes."""
     if isinstance(store, LocalStore):
         final = store.path(key)
@@ -199,7 +199,7 @@ def _write_durably(store: Store, key: str, table: pa.Table, scratch: Path) -> in
         tmp.unlink(missing_ok=True)
 
 
-def read_file(store: Store, key: str, *, columns: list[str] | None = None,
+def read_file(store: DataStore, key: str, *, columns: list[str] | None = None,
               filters: Any = None, inputs: bool = False) -> pa.Table:
     """One partition file, only ``columns`` (those it has; with ``inputs`` also every input column it has),
     rows matching ``filters`` (a pyarrow expression)."""
@@ -213,7 +213,7 @@ def read_file(store: Store, key: str, *, columns: list[str] | None = None,
     return table.replace_schema_metadata({JSON_COLUMNS: encoded.encode()})
 
 
-def _compacted(store: Store, prefix: str) -> set[tuple[str, int]]:
+def _compacted(store: DataStore, prefix: str) -> set[tuple[str, int]]:
     """(request_id, record_index) of every record the files under ``prefix`` hold: a record's identity (a row's
     id is not: SQLite hands the ids of deleted rows out again)."""
     found: set[tuple[str, int]] = set()
@@ -226,7 +226,7 @@ def _compacted(store: Store, prefix: str) -> set[tuple[str, int]]:
 
 # -- compaction ----------------------------------------------------------------------------------
 
-def compact(factory: sessionmaker[Session], store: Store, *, actor: Actor, holder: str, scratch: Path,
+def compact(factory: sessionmaker[Session], store: DataStore, *, actor: Actor, holder: str, scratch: Path,
             now: datetime | None = None, grace_minutes: int = 15, chunk: int = 200_000,
             lease_seconds: float = 300.0, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Move every closed hour of the hot tier into Parquet partitions; idempotent and crash-safe.
@@ -268,7 +268,7 @@ def compact(factory: sessionmaker[Session], store: Store, *, actor: Actor, holde
     return {"before": cutoff.isoformat(), **done}
 
 
-def _compact_hour(factory: sessionmaker[Session], store: Store, *, model: str, hour: datetime, chunk: int,
+def _compact_hour(factory: sessionmaker[Session], store: DataStore, *, model: str, hour: datetime, chunk: int,
                   scratch: Path, done: dict[str, int], renew: Callable[[], None]) -> None:
     prefix = hour_prefix(model, hour)
     already = _compacted(store, prefix)  # files a killed run wrote but whose rows it did not delete
@@ -301,7 +301,7 @@ def _compact_hour(factory: sessionmaker[Session], store: Store, *, model: str, h
                 session.execute(delete(PredictionLog).where(PredictionLog.id.in_(gone[at: at + 1000])))
 
 
-def drop_partitions(store: Store, *, before: datetime) -> int:
+def drop_partitions(store: DataStore, *, before: datetime) -> int:
     """Retention: delete the files of every hour that ended before ``before``; how many files went."""
     gone = 0
     for key in list_files(store, ROOT):
@@ -324,7 +324,7 @@ def _hours(since: datetime, until: datetime) -> Iterator[datetime]:
         hour += timedelta(hours=1)
 
 
-def _partition_files(store: Store, model: str, since: datetime, until: datetime) -> list[str]:
+def _partition_files(store: DataStore, model: str, since: datetime, until: datetime) -> list[str]:
     days = sorted({h.strftime("%Y-%m-%d") for h in _hours(since, until)})
     if len(days) > 3:  # a long range: one listing of the model, filtered by hour
         keys = list_files(store, f"{ROOT}/{model}")
@@ -349,7 +349,7 @@ def _frame_of(table: pa.Table, features: list[str] | None) -> Any:
     return frame
 
 
-def window(source: sessionmaker[Session] | Session, store: Store, *, model: str, since: datetime,
+def window(source: sessionmaker[Session] | Session, store: DataStore, *, model: str, since: datetime,
            until: datetime | None = None, features: list[str] | None = None,
            meta: tuple[str, ...] = ("ts", "version", "output")) -> Any:
     """A model's logged predictions with ``since <= ts < until``: ``meta`` columns plus ``features``
@@ -412,7 +412,7 @@ def _records(table: pa.Table, model: str) -> list[dict[str, Any]]:
             for row in _frame_of(table, None).to_dict("records")]
 
 
-def lookup(factory: sessionmaker[Session] | Session, store: Store, *, request_id: str) -> list[dict[str, Any]]:
+def lookup(factory: sessionmaker[Session] | Session, store: DataStore, *, request_id: str) -> list[dict[str, Any]]:
     """The records of one request (each: request_id, record_index, ts, model, alias, version, input_hash,
     inputs, output, latency_ms, requested_by), from the hot table or else the partitions of its hour.
     ``factory`` may be an open session (a caller inside its unit of work)."""
@@ -434,7 +434,7 @@ def lookup(factory: sessionmaker[Session] | Session, store: Store, *, request_id
     return sorted(found, key=lambda r: r["record_index"])
 
 
-def _holding(store: Store, keys: list[str], request_id: str) -> list[str]:
+def _holding(store: DataStore, keys: list[str], request_id: str) -> list[str]:
     """The files among ``keys`` that hold ``request_id``. Files are sorted by request id in row groups with
     min/max statistics, so each file costs its footer and at most one row group of one column; local files
     are scanned as one dataset (in parallel)."""
@@ -456,7 +456,7 @@ def _hour_of_key(key: str) -> datetime | None:
         return None
 
 
-def recent(factory: sessionmaker[Session] | Session, store: Store, *, model: str | None = None,
+def recent(factory: sessionmaker[Session] | Session, store: DataStore, *, model: str | None = None,
            limit: int = 20) -> list[dict[str, Any]]:
     """The ``limit`` newest logged predictions (of ``model``, or of every model), newest first, as ``lookup``'s
     dicts. The hot table holds the newest hours, so the partitions are read only when it has fewer than
@@ -491,7 +491,7 @@ def recent(factory: sessionmaker[Session] | Session, store: Store, *, model: str
     return sorted(out, key=lambda r: r["ts"], reverse=True)[:limit]
 
 
-def count(factory: sessionmaker[Session] | Session, store: Store, *, model: str | None = None,
+def count(factory: sessionmaker[Session] | Session, store: DataStore, *, model: str | None = None,
           version: int | None = None) -> int:
     """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted; the challenger's
     shadow rows are not counted. Local files are counted as one dataset: a row group whose statistics settle
@@ -513,7 +513,7 @@ def count(factory: sessionmaker[Session] | Session, store: Store, *, model: str 
     return int(total)
 
 
-def per_request(factory: sessionmaker[Session] | Session, store: Store, *, since: datetime, until: datetime,
+def per_request(factory: sessionmaker[Session] | Session, store: DataStore, *, since: datetime, until: datetime,
                 limit: int) -> list[tuple[str, str, float, int]]:
     """(model, request_id, latency ms, records) of every request logged with ``since <= ts < until`` (at most
     ``limit``), hot and compacted, reading four columns of the partitions of those hours."""
@@ -548,19 +548,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _keys_of_hour(store: Store, hour: datetime) -> list[str]:
+def _keys_of_hour(store: DataStore, hour: datetime) -> list[str]:
     models = _models(store)
     return [k for m in models for k in list_files(store, hour_prefix(m, hour))]
 
 
-def _models(store: Store) -> list[str]:
+def _models(store: DataStore) -> list[str]:
     if isinstance(store, LocalStore):
         folder = store.path(ROOT)
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     return sorted({key.split("/")[1] for key in list_files(store, ROOT)})
 
 
-def compacted_request_ids(store: Store, items: list[Any]) -> set[str]:
+def compacted_request_ids(store: DataStore, items: list[Any]) -> set[str]:
     """Which request ids of ``items`` (``Served``) the partitions of their hours already hold (a replay skips them)."""
     by_prefix: dict[str, set[str]] = {}
     for item in items:
@@ -573,7 +573,7 @@ def compacted_request_ids(store: Store, items: list[Any]) -> set[str]:
     return found
 
 
-def labelled(session: Session, store: Store, *, model: str, version: int | None = None, limit: int | None = None
+def labelled(session: Session, store: DataStore, *, model: str, version: int | None = None, limit: int | None = None
              ) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of the labelled predictions of ``model`` (``version``),
     newest first (at most ``limit``): feedback joined with the hot table, plus ``labelled_compacted``."""
@@ -592,7 +592,7 @@ def labelled(session: Session, store: Store, *, model: str, version: int | None 
     return both[:limit] if limit is not None else both
 
 
-def labelled_compacted(session: Session, store: Store, *, model: str, version: int | None = None
+def labelled_compacted(session: Session, store: DataStore, *, model: str, version: int | None = None
                        ) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of the labelled predictions of ``model`` that left the
     hot table: feedback rows whose prediction is not in the table, looked up in the partitions of their
@@ -627,7 +627,7 @@ def labelled_compacted(session: Session, store: Store, *, model: str, version: i
     return out
 
 
-def shadow_pairs(session: Session, store: Store, *, model: str, champion: int, challenger: int,
+def shadow_pairs(session: Session, store: DataStore, *, model: str, champion: int, challenger: int,
                  since: datetime | None, limit: int) -> list[tuple[datetime, str, Any, float, Any, float, Any]]:
     """(time, request id, challenger output, challenger ms, champion output, champion ms, label or None) of the
     newest ``limit`` records the challenger scored in shadow since ``since``, paired with the champion's answer
@@ -703,7 +703,7 @@ def _common(types: list[pa.DataType]) -> pa.DataType:
     return pa.string()
 
 
-def export(factory: sessionmaker[Session], store: Store, *, actor: Actor, model: str, out: Path,
+def export(factory: sessionmaker[Session], store: DataStore, *, actor: Actor, model: str, out: Path,
            since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
     """Write every logged prediction of ``model`` with ``since <= ts < until`` to ``out`` (.parquet or .csv):
     request_id, record_index, ts, version, one column per input (named as the input; ``inputs.NAME`` if the

@@ -37,7 +37,7 @@ from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
 from core.platform.aliases import SHADOW
 from core.platform.database import transaction
-from core.platform.storage import Store
+from core.platform.storage import DataStore
 from core.serving.segments import DONE, Journal, Ticket, claim_orphans, encode
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
@@ -420,21 +420,21 @@ def _view(r: dict[str, Any]) -> PredictionView:
 # a reader of the table alone sees nothing of a compacted hour, so ``store`` (the workspace's ``data_store``) is
 # required rather than optional.
 
-def by_request(session: Session, *, request_id: str, store: Store) -> list[PredictionView]:
+def by_request(session: Session, *, request_id: str, store: DataStore) -> list[PredictionView]:
     """The records of one request, in the hot table or already compacted."""
     from core.serving import prediction_store
 
     return [_view(r) for r in prediction_store.lookup(session, store, request_id=request_id)]
 
 
-def recent(session: Session, *, store: Store, model: str | None = None, limit: int = 20) -> list[PredictionView]:
+def recent(session: Session, *, store: DataStore, model: str | None = None, limit: int = 20) -> list[PredictionView]:
     """The ``limit`` newest predictions (of ``model``), newest first, hot or compacted."""
     from core.serving import prediction_store
 
     return [_view(r) for r in prediction_store.recent(session, store, model=model, limit=limit)]
 
 
-def count(session: Session, *, store: Store, model: str | None = None, version: int | None = None) -> int:
+def count(session: Session, *, store: DataStore, model: str | None = None, version: int | None = None) -> int:
     """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted (shadow rows not)."""
     from core.serving import prediction_store
 
@@ -444,7 +444,7 @@ def count(session: Session, *, store: Store, model: str | None = None, version: 
 # -- feedback ------------------------------------------------------------------------------------
 
 def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
-                    store: Store, home: Path | None = None) -> int:
+                    store: DataStore, home: Path | None = None) -> int:
     """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
 
     Labels drive live performance and so the automatic rollback: only the actor that made the

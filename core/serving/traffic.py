@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.platform.storage import Store
+from core.platform.storage import DataStore
 from core.serving import prediction_store
 from core.serving.predictions import PredictionView, recent
 from db.models import PredictionError, utcnow
@@ -31,7 +31,7 @@ class ModelTraffic:
     last_prediction_at: datetime | None
 
 
-def traffic(session: Session, *, store: Store, window_minutes: int = 15, now: datetime | None = None,
+def traffic(session: Session, *, store: DataStore, window_minutes: int = 15, now: datetime | None = None,
             max_requests: int = 100_000) -> list[ModelTraffic]:
     """Per model: requests/s, p50/p95 latency, error rate over the last ``window_minutes``, and the version
     and time of its latest prediction, from the hot table and the partitions in ``store`` (the workspace's
@@ -64,6 +64,6 @@ def traffic(session: Session, *, store: Store, window_minutes: int = 15, now: da
     return out
 
 
-def recent_predictions(session: Session, *, store: Store, limit: int = 20) -> list[PredictionView]:
+def recent_predictions(session: Session, *, store: DataStore, limit: int = 20) -> list[PredictionView]:
     """The newest predictions of every model, hot or compacted."""
     return recent(session, store=store, limit=limit)

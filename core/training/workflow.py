@@ -210,7 +210,7 @@ def clean_up_job(factory: sessionmaker[Session], settings: Settings, *, job_id: 
     return _clean_up(factory, mlflow_store.store_for(settings), job_id=job_id, log=log)
 
 
-def _clean_up(factory: sessionmaker[Session], store: mlflow_store.Store, *, job_id: int, log: Log) -> list[int]:
+def _clean_up(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, job_id: int, log: Log) -> list[int]:
     from db.models import Job, TrainingRun
 
     with factory() as session:
@@ -239,7 +239,7 @@ def _clean_up(factory: sessionmaker[Session], store: mlflow_store.Store, *, job_
     return [row.id for row in finished]
 
 
-def _undo(factory: sessionmaker[Session], store: mlflow_store.Store, *, run_id: int, mlflow_run: str | None, name: str,
+def _undo(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, run_id: int, mlflow_run: str | None, name: str,
           model_version: int | None, exc: BaseException, log: Log) -> None:
     """After a failure: no version stays registered, the MLflow run ends FAILED, the row says why.
 
@@ -267,7 +267,7 @@ def _undo(factory: sessionmaker[Session], store: mlflow_store.Store, *, run_id: 
             log(f"clean-up step '{what}' failed: {one_line(cleanup)}")
 
 
-def reconcile(factory: sessionmaker[Session], store: mlflow_store.Store, *, log: Log = _stderr) -> None:
+def reconcile(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, log: Log = _stderr) -> None:
     """Finish what killed workers left: run rows and MLflow runs still 'running' for jobs that ended.
 
     The reaper does this per job at once (``clean_up_job``); this catches a clean-up that failed then.

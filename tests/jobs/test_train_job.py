@@ -43,7 +43,7 @@ def run(factory, settings, job_id: int) -> job_queue.JobView:
         return job_queue.get(s, job_id)
 
 
-def store(settings) -> mlflow_store.Store:
+def store(settings) -> mlflow_store.MlflowStore:
     return mlflow_store.store_for(settings)
 
 

@@ -72,7 +72,7 @@ def recorded(factory: sessionmaker[Session], settings: Settings, data: DatasetVe
     return version
 
 
-def _register(store: mlflow_store.Store, *, model: str, mlflow_run: str, tags: dict[str, Any]) -> int:
+def _register(store: mlflow_store.MlflowStore, *, model: str, mlflow_run: str, tags: dict[str, Any]) -> int:
     """A new version of ``model`` in the store, registered from ``mlflow_run`` (which logged no model files)."""
     from mlflow.exceptions import MlflowException
 
