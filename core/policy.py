@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import threading
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -357,41 +358,89 @@ def _line_of(node: Any, path: tuple) -> str:
     return f"line {line}: " if line else ""
 
 
-def policy_path(home: Path) -> Path:
-    return home / "policies.yaml"
+POLICY_FILE = "policies.yaml"
 
 
-def read_text(home: Path) -> str:
-    path = policy_path(home)
-    return path.read_text() if path.exists() else DEFAULT_POLICY_YAML
+class Policies:
+    """The workspace's ``policies.yaml``, parsed once and again only when the file changes.
 
+    One per file and process (``Policies.at``), so every flow of a command or a request reads the file
+    at most once while it stays the same; a change (its size, modification time or inode) is seen at the
+    next read. A missing file reads as the default policy.
+    """
 
-def load(home: Path) -> PolicyFile:
-    return parse(read_text(home))
+    _by_path: dict[Path, Policies] = {}
+    _by_path_lock = threading.Lock()
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int, int] | None = None
+        self._text: str | None = None
+        self._file: PolicyFile | None = None
+        self._rules: dict[str, ModelPolicy] = {}
 
-def write_default(home: Path) -> None:
-    path = policy_path(home)
-    if not path.exists():
-        path.write_text(DEFAULT_POLICY_YAML)
+    @classmethod
+    def at(cls, path: Path) -> Policies:
+        with cls._by_path_lock:
+            found = cls._by_path.get(path)
+            if found is None:
+                found = cls._by_path[path] = cls(path)
+            return found
 
+    def _fresh(self) -> None:
+        try:
+            st = self.path.stat()
+            stamp: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if self._text is not None and stamp == self._stamp:
+            return
+        text = self.path.read_text() if stamp is not None else DEFAULT_POLICY_YAML
+        self._stamp, self._text, self._file, self._rules = stamp, text, None, {}
 
-def save(session: Session, *, actor: Actor, home: Path, text: str) -> str:
-    """Validate and store a new policies.yaml; the audit event carries the diff. Returns the diff."""
-    require(session, actor, "policies.manage", "policies.yaml")
-    parse(text)
-    old = read_text(home)
-    diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), "before", "after"))
-    if not diff:
-        return ""
-    audit.record(session, actor, "policy.changed", "policies.yaml", {"diff": diff})
-    path = policy_path(home)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)  # replaced only once the audit row is flushed: a refused change touches nothing
-    # The drift/retrain schedules follow the new policy: a job queued in this same transaction.
-    job_queue.enqueue(session, actor=system_actor("policy"), kind="schedules.sync", params={})
-    return diff
+    def text(self) -> str:
+        with self._lock:
+            self._fresh()
+            assert self._text is not None
+            return self._text
+
+    def file(self) -> PolicyFile:
+        with self._lock:
+            self._fresh()
+            if self._file is None:
+                assert self._text is not None
+                self._file = parse(self._text)
+            return self._file
+
+    def rules_for(self, model: str) -> ModelPolicy:
+        """A model's effective policy: ``default`` with its ``models.<name>`` overrides."""
+        file = self.file()
+        with self._lock:
+            found = self._rules.get(model)
+            if found is None:
+                found = self._rules[model] = for_model(file, model)
+            return found
+
+    def write_default(self) -> None:
+        if not self.path.exists():
+            self.path.write_text(DEFAULT_POLICY_YAML)
+
+    def save(self, session: Session, *, actor: Actor, text: str) -> str:
+        """Validate and store a new policies.yaml; the audit event carries the diff. Returns the diff."""
+        require(session, actor, "policies.manage", POLICY_FILE)
+        parse(text)
+        old = self.text()
+        diff = "".join(difflib.unified_diff(old.splitlines(True), text.splitlines(True), "before", "after"))
+        if not diff:
+            return ""
+        audit.record(session, actor, "policy.changed", POLICY_FILE, {"diff": diff})
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.path)  # replaced only once the audit row is flushed: a refused change touches nothing
+        # The drift/retrain schedules follow the new policy: a job queued in this same transaction.
+        job_queue.enqueue(session, actor=system_actor("policy"), kind="schedules.sync", params={})
+        return diff
 
 
 def with_override(text: str, model: str, section: str, values: dict[str, Any]) -> str:
@@ -412,11 +461,6 @@ def with_override(text: str, model: str, section: str, values: dict[str, Any]) -
     result = head + yaml.safe_dump({"models": models}, sort_keys=False, default_flow_style=False)
     parse(result)
     return result
-
-
-def rules_for(home: Path, model: str) -> ModelPolicy:
-    """A model's effective policy: ``default`` with its ``models.<name>`` overrides, from the workspace's file."""
-    return for_model(load(home), model)
 
 
 def for_model(policy: PolicyFile, model: str) -> ModelPolicy:

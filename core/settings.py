@@ -12,7 +12,9 @@ from core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from core.accounts.oidc import Provider as OidcProvider
+    from core.platform.registry_port import RegistryPort
     from core.platform.storage import LocalStore, S3Store
+    from core.policy import Policies
 
 
 class Settings(BaseSettings):
@@ -224,6 +226,21 @@ class Settings(BaseSettings):
     @property
     def on_s3(self) -> bool:
         return self.artifacts.startswith("s3://")
+
+    @property
+    def policies(self) -> Policies:
+        """The workspace's policies.yaml, cached until the file changes (one reader per file and process)."""
+        from core.policy import POLICY_FILE, Policies
+
+        return Policies.at(self.home / POLICY_FILE)
+
+    @property
+    def registry(self) -> RegistryPort:
+        """The workspace's MLflow registry (aliases as projected, versions, their files)."""
+        from core.platform.mlflow_store import MlflowStore
+        from core.platform.registry_port import RegistryPort
+
+        return RegistryPort(MlflowStore(uri=self.mlflow_uri, artifacts=str(self.artifacts)))
 
     @property
     def data_store(self) -> LocalStore | S3Store:  # storage is imported lazily: boto3 is heavy

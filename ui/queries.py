@@ -110,7 +110,7 @@ def models() -> list:
     from core.registry import views
 
     with _session() as session:
-        return views.list_models(session, mlflow_uri=_registry_uri())
+        return views.list_models(session)
 
 
 @st.cache_data(ttl=10)
@@ -118,7 +118,7 @@ def model_versions(model: str) -> list:
     from core.registry import views
 
     with _session() as session:
-        return views.list_versions(session, mlflow_uri=_registry_uri(), model=model)
+        return views.list_versions(session, model=model)
 
 
 @st.cache_data(ttl=10)
@@ -146,7 +146,7 @@ def pending_requests(model: str) -> pd.DataFrame:
 def policy_needs_approval(model: str) -> bool:
     from core import policy
 
-    return policy.rules_for(resources.settings().home, model).approval.required
+    return resources.settings().policies.rules_for(model).approval.required
 
 
 # -- training: what a model name is bound to (core.training.integrity) ---------------------------
@@ -202,11 +202,11 @@ def model_health() -> list[ModelHealth]:
     since = datetime.now(UTC) - timedelta(hours=24)
     out = []
     with _session() as session:
-        for m in views.list_models(session, mlflow_uri=settings.mlflow_uri):
-            rules = policy.rules_for(settings.home, m.name)
+        for m in views.list_models(session):
+            rules = settings.policies.rules_for(m.name)
             gates, metric, state = "not evaluated", "no champion to measure", "no champion"
             if m.champion is not None:
-                version = next((v for v in views.list_versions(session, mlflow_uri=settings.mlflow_uri, model=m.name)
+                version = next((v for v in views.list_versions(session, model=m.name)
                                 if v.version == m.champion), None)
                 gates = _verdict(version.gates_passed if version else None)
                 metric, state = _live_metric(session, performance.evaluate(

@@ -25,7 +25,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import desc, select
@@ -36,7 +35,7 @@ from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts.channels import _get_channel
 from core.alerts.delivery import Delivery, Target, deliver, with_retries
-from core.errors import InvalidInput, LeanOpsError
+from core.errors import InvalidInput
 from core.platform import locks
 from core.platform.database import transaction
 from core.settings import Settings
@@ -92,9 +91,9 @@ def recent(session: Session, limit: int = 20, *, model: str | None = None) -> li
 
 # -- raising -------------------------------------------------------------------------------------
 
-def _cooldown(home: Path, model: str | None) -> timedelta:
+def _cooldown(policies: policy.Policies, model: str | None) -> timedelta:
     try:
-        rules = policy.rules_for(home, model) if model else policy.load(home).default
+        rules = policies.rules_for(model) if model else policies.file().default
     except (InvalidInput, OSError) as exc:  # a broken policies.yaml must not lose the alert
         log.warning("alerts: policies.yaml unreadable (%s); default cooldown used", exc)
         rules = policy.ModelPolicy()
@@ -111,7 +110,7 @@ def _payload(row: Alert, timestamp: int) -> dict[str, Any]:
             "details": row.details}
 
 
-def _store(session: Session, home: Path, *, condition: str, model: str | None, title: str, message: str,
+def _store(session: Session, policies: policy.Policies, *, condition: str, model: str | None, title: str, message: str,
            details: dict[str, Any], severity: str) -> tuple[Alert, list[Target]]:
     """Insert the alert; decide suppression under a lock so two racing incidents make one alert."""
     suppressed = False
@@ -119,7 +118,7 @@ def _store(session: Session, home: Path, *, condition: str, model: str | None, t
     if condition != "test":
         locks.hold(session, f"alerts:{condition}:{model}"[:255])
         now = utcnow()
-        since = now - _cooldown(home, model)
+        since = now - _cooldown(policies, model)
         earlier = session.scalar(select(Alert.id).where(
             Alert.condition == condition, Alert.suppressed.is_(False), Alert.ts >= since,
             Alert.model.is_(None) if model is None else Alert.model == model).limit(1))
@@ -156,7 +155,7 @@ def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str
         raise InvalidInput(f"alert severity {severity!r} is unknown; severities are: {', '.join(SEVERITIES)}")
     try:
         with transaction(factory) as session:
-            row, targets = _store(session, settings.home, condition=condition, model=model, title=title,
+            row, targets = _store(session, settings.policies, condition=condition, model=model, title=title,
                                   message=message, details=_jsonable(details), severity=severity)
             alert_id, payload = row.id, _payload(row, int(time.time()))
     except Exception:  # noqa: BLE001 - an alert that cannot be stored must not break its caller
@@ -167,26 +166,14 @@ def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str
     return alert_id
 
 
-def settings_for(home: Path | None) -> Settings:
-    """Delivery settings for core code that has only the workspace path (or not even that, when
-    datasets live on S3): read like the entries read them, with ``home`` as given."""
-    from core.settings import get_settings
-
-    try:
-        return get_settings(home=home) if home is not None else get_settings()
-    except LeanOpsError:
-        return Settings.model_construct(home=Path(home or "."))
-
-
-def notify_after_commit(session: Session, *, home: Path | None, condition: str, model: str | None, title: str,
+def notify_after_commit(session: Session, settings: Settings, *, condition: str, model: str | None, title: str,
                         message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> None:
     """``notify`` once ``session``'s transaction commits; nothing if it rolls back.
 
-    For core code that runs inside its caller's transaction and has only the workspace path:
-    the delivery settings are read like the entries read them (``settings_for``).
+    For core code that runs inside its caller's transaction.
     """
     pending: list[dict[str, Any]] = session.info.setdefault("leanops.alerts", [])
-    pending.append({"home": home, "condition": condition, "model": model, "title": title, "message": message,
+    pending.append({"settings": settings, "condition": condition, "model": model, "title": title, "message": message,
                     "details": details, "severity": severity})
     if session.info.get("leanops.alert_hooks"):
         return
@@ -199,7 +186,7 @@ def notify_after_commit(session: Session, *, home: Path | None, condition: str, 
         factory = sessionmaker(s.get_bind(), expire_on_commit=False)
         for item in queued:
             try:
-                notify(factory, settings_for(item.pop("home")), **item)
+                notify(factory, item.pop("settings"), **item)
             except Exception:  # noqa: BLE001 - the caller has committed; an alert problem is only logged
                 log.exception("alert %s for %s failed", item["condition"], item["model"])
 

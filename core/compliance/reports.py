@@ -24,10 +24,10 @@ from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, LeanOpsError, NotFound
-from core.platform import aliases
 from core.platform.database import transaction
+from core.platform.registry_port import CHALLENGER, RegistryPort
 from core.platform.storage import DataStore
-from core.registry import cards
+from core.registry import cards, state
 from core.serving import predictions
 from core.training import runs
 from db.models import (
@@ -76,28 +76,7 @@ def _run(session: Session, model: str, version: int) -> TrainingRun | None:
     return runs.row_for_version(session, model=model, version=version)
 
 
-def _model_artifact(mlflow_uri: str, model_uri: str) -> tuple[str, int]:
-    """Hash the logged model's files (in place when local, else downloaded to a temporary folder)."""
-    import tempfile
-    from urllib.parse import unquote, urlparse
-
-    from mlflow.artifacts import download_artifacts
-
-    from core.platform import mlflow_store
-
-    if model_uri.startswith("models:/m-"):
-        location = mlflow_store.client(mlflow_uri).get_logged_model(model_uri.removeprefix("models:/")
-                                                                    ).artifact_location
-        parsed = urlparse(location)
-        local = Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else None
-        if local is not None and local.is_dir():
-            return mlflow_store.hash_directory(local)
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = download_artifacts(artifact_uri=model_uri, dst_path=tmp, tracking_uri=mlflow_uri)
-        return mlflow_store.hash_directory(Path(folder))
-
-
-def _identity(run: TrainingRun | None, mlflow: dict[str, Any] | None, mlflow_uri: str, model: str, version: int,
+def _identity(run: TrainingRun | None, mlflow: dict[str, Any] | None, registry: RegistryPort, model: str, version: int,
               now: datetime) -> dict[str, Any]:
     missing = []
     model_uri = (run.model_uri if run else None) or (mlflow or {}).get("source")
@@ -106,7 +85,7 @@ def _identity(run: TrainingRun | None, mlflow: dict[str, Any] | None, mlflow_uri
         missing.append("MLflow has no such registered version (deleted, or the store is unavailable)")
     if model_uri:
         try:
-            sha, files = _model_artifact(mlflow_uri, model_uri)
+            sha, files = registry.hash_logged_model(model_uri)
         except Exception as exc:  # noqa: BLE001 - any store failure is reported as missing, not raised
             missing.append(f"the model files could not be read for hashing: {str(exc).splitlines()[0][:200]}")
         if sha is not None and files == 0:
@@ -125,7 +104,7 @@ def _model_card(session: Session, model: str, version: int) -> dict[str, Any]:
     return {**card.fields(), "updated_by": card.updated_by, "updated_at": _iso(card.updated_at), "missing": missing}
 
 
-def _training_data(session: Session, run: TrainingRun | None, store_root: Path) -> dict[str, Any]:
+def _training_data(session: Session, run: TrainingRun | None, store: DataStore) -> dict[str, Any]:
     empty: dict[str, Any] = {"dataset": None, "version": None, "sha256": None, "rows": None, "columns": [],
                              "schema_version": None, "schema": None, "file_present": False, "certificate": None}
     if run is None:
@@ -138,7 +117,7 @@ def _training_data(session: Session, run: TrainingRun | None, store_root: Path) 
     missing = []
     from core.data.datasets import key_for
 
-    present = (Path(store_root) / key_for(row.sha256)).is_file()
+    present = store.exists(key_for(row.sha256))
     if not present:
         missing.append(f"the file of {run.dataset_name}:{row.version} was removed from the store "
                        "(its registered hash, rows, schema and certificate are shown)")
@@ -198,8 +177,7 @@ def _move_row(move: AliasMove) -> dict[str, Any]:
 def _gates(session: Session, model: str, version: int) -> dict[str, Any]:
     evaluations = list(session.scalars(select(GateEvaluation).where(
         GateEvaluation.model == model, GateEvaluation.version == version).order_by(GateEvaluation.id)))
-    forced = session.scalars(select(AliasMove).where(AliasMove.model == model, AliasMove.to_version == version,
-                                                     AliasMove.forced.is_(True)).order_by(AliasMove.id))
+    forced = state.moves_of_version(session, model=model, version=version, forced_only=True)
     forced_rows = [{**_move_row(m), "failed_checks": [c["name"] for c in (m.checks or {}).get("checks", [])
                                                       if not c["passed"]]} for m in forced]
     history = [{"ts": _iso(g.ts), "context": g.context, "passed": g.passed} for g in evaluations]
@@ -224,8 +202,7 @@ def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
                          "created_at": _iso(req.created_at), "decided_at": _iso(req.decided_at),
                          "decisions": [{"approver": a.approver, "decision": a.decision, "comment": a.comment,
                                         "ts": _iso(a.ts)} for a in decisions]})
-    moves = session.scalars(select(AliasMove).where(AliasMove.model == model, (AliasMove.to_version == version)
-                                                    | (AliasMove.from_version == version)).order_by(AliasMove.id))
+    moves = state.moves_of_version(session, model=model, version=version)
     periods = [{"start": _iso(p.start), "end": _iso(p.end), "moved_by": p.moved_by, "action": p.action,
                 "reason": p.reason, "forced": p.forced} for p in champion_periods(session, model=model)
                if p.version == version]
@@ -311,7 +288,7 @@ def _shadow(session: Session, settings: Any, model: str, version: int) -> dict[s
     from core.monitoring import shadow
 
     try:
-        if aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHALLENGER) != version:
+        if state.current(session, model=model).get(CHALLENGER) != version:
             return None
         return shadow.compare(session, settings, actor=shadow.ACTOR, model=model).as_dict()
     except LeanOpsError as exc:  # the report is still written, saying what is missing
@@ -342,13 +319,13 @@ def _audit(session: Session, model: str, settings: Any) -> dict[str, Any]:
 
 # -- the report ----------------------------------------------------------------------------------
 
-def _mlflow_version(mlflow_uri: str, model: str, version: int) -> dict[str, Any] | None:
-    from core.platform import mlflow_store
-
+def _mlflow_version(registry: RegistryPort, model: str, version: int) -> dict[str, Any] | None:
     try:
-        return mlflow_store.version_info(mlflow_store.MlflowStore(uri=mlflow_uri, artifacts=""), name=model, version=version)
+        info = registry.version(model, version)
     except Exception:  # noqa: BLE001 - NotFound or an unavailable store: the identity section says so
         return None
+    return {"name": info.name, "version": info.version, "run_id": info.run_id, "source": info.source,
+            "status": info.status, "tags": info.tags}
 
 
 def _plain(doc: Any) -> Any:
@@ -371,7 +348,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
     if version < 1:
         raise InvalidInput(f"version {version} is not a model version number (1 or more)")
     now = now or utcnow()
-    mlflow = _mlflow_version(settings.mlflow_uri, model, version)
+    mlflow = _mlflow_version(settings.registry, model, version)
     with factory() as session:
         run = _run(session, model, version)
         if run is None and mlflow is None:
@@ -382,9 +359,9 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
                            f"{', '.join(map(str, known)) or 'none'}")
         approvals = _approvals(session, model, version)
         content = {
-            "identity": _identity(run, mlflow, settings.mlflow_uri, model, version, now),
+            "identity": _identity(run, mlflow, settings.registry, model, version, now),
             "model_card": _model_card(session, model, version),
-            "training_data": _training_data(session, run, Path(settings.home)),
+            "training_data": _training_data(session, run, settings.data_store),
             "training_config": _training_config(run),
             "evaluation": _evaluation(run),
             "gates": _gates(session, model, version),

@@ -22,15 +22,16 @@ import pandas as pd
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, policy
+from core import audit
 from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.errors import InvalidInput, NotFound
 from core.monitoring import drift
 from core.monitoring import report as drift_report
-from core.platform import aliases, job_queue
+from core.platform import job_queue
 from core.platform.database import transaction
 from core.platform.storage import DataStore
+from core.registry import state
 from core.settings import Settings
 from core.training import runs
 from db.models import DriftCheck, utcnow
@@ -143,17 +144,17 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         step(0.0, "finding the model version")
         with transaction(factory) as session:
             require(session, actor, "drift.run", f"model:{model}")
-        if version is None:
-            version = champion(factory, settings, model=model)
+        with factory() as session:
+            facts = state.state_of(session, settings.policies, model=model)
+            version = version if version is not None else facts.champion
             if version is None:
                 raise NotFound(f"model {model!r} has no champion to check; promote a version or name one")
-        with factory() as session:
             try:
                 reference = runs.reference_for(session, model=model, version=version)
             except NotFound:
                 raise NotFound(f"{model} version {version} has no reference statistics (it was not trained by LeanOps, "
                                "or its training run did not finish), so drift cannot be checked against it") from None
-        rules = policy.rules_for(settings.home, model).drift
+        rules = facts.policy.drift
         thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
                                       wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
                                       share=rules.share, top_k=rules.top_k, importance_share=rules.importance_share,
@@ -193,22 +194,6 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         if view.estimated_performance:
             _after_estimate(factory, settings, view)
         return view
-
-
-def champion(factory: sessionmaker[Session], settings: Settings, *, model: str) -> int | None:
-    """The champion LeanOps recorded (its alias history, the version serving serves), else MLflow's alias.
-
-    Read from LeanOps' own DB first so a drift check needs no MLflow client (seconds of imports and
-    store set-up in a command); a model whose champion was set outside LeanOps falls back to MLflow.
-    """
-    from db.models import AliasMove
-
-    with factory() as session:
-        moved = session.scalar(select(AliasMove).where(AliasMove.model == model, AliasMove.alias == aliases.CHAMPION)
-                               .order_by(desc(AliasMove.id)).limit(1))
-    if moved is not None:
-        return moved.to_version
-    return aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
 
 
 def _start_predictor(settings: Settings, *, model: str, version: int, reference: dict[str, Any],
@@ -338,10 +323,13 @@ def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: Ch
     from core.alerts import notify
     from core.monitoring import performance
 
-    rules = policy.rules_for(settings.home, view.model)
-    task = "classification" if "accuracy" in view.estimated_performance else "regression"
-    reason = performance.estimate_below_floor(view.estimated_performance, task, rules)
-    if not rules.performance.use_estimate or reason is None:
+    rules = settings.policies.rules_for(view.model)
+    if not rules.performance.use_estimate:
+        return
+    with factory() as session:
+        task = runs.task_of(session, model=view.model)
+    reason = performance.estimate_below_floor(view.estimated_performance, task, rules) if task else None
+    if reason is None:
         return
     actor = system_actor("performance-estimate")
     with transaction(factory) as session:

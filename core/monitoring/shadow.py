@@ -39,11 +39,11 @@ from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
 from core.errors import NotFound
-from core.platform import aliases
-from core.platform.aliases import CHALLENGER, CHAMPION
+from core.registry import state
+from core.registry.state import CHALLENGER, CHAMPION
 from core.serving import prediction_store
 from core.settings import Settings
-from db.models import AliasMove, AuditEvent, utcnow
+from db.models import AuditEvent, utcnow
 
 log = logging.getLogger("leanops.shadow")
 ACTOR = system_actor("shadow")
@@ -242,8 +242,8 @@ def _estimate_pair(session: Session, settings: Settings, *, model: str, champion
 
 def challenger_since(session: Session, *, model: str, version: int) -> datetime | None:
     """When LeanOps last set ``challenger`` to ``version`` (its alias history)."""
-    return session.scalar(select(AliasMove.ts).where(AliasMove.model == model, AliasMove.alias == CHALLENGER,
-                                                     AliasMove.to_version == version).order_by(desc(AliasMove.id)))
+    moved = state.last_move_to(session, model=model, alias=CHALLENGER, version=version)
+    return moved.ts if moved is not None else None
 
 
 def compare(session: Session, settings: Settings, *, actor: Actor, model: str, now: datetime | None = None,
@@ -258,11 +258,11 @@ def compare(session: Session, settings: Settings, *, actor: Actor, model: str, n
 
     require(session, actor, "read", f"model:{model}")
     now = now or utcnow()
-    current = aliases.all_for(settings.mlflow_uri, model=model)
+    current = state.current(session, model=model)
     if not current:
         raise NotFound(f"no registered model named {model!r}")
     champion, challenger = current.get(CHAMPION), current.get(CHALLENGER)
-    rules = policy.rules_for(settings.home, model)
+    rules = settings.policies.rules_for(model)
     if champion is None or challenger is None:
         missing = "champion" if champion is None else "challenger"
         return Comparison(champion, challenger, 0, 0, None, None, None, None, None, "none", model=model,
@@ -351,7 +351,7 @@ def run(factory: sessionmaker[Session], settings: Settings, *, model: str) -> di
     from core.promotion import approvals, moves
     from core.promotion.gates import GatesFailed, open_request
 
-    rules = policy.rules_for(settings.home, model)
+    rules = settings.policies.rules_for(model)
     with factory() as session:
         result = compare(session, settings, actor=ACTOR, model=model)
         already = result.challenger is not None and decided(session, model=model, challenger=result.challenger)
@@ -400,9 +400,11 @@ def run(factory: sessionmaker[Session], settings: Settings, *, model: str) -> di
 
 def run_all(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
     """``run`` for every model whose policy shadows it and that has a challenger (the monitor job's round)."""
-    rules = policy.load(settings.home)
+    rules = settings.policies.file()
     out: dict[str, Any] = {}
-    for model, found in sorted(aliases.champions(settings.mlflow_uri).items()):
+    with factory() as session:
+        champions = state.champions(session)
+    for model, found in sorted(champions.items()):
         if not policy.for_model(rules, model).shadow.enabled or found is None:
             continue
         try:

@@ -21,9 +21,10 @@ from core import audit
 from core.accounts.auth import person_behind, require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound
-from core.platform import aliases, locks
+from core.platform import locks
 from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, evaluate_gates, open_request
 from core.promotion.moves import AliasChange, promote_in, rollback_in, run_move
+from core.registry import state
 from core.registry.views import version_facts
 from core.settings import Settings
 from db.models import Approval, PromotionRequest, utcnow
@@ -108,7 +109,7 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
     if not approve:
         request.status, request.decided_at = "rejected", utcnow()
         return None
-    champion = aliases.get(settings.mlflow_uri, model=request.model, alias=aliases.CHAMPION)
+    champion = state.champion(session, model=request.model)
     result = evaluate_gates(session, settings, model=request.model, version=request.version, champion=champion,
                             context="approval", facts=facts)
     if not result.passed:
@@ -128,7 +129,7 @@ def _decide_rollback(session: Session, settings: Settings, *, actor: Actor, requ
     model, version, request_id = request.model, request.version, request.id
     if approve:
         locks.hold(session, f"model:{model}")
-        champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+        champion = state.champion(session, model=model)
         if champion != version:
             now = f"v{champion}" if champion is not None else "unset"
             stale = InvalidInput(f"rollback request {request_id} asked to roll {model} back from v{version}, but the "

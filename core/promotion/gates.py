@@ -36,7 +36,7 @@ def check_gates(session: Session, settings: Settings, *, model: str, version: in
     facts = facts or version_facts(session, model=model, version=version)
     champion_metrics = (version_facts(session, model=model, version=champion).metrics
                         if champion not in (None, version) else None)
-    return policy.evaluate(policy.rules_for(settings.home, model), task=facts.task, metrics=facts.metrics,
+    return policy.evaluate(settings.policies.rules_for(model), task=facts.task, metrics=facts.metrics,
                            champion_metrics=champion_metrics, fairness=facts.fairness,
                            certificate_passed=facts.certificate_passed, certificate_at=facts.certificate_at,
                            now=now or utcnow(), trainer=person_behind(session, facts.trainer),

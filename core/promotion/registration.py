@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
-from core.platform import aliases
 from core.promotion.gates import evaluate_gates
 from core.promotion.moves import set_challenger
+from core.registry import state
 from core.settings import Settings
 from core.training import workflow
 
@@ -28,7 +28,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
     """Train ``raw_spec`` to a registered version and evaluate its gates; the CLI/job result document."""
 
     def gate(session: Session, model: str, version: int) -> dict[str, Any]:
-        champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+        champion = state.champion(session, model=model)
         gates = evaluate_gates(session, settings, model=model, version=version, champion=champion,
                                context="registration")
         if gates.passed:

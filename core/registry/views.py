@@ -10,8 +10,8 @@ from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from core.platform import aliases
-from core.platform.aliases import CHALLENGER, CHAMPION
+from core.registry import state
+from core.registry.state import CHALLENGER, CHAMPION
 from core.training import runs
 from db.models import AliasMove, DatasetVersion, GateEvaluation, TrainingRun
 
@@ -71,7 +71,7 @@ class VersionRow:
     aliases: tuple[str, ...]
 
 
-def list_models(session: Session, *, mlflow_uri: str) -> list[ModelRow]:
+def list_models(session: Session) -> list[ModelRow]:
     rows = session.execute(
         select(TrainingRun.model_name, func.count(TrainingRun.model_version), func.max(TrainingRun.finished_at),
                func.max(TrainingRun.task))
@@ -79,12 +79,12 @@ def list_models(session: Session, *, mlflow_uri: str) -> list[ModelRow]:
         .order_by(TrainingRun.model_name)).all()
     out = []
     for name, count, last, task in rows:
-        found = aliases.all_for(mlflow_uri, model=name)
+        found = state.current(session, model=name)
         out.append(ModelRow(name, found.get(CHAMPION), found.get(CHALLENGER), count, last, task))
     return out
 
 
-def list_versions(session: Session, *, mlflow_uri: str, model: str) -> list[VersionRow]:
+def list_versions(session: Session, *, model: str) -> list[VersionRow]:
     runs = list(session.scalars(select(TrainingRun).where(TrainingRun.model_name == model,
                                                           TrainingRun.model_version.is_not(None))
                                 .order_by(desc(TrainingRun.model_version))))
@@ -92,7 +92,7 @@ def list_versions(session: Session, *, mlflow_uri: str, model: str) -> list[Vers
         raise NotFound(f"no versions of model {model!r}")
     latest = _latest_gates(session, model)
     by_version: dict[int, list[str]] = {}
-    for alias, version in aliases.all_for(mlflow_uri, model=model).items():
+    for alias, version in state.current(session, model=model).items():
         by_version.setdefault(version, []).append(alias)
     return [VersionRow(version=r.model_version, run_id=r.id, mlflow_run_id=r.mlflow_run_id, created_by=r.created_by,
                        trained_at=r.finished_at, model_kind=r.model_kind, task=r.task,
@@ -124,8 +124,7 @@ class ChampionPeriod:
 
 def champion_periods(session: Session, *, model: str) -> list[ChampionPeriod]:
     """When each version was champion, from the alias history (oldest first)."""
-    moves = list(session.scalars(select(AliasMove).where(AliasMove.model == model, AliasMove.alias == CHAMPION)
-                                 .order_by(AliasMove.id)))
+    moves = state.history(session, model=model, alias=CHAMPION, limit=0, oldest_first=True)
     periods = []
     for i, move in enumerate(moves):
         if move.to_version is None:

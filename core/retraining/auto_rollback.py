@@ -20,12 +20,12 @@ from core import audit, policy
 from core.actors import system_actor
 from core.alerts import notify
 from core.monitoring import performance
-from core.platform import aliases
 from core.platform.database import transaction
 from core.promotion import approvals, moves
+from core.registry import state
 from core.retraining.decisions import Decision, Estimate, should_roll_back
 from core.settings import Settings
-from db.models import AliasMove, DriftCheck, utcnow
+from db.models import DriftCheck, utcnow
 
 ACTOR = "auto-rollback"
 
@@ -43,23 +43,20 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
                    now: datetime | None = None) -> RollbackCheck:
     """Roll back a newly promoted champion whose live performance let us down (policy ``rollback``)."""
     now = now or utcnow()
-    rules = policy.rules_for(settings.home, model)
-    champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
-    if champion is None:
-        return RollbackCheck(model, Decision(False, f"{model} has no champion"))
     with factory() as session:
-        arrived = session.scalar(select(AliasMove).where(
-            AliasMove.model == model, AliasMove.alias == aliases.CHAMPION, AliasMove.to_version == champion)
-            .order_by(desc(AliasMove.id)).limit(1))
+        facts = state.state_of(session, settings.policies, model=model)
+        rules, champion, arrived = facts.policy, facts.champion, facts.champion_arrival
+        if champion is None:
+            return RollbackCheck(model, Decision(False, f"{model} has no champion"))
         current = performance.evaluate(session, model=model, version=champion, rules=rules,
                                        store=settings.data_store)
         previous = None
         if arrived is not None and arrived.from_version is not None:
             previous = performance.evaluate(session, model=model, version=arrived.from_version, rules=rules,
                                             store=settings.data_store)
-        estimate = (latest_estimate(session, model=model, version=champion, since=arrived.ts)
+        estimate = (latest_estimate(session, model=model, version=champion, since=arrived.since)
                     if arrived is not None and rules.performance.use_estimate else None)
-    decision = should_roll_back(promoted_at=arrived.ts if arrived else None, action=arrived.action if arrived
+    decision = should_roll_back(promoted_at=arrived.since if arrived else None, action=arrived.action if arrived
                                 else None, now=now, current=current, previous=previous, rules=rules,
                                 estimate=estimate)
     if not decision.act:
@@ -69,7 +66,7 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
     if rules.rollback.auto == policy.APPROVE:
         assert arrived is not None  # should_roll_back acts only on a champion that arrived by a recorded move
         return _ask(factory, settings, model=model, champion=champion, previous=arrived.from_version,
-                    since=arrived.ts, reason=decision.reason, estimate=used)
+                    since=arrived.since, reason=decision.reason, estimate=used)
     # The "rollback" alert (with this reason) goes out once the move is committed.
     actor = system_actor(ACTOR)
     reason = f"automatic rollback: {decision.reason}"

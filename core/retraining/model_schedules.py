@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from core import policy
 from core.actors import system_actor
-from core.platform import aliases
+from core.registry import state
 from core.settings import Settings
 
 # -- per-model schedules -------------------------------------------------------------------------
@@ -40,9 +40,9 @@ def sync_model_schedules(session: Session, settings: Settings) -> dict[str, list
     from db.models import Schedule
 
     actor = system_actor("model-schedules")
-    file = policy.load(settings.home)
+    file = settings.policies.file()
     want: dict[str, dict[str, Any]] = {}
-    for model in aliases.champions(settings.mlflow_uri):
+    for model in state.champions(session):
         want |= wanted_schedules(model, policy.for_model(file, model))
     have = {row.name: row for row in session.scalars(select(Schedule)) if row.name.startswith(SCHEDULE_PREFIXES)}
     done: dict[str, list[str]] = {"created": [], "changed": [], "removed": []}

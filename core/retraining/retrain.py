@@ -53,7 +53,7 @@ def retrain(factory: sessionmaker[Session], settings: Settings, params: dict[str
                       "spec": spec})
     result = registration.train(factory, settings, spec, actor=actor, job_id=job_id, progress=progress, log=log)
     version, gates = result["model_version"], result["gates"]
-    rules = policy.rules_for(settings.home, model)
+    rules = settings.policies.rules_for(model)
     outcome = "challenger" if gates["passed"] else "gates_failed"
     failed = [c["name"] for c in gates["checks"] if not c["passed"]]
     if gates["passed"] and rules.auto_promote:

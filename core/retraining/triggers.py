@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import audit, policy
 from core.actors import system_actor
 from core.errors import InvalidInput, NotFound
-from core.platform import aliases, job_queue, locks
+from core.platform import job_queue, locks
 from core.platform.database import transaction
+from core.registry import state
 from core.retraining.decisions import (
     TRIGGERS,
     Decision,
@@ -35,8 +36,8 @@ from db.models import Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
 # -- reading -------------------------------------------------------------------------------------
 
 def champion_run(session: Session, settings: Settings, model: str) -> TrainingRun:
-    """The training run of the model's current champion (MLflow's alias is the truth)."""
-    version = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
+    """The training run of the model's current champion."""
+    version = state.champion(session, model=model)
     if version is None:
         raise InvalidInput(f"{model} has no champion; a retrain reuses the champion's training configuration")
     run = runs.row_for_version(session, model=model, version=version)
@@ -104,17 +105,16 @@ def on_drift(factory: sessionmaker[Session], settings: Settings, check_id: int) 
         check = session.get(DriftCheck, check_id)
         if check is None:
             raise NotFound(f"no drift check {check_id}")
-        rules = policy.rules_for(settings.home, check.model)
+        facts = state.state_of(session, settings.policies, model=check.model)
+        rules = facts.policy
         decision = should_retrain_on_drift(check, rules)
         estimate = (check.predictions or {}).get("estimated_performance") or {}
-        if not decision.act and estimate and rules.retrain.on_drift:  # performance.use_estimate: labels are late
-            task = "classification" if "accuracy" in estimate else "regression"
-            on_estimate = should_act_on_estimate(estimate, task, rules)
+        if not decision.act and estimate and rules.retrain.on_drift and facts.task:  # labels are late
+            on_estimate = should_act_on_estimate(estimate, facts.task, rules)
             decision = on_estimate if on_estimate.act else decision
-        model, version = check.model, check.version
+        model, version, champion = check.model, check.version, facts.champion
     if not decision.act:
         return decision
-    champion = aliases.get(settings.mlflow_uri, model=model, alias=aliases.CHAMPION)
     if champion != version:
         return Decision(False, f"drift check {check_id} was on v{version}; the champion is now v{champion}")
     return request_retrain(factory, settings, model=model, reason=f"drift check {check_id}: {decision.reason}",
@@ -125,12 +125,12 @@ def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, da
                        via_api: bool) -> list[RetrainRequest]:
     """After a dataset version is registered: retrain each champion trained on that dataset whose
     policy asks for it (an API upload, or ≥ 10 % more rows than the champion was trained on)."""
-    file = policy.load(settings.home)
+    file = settings.policies.file()
     out = []
     with factory() as session:
         new_rows = _rows(session, dataset, version)
         candidates = []
-        for model, champion in aliases.champions(settings.mlflow_uri).items():
+        for model, champion in state.champions(session).items():
             run = runs.row_for_version(session, model=model, version=champion)
             if run is None or run.dataset_name != dataset or run.dataset_version >= version:
                 continue
@@ -171,7 +171,7 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
             return Decision(False, f"{model} was already trained on {run.dataset_name} v{latest}")
         new_rows, trained_rows = _rows(session, run.dataset_name, latest), _rows(session, run.dataset_name,
                                                                                   run.dataset_version)
-        rules = policy.rules_for(settings.home, model)
+        rules = settings.policies.rules_for(model)
     decision = should_retrain_on_growth(new_rows, trained_rows, rules)
     if not decision.act:
         return decision

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import policy
 from core.errors import LeanOpsError
 from core.monitoring import performance
-from core.platform import aliases
 from core.platform.database import transaction
+from core.registry import state
 from core.retraining import auto_rollback, model_schedules, triggers
 from core.settings import Settings
 
@@ -23,9 +23,10 @@ def watch_champions(factory: sessionmaker[Session], settings: Settings, *,
     """One round over every champion; one model's trouble does not stop the others."""
     with transaction(factory) as session:
         synced = model_schedules.sync_model_schedules(session, settings)
-    champions = aliases.champions(settings.mlflow_uri)
+    with factory() as session:
+        champions = state.champions(session)
     models = sorted(champions)
-    file = policy.load(settings.home)
+    file = settings.policies.file()
     report: dict[str, Any] = {"schedules": synced, "models": {}}
     for i, model in enumerate(models):
         progress(i / max(len(models), 1), f"checking {model}")

@@ -15,12 +15,10 @@ before LeanOps recorded hashes has none: it is served if it passes every other c
 once per version (``serving.unverified_artifact``), so upgrading LeanOps does not stop every model
 already in production.
 
-Given LeanOps' DB (``ModelCache(factory=…)``), a version is also served only if LeanOps recorded the
-move of the alias to it (the alias history that promotion, rollback and registration write). An alias
-moved directly in MLflow is refused: the old version keeps serving (a cache starting meanwhile serves
-the champion LeanOps recorded), and the refusal is audited (``serving.alias_refused``), reported through
-``on_event`` and alerted, once per version. Model files refused for a version LeanOps did move to are
-alerted too (someone changed the artifacts).
+Which version an alias names comes from an ``AliasSource``: LeanOps' own record (``RecordedAliases``,
+``core/registry/state.py``: the DB owns the aliases, MLflow's are a projection), so an alias moved by hand in
+MLflow is never served; the ``aliases.sync`` job puts it back and alerts. Tools without LeanOps' DB follow
+MLflow's aliases (``MlflowAliases``) and check files against the version's ``leanops.model_sha256`` tag.
 
 A model already loaded is served from memory: the registry is not asked on the request path, so it keeps
 serving while the registry is down. A request for a model not loaded yet waits at most ``load_timeout``
@@ -36,18 +34,20 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from core.errors import InvalidInput, NotFound, StoreUnavailable
-from core.platform import aliases, mlflow_store
+from core.platform import mlflow_store
+from core.platform.registry_port import CHAMPION, RegistryPort
 from core.serving import trust
 from core.serving.signature import Columns, InputSchema
 from core.serving.trust import Refused
@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from core.settings import Settings
+
+Key = tuple[str, str]  # (model, alias)
 
 log = logging.getLogger("leanops.serving")
 # How long a request waits for a model that is not loaded yet (the registry lookup, the files, the load)
@@ -135,24 +137,18 @@ def check_alias(alias: str) -> str:
     return alias
 
 
-def resolve(uri: str, *, name: str, alias: str) -> int:
+def resolve(registry: RegistryPort, source: AliasSource, *, name: str, alias: str) -> int:
     """The version ``alias`` points at. NotFound names what is missing: the model or the alias."""
-    version = aliases.get(uri, model=name, alias=alias)
+    version = source.versions([(name, alias)]).get((name, alias))
     if version is not None:
         return version
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mlflow_store.client(uri).get_registered_model(name)
-    except MlflowException as exc:
-        if mlflow_store.is_not_found(exc):
-            raise NotFound(f"no registered model named {name!r}") from None
-        raise mlflow_store.unavailable(exc) from exc
+    if not registry.has_model(name):
+        raise NotFound(f"no registered model named {name!r}")
     raise NotFound(f"model {name!r} has no version with alias {alias!r}"
-                   + ("; promote a version first" if alias == "champion" else ""))
+                   + ("; promote a version first" if alias == CHAMPION else ""))
 
 
-def load_version(uri: str, *, name: str, alias: str, version: int, expected_sha256: str | None = None,
+def load_version(registry: RegistryPort, *, name: str, alias: str, version: int, expected_sha256: str | None = None,
                  from_tag: bool = True) -> LoadedModel:
     """Load ``name`` v``version`` from the registry and warm it up, if it is a model LeanOps vouches for.
 
@@ -168,22 +164,16 @@ def load_version(uri: str, *, name: str, alias: str, version: int, expected_sha2
         Refused: another format or flavour, files changed since training, or types LeanOps does not trust.
         StoreUnavailable: the version's files are missing or cannot be loaded.
     """
-    from mlflow.exceptions import MlflowException
-
     label = f"{name} v{version}"
-    try:
-        mlflow_client = mlflow_store.client(uri)
-        tags = mlflow_client.get_model_version(name, str(version)).tags or {}
-        location = mlflow_client.get_model_version_download_uri(name, str(version))
-    except MlflowException as exc:
-        raise StoreUnavailable(f"{label} could not be loaded: {type(exc).__name__}: {exc}") from exc
-    recorded = expected_sha256 or (tags.get(mlflow_store.MODEL_SHA256_TAG) if from_tag else None) or None
     with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
         try:
-            local = mlflow_store.download_model_files(location, Path(tmp))
+            info, local = registry.download(name, version, Path(tmp))
+        except NotFound:
+            raise
         except Exception as exc:  # noqa: BLE001 - any failure to copy the files means "cannot serve this version"
             raise StoreUnavailable(f"{label} could not be loaded: its files could not be read: "
                                    f"{type(exc).__name__}: {exc}") from exc
+        recorded = expected_sha256 or (info.tags.get(mlflow_store.MODEL_SHA256_TAG) if from_tag else None) or None
         meta, model_file = trust.vetted(local, label=label, recorded=recorded)
         model = trust.load_skops(model_file, label=label)
         example = _input_example(meta, str(local))
@@ -214,6 +204,61 @@ def _input_example(meta: Any, location: str) -> Columns | None:
     return schema.coerce(records).columns if schema is not None else None
 
 
+class AliasSource(Protocol):
+    """Where the served aliases point."""
+
+    def versions(self, keys: list[Key]) -> dict[Key, int]: ...
+
+    def champions(self) -> dict[str, int]: ...
+
+
+class RecordedAliases:
+    """LeanOps' own record of the aliases (its DB owns them): what LeanOps serves."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+
+    def versions(self, keys: list[Key]) -> dict[Key, int]:
+        from core.registry import state
+
+        with self._reading() as session:
+            return state.current_many(session, keys)
+
+    def champions(self) -> dict[str, int]:
+        from core.registry import state
+
+        with self._reading() as session:
+            return state.champions(session)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        from sqlalchemy.exc import DBAPIError
+
+        from core.platform.database import describe_db_error
+
+        try:
+            with self.factory() as session:
+                yield session
+        except DBAPIError as exc:
+            raise StoreUnavailable(describe_db_error(exc)) from exc
+
+
+class MlflowAliases:
+    """MLflow's own aliases, for a tool serving straight from an MLflow store without LeanOps' DB."""
+
+    def __init__(self, registry: RegistryPort) -> None:
+        self.registry = registry
+
+    def versions(self, keys: list[Key]) -> dict[Key, int]:
+        found: dict[Key, int] = {}
+        for model in sorted({m for m, _ in keys}):
+            found |= {(model, alias): v for alias, v in self.registry.aliases(model).items() if (model, alias) in keys}
+        return found
+
+    def champions(self) -> dict[str, int]:
+        return self.registry.champions()
+
+
 Loader = Callable[..., LoadedModel]
 _CACHES: weakref.WeakSet[ModelCache] = weakref.WeakSet()
 
@@ -227,25 +272,27 @@ def alias_moved(model: str) -> None:
 class ModelCache:
     """Loaded models by (name, alias), following the aliases as they move.
 
-    With ``factory`` (LeanOps' metadata DB) a version is served only if LeanOps recorded the alias's move
-    to it, and its files must hash to the sha256 its training run recorded (if it recorded one);
-    ``settings`` are the alerts' (read from the environment when not given). Without it (tools that load
-    one version), the files are checked against the version's ``leanops.model_sha256`` tag and the alias
-    is followed as MLflow has it.
+    With ``factory`` and ``settings`` (LeanOps' metadata DB and its alert settings) the aliases are LeanOps'
+    own record (``RecordedAliases``) and a version's files must hash to the sha256 its training run recorded
+    (if it recorded one). Without them (tools that load one version), the aliases are followed as MLflow
+    has them and the files are checked against the version's ``leanops.model_sha256`` tag.
     """
 
-    def __init__(self, *, mlflow_uri: str, reload_seconds: float, on_event: EventSink | None = None,
+    def __init__(self, *, registry: RegistryPort, reload_seconds: float, on_event: EventSink | None = None,
                  loader: Loader = load_version, factory: sessionmaker[Session] | None = None,
                  settings: Settings | None = None, load_timeout: float | None = None) -> None:
-        self.uri, self.reload_seconds, self.loader = mlflow_uri, reload_seconds, loader
+        self.registry, self.reload_seconds, self.loader = registry, reload_seconds, loader
         self.load_timeout = load_timeout
         self.on_event = on_event if on_event is not None else (lambda kind, details: None)
-        self.ledger = trust.Ledger(factory, mlflow_uri=mlflow_uri, settings=settings) if factory is not None else None
+        if factory is not None:
+            assert settings is not None, "a cache on LeanOps' DB needs its settings (alerts)"
+            self.record: trust.Record | None = trust.Record(factory, settings)
+            self.source: AliasSource = RecordedAliases(factory)
+        else:
+            self.record, self.source = None, MlflowAliases(registry)
         self._models: dict[tuple[str, str], LoadedModel] = {}
         # A version that failed to load: reported once, retried every RETRY_FAILED seconds quietly.
         self._failed: dict[tuple[str, str], tuple[int, float]] = {}
-        # The version an alias was moved to outside LeanOps: refused and reported once, until the alias moves.
-        self._refused: dict[tuple[str, str], int] = {}
         # Versions served without a recorded sha256 (trained before LeanOps recorded one): reported once each.
         self._unverified: set[tuple[str, int]] = set()
         self._key_locks: dict[tuple[str, str], threading.Lock] = {}
@@ -294,15 +341,15 @@ class ModelCache:
             with self._lock:
                 self._loading.pop(key, None)
 
-    def preload(self, alias: str = aliases.CHAMPION) -> dict[str, dict[str, Any]]:
+    def preload(self, alias: str = CHAMPION) -> dict[str, dict[str, Any]]:
         """Load and warm ``alias`` of every model that has one, now (blocking); model → its state.
 
-        A version refused (files or a move LeanOps did not make) or gone is reported in the state and not
+        A version refused (its files) or gone is reported in the state and not
         waited for: it would never load as things stand. StoreUnavailable (the registry or the files cannot
         be reached) propagates: the caller tries again, and is not ready meanwhile.
         """
         states: dict[str, dict[str, Any]] = {}
-        for name, version in sorted(aliases.champions(self.uri).items() if alias == aliases.CHAMPION else ()):
+        for name, version in sorted(self.source.champions().items() if alias == CHAMPION else ()):
             try:
                 loaded = self.load(name, alias)
             except (Refused, NotFound, InvalidInput) as exc:
@@ -320,9 +367,7 @@ class ModelCache:
         with self._key_lock((name, alias)):  # one load per key, however many requests wait for it
             found = self._models.get((name, alias))
             if found is None:
-                version = resolve(self.uri, name=name, alias=alias)
-                if not self._admitted((name, alias), version, serving=None):
-                    version = self._instead((name, alias), version)
+                version = resolve(self.registry, self.source, name=name, alias=alias)
                 found = self._load((name, alias), version)
                 self._swap((name, alias), found, previous=None)
             return found
@@ -338,16 +383,17 @@ class ModelCache:
         Returns (name, alias, from, to) for every swap made.
         """
         changes: list[tuple[str, str, int | None, int | None]] = []
-        for key, current in list(self._models.items()):
-            if name is not None and key[0] != name:
-                continue
-            try:
-                version = aliases.get(self.uri, model=key[0], alias=key[1])
-            except StoreUnavailable as exc:
-                log.warning("alias check of %s@%s failed: %s", key[0], key[1], exc)
-                continue
+        loaded = [(key, m) for key, m in list(self._models.items()) if name is None or key[0] == name]
+        if not loaded:
+            return changes
+        try:
+            now = self.source.versions([key for key, _ in loaded])
+        except StoreUnavailable as exc:
+            log.warning("alias check of %s failed: %s", ", ".join(f"{m}@{a}" for (m, a), _ in loaded), exc)
+            return changes
+        for key, current in loaded:
+            version = now.get(key)
             if version == current.version:
-                self._refused.pop(key, None)
                 continue
             if version is None:  # the alias was removed: stop serving it
                 with self._lock:
@@ -356,13 +402,6 @@ class ModelCache:
                 self.on_event("serving.alias_removed", {"model": key[0], "alias": key[1],
                                                         "version": current.version})
                 changes.append((key[0], key[1], current.version, None))
-                continue
-            try:
-                if not self._admitted(key, version, serving=current.version):
-                    continue  # moved outside LeanOps: the old version keeps serving
-            except StoreUnavailable as exc:
-                log.warning("could not check the move of %s@%s to v%s against LeanOps' record; still serving v%s: "
-                            "%s", key[0], key[1], version, current.version, exc)
                 continue
             failed = self._failed.get(key)
             if failed is not None and failed[0] == version and time.monotonic() - failed[1] < RETRY_FAILED:
@@ -378,54 +417,20 @@ class ModelCache:
                 details = {"model": key[0], "alias": key[1], "version": version, "serving": current.version,
                            "error": str(exc)[:2000]}
                 self.on_event("serving.reload_failed", details)
-                if isinstance(exc, Refused) and self.ledger is not None:
-                    self.ledger.refused_files(details)
+                if isinstance(exc, Refused) and self.record is not None:
+                    self.record.refused_files(details)
                 continue
             self._swap(key, new, previous=current)
             changes.append((key[0], key[1], current.version, version))
         return changes
 
-    def _admitted(self, key: tuple[str, str], version: int, *, serving: int | None) -> bool:
-        """Whether LeanOps recorded the move of ``key``'s alias to ``version`` (always true without the DB).
-
-        A move it did not record is refused, and reported once per version (audit, alert, ``on_event``).
-        """
-        if self.ledger is None:
-            return True
-        name, alias = key
-        if self.ledger.recorded(name, alias) == version:
-            return True
-        if self._refused.get(key) == version:
-            return False
-        details = self.ledger.check_move(name, alias, version, serving)
-        if details is None:  # recorded meanwhile (a promotion that was in flight), or the alias moved on
-            return self.ledger.recorded(name, alias) == version
-        self._refused[key] = version
-        log.error("%s@%s was moved to v%s outside LeanOps (LeanOps recorded v%s); refused%s", name, alias, version,
-                  details["recorded"], f", still serving v{serving}" if serving is not None else "")
-        self.on_event("serving.alias_refused", details)
-        return False
-
-    def _instead(self, key: tuple[str, str], version: int) -> int:
-        """What a starting cache serves when MLflow's alias points where LeanOps never moved it: the
-        champion LeanOps recorded (its history has every champion move); other aliases are refused."""
-        name, alias = key
-        assert self.ledger is not None  # only without a recorded move, which needs the ledger
-        recorded = self.ledger.recorded(name, alias)
-        if alias == aliases.CHAMPION and recorded is not None:
-            log.warning("serving %s@%s v%s as LeanOps recorded it, not v%s as MLflow has it", name, alias, recorded,
-                        version)
-            return recorded
-        raise Refused(f"{name}@{alias} could not be loaded: MLflow's alias points at v{version}, a move LeanOps "
-                      "did not record; LeanOps serves only versions it moved the alias to (promote through LeanOps)")
-
     def _load(self, key: tuple[str, str], version: int) -> LoadedModel:
-        if self.ledger is None:
-            loaded = self.loader(self.uri, name=key[0], alias=key[1], version=version)
+        if self.record is None:
+            loaded = self.loader(self.registry, name=key[0], alias=key[1], version=version)
         else:
             # LeanOps' record of the files' sha256 (None: trained before it recorded one), never MLflow's tag.
-            expected = self.ledger.sha256(key[0], version)
-            loaded = self.loader(self.uri, name=key[0], alias=key[1], version=version, expected_sha256=expected,
+            expected = self.record.sha256(key[0], version)
+            loaded = self.loader(self.registry, name=key[0], alias=key[1], version=version, expected_sha256=expected,
                                  from_tag=False)
         if getattr(loaded, "unverified", None):
             self._report_unverified(key, loaded)
@@ -439,9 +444,9 @@ class ModelCache:
             self._unverified.add((key[0], loaded.version))
         details = {"model": key[0], "alias": key[1], "version": loaded.version, "reason": loaded.unverified}
         log.warning("serving %s v%s without checking its files: %s", key[0], loaded.version, loaded.unverified)
-        if self.ledger is not None:
+        if self.record is not None:
             try:
-                self.ledger.note_unverified(details)
+                self.record.note_unverified(details)
             except Exception:  # noqa: BLE001 - the log line and the event say it anyway
                 log.exception("could not audit the unverified files of %s v%s", key[0], loaded.version)
         self.on_event("serving.unverified_artifact", details)

@@ -6,23 +6,20 @@ another flavour through pyfunc, and files that still hash to the sha256 recorded
 the version. The model is then read with skops and LeanOps' own trusted types (``load_skops``), never
 the list the artifact's MLmodel file carries.
 
-MLflow's alias is not the authority either: anyone with access to MLflow can move it, skipping gates,
-approvals and the audit log. The ``Ledger`` reads what LeanOps itself recorded in its metadata DB (the
-alias history that promotion, rollback and registration write, and each training run's sha256 of its
-model files) and audits and alerts an alias moved outside LeanOps.
+Which version an alias names is not MLflow's to say either (anyone with access to MLflow can move its
+alias): serving reads LeanOps' own record (``core/registry/state.py``), and the ``Record`` here holds each
+training run's sha256 of its model files.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.actors import system_actor
 from core.errors import StoreUnavailable
-from core.platform import aliases, mlflow_store
+from core.platform import mlflow_store
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -34,7 +31,7 @@ ONLY = "LeanOps serves only skops sklearn models it trained"
 ACTOR = system_actor("serving")
 MLFLOW_META = "registered_model_meta"  # the file MLflow adds to a version's folder when it is loaded by its name
 UNVERIFIED = "no sha256 recorded at training (trained before hashes were recorded); retrain to get one"
-CONDITION = "integrity"  # the alert condition of a refused alias move or refused model files
+CONDITION = "integrity"  # the alert condition of refused model files
 
 
 class Refused(StoreUnavailable):
@@ -110,35 +107,13 @@ def load_skops(path: Path, *, label: str) -> Any:
     return model
 
 
-class Ledger:
-    """What LeanOps itself recorded, in its metadata DB, about what may be served.
-
-    Where each alias should point: the newest row of the alias history (written by promotion, forced
-    promotion, rollback and registration under the model's lock, in one unit with MLflow's move). And
-    the sha256 of each version's model files: its training run's record.
+class Record:
+    """What LeanOps itself recorded about what may be served: the sha256 of each version's model files
+    (its training run's record in LeanOps' DB). Also audits and alerts what serving refused or could not check.
     """
 
-    def __init__(self, factory: sessionmaker[Session], *, mlflow_uri: str, settings: Settings | None = None) -> None:
-        self.factory, self.uri, self.settings = factory, mlflow_uri, settings
-
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        from sqlalchemy.exc import DBAPIError
-
-        from core.platform.database import describe_db_error
-
-        try:
-            with self.factory() as session:
-                yield session
-        except DBAPIError as exc:
-            raise StoreUnavailable(describe_db_error(exc)) from exc
-
-    def recorded(self, name: str, alias: str) -> int | None:
-        """The version LeanOps last moved ``alias`` of ``name`` to (None: never, or removed)."""
-        from core.promotion import moves
-
-        with self._reading() as session:
-            return _newest(moves.history(session, model=name, alias=alias, limit=1))
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self.factory, self.settings = factory, settings
 
     def sha256(self, name: str, version: int) -> str | None:
         """The sha256 of ``name`` v``version``'s model files recorded when LeanOps trained it.
@@ -148,12 +123,18 @@ class Ledger:
         Raises:
             Refused: LeanOps has no training run that made this version.
         """
+        from sqlalchemy.exc import DBAPIError
+
+        from core.platform.database import describe_db_error
         from core.training import runs
         from db.models import TrainingRun
 
-        with self._reading() as session:
-            row = runs.row_for_version(session, model=name, version=version, load=(TrainingRun.reference,))
-            found = (row.reference or {}).get(mlflow_store.MODEL_SHA256) if row is not None else None
+        try:
+            with self.factory() as session:
+                row = runs.row_for_version(session, model=name, version=version, load=(TrainingRun.reference,))
+                found = (row.reference or {}).get(mlflow_store.MODEL_SHA256) if row is not None else None
+        except DBAPIError as exc:
+            raise StoreUnavailable(describe_db_error(exc)) from exc
         if row is None:
             raise Refused(f"{name} v{version} could not be loaded: LeanOps has no training run that made it "
                           f"(it was registered outside LeanOps); {ONLY}")
@@ -167,56 +148,17 @@ class Ledger:
         with transaction(self.factory) as session:
             audit.record(session, ACTOR, "serving.unverified_artifact", f"model:{details['model']}", details)
 
-    def check_move(self, name: str, alias: str, version: int, serving: int | None) -> dict[str, Any] | None:
-        """Decide, under the model's lock, whether MLflow's move of ``alias`` to ``version`` is LeanOps' own.
-
-        The lock waits for a promotion in flight (its history row commits with it), so a move that is
-        LeanOps' own is never taken for an outside one. Returns None when LeanOps recorded the move, or the
-        alias has moved on meanwhile (look again next round); otherwise audits ``serving.alias_refused``,
-        raises the alert once committed, and returns the refusal's details.
-        """
-        from core import audit
-        from core.platform import locks
-        from core.platform.database import transaction
-        from core.promotion import moves
-
-        with transaction(self.factory) as session:
-            locks.hold(session, f"model:{name}")
-            recorded = _newest(moves.history(session, model=name, alias=alias, limit=1))
-            if recorded == version or aliases.get(self.uri, model=name, alias=alias) != version:
-                return None
-            details = {"model": name, "alias": alias, "version": version, "recorded": recorded, "serving": serving}
-            audit.record(session, ACTOR, "serving.alias_refused", f"model:{name}", details)
-        last = f"v{recorded}" if recorded is not None else "no version"
-        if serving is not None:
-            keeps = f"v{serving} keeps serving"
-        elif alias == aliases.CHAMPION and recorded is not None:
-            keeps = f"a starting server serves {last}"
-        else:
-            keeps = "nothing is served for it"
-        self._alert(name, title=f"{name}: @{alias} moved to v{version} outside LeanOps; refused",
-                    message=f"MLflow's alias @{alias} of {name} points at v{version}, but LeanOps recorded no such "
-                            f"move (its last move of @{alias} was to {last}), so serving refuses it and {keeps}. "
-                            "Promote the version through LeanOps, or put the alias back.", details=details)
-        return details
-
     def refused_files(self, details: dict[str, Any]) -> None:
-        """Alert model files refused although LeanOps recorded the move to their version (changed after
+        """Alert model files refused although LeanOps moved the alias to their version (changed after
         training, or not a model LeanOps trained): someone with write access to the artifacts did this."""
-        name, version = details["model"], details["version"]
-        self._alert(name, title=f"{name}: v{version}'s model files refused",
-                    message=f"{details['error']}. v{details['serving']} keeps serving." if details.get("serving")
-                    else f"{details['error']}.", details=details)
-
-    def _alert(self, name: str, *, title: str, message: str, details: dict[str, Any]) -> None:
         from core.alerts import notify
 
+        name, version = details["model"], details["version"]
+        title = f"{name}: v{version}'s model files refused"
         try:
-            notify.notify(self.factory, self.settings or notify.settings_for(None), condition=CONDITION,
-                          model=name, severity="critical", title=title, message=message, details=details)
-        except Exception:  # noqa: BLE001 - the refusal is audited and logged anyway
+            notify.notify(self.factory, self.settings, condition=CONDITION, model=name, severity="critical",
+                          title=title, details=details,
+                          message=f"{details['error']}. v{details['serving']} keeps serving." if details.get("serving")
+                          else f"{details['error']}.")
+        except Exception:  # noqa: BLE001 - the refusal is logged and reported anyway
             log.exception("could not alert: %s", title)
-
-
-def _newest(rows: list[Any]) -> int | None:
-    return rows[0].to_version if rows else None

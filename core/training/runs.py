@@ -241,6 +241,19 @@ def row_for_version(session: Session, *, model: str, version: int, load: tuple[A
                           .options(*(undefer(column) for column in load)).order_by(desc(TrainingRun.id)).limit(1))
 
 
+def task_of(session: Session, *, model: str) -> str | None:
+    """The task of ``model`` as its first registered version's training run recorded it (a model keeps it)."""
+    return session.scalar(select(TrainingRun.task).where(TrainingRun.model_name == model,
+                                                         TrainingRun.model_version.is_not(None))
+                          .order_by(TrainingRun.model_version).limit(1))
+
+
+def registered_models(session: Session) -> list[str]:
+    """Every model LeanOps registered a version of."""
+    return list(session.scalars(select(TrainingRun.model_name).where(TrainingRun.model_version.is_not(None))
+                                .distinct().order_by(TrainingRun.model_name)))
+
+
 def reference_for(session: Session, *, model: str, version: int) -> dict[str, Any]:
     """The reference statistics stored with a model version (for drift monitoring)."""
     row = row_for_version(session, model=model, version=version, load=(TrainingRun.reference,))

@@ -13,7 +13,6 @@ from core.accounts import auth
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
-from db.models import AliasMove
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
@@ -68,7 +67,7 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
         generated = auth.bootstrap_admin(session, username=admin_user, password=admin_password) if fresh else None
         for name, kind, cron, description in DEFAULT_SCHEDULES:
             schedules.ensure(session, actor=system, name=name, kind=kind, cron=cron, description=description)
-        if session.scalar(select(AliasMove.id).limit(1)) is not None:
+        if state.any_moves(session):
             # a workspace with champions: their drift/retrain schedules follow the policy (run by the worker)
             job_queue.enqueue(session, actor=system, kind="schedules.sync", params={})
     demo_files: list[str] = []

@@ -12,7 +12,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import system_actor
-from core.platform import aliases
+from core.registry import state
 from core.promotion import moves
 from core.promotion.registration import train
 from core.settings import Settings
@@ -65,7 +65,8 @@ DEMO_SPEC = {"dataset": "churn", "target": "churn", "model": "random_forest", "s
 
 def seed_model(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
     """Train and promote the demo model once; later calls leave an existing churn model alone."""
-    current = aliases.all_for(settings.mlflow_uri, model="churn")
+    with factory() as session:
+        current = state.current(session, model="churn")
     if current:
         return {"model": "churn", "aliases": current, "trained": False}
     result = train(factory, settings, DEMO_SPEC, actor=system_actor("demo"), log=lambda line: None)
