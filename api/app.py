@@ -167,12 +167,12 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
                       split=settings.serving_split_threads)
     batcher.on_batch = metrics.batch.observe
     rt: Runtime
-    # With the DB, a version is served only if LeanOps recorded the alias's move to it (and its files match
-    # the sha256 its training run recorded); the cache audits and alerts what it refuses itself.
-    cache = ModelCache(mlflow_uri=settings.mlflow_uri, reload_seconds=settings.serving_reload_seconds,
+    # The aliases served are LeanOps' own record (its DB), and a version's files must match the sha256 its
+    # training run recorded; the cache audits and alerts what it refuses itself.
+    cache = ModelCache(registry=settings.registry, reload_seconds=settings.serving_reload_seconds,
                        on_event=lambda kind, details: rt.on_event(kind, details), factory=factory, settings=settings,
                        load_timeout=LOAD_DEADLINE)
-    shadow = ShadowScorer(cache=cache, writer=writer, home=settings.home,
+    shadow = ShadowScorer(cache=cache, writer=writer, policies=settings.policies,
                           on_skipped=lambda model, reason: metrics.shadow_skipped.labels(model, reason).inc(),
                           on_scored=lambda model, rows: metrics.shadow_scored.labels(model).inc(rows))
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,

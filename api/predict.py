@@ -155,7 +155,7 @@ async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: C
     def store() -> int:
         with transaction(rt.factory) as session:
             return predictions.record_feedback(session, actor=actor, model=name, request_id=body.request_id,
-                                               labels=list(body.labels), home=rt.settings.home,
+                                               labels=list(body.labels), policies=rt.settings.policies,
                                                store=rt.settings.data_store)
 
     try:

@@ -163,14 +163,6 @@ def _head(session: Session) -> tuple[int, str]:
     return int(seq), str(digest)
 
 
-def verify_and_record(session: Session, *, actor: Actor,
-                      progress: Callable[[int, int], None] | None = None) -> Verification:
-    """``verify``, with its verdict written into the chain itself (the scheduled ``audit.verify`` job)."""
-    result = verify(session, progress=progress)
-    record(session, actor, "audit.verified", "audit", result.as_dict())
-    return result
-
-
 def count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
 

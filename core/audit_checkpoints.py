@@ -364,9 +364,20 @@ def _first_number(problem: str) -> int | None:
     return int(words[1]) if len(words) > 1 and words[0] == "checkpoint" and words[1].isdigit() else None
 
 
-def verify_and_record(session: Session, settings: Settings, *, actor: Actor,
+def verify_and_record(factory: sessionmaker[Session], settings: Settings, *, actor: Actor,
                       progress: Callable[[int, int], None] | None = None) -> ChainCheck:
-    """``verify``, with its verdict written into the chain itself (the scheduled ``audit.verify`` job)."""
-    check = verify(session, settings, progress=progress)
-    audit.record(session, actor, "audit.verified", "audit", check.as_dict())
+    """Verify the chain against its signed checkpoints and record the verdict as ``actor`` (``audit.verified``).
+
+    This is the one "verify the audit log" of every entry (the Audit log page, ``cli.py audit verify``, the
+    nightly ``audit.verify`` job), and every verification is recorded, passed or failed, by whoever asked: the
+    chain itself says when it was last found intact. The walk and the record are separate units: a walk over
+    a long chain holds its read snapshot for a while, and on SQLite a write from a snapshot that another
+    append has overtaken is refused as "database is locked".
+    """
+    from core.platform.database import transaction
+
+    with transaction(factory) as session:
+        check = verify(session, settings, progress=progress)
+    with transaction(factory) as session:
+        audit.record(session, actor, "audit.verified", "audit", check.as_dict())
     return check

@@ -283,6 +283,14 @@ def _masked(value: Any) -> Any:
     return value
 
 
+def quiet_mlflow_progress() -> None:
+    """MLflow's artifact downloads draw a progress bar on stderr unless told otherwise (environment only);
+    a command's stderr is for its errors."""
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def export_s3_environment(settings: Settings) -> None:
     """Hand the S3 settings to MLflow's artifact store, which reads only environment variables
     (``MLFLOW_S3_ENDPOINT_URL``, ``AWS_*``). Unset LeanOps values leave boto3's own chain alone."""

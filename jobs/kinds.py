@@ -22,6 +22,7 @@ KIND_FUNCTIONS: dict[str, str] = {
     "retrain": "jobs.retrain:run",
     "monitor.performance": "jobs.monitor:run",
     "schedules.sync": "jobs.kinds:schedules_sync",
+    "aliases.sync": "jobs.kinds:aliases_sync",
     "retrain.consider": "jobs.kinds:retrain_consider",
     "drift.report": "jobs.drift_report:run",
 }
@@ -59,16 +60,22 @@ def diagnostic_sleep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"slept_seconds": seconds}
 
 
+def aliases_sync(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Set MLflow's aliases to LeanOps' (one model, or every one); put back and alert a move made in MLflow."""
+    from core.registry import projection
+
+    return projection.sync_aliases(ctx.factory, ctx.settings, model=params.get("model"))
+
+
 def audit_verify(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
-    """Walk the audit chain against its signed checkpoints and record the verdict in the chain itself.
+    """Walk the audit chain against its signed checkpoints; the verdict is recorded as whoever queued the job.
 
     The result carries the newest checkpoint (seq, hash, signature), so the job history holds copies."""
     from core import audit_checkpoints
 
-    with transaction(ctx.factory) as session:
-        check = audit_checkpoints.verify_and_record(
-            session, ctx.settings, actor=system_actor("audit-verify"),
-            progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
+    check = audit_checkpoints.verify_and_record(
+        ctx.factory, ctx.settings, actor=ctx.actor,
+        progress=lambda done, total: ctx.progress(done / max(total, 1), "verifying"))
     if not check.ok:
         raise RuntimeError(f"audit chain broken: {check.result.reason}")
     return check.as_dict()

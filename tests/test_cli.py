@@ -49,6 +49,11 @@ def test_init_user_token_and_audit_verify(cli):
     doc = json.loads(broken.stdout)
     assert broken.returncode == 1
     assert doc["ok"] is False and doc["first_bad"] == 3 and doc["checked"] == 2
+    with sqlite3.connect(cli.home / "leanops.db") as conn:  # every verdict is recorded, as the page and job do
+        recorded = conn.execute("SELECT actor, details FROM audit_events WHERE action = 'audit.verified' "
+                                "ORDER BY seq").fetchall()
+    assert [(actor.startswith("cli:"), json.loads(details)["ok"]) for actor, details in recorded] == [
+        (True, True), (True, False)]
 
 
 def test_a_generated_admin_password_is_shown_once_stored_nowhere_and_must_be_changed(cli):
@@ -129,7 +134,8 @@ def test_a_promotion_that_loses_the_race_exits_1_with_one_json_document(factory,
     "became the champion meanwhile" is a lost race (exit 1), not bad input (exit 2)."""
     import time
 
-    from core.platform import aliases, locks
+    from core.platform import locks
+    from tests.support import aliases
     from core.platform.database import transaction
     from tests.support.training import add_dataset, small_churn
     from tests.support.versions import recorded
@@ -143,7 +149,7 @@ def test_a_promotion_that_loses_the_race_exits_1_with_one_json_document(factory,
         cli = subprocess.Popen([sys.executable, "cli.py", "promote", "m", str(version), "--json"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(12)  # the CLI starts, finds no champion, passes its gates and waits for the lock
-        aliases.move(workspace.mlflow_uri, model="m", alias="champion", version=version)
+        aliases.move(workspace, model="m", alias="champion", version=version)
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 1, err
     assert json.loads(out) == {"error": f"m v{version} became the champion meanwhile"}

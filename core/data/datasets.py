@@ -28,7 +28,7 @@ from core.data.profile import VersionDiff, compare_profiles, compute_profile
 from core.data.quality import Certificate, certify, infer_schema
 from core.data.tables import Input, TableLimits, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
-from core.platform.storage import LocalStore, DataStore, as_store
+from core.platform.storage import DataStore, LocalStore, as_store
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

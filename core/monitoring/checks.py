@@ -428,7 +428,7 @@ def _predict(settings: Settings, *, model: str, version: int, frame: pd.DataFram
     numeric = [c for c, s in reference["columns"].items() if s.get("type") == "numeric"]
     picked = picked.assign(**{c: pd.to_numeric(picked[c], errors="coerce").astype(float) for c in numeric})
     try:
-        loaded = load_version(settings.mlflow_uri, name=model, alias="drift-check", version=version)
+        loaded = load_version(settings.registry, name=model, alias="drift-check", version=version)
         return np.asarray(loaded.model.predict(picked)).ravel()
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("outputs of %s v%s not compared: %s: %s", model, version, type(exc).__name__, exc)

@@ -63,7 +63,7 @@ def predict(settings: Settings, *, model: str, version: int, frame: pd.DataFrame
 
     rows = model_input(sample(frame), reference)
     try:
-        fitted = load_version(settings.mlflow_uri, name=model, alias="drift-check", version=version).model
+        fitted = load_version(settings.registry, name=model, alias="drift-check", version=version).model
         return _outputs(fitted, rows, reference)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("outputs of %s v%s not compared: %s: %s", model, version, type(exc).__name__, exc)
@@ -98,7 +98,7 @@ class Predictor:
         context = multiprocessing.get_context("spawn")
         self.label = f"{model} v{version}"
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, settings.mlflow_uri, model, version),
+        self.process = context.Process(target=_serve, args=(child, settings.registry, model, version),
                                        name="leanops-drift-outputs", daemon=True)
         self.process.start()
         child.close()
@@ -130,15 +130,15 @@ class Predictor:
         self.process.join(timeout=5)
 
 
-def _serve(conn: Any, mlflow_uri: str, model: str, version: int) -> None:
+def _serve(conn: Any, registry: Any, model: str, version: int) -> None:
     """The child: load the version while the parent reads the data, then predict the rows it sends."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is the command's, for errors
     from core.serving.cache import load_version
+    from core.settings import quiet_mlflow_progress
+
+    quiet_mlflow_progress()  # stderr is the command's, for errors
 
     try:
-        fitted = load_version(mlflow_uri, name=model, alias="drift-check", version=version).model
+        fitted = load_version(registry, name=model, alias="drift-check", version=version).model
         rows, reference = conn.recv()
         found = _outputs(fitted, rows, reference)
         conn.send(("ok", (found.values, found.probabilities, found.raw)))

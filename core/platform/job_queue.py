@@ -35,8 +35,10 @@ KINDS: dict[str, str] = {
     "schedules.sync": "jobs.maintenance",
     "retrain.consider": "training.launch",
     "drift.report": "drift.run",  # the Evidently HTML of a stored drift check
+    "aliases.sync": "jobs.maintenance",  # project LeanOps' aliases onto MLflow, put back hand moves
 }
-RETRIED: dict[str, int] = {"schedules.sync": 3, "retrain.consider": 3, "drift.report": 2}  # kind → attempts in all
+# kind → attempts in all
+RETRIED: dict[str, int] = {"aliases.sync": 3, "schedules.sync": 3, "retrain.consider": 3, "drift.report": 2}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut

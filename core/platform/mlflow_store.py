@@ -121,7 +121,8 @@ def experiment_name(model_name: str) -> str:
     return f"leanops/{model_name}"
 
 
-def start_run(store: MlflowStore, *, experiment: str, run_name: str, tags: dict[str, Any], params: dict[str, Any]) -> str:
+def start_run(store: MlflowStore, *, experiment: str, run_name: str, tags: dict[str, Any],
+              params: dict[str, Any]) -> str:
     """A new RUNNING run with its tags and params; returns its id."""
     mlflow_client = client(store.uri)
     run = mlflow_client.create_run(experiment_id(store, experiment), run_name=run_name,

@@ -19,7 +19,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.platform import job_queue, locks
 from core.platform.database import transaction
 from core.promotion.gates import GatesFailed, blocked_message, check_gates, evaluate_gates, open_request, refuse
-from core.registry import state
+from core.registry import projection, state
 from core.registry.state import CHALLENGER, CHAMPION, AliasChange
 from core.settings import Settings
 from core.training import runs
@@ -78,6 +78,8 @@ def run_move(factory: sessionmaker[Session], settings: Settings,
         if change is not None and change.alias == CHAMPION:
             job_queue.enqueue(session, actor=system_actor("promotion"), kind="schedules.sync",
                               params={"model": change.model})
+    if change is not None:
+        projection.project_now(factory, settings, model=change.model)
     if change is not None and change.alias == CHAMPION:
         _alert(factory, settings, change)
     return change

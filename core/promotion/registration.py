@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.actors import Actor
 from core.promotion.gates import evaluate_gates
 from core.promotion.moves import set_challenger
-from core.registry import state
+from core.registry import projection, state
 from core.settings import Settings
 from core.training import workflow
 
@@ -36,5 +36,8 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
                            reason="passed every gate at registration")
         return gates.as_dict()
 
-    return workflow.train(factory, settings, raw_spec, actor=actor, job_id=job_id, progress=progress, log=log,
-                          gate=gate)
+    result = workflow.train(factory, settings, raw_spec, actor=actor, job_id=job_id, progress=progress, log=log,
+                            gate=gate)
+    if (result.get("gates") or {}).get("passed") and result.get("model_name"):
+        projection.project_now(factory, settings, model=result["model_name"])  # the new challenger, in MLflow too
+    return result

@@ -13,7 +13,7 @@ from core.errors import NotFound
 from core.registry import state
 from core.registry.state import CHALLENGER, CHAMPION
 from core.training import runs
-from db.models import AliasMove, DatasetVersion, GateEvaluation, TrainingRun
+from db.models import DatasetVersion, GateEvaluation, TrainingRun
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from core.errors import InvalidInput
-from core.platform.aliases import CHAMPION
+from core.platform.registry_port import CHAMPION
 from core.serving.batching import Batcher
 from core.serving.cache import LoadedModel, ModelCache, check_alias
 from core.serving.predictions import LogFull, LogWriter, Refused, Served

@@ -43,8 +43,8 @@ from core import audit
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform import leases
-from core.platform.aliases import CHAMPION, SHADOW
 from core.platform.database import transaction
+from core.platform.registry_port import CHAMPION, SHADOW
 from core.platform.storage import TMP_PREFIX, DataStore, LocalStore, S3Store
 from db.models import PredictionLog, utcnow
 

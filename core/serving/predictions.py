@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -35,9 +34,10 @@ from core import audit, policy
 from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
-from core.platform.aliases import SHADOW
 from core.platform.database import transaction
+from core.platform.registry_port import SHADOW
 from core.platform.storage import DataStore
+from core.policy import Policies
 from core.serving.segments import DONE, Journal, Ticket, claim_orphans, encode
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
@@ -444,12 +444,12 @@ def count(session: Session, *, store: DataStore, model: str | None = None, versi
 # -- feedback ------------------------------------------------------------------------------------
 
 def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
-                    store: DataStore, home: Path | None = None) -> int:
+                    store: DataStore, policies: Policies | None = None) -> int:
     """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
 
     Labels drive live performance and so the automatic rollback: only the actor that made the
     prediction (``requested_by``) may label it, or an actor whose role is at least the model's
-    policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace ``home``,
+    policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace's ``policies``,
     the default policy when None). A request logged before requesters were recorded can be labelled
     only by that role. Replacing labels is audited with the old and new values.
 
@@ -477,7 +477,8 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
                   for r in prediction_store.lookup(session, store, request_id=request_id)]
     if not logged or logged[0].model != model:
         raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
-    _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by, home=home)
+    _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by,
+                    policies=policies)
     if len(labels) != len(logged):
         raise InvalidInput(f"labels has {len(labels)} value(s) but request {request_id} predicted "
                            f"{len(logged)} record(s); send one label per record, in order")
@@ -509,11 +510,11 @@ def _json(value: Any) -> str:
 
 
 def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: str | None,
-                   home: Path | None) -> None:
+                   policies: Policies | None) -> None:
     """Refuse (and audit the refusal) unless ``actor`` made the request or may label any request of ``model``."""
     if requested_by is not None and requester(actor) == requested_by:
         return
-    rules = policy.rules_for(home, model) if home is not None else policy.ModelPolicy()
+    rules = policies.rules_for(model) if policies is not None else policy.ModelPolicy()
     needed = rules.feedback.label_any_request
     if actor.at_least(needed):
         return

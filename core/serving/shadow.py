@@ -4,7 +4,7 @@ Lean teams cannot A/B test (a traffic split never reaches significance at their 
 challenger sees the *same* records as the champion instead: after a champion request is answered
 (and logged), ``ShadowScorer.offer`` puts its records on a bounded queue and returns at once; one
 worker thread predicts them with the challenger and logs the outputs under the same request id,
-marked ``alias="shadow"`` (``aliases.SHADOW``), so the comparison pairs them record by record.
+marked ``alias="shadow"`` (``registry_port.SHADOW``), so the comparison pairs them record by record.
 
 The champion's answer never waits for any of it: ``offer`` only appends to a deque under a lock. When
 the queue already holds ``capacity`` rows (the challenger cannot keep up, or the machine is
@@ -37,18 +37,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.platform.aliases import CHALLENGER, SHADOW
+from core.platform.registry_port import CHALLENGER, SHADOW
 from core.serving.cache import LoadedModel, ModelCache
 from core.serving.predictions import LogWriter, Served
 from core.serving.signature import Columns, merge
 
 if TYPE_CHECKING:
-    from core.policy import PolicyFile
+    from core.policy import Policies, PolicyFile
 
 log = logging.getLogger("leanops.shadow")
 CAPACITY_ROWS = 20_000  # rows waiting for the challenger before shadow work is skipped
@@ -74,15 +73,15 @@ class _Item:
 class ShadowScorer:
     """A bounded queue of champion requests and the thread that has the challenger score them."""
 
-    def __init__(self, *, cache: ModelCache, writer: LogWriter | None, home: Path | None,
+    def __init__(self, *, cache: ModelCache, writer: LogWriter | None, policies: Policies | None,
                  capacity: int = CAPACITY_ROWS, policy_seconds: float = 5.0,
                  on_skipped: Skipped | None = None, on_scored: Callable[[str, int], None] | None = None,
                  rates: dict[str, float] | None = None, busy: Callable[[], int] | None = None,
                  busy_threshold: int = BUSY_THRESHOLD, busy_quiet: float = BUSY_QUIET) -> None:
-        """``home``: the workspace whose policies.yaml says which models shadow; ``rates`` (model → sample
+        """``policies``: the workspace's policies.yaml, which says which models shadow; ``rates`` (model → sample
         share) replaces reading it (tests, benches); ``busy``: how many champion requests are in flight
         (the Predictor sets it), the worker scores only while it is at most ``busy_threshold``."""
-        self.cache, self.writer, self.home = cache, writer, home
+        self.cache, self.writer, self.policies = cache, writer, policies
         self.capacity, self.policy_seconds = capacity, policy_seconds
         self.on_skipped: Skipped = on_skipped or (lambda model, reason: None)
         self.on_scored = on_scored or (lambda model, rows: None)
@@ -226,10 +225,10 @@ class ShadowScorer:
         from core import policy
 
         self._rates_at = time.monotonic()
-        if self.home is None:
+        if self.policies is None:
             return
         try:
-            text = policy.read_text(self.home)
+            text = self.policies.text()
             if self._policy is None or self._policy[0] != text:  # parsed (pure-Python YAML) only when changed
                 self._policy = (text, policy.parse(text))
             rules = self._policy[1]

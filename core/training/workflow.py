@@ -239,8 +239,8 @@ def _clean_up(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *
     return [row.id for row in finished]
 
 
-def _undo(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, run_id: int, mlflow_run: str | None, name: str,
-          model_version: int | None, exc: BaseException, log: Log) -> None:
+def _undo(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, run_id: int, mlflow_run: str | None,
+          name: str, model_version: int | None, exc: BaseException, log: Log) -> None:
     """After a failure: no version stays registered, the MLflow run ends FAILED, the row says why.
 
     Each step is tried on its own; a failing clean-up is logged and never hides the original error.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, audit_checkpoints, policy, secrets
@@ -13,6 +12,7 @@ from core.accounts import auth
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
+from core.registry import state
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
@@ -22,6 +22,8 @@ DEFAULT_SCHEDULES = (
      "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
     ("prediction-compaction", "predictions.compact", "7 * * * *",
      "Move each closed hour of the prediction log into Parquet partitions in the artifact store"),
+    ("alias-sync", "aliases.sync", "*/10 * * * *",
+     "Keep MLflow's champion and challenger aliases as LeanOps recorded them; put back and alert hand moves"),
     ("monitor-performance", "monitor.performance", "*/15 * * * *",
      "Live performance, automatic rollback and data-growth retrains of every champion; per-model schedules"),
 )

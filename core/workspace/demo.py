@@ -12,9 +12,9 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import system_actor
-from core.registry import state
 from core.promotion import moves
 from core.promotion.registration import train
+from core.registry import state
 from core.settings import Settings
 
 
@@ -89,7 +89,7 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
     from db.models import PredictionLog, utcnow
 
     actor = system_actor("demo")
-    loaded = cache.load_version(settings.mlflow_uri, name="churn", alias="champion", version=version)
+    loaded = cache.load_version(settings.registry, name="churn", alias="champion", version=version)
     assert loaded.schema is not None  # the demo model is trained here, with a signature
     frame = churn_frame(hours * per_hour, seed=21)
     labels = frame.pop("churn").tolist()

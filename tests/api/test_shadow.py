@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.monitoring import shadow
-from core.platform import aliases
-from core.platform.aliases import SHADOW
+from tests.support import aliases
+from core.platform.registry_port import SHADOW
 from core.serving import predictions
 from core.settings import Settings
 from db.models import Alert, AliasMove, AuditEvent, PredictionLog
@@ -129,7 +129,7 @@ def test_shadow_comparison_and_policy_decision(truth: str, store: LeanOpsStore, 
 
     done = shadow.run(api_factory, api_settings, model=model.name)
     assert done["acted"] == ("promoted" if better else "discarded")
-    now = aliases.all_for(api_settings.mlflow_uri, model=model.name)
+    now = aliases.all_for(api_settings, model=model.name)
     assert now.get("champion") == (rf if better else lr)
     assert "challenger" not in now  # cleared either way; the version stays registered
     aliases.check_version(api_settings.mlflow_uri, model=model.name, version=rf)
@@ -171,7 +171,7 @@ def test_a_challenger_cleared_by_promotion_and_re_pointed_in_mlflow_is_refused(
     assert last is not None and (last.from_version, last.to_version, last.action) == (rf, None, "challenger_cleared")
     MlflowClient(api_settings.mlflow_uri, api_settings.mlflow_uri).set_registered_model_alias(
         model.name, "challenger", str(rf))  # no LeanOps move
-    cache = ModelCache(mlflow_uri=api_settings.mlflow_uri, reload_seconds=3600, factory=api_factory,
+    cache = ModelCache(registry=api_settings.registry, reload_seconds=3600, factory=api_factory,
                        settings=api_settings)
     with pytest.raises(Refused, match="a move LeanOps did not record"):
         cache.get(model.name, "challenger")

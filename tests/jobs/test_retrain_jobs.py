@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from core import policy
 from core.actors import Actor
-from core.platform import aliases, job_queue
+from core.platform import job_queue
+from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
 from core.promotion.registration import train
@@ -26,7 +27,7 @@ SPEC = {"dataset": "churn", "target": "churn", "model": "linear", "params": {"C"
 def write_policy(settings, *, auto_promote: bool) -> None:
     text = policy.DEFAULT_POLICY_YAML.replace("auto_promote: false", f"auto_promote: {str(auto_promote).lower()}")
     text = text.replace('f1: ">= 0.85"', 'f1: ">= 0.5"').replace("column: gender", "column: null")
-    policy.policy_path(settings.home).write_text(text)
+    (settings.home / policy.POLICY_FILE).write_text(text)
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_growth_retrain_reuses_the_champion_config_and_auto_promotes(factory, wo
     assert job.status == "succeeded", job.error
     assert (job.result["outcome"], job.result["model_version"], job.result["dataset"]) == ("promoted", 2, "churn:2"), \
         job.result["gates"]
-    assert aliases.get(workspace.mlflow_uri, model="churn", alias="champion") == 2
+    assert aliases.get(workspace, model="churn", alias="champion") == 2
     with factory() as s:
         run = s.scalar(select(TrainingRun).where(TrainingRun.model_version == 2))
         assert (run.model_kind, run.params["C"], run.seed, run.sensitive, run.created_by) == (
@@ -87,7 +88,7 @@ def test_without_auto_promote_the_version_is_challenger_and_approvers_are_alerte
     job = run_job(factory, workspace, request.job_id)
     assert job.status == "succeeded", job.error
     assert job.result["outcome"] == "challenger"
-    assert aliases.all_for(workspace.mlflow_uri, model="churn") == {"champion": 1, "challenger": 2}
+    assert aliases.all_for(workspace, model="churn") == {"champion": 1, "challenger": 2}
     finished = [d for _, act, d in chain(factory) if act == "retrain.finished"]
     assert [(d["trigger"], d["reason"], d["outcome"], d["version"]) for d in finished] == [
         ("drift", "drift share 0.8", "challenger", 2)]

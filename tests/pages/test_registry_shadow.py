@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from core.actors import Actor
-from core.platform import aliases
+from tests.support import aliases
 from core.promotion.registration import train
 from db.models import utcnow
 from tests.support.shadow import log_pairs
@@ -25,16 +25,16 @@ def shadowed(factory, workspace):
     for model in ("logistic_regression", "dummy"):
         train(factory, workspace, {"dataset": "churn", "target": "churn", "model": model},
               actor=Actor("sam", "scientist", "job"))
-    aliases.move(workspace.mlflow_uri, model="churn", alias="champion", version=1)
-    aliases.move(workspace.mlflow_uri, model="churn", alias="challenger", version=2)
+    aliases.move(workspace, model="churn", alias="champion", version=1)
+    aliases.move(workspace, model="churn", alias="challenger", version=2)
     frame = small_churn(RECORDS, seed=5)
-    outputs = log_pairs(factory, workspace.mlflow_uri, frame, ts=utcnow() - timedelta(hours=1), labelled=LABELLED)
+    outputs = log_pairs(factory, workspace.registry, frame, ts=utcnow() - timedelta(hours=1), labelled=LABELLED)
     truth = frame["churn"].to_numpy()[:LABELLED]
     return {v: float((outputs[v][:LABELLED] == truth).mean()) for v in (1, 2)}
 
 
 def test_the_challenger_shows_its_shadow_panel(open_page, shadowed):
-    at = open_page("pages/registry.py", role="viewer")
+    at = open_page("app_pages/registry.py", role="viewer")
     next(s for s in at.selectbox if s.label == "Version").select(2).run()
     assert not at.exception
     assert any(h.value == "Shadow" for h in at.subheader)
@@ -49,7 +49,7 @@ def test_the_challenger_shows_its_shadow_panel(open_page, shadowed):
     assert "Estimated accuracy without labels" in text and "champion 0." in text and "challenger 0." in text
     assert len(at.get("plotly_chart")) >= 1  # agreement and each model's score per day
 
-    at = open_page("pages/registry.py", role="viewer")  # the champion's own page has no panel
+    at = open_page("app_pages/registry.py", role="viewer")  # the champion's own page has no panel
     next(s for s in at.selectbox if s.label == "Version").select(1).run()
     assert not any(h.value == "Shadow" for h in at.subheader)
 

@@ -41,8 +41,8 @@ class LeanOpsStore(mlflow_models.Store):
 
     def move(self, name: str, version: int | None, alias: str = "champion") -> None:
         from core.actors import cli_actor
-        from core.platform import aliases
         from core.promotion import moves
+        from tests.support import aliases
 
         if self.factory is None or self.settings is None or version is None or alias not in (
                 aliases.CHAMPION, aliases.CHALLENGER):

@@ -43,10 +43,16 @@ class Store:
     def fresh_name(self, prefix: str = "churn") -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
-    def move(self, name: str, version: int | None, alias: str = "champion") -> None:
-        from core.platform import aliases
+    @property
+    def registry(self) -> Any:
+        from core.platform.mlflow_store import MlflowStore
+        from core.platform.registry_port import RegistryPort
 
-        aliases.move(self.uri, model=name, alias=alias, version=version)
+        return RegistryPort(MlflowStore(uri=self.uri, artifacts=self.artifacts))
+
+    def move(self, name: str, version: int | None, alias: str = "champion") -> None:
+        """Point MLflow's alias (a store without LeanOps' DB: tools serving straight from MLflow)."""
+        self.registry.set_alias(name, alias, version)
 
 
 @cache

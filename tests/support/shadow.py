@@ -16,11 +16,11 @@ FEATURES = ["customer_age", "tenure_months", "monthly_charges", "total_charges",
             "payment_method", "region", "gender", "senior"]
 
 
-def log_pairs(factory, mlflow_uri: str, frame: pd.DataFrame, *, ts: datetime, labelled: int = 0,
+def log_pairs(factory, registry, frame: pd.DataFrame, *, ts: datetime, labelled: int = 0,
               champion: int = 1, challenger: int = 2) -> dict[int, np.ndarray]:
     """Log every row of ``frame`` (churn columns) as scored by both versions of ``churn``; the first
     ``labelled`` records get their true label as feedback. Returns each version's outputs."""
-    outputs = {v: load_version(mlflow_uri, name="churn", alias="test", version=v).model.predict(frame[FEATURES])
+    outputs = {v: load_version(registry, name="churn", alias="test", version=v).model.predict(frame[FEATURES])
                for v in (champion, challenger)}
     records = frame[FEATURES].astype(object).where(frame[FEATURES].notna(), None).to_dict("records")  # JSON: no NaN
     records = [{k: (bool(v) if isinstance(v, np.bool_) else v) for k, v in r.items()} for r in records]

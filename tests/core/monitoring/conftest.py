@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from core.alerts import notify
-from core.platform import aliases
+from tests.support import aliases
 from core.settings import Settings, get_settings
 from db.session import make_engine, make_session_factory
 from tests.support import training
@@ -53,7 +53,7 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory, _sqlite_template:
     train(factory, settings, {"dataset": "churn", "target": "churn", "model": "random_forest",
                               "params": {"n_estimators": 10}}, actor=Actor("sam", "scientist", "job"),
           log=lambda line: None)
-    aliases.move(settings.mlflow_uri, model="churn", alias="champion", version=1)
+    aliases.move(settings, model="churn", alias="champion", version=1)
     engine.dispose()
     _checkpoint(root / "db" / "leanops.db")
     _checkpoint(root / "ws" / "mlflow.db")

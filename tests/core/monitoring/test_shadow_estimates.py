@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from core.actors import Actor
 from core.monitoring import shadow
-from core.platform import aliases
+from tests.support import aliases
 from core.promotion.registration import train
 from db.models import PredictionLog, utcnow
 from tests.support.shadow import log_pairs
@@ -70,9 +70,9 @@ def test_both_versions_are_estimated_on_the_same_recent_records(trained):
     settings, factory = trained.settings, trained.factory
     train(factory, settings, {"dataset": "churn", "target": "churn", "model": "linear"},
           actor=Actor("sam", "scientist", "job"), log=lambda line: None)
-    aliases.move(settings.mlflow_uri, model="churn", alias="challenger", version=2)
+    aliases.move(settings, model="churn", alias="challenger", version=2)
     frame = small_churn(800, seed=31)
-    outputs = log_pairs(factory, settings.mlflow_uri, frame, ts=utcnow() - timedelta(hours=2))
+    outputs = log_pairs(factory, settings.registry, frame, ts=utcnow() - timedelta(hours=2))
     with factory() as s:
         assert s.scalar(select(PredictionLog.id).limit(1)) is not None
         found = shadow.compare(s, settings, actor=shadow.ACTOR, model="churn")

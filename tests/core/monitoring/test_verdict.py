@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from core.monitoring import checks, drift
-from core.platform import aliases
+from tests.support import aliases
 from db.models import AuditEvent, Job
 from db.session import make_engine, make_session_factory
 from tests.core.monitoring.conftest import Trained, _checkpoint, _settings
@@ -66,7 +66,7 @@ def scenario_template(tmp_path_factory: pytest.TempPathFactory, _sqlite_template
     add_dataset(factory, settings, frame(5000, seed=1), name="subs")
     train(factory, settings, {"dataset": "subs", "target": "churn", "model": "linear"},
           actor=Actor("sam", "scientist", "job"), log=lambda line: None)
-    aliases.move(settings.mlflow_uri, model="subs", alias="champion", version=1)
+    aliases.move(settings, model="subs", alias="champion", version=1)
     engine.dispose()
     _checkpoint(root / "db" / "leanops.db")
     _checkpoint(root / "ws" / "mlflow.db")

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from core import policy
 from core.errors import InvalidInput, PermissionDenied
 from core.monitoring.performance import Verdict
-from core.platform import aliases, schedules
+from core.platform import schedules
+from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
 from core.retraining import auto_rollback, decisions, model_schedules, triggers
@@ -172,7 +173,7 @@ def test_rollback_after_a_bad_promotion_is_audited_and_alerted(factory, workspac
     log_predictions(factory, version=2, outputs=[1] * 30, labels=[0] * 30, start=utcnow() - timedelta(hours=2))
     done = auto_rollback.check_rollback(factory, workspace, "m")
     assert done.decision.act and (done.from_version, done.to_version) == (2, 1)
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert aliases.get(workspace, model="m", alias="champion") == 1
     rolled = audit_rows(factory, "model.rollback")
     assert [(a, d["from"], d["to"]) for a, _, d in rolled] == [("system:auto-rollback", 2, 1)]
     assert "automatic rollback: v2 live performance below the floor: live f1 0.0" in rolled[0][2]["reason"]
@@ -189,18 +190,18 @@ def test_model_schedules_follow_champions_and_policy(factory, workspace, registr
     with factory() as s:
         assert s.get(Schedule, "drift:m") is not None
     text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
-    policy.policy_path(workspace.home).write_text(text)
+    (workspace.home / policy.POLICY_FILE).write_text(text)
     with transaction(factory) as s:
         done = model_schedules.sync_model_schedules(s, workspace)
     assert done["created"] == ["retrain:m"]
     with transaction(factory) as s:
         schedules.set_paused(s, actor=moves.Actor("root", "admin"), name="retrain:m", paused=True)
-    policy.policy_path(workspace.home).write_text(text.replace('"0 3 * * 1"', '"0 4 * * 2"'))
+    (workspace.home / policy.POLICY_FILE).write_text(text.replace('"0 3 * * 1"', '"0 4 * * 2"'))
     with transaction(factory) as s:
         assert model_schedules.sync_model_schedules(s, workspace)["changed"] == ["retrain:m"]
         row = s.get(Schedule, "retrain:m")
         assert (row.kind, row.cron, row.paused, row.params["trigger"]) == ("retrain", "0 4 * * 2", True, "schedule")
-    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)
+    (workspace.home / policy.POLICY_FILE).write_text(policy.DEFAULT_POLICY_YAML)
     with transaction(factory) as s:
         assert model_schedules.sync_model_schedules(s, workspace)["removed"] == ["retrain:m"]
     assert [a for a, _, _ in audit_rows(factory, "schedule.%")][-1] == "system:model-schedules"
@@ -210,7 +211,7 @@ def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry)
     promote(factory, registry, 1)
     text = policy.DEFAULT_POLICY_YAML + '  m:\n    retrain:\n      schedule: "0 3 * * 1"\n'
     with transaction(factory) as s:
-        policy.save(s, actor=moves.Actor("root", "admin"), home=workspace.home, text=text)
+        workspace.policies.save(s, actor=moves.Actor("root", "admin"), text=text)
     run_next(factory, workspace, "w1")  # a worker runs the schedules.sync job the save queued with it
     with factory() as s:
         assert s.get(Schedule, "retrain:m").cron == "0 3 * * 1"
@@ -219,7 +220,7 @@ def test_saving_the_policy_syncs_schedules_at_once(factory, workspace, registry)
 # -- rollback.auto: approve ----------------------------------------------------------------------
 
 def _approve_mode(workspace):
-    policy.policy_path(workspace.home).write_text(
+    (workspace.home / policy.POLICY_FILE).write_text(
         policy.DEFAULT_POLICY_YAML + "  m:\n    rollback:\n      auto: approve\n")
 
 
@@ -254,7 +255,7 @@ def test_approve_mode_raises_a_request_and_an_alert_and_leaves_the_champion(fact
     asked = auto_rollback.check_rollback(factory, workspace, "m")
     assert not asked.decision.act and asked.request_id is not None
     assert f"rollback request {asked.request_id} awaits an approver" in asked.decision.reason
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2  # nothing moved
+    assert aliases.get(workspace, model="m", alias="champion") == 2  # nothing moved
     assert _rollback_requests(factory) == [(asked.request_id, 2, "system:auto-rollback", "pending")]
     assert audit_rows(factory, "model.rollback") == []
     [(actor, _, details)] = audit_rows(factory, "model.rollback_requested")
@@ -278,7 +279,7 @@ def test_approve_mode_raises_a_request_and_an_alert_and_leaves_the_champion(fact
     change = approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True,
                               comment="labels look right")
     assert change is not None and (change.action, change.from_version, change.to_version) == ("rollback", 2, 1)
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert aliases.get(workspace, model="m", alias="champion") == 1
     assert _rollback_requests(factory)[0][3] == "rolled_back"
     [(actor, _, details)] = audit_rows(factory, "model.rollback")
     assert actor == "ann" and (details["from"], details["to"]) == (2, 1)
@@ -295,7 +296,7 @@ def test_a_rejected_rollback_request_keeps_the_champion_and_is_not_raised_again(
     asked = auto_rollback.check_rollback(factory, workspace, "m")
     assert approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=False,
                             comment="the labels are late, not wrong") is None
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2
+    assert aliases.get(workspace, model="m", alias="champion") == 2
     assert [s for *_, s in _rollback_requests(factory)] == ["rejected"]
     assert not auto_rollback.check_rollback(factory, workspace, "m").request_id
     assert len(_rollback_requests(factory)) == 1
@@ -312,7 +313,7 @@ def test_approving_a_rollback_request_after_the_champion_moved_closes_it(factory
     moves.rollback(factory, workspace, actor=APPROVER, model="m", reason="by hand")  # v2 → v1 meanwhile
     with pytest.raises(InvalidInput, match=r"back from v2, but the champion is v1 now; nothing was rolled back"):
         approvals.decide(factory, workspace, actor=APPROVER, request_id=asked.request_id, approve=True)
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert aliases.get(workspace, model="m", alias="champion") == 1
     assert [s for *_, s in _rollback_requests(factory)] == ["obsolete"]
     assert [(a, d["request"]) for a, _, d in audit_rows(factory, "model.rollback_request_closed")] == [
         ("ann", asked.request_id)]
@@ -320,7 +321,7 @@ def test_approving_a_rollback_request_after_the_champion_moved_closes_it(factory
 
 
 def test_auto_true_still_rolls_back_at_once(factory, workspace, registry):
-    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)
+    (workspace.home / policy.POLICY_FILE).write_text(policy.DEFAULT_POLICY_YAML)
     _bad_v2(factory, registry)
     done = auto_rollback.check_rollback(factory, workspace, "m")
     assert done.decision.act and done.request_id is None and (done.from_version, done.to_version) == (2, 1)
@@ -352,7 +353,7 @@ def test_roll_back_on_the_estimate(use, current, seen, act, says):
 
 
 def _estimate_policy(workspace, auto="true"):
-    policy.policy_path(workspace.home).write_text(
+    (workspace.home / policy.POLICY_FILE).write_text(
         policy.DEFAULT_POLICY_YAML + f"  m:\n    performance:\n      use_estimate: true\n"
                                      f"    rollback:\n      auto: {auto}\n")
 
@@ -386,19 +387,19 @@ def _estimated_check(factory, workspace):
 def test_an_estimate_below_the_floor_rolls_the_new_champion_back_audited_with_it(factory, workspace, registry):
     promote(factory, registry, 1)
     promote(factory, registry, 2)
-    policy.policy_path(workspace.home).write_text(
+    (workspace.home / policy.POLICY_FILE).write_text(
         policy.DEFAULT_POLICY_YAML + "  m:\n    performance:\n      use_estimate: true\n")
     nothing_yet = auto_rollback.check_rollback(factory, workspace, "m")
     assert not nothing_yet.decision.act
     assert "no drift check has estimated v2 since its promotion" in nothing_yet.decision.reason
     check = _estimated_check(factory, workspace)
-    policy.policy_path(workspace.home).write_text(policy.DEFAULT_POLICY_YAML)  # use_estimate off: labels only
+    (workspace.home / policy.POLICY_FILE).write_text(policy.DEFAULT_POLICY_YAML)  # use_estimate off: labels only
     off = auto_rollback.check_rollback(factory, workspace, "m")
     assert not off.decision.act and off.decision.reason == "0 labels on v2; 50 needed"
     _estimate_policy(workspace)
     done = auto_rollback.check_rollback(factory, workspace, "m")
     assert done.decision.act and (done.from_version, done.to_version) == (2, 1), done.decision.reason
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert aliases.get(workspace, model="m", alias="champion") == 1
     [(actor, _, moved)] = audit_rows(factory, "model.rollback")
     f1 = check.estimated_performance["f1"]
     assert actor == "system:auto-rollback" and (moved["from"], moved["to"]) == (2, 1)
@@ -424,7 +425,7 @@ def test_an_estimate_below_the_floor_asks_an_approver_when_auto_is_approve(facto
     check = _estimated_check(factory, workspace)
     asked = auto_rollback.check_rollback(factory, workspace, "m")
     assert not asked.decision.act and asked.request_id is not None, asked.decision.reason
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2  # nothing moved yet
+    assert aliases.get(workspace, model="m", alias="champion") == 2  # nothing moved yet
     [(_, _, requested)] = audit_rows(factory, "model.rollback_requested")
     assert "estimated f1" in requested["reason"] and f"drift check #{check.id}" in requested["reason"]
     [(_, _, acted)] = audit_rows(factory, "performance.estimate_acted")
@@ -446,7 +447,7 @@ def test_enough_labels_outweigh_a_low_estimate(factory, workspace, registry):
     log_predictions(factory, version=2, outputs=[1] * 60, labels=[1] * 60, start=utcnow() - timedelta(hours=2))
     kept = auto_rollback.check_rollback(factory, workspace, "m")
     assert not kept.decision.act and "predecessor has too few labels" in kept.decision.reason
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2
+    assert aliases.get(workspace, model="m", alias="champion") == 2
     assert audit_rows(factory, "performance.estimate_acted") == []
 
 

@@ -20,7 +20,8 @@ from core.accounts import auth
 from core.actors import Actor, cli_actor
 from core.alerts import notify
 from core.errors import NotFound
-from core.platform import aliases, mlflow_store
+from core.platform import mlflow_store
+from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
 from core.serving import cache as serving
@@ -186,7 +187,7 @@ def test_a_cloudpickle_champion_set_directly_in_mlflow_is_never_loaded_and_the_o
             assert (f"{name} v{evil} could not be loaded: it is a cloudpickle model (loading it would run code "
                     "from its file); LeanOps serves only skops sklearn models it trained") == failed[0].details["error"]
         with pytest.raises(Refused, match="is a cloudpickle model"):  # a server starting now: a 503, no code run
-            ModelCache(mlflow_uri=store.uri, reload_seconds=3600).get(name, "champion")
+            ModelCache(registry=store.registry, reload_seconds=3600).get(name, "champion")
         assert not marker.exists()
     finally:
         engine.dispose()
@@ -205,7 +206,7 @@ def test_only_skops_sklearn_with_leanops_own_trusted_types_is_loaded(store, name
     version = store.register_uri(info.model_uri, name)  # even with its files' sha256 recorded like ours
     with pytest.raises(Refused, match=f"{name} v{version} could not be loaded: {reason}.*LeanOps serves only "
                                       "skops sklearn models it trained"):
-        load_version(store.uri, name=name, alias="champion", version=version)
+        load_version(store.registry, name=name, alias="champion", version=version)
     assert not marker.exists(), "the model file's code ran"
 
 
@@ -218,7 +219,7 @@ def test_model_files_changed_after_training_are_refused_and_the_old_one_serves(s
     skops.io.dump(mlflow_models.pipeline("lr").fit(*mlflow_models.churn_data(300)),
                   files_of(store.uri, name, swapped) / "model.skops")
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=3600, on_event=events)
+    cache = ModelCache(registry=store.registry, reload_seconds=3600, on_event=events)
     cache.get(name, "champion")
     store.move(name, swapped)
     assert cache.refresh() == [] and cache.refresh() == []
@@ -227,7 +228,7 @@ def test_model_files_changed_after_training_are_refused_and_the_old_one_serves(s
     assert len(failed) == 1 and failed[0]["version"] == swapped
     assert f"{name} v{swapped} could not be loaded: its model files changed after training" in failed[0]["error"]
     with pytest.raises(Refused, match="changed after training"):
-        ModelCache(mlflow_uri=store.uri, reload_seconds=3600).get(name, "champion")
+        ModelCache(registry=store.registry, reload_seconds=3600).get(name, "champion")
     store.move(name, other)  # an intact version is still picked up
     assert cache.refresh() == [(name, "champion", 1, other)]
 
@@ -241,7 +242,7 @@ def test_loading_a_version_by_name_with_mlflow_does_not_make_it_unservable(store
     with mlflow_models._registry_uri(store.uri):
         download_artifacts(f"models:/{name}/{version}")
     assert (files_of(store.uri, name, version) / trust.MLFLOW_META).is_file()
-    loaded = load_version(store.uri, name=name, alias="champion", version=version)
+    loaded = load_version(store.registry, name=name, alias="champion", version=version)
     assert loaded.version == version and loaded.unverified is None
 
 
@@ -252,11 +253,11 @@ def test_a_version_trained_before_hashes_were_recorded_is_served_and_reported_on
 
     version = store.register("rf20", name)
     MlflowClient(store.uri, store.uri).delete_model_version_tag(name, str(version), mlflow_store.MODEL_SHA256_TAG)
-    loaded = load_version(store.uri, name=name, alias="champion", version=version)
+    loaded = load_version(store.registry, name=name, alias="champion", version=version)
     assert loaded.version == version and loaded.unverified == trust.UNVERIFIED
     assert loaded.predict(mlflow_models.churn_data(3)[0].to_dict("list")).outputs.shape == (3,)
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=3600, on_event=events)
+    cache = ModelCache(registry=store.registry, reload_seconds=3600, on_event=events)
     assert cache.get(name, "champion").version == 1 and events.of("serving.unverified_artifact") == []
     store.move(name, version)
     assert cache.refresh() == [(name, "champion", 1, version)]
@@ -284,7 +285,7 @@ def test_a_legacy_version_is_served_through_leanops_and_audited_once(factory, wo
     uri = workspace.mlflow_uri
     MlflowClient(uri, uri).delete_model_version_tag("m", str(v2), mlflow_store.MODEL_SHA256_TAG)
     events = Events()
-    cache = ModelCache(mlflow_uri=uri, reload_seconds=3600, on_event=events, factory=factory, settings=workspace)
+    cache = ModelCache(registry=workspace.registry, reload_seconds=3600, on_event=events, factory=factory, settings=workspace)
     assert cache.get("m", "champion").version == v1
     moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)
     assert cache.refresh() == [("m", "champion", v1, v2)]
@@ -324,7 +325,7 @@ def test_an_alias_moved_in_mlflow_is_refused_audited_and_alerted_once_and_a_lean
 
     v1, v2 = leanops
     events, calls = Events(), []
-    cache = ModelCache(mlflow_uri=workspace.mlflow_uri, reload_seconds=3600, on_event=events, loader=counted(calls),
+    cache = ModelCache(registry=workspace.registry, reload_seconds=3600, on_event=events, loader=counted(calls),
                        factory=factory, settings=workspace)
     assert cache.get("m", "champion").version == v1
     mlflow_client = MlflowClient(workspace.mlflow_uri, workspace.mlflow_uri)
@@ -343,7 +344,7 @@ def test_an_alias_moved_in_mlflow_is_refused_audited_and_alerted_once_and_a_lean
     assert alerts[0].title == f"m: @champion moved to v{v2} outside LeanOps; refused"
 
     # A server starting now serves the champion LeanOps recorded, not MLflow's.
-    assert ModelCache(mlflow_uri=workspace.mlflow_uri, reload_seconds=3600, factory=factory,
+    assert ModelCache(registry=workspace.registry, reload_seconds=3600, factory=factory,
                       settings=workspace).get("m", "champion").version == v1
 
     mlflow_client.set_registered_model_alias("m", "champion", str(v1))  # put back …
@@ -358,7 +359,7 @@ def test_changed_files_and_versions_leanops_did_not_train_are_refused_even_when_
         factory, workspace, leanops, tmp_path: Path) -> None:
     v1, v2 = leanops
     events = Events()
-    cache = ModelCache(mlflow_uri=workspace.mlflow_uri, reload_seconds=3600, on_event=events, factory=factory,
+    cache = ModelCache(registry=workspace.registry, reload_seconds=3600, on_event=events, factory=factory,
                        settings=workspace)
     assert cache.get("m", "champion").version == v1
     uri = workspace.mlflow_uri
@@ -426,4 +427,4 @@ def test_training_hashes_the_model_files_it_uploads_and_links_the_logged_model_t
     assert logged.source_run_id == run_id
     assert logged.model_id in [o.model_id for o in mlflow_client.get_run(run_id).outputs.model_outputs]
     assert "f1" in {m.key for m in logged.metrics or []}  # the run's metrics are the model's, as log_model links them
-    assert load_version(workspace.mlflow_uri, name="m", alias="champion", version=version).unverified is None
+    assert load_version(workspace.registry, name="m", alias="champion", version=version).unverified is None

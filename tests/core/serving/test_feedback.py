@@ -38,10 +38,10 @@ def logged(factory, *, requested_by: str | None, rows: int = 3) -> str:
     return item.request_id
 
 
-def label(factory, actor: Actor, request_id: str, labels: list, home=None) -> int:
+def label(factory, actor: Actor, request_id: str, labels: list, policies=None) -> int:
     with transaction(factory) as session:
         return predictions.record_feedback(session, actor=actor, model="churn", request_id=request_id,
-                                           labels=labels, home=home, store=NO_PARTITIONS)
+                                           labels=labels, policies=policies, store=NO_PARTITIONS)
 
 
 def stored(factory, request_id: str) -> list:
@@ -89,12 +89,12 @@ def test_a_request_logged_before_requesters_were_recorded_is_for_admins_only(fac
 
 
 def test_the_policy_may_let_a_role_label_any_request(factory, tmp_path) -> None:
-    policy.policy_path(tmp_path).write_text(
+    (tmp_path / policy.POLICY_FILE).write_text(
         policy.DEFAULT_POLICY_YAML + "  churn:\n    feedback:\n      label_any_request: approver\n")
     request_id = logged(factory, requested_by="token:team-a", rows=1)
     with pytest.raises(PermissionDenied, match="role 'approver' or higher"):
-        label(factory, TEAM_B, request_id, [0], home=tmp_path)
-    assert label(factory, ANN, request_id, [0], home=tmp_path) == 1
+        label(factory, TEAM_B, request_id, [0], policies=policy.Policies.at(tmp_path / policy.POLICY_FILE))
+    assert label(factory, ANN, request_id, [0], policies=policy.Policies.at(tmp_path / policy.POLICY_FILE)) == 1
     with pytest.raises(PermissionDenied, match="role 'admin' or higher"):  # without the workspace: the default
         label(factory, ANN, request_id, [1])
 

@@ -21,7 +21,7 @@ def model() -> LoadedModel:
     store = mlflow_models.store()
     name = store.fresh_name()
     store.register("rf20", name)
-    return load_version(store.uri, name=name, alias="champion", version=1)
+    return load_version(store.registry, name=name, alias="champion", version=1)
 
 
 def columns(model: LoadedModel, rows: list[dict]) -> Columns:

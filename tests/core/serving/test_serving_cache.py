@@ -43,7 +43,7 @@ def test_loads_the_champion_once_and_predicts(store, name: str) -> None:
         return load_version(uri, **kw)
 
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=60, on_event=events, loader=counting_loader)
+    cache = ModelCache(registry=store.registry, reload_seconds=60, on_event=events, loader=counting_loader)
     assert cache.peek(name, "champion") is None
     threads = [threading.Thread(target=cache.get, args=(name, "champion")) for _ in range(6)]
     for t in threads:
@@ -62,7 +62,7 @@ def test_loads_the_champion_once_and_predicts(store, name: str) -> None:
 
 def test_refresh_swaps_in_the_new_version_and_leaves_the_old_object_alone(store, name: str) -> None:
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=60, on_event=events)
+    cache = ModelCache(registry=store.registry, reload_seconds=60, on_event=events)
     old = cache.get(name, "champion")
     assert cache.refresh() == []
     store.move(name, 2)
@@ -74,7 +74,7 @@ def test_refresh_swaps_in_the_new_version_and_leaves_the_old_object_alone(store,
 
 
 def test_the_follower_thread_picks_up_a_promotion(store, name: str) -> None:
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=0.1)
+    cache = ModelCache(registry=store.registry, reload_seconds=0.1)
     cache.get(name, "champion")
     cache.start()
     try:
@@ -87,7 +87,7 @@ def test_the_follower_thread_picks_up_a_promotion(store, name: str) -> None:
 
 
 def test_alias_moved_hook_refreshes_at_once(store, name: str) -> None:
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=3600)
+    cache = ModelCache(registry=store.registry, reload_seconds=3600)
     cache.get(name, "champion")
     store.move(name, 2)
     serving.alias_moved(name)
@@ -101,7 +101,7 @@ def test_a_version_that_fails_to_load_is_reported_once_and_the_old_one_serves(st
     location = Path(MlflowClient(store.uri, store.uri).get_model_version_download_uri(name, str(broken)))
     (location / "model.skops").write_bytes(b"garbage")
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=60, on_event=events)
+    cache = ModelCache(registry=store.registry, reload_seconds=60, on_event=events)
     cache.get(name, "champion")
     store.move(name, broken)
     assert cache.refresh() == [] and cache.refresh() == []
@@ -111,7 +111,7 @@ def test_a_version_that_fails_to_load_is_reported_once_and_the_old_one_serves(st
     assert "could not be loaded" in failed[0]["error"]
     store.move(name, 2)
     assert cache.refresh() == [(name, "champion", 1, 2)]
-    fresh = ModelCache(mlflow_uri=store.uri, reload_seconds=60)
+    fresh = ModelCache(registry=store.registry, reload_seconds=60)
     store.move(name, broken)
     from core.errors import StoreUnavailable
 
@@ -121,7 +121,7 @@ def test_a_version_that_fails_to_load_is_reported_once_and_the_old_one_serves(st
 
 def test_a_removed_alias_stops_being_served(store, name: str) -> None:
     events = Events()
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=60, on_event=events)
+    cache = ModelCache(registry=store.registry, reload_seconds=60, on_event=events)
     store.move(name, 2, alias="challenger")
     cache.get(name, "challenger")
     store.move(name, None, alias="challenger")
@@ -132,7 +132,7 @@ def test_a_removed_alias_stops_being_served(store, name: str) -> None:
 
 
 def test_unknown_names_and_bad_aliases(store) -> None:
-    cache = ModelCache(mlflow_uri=store.uri, reload_seconds=60)
+    cache = ModelCache(registry=store.registry, reload_seconds=60)
     with pytest.raises(NotFound, match="no registered model named 'ghost'"):
         cache.get("ghost", "champion")
     with pytest.raises(InvalidInput, match="alias"):

@@ -41,9 +41,9 @@ def predictor(cache: ModelCache, scorer: ShadowScorer | None) -> Predictor:
 
 
 def test_shadow_never_alters_the_answer_and_scores_off_the_response_path(served: SimpleNamespace) -> None:
-    cache = ModelCache(mlflow_uri=served.store.uri, reload_seconds=3600)
+    cache = ModelCache(registry=served.store.registry, reload_seconds=3600)
     scored: list[int] = []
-    scorer = ShadowScorer(cache=cache, writer=None, home=None, rates={served.name: 1.0},
+    scorer = ShadowScorer(cache=cache, writer=None, policies=None, rates={served.name: 1.0},
                           on_scored=lambda model, rows: scored.append(rows))
     rows = records(50)
 
@@ -65,9 +65,9 @@ def test_shadow_never_alters_the_answer_and_scores_off_the_response_path(served:
 
 
 def test_under_overload_shadow_work_is_skipped_and_counted_never_waited_for(served: SimpleNamespace) -> None:
-    cache = ModelCache(mlflow_uri=served.store.uri, reload_seconds=3600)
+    cache = ModelCache(registry=served.store.registry, reload_seconds=3600)
     skipped: list[tuple[str, str]] = []
-    scorer = ShadowScorer(cache=cache, writer=None, home=None, capacity=10, rates={served.name: 1.0},
+    scorer = ShadowScorer(cache=cache, writer=None, policies=None, capacity=10, rates={served.name: 1.0},
                           on_skipped=lambda model, reason: skipped.append((model, reason)))
     columns = {"x": np.arange(4)}
     took = []
@@ -87,8 +87,8 @@ def test_under_overload_shadow_work_is_skipped_and_counted_never_waited_for(serv
 
 
 def test_sample_share_of_requests_is_shadowed(served: SimpleNamespace) -> None:
-    cache = ModelCache(mlflow_uri=served.store.uri, reload_seconds=3600)
-    scorer = ShadowScorer(cache=cache, writer=None, home=None, capacity=10**9, rates={served.name: 0.25})
+    cache = ModelCache(registry=served.store.registry, reload_seconds=3600)
+    scorer = ShadowScorer(cache=cache, writer=None, policies=None, capacity=10**9, rates={served.name: 0.25})
     taken = sum(scorer.offer(model=served.name, champion_version=1, request_id=str(i), ts=NOW,
                              columns={"x": np.arange(1)}, rows=1, requested_by=None) for i in range(4000))
     assert 800 < taken < 1200
@@ -159,10 +159,10 @@ def test_under_load_the_shadow_yields_to_live_traffic_and_counts_busy(served: Si
     """The challenger scores only while no champion request is in flight: under continuous load its queue
     fills and further requests are skipped as "busy" (before the fix it scored whenever its queue had room,
     slowing the champion by a third); once the load stops, what waited is scored."""
-    cache = ModelCache(mlflow_uri=served.store.uri, reload_seconds=3600)
+    cache = ModelCache(registry=served.store.registry, reload_seconds=3600)
     skipped: list[str] = []
     scored: list[int] = []
-    scorer = ShadowScorer(cache=cache, writer=None, home=None, rates={served.name: 1.0}, capacity=30,
+    scorer = ShadowScorer(cache=cache, writer=None, policies=None, rates={served.name: 1.0}, capacity=30,
                           on_skipped=lambda model, reason: skipped.append(reason),
                           on_scored=lambda model, rows: scored.append(rows))
     p = predictor(cache, scorer)
