@@ -79,17 +79,11 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> Outcome:
-    from core import audit, audit_checkpoints
-    from core.platform.database import transaction
+    from core import audit_checkpoints
+    from core.actors import cli_actor
 
     settings, factory = _context()
-    with transaction(factory) as session:
-        check = audit_checkpoints.verify(session, settings)
-    if not check.ok:
-        from core.actors import cli_actor
-
-        with transaction(factory) as session:
-            audit.record(session, cli_actor(), "audit.verified", "audit", check.as_dict())
+    check = audit_checkpoints.verify_and_record(factory, settings, actor=cli_actor())
     return Outcome(check.as_dict(), refused=not check.ok,
                    text=("OK: " if check.ok else "BROKEN: ") + check.result.reason)
 

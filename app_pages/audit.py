@@ -6,8 +6,10 @@ from datetime import UTC, datetime, time, timedelta
 import plotly.express as px
 import streamlit as st
 
-from core import audit, formats
+from core import audit, audit_checkpoints, formats
+from core.errors import LeanOpsError
 from ui import charts, queries, report_view, resources, session
+from ui.components import message
 
 who = session.actor()
 st.title("Audit log")
@@ -67,17 +69,32 @@ if subject and not page.empty:
     st.plotly_chart(fig, width="stretch")
 
 st.subheader("Integrity")
-if st.button("Verify integrity", type="primary"):
+
+
+def verify_integrity() -> None:
+    """The chain against its signed checkpoints; the verdict is recorded in the chain as this user's."""
     bar = st.progress(0.0, text="verifying the hash chain…")
-    with resources.session_factory()() as s:
-        result = audit.verify(s, progress=lambda done, n: bar.progress(min(done / max(n, 1), 1.0),
-                                                                       text=f"verified {done:,} of {n:,}"))
-    bar.empty()
+    try:
+        check = audit_checkpoints.verify_and_record(
+            resources.session_factory(), resources.settings(), actor=who,
+            progress=lambda done, n: bar.progress(min(done / max(n, 1), 1.0), text=f"verified {done:,} of {n:,}"))
+    except LeanOpsError as exc:  # e.g. a malformed audit key
+        st.error(message(exc))
+        return
+    finally:
+        bar.empty()
+    result = check.result
     if result.ok:
         st.success(f"Chain intact: {result.reason}.")
+    elif result.first_bad is None:  # the checkpoint log itself was edited
+        st.error(f"Chain not verified: {result.reason}.")
     else:
         st.error(f"Chain broken at event {result.first_bad}: {result.reason}. "
                  f"Events 1–{result.checked} are intact.")
+
+
+if st.button("Verify integrity", type="primary"):
+    verify_integrity()
 
 st.subheader("Export")
 if st.button("Prepare CSV of this filter"):

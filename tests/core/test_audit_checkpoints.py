@@ -93,6 +93,21 @@ def test_checkpoints_verify_and_are_audited(factory: sessionmaker[Session], keye
     assert [e.details["seq"] for e in logged] == [9, 5]
 
 
+def test_every_verification_is_recorded_as_whoever_asked(factory: sessionmaker[Session], keyed: Settings) -> None:
+    """Page, CLI and job share ``verify_and_record``: a pass and a failure are both written into the chain."""
+    append(factory, 4)
+    audit_checkpoints.write(factory, keyed, actor=admin_actor())
+    passed = audit_checkpoints.verify_and_record(factory, keyed, actor=Actor("vera", "viewer"))
+    rewrite_consistently(factory, 2, {"i": 99})
+    failed = audit_checkpoints.verify_and_record(factory, keyed, actor=Actor("system:schedule:audit-verify", "admin"))
+    assert passed.ok and not failed.ok and failed.result.checkpoint == 1
+    with factory() as session:
+        recorded = [e for e in reversed(audit.recent(session)) if e.action == "audit.verified"]
+    assert [(e.actor, e.details["ok"], e.details["checkpoint"]) for e in recorded] == [
+        ("vera", True, None), ("system:schedule:audit-verify", False, 1)]
+    assert recorded[0].details["checked"] == 5  # the walk saw the chain up to the verdict's own event
+
+
 def test_a_consistent_rewrite_names_the_first_checkpoint_that_no_longer_matches(
         factory: sessionmaker[Session], keyed: Settings) -> None:
     append(factory, 4)

@@ -120,9 +120,8 @@ def _channel(ctx: Ctx) -> int:
 
 # name → the call; run in this order. Each case must leave at least one new audit event.
 CASES: dict[str, Callable[[Ctx], Any]] = {
-    "audit.verify_and_record": lambda c: c.tx(lambda s: core.audit.verify_and_record(s, actor=ADMIN)),
-    "audit_checkpoints.verify_and_record": lambda c: c.tx(lambda s: core.audit_checkpoints.verify_and_record(
-        s, c.settings, actor=ADMIN)),
+    "audit_checkpoints.verify_and_record": lambda c: core.audit_checkpoints.verify_and_record(
+        c.factory, c.settings, actor=ADMIN),
     "audit_checkpoints.write": lambda c: (core.audit_checkpoints.ensure_key(c.settings),
                                           core.audit_checkpoints.write(c.factory, c.settings, actor=ADMIN)),
     "audit_checkpoints.write_if_due": lambda c: (core.audit_checkpoints.ensure_key(c.settings),

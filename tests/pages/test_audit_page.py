@@ -22,7 +22,7 @@ def add_events(factory, n: int, subject: str = "model:churn") -> None:
 def test_filter_pages_and_timeline(open_page, factory):
     add_events(factory, 120)
     add_events(factory, 3, subject="dataset:other")
-    at = open_page("pages/audit.py", role="viewer")
+    at = open_page("app_pages/audit.py", role="viewer")
     at.text_input[1].input("model:churn").run()
     assert "120 matching events · page 1 of 3" in at.caption[1].value
     first = at.dataframe[0].value
@@ -33,15 +33,37 @@ def test_filter_pages_and_timeline(open_page, factory):
     assert at.get("plotly_chart"), "a subject filter shows its timeline"
 
 
-def test_verify_integrity_names_the_edited_event(open_page, factory):
+def verdicts(factory) -> list[tuple[str, bool]]:
+    with factory() as s:
+        return [(e.actor, e.details["ok"]) for e in reversed(audit.recent(s)) if e.action == "audit.verified"]
+
+
+def test_verify_integrity_names_the_edited_event_and_records_each_verdict(open_page, factory):
     add_events(factory, 10)
-    at = open_page("pages/audit.py", role="viewer")
+    at = open_page("app_pages/audit.py", role="viewer")
     next(b for b in at.button if b.label == "Verify integrity").click().run()
     assert at.success[0].value.startswith("Chain intact")
     with transaction(factory) as s:
         s.execute(text("UPDATE audit_events SET subject = 'model:other' WHERE seq = 5"))
     next(b for b in at.button if b.label == "Verify integrity").click().run()
     assert "Chain broken at event 5" in at.error[0].value
+    assert verdicts(factory) == [("viewer-user", True), ("viewer-user", False)]  # as the CLI and the job do
+
+
+def test_verify_integrity_checks_the_signed_checkpoints_too(open_page, factory, settings):
+    import json
+
+    from core import audit_checkpoints
+
+    at = open_page("app_pages/audit.py", role="viewer")
+    add_events(factory, 5)
+    audit_checkpoints.ensure_key(settings)
+    audit_checkpoints.write(factory, settings, actor=cli_actor())
+    log = audit_checkpoints.log_path(settings.home)
+    signed = json.loads(log.read_text())
+    log.write_text(json.dumps(signed | {"hash": "0" * 64}, sort_keys=True, separators=(",", ":")) + "\n")
+    next(b for b in at.button if b.label == "Verify integrity").click().run()
+    assert "Chain not verified: checkpoint 1 has a bad signature" in at.error[0].value
 
 
 def test_csv_export_of_the_filter(factory):
@@ -73,10 +95,10 @@ def test_viewers_see_no_admin_configuration_details(open_page, factory):
     with transaction(factory) as s:  # a row from before masking: the Slack URL in its details
         audit.record(s, cli_actor(), "alert_channel.added", "alert_channel:slack",
                      {"config": {"url": "https://hooks.slack.com/services/T1/B1/SECRETPATH"}})
-    viewer = open_page("pages/audit.py", role="viewer")
+    viewer = open_page("app_pages/audit.py", role="viewer")
     details = " ".join(viewer.dataframe[0].value["details"])
     assert "SECRETPATH" not in details and "shown to admins only" in details
-    admin = open_page("pages/audit.py", role="admin")
+    admin = open_page("app_pages/audit.py", role="admin")
     assert "SECRETPATH" in " ".join(admin.dataframe[0].value["details"])
 
 
@@ -87,7 +109,7 @@ def test_long_details_are_cut_with_an_ellipsis_and_open_whole(open_page, factory
     details = {"diff": "- required: false\n+ required: true\n" * 20, "score": 0.8123456789}
     with transaction(factory) as s:
         audit.record(s, cli_actor(), "policy.saved", "policy:default", details)
-    at = open_page("pages/audit.py", role="admin")
+    at = open_page("app_pages/audit.py", role="admin")
     row = at.dataframe[0].value.set_index("action").loc["policy.saved"]  # (opening the page adds a user first)
     assert row["details"].endswith("…") and len(row["details"]) <= 72 and row["details"].startswith("diff: - requ")
     at.selectbox(key="audit-details").select(int(row["#"])).run()
