@@ -289,11 +289,11 @@ def cmd_rollback(args: argparse.Namespace) -> Outcome:
 
 def cmd_shadow(args: argparse.Namespace) -> Outcome:
     from core.actors import cli_actor
-    from core.monitoring import shadow
+    from core.monitoring import shadow_comparison
 
     settings, factory = _context()
     with factory() as session:
-        doc = shadow.compare(session, settings, actor=cli_actor(), model=args.model).as_dict()
+        doc = shadow_comparison.compare(session, settings, actor=cli_actor(), model=args.model).as_dict()
     score = (f"{doc['metric']} champion {doc['champion_score']} vs challenger {doc['challenger_score']}, "
              f"p = {doc['p_value']}" if doc["labelled"] else "no labels yet")
     if doc["champion_estimate"] or doc["challenger_estimate"]:

@@ -37,7 +37,7 @@ from core.serving.cache import LOAD_DEADLINE, ModelCache
 from core.serving.inference import Predictor
 from core.serving.predictions import LogWriter
 from core.serving.segments import Journal, segments_folder
-from core.serving.shadow import ShadowScorer
+from core.serving.shadow_scoring import ShadowScorer
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import CurrentActor, require
 from api.errors import responses
 from api.predict import ModelName
-from core.monitoring import shadow as shadow_comparison
+from core.monitoring import shadow_comparison
 from core.promotion import gates, moves
 
 router = APIRouter(prefix="/v1/models", tags=["registry"])

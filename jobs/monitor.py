@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.monitoring import shadow
+from core.monitoring import shadow_comparison as shadow
 from core.retraining.watch import watch_champions
 
 

@@ -148,12 +148,12 @@ def report_downloads(model: str, version: int, who: Actor) -> None:
 def shadow_panel(model: str, who: Actor) -> None:
     """The challenger's shadow comparison: the paired numbers, the policy's decision, and a chart over time."""
     from core.errors import LeanOpsError
-    from core.monitoring import shadow
+    from core.monitoring import shadow_comparison
 
     st.subheader("Shadow")
     try:  # the first comparison in a while loads both versions for their label-free estimates: seconds
         with st.spinner("Comparing the challenger with the champion …"), resources.session_factory()() as s:
-            found = shadow.compare(s, resources.settings(), actor=who, model=model)
+            found = shadow_comparison.compare(s, resources.settings(), actor=who, model=model)
     except LeanOpsError as exc:
         st.error(str(exc))
         return

@@ -285,12 +285,12 @@ def delivery(suppressed: bool, deliveries: list[Any] | None) -> str:
 
 def _shadow(session: Session, settings: Any, model: str, version: int) -> dict[str, Any] | None:
     """The challenger's shadow comparison with the champion (None for a version that is not the challenger)."""
-    from core.monitoring import shadow
+    from core.monitoring import shadow_comparison
 
     try:
         if state.current(session, model=model).get(CHALLENGER) != version:
             return None
-        return shadow.compare(session, settings, actor=shadow.ACTOR, model=model).as_dict()
+        return shadow_comparison.compare(session, settings, actor=shadow_comparison.ACTOR, model=model).as_dict()
     except LeanOpsError as exc:  # the report is still written, saying what is missing
         return {"error": str(exc)}
 

@@ -17,7 +17,7 @@ from scipy.stats import binomtest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.monitoring import shadow
+from core.monitoring import shadow_comparison
 from tests.support import aliases
 from core.platform.registry_port import SHADOW
 from core.serving import predictions
@@ -127,14 +127,14 @@ def test_shadow_comparison_and_policy_decision(truth: str, store: LeanOpsStore, 
         k: got[k] for k in ("compared", "labelled", "p_value", "decision")}
     assert reports.build(api_factory, api_settings, model=model.name, version=lr)["monitoring"]["shadow"] is None
 
-    done = shadow.run(api_factory, api_settings, model=model.name)
+    done = shadow_comparison.run(api_factory, api_settings, model=model.name)
     assert done["acted"] == ("promoted" if better else "discarded")
     now = aliases.all_for(api_settings, model=model.name)
     assert now.get("champion") == (rf if better else lr)
     assert "challenger" not in now  # cleared either way; the version stays registered
     aliases.check_version(api_settings.mlflow_uri, model=model.name, version=rf)
     with api_factory() as session:
-        decided = session.scalars(select(AuditEvent).where(AuditEvent.action == shadow.DECIDED)).all()
+        decided = session.scalars(select(AuditEvent).where(AuditEvent.action == shadow_comparison.DECIDED)).all()
         cleared = session.scalars(select(AliasMove).where(AliasMove.model == model.name,
                                                           AliasMove.alias == "challenger")
                                   .order_by(AliasMove.id.desc())).first()
@@ -144,7 +144,7 @@ def test_shadow_comparison_and_policy_decision(truth: str, store: LeanOpsStore, 
     assert cleared is not None and cleared.to_version is None and cleared.actor == "system:shadow"
     assert any("shadow challenger" in a.title for a in alerts)
     # decided once per challenger version: a second round does nothing
-    assert shadow.run(api_factory, api_settings, model=model.name)["decision"] == "none"
+    assert shadow_comparison.run(api_factory, api_settings, model=model.name)["decision"] == "none"
 
 
 def test_shadow_route_without_a_challenger_says_none(client: TestClient, model: Model, tokens: dict) -> None:

@@ -13,11 +13,11 @@ import pytest
 from scipy.stats import binomtest, wilcoxon
 
 from core import policy
-from core.monitoring import shadow
+from core.monitoring import shadow_comparison
 from core.serving.batching import Batcher
 from core.serving.cache import ModelCache
 from core.serving.inference import Predictor
-from core.serving.shadow import ShadowScorer
+from core.serving.shadow_scoring import ShadowScorer
 from tests.support import mlflow_models
 from tests.support.mlflow_models import records
 
@@ -122,7 +122,7 @@ def _rules(**shadow_keys: object) -> policy.ModelPolicy:
 ])
 def test_the_decision_table(task: str, labelled: int, champion: float | None, challenger: float | None,
                             p: float | None, age: float, expected: str) -> None:
-    decision, reasons = shadow.decide(task=task, labelled=labelled, champion_score=champion,
+    decision, reasons = shadow_comparison.decide(task=task, labelled=labelled, champion_score=champion,
                                       challenger_score=challenger, p_value=p, age_days=age, rules=_rules())
     assert decision == expected and reasons
 
@@ -134,7 +134,7 @@ def test_regression_comparison_matches_a_hand_computation() -> None:
     chall = truth + rng.normal(0, 2, 60)
     rows = [(NOW + timedelta(hours=i), f"r{i}", float(chall[i]), 1.0, float(champ[i]), 3.0,
              float(truth[i]) if i < 50 else None) for i in range(60)]
-    got = shadow.summarise(rows, model="m", task="regression", champion=1, challenger=2, since=NOW - timedelta(days=1),
+    got = shadow_comparison.summarise(rows, model="m", task="regression", champion=1, challenger=2, since=NOW - timedelta(days=1),
                            now=NOW + timedelta(days=3), rules=_rules(min_labelled=40))
     e1, e2 = np.abs(champ[:50] - truth[:50]), np.abs(chall[:50] - truth[:50])
     assert (got.compared, got.labelled, got.metric) == (60, 50, "mae")
@@ -150,9 +150,9 @@ def test_regression_comparison_matches_a_hand_computation() -> None:
 def test_mcnemar_is_the_exact_binomial_on_discordant_pairs() -> None:
     champion = [True] * 30 + [False] * 12 + [True] * 3 + [False] * 5
     challenger = [True] * 30 + [True] * 12 + [False] * 3 + [False] * 5
-    assert shadow.mcnemar(champion, challenger) == pytest.approx(binomtest(12, 15, 0.5).pvalue)
-    assert shadow.mcnemar([True, False], [True, False]) == 1.0
-    assert shadow.same(1, "1") and shadow.same(1.0, 1) and not shadow.same("yes", "no")
+    assert shadow_comparison.mcnemar(champion, challenger) == pytest.approx(binomtest(12, 15, 0.5).pvalue)
+    assert shadow_comparison.mcnemar([True, False], [True, False]) == 1.0
+    assert shadow_comparison.same(1, "1") and shadow_comparison.same(1.0, 1) and not shadow_comparison.same("yes", "no")
 
 
 def test_under_load_the_shadow_yields_to_live_traffic_and_counts_busy(served: SimpleNamespace) -> None:

@@ -1,6 +1,6 @@
 """The champion/challenger shadow comparison, and the policy's decision on it.
 
-The challenger scored the champion's own live records (``core.serving.shadow``: prediction-log rows with
+The challenger scored the champion's own live records (``core.serving.shadow_scoring``: prediction-log rows with
 ``alias="shadow"`` and the champion request's id), so the two are compared record by record: how often
 they agree, how fast each was, and, on the records that got feedback labels, each one's realised metric
 with a *paired* test. Paired, because both saw the same records: McNemar (exact, on the records exactly
