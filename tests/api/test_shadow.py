@@ -18,11 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.monitoring import shadow_comparison
-from tests.support import aliases
 from core.platform.registry_port import SHADOW
 from core.serving import predictions
 from core.settings import Settings
 from db.models import Alert, AliasMove, AuditEvent, PredictionLog
+from tests.support import aliases
 from tests.support.api import LeanOpsStore, Model, bearer, predict
 from tests.support.mlflow_models import records
 

@@ -34,7 +34,8 @@ ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver
 # Not operations of their own: the audit append itself, and the permission check (audited on refusal,
 # see tests/core/test_auth.py).
 EXEMPT = {"audit.record": "is the audit log", "accounts.auth.require": "a check; a refusal is audited",
-          "monitoring.shadow_comparison.compare": "reads only (the decision that acts on it, shadow_comparison.run, is audited)",
+          "monitoring.shadow_comparison.compare":
+              "reads only (the decision that acts on it, shadow_comparison.run, is audited)",
           "accounts.sessions.start": "opened by a login, which auth.login records as login.ok"}
 EXTRA = {"accounts.auth.login", "accounts.auth.bootstrap_admin"}  # audited, but act for no actor parameter
 

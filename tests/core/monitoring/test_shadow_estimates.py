@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from core.actors import Actor
 from core.monitoring import shadow_comparison
-from tests.support import aliases
 from core.promotion.registration import train
 from db.models import PredictionLog, utcnow
+from tests.support import aliases
 from tests.support.shadow import log_pairs
 from tests.support.training import small_churn
 
@@ -42,23 +42,25 @@ def band(value: float, half: float) -> dict[str, float]:
 def test_the_estimates_decide_only_without_enough_labels_when_the_policy_allows(use, labelled, age, challenger,
                                                                               decision, says):
     got, reasons = shadow_comparison.decide(task="classification", labelled=labelled, champion_score=None,
-                                 challenger_score=None, p_value=None, age_days=age, rules=rules(use_estimate=use),
-                                 champion_estimate=band(0.80, 0.02), challenger_estimate=challenger)
+                                            challenger_score=None, p_value=None, age_days=age,
+                                            rules=rules(use_estimate=use), champion_estimate=band(0.80, 0.02),
+                                            challenger_estimate=challenger)
     assert got == decision and says in " ".join(reasons), reasons
 
 
 def test_enough_paired_labels_outweigh_the_estimates():
     """200 labels say the challenger is worse; its estimate says better: the labels decide."""
-    got, reasons = shadow_comparison.decide(task="classification", labelled=200, champion_score=0.85, challenger_score=0.80,
-                                 p_value=0.01, age_days=20.0, rules=rules(use_estimate=True),
-                                 champion_estimate=band(0.80, 0.01), challenger_estimate=band(0.95, 0.01))
+    got, reasons = shadow_comparison.decide(task="classification", labelled=200, champion_score=0.85,
+                                            challenger_score=0.80, p_value=0.01, age_days=20.0,
+                                            rules=rules(use_estimate=True),
+                                            champion_estimate=band(0.80, 0.01), challenger_estimate=band(0.95, 0.01))
     assert got == "discard" and "estimated" not in " ".join(reasons)
 
 
 def test_regression_estimates_compare_errors_lower_is_better():
     got, reasons = shadow_comparison.decide(task="regression", labelled=0, champion_score=None, challenger_score=None,
-                                 p_value=None, age_days=20.0, rules=rules(use_estimate=True),
-                                 champion_estimate=band(4.0, 0.2), challenger_estimate=band(3.0, 0.2))
+                                            p_value=None, age_days=20.0, rules=rules(use_estimate=True),
+                                            champion_estimate=band(4.0, 0.2), challenger_estimate=band(3.0, 0.2))
     assert got == "promote" and "estimated mae 3" in reasons[1], reasons
 
 

@@ -123,7 +123,7 @@ def _rules(**shadow_keys: object) -> policy.ModelPolicy:
 def test_the_decision_table(task: str, labelled: int, champion: float | None, challenger: float | None,
                             p: float | None, age: float, expected: str) -> None:
     decision, reasons = shadow_comparison.decide(task=task, labelled=labelled, champion_score=champion,
-                                      challenger_score=challenger, p_value=p, age_days=age, rules=_rules())
+                                                 challenger_score=challenger, p_value=p, age_days=age, rules=_rules())
     assert decision == expected and reasons
 
 
@@ -134,8 +134,9 @@ def test_regression_comparison_matches_a_hand_computation() -> None:
     chall = truth + rng.normal(0, 2, 60)
     rows = [(NOW + timedelta(hours=i), f"r{i}", float(chall[i]), 1.0, float(champ[i]), 3.0,
              float(truth[i]) if i < 50 else None) for i in range(60)]
-    got = shadow_comparison.summarise(rows, model="m", task="regression", champion=1, challenger=2, since=NOW - timedelta(days=1),
-                           now=NOW + timedelta(days=3), rules=_rules(min_labelled=40))
+    got = shadow_comparison.summarise(rows, model="m", task="regression", champion=1, challenger=2,
+                                      since=NOW - timedelta(days=1), now=NOW + timedelta(days=3),
+                                      rules=_rules(min_labelled=40))
     e1, e2 = np.abs(champ[:50] - truth[:50]), np.abs(chall[:50] - truth[:50])
     assert (got.compared, got.labelled, got.metric) == (60, 50, "mae")
     assert got.champion_score == pytest.approx(e1.mean(), abs=1e-4)
