@@ -14,15 +14,17 @@ from ui.components import plain
 
 st.set_page_config(page_title="LeanOps", page_icon="🔁", layout="wide")
 
+# The folder is app_pages/, not pages/: Streamlit serves a folder named pages/ beside the script as a v1
+# multipage app, whose files would then open at their addresses without this script's login gate.
 PAGES = [  # (file, title, icon, least role)
-    ("pages/overview.py", "Overview", ":material/home:", "viewer"),
-    ("pages/datasets.py", "Datasets", ":material/dataset:", "viewer"),
-    ("pages/training.py", "Training", ":material/model_training:", "viewer"),
-    ("pages/registry.py", "Registry", ":material/inventory_2:", "viewer"),
-    ("pages/drift.py", "Drift", ":material/monitoring:", "viewer"),
-    ("pages/audit.py", "Audit log", ":material/verified_user:", "viewer"),
-    ("pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
-    ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
+    ("app_pages/overview.py", "Overview", ":material/home:", "viewer"),
+    ("app_pages/datasets.py", "Datasets", ":material/dataset:", "viewer"),
+    ("app_pages/training.py", "Training", ":material/model_training:", "viewer"),
+    ("app_pages/registry.py", "Registry", ":material/inventory_2:", "viewer"),
+    ("app_pages/drift.py", "Drift", ":material/monitoring:", "viewer"),
+    ("app_pages/audit.py", "Audit log", ":material/verified_user:", "viewer"),
+    ("app_pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
+    ("app_pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
 ]
 
 

@@ -122,7 +122,7 @@ c2.json(run.params, expanded=False)
 b1, b2, _ = st.columns([1, 1, 3])
 if b1.button(f"Open {run.dataset_ref} in Datasets", key="tr-open-dataset"):
     st.session_state.update(ds_name=run.dataset_name, ds_version=run.dataset_version)
-    st.switch_page("pages/datasets.py")
+    st.switch_page("app_pages/datasets.py")
 if who.at_least("scientist") and b2.button("Reproduce", key="tr-reproduce",
                                            help="same dataset version, parameters and seed"):
     if job := act(lambda s: runs.reproduce(s, actor=who, run_id=run.id)):

@@ -40,7 +40,7 @@ def render_seconds(home: Path, db_url: str, user_id: int, rounds: int = 5) -> fl
     times = []
     for _ in range(rounds):
         st.cache_data.clear()
-        at = AppTest.from_file(str(ROOT / "pages/audit.py"), default_timeout=120)
+        at = AppTest.from_file(str(ROOT / "app_pages/audit.py"), default_timeout=120)
         at.session_state["user_id"], at.session_state["last_seen"] = user_id, time.time()
         start = time.perf_counter()
         at.run()

@@ -26,7 +26,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PAGE = ROOT / "pages" / "datasets.py"
+PAGE = ROOT / "app_pages" / "datasets.py"
 PASSWORD = "bench-pass-123"
 
 

@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# ui/, pages/ and app.py import streamlit, so importing them is importing streamlit too.
-UI = {"streamlit", "ui", "pages", "app"}
+# ui/, app_pages/ and app.py import streamlit, so importing them is importing streamlit too.
+UI = {"streamlit", "ui", "app_pages", "app"}
 FORBIDDEN: dict[str, set[str]] = {
     "core": UI | {"fastapi", "starlette", "apscheduler", "api", "jobs", "cli"},
     "db": UI | {"fastapi", "apscheduler", "api", "jobs", "cli"},
@@ -181,9 +181,10 @@ def test_db_never_imports_core():
 
 
 def test_entries_never_import_jobs_except_the_worker_command():
-    """cli.py, api/ and pages/ call core; only `cli.py worker` starts the job runtime."""
+    """cli.py, api/ and app_pages/ call core; only `cli.py worker` starts the job runtime."""
     problems = []
-    for path in [ROOT / "cli.py", *python_files("api"), *python_files("pages"), *python_files("ui"), ROOT / "app.py"]:
+    entries = [ROOT / "cli.py", *python_files("api"), *python_files("app_pages"), *python_files("ui"), ROOT / "app.py"]
+    for path in entries:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for fn in [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)] or [tree]:
             where = (str(path.relative_to(ROOT)), getattr(fn, "name", ""))

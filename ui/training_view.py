@@ -20,7 +20,7 @@ NUMBER = st.column_config.NumberColumn(format="%.4g")
 def open_run(run_id: int) -> None:
     """Show run ``run_id`` on the Training page (from Registry or Jobs)."""
     st.session_state["tr-run"] = run_id
-    st.switch_page("pages/training.py")
+    st.switch_page("app_pages/training.py")
 
 
 def runs_table(listing: q.RunsPage) -> None:
@@ -50,10 +50,10 @@ def links(run: RunDetail) -> None:
     left, middle, right, _ = st.columns([1, 1, 1, 1])
     if made and left.button(f"Open {made} in Registry", key="tr-open-version"):
         st.session_state.update({"reg-model": run.model_name, f"reg-version-{run.model_name}": run.model_version})
-        st.switch_page("pages/registry.py")
+        st.switch_page("app_pages/registry.py")
     if run.job_id is not None and middle.button(f"Open job #{run.job_id} in Jobs", key="tr-open-job"):
         st.session_state["job-log"] = run.job_id
-        st.switch_page("pages/jobs.py")
+        st.switch_page("app_pages/jobs.py")
     if url:
         right.link_button("Open in MLflow", url, help="this run in MLflow's own UI")
 

@@ -33,7 +33,7 @@ def app_env(monkeypatch: pytest.MonkeyPatch, settings, factory):
 
 @pytest.fixture
 def open_page(app_env, factory) -> Callable[..., AppTest]:
-    """open_page("pages/jobs.py", role="viewer") → a run AppTest signed in as a user of that role."""
+    """open_page("app_pages/jobs.py", role="viewer") → a run AppTest signed in as a user of that role."""
     made: dict[str, int] = {}
 
     def _open(path: str, *, role: str = "admin", run: bool = True) -> AppTest:

@@ -8,7 +8,7 @@ from db.models import ApiToken, AuditEvent
 
 
 def test_admin_adds_a_user_and_changes_the_role(open_page, factory):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     at.text_input[0].input("carol")
     at.selectbox[0].select("scientist")
     at.text_input[1].input("carol-pass-1")
@@ -19,7 +19,7 @@ def test_admin_adds_a_user_and_changes_the_role(open_page, factory):
 
 
 def test_bad_password_and_duplicate_user_are_explained(open_page):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     at.text_input[0].input("dave")
     at.text_input[1].input("short")
     next(b for b in at.button if b.label == "Add user").click().run()
@@ -27,7 +27,7 @@ def test_bad_password_and_duplicate_user_are_explained(open_page):
 
 
 def test_token_is_shown_once_and_stored_hashed(open_page, factory):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     token_name = next(t for t in at.text_input if t.label == "Token name")
     token_name.input("ci")
     next(b for b in at.button if b.label == "Create token").click().run()
@@ -43,7 +43,7 @@ def test_token_is_shown_once_and_stored_hashed(open_page, factory):
 
 
 def test_policy_editor_refuses_bad_yaml_and_audits_a_good_change(open_page, factory, settings):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     editor = at.text_area(key="policy-text")
     editor.input(policy.DEFAULT_POLICY_YAML.replace('f1: ">= 0.85"', 'f1: "high"'))
     next(b for b in at.button if b.label == "Save policy").click().run()
@@ -60,7 +60,7 @@ def test_policy_editor_refuses_bad_yaml_and_audits_a_good_change(open_page, fact
 
 
 def test_viewer_calling_the_admin_page_is_refused_by_core(open_page, factory):
-    at = open_page("pages/admin.py", role="viewer")
+    at = open_page("app_pages/admin.py", role="viewer")
     at.text_input[0].input("eve")
     at.text_input[1].input("eve-pass-123")
     next(b for b in at.button if b.label == "Add user").click().run()

@@ -15,7 +15,7 @@ def _field(at, label: str):
 
 
 def test_a_short_password_keeps_the_username_and_role_for_the_retry(open_page, factory):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     _field(at, "New username").input("dave")
     next(s for s in at.selectbox if s.label == "Role").select("approver")
     _field(at, "Initial password").input("short")
@@ -36,7 +36,7 @@ def test_a_short_password_keeps_the_username_and_role_for_the_retry(open_page, f
 
 
 def test_a_token_error_keeps_the_name_and_role(open_page, factory):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     _field(at, "Token name").input("ci")
     _click(at, "Create token")
     _field(at, "Token name").input("ci")  # the same name again: refused
@@ -49,7 +49,7 @@ def test_a_token_error_keeps_the_name_and_role(open_page, factory):
 
 def test_the_secret_is_shown_every_time_of_twenty_until_dismissed(open_page, factory):
     """The lost-token case: a token created but its one-time secret never shown. Twenty creations, each shown."""
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     for n in range(20):
         _field(at, "Token name").input(f"token-{n}")
         _click(at, "Create token")

@@ -31,7 +31,7 @@ def button(at, label, key=None):
 
 
 def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, http):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     assert not at.exception
     assert any("No alert channels yet." in i.value for i in at.info)
     at.radio(key="alert-kind").set_value("Generic webhook").run()
@@ -67,14 +67,14 @@ def test_a_failing_test_alert_is_explained(open_page, factory, http, monkeypatch
     with transaction(factory) as s:
         channel = channels.add_channel(s, actor=cli_actor(), name="down", kind="slack",
                                      config={"url": http.url("/down")})
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     button(at, "Send test alert", key=f"alert-test-{channel.id}").click().run()
     assert at.error[-1].value == "Test alert to down failed after 3 attempts: HTTP 500 Internal Server Error"
     assert len(http.received("/down")) == 3
 
 
 def test_bad_channel_input_is_shown_and_nothing_is_added(open_page, factory):
-    at = open_page("pages/admin.py")
+    at = open_page("app_pages/admin.py")
     next(t for t in at.text_input if t.label == "Channel name").input("slack")
     next(t for t in at.text_input if t.label == "Slack webhook URL").input("not a url")
     at.button(key="FormSubmitter:add-alert-channel-slack-Add channel").click().run()
@@ -84,7 +84,7 @@ def test_bad_channel_input_is_shown_and_nothing_is_added(open_page, factory):
 
 
 def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, settings, http):
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert any(s.value == "Recent alerts" for s in at.subheader)
     assert any("No alerts yet" in c.value for c in at.caption)
 
@@ -96,7 +96,7 @@ def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, s
                       message="2 of 10 columns drifted")
     assert notify.wait_for_deliveries(60)
     st.cache_data.clear()
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     frame = next(df.value for df in at.dataframe if "delivery" in df.value.columns)
     assert frame[["condition", "model", "title", "delivery"]].values.tolist() == [

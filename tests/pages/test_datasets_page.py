@@ -16,7 +16,7 @@ from core.actors import cli_actor
 from core.data import datasets, lineage, schemas
 from core.platform.database import transaction
 
-PAGE = "pages/datasets.py"
+PAGE = "app_pages/datasets.py"
 
 
 def churn(rows: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -21,13 +21,13 @@ def trained(factory, workspace):
 
 
 def test_no_models_yet(open_page):
-    at = open_page("pages/drift.py", role="viewer")
+    at = open_page("app_pages/drift.py", role="viewer")
     assert not at.exception
     assert "No models yet" in at.info[0].value
 
 
 def test_viewer_sees_settings_but_no_buttons(open_page, trained):
-    at = open_page("pages/drift.py", role="viewer")
+    at = open_page("app_pages/drift.py", role="viewer")
     assert not at.exception
     assert "No drift checks of churn yet" in at.info[0].value
     assert not [b for b in at.button if b.label == "Run drift check"]
@@ -35,7 +35,7 @@ def test_viewer_sees_settings_but_no_buttons(open_page, trained):
 
 
 def test_admin_saves_thresholds_into_policy(open_page, trained, factory):
-    at = open_page("pages/drift.py", role="admin")
+    at = open_page("app_pages/drift.py", role="admin")
     next(n for n in at.number_input if n.label == "Drift share above").set_value(0.3)
     next(n for n in at.number_input if n.label == "Alert cooldown (minutes)").set_value(30.0)
     at.button(key="FormSubmitter:drift-settings-Save thresholds").click().run()
@@ -48,7 +48,7 @@ def test_admin_saves_thresholds_into_policy(open_page, trained, factory):
 
 
 def test_scientist_queues_a_window_check_admin_only_settings(open_page, trained, factory):
-    at = open_page("pages/drift.py", role="scientist")
+    at = open_page("app_pages/drift.py", role="scientist")
     assert not [f for f in at.get("form")]  # thresholds are for admins
     button = next(b for b in at.button if b.label == "Run drift check")
     assert button.disabled  # nothing promoted yet: no champion to compare with
@@ -69,7 +69,7 @@ def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
                                  filename="batch.csv", report_now=True)
     assert {"monthly_charges", "contract"} <= set(check.drifted)
 
-    at = open_page("pages/drift.py", role="viewer")
+    at = open_page("app_pages/drift.py", role="viewer")
     assert not at.exception, at.exception
     assert [m.value for m in at.metric][1] == f"{len(check.drifted)} of {len(check.columns)}"
     # The verdict in words: why it counts as drift, or why these drifted columns do not.

@@ -21,7 +21,7 @@ def test_reaped_job_shows_its_reason(open_page, factory):
         s.get(Job, job.id).heartbeat_at = utcnow() - timedelta(minutes=5)
     with transaction(factory) as s:
         job_queue.reap_stale(s, stale_after=30)
-    at = open_page("pages/jobs.py", role="viewer")
+    at = open_page("app_pages/jobs.py", role="viewer")
     assert not at.exception
     history = at.dataframe[0].value
     assert "stopped responding" in history.loc[history["job"] == job.id, "error"].iloc[0]
@@ -31,7 +31,7 @@ def test_reaped_job_shows_its_reason(open_page, factory):
 def test_admin_pauses_and_resumes_a_schedule(open_page, factory):
     with transaction(factory) as s:
         schedules.ensure(s, actor=cli_actor(), name="nightly", kind="audit.verify", cron="0 3 * * *")
-    at = open_page("pages/jobs.py", role="admin")
+    at = open_page("app_pages/jobs.py", role="admin")
     at.button(key="sched-nightly").click().run()
     with factory() as s:
         assert next(x for x in schedules.list_schedules(s) if x.name == "nightly").paused
@@ -39,7 +39,7 @@ def test_admin_pauses_and_resumes_a_schedule(open_page, factory):
 
 
 def test_scientist_queues_and_cancels_a_diagnostic_job(open_page, factory):
-    at = open_page("pages/jobs.py", role="scientist")
+    at = open_page("app_pages/jobs.py", role="scientist")
     next(b for b in at.button if b.label == "Queue diagnostic job").click().run()
     assert "Queued job" in at.success[0].value
     with factory() as s:
@@ -96,7 +96,7 @@ def test_schedules_read_in_words_and_history_refreshes_when_a_job_finishes(open_
     with transaction(factory) as s:
         schedules.ensure(s, actor=cli_actor(), name="morning", kind="audit.verify", cron="0 6 * * *")
         job = job_queue.enqueue(s, actor=cli_actor(), kind="diagnostic.sleep", params={"seconds": 1})
-    at = open_page("pages/jobs.py", role="admin")
+    at = open_page("app_pages/jobs.py", role="admin")
     assert any("every day at 06\\:00 UTC" in m.value for m in at.markdown)
     assert not [d for d in at.dataframe if "job" in d.value.columns], "nothing has finished yet"
     with transaction(factory) as s:

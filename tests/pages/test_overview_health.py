@@ -20,7 +20,7 @@ def test_a_champion_with_failing_gates_is_named_in_words_and_counted(open_page, 
     bad = versions.trained(factory, settings, model_name="bad", **versions.FAILING)  # the dummy: below the f1 gate
     moves.promote(factory, settings, actor=admin, model="bad", version=bad, reason="hotfix", force=True)
 
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     assert any(s.value == "Production" for s in at.subheader)
     headline = " ".join(m.value for m in at.markdown)
@@ -44,6 +44,6 @@ def test_a_champion_with_failing_gates_is_named_in_words_and_counted(open_page, 
 
 
 def test_no_model_yet_says_what_to_do(open_page) -> None:
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     assert any("No model yet" in i.value for i in at.info)

@@ -10,7 +10,7 @@ from db.models import utcnow
 
 
 def test_serving_panel_empty_then_with_traffic(open_page, factory) -> None:
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     assert any(s.value == "Serving" for s in at.subheader)
     assert any("No predictions in the last 15 minutes" in c.value for c in at.caption)
@@ -24,7 +24,7 @@ def test_serving_panel_empty_then_with_traffic(open_page, factory) -> None:
     writer.start()
     writer.stop()
     st.cache_data.clear()  # the panel's reads are cached for 5 s
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     traffic = next(df.value for df in at.dataframe if "served version" in df.value.columns)
     row = traffic.iloc[0]
@@ -45,7 +45,7 @@ def test_traffic_older_than_15_minutes_is_not_called_none(open_page, factory) ->
                             {"tenure": np.array([12]), "plan": np.array(["basic"], dtype=object)}, [0], 5.0))
     writer.start()
     writer.stop()
-    at = open_page("pages/overview.py", role="viewer")
+    at = open_page("app_pages/overview.py", role="viewer")
     assert not at.exception
     note = next(c.value for c in at.caption if "No predictions in the last 15 minutes" in c.value)
     assert "4 request(s) in the last 24 hours, the latest 30 min ago" in note

@@ -29,7 +29,7 @@ def log_request(factory, request_id: str) -> None:
 def test_lookup_shows_records_version_feedback_and_report_buttons(open_page, factory):
     log_request(factory, "req-42")
     log_request(factory, "req-43")
-    at = open_page("pages/audit.py", role="viewer")
+    at = open_page("app_pages/audit.py", role="viewer")
     at.text_input(key="lookup-request-id").input("req-42").run()
     assert not at.exception
     assert any("**churn** version **3**" in m.value and "2 record(s)" in m.value for m in at.markdown)
@@ -42,7 +42,7 @@ def test_lookup_shows_records_version_feedback_and_report_buttons(open_page, fac
 
 def test_unknown_request_id_says_so(open_page, factory):
     log_request(factory, "req-42")
-    at = open_page("pages/audit.py", role="viewer")
+    at = open_page("app_pages/audit.py", role="viewer")
     at.text_input(key="lookup-request-id").input("nope").run()
     assert "No prediction with request id 'nope'" in at.info[0].value
     assert not at.get("download_button")

@@ -36,7 +36,7 @@ def champion(settings):
 
 
 def test_blocked_then_promoted_then_rolled_back(open_page, trained):
-    at = open_page("pages/registry.py", role="approver")
+    at = open_page("app_pages/registry.py", role="approver")
     version_box = next(s for s in at.selectbox if s.label == "Version")
     version_box.select(2).run()
     click(at, "Promote to production")
@@ -52,13 +52,13 @@ def test_blocked_then_promoted_then_rolled_back(open_page, trained):
     assert "v1 is now the champion" in at.success[0].value
 
     with pytest.raises(StopIteration):  # scientists see no promote button: core would refuse anyway
-        click(open_page("pages/registry.py", role="scientist"), "Promote to production")
+        click(open_page("app_pages/registry.py", role="scientist"), "Promote to production")
 
 
 def test_approval_required_trainer_cannot_approve_second_user_can(open_page, trained, factory):
     (trained.home / "policies.yaml").write_text(policy.DEFAULT_POLICY_YAML.replace(
         "required: false\n    approvers: 1", "required: true\n    approvers: 1"))
-    scientist = open_page("pages/registry.py", role="scientist")
+    scientist = open_page("app_pages/registry.py", role="scientist")
     next(s for s in scientist.selectbox if s.label == "Version").select(1).run()
     click(scientist, "Request promotion")
     assert "requested" in scientist.success[0].value
@@ -68,7 +68,7 @@ def test_approval_required_trainer_cannot_approve_second_user_can(open_page, tra
     with pytest.raises(InvalidInput, match="sam trained churn v1 and cannot approve it"):
         approvals.decide(factory, trained, actor=Actor("sam", "approver"), request_id=request_id, approve=True)
 
-    approver = open_page("pages/registry.py", role="approver")
+    approver = open_page("app_pages/registry.py", role="approver")
     approver.text_input(key="approval-comment").input("checked the fairness numbers").run()
     click(approver, "Approve")
     assert not approver.exception
@@ -90,7 +90,7 @@ def test_a_model_card_is_shown_as_text_never_as_an_image_or_a_link(open_page, tr
         cards.save(s, actor=Actor("sam", "scientist"), model="churn", version=1,
                    intended_use=f"Churn scoring {BEACON}", limitations=f"{CLICK} <img src=http://attacker/i>",
                    owner="www.attacker.com")
-    at = open_page("pages/registry.py", role="viewer")  # viewers read the card as Markdown
+    at = open_page("app_pages/registry.py", role="viewer")  # viewers read the card as Markdown
     next(s for s in at.selectbox if s.label == "Version").select(1).run()
     assert not at.exception, at.exception
     card = {m.value.split(":*", 1)[0].lstrip("*"): m.value for m in at.markdown if m.value.startswith("*")}
@@ -105,7 +105,7 @@ def test_a_model_card_is_shown_as_text_never_as_an_image_or_a_link(open_page, tr
 
 
 def test_the_reason_box_keeps_its_text_when_refused_and_empties_after_a_promotion(open_page, trained):
-    at = open_page("pages/registry.py", role="approver")
+    at = open_page("app_pages/registry.py", role="approver")
     next(s for s in at.selectbox if s.label == "Version").select(2).run()
     at.text_input(key="move-reason").input("ship the dummy")
     click(at, "Promote to production")
@@ -126,7 +126,7 @@ def test_gate_values_and_charts_read_at_a_glance(open_page, trained):
     import re
     from datetime import datetime, timedelta
 
-    at = open_page("pages/registry.py", role="approver")
+    at = open_page("app_pages/registry.py", role="approver")
     next(s for s in at.selectbox if s.label == "Version").select(1).run()
     click(at, "Promote to production")
     assert champion(trained) == 1

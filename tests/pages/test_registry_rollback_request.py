@@ -32,7 +32,7 @@ def test_a_rollback_request_is_shown_and_approving_it_rolls_back(open_page, fact
     asked = auto_rollback.check_rollback(factory, workspace, "m")
     assert asked.request_id is not None
 
-    at = open_page("pages/registry.py", role="approver")
+    at = open_page("app_pages/registry.py", role="approver")
     next(s for s in at.selectbox if s.label == "Model").select("m").run()
     assert "Pending requests" in [h.value for h in at.subheader]
     table = next(d.value for d in at.dataframe if "asks to" in d.value.columns)

@@ -79,7 +79,7 @@ def test_first_login_with_a_generated_password_forces_a_new_one(app_env, factory
     assert not at.exception, at.exception
     assert at.title[0].value == "Choose a new password"
     with pytest.raises(ValueError, match=r"Known pages: \['Choose a new password'"):
-        at.switch_page("pages/admin.py")  # no other page is registered meanwhile
+        at.switch_page("app_pages/admin.py")  # no other page is registered meanwhile
 
     at.text_input(key="change-current").input(generated)
     at.text_input(key="change-new").input("root-pass-456")

@@ -30,7 +30,7 @@ def queued(factory) -> list[job_queue.JobView]:
 
 def test_scientist_launches_training_and_it_returns_at_once(open_page, factory, workspace):
     add_dataset(factory, workspace, small_churn())
-    at = open_page("pages/training.py", role="scientist")
+    at = open_page("app_pages/training.py", role="scientist")
     assert not at.exception
     assert at.selectbox(key="tr-dataset").value == "churn"
     assert at.selectbox(key="tr-target-churn-churn").value is None  # a new model: the user picks its target
@@ -57,7 +57,7 @@ def test_changing_the_model_and_task_changes_the_parameter_form(open_page, facto
     frame = small_churn()
     frame["spend"] = frame["monthly_charges"].fillna(50) * 2.5
     add_dataset(factory, workspace, frame)
-    at = open_page("pages/training.py", role="scientist")
+    at = open_page("app_pages/training.py", role="scientist")
     at.selectbox(key="tr-target-churn-churn").set_value("spend").run()
     assert at.selectbox(key="tr-task-churn:1-spend-churn").value == "regression"
     at.selectbox(key="tr-model").set_value("linear").run()
@@ -72,7 +72,7 @@ def test_changing_the_model_and_task_changes_the_parameter_form(open_page, facto
 
 def test_viewer_sees_runs_but_cannot_launch(open_page, factory, workspace):
     add_dataset(factory, workspace, small_churn())
-    at = open_page("pages/training.py", role="viewer")
+    at = open_page("app_pages/training.py", role="viewer")
     assert not at.exception
     assert not [b for b in at.button if b.label == "Launch training"]
     assert "No training runs yet." in [i.value for i in at.info]
@@ -81,7 +81,7 @@ def test_viewer_sees_runs_but_cannot_launch(open_page, factory, workspace):
 def test_run_detail_shows_metrics_charts_and_reproduces(open_page, factory, workspace):
     add_dataset(factory, workspace, small_churn())
     for seed in (1, 2):
-        at = open_page("pages/training.py", role="scientist")
+        at = open_page("app_pages/training.py", role="scientist")
         if seed == 1:  # a new model has no default target; the second run defaults to the model's
             at.selectbox(key="tr-target-churn-churn").set_value("churn").run()
         at.number_input(key="tr-param-random_forest-classification-n_estimators").set_value(18 + seed)
@@ -122,7 +122,7 @@ def _bulk_runs(factory, n: int) -> None:
 
 def _render(open_page) -> tuple[float, object]:
     started = time.monotonic()
-    at = open_page("pages/training.py", role="viewer")
+    at = open_page("app_pages/training.py", role="viewer")
     return time.monotonic() - started, at
 
 
@@ -157,7 +157,7 @@ def test_a_models_target_is_the_default_and_another_target_is_refused(open_page,
     frame = small_churn()
     frame["balance"] = np.random.default_rng(1).normal(1000, 200, len(frame))
     add_dataset(factory, workspace, frame)
-    at = open_page("pages/training.py", role="scientist")
+    at = open_page("app_pages/training.py", role="scientist")
     assert not at.exception
     assert at.selectbox(key="tr-target-churn-churn").value == "churn"  # the model's target, not the last column
     assert at.selectbox(key="tr-task-churn:2-churn-churn").value == "classification"
@@ -195,7 +195,7 @@ def test_runs_are_named_by_their_version_and_link_to_their_job_and_version_both_
     """Issue 19 item 7: "run 2" was job #1, which made churn version 1, and pickers offered bare numbers."""
     add_dataset(factory, workspace, small_churn())
     _train_through_jobs(factory, workspace, "linear", "dummy")  # v1 scores better than v2
-    at = open_page("pages/training.py", role="viewer")
+    at = open_page("app_pages/training.py", role="viewer")
     assert not at.exception
     picker = at.selectbox(key="tr-run")
     assert re.fullmatch(r"churn v2 · dummy baseline · f1 0\.\d+ · \d{4}-\d\d-\d\d \d\d:\d\d", picker.options[0])
@@ -213,10 +213,10 @@ def test_runs_are_named_by_their_version_and_link_to_their_job_and_version_both_
     table = at.dataframe[0].value
     assert list(table.columns) == ["name", "job", "f1", "C"] and list(table["C"]) == ["1.0", ""]
 
-    registry = open_page("pages/registry.py", role="viewer")
+    registry = open_page("app_pages/registry.py", role="viewer")
     opener = registry.button(key="reg-open-run")
     assert opener.label.startswith("Trained by churn v2") and "(run 2, job #2)" in opener.label
-    jobs = open_page("pages/jobs.py", role="viewer")
+    jobs = open_page("app_pages/jobs.py", role="viewer")
     assert list(jobs.dataframe[0].value["made"]) == ["churn v2 (run 2)", "churn v1 (run 1)"]
     jobs.selectbox(key="job-log").set_value(1).run()
     assert jobs.button(key="job-open-run").label == "Open churn v1 \\(run 1\\) in Training"
@@ -228,7 +228,7 @@ def test_a_run_links_to_mlflow_s_own_ui_when_its_address_is_set(open_page, facto
     monkeypatch.setenv("LEANOPS_MLFLOW_UI_URL", "http://mlflow.internal:5000/")
     add_dataset(factory, workspace, small_churn())
     _train_through_jobs(factory, workspace, "dummy")
-    at = open_page("pages/training.py", role="viewer")
+    at = open_page("app_pages/training.py", role="viewer")
     with factory() as s:
         run = runs.get_run(s, 1)
     (link,) = at.get("link_button")
