@@ -367,7 +367,7 @@ def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
 
     from core.actors import cli_actor
     from core.errors import InvalidInput
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
 
     def when(flag: str, value: str | None) -> datetime | None:
         if value is None:

@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.platform.prediction_log.journal import Journal, segments_folder
+from core.platform.prediction_log.writer import LogWriter
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,12 +33,10 @@ from core import audit
 from core.actors import system_actor
 from core.errors import redact
 from core.platform.database import transaction
-from core.serving import prediction_store
+from core.platform.prediction_log import parquet as prediction_store
 from core.serving.batching import Batcher
 from core.serving.cache import LOAD_DEADLINE, ModelCache
 from core.serving.inference import Predictor
-from core.serving.predictions import LogWriter
-from core.serving.segments import Journal, segments_folder
 from core.serving.shadow_scoring import ShadowScorer
 from core.settings import Settings
 from db.session import make_engine, make_session_factory

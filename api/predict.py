@@ -16,7 +16,8 @@ from api.boundary import BodyTooLarge
 from api.errors import responses, status_of, what_failed
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
-from core.serving import prediction_store, predictions
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import writer as predictions
 from core.serving.cache import ALIAS_PATTERN
 from core.serving.inference import ARROW, read_arrow, write_arrow
 from core.training.spec import MODEL_NAME_RE

@@ -62,8 +62,9 @@ CATEGORIES = ["red", "green", "blue", "amber"]
 
 
 def served(rng: np.random.Generator, ts, rows: int = 1):
-    from core.serving import prediction_store
-    from core.serving.predictions import Served
+    from core.platform.prediction_log.writer import Served
+
+    from core.platform.prediction_log import parquet as prediction_store
 
     cols = {f"n{i:02d}": rng.normal(size=rows) for i in range(15)}
     cols |= {f"c{i}": rng.choice(np.array(CATEGORIES, dtype=object), rows) for i in range(5)}
@@ -73,8 +74,9 @@ def served(rng: np.random.Generator, ts, rows: int = 1):
 
 def served_many(rng: np.random.Generator, times: list) -> list:
     """One single-record request per time in ``times``, as ``served`` makes them, drawn column-wise (fast)."""
-    from core.serving import prediction_store
-    from core.serving.predictions import Served
+    from core.platform.prediction_log.writer import Served
+
+    from core.platform.prediction_log import parquet as prediction_store
 
     n = len(times)
     cols = {f"n{i:02d}": rng.normal(size=n) for i in range(15)}
@@ -91,8 +93,9 @@ def pct(values: list[float], q: float) -> float:
 
 def latency(folder: Path, factory, mode: str) -> tuple[float, float, int]:
     """(p50 ms, p99 ms, syncs) of handing single records to the log until they may be acknowledged."""
-    from core.serving.predictions import LogWriter
-    from core.serving.segments import Journal
+    from core.platform.prediction_log.journal import Journal
+    from core.platform.prediction_log.writer import LogWriter
+
     from db.models import utcnow
 
     journal = None if mode == "off" else Journal(folder / mode, durability=mode)  # type: ignore[arg-type]
@@ -114,8 +117,9 @@ def latency(folder: Path, factory, mode: str) -> tuple[float, float, int]:
 
 def concurrent(folder: Path, factory, mode: str) -> tuple[float, float, float]:
     """16 threads of single records: (p50 ms, p99 ms, records per sync)."""
-    from core.serving.predictions import LogWriter
-    from core.serving.segments import Journal
+    from core.platform.prediction_log.journal import Journal
+    from core.platform.prediction_log.writer import LogWriter
+
     from db.models import utcnow
 
     journal = None if mode == "off" else Journal(folder / f"group-{mode}", durability=mode)  # type: ignore[arg-type]
@@ -149,7 +153,7 @@ def concurrent(folder: Path, factory, mode: str) -> tuple[float, float, float]:
 def fill(factory, now) -> float:
     """Log ROWS single-record predictions spread over the 24 hours before ``now`` through the real writer, in
     chunks (so the requests waiting in memory stay bounded); rows/s of the writer."""
-    from core.serving.predictions import LogWriter
+    from core.platform.prediction_log.writer import LogWriter
 
     rng = np.random.default_rng(7)
     start = now - timedelta(hours=24)
@@ -263,7 +267,7 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
 
     import pyarrow as pa
 
-    from core.serving import prediction_store as ps
+    from core.platform.prediction_log import parquet as ps
 
     rng = np.random.default_rng(11)
     per_file = max(rows // (9 * len(hours)), 1)
@@ -300,7 +304,7 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
 def main() -> None:
     from core.actors import system_actor
     from core.platform.database import migrate
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
     from core.settings import get_settings
     from db.session import make_engine, make_session_factory
 

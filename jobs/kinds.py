@@ -91,7 +91,8 @@ def audit_checkpoint(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
-    from core.serving import prediction_store, predictions
+    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log import writer as predictions
 
     days = int(params.get("days") or ctx.settings.prediction_retention_days)
     result = predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,
@@ -108,7 +109,7 @@ def predictions_compact(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     import os
     import socket
 
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
 
     return prediction_store.compact(
         ctx.factory, ctx.settings.data_store, actor=system_actor("prediction-compaction"),

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.actors import Actor
-from core.serving import predictions
+from core.platform.prediction_log import writer as predictions
 from ui import registry_view, resources
 from ui.components import code, message, plain
 

@@ -25,10 +25,10 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
+from core.platform.prediction_log import writer as predictions
 from core.platform.registry_port import CHALLENGER, RegistryPort
 from core.platform.storage import DataStore
 from core.registry import cards, state
-from core.serving import predictions
 from core.training import runs
 from db.models import (
     Alert,

@@ -39,9 +39,9 @@ from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
 from core.errors import NotFound
+from core.platform.prediction_log import parquet as prediction_store
 from core.registry import state
 from core.registry.state import CHALLENGER, CHAMPION
-from core.serving import prediction_store
 from core.settings import Settings
 from db.models import AuditEvent, utcnow
 

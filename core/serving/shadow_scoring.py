@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.platform.prediction_log.writer import LogWriter, Served
 from core.platform.registry_port import CHALLENGER, SHADOW
 from core.serving.cache import LoadedModel, ModelCache
-from core.serving.predictions import LogWriter, Served
 from core.serving.signature import Columns, merge
 
 if TYPE_CHECKING:

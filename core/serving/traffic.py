@@ -9,9 +9,9 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log.writer import PredictionView, recent
 from core.platform.storage import DataStore
-from core.serving import prediction_store
-from core.serving.predictions import PredictionView, recent
 from db.models import PredictionError, utcnow
 
 

@@ -85,7 +85,9 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
 
     from core.monitoring import checks
     from core.platform.database import transaction
-    from core.serving import cache, prediction_store, predictions
+    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log import writer as predictions
+    from core.serving import cache
     from db.models import PredictionLog, utcnow
 
     actor = system_actor("demo")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.accounts import auth
 from core.platform.database import transaction
-from core.serving import predictions
+from core.platform.prediction_log import writer as predictions
 from db.models import AuditEvent, PredictionLog
 from tests.support.api import Model, bearer, predict
 from tests.support.factories import admin_actor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from core.serving import predictions
+from core.platform.prediction_log import writer as predictions
 from tests.support.api import Model, bearer, predict
 from tests.support.mlflow_models import records
 from tests.support.waiting import wait_until

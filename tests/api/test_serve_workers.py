@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from core.serving import predictions
+from core.platform.prediction_log import writer as predictions
 from db.session import make_engine, make_session_factory
 from tests.support.api import Model, bearer
 from tests.support.mlflow_models import records

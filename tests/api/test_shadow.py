@@ -18,8 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.monitoring import shadow_comparison
+from core.platform.prediction_log import writer as predictions
 from core.platform.registry_port import SHADOW
-from core.serving import predictions
 from core.settings import Settings
 from db.models import Alert, AliasMove, AuditEvent, PredictionLog
 from tests.support import aliases

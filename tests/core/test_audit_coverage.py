@@ -196,15 +196,15 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "retraining.retrain.retrain": lambda c: core.retraining.retrain.retrain(
         c.factory, c.settings, {"model": "churn", "trigger": "manual", "reason": "test"}, actor=SAM,
         log=lambda line: None),
-    "serving.predictions.record_feedback": lambda c: (_served(c), c.tx(
-        lambda s: core.serving.predictions.record_feedback(
+    "platform.prediction_log.writer.record_feedback": lambda c: (_served(c), c.tx(
+        lambda s: core.platform.prediction_log.writer.record_feedback(
             s, actor=SAM, model="churn", request_id="req-1", labels=["yes"], store=c.settings.data_store))),
-    "serving.predictions.purge": lambda c: core.serving.predictions.purge(
+    "platform.prediction_log.writer.purge": lambda c: core.platform.prediction_log.writer.purge(
         c.factory, actor=system_actor("retention"), days=1),
-    "serving.prediction_store.compact": lambda c: (_served(c, hours_ago=3), core.serving.prediction_store.compact(
+    "platform.prediction_log.parquet.compact": lambda c: (_served(c, hours_ago=3), core.platform.prediction_log.parquet.compact(
         c.factory, c.settings.data_store, actor=system_actor("compaction"), holder="test",
         scratch=c.settings.home / "tmp")),
-    "serving.prediction_store.export": lambda c: core.serving.prediction_store.export(
+    "platform.prediction_log.parquet.export": lambda c: core.platform.prediction_log.parquet.export(
         c.factory, c.settings.data_store, actor=ADMIN, model="churn", out=c.settings.home / "export.csv"),
     "platform.schedules.ensure": lambda c: c.tx(lambda s: core.platform.schedules.ensure(
         s, actor=ADMIN, name="nightly", kind="audit.verify", cron="30 3 * * *")),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from core.actors import Actor
 from core.platform.database import transaction
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import predictions
 from db.models import PredictionLog, utcnow
 
 NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # the rows here stay in the hot table

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.serving import prediction_store
+from core.platform.prediction_log import parquet as prediction_store
 from db.models import PredictionLog
 from db.session import make_engine, make_session_factory
 from tests.api.conftest import (  # noqa: F401 - fixtures: a registered model served the LeanOps way, tokens
@@ -183,7 +183,7 @@ COMPACTOR = """
 import os, sys
 from datetime import datetime
 from core.actors import system_actor
-from core.serving import prediction_store
+from core.platform.prediction_log import parquet as prediction_store
 from core.settings import get_settings
 from db.session import make_engine, make_session_factory
 settings = get_settings()
@@ -211,7 +211,7 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
 
     from core.actors import system_actor
     from core.platform.database import transaction
-    from core.serving import predictions
+    from core.platform.prediction_log import writer as predictions
     from core.settings import get_settings
 
     env = {"LEANOPS_HOME": str(tmp_path / "ws"), "LEANOPS_DB_URL": db_url, "LEANOPS_SCHEDULER": "off"}

@@ -11,12 +11,14 @@ import pytest
 from core.actors import system_actor
 from core.monitoring import checks, performance
 from core.platform.database import transaction
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import S3Store
-from core.serving import prediction_store, predictions, traffic
+from core.serving import traffic
 from core.settings import get_settings
 from db.models import Feedback, utcnow
 from db.session import make_engine, make_session_factory
-from tests.core.serving.test_prediction_store import NOW, hot, log_rows
+from tests.core.platform.prediction_log.test_parquet import NOW, hot, log_rows
 
 
 def test_readers_see_compacted_predictions_in_s3(db_url: str, tmp_path: Path, s3_server,

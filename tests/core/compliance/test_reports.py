@@ -18,10 +18,10 @@ from core.compliance import reports
 from core.data.datasets import key_for
 from core.errors import InvalidInput, NotFound
 from core.platform.database import transaction
+from core.platform.prediction_log import writer as predictions
 from core.promotion import approvals as promotion_approvals
 from core.promotion import registration
 from core.registry import cards
-from core.serving import predictions
 from db.models import AuditEvent, DriftCheck, PredictionLog, utcnow
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn

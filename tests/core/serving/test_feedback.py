@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core.platform.prediction_log.writer import LogWriter, Served
 from sqlalchemy import select
 
 from core import audit, policy
 from core.actors import Actor
 from core.errors import PermissionDenied
 from core.platform.database import transaction
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import predictions
-from core.serving.predictions import LogWriter, Served
 from db.models import AuditEvent, PredictionLog, utcnow
 from tests.support.factories import admin_actor
 

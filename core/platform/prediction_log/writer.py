@@ -35,10 +35,10 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
 from core.platform.database import transaction
+from core.platform.prediction_log.journal import DONE, Journal, Ticket, claim_orphans, encode
 from core.platform.registry_port import SHADOW
 from core.platform.storage import DataStore
 from core.policy import Policies
-from core.serving.segments import DONE, Journal, Ticket, claim_orphans, encode
 from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
 log = logging.getLogger("leanops.predictions")
@@ -422,21 +422,21 @@ def _view(r: dict[str, Any]) -> PredictionView:
 
 def by_request(session: Session, *, request_id: str, store: DataStore) -> list[PredictionView]:
     """The records of one request, in the hot table or already compacted."""
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
 
     return [_view(r) for r in prediction_store.lookup(session, store, request_id=request_id)]
 
 
 def recent(session: Session, *, store: DataStore, model: str | None = None, limit: int = 20) -> list[PredictionView]:
     """The ``limit`` newest predictions (of ``model``), newest first, hot or compacted."""
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
 
     return [_view(r) for r in prediction_store.recent(session, store, model=model, limit=limit)]
 
 
 def count(session: Session, *, store: DataStore, model: str | None = None, version: int | None = None) -> int:
     """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted (shadow rows not)."""
-    from core.serving import prediction_store
+    from core.platform.prediction_log import parquet as prediction_store
 
     return prediction_store.count(session, store, model=model, version=version)
 
@@ -471,7 +471,7 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     if not logged:  # labels often come late: the request's hour may be compacted
         from types import SimpleNamespace
 
-        from core.serving import prediction_store
+        from core.platform.prediction_log import parquet as prediction_store
 
         logged = [SimpleNamespace(record_index=r["record_index"], model=r["model"], requested_by=r["requested_by"])
                   for r in prediction_store.lookup(session, store, request_id=request_id)]
@@ -545,7 +545,7 @@ def purge(factory: sessionmaker[Session], *, actor: Actor, days: int, chunk: int
     """
     if days < 1:
         raise InvalidInput(f"retention of {days} days is not allowed; keep at least 1 day")
-    from core.serving.prediction_store import request_id_before
+    from core.platform.prediction_log.parquet import request_id_before
 
     cutoff = (now or utcnow()) - timedelta(days=days)
     deleted = {"predictions": 0, "feedback": 0, "errors": 0}

@@ -12,13 +12,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from core.platform.prediction_log.writer import Served
 from sqlalchemy import Table, func, insert, select
 
 from core.platform import leases
 from core.platform.database import transaction
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import prediction_store, predictions
-from core.serving.predictions import Served
 from db.models import PredictionLog
 from tests.support.factories import admin_actor
 

@@ -14,10 +14,12 @@ import pytest
 
 from core.monitoring import checks, performance
 from core.platform.database import transaction
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import prediction_store, predictions, traffic
+from core.serving import traffic
 from db.models import Feedback, utcnow
-from tests.core.serving.test_prediction_store import NOW, compact, hot, log_rows
+from tests.core.platform.prediction_log.test_parquet import NOW, compact, hot, log_rows
 
 
 def _seen(views: list[predictions.PredictionView]) -> list[tuple]:
@@ -127,9 +129,9 @@ def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> 
     """The challenger's shadow comparison pairs its rows with the champion's answers to the same records; a
     challenger runs for days, so most pairs are compacted by the time it is judged."""
     import numpy as np
+    from core.platform.prediction_log.writer import Served
     from sqlalchemy import Table, insert
 
-    from core.serving.predictions import Served
     from db.models import PredictionLog
 
     store = LocalStore(tmp_path)

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core.platform.prediction_log.journal import Journal, claim_orphans, encode, read_segment
+from core.platform.prediction_log.writer import LogWriter, Served
 
+from core.platform.prediction_log import journal as segments
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import predictions, segments
-from core.serving.predictions import LogWriter, Served
-from core.serving.segments import Journal, claim_orphans, encode, read_segment
 from db.models import utcnow
 from tests.support.waiting import wait_until
 
@@ -153,8 +154,8 @@ def _dead_process_segment(folder: Path, request_ids: list[str]) -> None:
     """A real process appends ``request_ids`` to a journal and is SIGKILLed without closing it."""
     code = f"""
 import os, signal, uuid, numpy as np
-from core.serving.predictions import Served
-from core.serving.segments import Journal, encode
+from core.platform.prediction_log.writer import Served
+from core.platform.prediction_log.journal import Journal, encode
 from db.models import utcnow
 j = Journal({str(folder)!r})
 j.start()
@@ -231,7 +232,7 @@ def test_a_request_waits_for_its_sync_and_hears_of_a_stall_or_a_failure() -> Non
     import asyncio
     from concurrent.futures import Future
 
-    from core.serving.segments import JournalFailed, Ticket
+    from core.platform.prediction_log.journal import JournalFailed, Ticket
 
     async def scenario() -> list[str]:
         said = []

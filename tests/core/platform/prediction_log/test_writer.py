@@ -12,15 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core.platform.prediction_log.writer import LogFull, LogWriter, Served
 from sqlalchemy import func, select
 
 from core import audit
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform import job_queue
 from core.platform.database import transaction
+from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import writer as predictions
 from core.platform.storage import LocalStore
-from core.serving import prediction_store, predictions
-from core.serving.predictions import LogFull, LogWriter, Served
 from db.models import PredictionLog, utcnow
 from jobs.runner import run_next
 from tests.support.factories import admin_actor, make_user
