@@ -23,16 +23,18 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.accounts.auth import require
-from core.actors import Actor
+from core.actors import Actor, system_actor
 from core.data.profile import VersionDiff, compare_profiles, compute_profile
 from core.data.quality import Certificate, certify, infer_schema
 from core.data.tables import Input, TableLimits, read_parquet, read_table, write_parquet
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
+from core.platform import job_queue
 from core.platform.storage import DataStore, LocalStore, as_store
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 NAME_RULE = "use 1-64 letters, digits, '_' or '-', starting with a letter or digit"
+API_SOURCE = "api:"  # the source of a version uploaded through the HTTP API starts so: "api:<file name>"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Registration:
     version: DatasetVersionView
     certificate: Certificate
     previous_rows: int | None
+    retrain_consider: int | None = None  # the follow-up job a new version queued (``register``)
 
     @property
     def message(self) -> str:
@@ -133,7 +136,8 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
     Identical content (same sha256) creates nothing and returns the existing version. Bad input
     raises ``InvalidInput`` before anything is written. The caller commits. A file is refused over
     ``max_bytes`` (pass ``LEANOPS_MAX_UPLOAD_MB``) and, before its data is read, over ``limits``
-    (pass ``TableLimits.of(settings)``; default: the settings' defaults).
+    (pass ``TableLimits.of(settings)``; default: the settings' defaults). A new version queues its
+    ``retrain.consider`` follow-up in the same transaction (``Registration.retrain_consider``).
     """
     require(session, actor, "datasets.write", f"dataset:{name}")
     check_name(name)
@@ -191,8 +195,14 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
         "source": row.source, "new_dataset": number == 1})
     if not cert.passed:
         _alert_failed_certificate(session, store_root, name, number, cert)
+    # A new version may start a retrain (policy retrain.on_upload, retrain.on_data_growth): a later stage's
+    # work, asked for by a job queued with the version, whichever entry uploaded it; the worker decides by
+    # policy. retrain.on_upload is about versions pushed through the HTTP API, hence ``via_api``.
+    follow_up = job_queue.enqueue(session, actor=system_actor("dataset-upload"), kind="retrain.consider",
+                                  params={"dataset": name, "version": number,
+                                          "via_api": source.startswith(API_SOURCE)})
     return Registration(created=True, version=_view(row, name), certificate=cert,
-                        previous_rows=previous.rows if previous else None)
+                        previous_rows=previous.rows if previous else None, retrain_consider=follow_up.id)
 
 
 def _alert_failed_certificate(session: Session, store_root: Path | DataStore, name: str, number: int,
@@ -200,10 +210,15 @@ def _alert_failed_certificate(session: Session, store_root: Path | DataStore, na
     """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
     from core.alerts import notify
 
+    from core.settings import Settings
+
     failed = [_label(c) for c in cert.failed]
-    home = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
+    root = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
+    # The workspace's policies (cooldown) and default delivery settings, built without reading the environment.
+    # TODO(issue 23, item 3): take the caller's Workspace instead (on S3 the local root is not known here).
+    settings = Settings.model_construct(home=Path(root or "."))
     notify.notify_after_commit(
-        session, home=home, condition="certificate", model=f"dataset:{name}",
+        session, settings, condition="certificate", model=f"dataset:{name}",
         title=f"Dataset {name}:{number} failed its quality certificate",
         message=f"{name}:{number} failed {len(failed)} quality check(s): {', '.join(failed[:10])}",
         details={"dataset": name, "version": number, "failed_checks": failed})

@@ -92,7 +92,8 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
     if force and not reason.strip():
         raise InvalidInput("a forced promotion needs a reason")
     if runs.row_for_version(session, model=model, version=version) is None:
-        raise NotFound(f"model {model!r} has no version {version}")
+        raise NotFound(f"model {model!r} has no version {version} that LeanOps trained (no LeanOps training run "
+                       "made it; a version registered outside LeanOps cannot be promoted)")
     champion = state.current(session, model=model).get(CHAMPION)
     if champion == version:
         raise InvalidInput(f"{model} v{version} is already the champion")

@@ -53,7 +53,7 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
     from core.settings import get_settings
 
     home.mkdir(parents=True, exist_ok=True)
-    policy.write_default(home)
+    policy.Policies.at(home / policy.POLICY_FILE).write_default()
     keys = secrets.workspace_keys(home)
     audit_public, audit_key_created = audit_checkpoints.ensure_key(get_settings(home=home))
     migrate(db_url)

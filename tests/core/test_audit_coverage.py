@@ -177,7 +177,7 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=SAM, model="churn", version=1, intended_use="churn ranking", limitations="", owner="sam")),
     "policy.save": lambda c: c.tx(lambda s: core.policy.save(
         s, actor=ADMIN, home=c.settings.home, text=core.policy.with_override(
-            core.policy.read_text(c.settings.home), "churn", "approval", {"required": True}))),
+            core.c.settings.policies.text(), "churn", "approval", {"required": True}))),
     "promotion.moves.set_challenger": lambda c: c.tx(lambda s: core.promotion.moves.set_challenger(
         s, c.settings, actor=SAM, model="churn", version=1, reason="test")),
     "promotion.approvals.request_promotion": lambda c: c.ids.__setitem__("request", c.tx(

@@ -39,7 +39,7 @@ def approve_v2(dashboard: Dashboard) -> None:
     try:
         with transaction(factory) as s:
             policy.save(s, actor=Actor("admin", "admin"), home=settings.home, text=policy.with_override(
-                policy.read_text(settings.home), "churn", "approval", {"required": True}))
+                settings.policies.text(), "churn", "approval", {"required": True}))
             request = approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=2,
                                                   reason="beats v1 on F1")
         change = approvals.decide(factory, settings, actor=Actor("ann", "approver"), request_id=request.id,

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from core import policy
 from core.actors import cli_actor
 from core.alerts import channels
-from core.platform import aliases
+from tests.support import aliases
 from core.platform.database import transaction
 from core.settings import Settings
 from core.workspace.demo import churn_frame
@@ -64,12 +64,12 @@ def served(dashboard):
                             capture_output=True, text=True, timeout=300)
     assert seeded.returncode == 0, seeded.stderr
     settings = Settings(home=dashboard.home)
-    text = policy.with_override(policy.read_text(settings.home), "churn", "improvement", {"min_relative": 0.0})
+    text = policy.with_override(settings.policies.text(), "churn", "improvement", {"min_relative": 0.0})
     # The demo's own check already calls its day of traffic drift (monthly_charges is among the model's top
     # features) and raised an alert before any channel existed: without this, the cooldown would hold back
     # the alert this test sends to the receivers.
     text = policy.with_override(text, "churn", "alerts", {"cooldown_minutes": 0})
-    policy.policy_path(settings.home).write_text(text)  # a retrain on the same data may tie the champion
+    (settings.home / policy.POLICY_FILE).write_text(text)  # a retrain on the same data may tie the champion
     factory = make_session_factory(make_engine(settings.db_url))
     token = subprocess.run([sys.executable, "cli.py", "token", "create", "--role", "scientist", "--json"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
@@ -192,7 +192,7 @@ def _deliveries_recorded(factory) -> bool:
 
 def _aliased_retrain(factory, settings: Settings) -> Job | None:
     """A succeeded retrain job whose new version is now the challenger or the champion."""
-    current = set(aliases.all_for(settings.mlflow_uri, model="churn").values())
+    current = set(aliases.all_for(settings, model="churn").values())
     with factory() as s:
         done = s.query(Job).filter(Job.kind == "retrain", Job.status == "succeeded").order_by(Job.id).all()
     return next((j for j in done if (j.result or {}).get("model_version") in current), None)

@@ -14,7 +14,7 @@ from playwright.sync_api import Page, expect
 
 from core.actors import Actor
 from core.monitoring import checks
-from core.platform import aliases
+from tests.support import aliases
 from core.promotion.registration import train
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
@@ -31,7 +31,7 @@ def test_drifted_columns_under_a_stable_verdict_say_why_they_do_not_count(dashbo
     add_dataset(factory, settings, small_churn(1500))
     version = train(factory, settings, {"dataset": "churn", "target": "churn", "model": "linear"},
                     actor=Actor("sam", "scientist", "job"), log=lambda line: None)["model_version"]
-    aliases.move(settings.mlflow_uri, model="churn", alias="champion", version=version)
+    aliases.move(settings, model="churn", alias="champion", version=version)
     batch = small_churn(3000, seed=5).drop(columns="churn")
     rng = np.random.default_rng(5)
     batch["region"] = rng.choice(["north", "south", "east", "west"], len(batch), p=[0.85, 0.05, 0.05, 0.05])

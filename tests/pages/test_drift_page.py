@@ -40,7 +40,7 @@ def test_admin_saves_thresholds_into_policy(open_page, trained, factory):
     next(n for n in at.number_input if n.label == "Alert cooldown (minutes)").set_value(30.0)
     at.button(key="FormSubmitter:drift-settings-Save thresholds").click().run()
     assert not at.exception, at.exception
-    rules = policy.rules_for(trained.home, "churn")
+    rules = trained.policies.rules_for("churn")
     assert rules.drift.share == 0.3 and rules.alerts.cooldown_minutes == 30
     assert rules.fairness.column == "gender"  # the existing override survives
     with factory() as s:
@@ -58,10 +58,10 @@ def test_a_stored_check_is_charted_and_tabled(open_page, trained, factory):
     import numpy as np
 
     from core.monitoring import checks
-    from core.platform import aliases
+    from tests.support import aliases
     from tests.support.training import SCIENTIST
 
-    aliases.move(trained.mlflow_uri, model="churn", alias="champion", version=1)
+    aliases.move(trained, model="churn", alias="champion", version=1)
     batch = small_churn(600, seed=4)
     batch["monthly_charges"] = batch["monthly_charges"] + 30
     batch["contract"] = np.where(np.random.default_rng(1).random(600) < 0.9, "month-to-month", "one-year")

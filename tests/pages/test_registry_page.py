@@ -7,7 +7,7 @@ import pytest
 from core import policy
 from core.actors import Actor
 from core.errors import InvalidInput
-from core.platform import aliases
+from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import approvals
 from core.promotion.registration import train
@@ -32,7 +32,7 @@ def click(at, label):
 
 
 def champion(settings):
-    return aliases.get(settings.mlflow_uri, model="churn", alias="champion")
+    return aliases.get(settings, model="churn", alias="champion")
 
 
 def test_blocked_then_promoted_then_rolled_back(open_page, trained):

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from core import policy
 from core.actors import Actor
-from core.platform import aliases
+from tests.support import aliases
 from core.promotion import moves
 from core.retraining import auto_rollback
 from db.models import utcnow
@@ -20,7 +20,7 @@ ANN = Actor("ann", "approver")
 
 
 def test_a_rollback_request_is_shown_and_approving_it_rolls_back(open_page, factory, workspace):
-    policy.policy_path(workspace.home).write_text(
+    (workspace.home / policy.POLICY_FILE).write_text(
         policy.DEFAULT_POLICY_YAML + "  m:\n    rollback:\n      auto: approve\n")
     data = add_dataset(factory, workspace, small_churn())
     for f1 in (0.90, 0.95):
@@ -37,7 +37,7 @@ def test_a_rollback_request_is_shown_and_approving_it_rolls_back(open_page, fact
     assert "Pending requests" in [h.value for h in at.subheader]
     table = next(d.value for d in at.dataframe if "asks to" in d.value.columns)
     assert list(table["asks to"]) == ["roll back from v2"] and list(table["requested by"]) == ["system:auto-rollback"]
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 2
+    assert aliases.get(workspace, model="m", alias="champion") == 2
     next(b for b in at.button if b.label == "Approve").click().run()
     assert not at.exception and not at.error
-    assert aliases.get(workspace.mlflow_uri, model="m", alias="champion") == 1
+    assert aliases.get(workspace, model="m", alias="champion") == 1

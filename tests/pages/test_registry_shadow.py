@@ -25,8 +25,8 @@ def shadowed(factory, workspace):
     for model in ("logistic_regression", "dummy"):
         train(factory, workspace, {"dataset": "churn", "target": "churn", "model": model},
               actor=Actor("sam", "scientist", "job"))
-    aliases.move(workspace, model="churn", alias="champion", version=1)
-    aliases.move(workspace, model="churn", alias="challenger", version=2)
+    aliases.move(workspace, model="churn", alias="champion", version=1, at=utcnow() - timedelta(hours=2))
+    aliases.move(workspace, model="churn", alias="challenger", version=2, at=utcnow() - timedelta(hours=2))
     frame = small_churn(RECORDS, seed=5)
     outputs = log_pairs(factory, workspace.registry, frame, ts=utcnow() - timedelta(hours=1), labelled=LABELLED)
     truth = frame["churn"].to_numpy()[:LABELLED]

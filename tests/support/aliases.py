@@ -7,6 +7,7 @@ with ``db_url`` and ``registry`` (the workspace's settings).
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -16,6 +17,7 @@ from core.actors import system_actor
 from core.platform.database import transaction
 from core.platform.registry_port import CHALLENGER, CHAMPION, SHADOW
 from core.registry import state
+from db.models import AliasMove, CurrentAlias
 from db.session import make_engine, make_session_factory
 
 __all__ = ["CHALLENGER", "CHAMPION", "SHADOW", "all_for", "get", "move"]
@@ -26,10 +28,18 @@ def _factory(db_url: str) -> sessionmaker[Session]:
     return make_session_factory(make_engine(db_url))
 
 
-def move(where: Any, *, model: str, alias: str, version: int | None) -> None:
+def move(where: Any, *, model: str, alias: str, version: int | None, at: datetime | None = None) -> None:
+    """``at``: when the move is recorded as made (a test that logs traffic from before now)."""
     with transaction(_factory(where.db_url)) as session:
         state.move(session, actor=system_actor("test"), model=model, alias=alias, to=version, action="test",
                    reason="test set-up")
+        if at is not None:
+            row = session.get(CurrentAlias, (model, alias))
+            assert row is not None
+            row.since = at
+            moved = session.get(AliasMove, row.move_id)
+            assert moved is not None
+            moved.ts = at
     where.registry.set_alias(model, alias, version)
 
 

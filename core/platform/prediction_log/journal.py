@@ -157,7 +157,7 @@ def encode(item: Any, arrow: dict[str, Any] | None = None) -> bytes:
 
 
 def decode(payload: bytes) -> dict[str, Any]:
-    """A frame's payload as the fields of ``predictions.Served`` (which imports this module, not the reverse).
+    """A frame's payload as the fields of ``writer.Served`` (which imports this module, not the reverse).
     Reads both layouts ``encode`` writes: the Arrow one and the all-JSON one (small requests, and every
     frame of segments written before the Arrow layout)."""
     if payload[:1] == ARROW_FRAME:

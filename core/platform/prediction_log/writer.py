@@ -1,4 +1,4 @@
-"""The prediction log: every served prediction written by a background writer, plus feedback and retention.
+"""The prediction log's writer: every served prediction written to the table by a background thread.
 
 Requests hand their predictions to ``LogWriter.offer`` and move on; one thread turns them into rows
 (the record as the model saw it, its sha256, the output) and inserts them in batches. The queue is
@@ -6,12 +6,11 @@ bounded by rows: when it is full a request waits for room (back-pressure) instea
 dropped, and ``stop`` writes everything still queued, so a clean shutdown (SIGTERM) loses nothing
 that was acknowledged. A write that fails is retried, never skipped.
 
-With a journal (``core/serving/segments.py``) a request's predictions are first appended to this
-process's segment file and the request answers only once they are durable there; the segments a
-killed process left behind are replayed into the table (skipping request ids already stored) by the
-next writer that starts, so a SIGKILL loses nothing acknowledged either.
+With a journal (``journal.Journal``) a request's predictions are first appended to this process's
+segment file and the request answers only once they are durable there; the segments a killed
+process left behind are replayed into the table (skipping request ids already stored) by the next
+writer that starts, so a SIGKILL loses nothing acknowledged either.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -23,23 +22,18 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import CursorResult, Table, delete, insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, policy
-from core.accounts.auth import require
 from core.actors import Actor
-from core.errors import InvalidInput, NotFound, PermissionDenied, StoreUnavailable
+from core.errors import StoreUnavailable
 from core.platform.database import transaction
 from core.platform.prediction_log.journal import DONE, Journal, Ticket, claim_orphans, encode
-from core.platform.registry_port import SHADOW
-from core.platform.storage import DataStore
-from core.policy import Policies
-from db.models import Feedback, PredictionError, PredictionLog, utcnow
+from db.models import PredictionError, PredictionLog
 
 log = logging.getLogger("leanops.predictions")
 
@@ -82,11 +76,13 @@ class Refused:
     rows: int = 1
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` as the log's JSON holds it: NaN and infinities as null, numpy scalars as Python values,
+    times as ISO text."""
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing value is null
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return plain(value.item())
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -129,7 +125,7 @@ def _column(values: np.ndarray) -> tuple[list[Any], list[str]]:
 
         plain = [None if pd.isna(v) else v.isoformat() for v in pd.Series(arr)]
     else:
-        plain = [_plain(v) for v in arr.tolist()]
+        plain = [plain(v) for v in arr.tolist()]
     return plain, [_STR(v) if type(v) is str else json.dumps(v, ensure_ascii=False, default=str) for v in plain]
 
 
@@ -169,7 +165,7 @@ def rows_of(items: list[Served]) -> list[dict[str, Any]]:
                     "version": item.version, "latency_ms": round(item.latency_ms, 3),
                     "requested_by": item.requested_by}
             for i, output in enumerate(item.outputs):
-                out.append(base | {"record_index": i, "inputs": records[at + i], "output": _plain(output),
+                out.append(base | {"record_index": i, "inputs": records[at + i], "output": plain(output),
                                    "input_hash": hashlib.sha256(texts[at + i].encode()).hexdigest()})
             at += item.rows
     return out
@@ -393,181 +389,3 @@ class LogWriter:
                             exc_info=self.failures == 1 or self.failures % 50 == 0)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
-
-
-# -- reading -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PredictionView:
-    request_id: str
-    record_index: int
-    ts: datetime
-    model: str
-    alias: str
-    version: int
-    input_hash: str
-    inputs: dict[str, Any]
-    output: Any
-    latency_ms: float
-
-
-def _view(r: dict[str, Any]) -> PredictionView:
-    return PredictionView(r["request_id"], r["record_index"], r["ts"], r["model"], r["alias"], r["version"],
-                          r["input_hash"], r["inputs"], r["output"], r["latency_ms"])
-
-
-# Every read goes through core/serving/prediction_store.py, which reads the hot table AND the Parquet partitions:
-# a reader of the table alone sees nothing of a compacted hour, so ``store`` (the workspace's ``data_store``) is
-# required rather than optional.
-
-def by_request(session: Session, *, request_id: str, store: DataStore) -> list[PredictionView]:
-    """The records of one request, in the hot table or already compacted."""
-    from core.platform.prediction_log import parquet as prediction_store
-
-    return [_view(r) for r in prediction_store.lookup(session, store, request_id=request_id)]
-
-
-def recent(session: Session, *, store: DataStore, model: str | None = None, limit: int = 20) -> list[PredictionView]:
-    """The ``limit`` newest predictions (of ``model``), newest first, hot or compacted."""
-    from core.platform.prediction_log import parquet as prediction_store
-
-    return [_view(r) for r in prediction_store.recent(session, store, model=model, limit=limit)]
-
-
-def count(session: Session, *, store: DataStore, model: str | None = None, version: int | None = None) -> int:
-    """How many predictions (of ``model``, of its ``version``) are logged, hot and compacted (shadow rows not)."""
-    from core.platform.prediction_log import parquet as prediction_store
-
-    return prediction_store.count(session, store, model=model, version=version)
-
-
-# -- feedback ------------------------------------------------------------------------------------
-
-def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
-                    store: DataStore, policies: Policies | None = None) -> int:
-    """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
-
-    Labels drive live performance and so the automatic rollback: only the actor that made the
-    prediction (``requested_by``) may label it, or an actor whose role is at least the model's
-    policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace's ``policies``,
-    the default policy when None). A request logged before requesters were recorded can be labelled
-    only by that role. Replacing labels is audited with the old and new values.
-
-    ``store`` is the workspace's ``data_store``: a request already compacted into the Parquet partitions
-    is found there (labels often come late).
-
-    Raises:
-        NotFound: no prediction of ``model`` has this request_id (yet).
-        PermissionDenied: the actor may not send feedback, or may not label this request.
-        InvalidInput: the number of labels differs from the number of records predicted.
-    """
-    require(session, actor, "feedback.write", f"model:{model}")
-    if not isinstance(labels, list) or not labels:
-        raise InvalidInput("labels must be a non-empty list with one label per record of the request")
-    logged: list[Any] = list(session.execute(
-        select(PredictionLog.record_index, PredictionLog.model, PredictionLog.requested_by)
-        .where(PredictionLog.request_id == request_id, PredictionLog.alias != SHADOW)
-        .order_by(PredictionLog.record_index)).all())  # shadow rows are the challenger's
-    if not logged:  # labels often come late: the request's hour may be compacted
-        from types import SimpleNamespace
-
-        from core.platform.prediction_log import parquet as prediction_store
-
-        logged = [SimpleNamespace(record_index=r["record_index"], model=r["model"], requested_by=r["requested_by"])
-                  for r in prediction_store.lookup(session, store, request_id=request_id)]
-    if not logged or logged[0].model != model:
-        raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
-    _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by,
-                    policies=policies)
-    if len(labels) != len(logged):
-        raise InvalidInput(f"labels has {len(labels)} value(s) but request {request_id} predicted "
-                           f"{len(logged)} record(s); send one label per record, in order")
-    for i, label in enumerate(labels):
-        if isinstance(label, dict | list):
-            raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
-    new = [_plain(label) for label in labels]
-    earlier = session.execute(select(Feedback.record_index, Feedback.label, Feedback.created_by)
-                              .where(Feedback.request_id == request_id).order_by(Feedback.record_index)).all()
-    if earlier:
-        changed = [{"record": row.record_index, "old": row.label, "new": new[row.record_index]}
-                   for row in earlier if _json(row.label) != _json(new[row.record_index])]  # indices < len(logged)
-        audit.record(session, actor, "prediction.feedback_overwritten", f"model:{model}",
-                     {"request_id": request_id, "replaced": len(earlier), "changed": changed,
-                      "previous_by": sorted({row.created_by for row in earlier})})
-    session.execute(delete(Feedback).where(Feedback.request_id == request_id))
-    now = utcnow()
-    session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
-                                        "label": label, "created_by": actor.name, "ts": now}
-                                       for i, label in enumerate(new)])
-    audit.record(session, actor, "prediction.feedback", f"model:{model}",
-                 {"request_id": request_id, "labels": len(labels)})
-    return len(labels)
-
-
-def _json(value: Any) -> str:
-    """A label as JSON text: ``True`` and ``1`` (equal in Python) are different labels."""
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: str | None,
-                   policies: Policies | None) -> None:
-    """Refuse (and audit the refusal) unless ``actor`` made the request or may label any request of ``model``."""
-    if requested_by is not None and requester(actor) == requested_by:
-        return
-    rules = policies.rules_for(model) if policies is not None else policy.ModelPolicy()
-    needed = rules.feedback.label_any_request
-    if actor.at_least(needed):
-        return
-    whose = ("was logged before requesters were recorded" if requested_by is None
-             else "was made by another token or user")
-    denied = PermissionDenied(
-        f"{actor.name} may not label request {request_id} of {model}: it {whose}; only the token or user that "
-        f"made a prediction may label it, or role {needed!r} or higher (policy feedback.label_any_request)")
-    denied.after_rollback.append(lambda own: audit.record(
-        own, actor, "permission.denied", f"model:{model}",
-        {"permission": "feedback.write", "request_id": request_id, "role": actor.role, "needs": needed,
-         "reason": "not the requester"}))
-    raise denied
-
-
-def feedback_for(session: Session, *, request_id: str) -> list[Any]:
-    return list(session.scalars(select(Feedback.label).where(Feedback.request_id == request_id)
-                                .order_by(Feedback.record_index)))
-
-
-# -- retention -----------------------------------------------------------------------------------
-
-def purge(factory: sessionmaker[Session], *, actor: Actor, days: int, chunk: int = 5000,
-          now: datetime | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Delete prediction log rows, feedback and refusals older than ``days``, ``chunk`` rows per transaction.
-
-    Small transactions keep the database responsive for the API writing new rows meanwhile.
-    """
-    if days < 1:
-        raise InvalidInput(f"retention of {days} days is not allowed; keep at least 1 day")
-    from core.platform.prediction_log.parquet import request_id_before
-
-    cutoff = (now or utcnow()) - timedelta(days=days)
-    deleted = {"predictions": 0, "feedback": 0, "errors": 0}
-    # Labels go with their predictions, however recently they were given. A prediction not in the table may
-    # be compacted rather than gone, so "not in the table" alone must not delete its label: it goes when its
-    # request id says the prediction is older than the cutoff (its hour's partition goes in the same pass).
-    orphaned = ~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists()
-    for key, table in (("predictions", PredictionLog), ("feedback", Feedback), ("errors", PredictionError)):
-        expired = table.ts < cutoff
-        if table is Feedback:
-            expired = expired | (orphaned & request_id_before(Feedback.request_id, cutoff))
-        while True:
-            with transaction(factory) as session:
-                ids = select(table.id).where(expired).order_by(table.id).limit(chunk)
-                # a DML statement gives a CursorResult, typed as Result
-                gone = cast(CursorResult[Any], session.execute(delete(table).where(table.id.in_(ids)))).rowcount or 0
-            deleted[key] += gone
-            if progress is not None:
-                progress(sum(deleted.values()))
-            if gone < chunk:
-                break
-    with transaction(factory) as session:
-        audit.record(session, actor, "predictions.purged", "prediction_log",
-                     {"days": days, "before": cutoff.isoformat(), **deleted})
-    return {"before": cutoff.isoformat(), "days": days, **deleted}

@@ -55,8 +55,8 @@ def trained(factory, workspace):
     add_dataset(factory, workspace, small_churn())
     version = train(factory, workspace)
     with transaction(factory) as s:
-        policy.save(s, actor=cli_actor(), home=workspace.home, text=policy.with_override(
-            policy.read_text(workspace.home), "churn", "approval", {"required": True}))
+        workspace.policies.save(s, actor=cli_actor(), text=policy.with_override(
+            workspace.policies.text(), "churn", "approval", {"required": True}))
         request = promotion_approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn",
                                                         version=version, reason="first model")
     promotion_approvals.decide(factory, workspace, actor=APPROVER, request_id=request.id, approve=True,

@@ -16,6 +16,7 @@ import pytest
 
 from core.alerts import notify
 from tests.support import aliases
+from tests.support.worker import drain
 from core.settings import Settings, get_settings
 from db.session import make_engine, make_session_factory
 from tests.support import training
@@ -54,6 +55,7 @@ def trained_template(tmp_path_factory: pytest.TempPathFactory, _sqlite_template:
                               "params": {"n_estimators": 10}}, actor=Actor("sam", "scientist", "job"),
           log=lambda line: None)
     aliases.move(settings, model="churn", alias="champion", version=1)
+    drain(factory, settings)  # the set-up's follow-ups (aliases.sync, retrain.consider): tests start on an empty queue
     engine.dispose()
     _checkpoint(root / "db" / "leanops.db")
     _checkpoint(root / "ws" / "mlflow.db")

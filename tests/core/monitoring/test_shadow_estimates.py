@@ -72,7 +72,7 @@ def test_both_versions_are_estimated_on_the_same_recent_records(trained):
     settings, factory = trained.settings, trained.factory
     train(factory, settings, {"dataset": "churn", "target": "churn", "model": "linear"},
           actor=Actor("sam", "scientist", "job"), log=lambda line: None)
-    aliases.move(settings, model="churn", alias="challenger", version=2)
+    aliases.move(settings, model="churn", alias="challenger", version=2, at=utcnow() - timedelta(hours=3))
     frame = small_churn(800, seed=31)
     outputs = log_pairs(factory, settings.registry, frame, ts=utcnow() - timedelta(hours=2))
     with factory() as s:

@@ -8,11 +8,11 @@ import pytest
 
 from core.actors import Actor, cli_actor
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from core.platform import aliases
 from core.platform.database import transaction
 from core.promotion import approvals, gates
 from core.promotion import moves as promotion_moves
 from db.models import AliasMove, AuditEvent
+from tests.support import aliases
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 from tests.support.versions import recorded
@@ -40,7 +40,7 @@ def rollback(factory, registry):
 
 
 def champion(registry):
-    return aliases.get(registry.mlflow_uri, model="m", alias="champion")
+    return aliases.get(registry, model="m", alias="champion")
 
 
 def test_failing_gate_blocks_then_passing_promotes_and_rollback_restores(factory, registry):
@@ -154,10 +154,10 @@ def test_approval_flow_trainer_cannot_approve_and_last_approval_promotes(factory
     assert change.to_version == 2 and champion(registry) == 2
     with factory() as s:
         assert not approvals.pending_requests(s, model="m")
-        # the schedules.sync job the promotion queues in its own transaction is a follow-up, not a step
+        # the schedules.sync and aliases.sync jobs a promotion queues in its own transaction are follow-ups, not steps
         actions = [e.action for e in s.query(AuditEvent).order_by(AuditEvent.seq) if e.action != "alert.raised"
                    and not e.action.startswith("schedule.")
-                   and not (e.action == "job.queued" and e.details["kind"] == "schedules.sync")]
+                   and not (e.action == "job.queued" and e.details["kind"] in ("schedules.sync", "aliases.sync"))]
     assert actions[-3:] == ["model.approved", "model.approved", "model.promote"]
 
 

@@ -18,6 +18,7 @@ from core.promotion import moves
 from core.retraining import auto_rollback, decisions, model_schedules, triggers
 from db.models import Alert, AuditEvent, DriftCheck, Job, Schedule, utcnow
 from jobs.runner import run_next
+from tests.support.worker import drain
 from tests.support import versions
 from tests.support.performance import log_predictions
 from tests.support.training import *  # noqa: F403
@@ -113,7 +114,7 @@ def registry(factory, workspace):
 
 def promote(factory, registry, version):
     moves.promote(factory, registry, actor=APPROVER, model="m", version=version, reason="test")
-    run_next(factory, registry, "w1")  # a worker runs the schedules.sync job the promotion queued
+    drain(factory, registry)  # a worker runs the follow-ups the promotion queued (aliases.sync, schedules.sync)
 
 
 def audit_rows(factory, prefix):

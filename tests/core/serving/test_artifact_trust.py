@@ -21,13 +21,13 @@ from core.actors import Actor, cli_actor
 from core.alerts import notify
 from core.errors import NotFound
 from core.platform import mlflow_store
-from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
+from core.registry import state
 from core.serving import cache as serving
 from core.serving import trust
 from core.serving.cache import ModelCache, Refused, load_version
-from db.models import AliasMove, AuditEvent
+from db.models import AuditEvent
 from tests.support import mlflow_models
 from tests.support.api import bearer, serving_settings
 from tests.support.factories import admin_actor
@@ -153,9 +153,9 @@ def test_a_cloudpickle_champion_set_directly_in_mlflow_is_never_loaded_and_the_o
     settings = serving_settings(tmp_path / "ws", sqlite_url, store, serving_reload_seconds=3600)
     engine = make_engine(settings.db_url)
     factory = make_session_factory(engine)
-    # The app serves only alias moves LeanOps recorded: v1 is promoted the LeanOps way. The cloudpickle
-    # version set directly in MLflow is then refused before its files are even read (alias_refused); so that
-    # the artifact checks themselves are tested, its training run and move are recorded as LeanOps' own too.
+    # The app serves the aliases LeanOps recorded: v1 is promoted the LeanOps way. The cloudpickle version set
+    # directly in MLflow is then never even looked at; so that the artifact checks themselves are tested, its
+    # training run and move are recorded as LeanOps' own too.
     leanops = LeanOpsStore(store.uri, store.artifacts, store.logged, factory=factory, settings=settings)
     name = store.fresh_name()
     store.register("lr", name)
@@ -173,8 +173,9 @@ def test_a_cloudpickle_champion_set_directly_in_mlflow_is_never_loaded_and_the_o
             evil = register_directly(store.uri, name, log_payload_model(store.uri, store.artifacts, "cloudpickle",
                                                                         marker), champion=True)
             runtime = client.app.state.runtime
-            assert runtime.cache.refresh() == [] and predict().json()["version"] == 1  # refused: not LeanOps' move
-            aliases.move(store.uri, model=name, alias="champion", version=1)
+            # not LeanOps' move: serving follows LeanOps' record, which still says v1
+            assert runtime.cache.refresh() == [] and predict().json()["version"] == 1
+            store.move(name, 1)
             leanops.move(name, evil)  # recorded as LeanOps' own: now only the artifact checks stand in the way
             assert runtime.cache.refresh() == [] and runtime.cache.refresh() == []
             assert not marker.exists(), "the model file's code ran in the serving process"
@@ -285,7 +286,8 @@ def test_a_legacy_version_is_served_through_leanops_and_audited_once(factory, wo
     uri = workspace.mlflow_uri
     MlflowClient(uri, uri).delete_model_version_tag("m", str(v2), mlflow_store.MODEL_SHA256_TAG)
     events = Events()
-    cache = ModelCache(registry=workspace.registry, reload_seconds=3600, on_event=events, factory=factory, settings=workspace)
+    cache = ModelCache(registry=workspace.registry, reload_seconds=3600, on_event=events, factory=factory,
+                       settings=workspace)
     assert cache.get("m", "champion").version == v1
     moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)
     assert cache.refresh() == [("m", "champion", v1, v2)]
@@ -319,9 +321,11 @@ def counted(calls: list[int]) -> Any:
     return loader
 
 
-def test_an_alias_moved_in_mlflow_is_refused_audited_and_alerted_once_and_a_leanops_promotion_is_served(
+def test_an_alias_moved_in_mlflow_is_never_served_and_one_sync_run_puts_it_back_audited_and_alerted(
         factory, workspace, leanops) -> None:
     from mlflow import MlflowClient
+
+    from core.registry import projection
 
     v1, v2 = leanops
     events, calls = Events(), []
@@ -334,25 +338,28 @@ def test_an_alias_moved_in_mlflow_is_refused_audited_and_alerted_once_and_a_lean
     for _ in range(3):
         assert cache.refresh() == []
     assert cache.peek("m", "champion").version == v1 and calls == [v1]  # v2 was never even loaded
-    refusal = {"model": "m", "alias": "champion", "version": v2, "recorded": v1, "serving": v1}
-    assert events.of("serving.alias_refused") == [refusal]
-    with factory() as session:
-        audited = [e for e in session.scalars(select(AuditEvent)) if e.action == "serving.alias_refused"]
-        alerts = [a for a in notify.recent(session, 50, model="m") if "outside LeanOps" in a.title]
-    assert [(e.actor, e.subject, e.details) for e in audited] == [("system:serving", "model:m", refusal)]
-    assert len(alerts) == 1 and alerts[0].condition == "integrity" and alerts[0].severity == "critical"
-    assert alerts[0].title == f"m: @champion moved to v{v2} outside LeanOps; refused"
-
     # A server starting now serves the champion LeanOps recorded, not MLflow's.
     assert ModelCache(registry=workspace.registry, reload_seconds=3600, factory=factory,
                       settings=workspace).get("m", "champion").version == v1
 
-    mlflow_client.set_registered_model_alias("m", "champion", str(v1))  # put back …
-    assert cache.refresh() == []
-    moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)  # … and promoted the LeanOps way
+    done = projection.sync_aliases(factory, workspace)  # one run of the aliases.sync follow-up
+    assert done["restored"] == [{"model": "m", "alias": "champion", "found": v2, "restored": v1}]
+    assert workspace.registry.aliases("m")["champion"] == v1  # put back in MLflow
+    assert projection.sync_aliases(factory, workspace)["restored"] == []  # and only once
+    with factory() as session:
+        audited = [e for e in session.scalars(select(AuditEvent)) if e.action == "model.alias_restored"]
+        alerts = [a for a in notify.recent(session, 50, model="m") if "outside LeanOps" in a.title]
+    assert [(e.actor, e.subject, e.details) for e in audited] == [
+        ("system:alias-sync", "model:m", {"alias": "champion", "found": v2, "restored": v1})]
+    assert len(alerts) == 1 and alerts[0].condition == "integrity" and alerts[0].severity == "critical"
+    assert alerts[0].title == "m: @champion was moved in MLflow outside LeanOps; put back"
+    assert "Serving never served it" in alerts[0].message
+
+    moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)  # promoted the LeanOps way
+    assert workspace.registry.aliases("m")["champion"] == v2  # projected at once, no alert
     assert cache.refresh() == [("m", "champion", v1, v2)]
     assert cache.peek("m", "champion").version == v2 and calls == [v1, v2]
-    assert len(events.of("serving.alias_refused")) == 1
+    assert projection.sync_aliases(factory, workspace)["restored"] == []
 
 
 def test_changed_files_and_versions_leanops_did_not_train_are_refused_even_when_promoted(
@@ -383,18 +390,16 @@ def test_changed_files_and_versions_leanops_did_not_train_are_refused_even_when_
     evil = register_directly(uri, "m", log_payload_model(uri, str(workspace.artifacts), "cloudpickle", marker))
     with pytest.raises(NotFound, match="no LeanOps training run"):  # promotion itself refuses it, even forced
         moves.promote(factory, workspace, actor=cli_actor(), model="m", version=evil, force=True, reason="fooled")
-    # Were a move to it recorded all the same (a history row written behind LeanOps' back), serving still
+    # Were a move to it recorded all the same (the alias rows written behind LeanOps' back), serving still
     # refuses a version LeanOps did not train.
     with transaction(factory) as session:
-        session.add(AliasMove(model="m", alias="champion", from_version=v2, to_version=evil, action="promote",
-                              actor="intruder"))
-    aliases.move(uri, model="m", alias="champion", version=evil)
+        state.move(session, actor=Actor("intruder", "admin"), model="m", alias="champion", to=evil, action="promote",
+                   reason="")
     assert cache.refresh() == [] and cache.peek("m", "champion").version == v1
     assert not marker.exists(), "the model file's code ran"
     failed = events.of("serving.reload_failed")
     assert [d["version"] for d in failed] == [v2, evil]
     assert f"m v{evil} could not be loaded: LeanOps has no training run that made it" in failed[1]["error"]
-    assert not events.of("serving.alias_refused")
 
 
 def test_training_hashes_the_model_files_it_uploads_and_links_the_logged_model_to_its_run(factory, workspace) -> None:

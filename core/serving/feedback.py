@@ -1,0 +1,107 @@
+"""Feedback: ground-truth labels for logged predictions, and who may send them.
+
+Labels drive live performance and so the automatic rollback, which is why a label is bound to whoever
+made the prediction (``writer.requester``, logged as ``requested_by``) unless the model's policy lets a
+role label any request. The log itself (``core/platform/prediction_log``) keeps the labels beside the
+predictions and reads them; the rule of who may write one is serving's.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from core import audit, policy
+from core.accounts.auth import require
+from core.actors import Actor
+from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.platform.prediction_log import reads
+from core.platform.prediction_log.writer import plain, requester
+from core.platform.storage import DataStore
+from core.policy import Policies
+from db.models import Feedback, utcnow
+
+
+def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
+                    store: DataStore, policies: Policies | None = None) -> int:
+    """Store ground-truth ``labels`` for the records of a logged request (replacing earlier ones).
+
+    Labels drive live performance and so the automatic rollback: only the actor that made the
+    prediction (``requested_by``) may label it, or an actor whose role is at least the model's
+    policy ``feedback.label_any_request`` (``admin`` by default; read from the workspace's ``policies``,
+    the default policy when None). A request logged before requesters were recorded can be labelled
+    only by that role. Replacing labels is audited with the old and new values.
+
+    ``store`` is the workspace's ``data_store``: a request already compacted into the Parquet partitions
+    is found there (labels often come late).
+
+    Raises:
+        NotFound: no prediction of ``model`` has this request_id (yet).
+        PermissionDenied: the actor may not send feedback, or may not label this request.
+        InvalidInput: the number of labels differs from the number of records predicted.
+    """
+    require(session, actor, "feedback.write", f"model:{model}")
+    if not isinstance(labels, list) or not labels:
+        raise InvalidInput("labels must be a non-empty list with one label per record of the request")
+    logged = reads.logged_records(session, store, request_id=request_id)  # hot or compacted (labels come late)
+    if not logged or logged[0].model != model:
+        raise NotFound(f"no prediction of model {model!r} with request_id {request_id!r}")
+    _check_labeler(actor, model=model, request_id=request_id, requested_by=logged[0].requested_by,
+                    policies=policies)
+    if len(labels) != len(logged):
+        raise InvalidInput(f"labels has {len(labels)} value(s) but request {request_id} predicted "
+                           f"{len(logged)} record(s); send one label per record, in order")
+    for i, label in enumerate(labels):
+        if isinstance(label, dict | list):
+            raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
+    new = [plain(label) for label in labels]
+    earlier = session.execute(select(Feedback.record_index, Feedback.label, Feedback.created_by)
+                              .where(Feedback.request_id == request_id).order_by(Feedback.record_index)).all()
+    if earlier:
+        changed = [{"record": row.record_index, "old": row.label, "new": new[row.record_index]}
+                   for row in earlier if _json(row.label) != _json(new[row.record_index])]  # indices < len(logged)
+        audit.record(session, actor, "prediction.feedback_overwritten", f"model:{model}",
+                     {"request_id": request_id, "replaced": len(earlier), "changed": changed,
+                      "previous_by": sorted({row.created_by for row in earlier})})
+    session.execute(delete(Feedback).where(Feedback.request_id == request_id))
+    now = utcnow()
+    session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
+                                        "label": label, "created_by": actor.name, "ts": now}
+                                       for i, label in enumerate(new)])
+    audit.record(session, actor, "prediction.feedback", f"model:{model}",
+                 {"request_id": request_id, "labels": len(labels)})
+    return len(labels)
+
+
+def _json(value: Any) -> str:
+    """A label as JSON text: ``True`` and ``1`` (equal in Python) are different labels."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: str | None,
+                   policies: Policies | None) -> None:
+    """Refuse (and audit the refusal) unless ``actor`` made the request or may label any request of ``model``."""
+    if requested_by is not None and requester(actor) == requested_by:
+        return
+    rules = policies.rules_for(model) if policies is not None else policy.ModelPolicy()
+    needed = rules.feedback.label_any_request
+    if actor.at_least(needed):
+        return
+    whose = ("was logged before requesters were recorded" if requested_by is None
+             else "was made by another token or user")
+    denied = PermissionDenied(
+        f"{actor.name} may not label request {request_id} of {model}: it {whose}; only the token or user that "
+        f"made a prediction may label it, or role {needed!r} or higher (policy feedback.label_any_request)")
+    denied.after_rollback.append(lambda own: audit.record(
+        own, actor, "permission.denied", f"model:{model}",
+        {"permission": "feedback.write", "request_id": request_id, "role": actor.role, "needs": needed,
+         "reason": "not the requester"}))
+    raise denied
+
+
+def feedback_for(session: Session, *, request_id: str) -> list[Any]:
+    return list(session.scalars(select(Feedback.label).where(Feedback.request_id == request_id)
+                                .order_by(Feedback.record_index)))
