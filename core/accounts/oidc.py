@@ -3,14 +3,15 @@
 The dashboard's routes (ui/oidc_routes.py) drive the authorization-code flow with PKCE: ``begin`` makes
 the request to send the browser to, ``exchange_code`` trades the returned code at the token endpoint
 (with the client secret), ``verify_id_token`` checks the ID token (RS256 signature against the
-provider's JWKS, ``iss``, ``aud``/``azp``, ``exp``, ``iat``, ``nonce``), ``check_allowed`` applies the
-e-mail domain / group allow-list, and ``sign_in`` maps the identity to a LeanOps user.
+provider's JWKS, ``iss``, ``aud``/``azp``, ``exp``, ``iat``, ``nbf``, ``nonce``), ``check_allowed`` applies
+the e-mail domain / group allow-list, and ``sign_in`` maps the identity to a LeanOps user.
 
 Why not Streamlit's ``st.login``: it keeps the identity in its own signed cookie, configured through
 ``secrets.toml``, beside (not inside) the ``sessions`` table, so a logout, an admin's revocation or a
-deactivation could not end it the way they end a LeanOps session. The checks are done here with
-``cryptography`` (already a dependency) rather than a JWT library: only RS256 is accepted, so the
-classic JWT mistakes (``alg: none``, an HMAC keyed with the public key) cannot happen.
+deactivation could not end it the way they end a LeanOps session. The token is verified with PyJWT, on an
+allow-list of one algorithm (RS256), so the classic JWT mistakes (``alg: none``, an HMAC keyed with the
+public key) cannot happen. The JWKS is read here with httpx rather than PyJWT's ``PyJWKClient``, which
+follows redirects: the keys come only from the https ``jwks_uri`` the discovery document names.
 
 Account mapping: a user is bound to the provider's ``(iss, sub)`` pair, never to an e-mail address
 alone (an address can be reassigned). The binding is kept in the user's ``password_hash`` as
@@ -27,11 +28,9 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import re
 import secrets
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -50,6 +49,7 @@ log = logging.getLogger("leanops.sso")
 SSO_MARK = "sso:"  # the password_hash of an account bound to an identity provider (see the module docstring)
 ACTOR = "system:sso"  # who creates a user on their first single sign-on
 LEEWAY_SECONDS = 60  # clock difference tolerated between the provider and this machine
+ALGORITHMS = ("RS256",)  # the ID token's signature algorithms accepted (OpenID Connect's default)
 TIMEOUT_SECONDS = 10.0
 _USERNAME_BAD = re.compile(r"[^A-Za-z0-9_.@-]")
 
@@ -210,63 +210,82 @@ def exchange_code(provider: Provider, discovery: Discovery, *, code: str, redire
 
 # -- the ID token --------------------------------------------------------------------------------
 
-def verify_id_token(token: str, *, keys: list[dict[str, Any]], issuer: str, client_id: str, nonce: str,
-                    now: float | None = None) -> dict[str, Any]:
+def verify_id_token(token: str, *, keys: list[dict[str, Any]], issuer: str, client_id: str,
+                    nonce: str) -> dict[str, Any]:
     """The ID token's claims once its RS256 signature and its claims hold; else AuthError saying which failed.
 
+    PyJWT checks the signature (with the algorithm allow-list), ``iss``, ``aud``, ``exp``, ``iat`` and
+    ``nbf`` (each with ``LEEWAY_SECONDS``) and refuses an RSA key under 2048 bits; ``azp``, ``nonce`` and
+    ``sub`` are checked here, as OpenID Connect asks and PyJWT does not.
+
     Args:
-        keys: the provider's JWKS ``keys``; the token's ``kid`` picks one (or the only RSA key).
+        keys: the provider's JWKS ``keys`` (``fetch_jwks``, read at each sign-in, so a rotated key is
+            found); the token's ``kid`` picks one (or the only RSA key when the token names none).
         nonce: the value sent with this browser's authorization request.
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    import jwt
 
-    now = time.time() if now is None else now
     try:
-        head_b64, body_b64, sig_b64 = token.split(".")
-        header = json.loads(_unb64(head_b64))
-        claims = json.loads(_unb64(body_b64))
-        signature = _unb64(sig_b64)
-    except (ValueError, TypeError):
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
         raise AuthError("the ID token is not a signed JWT (three base64url parts of JSON)") from None
-    if not isinstance(header, dict) or not isinstance(claims, dict):
-        raise AuthError("the ID token's header or claims are not JSON objects")
-    if header.get("alg") != "RS256":
-        raise AuthError(f"the ID token is signed with {header.get('alg')!r}; only RS256 is accepted")
-    rsa_keys = [k for k in keys if k.get("kty") == "RSA" and k.get("use", "sig") == "sig"]
-    kid = header.get("kid")
-    candidates = [k for k in rsa_keys if k.get("kid") == kid] if kid else rsa_keys[:1] if len(rsa_keys) == 1 else []
-    if not candidates:
-        raise AuthError(f"the ID token's signing key {kid!r} is not among the provider's keys")
-    jwk = candidates[0]
+    if header.get("alg") not in ALGORITHMS:
+        raise AuthError(f"the ID token is signed with {header.get('alg')!r}; only {', '.join(ALGORITHMS)} "
+                        "is accepted")
+    key = _signing_key(keys, header.get("kid"))
     try:
-        public = rsa.RSAPublicNumbers(int.from_bytes(_unb64(jwk["e"]), "big"),
-                                      int.from_bytes(_unb64(jwk["n"]), "big")).public_key()
-        public.verify(signature, f"{head_b64}.{body_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
+        claims = jwt.decode(token, key, algorithms=list(ALGORITHMS), audience=client_id, issuer=issuer,
+                            leeway=LEEWAY_SECONDS,
+                            options={"require": ["exp"], "enforce_minimum_key_length": True})
+    except jwt.InvalidSignatureError:
         raise AuthError("the ID token's signature does not verify with the provider's key") from None
-    except (KeyError, ValueError, TypeError):
-        raise AuthError(f"the provider's key {kid!r} is not a usable RSA key") from None
+    except jwt.ExpiredSignatureError:
+        raise AuthError("the ID token has expired; sign in again") from None
+    except jwt.ImmatureSignatureError:
+        raise AuthError("the ID token is dated in the future; check this machine's clock") from None
+    except (jwt.InvalidIssuerError, jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
+        raise AuthError(_claim_refusal(token, exc, issuer=issuer, client_id=client_id)) from None
+    except jwt.InvalidKeyError as exc:
+        raise AuthError(f"the provider's key {header.get('kid')!r} is refused: {exc}") from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthError(f"the ID token is malformed: {exc}") from None
 
-    if claims.get("iss") != issuer:
-        raise AuthError(f"the ID token was issued by {claims.get('iss')!r}, not by {issuer!r}")
-    aud = claims.get("aud")
-    audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if client_id not in audiences:
-        raise AuthError(f"the ID token is meant for {aud!r}, not for this dashboard's client id {client_id!r}")
-    if len(audiences) > 1 and claims.get("azp") != client_id:
+    aud = claims["aud"]
+    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
         raise AuthError("the ID token has several audiences and its 'azp' is not this dashboard's client id")
-    exp, iat = claims.get("exp"), claims.get("iat")
-    if not isinstance(exp, (int, float)) or now > exp + LEEWAY_SECONDS:
-        raise AuthError("the ID token has expired (or has no 'exp'); sign in again")
-    if isinstance(iat, (int, float)) and iat > now + LEEWAY_SECONDS:
-        raise AuthError("the ID token is dated in the future; check this machine's clock")
     if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(claims["nonce"], nonce):
         raise AuthError("the ID token's nonce is not the one this browser's sign-in sent (a replayed token?)")
     if not isinstance(claims.get("sub"), str) or not claims["sub"]:
         raise AuthError("the ID token names no subject ('sub')")
     return claims
+
+
+def _signing_key(keys: list[dict[str, Any]], kid: Any) -> Any:
+    """The provider's key the token names (a ``jwt.PyJWK``); AuthError when it has none such."""
+    import jwt
+
+    rsa_keys = [k for k in keys if k.get("kty") == "RSA" and k.get("use", "sig") == "sig"]
+    candidates = [k for k in rsa_keys if k.get("kid") == kid] if kid else rsa_keys[:1] if len(rsa_keys) == 1 else []
+    if not candidates:
+        raise AuthError(f"the ID token's signing key {kid!r} is not among the provider's keys")
+    try:
+        return jwt.PyJWK(candidates[0])
+    except jwt.PyJWTError:
+        raise AuthError(f"the provider's key {kid!r} is not a usable RSA key") from None
+
+
+def _claim_refusal(token: str, exc: Exception, *, issuer: str, client_id: str) -> str:
+    """Why PyJWT refused ``iss``/``aud``/a missing claim, naming what the token said (its signature held)."""
+    import jwt
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        if exc.claim == "exp":
+            return "the ID token has no expiry ('exp'); sign in again"
+        return f"the ID token has no {exc.claim!r} claim"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return f"the ID token was issued by {claims.get('iss')!r}, not by {issuer!r}"
+    return f"the ID token is meant for {claims.get('aud')!r}, not for this dashboard's client id {client_id!r}"
 
 
 def groups_of(claims: dict[str, Any], groups_claim: str) -> list[str]:
@@ -372,7 +391,3 @@ def _username_for(email: str) -> str:
 
 def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

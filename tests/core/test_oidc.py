@@ -112,6 +112,9 @@ def _hs256_with_public_key(idp: OidcProvider) -> str:
     (lambda idp: idp.sign(idp.claims(nonce=NONCE, iss="https://evil.example")), "issued by 'https://evil.example'"),
     (lambda idp: idp.sign(idp.claims(nonce=NONCE, exp=int(time.time()) - 120)), "expired"),
     (lambda idp: idp.sign(idp.claims(nonce=NONCE, iat=int(time.time()) + 3600)), "in the future"),
+    (lambda idp: idp.sign(idp.claims(nonce=NONCE, nbf=int(time.time()) + 3600)), "in the future"),
+    (lambda idp: idp.sign({k: v for k, v in idp.claims(nonce=NONCE).items() if k != "exp"}), "no expiry"),
+    (lambda idp: idp.sign(idp.claims(nonce=NONCE, exp="tomorrow")), "malformed.*exp"),
     (lambda idp: idp.sign(idp.claims(nonce="someone-elses")), "nonce"),
     (lambda idp: "not.a-jwt", "not a signed JWT"),
 ])
@@ -122,6 +125,25 @@ def test_an_id_token_failing_any_check_is_refused_with_the_reason(idp, make, mes
 
 def test_a_good_id_token_passes(idp):
     assert verify(idp, idp.sign(idp.claims(nonce=NONCE)))["email"] == "Ada@Example.com"
+
+
+def test_a_token_within_the_leeway_passes_and_the_kid_picks_the_key_after_a_rotation(idp):
+    now = int(time.time())
+    assert verify(idp, idp.sign(idp.claims(nonce=NONCE, exp=now - 30, iat=now + 30)))["sub"] == "ada-1"
+    old = idp.jwks()["keys"][0]
+    idp.key, idp.kid = other_key(), "test-key-2"  # the provider rotates its key and still lists the old one
+    keys = [old, *idp.jwks()["keys"]]
+    assert verify(idp, idp.sign(idp.claims(nonce=NONCE)), keys=keys)["sub"] == "ada-1"
+    with pytest.raises(AuthError, match="signing key 'test-key-2'"):  # keys read before the rotation
+        verify(idp, idp.sign(idp.claims(nonce=NONCE)), keys=[old])
+
+
+def test_an_rsa_key_under_2048_bits_is_refused(idp):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    idp.key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    with pytest.raises(AuthError, match="key 'test-key-1' is refused"):
+        verify(idp, idp.sign(idp.claims(nonce=NONCE)))
 
 
 @pytest.mark.parametrize(("claims", "provider_kw", "message"), [
