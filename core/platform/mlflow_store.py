@@ -369,7 +369,7 @@ def version_info(store: MlflowStore, *, name: str, version: int) -> dict[str, An
     except MlflowException as exc:
         raise NotFound(f"no model version {name} v{version}: {exc}") from None
     return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "source": mv.source,
-            "status": mv.status, "tags": dict(mv.tags), "aliases": list(mv.aliases)}
+            "status": mv.status, "tags": dict(mv.tags)}
 
 
 def versions_of_run(store: MlflowStore, *, name: str, run_id: str) -> list[int]:
