@@ -187,7 +187,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
     path = Path(args.file)
     with transaction(factory) as session:
         reg = datasets.register(session, actor=cli_actor(), name=args.name, data=path, filename=path.name,
-                                store_root=settings.data_store, source=f"cli:{path.name}",
+                                store_root=settings.data_store, settings=settings, source=f"cli:{path.name}",
                                 description=args.description or "", max_bytes=settings.max_upload_mb * 2**20,
                                 limits=TableLimits.of(settings))
     failed = [f"  ✗ {c['check']} {c['column'] or ''}: {c['observed']} (expected {c['expected']})"
@@ -367,7 +367,7 @@ def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
 
     from core.actors import cli_actor
     from core.errors import InvalidInput
-    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log.export import export
 
     def when(flag: str, value: str | None) -> datetime | None:
         if value is None:
@@ -380,9 +380,9 @@ def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
         return at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # a time without a zone is UTC
 
     settings, factory = _context()
-    doc = prediction_store.export(factory, settings.data_store, actor=cli_actor(), model=args.model,
-                                  out=Path(args.out), since=when("--since", args.since),
-                                  until=when("--until", args.until))
+    doc = export(factory, settings.data_store, actor=cli_actor(), model=args.model,
+                 out=Path(args.out), since=when("--since", args.since),
+                 until=when("--until", args.until))
     return Outcome(doc, text=f"wrote {doc['rows']:,} prediction(s) of {args.model} to {doc['path']}")
 
 

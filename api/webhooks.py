@@ -13,7 +13,6 @@ from starlette.concurrency import run_in_threadpool
 
 from api.auth import CurrentActor, require
 from api.errors import ErrorBody, responses
-from core.actors import system_actor
 from core.data import datasets
 from core.data.tables import TableLimits
 from core.platform import job_queue
@@ -59,22 +58,16 @@ async def upload_dataset_version(
     factory = request.app.state.runtime.factory
     filename = (file.filename or "upload").replace("\x00", "")[-200:] or "upload"
 
-    def register() -> tuple[datasets.Registration, list[int]]:
+    def register() -> datasets.Registration:
         with transaction(factory) as session:
-            reg = datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
-                                    store_root=settings.data_store, source=f"api:{filename}",
-                                    description=description.replace("\x00", ""),
-                                    max_bytes=settings.max_upload_mb * 2**20,
-                                    limits=TableLimits.of(settings))
-            # The upload retrain trigger (policy retrain.on_upload / on_data_growth) is a job queued with
-            # the version, in this transaction; the worker decides by policy and queues the retrain.
-            follow_up = [job_queue.enqueue(session, actor=system_actor("dataset-upload"), kind="retrain.consider",
-                                           params={"dataset": reg.version.name, "version": reg.version.version,
-                                                   "via_api": True}).id] if reg.created else []
-            return reg, follow_up
+            return datasets.register(session, actor=actor, name=name, data=file.file, filename=filename,
+                                     store_root=settings.data_store, settings=settings,
+                                     source=f"{datasets.API_SOURCE}{filename}",
+                                     description=description.replace("\x00", ""),
+                                     max_bytes=settings.max_upload_mb * 2**20, limits=TableLimits.of(settings))
 
-    reg, follow_up = await run_in_threadpool(register)
-    answer = reg.as_dict() | {"retrain_jobs": follow_up}
+    reg = await run_in_threadpool(register)
+    answer = reg.as_dict() | {"retrain_jobs": [reg.retrain_consider] if reg.retrain_consider else []}
     return JSONResponse(answer, status_code=201 if reg.created else 200)
 
 

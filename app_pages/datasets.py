@@ -52,7 +52,7 @@ if who.at_least("scientist"):
                     st.error("Choose a CSV or Parquet file to upload first.")
                 elif reg := act(lambda s: datasets.register(
                         s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.data_store,
-                        source=f"upload:{upload.name}", description=description,
+                        settings=settings, source=f"upload:{upload.name}", description=description,
                         max_bytes=settings.max_upload_mb * 2**20, limits=TableLimits.of(settings))):
                     show(reg, clear=True)
         with sql_tab:

@@ -30,6 +30,7 @@ from core.data.tables import Input, TableLimits, read_parquet, read_table, write
 from core.errors import IntegrityError, InvalidInput, NotFound, StoreUnavailable
 from core.platform import job_queue
 from core.platform.storage import DataStore, LocalStore, as_store
+from core.settings import Settings
 from db.models import Dataset, DatasetSchema, DatasetVersion, utcnow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -130,7 +131,8 @@ def key_for(sha256: str) -> str:
 
 def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | DataStore, source: str,
              filename: str = "", description: str = "", source_query: str | None = None,
-             max_bytes: int | None = None, limits: TableLimits | None = None) -> Registration:
+             max_bytes: int | None = None, limits: TableLimits | None = None,
+             settings: Settings | None = None) -> Registration:
     """Register ``data`` (a path, bytes, a binary file or a DataFrame) as the next version of ``name``.
 
     Identical content (same sha256) creates nothing and returns the existing version. Bad input
@@ -194,7 +196,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
         "certificate_passed": cert.passed, "failed_checks": [_label(c) for c in cert.failed],
         "source": row.source, "new_dataset": number == 1})
     if not cert.passed:
-        _alert_failed_certificate(session, store_root, name, number, cert)
+        _alert_failed_certificate(session, settings, store_root, name, number, cert)
     # A new version may start a retrain (policy retrain.on_upload, retrain.on_data_growth): a later stage's
     # work, asked for by a job queued with the version, whichever entry uploaded it; the worker decides by
     # policy. retrain.on_upload is about versions pushed through the HTTP API, hence ``via_api``.
@@ -205,18 +207,17 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
                         previous_rows=previous.rows if previous else None, retrain_consider=follow_up.id)
 
 
-def _alert_failed_certificate(session: Session, store_root: Path | DataStore, name: str, number: int,
+def _alert_failed_certificate(session: Session, settings: Settings | None, store_root: Path | DataStore, name: str,
+                              number: int,
                               cert: Certificate) -> None:
     """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
     from core.alerts import notify
-
-    from core.settings import Settings
 
     failed = [_label(c) for c in cert.failed]
     root = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
     # The workspace's policies (cooldown) and default delivery settings, built without reading the environment.
     # TODO(issue 23, item 3): take the caller's Workspace instead (on S3 the local root is not known here).
-    settings = Settings.model_construct(home=Path(root or "."))
+    settings = settings or Settings.model_construct(home=Path(root or "."))
     notify.notify_after_commit(
         session, settings, condition="certificate", model=f"dataset:{name}",
         title=f"Dataset {name}:{number} failed its quality certificate",

@@ -397,13 +397,15 @@ def test_a_failed_certificate_alerts_once_the_registration_commits(factory, sett
     def register(frame):
         with transaction(factory) as s:
             return datasets.register(s, actor=ADMIN, name="churn", data=frame, store_root=settings.home,
+                                     settings=settings,
                                      source="test")
 
     register(churn_frame(rows=300, seed=1))
     bad = churn_frame(rows=300, seed=2)
     bad["customer_age"] = bad["customer_age"] * 12  # months instead of years
     with pytest.raises(RuntimeError), transaction(factory) as s:  # rolled back: no alert
-        datasets.register(s, actor=ADMIN, name="churn", data=bad, store_root=settings.home, source="test")
+        datasets.register(s, actor=ADMIN, name="churn", data=bad, store_root=settings.home, source="test",
+                          settings=settings)
         raise RuntimeError("caller failed after registering")
     assert notify.wait_for_deliveries(60)
     with factory() as s:
