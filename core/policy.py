@@ -142,7 +142,22 @@ def _check_rule(rule: str) -> str:
     return rule
 
 
+def _check_cron(expression: str | None) -> str | None:
+    # Parsed by APScheduler's trigger parser, as the scheduler will, so a cron it would refuse is refused
+    # here, when policies.yaml is saved, with its line (the field's validator puts `schedule` in the path).
+    if expression is None:
+        return None
+    from core.platform.schedules import check_cron
+
+    try:
+        check_cron(expression)
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
+    return expression
+
+
 Rule = Annotated[str, AfterValidator(_check_rule)]
+Cron = Annotated[str | None, AfterValidator(_check_cron)]  # five cron fields, UTC; None: off
 Task = Literal["classification", "regression"]
 
 
@@ -187,14 +202,9 @@ class Drift(_Strict):
     top_k: int = Field(3, ge=0, le=1000)
     importance_share: float = Field(0.10, gt=0, le=1)
     prediction_drift: bool = True
-    schedule: str | None = "0 6 * * *"
+    schedule: Cron = "0 6 * * *"
     window_hours: float = Field(24, gt=0)
     min_rows: int = Field(30, ge=1)
-
-    @model_validator(mode="after")
-    def _cron(self) -> Drift:
-        _check_cron(self.schedule)
-        return self
 
 
 class Performance(_Strict):
@@ -206,14 +216,9 @@ class Performance(_Strict):
 
 class Retrain(_Strict):
     on_drift: bool = True
-    schedule: str | None = None
+    schedule: Cron = None
     on_data_growth: float | None = Field(0.10, ge=0)
     on_upload: bool = True
-
-    @model_validator(mode="after")
-    def _cron(self) -> Retrain:
-        _check_cron(self.schedule)
-        return self
 
 
 APPROVE = "approve"
@@ -248,17 +253,6 @@ class Shadow(_Strict):
     max_days: float = Field(14, gt=0)  # ... or this long after the challenger was set
     p_value: float = Field(0.05, gt=0, lt=1)
     decide: Literal["promote", "alert"] = "alert"
-
-
-def _check_cron(expression: str | None) -> None:
-    if expression is None:
-        return
-    from core.platform.schedules import check_cron
-
-    try:
-        check_cron(expression)
-    except InvalidInput as exc:
-        raise ValueError(str(exc)) from None
 
 
 class ModelPolicy(_Strict):

@@ -155,13 +155,8 @@ def poll_queue() -> None:
 
 
 def cron_trigger(cron: str) -> Any:
-    """The APScheduler trigger of a stored cron (UTC) with crontab's meaning of every field (see
-    ``schedules.crontab_days``: APScheduler's own weekday numbers start at Monday)."""
-    from apscheduler.triggers.cron import CronTrigger
-
-    minute, hour, day, month, day_of_week = schedules.check_cron(cron).split()
-    return CronTrigger(minute=minute, hour=hour, day=day, month=month,
-                       day_of_week=schedules.crontab_days(day_of_week), timezone="UTC")
+    """The APScheduler trigger of a stored cron (UTC): the one ``schedules.check_cron`` parsed at save."""
+    return schedules.cron_trigger(cron)
 
 
 def fire_schedule(name: str) -> None:

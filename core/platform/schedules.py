@@ -1,8 +1,13 @@
-"""Recurring jobs. Rows here are the truth; the one scheduler process mirrors them into APScheduler."""
+"""Recurring jobs. Rows here are the truth; the one scheduler process mirrors them into APScheduler.
+
+A cron is parsed when it is saved by APScheduler's own trigger parser (``cron_trigger``), the one the
+scheduler builds its trigger with, so a cron the scheduler would refuse never reaches a row. This is the
+one core module allowed to import APScheduler, and only ``apscheduler.triggers`` (a parser with no
+threads or job store); the scheduler itself stays in jobs/ (tests/test_layers.py holds the exception).
+"""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,8 +22,9 @@ from core.errors import InvalidInput, NotFound
 from core.platform.job_queue import KINDS
 from db.models import Schedule, utcnow
 
-_FIELD = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?(,(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?)*$")
 CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *' (daily 03:00 UTC)"
+_CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")  # APScheduler's names, in crontab's order
+_CRON_LABELS = ("minute", "hour", "day-of-month", "month", "day-of-week")
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,37 @@ def _view(row: Schedule) -> ScheduleView:
 
 
 def check_cron(cron: str) -> str:
+    """The cron as stored (five fields, lower case, single spaces) once APScheduler's parser accepts it.
+
+    Raises:
+        InvalidInput: naming the field APScheduler refused and why, e.g. for ``99 99 * * *``:
+            "the minute field '99' is refused: the last value (99) is higher than the maximum value (59)".
+    """
     fields = cron.lower().split()
-    if len(fields) != 5 or not all(_FIELD.match(f) for f in fields):
-        raise InvalidInput(f"cron {cron!r} is not valid: {CRON_HELP}")
+    if len(fields) != 5:
+        raise InvalidInput(f"cron {cron!r} has {len(fields)} field{'s' * (len(fields) != 1)}, not {CRON_HELP}")
+    for name, label, value in zip(_CRON_FIELDS, _CRON_LABELS, fields, strict=True):
+        try:
+            _trigger(**{name: value})
+        except ValueError as exc:
+            why = str(exc).partition(f"Error validating expression {value!r}: ")[2] or str(exc)
+            raise InvalidInput(f"cron {cron!r}: the {label} field {value!r} is refused: {why}; "
+                               f"cron is {CRON_HELP}") from None
     return " ".join(fields)
+
+
+def cron_trigger(cron: str) -> Any:
+    """The APScheduler ``CronTrigger`` (UTC) of a cron, with crontab's meaning of every field (see
+    ``crontab_days``: APScheduler's own weekday numbers start at Monday, even in ``from_crontab``)."""
+    minute, hour, day, month, day_of_week = check_cron(cron).split()
+    return _trigger(minute=minute, hour=hour, day=day, month=month, day_of_week=day_of_week)
+
+
+def _trigger(*, day_of_week: str = "*", **fields: str) -> Any:
+    # The documented exception to "core never imports apscheduler": the trigger parser only.
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger(**fields, day_of_week=crontab_days(day_of_week), timezone="UTC")
 
 
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")  # crontab's numbering: 0 (and 7) = Sunday

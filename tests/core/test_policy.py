@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from core import policy
+from core.actors import Actor
 from core.errors import InvalidInput
+from core.platform.database import transaction
+from db.models import AuditEvent, Job
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 DEFAULT = policy.parse(policy.DEFAULT_POLICY_YAML)
@@ -32,9 +37,17 @@ def test_default_policy_has_the_seed_numbers():
     ("default: [1\n", "not valid YAML"),
     ("- 1\n- 2\n", "must be a mapping"),
     ("default:\n  auto_promote: true\n  approval:\n    required: true\n", "auto_promote cannot be true"),
+    ("default:\n  drift:\n    schedule: '99 99 * * *'\n",
+     "line 3: default.drift.schedule: cron '99 99 * * *': the minute field '99' is refused"),
+    ("default:\n  retrain:\n    on_drift: true\n    schedule: '0 25 * * *'\n",
+     "line 4: default.retrain.schedule: cron '0 25 * * *': the hour field '25' is refused"),
+    ("models:\n  churn:\n    retrain:\n      schedule: '0 3 * * 8'\n",
+     "line 4: models.churn: retrain.schedule: cron '0 3 * * 8': the day-of-week field '8' is refused"),
+    ("default:\n  drift:\n    schedule: '0 6 * *'\n",
+     "line 3: default.drift.schedule: cron '0 6 * *' has 4 fields, not five fields"),
 ])
 def test_bad_policy_files_name_the_line_and_rule(text, message):
-    with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(InvalidInput, match=re.escape(message)):
         policy.parse(text)
 
 
@@ -57,6 +70,24 @@ def test_rollback_auto_is_true_false_or_approve(value, auto):
 def test_bad_rollback_and_feedback_values_name_the_line(text, message):
     with pytest.raises(InvalidInput, match=message.replace(".", r"\.").replace("(", r"\(").replace(")", r"\)")):
         policy.parse(text)
+
+
+def test_a_cron_the_scheduler_would_refuse_is_refused_when_the_policy_is_saved(factory, tmp_path):
+    """``99 99 * * *`` fails at save, with its line and field, not at the scheduler's next start."""
+    policies = policy.Policies.at(tmp_path / policy.POLICY_FILE)
+    policies.write_default()
+    before = policies.path.read_text()
+    text = policy.DEFAULT_POLICY_YAML.replace('schedule: "0 6 * * *"', 'schedule: "99 99 * * *"')
+    line = text[:text.index("99 99")].count("\n") + 1
+    with pytest.raises(InvalidInput, match=re.escape(f"line {line}: default.drift.schedule: cron '99 99 * * *': "
+                                                     "the minute field '99' is refused: the last value (99) is "
+                                                     "higher than the maximum value (59)")):
+        with transaction(factory) as s:
+            policies.save(s, actor=Actor("root", "admin"), text=text)
+    assert policies.path.read_text() == before
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent)) == 0
+        assert s.scalar(select(func.count()).select_from(Job)) == 0
 
 
 def test_only_admins_label_any_request_by_default():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -58,13 +60,36 @@ def test_a_second_scheduler_is_refused(runtime, factory):
             leases.acquire(s, name=scheduler.LEASE, holder="other:1:x", ttl=45)
 
 
-@pytest.mark.parametrize("cron", ["", "* * *", "61 * * * * *", "a b c d e;", "* * * * * *"])
+@pytest.mark.parametrize("cron", ["", "* * *", "61 * * * * *", "a b c d e;", "* * * * * *", "99 99 * * *",
+                                  "0 0 0 * *", "*/0 * * * *", "5-1 * * * *", "0 0 * 13 *", "0 0 * * 8"])
 def test_bad_cron_is_refused(factory, cron):
     with transaction(factory) as s:
         schedules.ensure(s, actor=cli_actor(), name="x", kind="audit.verify", cron="0 0 * * *")
     with pytest.raises(InvalidInput, match="five fields"):
         with transaction(factory) as s:
             schedules.set_cron(s, actor=cli_actor(), name="x", cron=cron)
+
+
+@pytest.mark.parametrize(("cron", "field"), [
+    ("99 99 * * *", "the minute field '99' is refused: the last value (99) is higher than the maximum value (59)"),
+    ("0 24 * * *", "the hour field '24'"),
+    ("0 0 32 * *", "the day-of-month field '32'"),
+    ("0 0 * 0 *", "the month field '0'"),
+    ("0 0 * * funday", "the day-of-week field 'funday'"),
+])
+def test_a_cron_is_parsed_by_apscheduler_at_save_and_the_refused_field_named(factory, cron, field):
+    with pytest.raises(InvalidInput, match=re.escape(f"cron {cron!r}: {field}")):
+        with transaction(factory) as s:
+            schedules.ensure(s, actor=cli_actor(), name="x", kind="audit.verify", cron=cron)
+    with factory() as s:
+        assert schedules.list_schedules(s) == []
+
+
+@pytest.mark.parametrize("cron", ["0 3 * * 7", "0 9 * * 1-5", "*/15 * * * *", "0 0 1 jan-mar sun", "30 2 * * 5-7"])
+def test_crontab_crons_the_scheduler_runs_are_accepted(cron):
+    """Crontab's 7 (Sunday) and ranges up to it are accepted: APScheduler's from_crontab would refuse them."""
+    assert schedules.check_cron(cron) == cron
+    assert scheduler.cron_trigger(cron).get_next_fire_time(None, datetime(2026, 11, 30, tzinfo=UTC)) is not None
 
 
 def test_only_admins_change_schedules(factory):
