@@ -16,8 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.platform.prediction_log.journal import Journal, segments_folder
-from core.platform.prediction_log.writer import LogWriter
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +31,9 @@ from core import audit
 from core.actors import system_actor
 from core.errors import redact
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import parquet
+from core.platform.prediction_log.journal import Journal, segments_folder
+from core.platform.prediction_log.writer import LogWriter
 from core.serving.batching import Batcher
 from core.serving.cache import LOAD_DEADLINE, ModelCache
 from core.serving.inference import Predictor
@@ -160,8 +160,7 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
         journal = Journal(segments_folder(settings.home), durability=settings.prediction_log_durability)
         writer = LogWriter(factory, capacity=settings.prediction_log_queue,
                            on_written=lambda rows, seconds: metrics.written.inc(rows), journal=journal,
-                           stored_elsewhere=lambda items: prediction_store.compacted_request_ids(settings.data_store,
-                                                                                                  items))
+                           stored_elsewhere=lambda items: parquet.compacted_request_ids(settings.data_store, items))
         metrics.watch_queue(lambda: writer.depth)
     batcher = Batcher(max_batch=settings.serving_max_microbatch, window=settings.serving_window_ms / 1000,
                       split=settings.serving_split_threads)

@@ -16,9 +16,10 @@ from api.boundary import BodyTooLarge
 from api.errors import responses, status_of, what_failed
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log.parquet import new_request_id
+from core.platform.prediction_log.writer import requester
 from core.serving.cache import ALIAS_PATTERN
+from core.serving.feedback import record_feedback
 from core.serving.inference import ARROW, read_arrow, write_arrow
 from core.training.spec import MODEL_NAME_RE
 
@@ -96,7 +97,7 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     rt = request.app.state.runtime
     started = time.perf_counter()
     await require(request, actor, "predict")
-    request_id = prediction_store.new_request_id()  # time-prefixed: a lookup reads only that hour's partitions
+    request_id = new_request_id()  # time-prefixed: a lookup reads only that hour's partitions
     try:
         raw = await request.body()  # its size was checked as it streamed in (api.boundary)
         body: Any
@@ -113,7 +114,7 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
                                    "nothing else")
         decoded = time.perf_counter() - started
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
-                                            request_id=request_id, requested_by=predictions.requester(actor))
+                                            request_id=request_id, requested_by=requester(actor))
     except LeanOpsError as exc:
         rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=status_of(exc), message=str(exc))
         raise
@@ -155,9 +156,9 @@ async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: C
 
     def store() -> int:
         with transaction(rt.factory) as session:
-            return predictions.record_feedback(session, actor=actor, model=name, request_id=body.request_id,
-                                               labels=list(body.labels), policies=rt.settings.policies,
-                                               store=rt.settings.data_store)
+            return record_feedback(session, actor=actor, model=name, request_id=body.request_id,
+                                   labels=list(body.labels), policies=rt.settings.policies,
+                                   store=rt.settings.data_store)
 
     try:
         stored = await run_in_threadpool(store)

@@ -22,7 +22,7 @@ features (15 numbers, 5 categories) as the API logs them:
 5. a lookup by request id among BENCH_LOOKUP_ROWS predictions (ten models × BENCH_ROWS by default,
    so 10 M at the default size): the bench model's rows come through the writer and the compactor;
    the other nine models' partitions are written directly with the compactor's own writer
-   (``prediction_store._write_durably``, same columns, types, file layout and row groups as
+   (``parquet._write_durably``, same columns, types, file layout and row groups as
    ``to_tables``/``_compact_hour`` make) because logging 9 M rows through the API would take an hour.
    Their ``input_hash`` is random hex of the same length (the lookup does not check it). Median and
    p99 over lookups of random compacted ids and of ids still in the hot table.
@@ -62,27 +62,25 @@ CATEGORIES = ["red", "green", "blue", "amber"]
 
 
 def served(rng: np.random.Generator, ts, rows: int = 1):
+    from core.platform.prediction_log.parquet import new_request_id
     from core.platform.prediction_log.writer import Served
-
-    from core.platform.prediction_log import parquet as prediction_store
 
     cols = {f"n{i:02d}": rng.normal(size=rows) for i in range(15)}
     cols |= {f"c{i}": rng.choice(np.array(CATEGORIES, dtype=object), rows) for i in range(5)}
-    return Served(prediction_store.new_request_id(ts), ts, MODEL, "champion", 1, cols,
+    return Served(new_request_id(ts), ts, MODEL, "champion", 1, cols,
                   rng.integers(0, 2, rows).tolist(), 3.2, "token:bench")
 
 
 def served_many(rng: np.random.Generator, times: list) -> list:
     """One single-record request per time in ``times``, as ``served`` makes them, drawn column-wise (fast)."""
+    from core.platform.prediction_log.parquet import new_request_id
     from core.platform.prediction_log.writer import Served
-
-    from core.platform.prediction_log import parquet as prediction_store
 
     n = len(times)
     cols = {f"n{i:02d}": rng.normal(size=n) for i in range(15)}
     cols |= {f"c{i}": np.array(CATEGORIES, dtype=object)[rng.integers(0, 4, n)] for i in range(5)}
     outputs = rng.integers(0, 2, n).tolist()
-    return [Served(prediction_store.new_request_id(ts), ts, MODEL, "champion", 1,
+    return [Served(new_request_id(ts), ts, MODEL, "champion", 1,
                    {k: v[j: j + 1] for k, v in cols.items()}, outputs[j: j + 1], 3.2, "token:bench")
             for j, ts in enumerate(times)]
 
@@ -95,7 +93,6 @@ def latency(folder: Path, factory, mode: str) -> tuple[float, float, int]:
     """(p50 ms, p99 ms, syncs) of handing single records to the log until they may be acknowledged."""
     from core.platform.prediction_log.journal import Journal
     from core.platform.prediction_log.writer import LogWriter
-
     from db.models import utcnow
 
     journal = None if mode == "off" else Journal(folder / mode, durability=mode)  # type: ignore[arg-type]
@@ -119,7 +116,6 @@ def concurrent(folder: Path, factory, mode: str) -> tuple[float, float, float]:
     """16 threads of single records: (p50 ms, p99 ms, records per sync)."""
     from core.platform.prediction_log.journal import Journal
     from core.platform.prediction_log.writer import LogWriter
-
     from db.models import utcnow
 
     journal = None if mode == "off" else Journal(folder / f"group-{mode}", durability=mode)  # type: ignore[arg-type]
@@ -267,7 +263,7 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
 
     import pyarrow as pa
 
-    from core.platform.prediction_log import parquet as ps
+    from core.platform.prediction_log import parquet
 
     rng = np.random.default_rng(11)
     per_file = max(rows // (9 * len(hours)), 1)
@@ -282,7 +278,7 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
             columns = {"log_id": pa.array(np.arange(log_id, log_id + per_file), pa.int64()),
                        "request_id": pa.array(ids, pa.string()),
                        "record_index": pa.array(np.zeros(per_file, np.int32)),
-                       "ts": pa.array(ms * 1000, pa.int64()).cast(ps.TS),
+                       "ts": pa.array(ms * 1000, pa.int64()).cast(parquet.TS),
                        "alias": pa.array(["champion"] * per_file, pa.string()),
                        "version": pa.array(np.ones(per_file, np.int32)),
                        "input_hash": pa.array(hashes, pa.string()),
@@ -291,11 +287,11 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
                        "output": pa.array(rng.integers(0, 2, per_file), pa.int64())}
             columns |= {f"inputs.c{i}": categories.take(pa.array(rng.integers(0, 4, per_file))) for i in range(5)}
             columns |= {f"inputs.n{i:02d}": pa.array(rng.normal(size=per_file)) for i in range(15)}
-            table = pa.table(columns).replace_schema_metadata({ps.JSON_COLUMNS: b""})
+            table = pa.table(columns).replace_schema_metadata({parquet.JSON_COLUMNS: b""})
             table = table.sort_by([("request_id", "ascending"), ("record_index", "ascending")])  # as compacted
             digest = hashlib.sha256("\n".join(f"{r}:0" for r in ids).encode()).hexdigest()[:20]
-            key = f"{ps.hour_prefix(f'{MODEL}-{m}', hour)}/{ps.schema_id(table)}/part-{digest}.parquet"
-            ps._write_durably(store, key, table, scratch)
+            key = f"{parquet.hour_prefix(f'{MODEL}-{m}', hour)}/{parquet.schema_id(table)}/part-{digest}.parquet"
+            parquet._write_durably(store, key, table, scratch)
             files += 1
             log_id += per_file
     return files
@@ -304,7 +300,7 @@ def other_models(store, hours: list, rows: int, scratch: Path) -> int:
 def main() -> None:
     from core.actors import system_actor
     from core.platform.database import migrate
-    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log import parquet, reads
     from core.settings import get_settings
     from db.session import make_engine, make_session_factory
 
@@ -353,8 +349,8 @@ def main() -> None:
 
         json_s, json_mb, json_rows = window_run(env, "json", now.isoformat())  # today's read, before compaction
         started = time.perf_counter()
-        result = prediction_store.compact(factory, settings.data_store, actor=system_actor("bench"), holder="bench",
-                                          scratch=home / "tmp", now=now)
+        result = parquet.compact(factory, settings.data_store, actor=system_actor("bench"), holder="bench",
+                                 scratch=home / "tmp", now=now)
         compact_s = time.perf_counter() - started
         parquet_bytes = result["bytes"] / max(result["rows"], 1)
         print(f"3. bytes per prediction: JSON rows in SQLite {json_bytes:,.0f} B, Parquet {parquet_bytes:,.0f} B "
@@ -367,24 +363,24 @@ def main() -> None:
               f"goal: peak <= 1 GB: {'met' if new_mb <= 1024 else 'NOT met'})")
 
         store = settings.data_store
-        keys = prediction_store.list_files(store, prediction_store.ROOT)
-        hours = sorted({h for k in keys if (h := prediction_store._hour_of_key(k)) is not None})
+        keys = parquet.list_files(store, parquet.ROOT)
+        hours = sorted({h for k in keys if (h := parquet.hour_of_key(k)) is not None})
         started = time.perf_counter()
         built = other_models(store, hours, LOOKUP_ROWS - ROWS, home / "tmp") if LOOKUP_ROWS > ROWS else 0
         with factory() as session:
             hot_rows = session.scalar(select(func.count()).select_from(PredictionLog)) or 0
             hot_ids = list(session.scalars(select(PredictionLog.request_id).order_by(func.random()).limit(20)))
-        keys = prediction_store.list_files(store, prediction_store.ROOT)
-        total = sum(prediction_store.read_file(store, k, columns=["record_index"]).num_rows for k in keys) + hot_rows
+        keys = parquet.list_files(store, parquet.ROOT)
+        total = sum(parquet.read_file(store, k, columns=["record_index"]).num_rows for k in keys) + hot_rows
         rng = np.random.default_rng(3)
         picks = []
         for key in [keys[int(i)] for i in rng.integers(0, len(keys), 40)]:
-            column = prediction_store.read_file(store, key, columns=["request_id"]).column("request_id")
+            column = parquet.read_file(store, key, columns=["request_id"]).column("request_id")
             picks += [column[int(i)].as_py() for i in rng.integers(0, len(column), 5)]
         times = []
         for rid in picks + hot_ids:
             started = time.perf_counter()
-            assert prediction_store.lookup(factory, store, request_id=rid), rid
+            assert reads.lookup(factory, store, request_id=rid), rid
             times.append(time.perf_counter() - started)
         print(f"5. lookup by request id among {total:,} predictions of 10 models ({len(keys)} partition files, "
               f"{built} of them written directly; {hot_rows:,} rows hot): {len(times)} lookups, median "

@@ -92,7 +92,7 @@ def audit_checkpoint(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
 def predictions_retention(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     """Delete prediction log rows (and their feedback) older than the retention period, in chunks."""
     from core.platform.prediction_log import parquet as prediction_store
-    from core.platform.prediction_log import writer as predictions
+    from core.platform.prediction_log import retention as predictions
 
     days = int(params.get("days") or ctx.settings.prediction_retention_days)
     result = predictions.purge(ctx.factory, actor=system_actor("prediction-retention"), days=days,

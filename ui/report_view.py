@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from core.actors import Actor
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
+from core.serving.feedback import feedback_for
 from ui import registry_view, resources
 from ui.components import code, message, plain
 
@@ -18,8 +19,8 @@ def prediction_lookup(who: Actor) -> None:
     if not request_id:
         return
     with resources.session_factory()() as s:
-        found = predictions.by_request(s, request_id=request_id, store=resources.settings().data_store)
-        labels = predictions.feedback_for(s, request_id=request_id) if found else []
+        found = reads.by_request(s, request_id=request_id, store=resources.settings().data_store)
+        labels = feedback_for(s, request_id=request_id) if found else []
     if not found:
         st.info(message(f"No prediction with request id {request_id!r} (or it is older than the retention period)."))
         return

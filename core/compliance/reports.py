@@ -25,7 +25,7 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
 from core.platform.registry_port import CHALLENGER, RegistryPort
 from core.platform.storage import DataStore
 from core.registry import cards, state
@@ -244,7 +244,7 @@ def _monitoring(session: Session, store: DataStore, model: str, version: int, ta
     if performance is None:
         missing.append("no performance data (no feedback labels for predictions of this version)")
     return {"drift": {"checks": checks, "drifted": drifted, "latest": latest_doc}, "performance": performance,
-            "predictions": predictions.count(session, store=store, model=model, version=version),
+            "predictions": reads.count(session, store=store, model=model, version=version),
             "alerts": [{"ts": _iso(a.ts), "condition": a.condition, "severity": a.severity, "title": a.title,
                         "suppressed": a.suppressed, "delivery": delivery(a.suppressed, a.deliveries)}
                        for a in alerts], "missing": missing}

@@ -397,7 +397,7 @@ def window_frame(factory: sessionmaker[Session], *, model: str, hours: float, st
                  now: datetime | None = None) -> CurrentData:
     """The inputs and outputs of ``model``'s predictions logged in the last ``hours``: the hot table plus the
     hourly Parquet partitions in ``store`` (the workspace's ``data_store``)."""
-    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log import reads as prediction_store
 
     now = now or utcnow()
     since = now - timedelta(hours=hours)

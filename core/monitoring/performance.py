@@ -112,9 +112,9 @@ def labelled(session: Session, *, model: str, store: DataStore, version: int | N
     """(prediction time, version, prediction, label) of labelled predictions, newest first, from the hot
     prediction table and the Parquet partitions in ``store`` (the workspace's ``data_store``): labels come
     late, so most of them belong to predictions already compacted."""
-    from core.platform.prediction_log import parquet as prediction_store
+    from core.platform.prediction_log import reads
 
-    return prediction_store.labelled(session, store, model=model, version=version, limit=limit)
+    return reads.labelled(session, store, model=model, version=version, limit=limit)
 
 
 def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy, store: DataStore) -> Verdict:

@@ -39,7 +39,7 @@ from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
 from core.errors import NotFound
-from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import reads
 from core.registry import state
 from core.registry.state import CHALLENGER, CHAMPION
 from core.settings import Settings
@@ -217,9 +217,9 @@ def _estimate_pair(session: Session, settings: Settings, *, model: str, champion
 
     for hours in (1.0, ESTIMATE_HOURS):  # the last hour when it alone holds enough: a busy day is not read whole
         start = now - timedelta(hours=hours)
-        logged = prediction_store.window(session, settings.data_store, model=model,
-                                         since=max(start, since) if since is not None else start,
-                                         until=now + timedelta(seconds=1), meta=("version",))
+        logged = reads.window(session, settings.data_store, model=model,
+                              since=max(start, since) if since is not None else start,
+                              until=now + timedelta(seconds=1), meta=("version",))
         logged = logged[logged["version"] == champion].drop(columns="version")
         if len(logged) >= ESTIMATE_ROWS:
             break
@@ -270,8 +270,8 @@ def compare(session: Session, settings: Settings, *, actor: Actor, model: str, n
     task = task_of(session, model=model, version=challenger)
     since = challenger_since(session, model=model, version=challenger)
     # the hot table and the Parquet partitions: a challenger runs for days, its early pairs long compacted
-    rows = prediction_store.shadow_pairs(session, settings.data_store, model=model, champion=champion,
-                                         challenger=challenger, since=since, limit=MAX_PAIRS)
+    rows = reads.shadow_pairs(session, settings.data_store, model=model, champion=champion,
+                              challenger=challenger, since=since, limit=MAX_PAIRS)
     estimated = (estimates(session, settings, model=model, champion=champion, challenger=challenger, task=task,
                            since=since, now=now) if estimate and rows else (None, None))
     return summarise(rows, model=model, task=task, champion=champion, challenger=challenger, since=since,

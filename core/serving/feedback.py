@@ -19,7 +19,7 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform.prediction_log import reads
-from core.platform.prediction_log.writer import plain, requester
+from core.platform.prediction_log.writer import plain_value, requester
 from core.platform.storage import DataStore
 from core.policy import Policies
 from db.models import Feedback, utcnow
@@ -57,7 +57,7 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
     for i, label in enumerate(labels):
         if isinstance(label, dict | list):
             raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
-    new = [plain(label) for label in labels]
+    new = [plain_value(label) for label in labels]
     earlier = session.execute(select(Feedback.record_index, Feedback.label, Feedback.created_by)
                               .where(Feedback.request_id == request_id).order_by(Feedback.record_index)).all()
     if earlier:

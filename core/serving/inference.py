@@ -177,7 +177,7 @@ class Predictor:
         ``body``: JSON ``{"records": [...]}`` or MLflow's ``{"dataframe_split": ...}``, or a ``Frame``
         (``read_arrow``).
 
-        ``requested_by`` (``predictions.requester(actor)``) is logged with it: feedback is bound to it.
+        ``requested_by`` (``writer.requester(actor)``) is logged with it: feedback is bound to it.
 
         Raises:
             InvalidInput (RecordError): bad records, naming the record index and column.

@@ -9,8 +9,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log.writer import PredictionView, recent
+from core.platform.prediction_log import reads
+from core.platform.prediction_log.reads import PredictionView
 from core.platform.storage import DataStore
 from db.models import PredictionError, utcnow
 
@@ -38,8 +38,8 @@ def traffic(session: Session, *, store: DataStore, window_minutes: int = 15, now
     ``data_store``): a model quiet for an hour has all its predictions compacted."""
     now = now or utcnow()
     since = now - timedelta(minutes=window_minutes)
-    per_request = prediction_store.per_request(session, store, since=since, until=now + timedelta(seconds=1),
-                                               limit=max_requests)
+    per_request = reads.per_request(session, store, since=since, until=now + timedelta(seconds=1),
+                                    limit=max_requests)
     errors = dict(session.execute(select(PredictionError.model, func.count()).where(PredictionError.ts >= since)
                                   .group_by(PredictionError.model)).all())
     latencies: dict[str, list[float]] = {}
@@ -51,19 +51,19 @@ def traffic(session: Session, *, store: DataStore, window_minutes: int = 15, now
     out = []
     for model in sorted(set(latencies) | set(errors)):
         served = latencies.get(model, [])
-        latest = next(iter(prediction_store.recent(session, store, model=model, limit=1)), None)
+        latest = next(iter(reads.recent(session, store=store, model=model, limit=1)), None)
         failed = errors.get(model, 0)
         total = len(served) + failed
         out.append(ModelTraffic(
-            model=model, served_version=latest["version"] if latest else None, requests=len(served),
+            model=model, served_version=latest.version if latest else None, requests=len(served),
             records=records.get(model, 0), requests_per_second=round(len(served) / seconds, 3),
             p50_ms=round(float(np.percentile(served, 50)), 2) if served else None,
             p95_ms=round(float(np.percentile(served, 95)), 2) if served else None,
             errors=failed, error_rate=round(failed / total, 4) if total else None,
-            last_prediction_at=latest["ts"] if latest else None))
+            last_prediction_at=latest.ts if latest else None))
     return out
 
 
 def recent_predictions(session: Session, *, store: DataStore, limit: int = 20) -> list[PredictionView]:
     """The newest predictions of every model, hot or compacted."""
-    return recent(session, store=store, limit=limit)
+    return reads.recent(session, store=store, limit=limit)

@@ -85,9 +85,10 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
 
     from core.monitoring import checks
     from core.platform.database import transaction
-    from core.platform.prediction_log import parquet as prediction_store
-    from core.platform.prediction_log import writer as predictions
+    from core.platform.prediction_log.parquet import new_request_id
+    from core.platform.prediction_log.writer import Served, rows_of
     from core.serving import cache
+    from core.serving.feedback import record_feedback
     from db.models import PredictionLog, utcnow
 
     actor = system_actor("demo")
@@ -105,17 +106,16 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
         columns = loaded.schema.coerce(records[part]).columns
         outputs = loaded.predict(columns).outputs.tolist()
         at = now - timedelta(hours=hours - hour - 0.5)
-        requests.append(predictions.Served(prediction_store.new_request_id(at), at, "churn", "champion",
-                                           version, columns, outputs, 8.0))
+        requests.append(Served(new_request_id(at), at, "churn", "champion", version, columns, outputs, 8.0))
     with transaction(factory) as session:
         # a model's __table__ is a Table, typed as FromClause
-        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(requests))
+        session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(requests))
     for hour, request in enumerate(requests):
         if hour % 4 != 3:  # ground truth arrives for three requests in four
             with transaction(factory) as session:
-                predictions.record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
-                                            labels=labels[hour * per_hour:(hour + 1) * per_hour],
-                                            store=settings.data_store)
+                record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
+                                labels=labels[hour * per_hour:(hour + 1) * per_hour],
+                                store=settings.data_store)
     check = checks.run_check(factory, settings, actor=actor, model="churn", source="window", hours=hours + 1,
                                  reason="demo workspace")
     return {"predictions": len(records), "drift_check": check.id, "drifted": check.drifted}

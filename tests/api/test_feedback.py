@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from core.accounts import auth
 from core.platform.database import transaction
-from core.platform.prediction_log import writer as predictions
+from core.serving.feedback import feedback_for
 from db.models import AuditEvent, PredictionLog
 from tests.support.api import Model, bearer, predict
 from tests.support.factories import admin_actor
@@ -31,14 +31,14 @@ def test_feedback_is_bound_to_the_token_that_predicted(client: TestClient, model
     assert status == 403 and "token:team-b may not label request" in body["detail"]
     assert "team-a" not in body["detail"]  # the refusal does not say whose request it is
     with api_factory() as session:
-        assert predictions.feedback_for(session, request_id=request_id) == []
+        assert feedback_for(session, request_id=request_id) == []
         assert set(session.scalars(select(PredictionLog.requested_by)
                                    .where(PredictionLog.request_id == request_id))) == {"token:team-a"}
     assert send(team_a, [1, 0]) == (200, {"request_id": request_id, "stored": 2})
     assert send(tokens["admin"], [1, 1]) == (200, {"request_id": request_id, "stored": 2})
     assert send(tokens["approver"], [0, 0])[0] == 403
     with api_factory() as session:
-        assert predictions.feedback_for(session, request_id=request_id) == [1, 1]
+        assert feedback_for(session, request_id=request_id) == [1, 1]
         overwritten = session.scalars(select(AuditEvent).where(
             AuditEvent.action == "prediction.feedback_overwritten")).all()
         denied = session.scalars(select(AuditEvent).where(AuditEvent.action == "permission.denied")).all()

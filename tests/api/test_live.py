@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
 from db.session import make_engine, make_session_factory
 from tests.support.api import Model, bearer
 from tests.support.mlflow_models import records
@@ -118,7 +118,7 @@ def test_1000_requests_at_concurrency_16_give_1000_log_rows(tmp_path: Path, db_u
         assert [s for s, _ in results if s != 200] == []
         assert len({rid for _, rid in results}) == 1000
         with factory() as session:
-            assert predictions.count(session, store=settings.data_store, model=model.name) == 1000
+            assert reads.count(session, store=settings.data_store, model=model.name) == 1000
     finally:
         engine.dispose()
 
@@ -174,7 +174,7 @@ def test_sigterm_mid_load_loses_no_acknowledged_prediction(api_settings, model: 
     try:
         with make_session_factory(engine)() as session:
             data = api_settings.data_store
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
+            missing = [rid for rid in acknowledged if not reads.by_request(session, request_id=rid, store=data)]
     finally:
         engine.dispose()
     assert len(acknowledged) >= 150

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
+from core.platform.prediction_log.writer import input_hash
+from core.serving.feedback import feedback_for
 from tests.support.api import Model, bearer, predict
 from tests.support.mlflow_models import records
 from tests.support.waiting import wait_until
@@ -22,13 +24,13 @@ def test_predicts_with_the_champion_and_logs_every_record(client: TestClient, mo
     assert len(doc["request_id"]) >= 16
     client.app.state.runtime.writer.drain(10)
     with api_factory() as session:
-        logged = predictions.by_request(session, request_id=doc["request_id"],
-                                         store=client.app.state.runtime.settings.data_store)
+        logged = reads.by_request(session, request_id=doc["request_id"],
+                                   store=client.app.state.runtime.settings.data_store)
     assert [p.record_index for p in logged] == [0, 1, 2]
     assert [p.output for p in logged] == doc["predictions"]
     assert {p.version for p in logged} == {model.versions["lr"]}
     assert logged[0].inputs["contract"] == rows[0]["contract"]
-    assert logged[0].input_hash == predictions.input_hash(logged[0].inputs)
+    assert logged[0].input_hash == input_hash(logged[0].inputs)
     assert all(p.latency_ms > 0 for p in logged)
 
 
@@ -175,7 +177,7 @@ def test_feedback_is_stored_by_request_id(client: TestClient, model: Model, toke
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"request_id": doc["request_id"], "stored": 3}
     with api_factory() as session:
-        assert predictions.feedback_for(session, request_id=doc["request_id"]) == [1, 0, 1]
+        assert feedback_for(session, request_id=doc["request_id"]) == [1, 0, 1]
     wrong = client.post(url, json={"request_id": doc["request_id"], "labels": [1]},
                         headers=bearer(tokens["scientist"]))
     assert wrong.status_code == 422 and "1 value(s)" in wrong.json()["detail"]

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
 from tests.support.api import Model, bearer, predict
 from tests.support.mlflow_models import records
 
@@ -51,8 +51,8 @@ def test_arrow_and_dataframe_split_answer_as_records_do_and_are_logged(client: T
         assert [p["1"] for p in doc["probabilities"]] == pytest.approx([p["1"] for p in expected["probabilities"]])
     client.app.state.runtime.writer.drain(10)
     with api_factory() as session:
-        logged = predictions.by_request(session, request_id=by_arrow.json()["request_id"],
-                                         store=client.app.state.runtime.settings.data_store)
+        logged = reads.by_request(session, request_id=by_arrow.json()["request_id"],
+                                   store=client.app.state.runtime.settings.data_store)
     assert [p.output for p in logged] == expected["predictions"]
     assert logged[3].inputs["contract"] == rows[3]["contract"]
 
@@ -85,8 +85,8 @@ def test_arrow_answer_carries_predictions_probabilities_and_the_request_id(clien
     assert table.column("probability_1").to_pylist() == pytest.approx([p["1"] for p in expected["probabilities"]])
     client.app.state.runtime.writer.drain(10)
     with api_factory() as session:
-        assert len(predictions.by_request(session, request_id=meta["request_id"],
-                                           store=client.app.state.runtime.settings.data_store)) == 25
+        assert len(reads.by_request(session, request_id=meta["request_id"],
+                                     store=client.app.state.runtime.settings.data_store)) == 25
     # a JSON body can be answered in Arrow too, without probabilities when not asked
     plain = client.post(f"/v1/models/{model.name}/predict", json={"records": rows[:2]},
                         headers=bearer(tokens["viewer"]) | {"Accept": ARROW})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
 from db.session import make_engine, make_session_factory
 from tests.support.api import Model, bearer
 from tests.support.mlflow_models import records
@@ -75,7 +75,7 @@ def test_two_worker_processes_share_the_port_and_both_log_their_predictions(api_
     try:
         with make_session_factory(engine)() as session:
             data = api_settings.data_store
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
+            missing = [rid for rid in acknowledged if not reads.by_request(session, request_id=rid, store=data)]
     finally:
         engine.dispose()
     assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"
@@ -150,9 +150,9 @@ def test_a_killed_worker_loses_no_acknowledged_prediction(api_settings, model: M
     try:
         with make_session_factory(engine)() as session:
             data = api_settings.data_store
-            missing = [rid for rid in acknowledged if not predictions.by_request(session, request_id=rid, store=data)]
+            missing = [rid for rid in acknowledged if not reads.by_request(session, request_id=rid, store=data)]
             doubled = [rid for rid in acknowledged[:50]
-                       if len(predictions.by_request(session, request_id=rid, store=data)) != 1]
+                       if len(reads.by_request(session, request_id=rid, store=data)) != 1]
     finally:
         engine.dispose()
     assert missing == [], f"{len(missing)} acknowledged predictions have no log rows"

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.monitoring import shadow_comparison
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
 from core.platform.registry_port import SHADOW
 from core.settings import Settings
 from db.models import Alert, AliasMove, AuditEvent, PredictionLog
@@ -84,7 +84,7 @@ def test_shadow_comparison_and_policy_decision(truth: str, store: LeanOpsStore, 
         pairs = serve_and_label(client, app, api_factory, model, tokens["admin"], truth=truth)
         got = client.get(f"/v1/models/{model.name}/shadow", headers=bearer(tokens["viewer"])).json()
         with api_factory() as session:  # the client never sees shadow rows: the request holds one record
-            assert len(predictions.by_request(session, request_id=pairs["ids"][0], store=api_settings.data_store)) == 1
+            assert len(reads.by_request(session, request_id=pairs["ids"][0], store=api_settings.data_store)) == 1
 
     # the hand computation
     ch_right = [c == y for c, y in zip(pairs["champion"], pairs["labels"], strict=True)]

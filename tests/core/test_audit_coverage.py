@@ -196,15 +196,16 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "retraining.retrain.retrain": lambda c: core.retraining.retrain.retrain(
         c.factory, c.settings, {"model": "churn", "trigger": "manual", "reason": "test"}, actor=SAM,
         log=lambda line: None),
-    "platform.prediction_log.writer.record_feedback": lambda c: (_served(c), c.tx(
-        lambda s: core.platform.prediction_log.writer.record_feedback(
+    "serving.feedback.record_feedback": lambda c: (_served(c), c.tx(
+        lambda s: core.serving.feedback.record_feedback(
             s, actor=SAM, model="churn", request_id="req-1", labels=["yes"], store=c.settings.data_store))),
-    "platform.prediction_log.writer.purge": lambda c: core.platform.prediction_log.writer.purge(
+    "platform.prediction_log.retention.purge": lambda c: core.platform.prediction_log.retention.purge(
         c.factory, actor=system_actor("retention"), days=1),
-    "platform.prediction_log.parquet.compact": lambda c: (_served(c, hours_ago=3), core.platform.prediction_log.parquet.compact(
-        c.factory, c.settings.data_store, actor=system_actor("compaction"), holder="test",
-        scratch=c.settings.home / "tmp")),
-    "platform.prediction_log.parquet.export": lambda c: core.platform.prediction_log.parquet.export(
+    "platform.prediction_log.parquet.compact": lambda c: (
+        _served(c, hours_ago=3), core.platform.prediction_log.parquet.compact(
+            c.factory, c.settings.data_store, actor=system_actor("compaction"), holder="test",
+            scratch=c.settings.home / "tmp")),
+    "platform.prediction_log.export.export": lambda c: core.platform.prediction_log.export.export(
         c.factory, c.settings.data_store, actor=ADMIN, model="churn", out=c.settings.home / "export.csv"),
     "platform.schedules.ensure": lambda c: c.tx(lambda s: core.platform.schedules.ensure(
         s, actor=ADMIN, name="nightly", kind="audit.verify", cron="30 3 * * *")),

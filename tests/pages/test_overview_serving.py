@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from core.platform.prediction_log.writer import LogWriter, Refused, Served
 
+from core.platform.prediction_log.writer import LogWriter, Refused, Served
 from db.models import utcnow
 
 

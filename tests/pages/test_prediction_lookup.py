@@ -7,8 +7,9 @@ from pathlib import Path
 
 from core.actors import Actor
 from core.platform.database import transaction
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log.writer import input_hash
 from core.platform.storage import LocalStore
+from core.serving.feedback import record_feedback
 from db.models import PredictionLog, utcnow
 
 NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # the rows here stay in the hot table
@@ -19,11 +20,11 @@ def log_request(factory, request_id: str) -> None:
     with transaction(factory) as s:
         for i, (record, output) in enumerate(zip(records, ["yes", "no"], strict=True)):
             s.add(PredictionLog(request_id=request_id, record_index=i, ts=utcnow(), model="churn", alias="champion",
-                                version=3, input_hash=predictions.input_hash(record), inputs=record, output=output,
+                                version=3, input_hash=input_hash(record), inputs=record, output=output,
                                 latency_ms=4.2, requested_by="sam"))
     with transaction(factory) as s:
-        predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id=request_id,
-                                    labels=["yes", "yes"], store=NO_PARTITIONS)
+        record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id=request_id,
+                        labels=["yes", "yes"], store=NO_PARTITIONS)
 
 
 def test_lookup_shows_records_version_feedback_and_report_buttons(open_page, factory):

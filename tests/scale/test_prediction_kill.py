@@ -18,7 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import parquet
+from core.platform.prediction_log.writer import Served, rows_of
 from db.models import PredictionLog
 from db.session import make_engine, make_session_factory
 from tests.api.conftest import (  # noqa: F401 - fixtures: a registered model served the LeanOps way, tokens
@@ -126,9 +127,9 @@ def test_sigkill_under_load_loses_and_duplicates_no_acknowledged_prediction(
                 hot = [(rid, i) for rid, i in session.execute(
                     select(PredictionLog.request_id, PredictionLog.record_index)
                     .where(PredictionLog.model == model.name))]
-            cold = [(rid, i) for key in prediction_store.list_files(api_settings.data_store, prediction_store.ROOT)
-                    for rid, i in zip(*prediction_store.read_file(api_settings.data_store, key,
-                                                                  columns=["request_id", "record_index"])
+            cold = [(rid, i) for key in parquet.list_files(api_settings.data_store, parquet.ROOT)
+                    for rid, i in zip(*parquet.read_file(api_settings.data_store, key,
+                                                         columns=["request_id", "record_index"])
                                       .to_pydict().values(), strict=True)]
             return Counter(hot + cold)
 
@@ -167,7 +168,7 @@ def _compact_all_along(settings, stop: threading.Event, results: list[dict]) -> 
     try:
         while not stop.wait(0.3):
             try:
-                results.append(prediction_store.compact(
+                results.append(parquet.compact(
                     factory, settings.data_store, actor=system_actor("kill-test"), holder="kill-test",
                     scratch=settings.home / "tmp", now=utcnow() + timedelta(hours=2)))
             except LeaseHeld:
@@ -183,20 +184,20 @@ COMPACTOR = """
 import os, sys
 from datetime import datetime
 from core.actors import system_actor
-from core.platform.prediction_log import parquet as prediction_store
+from core.platform.prediction_log import parquet
 from core.settings import get_settings
 from db.session import make_engine, make_session_factory
 settings = get_settings()
 factory = make_session_factory(make_engine(settings.db_url))
-print(prediction_store.compact(factory, settings.data_store, actor=system_actor("kill-test"),
+print(parquet.compact(factory, settings.data_store, actor=system_actor("kill-test"),
       holder=f"kill-{os.getpid()}", scratch=settings.home / "tmp", now=datetime.fromisoformat(sys.argv[1]),
       chunk=150, lease_seconds=1))
 """
 
 
 def _partition_rows(where) -> list[str]:
-    return [rid for key in prediction_store.list_files(where, prediction_store.ROOT)
-            for rid in prediction_store.read_file(where, key, columns=["request_id"]).column("request_id").to_pylist()]
+    return [rid for key in parquet.list_files(where, parquet.ROOT)
+            for rid in parquet.read_file(where, key, columns=["request_id"]).column("request_id").to_pylist()]
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
@@ -211,7 +212,6 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
 
     from core.actors import system_actor
     from core.platform.database import transaction
-    from core.platform.prediction_log import writer as predictions
     from core.settings import get_settings
 
     env = {"LEANOPS_HOME": str(tmp_path / "ws"), "LEANOPS_DB_URL": db_url, "LEANOPS_SCHEDULER": "off"}
@@ -234,13 +234,13 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
             for i in range(50):
                 for model in ("churn", "fraud"):
                     ts = at + timedelta(seconds=i)
-                    items.append(predictions.Served(prediction_store.new_request_id(ts), ts, model, "champion", 1,
-                                                    {"x": np.array([float(i)]), "k": np.array(["a"], dtype=object)},
-                                                    [i % 2], 1.0, "token:ci"))
-        items += [predictions.Served(prediction_store.new_request_id(now), now - timedelta(minutes=1), "churn",
-                                     "champion", 1, {"x": np.array([1.0])}, [0], 1.0) for _ in range(30)]
+                    items.append(Served(parquet.new_request_id(ts), ts, model, "champion", 1,
+                                        {"x": np.array([float(i)]), "k": np.array(["a"], dtype=object)},
+                                        [i % 2], 1.0, "token:ci"))
+        items += [Served(parquet.new_request_id(now), now - timedelta(minutes=1), "churn",
+                         "champion", 1, {"x": np.array([1.0])}, [0], 1.0) for _ in range(30)]
         with transaction(factory) as session:
-            session.execute(insert(cast(Table, predictions.PredictionLog.__table__)), predictions.rows_of(items))
+            session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(items))
         closed = {item.request_id for item in items[:1200]}
 
         kills = []
@@ -249,7 +249,7 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
             try:
                 wait_until(lambda: proc.poll() is not None or len(  # noqa: B023 - called now
-                    prediction_store.list_files(artifacts, prediction_store.ROOT)) >= files_before_kill,  # noqa: B023
+                    parquet.list_files(artifacts, parquet.ROOT)) >= files_before_kill,  # noqa: B023
                     timeout=120, every=0.02 if where == "local" else 0.2, what="the compactor to write files")
                 threading.Event().wait(extra)
                 proc.send_signal(signal.SIGKILL)
@@ -259,8 +259,8 @@ def test_compactor_killed_at_several_points_loses_and_duplicates_nothing(db_url:
                 if proc.poll() is None:
                     proc.kill()
             threading.Event().wait(1.1)  # the killed compactor's lease runs out
-        result = prediction_store.compact(factory, artifacts, actor=system_actor("kill-test"), holder="final",
-                                          scratch=tmp_path / "scratch", now=now)
+        result = parquet.compact(factory, artifacts, actor=system_actor("kill-test"), holder="final",
+                                 scratch=tmp_path / "scratch", now=now)
         with factory() as session:
             left = session.scalar(select(func.count()).select_from(PredictionLog)) or 0
         stored = _partition_rows(artifacts)

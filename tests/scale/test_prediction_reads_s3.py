@@ -11,8 +11,7 @@ import pytest
 from core.actors import system_actor
 from core.monitoring import checks, performance
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import parquet, reads
 from core.platform.storage import S3Store
 from core.serving import traffic
 from core.settings import get_settings
@@ -45,12 +44,12 @@ def test_readers_see_compacted_predictions_in_s3(db_url: str, tmp_path: Path, s3
         def read() -> dict:
             with factory() as session:
                 return {
-                    "count": predictions.count(session, store=store),
-                    "count v3": predictions.count(session, store=store, model="churn", version=3),
+                    "count": reads.count(session, store=store),
+                    "count v3": reads.count(session, store=store, model="churn", version=3),
                     "recent": [(v.request_id, v.inputs, v.output)
-                               for v in predictions.recent(session, store=store, limit=40)],
+                               for v in reads.recent(session, store=store, limit=40)],
                     "lookup": [(v.record_index, v.inputs, v.output)
-                               for v in predictions.by_request(session, request_id=old[11], store=store)],
+                               for v in reads.by_request(session, request_id=old[11], store=store)],
                     "traffic": [(t.model, t.served_version, t.requests, t.records)
                                 for t in traffic.traffic(session, store=store, window_minutes=240, now=NOW)],
                     "labelled": sorted((v, o, label) for _, v, o, label in
@@ -60,8 +59,8 @@ def test_readers_see_compacted_predictions_in_s3(db_url: str, tmp_path: Path, s3
 
         before = read()
         assert (before["count"], before["count v3"], len(before["recent"]), before["window"]) == (33, 20, 33, 23)
-        result = prediction_store.compact(factory, store, actor=system_actor("s3-test"), holder="s3-test",
-                                          scratch=tmp_path / "scratch", now=NOW)
+        result = parquet.compact(factory, store, actor=system_actor("s3-test"), holder="s3-test",
+                                 scratch=tmp_path / "scratch", now=NOW)
         assert result["rows"] == 30 and hot(factory) == 3
         assert read() == before
     finally:

@@ -76,13 +76,13 @@ class Refused:
     rows: int = 1
 
 
-def plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """``value`` as the log's JSON holds it: NaN and infinities as null, numpy scalars as Python values,
     times as ISO text."""
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; a missing value is null
     if isinstance(value, np.generic):
-        return plain(value.item())
+        return plain_value(value.item())
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -125,7 +125,7 @@ def _column(values: np.ndarray) -> tuple[list[Any], list[str]]:
 
         plain = [None if pd.isna(v) else v.isoformat() for v in pd.Series(arr)]
     else:
-        plain = [plain(v) for v in arr.tolist()]
+        plain = [plain_value(v) for v in arr.tolist()]
     return plain, [_STR(v) if type(v) is str else json.dumps(v, ensure_ascii=False, default=str) for v in plain]
 
 
@@ -165,7 +165,7 @@ def rows_of(items: list[Served]) -> list[dict[str, Any]]:
                     "version": item.version, "latency_ms": round(item.latency_ms, 3),
                     "requested_by": item.requested_by}
             for i, output in enumerate(item.outputs):
-                out.append(base | {"record_index": i, "inputs": records[at + i], "output": plain(output),
+                out.append(base | {"record_index": i, "inputs": records[at + i], "output": plain_value(output),
                                    "input_hash": hashlib.sha256(texts[at + i].encode()).hexdigest()})
             at += item.rows
     return out

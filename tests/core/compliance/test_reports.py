@@ -18,10 +18,10 @@ from core.compliance import reports
 from core.data.datasets import key_for
 from core.errors import InvalidInput, NotFound
 from core.platform.database import transaction
-from core.platform.prediction_log import writer as predictions
 from core.promotion import approvals as promotion_approvals
 from core.promotion import registration
 from core.registry import cards
+from core.serving.feedback import record_feedback
 from db.models import AuditEvent, DriftCheck, PredictionLog, utcnow
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
@@ -79,8 +79,8 @@ def test_report_has_every_section_and_validates(factory, trained):
                             version=version, input_hash="0" * 64, inputs={"plan": "basic"}, output="yes",
                             latency_ms=3.0, requested_by="sam"))
     with transaction(factory) as s:
-        predictions.record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id="r1",
-                                    labels=["yes"], store=settings.data_store)
+        record_feedback(s, actor=Actor("sam", "scientist"), model="churn", request_id="r1", labels=["yes"],
+                        store=settings.data_store)
     content = reports.build(factory, settings, model="churn", version=version)
     validate(content)
     ident, data = content["identity"], content["training_data"]

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core.platform.prediction_log.writer import LogWriter, Served
 from sqlalchemy import select
 
 from core import audit, policy
 from core.actors import Actor
 from core.errors import PermissionDenied
 from core.platform.database import transaction
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log.writer import LogWriter, Served, requester
 from core.platform.storage import LocalStore
+from core.serving.feedback import feedback_for, record_feedback
 from db.models import AuditEvent, PredictionLog, utcnow
 from tests.support.factories import admin_actor
 
@@ -40,13 +40,13 @@ def logged(factory, *, requested_by: str | None, rows: int = 3) -> str:
 
 def label(factory, actor: Actor, request_id: str, labels: list, policies=None) -> int:
     with transaction(factory) as session:
-        return predictions.record_feedback(session, actor=actor, model="churn", request_id=request_id,
-                                           labels=labels, policies=policies, store=NO_PARTITIONS)
+        return record_feedback(session, actor=actor, model="churn", request_id=request_id,
+                               labels=labels, policies=policies, store=NO_PARTITIONS)
 
 
 def stored(factory, request_id: str) -> list:
     with factory() as session:
-        return predictions.feedback_for(session, request_id=request_id)
+        return feedback_for(session, request_id=request_id)
 
 
 def events(factory, action: str) -> list[tuple[str, dict]]:
@@ -56,11 +56,11 @@ def events(factory, action: str) -> list[tuple[str, dict]]:
 
 
 def test_the_requester_is_logged_with_every_record(factory) -> None:
-    request_id = logged(factory, requested_by=predictions.requester(TEAM_A))
+    request_id = logged(factory, requested_by=requester(TEAM_A))
     with factory() as session:
         who = session.scalars(select(PredictionLog.requested_by).where(PredictionLog.request_id == request_id)).all()
     assert who == ["token:team-a"] * 3
-    assert predictions.requester(Actor("token:" + "x" * 200, "scientist", "token")) == ("token:" + "x" * 200)[:128]
+    assert requester(Actor("token:" + "x" * 200, "scientist", "token")) == ("token:" + "x" * 200)[:128]
 
 
 def test_another_token_may_not_label_and_nothing_is_stored(factory) -> None:

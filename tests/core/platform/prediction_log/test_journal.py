@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -12,18 +13,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core.platform.prediction_log.journal import Journal, claim_orphans, encode, read_segment
-from core.platform.prediction_log.writer import LogWriter, Served
 
-from core.platform.prediction_log import journal as segments
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import reads
+from core.platform.prediction_log.journal import (
+    ARROW_FRAME,
+    FRAME,
+    HEAD,
+    Journal,
+    JournalFailed,
+    _column,
+    claim_orphans,
+    decode,
+    encode,
+    read_segment,
+)
+from core.platform.prediction_log.writer import LogWriter, Served, rows_of
 from core.platform.storage import LocalStore
 from db.models import utcnow
 from tests.support.waiting import wait_until
 
 NO_PARTITIONS = LocalStore(Path(__file__).parent / "no-partitions")  # (no such folder) every row here is hot
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def served(rows: int = 1, *, request_id: str | None = None) -> Served:
@@ -43,9 +54,9 @@ def test_a_record_reads_back_as_the_same_rows() -> None:
         item = Served("r1", utcnow(), "churn", "champion", 3, {k: np.tile(v, times) for k, v in cols.items()},
                       [0.5, "yes", None] * times, 1.25, "alice")
         frame = encode(item)
-        assert frame[segments.FRAME.size:][:1] == (b"{" if times == 1 else segments.ARROW_FRAME)
-        back = Served(**segments.decode(frame[segments.FRAME.size:]))
-        assert predictions.rows_of([back]) == predictions.rows_of([item])
+        assert frame[FRAME.size:][:1] == (b"{" if times == 1 else ARROW_FRAME)
+        back = Served(**decode(frame[FRAME.size:]))
+        assert rows_of([back]) == rows_of([item])
 
 
 def test_columns_travel_as_arrow_and_older_json_frames_still_read() -> None:
@@ -57,16 +68,16 @@ def test_columns_travel_as_arrow_and_older_json_frames_still_read() -> None:
     item = Served("r2", utcnow(), "churn", "champion", 3, cols, [0, 1, 0] * 11, 1.0, "token:ci")
     frame = encode(item)
     assert encode(Served("r2", utcnow(), "churn", "champion", 3, {k: v[:3] for k, v in cols.items()}, [0, 1, 0],
-                         1.0, "token:ci"))[segments.FRAME.size:][:1] == b"{"  # a small request: all JSON
-    payload = frame[segments.FRAME.size:]
-    assert payload[:1] == segments.ARROW_FRAME
-    (size,) = segments.HEAD.unpack_from(payload, 1)
-    head = segments.json.loads(payload[1 + segments.HEAD.size:1 + segments.HEAD.size + size])
+                         1.0, "token:ci"))[FRAME.size:][:1] == b"{"  # a small request: all JSON
+    payload = frame[FRAME.size:]
+    assert payload[:1] == ARROW_FRAME
+    (size,) = HEAD.unpack_from(payload, 1)
+    head = json.loads(payload[1 + HEAD.size:1 + HEAD.size + size])
     assert list(head["c"]) == ["mixed"]  # only the column Arrow cannot type is text
-    old = segments.json.dumps({"r": "r2", "t": item.ts.isoformat(), "m": "churn", "a": "champion", "v": 3, "l": 1.0,
-                               "b": "token:ci", "o": [0, 1, 0] * 11,
-                               "c": {name: segments._column(values) for name, values in cols.items()}}).encode()
-    for got in (segments.decode(payload), segments.decode(old)):
+    old = json.dumps({"r": "r2", "t": item.ts.isoformat(), "m": "churn", "a": "champion", "v": 3, "l": 1.0,
+                      "b": "token:ci", "o": [0, 1, 0] * 11,
+                      "c": {name: _column(values) for name, values in cols.items()}}).encode()
+    for got in (decode(payload), decode(old)):
         assert list(got["columns"]) == ["mixed", "age", "plan"]
         assert list(got["columns"]["mixed"]) == [1, "x", None] * 11
         assert list(got["columns"]["plan"]) == ["a", None, "c"] * 11
@@ -88,9 +99,9 @@ def test_an_arrow_requests_own_string_columns_frame_as_the_converted_ones_would(
     assert set(coerced.arrow) == {"plan"}  # numbers are cast (long → a number column), so converted
     item = Served("r3", utcnow(), "churn", "champion", 3, coerced.columns, [0, 1, 0], 1.0, "token:ci")
     for frame in (encode(item, coerced.arrow), encode(item)):
-        back = Served(**segments.decode(frame[segments.FRAME.size:]))
-        assert predictions.rows_of([back]) == predictions.rows_of([item])
-    assert list(Served(**segments.decode(encode(item, coerced.arrow)[segments.FRAME.size:])).columns["plan"]) \
+        back = Served(**decode(frame[FRAME.size:]))
+        assert rows_of([back]) == rows_of([item])
+    assert list(Served(**decode(encode(item, coerced.arrow)[FRAME.size:])).columns["plan"]) \
         == ["basic", None, "pro ✓"]
 
 
@@ -187,9 +198,9 @@ def test_a_killed_process_segment_is_replayed_once_skipping_what_the_table_holds
     assert sum(w.replayed for w in writers) == 3
     with factory() as session:
         for rid in ids:
-            rows = predictions.by_request(session, request_id=rid, store=NO_PARTITIONS)
+            rows = reads.by_request(session, request_id=rid, store=NO_PARTITIONS)
             assert [r.record_index for r in rows] == [0, 1], rid
-        assert predictions.count(session, store=NO_PARTITIONS, model="churn") == 10
+        assert reads.count(session, store=NO_PARTITIONS, model="churn") == 10
     assert list(folder.glob("*.seg")) == []
 
 
@@ -205,12 +216,12 @@ def test_an_acknowledged_request_survives_a_writer_that_never_wrote(factory, tmp
     ticket.wait(10)
     journal.close()
     with factory() as session:
-        assert predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS) == []
+        assert reads.by_request(session, request_id=item.request_id, store=NO_PARTITIONS) == []
     later = LogWriter(factory, capacity=1000, journal=Journal(folder))
     later.start()
     later.stop()
     with factory() as session:
-        rows = predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
+        rows = reads.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
     assert [(r.record_index, r.inputs["plan"]) for r in rows] == [(0, "basic"), (1, "basic"), (2, "basic")]
 
 
@@ -220,7 +231,7 @@ def test_a_failed_sync_refuses_the_request(tmp_path: Path) -> None:
     journal.start()
     journal.append(encode(served())).wait(10)
     journal._failed = OSError(5, "Input/output error")  # what the flusher records when fdatasync fails
-    with pytest.raises(segments.JournalFailed, match="Input/output error"):
+    with pytest.raises(JournalFailed, match="Input/output error"):
         journal.append(encode(served()))
     journal._failed = None
     journal.close()

@@ -12,14 +12,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from core.platform.prediction_log.writer import Served
 from sqlalchemy import Table, func, insert, select
 
 from core.platform import leases
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import parquet, reads
+from core.platform.prediction_log.export import export
+from core.platform.prediction_log.writer import Served, input_hash, rows_of
 from core.platform.storage import LocalStore
+from core.serving.feedback import feedback_for, record_feedback
 from db.models import PredictionLog
 from tests.support.factories import admin_actor
 
@@ -35,10 +36,10 @@ def log_rows(factory, *, model: str = "churn", at: datetime, n: int, version: in
                 "n": np.array([i], dtype=np.int64)}
         if wide:
             cols["income"] = np.array([1000.0 * i])
-        items.append(Served(prediction_store.new_request_id(at), at + timedelta(seconds=i), model, "champion",
+        items.append(Served(parquet.new_request_id(at), at + timedelta(seconds=i), model, "champion",
                             version, cols, [i % 2], 1.5, requested_by))
     with transaction(factory) as session:
-        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(items))
+        session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(items))
     return [item.request_id for item in items]
 
 
@@ -48,8 +49,8 @@ def hot(factory, model: str = "churn") -> int:
 
 
 def compact(factory, store, **kw):
-    return prediction_store.compact(factory, store, actor=admin_actor(), holder="test", scratch=store.root / "tmp",
-                                    now=NOW, **kw)
+    return parquet.compact(factory, store, actor=admin_actor(), holder="test", scratch=store.root / "tmp",
+                           now=NOW, **kw)
 
 
 def test_closed_hours_move_to_typed_parquet_and_reads_see_both_tiers(factory, tmp_path: Path) -> None:
@@ -57,30 +58,30 @@ def test_closed_hours_move_to_typed_parquet_and_reads_see_both_tiers(factory, tm
     old = log_rows(factory, at=NOW - timedelta(hours=3), n=30)
     log_rows(factory, at=NOW - timedelta(hours=2), n=20, model="other")
     recent = log_rows(factory, at=NOW - timedelta(minutes=5), n=10)
-    before = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
-                                     features=["age", "plan", "n"])
+    before = reads.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                          features=["age", "plan", "n"])
     result = compact(factory, store)
     assert (result["rows"], result["partitions"], result["files"]) == (50, 2, 2)
     assert hot(factory) == 10 and hot(factory, "other") == 0, "the open hour stays hot, closed hours leave"
-    (key,) = prediction_store.list_files(store, "prediction-log/churn")
+    (key,) = parquet.list_files(store, "prediction-log/churn")
     assert key.startswith("prediction-log/churn/2026-11-30/09/")
     schema = pq.read_schema(store.path(key))
     assert {f.name: f.type for f in schema}.items() >= {
         "inputs.age": pa.float64(), "inputs.plan": pa.string(), "inputs.n": pa.int64(), "request_id": pa.string(),
         "record_index": pa.int32(), "version": pa.int32(), "output": pa.int64(), "requested_by": pa.string(),
-        "ts": prediction_store.TS}.items()
-    after = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
-                                    features=["age", "plan", "n"])
+        "ts": parquet.TS}.items()
+    after = reads.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                         features=["age", "plan", "n"])
     pd.testing.assert_frame_equal(after, before, check_dtype=False)
-    only_age = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(hours=4),
-                                       until=NOW - timedelta(hours=2), features=["age"])
+    only_age = reads.window(factory, store, model="churn", since=NOW - timedelta(hours=4),
+                            until=NOW - timedelta(hours=2), features=["age"])
     assert list(only_age.columns) == ["ts", "version", "output", "age"] and len(only_age) == 30
-    found = prediction_store.lookup(factory, store, request_id=old[7])
+    found = reads.lookup(factory, store, request_id=old[7])
     assert [(r["model"], r["record_index"], r["inputs"], r["output"], r["requested_by"]) for r in found] == [
         ("churn", 0, {"age": 27.5, "n": 7, "plan": "basic"}, 1, "token:ci")]
-    assert found[0]["input_hash"] == predictions.input_hash({"age": 27.5, "n": 7, "plan": "basic"})
-    assert prediction_store.lookup(factory, store, request_id=recent[0])[0]["model"] == "churn"
-    assert prediction_store.lookup(factory, store, request_id=uuid.uuid4().hex) == []
+    assert found[0]["input_hash"] == input_hash({"age": 27.5, "n": 7, "plan": "basic"})
+    assert reads.lookup(factory, store, request_id=recent[0])[0]["model"] == "churn"
+    assert reads.lookup(factory, store, request_id=uuid.uuid4().hex) == []
 
 
 def test_a_rerun_after_a_crash_between_file_and_delete_duplicates_nothing(factory, tmp_path: Path) -> None:
@@ -94,8 +95,8 @@ def test_a_rerun_after_a_crash_between_file_and_delete_duplicates_nothing(factor
         session.execute(insert(cast(Table, PredictionLog.__table__)), rows)
     again = compact(factory, store)
     assert (again["rows"], again["files"], again["already_compacted"]) == (0, 0, 40)
-    assert hot(factory) == 0 and len(prediction_store.list_files(store, "prediction-log")) == 1
-    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW)
+    assert hot(factory) == 0 and len(parquet.list_files(store, "prediction-log")) == 1
+    frame = reads.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW)
     assert len(frame) == 40
     assert compact(factory, store)["rows"] == 0, "a second run finds nothing to do"
 
@@ -105,16 +106,16 @@ def test_a_version_with_other_columns_gets_its_own_partition(factory, tmp_path: 
     log_rows(factory, at=NOW - timedelta(hours=3), n=5, version=3)
     log_rows(factory, at=NOW - timedelta(hours=3, minutes=-10), n=5, version=4, wide=True)
     compact(factory, store)
-    files = prediction_store.list_files(store, "prediction-log/churn")
+    files = parquet.list_files(store, "prediction-log/churn")
     assert len(files) == 2 and len({f.split("/")[4] for f in files}) == 2
-    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
-                                    features=["age", "income"])
+    frame = reads.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                         features=["age", "income"])
     assert len(frame) == 10 and frame["income"].isna().sum() == 5
 
 
 def test_one_compactor_at_a_time(factory, tmp_path: Path) -> None:
     with transaction(factory) as session:
-        leases.acquire(session, name=prediction_store.LEASE, holder="elsewhere", ttl=60)
+        leases.acquire(session, name=parquet.LEASE, holder="elsewhere", ttl=60)
     with pytest.raises(leases.LeaseHeld):
         compact(factory, LocalStore(tmp_path))
 
@@ -124,8 +125,8 @@ def test_retention_deletes_whole_hours(factory, tmp_path: Path) -> None:
     log_rows(factory, at=NOW - timedelta(hours=5), n=3)
     log_rows(factory, at=NOW - timedelta(hours=3), n=3)
     compact(factory, store)
-    assert prediction_store.drop_partitions(store, before=NOW - timedelta(hours=3, minutes=30)) == 1
-    (left,) = prediction_store.list_files(store, "prediction-log")
+    assert parquet.drop_partitions(store, before=NOW - timedelta(hours=3, minutes=30)) == 1
+    (left,) = parquet.list_files(store, "prediction-log")
     assert "/2026-11-30/09/" in left
 
 
@@ -135,7 +136,7 @@ def test_a_replay_skips_requests_already_compacted(factory, tmp_path: Path) -> N
     compact(factory, store)
     items = [Served(rid, NOW - timedelta(hours=3), "churn", "champion", 3, {"age": np.array([1.0])}, [0], 1.0)
              for rid in [*ids[:2], "f" * 32]]
-    assert prediction_store.compacted_request_ids(store, items) == set(ids[:2])
+    assert parquet.compacted_request_ids(store, items) == set(ids[:2])
 
 
 def test_a_window_drift_check_reads_the_partitions_too(factory, tmp_path: Path) -> None:
@@ -160,14 +161,14 @@ def test_export_writes_both_tiers_one_column_per_input(factory, tmp_path: Path, 
     log_rows(factory, at=NOW - timedelta(hours=2), n=3, model="other")
     compact(factory, store)
     out = tmp_path / f"churn{suffix}"
-    result = prediction_store.export(factory, store, actor=admin_actor(), model="churn", out=out)
+    result = export(factory, store, actor=admin_actor(), model="churn", out=out)
     assert result == {"path": str(out), "rows": 15}
     frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
     assert list(frame.columns) == ["request_id", "record_index", "ts", "version", "age", "income", "n", "plan",
                                    "output"]
     assert set(first) <= set(frame["request_id"]) and frame["income"].notna().sum() == 4
-    ranged = prediction_store.export(factory, store, actor=admin_actor(), model="churn", out=out,
-                                     since=NOW - timedelta(hours=2, minutes=30), until=NOW - timedelta(minutes=30))
+    ranged = export(factory, store, actor=admin_actor(), model="churn", out=out,
+                    since=NOW - timedelta(hours=2, minutes=30), until=NOW - timedelta(minutes=30))
     assert ranged["rows"] == 4
 
 
@@ -175,8 +176,8 @@ def test_export_refuses_an_unknown_format(factory, tmp_path: Path) -> None:
     from core.errors import InvalidInput
 
     with pytest.raises(InvalidInput, match=r"\.parquet or \.csv"):
-        prediction_store.export(factory, LocalStore(tmp_path), actor=admin_actor(), model="churn",
-                                out=tmp_path / "x.json")
+        export(factory, LocalStore(tmp_path), actor=admin_actor(), model="churn",
+               out=tmp_path / "x.json")
 
 
 def test_cli_export_prints_path_and_rows(factory, settings, tmp_path: Path) -> None:
@@ -190,7 +191,7 @@ def test_cli_export_prints_path_and_rows(factory, settings, tmp_path: Path) -> N
     log_rows(factory, at=NOW - timedelta(minutes=5), n=2)
     env = os.environ | {"LEANOPS_HOME": str(settings.home), "LEANOPS_DB_URL": settings.db_url,
                         "LEANOPS_SCHEDULER": "off"}
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     out = tmp_path / "out.csv"
     done = subprocess.run([sys.executable, "cli.py", "predictions", "export", "churn", "--since",
                            (NOW - timedelta(hours=4)).isoformat(), "--out", str(out), "--json"],
@@ -231,10 +232,10 @@ def test_rows_that_reuse_the_ids_of_compacted_rows_are_compacted_too(factory, tm
     compact(factory, store)
     late = log_rows(factory, at=NOW - timedelta(hours=3, minutes=-30), n=5)  # the same hour, written late
     compact(factory, store)
-    frame = prediction_store.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
-                                    meta=("ts", "version", "output", "request_id"))
+    frame = reads.window(factory, store, model="churn", since=NOW - timedelta(days=1), until=NOW,
+                         meta=("ts", "version", "output", "request_id"))
     assert sorted(frame["request_id"]) == sorted(first + late) and hot(factory) == 0
-    assert len(prediction_store.list_files(store, "prediction-log")) == 2
+    assert len(parquet.list_files(store, "prediction-log")) == 2
 
 
 def test_feedback_for_a_compacted_request_is_stored(factory, tmp_path: Path) -> None:
@@ -248,10 +249,10 @@ def test_feedback_for_a_compacted_request_is_stored(factory, tmp_path: Path) -> 
     admin = make_user(factory, "labeller", "admin")
     with transaction(factory) as session:
         with pytest.raises(NotFound):  # another artifact store: only the hot table has something to find
-            predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
-                                        store=LocalStore(tmp_path / "elsewhere"))
+            record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
+                            store=LocalStore(tmp_path / "elsewhere"))
     with transaction(factory) as session:
-        assert predictions.record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
-                                           store=store) == 1
+        assert record_feedback(session, actor=admin, model="churn", request_id=ids[0], labels=[1],
+                               store=store) == 1
     with factory() as session:
-        assert predictions.feedback_for(session, request_id=ids[0]) == [1]
+        assert feedback_for(session, request_id=ids[0]) == [1]

@@ -14,15 +14,16 @@ import pytest
 
 from core.monitoring import checks, performance
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import parquet, reads, retention
+from core.platform.prediction_log.writer import rows_of
 from core.platform.storage import LocalStore
 from core.serving import traffic
+from core.serving.feedback import feedback_for
 from db.models import Feedback, utcnow
 from tests.core.platform.prediction_log.test_parquet import NOW, compact, hot, log_rows
 
 
-def _seen(views: list[predictions.PredictionView]) -> list[tuple]:
+def _seen(views: list[reads.PredictionView]) -> list[tuple]:
     return [(v.request_id, v.record_index, v.ts.replace(tzinfo=None), v.model, v.version, v.inputs, v.output)
             for v in views]
 
@@ -43,14 +44,14 @@ def test_counts_recent_and_lookups_are_the_same_after_compaction(factory, tmp_pa
     def read() -> dict:
         with factory() as session:
             return {
-                "all": predictions.count(session, store=store),
-                "churn": predictions.count(session, store=store, model="churn"),
-                "churn v3": predictions.count(session, store=store, model="churn", version=3),
-                "churn v4": predictions.count(session, store=store, model="churn", version=4),
-                "recent 10": _seen(predictions.recent(session, store=store, limit=10)),
-                "recent other": _seen(predictions.recent(session, store=store, model="other", limit=50)),
-                "recent all": _seen(predictions.recent(session, store=store, limit=100)),
-                "lookup": _seen(predictions.by_request(session, request_id=logged["v3"][4], store=store)),
+                "all": reads.count(session, store=store),
+                "churn": reads.count(session, store=store, model="churn"),
+                "churn v3": reads.count(session, store=store, model="churn", version=3),
+                "churn v4": reads.count(session, store=store, model="churn", version=4),
+                "recent 10": _seen(reads.recent(session, store=store, limit=10)),
+                "recent other": _seen(reads.recent(session, store=store, model="other", limit=50)),
+                "recent all": _seen(reads.recent(session, store=store, limit=100)),
+                "lookup": _seen(reads.by_request(session, request_id=logged["v3"][4], store=store)),
             }
 
     before = read()
@@ -115,13 +116,13 @@ def test_retention_keeps_the_labels_of_compacted_predictions(factory, tmp_path: 
                                  ts=utcnow()))
     compact(factory, store)
     assert hot(factory) == 0
-    done = predictions.purge(factory, actor=admin_actor(), days=1, now=NOW)
+    done = retention.purge(factory, actor=admin_actor(), days=1, now=NOW)
     assert done["feedback"] == 2, "only the labels of the predictions older than a day go"
-    prediction_store.drop_partitions(store, before=NOW - timedelta(days=1))
+    parquet.drop_partitions(store, before=NOW - timedelta(days=1))
     with factory() as session:
         kept = performance.labelled(session, model="churn", store=store)
-        assert sorted(predictions.feedback_for(session, request_id=rid) for rid in young) == [[1]] * 3
-        assert predictions.feedback_for(session, request_id="legacy-id-with-no-time") == [1]
+        assert sorted(feedback_for(session, request_id=rid) for rid in young) == [[1]] * 3
+        assert feedback_for(session, request_id="legacy-id-with-no-time") == [1]
     assert len(kept) == 3
 
 
@@ -129,9 +130,9 @@ def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> 
     """The challenger's shadow comparison pairs its rows with the champion's answers to the same records; a
     challenger runs for days, so most pairs are compacted by the time it is judged."""
     import numpy as np
-    from core.platform.prediction_log.writer import Served
     from sqlalchemy import Table, insert
 
+    from core.platform.prediction_log.writer import Served
     from db.models import PredictionLog
 
     store = LocalStore(tmp_path)
@@ -139,21 +140,21 @@ def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> 
     for hours_ago, n in ((3, 8), (0.1, 3)):
         at = NOW - timedelta(hours=hours_ago)
         for i in range(n):
-            rid = prediction_store.new_request_id(at)
+            rid = parquet.new_request_id(at)
             cols = {"age": np.array([30.0 + i, 40.0 + i]), "plan": np.array(["basic", "pro"], dtype=object)}
             items.append(Served(rid, at, "churn", "champion", 3, cols, [i % 2, 1], 2.0))
             items.append(Served(rid, at, "churn", "shadow", 4, cols, [1, 1], 5.0))
-    items.append(Served(prediction_store.new_request_id(NOW), NOW - timedelta(hours=3), "churn", "shadow", 4,
+    items.append(Served(parquet.new_request_id(NOW), NOW - timedelta(hours=3), "churn", "shadow", 4,
                         {"age": np.array([1.0]), "plan": np.array(["x"], dtype=object)}, [0], 5.0))  # no champion row
     with transaction(factory) as session:
-        session.execute(insert(cast(Table, PredictionLog.__table__)), predictions.rows_of(items))
+        session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(items))
         session.add(Feedback(request_id=items[0].request_id, record_index=1, model="churn", label=0, created_by="t",
                              ts=utcnow()))
 
     def pairs(since=None) -> list:
         with factory() as session:
-            found = prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4,
-                                                  since=since, limit=1000)
+            found = reads.shadow_pairs(session, store, model="churn", champion=3, challenger=4,
+                                       since=since, limit=1000)
         return sorted(found, key=lambda row: (row[1], str(row[4]), str(row[6])))
 
     before = pairs()
@@ -165,7 +166,7 @@ def test_shadow_pairs_are_the_same_after_compaction(factory, tmp_path: Path) -> 
                                                                      for r in before]
     assert len(pairs(since=NOW - timedelta(hours=1))) == 6
     with factory() as session:
-        newest = prediction_store.shadow_pairs(session, store, model="churn", champion=3, challenger=4, since=None,
-                                               limit=5)
+        newest = reads.shadow_pairs(session, store, model="churn", champion=3, challenger=4, since=None,
+                                    limit=5)
     assert len(newest) == 5 and min(r[0] for r in newest) >= max(r[0] for r in after if r[0] not in
                                                                  {n[0] for n in newest})

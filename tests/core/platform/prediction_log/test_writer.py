@@ -1,4 +1,5 @@
-"""The prediction log on SQLite and PostgreSQL: batched writer, back-pressure, flush on stop, feedback, retention."""
+"""The prediction log on SQLite and PostgreSQL: batched writer, back-pressure, flush on stop; feedback on logged
+rows (``core/serving/feedback.py``); retention."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from core.platform.prediction_log.writer import LogFull, LogWriter, Served
 from sqlalchemy import func, select
 
 from core import audit
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.platform import job_queue
 from core.platform.database import transaction
-from core.platform.prediction_log import parquet as prediction_store
-from core.platform.prediction_log import writer as predictions
+from core.platform.prediction_log import parquet, reads, retention
+from core.platform.prediction_log.writer import LogFull, LogWriter, Served, canonical, input_hash, rows_of
 from core.platform.storage import LocalStore
+from core.serving.feedback import feedback_for, record_feedback
 from db.models import PredictionLog, utcnow
 from jobs.runner import run_next
 from tests.support.factories import admin_actor, make_user
@@ -44,12 +45,12 @@ def test_rows_hold_the_record_its_hash_and_the_output(factory) -> None:
     assert writer.drain(10)
     writer.stop()
     with factory() as session:
-        rows = predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
+        rows = reads.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
     assert [(r.record_index, r.output, r.version) for r in rows] == [(0, 0, 3), (1, 1, 3), (2, 0, 3)]
     assert {r.alias for r in rows} == {"champion"}
     assert rows[1].inputs == {"age": 21.5, "plan": "basic"}
-    assert rows[1].input_hash == predictions.input_hash({"plan": "basic", "age": 21.5})  # key order does not matter
-    assert predictions.canonical(rows[1].inputs) == b'{"age":21.5,"plan":"basic"}'
+    assert rows[1].input_hash == input_hash({"plan": "basic", "age": 21.5})  # key order does not matter
+    assert canonical(rows[1].inputs) == b'{"age":21.5,"plan":"basic"}'
     assert rows[0].latency_ms == 4.2 and rows[0].ts.tzinfo is not None
 
 
@@ -63,7 +64,7 @@ def test_awkward_values_are_written_not_retried_forever(factory) -> None:
     assert writer.drain(15), "the writer is stuck on a row it cannot write"
     writer.stop()
     with factory() as session:
-        rows = predictions.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
+        rows = reads.by_request(session, request_id=item.request_id, store=NO_PARTITIONS)
     assert rows[0].inputs["age"] is None and rows[1].inputs["age"] == 1e308
     assert rows[1].inputs["plan"] == "ünï ✓" and rows[0].inputs["flag"] is True
     assert writer.failures == 0
@@ -78,7 +79,7 @@ def test_many_requests_are_written_in_few_transactions(factory) -> None:
     assert writer.drain(30)
     writer.stop()
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 1200
+        assert reads.count(session, store=NO_PARTITIONS) == 1200
     assert sum(batches) == 1200 and len(batches) <= 4
 
 
@@ -96,7 +97,7 @@ def test_a_full_queue_pushes_back_instead_of_dropping(factory) -> None:
     assert writer.drain(10)
     writer.stop()
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 11
+        assert reads.count(session, store=NO_PARTITIONS) == 11
 
 
 def test_a_request_bigger_than_the_queue_waits_for_it_to_empty(factory) -> None:
@@ -107,7 +108,7 @@ def test_a_request_bigger_than_the_queue_waits_for_it_to_empty(factory) -> None:
     writer.put(served(1), timeout=10)
     writer.stop()
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 51
+        assert reads.count(session, store=NO_PARTITIONS) == 51
 
 
 def test_stop_writes_everything_queued(factory) -> None:
@@ -118,7 +119,7 @@ def test_stop_writes_everything_queued(factory) -> None:
         writer.put(item, timeout=10)
     writer.stop()  # like SIGTERM: no drain first
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 1500
+        assert reads.count(session, store=NO_PARTITIONS) == 1500
     with pytest.raises(LogFull, match="shutting down"):
         writer.offer(served(1))
 
@@ -138,13 +139,13 @@ def test_feedback_is_stored_per_record_and_replaced_on_resubmission(factory) -> 
     request_id = _logged(factory)
     scientist = make_user(factory, "sci", "scientist")
     with transaction(factory) as session:
-        assert predictions.record_feedback(session, actor=scientist, model="churn", request_id=request_id,
-                                           labels=[1, 0, "yes"], store=NO_PARTITIONS) == 3
+        assert record_feedback(session, actor=scientist, model="churn", request_id=request_id,
+                               labels=[1, 0, "yes"], store=NO_PARTITIONS) == 3
     with transaction(factory) as session:
-        predictions.record_feedback(session, actor=scientist, model="churn", request_id=request_id, labels=[0, 0, 1],
-                                    store=NO_PARTITIONS)
+        record_feedback(session, actor=scientist, model="churn", request_id=request_id, labels=[0, 0, 1],
+                        store=NO_PARTITIONS)
     with factory() as session:
-        assert predictions.feedback_for(session, request_id=request_id) == [0, 0, 1]
+        assert feedback_for(session, request_id=request_id) == [0, 0, 1]
         assert audit.recent(session, limit=1)[0].action == "prediction.feedback"
 
 
@@ -163,8 +164,8 @@ def test_feedback_refusals(factory) -> None:
     for actor, model, rid, labels, error, words in cases:
         with pytest.raises(error, match=words.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
             with transaction(factory) as session:
-                predictions.record_feedback(session, actor=actor, model=model, request_id=rid, labels=labels,
-                                            store=NO_PARTITIONS)
+                record_feedback(session, actor=actor, model=model, request_id=rid, labels=labels,
+                                store=NO_PARTITIONS)
 
 
 # -- retention -----------------------------------------------------------------------------------
@@ -175,27 +176,27 @@ def test_purge_deletes_old_rows_in_chunks_and_keeps_recent_ones(factory) -> None
     # ids made as the API makes them (time first): a label goes with a prediction older than the cutoff even
     # when that prediction is no longer in the table (compacted, or purged before its label)
     old = [served(1, ts=now - timedelta(days=91, minutes=i),
-                  request_id=prediction_store.new_request_id(now - timedelta(days=91, minutes=i))) for i in range(23)]
+                  request_id=parquet.new_request_id(now - timedelta(days=91, minutes=i))) for i in range(23)]
     young = [served(1, ts=now - timedelta(days=89)) for _ in range(4)]
     for item in old + young:
         writer.offer(item)
     writer.start()
     writer.stop()
     with transaction(factory) as session:
-        predictions.record_feedback(session, actor=admin_actor(), model="churn", request_id=old[0].request_id,
-                                    labels=[1], store=NO_PARTITIONS)
+        record_feedback(session, actor=admin_actor(), model="churn", request_id=old[0].request_id,
+                        labels=[1], store=NO_PARTITIONS)
     seen: list[int] = []
-    result = predictions.purge(factory, actor=admin_actor(), days=90, chunk=5, now=now, progress=seen.append)
+    result = retention.purge(factory, actor=admin_actor(), days=90, chunk=5, now=now, progress=seen.append)
     assert result["predictions"] == 23 and result["feedback"] == 1
     assert seen[:5] == [5, 10, 15, 20, 23]
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 4
+        assert reads.count(session, store=NO_PARTITIONS) == 4
         left = set(session.scalars(select(PredictionLog.request_id)))
         assert left == {y.request_id for y in young}
         event = audit.recent(session, limit=1)[0]
     assert event.action == "predictions.purged" and event.details["predictions"] == 23
     with pytest.raises(InvalidInput):
-        predictions.purge(factory, actor=admin_actor(), days=0)
+        retention.purge(factory, actor=admin_actor(), days=0)
 
 
 def test_retention_runs_as_a_job_with_the_setting(factory, settings) -> None:
@@ -236,7 +237,7 @@ def test_writer_keeps_up_with_a_steady_stream(factory) -> None:
     writer.stop()
     assert time.monotonic() - started < 30
     with factory() as session:
-        assert predictions.count(session, store=NO_PARTITIONS) == 2000
+        assert reads.count(session, store=NO_PARTITIONS) == 2000
 
 
 def test_column_wise_hash_equals_the_canonical_record_hash() -> None:
@@ -251,10 +252,10 @@ def test_column_wise_hash_equals_the_canonical_record_hash() -> None:
                     mixed=np.array(["s", None], dtype=object),
                     at=np.array(["2026-01-01", "2026-01-02"], dtype="datetime64[ns]"))
     other_dtypes = served(1, f64=np.array([7]))  # int where the others have float: encoded apart
-    rows = predictions.rows_of([first, second, other_dtypes])
+    rows = rows_of([first, second, other_dtypes])
     assert len(rows) == 6
     for row in rows:
-        assert row["input_hash"] == predictions.input_hash(row["inputs"]), row["inputs"]
+        assert row["input_hash"] == input_hash(row["inputs"]), row["inputs"]
     by_request = {(r["request_id"], r["record_index"]): r for r in rows}
     assert by_request[(first.request_id, 1)]["inputs"]["f64"] is None
     assert by_request[(first.request_id, 2)]["inputs"]["at"] == "2026-06-01T00:00:00"
