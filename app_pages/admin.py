@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from core import policy
 from core.accounts import auth, sessions
 from core.actors import ROLES
 from ui import alerts_view, queries, resources, session
@@ -91,12 +90,12 @@ with sessions_tab:
             st.rerun()
 
 with policy_tab:
-    home = resources.settings().home
+    policies = resources.settings().policies
     st.caption("Promotion gates for every model (`default`) and per-model overrides (`models`). "
                "Each saved change is validated and audited with its diff.")
-    text = code_area("policies.yaml", policy.read_text(home), height=520, key="policy-text")
+    text = code_area("policies.yaml", policies.text(), height=520, key="policy-text")
     if st.button("Save policy"):
-        diff = act(lambda s: policy.save(s, actor=who, home=home, text=text))
+        diff = act(lambda s: policies.save(s, actor=who, text=text))
         if diff == "":
             st.info("No change.")
         elif diff:

@@ -21,7 +21,7 @@ if not models:
 names = sorted((m.name for m in models), key=lambda n: next(m.champion is None for m in models if m.name == n))
 model = st.selectbox("Model", names, index=0, key="drift-model")
 row = next(m for m in models if m.name == model)
-rules = policy.rules_for(settings.home, model)
+rules = settings.policies.rules_for(model)
 history = drift_view.checks(model)
 
 # -- run a check ----------------------------------------------------------------------------------
@@ -159,11 +159,11 @@ if who.at_least("admin"):
             drift_values["schedule"] = schedule.strip() or None
 
             def save(s):  # s: a Session
-                text = policy.read_text(settings.home)
+                text = settings.policies.text()
                 for section, values in (("drift", drift_values), ("alerts", {"cooldown_minutes": cooldown}),
                                         ("retrain", {"on_drift": retrain_on_drift})):
                     text = policy.with_override(text, model, section, values)
-                return policy.save(s, actor=who, home=settings.home, text=text)
+                return settings.policies.save(s, actor=who, text=text)
 
             if act(save) is not None:
                 st.success("Saved; the next check uses these thresholds.")

@@ -105,7 +105,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         say(f"1. workspace {home}: dataset churn v1 (a fifth of the labels wrong), model churn v1, corrected v2")
         init_workspace(factory, home=home, db_url=settings.db_url, admin_user="admin",
                        admin_password="demo-admin-pass", demo=False)
-        policy.policy_path(home).write_text(demo_policy(policy.DEFAULT_POLICY_YAML))
+        (home / policy.POLICY_FILE).write_text(demo_policy(policy.DEFAULT_POLICY_YAML))
         from core.data import datasets
 
         noisy = churn_frame(rows=2000, seed=3)

@@ -178,7 +178,7 @@ def shadow_panel(model: str, who: Actor) -> None:
                "after the answer had gone out.")
     for reason in found.reasons:
         st.caption(plain(reason))
-    st.caption(_acting(policy.rules_for(resources.settings().home, model).shadow))
+    st.caption(_acting(resources.settings().policies.rules_for(model).shadow))
     if found.champion_estimate or found.challenger_estimate:
         st.caption(f"Estimated {found.metric} without labels (CBPE or DLE, on the champion's records of the last "
                    f"day, both versions on the same records): champion {_band(found.champion_estimate)}, "
