@@ -48,9 +48,7 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
     from core.workspace.bootstrap import init_workspace
 
     settings, factory = _context()
-    password = settings.admin_password.get_secret_value() if settings.admin_password else None
-    result = init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user=settings.admin_user,
-                            admin_password=password, demo=args.demo)
+    result = init_workspace(factory, settings, demo=args.demo)
     lines = [f"workspace ready at {result.home}"]
     if result.admin_password:
         lines.append(f"admin user: {result.admin_user}  password: {result.admin_password}  (shown once: the first "
@@ -94,7 +92,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> Outcome:
 
     settings, factory = _context()
     cp = audit_checkpoints.write(factory, settings, actor=cli_actor())
-    doc = cp.as_dict() | {"log": str(audit_checkpoints.log_path(settings.home))}
+    doc = cp.as_dict() | {"log": str(audit_checkpoints.log_path(settings))}
     return Outcome(doc, text=f"checkpoint {cp.n}: event {cp.seq} {cp.hash} signed at {cp.time}\n"
                              f"signature {cp.signature}")
 
@@ -187,7 +185,7 @@ def cmd_dataset_add(args: argparse.Namespace) -> Outcome:
     path = Path(args.file)
     with transaction(factory) as session:
         reg = datasets.register(session, actor=cli_actor(), name=args.name, data=path, filename=path.name,
-                                store_root=settings.data_store, settings=settings, source=f"cli:{path.name}",
+                                store=settings.data_store, settings=settings, source=f"cli:{path.name}",
                                 description=args.description or "", max_bytes=settings.max_upload_mb * 2**20,
                                 limits=TableLimits.of(settings))
     failed = [f"  ✗ {c['check']} {c['column'] or ''}: {c['observed']} (expected {c['expected']})"

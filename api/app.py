@@ -157,7 +157,7 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
     if settings.prediction_log_enabled:
         # Acknowledged means durable: each request's records go to this process's journal segment first;
         # segments a killed process left are replayed, skipping what the table or the partitions hold.
-        journal = Journal(segments_folder(settings.home), durability=settings.prediction_log_durability)
+        journal = Journal(segments_folder(settings), durability=settings.prediction_log_durability)
         writer = LogWriter(factory, capacity=settings.prediction_log_queue,
                            on_written=lambda rows, seconds: metrics.written.inc(rows), journal=journal,
                            stored_elsewhere=lambda items: parquet.compacted_request_ids(settings.data_store, items))

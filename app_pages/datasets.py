@@ -51,7 +51,7 @@ if who.at_least("scientist"):
                 if upload is None:
                     st.error("Choose a CSV or Parquet file to upload first.")
                 elif reg := act(lambda s: datasets.register(
-                        s, actor=who, name=name, data=upload, filename=upload.name, store_root=settings.data_store,
+                        s, actor=who, name=name, data=upload, filename=upload.name, store=settings.data_store,
                         settings=settings, source=f"upload:{upload.name}", description=description,
                         max_bytes=settings.max_upload_mb * 2**20, limits=TableLimits.of(settings))):
                     show(reg, clear=True)
@@ -60,9 +60,8 @@ if who.at_least("scientist"):
             source = st.selectbox("Source database", names, index=None, placeholder="an admin adds sources below")
             sql = st.text_area("SQL query", placeholder="SELECT * FROM features WHERE day >= '2026-01-01'")
             if st.button("Run query and register", disabled=source is None):
-                if reg := act(lambda s: sources.register_query(s, actor=who, source=source, sql=sql, name=name,
-                                                               store_root=settings.data_store,
-                                                               description=description)):
+                if reg := act(lambda s: sources.register_query(s, settings, actor=who, source=source, sql=sql,
+                                                               name=name, description=description)):
                     show(reg)
 
 if who.at_least("admin"):
@@ -71,7 +70,8 @@ if who.at_least("admin"):
         c1, c2, c3 = st.columns([1, 3, 1])
         src_name = c1.text_input("Source name").strip()
         src_url = c2.text_input("Database URL", placeholder="postgresql+psycopg://reader:…@host/db (queried read-only)")
-        if c3.button("Add source") and act(lambda s: sources.add_source(s, actor=who, name=src_name, url=src_url)):
+        if c3.button("Add source") and act(lambda s: sources.add_source(s, settings, actor=who, name=src_name,
+                                                                        url=src_url)):
             st.rerun()  # the source picker above was drawn before the source existed
 
 overview = q.dataset_table()

@@ -59,7 +59,7 @@ if who.at_least("scientist"):
         if st.button("Run drift check", type="primary", disabled=params is None or row.champion is None,
                      help=None if row.champion else f"{model} has no champion to compare with"):
             if source == "Upload a batch":
-                params["file"] = str(checks.stage_upload(settings.home, upload.name, upload.getvalue(),
+                params["file"] = str(checks.stage_upload(settings, upload.name, upload.getvalue(),
                                                          max_bytes=settings.max_upload_mb * 2**20))
             job = act(lambda s: job_queue.enqueue(s, actor=who, kind="drift.check", params=params))
             if job is not None:

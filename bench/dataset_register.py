@@ -63,7 +63,7 @@ def time_register(csv: Path, work: Path, round_: int) -> tuple[float, str]:
     start = time.perf_counter()
     with transaction(factory) as session:
         reg = datasets.register(session, actor=Actor("bench", "scientist"), name="bench", data=csv,
-                                filename=csv.name, store_root=home, source="bench")
+                                filename=csv.name, store=home, source="bench")
     elapsed = time.perf_counter() - start
     return elapsed, f"v{reg.version.version} sha {reg.version.sha256[:12]} certificate passed={reg.certificate.passed}"
 

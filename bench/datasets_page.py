@@ -55,7 +55,7 @@ def workspace(home: Path, versions: int) -> tuple[dict[str, str], int]:
     try:
         for seed in range(versions):
             with transaction(factory) as s:
-                datasets.register(s, actor=cli_actor(), name="churn", data=churn(20, seed), store_root=home,
+                datasets.register(s, actor=cli_actor(), name="churn", data=churn(20, seed), store=home,
                                   source="bench")
         with transaction(factory) as s:
             user_id = auth.create_user(s, actor=cli_actor(), username="viewer-user", role="viewer",

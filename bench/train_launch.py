@@ -111,13 +111,12 @@ def main() -> None:
     settings = get_settings(home=home, scheduler="embedded", admin_password="bench-pass-123",
                             queue_poll_seconds=0.25)
     factory = make_session_factory(make_engine(settings.db_url))
-    init_workspace(factory, home=home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="bench-pass-123", demo=False)
+    init_workspace(factory, settings, demo=False)
     refs = {}
     for name, rows in (("warmup", 2_000), ("churn", args.rows)):
         with transaction(factory) as session:
             refs[name] = datasets.register(session, actor=Actor("bench", "admin"), name=name,
-                                           data=churn_frame(rows=rows), store_root=home, source="bench").version
+                                           data=churn_frame(rows=rows), store=home, source="bench").version
     scheduler.start(settings, factory, run_schedules=False)
     try:
         artifacts = Path(settings.artifacts)

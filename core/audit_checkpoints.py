@@ -54,12 +54,12 @@ class AuditKeyError(LeanOpsError):
 
 # -- the key -------------------------------------------------------------------------------------
 
-def key_path(home: Path) -> Path:
-    return Path(home) / KEY_FILE
+def key_path(settings: Settings) -> Path:
+    return settings.home / KEY_FILE
 
 
-def log_path(home: Path) -> Path:
-    return Path(home) / LOG_FILE
+def log_path(settings: Settings) -> Path:
+    return settings.home / LOG_FILE
 
 
 def _private_from(text: str, *, source: str) -> Ed25519PrivateKey:
@@ -78,7 +78,7 @@ def load_private_key(settings: Settings) -> Ed25519PrivateKey | None:
     """``LEANOPS_AUDIT_KEY`` if set, else the workspace's ``audit.key``; None when neither exists."""
     if settings.audit_key is not None:
         return _private_from(settings.audit_key.get_secret_value(), source="LEANOPS_AUDIT_KEY")
-    path = key_path(settings.home)
+    path = key_path(settings)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -114,14 +114,14 @@ def ensure_key(settings: Settings) -> tuple[str, bool]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-    home = Path(settings.home)
+    home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     key = load_private_key(settings)
     created = key is None
     if key is None:
         key = Ed25519PrivateKey.generate()
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        _write_private(key_path(home), base64.b64encode(raw).decode())
+        _write_private(key_path(settings), base64.b64encode(raw).decode())
     public = public_text(key.public_key())
     pub_path = home / PUBLIC_FILE
     if not pub_path.exists() or pub_path.read_text().strip() != public:
@@ -181,9 +181,9 @@ def _parse(line: str, number: int, path: Path) -> Checkpoint:
         raise AuditKeyError(f"line {number} of {path} is not a checkpoint") from None
 
 
-def read_log(home: Path) -> list[tuple[Checkpoint, str]]:
+def read_log(settings: Settings) -> list[tuple[Checkpoint, str]]:
     """Every checkpoint with its line as written (empty when the log does not exist yet)."""
-    path = log_path(home)
+    path = log_path(settings)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -232,7 +232,7 @@ def _append(settings: Settings, key: Ed25519PrivateKey, *, seq: int, digest: str
     With ``due``, only when ``due(last checkpoint)`` says so (decided under the lock)."""
     import fcntl
 
-    path = log_path(settings.home)
+    path = log_path(settings)
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one writer at a time: n and prev come from the line before
@@ -258,7 +258,7 @@ def _append(settings: Settings, key: Ed25519PrivateKey, *, seq: int, digest: str
 def _key_or_fail(settings: Settings) -> Ed25519PrivateKey:
     key = load_private_key(settings)
     if key is None:
-        raise AuditKeyError(f"no audit key: LEANOPS_AUDIT_KEY is not set and {key_path(settings.home)} does not "
+        raise AuditKeyError(f"no audit key: LEANOPS_AUDIT_KEY is not set and {key_path(settings)} does not "
                             "exist. Run `python cli.py init` to create it, or set LEANOPS_AUDIT_KEY")
     return key
 
@@ -319,7 +319,7 @@ def _public(cp: Checkpoint) -> dict[str, Any]:
 
 def latest(settings: Settings) -> dict[str, Any] | None:
     """The newest checkpoint (n, seq, hash, time, signature), or None when there is none."""
-    entries = read_log(settings.home)
+    entries = read_log(settings)
     return _public(entries[-1][0]) if entries else None
 
 
@@ -348,8 +348,8 @@ def verify(session: Session, settings: Settings, *,
 
     The log is read before the walk reads the head: every checkpoint read then covers an event that was
     committed before the head is read, so a checkpoint written during the walk is never a false alarm."""
-    path = log_path(settings.home)
-    entries = read_log(settings.home)
+    path = log_path(settings)
+    entries = read_log(settings)
     newest = _public(entries[-1][0]) if entries else None
     problem = _check_log(entries, _verifying_key(settings) if entries else None, path)
     if problem is not None:

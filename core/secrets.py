@@ -49,8 +49,8 @@ class Keyring:
     count: int
 
 
-def key_path(home: Path) -> Path:
-    return Path(home) / KEY_FILE
+def key_path(settings: Settings) -> Path:
+    return settings.home / KEY_FILE
 
 
 def _split(text: str) -> list[str]:
@@ -73,16 +73,11 @@ def keyring_from(keys: list[str], *, source: str) -> Keyring:
     return Keyring(MultiFernet(fernets), source, len(fernets))
 
 
-def load_keys(settings: Settings | None = None) -> Keyring:
-    """The keys of ``settings`` (default: read from the environment like the entries do):
-    ``LEANOPS_SECRET_KEY`` if set, else the workspace's ``secret.key``."""
-    if settings is None:
-        from core.settings import get_settings
-
-        settings = get_settings()
+def load_keys(settings: Settings) -> Keyring:
+    """The workspace's keys: ``LEANOPS_SECRET_KEY`` if set, else the workspace's ``secret.key``."""
     if settings.secret_key is not None:
         return keyring_from(_split(settings.secret_key.get_secret_value()), source="LEANOPS_SECRET_KEY")
-    path = key_path(settings.home)
+    path = key_path(settings)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -94,16 +89,24 @@ def load_keys(settings: Settings | None = None) -> Keyring:
     return keyring_from(_split(text), source=str(path))
 
 
+def keys_if_any(settings: Settings) -> Keyring | None:
+    """The workspace's keys, or None when there are none to load (for lists that show secrets masked)."""
+    try:
+        return load_keys(settings)
+    except SecretKeyError:
+        return None
+
+
 def generate_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
 
 
-def write_key_file(home: Path, keys: list[str]) -> Path:
+def write_key_file(settings: Settings, keys: list[str]) -> Path:
     """Write ``keys`` (first one seals) to the workspace key file: readable by its owner only, replaced
     atomically so a crash leaves the old file or the new one, never half of one."""
-    path = key_path(home)
+    path = key_path(settings)
     tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -119,23 +122,20 @@ def write_key_file(home: Path, keys: list[str]) -> Path:
     return path
 
 
-def ensure_key_file(home: Path) -> bool:
+def ensure_key_file(settings: Settings) -> bool:
     """Create the workspace key file (0600) when it does not exist; True if it was created now."""
-    if key_path(home).exists():
+    if key_path(settings).exists():
         return False
-    Path(home).mkdir(parents=True, exist_ok=True)
-    write_key_file(home, [generate_key()])
+    settings.home.mkdir(parents=True, exist_ok=True)
+    write_key_file(settings, [generate_key()])
     return True
 
 
-def workspace_keys(home: Path) -> Keyring:
+def workspace_keys(settings: Settings) -> Keyring:
     """The keys ``init`` works with: ``LEANOPS_SECRET_KEY`` if set, else the workspace file, created (0600)
     when it does not exist yet."""
-    from core.settings import get_settings
-
-    settings = get_settings(home=home)
     if settings.secret_key is None:
-        ensure_key_file(settings.home)
+        ensure_key_file(settings)
     return load_keys(settings)
 
 
@@ -145,19 +145,18 @@ def is_sealed(stored: str) -> bool:
     return isinstance(stored, str) and stored.startswith(PREFIX)
 
 
-def seal(text: str, *, keys: Keyring | None = None) -> str:
+def seal(text: str, *, keys: Keyring) -> str:
     """``text`` encrypted with the first key (a new random IV each time)."""
-    ring = keys or load_keys()
-    return PREFIX + ring.fernet.encrypt(text.encode()).decode()
+    return PREFIX + keys.fernet.encrypt(text.encode()).decode()
 
 
-def unseal(stored: str, *, keys: Keyring | None = None, what: str = "a stored secret") -> str:
+def unseal(stored: str, *, keys: Keyring, what: str = "a stored secret") -> str:
     """The plain text of a sealed value; a value stored before sealing existed is returned as it is."""
     if not is_sealed(stored):
         return stored
     from cryptography.fernet import InvalidToken
 
-    ring = keys or load_keys()
+    ring = keys
     try:
         return ring.fernet.decrypt(stored.removeprefix(PREFIX).encode()).decode()
     except InvalidToken:
@@ -166,19 +165,22 @@ def unseal(stored: str, *, keys: Keyring | None = None, what: str = "a stored se
                              "workspace's secret.key), or enter the secret again") from None
 
 
-def seal_config(config: Mapping[str, Any], *, keys: Keyring | None = None) -> dict[str, Any]:
+def seal_config(config: Mapping[str, Any], *, keys: Keyring) -> dict[str, Any]:
     """An alert-channel config with its secret fields (``SEALED_CONFIG_KEYS``) sealed."""
     fields = [k for k in SEALED_CONFIG_KEYS if isinstance(config.get(k), str) and config[k]]
-    ring = keys or (load_keys() if fields else None)
-    return {k: seal(v, keys=ring) if k in fields and not is_sealed(v) else v for k, v in config.items()}
+    return {k: seal(v, keys=keys) if k in fields and not is_sealed(v) else v for k, v in config.items()}
 
 
-def unseal_config(config: Mapping[str, Any], *, keys: Keyring | None = None,
+def unseal_config(config: Mapping[str, Any], *, keys: Keyring | None,
                   what: str = "an alert channel's secret") -> dict[str, Any]:
-    """An alert-channel config as it was entered (every sealed field opened)."""
+    """An alert-channel config as it was entered (every sealed field opened; ``keys`` may be None only
+    for a config with nothing sealed)."""
     sealed = [k for k, v in config.items() if is_sealed(v)]
-    ring = keys or (load_keys() if sealed else None)
-    return {k: unseal(v, keys=ring, what=what) if k in sealed else v for k, v in config.items()}
+    if not sealed:
+        return dict(config)
+    if keys is None:
+        raise SecretKeyError(f"{what} is sealed and no key was given to open it")
+    return {k: unseal(v, keys=keys, what=what) if k in sealed else v for k, v in config.items()}
 
 
 # -- rotation ------------------------------------------------------------------------------------
@@ -262,12 +264,12 @@ def rotate_key(factory: sessionmaker[Session], settings: Settings, *, actor: Act
     current = load_keys(settings)  # refuses a missing or malformed key before anything changes
     keys: list[str] = []
     if not from_env:
-        old = _split(key_path(settings.home).read_text())
+        old = _split(key_path(settings).read_text())
         keys = [generate_key(), *old]
         with transaction(factory) as session:  # refuse a non-admin before the key file changes
             _require_admin(session, actor)
-        write_key_file(settings.home, keys)
-        current = keyring_from(keys, source=str(key_path(settings.home)))
+        write_key_file(settings, keys)
+        current = keyring_from(keys, source=str(key_path(settings)))
     with transaction(factory) as session:
         _require_admin(session, actor)
         sources, channels, plain = _reseal_rows(session, current, only_plain=False)
@@ -275,5 +277,5 @@ def rotate_key(factory: sessionmaker[Session], settings: Settings, *, actor: Act
             "key": current.source, "new_key": not from_env, "sources": sources, "channels": channels,
             "was_plain": plain})
     if not from_env:
-        write_key_file(settings.home, keys[:1])
+        write_key_file(settings, keys[:1])
     return Rotation(current.source, not from_env, sources, channels, plain)

@@ -103,8 +103,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     http = smtp = None
     try:
         say(f"1. workspace {home}: dataset churn v1 (a fifth of the labels wrong), model churn v1, corrected v2")
-        init_workspace(factory, home=home, db_url=settings.db_url, admin_user="admin",
-                       admin_password="demo-admin-pass", demo=False)
+        init_workspace(factory, settings, demo=False)
         (home / policy.POLICY_FILE).write_text(demo_policy(policy.DEFAULT_POLICY_YAML))
         from core.data import datasets
 
@@ -112,7 +111,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         flip = noisy.index[::5]
         noisy.loc[flip, "churn"] = 1 - noisy.loc[flip, "churn"]
         with transaction(factory) as s:
-            datasets.register(s, actor=admin, name="churn", data=noisy, store_root=home, source="demo",
+            datasets.register(s, actor=admin, name="churn", data=noisy, store=home, source="demo",
                               description="old CRM export")
         first = train(factory, settings, SPEC, actor=admin, log=lambda line: None)
         moves.promote(factory, settings, actor=admin, model="churn", version=first["model_version"],
@@ -120,7 +119,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         worker = runner.worker_id()
         runner.run_next(factory, settings, worker)  # the promotion's schedules.sync job: drift:churn appears
         with transaction(factory) as s:
-            datasets.register(s, actor=admin, name="churn", data=churn_frame(rows=2400, seed=8), store_root=home,
+            datasets.register(s, actor=admin, name="churn", data=churn_frame(rows=2400, seed=8), store=home,
                               source="demo", description="corrected labels, more customers")
         out["champion_before"] = first["model_version"]
         out["champion_f1_before"] = round(first["metrics"]["f1"], 4)

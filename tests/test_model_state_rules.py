@@ -13,10 +13,6 @@ OWNER = "core/registry/state.py"
 ALIAS_TABLES = {"AliasMove", "CurrentAlias"}
 MLFLOW_ALIAS_READS = {"aliases"}  # the property of MLflow's RegisteredModel / ModelVersion
 FORBIDDEN_PARAMS = {"home", "mlflow_uri", "uri", "store_root"}
-# Where core still takes a workspace path or builds settings itself: the rest of issue 23's item 3 (one
-# Workspace value handed down from every entry). These ceilings only fall; the goal is zero.
-PARAMS_CEILING = 60
-ENVIRONMENT_CEILING = 4
 
 
 def _modules():
@@ -61,5 +57,5 @@ def test_core_reads_the_environment_only_in_settings_and_takes_no_workspace_path
                 params += [f"{rel}:{node.lineno} {node.name}({n})" for n in names if n in FORBIDDEN_PARAMS]
     print(f"\nenvironment reads outside core/settings.py: {len(environment)} ({', '.join(environment)})")
     print(f"parameters named home/mlflow_uri/uri/store_root: {len(params)}")
-    assert len(environment) <= ENVIRONMENT_CEILING, environment
-    assert len(params) <= PARAMS_CEILING, params
+    assert environment == []
+    assert params == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core import secrets
 from core.actors import Actor
 from core.alerts import channels, notify
 from core.errors import LeanOpsError
@@ -34,7 +35,7 @@ def _failures(alert: notify.AlertView) -> str:
 @st.cache_data(ttl=5)
 def channel_list() -> list[channels.ChannelView]:
     with resources.session_factory()() as session:
-        return channels.channels(session)
+        return channels.channels(session, keys=secrets.keys_if_any(resources.settings()))
 
 
 def recent_panel() -> None:
@@ -69,11 +70,14 @@ def _channel_row(channel: channels.ChannelView, who: Actor) -> None:
         st.cache_data.clear()
     label = "Disable" if channel.enabled else "Enable"
     if c2.button(label, key=f"alert-toggle-{channel.id}"):
-        if act(lambda s: channels.change_channel(s, actor=who, channel_id=channel.id, enabled=not channel.enabled),
+        if act(lambda s: channels.change_channel(s, actor=who, channel_id=channel.id, enabled=not channel.enabled,
+                                                 keys=secrets.load_keys(resources.settings())),
                success=f"{channel.name}: {label.lower()}d"):
             st.rerun()
     if c3.button("Delete", key=f"alert-delete-{channel.id}"):
-        act(lambda s: channels.remove_channel(s, actor=who, channel_id=channel.id), success=f"{channel.name} deleted")
+        keys_or_none = secrets.keys_if_any(resources.settings())  # a removal must not need the key
+        act(lambda s: channels.remove_channel(s, actor=who, channel_id=channel.id, keys=keys_or_none),
+            success=f"{channel.name} deleted")
         st.rerun()
     if (result := st.session_state.get(f"alert-result-{channel.id}")) is not None:
         _show_result(result)
@@ -117,7 +121,8 @@ def admin_tab(who: Actor) -> None:
         name = st.text_input("Channel name")
         config = _config_form(kind)
         if st.form_submit_button("Add channel") and act(
-                lambda s: channels.add_channel(s, actor=who, name=name, kind=kind, config=config),
+                lambda s: channels.add_channel(s, actor=who, name=name, kind=kind, config=config,
+                                               keys=secrets.load_keys(resources.settings())),
                 success=f"Channel {name} added"):
             st.rerun()
     st.markdown("**Recent alerts**")

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 from sqlalchemy.orm import Session
 
+from core import secrets
 from core.data import datasets, lineage, schemas, sources
 from core.data.profile import VersionDiff
 from ui import resources
@@ -104,7 +105,7 @@ def schema(name: str) -> schemas.SchemaView:
 @st.cache_data(ttl=30)
 def source_list() -> list[sources.SourceView]:
     with _session() as session:
-        return sources.list_sources(session)
+        return sources.list_sources(session, keys=secrets.keys_if_any(resources.settings()))
 
 
 def _mark(passed: bool | None) -> str:

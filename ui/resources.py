@@ -27,10 +27,8 @@ def session_factory() -> sessionmaker[Session]:
 
     s = settings()
     factory = make_session_factory(make_engine(s.db_url))
-    password = s.admin_password.get_secret_value() if s.admin_password else None
     # The server's output usually ends up in a log file: it never generates the admin's password.
-    init_workspace(factory, home=s.home, db_url=s.db_url, admin_user=s.admin_user, admin_password=password,
-                   demo=False, generate_admin=False)
+    init_workspace(factory, s, demo=False, generate_admin=False)
     return factory
 
 

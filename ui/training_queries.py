@@ -57,7 +57,7 @@ class DatasetShape:
 def dataset_shape(name: str, version: int) -> DatasetShape:
     settings = resources.settings()
     with _session() as session:
-        view, frame = datasets.load_frame(session, store_root=settings.data_store, ref=f"{name}:{version}",
+        view, frame = datasets.load_frame(session, store=settings.data_store, ref=f"{name}:{version}",
                                           verify=False)
     return DatasetShape(ref=view.ref, rows=view.rows, columns=[str(c) for c in frame.columns],
                         tasks={str(c): detect_task(frame[c]) for c in frame.columns},

@@ -53,13 +53,13 @@ def _mask(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _opened(row: AlertChannel) -> dict[str, Any]:
-    return secrets.unseal_config(row.config, what=f"a secret of alert channel {row.name!r}")
+def _opened(row: AlertChannel, keys: secrets.Keyring | None) -> dict[str, Any]:
+    return secrets.unseal_config(row.config, keys=keys, what=f"a secret of alert channel {row.name!r}")
 
 
-def _channel_view(row: AlertChannel) -> ChannelView:
+def _channel_view(row: AlertChannel, keys: secrets.Keyring | None) -> ChannelView:
     try:
-        config = _opened(row)
+        config = _opened(row, keys)
     except secrets.SecretKeyError as exc:  # the list still shows; sending says the same thing
         log.warning("alert channel %s: %s", row.name, exc)
         return ChannelView(id=row.id, name=row.name, kind=row.kind, enabled=row.enabled,
@@ -128,7 +128,7 @@ def _get_channel(session: Session, channel_id: int) -> AlertChannel:
 
 
 def add_channel(session: Session, *, actor: Actor, name: str, kind: str, config: dict[str, Any],
-                enabled: bool = True) -> ChannelView:
+                keys: secrets.Keyring, enabled: bool = True) -> ChannelView:
     """A new channel (admin only). ``config``: slack {url}; webhook {url, secret}; email {host, port,
     sender, to, starttls, username, password}."""
     require(session, actor, "alerts.manage", f"alert_channel:{name}")
@@ -140,17 +140,17 @@ def add_channel(session: Session, *, actor: Actor, name: str, kind: str, config:
     if session.scalar(select(AlertChannel.id).where(AlertChannel.name == name)) is not None:
         raise InvalidInput(f"an alert channel named {name!r} already exists")
     clean = _check_config(kind, config)
-    row = AlertChannel(name=name, kind=kind, config=secrets.seal_config(clean), enabled=enabled,
+    row = AlertChannel(name=name, kind=kind, config=secrets.seal_config(clean, keys=keys), enabled=enabled,
                        created_by=actor.name)
     session.add(row)
     session.flush()
     audit.record(session, actor, "alert_channel.added", f"alert_channel:{name}",
                  {"id": row.id, "kind": kind, "enabled": enabled, "config": _mask(kind, clean)})
-    return _channel_view(row)
+    return _channel_view(row, keys)
 
 
-def change_channel(session: Session, *, actor: Actor, channel_id: int, enabled: bool | None = None,
-                   config: dict[str, Any] | None = None) -> ChannelView:
+def change_channel(session: Session, *, actor: Actor, channel_id: int, keys: secrets.Keyring,
+                   enabled: bool | None = None, config: dict[str, Any] | None = None) -> ChannelView:
     """Enable/disable a channel or replace its config (a blank secret keeps the stored one)."""
     require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
     row = _get_channel(session, channel_id)
@@ -159,26 +159,27 @@ def change_channel(session: Session, *, actor: Actor, channel_id: int, enabled: 
         changes["enabled"] = {"from": row.enabled, "to": enabled}
         row.enabled = enabled
     if config is not None:
-        old = _opened(row)
+        old = _opened(row, keys)
         clean = _check_config(row.kind, config, old=old)
         if clean != old:
             changes["config"] = {"from": _mask(row.kind, old), "to": _mask(row.kind, clean)}
-            row.config = secrets.seal_config(clean)
+            row.config = secrets.seal_config(clean, keys=keys)
     if changes:
-        row.config = secrets.seal_config(row.config)  # a channel stored in plain text is sealed on its next write
+        row.config = secrets.seal_config(row.config, keys=keys)  # plain text from before: sealed now
         audit.record(session, actor, "alert_channel.changed", f"alert_channel:{row.name}", {"id": row.id, **changes})
     session.flush()
-    return _channel_view(row)
+    return _channel_view(row, keys)
 
 
-def remove_channel(session: Session, *, actor: Actor, channel_id: int) -> None:
+def remove_channel(session: Session, *, actor: Actor, channel_id: int, keys: secrets.Keyring | None) -> None:
     require(session, actor, "alerts.manage", f"alert_channel:{channel_id}")
     row = _get_channel(session, channel_id)
     audit.record(session, actor, "alert_channel.removed", f"alert_channel:{row.name}",
-                 {"id": row.id, "kind": row.kind, "config": _channel_view(row).config})
+                 {"id": row.id, "kind": row.kind, "config": _channel_view(row, keys).config})
     session.delete(row)
     session.flush()
 
 
-def channels(session: Session) -> list[ChannelView]:
-    return [_channel_view(r) for r in session.scalars(select(AlertChannel).order_by(AlertChannel.name))]
+def channels(session: Session, *, keys: secrets.Keyring | None) -> list[ChannelView]:
+    """Every channel, its secrets masked (``keys`` None: the sealed ones are not opened)."""
+    return [_channel_view(r, keys) for r in session.scalars(select(AlertChannel).order_by(AlertChannel.name))]

@@ -1,7 +1,7 @@
 """Datasets and their versions: register (content-addressed, certified, profiled), resolve, load.
 
-A version's file is canonical Parquet at ``<store_root>/datasets/<sha256>.parquet`` (the workspace
-folder, or ``s3://bucket/prefix/`` — ``store_root`` is a folder or a ``core.platform.storage`` store); identical
+A version's file is canonical Parquet at ``<store>/datasets/<sha256>.parquet`` (the workspace
+folder, or ``s3://bucket/prefix/`` — ``store`` is the workspace's data store, or a folder for a local one); identical
 content is stored once and registering it again creates nothing. Registration writes the file
 under a temporary name, inserts the rows, then renames it into place; if the caller's
 transaction rolls back afterwards the file is removed again, so the store and the database
@@ -66,8 +66,9 @@ class DatasetVersionView:
     def ref(self) -> str:
         return f"{self.name}:{self.version}"
 
-    def file(self, store_root: Path) -> Path:
-        return Path(store_root) / self.path
+    def file(self, settings: Settings) -> Path:
+        """Where the version's file is in a local workspace."""
+        return settings.home / self.path
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def key_for(sha256: str) -> str:
 
 # -- registering ---------------------------------------------------------------------------------
 
-def register(session: Session, *, actor: Actor, name: str, data: Input, store_root: Path | DataStore, source: str,
+def register(session: Session, *, actor: Actor, name: str, data: Input, store: Path | DataStore, source: str,
              filename: str = "", description: str = "", source_query: str | None = None,
              max_bytes: int | None = None, limits: TableLimits | None = None,
              settings: Settings | None = None) -> Registration:
@@ -155,7 +156,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
     cert = certify(table.frame, profile=profile, spec=spec, schema_version=schema.version if schema else 1,
                    previous_rows=previous.rows if previous else None, at=now)
 
-    store = as_store(store_root)
+    store = as_store(store)
     key = key_for(table.sha256)
     with store.staged(key, lambda tmp: write_parquet(table.arrow, tmp)) as staged:
         size = staged.size
@@ -196,7 +197,7 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
         "certificate_passed": cert.passed, "failed_checks": [_label(c) for c in cert.failed],
         "source": row.source, "new_dataset": number == 1})
     if not cert.passed:
-        _alert_failed_certificate(session, settings, store_root, name, number, cert)
+        _alert_failed_certificate(session, settings, store, name, number, cert)
     # A new version may start a retrain (policy retrain.on_upload, retrain.on_data_growth): a later stage's
     # work, asked for by a job queued with the version, whichever entry uploaded it; the worker decides by
     # policy. retrain.on_upload is about versions pushed through the HTTP API, hence ``via_api``.
@@ -207,14 +208,14 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store_ro
                         previous_rows=previous.rows if previous else None, retrain_consider=follow_up.id)
 
 
-def _alert_failed_certificate(session: Session, settings: Settings | None, store_root: Path | DataStore, name: str,
+def _alert_failed_certificate(session: Session, settings: Settings | None, store: DataStore, name: str,
                               number: int,
                               cert: Certificate) -> None:
     """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
     from core.alerts import notify
 
     failed = [_label(c) for c in cert.failed]
-    root = Path(store_root) if isinstance(store_root, Path | str) else getattr(store_root, "root", None)
+    root = getattr(store, "root", None)
     # The workspace's policies (cooldown) and default delivery settings, built without reading the environment.
     # TODO(issue 23, item 3): take the caller's Workspace instead (on S3 the local root is not known here).
     settings = settings or Settings.model_construct(home=Path(root or "."))
@@ -286,11 +287,11 @@ class Sweep:
     orphans: list[str]  # version files no row pointed at
 
 
-def sweep_store(session: Session, *, store_root: Path | DataStore, older_than_s: float = 3600) -> Sweep:
+def sweep_store(session: Session, *, store: Path | DataStore, older_than_s: float = 3600) -> Sweep:
     """Remove what killed registrations left in the store: temporary files, and version files no
     row points at (a process killed between the rename and the commit). Only files older than
     ``older_than_s`` are touched, so registrations in flight are safe."""
-    store: Any = as_store(store_root)
+    store = as_store(store)
     temporary = store.sweep_temporary(older_than_s=older_than_s)
     old = {key.removeprefix("datasets/").removesuffix(".parquet"): key
            for key, age in store.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
@@ -338,7 +339,7 @@ def resolve(session: Session, *, ref: str) -> DatasetVersionView:
     return _view(row, dataset.name)
 
 
-def load_frame(session: Session, *, store_root: Path | DataStore, ref: str,
+def load_frame(session: Session, *, store: Path | DataStore, ref: str,
                verify: bool = True) -> tuple[DatasetVersionView, pd.DataFrame]:
     """The version and its data as pandas (the dtypes it was hashed with).
 
@@ -347,7 +348,7 @@ def load_frame(session: Session, *, store_root: Path | DataStore, ref: str,
     from core.data.tables import content_hash
 
     view = resolve(session, ref=ref)
-    store = as_store(store_root)
+    store = as_store(store)
     if not store.exists(view.path):
         raise IntegrityError(f"the file of {view.ref} is missing from the store: {store.uri(view.path)}")
     if isinstance(store, LocalStore):  # pyarrow reads a path natively, faster than through a file object

@@ -41,6 +41,7 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.data import datasets
 from core.errors import InvalidInput, NotFound, redact
+from core.settings import Settings
 from db.models import SourceDatabase
 
 MAX_ROWS = 5_000_000
@@ -65,14 +66,16 @@ def mask(url: str) -> str:
         return "(not a URL)"
 
 
-def _url(row: SourceDatabase) -> str:
-    return secrets.unseal(row.url, what=f"the URL of source {row.name!r}")
+def _url(row: SourceDatabase, keys: secrets.Keyring) -> str:
+    return secrets.unseal(row.url, keys=keys, what=f"the URL of source {row.name!r}")
 
 
-def _shown_url(row: SourceDatabase) -> str:
+def _shown_url(row: SourceDatabase, keys: secrets.Keyring | None) -> str:
     """The masked URL, or a note when the key cannot open it (a list or a removal must not need the key)."""
+    if keys is None:
+        return "(sealed: the secret key cannot open it)"
     try:
-        return mask(_url(row))
+        return mask(_url(row, keys))
     except secrets.SecretKeyError:
         return "(sealed: the secret key cannot open it)"
 
@@ -91,10 +94,10 @@ def _check_url(url: str) -> str:
     return url
 
 
-def add_source(session: Session, *, actor: Actor, name: str, url: str, description: str = "",
-               home: Path | None = None) -> SourceView:
+def add_source(session: Session, settings: Settings, *, actor: Actor, name: str, url: str,
+               description: str = "") -> SourceView:
     """Configure a source. A PostgreSQL URL is connected to and its role checked (it must only read);
-    a SQLite path must lie outside the workspace ``home`` (default: the settings' LEANOPS_HOME)."""
+    a SQLite path must lie outside the workspace and be none of LeanOps' own databases."""
     require(session, actor, "sources.manage", f"source:{name}")
     datasets.check_name(name)
     url = url.strip()
@@ -103,25 +106,29 @@ def add_source(session: Session, *, actor: Actor, name: str, url: str, descripti
         raise InvalidInput(f"a source named {name!r} already exists")
     label = f"source {name!r}"
     if parsed.get_backend_name() == "sqlite":
-        _sqlite_path(parsed, label=label, home=home)
+        _sqlite_path(parsed, label=label, settings=settings)
     else:
         _check_pg_role(parsed, label=label)
-    row = SourceDatabase(name=name, url=secrets.seal(url), description=description[:255], created_by=actor.name)
+    keys = secrets.load_keys(settings)
+    row = SourceDatabase(name=name, url=secrets.seal(url, keys=keys), description=description[:255],
+                         created_by=actor.name)
     session.add(row)
     session.flush()
     audit.record(session, actor, "source.added", f"source:{name}", {"url": mask(url)})
-    return _view(row)
+    return _view(row, keys)
 
 
-def remove_source(session: Session, *, actor: Actor, name: str) -> None:
+def remove_source(session: Session, *, actor: Actor, name: str, keys: secrets.Keyring | None) -> None:
+    """``keys``: to show the removed source's masked URL in the audit event (None: it is not opened)."""
     require(session, actor, "sources.manage", f"source:{name}")
     row = _get(session, name)
     session.delete(row)
-    audit.record(session, actor, "source.removed", f"source:{name}", {"url": _shown_url(row)})
+    audit.record(session, actor, "source.removed", f"source:{name}", {"url": _shown_url(row, keys)})
 
 
-def list_sources(session: Session) -> list[SourceView]:
-    return [_view(r) for r in session.scalars(select(SourceDatabase).order_by(SourceDatabase.name))]
+def list_sources(session: Session, *, keys: secrets.Keyring | None) -> list[SourceView]:
+    """Every source, its URL masked (None for ``keys``: not opened)."""
+    return [_view(r, keys) for r in session.scalars(select(SourceDatabase).order_by(SourceDatabase.name))]
 
 
 def _get(session: Session, name: str) -> SourceDatabase:
@@ -133,20 +140,21 @@ def _get(session: Session, name: str) -> SourceDatabase:
     return row
 
 
-def _view(row: SourceDatabase) -> SourceView:
-    return SourceView(name=row.name, url=_shown_url(row), description=row.description, created_by=row.created_by,
+def _view(row: SourceDatabase, keys: secrets.Keyring | None) -> SourceView:
+    return SourceView(name=row.name, url=_shown_url(row, keys), description=row.description, created_by=row.created_by,
                       created_at=row.created_at)
 
 
-def run_query(*, url: str, sql: str, label: str = "the source", max_rows: int = MAX_ROWS,
-              timeout_s: int = TIMEOUT_S, home: Path | None = None) -> pd.DataFrame:
+def run_query(settings: Settings, *, url: str, sql: str, label: str = "the source", max_rows: int = MAX_ROWS,
+              timeout_s: int = TIMEOUT_S) -> pd.DataFrame:
     """Run one read-only query; a database error becomes ``InvalidInput`` with its first line."""
     sql = (sql or "").strip().rstrip(";").strip()
     if not sql:
         raise InvalidInput("the SQL query is empty; write a SELECT")
     parsed = make_url(_check_url(url))
     if parsed.get_backend_name() == "sqlite":
-        names, rows = _query_sqlite(parsed, sql, label=label, max_rows=max_rows, timeout_s=timeout_s, home=home)
+        names, rows = _query_sqlite(parsed, sql, label=label, max_rows=max_rows, timeout_s=timeout_s,
+                                     settings=settings)
     else:
         names, rows = _query_postgresql(parsed, sql, label=label, max_rows=max_rows, timeout_s=timeout_s)
     if len(rows) > max_rows:
@@ -176,14 +184,9 @@ _REFUSED_FUNCTIONS = {"load_extension", "fts3_tokenizer"}
 _PROGRESS_STEPS = 10_000  # SQLite VM instructions between deadline checks (well under a millisecond)
 
 
-def _protected_paths(home: Path | None) -> tuple[Path, list[Path]]:
+def _protected_paths(settings: Settings) -> tuple[Path, list[Path]]:
     """The workspace folder and LeanOps' own SQLite files wherever they are: never a source (they hold users,
-    tokens and the audit log). ``home`` defaults to the settings' LEANOPS_HOME."""
-    if home is not None:
-        return home.expanduser().resolve(), []
-    from core.settings import get_settings
-
-    settings = get_settings()
+    tokens and the audit log)."""
     files = []
     for db_url in (settings.db_url, settings.mlflow_uri):
         parsed = make_url(db_url)
@@ -192,10 +195,10 @@ def _protected_paths(home: Path | None) -> tuple[Path, list[Path]]:
     return settings.home, files
 
 
-def _sqlite_path(parsed: URL, *, label: str, home: Path | None) -> Path:
+def _sqlite_path(parsed: URL, *, label: str, settings: Settings) -> Path:
     assert parsed.database  # _check_url requires a file path for SQLite
     path = Path(parsed.database).expanduser().resolve()
-    workspace, own_files = _protected_paths(home)
+    workspace, own_files = _protected_paths(settings)
     if path.is_relative_to(workspace) or path in own_files:
         where = f"inside the LeanOps workspace {workspace}" if path.is_relative_to(workspace) \
             else "one of LeanOps' own databases"
@@ -205,8 +208,8 @@ def _sqlite_path(parsed: URL, *, label: str, home: Path | None) -> Path:
 
 
 def _query_sqlite(parsed: URL, sql: str, *, label: str, max_rows: int, timeout_s: int,
-                  home: Path | None) -> tuple[list[str], list[Any]]:
-    path = _sqlite_path(parsed, label=label, home=home)
+                  settings: Settings) -> tuple[list[str], list[Any]]:
+    path = _sqlite_path(parsed, label=label, settings=settings)
     if not path.is_file():
         raise InvalidInput(f"{label}: the SQLite file {path} does not exist")
     conn = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=timeout_s)
@@ -390,13 +393,15 @@ def _query_postgresql(parsed: URL, sql: str, *, label: str, max_rows: int,
     return names, rows
 
 
-def register_query(session: Session, *, actor: Actor, source: str, sql: str, name: str, store_root: Path,
-                   description: str = "", max_rows: int = MAX_ROWS, home: Path | None = None) -> datasets.Registration:
+def register_query(session: Session, settings: Settings, *, actor: Actor, source: str, sql: str, name: str,
+                   description: str = "", max_rows: int = MAX_ROWS) -> datasets.Registration:
     """Run ``sql`` on the configured source (read-only) and register the result as a version of ``name``."""
     require(session, actor, "datasets.write", f"dataset:{name}")
     datasets.check_name(name)
     row = _get(session, source)
-    frame = run_query(url=_url(row), sql=sql, label=f"source {source!r}", max_rows=max_rows, home=home)
-    return datasets.register(session, actor=actor, name=name, data=frame, store_root=store_root,
+    url = _url(row, secrets.load_keys(settings))
+    frame = run_query(settings, url=url, sql=sql, label=f"source {source!r}", max_rows=max_rows)
+    return datasets.register(session, actor=actor, name=name, data=frame, store=settings.data_store,
+                             settings=settings,
                              source=f"sql:{source}", source_query=sql.strip(), description=description,
                              filename=f"the result of the query on {source!r}")

@@ -140,7 +140,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         raise InvalidInput(f"threshold {threshold!r} is not a p-value between 0 and 1 (exclusive)")
     if source == "upload" and isinstance(current, (str, Path)) and not Path(current).is_file():
         raise InvalidInput(f"batch file {current} does not exist")  # before the registry is asked anything
-    with _consumed(settings.home, current if source == "upload" else None):  # a staged batch is read once
+    with _consumed(settings, current if source == "upload" else None):  # a staged batch is read once
         step(0.0, "finding the model version")
         with transaction(factory) as session:
             require(session, actor, "drift.run", f"model:{model}")
@@ -174,8 +174,8 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         pending: Path | None = None
         if report:  # the HTML itself is built off the verdict's path: a drift.report job, or report_now
             step(0.9, "keeping a sample for the Evidently report")
-            drift_report.sweep_samples(settings.home, older_than_s=STAGED_MAX_AGE.total_seconds())
-            pending = drift_report.write_sample(settings.home, reference, data.frame,
+            drift_report.sweep_samples(settings, older_than_s=STAGED_MAX_AGE.total_seconds())
+            pending = drift_report.write_sample(settings, reference, data.frame,
                                                 rows=settings.drift_report_sample_rows)
         step(0.95, "storing the check")
         try:
@@ -376,7 +376,7 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
         from core.data import datasets
 
         with factory() as session:
-            view, frame = datasets.load_frame(session, store_root=settings.data_store, ref=dataset)
+            view, frame = datasets.load_frame(session, store=settings.data_store, ref=dataset)
         return CurrentData(frame, f"dataset {view.ref}", None)
     if current is None:
         raise InvalidInput("an upload drift check needs the batch (a CSV or Parquet file)")
@@ -437,7 +437,7 @@ def _predict(settings: Settings, *, model: str, version: int, frame: pd.DataFram
 
 # -- reading ---------------------------------------------------------------------------------------
 
-def stage_upload(home: Path, filename: str, data: bytes, *, max_bytes: int | None = None) -> Path:
+def stage_upload(settings: Settings, filename: str, data: bytes, *, max_bytes: int | None = None) -> Path:
     """Keep a batch uploaded for a drift check inside the workspace, where the ``drift.check`` job reads it.
 
     A batch over ``max_bytes`` (pass ``LEANOPS_MAX_UPLOAD_MB``) is refused before it is written; its
@@ -450,37 +450,37 @@ def stage_upload(home: Path, filename: str, data: bytes, *, max_bytes: int | Non
     if max_bytes is not None and len(data) > max_bytes:
         raise InvalidInput(f"{Path(filename).name or 'the batch'} is {len(data) / 2**20:.1f} MB; the limit is "
                            f"{max_bytes / 2**20:.0f} MB (LEANOPS_MAX_UPLOAD_MB)")
-    sweep_staged(home)
-    drift_report.sweep_samples(home, older_than_s=STAGED_MAX_AGE.total_seconds())
-    folder = Path(home) / UPLOADS
+    sweep_staged(settings)
+    drift_report.sweep_samples(settings, older_than_s=STAGED_MAX_AGE.total_seconds())
+    folder = settings.home / UPLOADS
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{STAGED_PREFIX}{uuid4().hex}{Path(filename).suffix.lower()}"
     path.write_bytes(data)
     return path
 
 
-def _staged(home: Path, current: object) -> Path | None:
+def _staged(settings: Settings, current: object) -> Path | None:
     """``current`` when it is a batch ``stage_upload`` wrote (never a file a CLI user pointed at)."""
     if not isinstance(current, (str, Path)):
         return None
     path = Path(current).resolve()
-    folder = (Path(home) / UPLOADS).resolve()
+    folder = (settings.home / UPLOADS).resolve()
     return path if path.parent == folder and path.name.startswith(STAGED_PREFIX) else None
 
 
 @contextmanager
-def _consumed(home: Path, current: object) -> Iterator[None]:
+def _consumed(settings: Settings, current: object) -> Iterator[None]:
     """Delete a staged batch once its check is over (stored, refused or failed): people's data is not kept."""
     try:
         yield
     finally:
-        if (path := _staged(home, current)) is not None:
+        if (path := _staged(settings, current)) is not None:
             path.unlink(missing_ok=True)
 
 
-def sweep_staged(home: Path, *, max_age: timedelta | None = None, now: datetime | None = None) -> list[Path]:
+def sweep_staged(settings: Settings, *, max_age: timedelta | None = None, now: datetime | None = None) -> list[Path]:
     """Delete staged drift batches older than ``max_age`` (default ``STAGED_MAX_AGE``); returns them."""
-    folder = Path(home) / UPLOADS
+    folder = settings.home / UPLOADS
     if not folder.is_dir():
         return []
     cutoff = (now or utcnow()).timestamp() - (max_age or STAGED_MAX_AGE).total_seconds()

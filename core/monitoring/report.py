@@ -23,20 +23,23 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from core.training.reference import OTHER
 
+if TYPE_CHECKING:
+    from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 UNSEEN = "(unseen category)"  # what the report shows instead of a category the reference never saw
 
 
-def reports_dir(home: Path) -> Path:
-    return home / "reports" / "drift"
+def reports_dir(settings: Settings) -> Path:
+    return settings.home / "reports" / "drift"
 
 
 def reference_frame(reference: dict[str, Any], *, rows: int, seed: int = 0) -> pd.DataFrame:
@@ -214,13 +217,13 @@ def withheld_page(title: str, reason: str) -> str:
             "The drift check itself is stored and complete.</p></body></html>")
 
 
-def write(home: Path, html_text: str) -> Path:
+def write(settings: Settings, html_text: str) -> Path:
     """Write the report under the workspace atomically (a temp file renamed); returns its path.
 
     The file is ``reports/drift/pending-<uuid>.html`` until its check is committed, then renamed
     to ``<check id>.html`` (core.monitoring.checks).
     """
-    folder = reports_dir(home)
+    folder = reports_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"pending-{uuid.uuid4().hex}.html"
     tmp = path.with_suffix(".tmp")
@@ -236,12 +239,12 @@ def sample_path(report_path: Path) -> Path:
     return report_path.with_suffix(".sample.parquet")
 
 
-def write_sample(home: Path, reference: dict[str, Any], current: pd.DataFrame, *, rows: int) -> Path:
+def write_sample(settings: Settings, reference: dict[str, Any], current: pd.DataFrame, *, rows: int) -> Path:
     """Keep the report's current-side sample (``current_sample``: unseen categories already masked) as
     ``reports/drift/<uuid>.sample.parquet``, already where its check's report (``report_for``) expects it:
     the ``drift.report`` job, queued in the check's transaction, may start the moment that commits. The
     job reads it, builds the HTML and deletes it; ``sweep_samples`` removes one whose check never was."""
-    folder = reports_dir(home)
+    folder = reports_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{uuid.uuid4().hex}.sample.parquet"
     tmp = path.with_suffix(".tmp")
@@ -255,13 +258,13 @@ def report_for(sample: Path) -> Path:
     return sample.with_name(sample.name.removesuffix(".sample.parquet") + ".html")
 
 
-def sweep_samples(home: Path, *, older_than_s: float) -> list[Path]:
+def sweep_samples(settings: Settings, *, older_than_s: float) -> list[Path]:
     """Delete kept samples older than ``older_than_s``: their check was never committed (a crash before
     it), or their report job never ran (cancelled, or lost with its worker). People's rows are not kept."""
     import time
 
     cutoff, swept = time.time() - older_than_s, []
-    for path in reports_dir(home).glob("*.sample.parquet"):
+    for path in reports_dir(settings).glob("*.sample.parquet"):
         try:
             if path.stat().st_mtime < cutoff:
                 path.unlink()

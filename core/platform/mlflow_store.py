@@ -67,12 +67,16 @@ def _mlflow(store: MlflowStore) -> ModuleType:  # the mlflow module, pointed at 
     return mlflow
 
 
+def client(store: MlflowStore) -> MlflowClient:
+    """The MLflow client of ``store`` (tracking and registry), one per URI and process."""
+    return _client_of(store.uri)
+
+
 @cache
-def client(uri: str) -> MlflowClient:  # mlflow is imported lazily
-    """The MLflow client of ``uri`` (tracking and registry), one per URI and process."""
+def _client_of(tracking: str) -> MlflowClient:  # mlflow is imported lazily
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    return MlflowClient(tracking_uri=tracking, registry_uri=tracking)
 
 
 def is_not_found(exc: Exception) -> bool:
@@ -96,7 +100,7 @@ def experiment_id(store: MlflowStore, name: str) -> str:
     """The experiment's id, created with an explicit artifact location under the workspace if new."""
     from mlflow.exceptions import MlflowException
 
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     found = mlflow_client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
@@ -112,7 +116,7 @@ def experiment_id(store: MlflowStore, name: str) -> str:
 def prepare(store: MlflowStore) -> None:
     """Create or upgrade MLflow's own schema now (``cli.py init``), so that workers starting together
     on a fresh shared server do not race to migrate it."""
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     mlflow_client.search_experiments(max_results=1)
     mlflow_client.search_registered_models(max_results=1)
 
@@ -124,7 +128,7 @@ def experiment_name(model_name: str) -> str:
 def start_run(store: MlflowStore, *, experiment: str, run_name: str, tags: dict[str, Any],
               params: dict[str, Any]) -> str:
     """A new RUNNING run with its tags and params; returns its id."""
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     run = mlflow_client.create_run(experiment_id(store, experiment), run_name=run_name,
                                    tags={k: str(v) for k, v in tags.items()})
     from mlflow.entities import Param
@@ -159,7 +163,7 @@ def log_dataset(store: MlflowStore, run_id: str, *, frame: pd.DataFrame, name: s
     context = InputTag("mlflow.data.context", "training")
     for attempt in range(3):
         try:
-            client(store.uri).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
+            client(store).log_inputs(run_id, datasets=[DatasetInput(entity, tags=[context])])
             return
         except Exception as exc:  # two runs of one experiment logging the same dataset at once
             # MLflow checks for the (experiment, name, digest) row, then inserts it: the loser of that
@@ -174,7 +178,7 @@ def log_results(store: MlflowStore, run_id: str, *, metrics: dict[str, float], f
 
     from mlflow.entities import Metric
 
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     now = _now_ms()
     batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
     if batch:
@@ -253,7 +257,7 @@ def log_model(store: MlflowStore, run_id: str, *, pipeline: Any, example: pd.Dat
     # artifact location in the workspace (left to itself, MLflow would pick the default experiment,
     # whose location is relative to the current directory). No fluent, process-wide active run or
     # experiment is involved.
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     run = mlflow_client.get_run(run_id)
     logged = mlflow_client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
                                                params=dict(run.data.params))
@@ -310,14 +314,14 @@ def register(store: MlflowStore, *, model_uri: str, name: str, tags: dict[str, A
 
 
 def end_run(store: MlflowStore, run_id: str, *, status: str = "FINISHED") -> None:
-    client(store.uri).set_terminated(run_id, status=status)
+    client(store).set_terminated(run_id, status=status)
 
 
 def delete_version(store: MlflowStore, *, name: str, version: int) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        client(store.uri).delete_model_version(name, str(version))
+        client(store).delete_model_version(name, str(version))
     except MlflowException as exc:
         if not is_not_found(exc):
             raise
@@ -328,7 +332,7 @@ def fail_orphans(store: MlflowStore, *, is_finished: Any) -> list[str]:
 
     ``is_finished(job_id) -> bool`` says whether the job that owns a run has ended.
     """
-    mlflow_client = client(store.uri)
+    mlflow_client = client(store)
     failed: list[str] = []
     experiments = [e.experiment_id for e in mlflow_client.search_experiments(filter_string="name LIKE 'leanops/%'")]
     if not experiments:
@@ -352,7 +356,7 @@ def run_info(store: MlflowStore, run_id: str) -> dict[str, Any]:
     from mlflow.exceptions import MlflowException
 
     try:
-        run = client(store.uri).get_run(run_id)
+        run = client(store).get_run(run_id)
     except MlflowException as exc:
         raise NotFound(f"no MLflow run {run_id}: {exc}") from None
     return {"run_id": run_id, "status": run.info.status, "experiment_id": run.info.experiment_id,
@@ -365,7 +369,7 @@ def version_info(store: MlflowStore, *, name: str, version: int) -> dict[str, An
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = client(store.uri).get_model_version(name, str(version))
+        mv = client(store).get_model_version(name, str(version))
     except MlflowException as exc:
         raise NotFound(f"no model version {name} v{version}: {exc}") from None
     return {"name": name, "version": int(mv.version), "run_id": mv.run_id, "source": mv.source,
@@ -373,7 +377,7 @@ def version_info(store: MlflowStore, *, name: str, version: int) -> dict[str, An
 
 
 def versions_of_run(store: MlflowStore, *, name: str, run_id: str) -> list[int]:
-    found = client(store.uri).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    found = client(store).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     return [int(mv.version) for mv in found]
 
 
@@ -382,7 +386,7 @@ def download_text(store: MlflowStore, run_id: str, path: str) -> str:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        local = client(store.uri).download_artifacts(run_id, path, tmp)
+        local = client(store).download_artifacts(run_id, path, tmp)
         return Path(local).read_text()
 
 

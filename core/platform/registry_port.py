@@ -46,7 +46,7 @@ class RegistryPort:
         return self.store.uri
 
     def _client(self) -> Any:
-        return mlflow_store.client(self.store.uri)
+        return mlflow_store.client(self.store)
 
     # -- aliases (the projection) ----------------------------------------------------------------
 

@@ -344,7 +344,7 @@ def _s3_store(root: str, endpoint_url: str, access_key_id: str, secret: str, reg
 
 
 def as_store(root: Path | str | DataStore) -> DataStore:
-    """A store from what callers pass as ``store_root``: a folder (the workspace) or a store itself."""
+    """A store from what callers pass as ``store``: a folder (the workspace) or a store itself."""
     if isinstance(root, (str, Path)):
         return LocalStore(Path(root))
     return root

@@ -72,7 +72,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
 
     progress(0.02, "loading dataset")
     with factory() as session:  # reads only
-        version, frame = datasets.load_frame(session, store_root=settings.data_store, ref=spec.dataset)
+        version, frame = datasets.load_frame(session, store=settings.data_store, ref=spec.dataset)
         certificate = datasets.get_certificate(session, ref=version.ref)
     log(f"loaded {version.ref} (sha256 {version.sha256[:12]}…, {len(frame)} rows, {len(frame.columns)} columns)")
     with factory() as session:  # a new version predicts what its model predicts (checked again at recording)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit, audit_checkpoints, policy, secrets
+from core import audit, audit_checkpoints, secrets
 from core.accounts import auth
 from core.actors import system_actor
 from core.platform import job_queue, schedules
 from core.platform.database import migrate, transaction
 from core.registry import state
+from core.settings import Settings
 
 DEFAULT_SCHEDULES = (
     ("audit-verify", "audit.verify", "30 3 * * *", "Verify the audit hash chain every night"),
@@ -42,21 +43,21 @@ class InitResult:
                 "demo_files": list(self.demo_files), "audit_public_key": self.audit_public_key}
 
 
-def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, admin_user: str,
-                   admin_password: str | None, demo: bool, generate_admin: bool = True) -> InitResult:
+def init_workspace(factory: sessionmaker[Session], settings: Settings, *, demo: bool,
+                   generate_admin: bool = True) -> InitResult:
     """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data).
 
     Without ``LEANOPS_SECRET_KEY`` the workspace gets its key file (``secret.key``, 0600) when it has none;
     secrets stored in plain text by an older version are sealed here. Likewise without ``LEANOPS_AUDIT_KEY``
     it gets the Ed25519 key signing audit checkpoints (``audit.key``, 0600; public half in ``audit.pub``).
     """
-    from core.settings import get_settings
-
+    home, admin_user = settings.home, settings.admin_user
+    admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     home.mkdir(parents=True, exist_ok=True)
-    policy.Policies.at(home / policy.POLICY_FILE).write_default()
-    keys = secrets.workspace_keys(home)
-    audit_public, audit_key_created = audit_checkpoints.ensure_key(get_settings(home=home))
-    migrate(db_url)
+    settings.policies.write_default()
+    keys = secrets.workspace_keys(settings)
+    audit_public, audit_key_created = audit_checkpoints.ensure_key(settings)
+    migrate(settings.db_url)
     system = system_actor("init")
     with transaction(factory) as session:
         secrets.seal_plain(session, actor=system, keys=keys)
@@ -74,25 +75,26 @@ def init_workspace(factory: sessionmaker[Session], *, home: Path, db_url: str, a
             job_queue.enqueue(session, actor=system, kind="schedules.sync", params={})
     demo_files: list[str] = []
     if demo:
-        demo_csv = write_demo_csv(home)
+        demo_csv = write_demo_csv(settings)
         demo_files.append(str(demo_csv))
-        register_demo_dataset(factory, home=home, path=demo_csv)
+        register_demo_dataset(factory, settings, path=demo_csv)
     return InitResult(str(home), admin_user if fresh else None, generated, tuple(demo_files), audit_public)
 
 
-def register_demo_dataset(factory: sessionmaker[Session], *, home: Path, path: Path) -> None:
+def register_demo_dataset(factory: sessionmaker[Session], settings: Settings, *, path: Path) -> None:
     """The demo CSV as dataset "churn" (identical content on a re-run creates nothing)."""
     from core.data import datasets
 
     with transaction(factory) as session:
         datasets.register(session, actor=system_actor("init"), name="churn", data=path, filename=path.name,
-                          store_root=home, source="demo", description="synthetic customer churn (demo)")
+                          store=settings.data_store, settings=settings, source="demo",
+                          description="synthetic customer churn (demo)")
 
 
-def write_demo_csv(home: Path) -> Path:
+def write_demo_csv(settings: Settings) -> Path:
     from core.workspace.demo import churn_frame
 
-    path = home / "demo" / "churn.csv"
+    path = settings.home / "demo" / "churn.csv"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")

@@ -34,11 +34,14 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from core.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 log = logging.getLogger("leanops.predictions.journal")
 
@@ -49,9 +52,9 @@ NEW_PREFIX = ".new-"  # a segment being created: locked, then renamed to its fin
 Durability = Literal["fsync", "batch"]
 
 
-def segments_folder(home: Path) -> Path:
-    """Where the API processes of workspace ``home`` keep their segments."""
-    return Path(home) / "prediction-log" / "segments"
+def segments_folder(settings: Settings) -> Path:
+    """Where the API processes of workspace ``settings.home`` keep their segments."""
+    return settings.home / "prediction-log" / "segments"
 
 
 class JournalFailed(StoreUnavailable):
