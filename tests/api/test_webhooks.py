@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from core import audit
 from core.data import datasets
+from core.platform import job_queue
 from core.workspace.demo import churn_frame
 from tests.support.api import bearer
 
@@ -33,10 +34,15 @@ def test_upload_registers_a_version_like_the_datasets_page(client: TestClient, t
     assert len(doc["sha256"]) == 64 and "churn" in doc["columns"] and "passed" in doc["quality"]
     again = upload(client, tokens["scientist"])
     assert again.status_code == 200 and again.json()["created"] is False and again.json()["version"] == 1
+    assert again.json()["retrain_jobs"] == []  # nothing new, nothing to consider
     assert upload(client, tokens["scientist"], data=_csv(seed=8)).json()["version"] == 2
     with api_factory() as session:
         versions = datasets.list_versions(session, name="churn")
         events = [e for e in audit.recent(session, limit=20) if e.action == "dataset.version_registered"]
+        follow_ups = job_queue.list_jobs(session, kind="retrain.consider")
+    assert [(j.id, j.params) for j in reversed(follow_ups)] == [  # the API's answer names the job
+        (doc["retrain_jobs"][0], {"dataset": "churn", "version": 1, "via_api": True}),
+        (follow_ups[0].id, {"dataset": "churn", "version": 2, "via_api": True})]
     assert [v.version for v in versions] == [2, 1]
     assert versions[-1].description == "from the nightly export" and versions[-1].source == "api:churn.csv"
     assert events[0].actor == "token:test-scientist"

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.actors import cli_actor
 from core.data import datasets, lineage, schemas
+from core.platform import job_queue
 from core.platform.database import transaction
 
 PAGE = "app_pages/datasets.py"
@@ -114,6 +115,23 @@ def test_admin_adds_a_source_and_a_query_becomes_a_version(open_page, factory, t
     assert at.success[0].value == "Registered from-sql version 1: 2 rows, certificate passed."
     with factory() as s:
         assert datasets.resolve(s, ref="from-sql").source_query == "SELECT a, b FROM t"
+    assert follow_ups(factory) == [{"dataset": "from-sql", "version": 1, "via_api": False}]
+
+
+def follow_ups(factory) -> list[dict[str, Any]]:
+    """The retrain.consider jobs queued with each new version (a retrain may follow, by policy)."""
+    with factory() as s:
+        return [job.params for job in job_queue.list_jobs(s, kind="retrain.consider")]
+
+
+def test_an_uploaded_file_becomes_a_version_that_asks_what_follows(open_page, factory) -> None:
+    at = open_page(PAGE, role="scientist")
+    by_label(at.text_input, "Dataset name").input("churn")
+    at.file_uploader[0].set_value(("churn.csv", churn().to_csv(index=False).encode(), "text/csv"))
+    by_label(at.button, "Register version").click().run()
+    assert not at.exception and not at.error
+    assert at.success[0].value == "Registered churn version 1: 200 rows, certificate passed."
+    assert follow_ups(factory) == [{"dataset": "churn", "version": 1, "via_api": False}]
 
 
 def test_scientist_edits_the_schema(open_page, factory, settings) -> None:

@@ -65,6 +65,20 @@ def test_add_prints_the_contract_and_identical_content_adds_nothing(cli, tmp_pat
     versions = json.loads(cli("dataset", "list", "churn", "--json").stdout)
     assert [(v["version"], v["sha256"], v["source"]) for v in versions] == [(1, doc["sha256"], "cli:churn.csv")]
     assert versions[0]["created_by"].startswith("cli:")
+    # the new version asked for what follows it in the loop, as a page or API upload does; the same content did not
+    assert queued_follow_ups(cli.env["LEANOPS_DB_URL"]) == [{"dataset": "churn", "version": 1, "via_api": False}]
+
+
+def queued_follow_ups(db_url: str) -> list[dict]:
+    from core.platform import job_queue
+    from db.session import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    try:
+        with make_session_factory(engine)() as s:
+            return [job.params for job in job_queue.list_jobs(s, kind="retrain.consider")]
+    finally:
+        engine.dispose()
 
 
 def test_a_failing_certificate_is_still_a_registered_version(cli, tmp_path: Path) -> None:
