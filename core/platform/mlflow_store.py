@@ -381,15 +381,6 @@ def versions_of_run(store: MlflowStore, *, name: str, run_id: str) -> list[int]:
     return [int(mv.version) for mv in found]
 
 
-def download_text(store: MlflowStore, run_id: str, path: str) -> str:
-    """A small text artifact of a run (e.g. ``reference/reference.json``)."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        local = client(store).download_artifacts(run_id, path, tmp)
-        return Path(local).read_text()
-
-
 def dumps(doc: Any) -> str:
     return json.dumps(doc, default=str, separators=(",", ":"))
 

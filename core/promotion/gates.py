@@ -94,8 +94,3 @@ def refuse(actor: Actor, model: str, version: int, result: policy.GateResult) ->
 
     blocked.after_rollback.append(record)
     raise blocked
-
-
-def latest_gates(session: Session, *, model: str, version: int) -> GateEvaluation | None:
-    return session.scalar(select(GateEvaluation).where(GateEvaluation.model == model, GateEvaluation.version == version)
-                          .order_by(desc(GateEvaluation.id)))

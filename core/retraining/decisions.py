@@ -58,12 +58,6 @@ def should_act_on_estimate(estimate: dict[str, dict[str, float]], task: str, rul
     return Decision(True, reason)
 
 
-def should_retrain_on_schedule(rules: policy.ModelPolicy) -> Decision:
-    if not rules.retrain.schedule:
-        return Decision(False, "retrain.schedule is off")
-    return Decision(True, f"scheduled retrain (cron '{rules.retrain.schedule}' UTC)")
-
-
 def should_retrain_on_growth(new_rows: int, trained_rows: int, rules: policy.ModelPolicy) -> Decision:
     """A dataset version with at least ``retrain.on_data_growth`` (10 %) more rows than the champion saw."""
     step = rules.retrain.on_data_growth

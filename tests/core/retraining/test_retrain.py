@@ -70,12 +70,6 @@ def test_retrain_on_upload(via_api, on_upload, act):
     assert decisions.should_retrain_on_upload(via_api, rules(retrain={"on_upload": on_upload})).act is act
 
 
-@pytest.mark.parametrize(("cron", "act"), [("0 3 * * 1", True), (None, False)])
-def test_retrain_on_schedule(cron, act):
-    decision = decisions.should_retrain_on_schedule(rules(retrain={"schedule": cron}))
-    assert decision.act is act and (cron or "off") in decision.reason
-
-
 def verdict(version, f1, labels=100, status=None):
     status = status or ("insufficient" if labels < 50 else "ok" if f1 >= 0.8 else "below_floor")
     return Verdict("m", version, "classification", labels, 50, {"accuracy": f1, "f1": f1}, {}, (
