@@ -20,13 +20,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 Input: TypeAlias = Path | str | bytes | IO[bytes] | pd.DataFrame
 SNIFF_BYTES = 64 * 1024
@@ -53,7 +56,7 @@ class TableLimits:
     mb: int = 4096  # the table's data once read (uncompressed), in MiB
 
     @classmethod
-    def of(cls, settings: Any) -> TableLimits:
+    def of(cls, settings: Settings) -> TableLimits:
         """The limits of a ``core.settings.Settings``."""
         return cls(rows=settings.max_table_rows, columns=settings.max_table_columns, mb=settings.max_table_mb)
 

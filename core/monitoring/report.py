@@ -31,6 +31,8 @@ import pandas as pd
 from core.training.reference import OTHER
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -274,7 +276,7 @@ def sweep_samples(settings: Settings, *, older_than_s: float) -> list[Path]:
     return swept
 
 
-def build_for_check(factory: Any, settings: Any, check_id: int) -> Path | None:
+def build_for_check(factory: sessionmaker[Session], settings: Settings, check_id: int) -> Path | None:
     """Build the Evidently HTML of a stored check from its kept sample; returns the report's path.
 
     Idempotent: a report already built is left alone; a check without a kept sample (run without a

@@ -18,6 +18,7 @@ from core.errors import InvalidInput
 from core.platform.database import transaction
 from core.promotion import gates as promotion_gates
 from core.promotion import moves, registration
+from core.registry import state
 from core.retraining import triggers
 from core.settings import Settings
 from core.training import workflow
@@ -43,7 +44,8 @@ def retrain(factory: sessionmaker[Session], settings: Settings, params: dict[str
     reason = str(params.get("reason") or f"{trigger} retrain")
     system = system_actor("retrain")
     with factory() as session:
-        champ = triggers.champion_run(session, settings, model)
+        facts = state.state_of(session, settings.policies, model=model)
+        champ = triggers.champion_run(session, facts)
         from_version = champ.model_version
         spec = spec_for(dict(champ.spec), dataset=champ.dataset_name, params=dict(champ.params), model=model)
     log(f"retraining {model} (champion v{from_version}'s configuration) on the latest {spec['dataset']}: {reason}")
@@ -53,7 +55,7 @@ def retrain(factory: sessionmaker[Session], settings: Settings, params: dict[str
                       "spec": spec})
     result = registration.train(factory, settings, spec, actor=actor, job_id=job_id, progress=progress, log=log)
     version, gates = result["model_version"], result["gates"]
-    rules = settings.policies.rules_for(model)
+    rules = facts.policy
     outcome = "challenger" if gates["passed"] else "gates_failed"
     failed = [c["name"] for c in gates["checks"] if not c["passed"]]
     if gates["passed"] and rules.auto_promote:

@@ -35,12 +35,12 @@ from db.models import Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
 
 # -- reading -------------------------------------------------------------------------------------
 
-def champion_run(session: Session, settings: Settings, model: str) -> TrainingRun:
-    """The training run of the model's current champion."""
-    version = state.champion(session, model=model)
+def champion_run(session: Session, facts: state.ModelState) -> TrainingRun:
+    """The training run of the model's current champion (``facts``: the model's state, read by the caller)."""
+    model, version = facts.model, facts.champion
     if version is None:
         raise InvalidInput(f"{model} has no champion; a retrain reuses the champion's training configuration")
-    run = runs.row_for_version(session, model=model, version=version)
+    run = facts.run(session, version)
     if run is None or run.status != "succeeded":
         raise NotFound(f"{model} v{version} (the champion) has no LeanOps training run to reuse")
     return run
@@ -87,7 +87,8 @@ def request_retrain(factory: sessionmaker[Session], settings: Settings, *, model
         raise InvalidInput(f"trigger {trigger!r} is unknown; triggers are: {', '.join(TRIGGERS)}")
     actor = system_actor("retrain")
     with transaction(factory) as session:
-        champion_run(session, settings, model)  # refuses a model without a champion, before queueing
+        # refuses a model without a champion, before queueing
+        champion_run(session, state.state_of(session, settings.policies, model=model))
         locks.hold(session, f"retrain:{model}")
         existing = active_retrain(session, model)
         if existing is not None:
@@ -159,7 +160,8 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
     """The periodic growth check: the latest version of the champion's dataset against what it was
     trained on. A version some run of this model already trained on does not trigger again."""
     with factory() as session:
-        run = champion_run(session, settings, model)
+        facts = state.state_of(session, settings.policies, model=model)
+        run = champion_run(session, facts)
         latest = session.scalar(select(func.max(DatasetVersion.version)).join(
             Dataset, Dataset.id == DatasetVersion.dataset_id).where(Dataset.name == run.dataset_name))
         if latest is None or latest <= run.dataset_version:
@@ -171,8 +173,7 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
             return Decision(False, f"{model} was already trained on {run.dataset_name} v{latest}")
         new_rows, trained_rows = _rows(session, run.dataset_name, latest), _rows(session, run.dataset_name,
                                                                                   run.dataset_version)
-        rules = settings.policies.rules_for(model)
-    decision = should_retrain_on_growth(new_rows, trained_rows, rules)
+    decision = should_retrain_on_growth(new_rows, trained_rows, facts.policy)
     if not decision.act:
         return decision
     return request_retrain(factory, settings, model=model, trigger="growth",
