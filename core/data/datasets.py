@@ -291,14 +291,14 @@ def sweep_store(session: Session, *, store: Path | DataStore, older_than_s: floa
     """Remove what killed registrations left in the store: temporary files, and version files no
     row points at (a process killed between the rename and the commit). Only files older than
     ``older_than_s`` are touched, so registrations in flight are safe."""
-    store = as_store(store)
-    temporary = store.sweep_temporary(older_than_s=older_than_s)
+    found: Any = as_store(store)  # LocalStore or S3Store: both sweep and list, beyond the DataStore protocol
+    temporary = found.sweep_temporary(older_than_s=older_than_s)
     old = {key.removeprefix("datasets/").removesuffix(".parquet"): key
-           for key, age in store.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
+           for key, age in found.keys("datasets") if age > older_than_s and key.endswith(".parquet")}
     shas, known = list(old), set()
     for i in range(0, len(shas), 500):
         known |= set(session.scalars(select(DatasetVersion.sha256).where(DatasetVersion.sha256.in_(shas[i:i + 500]))))
-    orphans = [key for sha, key in old.items() if sha not in known and store.delete(key)]
+    orphans = [key for sha, key in old.items() if sha not in known and found.delete(key)]
     return Sweep(temporary=temporary, orphans=orphans)
 
 

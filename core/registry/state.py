@@ -132,7 +132,7 @@ def current(session: Session, *, model: str) -> dict[str, int]:
     """alias → version where LeanOps' aliases of ``model`` point now."""
     rows = session.execute(select(CurrentAlias.alias, CurrentAlias.version)
                            .where(CurrentAlias.model == model, CurrentAlias.version.is_not(None))).all()
-    return {alias: int(version) for alias, version in rows}
+    return {alias: int(version) for alias, version in rows if version is not None}
 
 
 def current_many(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -143,7 +143,7 @@ def current_many(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[st
     rows = session.execute(select(CurrentAlias.model, CurrentAlias.alias, CurrentAlias.version)
                            .where(CurrentAlias.model.in_(models), CurrentAlias.version.is_not(None))).all()
     wanted = set(keys)
-    return {(m, a): int(v) for m, a, v in rows if (m, a) in wanted}
+    return {(m, a): int(v) for m, a, v in rows if (m, a) in wanted and v is not None}
 
 
 def champion(session: Session, *, model: str) -> int | None:
@@ -154,7 +154,7 @@ def champions(session: Session) -> dict[str, int]:
     """model → its champion version, for every model that has one."""
     rows = session.execute(select(CurrentAlias.model, CurrentAlias.version)
                            .where(CurrentAlias.alias == CHAMPION, CurrentAlias.version.is_not(None))).all()
-    return {m: int(v) for m, v in rows}
+    return {m: int(v) for m, v in rows if v is not None}
 
 
 def arrival(session: Session, *, model: str, alias: str = CHAMPION) -> Arrival | None:
