@@ -1,53 +1,34 @@
-"""Job kind → the function that runs it. Each takes (ctx, params) and returns a JSON-able result."""
+"""Every job kind the worker runs: ``ADAPTERS`` pairs each ``JobKind`` (core/platform/job_queue.py: name,
+permission, attempts) with its thin adapter here. An adapter takes (ctx, params) and returns a JSON-able result."""
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from core.actors import system_actor
+from core.platform import job_queue
 from core.platform.database import transaction
-
-KIND_FUNCTIONS: dict[str, str] = {
-    "diagnostic.sleep": "jobs.kinds:diagnostic_sleep",
-    "audit.verify": "jobs.kinds:audit_verify",
-    "audit.checkpoint": "jobs.kinds:audit_checkpoint",
-    "predictions.retention": "jobs.kinds:predictions_retention",
-    "predictions.compact": "jobs.kinds:predictions_compact",
-    "train": "jobs.train:run",
-    "drift.check": "jobs.drift:run",
-    "retrain": "jobs.retrain:run",
-    "monitor.performance": "jobs.monitor:run",
-    "schedules.sync": "jobs.kinds:schedules_sync",
-    "aliases.sync": "jobs.kinds:aliases_sync",
-    "retrain.consider": "jobs.kinds:retrain_consider",
-    "drift.report": "jobs.drift_report:run",
-}
+from core.platform.job_queue import JobKind
+from jobs import drift, drift_report, monitor, retrain, train
 
 
-# Job kind → what finishes a job of that kind whose worker stopped (killed, lost): called by the reaper
-# in the pass that fails the job, with (factory, settings, job_id, log). Kinds with side effects outside
-# the metadata DB (an MLflow run, a registered version) have one.
-KIND_CLEANUPS: dict[str, str] = {
-    "train": "jobs.train:clean_up",
-    "retrain": "jobs.train:clean_up",
-}
+@dataclass(frozen=True)
+class Adapter:
+    """How the worker runs a kind: ``run(ctx, params)``, and for kinds with side effects outside the metadata DB
+    (an MLflow run, a registered version) ``cleanup(factory, settings, job_id, log)``, which finishes a job whose
+    worker stopped (killed, lost): the reaper calls it in the pass that fails the job."""
+
+    run: Callable[[Any, dict[str, Any]], dict[str, Any]]
+    cleanup: Callable[..., Any] | None = None
 
 
-def resolve(kind: str) -> Callable[..., dict[str, Any]]:
-    module, _, name = KIND_FUNCTIONS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def cleanup_for(kind: str) -> Callable[..., Any] | None:
-    """The clean-up of a stopped job of ``kind`` (``KIND_CLEANUPS``), or None when it needs none."""
-    if kind not in KIND_CLEANUPS:
-        return None
-    module, _, name = KIND_CLEANUPS[kind].partition(":")
-    return getattr(importlib.import_module(module), name)
+def adapter(kind: str) -> Adapter:
+    """The adapter of the kind a job row names (``InvalidInput`` when this version knows no such kind)."""
+    return ADAPTERS[job_queue.kind_named(kind)]
 
 
 def diagnostic_sleep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -130,3 +111,20 @@ def retrain_consider(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     from core.retraining import triggers
 
     return triggers.consider(ctx.factory, ctx.settings, params)
+
+
+ADAPTERS: dict[JobKind, Adapter] = {
+    job_queue.DIAGNOSTIC_SLEEP: Adapter(diagnostic_sleep),
+    job_queue.TRAIN: Adapter(train.run, cleanup=train.clean_up),
+    job_queue.DRIFT_CHECK: Adapter(drift.run),
+    job_queue.RETRAIN: Adapter(retrain.run, cleanup=train.clean_up),
+    job_queue.AUDIT_VERIFY: Adapter(audit_verify),
+    job_queue.AUDIT_CHECKPOINT: Adapter(audit_checkpoint),
+    job_queue.PREDICTIONS_RETENTION: Adapter(predictions_retention),
+    job_queue.PREDICTIONS_COMPACT: Adapter(predictions_compact),
+    job_queue.MONITOR_PERFORMANCE: Adapter(monitor.run),
+    job_queue.SCHEDULES_SYNC: Adapter(schedules_sync),
+    job_queue.ALIASES_SYNC: Adapter(aliases_sync),
+    job_queue.RETRAIN_CONSIDER: Adapter(retrain_consider),
+    job_queue.DRIFT_REPORT: Adapter(drift_report.run),
+}

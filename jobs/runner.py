@@ -19,7 +19,7 @@ from core.platform import job_queue as core_jobs
 from core.platform.database import transaction
 from core.platform.job_queue import JobCancelled, acting_as
 from core.settings import Settings
-from jobs.kinds import cleanup_for, resolve
+from jobs.kinds import adapter
 
 log = logging.getLogger("leanops.jobs")
 
@@ -98,7 +98,7 @@ def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) ->
     started = time.monotonic()
     ctx.log(f"job {job_id} ({kind}) started on {worker}")
     try:
-        result = resolve(kind)(ctx, params)
+        result = adapter(kind).run(ctx, params)
     except JobCancelled:
         status, error = "cancelled", "cancelled by a user"
     except LeanOpsError as exc:
@@ -148,12 +148,12 @@ def reap(factory: sessionmaker[Session], settings: Settings) -> list[int]:
 
 
 def clean_up(factory: sessionmaker[Session], settings: Settings, *, job_id: int, kind: str) -> None:
-    """Run the clean-up of a failed job's kind (``jobs.kinds.KIND_CLEANUPS``); its lines go to the job's log.
+    """Run the clean-up of a failed job's kind (its ``jobs.kinds.Adapter``); its lines go to the job's log.
 
     A clean-up that fails (say MLflow is down) is logged; what it left is finished later (the training
     workflow reconciles before each run), and the job's verdict stands either way.
     """
-    hook = cleanup_for(kind)
+    hook = adapter(kind).cleanup if kind in core_jobs.KINDS else None
     if hook is None:
         return
     lines: list[str] = []

@@ -15,30 +15,44 @@ from core.actors import Actor, system_actor
 from core.errors import InvalidInput, NotFound
 from db.models import Job, utcnow
 
-# Every kind a worker knows, and the permission launching it takes. jobs/kinds.py maps them to code.
-# Maintenance kinds (retention deletes logged predictions, audit verification, the performance watch
-# that may roll a champion back, schedule syncing) are the system's work: only admins (and the
-# system and CLI actors) may queue them by hand.
-KINDS: dict[str, str] = {
-    "diagnostic.sleep": "jobs.launch",
-    "audit.verify": "jobs.maintenance",
-    "audit.checkpoint": "jobs.maintenance",  # sign the audit chain's head (issue 15)
-    "predictions.retention": "jobs.maintenance",
-    "predictions.compact": "jobs.maintenance",  # the prediction log's closed hours → Parquet (issue 17)
-    "train": "training.launch",
-    "drift.check": "drift.run",
-    "retrain": "training.launch",
-    "monitor.performance": "jobs.maintenance",
-    # Follow-ups: the loop's backward arrows, queued in the same transaction as the event that asks
-    # for them (a promotion or a policy save re-syncs schedules; a drift check or an uploaded dataset
-    # version may start a retrain), run by the worker, retried when they fail.
-    "schedules.sync": "jobs.maintenance",
-    "retrain.consider": "training.launch",
-    "drift.report": "drift.run",  # the Evidently HTML of a stored drift check
-    "aliases.sync": "jobs.maintenance",  # project LeanOps' aliases onto MLflow, put back hand moves
-}
-# kind → attempts in all
-RETRIED: dict[str, int] = {"aliases.sync": 3, "schedules.sync": 3, "retrain.consider": 3, "drift.report": 2}
+
+@dataclass(frozen=True)
+class JobKind:
+    """A kind of job as the queue knows it; ``jobs/kinds.py`` ``ADAPTERS`` pairs each with the code that runs it.
+
+    ``name`` is stored in job rows and schedules, so it is never renamed. ``permission`` is what queueing a job
+    of this kind takes. ``attempts`` is how many runs a failing job gets in all: ``finish`` queues the next one.
+    """
+
+    name: str
+    permission: str
+    attempts: int = 1
+
+
+DIAGNOSTIC_SLEEP = JobKind("diagnostic.sleep", "jobs.launch")
+TRAIN = JobKind("train", "training.launch")
+DRIFT_CHECK = JobKind("drift.check", "drift.run")
+RETRAIN = JobKind("retrain", "training.launch")
+# Maintenance (retention deletes logged predictions, the audit walk and checkpoints, the performance watch
+# that may roll a champion back) is the system's work: only admins (and the system and CLI actors) may queue
+# it by hand.
+AUDIT_VERIFY = JobKind("audit.verify", "jobs.maintenance")
+AUDIT_CHECKPOINT = JobKind("audit.checkpoint", "jobs.maintenance")  # sign the audit chain's head
+PREDICTIONS_RETENTION = JobKind("predictions.retention", "jobs.maintenance")
+PREDICTIONS_COMPACT = JobKind("predictions.compact", "jobs.maintenance")  # closed hours of the log → Parquet
+MONITOR_PERFORMANCE = JobKind("monitor.performance", "jobs.maintenance")
+# Follow-ups: the loop's backward arrows, queued in the same transaction as the event that asks for them (a
+# promotion or a policy save re-syncs schedules, an alias move is projected onto MLflow, a drift check or a
+# new dataset version may start a retrain), run by the worker, retried when they fail.
+SCHEDULES_SYNC = JobKind("schedules.sync", "jobs.maintenance", attempts=3)
+ALIASES_SYNC = JobKind("aliases.sync", "jobs.maintenance", attempts=3)  # LeanOps' aliases → MLflow's
+RETRAIN_CONSIDER = JobKind("retrain.consider", "training.launch", attempts=3)
+DRIFT_REPORT = JobKind("drift.report", "drift.run", attempts=2)  # the Evidently HTML of a stored drift check
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
+    DIAGNOSTIC_SLEEP, TRAIN, DRIFT_CHECK, RETRAIN, AUDIT_VERIFY, AUDIT_CHECKPOINT, PREDICTIONS_RETENTION,
+    PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
+    DRIFT_REPORT)}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
@@ -55,7 +69,15 @@ def acting_as(kind: str, created_by: str) -> Actor:
     """
     if created_by.startswith(("system:", "cli:")):
         return Actor(name=created_by, role="admin", kind="system" if created_by.startswith("system:") else "cli")
-    return Actor(name=created_by, role=PERMISSIONS[KINDS[kind]], kind="job")
+    return Actor(name=created_by, role=PERMISSIONS[kind_named(kind).permission], kind="job")
+
+
+def kind_named(name: str) -> JobKind:
+    """The kind a job row or a schedule names; ``InvalidInput`` listing the kinds when there is none."""
+    found = KINDS.get(name)
+    if found is None:
+        raise InvalidInput(f"job kind {name!r} is unknown; kinds are: {', '.join(sorted(KINDS))}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -85,10 +107,8 @@ class JobView:
 
 
 def enqueue(session: Session, *, actor: Actor, kind: str, params: dict[str, Any] | None = None) -> Job:
-    """Queue a job; a worker picks it up. Returns at once."""
-    if kind not in KINDS:
-        raise InvalidInput(f"job kind {kind!r} is unknown; kinds are: {', '.join(sorted(KINDS))}")
-    require(session, actor, KINDS[kind], f"job:{kind}")
+    """Queue a job of the kind named ``kind``; a worker picks it up. Returns at once."""
+    require(session, actor, kind_named(kind).permission, f"job:{kind}")
     job = Job(kind=kind, params=params or {}, created_by=actor.name)
     session.add(job)
     session.flush()
@@ -189,7 +209,7 @@ def reap_stale(session: Session, *, stale_after: float, now: datetime | None = N
 
     They are failed, not requeued: a half-run training job may have side effects a rerun must not
     repeat blindly; the user relaunches (or the schedule fires again). Those side effects are undone
-    right after, in the same reaper pass, by the kind's clean-up (``jobs/kinds.py`` ``KIND_CLEANUPS``,
+    right after, in the same reaper pass, by the kind's clean-up (``jobs/kinds.py`` ``ADAPTERS``,
     called by ``jobs.runner.reap``: the floor knows no stage).
     """
     now = now or utcnow()
@@ -205,9 +225,11 @@ def reap_stale(session: Session, *, stale_after: float, now: datetime | None = N
 
 
 def _retry(session: Session, job: Job) -> None:
-    """Queue the next attempt of a failed follow-up (``RETRIED``), in the transaction that failed it."""
+    """Queue the next attempt of a failed job whose kind gets more than one (``JobKind.attempts``), in the
+    transaction that failed it."""
     attempt = int(job.params.get("attempt", 1))
-    if attempt >= RETRIED.get(job.kind, 0):
+    kind = KINDS.get(job.kind)  # a row of a kind this version no longer knows is not retried
+    if kind is None or attempt >= kind.attempts:
         return
     retry = Job(kind=job.kind, params=job.params | {"attempt": attempt + 1, "retry_of": job.id},
                 created_by=job.created_by)
@@ -227,6 +249,17 @@ def get(session: Session, job_id: int) -> JobView:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return JobView.of(job)
+
+
+def status_of(session: Session, *, job_id: int) -> str | None:
+    """The status of job ``job_id``; None when there is no such job."""
+    return session.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def active(session: Session, *, kind: str) -> list[JobView]:
+    """Every queued or running job of ``kind``, oldest first."""
+    return [JobView.of(j) for j in session.scalars(select(Job).where(Job.kind == kind, Job.status.in_(ACTIVE))
+                                                    .order_by(Job.id))]
 
 
 def list_jobs(session: Session, *, statuses: tuple[str, ...] | None = None, kind: str | None = None,

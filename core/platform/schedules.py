@@ -19,7 +19,7 @@ from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound
-from core.platform.job_queue import KINDS
+from core.platform.job_queue import kind_named
 from db.models import Schedule, utcnow
 
 CRON_HELP = "five fields: minute hour day-of-month month day-of-week, e.g. '0 3 * * *' (daily 03:00 UTC)"
@@ -133,8 +133,7 @@ def ensure(session: Session, *, actor: Actor, name: str, kind: str, cron: str, p
     if row is not None:
         return _view(row)
     require(session, actor, "schedules.manage", f"schedule:{name}")
-    if kind not in KINDS:
-        raise InvalidInput(f"job kind {kind!r} is unknown; kinds are: {', '.join(sorted(KINDS))}")
+    kind_named(kind)  # refuses an unknown kind, listing the kinds
     row = Schedule(name=name, kind=kind, cron=check_cron(cron), params=params or {}, description=description)
     session.add(row)
     session.flush()
