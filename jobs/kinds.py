@@ -113,6 +113,16 @@ def retrain_consider(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return triggers.consider(ctx.factory, ctx.settings, params)
 
 
+def datasets_sweep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Remove what killed uploads left in the data store: temporary files, and version files no row points at."""
+    from core.data import datasets
+
+    with ctx.factory() as session:
+        sweep = datasets.sweep_store(session, store=ctx.settings.data_store,
+                                     older_than_s=float(params.get("older_than_s") or 3600))
+    return {"temporary": sweep.temporary, "orphans": sweep.orphans}
+
+
 ADAPTERS: dict[JobKind, Adapter] = {
     job_queue.DIAGNOSTIC_SLEEP: Adapter(diagnostic_sleep),
     job_queue.TRAIN: Adapter(train.run, cleanup=train.clean_up),
@@ -123,6 +133,7 @@ ADAPTERS: dict[JobKind, Adapter] = {
     job_queue.PREDICTIONS_RETENTION: Adapter(predictions_retention),
     job_queue.PREDICTIONS_COMPACT: Adapter(predictions_compact),
     job_queue.MONITOR_PERFORMANCE: Adapter(monitor.run),
+    job_queue.DATASETS_SWEEP: Adapter(datasets_sweep),
     job_queue.SCHEDULES_SYNC: Adapter(schedules_sync),
     job_queue.ALIASES_SYNC: Adapter(aliases_sync),
     job_queue.RETRAIN_CONSIDER: Adapter(retrain_consider),

@@ -34,13 +34,14 @@ TRAIN = JobKind("train", "training.launch")
 DRIFT_CHECK = JobKind("drift.check", "drift.run")
 RETRAIN = JobKind("retrain", "training.launch")
 # Maintenance (retention deletes logged predictions, the audit walk and checkpoints, the performance watch
-# that may roll a champion back) is the system's work: only admins (and the system and CLI actors) may queue
-# it by hand.
+# that may roll a champion back, the sweep of files a killed upload left) is the system's work: only admins
+# (and the system and CLI actors) may queue it by hand.
 AUDIT_VERIFY = JobKind("audit.verify", "jobs.maintenance")
 AUDIT_CHECKPOINT = JobKind("audit.checkpoint", "jobs.maintenance")  # sign the audit chain's head
 PREDICTIONS_RETENTION = JobKind("predictions.retention", "jobs.maintenance")
 PREDICTIONS_COMPACT = JobKind("predictions.compact", "jobs.maintenance")  # closed hours of the log → Parquet
 MONITOR_PERFORMANCE = JobKind("monitor.performance", "jobs.maintenance")
+DATASETS_SWEEP = JobKind("datasets.sweep", "jobs.maintenance")  # files no dataset version points at
 # Follow-ups: the loop's backward arrows, queued in the same transaction as the event that asks for them (a
 # promotion or a policy save re-syncs schedules, an alias move is projected onto MLflow, a drift check or a
 # new dataset version may start a retrain), run by the worker, retried when they fail.
@@ -51,7 +52,7 @@ DRIFT_REPORT = JobKind("drift.report", "drift.run", attempts=2)  # the Evidently
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     DIAGNOSTIC_SLEEP, TRAIN, DRIFT_CHECK, RETRAIN, AUDIT_VERIFY, AUDIT_CHECKPOINT, PREDICTIONS_RETENTION,
-    PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
+    PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, DATASETS_SWEEP, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
     DRIFT_REPORT)}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")

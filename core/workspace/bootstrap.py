@@ -23,6 +23,8 @@ DEFAULT_SCHEDULES = (
      "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
     ("prediction-compaction", "predictions.compact", "7 * * * *",
      "Move each closed hour of the prediction log into Parquet partitions in the artifact store"),
+    ("dataset-sweep", "datasets.sweep", "45 4 * * *",
+     "Remove what killed uploads left in the data store: temporary files and files no dataset version points at"),
     ("alias-sync", "aliases.sync", "*/10 * * * *",
      "Keep MLflow's champion and challenger aliases as LeanOps recorded them; put back and alert hand moves"),
     ("monitor-performance", "monitor.performance", "*/15 * * * *",

@@ -38,7 +38,7 @@ def test_a_kind_is_queued_by_its_name_with_its_permission(factory) -> None:
         job = job_queue.enqueue(s, actor=Actor("sam", "scientist"), kind="diagnostic.sleep", params={"seconds": 0})
     assert job.kind == "diagnostic.sleep"
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        job_queue.enqueue(s, actor=Actor("sam", "scientist"), kind="audit.verify")
+        job_queue.enqueue(s, actor=Actor("sam", "scientist"), kind="datasets.sweep")
     with pytest.raises(InvalidInput, match="job kind 'nope' is unknown; kinds are: aliases.sync, audit.checkpoint"):
         job_queue.kind_named("nope")
 
