@@ -268,9 +268,11 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         await require(request, actor, "read")
         return Response(rt.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
-    from api import predict, registry, webhooks
+    from api import datasets, jobs, predict, registry, training
 
     app.include_router(predict.router)
-    app.include_router(webhooks.router)
+    app.include_router(datasets.router)
+    app.include_router(training.router)
+    app.include_router(jobs.router)
     app.include_router(registry.router)
     return app

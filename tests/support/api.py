@@ -118,3 +118,18 @@ def predict(client: httpx.Client | TestClient, name: str, token: str, records: l
             ) -> httpx.Response:
     return client.post(f"/v1/models/{name}/predict", json={"records": records}, headers=bearer(token),
                        params=params or None)
+
+
+def churn_csv(rows: int = 300, seed: int = 7) -> bytes:
+    from core.workspace.demo import churn_frame
+
+    return churn_frame(rows=rows, seed=seed).to_csv(index=False).encode()
+
+
+def upload(client: TestClient, token: str, name: str = "churn", data: bytes | None = None,
+           **form: str) -> httpx.Response:
+    """``POST /v1/datasets/{name}/versions`` with ``data`` (default: 300 rows of the demo churn data) as churn.csv."""
+    import io
+
+    return client.post(f"/v1/datasets/{name}/versions", headers=bearer(token), data=form or None,
+                       files={"file": ("churn.csv", io.BytesIO(data if data is not None else churn_csv()), "text/csv")})
