@@ -134,9 +134,10 @@ def test_a_promotion_that_loses_the_race_exits_1_with_one_json_document(factory,
     "became the champion meanwhile" is a lost race (exit 1), not bad input (exit 2)."""
     import time
 
+    from core.actors import cli_actor
     from core.platform import locks
-    from tests.support import aliases
     from core.platform.database import transaction
+    from core.registry import state
     from tests.support.training import add_dataset, small_churn
     from tests.support.versions import recorded
 
@@ -149,7 +150,8 @@ def test_a_promotion_that_loses_the_race_exits_1_with_one_json_document(factory,
         cli = subprocess.Popen([sys.executable, "cli.py", "promote", "m", str(version), "--json"], cwd=ROOT,
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(12)  # the CLI starts, finds no champion, passes its gates and waits for the lock
-        aliases.move(workspace, model="m", alias="champion", version=version)
+        state.move(s, actor=cli_actor(), model="m", alias="champion", to=version, action="promote",
+                   reason="the other promotion")  # committed with the lock's release
     out, err = cli.communicate(timeout=120)
     assert cli.returncode == 1, err
     assert json.loads(out) == {"error": f"m v{version} became the champion meanwhile"}

@@ -93,6 +93,15 @@ class RegistryPort:
                 return
             raise mlflow_store.unavailable(exc) from exc
 
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the registry answers (readiness: a server is not ready without it)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client().search_registered_models(max_results=1)
+        except MlflowException as exc:
+            raise mlflow_store.unavailable(exc) from exc
+
     # -- versions and their files ----------------------------------------------------------------
 
     def has_model(self, model: str) -> bool:

@@ -349,6 +349,7 @@ class ModelCache:
         be reached) propagates: the caller tries again, and is not ready meanwhile.
         """
         states: dict[str, dict[str, Any]] = {}
+        self.registry.ping()  # no champion to load says nothing about a registry that cannot be reached
         for name, version in sorted(self.source.champions().items() if alias == CHAMPION else ()):
             try:
                 loaded = self.load(name, alias)

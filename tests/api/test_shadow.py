@@ -132,7 +132,7 @@ def test_shadow_comparison_and_policy_decision(truth: str, store: LeanOpsStore, 
     now = aliases.all_for(api_settings, model=model.name)
     assert now.get("champion") == (rf if better else lr)
     assert "challenger" not in now  # cleared either way; the version stays registered
-    aliases.check_version(api_settings.mlflow_uri, model=model.name, version=rf)
+    assert api_settings.registry.version(model.name, rf).version == rf  # still registered
     with api_factory() as session:
         decided = session.scalars(select(AuditEvent).where(AuditEvent.action == shadow_comparison.DECIDED)).all()
         cleared = session.scalars(select(AliasMove).where(AliasMove.model == model.name,
@@ -154,13 +154,14 @@ def test_shadow_route_without_a_challenger_says_none(client: TestClient, model: 
     assert client.get("/v1/models/no-such-model/shadow", headers=bearer(tokens["viewer"])).status_code == 404
 
 
-def test_a_challenger_cleared_by_promotion_and_re_pointed_in_mlflow_is_refused(
+def test_a_challenger_cleared_by_promotion_and_re_pointed_in_mlflow_is_not_served(
         store: LeanOpsStore, model: Model, api_settings: Settings, api_factory: sessionmaker[Session]) -> None:
     """Regression: promotion cleared the challenger alias without a history row, so LeanOps' record still said
     @challenger → v2 and a challenger re-pointed at v2 directly in MLflow was served as if LeanOps moved it."""
     from mlflow import MlflowClient
 
-    from core.serving.cache import ModelCache, Refused
+    from core.errors import NotFound
+    from core.serving.cache import ModelCache
 
     rf = model.versions["rf20"]
     store.move(model.name, rf, aliases.CHALLENGER)
@@ -173,5 +174,5 @@ def test_a_challenger_cleared_by_promotion_and_re_pointed_in_mlflow_is_refused(
         model.name, "challenger", str(rf))  # no LeanOps move
     cache = ModelCache(registry=api_settings.registry, reload_seconds=3600, factory=api_factory,
                        settings=api_settings)
-    with pytest.raises(Refused, match="a move LeanOps did not record"):
+    with pytest.raises(NotFound, match="has no version with alias 'challenger'"):  # LeanOps' record has none
         cache.get(model.name, "challenger")
