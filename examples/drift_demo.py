@@ -72,7 +72,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
     import httpx
     from sqlalchemy import func, select
 
-    from core import audit, policy
+    from core import audit, policy, secrets
     from core.accounts import auth
     from core.actors import cli_actor, system_actor
     from core.alerts import channels
@@ -91,10 +91,9 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
 
     if home.exists() and any(home.iterdir()):
         raise SystemExit(f"{home} is not empty: the demo builds its own workspace; name a new folder")
-    # The receivers below listen on 127.0.0.1, which alerts reach only when allow-listed; core code that reads
-    # the settings itself (sealing the channels' secrets with the workspace key) must see this workspace.
-    os.environ |= {"LEANOPS_HOME": str(home), "LEANOPS_ALERT_ALLOWED_HOSTS": "127.0.0.1"}
-    settings = get_settings(home=home, scheduler="off", admin_password="demo-admin-pass")
+    # The receivers below listen on 127.0.0.1, which alerts reach only when allow-listed.
+    settings = get_settings(home=home, scheduler="off", admin_password="demo-admin-pass",
+                            alert_allowed_hosts="127.0.0.1")
     engine = make_engine(settings.db_url)
     factory = make_session_factory(engine)
     admin = cli_actor()
@@ -127,18 +126,20 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
         say("2. local receivers and alert channels (webhook with HMAC, email over SMTP)")
         http = HttpReceiver().start()
         smtp = SmtpReceiver().start()
+        keys = secrets.load_keys(settings)  # the workspace's key (made by init_workspace) or LEANOPS_SECRET_KEY
         with transaction(factory) as s:
             channels.add_channel(s, actor=admin, name="ops webhook", kind="webhook",
-                               config={"url": http.url("/leanops"), "secret": "demo-secret-0123456789"})
+                                 config={"url": http.url("/leanops"), "secret": "demo-secret-0123456789"}, keys=keys)
             channels.add_channel(s, actor=admin, name="ops email", kind="email",
-                               config={"host": "127.0.0.1", "port": smtp.port, "sender": "leanops@example.com",
-                                       "to": ["oncall@example.com"]})
+                                 config={"host": "127.0.0.1", "port": smtp.port, "sender": "leanops@example.com",
+                                         "to": ["oncall@example.com"]}, keys=keys)
             token, _ = auth.create_token(s, actor=admin, role="viewer", name="drift demo")
 
         say("3. serving API and 400 drifted records")
         port = free_port()
         env = os.environ | {"LEANOPS_HOME": str(home), "LEANOPS_DB_URL": settings.db_url,
                             "LEANOPS_MLFLOW_URI": settings.mlflow_uri, "LEANOPS_ARTIFACTS": str(settings.artifacts),
+                            "LEANOPS_ALERT_ALLOWED_HOSTS": settings.alert_allowed_hosts,
                             "LEANOPS_SCHEDULER": "off", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
         procs.append(subprocess.Popen([sys.executable, "cli.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
                                       cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

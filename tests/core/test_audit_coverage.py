@@ -115,7 +115,8 @@ def _channel(ctx: Ctx) -> int:
     if "channel" not in ctx.ids:
         ctx.ids["channel"] = ctx.tx(lambda s: channels.add_channel(
             s, actor=ADMIN, name="ops-hook", kind="webhook",
-            config={"url": "http://127.0.0.1:9/hook", "secret": "s3cret-s3cret-s3cret"})).id
+            config={"url": "http://127.0.0.1:9/hook", "secret": "s3cret-s3cret-s3cret"},
+            keys=core.secrets.load_keys(ctx.settings))).id
     return ctx.ids["channel"]
 
 
@@ -149,15 +150,15 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
     "accounts.auth.revoke_token": lambda c: c.tx(lambda s: core.accounts.auth.revoke_token(s, actor=ADMIN,
                                                                                            token_id=c.ids["token"])),
     "data.datasets.register": lambda c: c.tx(lambda s: core.data.datasets.register(
-        s, actor=SAM, name="extra", data=small_churn(200), store_root=c.settings.home, source="test")),
+        s, actor=SAM, name="extra", data=small_churn(200), store=c.settings.home, source="test")),
     "data.schemas.update_schema": lambda c: c.tx(lambda s: core.data.schemas.update_schema(
         s, actor=SAM, name="extra", spec=_edited_schema(s), note="tighter")),
     "data.sources.add_source": lambda c: c.tx(lambda s: core.data.sources.add_source(
-        s, actor=ADMIN, name="warehouse", url=_source_db(c))),
+        s, c.settings, actor=ADMIN, name="warehouse", url=_source_db(c))),
     "data.sources.register_query": lambda c: c.tx(lambda s: core.data.sources.register_query(
-        s, actor=SAM, source="warehouse", sql="SELECT a, b FROM t", name="from-sql", store_root=c.settings.home)),
+        s, c.settings, actor=SAM, source="warehouse", sql="SELECT a, b FROM t", name="from-sql")),
     "data.sources.remove_source": lambda c: c.tx(lambda s: core.data.sources.remove_source(
-        s, actor=ADMIN, name="warehouse")),
+        s, actor=ADMIN, name="warehouse", keys=core.secrets.load_keys(c.settings))),
     "platform.job_queue.enqueue": lambda c: c.ids.__setitem__("job", c.tx(lambda s: core.platform.job_queue.enqueue(
         s, actor=SAM, kind="train", params={"dataset": "churn", "target": "churn"}).id)),
     "platform.job_queue.cancel": lambda c: c.tx(lambda s: core.platform.job_queue.cancel(
@@ -217,11 +218,11 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=ADMIN, name="nightly")),
     "alerts.channels.add_channel": _channel,
     "alerts.channels.change_channel": lambda c: c.tx(lambda s: core.alerts.channels.change_channel(
-        s, actor=ADMIN, channel_id=_channel(c), enabled=False)),
+        s, actor=ADMIN, channel_id=_channel(c), keys=core.secrets.load_keys(c.settings), enabled=False)),
     "alerts.notify.send_test": lambda c: core.alerts.notify.send_test(
         c.factory, c.settings, actor=ADMIN, channel_id=_channel(c)),
     "alerts.channels.remove_channel": lambda c: c.tx(lambda s: core.alerts.channels.remove_channel(
-        s, actor=ADMIN, channel_id=_channel(c))),
+        s, actor=ADMIN, channel_id=_channel(c), keys=core.secrets.load_keys(c.settings))),
     "monitoring.checks.run_check": lambda c: core.monitoring.checks.run_check(
         c.factory, c.settings, actor=SAM, model="churn", version=1, source="upload", current=small_churn(300),
         filename="batch.csv", report=False),

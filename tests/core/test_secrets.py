@@ -26,12 +26,12 @@ SECRET = "s3cret-s3cret-s3cret"
 
 
 @pytest.fixture
-def file_key(settings, monkeypatch):
-    """Settings without LEANOPS_SECRET_KEY: the workspace's key file holds the key (as after `cli.py init`)."""
-    monkeypatch.delenv("LEANOPS_SECRET_KEY")
-    monkeypatch.setenv("LEANOPS_HOME", str(settings.home))  # core code that reads the settings itself
-    secrets.ensure_key_file(settings.home)
-    return settings.model_copy(update={"secret_key": None})
+def file_key(settings):
+    """Settings without LEANOPS_SECRET_KEY: the workspace's key file holds the key (as after `cli.py init`).
+    The test environment keeps its LEANOPS_SECRET_KEY: core must go by the settings it is given."""
+    bare = settings.model_copy(update={"secret_key": None})
+    assert secrets.ensure_key_file(bare)
+    return bare
 
 
 def stored_text(factory) -> str:
@@ -50,8 +50,7 @@ def test_seal_and_unseal(settings):
     assert secrets.unseal("sqlite:////data/old.db", keys=keys) == "sqlite:////data/old.db"  # plain, from before
 
 
-def test_a_missing_key_is_a_clear_error(settings, monkeypatch):
-    monkeypatch.delenv("LEANOPS_SECRET_KEY")
+def test_a_missing_key_is_a_clear_error(settings):
     bare = settings.model_copy(update={"secret_key": None})
     with pytest.raises(secrets.SecretKeyError, match=r"LEANOPS_SECRET_KEY is not set and .*secret.key does not exist. "
                                                      r"Run `python cli.py init`"):
@@ -72,27 +71,24 @@ def test_a_malformed_or_wrong_key_is_named_but_never_shown(settings):
     assert other not in str(exc.value) and "hunter2" not in str(exc.value)
 
 
-def test_init_writes_the_key_file_owner_only_and_keeps_it(factory, settings, monkeypatch):
-    monkeypatch.delenv("LEANOPS_SECRET_KEY")
-    path = secrets.key_path(settings.home)
+def test_init_writes_the_key_file_owner_only_and_keeps_it(factory, settings):
+    settings = settings.model_copy(update={"secret_key": None})  # no LEANOPS_SECRET_KEY: init makes the file
+    path = secrets.key_path(settings)
     umask = os.umask(0)  # a permissive umask must not make the file readable by others
     try:
-        init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                       admin_password="admin-pass-123", demo=False)
+        init_workspace(factory, settings, demo=False)
     finally:
         os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     first = path.read_text()
     secrets.keyring_from(first.split(), source="the file")  # a valid Fernet key
-    init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="admin-pass-123", demo=False)
+    init_workspace(factory, settings, demo=False)
     assert path.read_text() == first  # a second init keeps the key
 
 
 def test_init_with_an_environment_key_writes_no_file(factory, settings):
-    init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="admin-pass-123", demo=False)
-    assert not secrets.key_path(settings.home).exists()
+    init_workspace(factory, settings, demo=False)
+    assert not secrets.key_path(settings).exists()
 
 
 def test_plain_rows_from_before_work_and_init_seals_them(factory, settings, tmp_path: Path):
@@ -108,20 +104,19 @@ def test_plain_rows_from_before_work_and_init_seals_them(factory, settings, tmp_
         s.add(AlertChannel(name="hook", kind="webhook", created_by="admin",
                            config={"url": "https://example.com/in", "secret": SECRET}))
     with factory() as s:
-        assert [v.url for v in sources.list_sources(s)] == [f"sqlite:///{warehouse}?password=***"]
+        shown = [v.url for v in sources.list_sources(s, keys=secrets.load_keys(settings))]
+        assert shown == [f"sqlite:///{warehouse}?password=***"]
     with transaction(factory) as s:  # a plain row still works
-        reg = sources.register_query(s, actor=Actor("sam", "scientist"), source="wh", sql="select a from t",
-                                     name="t", store_root=settings.home)
+        reg = sources.register_query(s, settings, actor=Actor("sam", "scientist"), source="wh",
+                                     sql="select a from t", name="t")
     assert reg.version.rows == 1
-    init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="admin-pass-123", demo=False)
+    init_workspace(factory, settings, demo=False)
     assert "hunter2" not in stored_text(factory) and SECRET not in stored_text(factory)
     with factory() as s:
         [event] = s.scalars(select(AuditEvent).where(AuditEvent.action == "secrets.sealed")).all()
         assert s.scalar(select(SourceDatabase.url)).startswith(secrets.PREFIX)
     assert event.details == {"sources": ["wh"], "channels": ["hook"], "values": 3}
-    init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="admin-pass-123", demo=False)  # nothing left to seal: no second event
+    init_workspace(factory, settings, demo=False)  # nothing left to seal: no second event
     with factory() as s:
         assert len(s.scalars(select(AuditEvent).where(AuditEvent.action == "secrets.sealed")).all()) == 1
 
@@ -130,12 +125,13 @@ def test_rotating_the_workspace_key(factory, file_key):
     settings = file_key
     with transaction(factory) as s:
         channels.add_channel(s, actor=ADMIN, name="hook", kind="webhook",
-                             config={"url": "https://example.com/in", "secret": SECRET})
+                             config={"url": "https://example.com/in", "secret": SECRET},
+                             keys=secrets.load_keys(settings))
         s.add(SourceDatabase(name="old", url="postgresql://reader:pw-pw-pw@db.example/w", created_by="admin"))
     old_keys = secrets.load_keys(settings)
     rotation = secrets.rotate_key(factory, settings, actor=ADMIN)
     assert (rotation.generated, rotation.sources, rotation.channels, rotation.was_plain) == (True, ["old"], ["hook"], 1)
-    path = secrets.key_path(settings.home)
+    path = secrets.key_path(settings)
     assert len(path.read_text().split()) == 1 and stat.S_IMODE(path.stat().st_mode) == 0o600
     new_keys = secrets.load_keys(settings)
     with factory() as s:
@@ -152,7 +148,8 @@ def test_rotating_the_workspace_key(factory, file_key):
 def test_rotating_an_environment_key_seals_with_its_first_key(factory, settings):
     with transaction(factory) as s:
         channels.add_channel(s, actor=ADMIN, name="hook", kind="webhook",
-                             config={"url": "https://example.com/in", "secret": SECRET})
+                             config={"url": "https://example.com/in", "secret": SECRET},
+                             keys=secrets.load_keys(settings))
     old = settings.secret_key.get_secret_value()
     new = secrets.generate_key()
     both = settings.model_copy(update={"secret_key": SecretStr(f"{new},{old}")})  # the operator puts the new one first
@@ -164,9 +161,9 @@ def test_rotating_an_environment_key_seals_with_its_first_key(factory, settings)
 
 
 def test_only_admins_rotate_and_a_refusal_changes_no_key(factory, file_key):
-    before = secrets.key_path(file_key.home).read_text()
+    before = secrets.key_path(file_key).read_text()
     with pytest.raises(PermissionDenied):
         secrets.rotate_key(factory, file_key, actor=Actor("ann", "approver"))
-    assert secrets.key_path(file_key.home).read_text() == before
+    assert secrets.key_path(file_key).read_text() == before
     secrets.rotate_key(factory, file_key, actor=system_actor("ops"))
-    assert secrets.key_path(file_key.home).read_text() != before
+    assert secrets.key_path(file_key).read_text() != before

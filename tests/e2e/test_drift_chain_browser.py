@@ -18,16 +18,16 @@ import numpy as np
 import pytest
 from playwright.sync_api import expect
 
-from core import policy
+from core import policy, secrets
 from core.actors import cli_actor
 from core.alerts import channels
-from tests.support import aliases
 from core.platform.database import transaction
 from core.settings import Settings
 from core.workspace.demo import churn_frame
 from db.models import AuditEvent, DriftCheck, Job
 from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, goto_page, login, wait_rerun
+from tests.support import aliases
 from tests.support.net import free_port
 from tests.support.paths import ARTIFACTS, ROOT
 from tests.support.receivers import HttpReceiver, SmtpReceiver
@@ -95,19 +95,18 @@ def _healthy(url: str) -> bool:
 
 # The receivers listen on 127.0.0.1, a loopback address alerts reach only when allow-listed.
 @pytest.mark.parametrize("dashboard", [{"LEANOPS_ALERT_ALLOWED_HOSTS": "127.0.0.1"}], indirect=True)
-def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path: Path, monkeypatch):
+def test_drifted_traffic_to_alerts_and_retrain(served, dashboard, page, tmp_path: Path):
     settings, factory, api_url, token = served
-    # Channels are sealed with the key of the dashboard's workspace (made by its `cli.py init`), as the
-    # dashboard's worker must open them: this process reads the settings the way the dashboard does.
-    monkeypatch.setenv("LEANOPS_HOME", str(dashboard.home))
-    monkeypatch.delenv("LEANOPS_SECRET_KEY")
+    # Channels are sealed with the key of the dashboard's workspace (made by its `cli.py init`; the dashboard
+    # runs without LEANOPS_SECRET_KEY), as the dashboard's worker must open them.
+    keys = secrets.load_keys(settings.model_copy(update={"secret_key": None}))
     with HttpReceiver() as hook, SmtpReceiver() as mail:
         with transaction(factory) as s:
             channels.add_channel(s, actor=cli_actor(), name="ops webhook", kind="webhook",
-                               config={"url": hook.url("/leanops"), "secret": "a-long-shared-secret"})
+                                 config={"url": hook.url("/leanops"), "secret": "a-long-shared-secret"}, keys=keys)
             channels.add_channel(s, actor=cli_actor(), name="ops email", kind="email",
-                               config={"host": "127.0.0.1", "port": mail.port, "sender": "leanops@example.test",
-                                       "to": ["team@example.test"]})
+                                 config={"host": "127.0.0.1", "port": mail.port, "sender": "leanops@example.test",
+                                         "to": ["team@example.test"]}, keys=keys)
         records = drifted_traffic()
         logged_before = _logged(factory)
         for start in range(0, len(records), 100):

@@ -20,7 +20,8 @@ SECRET = "page-secret-page-secret"
 
 @pytest.fixture
 def http(monkeypatch):
-    """A local receiver on 127.0.0.1: a loopback address, which alerts reach only when allow-listed."""
+    """A local receiver on 127.0.0.1: a loopback address, which alerts reach only when allow-listed (in the
+    environment: the dashboard reads its settings from there)."""
     monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")
     with HttpReceiver(hang_seconds=5) as receiver:
         yield receiver
@@ -30,7 +31,7 @@ def button(at, label, key=None):
     return next(b for b in at.button if b.label == label and (key is None or b.key == key))
 
 
-def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, http):
+def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, settings, http):
     at = open_page("app_pages/admin.py")
     assert not at.exception
     assert any("No alert channels yet." in i.value for i in at.info)
@@ -42,7 +43,8 @@ def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, http):
     assert not at.exception and not at.error
     with factory() as s:
         channel = s.query(AlertChannel).one()
-    assert (channel.name, channel.kind, secrets.unseal(channel.config["secret"])) == ("ops", "webhook", SECRET)
+    opened = secrets.unseal(channel.config["secret"], keys=secrets.load_keys(settings))
+    assert (channel.name, channel.kind, opened) == ("ops", "webhook", SECRET)
     assert secrets.is_sealed(channel.config["secret"])
     assert any("**ops** · webhook" in m.value for m in at.markdown)
     assert not any(SECRET in m.value for m in at.markdown)
@@ -61,12 +63,12 @@ def test_admin_adds_a_webhook_and_sends_a_test_alert(open_page, factory, http):
     assert {"alert_channel.added", "alert_channel.changed", "alert.raised"} <= set(actions)
 
 
-def test_a_failing_test_alert_is_explained(open_page, factory, http, monkeypatch):
-    monkeypatch.setenv("LEANOPS_ALERT_BACKOFF_SECONDS", "0")
+def test_a_failing_test_alert_is_explained(open_page, factory, settings, http, monkeypatch):
+    monkeypatch.setenv("LEANOPS_ALERT_BACKOFF_SECONDS", "0")  # the dashboard's settings
     http.answer("/down", 500)
     with transaction(factory) as s:
         channel = channels.add_channel(s, actor=cli_actor(), name="down", kind="slack",
-                                     config={"url": http.url("/down")})
+                                       config={"url": http.url("/down")}, keys=secrets.load_keys(settings))
     at = open_page("app_pages/admin.py")
     button(at, "Send test alert", key=f"alert-test-{channel.id}").click().run()
     assert at.error[-1].value == "Test alert to down failed after 3 attempts: HTTP 500 Internal Server Error"
@@ -89,7 +91,8 @@ def test_overview_shows_recent_alerts_with_delivery_status(open_page, factory, s
     assert any("No alerts yet" in c.value for c in at.caption)
 
     with transaction(factory) as s:
-        channels.add_channel(s, actor=cli_actor(), name="hook", kind="slack", config={"url": http.url("/s")})
+        channels.add_channel(s, actor=cli_actor(), name="hook", kind="slack", config={"url": http.url("/s")},
+                             keys=secrets.load_keys(settings))
     allowed = settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
     for _ in range(2):  # the second falls inside the cooldown
         notify.notify(factory, allowed, condition="drift", model="churn", title="Drift on churn",

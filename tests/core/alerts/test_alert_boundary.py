@@ -31,14 +31,15 @@ def fast(settings):
     return settings.model_copy(update={"alert_timeout_seconds": 1, "alert_backoff_seconds": 0.01})
 
 
-def add(factory, name, kind, config) -> channels.ChannelView:
+def add(factory, settings, name, kind, config) -> channels.ChannelView:
     with transaction(factory) as s:
-        return channels.add_channel(s, actor=ADMIN, name=name, kind=kind, config=config)
+        return channels.add_channel(s, actor=ADMIN, name=name, kind=kind, config=config,
+                                    keys=secrets.load_keys(settings))
 
 
-def test_channel_secrets_are_sealed_at_rest_and_the_slack_url_is_masked_everywhere(factory):
-    slack = add(factory, "slack", "slack", {"url": SLACK})
-    add(factory, "hook", "webhook", {"url": "https://example.com/in?token=abc123", "secret": SECRET})
+def test_channel_secrets_are_sealed_at_rest_and_the_slack_url_is_masked_everywhere(factory, settings):
+    slack = add(factory, settings, "slack", "slack", {"url": SLACK})
+    add(factory, settings, "hook", "webhook", {"url": "https://example.com/in?token=abc123", "secret": SECRET})
     with factory() as s:
         raw = " ".join(str(v) for (v,) in s.execute(text("SELECT config FROM alert_channels")))
         audit_text = " ".join(e.details_json for e in s.query(AuditEvent))
@@ -59,18 +60,19 @@ def test_a_channel_stored_in_plain_text_still_sends_and_is_sealed_on_its_next_wr
     with factory() as s:
         channel_id = s.query(AlertChannel.id).filter_by(name="old").scalar()
     assert notify.send_test(factory, allowed, actor=ADMIN, channel_id=channel_id).ok
+    keys = secrets.load_keys(fast)
     with transaction(factory) as s:
-        channels.change_channel(s, actor=ADMIN, channel_id=channel_id, enabled=False)
+        channels.change_channel(s, actor=ADMIN, channel_id=channel_id, keys=keys, enabled=False)
     with factory() as s:
         config = s.get(AlertChannel, channel_id).config
     assert all(secrets.is_sealed(config[k]) for k in ("url", "secret"))
-    assert secrets.unseal_config(config) == {"url": http.url("/old"), "secret": SECRET}
+    assert secrets.unseal_config(config, keys=keys) == {"url": http.url("/old"), "secret": SECRET}
     assert notify.send_test(factory, allowed, actor=ADMIN, channel_id=channel_id).ok
     assert len(http.received("/old")) == 2
 
 
 def test_a_wrong_key_fails_the_delivery_with_a_reason_and_never_shows_a_key(factory, fast, http):
-    channel = add(factory, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
+    channel = add(factory, fast, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
     other = secrets.generate_key()
     wrong = fast.model_copy(update={"secret_key": type(fast.secret_key)(other), "alert_allowed_hosts": "127.0.0.1"})
     result = notify.send_test(factory, wrong, actor=ADMIN, channel_id=channel.id)
@@ -86,7 +88,7 @@ def test_a_wrong_key_fails_the_delivery_with_a_reason_and_never_shows_a_key(fact
     ("[::ffff:127.0.0.1]", "loopback"),
 ])
 def test_internal_addresses_are_refused_before_anything_is_sent(factory, fast, http, host, reason):
-    channel = add(factory, "inside", "slack", {"url": f"http://{host}:{http.port}/x"})
+    channel = add(factory, fast, "inside", "slack", {"url": f"http://{host}:{http.port}/x"})
     result = notify.send_test(factory, fast, actor=ADMIN, channel_id=channel.id)
     assert (result.ok, result.attempts) == (False, 1)  # a refusal is not retried
     assert f"is a {reason} address" in result.error and "LEANOPS_ALERT_ALLOWED_HOSTS" in result.error
@@ -95,7 +97,7 @@ def test_internal_addresses_are_refused_before_anything_is_sent(factory, fast, h
 
 @pytest.mark.parametrize("allowed", ["127.0.0.1", "localhost", "127.0.0.0/8", "LOCALHOST."])
 def test_an_allow_listed_host_or_network_is_reached(factory, fast, http, allowed):
-    channel = add(factory, "local", "slack", {"url": f"http://localhost:{http.port}/ok"})
+    channel = add(factory, fast, "local", "slack", {"url": f"http://localhost:{http.port}/ok"})
     result = notify.send_test(factory, fast.model_copy(update={"alert_allowed_hosts": allowed}), actor=ADMIN,
                               channel_id=channel.id)
     assert result.ok and len(http.received("/ok")) == 1
@@ -104,7 +106,7 @@ def test_an_allow_listed_host_or_network_is_reached(factory, fast, http, allowed
 
 def test_redirects_are_not_followed(factory, fast, http):
     http.answer("/moved", 302)  # Location: /redirected/moved on the same receiver
-    channel = add(factory, "moved", "webhook", {"url": http.url("/moved"), "secret": SECRET})
+    channel = add(factory, fast, "moved", "webhook", {"url": http.url("/moved"), "secret": SECRET})
     result = notify.send_test(factory, fast.model_copy(update={"alert_allowed_hosts": "127.0.0.1"}), actor=ADMIN,
                               channel_id=channel.id)
     assert (result.ok, result.attempts, result.status) == (False, 1, 302)

@@ -29,10 +29,8 @@ SECRET = "s3cret-s3cret-s3cret"
 
 
 @pytest.fixture
-def settings(settings, monkeypatch):
-    """The local stand-ins listen on 127.0.0.1, a loopback address alerts go to only when allow-listed
-    (in the environment too: core code that has only the workspace path reads its settings from there)."""
-    monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")
+def settings(settings):
+    """The local stand-ins listen on 127.0.0.1, a loopback address alerts go to only when allow-listed."""
     return settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
 
 
@@ -62,9 +60,10 @@ def smtp():
         yield receiver
 
 
-def add(factory, name, kind, config, actor=ADMIN, enabled=True) -> channels.ChannelView:
+def add(factory, settings, name, kind, config, actor=ADMIN, enabled=True) -> channels.ChannelView:
     with transaction(factory) as s:
-        return channels.add_channel(s, actor=actor, name=name, kind=kind, config=config, enabled=enabled)
+        return channels.add_channel(s, actor=actor, name=name, kind=kind, config=config,
+                                    keys=secrets.load_keys(settings), enabled=enabled)
 
 
 def raise_alert(factory, settings, condition="drift", model="churn", **kw) -> int:
@@ -86,10 +85,11 @@ def events(factory, action):
 
 
 def test_slack_webhook_and_email_each_get_the_alert(factory, settings, http, smtp):
-    add(factory, "team-slack", "slack", {"url": http.url("/slack/T000/B000/xyz")})
-    add(factory, "ops-hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
-    add(factory, "oncall-mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "leanops@example.com",
-                                          "to": "a@example.com, b@example.com"})
+    add(factory, settings, "team-slack", "slack", {"url": http.url("/slack/T000/B000/xyz")})
+    add(factory, settings, "ops-hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
+    add(factory, settings, "oncall-mail", "email", {
+        "host": "127.0.0.1", "port": smtp.port, "sender": "leanops@example.com",
+        "to": "a@example.com, b@example.com"})
     alert_id = raise_alert(factory, settings, details={"drift_share": 0.6, "columns": ["age", "plan"]})
 
     [slack] = http.received("/slack")
@@ -121,8 +121,8 @@ def test_slack_webhook_and_email_each_get_the_alert(factory, settings, http, smt
 
 def test_500_is_retried_then_recorded_and_other_channels_still_get_it(factory, fast, http):
     http.answer("/broken", 500)
-    add(factory, "broken", "webhook", {"url": http.url("/broken"), "secret": SECRET})
-    add(factory, "fine", "slack", {"url": http.url("/fine")})
+    add(factory, fast, "broken", "webhook", {"url": http.url("/broken"), "secret": SECRET})
+    add(factory, fast, "fine", "slack", {"url": http.url("/fine")})
     alert_id = raise_alert(factory, fast)  # returns normally: delivery problems never raise
 
     assert len(http.received("/broken")) == 3 and len(http.received("/fine")) == 1
@@ -136,7 +136,7 @@ def test_500_is_retried_then_recorded_and_other_channels_still_get_it(factory, f
 
 
 def test_client_errors_are_not_retried(factory, fast, http):
-    add(factory, "gone", "slack", {"url": http.url("/status/404")})
+    add(factory, fast, "gone", "slack", {"url": http.url("/status/404")})
     alert_id = raise_alert(factory, fast)
     [delivery] = stored(factory, alert_id).deliveries
     assert (delivery["ok"], delivery["attempts"], delivery["status"]) == (False, 1, 404)
@@ -144,7 +144,7 @@ def test_client_errors_are_not_retried(factory, fast, http):
 
 
 def test_a_hanging_receiver_times_out_on_every_attempt(factory, fast, http):
-    add(factory, "slow", "webhook", {"url": http.url("/hang"), "secret": SECRET})
+    add(factory, fast, "slow", "webhook", {"url": http.url("/hang"), "secret": SECRET})
     alert_id = raise_alert(factory, fast)
     [delivery] = stored(factory, alert_id).deliveries
     assert (delivery["ok"], delivery["attempts"], delivery["error"]) == (False, 3, "no answer within 0.5 s")
@@ -155,7 +155,7 @@ def test_notify_returns_while_delivery_is_still_hanging(factory, settings, http)
     # A 60 s timeout against a receiver that never answers: if notify waited for delivery, it
     # could only return after the receiver was stopped below.
     slow = settings.model_copy(update={"alert_timeout_seconds": 60, "alert_retries": 1})
-    add(factory, "slow", "webhook", {"url": http.url("/hang"), "secret": SECRET})
+    add(factory, settings, "slow", "webhook", {"url": http.url("/hang"), "secret": SECRET})
     alert_id = notify.notify(factory, slow, condition="drift", model="churn", title="t", message="m")
     http.wait_for(1, "/hang")
     assert stored(factory, alert_id).status == "sending"
@@ -166,7 +166,7 @@ def test_notify_returns_while_delivery_is_still_hanging(factory, settings, http)
 
 
 def test_cooldown_suppresses_the_second_alert_per_model_and_condition(factory, settings, http):
-    add(factory, "hook", "slack", {"url": http.url("/s")})
+    add(factory, settings, "hook", "slack", {"url": http.url("/s")})
     first = raise_alert(factory, settings)
     second = raise_alert(factory, settings)
     other_condition = raise_alert(factory, settings, condition="performance")
@@ -191,51 +191,59 @@ def test_cooldown_comes_from_the_models_policy(factory, settings, http):
     settings.home.mkdir(parents=True, exist_ok=True)
     (settings.home / "policies.yaml").write_text(
         DEFAULT_POLICY_YAML + "  noisy:\n    alerts:\n      cooldown_minutes: 0\n")
-    add(factory, "hook", "slack", {"url": http.url("/s")})
+    add(factory, settings, "hook", "slack", {"url": http.url("/s")})
     noisy = [raise_alert(factory, settings, model="noisy") for _ in range(2)]
     churn = [raise_alert(factory, settings, model="churn") for _ in range(2)]
     assert [stored(factory, a).suppressed for a in noisy + churn] == [False, False, False, True]
 
 
 def test_disabled_channels_get_nothing_and_no_channel_still_stores_the_alert(factory, settings, http):
-    channel = add(factory, "hook", "slack", {"url": http.url("/s")}, enabled=False)
+    channel = add(factory, settings, "hook", "slack", {"url": http.url("/s")}, enabled=False)
     alert_id = raise_alert(factory, settings)
     assert http.received() == [] and stored(factory, alert_id).status == "no channels"
     with transaction(factory) as s:
-        channels.change_channel(s, actor=ADMIN, channel_id=channel.id, enabled=True)
+        channels.change_channel(s, actor=ADMIN, channel_id=channel.id, keys=secrets.load_keys(settings),
+                                enabled=True)
     raise_alert(factory, settings, condition="performance")
     assert len(http.received("/s")) == 1
 
 
 def test_only_admins_manage_channels_and_refusals_are_audited(factory, settings):
     with pytest.raises(PermissionDenied, match="may not alerts.manage"):
-        add(factory, "hook", "slack", {"url": "https://hooks.slack.com/services/x"}, actor=Actor("ann", "approver"))
+        add(factory, settings, "hook", "slack", {"url": "https://hooks.slack.com/services/x"},
+            actor=Actor("ann", "approver"))
     [denied] = events(factory, "permission.denied")
     assert (denied.actor, denied.subject) == ("ann", "alert_channel:hook")
     with factory() as s:
-        assert channels.channels(s) == []
-    channel = add(factory, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
+        assert channels.channels(s, keys=secrets.load_keys(settings)) == []
+    channel = add(factory, settings, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
     with pytest.raises(PermissionDenied):
         notify.send_test(factory, settings, actor=Actor("sam", "scientist"), channel_id=channel.id)
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        channels.remove_channel(s, actor=Actor("vic", "viewer"), channel_id=channel.id)
+        channels.remove_channel(s, actor=Actor("vic", "viewer"), channel_id=channel.id,
+                                keys=secrets.load_keys(settings))
     assert len(events(factory, "permission.denied")) == 3
 
 
-def test_secrets_are_masked_in_views_and_audit_and_kept_on_edit(factory):
-    mail = add(factory, "mail", "email", {"host": "smtp.example.com", "port": "587", "sender": "a@example.com",
-                                          "to": ["b@example.com"], "starttls": True, "username": "bot",
-                                          "password": "hunter2-hunter2"})
-    hook = add(factory, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
+def test_secrets_are_masked_in_views_and_audit_and_kept_on_edit(factory, settings):
+    mail = add(factory, settings, "mail", "email", {
+        "host": "smtp.example.com", "port": "587", "sender": "a@example.com",
+        "to": ["b@example.com"], "starttls": True, "username": "bot",
+        "password": "hunter2-hunter2"})
+    hook = add(factory, settings, "hook", "webhook", {"url": "https://example.com/in", "secret": SECRET})
     assert mail.config["password"] == "••••••r2" and hook.config["secret"] == "••••••et"
+    keys = secrets.load_keys(settings)
     with transaction(factory) as s:  # a blank secret keeps the stored one
-        channels.change_channel(s, actor=ADMIN, channel_id=hook.id,
-                              config={"url": "https://example.com/v2", "secret": ""})
-        channels.remove_channel(s, actor=ADMIN, channel_id=mail.id)
+        channels.change_channel(s, actor=ADMIN, channel_id=hook.id, keys=keys,
+                                config={"url": "https://example.com/v2", "secret": ""})
+        channels.remove_channel(s, actor=ADMIN, channel_id=mail.id, keys=keys)
     with factory() as s:
         stored_config = s.get(AlertChannel, hook.id).config
         texts = [e.details_json for e in s.query(AuditEvent)]
-    assert secrets.unseal_config(stored_config) == {"url": "https://example.com/v2", "secret": SECRET}
+        [unopened] = channels.channels(s, keys=None)  # listed without the key: nothing sealed is shown
+    assert secrets.unseal_config(stored_config, keys=keys) == {"url": "https://example.com/v2", "secret": SECRET}
+    assert (unopened.name, unopened.config["secret"], unopened.target) == \
+        ("hook", "(sealed)", "(sealed: the secret key cannot open it)")
     assert [e.action for e in events(factory, "alert_channel.added")] == ["alert_channel.added"] * 2
     assert len(events(factory, "alert_channel.changed")) == 1 and len(events(factory, "alert_channel.removed")) == 1
     assert not any(SECRET in t or "hunter2-hunter2" in t for t in texts)
@@ -250,32 +258,33 @@ def test_secrets_are_masked_in_views_and_audit_and_kept_on_edit(factory):
     ("email", {"host": "h", "to": "a@example.com", "sender": "b@example.com", "username": "u"}, "needs a password"),
     ("pager", {}, "kinds are: slack, webhook, email"),
 ])
-def test_bad_channel_config_is_refused_with_a_reason(factory, kind, config, message):
+def test_bad_channel_config_is_refused_with_a_reason(factory, settings, kind, config, message):
     with pytest.raises(InvalidInput, match=message):
-        add(factory, "c", kind, config)
+        add(factory, settings, "c", kind, config)
     with factory() as s:
-        assert channels.channels(s) == []
+        assert channels.channels(s, keys=secrets.load_keys(settings)) == []
     assert events(factory, "alert_channel.added") == []
 
 
 def test_duplicate_names_and_unknown_conditions_are_refused(factory, settings):
-    add(factory, "c", "slack", {"url": "https://x.example/a"})
+    add(factory, settings, "c", "slack", {"url": "https://x.example/a"})
     with pytest.raises(InvalidInput, match="already exists"):
-        add(factory, "c", "slack", {"url": "https://x.example/b"})
+        add(factory, settings, "c", "slack", {"url": "https://x.example/b"})
     with pytest.raises(InvalidInput, match="conditions are: drift"):
         notify.notify(factory, settings, condition="weather", model=None, title="t", message="m")
 
 
 def test_send_test_is_synchronous_and_logs_in_to_smtp_after_starttls(factory, fast, http, tls_trusted):
     with SmtpReceiver(login=("bot", "hunter2-hunter2"), tls=tls_trusted.server_context()) as smtp:
-        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "starttls": True, "username": "bot",
-                                              "password": "hunter2-hunter2"}, enabled=False)
+        mail = add(factory, fast, "mail", "email", {
+            "host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+            "to": "b@example.com", "starttls": True, "username": "bot",
+            "password": "hunter2-hunter2"}, enabled=False)
         result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
         assert result == notify.Delivery("mail", True, 1, "", 250)  # the receiver takes AUTH only after STARTTLS
         assert smtp.logins == ["bot"] and smtp.messages[0]["Subject"] == "[LeanOps] Test alert to mail"
     http.answer("/down", 503)
-    hook = add(factory, "hook", "webhook", {"url": http.url("/down"), "secret": SECRET})
+    hook = add(factory, fast, "hook", "webhook", {"url": http.url("/down"), "secret": SECRET})
     failed = notify.send_test(factory, fast, actor=ADMIN, channel_id=hook.id)
     assert (failed.ok, failed.attempts, failed.status) == (False, 3, 503)
     with factory() as s:
@@ -286,9 +295,10 @@ def test_send_test_is_synchronous_and_logs_in_to_smtp_after_starttls(factory, fa
 
 def test_smtps_logs_in_over_implicit_tls(factory, fast, tls_trusted):
     with SmtpReceiver(login=("bot", "hunter2-hunter2"), tls=tls_trusted.server_context(), implicit_tls=True) as smtp:
-        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "ssl": True, "username": "bot",
-                                              "password": "hunter2-hunter2"})
+        mail = add(factory, fast, "mail", "email", {
+            "host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+            "to": "b@example.com", "ssl": True, "username": "bot",
+            "password": "hunter2-hunter2"})
         assert notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id).ok
         assert smtp.logins == ["bot"] and len(smtp.messages) == 1
 
@@ -298,7 +308,7 @@ def test_an_smtp_password_is_never_sent_in_clear(factory, fast):
               "password": "hunter2-hunter2"}
     with SmtpReceiver(login=("bot", "hunter2-hunter2")) as smtp:  # a server that would take AUTH in clear
         with pytest.raises(InvalidInput, match="needs TLS so the password is not sent in clear"):
-            add(factory, "mail", "email", config | {"port": smtp.port})
+            add(factory, fast, "mail", "email", config | {"port": smtp.port})
         with transaction(factory) as s:  # a channel stored before the rule, in plain text
             s.add(AlertChannel(name="old-mail", kind="email", created_by="admin", enabled=True,
                                config=config | {"port": smtp.port, "to": ["b@example.com"], "starttls": False}))
@@ -312,9 +322,10 @@ def test_an_smtp_password_is_never_sent_in_clear(factory, fast):
 
 def test_a_server_without_starttls_gets_no_login(factory, fast, tls_trusted):
     with SmtpReceiver(login=("bot", "hunter2-hunter2")) as smtp:  # offers no STARTTLS
-        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "starttls": True, "username": "bot",
-                                              "password": "hunter2-hunter2"})
+        mail = add(factory, fast, "mail", "email", {
+            "host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+            "to": "b@example.com", "starttls": True, "username": "bot",
+            "password": "hunter2-hunter2"})
         result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
         assert not result.ok and "STARTTLS" in result.error
         assert smtp.attempts == []
@@ -322,9 +333,10 @@ def test_a_server_without_starttls_gets_no_login(factory, fast, tls_trusted):
 
 def test_wrong_smtp_password_is_not_retried(factory, fast, tls_trusted):
     with SmtpReceiver(login=("bot", "right-password"), tls=tls_trusted.server_context()) as smtp:
-        mail = add(factory, "mail", "email", {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
-                                              "to": "b@example.com", "starttls": True, "username": "bot",
-                                              "password": "wrong-password"})
+        mail = add(factory, fast, "mail", "email", {
+            "host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com",
+            "to": "b@example.com", "starttls": True, "username": "bot",
+            "password": "wrong-password"})
         result = notify.send_test(factory, fast, actor=ADMIN, channel_id=mail.id)
         assert (result.ok, result.attempts, result.status) == (False, 1, 535)
         assert smtp.messages == []
@@ -333,7 +345,7 @@ def test_wrong_smtp_password_is_not_retried(factory, fast, tls_trusted):
 # -- hooks ---------------------------------------------------------------------------------------
 
 def test_a_failed_job_raises_a_job_failure_alert(factory, settings, http):
-    add(factory, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
+    add(factory, settings, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
     with transaction(factory) as s:
         audit.record(s, ADMIN, "test.event", "x", {})
     with transaction(factory) as s:  # break the chain so the verify job fails
@@ -352,7 +364,7 @@ def test_a_failed_job_raises_a_job_failure_alert(factory, settings, http):
 
 
 def test_an_unreachable_channel_does_not_break_the_runner(factory, fast):
-    add(factory, "nowhere", "slack", {"url": "http://127.0.0.1:9/"})  # discard port: connection refused
+    add(factory, fast, "nowhere", "slack", {"url": "http://127.0.0.1:9/"})  # discard port: connection refused
     with transaction(factory) as s:
         job_id = job_queue.enqueue(s, actor=ADMIN, kind="train", params={"dataset": "missing:1", "target": "y"}).id
     assert run_next(factory, fast, "w1") == job_id
@@ -371,7 +383,7 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http):
     add_dataset(factory, settings, small_churn(2000))
     for spec in (versions.WEAKER, versions.STRONGER, versions.FAILING):  # really trained: v1, v2 pass; v3 fails
         versions.trained(factory, settings, model_name="m", **spec)
-    add(factory, "hook", "slack", {"url": http.url("/s")})
+    add(factory, settings, "hook", "slack", {"url": http.url("/s")})
     approver = Actor("ann", "approver")
     for version in (1, 2):
         moves.promote(factory, settings, actor=approver, model="m", version=version, reason="better")
@@ -392,11 +404,11 @@ def test_promotion_and_rollback_alert_after_commit(factory, settings, http):
 def test_a_failed_certificate_alerts_once_the_registration_commits(factory, settings, http):
     from core.workspace.demo import churn_frame
 
-    add(factory, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
+    add(factory, settings, "hook", "webhook", {"url": http.url("/hook"), "secret": SECRET})
 
     def register(frame):
         with transaction(factory) as s:
-            return datasets.register(s, actor=ADMIN, name="churn", data=frame, store_root=settings.home,
+            return datasets.register(s, actor=ADMIN, name="churn", data=frame, store=settings.home,
                                      settings=settings,
                                      source="test")
 
@@ -404,7 +416,7 @@ def test_a_failed_certificate_alerts_once_the_registration_commits(factory, sett
     bad = churn_frame(rows=300, seed=2)
     bad["customer_age"] = bad["customer_age"] * 12  # months instead of years
     with pytest.raises(RuntimeError), transaction(factory) as s:  # rolled back: no alert
-        datasets.register(s, actor=ADMIN, name="churn", data=bad, store_root=settings.home, source="test",
+        datasets.register(s, actor=ADMIN, name="churn", data=bad, store=settings.home, source="test",
                           settings=settings)
         raise RuntimeError("caller failed after registering")
     assert notify.wait_for_deliveries(60)

@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from core import secrets
 from core.actors import Actor
 from core.data import datasets, sources
 from core.errors import InvalidInput, NotFound, PermissionDenied
@@ -31,14 +33,14 @@ def warehouse(tmp_path: Path) -> Path:
     return path
 
 
-def add(factory, name: str, url: str, actor: Actor = ADMIN) -> sources.SourceView:
+def add(factory, settings, name: str, url: str, actor: Actor = ADMIN) -> sources.SourceView:
     with transaction(factory) as s:
-        return sources.add_source(s, actor=actor, name=name, url=url)
+        return sources.add_source(s, settings, actor=actor, name=name, url=url)
 
 
 def query(factory, settings, sql: str, *, source: str = "wh", name: str = "features") -> datasets.Registration:
     with transaction(factory) as s:
-        return sources.register_query(s, actor=ALICE, source=source, sql=sql, name=name, store_root=settings.home)
+        return sources.register_query(s, settings, actor=ALICE, source=source, sql=sql, name=name)
 
 
 def versions(factory) -> int:
@@ -47,7 +49,7 @@ def versions(factory) -> int:
 
 
 def test_a_query_on_a_sqlite_source_becomes_a_version(factory, settings, warehouse: Path) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
     reg = query(factory, settings, "SELECT id, spend, segment FROM features WHERE id % 2 = 0;")
     assert reg.created and reg.certificate.passed
     assert (reg.version.rows, reg.version.source) == (150, "sql:wh")
@@ -58,7 +60,7 @@ def test_a_query_on_a_sqlite_source_becomes_a_version(factory, settings, warehou
 
 
 def test_queries_cannot_write_to_the_source(factory, settings, warehouse: Path) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
     for sql in ["DELETE FROM features", "DROP TABLE features", "INSERT INTO features VALUES (0, 0, 'x')"]:
         with pytest.raises(InvalidInput, match="the query failed on source 'wh': only reads are allowed on a SQLite"):
             query(factory, settings, sql)
@@ -74,7 +76,7 @@ def test_queries_cannot_write_to_the_source(factory, settings, warehouse: Path) 
     ("SELECT id, id FROM features", "the result of the query on 'wh' repeats the column name 'id'"),
 ])
 def test_sql_errors_give_one_line_and_store_nothing(factory, settings, warehouse: Path, sql: str, reason: str) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
     with pytest.raises(InvalidInput) as err:
         query(factory, settings, sql)
     assert str(err.value).startswith(reason) and "\n" not in str(err.value)
@@ -87,33 +89,33 @@ def test_only_admins_configure_sources_and_urls_are_checked(factory, settings, w
     # db.example does not exist: the role check (tested against a real server below) is skipped here.
     monkeypatch.setattr(sources, "_check_pg_role", lambda parsed, *, label: None)
     with pytest.raises(PermissionDenied, match="which may not sources.manage; it needs 'admin'"):
-        add(factory, "wh", f"sqlite:///{warehouse}", actor=ALICE)
+        add(factory, settings, "wh", f"sqlite:///{warehouse}", actor=ALICE)
     with pytest.raises(InvalidInput, match="source backend 'mysql' is not supported"):
-        add(factory, "wh", "mysql://u:p@host/db")
+        add(factory, settings, "wh", "mysql://u:p@host/db")
     with pytest.raises(InvalidInput, match="is not a database URL"):
-        add(factory, "wh", "not a url")
+        add(factory, settings, "wh", "not a url")
     with pytest.raises(InvalidInput, match="source name|dataset name '../wh' is not allowed"):
-        add(factory, "../wh", f"sqlite:///{warehouse}")
-    shown = add(factory, "pg", "postgresql+psycopg://reader:s3cret@db.example/warehouse")
+        add(factory, settings, "../wh", f"sqlite:///{warehouse}")
+    shown = add(factory, settings, "pg", "postgresql+psycopg://reader:s3cret@db.example/warehouse")
     assert shown.url == "postgresql+psycopg://reader:***@db.example/warehouse"
     with pytest.raises(InvalidInput, match="a source named 'pg' already exists"):
-        add(factory, "pg", "postgresql+psycopg://reader@db.example/warehouse")
+        add(factory, settings, "pg", "postgresql+psycopg://reader@db.example/warehouse")
     with factory() as s:
-        assert [v.name for v in sources.list_sources(s)] == ["pg"]
+        assert [v.name for v in sources.list_sources(s, keys=secrets.load_keys(settings))] == ["pg"]
     with transaction(factory) as s:
-        sources.remove_source(s, actor=ADMIN, name="pg")
+        sources.remove_source(s, actor=ADMIN, name="pg", keys=secrets.load_keys(settings))
     with pytest.raises(NotFound, match="no source database named 'pg'; no source is configured"):
         query(factory, settings, "select 1", source="pg")
 
 
 def test_viewers_cannot_register_from_a_source(factory, settings, warehouse: Path) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
     with pytest.raises(PermissionDenied), transaction(factory) as s:
-        sources.register_query(s, actor=BOB, source="wh", sql="select 1 as a", name="x", store_root=settings.home)
+        sources.register_query(s, settings, actor=BOB, source="wh", sql="select 1 as a", name="x")
 
 
 def test_a_missing_sqlite_file_is_reported(factory, settings, tmp_path: Path) -> None:
-    add(factory, "gone", f"sqlite:///{tmp_path / 'gone.db'}")
+    add(factory, settings, "gone", f"sqlite:///{tmp_path / 'gone.db'}")
     with pytest.raises(InvalidInput, match="source 'gone': the SQLite file .*gone.db does not exist"):
         query(factory, settings, "select 1", source="gone")
     assert not (tmp_path / "gone.db").exists()
@@ -181,7 +183,7 @@ def pg_source(pg_warehouse: PgWarehouse) -> str:
 
 
 def test_a_postgresql_source_is_read_only_and_sql_reaches_it_as_typed(factory, settings, pg_source: str) -> None:
-    add(factory, "pg", pg_source)
+    add(factory, settings, "pg", pg_source)
     reg = query(factory, settings, "SELECT id, spend, day, id % 7 AS bucket, 'x'::text AS tag FROM features",
                 source="pg")
     assert reg.version.rows == 200
@@ -205,7 +207,7 @@ def test_a_postgresql_query_is_one_statement_even_for_a_role_that_could_write(
     """The extended protocol is a second wall: were the role check fooled, ``COMMIT; BEGIN READ WRITE``
     still could not leave the read-only transaction."""
     monkeypatch.setattr(sources, "_role_problems", lambda conn: ("postgres", []))
-    add(factory, "pg", pg_warehouse.admin)  # the superuser, as if it had passed the role check
+    add(factory, settings, "pg", pg_warehouse.admin)  # the superuser, as if it had passed the role check
     with pytest.raises(InvalidInput, match=MULTI):
         query(factory, settings, sql, source="pg")
     assert pg_warehouse.count() == 200 and versions(factory) == 0
@@ -213,7 +215,7 @@ def test_a_postgresql_query_is_one_statement_even_for_a_role_that_could_write(
 
 def test_a_multi_statement_query_is_refused_on_a_read_only_role(factory, settings, pg_source: str,
                                                                 pg_warehouse: PgWarehouse) -> None:
-    add(factory, "pg", pg_source)
+    add(factory, settings, "pg", pg_source)
     with pytest.raises(InvalidInput, match=MULTI):
         query(factory, settings, "SELECT 1; COMMIT; BEGIN READ WRITE; DELETE FROM features; COMMIT", source="pg")
     assert pg_warehouse.count() == 200
@@ -230,16 +232,16 @@ def test_add_source_refuses_a_role_that_can_do_more_than_read(factory, settings,
     ]
     for url, what in cases:
         with pytest.raises(InvalidInput) as err:
-            add(factory, "pg", url)
+            add(factory, settings, "pg", url)
         message = str(err.value)
         assert message.startswith("source 'pg': the database role ") and what in message, message
         assert "The role is the real boundary" in message and "GRANT SELECT only" in message
         assert "reader-pw" not in message
     with factory() as s:
-        assert sources.list_sources(s) == []
+        assert sources.list_sources(s, keys=secrets.load_keys(settings)) == []
 
     reader = pg_warehouse.role(*READ_ONLY)
-    assert add(factory, "pg", reader).name == "pg"
+    assert add(factory, settings, "pg", reader).name == "pg"
     assert query(factory, settings, "SELECT id FROM features WHERE id <= 10", source="pg").version.rows == 10
     # Every query checks the role again: a write privilege granted later stops the source.
     role = make_url(reader).username
@@ -248,10 +250,10 @@ def test_add_source_refuses_a_role_that_can_do_more_than_read(factory, settings,
         query(factory, settings, "SELECT id FROM features", source="pg", name="again")
 
 
-def test_a_postgresql_query_that_runs_too_long_is_stopped(pg_source: str) -> None:
+def test_a_postgresql_query_that_runs_too_long_is_stopped(settings, pg_source: str) -> None:
     started = time.monotonic()
     with pytest.raises(InvalidInput, match="the query on source 'pg' ran longer than 1 s and was stopped"):
-        sources.run_query(url=pg_source, sql="SELECT pg_sleep(10), 1 AS a", label="source 'pg'", timeout_s=1)
+        sources.run_query(settings, url=pg_source, sql="SELECT pg_sleep(10), 1 AS a", label="source 'pg'", timeout_s=1)
     assert time.monotonic() - started < 5
 
 
@@ -267,7 +269,7 @@ def test_a_postgresql_query_that_runs_too_long_is_stopped(pg_source: str) -> Non
     ("SELECT load_extension('/tmp/evil')", "FUNCTION load_extension"),
 ])
 def test_a_sqlite_source_allows_only_reads(factory, settings, warehouse: Path, sql: str, refused: str) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
     folder = warehouse.parent
     before = sorted(folder.iterdir())
     with pytest.raises(InvalidInput) as err:
@@ -281,79 +283,84 @@ def test_a_sqlite_source_allows_only_reads(factory, settings, warehouse: Path, s
     assert versions(factory) == 0
 
 
-def test_a_sqlite_query_that_runs_too_long_is_stopped(warehouse: Path) -> None:
+def test_a_sqlite_query_that_runs_too_long_is_stopped(settings, warehouse: Path) -> None:
     endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 20000000) SELECT count(*) FROM c"
     started = time.monotonic()
     with pytest.raises(InvalidInput, match="the query on source 'wh' ran longer than 1 s and was stopped"):
-        sources.run_query(url=f"sqlite:///{warehouse}", sql=endless, label="source 'wh'", timeout_s=1)
+        sources.run_query(settings, url=f"sqlite:///{warehouse}", sql=endless, label="source 'wh'", timeout_s=1)
     assert time.monotonic() - started < 4
 
 
-def test_a_sqlite_query_is_capped_at_max_rows(warehouse: Path) -> None:
+def test_a_sqlite_query_is_capped_at_max_rows(settings, warehouse: Path) -> None:
     with pytest.raises(InvalidInput, match="the query returned more than 100 rows; narrow it"):
-        sources.run_query(url=f"sqlite:///{warehouse}", sql="SELECT * FROM features", max_rows=100)
+        sources.run_query(settings, url=f"sqlite:///{warehouse}", sql="SELECT * FROM features", max_rows=100)
 
 
-def test_a_sqlite_source_inside_the_workspace_is_refused(factory, settings, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    home = Path(settings.home)
+def test_a_sqlite_source_inside_the_workspace_is_refused(factory, settings, tmp_path: Path) -> None:
+    home = settings.home
     home.mkdir(parents=True, exist_ok=True)
     inside = home / "leanops-copy.db"
     sqlite3.connect(inside).close()
     (tmp_path / "link.db").symlink_to(inside)
     for path in [inside, tmp_path / "link.db", home / "sub" / ".." / "x.db"]:
-        with pytest.raises(InvalidInput, match=f"the SQLite file {inside.parent}.* is inside the LeanOps workspace"), \
-                transaction(factory) as s:
-            sources.add_source(s, actor=ADMIN, name="own", url=f"sqlite:///{path}", home=home)
-    # Without an explicit home, LEANOPS_HOME and LeanOps' own database files (wherever they are) are refused.
-    monkeypatch.setenv("LEANOPS_HOME", str(home))
-    monkeypatch.setenv("LEANOPS_DB_URL", f"sqlite:///{tmp_path / 'meta' / 'leanops.db'}")
+        with pytest.raises(InvalidInput, match=f"the SQLite file {inside.parent}.* is inside the LeanOps workspace"):
+            add(factory, settings, "own", f"sqlite:///{path}")
+    # LeanOps' own database files are refused wherever the settings put them (here outside the workspace).
+    meta = tmp_path / "meta"
+    own = settings.model_copy(update={"db_url": f"sqlite:///{meta / 'leanops.db'}",
+                                      "mlflow_uri": f"sqlite:///{meta / 'mlflow.db'}"})
     with pytest.raises(InvalidInput, match="is inside the LeanOps workspace"):
-        add(factory, "own", f"sqlite:///{inside}")
-    with pytest.raises(InvalidInput, match="leanops.db is one of LeanOps' own databases"):
-        add(factory, "own", f"sqlite:///{tmp_path / 'meta' / 'leanops.db'}")
+        add(factory, own, "own", f"sqlite:///{inside}")
+    for own_file in ("leanops.db", "mlflow.db"):
+        with pytest.raises(InvalidInput, match=f"{own_file} is one of LeanOps' own databases"):
+            add(factory, own, "own", f"sqlite:///{meta / own_file}")
     with factory() as s:
-        assert sources.list_sources(s) == []
+        assert sources.list_sources(s, keys=secrets.load_keys(settings)) == []
 
 
 def test_a_source_configured_inside_the_workspace_earlier_is_refused_at_query_time(
-        factory, settings, warehouse: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    add(factory, "wh", f"sqlite:///{warehouse}")
-    monkeypatch.setenv("LEANOPS_HOME", str(warehouse.parent))  # the workspace now holds the file
+        factory, settings, warehouse: Path) -> None:
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
+    moved = settings.model_copy(update={"home": warehouse.parent.resolve()})  # the workspace now holds the file
     with pytest.raises(InvalidInput, match="source 'wh': the SQLite file .*warehouse.db is inside the LeanOps"):
-        query(factory, settings, "SELECT * FROM features")
+        query(factory, moved, "SELECT * FROM features")
+    assert versions(factory) == 0
 
 
 def test_source_urls_are_sealed_at_rest_and_query_passwords_masked(factory, settings, warehouse: Path) -> None:
     from sqlalchemy import text
 
-    from core import secrets
     from db.models import AuditEvent
 
     url = f"sqlite:///{warehouse}?password=hunter2-hunter2"  # libpq-style: the password as a query parameter
-    shown = add(factory, "wh", url)
+    shown = add(factory, settings, "wh", url)
     assert shown.url == f"sqlite:///{warehouse}?password=***"
     with factory() as s:
         [stored] = s.execute(text("SELECT url FROM source_databases")).scalars().all()
         audit_text = " ".join(e.details_json for e in s.query(AuditEvent))
     assert stored.startswith(secrets.PREFIX) and "hunter2" not in stored and "hunter2" not in audit_text
-    assert secrets.unseal(stored) == url
+    assert secrets.unseal(stored, keys=secrets.load_keys(settings)) == url
     assert query(factory, settings, "select id from features").version.rows == 300  # opened to query
     with transaction(factory) as s:
-        sources.remove_source(s, actor=ADMIN, name="wh")
+        sources.remove_source(s, actor=ADMIN, name="wh", keys=secrets.load_keys(settings))
     with factory() as s:
         assert "hunter2" not in " ".join(e.details_json for e in s.query(AuditEvent))
 
 
-def test_a_source_the_key_cannot_open_is_listed_and_removable_but_not_queried(factory, settings, warehouse: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import secrets
+def test_a_source_the_key_cannot_open_is_listed_and_removable_but_not_queried(factory, settings,
+                                                                              warehouse: Path) -> None:
+    from db.models import AuditEvent
 
-    add(factory, "wh", f"sqlite:///{warehouse}")
-    monkeypatch.setenv("LEANOPS_SECRET_KEY", secrets.generate_key())  # not the key it was sealed with
+    add(factory, settings, "wh", f"sqlite:///{warehouse}")
+    other = settings.model_copy(update={"secret_key": SecretStr(secrets.generate_key())})  # not the sealing key
     with factory() as s:
-        assert [v.url for v in sources.list_sources(s)] == ["(sealed: the secret key cannot open it)"]
+        assert [v.url for v in sources.list_sources(s, keys=secrets.load_keys(other))] == \
+            ["(sealed: the secret key cannot open it)"]
+        assert [v.url for v in sources.list_sources(s, keys=None)] == ["(sealed: the secret key cannot open it)"]
     with pytest.raises(secrets.SecretKeyError, match="the URL of source 'wh' cannot be unsealed"):
-        query(factory, settings, "select id from features")
+        query(factory, other, "select id from features")
     with transaction(factory) as s:
-        sources.remove_source(s, actor=ADMIN, name="wh")
+        sources.remove_source(s, actor=ADMIN, name="wh", keys=secrets.load_keys(other))
+    with factory() as s:
+        removed = s.scalar(select(AuditEvent).where(AuditEvent.action == "source.removed"))
+        assert removed.details == {"url": "(sealed: the secret key cannot open it)"}

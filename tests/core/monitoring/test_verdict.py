@@ -18,11 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from core.monitoring import checks, drift
-from tests.support import aliases
 from db.models import AuditEvent, Job
 from db.session import make_engine, make_session_factory
 from tests.core.monitoring.conftest import Trained, _checkpoint, _settings
 from tests.core.monitoring.test_cli_drift import drift_cli
+from tests.support import aliases
 from tests.support.training import *  # noqa: F403
 from tests.support.training import SCIENTIST, add_dataset
 
@@ -133,7 +133,8 @@ def test_unimportant_columns_alone_are_flagged_but_not_drift(scenario):
     assert "of the importance (< 10%)" in said and "(20% < 50%)" in said
     assert "the model's outputs did not drift" in said
     with scenario.factory() as s:
-        assert not [j for j in s.scalars(select(Job).where(Job.kind == "retrain.consider")) if "drift_check" in j.params]
+        considered = s.scalars(select(Job).where(Job.kind == "retrain.consider"))
+        assert not [j for j in considered if "drift_check" in j.params]  # (the dataset upload's follow-up aside)
 
 
 def test_identical_data_of_a_million_rows_raises_nothing(scenario):
@@ -183,21 +184,22 @@ def test_a_check_stored_before_the_verdict_reads_with_the_share_rule_as_its_reas
     assert view.drifted == ["plan"]
 
 
-def test_the_drift_alert_leads_with_the_column_that_matters_and_the_estimate(scenario, monkeypatch):
+def test_the_drift_alert_leads_with_the_column_that_matters_and_the_estimate(scenario):
     """What reaches a webhook: the most important drifted column, its share of the model's importance and the
     estimated F1 against the holdout, in the title and first in the message; then why it counts."""
+    from core import secrets
     from core.actors import cli_actor
     from core.alerts import channels, notify
     from core.platform.database import transaction
     from tests.support.receivers import HttpReceiver
 
-    monkeypatch.setenv("LEANOPS_ALERT_ALLOWED_HOSTS", "127.0.0.1")  # the receiver is on loopback
-    settings = scenario.settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})
+    settings = scenario.settings.model_copy(update={"alert_allowed_hosts": "127.0.0.1"})  # the receiver: loopback
     current = frame(3000, seed=2, plan_p=[0.25, 0.55, 0.2], noise1_shift=0.3).drop(columns="churn")
     with HttpReceiver(hang_seconds=10) as http:
         with transaction(scenario.factory) as s:
             channels.add_channel(s, actor=cli_actor(), name="ops-hook", kind="webhook",
-                                 config={"url": http.url("/hook"), "secret": "s3cret-s3cret-s3cret"})
+                                 config={"url": http.url("/hook"), "secret": "s3cret-s3cret-s3cret"},
+                                 keys=secrets.load_keys(settings))
         check = checks.run_check(scenario.factory, settings, actor=SCIENTIST, model="subs", source="upload",
                                  current=current, filename="moved.csv", report=False)
         assert notify.wait_for_deliveries(60)
