@@ -176,9 +176,8 @@ CASES: dict[str, Callable[[Ctx], Any]] = {
         s, actor=SAM, ref="churn:1", run_id="external-run-1")),
     "registry.cards.save": lambda c: c.tx(lambda s: core.registry.cards.save(
         s, actor=SAM, model="churn", version=1, intended_use="churn ranking", limitations="", owner="sam")),
-    "policy.save": lambda c: c.tx(lambda s: core.policy.save(
-        s, actor=ADMIN, home=c.settings.home, text=core.policy.with_override(
-            core.c.settings.policies.text(), "churn", "approval", {"required": True}))),
+    "registry.state.move": lambda c: c.tx(lambda s: core.registry.state.move(
+        s, actor=ADMIN, model="churn", alias="challenger", to=1, action="challenger", reason="test")),
     "promotion.moves.set_challenger": lambda c: c.tx(lambda s: core.promotion.moves.set_challenger(
         s, c.settings, actor=SAM, model="churn", version=1, reason="test")),
     "promotion.approvals.request_promotion": lambda c: c.ids.__setitem__("request", c.tx(
