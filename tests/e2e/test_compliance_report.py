@@ -38,7 +38,7 @@ def approve_v2(dashboard: Dashboard) -> None:
     factory = make_session_factory(engine)
     try:
         with transaction(factory) as s:
-            policy.save(s, actor=Actor("admin", "admin"), home=settings.home, text=policy.with_override(
+            settings.policies.save(s, actor=Actor("admin", "admin"), text=policy.with_override(
                 settings.policies.text(), "churn", "approval", {"required": True}))
             request = approvals.request_promotion(s, actor=Actor("sam", "scientist"), model="churn", version=2,
                                                   reason="beats v1 on F1")

@@ -250,23 +250,33 @@ def test_grown_up_topology_runs_each_job_once_with_artifacts_on_s3(deployment: D
 
         answer = predict()
         assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
-        # a champion moved directly in MLflow (no gates, no audit) is refused, audited, and v3 keeps answering
+        # a champion moved directly in MLflow (no gates, no audit) is never served: serving follows LeanOps'
+        # record, and one run of the aliases.sync job on a worker puts MLflow's alias back, audited
         from mlflow import MlflowClient
 
-        MlflowClient(dep.env["LEANOPS_MLFLOW_URI"], dep.env["LEANOPS_MLFLOW_URI"]).set_registered_model_alias(
-            MODEL, "champion", "5")
+        from core.actors import cli_actor
+        from core.platform import job_queue
+        from core.platform.database import transaction
+
+        mlflow_client = MlflowClient(dep.env["LEANOPS_MLFLOW_URI"], dep.env["LEANOPS_MLFLOW_URI"])
+        mlflow_client.set_registered_model_alias(MODEL, "champion", "5")
+        for _ in range(3):  # across the API's reload rounds (LEANOPS_SERVING_RELOAD_SECONDS)
+            answer = predict()
+            assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
+            time.sleep(1)
+        with transaction(factory) as s:
+            job_queue.enqueue(s, actor=cli_actor(), kind="aliases.sync", params={"model": MODEL})
         deadline = time.monotonic() + 60
         while True:
             with factory() as s:
-                refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "serving.alias_refused")).all()
-            if refused or time.monotonic() > deadline:
+                restored = s.scalars(select(AuditEvent).where(AuditEvent.action == "model.alias_restored")).all()
+            if restored or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert [e.details["version"] for e in refused] == [5], dep.log("api")[-3000:]
-        answer = predict()
-        assert answer.status_code == 200 and answer.json()["version"] == 3, answer.text
-        MlflowClient(dep.env["LEANOPS_MLFLOW_URI"], dep.env["LEANOPS_MLFLOW_URI"]).set_registered_model_alias(
-            MODEL, "champion", "3")
+        worker_logs = (dep.log("scheduler") + dep.log("runner1") + dep.log("runner2"))[-3000:]
+        assert [(e.details["found"], e.details["restored"]) for e in restored] == [(5, 3)], worker_logs
+        assert mlflow_client.get_model_version_by_alias(MODEL, "champion").version in (3, "3")
+        assert predict().json()["version"] == 3
 
         # dashboard: its server is up and the app script runs (no scheduler of its own: external)
         wait_http(f"http://127.0.0.1:{ui_port}/_stcore/health", ui, "the dashboard")
