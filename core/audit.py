@@ -262,3 +262,17 @@ def actions(session: Session) -> list[str]:
 def recent(session: Session, *, limit: int = 20) -> list[AuditEvent]:
     """The newest events with everything in them: for code and tests, not for showing to a reader."""
     return list(session.scalars(select(AuditEvent).order_by(desc(AuditEvent.seq)).limit(limit)))
+
+
+def of_subject(session: Session, *, subject: str, actions: Sequence[str] = (), limit: int = 50) -> list[AuditEvent]:
+    """The newest ``limit`` events of exactly ``subject`` (only ``actions``, when given), newest first, with
+    everything in them: for code, not for showing to a reader."""
+    query = select(AuditEvent).where(AuditEvent.subject == subject)
+    if actions:
+        query = query.where(AuditEvent.action.in_(actions))
+    return list(session.scalars(query.order_by(desc(AuditEvent.seq)).limit(limit)))
+
+
+def count_of_subject(session: Session, *, subject: str) -> int:
+    """How many events have exactly ``subject``."""
+    return session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)) or 0

@@ -89,6 +89,11 @@ def recent(session: Session, limit: int = 20, *, model: str | None = None) -> li
     return [_alert_view(r) for r in session.scalars(query)]
 
 
+def of_model(session: Session, *, model: str) -> list[AlertView]:
+    """Every alert about ``model`` (suppressed ones included), oldest first."""
+    return [_alert_view(r) for r in session.scalars(select(Alert).where(Alert.model == model).order_by(Alert.id))]
+
+
 # -- raising -------------------------------------------------------------------------------------
 
 def _cooldown(policies: policy.Policies, model: str | None) -> timedelta:

@@ -15,34 +15,26 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
+from core.alerts import notify
+from core.data import datasets
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
 from core.platform.prediction_log import reads
 from core.platform.registry_port import CHALLENGER, RegistryPort
 from core.platform.storage import DataStore
-from core.registry import cards, state
+from core.registry import cards, gate_records, state
 from core.training import runs
-from db.models import (
-    Alert,
-    AliasMove,
-    Approval,
-    AuditEvent,
-    DatasetSchema,
-    DatasetVersion,
-    DriftCheck,
-    GateEvaluation,
-    PromotionRequest,
-    TrainingRun,
-    utcnow,
-)
+from db.models import AliasMove, TrainingRun, utcnow
+
+if TYPE_CHECKING:
+    from core.monitoring.checks import CheckView
 
 FORMAT_VERSION = 1
 FORMATS = ("pdf", "json")
@@ -110,19 +102,16 @@ def _training_data(session: Session, run: TrainingRun | None, store: DataStore) 
     if run is None:
         return {**empty, "missing": ["no LeanOps training run: the training data is unknown"]}
     doc = {**empty, "dataset": run.dataset_name, "version": run.dataset_version, "sha256": run.dataset_sha256}
-    row = session.get(DatasetVersion, run.dataset_version_id) if run.dataset_version_id else None
+    row = datasets.version_by_id(session, version_id=run.dataset_version_id) if run.dataset_version_id else None
     if row is None:
         return {**doc, "missing": [f"dataset version {run.dataset_name}:{run.dataset_version} is no longer "
                                    "registered; only its sha256 recorded by the run is known"]}
     missing = []
-    from core.data.datasets import key_for
-
-    present = store.exists(key_for(row.sha256))
+    present = store.exists(datasets.key_for(row.sha256))
     if not present:
         missing.append(f"the file of {run.dataset_name}:{row.version} was removed from the store "
                        "(its registered hash, rows, schema and certificate are shown)")
-    spec = session.scalar(select(DatasetSchema.spec).where(DatasetSchema.dataset_id == row.dataset_id,
-                                                           DatasetSchema.version == row.schema_version))
+    spec = datasets.schema_spec(session, dataset_id=row.dataset_id, version=row.schema_version)
     checks = [{"check": str(c.get("check")), "column": c.get("column"), "passed": bool(c.get("passed")),
                "observed": str(c.get("observed", "")), "expected": str(c.get("expected", ""))}
               for c in row.certificate or []]
@@ -175,8 +164,7 @@ def _move_row(move: AliasMove) -> dict[str, Any]:
 
 
 def _gates(session: Session, model: str, version: int) -> dict[str, Any]:
-    evaluations = list(session.scalars(select(GateEvaluation).where(
-        GateEvaluation.model == model, GateEvaluation.version == version).order_by(GateEvaluation.id)))
+    evaluations = gate_records.history(session, model=model, version=version)
     forced = state.moves_of_version(session, model=model, version=version, forced_only=True)
     forced_rows = [{**_move_row(m), "failed_checks": [c["name"] for c in (m.checks or {}).get("checks", [])
                                                       if not c["passed"]]} for m in forced]
@@ -191,13 +179,12 @@ def _gates(session: Session, model: str, version: int) -> dict[str, Any]:
 
 
 def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
+    from core.promotion.approvals import decisions_on, requests_of_version
     from core.registry.views import champion_periods
 
     requests: list[dict[str, Any]] = []
-    for req in session.scalars(select(PromotionRequest).where(PromotionRequest.model == model,
-                                                              PromotionRequest.version == version)
-                               .order_by(PromotionRequest.id)):
-        decisions = session.scalars(select(Approval).where(Approval.request_id == req.id).order_by(Approval.id))
+    for req in requests_of_version(session, model=model, version=version):
+        decisions = decisions_on(session, request_id=req.id)
         requests.append({"id": req.id, "requested_by": req.requested_by, "reason": req.reason, "status": req.status,
                          "created_at": _iso(req.created_at), "decided_at": _iso(req.decided_at),
                          "decisions": [{"approver": a.approver, "decision": a.decision, "comment": a.comment,
@@ -228,15 +215,14 @@ def _performance(session: Session, store: DataStore, model: str, version: int, t
 
 def _monitoring(session: Session, store: DataStore, model: str, version: int, task: str | None,
                 periods: list[dict[str, Any]]) -> dict[str, Any]:
-    checks = session.scalar(select(func.count()).select_from(DriftCheck).where(
-        DriftCheck.model == model, DriftCheck.version == version)) or 0
-    drifted = session.scalar(select(func.count()).select_from(DriftCheck).where(
-        DriftCheck.model == model, DriftCheck.version == version, DriftCheck.drift_detected.is_(True))) or 0
-    latest = session.scalar(select(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version)
-                            .order_by(desc(DriftCheck.id)).limit(1))
+    from core.monitoring import checks as drift_checks
+
+    checks = drift_checks.count_of_version(session, model=model, version=version)
+    drifted = drift_checks.count_of_version(session, model=model, version=version, drifted_only=True)
+    latest = next(iter(drift_checks.of_version(session, model=model, version=version, limit=1)), None)
     latest_doc = None if latest is None else _latest_check(latest)
     performance = _performance(session, store, model, version, task)
-    alerts = [a for a in session.scalars(select(Alert).where(Alert.model == model).order_by(Alert.id))
+    alerts = [a for a in notify.of_model(session, model=model)
               if (a.details or {}).get("version") == version or _within(a.ts, periods)]
     missing = []
     if not checks:
@@ -250,17 +236,16 @@ def _monitoring(session: Session, store: DataStore, model: str, version: int, ta
                        for a in alerts], "missing": missing}
 
 
-def _latest_check(row: DriftCheck) -> dict[str, Any]:
+def _latest_check(view: CheckView) -> dict[str, Any]:
     """The newest drift check, led by what matters: the headline ("c1 drifted; it carries 18 % of the
     model's importance; estimated F1 0.91 → 0.84"), the rules that made the verdict, the drifted columns
     ranked by their share of the model's importance, and the label-free estimate."""
-    from core.monitoring.checks import CheckView, headline
+    from core.monitoring.checks import headline
 
-    view = CheckView.of(row)
     return {
-        "ts": _iso(row.ts), "source": row.source, "window": row.window, "current_rows": row.current_rows,
-        "drift_share": row.drift_share, "threshold": row.threshold, "drift_detected": row.drift_detected,
-        "drifted_columns": sorted(c for c, v in row.columns.items() if isinstance(v, dict) and v.get("drifted")),
+        "ts": _iso(view.ts), "source": view.source, "window": view.window, "current_rows": view.current_rows,
+        "drift_share": view.drift_share, "threshold": view.threshold, "drift_detected": view.drift_detected,
+        "drifted_columns": sorted(c for c, v in view.columns.items() if isinstance(v, dict) and v.get("drifted")),
         "headline": headline(view),
         "verdict": [str(r.get("text", "")) for r in view.verdict.get("reasons", [])],
         "not_counted": [str(t) for t in view.verdict.get("not_counted", [])],
@@ -306,9 +291,8 @@ def _audit(session: Session, model: str, settings: Any) -> dict[str, Any]:
     from core import audit_checkpoints
 
     subject = f"model:{model}"
-    total = session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.subject == subject)) or 0
-    newest = list(session.scalars(select(AuditEvent).where(AuditEvent.subject == subject)
-                                  .order_by(desc(AuditEvent.seq)).limit(AUDIT_EVENTS_MAX)))
+    total = audit.count_of_subject(session, subject=subject)
+    newest = audit.of_subject(session, subject=subject, limit=AUDIT_EVENTS_MAX)
     check = audit_checkpoints.verify(session, settings)
     chain = check.result
     return {"checkpoint": check.latest, "subject": subject, "events_total": total, "truncated": total > len(newest),
@@ -352,9 +336,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
     with factory() as session:
         run = _run(session, model, version)
         if run is None and mlflow is None:
-            known = session.scalars(select(TrainingRun.model_version).where(
-                TrainingRun.model_name == model, TrainingRun.model_version.is_not(None))
-                .order_by(TrainingRun.model_version)).all()
+            known = runs.versions_of(session, model=model)
             raise NotFound(f"model {model!r} has no version {version}; its versions are: "
                            f"{', '.join(map(str, known)) or 'none'}")
         approvals = _approvals(session, model, version)

@@ -333,6 +333,29 @@ def version_row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
     return dataset, row
 
 
+def version_by_id(session: Session, *, version_id: int) -> DatasetVersion | None:
+    """The ORM row of the dataset version with this id (what a training run records); None once it is gone."""
+    return session.get(DatasetVersion, version_id)
+
+
+def rows_of(session: Session, *, name: str, version: int) -> int | None:
+    """How many rows ``name`` v``version`` has; None when there is no such version."""
+    return session.scalar(select(DatasetVersion.rows).join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                          .where(Dataset.name == name, DatasetVersion.version == version))
+
+
+def newest_number(session: Session, *, name: str) -> int | None:
+    """The highest version number of dataset ``name``; None when it has none (or no such dataset)."""
+    return session.scalar(select(func.max(DatasetVersion.version)).join(
+        Dataset, Dataset.id == DatasetVersion.dataset_id).where(Dataset.name == name))
+
+
+def schema_spec(session: Session, *, dataset_id: int, version: int) -> dict[str, Any] | None:
+    """The spec of schema version ``version`` of a dataset; None when there is no such schema version."""
+    return session.scalar(select(DatasetSchema.spec).where(DatasetSchema.dataset_id == dataset_id,
+                                                           DatasetSchema.version == version))
+
+
 def resolve(session: Session, *, ref: str) -> DatasetVersionView:
     """``NAME`` (latest) or ``NAME:VERSION`` → the version; NotFound lists what exists."""
     dataset, row = version_row(session, ref)

@@ -19,7 +19,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import desc, select
+from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
@@ -512,3 +512,25 @@ def get(session: Session, check_id: int) -> CheckView:
     if row is None:
         raise NotFound(f"no drift check {check_id}")
     return CheckView.of(row)
+
+
+def stored(session: Session, *, check_id: int) -> DriftCheck | None:
+    """The stored row of check ``check_id`` as it is (its ``predictions`` JSON whole), for code; None when gone."""
+    return session.get(DriftCheck, check_id)
+
+
+def of_version(session: Session, *, model: str, version: int, since: datetime | None = None,
+               limit: int = 20) -> list[CheckView]:
+    """The newest ``limit`` checks of ``model`` v``version`` (made at or after ``since``), newest first."""
+    query = select(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version)
+    if since is not None:
+        query = query.where(DriftCheck.ts >= since)
+    return [CheckView.of(r) for r in session.scalars(query.order_by(desc(DriftCheck.id)).limit(limit))]
+
+
+def count_of_version(session: Session, *, model: str, version: int, drifted_only: bool = False) -> int:
+    """How many checks of ``model`` v``version`` are stored (only those that found drift, with ``drifted_only``)."""
+    query = select(func.count()).select_from(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version)
+    if drifted_only:
+        query = query.where(DriftCheck.drift_detected.is_(True))
+    return session.scalar(query) or 0

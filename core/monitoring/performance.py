@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
@@ -191,10 +190,9 @@ def estimate_below_floor(estimate: dict[str, dict[str, float]], task: str, rules
 # -- events --------------------------------------------------------------------------------------
 
 def _last_event(session: Session, model: str) -> AuditEvent | None:
-    return session.scalar(select(AuditEvent).where(
-        AuditEvent.subject == f"model:{model}",
-        AuditEvent.action.in_(("performance.dropped", "performance.recovered")))
-        .order_by(desc(AuditEvent.seq)).limit(1))
+    found = audit.of_subject(session, subject=f"model:{model}",
+                             actions=("performance.dropped", "performance.recovered"), limit=1)
+    return found[0] if found else None
 
 
 def record(factory: sessionmaker[Session], settings: Settings, verdict: Verdict) -> str | None:

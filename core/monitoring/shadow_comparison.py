@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
@@ -43,7 +42,7 @@ from core.platform.prediction_log import reads
 from core.registry import state
 from core.registry.state import CHALLENGER, CHAMPION
 from core.settings import Settings
-from db.models import AuditEvent, utcnow
+from db.models import utcnow
 
 log = logging.getLogger("leanops.shadow")
 ACTOR = system_actor("shadow")
@@ -338,8 +337,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 def decided(session: Session, *, model: str, challenger: int) -> bool:
     """Whether the policy already decided on this challenger version (decided once per version)."""
-    events = session.scalars(select(AuditEvent).where(
-        AuditEvent.subject == f"model:{model}", AuditEvent.action == DECIDED).order_by(desc(AuditEvent.seq)).limit(50))
+    events = audit.of_subject(session, subject=f"model:{model}", actions=(DECIDED,), limit=50)
     return any(e.details.get("challenger") == challenger for e in events)
 
 

@@ -158,6 +158,11 @@ def set_cron(session: Session, *, actor: Actor, name: str, cron: str) -> None:
         audit.record(session, actor, "schedule.changed", f"schedule:{name}", {"from": old, "to": new})
 
 
+def set_params(session: Session, *, name: str, params: dict[str, Any]) -> None:
+    """Replace the params a schedule's jobs get (the system's own schedules follow their policy; not audited)."""
+    _get(session, name).params = params
+
+
 def remove(session: Session, *, actor: Actor, name: str, reason: str = "") -> None:
     """Delete a schedule row; the scheduler drops its job at its next sync."""
     require(session, actor, "schedules.manage", f"schedule:{name}")

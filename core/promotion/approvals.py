@@ -162,3 +162,15 @@ def pending_requests(session: Session, *, model: str | None = None) -> list[Prom
     if model:
         query = query.where(PromotionRequest.model == model)
     return list(session.scalars(query))
+
+
+def requests_of_version(session: Session, *, model: str, version: int) -> list[PromotionRequest]:
+    """Every request about ``model`` v``version`` (promotion and rollback, any status), oldest first."""
+    return list(session.scalars(select(PromotionRequest).where(PromotionRequest.model == model,
+                                                               PromotionRequest.version == version)
+                                .order_by(PromotionRequest.id)))
+
+
+def decisions_on(session: Session, *, request_id: int) -> list[Approval]:
+    """The approvals and rejections of request ``request_id``, oldest first."""
+    return list(session.scalars(select(Approval).where(Approval.request_id == request_id).order_by(Approval.id)))

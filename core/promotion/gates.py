@@ -15,9 +15,10 @@ from core import audit, formats, policy
 from core.accounts.auth import person_behind
 from core.actors import Actor
 from core.errors import PolicyBlocked
+from core.registry import gate_records
 from core.registry.views import VersionFacts, version_facts
 from core.settings import Settings
-from db.models import Approval, GateEvaluation, PromotionRequest, utcnow
+from db.models import Approval, PromotionRequest, utcnow
 
 
 class GatesFailed(PolicyBlocked):
@@ -47,9 +48,8 @@ def evaluate_gates(session: Session, settings: Settings, *, model: str, version:
                    context: str, facts: VersionFacts | None = None) -> policy.GateResult:
     """check_gates, stored with the version (registration, approval, promotion)."""
     result = check_gates(session, settings, model=model, version=version, champion=champion, facts=facts)
-    session.add(GateEvaluation(model=model, version=version, context=context, passed=result.passed,
-                               checks=result.as_dict()))
-    session.flush()
+    gate_records.record(session, model=model, version=version, context=context, passed=result.passed,
+                        checks=result.as_dict())
     return result
 
 
@@ -89,8 +89,8 @@ def refuse(actor: Actor, model: str, version: int, result: policy.GateResult) ->
     def record(own: Session) -> None:
         audit.record(own, actor, "model.promotion_blocked", f"model:{model}",
                      {"version": version, "failed": [c.name for c in result.failed()]})
-        own.add(GateEvaluation(model=model, version=version, context="promotion", passed=False,
-                               checks=result.as_dict()))
+        gate_records.record(own, model=model, version=version, context="promotion", passed=False,
+                            checks=result.as_dict())
 
     blocked.after_rollback.append(record)
     raise blocked

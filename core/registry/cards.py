@@ -8,14 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound
-from db.models import ModelCard, TrainingRun, utcnow
+from core.training import runs
+from db.models import ModelCard, utcnow
 
 FIELDS: tuple[str, ...] = ("intended_use", "limitations", "owner")
 LIMITS: dict[str, int] = {"intended_use": 10_000, "limitations": 10_000, "owner": 128}
@@ -51,9 +51,7 @@ def get(session: Session, *, model: str, version: int) -> ModelCardView:
 
 
 def _check_version(session: Session, model: str, version: int) -> None:
-    known = session.scalars(select(TrainingRun.model_version).where(
-        TrainingRun.model_name == model, TrainingRun.model_version.is_not(None))
-        .order_by(TrainingRun.model_version)).all()
+    known = runs.versions_of(session, model=model)
     if version not in known:
         have = ", ".join(str(v) for v in known[-20:]) or "none"
         raise NotFound(f"model {model!r} has no version {version}; its versions are: {have}")

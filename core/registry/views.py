@@ -6,14 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session
 
+from core.data import datasets
 from core.errors import NotFound
-from core.registry import state
+from core.registry import gate_records, state
 from core.registry.state import CHALLENGER, CHAMPION
 from core.training import runs
-from db.models import DatasetVersion, GateEvaluation, TrainingRun
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def version_facts(session: Session, *, model: str, version: int) -> VersionFacts
     run = runs.row_for_version(session, model=model, version=version)
     if run is None:
         raise NotFound(f"{model} v{version} has no LeanOps training run (was it registered outside LeanOps?)")
-    data = session.get(DatasetVersion, run.dataset_version_id) if run.dataset_version_id else None
+    data = datasets.version_by_id(session, version_id=run.dataset_version_id) if run.dataset_version_id else None
     return VersionFacts(model=model, version=version, task=run.task, metrics=run.metrics or {},
                         fairness=run.fairness or {},
                         certificate_passed=data.certificate_passed if data else None,
@@ -72,25 +71,18 @@ class VersionRow:
 
 
 def list_models(session: Session) -> list[ModelRow]:
-    rows = session.execute(
-        select(TrainingRun.model_name, func.count(TrainingRun.model_version), func.max(TrainingRun.finished_at),
-               func.max(TrainingRun.task))
-        .where(TrainingRun.model_version.is_not(None)).group_by(TrainingRun.model_name)
-        .order_by(TrainingRun.model_name)).all()
     out = []
-    for name, count, last, task in rows:
+    for name, count, last, task in runs.model_totals(session):
         found = state.current(session, model=name)
         out.append(ModelRow(name, found.get(CHAMPION), found.get(CHALLENGER), count, last, task))
     return out
 
 
 def list_versions(session: Session, *, model: str) -> list[VersionRow]:
-    runs = list(session.scalars(select(TrainingRun).where(TrainingRun.model_name == model,
-                                                          TrainingRun.model_version.is_not(None))
-                                .order_by(desc(TrainingRun.model_version))))
-    if not runs:
+    rows = runs.version_rows(session, model=model)
+    if not rows:
         raise NotFound(f"no versions of model {model!r}")
-    latest = _latest_gates(session, model)
+    latest = gate_records.latest_per_version(session, model=model)
     by_version: dict[int, list[str]] = {}
     for alias, version in state.current(session, model=model).items():
         by_version.setdefault(version, []).append(alias)
@@ -101,14 +93,7 @@ def list_versions(session: Session, *, model: str) -> list[VersionRow]:
                        gates_passed=latest[r.model_version].passed if r.model_version in latest else None,
                        gate_checks=latest[r.model_version].checks["checks"] if r.model_version in latest else [],
                        aliases=tuple(sorted(by_version.get(r.model_version, ()))))
-            for r in runs if r.model_version is not None]  # always true (the query), for the type checker
-
-
-def _latest_gates(session: Session, model: str) -> dict[int, GateEvaluation]:
-    newest = (select(GateEvaluation.version, func.max(GateEvaluation.id).label("id"))
-              .where(GateEvaluation.model == model).group_by(GateEvaluation.version).subquery())
-    rows = session.scalars(select(GateEvaluation).join(newest, GateEvaluation.id == newest.c.id))
-    return {g.version: g for g in rows}
+            for r in rows if r.model_version is not None]  # always true (the query), for the type checker
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
@@ -25,7 +24,7 @@ from core.promotion import approvals, moves
 from core.registry import state
 from core.retraining.decisions import Decision, Estimate, should_roll_back
 from core.settings import Settings
-from db.models import DriftCheck, utcnow
+from db.models import utcnow
 
 ACTOR = "auto-rollback"
 
@@ -85,12 +84,10 @@ def check_rollback(factory: sessionmaker[Session], settings: Settings, model: st
 def latest_estimate(session: Session, *, model: str, version: int, since: datetime) -> Estimate | None:
     """The label-free estimate of the newest drift check on ``version`` made at or after ``since`` (its
     promotion): an estimate of the data it served as champion, not of what it saw as a challenger."""
-    from core.monitoring.checks import CheckView
+    from core.monitoring import checks
 
-    rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model, DriftCheck.version == version,
-                                                    DriftCheck.ts >= since).order_by(desc(DriftCheck.id)).limit(20))
-    for row in rows:  # the newest that estimated anything (a model without probabilities estimates nothing)
-        view = CheckView.of(row)
+    # the newest that estimated anything (a model without probabilities estimates nothing)
+    for view in checks.of_version(session, model=model, version=version, since=since, limit=20):
         if view.estimated_performance:
             return Estimate(view.id, version, view.estimated_performance)
     return None

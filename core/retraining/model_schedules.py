@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import policy
@@ -37,14 +36,13 @@ def sync_model_schedules(session: Session, settings: Settings) -> dict[str, list
     """Keep ``drift:<model>`` and ``retrain:<model>`` schedule rows in line with the champions and
     policies.yaml. A user's pause survives; the cron follows the policy."""
     from core.platform import schedules
-    from db.models import Schedule
 
     actor = system_actor("model-schedules")
     file = settings.policies.file()
     want: dict[str, dict[str, Any]] = {}
     for model in state.champions(session):
         want |= wanted_schedules(model, policy.for_model(file, model))
-    have = {row.name: row for row in session.scalars(select(Schedule)) if row.name.startswith(SCHEDULE_PREFIXES)}
+    have = {row.name: row for row in schedules.list_schedules(session) if row.name.startswith(SCHEDULE_PREFIXES)}
     done: dict[str, list[str]] = {"created": [], "changed": [], "removed": []}
     for name, spec in want.items():
         if name not in have:
@@ -53,7 +51,7 @@ def sync_model_schedules(session: Session, settings: Settings) -> dict[str, list
             done["created"].append(name)
         elif have[name].cron != schedules.check_cron(spec["cron"]) or have[name].params != spec["params"]:
             schedules.set_cron(session, actor=actor, name=name, cron=spec["cron"])
-            have[name].params = spec["params"]
+            schedules.set_params(session, name=name, params=spec["params"])
             done["changed"].append(name)
     for name in set(have) - set(want):
         schedules.remove(session, actor=actor, name=name,

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, policy
 from core.actors import system_actor
+from core.data import datasets
 from core.errors import InvalidInput, NotFound
 from core.platform import job_queue, locks
 from core.platform.database import transaction
@@ -31,7 +31,7 @@ from core.retraining.decisions import (
 )
 from core.settings import Settings
 from core.training import runs
-from db.models import Dataset, DatasetVersion, DriftCheck, Job, TrainingRun
+from db.models import TrainingRun
 
 # -- reading -------------------------------------------------------------------------------------
 
@@ -46,9 +46,8 @@ def champion_run(session: Session, facts: state.ModelState) -> TrainingRun:
     return run
 
 
-def active_retrain(session: Session, model: str) -> Job | None:
-    for job in session.scalars(select(Job).where(Job.kind == "retrain", Job.status.in_(job_queue.ACTIVE))
-                               .order_by(Job.id)):
+def active_retrain(session: Session, model: str) -> job_queue.JobView | None:
+    for job in job_queue.active(session, kind="retrain"):
         if job.params.get("model") == model:
             return job
     return None
@@ -102,8 +101,10 @@ def request_retrain(factory: sessionmaker[Session], settings: Settings, *, model
 
 def on_drift(factory: sessionmaker[Session], settings: Settings, check_id: int) -> RetrainRequest | Decision:
     """After a drift check is stored: retrain the champion when the policy says so."""
+    from core.monitoring import checks
+
     with factory() as session:
-        check = session.get(DriftCheck, check_id)
+        check = checks.stored(session, check_id=check_id)
         if check is None:
             raise NotFound(f"no drift check {check_id}")
         facts = state.state_of(session, settings.policies, model=check.model)
@@ -149,8 +150,7 @@ def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, da
 
 
 def _rows(session: Session, dataset: str, version: int) -> int:
-    rows = session.scalar(select(DatasetVersion.rows).join(Dataset, Dataset.id == DatasetVersion.dataset_id)
-                          .where(Dataset.name == dataset, DatasetVersion.version == version))
+    rows = datasets.rows_of(session, name=dataset, version=version)
     if rows is None:
         raise NotFound(f"no dataset version {dataset}:{version}")
     return int(rows)
@@ -162,14 +162,10 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
     with factory() as session:
         facts = state.state_of(session, settings.policies, model=model)
         run = champion_run(session, facts)
-        latest = session.scalar(select(func.max(DatasetVersion.version)).join(
-            Dataset, Dataset.id == DatasetVersion.dataset_id).where(Dataset.name == run.dataset_name))
+        latest = datasets.newest_number(session, name=run.dataset_name)
         if latest is None or latest <= run.dataset_version:
             return Decision(False, f"{run.dataset_name} has no version newer than v{run.dataset_version}")
-        tried = session.scalar(select(TrainingRun.id).where(TrainingRun.model_name == model,
-                                                             TrainingRun.dataset_name == run.dataset_name,
-                                                             TrainingRun.dataset_version == latest).limit(1))
-        if tried is not None:
+        if runs.trained_on(session, model=model, dataset=run.dataset_name, version=latest):
             return Decision(False, f"{model} was already trained on {run.dataset_name} v{latest}")
         new_rows, trained_rows = _rows(session, run.dataset_name, latest), _rows(session, run.dataset_name,
                                                                                   run.dataset_version)

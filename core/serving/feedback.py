@@ -11,18 +11,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from core import audit, policy
 from core.accounts.auth import require
 from core.actors import Actor
 from core.errors import InvalidInput, NotFound, PermissionDenied
-from core.platform.prediction_log import reads
+from core.platform.prediction_log import reads, writer
 from core.platform.prediction_log.writer import plain_value, requester
 from core.platform.storage import DataStore
 from core.policy import Policies
-from db.models import Feedback, utcnow
+from db.models import utcnow
 
 
 def record_feedback(session: Session, *, actor: Actor, model: str, request_id: str, labels: list[Any],
@@ -58,19 +57,15 @@ def record_feedback(session: Session, *, actor: Actor, model: str, request_id: s
         if isinstance(label, dict | list):
             raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
     new = [plain_value(label) for label in labels]
-    earlier = session.execute(select(Feedback.record_index, Feedback.label, Feedback.created_by)
-                              .where(Feedback.request_id == request_id).order_by(Feedback.record_index)).all()
+    earlier = reads.labels_of(session, request_id=request_id)
     if earlier:
         changed = [{"record": row.record_index, "old": row.label, "new": new[row.record_index]}
                    for row in earlier if _json(row.label) != _json(new[row.record_index])]  # indices < len(logged)
         audit.record(session, actor, "prediction.feedback_overwritten", f"model:{model}",
                      {"request_id": request_id, "replaced": len(earlier), "changed": changed,
                       "previous_by": sorted({row.created_by for row in earlier})})
-    session.execute(delete(Feedback).where(Feedback.request_id == request_id))
-    now = utcnow()
-    session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
-                                        "label": label, "created_by": actor.name, "ts": now}
-                                       for i, label in enumerate(new)])
+    writer.replace_labels(session, request_id=request_id, model=model, labels=new, created_by=actor.name,
+                          ts=utcnow())
     audit.record(session, actor, "prediction.feedback", f"model:{model}",
                  {"request_id": request_id, "labels": len(labels)})
     return len(labels)
@@ -103,5 +98,5 @@ def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: s
 
 
 def feedback_for(session: Session, *, request_id: str) -> list[Any]:
-    return list(session.scalars(select(Feedback.label).where(Feedback.request_id == request_id)
-                                .order_by(Feedback.record_index)))
+    """The labels stored for a request, in record order."""
+    return [row.label for row in reads.labels_of(session, request_id=request_id)]

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.platform.prediction_log import reads
 from core.platform.prediction_log.reads import PredictionView
 from core.platform.storage import DataStore
-from db.models import PredictionError, utcnow
+from db.models import utcnow
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,7 @@ def traffic(session: Session, *, store: DataStore, window_minutes: int = 15, now
     since = now - timedelta(minutes=window_minutes)
     per_request = reads.per_request(session, store, since=since, until=now + timedelta(seconds=1),
                                     limit=max_requests)
-    errors = dict(session.execute(select(PredictionError.model, func.count()).where(PredictionError.ts >= since)
-                                  .group_by(PredictionError.model)).all())
+    errors = reads.errors_since(session, since=since)
     latencies: dict[str, list[float]] = {}
     records: dict[str, int] = {}
     for model, _request, latency, rows in per_request:

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from sqlalchemy import desc, func, select
 from sqlalchemy.orm import Session
 
+from core.data import datasets
 from core.errors import InvalidInput
 from core.platform import locks
 from core.training.spec import TrainingSpec
-from db.models import DatasetVersion, TrainingRun
+from db.models import TrainingRun
 
 NUMBER, TEXT, DATETIME = "number", "text", "date/time"
 
@@ -72,7 +73,8 @@ def binding(session: Session, *, model: str) -> Binding | None:
                             .limit(1))
     assert bound is not None and newest is not None and newest.model_version is not None  # min() found a row
     schema = None
-    data = session.get(DatasetVersion, newest.dataset_version_id) if newest.dataset_version_id else None
+    data = (datasets.version_by_id(session, version_id=newest.dataset_version_id) if newest.dataset_version_id
+            else None)
     if data is not None:
         excluded = session.scalar(select(TrainingRun.spec).where(TrainingRun.id == newest.id)) or {}
         schema = input_schema(data.dtypes, target=newest.target, exclude=excluded.get("exclude") or ())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, case, desc, func, select, update
 from sqlalchemy.orm import Session, undefer
@@ -157,8 +157,8 @@ def reconcile(session: Session, *, job_id: int | None = None) -> list[TrainingRu
         query = query.where(TrainingRun.job_id == job_id)
     rows = list(session.scalars(query))
     for row in rows:
-        job = session.get(Job, row.job_id)
-        assert job is not None  # joined above
+        assert row.job_id is not None  # joined above
+        job = job_queue.get(session, row.job_id)
         row.status = "cancelled" if job.status == "cancelled" else "failed"
         row.error = job.error or f"job {job.id} ended {job.status} before the run finished"
         row.finished_at = job.finished_at or utcnow()
@@ -252,6 +252,44 @@ def registered_models(session: Session) -> list[str]:
     """Every model LeanOps registered a version of."""
     return list(session.scalars(select(TrainingRun.model_name).where(TrainingRun.model_version.is_not(None))
                                 .distinct().order_by(TrainingRun.model_name)))
+
+
+def versions_of(session: Session, *, model: str) -> list[int]:
+    """The version numbers LeanOps registered of ``model``, oldest first."""
+    return [v for v in session.scalars(select(TrainingRun.model_version).where(
+        TrainingRun.model_name == model, TrainingRun.model_version.is_not(None))
+        .order_by(TrainingRun.model_version)) if v is not None]  # all of them (the query), for the type checker
+
+
+def version_rows(session: Session, *, model: str) -> list[TrainingRun]:
+    """The runs that registered a version of ``model``, newest version first."""
+    return list(session.scalars(select(TrainingRun).where(TrainingRun.model_name == model,
+                                                          TrainingRun.model_version.is_not(None))
+                                .order_by(desc(TrainingRun.model_version))))
+
+
+class ModelTotals(NamedTuple):
+    name: str
+    versions: int
+    last_trained: datetime | None
+    task: str
+
+
+def model_totals(session: Session) -> list[ModelTotals]:
+    """Per registered model, by name: how many versions, when the last run finished, and its task."""
+    rows = session.execute(
+        select(TrainingRun.model_name, func.count(TrainingRun.model_version), func.max(TrainingRun.finished_at),
+               func.max(TrainingRun.task))
+        .where(TrainingRun.model_version.is_not(None)).group_by(TrainingRun.model_name)
+        .order_by(TrainingRun.model_name)).all()
+    return [ModelTotals(*row) for row in rows]
+
+
+def trained_on(session: Session, *, model: str, dataset: str, version: int) -> bool:
+    """Whether some run of ``model`` (finished or not) trained on ``dataset`` v``version``."""
+    return session.scalar(select(TrainingRun.id).where(TrainingRun.model_name == model,
+                                                       TrainingRun.dataset_name == dataset,
+                                                       TrainingRun.dataset_version == version).limit(1)) is not None
 
 
 def reference_for(session: Session, *, model: str, version: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from core.accounts.auth import require
 from core.actors import Actor
 from core.data import datasets
 from core.errors import LeanOpsError, NotFound, PolicyBlocked
-from core.platform import mlflow_store
+from core.platform import job_queue, mlflow_store
 from core.platform.database import transaction
 from core.platform.job_queue import FINISHED, JobCancelled
 from core.settings import Settings
@@ -211,11 +211,11 @@ def clean_up_job(factory: sessionmaker[Session], settings: Settings, *, job_id: 
 
 
 def _clean_up(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, job_id: int, log: Log) -> list[int]:
-    from db.models import Job, TrainingRun
+    from db.models import TrainingRun
 
     with factory() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status not in FINISHED:
+        job_status = job_queue.status_of(session, job_id=job_id)
+        if job_status is None or job_status not in FINISHED:
             return []
         left = [(row.mlflow_run_id, row.model_name) for row in session.scalars(
             select(TrainingRun).where(TrainingRun.job_id == job_id, TrainingRun.status == "running"))]
@@ -287,8 +287,8 @@ def reconcile(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *
 
     def finished(job_id: int) -> bool:
         with factory() as session:
-            job = session.get(Job, job_id)
-            return job is None or job.status in core_jobs.FINISHED
+            job_status = core_jobs.status_of(session, job_id=job_id)
+            return job_status is None or job_status in core_jobs.FINISHED
 
     try:
         for run in mlflow_store.fail_orphans(store, is_finished=finished):

@@ -4,11 +4,10 @@ model, a day of logged predictions with feedback and one drift check over them."
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import system_actor
@@ -86,10 +85,10 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
     from core.monitoring import checks
     from core.platform.database import transaction
     from core.platform.prediction_log.parquet import new_request_id
-    from core.platform.prediction_log.writer import Served, rows_of
+    from core.platform.prediction_log.writer import Served, insert_served
     from core.serving import cache
     from core.serving.feedback import record_feedback
-    from db.models import PredictionLog, utcnow
+    from db.models import utcnow
 
     actor = system_actor("demo")
     loaded = cache.load_version(settings.registry, name="churn", alias="champion", version=version)
@@ -108,8 +107,7 @@ def seed_traffic(factory: sessionmaker[Session], settings: Settings, *, version:
         at = now - timedelta(hours=hours - hour - 0.5)
         requests.append(Served(new_request_id(at), at, "churn", "champion", version, columns, outputs, 8.0))
     with transaction(factory) as session:
-        # a model's __table__ is a Table, typed as FromClause
-        session.execute(insert(cast(Table, PredictionLog.__table__)), rows_of(requests))
+        insert_served(session, requests)
     for hour, request in enumerate(requests):
         if hour % 4 != 3:  # ground truth arrives for three requests in four
             with transaction(factory) as session:

@@ -38,7 +38,7 @@ from core.platform.prediction_log.parquet import (
 )
 from core.platform.registry_port import CHAMPION, SHADOW
 from core.platform.storage import DataStore, LocalStore
-from db.models import Feedback, PredictionLog, utcnow
+from db.models import Feedback, PredictionError, PredictionLog, utcnow
 
 
 @dataclass(frozen=True)
@@ -276,6 +276,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return value
+
+
+class Label(NamedTuple):
+    record_index: int
+    label: Any
+    created_by: str
+
+
+def labels_of(session: Session, *, request_id: str) -> list[Label]:
+    """The stored ground-truth labels of a request, in record order, with who sent each."""
+    return [Label(*row) for row in session.execute(
+        select(Feedback.record_index, Feedback.label, Feedback.created_by)
+        .where(Feedback.request_id == request_id).order_by(Feedback.record_index))]
+
+
+def errors_since(session: Session, *, since: datetime) -> dict[str, int]:
+    """Refused requests per model logged at or after ``since``."""
+    return dict(session.execute(select(PredictionError.model, func.count()).where(PredictionError.ts >= since)
+                                .group_by(PredictionError.model)).all())
 
 
 def labelled(session: Session, store: DataStore, *, model: str, version: int | None = None, limit: int | None = None

@@ -26,14 +26,14 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
 from core.errors import StoreUnavailable
 from core.platform.database import transaction
 from core.platform.prediction_log.journal import DONE, Journal, Ticket, claim_orphans, encode
-from db.models import PredictionError, PredictionLog
+from db.models import Feedback, PredictionError, PredictionLog
 
 log = logging.getLogger("leanops.predictions")
 
@@ -169,6 +169,24 @@ def rows_of(items: list[Served]) -> list[dict[str, Any]]:
                                    "input_hash": hashlib.sha256(texts[at + i].encode()).hexdigest()})
             at += item.rows
     return out
+
+
+def insert_served(session: Session, items: list[Served]) -> int:
+    """Insert the rows of ``items`` at once, in the caller's transaction (not through a ``LogWriter``: a
+    workspace's seed data). Returns how many rows."""
+    rows = rows_of(items)
+    if rows:  # Core: no ORM bookkeeping (a model's __table__ is a Table, typed as FromClause)
+        session.execute(insert(cast(Table, PredictionLog.__table__)), rows)
+    return len(rows)
+
+
+def replace_labels(session: Session, *, request_id: str, model: str, labels: list[Any], created_by: str,
+                   ts: datetime) -> None:
+    """Store the ground-truth ``labels`` of a request's records (in record order), replacing earlier ones."""
+    session.execute(delete(Feedback).where(Feedback.request_id == request_id))
+    session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
+                                        "label": label, "created_by": created_by, "ts": ts}
+                                       for i, label in enumerate(labels)])
 
 
 class LogFull(StoreUnavailable):
