@@ -145,7 +145,7 @@ def test_an_edited_checkpoint_log_is_caught(factory: sessionmaker[Session], keye
     append(factory, 3)
     for _ in range(3):
         audit_checkpoints.write(factory, keyed, actor=admin_actor())
-    path = audit_checkpoints.log_path(keyed.home)
+    path = audit_checkpoints.log_path(keyed)
     lines = path.read_text().splitlines()
     doc = json.loads(lines[1])
     if edit == "signature":
@@ -181,7 +181,7 @@ def test_only_admins_write_checkpoints_and_none_without_a_key(factory: sessionma
     audit_checkpoints.ensure_key(settings)
     with pytest.raises(PermissionDenied):
         audit_checkpoints.write(factory, settings, actor=Actor("vic", "approver"))
-    assert not audit_checkpoints.log_path(settings.home).exists()
+    assert not audit_checkpoints.log_path(settings).exists()
 
 
 def test_the_scheduled_checkpoint_is_written_every_n_events_or_hour(factory: sessionmaker[Session],

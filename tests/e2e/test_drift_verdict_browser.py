@@ -14,11 +14,11 @@ from playwright.sync_api import Page, expect
 
 from core.actors import Actor
 from core.monitoring import checks
-from tests.support import aliases
 from core.promotion.registration import train
 from core.settings import Settings
 from db.session import make_engine, make_session_factory
 from tests.e2e.helpers import ADMIN, goto_page, login
+from tests.support import aliases
 from tests.support.paths import ARTIFACTS
 from tests.support.training import SCIENTIST, add_dataset, small_churn
 

@@ -8,13 +8,13 @@ from sqlalchemy import select
 from core import policy
 from core.actors import Actor
 from core.platform import job_queue
-from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
 from core.promotion.registration import train
 from core.retraining import triggers
 from db.models import Alert, AuditEvent, Job, TrainingRun
 from jobs import runner
+from tests.support import aliases
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 from tests.support.worker import drain

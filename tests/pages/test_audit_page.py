@@ -59,7 +59,7 @@ def test_verify_integrity_checks_the_signed_checkpoints_too(open_page, factory, 
     add_events(factory, 5)
     audit_checkpoints.ensure_key(settings)
     audit_checkpoints.write(factory, settings, actor=cli_actor())
-    log = audit_checkpoints.log_path(settings.home)
+    log = audit_checkpoints.log_path(settings)
     signed = json.loads(log.read_text())
     log.write_text(json.dumps(signed | {"hash": "0" * 64}, sort_keys=True, separators=(",", ":")) + "\n")
     next(b for b in at.button if b.label == "Verify integrity").click().run()

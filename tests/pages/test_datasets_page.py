@@ -28,7 +28,7 @@ def churn(rows: int = 200, seed: int = 0) -> pd.DataFrame:
 
 def register(factory, settings, frame: pd.DataFrame, name: str = "churn") -> datasets.Registration:
     with transaction(factory) as s:
-        return datasets.register(s, actor=cli_actor(), name=name, data=frame, store_root=settings.home,
+        return datasets.register(s, actor=cli_actor(), name=name, data=frame, store=settings.home,
                                  source="test")
 
 
@@ -177,9 +177,9 @@ def test_two_hundred_versions_render_like_two(open_page, factory, settings) -> N
 def test_first_version_says_its_certificate_passes_by_construction_and_descriptions_show(open_page, factory,
                                                                                         settings) -> None:
     with transaction(factory) as s:
-        datasets.register(s, actor=cli_actor(), name="churn", data=churn(), store_root=settings.home, source="test",
+        datasets.register(s, actor=cli_actor(), name="churn", data=churn(), store=settings.home, source="test",
                           description="January export")
-        datasets.register(s, actor=cli_actor(), name="churn", data=churn(seed=1), store_root=settings.home,
+        datasets.register(s, actor=cli_actor(), name="churn", data=churn(seed=1), store=settings.home,
                           source="test", description="February, with late payers")
     at = open_page(PAGE)
     listing = next(d.value for d in at.dataframe if "sha256" in d.value.columns)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from core import policy
 from core.actors import Actor
 from core.promotion.registration import train
 from db.models import AuditEvent

@@ -7,10 +7,10 @@ import pytest
 from core import policy
 from core.actors import Actor
 from core.errors import InvalidInput
-from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import approvals
 from core.promotion.registration import train
+from tests.support import aliases
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
 

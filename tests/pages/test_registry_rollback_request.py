@@ -7,10 +7,10 @@ from datetime import timedelta
 
 from core import policy
 from core.actors import Actor
-from tests.support import aliases
 from core.promotion import moves
 from core.retraining import auto_rollback
 from db.models import utcnow
+from tests.support import aliases
 from tests.support.performance import log_predictions
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn

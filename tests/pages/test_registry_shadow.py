@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from core.actors import Actor
-from tests.support import aliases
 from core.promotion.registration import train
 from db.models import utcnow
+from tests.support import aliases
 from tests.support.shadow import log_pairs
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn

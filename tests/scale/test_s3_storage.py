@@ -64,7 +64,7 @@ def counts(factory: sessionmaker[Session]) -> tuple[int, int]:
 
 def register(factory: sessionmaker[Session], store, data: pd.DataFrame, name: str = "d") -> datasets.Registration:
     with transaction(factory) as session:
-        return datasets.register(session, actor=ALICE, name=name, data=data, store_root=store, source="test")
+        return datasets.register(session, actor=ALICE, name=name, data=data, store=store, source="test")
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_register_and_load_from_s3(s3_settings: Settings, factory_s3: sessionmak
     again = register(factory_s3, s3_settings.data_store, data)
     assert not again.created and counts(factory_s3) == (1, 1)
     with factory_s3() as session:
-        view, loaded = datasets.load_frame(session, store_root=s3_settings.data_store, ref="d:1")
+        view, loaded = datasets.load_frame(session, store=s3_settings.data_store, ref="d:1")
     pd.testing.assert_frame_equal(loaded.reset_index(drop=True), data.astype({"k": loaded["k"].dtype}),
                                   check_dtype=False)
     assert view.sha256 == reg.version.sha256
@@ -149,7 +149,7 @@ def test_rolled_back_caller_leaves_no_object(s3_settings: Settings, factory_s3: 
         pass
 
     with pytest.raises(Boom), transaction(factory_s3) as session:
-        datasets.register(session, actor=ALICE, name="d", data=frame(seed=3), store_root=s3_settings.data_store,
+        datasets.register(session, actor=ALICE, name="d", data=frame(seed=3), store=s3_settings.data_store,
                           source="test")
         assert len(s3_server.keys(s3_bucket)) == 1  # uploaded, waiting for the commit
         raise Boom()

@@ -53,4 +53,4 @@ def add_dataset(factory: sessionmaker[Session], settings: Settings, frame: pd.Da
     """Register ``frame`` as the next version of dataset ``name`` through core."""
     with transaction(factory) as session:
         return datasets.register(session, actor=Actor("data-admin", "admin"), name=name, data=frame,
-                                 store_root=settings.home, source="test").version
+                                 store=settings.home, source="test").version

@@ -76,7 +76,7 @@ def _register(store: mlflow_store.MlflowStore, *, model: str, mlflow_run: str, t
     """A new version of ``model`` in the store, registered from ``mlflow_run`` (which logged no model files)."""
     from mlflow.exceptions import MlflowException
 
-    client = mlflow_store.client(store.uri)
+    client = mlflow_store.client(mlflow_store.MlflowStore(store.uri, ""))
     try:
         client.create_registered_model(model)
     except MlflowException as exc:

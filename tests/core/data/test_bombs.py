@@ -28,7 +28,7 @@ from core.data.tables import TableLimits, read_table
 from core.errors import InvalidInput
 from core.monitoring import checks
 from core.platform.database import transaction
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from tests.core.monitoring.conftest import trained, trained_template  # noqa: F401 - fixtures
 from tests.support.training import SCIENTIST, mlflow_template  # noqa: F401 - a fixture
 
@@ -96,7 +96,7 @@ def spooled(content: bytes) -> IO[bytes]:
 def register(factory, settings, data, *, filename: str, **kwargs) -> datasets.Registration:
     with transaction(factory) as session:
         return datasets.register(session, actor=ALICE, name="bomb", data=data, filename=filename,
-                                 store_root=settings.home, source=f"test:{filename}", **kwargs)
+                                 store=settings.home, source=f"test:{filename}", **kwargs)
 
 
 # -- the limits ----------------------------------------------------------------------------------
@@ -154,7 +154,7 @@ def test_a_drift_batch_follows_the_table_limit_settings(trained, bomb: Path) -> 
 
 def test_a_staged_drift_batch_over_the_upload_limit_is_not_written(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"batch.csv is 2.0 MB; the limit is 1 MB \(LEANOPS_MAX_UPLOAD_MB\)"):
-        checks.stage_upload(tmp_path, "batch.csv", b"a\n" + b"1\n" * MB, max_bytes=MB)
+        checks.stage_upload(Settings.model_construct(home=tmp_path), "batch.csv", b"a\n" + b"1\n" * MB, max_bytes=MB)
     assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())
 
 

@@ -38,7 +38,7 @@ def register(factory: sessionmaker[Session], settings, data, *, name: str = "chu
              filename: str = "churn.csv", **kwargs) -> datasets.Registration:
     with transaction(factory) as session:
         return datasets.register(session, actor=actor, name=name, data=data, filename=filename,
-                                 store_root=settings.home, source=f"test:{filename}", **kwargs)
+                                 store=settings.home, source=f"test:{filename}", **kwargs)
 
 
 def stored_files(settings) -> list[str]:
@@ -57,8 +57,8 @@ def test_first_version_is_stored_certified_profiled_and_audited(factory, setting
     assert reg.created and reg.certificate.passed
     assert (v.name, v.version, v.rows, v.columns) == ("churn", 1, 300, ["age", "charges", "plan", "churn"])
     assert v.dtypes == {"age": "int64", "charges": "float64", "plan": "object", "churn": "int64"}
-    assert v.path == f"datasets/{v.sha256}.parquet" and v.file(settings.home).is_file()
-    assert v.size_bytes == v.file(settings.home).stat().st_size
+    assert v.path == f"datasets/{v.sha256}.parquet" and v.file(settings).is_file()
+    assert v.size_bytes == v.file(settings).stat().st_size
     assert (v.parent_version, v.created_by, v.source, v.schema_version) == (None, "alice", "test:churn.csv", 1)
     assert stored_files(settings) == [f"{v.sha256}.parquet"]
     doc = reg.as_dict()
@@ -142,17 +142,17 @@ def test_load_frame_returns_the_registered_data_and_detects_tampering(factory, s
     frame.loc[5, "charges"] = np.nan
     reg = register(factory, settings, csv_bytes(frame))
     with factory() as s:
-        view, loaded = datasets.load_frame(s, store_root=settings.home, ref="churn")
+        view, loaded = datasets.load_frame(s, store=settings.home, ref="churn")
     assert view == reg.version
     pd.testing.assert_frame_equal(loaded, frame)
 
-    path = view.file(settings.home)
+    path = view.file(settings)
     frame.assign(churn=1).to_parquet(path)
     with factory() as s, pytest.raises(IntegrityError, match=r"churn:1 was altered: its file hashes to"):
-        datasets.load_frame(s, store_root=settings.home, ref="churn:1")
+        datasets.load_frame(s, store=settings.home, ref="churn:1")
     path.unlink()
     with factory() as s, pytest.raises(IntegrityError, match="the file of churn:1 is missing from the store"):
-        datasets.load_frame(s, store_root=settings.home, ref="churn:1")
+        datasets.load_frame(s, store=settings.home, ref="churn:1")
 
 
 def test_listing_is_paged_in_sql(factory, settings) -> None:
@@ -229,8 +229,7 @@ def test_registering_the_demo_workspace_twice_makes_one_version(factory, setting
     from core.workspace.bootstrap import init_workspace
 
     for _ in range(2):
-        result = init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                                admin_password="admin-pass-123", demo=True)
+        result = init_workspace(factory, settings, demo=True)
     with factory() as s:
         view = datasets.resolve(s, ref="churn")
     assert (view.version, view.created_by, view.certificate_passed) == (1, "system:init", True)

@@ -36,7 +36,7 @@ def register(factory: sessionmaker[Session], settings, data, *, name: str = "d",
              max_bytes: int | None = None) -> datasets.Registration:
     with transaction(factory) as session:
         return datasets.register(session, actor=ALICE, name=name, data=data, filename=filename,
-                                 store_root=settings.home, source="test", max_bytes=max_bytes)
+                                 store=settings.home, source="test", max_bytes=max_bytes)
 
 
 def counts(factory: sessionmaker[Session]) -> tuple[int, int, int]:
@@ -96,8 +96,8 @@ def test_names_with_path_characters_are_refused(factory, settings, name: str) ->
 
 def test_a_caller_that_rolls_back_leaves_no_file(factory, settings) -> None:
     with pytest.raises(RuntimeError), transaction(factory) as s:
-        reg = datasets.register(s, actor=ALICE, name="d", data=frame(), store_root=settings.home, source="test")
-        assert reg.version.file(settings.home).is_file()  # renamed into place before the commit
+        reg = datasets.register(s, actor=ALICE, name="d", data=frame(), store=settings.home, source="test")
+        assert reg.version.file(settings).is_file()  # renamed into place before the commit
         raise RuntimeError("the caller failed after registering")
     assert counts(factory) == (0, 0, 0) and store_files(settings) == []
 
@@ -105,9 +105,9 @@ def test_a_caller_that_rolls_back_leaves_no_file(factory, settings) -> None:
 def test_rolling_back_a_shared_file_keeps_it_for_the_dataset_that_committed(factory, settings) -> None:
     kept = register(factory, settings, frame(), name="kept")
     with pytest.raises(RuntimeError), transaction(factory) as s:
-        datasets.register(s, actor=ALICE, name="other", data=frame(), store_root=settings.home, source="test")
+        datasets.register(s, actor=ALICE, name="other", data=frame(), store=settings.home, source="test")
         raise RuntimeError("rolled back")
-    assert kept.version.file(settings.home).is_file()
+    assert kept.version.file(settings).is_file()
     assert counts(factory) == (1, 1, 1)
 
 
@@ -153,7 +153,7 @@ print("ready", flush=True)
 while True:
     df["c0"] += 1
     with transaction(factory) as s:
-        datasets.register(s, actor=Actor("w", "scientist"), name="d", data=df, store_root=home, source="w")
+        datasets.register(s, actor=Actor("w", "scientist"), name="d", data=df, store=home, source="w")
 """
 
 
@@ -167,7 +167,7 @@ def test_a_killed_registration_leaves_no_file_without_a_row(factory, settings, d
     proc.wait(timeout=10)
     with factory() as s:
         registered = set(s.scalars(select(DatasetVersion.sha256)))
-        datasets.sweep_store(s, store_root=settings.home, older_than_s=0)
+        datasets.sweep_store(s, store=settings.home, older_than_s=0)
     finished = {p.removeprefix("datasets/").removesuffix(".parquet") for p in store_files(settings)}
     assert finished == registered, "every stored file has its row and every row its file"
     assert not [p for p in store_files(settings) if ".tmp-" in p]
@@ -181,8 +181,8 @@ def test_sweep_removes_only_old_orphans(factory, settings) -> None:
     (folder / ("f" * 64 + ".parquet")).write_bytes(b"orphan")
     (folder / ".tmp-123-x.parquet").write_bytes(b"partial")
     with factory() as s:
-        young = datasets.sweep_store(s, store_root=settings.home)
-        old = datasets.sweep_store(s, store_root=settings.home, older_than_s=0)
+        young = datasets.sweep_store(s, store=settings.home)
+        old = datasets.sweep_store(s, store=settings.home, older_than_s=0)
     assert (young.temporary, young.orphans) == (0, [])
     assert (old.temporary, old.orphans) == (1, [f"datasets/{'f' * 64}.parquet"])
     assert store_files(settings) == [reg.version.path]

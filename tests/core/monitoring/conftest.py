@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from core.alerts import notify
-from tests.support import aliases
-from tests.support.worker import drain
 from core.settings import Settings, get_settings
 from db.session import make_engine, make_session_factory
-from tests.support import training
+from tests.support import aliases, training
 from tests.support.training import add_dataset, small_churn
+from tests.support.worker import drain
 
 mlflow_template = training.mlflow_template  # a fixture: trained_template copies its MLflow store
 

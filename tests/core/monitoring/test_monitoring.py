@@ -76,7 +76,8 @@ def test_an_upload_check_is_stored_audited_reported_and_alerts(trained):
     assert (details["drift_share"], details["version"], details["source"]) == (round(check.drift_share, 4), 1, "upload")
     assert [a.condition for a in stored_alerts] == ["drift"] and "churn v1" in stored_alerts[0].title
     with factory() as s:  # the check queued its retrain.consider follow-up with it; the worker runs it
-        assert [j.params["drift_check"] for j in job_queue.list_jobs(s, kind="retrain.consider") if "drift_check" in j.params] == [check.id]
+        considered = job_queue.list_jobs(s, kind="retrain.consider")  # (the dataset upload's follow-up aside)
+        assert [j.params["drift_check"] for j in considered if "drift_check" in j.params] == [check.id]
     drain(factory, settings, limit=1)
     with factory() as s:
         retrains = job_queue.list_jobs(s, kind="retrain")
@@ -226,7 +227,7 @@ def test_job_refuses_a_batch_outside_the_workspace(trained, tmp_path):
 
 def test_a_staged_batch_is_deleted_when_its_check_ends_and_the_caller_s_own_file_is_kept(trained, tmp_path):
     settings, factory = trained.settings, trained.factory
-    staged = [checks.stage_upload(settings.home, "batch.csv", shifted().to_csv(index=False).encode())
+    staged = [checks.stage_upload(settings, "batch.csv", shifted().to_csv(index=False).encode())
               for _ in range(2)]
     with transaction(factory) as s:
         ok = job_queue.enqueue(s, actor=SCIENTIST, kind="drift.check", params={
@@ -250,13 +251,13 @@ def test_staged_batches_whose_job_never_ran_are_swept_after_a_day(trained):
     import time
 
     home = trained.settings.home
-    old = checks.stage_upload(home, "old.csv", b"a\n1\n")
+    old = checks.stage_upload(trained.settings, "old.csv", b"a\n1\n")
     os.utime(old, (time.time() - 25 * 3600,) * 2)  # its job was cancelled while queued, a day ago
-    recent = checks.stage_upload(home, "recent.csv", b"a\n1\n")
+    recent = checks.stage_upload(trained.settings, "recent.csv", b"a\n1\n")
     unrelated = home / "uploads" / "notes.txt"
     unrelated.write_text("not a staged batch")
     os.utime(unrelated, (time.time() - 48 * 3600,) * 2)
-    fresh = checks.stage_upload(home, "new.csv", b"a\n1\n")  # staging a batch sweeps the stale ones
+    fresh = checks.stage_upload(trained.settings, "new.csv", b"a\n1\n")  # staging a batch sweeps the stale ones
     assert not old.exists() and recent.is_file() and fresh.is_file() and unrelated.is_file()
 
 
@@ -267,12 +268,11 @@ def test_report_samples_whose_check_or_job_never_came_are_swept_after_a_day(trai
     from core.monitoring import report
     from core.training import runs
 
-    home = trained.settings.home
     with trained.factory() as s:
         reference = runs.reference_for(s, model="churn", version=1)
-    stale = report.write_sample(home, reference, small_churn(20, seed=4), rows=20)
+    stale = report.write_sample(trained.settings, reference, small_churn(20, seed=4), rows=20)
     os.utime(stale, (time.time() - 25 * 3600,) * 2)  # SIGKILLed before its check committed, a day ago
-    kept = report.write_sample(home, reference, small_churn(20, seed=5), rows=20)
-    assert report.sweep_samples(home, older_than_s=24 * 3600) == [stale]
+    kept = report.write_sample(trained.settings, reference, small_churn(20, seed=5), rows=20)
+    assert report.sweep_samples(trained.settings, older_than_s=24 * 3600) == [stale]
     assert not stale.exists() and kept.is_file()
     assert report.sample_path(report.report_for(kept)) == kept  # where its check's report job looks

@@ -12,17 +12,16 @@ from core import policy
 from core.errors import InvalidInput, PermissionDenied
 from core.monitoring.performance import Verdict
 from core.platform import schedules
-from tests.support import aliases
 from core.platform.database import transaction
 from core.promotion import moves
 from core.retraining import auto_rollback, decisions, model_schedules, triggers
 from db.models import Alert, AuditEvent, DriftCheck, Job, Schedule, utcnow
 from jobs.runner import run_next
-from tests.support.worker import drain
-from tests.support import versions
+from tests.support import aliases, versions
 from tests.support.performance import log_predictions
 from tests.support.training import *  # noqa: F403
 from tests.support.training import add_dataset, small_churn
+from tests.support.worker import drain
 
 APPROVER = moves.Actor("ann", "approver")
 NOW = utcnow()

@@ -124,7 +124,7 @@ def register_directly(uri: str, name: str, info: Any, *, champion: bool = False)
 
 
 def files_of(uri: str, name: str, version: int) -> Path:
-    location = mlflow_store.client(uri).get_model_version_download_uri(name, str(version))
+    location = mlflow_store.client(mlflow_store.MlflowStore(uri, "")).get_model_version_download_uri(name, str(version))
     parsed = urlparse(location)
     return Path(unquote(parsed.path)) if parsed.scheme in ("", "file") else Path(location)
 
@@ -372,8 +372,8 @@ def test_changed_files_and_versions_leanops_did_not_train_are_refused_even_when_
     uri = workspace.mlflow_uri
     shutil.copyfile(files_of(uri, "m", v1) / "model.skops", files_of(uri, "m", v2) / "model.skops")
     # Whoever can change the files can change MLflow's tags too: the tag is not LeanOps' record.
-    logged = mlflow_store.client(uri).get_model_version("m", str(v2)).source
-    mlflow_store.client(uri).set_model_version_tag("m", str(v2), mlflow_store.MODEL_SHA256_TAG,
+    logged = mlflow_store.client(mlflow_store.MlflowStore(uri, "")).get_model_version("m", str(v2)).source
+    mlflow_store.client(mlflow_store.MlflowStore(uri, "")).set_model_version_tag("m", str(v2), mlflow_store.MODEL_SHA256_TAG,
                                                    mlflow_models.files_sha256(uri, logged))
     moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)
     assert cache.refresh() == [] and cache.peek("m", "champion").version == v1
@@ -419,7 +419,7 @@ def test_training_hashes_the_model_files_it_uploads_and_links_the_logged_model_t
         row = runs.row_for_version(session, model="m", version=version, load=(TrainingRun.reference,))
         assert row is not None
         recorded, run_id, model_uri = row.reference[mlflow_store.MODEL_SHA256], row.mlflow_run_id, row.model_uri
-    mlflow_client = mlflow_store.client(workspace.mlflow_uri)
+    mlflow_client = mlflow_store.client(mlflow_store.MlflowStore(workspace.mlflow_uri, ""))
     assert mlflow_client.get_model_version("m", str(version)).tags[mlflow_store.MODEL_SHA256_TAG] == recorded
     with tempfile.TemporaryDirectory() as tmp:
         copy = mlflow_store.download_model_files(

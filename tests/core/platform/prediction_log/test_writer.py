@@ -220,8 +220,7 @@ def test_the_default_workspace_schedules_retention(factory, settings) -> None:
     from core.platform import schedules
     from core.workspace.bootstrap import init_workspace
 
-    init_workspace(factory, home=settings.home, db_url=settings.db_url, admin_user="admin",
-                   admin_password="admin-pass-123", demo=False)
+    init_workspace(factory, settings, demo=False)
     with factory() as session:
         found = {s.name: s for s in schedules.list_schedules(session)}
     assert found["prediction-retention"].kind == "predictions.retention"
