@@ -58,9 +58,10 @@ def wait_until(check, timeout: float, what: str):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def _healthy(url: str) -> bool:
+def _ready(url: str) -> bool:
+    """The API has loaded and warmed every champion (a request before that may wait past its load deadline)."""
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -83,7 +84,7 @@ def served(dashboard):
     api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=ROOT, env=dashboard.env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _healthy(url), 60, "the API to answer /health")
+    wait_until(lambda: _ready(url), 120, "the API to be ready (/health/ready)")
     yield factory, url, viewer
     api.terminate()
     api.wait(timeout=30)
