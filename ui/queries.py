@@ -101,10 +101,6 @@ def audit_actions() -> list[str]:
 
 # -- registry --------------------------------------------------------------------------------------
 
-def _registry_uri() -> str:
-    return resources.settings().mlflow_uri
-
-
 @st.cache_data(ttl=10)
 def models() -> list:
     from core.registry import views
