@@ -140,7 +140,6 @@ def pending_requests(model: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=10)
 def policy_needs_approval(model: str) -> bool:
-    from core import policy
 
     return resources.settings().policies.rules_for(model).approval.required
 
@@ -189,7 +188,6 @@ class ModelHealth:
 def model_health() -> list[ModelHealth]:
     from datetime import timedelta
 
-    from core import policy
     from core.alerts import notify
     from core.monitoring import checks, performance
     from core.registry import views
