@@ -32,7 +32,7 @@ from core.training import runs
 from db.models import AliasMove, CurrentAlias, TrainingRun
 
 if TYPE_CHECKING:
-    from core.policy import ModelPolicy
+    from core.policy import ModelPolicy, Policies
 
 __all__ = ["CHALLENGER", "CHAMPION", "SHADOW", "AliasChange", "ModelState", "state_of"]
 
@@ -70,8 +70,8 @@ class Arrival:
 class ModelState:
     """What a flow needs to know about one model, read once at the start of the operation.
 
-    ``previous_champion`` is the version the current champion replaced (what a rollback goes back to).
-    ``task`` comes from the training runs (the first version's task: a model keeps it). ``run`` reads a
+    ``champion_arrival`` says since when the champion serves and which version it replaced (what a rollback
+    goes back to). ``task`` comes from the training runs (the first version's task: a model keeps it). ``run`` reads a
     version's training run once and keeps it.
     """
 
@@ -79,22 +79,9 @@ class ModelState:
     champion: int | None
     challenger: int | None
     champion_arrival: Arrival | None
-    challenger_arrival: Arrival | None
     policy: ModelPolicy
     task: str | None
     _runs: dict[int, TrainingRun | None] = field(default_factory=dict, repr=False, compare=False)
-
-    @property
-    def champion_since(self) -> datetime | None:
-        return self.champion_arrival.since if self.champion_arrival else None
-
-    @property
-    def previous_champion(self) -> int | None:
-        return self.champion_arrival.from_version if self.champion_arrival else None
-
-    @property
-    def aliases(self) -> dict[str, int]:
-        return {alias: v for alias, v in ((CHAMPION, self.champion), (CHALLENGER, self.challenger)) if v is not None}
 
     def run(self, session: Session, version: int) -> TrainingRun | None:
         """The training run that registered ``version`` (None: made outside LeanOps), read once."""
@@ -104,15 +91,14 @@ class ModelState:
         return self._runs[version]
 
 
-def state_of(session: Session, policies: Any, *, model: str) -> ModelState:
+def state_of(session: Session, policies: Policies, *, model: str) -> ModelState:
     """The model's state now: its aliases and their arrival, its policy (``policies``: the workspace's
     cached ``policy.Policies``) and its task."""
     rows = {r.alias: r for r in session.scalars(select(CurrentAlias).where(CurrentAlias.model == model))}
-    arrivals = {alias: _arrival(session, row) for alias, row in rows.items() if row.version is not None}
-    task = runs.task_of(session, model=model)
-    return ModelState(model=model, champion=_version(rows.get(CHAMPION)), challenger=_version(rows.get(CHALLENGER)),
-                      champion_arrival=arrivals.get(CHAMPION), challenger_arrival=arrivals.get(CHALLENGER),
-                      policy=policies.rules_for(model), task=task)
+    champion = rows.get(CHAMPION)
+    return ModelState(model=model, champion=_version(champion), challenger=_version(rows.get(CHALLENGER)),
+                      champion_arrival=_arrival(session, champion) if champion is not None else None,
+                      policy=policies.rules_for(model), task=runs.task_of(session, model=model))
 
 
 def _version(row: CurrentAlias | None) -> int | None:
