@@ -80,8 +80,8 @@ def run_move(factory: sessionmaker[Session], settings: Settings,
                               params={"model": change.model})
     if change is not None:
         projection.project_now(factory, settings, model=change.model)
-    if change is not None and change.alias == CHAMPION:
-        _alert(factory, settings, change)
+        if change.alias == CHAMPION:
+            _alert(factory, settings, change)
     return change
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.alerts import notify
+from core.errors import LeanOpsError, StoreUnavailable
 from core.platform.database import transaction
 from core.registry import state
 from core.settings import Settings
@@ -30,12 +31,19 @@ def sync_aliases(factory: sessionmaker[Session], settings: Settings, *, model: s
     else:
         models = [model]
     restored: list[state.Restored] = []
-    for name in models:
-        with transaction(factory) as session:
-            found = state.sync(session, settings.registry, model=name)
+    failed: list[str] = []
+    for name in models:  # one model MLflow cannot take (gone, store down) does not stop the others
+        try:
+            with transaction(factory) as session:
+                found = state.sync(session, settings.registry, model=name)
+        except LeanOpsError as exc:
+            failed.append(f"{name}: {exc}")
+            continue
         restored += found
         for item in found:
             _alert(factory, settings, item)
+    if failed:  # the job fails, says which, and is retried
+        raise StoreUnavailable(f"MLflow's aliases of {len(failed)} model(s) could not be set: " + "; ".join(failed))
     return {"models": len(models), "restored": [asdict(r) for r in restored]}
 
 
