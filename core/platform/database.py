@@ -35,6 +35,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise StoreUnavailable(describe_db_error(exc)) from exc
 
 
+@contextmanager
+def reading(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only; a locked or unreachable database becomes ``StoreUnavailable``."""
+    try:
+        with factory() as session:
+            yield session
+    except DBAPIError as exc:
+        raise StoreUnavailable(describe_db_error(exc)) from exc
+
+
 def migrate(url: str) -> None:
     """Create or upgrade the metadata schema to the newest Alembic revision."""
     try:

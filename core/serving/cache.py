@@ -34,10 +34,9 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +46,7 @@ import numpy as np
 
 from core.errors import InvalidInput, NotFound, StoreUnavailable
 from core.platform import mlflow_store
+from core.platform.database import reading
 from core.platform.registry_port import CHAMPION, RegistryPort
 from core.serving import trust
 from core.serving.signature import Columns, InputSchema
@@ -221,26 +221,14 @@ class RecordedAliases:
     def versions(self, keys: list[Key]) -> dict[Key, int]:
         from core.registry import state
 
-        with self._reading() as session:
+        with reading(self.factory) as session:
             return state.current_many(session, keys)
 
     def champions(self) -> dict[str, int]:
         from core.registry import state
 
-        with self._reading() as session:
+        with reading(self.factory) as session:
             return state.champions(session)
-
-    @contextmanager
-    def _reading(self) -> Iterator[Session]:
-        from sqlalchemy.exc import DBAPIError
-
-        from core.platform.database import describe_db_error
-
-        try:
-            with self.factory() as session:
-                yield session
-        except DBAPIError as exc:
-            raise StoreUnavailable(describe_db_error(exc)) from exc
 
 
 class MlflowAliases:

@@ -123,18 +123,13 @@ class Record:
         Raises:
             Refused: LeanOps has no training run that made this version.
         """
-        from sqlalchemy.exc import DBAPIError
-
-        from core.platform.database import describe_db_error
+        from core.platform.database import reading
         from core.training import runs
         from db.models import TrainingRun
 
-        try:
-            with self.factory() as session:
-                row = runs.row_for_version(session, model=name, version=version, load=(TrainingRun.reference,))
-                found = (row.reference or {}).get(mlflow_store.MODEL_SHA256) if row is not None else None
-        except DBAPIError as exc:
-            raise StoreUnavailable(describe_db_error(exc)) from exc
+        with reading(self.factory) as session:
+            row = runs.row_for_version(session, model=name, version=version, load=(TrainingRun.reference,))
+            found = (row.reference or {}).get(mlflow_store.MODEL_SHA256) if row is not None else None
         if row is None:
             raise Refused(f"{name} v{version} could not be loaded: LeanOps has no training run that made it "
                           f"(it was registered outside LeanOps); {ONLY}")
