@@ -209,16 +209,14 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store: P
 
 
 def _alert_failed_certificate(session: Session, settings: Settings | None, store: DataStore, name: str,
-                              number: int,
-                              cert: Certificate) -> None:
-    """A ``certificate`` alert once the registration commits (the workspace is the local store's root)."""
+                              number: int, cert: Certificate) -> None:
+    """A ``certificate`` alert once the registration commits, with the caller's settings (every entry passes
+    them). Without them (a test registering into a bare folder): the local store's folder as the workspace
+    and default delivery settings, built without reading the environment."""
     from core.alerts import notify
 
     failed = [_label(c) for c in cert.failed]
-    root = getattr(store, "root", None)
-    # The workspace's policies (cooldown) and default delivery settings, built without reading the environment.
-    # TODO(issue 23, item 3): take the caller's Workspace instead (on S3 the local root is not known here).
-    settings = settings or Settings.model_construct(home=Path(root or "."))
+    settings = settings or Settings.model_construct(home=Path(getattr(store, "root", None) or "."))
     notify.notify_after_commit(
         session, settings, condition="certificate", model=f"dataset:{name}",
         title=f"Dataset {name}:{number} failed its quality certificate",
