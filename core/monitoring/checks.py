@@ -192,7 +192,7 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         if view.drift_detected:
             _after_drift(factory, settings, view)
         if view.estimated_performance:
-            _after_estimate(factory, settings, view)
+            _after_estimate(factory, settings, view, facts)
         return view
 
 
@@ -317,17 +317,17 @@ def _after_drift(factory: sessionmaker[Session], settings: Settings, view: Check
         log.exception("alert for drift check %s failed", view.id)
 
 
-def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: CheckView) -> None:
+def _after_estimate(factory: sessionmaker[Session], settings: Settings, view: CheckView,
+                    facts: state.ModelState) -> None:
     """With ``performance.use_estimate``: an estimate below the floor is audited with the estimate, alerted,
-    and asks the retrain trigger (which retrains when ``retrain.on_drift`` allows)."""
+    and asks the retrain trigger (which retrains when ``retrain.on_drift`` allows). ``facts``: the model's
+    state the check read."""
     from core.alerts import notify
     from core.monitoring import performance
 
-    rules = settings.policies.rules_for(view.model)
+    rules, task = facts.policy, facts.task
     if not rules.performance.use_estimate:
         return
-    with factory() as session:
-        task = runs.task_of(session, model=view.model)
     reason = performance.estimate_below_floor(view.estimated_performance, task, rules) if task else None
     if reason is None:
         return
