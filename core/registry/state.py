@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["CHALLENGER", "CHAMPION", "SHADOW", "AliasChange", "ModelState", "state_of"]
 
 log = logging.getLogger("leanops.registry")
-SYNC_KIND = "aliases.sync"  # the follow-up job that projects the DB's aliases onto MLflow
+SYNC_KIND = job_queue.ALIASES_SYNC.name  # the follow-up job that projects the DB's aliases onto MLflow
 SYNC_ACTOR = system_actor("alias-sync")
 CONDITION = "integrity"  # the alert condition of an alias moved outside LeanOps
 
