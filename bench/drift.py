@@ -1,6 +1,6 @@
 """Drift check speed, command against command: ``cli.py drift`` vs Evidently's DataDriftPreset, each a process.
 
-    .venv/bin/python bench/drift.py [--rows 1000000] [--seed 0] [--keep DIR]
+    .venv/bin/python bench/drift.py [--rows 1000000] [--seed 0] [--runs 3] [--keep DIR]
 
 Reference and current frames of ROWS rows × 25 columns (20 numeric, 5 categorical) are generated from
 a seed, the current frame with drift in a known subset of columns, and written as Parquet files. Set-up
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=3, help="interleaved runs of each; the median is the figure")
     parser.add_argument("--keep", type=Path, help="set-up folder to reuse (made when missing) instead of a temp dir")
     args = parser.parse_args()
     print(f"drift check, command vs command: {args.rows:,} rows × 25 columns (20 numeric, 5 categorical); "
@@ -156,27 +158,35 @@ def main() -> None:
         else:
             env = set_up(folder, args.rows, args.seed)
         print(f"set-up (not timed): {time.perf_counter() - started:.0f} s", flush=True)
-        ours_s, ours_mb, code, out, err = timed(
-            [sys.executable, "cli.py", "drift", "bench", "--current", str(folder / "current.parquet"), "--json"], env)
-        if code not in (0, 1):
-            raise SystemExit(f"cli.py drift failed ({code}):\n{err[-3000:]}")
-        ours = json.loads(out)
-        print(f"LeanOps   `cli.py drift --json`   {ours_s:8.2f} s  peak RSS {ours_mb:6.0f} MB  exit "
-              f"{1 if ours['drift_detected'] else 0}; verdict: {'; '.join(ours['verdict']['reasons']) or 'stable'}",
-              flush=True)
+        ours_runs, theirs_runs = [], []
+        for run in range(1, args.runs + 1):  # interleaved: both see the same load, run after run
+            ours_s, ours_mb, code, out, err = timed(
+                [sys.executable, "cli.py", "drift", "bench", "--current", str(folder / "current.parquet"), "--json"],
+                env)
+            if code not in (0, 1):
+                raise SystemExit(f"cli.py drift failed ({code}):\n{err[-3000:]}")
+            ours = json.loads(out)
+            theirs_s, theirs_mb, code, out, err = timed(
+                [sys.executable, "-c", EVIDENTLY, str(folder / "reference.parquet"), str(folder / "current.parquet"),
+                 json.dumps(NUMERIC), json.dumps(CATEGORICAL)], env)
+            if code != 0:
+                raise SystemExit(f"Evidently failed ({code}):\n{err[-3000:]}")
+            theirs = json.loads(out.strip().splitlines()[-1])
+            ours_runs.append(ours_s)
+            theirs_runs.append(theirs_s)
+            print(f"run {run}: `cli.py drift --json` {ours_s:7.2f} s (peak RSS {ours_mb:5.0f} MB) · Evidently process "
+                  f"{theirs_s:7.2f} s (peak RSS {theirs_mb:5.0f} MB) · {theirs_s / ours_s:5.1f}× · load average "
+                  f"{os.getloadavg()[0]:.2f}", flush=True)
+        print(f"verdict: {'; '.join(ours['verdict']['reasons']) or 'stable'} (exit "
+              f"{1 if ours['drift_detected'] else 0})")
         estimate = ", ".join(f"{k} {v['value']:.3f} [{v['lower']:.3f}, {v['upper']:.3f}]"
                              for k, v in ours["estimated_performance"].items())
-        print(f"          estimated performance: {estimate or 'none'}", flush=True)
-        theirs_s, theirs_mb, code, out, err = timed(
-            [sys.executable, "-c", EVIDENTLY, str(folder / "reference.parquet"), str(folder / "current.parquet"),
-             json.dumps(NUMERIC), json.dumps(CATEGORICAL)], env)
-        if code != 0:
-            raise SystemExit(f"Evidently failed ({code}):\n{err[-3000:]}")
-        theirs = json.loads(out.strip().splitlines()[-1])
+        print(f"estimated performance: {estimate or 'none'}", flush=True)
+    ours_s, theirs_s = statistics.median(ours_runs), statistics.median(theirs_runs)
     flagged = sorted(c for c, v in ours["columns"].items() if v["drifted"])
-    print(f"Evidently DataDriftPreset process {theirs_s:8.2f} s  peak RSS {theirs_mb:6.0f} MB")
-    print(f"ratio: `cli.py drift` is {theirs_s / ours_s:.1f}× faster than Evidently, command vs command "
-          f"(goal ≥ 20×); peak memory {theirs_mb / ours_mb:.1f}× lower")
+    print(f"median of {args.runs}: `cli.py drift` {ours_s:.2f} s, Evidently {theirs_s:.2f} s: `cli.py drift` is "
+          f"{theirs_s / ours_s:.1f}× faster, command vs command (goal ≥ 20×); peak memory "
+          f"{theirs_mb / ours_mb:.1f}× lower (last run)")
     print(f"flagged by LeanOps:   {', '.join(flagged) or 'none'} (share {ours['drift_share']:.2f})")
     print(f"flagged by Evidently: {', '.join(theirs['flagged']) or 'none'} (share {theirs['share']:.2f})")
     same = flagged == theirs["flagged"]
