@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 # curl: the healthchecks; git: MLflow records the code version (optional, cheap)
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl git \
+    && apt-get install -y --no-install-recommends curl git libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
 RUN groupadd --system --gid 10001 leanops \
