@@ -178,6 +178,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None]
     worker: Mapped[str | None] = mapped_column(String(255))
     cancel_requested: Mapped[bool] = mapped_column(default=False)
+    # issue 26: ``error`` is the one-line reason in words; the traceback (workspace paths removed) is for admins
+    traceback: Mapped[str | None] = mapped_column(Text)
 
 
 class Schedule(Base):
@@ -258,6 +260,10 @@ class DatasetVersion(Base):
     profile: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # issue 26: a deprecated version is never picked by default (training, retrain, scoring); restore clears it
+    deprecated_at: Mapped[datetime | None]
+    deprecated_by: Mapped[str | None] = mapped_column(String(128))
+    deprecation_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class DatasetRun(Base):
@@ -560,6 +566,8 @@ class Alert(Base):
     details: Mapped[dict[str, Any]]
     suppressed: Mapped[bool] = mapped_column(default=False)
     deliveries: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # issue 26: what the cooldown is about within the condition (a job kind, a dataset version); None: the model
+    subject: Mapped[str | None] = mapped_column(String(255))
 
 
 class ModelCard(Base):
@@ -574,3 +582,52 @@ class ModelCard(Base):
     owner: Mapped[str] = mapped_column(String(128), default="")
     updated_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- issue 28: the model inventory, periodic reviews and signed test reports ----------------------
+
+class ModelProfile(Base):
+    """A model's inventory entry (the model-level card): its owner account, intended and out-of-scope use, tags."""
+
+    __tablename__ = "model_profiles"
+
+    model: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), default="")  # a username ("" : nobody named yet)
+    intended_use: Mapped[str] = mapped_column(Text, default="")
+    out_of_scope_use: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelReview(Base):
+    """One periodic review of a model, recorded by an approver: notes and outcome (continue, retrain, retire)."""
+
+    __tablename__ = "model_reviews"
+    __table_args__ = (Index("ix_model_reviews_model", "model", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int | None]  # the champion when reviewed
+    reviewer: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(16))
+    notes: Mapped[str] = mapped_column(Text)
+    risk_tier: Mapped[str] = mapped_column(String(16))
+    next_due: Mapped[datetime | None]  # None: the tier asks for no periodic review
+    ts: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SignedTestReport(Base):
+    """A dated, signed test report of one gate evaluation: the signed document exactly as handed out."""
+
+    __tablename__ = "test_reports"
+    __table_args__ = (Index("ix_test_reports_version", "model", "version", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    context: Mapped[str] = mapped_column(String(32))
+    passed: Mapped[bool]
+    report_sha256: Mapped[str] = mapped_column(String(64))
+    document: Mapped[str] = mapped_column(Text)  # the signed file (canonical JSON): report + signatures
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

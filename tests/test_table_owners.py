@@ -23,8 +23,10 @@ OWNERS: dict[str, set[str]] = {
     "training": {"TrainingRun"},
     # the alias tables only through core/registry/state.py (tests/test_model_state_rules.py); the gate
     # results promotion evaluates are kept by core/registry/gate_records.py (registry is the earlier stage)
-    "registry": {"AliasMove", "CurrentAlias", "ModelCard", "GateEvaluation"},
-    "promotion": {"Approval", "PromotionRequest"},
+    "registry": {"AliasMove", "CurrentAlias", "ModelCard", "GateEvaluation",
+                 "ModelProfile", "ModelReview"},  # the inventory entry and periodic reviews (core/registry/stewardship.py)
+    "promotion": {"Approval", "PromotionRequest",
+                  "SignedTestReport"},  # the signed report of each gate evaluation (core/promotion/test_reports.py)
     "monitoring": {"DriftCheck"},
     # the job queue, schedules, leases, locks and the prediction log (core/platform/prediction_log/)
     "platform": {"Job", "Schedule", "Lease", "Lock", "PredictionLog", "PredictionError", "Feedback"},
