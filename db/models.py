@@ -631,3 +631,60 @@ class SignedTestReport(Base):
     report_sha256: Mapped[str] = mapped_column(String(64))
     document: Mapped[str] = mapped_column(Text)  # the signed file (canonical JSON): report + signatures
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- issue 25: batch scoring --------------------------------------------------------------------------
+
+class BatchRun(Base):
+    """One batch scoring run (``cli.py score``, a queued or scheduled batch job): what was scored with which
+    version, where the output went and its sha256. Its rows are in the prediction log under ``id`` (the batch
+    id is the request id of every row it scored)."""
+
+    __tablename__ = "batch_runs"
+    __table_args__ = (Index("ix_batch_runs_model", "model", "started_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # the batch id (time-prefixed, 32 hex)
+    model: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int]
+    alias: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)  # where the rows came from (a file name, dataset:V, sql:NAME)
+    out: Mapped[str] = mapped_column(Text)  # where the output went (a path, s3:// key, sql:NAME/TABLE)
+    id_column: Mapped[str | None] = mapped_column(String(255))
+    explain: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running | succeeded | failed
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None]
+    schedule: Mapped[str | None] = mapped_column(String(255))  # the schedule that fired it, if any
+    created_by: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+
+# -- issue 24: bring your own model ------------------------------------------------------------------
+
+class ModelImport(Base):
+    """A model version that came from a file trained elsewhere (``cli.py model import``, the Registry page, the
+    API), or a retrain that refitted such a model: where it came from, its format and sha256. Its evaluation,
+    gates and lineage are its ``training_runs`` row's, like any version's."""
+
+    __tablename__ = "model_imports"
+    __table_args__ = (Index("ix_model_imports_model", "model_name", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"), unique=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[int]
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(32))  # skops | xgboost-json | xgboost-ubj | lightgbm-text
+    estimator: Mapped[str] = mapped_column(String(512))  # e.g. "Pipeline(ColumnTransformer → XGBClassifier)"
+    refittable: Mapped[bool] = mapped_column(default=False)
+    trusted_types: Mapped[dict[str, Any]]  # {"types": [...]}: the skops types beyond skops' defaults it needed
+    claimed_metrics: Mapped[dict[str, Any] | None]  # what the notebook said; shown, never gated
+    description: Mapped[str | None] = mapped_column(Text)
+    refit_of: Mapped[int | None]  # the version a retrain refitted (None: imported from a file)
+    imported_by: Mapped[str] = mapped_column(String(128))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)

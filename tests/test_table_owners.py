@@ -20,13 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # floor modules (core/policy.py, core/secrets.py, …) own no table.
 OWNERS: dict[str, set[str]] = {
     "data": {"Dataset", "DatasetRun", "DatasetSchema", "DatasetVersion", "SourceDatabase"},
-    "training": {"TrainingRun"},
+    "training": {"TrainingRun", "ModelImport"},  # ModelImport: core/training/imports.py (models from elsewhere)
     # the alias tables only through core/registry/state.py (tests/test_model_state_rules.py); the gate
     # results promotion evaluates are kept by core/registry/gate_records.py (registry is the earlier stage)
     "registry": {"AliasMove", "CurrentAlias", "ModelCard", "GateEvaluation",
                  "ModelProfile", "ModelReview"},  # the inventory entry and periodic reviews (core/registry/stewardship.py)
     "promotion": {"Approval", "PromotionRequest",
                   "SignedTestReport"},  # the signed report of each gate evaluation (core/promotion/test_reports.py)
+    "serving": {"BatchRun"},  # batch scoring runs (core/serving/batch_runs.py)
     "monitoring": {"DriftCheck"},
     # the job queue, schedules, leases, locks and the prediction log (core/platform/prediction_log/)
     "platform": {"Job", "Schedule", "Lease", "Lock", "PredictionLog", "PredictionError", "Feedback"},
