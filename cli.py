@@ -58,6 +58,10 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
     lines += [f"demo data: {p}" for p in result.demo_files]
     lines.append(f"audit checkpoint public key: {result.audit_public_key} (also in {settings.home}/audit.pub)")
     doc = result.as_dict()
+    from core.workspace.identity import workspace_id  # what `make run` expects its own API to answer
+
+    doc["workspace_id"] = workspace_id(settings)
+    lines.append(f"workspace id: {doc['workspace_id']}")
     if not settings.mlflow_uri.startswith("sqlite"):  # a shared server: migrate MLflow once, before the workers
         from core.platform import mlflow_store
 
@@ -205,18 +209,51 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
             lines = [f"{d['name']}: {d['versions']} version(s), latest {d['latest_rows']} rows, "
                      f"certificate {'passed' if d['latest_passed'] else 'failed'}" for d in doc]
             return Outcome(doc, text="\n".join(lines) or "no datasets yet")
-        datasets.resolve(session, ref=args.name)  # NotFound lists the datasets there are
+        datasets.dataset_row(session, name=args.name)  # NotFound lists the datasets there are
+        default = datasets.default_number(session, name=args.name)
         views, offset = [], 0
         while page := datasets.list_versions(session, name=args.name, limit=500, offset=offset):
             views += page
             offset += len(page)
     doc = [{"version": v.version, "sha256": v.sha256, "rows": v.rows, "columns": v.columns,
             "certificate_passed": v.certificate_passed, "source": v.source, "created_by": v.created_by,
-            "created_at": v.created_at.isoformat()} for v in views]
+            "created_at": v.created_at.isoformat(), "deprecated": v.deprecated,
+            "deprecation_reason": v.deprecation_reason, "default": v.version == default} for v in views]
     lines = [f"{args.name}:{d['version']}  {d['sha256'][:12]}  {d['rows']} rows  "
              f"{'passed' if d['certificate_passed'] else 'FAILED'}  {d['created_by']}  {d['created_at'][:16]}"
-             for d in doc]
+             + ("  DEPRECATED: " + str(d["deprecation_reason"]) if d["deprecated"] else "")
+             + ("  (default)" if d["default"] else "") for d in doc]
     return Outcome(doc, text="\n".join(lines))
+
+
+def cmd_dataset_deprecate(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
+    from core.data import datasets
+    from core.platform.database import transaction
+
+    _, factory = _context()
+    with transaction(factory) as session:
+        view = datasets.deprecate(session, actor=cli_actor(), name=args.name, version=args.version,
+                                  reason=args.reason)
+        default = datasets.default_number(session, name=args.name)
+    doc = {"name": view.name, "version": view.version, "deprecated": True, "reason": view.deprecation_reason,
+           "default_version": default}
+    return Outcome(doc, text=f"{view.ref} deprecated: {view.deprecation_reason}; defaults now use "
+                             + (f"{view.name}:{default}" if default else "no version (name one explicitly)"))
+
+
+def cmd_dataset_restore(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
+    from core.data import datasets
+    from core.platform.database import transaction
+
+    _, factory = _context()
+    with transaction(factory) as session:
+        view = datasets.restore(session, actor=cli_actor(), name=args.name, version=args.version)
+        default = datasets.default_number(session, name=args.name)
+    doc = {"name": view.name, "version": view.version, "deprecated": False, "default_version": default}
+    return Outcome(doc, text=f"{view.ref} restored; defaults use "
+                             + (f"{view.name}:{default}" if default else "no version (name one explicitly)"))
 
 
 def cmd_train(args: argparse.Namespace) -> Outcome:
@@ -255,6 +292,49 @@ def cmd_train(args: argparse.Namespace) -> Outcome:
     doc = {k: result[k] for k in ("run_id", "model_name", "model_version", "metrics", "gates")}
     return Outcome(doc, text=f"registered {result['model_name']} version {result['model_version']} "
                              f"(MLflow run {result['run_id']})\n{metrics}")
+
+
+def cmd_model_import(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core.actors import cli_actor
+    from core.errors import InvalidInput
+    from core.promotion.imports import import_model
+    from core.training import imports
+
+    settings, factory = _context()
+    claimed = None
+    if args.claimed_metrics:
+        try:
+            claimed = json.loads(args.claimed_metrics)
+        except ValueError:
+            raise InvalidInput("--claimed-metrics is not JSON (e.g. '{\"f1\": 0.93}')") from None
+    if args.from_run:
+        file_name, data = imports.run_artifact(settings, run_id=args.from_run, path=args.path)
+    else:
+        path = Path(args.path)
+        if not path.is_file():
+            raise InvalidInput(f"{args.path}: no such file")
+        if path.stat().st_size > settings.max_upload_mb * 1024 * 1024:
+            raise InvalidInput(f"{args.path} refused: {path.stat().st_size / 1e6:.1f} MB is over the upload limit "
+                               f"of {settings.max_upload_mb} MB (LEANOPS_MAX_UPLOAD_MB)")
+        file_name, data = path.name, path.read_bytes()
+
+    def log(line: str) -> None:  # with --json, stderr carries only a failure's one-line reason
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    result = import_model(factory, settings, actor=cli_actor(), log=log, model=args.name, file_name=file_name,
+                          data=data, dataset=args.dataset, target=args.target, sensitive=args.sensitive,
+                          description=args.description, claimed_metrics=claimed)
+    doc = {k: result[k] for k in ("model", "version", "format", "sha256", "metrics", "gates", "estimator",
+                                  "refittable", "dataset", "claimed_metrics", "provenance", "run_id")}
+    gates = result["gates"]
+    verdict = "passed every gate (challenger)" if gates["passed"] else "failed gates: " + ", ".join(
+        c["name"] for c in gates["checks"] if not c["passed"])
+    return Outcome(doc, text=f"registered {result['model']} version {result['version']} ({result['format']}, "
+                             f"{result['estimator']}): {verdict}\n{result['provenance']}\n"
+                             + ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items() if v is not None))
 
 
 def cmd_promote(args: argparse.Namespace) -> Outcome:
@@ -384,6 +464,35 @@ def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
     return Outcome(doc, text=f"wrote {doc['rows']:,} prediction(s) of {args.model} to {doc['path']}")
 
 
+def cmd_score(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core.actors import cli_actor
+    from core.errors import InvalidInput
+    from core.serving import batch, batch_io
+
+    settings, factory = _context()
+    if sum(x is not None for x in (args.input, args.dataset, args.source)) != 1:
+        raise InvalidInput("name one input: --input FILE, --dataset NAME[:VERSION] or --source NAME:SQL")
+    if args.version is not None and args.alias is not None:
+        raise InvalidInput("score with --version N or --alias ALIAS, not both")
+    output = batch_io.FileOutput(Path(args.out))
+    try:
+        if args.source is not None:
+            source = batch.sql_source(factory, settings, actor=cli_actor(), source=args.source)
+        else:
+            source = batch.open_source(factory, settings, path=Path(args.input) if args.input else None,
+                                       dataset=args.dataset)
+    except BaseException:
+        output.discard()
+        raise
+    scored = batch.score(factory, settings, actor=cli_actor(), model=args.model, source=source, output=output,
+                         alias=args.alias, version=args.version, id_column=args.id_column, explain=args.explain)
+    return Outcome(scored.as_dict(), text=f"scored {scored.rows:,} rows of {source.label} with {scored.model} "
+                                          f"v{scored.version} in {scored.seconds:.1f} s: {scored.out} "
+                                          f"(batch {scored.batch_id})")
+
+
 def cmd_serve(args: argparse.Namespace) -> Outcome:
     from urllib.parse import urlsplit
 
@@ -474,12 +583,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="what this version is")
     p = command("list", cmd_dataset_list, "datasets, or one dataset's versions", dataset_p)
     p.add_argument("name", nargs="?")
+    p = command("deprecate", cmd_dataset_deprecate, "a version no default picks any more (training, retrain, "
+                "scoring)", dataset_p)
+    p.add_argument("name")
+    p.add_argument("version", type=int)
+    p.add_argument("--reason", required=True, help="what is wrong with the version (audited)")
+    p = command("restore", cmd_dataset_restore, "undo a deprecation", dataset_p)
+    p.add_argument("name")
+    p.add_argument("version", type=int)
 
     p = command("train", cmd_train, "run the training pipeline now and register a model version")
-    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION (default: the latest version)")
+    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION (NAME: the newest version whose "
+                   "certificate passed and that is not deprecated)")
     p.add_argument("--target", required=True, help="the column to predict")
     p.add_argument("--model", default="random_forest",
-                   help="linear | random_forest | hist_gradient_boosting | dummy (default random_forest)")
+                   help="linear | random_forest | hist_gradient_boosting | xgboost | lightgbm | dummy "
+                        "(default random_forest)")
     p.add_argument("--param", action="append", metavar="K=V", help="a hyperparameter, repeatable")
     p.add_argument("--task", default="auto", choices=["auto", "classification", "regression"])
     p.add_argument("--sensitive", help="a column to measure fairness on")
@@ -533,6 +652,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="ISO", help="up to this time (exclusive)")
     p.add_argument("--out", required=True, metavar="FILE", help="FILE.parquet or FILE.csv")
 
+    p = command("score", cmd_score, "batch scoring: every row of a file, dataset or query scored into FILE")
+    p.add_argument("model")
+    p.add_argument("--input", metavar="FILE", help="a CSV or Parquet file")
+    p.add_argument("--dataset", metavar="NAME[:VERSION]", help="a dataset version (default: its trusted default)")
+    p.add_argument("--source", metavar="NAME:SQL", help="a query on a configured read-only SQL source")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.parquet or FILE.csv (appears only when done)")
+    p.add_argument("--version", type=int, help="score with this version")
+    p.add_argument("--alias", help="score with the version this alias names (default champion)")
+    p.add_argument("--id-column", metavar="COL", help="write only this column beside the predictions; it also "
+                   "identifies the rows in the prediction log (feedback by id)")
+    p.add_argument("--explain", action="store_true", help="add shap_<column> contributions and shap_base")
+
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: from LEANOPS_API_URL, 8000)")
@@ -541,6 +672,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes serving on the one port, each with its own model cache and log writer "
                         "(default 1: one process micro-batches every concurrent request together, the least CPU "
                         "per prediction; more help only when CPUs sit idle)")
+
+    model_p = sub.add_parser("model", help="registered models").add_subparsers(dest="model_command", required=True)
+    p = command("import", cmd_model_import, "import a model trained elsewhere (skops, XGBoost JSON/UBJ, LightGBM "
+                "text; never pickle), evaluate it on a certified dataset version and register it", model_p)
+    p.add_argument("name", help="the registered model name")
+    p.add_argument("path", help="the model file (with --from-run: its artifact path in that MLflow run)")
+    p.add_argument("--dataset", required=True, help="NAME or NAME:VERSION whose holdout LeanOps evaluates it on")
+    p.add_argument("--target", required=True, help="the column the model predicts")
+    p.add_argument("--sensitive", help="a column to report fairness by")
+    p.add_argument("--description", help="what this model is")
+    p.add_argument("--from-run", metavar="RUN_ID", help="take PATH from this run of the workspace's MLflow")
+    p.add_argument("--claimed-metrics", metavar="JSON", help="metrics the notebook reported (shown, never gated)")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")

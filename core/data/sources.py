@@ -405,3 +405,13 @@ def register_query(session: Session, settings: Settings, *, actor: Actor, source
                              settings=settings,
                              source=f"sql:{source}", source_query=sql.strip(), description=description,
                              filename=f"the result of the query on {source!r}")
+
+
+def query(session: Session, settings: Settings, *, actor: Actor, source: str, sql: str,
+          max_rows: int = MAX_ROWS) -> pd.DataFrame:
+    """Run ``sql`` on the configured source (read-only) and return its rows, registering nothing (batch scoring
+    reads its input this way)."""
+    require(session, actor, "read", f"source:{source}")
+    row = _get(session, source)
+    return run_query(settings, url=_url(row, secrets.load_keys(settings)), sql=sql, label=f"source {source!r}",
+                     max_rows=max_rows)
