@@ -49,6 +49,9 @@ default:
   certificate:
     require_passed: true
     max_age_days: 30
+    # A dataset version whose row count changed beyond its schema's max_row_change: warn (shown on the
+    # version, the certificate still passes) or check (the certificate fails). Read from `default`.
+    row_change: warn
   # Human approval before promotion; approvers must differ from whoever trained the version.
   approval:
     required: false
@@ -67,6 +70,14 @@ default:
     wasserstein: 0.1
     jensenshannon: 0.1
     psi: 0.2
+    # A column flagged by its test (small samples) also needs a shift big enough to matter:
+    # normalised Wasserstein (shift in reference standard deviations) at least floor_wasserstein
+    # for KS, Jensen-Shannon at least floor_jensenshannon for chi-squared. The tests' p-values are
+    # corrected across columns (benjamini-hochberg; none tests each column alone), so unchanged data
+    # flags a column in at most p_value of checks however many columns there are.
+    floor_wasserstein: 0.05
+    floor_jensenshannon: 0.05
+    correction: benjamini-hochberg
     # The data counts as drifted (the one verdict: exit code, page, alerts, retrain) when any of:
     # (a) the model's outputs drifted (predicted probabilities / values, on a random sample);
     # (b) a drifted column is among the model's `top_k` most important (permutation importance
@@ -99,6 +110,9 @@ default:
     schedule: null         # e.g. "0 3 * * 1" for weekly
     on_data_growth: 0.10   # a new dataset version with at least 10 % more rows; null turns it off
     on_upload: true        # a dataset version uploaded through the API
+    # The dataset version a retrain uses: null = the newest version whose certificate passed and that
+    # is not deprecated (what every default means); a number pins that version of the champion's dataset.
+    dataset_version: null
   # Roll back a newly promoted champion whose live performance falls below the floor or below
   # its predecessor's within this many hours of the promotion. `auto`: true rolls back at once;
   # approve raises a rollback request (and an alert) that an approver approves on the Registry
@@ -112,8 +126,16 @@ default:
   feedback:
     label_any_request: admin
   # One incident is one alert: the same condition on the same model is not re-sent within this time.
+  # Promotions, rollbacks and approval requests are events: always sent, never held back.
   alerts:
     cooldown_minutes: 360
+  # Predict requests whose records lack a model column (missing_columns) or carry columns the model
+  # does not know (unknown_columns, often a typo): reject (422 naming records[i].column), or, when a
+  # team opts in, impute (missing: the model's imputer fills them) / ignore (unknown: dropped); the
+  # answer then lists them (imputed_columns, ignored_columns).
+  serving:
+    missing_columns: reject
+    unknown_columns: reject
   # Shadow scoring: the `challenger` also scores a sample of the champion's live requests, off the
   # response path (never returned, never delaying an answer). After `min_labelled` paired labels or
   # `max_days` days, the challenger is promoted when it beats the champion by improvement.min_relative
@@ -126,6 +148,17 @@ default:
     max_days: 14
     p_value: 0.05
     decide: alert
+  # Model risk tier (SR 11-7's inventory, EU AI Act's high-risk class): low, medium or high. The tier sets
+  # how often an approver reviews the model (review.interval_months, counted from the last review or,
+  # before the first one, from the model's first champion; null: no periodic review). An overdue review
+  # is an alert; for a tier listed in review.blocking it also blocks every promotion (gate `review`).
+  risk_tier: medium
+  review:
+    interval_months:
+      high: 6
+      medium: 12
+      low: null
+    blocking: [high]
 models:
   churn:
     fairness:
@@ -185,6 +218,7 @@ class Fairness(_Strict):
 class Certificate(_Strict):
     require_passed: bool = True
     max_age_days: int | None = Field(30, ge=1)
+    row_change: Literal["warn", "check"] = "warn"
 
 
 class Approval(_Strict):
@@ -198,6 +232,9 @@ class Drift(_Strict):
     wasserstein: float = Field(0.1, gt=0)
     jensenshannon: float = Field(0.1, gt=0, le=1)
     psi: float = Field(0.2, gt=0)
+    floor_wasserstein: float = Field(0.05, ge=0)
+    floor_jensenshannon: float = Field(0.05, ge=0, le=1)
+    correction: Literal["benjamini-hochberg", "none"] = "benjamini-hochberg"
     share: float = Field(0.5, gt=0, le=1)
     top_k: int = Field(3, ge=0, le=1000)
     importance_share: float = Field(0.10, gt=0, le=1)
@@ -219,6 +256,7 @@ class Retrain(_Strict):
     schedule: Cron = None
     on_data_growth: float | None = Field(0.10, ge=0)
     on_upload: bool = True
+    dataset_version: int | None = Field(None, ge=1)  # pin the version a retrain uses (None: the default)
 
 
 APPROVE = "approve"
@@ -246,6 +284,11 @@ class Alerts(_Strict):
     cooldown_minutes: float = Field(360, ge=0)
 
 
+class Serving(_Strict):
+    missing_columns: Literal["reject", "impute"] = "reject"
+    unknown_columns: Literal["reject", "ignore"] = "reject"
+
+
 class Shadow(_Strict):
     enabled: bool = False
     sample: float = Field(1.0, ge=0, le=1)  # share of the champion's requests the challenger also scores
@@ -253,6 +296,39 @@ class Shadow(_Strict):
     max_days: float = Field(14, gt=0)  # ... or this long after the challenger was set
     p_value: float = Field(0.05, gt=0, lt=1)
     decide: Literal["promote", "alert"] = "alert"
+
+
+RiskTier = Literal["low", "medium", "high"]
+RISK_TIERS: tuple[RiskTier, ...] = ("low", "medium", "high")
+
+
+def _review_intervals() -> dict[RiskTier, int | None]:
+    return {"high": 6, "medium": 12, "low": None}
+
+
+class Review(_Strict):
+    interval_months: dict[RiskTier, Annotated[int, Field(ge=1, le=120)] | None] = Field(
+        default_factory=_review_intervals)
+    blocking: tuple[RiskTier, ...] = ("high",)
+
+
+class Batch(_Strict):
+    """Scheduled batch scoring of the champion: ``source`` (``dataset:NAME`` = its trusted default version,
+    ``sql:SOURCE:SELECT …`` on a configured read-only source, ``folder:/path`` = the newest CSV/Parquet file
+    there) scored into ``destination`` (``folder:/path`` or ``table:NAME/TABLE`` on a write-enabled destination
+    of LEANOPS_BATCH_DESTINATIONS) on the cron ``schedule`` (UTC; null: off)."""
+
+    schedule: Cron = None
+    source: str | None = Field(None, max_length=4000, pattern=r"^(dataset|sql|folder):.+")
+    destination: str | None = Field(None, max_length=1000, pattern=r"^(folder|table):.+")
+    id_column: str | None = None
+    explain: bool = False
+
+    @model_validator(mode="after")
+    def _complete(self) -> Batch:
+        if self.schedule and not (self.source and self.destination):
+            raise ValueError("batch.schedule needs batch.source and batch.destination")
+        return self
 
 
 class ModelPolicy(_Strict):
@@ -268,7 +344,11 @@ class ModelPolicy(_Strict):
     rollback: Rollback = Rollback()
     feedback: Feedback = Feedback()
     alerts: Alerts = Alerts()
+    serving: Serving = Serving()
     shadow: Shadow = Shadow()
+    batch: Batch = Batch()
+    risk_tier: RiskTier = "medium"
+    review: Review = Review()
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelPolicy:

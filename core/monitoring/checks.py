@@ -158,7 +158,9 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         thresholds = drift.Thresholds(large_sample_rows=rules.large_sample_rows, p_value=threshold or rules.p_value,
                                       wasserstein=rules.wasserstein, jensenshannon=rules.jensenshannon, psi=rules.psi,
                                       share=rules.share, top_k=rules.top_k, importance_share=rules.importance_share,
-                                      prediction_drift=rules.prediction_drift)
+                                      prediction_drift=rules.prediction_drift,
+                                      floor_wasserstein=rules.floor_wasserstein,
+                                      floor_jensenshannon=rules.floor_jensenshannon, correction=rules.correction)
 
         predictor = _start_predictor(settings, model=model, version=version, reference=reference,
                                      parallel=parallel_outputs)
@@ -495,11 +497,16 @@ def sweep_staged(settings: Settings, *, max_age: timedelta | None = None, now: d
     return swept
 
 
-def history(session: Session, *, model: str, limit: int = 50) -> list[CheckView]:
-    """The newest ``limit`` checks of ``model``, newest first."""
+def history(session: Session, *, model: str, limit: int = 50, offset: int = 0) -> list[CheckView]:
+    """The newest ``limit`` checks of ``model`` after skipping the ``offset`` newest, newest first."""
     rows = session.scalars(select(DriftCheck).where(DriftCheck.model == model)
-                           .order_by(desc(DriftCheck.ts), desc(DriftCheck.id)).limit(limit))
+                           .order_by(desc(DriftCheck.ts), desc(DriftCheck.id)).offset(offset).limit(limit))
     return [CheckView.of(r) for r in rows]
+
+
+def count_of_model(session: Session, *, model: str) -> int:
+    """How many checks of ``model`` are stored."""
+    return session.scalar(select(func.count()).select_from(DriftCheck).where(DriftCheck.model == model)) or 0
 
 
 def latest(session: Session, *, model: str) -> CheckView | None:

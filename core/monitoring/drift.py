@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import special  # scipy.stats costs seconds to import: only for small KS samples
 
 from core.errors import InvalidInput
+from core.monitoring import significance
 
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite (Evidently's convention)
 STD_FLOOR = 1e-3  # Wasserstein is divided by max(reference std, this), as Evidently does
@@ -48,6 +49,11 @@ class Thresholds:
     top_k: int = 3
     importance_share: float = 0.10
     prediction_drift: bool = True
+    # A tested column also needs an effect this big, and p-values are corrected across columns
+    # (core/monitoring/significance.py says why and how).
+    floor_wasserstein: float = 0.05
+    floor_jensenshannon: float = 0.05
+    correction: str = "benjamini-hochberg"
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,7 @@ def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thr
         if progress:
             progress(i / len(names), f"column {name} ({i + 1} of {len(names)})")
         results[name] = column(reference["columns"][name], current[name], thresholds)
+    significance.settle(results, thresholds)  # effect floors and the correction across columns
     weights = importance if importance is not None else reference.get("importance")
     if weights:
         ranks = {name: i + 1 for i, name in enumerate(sorted(weights, key=lambda n: -weights[n]))}
@@ -359,6 +366,8 @@ def with_outputs(inputs: Comparison, reference: dict[str, Any], *, predictions: 
     elif predictions is not None and reference.get("predictions"):
         pred = column(reference["predictions"], pd.Series(np.asarray(predictions).ravel()), thresholds)
         pred["output"] = "predicted value" if pred["kind"] == "numeric" else "predicted label"
+    if pred is not None:
+        significance.floor_one(pred, thresholds)  # one test: its effect floor, nothing to correct
     weights = {name: col["importance"] for name, col in inputs.columns.items() if "importance" in col}
     said = verdict(inputs.columns, pred, share=inputs.drift_share, thresholds=thresholds, importance=weights or None)
     return replace(inputs, predictions=pred, drift_detected=said["drifted"], verdict=said)
