@@ -29,6 +29,11 @@ SKOPS_TRUSTED_TYPES = (
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    # The XGBoost/LightGBM scikit-learn wrappers of the xgboost and lightgbm kinds: skops keeps their booster
+    # as the library's own model bytes (no pickle) and reads it back with the library's own parser.
+    "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.core.Booster",
+    "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.basic.Booster",
+    "collections.OrderedDict",
 )
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 TAG_PREFIX = "leanops."
@@ -236,8 +241,13 @@ class LoggedModel:
     sha256: str
 
 
-def log_model(store: MlflowStore, run_id: str, *, pipeline: Any, example: pd.DataFrame) -> LoggedModel:
+def log_model(store: MlflowStore, run_id: str, *, pipeline: Any, example: pd.DataFrame,
+              trusted_types: tuple[str, ...] = (), model_bytes: bytes | None = None) -> LoggedModel:
     """Log the fitted pipeline (skops, signature, input example) to the run, with its files' sha256.
+
+    ``trusted_types``: skops types beyond ``SKOPS_TRUSTED_TYPES`` the model needs (an imported model's, vetted
+    by ``core.training.model_files``). ``model_bytes``: the skops file to keep as the model file instead of a
+    new dump of ``pipeline`` (an imported skops file, byte for byte, so what is served is what was imported).
 
     What ``mlflow.sklearn.log_model`` does, in steps, so the files are hashed on this machine between
     saving and uploading: the hash is of exactly what is uploaded, and nothing is read back from the
@@ -267,7 +277,9 @@ def log_model(store: MlflowStore, run_id: str, *, pipeline: Any, example: pd.Dat
         folder = Path(tmp) / "model"
         mlflow_sklearn.save_model(pipeline, str(folder), mlflow_model=meta, signature=signature, input_example=example,
                                   pip_requirements=requirements, serialization_format="skops",
-                                  skops_trusted_types=list(SKOPS_TRUSTED_TYPES))
+                                  skops_trusted_types=[*SKOPS_TRUSTED_TYPES, *trusted_types])
+        if model_bytes is not None:
+            (folder / "model.skops").write_bytes(model_bytes)
         sha256, _ = hash_directory(folder)
         # As ``Model.log`` links them: the model is an output of the run, and the run's metrics are the model's.
         mlflow_client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
@@ -379,6 +391,42 @@ def version_info(store: MlflowStore, *, name: str, version: int) -> dict[str, An
 def versions_of_run(store: MlflowStore, *, name: str, run_id: str) -> list[int]:
     found = client(store).search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     return [int(mv.version) for mv in found]
+
+
+def run_files(store: MlflowStore, run_id: str, path: str) -> list[tuple[str, int]]:
+    """``(path, size)`` of each file at ``path`` in a run's artifacts (one entry for a file; a folder's files).
+
+    Raises:
+        NotFound: no such run or nothing at ``path``.
+    """
+    from mlflow.exceptions import MlflowException
+
+    mlflow_client = client(store)
+    try:
+        mlflow_client.get_run(run_id)
+        parent = path.rstrip("/").rpartition("/")[0] or None
+        entries = {e.path: e for e in mlflow_client.list_artifacts(run_id, parent)}
+        entry = entries.get(path.rstrip("/"))
+        if entry is None:
+            raise NotFound(f"MLflow run {run_id} has no artifact {path!r}; it has: "
+                           f"{', '.join(sorted(entries)) or 'none at that level'}")
+        if not entry.is_dir:
+            return [(entry.path, int(entry.file_size or 0))]
+        return [(e.path, int(e.file_size or 0)) for e in mlflow_client.list_artifacts(run_id, entry.path)
+                if not e.is_dir]
+    except MlflowException as exc:
+        if is_not_found(exc):
+            raise NotFound(f"no MLflow run {run_id} (or no artifact {path!r} in it)") from None
+        raise unavailable(exc) from exc
+
+
+def run_file(store: MlflowStore, run_id: str, path: str) -> bytes:
+    """The bytes of one file of a run's artifacts (check its size with ``run_files`` first)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="leanops-artifact-") as tmp:
+        local = client(store).download_artifacts(run_id, path, tmp)
+        return Path(local).read_bytes()
 
 
 def dumps(doc: Any) -> str:

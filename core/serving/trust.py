@@ -90,12 +90,17 @@ def vetted(local: Path, *, label: str, recorded: str | None) -> tuple[Any, Path]
 
 
 def load_skops(path: Path, *, label: str) -> Any:
-    """The estimator in a skops file, trusting only skops' defaults and LeanOps' own vetted types."""
+    """The estimator in a skops file, trusting only skops' defaults, LeanOps' own vetted types and the classes
+    of the import allow-list (``core.training.model_files.allowed_type``: what an imported model may hold)."""
     import skops.io
     from skops.io.exceptions import UntrustedTypesFoundException
 
+    from core.training.model_files import allowed_type
+
     try:
-        model = skops.io.load(path, trusted=list(mlflow_store.SKOPS_TRUSTED_TYPES))
+        listed = skops.io.get_untrusted_types(file=path)  # lists the types without loading anything
+        trusted = [*mlflow_store.SKOPS_TRUSTED_TYPES, *(t for t in listed if allowed_type(t))]
+        model = skops.io.load(path, trusted=trusted)
     except UntrustedTypesFoundException as exc:
         raise Refused(f"{label} could not be loaded: its model file holds types LeanOps does not trust "
                       f"({str(exc)[:500]}); {ONLY}") from None

@@ -214,7 +214,8 @@ def _predictions(pipeline: Any, X: pd.DataFrame, proba: np.ndarray | None) -> np
     """A forest's prediction is the class of highest probability: reuse the probabilities (one pass)."""
     from sklearn.ensemble._forest import ForestClassifier
 
-    if proba is not None and isinstance(pipeline[-1], ForestClassifier):
+    last = pipeline[-1] if hasattr(pipeline, "steps") else pipeline  # an imported model may be a bare estimator
+    if proba is not None and isinstance(last, ForestClassifier):
         return pipeline.classes_.take(np.argmax(proba, axis=1))
     return np.asarray(pipeline.predict(X))
 
