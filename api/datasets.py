@@ -63,3 +63,48 @@ async def upload_dataset_version(
     reg = await run_in_threadpool(register)
     answer = reg.as_dict() | {"retrain_jobs": [reg.retrain_consider] if reg.retrain_consider else []}
     return JSONResponse(answer, status_code=201 if reg.created else 200)
+
+
+class DeprecateIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="what is wrong with the version (audited)")
+
+
+class VersionStateAnswer(BaseModel):
+    name: str
+    version: int
+    deprecated: bool
+    reason: str | None = None
+    default_version: int | None = Field(description="the version defaults use now (newest certified, not "
+                                                    "deprecated); null when none qualifies")
+
+
+def _state(factory: Any, change: Any) -> VersionStateAnswer:
+    with transaction(factory) as session:
+        view = change(session)
+        default = datasets.default_number(session, name=view.name)
+    return VersionStateAnswer(name=view.name, version=view.version, deprecated=view.deprecated,
+                              reason=view.deprecation_reason, default_version=default)
+
+
+@router.post("/datasets/{name}/versions/{version}/deprecate", tags=["datasets"], response_model=VersionStateAnswer,
+             responses=ERRORS)
+async def deprecate_dataset_version(request: Request, actor: CurrentActor, body: DeprecateIn,
+                                    name: Annotated[str, Path(min_length=1, max_length=64)],
+                                    version: Annotated[int, Path(ge=1)]) -> VersionStateAnswer:
+    """Deprecate a version (as ``cli.py dataset deprecate``): no default picks it any more. Audited."""
+    await require(request, actor, "datasets.write")
+    factory = request.app.state.runtime.factory
+    return await run_in_threadpool(_state, factory, lambda s: datasets.deprecate(
+        s, actor=actor, name=name, version=version, reason=body.reason))
+
+
+@router.post("/datasets/{name}/versions/{version}/restore", tags=["datasets"], response_model=VersionStateAnswer,
+             responses=ERRORS)
+async def restore_dataset_version(request: Request, actor: CurrentActor,
+                                  name: Annotated[str, Path(min_length=1, max_length=64)],
+                                  version: Annotated[int, Path(ge=1)]) -> VersionStateAnswer:
+    """Undo a deprecation (as ``cli.py dataset restore``). Audited."""
+    await require(request, actor, "datasets.write")
+    factory = request.app.state.runtime.factory
+    return await run_in_threadpool(_state, factory, lambda s: datasets.restore(
+        s, actor=actor, name=name, version=version))

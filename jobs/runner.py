@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.actors import Actor
 from core.errors import LeanOpsError, redact
+from core.platform import failures
 from core.platform import job_queue as core_jobs
 from core.platform.database import transaction
 from core.platform.job_queue import JobCancelled, acting_as
@@ -94,29 +95,37 @@ def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) ->
     ctx = JobContext(job_id=job_id, kind=kind, factory=factory, settings=settings, created_by=created_by)
     beat = _Heartbeat(ctx, settings.job_heartbeat_seconds)
     beat.start()
-    status, error, result = "succeeded", None, None
+    status, error, result, trace = "succeeded", None, None, None
     started = time.monotonic()
     ctx.log(f"job {job_id} ({kind}) started on {worker}")
     try:
         result = adapter(kind).run(ctx, params)
     except JobCancelled:
         status, error = "cancelled", "cancelled by a user"
-    except LeanOpsError as exc:
-        status, error = "failed", str(exc)
-        ctx.log(traceback.format_exc())
-    except Exception as exc:  # noqa: BLE001 - recorded with its traceback, never swallowed
-        status, error = "failed", redact(f"{type(exc).__name__}: {exc}")  # e.g. a driver error naming a URL
-        ctx.log(redact(traceback.format_exc()))
-        log.exception("job %s (%s) failed", job_id, kind)
+    except Exception as exc:  # noqa: BLE001 - recorded: the reason in words, the traceback for admins
+        # One line in words for everyone (the Jobs page, the alert); the traceback, without the server's
+        # folders, only for admins (job_queue.traceback_of).
+        status, error = "failed", failures.reason_of(exc)
+        trace = failures.clean_traceback(traceback.format_exc(), folders=[settings.home])
+        ctx.log(f"failed: {error}")
+        if not isinstance(exc, LeanOpsError):
+            log.exception("job %s (%s) failed", job_id, kind)
     finally:
         beat.stopped.set()
     ctx.log(f"job {job_id} {status} after {time.monotonic() - started:.1f} s")
     with transaction(factory) as session:
-        core_jobs.finish(session, job_id=job_id, status=status, error=error, result=result, log=ctx.take_log())
+        core_jobs.finish(session, job_id=job_id, status=status, error=error, result=result, log=ctx.take_log(),
+                         traceback=trace)
     if status == "failed":
         alert_failure(factory, settings, job_id=job_id, kind=kind, params=params, error=error or "",
                       created_by=created_by)
     return job_id
+
+
+# What a failed job was doing, in the words of an alert title ("retrain of loans failed: …").
+JOB_WORDS = {"train": "training", "retrain": "retrain", "drift.check": "drift check", "drift.report": "drift report",
+             "retrain.consider": "retrain decision", "schedules.sync": "schedule sync",
+             "aliases.sync": "alias sync", "monitor.performance": "performance watch"}
 
 
 def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id: int, kind: str,
@@ -128,9 +137,12 @@ def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id:
         # A train job's "model" is the estimator kind; the registered model is model_name (or the dataset's name).
         model = params.get("model_name") or (str(params.get("dataset") or "").split(":")[0] if kind == "train"
                                              else params.get("model")) or None
-        notify.notify(factory, settings, condition="job_failure", model=model, title=f"Job {job_id} ({kind}) failed",
-                      message=error, details={"job_id": job_id, "kind": kind, "started_by": created_by},
-                      severity="critical")
+        what = JOB_WORDS.get(kind, f"job {kind}")
+        title = f"{what} of {model} failed: {error}" if model else f"{what} (job {job_id}) failed: {error}"
+        notify.notify(factory, settings, condition="job_failure", model=model, title=title,
+                      message=f"Job {job_id} ({kind}, started by {created_by}) failed: {error}",
+                      details={"job_id": job_id, "kind": kind, "started_by": created_by, "reason": error},
+                      severity="critical", subject=f"job:{kind}:{model or ''}")
     except Exception:  # noqa: BLE001 - logged; the job's own record is already committed
         log.exception("job_failure alert for job %s failed", job_id)
 

@@ -1,4 +1,4 @@
-"""Alerts: channels (Slack, HMAC-signed webhook, email), a cooldown per model and condition, deliveries.
+"""Alerts: channels (Slack, HMAC-signed webhook, email), a cooldown per condition and subject, deliveries.
 
 ``notify`` is called after the caller's transaction has committed. It stores the alert in its own
 transaction (deciding there whether it falls inside the cooldown), then delivers it from a
@@ -44,7 +44,11 @@ from db.models import Alert, AlertChannel, utcnow
 log = logging.getLogger("leanops.alerts")
 
 CONDITIONS = ("drift", "performance", "job_failure", "promotion", "rollback", "certificate", "retrain", "integrity",
-              "test")
+              "test", "review", "approval")
+# Events, not incidents: each one is news (a production change, a request waiting for an approver), so no
+# cooldown ever holds one back. Every other condition is an incident, re-sent per (condition, subject) only
+# after the cooldown.
+EVENTS = ("promotion", "rollback", "approval", "test")
 SEVERITIES = ("info", "warning", "critical")
 ACTOR = system_actor("alerts")
 
@@ -116,23 +120,25 @@ def _payload(row: Alert, timestamp: int) -> dict[str, Any]:
 
 
 def _store(session: Session, policies: policy.Policies, *, condition: str, model: str | None, title: str, message: str,
-           details: dict[str, Any], severity: str) -> tuple[Alert, list[Target]]:
-    """Insert the alert; decide suppression under a lock so two racing incidents make one alert."""
+           details: dict[str, Any], severity: str, subject: str | None = None) -> tuple[Alert, list[Target]]:
+    """Insert the alert; decide suppression under a lock so two racing incidents make one alert. The cooldown
+    is per condition and subject (``subject``, else the model); events (``EVENTS``) have none."""
     suppressed = False
     now = utcnow()
-    if condition != "test":
-        locks.hold(session, f"alerts:{condition}:{model}"[:255])
+    subject = subject or model
+    if condition not in EVENTS:
+        locks.hold(session, f"alerts:{condition}:{subject}"[:255])
         now = utcnow()
         since = now - _cooldown(policies, model)
         earlier = session.scalar(select(Alert.id).where(
             Alert.condition == condition, Alert.suppressed.is_(False), Alert.ts >= since,
-            Alert.model.is_(None) if model is None else Alert.model == model).limit(1))
+            Alert.subject.is_(None) if subject is None else Alert.subject == subject).limit(1))
         suppressed = earlier is not None
     targets = [] if suppressed else [
         Target(c.name, c.kind, dict(c.config))
         for c in session.scalars(select(AlertChannel).where(AlertChannel.enabled.is_(True)).order_by(AlertChannel.id))]
     row = Alert(ts=now, model=model, condition=condition, severity=severity, title=title[:255], message=message,
-                details=details, suppressed=suppressed,
+                details=details, suppressed=suppressed, subject=subject[:255] if subject else None,
                 deliveries=[{"channel": t.name, "ok": None, "attempts": 0, "error": "", "status": None}
                             for t in targets])
     session.add(row)
@@ -145,13 +151,16 @@ def _store(session: Session, policies: policy.Policies, *, condition: str, model
 
 
 def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str, model: str | None, title: str,
-           message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> int | None:
+           message: str, details: dict[str, Any] | None = None, severity: str = "warning",
+           subject: str | None = None) -> int | None:
     """Record an alert and deliver it to every enabled channel. Returns the Alert id.
 
     Called after the caller's own transaction has committed. Never raises for delivery
     problems (timeouts, 500s): those are retried with backoff and recorded on the alert.
-    Within the model's ``alerts.cooldown_minutes`` of an earlier alert for the same model and
-    condition the alert is stored as suppressed and sent nowhere (``test`` alerts never are).
+    Within the model's ``alerts.cooldown_minutes`` of an earlier alert for the same condition and
+    subject (``subject``: e.g. a job kind or a dataset version; default the model) the alert is stored as
+    suppressed and sent nowhere. Events (``EVENTS``: promotions, rollbacks, approval requests, tests)
+    never are.
     Returns None only when the alert could not even be stored (logged).
     """
     if condition not in CONDITIONS:
@@ -161,7 +170,7 @@ def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str
     try:
         with transaction(factory) as session:
             row, targets = _store(session, settings.policies, condition=condition, model=model, title=title,
-                                  message=message, details=_jsonable(details), severity=severity)
+                                  message=message, details=_jsonable(details), severity=severity, subject=subject)
             alert_id, payload = row.id, _payload(row, int(time.time()))
     except Exception:  # noqa: BLE001 - an alert that cannot be stored must not break its caller
         log.exception("alert %s for %s could not be stored", condition, model)
@@ -172,14 +181,15 @@ def notify(factory: sessionmaker[Session], settings: Settings, *, condition: str
 
 
 def notify_after_commit(session: Session, settings: Settings, *, condition: str, model: str | None, title: str,
-                        message: str, details: dict[str, Any] | None = None, severity: str = "warning") -> None:
+                        message: str, details: dict[str, Any] | None = None, severity: str = "warning",
+                        subject: str | None = None) -> None:
     """``notify`` once ``session``'s transaction commits; nothing if it rolls back.
 
     For core code that runs inside its caller's transaction.
     """
     pending: list[dict[str, Any]] = session.info.setdefault("leanops.alerts", [])
     pending.append({"settings": settings, "condition": condition, "model": model, "title": title, "message": message,
-                    "details": details, "severity": severity})
+                    "details": details, "severity": severity, "subject": subject})
     if session.info.get("leanops.alert_hooks"):
         return
     session.info["leanops.alert_hooks"] = True

@@ -61,6 +61,18 @@ class DatasetVersionView:
     created_by: str
     created_at: datetime
     path: str
+    deprecated_at: datetime | None = None
+    deprecated_by: str | None = None
+    deprecation_reason: str | None = None
+
+    @property
+    def deprecated(self) -> bool:
+        return self.deprecated_at is not None
+
+    @property
+    def trusted(self) -> bool:
+        """Whether a default may pick this version: its certificate passed and it is not deprecated."""
+        return self.certificate_passed and self.deprecated_at is None
 
     @property
     def ref(self) -> str:
@@ -114,7 +126,7 @@ def check_name(name: str) -> str:
 
 
 def parse_ref(ref: str) -> tuple[str, int | None]:
-    """``NAME`` (the latest version) or ``NAME:VERSION``."""
+    """``NAME`` (the default version: the newest certified, not deprecated) or ``NAME:VERSION``."""
     name, _, version = (ref or "").strip().partition(":")
     check_name(name)
     if not version or version == "latest":
@@ -154,7 +166,8 @@ def register(session: Session, *, actor: Actor, name: str, data: Input, store: P
     spec = schema.spec if schema is not None else infer_schema(profile)
     now = utcnow()
     cert = certify(table.frame, profile=profile, spec=spec, schema_version=schema.version if schema else 1,
-                   previous_rows=previous.rows if previous else None, at=now)
+                   previous_rows=previous.rows if previous else None, at=now,
+                   row_change_blocks=_row_change_blocks(settings))
 
     store = as_store(store)
     key = key_for(table.sha256)
@@ -218,10 +231,22 @@ def _alert_failed_certificate(session: Session, settings: Settings | None, store
     failed = [_label(c) for c in cert.failed]
     settings = settings or Settings.model_construct(home=Path(getattr(store, "root", None) or "."))
     notify.notify_after_commit(
-        session, settings, condition="certificate", model=f"dataset:{name}",
-        title=f"Dataset {name}:{number} failed its quality certificate",
-        message=f"{name}:{number} failed {len(failed)} quality check(s): {', '.join(failed[:10])}",
+        session, settings, condition="certificate", model=f"dataset:{name}", subject=f"dataset:{name}:{number}",
+        title=f"dataset {name}:{number}'s certificate failed ({cert.summary(limit=2)})",
+        message=f"{name}:{number} failed {len(failed)} quality check(s): {cert.summary(limit=10)}. Defaults "
+                "(training, retraining, scoring) keep using the newest version that passed.",
         details={"dataset": name, "version": number, "failed_checks": failed})
+
+
+def _row_change_blocks(settings: Settings | None) -> bool:
+    """Policy ``certificate.row_change`` (its ``default``): a row-count change fails a certificate only with
+    ``check``; without settings (a bare folder) it warns."""
+    if settings is None:
+        return False
+    try:
+        return settings.policies.file().default.certificate.row_change == "check"
+    except (InvalidInput, OSError):  # a broken policies.yaml does not stop an upload: the safe default
+        return False
 
 
 def _label(check: dict[str, Any]) -> str:
@@ -310,25 +335,103 @@ def _view(row: DatasetVersion, name: str) -> DatasetVersionView:
         parent_version=row.version - 1 if row.parent_id else None,  # the parent is always the version before
         schema_version=row.schema_version, certificate_passed=row.certificate_passed,
         certificate_at=row.certificate_at, created_by=row.created_by, created_at=row.created_at,
-        path=key_for(row.sha256))
+        path=key_for(row.sha256), deprecated_at=row.deprecated_at, deprecated_by=row.deprecated_by,
+        deprecation_reason=row.deprecation_reason)
 
 
-def version_row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
-    """The ORM rows behind a reference (for core modules; pages get views)."""
-    name, number = parse_ref(ref)
+def dataset_row(session: Session, *, name: str) -> Dataset:
+    """The dataset named ``name``; NotFound lists the datasets there are."""
+    check_name(name)
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
         names = session.scalars(select(Dataset.name).order_by(Dataset.name).limit(20)).all()
         known = f"datasets are: {', '.join(names)}" if names else "there are no datasets yet"
         raise NotFound(f"no dataset named {name!r}; {known}")
-    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id)
-    row = session.scalar(query.where(DatasetVersion.version == number) if number is not None
-                         else query.order_by(desc(DatasetVersion.version)).limit(1))
+    return dataset
+
+
+def version_row(session: Session, ref: str) -> tuple[Dataset, DatasetVersion]:
+    """The ORM rows behind a reference (for core modules; pages get views). A bare ``NAME`` means the
+    version a default picks (``default_row``): the newest whose certificate passed and that is not
+    deprecated, never merely the newest."""
+    name, number = parse_ref(ref)
+    dataset = dataset_row(session, name=name)
+    if number is None:
+        return dataset, default_row(session, dataset)
+    row = session.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
+                                                      DatasetVersion.version == number))
     if row is None:
         have = dataset.latest_version
         known = f"versions are 1–{have}" if have > 1 else ("the only version is 1" if have else "it has no versions")
         raise NotFound(f"dataset {name!r} has no version {number}; {known}")
     return dataset, row
+
+
+def default_row(session: Session, dataset: Dataset) -> DatasetVersion:
+    """The version everything that implies one uses (the Training form, ``train --dataset NAME``, a retrain,
+    a dataset drift check, scoring a dataset): the newest version whose certificate passed and that is not
+    deprecated. NotFound says why no version qualifies and how to name one explicitly."""
+    row = session.scalar(select(DatasetVersion).where(
+        DatasetVersion.dataset_id == dataset.id, DatasetVersion.certificate_passed.is_(True),
+        DatasetVersion.deprecated_at.is_(None)).order_by(desc(DatasetVersion.version)).limit(1))
+    if row is not None:
+        return row
+    if not dataset.latest_version:
+        raise NotFound(f"dataset {dataset.name!r} has no versions")
+    newest = session.execute(select(DatasetVersion.version, DatasetVersion.certificate_passed,
+                                    DatasetVersion.deprecated_at).where(DatasetVersion.dataset_id == dataset.id)
+                             .order_by(desc(DatasetVersion.version)).limit(5)).all()
+    why = ", ".join(f"v{v} {'is deprecated' if dep is not None else 'failed its certificate'}"
+                    for v, passed, dep in newest)
+    raise NotFound(f"dataset {dataset.name!r} has no version a default may use (certificate passed, not "
+                   f"deprecated): {why}; name one explicitly as {dataset.name}:VERSION or register a version "
+                   "that passes")
+
+
+def default_version(session: Session, *, name: str) -> DatasetVersionView:
+    """The trusted default version of dataset ``name`` (see ``default_row``)."""
+    dataset = dataset_row(session, name=name)
+    return _view(default_row(session, dataset), dataset.name)
+
+
+def default_number(session: Session, *, name: str) -> int | None:
+    """The number of ``default_version``; None when no version qualifies (or there is no such dataset)."""
+    try:
+        return default_version(session, name=name).version
+    except NotFound:
+        return None
+
+
+def deprecate(session: Session, *, actor: Actor, name: str, version: int, reason: str) -> DatasetVersionView:
+    """Mark ``name`` v``version`` deprecated: no default picks it any more (it stays readable by its number
+    and in every lineage). Audited with the reason; the caller commits."""
+    require(session, actor, "datasets.write", f"dataset:{name}")
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a deprecation needs a reason (--reason): say what is wrong with the version")
+    dataset, row = version_row(session, f"{name}:{version}")
+    if row.deprecated_at is not None:
+        raise InvalidInput(f"{name}:{version} is already deprecated (by {row.deprecated_by}: "
+                           f"{row.deprecation_reason})")
+    row.deprecated_at, row.deprecated_by, row.deprecation_reason = utcnow(), actor.name, reason[:2000]
+    session.flush()
+    audit.record(session, actor, "dataset.version_deprecated", f"dataset:{name}",
+                 {"name": name, "version": version, "reason": row.deprecation_reason})
+    return _view(row, dataset.name)
+
+
+def restore(session: Session, *, actor: Actor, name: str, version: int) -> DatasetVersionView:
+    """Undo ``deprecate``: defaults may pick ``name`` v``version`` again (if its certificate passed). Audited."""
+    require(session, actor, "datasets.write", f"dataset:{name}")
+    dataset, row = version_row(session, f"{name}:{version}")
+    if row.deprecated_at is None:
+        raise InvalidInput(f"{name}:{version} is not deprecated; nothing to restore")
+    was = row.deprecation_reason
+    row.deprecated_at, row.deprecated_by, row.deprecation_reason = None, None, None
+    session.flush()
+    audit.record(session, actor, "dataset.version_restored", f"dataset:{name}",
+                 {"name": name, "version": version, "was_deprecated_for": was})
+    return _view(row, dataset.name)
 
 
 def version_by_id(session: Session, *, version_id: int) -> DatasetVersion | None:
@@ -355,7 +458,8 @@ def schema_spec(session: Session, *, dataset_id: int, version: int) -> dict[str,
 
 
 def resolve(session: Session, *, ref: str) -> DatasetVersionView:
-    """``NAME`` (latest) or ``NAME:VERSION`` → the version; NotFound lists what exists."""
+    """``NAME`` (the trusted default: ``default_row``) or ``NAME:VERSION`` → the version; NotFound lists what
+    exists."""
     dataset, row = version_row(session, ref)
     return _view(row, dataset.name)
 

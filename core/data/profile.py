@@ -51,10 +51,11 @@ def _numeric(values: np.ndarray) -> dict[str, Any]:
     infinite = int(np.isinf(values).sum())
     if finite.size == 0:
         return {"infinite": infinite}
-    p25, p50, p75 = np.percentile(finite, [25, 50, 75])
+    q005, p25, p50, p75, q995 = np.percentile(finite, [0.5, 25, 50, 75, 99.5])  # q*: inferred schema ranges
     counts, edges = np.histogram(finite, bins=BINS)
     return {"mean": _num(finite.mean()), "std": _num(finite.std()), "min": _num(finite.min()),
             "p25": _num(p25), "p50": _num(p50), "p75": _num(p75), "max": _num(finite.max()),
+            "q005": _num(q005), "q995": _num(q995),
             "zeros": int((finite == 0).sum()), "infinite": infinite,
             "hist": {"edges": [_num(e) for e in edges], "counts": counts.tolist()}}
 

@@ -11,6 +11,14 @@ A schema is a small JSON document people can read and edit::
 Presence, nullability, ranges and allowed values are validated by pandera (vectorised built-in
 checks); dtype families, null shares, duplicate rows and the row-count change come from the
 version's profile. Every check reports what was observed and what was expected.
+
+Inferred ranges come from version 1's quantiles, not its extremes: ``[q0.5% - w, q99.5% + w]`` with
+``w = RANGE_TOLERANCE x (q99.5% - q0.5%)`` (a column that never goes below 0 keeps 0 as its floor), and
+a range check passes while at most ``max_out_of_range_share`` of the rows (default 0.1 %) fall outside,
+so a bigger sample of the same data passes. A row-count change beyond ``max_row_change`` is a
+*warning* (shown, the certificate still passes) unless the policy's ``certificate.row_change: check``
+makes it a check. A text column where a number or a clean category was expected gets a *hint* when its
+values look like decimal commas, another separator or another encoding.
 """
 
 from __future__ import annotations
@@ -28,21 +36,52 @@ from core.errors import InvalidInput
 
 FAMILIES = ("integer", "float", "string", "boolean", "datetime", "any")
 COLUMN_KEYS = {"dtype", "nullable", "max_null_share", "min", "max", "allowed"}
-TABLE_KEYS = {"strict", "columns", "max_duplicate_share", "max_row_change"}
-RANGE_MARGIN = 0.25  # inferred ranges are the observed ones widened by a quarter of their span
+TABLE_KEYS = {"strict", "columns", "max_duplicate_share", "max_row_change", "max_out_of_range_share"}
+RANGE_MARGIN = 0.25  # profiles without quantiles (older versions): the observed range widened by a quarter
+RANGE_TOLERANCE = 1.0  # inferred ranges: the 0.5 %-99.5 % quantile span, widened by this many spans each side
+DEFAULT_OUT_OF_RANGE_SHARE = 0.001  # a range check tolerates this share of rows outside (a long tail)
 DEFAULT_ROW_CHANGE = 0.5
+WORDS = {"integer": "whole number", "float": "number", "string": "text", "boolean": "true/false",
+         "datetime": "date-time", "any": "anything"}
 
 
 @dataclass(frozen=True)
 class Certificate:
     passed: bool
-    checks: list[dict[str, Any]]  # {check, column, passed, observed, expected}
+    checks: list[dict[str, Any]]  # {check, column, passed, observed, expected[, warning, hint]}
     at: datetime
     schema_version: int
 
     @property
     def failed(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["passed"]]
+        """The checks that fail the certificate (a warning never does)."""
+        return [c for c in self.checks if not c["passed"] and not c.get("warning")]
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """Checks outside their limit that only warn (the row-count change, unless the policy makes it a check)."""
+        return [c for c in self.checks if not c["passed"] and c.get("warning")]
+
+    def summary(self, limit: int = 3) -> str:
+        """The failed checks in words, e.g. ``dtype annual_income: text, expected number``."""
+        return describe_failed(self.failed, limit=limit)
+
+
+def describe_failed(checks: list[dict[str, Any]], *, limit: int = 3) -> str:
+    """Failed certificate checks in words, the first ``limit`` of them (a hint in brackets)."""
+    parts = []
+    for c in checks[:limit]:
+        head = f"{c['check']} {c['column']}" if c.get("column") else str(c["check"])
+        observed, expected = c.get("observed", ""), c.get("expected", "")
+        if c["check"] == "dtype":
+            observed = WORDS.get(family(str(observed)), str(observed)) if observed != "all null" else observed
+            expected = WORDS.get(str(expected), str(expected))
+        part = f"{head}: {observed}, expected {expected}"
+        if c.get("hint"):
+            part += f" ({c['hint']})"
+        parts.append(part)
+    more = len(checks) - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 def family(dtype: str) -> str:
@@ -70,7 +109,7 @@ def infer_schema(profile: dict[str, Any]) -> dict[str, Any]:
         if spec["nullable"]:
             spec["max_null_share"] = round(min(1.0, col["missing_share"] * 1.5 + 0.05), 4)
         if col["kind"] == "numeric" and col.get("min") is not None:
-            spec.update(_widened(col["min"], col["max"], integer=spec["dtype"] == "integer"))
+            spec.update(_inferred_range(col, integer=spec["dtype"] == "integer"))
         if col["kind"] == "categorical" and col["unique"] <= TOP_N and col["unique"] * 5 <= rows:
             spec["allowed"] = sorted(str(v) for v, _ in col["top"])
         columns[col["name"]] = spec
@@ -79,11 +118,21 @@ def infer_schema(profile: dict[str, Any]) -> dict[str, Any]:
             "max_row_change": DEFAULT_ROW_CHANGE, "columns": columns}
 
 
-def _widened(lo: float, hi: float, *, integer: bool) -> dict[str, float]:
+def _inferred_range(col: dict[str, Any], *, integer: bool) -> dict[str, float]:
+    """From the 0.5 % and 99.5 % quantiles (``RANGE_TOLERANCE``); a profile without them: min/max widened."""
+    if col.get("q005") is not None and col.get("q995") is not None:
+        lo, hi = col["q005"], col["q995"]
+        return _widened(lo, hi, integer=integer, margin=RANGE_TOLERANCE, floor=0.0 if col["min"] >= 0 else None)
+    return _widened(col["min"], col["max"], integer=integer, margin=RANGE_MARGIN,
+                    floor=0.0 if col["min"] >= 0 else None)
+
+
+def _widened(lo: float, hi: float, *, integer: bool, margin: float = RANGE_MARGIN,
+             floor: float | None = None) -> dict[str, float]:
     span = hi - lo
-    new_lo, new_hi = lo - RANGE_MARGIN * span, hi + RANGE_MARGIN * span
-    if lo >= 0:
-        new_lo = max(new_lo, 0.0)
+    new_lo, new_hi = lo - margin * span, hi + margin * span
+    if floor is not None:
+        new_lo = max(new_lo, floor)
     if integer:
         return {"min": int(math.floor(new_lo)), "max": int(math.ceil(new_hi))}
     return {"min": _round_sig(new_lo, math.floor), "max": _round_sig(new_hi, math.ceil)}
@@ -106,7 +155,7 @@ def check_schema(spec: Any) -> dict[str, Any]:
     columns = spec.get("columns")
     if not isinstance(columns, dict) or not columns:
         raise InvalidInput("a schema needs 'columns': an object of column name → rules")
-    for key in ("max_duplicate_share", "max_row_change"):
+    for key in ("max_duplicate_share", "max_row_change", "max_out_of_range_share"):
         value = spec.get(key)
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise InvalidInput(f"{key} must be a number ≥ 0 (or null to skip the check); got {value!r}")
@@ -142,8 +191,13 @@ def parse_schema_text(text: str) -> dict[str, Any]:
 # -- certifying a version ------------------------------------------------------------------------
 
 def certify(frame: pd.DataFrame, *, profile: dict[str, Any], spec: dict[str, Any], schema_version: int,
-            previous_rows: int | None, at: datetime) -> Certificate:
-    """Hold one version (its frame and profile) to the dataset's schema."""
+            previous_rows: int | None, at: datetime, row_change_blocks: bool = False) -> Certificate:
+    """Hold one version (its frame and profile) to the dataset's schema.
+
+    ``row_change_blocks`` (policy ``certificate.row_change: check``): a row-count change beyond the schema's
+    ``max_row_change`` fails the certificate; otherwise it is a warning.
+    """
+    tolerated = spec.get("max_out_of_range_share", DEFAULT_OUT_OF_RANGE_SHARE) or 0.0
     prof = {c["name"]: c for c in profile["columns"]}
     rules = spec["columns"]
     checks: list[dict[str, Any]] = []
@@ -158,16 +212,22 @@ def certify(frame: pd.DataFrame, *, profile: dict[str, Any], spec: dict[str, Any
         ok_type = name in compatible
         checks.append(_check("dtype", name, ok_type, col["dtype"] if col["kind"] != "empty" else "all null",
                              expected_type))
+        if not ok_type and (hint := format_hint(frame[name], expected_type)):
+            checks[-1]["hint"] = hint
         checks.append(_nulls_check(name, rule, col))
         if not ok_type:
             continue
         if rule.get("min") is not None or rule.get("max") is not None:
             bad = failures.get((name, "in_range"))
             observed = f"min {_fmt(col.get('min'))}, max {_fmt(col.get('max'))}"
-            if bad is not None:
-                observed += f" ({_rows(len(bad))} outside)"
-            checks.append(_check("range", name, bad is None, observed,
-                                 f"{_fmt(rule.get('min'))} ≤ x ≤ {_fmt(rule.get('max'))}"))
+            outside = len(bad) if bad is not None else 0
+            rows = len(frame)
+            if outside:
+                observed += f" ({_rows(outside)} outside, {outside / rows:.3%})"
+            expected = f"{_fmt(rule.get('min'))} ≤ x ≤ {_fmt(rule.get('max'))}"
+            if tolerated:
+                expected += f" (up to {tolerated:.2%} of rows outside)"
+            checks.append(_check("range", name, not rows or outside / rows <= tolerated, observed, expected))
         if rule.get("allowed") is not None:
             bad = failures.get((name, "isin"))
             observed = (f"{col.get('unique', 0)} distinct values, all allowed" if bad is None else
@@ -178,8 +238,48 @@ def certify(frame: pd.DataFrame, *, profile: dict[str, Any], spec: dict[str, Any
     if spec.get("strict", True):
         checks.append(_check("no unexpected columns", None, not extra,
                              f"extra: {_list(extra)}" if extra else "none", "only the schema's columns"))
-    checks += _table_checks(profile, spec, previous_rows)
-    return Certificate(passed=all(c["passed"] for c in checks), checks=checks, at=at, schema_version=schema_version)
+    checks += _table_checks(profile, spec, previous_rows, row_change_blocks=row_change_blocks)
+    missing = [c for c in checks if c["check"] == "column present" and not c["passed"]]
+    if missing and len(prof) == 1 and (hint := _separator_hint(next(iter(prof)))):
+        missing[0]["hint"] = hint
+    return Certificate(passed=all(c["passed"] or c.get("warning") for c in checks), checks=checks, at=at,
+                       schema_version=schema_version)
+
+
+# -- hints ---------------------------------------------------------------------------------------
+
+_DECIMAL_COMMA = r"^\s*[-+]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+\s*$"  # 12,5 or 1.234,56
+_MOJIBAKE = ("Ã", "Â", "\ufffd", "â€")  # UTF-8 read as Latin-1 / Windows-1252, or bytes that were replaced
+
+
+def format_hint(series: pd.Series, expected: str) -> str | None:
+    """Why a text column may not be what the schema expects, when its values show it: decimal commas, another
+    separator inside the values, or text in another encoding. None when nothing stands out."""
+    values = series.dropna()
+    if values.empty or values.dtype.kind not in "OSU":
+        return None
+    sample = values.astype(str).head(1000)
+    if expected in ("float", "integer"):
+        share = sample.str.match(_DECIMAL_COMMA).mean()
+        if share >= 0.5:
+            example = next(iter(sample[sample.str.match(_DECIMAL_COMMA)]), "")
+            return (f"values look like numbers with decimal commas (e.g. {example!r}): export with '.' as the "
+                    "decimal separator, or convert the column before uploading")
+    for sep, word in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")):
+        if sample.str.contains(sep, regex=False).mean() >= 0.5:
+            return f"values contain {word}: the file may use {sep!r} as its separator or mix two separators"
+    if any(sample.str.contains(mark, regex=False).any() for mark in _MOJIBAKE):
+        return ("values contain characters like 'Ã©' or '\ufffd': the file was probably not saved as UTF-8 "
+                "(e.g. Latin-1 or Windows-1252); save it as UTF-8 and upload again")
+    return None
+
+
+def _separator_hint(column: str) -> str | None:
+    for sep in (";", "\t", "|", ","):
+        if column.count(sep) >= 1:
+            return (f"the file has one column named {column[:60]!r}: it probably uses {sep!r} as its separator; "
+                    "LeanOps reads the separator from the first line (',', ';', tab or '|')")
+    return None
 
 
 def _compatible(expected: str, col: dict[str, Any], series: pd.Series) -> bool:
@@ -233,7 +333,8 @@ def _nulls_check(name: str, rule: dict[str, Any], col: dict[str, Any]) -> dict[s
     return _check("nulls", name, share <= limit, observed, f"≤ {limit:.1%} null")
 
 
-def _table_checks(profile: dict[str, Any], spec: dict[str, Any], previous_rows: int | None) -> list[dict[str, Any]]:
+def _table_checks(profile: dict[str, Any], spec: dict[str, Any], previous_rows: int | None, *,
+                  row_change_blocks: bool = False) -> list[dict[str, Any]]:
     rows, dups = profile["rows"], profile["duplicate_rows"]
     out = []
     limit = spec.get("max_duplicate_share")
@@ -246,8 +347,11 @@ def _table_checks(profile: dict[str, Any], spec: dict[str, Any], previous_rows: 
             out.append(_check("row count change", None, True, f"{rows} rows (first version)", f"within ±{limit:.0%}"))
         else:
             change = rows / previous_rows - 1
-            out.append(_check("row count change", None, abs(change) <= limit,
-                              f"{change:+.1%} ({previous_rows} → {rows} rows)", f"within ±{limit:.0%}"))
+            check = _check("row count change", None, abs(change) <= limit,
+                           f"{change:+.1%} ({previous_rows} → {rows} rows)", f"within ±{limit:.0%}")
+            if not row_change_blocks:  # a bigger export is news, not a defect (policy certificate.row_change)
+                check["warning"] = True
+            out.append(check)
     return out
 
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
-from core.data.datasets import schema_row, version_row
+from core.data.datasets import dataset_row, schema_row
 from core.data.quality import check_schema
 from core.errors import InvalidInput
 from db.models import Dataset, DatasetSchema, utcnow
@@ -32,7 +32,7 @@ class SchemaView:
 
 
 def current_schema(session: Session, *, name: str) -> SchemaView:
-    dataset, _ = version_row(session, name)
+    dataset = dataset_row(session, name=name)
     row = schema_row(session, dataset.id)
     assert row is not None  # a dataset gets schema version 1 with its first version
     return SchemaView(name=name, version=row.version, spec=row.spec, note=row.note, created_by=row.created_by,
@@ -43,7 +43,7 @@ def update_schema(session: Session, *, actor: Actor, name: str, spec: dict[str, 
     """Store an edited schema as the dataset's next schema version; later versions are held to it."""
     require(session, actor, "datasets.write", f"dataset:{name}")
     check_schema(spec)
-    dataset, _ = version_row(session, name)
+    dataset = dataset_row(session, name=name)
     session.execute(update(Dataset).where(Dataset.id == dataset.id).values(updated_at=utcnow()))  # lock
     current = schema_row(session, dataset.id)
     if current is not None and current.spec == spec:

@@ -49,11 +49,12 @@ SCHEDULES_SYNC = JobKind("schedules.sync", "jobs.maintenance", attempts=3)
 ALIASES_SYNC = JobKind("aliases.sync", "jobs.maintenance", attempts=3)  # LeanOps' aliases → MLflow's
 RETRAIN_CONSIDER = JobKind("retrain.consider", "training.launch", attempts=3)
 DRIFT_REPORT = JobKind("drift.report", "drift.run", attempts=2)  # the Evidently HTML of a stored drift check
+BATCH_SCORE = JobKind("batch.score", "jobs.launch")  # batch scoring: an upload, a dataset, or a model's batch policy
 
 KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
     DIAGNOSTIC_SLEEP, TRAIN, DRIFT_CHECK, RETRAIN, AUDIT_VERIFY, AUDIT_CHECKPOINT, PREDICTIONS_RETENTION,
     PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, DATASETS_SWEEP, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
-    DRIFT_REPORT)}
+    DRIFT_REPORT, BATCH_SCORE)}
 ACTIVE = ("queued", "running")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
@@ -164,7 +165,9 @@ def report(session: Session, *, job_id: int, progress: float | None = None, stag
 
 
 def finish(session: Session, *, job_id: int, status: str, error: str | None = None,
-           result: dict[str, Any] | None = None, log: str | None = None) -> None:
+           result: dict[str, Any] | None = None, log: str | None = None, traceback: str | None = None) -> None:
+    """Record how a job ended. ``error``: the one-line reason in words (everyone reads it); ``traceback``: kept
+    for admins only (``traceback_of``), without workspace paths (``core.platform.failures``)."""
     if status not in FINISHED:
         raise InvalidInput(f"status {status!r} is not a final status {FINISHED}")
     job = session.get(Job, job_id)
@@ -173,6 +176,7 @@ def finish(session: Session, *, job_id: int, status: str, error: str | None = No
     if job.status in FINISHED:  # e.g. reaped meanwhile: the first verdict stands
         return
     job.status, job.error, job.result, job.finished_at = status, error, result, utcnow()
+    job.traceback = traceback
     if status == "failed":
         _retry(session, job)
     job.stage = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}[status]
@@ -250,6 +254,14 @@ def get(session: Session, job_id: int) -> JobView:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return JobView.of(job)
+
+
+def traceback_of(session: Session, *, actor: Actor, job_id: int) -> str | None:
+    """The traceback of a failed job (workspace paths removed): for admins only; None when it has none."""
+    require(session, actor, "jobs.maintenance", f"job:{job_id}")
+    if session.get(Job, job_id) is None:
+        raise NotFound(f"no job {job_id}")
+    return session.scalar(select(Job.traceback).where(Job.id == job_id))
 
 
 def status_of(session: Session, *, job_id: int) -> str | None:

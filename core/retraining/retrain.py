@@ -47,8 +47,12 @@ def retrain(factory: sessionmaker[Session], settings: Settings, params: dict[str
         facts = state.state_of(session, settings.policies, model=model)
         champ = triggers.champion_run(session, facts)
         from_version = champ.model_version
-        spec = spec_for(dict(champ.spec), dataset=champ.dataset_name, params=dict(champ.params), model=model)
-    log(f"retraining {model} (champion v{from_version}'s configuration) on the latest {spec['dataset']}: {reason}")
+        # The default version (newest certified, not deprecated), or the one policy retrain.dataset_version pins.
+        pinned = facts.policy.retrain.dataset_version
+        dataset = f"{champ.dataset_name}:{pinned}" if pinned else champ.dataset_name
+        spec = spec_for(dict(champ.spec), dataset=dataset, params=dict(champ.params), model=model)
+    log(f"retraining {model} (champion v{from_version}'s configuration) on "
+        f"{spec['dataset'] if pinned else 'the default version of ' + spec['dataset']}: {reason}")
     with transaction(factory) as session:
         audit.record(session, system, "retrain.started", f"model:{model}",
                      {"job_id": job_id, "trigger": trigger, "reason": reason, "champion": from_version,

@@ -128,8 +128,10 @@ def on_dataset_version(factory: sessionmaker[Session], settings: Settings, *, da
     """After a dataset version is registered: retrain each champion trained on that dataset whose
     policy asks for it (an API upload, or ≥ 10 % more rows than the champion was trained on)."""
     file = settings.policies.file()
-    out = []
+    out: list[RetrainRequest] = []
     with factory() as session:
+        if datasets.default_number(session, name=dataset) != version:
+            return out  # a version no default picks (its certificate failed, or deprecated) starts nothing
         new_rows = _rows(session, dataset, version)
         candidates = []
         for model, champion in state.champions(session).items():
@@ -162,7 +164,7 @@ def check_growth(factory: sessionmaker[Session], settings: Settings, model: str)
     with factory() as session:
         facts = state.state_of(session, settings.policies, model=model)
         run = champion_run(session, facts)
-        latest = datasets.newest_number(session, name=run.dataset_name)
+        latest = datasets.default_number(session, name=run.dataset_name)  # the newest certified, not deprecated
         if latest is None or latest <= run.dataset_version:
             return Decision(False, f"{run.dataset_name} has no version newer than v{run.dataset_version}")
         if runs.trained_on(session, model=model, dataset=run.dataset_name, version=latest):

@@ -78,10 +78,9 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
     with factory() as session:  # a new version predicts what its model predicts (checked again at recording)
         integrity.check_for_data(session, spec, dtypes=version.dtypes)
     if not certificate.passed:
-        failed = ", ".join(f"{c['check']} on {c['column']}" if c.get("column") else str(c["check"])
-                           for c in certificate.failed[:5])
+        failed = certificate.summary(limit=3)
         if not spec.allow_failed_certificate:
-            raise PolicyBlocked(f"dataset {version.ref} failed its quality certificate ({failed or 'see Datasets'}); "
+            raise PolicyBlocked(f"dataset {version.ref}'s certificate failed ({failed or 'see Datasets'}); "
                                 "fix the data, or allow training on it explicitly (allow_failed_certificate)")
         log(f"warning: {version.ref} failed its quality certificate ({failed}); training anyway as the spec allows")
 

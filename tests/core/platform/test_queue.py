@@ -96,8 +96,14 @@ def test_failed_job_keeps_reason_and_traceback(factory, settings):
     with factory() as s:
         job = job_queue.get(s, job_id)
     assert job.status == "failed"
-    assert "audit chain broken" in job.error and "was altered" in job.error
-    assert "Traceback" in job.log
+    assert "audit chain broken" in job.error and "was altered" in job.error and "\n" not in job.error
+    # the traceback is kept apart, for admins only, without the server's folders
+    assert "Traceback" not in job.log and "failed: audit chain broken" in job.log
+    with factory() as s:
+        trace = job_queue.traceback_of(s, actor=ADMIN, job_id=job_id)
+        with pytest.raises(PermissionDenied):
+            job_queue.traceback_of(s, actor=Actor("vic", "viewer"), job_id=job_id)
+    assert trace.startswith("Traceback") and str(settings.home) not in trace and "<leanops>/" in trace
 
 
 def test_cancel_queued_and_running(factory, settings):
