@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.data import measured
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -231,14 +232,12 @@ def _read_parquet(source: _Source, label: str, limits: TableLimits) -> pa.Table:
         except (pa.ArrowException, OSError) as exc:
             raise InvalidInput(f"{label} is not a readable Parquet file: {_first_line(exc)}") from None
         _check_footer(parquet.metadata, label, limits)
-        batches, size = [], 0
         try:
-            for batch in parquet.iter_batches():
-                size += batch.nbytes
-                if size > limits.max_bytes:
-                    raise limits.too_large(label, f"holds more than {limits.mb:,} MB of data once read")
-                batches.append(batch)
-            table = pa.Table.from_batches(batches, schema=parquet.schema_arrow)
+            # text columns stay dictionaries while read, so a dictionary page that many indices point at
+            # is counted at its decoded size before it is made plain (core.data.measured)
+            if texts := measured.text_columns(parquet.schema_arrow):
+                parquet = pq.ParquetFile(handle, read_dictionary=texts)
+            table = measured.parquet_table(parquet, limits=limits, label=label)
         except (pa.ArrowException, OSError) as exc:
             raise InvalidInput(f"{label} is not a readable Parquet file: {_first_line(exc)}") from None
     finally:

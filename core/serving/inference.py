@@ -111,13 +111,19 @@ def check_frame(frame: Frame, *, limit: int) -> Frame:
 
 def read_arrow(raw: bytes, *, limit: int) -> Frame:
     """An Arrow IPC stream's columns, or InvalidInput: not a stream, duplicate columns, too many rows."""
-    import pyarrow as pa
+    from core.data import measured
+    from core.data.tables import TableLimits
 
+    # measured before decoding: no compressed buffers, no dictionary/run-end/view columns, rows from each
+    # batch's metadata checked before its buffers are read (a 25 KB stream cannot become 800 MB here)
+    limits = TableLimits(rows=limit, columns=TableLimits().columns, mb=max(1, len(raw) // 2**20 + 1))
     try:
-        table = pa.ipc.open_stream(raw).read_all()
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as exc:
-        raise InvalidInput(f"the body is not an Arrow IPC stream ({str(exc)[:200]}); send one with "
-                           f"Content-Type: {ARROW}") from None
+        table = measured.arrow_stream(raw, limits=limits, label="the Arrow stream",
+                                      rows_setting="LEANOPS_SERVING_BATCH_LIMIT")
+    except InvalidInput as exc:
+        if str(exc).startswith("the Arrow stream is not"):
+            raise InvalidInput(f"{exc}; send one with Content-Type: {ARROW}") from None
+        raise
     names = table.column_names
     if len(set(names)) != len(names):
         raise InvalidInput("the Arrow stream has duplicate column names")
