@@ -111,7 +111,7 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
         return None
     champion = state.champion(session, model=request.model)
     result = evaluate_gates(session, settings, model=request.model, version=request.version, champion=champion,
-                            context="approval", facts=facts)
+                            context="approval", facts=facts, actor=actor)
     if not result.passed:
         only_approvals_missing = all(c.name == "approvals" for c in result.failed())
         if only_approvals_missing:

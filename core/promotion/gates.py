@@ -15,7 +15,8 @@ from core import audit, formats, policy
 from core.accounts.auth import person_behind
 from core.actors import Actor
 from core.errors import PolicyBlocked
-from core.registry import gate_records
+from core.promotion import test_reports
+from core.registry import gate_records, stewardship
 from core.registry.views import VersionFacts, version_facts
 from core.settings import Settings
 from db.models import Approval, PromotionRequest, utcnow
@@ -37,19 +38,30 @@ def check_gates(session: Session, settings: Settings, *, model: str, version: in
     facts = facts or version_facts(session, model=model, version=version)
     champion_metrics = (version_facts(session, model=model, version=champion).metrics
                         if champion not in (None, version) else None)
-    return policy.evaluate(settings.policies.rules_for(model), task=facts.task, metrics=facts.metrics,
-                           champion_metrics=champion_metrics, fairness=facts.fairness,
-                           certificate_passed=facts.certificate_passed, certificate_at=facts.certificate_at,
-                           now=now or utcnow(), trainer=person_behind(session, facts.trainer),
-                           approvals=_approvals(session, model, version))
+    rules = settings.policies.rules_for(model)
+    now = now or utcnow()
+    result = policy.evaluate(rules, task=facts.task, metrics=facts.metrics,
+                             champion_metrics=champion_metrics, fairness=facts.fairness,
+                             certificate_passed=facts.certificate_passed, certificate_at=facts.certificate_at,
+                             now=now, trainer=person_behind(session, facts.trainer),
+                             approvals=_approvals(session, model, version))
+    # The `review` gate: an overdue periodic review of a tier that blocks (policy review.blocking) refuses
+    # every version of the model until an approver records one (core/registry/stewardship.py).
+    review = stewardship.gate_check(stewardship.status(session, rules, model=model, now=now))
+    if review is not None:
+        result = policy.GateResult(result.passed and review.passed, (*result.checks, review))
+    return result
 
 
 def evaluate_gates(session: Session, settings: Settings, *, model: str, version: int, champion: int | None,
-                   context: str, facts: VersionFacts | None = None) -> policy.GateResult:
-    """check_gates, stored with the version (registration, approval, promotion)."""
+                   context: str, facts: VersionFacts | None = None, actor: Actor | None = None) -> policy.GateResult:
+    """check_gates, stored with the version (registration, approval, promotion) with its signed test report
+    (core/promotion/test_reports.py); at approval, ``actor`` is the approver and signs it too."""
     result = check_gates(session, settings, model=model, version=version, champion=champion, facts=facts)
     gate_records.record(session, model=model, version=version, context=context, passed=result.passed,
                         checks=result.as_dict())
+    test_reports.issue(session, settings, model=model, version=version, context=context, result=result, actor=actor,
+                       approver=actor if context == "approval" and actor is not None else None)
     return result
 
 
@@ -82,8 +94,9 @@ def blocked_message(model: str, version: int, result: policy.GateResult) -> str:
     return f"{model} v{version} cannot be promoted: {failing}"
 
 
-def refuse(actor: Actor, model: str, version: int, result: policy.GateResult) -> None:
-    """Raise GatesFailed; the attempt and its gates are recorded once the caller has rolled back."""
+def refuse(actor: Actor, model: str, version: int, result: policy.GateResult, settings: Settings | None = None) -> None:
+    """Raise GatesFailed; the attempt and its gates (with their signed test report when ``settings`` are
+    given) are recorded once the caller has rolled back."""
     blocked = GatesFailed(blocked_message(model, version, result), result)
 
     def record(own: Session) -> None:
@@ -91,6 +104,9 @@ def refuse(actor: Actor, model: str, version: int, result: policy.GateResult) ->
                      {"version": version, "failed": [c.name for c in result.failed()]})
         gate_records.record(own, model=model, version=version, context="promotion", passed=False,
                             checks=result.as_dict())
+        if settings is not None:
+            test_reports.issue(own, settings, model=model, version=version, context="promotion", result=result,
+                               actor=actor)
 
     blocked.after_rollback.append(record)
     raise blocked

@@ -101,13 +101,13 @@ def promote_in(session: Session, settings: Settings, *, actor: Actor, model: str
     # since the champion the improvement gate compares with may have moved meanwhile.
     result = check_gates(session, settings, model=model, version=version, champion=champion)
     if not result.passed and not force:
-        refuse(actor, model, version, result)
+        refuse(actor, model, version, result, settings)
     locks.hold(session, f"model:{model}")
     now = state.current(session, model=model)
     if now.get(CHAMPION) == version:
         raise Conflict(f"{model} v{version} became the champion meanwhile")
     result = evaluate_gates(session, settings, model=model, version=version, champion=now.get(CHAMPION),
-                            context="promotion")
+                            context="promotion", actor=actor)
     if not result.passed and not force:
         raise GatesFailed(blocked_message(model, version, result), result)
     change = state.move(session, actor=actor, model=model, alias=CHAMPION, to=version,

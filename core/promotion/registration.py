@@ -30,7 +30,7 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
     def gate(session: Session, model: str, version: int) -> dict[str, Any]:
         champion = state.champion(session, model=model)
         gates = evaluate_gates(session, settings, model=model, version=version, champion=champion,
-                               context="registration")
+                               context="registration", actor=actor)
         if gates.passed:
             set_challenger(session, settings, actor=actor, model=model, version=version,
                            reason="passed every gate at registration")

@@ -36,7 +36,11 @@ ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver
 EXEMPT = {"audit.record": "is the audit log", "accounts.auth.require": "a check; a refusal is audited",
           "monitoring.shadow_comparison.compare":
               "reads only (the decision that acts on it, shadow_comparison.run, is audited)",
-          "accounts.sessions.start": "opened by a login, which auth.login records as login.ok"}
+          "accounts.sessions.start": "opened by a login, which auth.login records as login.ok",
+          "promotion.test_reports.issue": "the signed record of a gate evaluation; the registration, approval or "
+                                          "promotion it documents is the audited act",
+          "promotion.gates.evaluate_gates": "stores a gate evaluation inside registration, approval or promotion "
+                                            "(the audited acts); its actor only names the evaluator"}
 EXTRA = {"accounts.auth.login", "accounts.auth.bootstrap_admin"}  # audited, but act for no actor parameter
 
 
@@ -237,6 +241,11 @@ CASES["promotion.moves.discard_challenger_in"] = lambda c: c.tx(lambda s: (
     core.promotion.moves.set_challenger(s, c.settings, actor=ADMIN, model="churn", version=1, reason="to discard"),
     core.promotion.moves.discard_challenger_in(s, c.settings, actor=ADMIN, model="churn", version=1,
                                                reason="shadow: not better")))
+CASES["registry.stewardship.save_profile"] = lambda c: c.tx(lambda s: core.registry.stewardship.save_profile(
+    s, actor=SAM, model="churn", owner="", intended_use="churn risk ranking", out_of_scope_use="pricing",
+    tags=["retention"]))
+CASES["registry.stewardship.record_review"] = lambda c: c.tx(lambda s: core.registry.stewardship.record_review(
+    s, c.settings, actor=ANN, model="churn", outcome="continue", notes="metrics and drift looked at"))
 CASES["accounts.sessions.revoke"] = lambda c: c.tx(lambda s: core.accounts.sessions.revoke(s, actor=ADMIN,
                                                                                            session_id=_session(s)))
 CASES["accounts.auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user must not stop bootstrap_admin's
