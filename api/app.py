@@ -144,6 +144,8 @@ class ChampionState(BaseModel):
 class Readiness(BaseModel):
     status: str = Field(description="ready, or starting")
     detail: str | None = None
+    workspace: str = Field("", description="the workspace's id (`cli.py init` prints it): `make run` checks that "
+                                           "the API answering is the one it started")
     models: dict[str, ChampionState]
 
 
@@ -175,7 +177,7 @@ def build_runtime(settings: Settings, factory: sessionmaker[Session] | None = No
                           on_skipped=lambda model, reason: metrics.shadow_skipped.labels(model, reason).inc(),
                           on_scored=lambda model, rows: metrics.shadow_scored.labels(model).inc(rows))
     predictor = Predictor(cache=cache, batcher=batcher, writer=writer, batch_limit=settings.serving_batch_limit,
-                          log_wait=settings.prediction_log_wait_seconds, shadow=shadow)
+                          log_wait=settings.prediction_log_wait_seconds, shadow=shadow, policies=settings.policies)
     rt = Runtime(settings, factory, metrics, cache, batcher, writer, predictor,
                  TokenCache(factory, settings.api_token_cache_seconds), engine, errors.known_secrets(settings))
     return rt
@@ -199,6 +201,9 @@ def serve_process() -> FastAPI:
 def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = None) -> FastAPI:
     """The API app for ``settings``; pass ``factory`` to share a session factory (tests)."""
     rt = build_runtime(settings, factory)
+    from core.workspace.identity import workspace_id
+
+    workspace = workspace_id(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -256,9 +261,9 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         A champion whose version LeanOps refuses to serve is listed with its reason and not waited for.
         """
         if not rt.ready.is_set():
-            return JSONResponse({"status": "starting", "detail": rt.not_ready, "models": {}}, status_code=503,
-                                headers={"Retry-After": "1"})
-        return JSONResponse({"status": "ready", "models": rt.champions})
+            return JSONResponse({"status": "starting", "detail": rt.not_ready, "models": {}, "workspace": workspace},
+                                status_code=503, headers={"Retry-After": "1"})
+        return JSONResponse({"status": "ready", "models": rt.champions, "workspace": workspace})
 
     @app.get("/metrics", tags=["ops"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"},
@@ -275,4 +280,10 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
     app.include_router(training.router)
     app.include_router(jobs.router)
     app.include_router(registry.router)
+    from api import imports
+
+    app.include_router(imports.router)  # a model trained elsewhere (POST /v1/models/{name}/versions)
+    from api import batch
+
+    app.include_router(batch.router)
     return app

@@ -46,9 +46,13 @@ PREDICT_BYTES_PER_RECORD = 2 * 2**10
 PREDICT_MIN_MB = 8
 PREDICT_ROUTE = "/v1/models/{name}/predict"
 UPLOAD_ROUTE = "/v1/datasets/{name}/versions"
+BATCH_ROUTE = "/v1/models/{name}/batch-jobs"  # an upload to score: the upload limit
+MODEL_UPLOAD_ROUTE = "/v1/models/{name}/versions"  # a model file to import: the upload limit
 # The routes with a limit of their own, matched on the path before routing (tests check they exist).
 _SPECIAL = ((re.compile(r"^/v1/models/(?P<name>[^/]+)/predict$"), PREDICT_ROUTE),
-            (re.compile(r"^/v1/datasets/(?P<name>[^/]+)/versions$"), UPLOAD_ROUTE))
+            (re.compile(r"^/v1/datasets/(?P<name>[^/]+)/versions$"), UPLOAD_ROUTE),
+            (re.compile(r"^/v1/models/(?P<name>[^/]+)/batch-jobs$"), BATCH_ROUTE),
+            (re.compile(r"^/v1/models/(?P<name>[^/]+)/versions$"), MODEL_UPLOAD_ROUTE))
 PUBLIC = frozenset({"/health", "/health/ready"})
 ACTOR_KEY = "leanops.actor"  # where the boundary leaves the caller's actor in the ASGI scope
 MISSING_TOKEN = ("this route needs a header 'Authorization: Bearer <token>'; "
@@ -79,6 +83,10 @@ def limits(settings: Settings) -> dict[str | None, Limit]:
                              "(LEANOPS_PREDICT_MAX_MB)", "records"),
         UPLOAD_ROUTE: Limit(settings.max_upload_mb * MB + UPLOAD_ENVELOPE, f"{settings.max_upload_mb} MB",
                             "the upload limit is LEANOPS_MAX_UPLOAD_MB", "file"),
+        BATCH_ROUTE: Limit(settings.max_upload_mb * MB + UPLOAD_ENVELOPE, f"{settings.max_upload_mb} MB",
+                           "the upload limit is LEANOPS_MAX_UPLOAD_MB", "file"),
+        MODEL_UPLOAD_ROUTE: Limit(settings.max_upload_mb * MB + UPLOAD_ENVELOPE, f"{settings.max_upload_mb} MB",
+                                  "the upload limit is LEANOPS_MAX_UPLOAD_MB", "file"),
         None: Limit(JSON_LIMIT, "1 MB", "this route takes a small JSON document", "body"),
     }
 

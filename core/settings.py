@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     s3_region: str = ""
     dask_address: str = ""  # e.g. tcp://dask-scheduler:8786; empty: searches run in this process
+    # batch scoring's write-enabled SQL destinations (separate from the read-only sources): a JSON object
+    # {"NAME": "postgresql+psycopg://…"}; a policy names one as batch.destination "table:NAME/TABLE"
+    batch_destinations: SecretStr | None = None
 
     # alerts (issue 7)
     alert_timeout_seconds: float = Field(5.0, gt=0, le=120)  # per delivery attempt
@@ -82,6 +85,10 @@ class Settings(BaseSettings):
     # audit_checkpoint_events events or every hour (the audit.checkpoint job), and by `cli.py audit checkpoint`
     audit_key: SecretStr | None = None
     audit_checkpoint_events: int = Field(1000, ge=1)
+    # the checkpoint count and newest hash kept where a DB admin cannot roll them back (issue 27,
+    # core/audit_anchor.py): s3://bucket/prefix of a bucket created with Object Lock; empty: no anchor
+    audit_anchor: str = Field("", pattern=r"^(s3://[a-z0-9][a-z0-9.\-]{1,62}(/.*)?)?$")
+    audit_anchor_retention_days: int = Field(2555, ge=1)
 
     # the API's trust boundary (issue 14): the largest predict body; None: 2 KB a record of
     # serving_batch_limit, at least 8 MB, never over max_upload_mb (see api/boundary.py)

@@ -123,6 +123,14 @@ def datasets_sweep(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
     return {"temporary": sweep.temporary, "orphans": sweep.orphans}
 
 
+def batch_score(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Score an uploaded file, a dataset version or a model's batch policy (source → destination)."""
+    from core.serving import batch_jobs
+
+    return batch_jobs.run(ctx.factory, ctx.settings, actor=ctx.actor, job_id=ctx.job_id, params=params,
+                          progress=ctx.progress)
+
+
 ADAPTERS: dict[JobKind, Adapter] = {
     job_queue.DIAGNOSTIC_SLEEP: Adapter(diagnostic_sleep),
     job_queue.TRAIN: Adapter(train.run, cleanup=train.clean_up),
@@ -138,4 +146,5 @@ ADAPTERS: dict[JobKind, Adapter] = {
     job_queue.ALIASES_SYNC: Adapter(aliases_sync),
     job_queue.RETRAIN_CONSIDER: Adapter(retrain_consider),
     job_queue.DRIFT_REPORT: Adapter(drift_report.run),
+    job_queue.BATCH_SCORE: Adapter(batch_score),
 }

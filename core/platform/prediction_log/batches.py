@@ -66,7 +66,9 @@ def _input_column(values: np.ndarray) -> pa.Array:
 
 def _output_column(values: np.ndarray) -> pa.Array:
     arr = np.asarray(values)
-    if arr.dtype.kind in "iuf":
+    if arr.dtype.kind in "iu":  # class labels stay whole numbers, as the hot table keeps them
+        return pa.array(arr.astype(np.int64, copy=False))
+    if arr.dtype.kind == "f":
         return pa.array(arr.astype(np.float64, copy=False))
     if arr.dtype.kind == "b":
         return pa.array(arr)

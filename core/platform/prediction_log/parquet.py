@@ -28,6 +28,9 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +56,7 @@ LEASE = "prediction-log-compactor"
 INPUT = "inputs."
 JSON_COLUMNS = b"leanops.json_columns"
 META = ("log_id", "request_id", "record_index", "ts", "alias", "version", "input_hash", "output", "latency_ms",
-        "requested_by")
+        "requested_by", "batch_id", "record_id")  # the last two: batch scoring's rows only (``batches``)
 TS = pa.timestamp("us", tz="UTC")
 # A partition file is sorted by request id (time-prefixed) and cut in row groups of this many rows: the
 # row groups' min/max statistics let a lookup by request id read one row group of a file, not all of it.
@@ -152,8 +155,33 @@ def schema_id(table: pa.Table) -> str:
 
 # -- files ----------------------------------------------------------------------------------------
 
+@dataclass
+class Touched:
+    """What reads of the partitions cost inside a ``counting()`` block: files read and folders listed."""
+
+    files: set[str] = field(default_factory=set)
+    reads: int = 0
+    listings: int = 0
+
+
+_touched: ContextVar[Touched | None] = ContextVar("prediction_log_touched", default=None)
+
+
+@contextmanager
+def counting() -> Iterator[Touched]:
+    """Count the partition files read and the listings made in this block (this thread or task only)."""
+    seen = Touched()
+    token = _touched.set(seen)
+    try:
+        yield seen
+    finally:
+        _touched.reset(token)
+
+
 def list_files(store: DataStore, prefix: str) -> list[str]:
     """Keys of the finished Parquet files under ``prefix`` (any depth)."""
+    if (seen := _touched.get()) is not None:
+        seen.listings += 1
     if isinstance(store, LocalStore):
         folder = store.path(prefix)
         if not folder.is_dir():
@@ -198,6 +226,9 @@ def read_file(store: DataStore, key: str, *, columns: list[str] | None = None,
               filters: Any = None, inputs: bool = False) -> pa.Table:
     """One partition file, only ``columns`` (those it has; with ``inputs`` also every input column it has),
     rows matching ``filters`` (a pyarrow expression)."""
+    if (seen := _touched.get()) is not None:
+        seen.files.add(key)
+        seen.reads += 1
     source: Any = store.path(key) if isinstance(store, LocalStore) else store.open(key)
     schema = pq.read_schema(source)
     if not isinstance(source, Path):
