@@ -21,6 +21,7 @@ PAGES = [  # (file, title, icon, least role)
     ("app_pages/datasets.py", "Datasets", ":material/dataset:", "viewer"),
     ("app_pages/training.py", "Training", ":material/model_training:", "viewer"),
     ("app_pages/registry.py", "Registry", ":material/inventory_2:", "viewer"),
+    ("app_pages/inventory.py", "Inventory", ":material/fact_check:", "viewer"),
     ("app_pages/drift.py", "Drift", ":material/monitoring:", "viewer"),
     ("app_pages/audit.py", "Audit log", ":material/verified_user:", "viewer"),
     ("app_pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),

@@ -439,6 +439,71 @@ def cmd_report(args: argparse.Namespace) -> Outcome:
                              + (f"; {gaps} missing item(s) stated in the report" if gaps else ""))
 
 
+def cmd_report_verify(args: argparse.Namespace) -> Outcome:
+    from pathlib import Path
+
+    from core.errors import InvalidInput
+    from core.promotion import test_reports
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a file")
+    if args.public_key:
+        public = Path(args.public_key).read_text().strip()
+    else:
+        settings, _ = _context()
+        public = test_reports.workspace_public_key(settings)
+    found = test_reports.verify_bytes(path.read_bytes(), public_key=public)
+    return Outcome(found.as_dict(), refused=not found.ok,
+                   text=("OK: " if found.ok else "FAILED: ") + found.reason
+                   + (f" (signed by {', '.join(found.signed_by)}, {found.signed_at})" if found.ok else ""))
+
+
+def cmd_model_list(args: argparse.Namespace) -> Outcome:
+    from core.compliance import inventory
+
+    settings, factory = _context()
+    with factory() as session:
+        rows = [r.as_dict() for r in inventory.list_models(session, settings, search=args.search or "",
+                                                           sort=args.sort)]
+    lines = [f"{r['model']}: owner {r['owner'] or 'none'}, {r['risk_tier']} risk, {r['status']}, next review "
+             f"{r['next_review_due'] or 'none due'}{' (OVERDUE)' if r['overdue'] else ''}, {r['open_alerts']} open "
+             "alert(s)" for r in rows]
+    return Outcome(rows, text="\n".join(lines) or "no models")
+
+
+def cmd_model_review(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
+    from core.platform.database import transaction
+    from core.registry import stewardship
+
+    settings, factory = _context()
+    with transaction(factory) as session:
+        review = stewardship.record_review(session, settings, actor=cli_actor(), model=args.model,
+                                          outcome=args.outcome, notes=args.notes)
+        doc = review.as_dict()
+    return Outcome(doc, text=f"review {doc['id']} of {doc['model']} recorded ({doc['outcome']}); next due "
+                             f"{doc['next_due'] or 'never (no interval for this tier)'}")
+
+
+def cmd_model_profile(args: argparse.Namespace) -> Outcome:
+    from core.actors import cli_actor
+    from core.platform.database import transaction
+    from core.registry import stewardship
+
+    settings, factory = _context()
+    with transaction(factory) as session:
+        old = stewardship.profile(session, model=args.model)
+        found = stewardship.save_profile(
+            session, actor=cli_actor(), model=args.model,
+            owner=old.owner if args.owner is None else args.owner,
+            intended_use=old.intended_use if args.intended_use is None else args.intended_use,
+            out_of_scope_use=old.out_of_scope_use if args.out_of_scope_use is None else args.out_of_scope_use,
+            tags=old.tags if args.tags is None else [t for t in args.tags.split(",")])
+        doc = {"model": args.model, **found.as_dict()}
+    return Outcome(doc, text=f"inventory entry of {args.model} saved (owner {doc['owner'] or 'none'})")
+
+
 def cmd_predictions_export(args: argparse.Namespace) -> Outcome:
     from datetime import UTC, datetime
     from pathlib import Path
@@ -637,7 +702,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "verdict; without this flag a worker builds it and the Drift page shows it when ready)")
     p.add_argument("--no-report", action="store_true", help="make no Evidently HTML report at all")
 
-    p = command("report", cmd_report, "write the compliance report of a model version (PDF or JSON)")
+    # `report verify FILE` beside `report MODEL VERSION`: main() routes the first to this command
+    p = command("report-verify", cmd_report_verify, "check a signed test report offline (exit 1 when changed or "
+                "signed by another key); also: report verify FILE")
+    p.add_argument("file")
+    p.add_argument("--public-key", metavar="FILE", help="the signer's public key (ed25519:<base64>; default: this "
+                   "workspace's audit key)")
+
+    p = command("report", cmd_report, "write the compliance report of a model version (PDF or JSON); "
+                "report verify FILE checks a signed test report")
     p.add_argument("model")
     p.add_argument("version", type=int)
     p.add_argument("--format", required=True, choices=["pdf", "json"])
@@ -684,6 +757,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--description", help="what this model is")
     p.add_argument("--from-run", metavar="RUN_ID", help="take PATH from this run of the workspace's MLflow")
     p.add_argument("--claimed-metrics", metavar="JSON", help="metrics the notebook reported (shown, never gated)")
+    p = command("list", cmd_model_list, "the model inventory: owner, risk tier, champion, reviews, open alerts",
+                model_p)
+    p.add_argument("--search", help="only models whose name, owner, tier, tags or uses contain this text")
+    p.add_argument("--sort", default="model", help="model | owner | risk_tier | next_review_due | open_alerts | "
+                   "last_validation (default model)")
+    p = command("review", cmd_model_review, "record a periodic review of MODEL (approver; audited)", model_p)
+    p.add_argument("model")
+    p.add_argument("--outcome", required=True, choices=["continue", "retrain", "retire"])
+    p.add_argument("--notes", required=True, help="what was looked at and why the outcome")
+    p = command("profile", cmd_model_profile, "set MODEL's inventory entry (owner account, uses, tags)", model_p)
+    p.add_argument("model")
+    p.add_argument("--owner", help="a user account")
+    p.add_argument("--intended-use")
+    p.add_argument("--out-of-scope-use")
+    p.add_argument("--tags", help="comma-separated")
 
     p = command("worker", cmd_worker, "run the scheduler and job queue in this process")
     p.add_argument("--jobs-only", action="store_true", help="only run queued jobs, not the cron schedules")
@@ -704,6 +792,8 @@ def _refuse(message: str, *, as_json: bool, code: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     words = sys.argv[1:] if argv is None else argv
+    if words[:2] == ["report", "verify"]:  # `report verify FILE`, not `report MODEL VERSION` of a model "verify"
+        argv = words = ["report-verify", *words[2:]]
     _Parser.refused = None
     try:
         args = parser.parse_args(argv)

@@ -273,13 +273,14 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
         await require(request, actor, "read")
         return Response(rt.metrics.export(), media_type=CONTENT_TYPE_LATEST)
 
-    from api import datasets, jobs, predict, registry, training
+    from api import datasets, inventory, jobs, predict, registry, training
 
     app.include_router(predict.router)
     app.include_router(datasets.router)
     app.include_router(training.router)
     app.include_router(jobs.router)
     app.include_router(registry.router)
+    app.include_router(inventory.router)
     from api import imports
 
     app.include_router(imports.router)  # a model trained elsewhere (POST /v1/models/{name}/versions)

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import formats
-from ui import alerts_view, queries, serving_queries
+from ui import alerts_view, inventory_view, queries, serving_queries
 from ui.components import STATUS_ICON, ago, badge, plain
 
 st.title("Overview")
@@ -47,6 +47,7 @@ def running_jobs() -> None:
 
 
 running_jobs()
+inventory_view.reviews_due_section()  # periodic reviews overdue or due within 30 days (Inventory page)
 alerts_view.recent_panel()
 st.subheader("Recent activity")
 st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
@@ -67,7 +68,9 @@ def serving() -> None:
         st.caption(f"No predictions in the last 15 minutes; {int(traffic['requests'].sum()):,} request(s) in the "
                    f"last 24 hours, the latest {ago(last)}.")
     st.dataframe(traffic, hide_index=True, width="stretch",
-                 column_config={"error rate": st.column_config.NumberColumn(format="percent"),
+                 column_config={"model error rate": st.column_config.NumberColumn(format="percent"),
+                                "client error rate": st.column_config.NumberColumn(
+                                    format="percent", help="requests refused as the client's mistake (4xx)"),
                                 "requests": st.column_config.NumberColumn(help=f"requests in the {window}")})
     st.caption("Recent predictions")
     st.dataframe(serving_queries.recent_predictions(), hide_index=True, width="stretch")

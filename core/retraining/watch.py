@@ -13,7 +13,7 @@ from core import policy
 from core.errors import LeanOpsError
 from core.monitoring import performance
 from core.platform.database import transaction
-from core.registry import state
+from core.registry import state, stewardship
 from core.retraining import auto_rollback, model_schedules, triggers
 from core.settings import Settings
 
@@ -48,4 +48,6 @@ def watch_champions(factory: sessionmaker[Session], settings: Settings, *,
             entry["error"] = str(exc)
             log(f"{model}: {exc}")
         report["models"][model] = entry
+    # Periodic reviews that fell due (an alert each; the cooldown keeps it to one per incident).
+    report["reviews_overdue"] = stewardship.alert_overdue(factory, settings)
     return report
