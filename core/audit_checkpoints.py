@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import desc, select
 
-from core import audit
+from core import audit, audit_anchor
 from core.accounts.auth import require
 from core.errors import LeanOpsError
-from db.models import AuditHead, utcnow
+from db.models import AuditEvent, AuditHead, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -281,9 +281,18 @@ def write(factory: sessionmaker[Session], settings: Settings, *, actor: Actor) -
         seq, digest = _head(session)
     cp = _append(settings, key, seq=seq, digest=digest)
     assert cp is not None
+    anchored = _anchor(settings, cp)
     with transaction(factory) as session:
-        audit.record(session, actor, "audit.checkpointed", "audit", _public(cp))
+        audit.record(session, actor, "audit.checkpointed", "audit", _public(cp) | anchored)
     return cp
+
+
+def _anchor(settings: Settings, cp: Checkpoint) -> dict[str, Any]:
+    """Put the checkpoint into the Object Lock anchor when one is configured (``core.audit_anchor``). The log
+    line is already written: a failure here leaves a valid checkpoint that the next one's anchor covers."""
+    if not audit_anchor.configured(settings):
+        return {}
+    return {"anchor": audit_anchor.publish(settings, n=cp.n, seq=cp.seq, digest=cp.hash, key=cp.key, time=cp.time)}
 
 
 def write_if_due(factory: sessionmaker[Session], settings: Settings, *, actor: Actor,
@@ -307,8 +316,9 @@ def write_if_due(factory: sessionmaker[Session], settings: Settings, *, actor: A
 
     cp = _append(settings, key, seq=seq, digest=digest, due=due)
     if cp is not None:
+        anchored = _anchor(settings, cp)
         with transaction(factory) as session:
-            audit.record(session, actor, "audit.checkpointed", "audit", _public(cp))
+            audit.record(session, actor, "audit.checkpointed", "audit", _public(cp) | anchored)
     return cp
 
 
@@ -352,11 +362,64 @@ def verify(session: Session, settings: Settings, *,
     entries = read_log(settings)
     newest = _public(entries[-1][0]) if entries else None
     problem = _check_log(entries, _verifying_key(settings) if entries else None, path)
+    if problem is None:
+        problem = _check_records(session, settings, entries, path)
+        if problem is not None and "deleted or truncated" in problem:  # one appended while reading: read again
+            entries = read_log(settings)
+            newest = _public(entries[-1][0]) if entries else None
+            problem = _check_log(entries, _verifying_key(settings) if entries else None, path) \
+                or _check_records(session, settings, entries, path)
     if problem is not None:
         bad = audit.Verification(False, 0, None, problem, checkpoint=_first_number(problem))
         return ChainCheck(bad, len(entries), newest)
     marks = [(cp.n, cp.seq, cp.hash) for cp, _ in entries]
     return ChainCheck(audit.verify(session, progress=progress, checkpoints=marks), len(entries), newest)
+
+
+def _recorded(session: Session, action: str) -> dict[str, Any] | None:
+    """The details of the newest ``action`` event of the chain (what the database says was done)."""
+    text = session.scalar(select(AuditEvent.details_json).where(AuditEvent.action == action)
+                          .order_by(desc(AuditEvent.seq)).limit(1))
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _check_records(session: Session, settings: Settings, entries: list[tuple[Checkpoint, str]],
+                   path: Path) -> str | None:
+    """The log against what the chain and the anchor say was written: once a checkpoint was written, a
+    missing or shortened log, or one signed by a key other than the recorded one, fails verification."""
+    held = len(entries)
+    sources: list[tuple[int, str, str | None, str]] = []  # (n, hash, key fingerprint, where it is recorded)
+    done = _recorded(session, "audit.checkpointed")
+    if done is not None and str(done.get("n", "")).isdigit():
+        sources.append((int(done["n"]), str(done.get("hash", "")), None, "the audit chain (audit.checkpointed)"))
+    if audit_anchor.configured(settings):
+        try:
+            anchored = audit_anchor.newest(settings)
+        except audit_anchor.AnchorError as exc:
+            return f"checkpoint anchor: {exc}"
+        if anchored is not None:
+            sources.append((anchored.n, anchored.hash, anchored.key, f"the Object Lock anchor {anchored.where}"))
+    for n, digest, key, where in sources:
+        if held < n:
+            state = "is missing" if not path.exists() else f"holds {held} checkpoint(s)"
+            return f"checkpoint {n} was written (recorded in {where}) but the checkpoint log {path} {state}: " \
+                   "the log was deleted or truncated"
+        cp = entries[n - 1][0]
+        if digest and cp.hash != digest:
+            return f"checkpoint {n} of {path} is not the one recorded in {where}: the log was replaced"
+        if key and cp.key != key:
+            return f"checkpoint {n} of {path} was signed by key {cp.key}, not the recorded key {key} ({where})"
+    created = _recorded(session, "audit.key_created")
+    if entries and created is not None and isinstance(created.get("public_key"), str):
+        recorded = fingerprint(created["public_key"])
+        if entries[-1][0].key != recorded:
+            return f"checkpoint {entries[-1][0].n} of {path} was signed by key {entries[-1][0].key}, not the key " \
+                   f"recorded when the workspace was made ({recorded}, audit.key_created)"
+    return None
 
 
 def _first_number(problem: str) -> int | None:

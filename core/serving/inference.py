@@ -19,6 +19,7 @@ from core.errors import InvalidInput
 from core.platform.prediction_log.writer import LogFull, LogWriter, Refused, Served
 from core.platform.registry_port import CHAMPION
 from core.serving.batching import Batcher
+from core.serving import contract
 from core.serving.cache import LoadedModel, ModelCache, check_alias
 from core.serving.shadow_scoring import ShadowScorer
 from core.serving.signature import Column, Frame, InputSchema, RecordError
@@ -38,6 +39,8 @@ class Answer:
     probabilities: list[dict[str, float]] | None
     ignored_columns: tuple[str, ...]
     timings: dict[str, float] = field(default_factory=dict)  # seconds: validate, predict, log
+    imputed_columns: tuple[str, ...] = ()  # absent, filled by the model's imputer (policy serving.missing_columns)
+    warnings: tuple[dict[str, Any], ...] = ()  # e.g. categories the model never saw (core.serving.contract)
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"model": self.model, "version": self.version, "predictions": self.predictions,
@@ -46,6 +49,10 @@ class Answer:
             doc["probabilities"] = self.probabilities
         if self.ignored_columns:
             doc["ignored_columns"] = list(self.ignored_columns)
+        if self.imputed_columns:
+            doc["imputed_columns"] = list(self.imputed_columns)
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
         return doc
 
 
@@ -118,10 +125,10 @@ def read_arrow(raw: bytes, *, limit: int) -> Frame:
     # batch's metadata checked before its buffers are read (a 25 KB stream cannot become 800 MB here)
     limits = TableLimits(rows=limit, columns=TableLimits().columns, mb=max(1, len(raw) // 2**20 + 1))
     try:
-        table = measured.arrow_stream(raw, limits=limits, label="the Arrow stream",
+        table = measured.arrow_stream(raw, limits=limits, label="the body (an Arrow stream)",
                                       rows_setting="LEANOPS_SERVING_BATCH_LIMIT")
     except InvalidInput as exc:
-        if str(exc).startswith("the Arrow stream is not"):
+        if str(exc).startswith("the body (an Arrow stream) is not"):
             raise InvalidInput(f"{exc}; send one with Content-Type: {ARROW}") from None
         raise
     names = table.column_names
@@ -158,10 +165,11 @@ def check_name(name: str) -> str:
 
 class Predictor:
     def __init__(self, *, cache: ModelCache, batcher: Batcher, writer: LogWriter | None, batch_limit: int,
-                 log_wait: float, shadow: ShadowScorer | None = None) -> None:
+                 log_wait: float, shadow: ShadowScorer | None = None, policies: Any = None) -> None:
         self.cache, self.batcher, self.writer = cache, batcher, writer
         self.batch_limit, self.log_wait = batch_limit, log_wait
         self.shadow = shadow  # the challenger scores champion requests off the response path
+        self.policies = policies  # settings.policies: each model's serving contract (core.serving.contract)
         self.in_flight = 0  # requests being answered now (on the event loop): the shadow waits for 0
         self._per_model: dict[int, int] = {}  # id(LoadedModel) → its requests past parsing, not yet answered
         batcher.in_flight = lambda model: self._per_model.get(id(model), 0)  # a batch waits for them
@@ -223,12 +231,17 @@ class Predictor:
     async def _answer(self, model: LoadedModel, parsed: list[dict[str, Any]] | Frame, *, name: str, alias: str,
                       probabilities: bool, request_id: str, requested_by: str | None, ts: datetime,
                       started: float) -> Answer:
+        schema, imputed = model.schema, ()
+        if schema is not None:  # the serving contract: missing and unknown columns by policy
+            held = contract.check(schema, parsed, contract.Rules.of(self.policies, name))
+            schema, imputed = held.schema, held.imputed
         if isinstance(parsed, Frame):  # columnar (Arrow, dataframe_split): never a dict per row
-            schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed.columns), typed=False)
+            schema = schema or InputSchema(tuple(Column(str(k)) for k in parsed.columns), typed=False)
             coerced = schema.coerce_frame(parsed)
         else:
-            schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed[0]), typed=False)
+            schema = schema or InputSchema(tuple(Column(str(k)) for k in parsed[0]), typed=False)
             coerced = schema.coerce(parsed)
+        warnings = tuple(contract.unseen(coerced.columns, contract.known_categories(model.model)))
         checked = time.perf_counter()
         result = await self.batcher.predict(model, coerced.columns, coerced.rows, probabilities=probabilities)
         predicted = time.perf_counter()
@@ -245,7 +258,8 @@ class Predictor:
             keys = [str(c) for c in model.classes]
             proba = [dict(zip(keys, row, strict=True)) for row in result.probabilities.tolist()]
         return Answer(request_id, name, alias, model.version, outputs, proba, coerced.ignored,
-                      {"validate": checked - started, "predict": predicted - checked, "log": logged - predicted})
+                      {"validate": checked - started, "predict": predicted - checked, "log": logged - predicted},
+                      imputed, warnings)
 
     async def _log(self, item: Served, arrow: dict[str, Any] | None = None) -> None:
         writer = self.writer
