@@ -218,9 +218,13 @@ def create_app(settings: Settings, *, factory: sessionmaker[Session] | None = No
             rt.predictor.shadow.start()
         # Loaded in the background: /health answers at once, /health/ready once every champion is warm.
         threading.Thread(target=rt.warm_up, name="leanops-warm-up", daemon=True).start()
+        from jobs import housekeeping
+
+        sweeping = housekeeping.start(rt.factory, settings)  # a crash is tidied even with no worker left
         try:
             yield
         finally:
+            sweeping.set()
             rt.stopping.set()
             if rt.predictor.shadow is not None:
                 rt.predictor.shadow.stop()

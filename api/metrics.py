@@ -42,6 +42,11 @@ class Metrics:
         self.written = Counter("leanops_prediction_log_rows_written", "Prediction log rows written", registry=r)
         self.shadow_skipped = Counter("leanops_shadow_skipped", "Champion requests the challenger did not shadow: "
                                       "queue_full (overload), log_full, error", ["model", "reason"], registry=r)
+        self.unseen = Counter("leanops_unseen_categories", "Records whose value of a categorical column the model "
+                              "never saw in training", ["model", "column"], registry=r)
+        self.refused = Counter("leanops_predict_refused", "Predict requests that served nothing, by whose fault: "
+                               "client (4xx: the request) or model (5xx); a name no model has counts as "
+                               "model=\"(not found)\", never as a model", ["model", "kind"], registry=r)
         self.shadow_scored = Counter("leanops_shadow_scored_records", "Records the challenger scored in shadow",
                                      ["model"], registry=r)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import pydantic_core
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
@@ -19,7 +19,7 @@ from core.platform.database import transaction
 from core.platform.prediction_log.parquet import new_request_id
 from core.platform.prediction_log.writer import requester
 from core.serving.cache import ALIAS_PATTERN
-from core.serving.feedback import record_feedback
+from core.serving.feedback import record_batch_feedback, record_feedback
 from core.serving.inference import ARROW, read_arrow, write_arrow
 from core.training.spec import MODEL_NAME_RE
 
@@ -49,7 +49,12 @@ class PredictAnswer(BaseModel):
     request_id: str
     alias: str
     probabilities: list[dict[str, float]] | None = Field(None, description="class → probability, when asked")
-    ignored_columns: list[str] | None = Field(None, description="columns the model does not use")
+    ignored_columns: list[str] | None = Field(None, description="columns the model does not take, let through by "
+                                                              "policy serving.unknown_columns: ignore")
+    imputed_columns: list[str] | None = Field(None, description="model columns the records lacked, filled by the "
+                                                              "model's imputer (policy serving.missing_columns: impute)")
+    warnings: list[dict[str, Any]] | None = Field(None, description="e.g. unseen_category: records with categories "
+                                                                  "the model never saw, per column")
 
 
 RECORDS = {"type": "object", "required": ["records"], "additionalProperties": False, "properties": {"records": {
@@ -83,7 +88,10 @@ PREDICT_BODY = {
 async def predict(request: Request, name: ModelName, actor: CurrentActor,
                   alias: Annotated[str, Query(pattern=ALIAS_PATTERN,
                                               description="the alias to serve, e.g. challenger")] = "champion",
-                  probabilities: Annotated[bool, Query(description="add class probabilities")] = False) -> Response:
+                  probabilities: Annotated[bool, Query(description="add class probabilities")] = False,
+                  explain: Annotated[bool, Query(description="add each record's per-column contributions "
+                                                             "(explanations, base_values; JSON answers)")] = False
+                  ) -> Response:
     """Predict ``records`` with the version the alias (default ``champion``) points at now.
 
     The body is JSON ``{"records": [...]}``, MLflow's ``{"dataframe_split": {"columns", "data"}}``, or an
@@ -91,8 +99,10 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
     column by column. With ``Accept: application/vnd.apache.arrow.stream`` the answer is an Arrow stream.
 
     Every prediction is logged with the request_id. Records are checked against the model's
-    signature: a missing column or a value that cannot be cast is a 422 naming the record and
-    the column; columns the model does not use are ignored and listed in ``ignored_columns``.
+    signature: a missing column, a column the model does not take (a typo) or a value that cannot be
+    cast is a 422 naming ``records[i].column``. A model's policy may opt in to ``serving.missing_columns:
+    impute`` / ``serving.unknown_columns: ignore``; the answer then lists them (``imputed_columns``,
+    ``ignored_columns``). Categories the model never saw are counted in ``warnings``.
     """
     rt = request.app.state.runtime
     started = time.perf_counter()
@@ -116,31 +126,58 @@ async def predict(request: Request, name: ModelName, actor: CurrentActor,
         answer = await rt.predictor.predict(name=name, alias=alias, body=body, probabilities=probabilities,
                                             request_id=request_id, requested_by=requester(actor))
     except LeanOpsError as exc:
-        rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=status_of(exc), message=str(exc))
+        status = status_of(exc)
+        rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=status, message=str(exc))
+        rt.metrics.refused.labels("(not found)" if status == 404 else name, "client" if status < 500 else "model").inc()
         raise
     except (BodyTooLarge, ClientDisconnect):
         raise  # the boundary answers (and counts) a body over the limit; a client that left gets nothing
     except Exception as exc:  # an unexpected failure still counts in the error rate; the boundary answers it
         rt.predictor.refused(request_id=request_id, name=name, alias=alias, status=what_failed(exc)[0],
                              message=f"{type(exc).__name__} (see the server log)")
+        rt.metrics.refused.labels(name, "model").inc()
         raise
     stage = rt.metrics.stage
     stage.labels(name, "parse").observe(decoded + answer.timings["validate"])
     stage.labels(name, "predict").observe(answer.timings["predict"])
     stage.labels(name, "log").observe(answer.timings["log"])
     rt.metrics.observe_predictions(name, answer.version, answer.predictions)
+    for warning in answer.warnings:
+        if warning.get("warning") == "unseen_category":
+            rt.metrics.unseen.labels(name, str(warning["column"])[:64]).inc(int(warning["records"]))
+    if explain:  # after the prediction is logged: an explanation never delays or changes what was served
+        from core.serving.explain import explain_request
+
+        model = await rt.predictor.model(name, alias)
+        why = await run_in_threadpool(explain_request, model, body, version=answer.version,
+                                      limit=rt.settings.serving_batch_limit)
+        return Response(pydantic_core.to_json(answer.as_dict() | why, inf_nan_mode="null"),
+                        media_type="application/json")
     if ARROW in request.headers.get("accept", ""):
         return Response(write_arrow(answer), media_type=ARROW)
     return Response(pydantic_core.to_json(answer.as_dict(), inf_nan_mode="null"), media_type="application/json")
 
 
 class FeedbackIn(BaseModel):
-    request_id: str = Field(pattern=REQUEST_ID, description="the request_id a predict answer carried")
+    request_id: str | None = Field(None, pattern=REQUEST_ID, description="the request_id a predict answer carried")
+    batch_id: str | None = Field(None, pattern=REQUEST_ID, description="instead of request_id: a batch scoring "
+                                                                       "run's batch_id, with ids")
+    ids: list[bool | int | float | str] | None = Field(None, min_length=1, description="with batch_id: the id "
+                                                       "column's value of each labelled row (row numbers without one)")
     labels: list[bool | int | float | str] = Field(min_length=1, description="the true label of each record, in order")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> FeedbackIn:
+        if (self.request_id is None) == (self.batch_id is None):
+            raise ValueError("send request_id (a predict answer's) or batch_id with ids (a batch run's), not both")
+        if self.batch_id is not None and self.ids is None:
+            raise ValueError("batch_id needs ids: the id of each labelled row, in the order of labels")
+        return self
 
 
 class FeedbackAnswer(BaseModel):
-    request_id: str
+    request_id: str | None = None
+    batch_id: str | None = None
     stored: int
 
 
@@ -156,7 +193,11 @@ async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: C
 
     def store() -> int:
         with transaction(rt.factory) as session:
-            return record_feedback(session, actor=actor, model=name, request_id=body.request_id,
+            if body.batch_id is not None:
+                return record_batch_feedback(session, actor=actor, model=name, batch_id=body.batch_id,
+                                             ids=list(body.ids or []), labels=list(body.labels),
+                                             policies=rt.settings.policies, store=rt.settings.data_store)
+            return record_feedback(session, actor=actor, model=name, request_id=str(body.request_id),
                                    labels=list(body.labels), policies=rt.settings.policies,
                                    store=rt.settings.data_store)
 
@@ -167,7 +208,7 @@ async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: C
             raise
         await run_in_threadpool(rt.writer.drain, 10.0)  # the prediction may still be on its way to the log
         stored = await run_in_threadpool(store)
-    return FeedbackAnswer(request_id=body.request_id, stored=stored)
+    return FeedbackAnswer(request_id=body.request_id, batch_id=body.batch_id, stored=stored)
 
 
 def _media(content_type: str | None) -> str:

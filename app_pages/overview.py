@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import formats
-from ui import alerts_view, inventory_view, queries, serving_queries
+from ui import alerts_view, inventory_view, queries, serving_queries, session
 from ui.components import STATUS_ICON, ago, badge, plain
 
 st.title("Overview")
@@ -37,6 +37,7 @@ cols[3].metric("Audit events", formats.count(counts.audit_events))
 
 @st.fragment(run_every=3)
 def running_jobs() -> None:
+    session.recheck()  # a fragment rerun skips the page's check: a revoked tab sees the login page
     active = queries.job_list(statuses=("queued", "running"), limit=10)
     st.subheader("Running jobs")
     if not active:
@@ -55,6 +56,7 @@ st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
 
 @st.fragment(run_every=5)
 def serving() -> None:
+    session.recheck()
     st.subheader("Serving")
     traffic = serving_queries.traffic()
     window = "last 15 minutes"

@@ -8,7 +8,8 @@ import streamlit as st
 from core.serving import traffic as serving_panel
 from ui import resources
 
-TRAFFIC_COLUMNS = ["model", "served version", "requests/s", "p50 ms", "p95 ms", "error rate", "requests", "last"]
+TRAFFIC_COLUMNS = ["model", "served version", "requests/s", "p50 ms", "p95 ms", "model error rate",
+                   "client error rate", "requests", "last"]
 RECENT_COLUMNS = ["time", "model", "version", "request", "output", "latency ms", "inputs"]
 
 
@@ -19,7 +20,8 @@ def traffic(window_minutes: int = 15) -> pd.DataFrame:
                                      window_minutes=window_minutes)
     return pd.DataFrame([{"model": t.model, "served version": t.served_version,
                           "requests/s": t.requests_per_second, "p50 ms": t.p50_ms, "p95 ms": t.p95_ms,
-                          "error rate": t.error_rate, "requests": t.requests, "last": t.last_prediction_at}
+                          "model error rate": t.error_rate, "client error rate": t.client_error_rate,
+                          "requests": t.requests, "last": t.last_prediction_at}
                          for t in rows], columns=TRAFFIC_COLUMNS)
 
 

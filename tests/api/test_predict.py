@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from core.platform.prediction_log import reads
 from core.platform.prediction_log.writer import input_hash
 from core.serving.feedback import feedback_for
-from tests.support.api import Model, bearer, predict
+from tests.support.api import Model, bearer, predict, set_serving_policy
 from tests.support.mlflow_models import records
 from tests.support.waiting import wait_until
 
@@ -50,9 +50,12 @@ def test_challenger_alias_serves_its_own_version(client: TestClient, model: Mode
     assert predict(client, model.name, tokens["viewer"], records(1)).json()["version"] == model.versions["lr"]
 
 
-def test_extra_columns_are_ignored_and_reported(client: TestClient, model: Model, tokens: dict) -> None:
+def test_extra_columns_are_ignored_and_reported_when_the_policy_opts_in(client: TestClient, model: Model, tokens: dict,
+                                                                       api_settings, api_factory) -> None:
     rows = [dict(r, note="vip", zz=1) for r in records(2)]
     rows[1]["only_here"] = True
+    assert predict(client, model.name, tokens["viewer"], rows).status_code == 422  # the default: reject
+    set_serving_policy(api_settings, api_factory, model.name, unknown_columns="ignore")
     answer = predict(client, model.name, tokens["viewer"], rows)
     assert answer.status_code == 200
     assert answer.json()["ignored_columns"] == ["note", "only_here", "zz"]
@@ -164,7 +167,8 @@ def test_refused_requests_are_counted_for_the_error_rate(client: TestClient, mod
         traffic = {t.model: t for t in serving_panel.traffic(session, store=data_store)}
         recent = serving_panel.recent_predictions(session, store=data_store, limit=5)
     row = traffic[model.name]
-    assert (row.requests, row.records, row.errors, row.error_rate) == (1, 2, 1, 0.5)
+    assert (row.requests, row.records, row.errors, row.error_rate) == (1, 2, 0, 0.0)  # the model failed nothing
+    assert (row.client_errors, row.client_error_rate) == (1, 0.5)  # the 422 was the client's
     assert row.served_version == model.versions["lr"] and row.p50_ms is not None and row.p95_ms >= row.p50_ms
     assert recent[0].model == model.name
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -133,3 +134,15 @@ def upload(client: TestClient, token: str, name: str = "churn", data: bytes | No
 
     return client.post(f"/v1/datasets/{name}/versions", headers=bearer(token), data=form or None,
                        files={"file": ("churn.csv", io.BytesIO(data if data is not None else churn_csv()), "text/csv")})
+
+
+def set_serving_policy(settings: Settings, factory: Any, model: str, **serving: str) -> None:
+    """Save the workspace's policies.yaml with ``models.<model>.serving`` set (through core, audited)."""
+    from core.actors import cli_actor
+    from core.platform.database import transaction
+    from core.policy import with_override
+
+    policies = settings.policies
+    text = with_override(policies.text(), model, "serving", dict(serving))
+    with transaction(factory) as session:
+        policies.save(session, actor=cli_actor(), text=text)

@@ -8,6 +8,7 @@ read but ``shadow_pairs`` leaves them out.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -15,7 +16,7 @@ from typing import Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from sqlalchemy import and_, desc, func, select
+from sqlalchemy import and_, case, desc, func, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from core.platform.prediction_log.parquet import (
@@ -27,6 +28,7 @@ from core.platform.prediction_log.parquet import (
     each_hour,
     files_of_hour,
     frame_of,
+    hour_of,
     hour_of_key,
     hour_prefix,
     list_files,
@@ -297,10 +299,24 @@ def errors_since(session: Session, *, since: datetime) -> dict[str, int]:
                                 .group_by(PredictionError.model)).all())
 
 
-def labelled(session: Session, store: DataStore, *, model: str, version: int | None = None, limit: int | None = None
-             ) -> list[tuple[datetime, int, Any, Any]]:
+def errors_by_kind_since(session: Session, *, since: datetime) -> dict[str, dict[str, int]]:
+    """Refused requests per model logged at or after ``since``, split by whose fault: ``client`` (4xx: the
+    request was wrong) and ``model`` (5xx: the server or the model failed)."""
+    kind = case((PredictionError.status < 500, "client"), else_="model")
+    out: dict[str, dict[str, int]] = {}
+    for model, which, n in session.execute(select(PredictionError.model, kind, func.count())
+                                           .where(PredictionError.ts >= since)
+                                           .group_by(PredictionError.model, kind)):
+        out.setdefault(model, {"client": 0, "model": 0})[which] = n
+    return out
+
+
+def labelled(session: Session, store: DataStore, *, model: str, version: int | None = None, limit: int | None = None,
+             since: datetime | None = None) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of the labelled predictions of ``model`` (``version``),
-    newest first (at most ``limit``): feedback joined with the hot table, plus ``labelled_compacted``."""
+    newest first (at most ``limit``; none predicted before ``since``): feedback joined with the hot table,
+    plus ``labelled_compacted``. With a ``limit`` the partitions are read newest hour first only until the
+    window is full, so the cost follows what is shown, not how long labels have been arriving."""
     query = (select(PredictionLog.ts, PredictionLog.version, PredictionLog.output, Feedback.label)
              .join(Feedback, and_(Feedback.request_id == PredictionLog.request_id,
                                   Feedback.record_index == PredictionLog.record_index))
@@ -308,39 +324,109 @@ def labelled(session: Session, store: DataStore, *, model: str, version: int | N
              .order_by(desc(PredictionLog.ts), desc(PredictionLog.id)))
     if version is not None:
         query = query.where(PredictionLog.version == version)
-    both = [tuple(row) for row in session.execute(query)] + labelled_compacted(session, store, model=model,
-                                                                                version=version)
+    if since is not None:
+        query = query.where(PredictionLog.ts >= since)
+    if limit is not None:
+        query = query.limit(limit)
+    hot = [tuple(row) for row in session.execute(query)]
+    both = hot + labelled_compacted(session, store, model=model, version=version, limit=limit, since=since,
+                                    newer=hot)
     both.sort(key=lambda row: row[0], reverse=True)
     return both[:limit] if limit is not None else both
 
 
-def labelled_compacted(session: Session, store: DataStore, *, model: str, version: int | None = None
-                       ) -> list[tuple[datetime, int, Any, Any]]:
+# A label's prediction was logged between a minute before and five minutes after its request id's time (the
+# API makes the id as the request arrives and logs the records as it answers); ``lookup`` reads the same span.
+_BEFORE, _AFTER = timedelta(minutes=1), timedelta(minutes=5)
+_PAGE = 2000  # feedback rows fetched at a time, newest request first
+
+
+def labelled_compacted(session: Session, store: DataStore, *, model: str, version: int | None = None,
+                       limit: int | None = None, since: datetime | None = None,
+                       newer: Sequence[tuple[Any, ...]] = ()) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of the labelled predictions of ``model`` that left the
-    hot table: feedback rows whose prediction is not in the table, looked up in the partitions of their
-    request ids' hours (all of the model's partitions for ids without a time), reading four columns."""
-    labels = {(r.request_id, r.record_index): r.label for r in session.execute(
-        select(Feedback.request_id, Feedback.record_index, Feedback.label).where(Feedback.model == model)
-        .where(~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists()))}
-    if not labels:
-        return []
-    ids = sorted({rid for rid, _ in labels})
-    hours = {time_of(rid) for rid in ids}
-    if None in hours:
-        keys = list_files(store, f"{ROOT}/{model}")
-    else:
-        keys = sorted({k for at in hours if at is not None
-                       for h in each_hour(at - timedelta(hours=1), at + timedelta(hours=1))
-                       for k in list_files(store, hour_prefix(model, h))})
-    out = []
-    condition = pc.field("request_id").isin(ids) & (pc.field("alias") != SHADOW)
+    hot table: feedback rows whose prediction is not in the table, newest request first (request ids begin
+    with their time), looked up in the partitions of their hours only, four columns each.
+
+    With a ``limit`` the walk stops once ``limit`` rows (counting ``newer``, the hot table's) are found and no
+    older hour can hold a newer one; ``since`` stops it at that time. Labels of requests whose id carries no
+    time (made before time-prefixed ids) are looked up in all of the model's partitions, and only when the
+    walk reaches its end without filling the window."""
+    base = (select(Feedback.request_id, Feedback.record_index, Feedback.label).where(Feedback.model == model)
+            .where(~select(PredictionLog.id).where(PredictionLog.request_id == Feedback.request_id).exists())
+            .order_by(desc(Feedback.request_id), Feedback.record_index))
+    found: list[tuple[datetime, int, Any, Any]] = []
+    untimed: dict[tuple[str, int], Any] = {}
+    condition = pc.field("alias") != SHADOW
     if version is not None:
         condition = condition & (pc.field("version") == version)
+    if since is not None:
+        condition = condition & (pc.field("ts") >= pa.scalar(since, TS))
+    shown = sorted((row[0] for row in newer), reverse=True)
+    after: tuple[str, int] | None = None
+    while True:
+        query = base
+        if after is not None:
+            query = query.where((Feedback.request_id < after[0])
+                                | ((Feedback.request_id == after[0]) & (Feedback.record_index > after[1])))
+        page = session.execute(query.limit(_PAGE)).all()
+        if not page:
+            break
+        after = (page[-1].request_id, page[-1].record_index)
+        by_hour: dict[datetime, dict[tuple[str, int], Any]] = {}
+        for rid, index, label in page:
+            at = time_of(rid)
+            if at is None:
+                untimed[(rid, index)] = label
+            else:
+                by_hour.setdefault(hour_of(at), {})[(rid, index)] = label
+        for hour in sorted(by_hour, reverse=True):
+            if limit is not None and _full(shown, found, limit, before=hour + timedelta(hours=1) + _AFTER):
+                return found
+            if since is not None and hour + timedelta(hours=1) + _AFTER <= since:
+                return _with_untimed(store, model, found, untimed, condition, shown=shown, limit=limit)
+            labels = by_hour[hour]
+            ids = sorted({rid for rid, _ in labels})
+            spans = {hour_of(t) for rid in ids if (at := time_of(rid)) is not None for t in (at - _BEFORE, at + _AFTER)}
+            keys = [k for h in sorted(spans) for k in list_files(store, hour_prefix(model, h))]
+            found.extend(_labelled_in(store, keys, labels, condition & pc.field("request_id").isin(ids)))
+        if len(page) < _PAGE:
+            break
+    return _with_untimed(store, model, found, untimed, condition, shown=shown, limit=limit)
+
+
+def _with_untimed(store: DataStore, model: str, found: list[tuple[datetime, int, Any, Any]],
+                  untimed: dict[tuple[str, int], Any], condition: Any, *, shown: list[datetime], limit: int | None
+                  ) -> list[tuple[datetime, int, Any, Any]]:
+    """``found`` plus the labelled predictions of ``untimed`` (ids without a time: every partition of the
+    model), when the window is not full yet."""
+    if untimed and (limit is None or not _full(shown, found, limit, before=None)):
+        ids = sorted({rid for rid, _ in untimed})
+        found.extend(_labelled_in(store, list_files(store, f"{ROOT}/{model}"), untimed,
+                                  condition & pc.field("request_id").isin(ids)))
+    return found
+
+
+def _full(shown: list[datetime], found: list[tuple[datetime, int, Any, Any]], limit: int, *,
+          before: datetime | None) -> bool:
+    """Whether ``limit`` rows are found and none logged before ``before`` could be newer than the limit-th."""
+    if len(shown) + len(found) < limit:
+        return False
+    if before is None:
+        return True
+    cut = sorted([*shown, *(row[0] for row in found)], reverse=True)[limit - 1]
+    return before <= cut
+
+
+def _labelled_in(store: DataStore, keys: list[str], labels: dict[tuple[str, int], Any], condition: Any
+                 ) -> list[tuple[datetime, int, Any, Any]]:
+    out = []
     for key in keys:
         table = read_file(store, key, columns=["request_id", "record_index", "ts", "version", "output"],
                           filters=condition)
-        frame = frame_of(table, None)
-        for row in frame.itertuples(index=False):
+        if not table.num_rows:
+            continue
+        for row in frame_of(table, None).itertuples(index=False):
             record = (row.request_id, int(row.record_index))
             if record in labels:
                 out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[record]))
