@@ -34,6 +34,7 @@ MESSAGE_COOKIE = "leanops_login_message"  # why the last login was refused, show
 MESSAGE_SECONDS = 60
 MAX_BODY = 16 * 1024  # a username and a password; anything bigger is not a login
 _NEXT_RE = re.compile(r"^/[A-Za-z0-9_\-/]*$")  # a page of this dashboard, never another site
+_QUERY_RE = re.compile(r"^[A-Za-z0-9_\-.~%+=&]{1,1000}$")  # its selection (ui/url_state.py), URL-encoded
 MOUNTED = False  # set once the routes are served (dashboard.py); the login page warns otherwise
 
 
@@ -45,8 +46,15 @@ def routes() -> list[Route]:
 
 
 def safe_next(path: str) -> str:
-    """Where to go after the login: a path on this dashboard, else its first page (no open redirect)."""
-    return path if _NEXT_RE.match(path or "") and not path.startswith("//") else "/"
+    """Where to go after the login: a path on this dashboard, else its first page (no open redirect).
+
+    The page's query (its selection, ``/registry?model=loans&version=2``) is kept when it is plain
+    URL-encoded text, so a deep link opens what it names once the login is done.
+    """
+    base, _, query = (path or "").partition("?")
+    if not _NEXT_RE.match(base) or base.startswith("//"):
+        return "/"
+    return f"{base}?{query}" if _QUERY_RE.match(query) else base
 
 
 def encode_message(text: str) -> str:

@@ -33,11 +33,12 @@ def _cookie(name: str) -> str | None:
     return value if isinstance(value, str) and value else None  # AppTest's context holds no real cookies
 
 
-def current() -> Actor | None:
-    """The signed-in actor, reloaded each run (so a role change or deactivation applies at once)."""
+def current(*, touch: bool = True) -> Actor | None:
+    """The signed-in actor, reloaded each run (so a role change or deactivation applies at once).
+    ``touch=False``: the check does not count as the user's activity (a live panel's own refresh)."""
     plain = session_cookie()
     if plain is not None:
-        return _from_cookie(plain)
+        return _from_cookie(plain, touch=touch)
     state = st.session_state
     user_id = state.get("user_id")
     if user_id is None:
@@ -57,15 +58,16 @@ def current() -> Actor | None:
     if actor is None:
         _clear("Your account was deactivated. Ask an admin.")
         return None
-    state["last_seen"] = time.time()
+    if touch:
+        state["last_seen"] = time.time()
     return actor
 
 
-def _from_cookie(plain: str) -> Actor | None:
+def _from_cookie(plain: str, *, touch: bool = True) -> Actor | None:
     state = st.session_state
     s = resources.settings()
     with transaction(resources.session_factory()) as session:
-        check = sessions.resolve(session, session_id=plain, idle_minutes=s.session_idle_minutes)
+        check = sessions.resolve(session, session_id=plain, idle_minutes=s.session_idle_minutes, touch=touch)
     if check.actor is not None:
         state["user_id"] = check.actor.user_id
         return check.actor
@@ -89,6 +91,19 @@ def actor() -> Actor:
     found = current()
     if found is None:
         st.stop()
+    return found
+
+
+def recheck(*, touch: bool = False) -> Actor:
+    """The session checked again now, for every live panel (``st.fragment(run_every=…)``) at its top and
+    every write (``ui.components.act``) before it runs: a fragment rerun does not run the page script, so
+    the actor the page read may have been revoked, logged out or deactivated since. A session that ended
+    reruns the whole app, whose gate then shows the login page; nothing after this call runs.
+    ``touch``: count the check as the user's activity (a click does; a panel's timer does not)."""
+    found = current(touch=touch)
+    if found is None:
+        st.rerun(scope="app")
+    assert found is not None
     return found
 
 
@@ -158,9 +173,14 @@ def login_page() -> None:
 
 
 def _here() -> str:
-    """The path of the page this tab shows (``st.context.url`` names it; AppTest has none)."""
+    """The path of the page this tab shows with its selection (``st.context.url`` names the page without
+    the query, ``st.query_params`` holds the query; AppTest has no URL)."""
     url = st.context.url
-    return auth_routes.safe_next(urlsplit(url).path) if isinstance(url, str) else "/"
+    if not isinstance(url, str):
+        return "/"
+    query = urlencode(st.query_params.to_dict())
+    path = urlsplit(url).path
+    return auth_routes.safe_next(f"{path}?{query}" if query else path)
 
 
 _FIELD = ("display:block;width:100%;box-sizing:border-box;margin:0.25rem 0 1rem;padding:0.5rem 0.75rem;"

@@ -26,8 +26,16 @@ def trained(factory, workspace):
     return workspace
 
 
+CONFIRM = {"Promote to production": "Yes, promote", "Roll back": "Yes, roll back", "Approve": "Yes, approve"}
+
+
 def click(at, label):
+    """Click ``label``; a move (promote, roll back, approve) asks first, and the test says yes."""
     next(b for b in at.button if b.label == label).click().run()
+    if label in CONFIRM:
+        assert not at.exception, at.exception
+        assert at.warning and "?" in at.warning[-1].value, "a move asks for confirmation before it acts"
+        next(b for b in at.button if b.label == CONFIRM[label]).click().run()
     return at
 
 

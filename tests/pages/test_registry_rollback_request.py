@@ -39,5 +39,7 @@ def test_a_rollback_request_is_shown_and_approving_it_rolls_back(open_page, fact
     assert list(table["asks to"]) == ["roll back from v2"] and list(table["requested by"]) == ["system:auto-rollback"]
     assert aliases.get(workspace, model="m", alias="champion") == 2
     next(b for b in at.button if b.label == "Approve").click().run()
+    assert aliases.get(workspace, model="m", alias="champion") == 2, "Approve asks first"
+    next(b for b in at.button if b.label == "Yes, approve").click().run()
     assert not at.exception and not at.error
     assert aliases.get(workspace, model="m", alias="champion") == 1

@@ -1,0 +1,62 @@
+"""A page's selection in its address (``/registry?model=loans&version=2``), so a reload, a new tab or a
+pasted link shows the same thing, also after the login (which keeps the query: ui/auth_routes.py ``safe_next``).
+
+A page calls ``seed`` before drawing a selection widget and ``keep`` after it. ``seed`` takes the
+address's value when it names one of the options and the address changed since this tab last wrote it
+(a pasted link, a link from another page, a first load); otherwise the widget keeps what the user picked.
+Streamlit's own ``bind="query-params"`` writes the *shown* label (``version=v2``), not the value, hence this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+import streamlit as st
+
+
+def seed(key: str, param: str, options: Sequence[Any], *, cast: Callable[[str], Any] = str) -> Any:
+    """Before widget ``key`` is drawn: put ``?param=``'s value in its state when valid; returns that value
+    (or None when the address says nothing new)."""
+    raw = st.query_params.get(param)
+    mark = f"_url-{param}"
+    if raw is None or (raw == st.session_state.get(mark) and key in st.session_state):
+        return None
+    st.session_state[mark] = raw
+    try:
+        value = cast(raw)
+    except (TypeError, ValueError):
+        return None
+    if value not in options:
+        return None
+    st.session_state[key] = value
+    return value
+
+
+def wanted(param: str, *, cast: Callable[[str], Any] = str) -> Any:
+    """``?param=``'s value as ``cast`` makes it, or None (absent or not castable)."""
+    raw = st.query_params.get(param)
+    if raw is None:
+        return None
+    try:
+        return cast(raw)
+    except (TypeError, ValueError):
+        return None
+
+
+def keep(param: str, value: object | None) -> None:
+    """After the widget: write its value to the address (None removes the parameter)."""
+    text = None if value is None else str(value)
+    if text is None:
+        if param in st.query_params:
+            del st.query_params[param]
+    elif st.query_params.get(param) != text:
+        st.query_params[param] = text
+    st.session_state[f"_url-{param}"] = text
+
+
+def href(path: str, **params: object) -> str:
+    """A link to a page of this dashboard with its selection, e.g. ``href("registry", model="loans", version=2)``."""
+    shown = {k: str(v) for k, v in params.items() if v is not None}
+    return f"/{path.strip('/')}" + (f"?{urlencode(shown)}" if shown else "")
