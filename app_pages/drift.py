@@ -22,13 +22,14 @@ names = sorted((m.name for m in models), key=lambda n: next(m.champion is None f
 model = st.selectbox("Model", names, index=0, key="drift-model")
 row = next(m for m in models if m.name == model)
 rules = settings.policies.rules_for(model)
-history = drift_view.checks(model)
+history = drift_view.checks_page(model)
 
 # -- run a check ----------------------------------------------------------------------------------
 
 
 @st.fragment(run_every=2)
 def running_checks() -> None:
+    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     active = [j for kind in ("drift.check", "drift.report")  # a check, then its Evidently report (built after)
               for j in queries.job_list(statuses=("queued", "running"), kind=kind, limit=10)
               if j.params.get("model") == model]
@@ -127,11 +128,12 @@ try:
 except ImportError:  # pragma: no cover - performance monitoring ships with the retrain module
     performance = None
 if performance is not None:
-    drift_view.performance_section(performance, model, rules)
+    live = drift_view.live_series(performance, model, rules)  # once per run: both charts draw it
+    drift_view.performance_section(live, rules)
     st.subheader("Estimated performance (before labels arrive)")
     st.caption("CBPE (classifiers) or DLE (regressors) on each check's data; see docs/monitoring.md for when "
                "the estimate is wrong.")
-    drift_view.estimate_section(history, drift_view.live_points(performance, model, rules))
+    drift_view.estimate_section(history, drift_view.live_points(live))
 
 # -- thresholds and alerts ------------------------------------------------------------------------
 

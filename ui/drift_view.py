@@ -18,11 +18,37 @@ from ui.components import code, plain
 COLUMN_FIELDS = ["column", "kind", "method", "statistic", "p_value", "psi", "drifted"]
 
 
+CHECKS_PAGE = 200  # drift checks charted and listed at a time
+
+
 @st.cache_data(ttl=5)
-def checks(model: str, limit: int = 200) -> list[CheckView]:
-    """The newest ``limit`` drift checks of ``model``, oldest first (for charts)."""
+def checks(model: str, limit: int = CHECKS_PAGE, offset: int = 0) -> list[CheckView]:
+    """The newest ``limit`` drift checks of ``model`` after the ``offset`` newest, oldest first (for charts)."""
     with resources.session_factory()() as session:
-        return list(reversed(monitoring.history(session, model=model, limit=limit)))
+        return list(reversed(monitoring.history(session, model=model, limit=limit, offset=offset)))
+
+
+@st.cache_data(ttl=5)
+def check_count(model: str) -> int:
+    with resources.session_factory()() as session:
+        return monitoring.count_of_model(session, model=model)
+
+
+def checks_page(model: str) -> list[CheckView]:
+    """One page of ``model``'s drift checks (oldest first): the newest page unless the reader picks an older
+    one; the caption says which of how many are shown, so nothing is left out silently."""
+    total = check_count(model)
+    pages = max(1, -(-total // CHECKS_PAGE))
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Checks page (1 = newest {CHECKS_PAGE}; {pages} pages)", 1, pages, 1,
+                                   key="drift-checks-page"))
+    shown = checks(model, CHECKS_PAGE, (page - 1) * CHECKS_PAGE)
+    if pages > 1 and shown:
+        st.caption(f"Showing checks {(page - 1) * CHECKS_PAGE + 1:,}–{(page - 1) * CHECKS_PAGE + len(shown):,} "
+                   f"of {total:,} (newest first: {shown[-1].ts:%Y-%m-%d %H:%M} back to {shown[0].ts:%Y-%m-%d %H:%M} "
+                   "UTC); pick another page for older ones.")
+    return shown
 
 
 def column_table(check: CheckView) -> pd.DataFrame:
@@ -216,12 +242,21 @@ def alerts_for(model: str, limit: int = 10) -> None:
         st.dataframe(table, hide_index=True, width="stretch")
 
 
-def performance_section(performance: Any, model: str, rules: Any) -> None:
+def live_series(performance: Any, model: str, rules: Any) -> Any:
+    """The live metrics of ``model`` over time (a ``performance.Series``), computed once per page run: the
+    performance chart and the estimate chart both draw it."""
+    with resources.session_factory()() as session:
+        return performance.chart(session, model=model, rules=rules, store=resources.settings().data_store)
+
+
+def performance_section(series: Any, rules: Any) -> None:
     """Rolling live metrics (feedback joined with logged predictions) against the baseline and floor."""
     from core.policy import PRIMARY
 
-    with resources.session_factory()() as session:
-        points = performance.series(session, model=model, rules=rules, store=resources.settings().data_store)
+    points = series.points
+    if not series.complete:
+        st.caption(f"From the newest {series.labels:,} labelled predictions (since {series.since:%Y-%m-%d %H:%M} "
+                   "UTC); older labels are not charted.")
     if not points:
         st.caption(f"No verdict yet: live metrics need at least {rules.performance.min_labels} feedback labels "
                    "(`POST /v1/models/{name}/feedback` with the predictions' request_id).")
@@ -309,11 +344,9 @@ def estimate_section(history: list[CheckView], live: pd.DataFrame | None) -> Non
     st.plotly_chart(fig, width="stretch")
 
 
-def live_points(performance: Any, model: str, rules: Any) -> pd.DataFrame:
-    """Realised metrics from feedback over time (empty before enough labels)."""
-    with resources.session_factory()() as session:
-        points = performance.series(session, model=model, rules=rules, store=resources.settings().data_store)
-    return pd.DataFrame([{"ts": p.ts, "version": p.version, **p.metrics} for p in points])
+def live_points(series: Any) -> pd.DataFrame:
+    """Realised metrics from feedback over time (empty before enough labels), from ``live_series``."""
+    return pd.DataFrame([{"ts": p.ts, "version": p.version, **p.metrics} for p in series.points])
 
 
 def build_report(check_id: int) -> None:

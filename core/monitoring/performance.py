@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +27,7 @@ from db.models import AuditEvent
 
 METRICS = {"classification": ("accuracy", "f1"), "regression": ("rmse", "r2")}
 MAX_POINTS = 120  # chart points per version
+SERIES_LABELS = 5000  # a chart scores at most the newest this many labelled predictions (and says so)
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,31 @@ class Verdict:
 
 
 def score(task: str, y_true: list[Any], y_pred: list[Any]) -> dict[str, float]:
-    """Accuracy and macro F1 (classification) or RMSE and R² (regression), as training measures them."""
-    from sklearn import metrics as m
+    """Accuracy and macro F1 (classification) or RMSE, MAE and R² (regression), as scikit-learn's metrics
+    measure them (``f1_score(average="macro", zero_division=0)``, ``r2_score``), in numpy: a chart scores a
+    window at every point, and the Overview should not import scikit-learn to show one number."""
+    import numpy as np
 
     if task == "classification":
-        t, p = [_label(v) for v in y_true], [_label(v) for v in y_pred]
-        return {"accuracy": float(m.accuracy_score(t, p)),
-                "f1": float(m.f1_score(t, p, average="macro", zero_division=0))}
-    tn, pn = [float(v) for v in y_true], [float(v) for v in y_pred]
-    r2 = float(m.r2_score(tn, pn)) if len(tn) > 1 else float("nan")
-    return {"rmse": math.sqrt(m.mean_squared_error(tn, pn)), "mae": float(m.mean_absolute_error(tn, pn)), "r2": r2}
+        t = np.array([_label(v) for v in y_true], dtype=object)
+        p = np.array([_label(v) for v in y_pred], dtype=object)
+        if not len(t):
+            return {"accuracy": float("nan"), "f1": 0.0}
+        hit = t == p
+        f1s = []
+        for cls in set(t.tolist()) | set(p.tolist()):  # every label seen in either, as sklearn's macro average
+            tp = int(np.sum(hit & (t == cls)))
+            fp, fn = int(np.sum((p == cls) & ~hit)), int(np.sum((t == cls) & ~hit))
+            f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+        return {"accuracy": float(np.mean(hit)), "f1": float(np.mean(f1s))}
+    tn, pn = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
+    err = tn - pn
+    r2 = float("nan")
+    if len(tn) > 1:
+        total = float(np.sum((tn - tn.mean()) ** 2))
+        residual = float(np.sum(err ** 2))
+        r2 = 1.0 - residual / total if total else (1.0 if residual == 0 else 0.0)
+    return {"rmse": math.sqrt(float(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))), "r2": r2}
 
 
 def _label(value: Any) -> str:
@@ -106,22 +122,28 @@ def baseline(session: Session, *, model: str, version: int) -> dict[str, float]:
     return {k: float(metrics[k]) for k in METRICS[task] if metrics.get(k) is not None}
 
 
-def labelled(session: Session, *, model: str, store: DataStore, version: int | None = None, limit: int | None = None
-             ) -> list[tuple[datetime, int, Any, Any]]:
+def labelled(session: Session, *, model: str, store: DataStore, version: int | None = None, limit: int | None = None,
+             since: datetime | None = None) -> list[tuple[datetime, int, Any, Any]]:
     """(prediction time, version, prediction, label) of labelled predictions, newest first, from the hot
     prediction table and the Parquet partitions in ``store`` (the workspace's ``data_store``): labels come
-    late, so most of them belong to predictions already compacted."""
+    late, so most of them belong to predictions already compacted. With a ``limit`` only the newest hours
+    needed to fill it are read; ``since`` leaves out predictions made before it."""
     from core.platform.prediction_log import reads
 
-    return reads.labelled(session, store, model=model, version=version, limit=limit)
+    return reads.labelled(session, store, model=model, version=version, limit=limit, since=since)
 
 
 def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelPolicy, store: DataStore) -> Verdict:
     """Live performance of ``model`` v``version`` over its most recent labelled predictions (hot and compacted,
     see ``labelled``)."""
-    task = task_of(session, model=model, version=version)
+    run = runs.row_for_version(session, model=model, version=version)
+    if run is None or run.task is None:
+        raise NotFound(f"{model} v{version} has no LeanOps training run, so no task or baseline")
+    task = run.task
     window = rules.performance.window
-    rows = labelled(session, model=model, version=version, limit=window, store=store)
+    # A version serves only after its run: no older hour can hold one of its predictions, so a version with
+    # few labels is not looked for through the whole history of the model.
+    rows = labelled(session, model=model, version=version, limit=window, store=store, since=_aware(run.started_at))
     need = rules.performance.min_labels
     metrics = score(task, [r[3] for r in rows], [r[2] for r in rows]) if rows else {}
     checks = []
@@ -138,14 +160,46 @@ def evaluate(session: Session, *, model: str, version: int, rules: policy.ModelP
                    tuple(checks), status)
 
 
-def series(session: Session, *, model: str, rules: policy.ModelPolicy, store: DataStore,
-           versions: list[int] | None = None, max_points: int = MAX_POINTS) -> list[Point]:
-    """Rolling metrics over time for a chart, per version (oldest first, at most ``max_points`` each).
+def _aware(ts: datetime) -> datetime:
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Series:
+    """A chart's points and what they were computed from: the newest ``labels`` labelled predictions, from
+    ``since``; ``complete`` is False when older ones exist that the chart leaves out."""
+
+    points: list[Point]
+    labels: int
+    since: datetime | None
+    complete: bool
+
+
+def chart(session: Session, *, model: str, rules: policy.ModelPolicy, store: DataStore,
+          versions: list[int] | None = None, max_points: int = MAX_POINTS, labels: int = SERIES_LABELS) -> Series:
+    """Rolling metrics over time for a chart, per version (oldest first, at most ``max_points`` each), over
+    the newest ``labels`` labelled predictions of the model (read newest hour first, so the cost follows the
+    chart, not the model's age).
 
     Each point scores the ``performance.window`` labelled predictions up to it; points start once
     ``performance.min_labels`` labels exist, like the verdict.
     """
-    rows = labelled(session, model=model, store=store)
+    rows = labelled(session, model=model, store=store, limit=labels + 1)
+    complete = len(rows) <= labels
+    rows = rows[:labels]
+    return Series(_points(session, model=model, rules=rules, rows=rows, versions=versions, max_points=max_points),
+                  len(rows), rows[-1][0] if rows else None, complete)
+
+
+def series(session: Session, *, model: str, rules: policy.ModelPolicy, store: DataStore,
+           versions: list[int] | None = None, max_points: int = MAX_POINTS, labels: int = SERIES_LABELS) -> list[Point]:
+    """The points of ``chart``."""
+    return chart(session, model=model, rules=rules, store=store, versions=versions, max_points=max_points,
+                 labels=labels).points
+
+
+def _points(session: Session, *, model: str, rules: policy.ModelPolicy, rows: list[tuple[datetime, int, Any, Any]],
+            versions: list[int] | None, max_points: int) -> list[Point]:
     by_version: dict[int, list[tuple[datetime, Any, Any]]] = {}
     for ts, version, output, label in reversed(rows):  # oldest first
         by_version.setdefault(version, []).append((ts, output, label))

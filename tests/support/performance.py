@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from core.platform.database import transaction
 from db.models import Feedback, PredictionLog, TrainingRun, utcnow
@@ -25,6 +25,11 @@ def log_predictions(factory, *, model="m", version=1, outputs, labels, start=Non
     labelled = len(labels) if labelled is None else labelled
     ids = [uuid.uuid4().hex for _ in outputs]
     with transaction(factory) as s:
+        # A version serves only after its training run started (live performance reads no older hour): a run
+        # made after these back-dated predictions is dated back before them.
+        s.execute(update(TrainingRun)
+                  .where(TrainingRun.model_name == model, TrainingRun.model_version == version,
+                         TrainingRun.started_at > start).values(started_at=start - timedelta(hours=1)))
         s.execute(insert(PredictionLog), [
             {"request_id": rid, "record_index": 0, "ts": start + timedelta(minutes=i), "model": model,
              "alias": "champion", "version": version, "input_hash": "h", "inputs": {}, "output": out,
