@@ -41,7 +41,8 @@ default:
   # A new champion must beat the current one on the primary metric (f1 or r2) by this share.
   improvement:
     min_relative: 0.02     # 2 %
-  # Fairness on a sensitive column (named per model below); off while column is null.
+  # Fairness on a sensitive column (named per model below); while column is null, the sensitive column
+  # named at training (--sensitive) is gated, and with neither the report says "fairness not gated".
   fairness:
     column: null
     demographic_parity_ratio_min: 0.8
@@ -514,6 +515,8 @@ class Policies:
         tmp.replace(self.path)  # replaced only once the audit row is flushed: a refused change touches nothing
         # The drift/retrain schedules follow the new policy: a job queued in this same transaction.
         job_queue.enqueue(session, actor=system_actor("policy"), kind="schedules.sync", params={})
+        # ... and so do the stored gate results of the versions someone may act on (no stale verdict shown)
+        job_queue.enqueue(session, actor=system_actor("policy"), kind="gates.refresh", params={})
         return diff
 
 

@@ -132,9 +132,21 @@ def model_card(model: str, version: int, who: Actor) -> None:
 
 def report_downloads(model: str, version: int, who: Actor) -> None:
     """Both report formats, generated (and audited as report.generated) only when a button is clicked."""
-    def make(fmt: str) -> Callable[[], bytes]:  # for st.download_button: builds the file only when clicked
-        return lambda: reports.generate(resources.session_factory(), resources.settings(), actor=who, model=model,
-                                        version=version, fmt=fmt).data
+    def make(fmt: str) -> Callable[[], bytes]:  # for st.download_button: builds the files only when clicked
+        def data() -> bytes:
+            # PDF and JSON of one snapshot (the PDF cites the JSON's sha256): the second button, clicked within a
+            # few minutes, hands out the other half of the same pair.
+            import time
+
+            key = f"report-pair-{model}-{version}"
+            made = st.session_state.get(key)
+            if made is None or time.monotonic() - made[0] > 300:
+                pdf, as_json = reports.generate_pair(resources.session_factory(), resources.settings(), actor=who,
+                                                     model=model, version=version)
+                made = st.session_state[key] = (time.monotonic(), pdf.data, as_json.data)
+            return made[1] if fmt == "pdf" else made[2]
+
+        return data
 
     left, right, _ = st.columns([1, 1, 1])
     left.download_button("Download compliance report (PDF)", make("pdf"), width="stretch",

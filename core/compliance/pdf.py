@@ -29,9 +29,6 @@ def _fonts() -> Path:
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
-AUDIT_DETAILS_SHOWN = 300  # characters of an event's details; the JSON report has them whole
-
-
 _ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 
@@ -53,6 +50,7 @@ class _Doc:
         pdf.add_font("DejaVu", "", str(fonts / "DejaVuSans.ttf"))
         pdf.add_font("DejaVu", "B", str(fonts / "DejaVuSans-Bold.ttf"))
         pdf.add_font("DejaVu", "I", str(fonts / "DejaVuSans-Oblique.ttf"))
+        pdf.add_font("DejaVuMono", "", str(fonts / "DejaVuSansMono.ttf"))
         ident = content["identity"]
         pdf.set_title(f"Compliance report: {ident['model']} v{ident['version']}")
         pdf.set_creator("LeanOps")
@@ -96,16 +94,29 @@ class _Doc:
                 table.row([_text(v) for v in row])
         self.pdf.ln(1)
 
+    def code(self, text: str) -> None:
+        """Text as written (a diff), in a monospaced font, every line kept."""
+        self.pdf.set_font("DejaVuMono", "", 7)
+        self.pdf.multi_cell(0, 3.4, text or "(empty)", new_x="LMARGIN", new_y="NEXT")
+
     def image(self, png: bytes, width: float = 110) -> None:
         self.pdf.image(io.BytesIO(png), w=width)
 
 
-def render(content: dict[str, Any]) -> bytes:
+def render(content: dict[str, Any], *, json_name: str | None = None, json_sha256: str | None = None) -> bytes:
+    """The PDF of ``content``; ``json_sha256`` (of the JSON file rendered from the same content) is cited first."""
+    from core.compliance import pdf_evidence
+
     doc = _Doc(content)
-    for key, title in TITLES.items():
+    if "coverage" in content:  # the matrix opens the report
+        pdf_evidence.coverage(doc, content["coverage"], json_name=json_name, json_sha256=json_sha256)
+    sections = {**SECTIONS, **pdf_evidence.SECTIONS}
+    for key, title in {**TITLES, **pdf_evidence.TITLES}.items():
+        if key not in content:
+            continue
         doc.heading(title)
         section = content[key]
-        SECTIONS[key](doc, section)
+        sections[key](doc, section)
         doc.missing(section.get("missing", []))
     return bytes(doc.pdf.output())
 
@@ -146,6 +157,8 @@ def _training_config(doc: _Doc, s: dict[str, Any]) -> None:
                ("sensitive column", s["sensitive"]), ("seed", s["seed"]),
                ("holdout share", s["holdout"]), ("code version", s["code_version"]), ("trained by", s["trained_by"]),
                ("started", s["started_at"]), ("finished", s["finished_at"]), ("status", s["status"])])
+    if s.get("provenance"):  # a model trained elsewhere and imported
+        doc.pairs([("provenance", s["provenance"])])
     if s["parameters"]:
         doc.subheading("Parameters")
         doc.table(["parameter", "value"], [list(row) for row in formats.flat_rows(s["parameters"])], widths=(70, 120))
@@ -185,6 +198,9 @@ def _gates(doc: _Doc, s: dict[str, Any]) -> None:
     for move in s["forced_promotions"]:
         doc.line(f"FORCED PROMOTION {_text(move['ts'])} by {move['actor']}: {move['reason']} "
                  f"(failed: {', '.join(move['failed_checks']) or '—'})", size=9, style="B")
+    from core.compliance import pdf_evidence
+
+    pdf_evidence.gates_extra(doc, s)
     if s["history"]:
         doc.subheading("Evaluations")
         doc.table(["time", "context", "passed"], [[h["ts"], h["context"], h["passed"]] for h in s["history"]],
@@ -289,10 +305,9 @@ def _audit(doc: _Doc, s: dict[str, Any]) -> None:
         doc.line("No signed checkpoint of the audit chain yet", size=8)
     doc.line(f"{s['events_total']} events with subject {s['subject']}"
              + (f"; the newest {len(s['events'])} are listed" if s["truncated"] else ""), size=9)
-    doc.table(["#", "time", "actor", "action", "details"],
-              [[e["seq"], e["ts"], e["actor"], e["action"], formats.shorten(_text(e["details"]), AUDIT_DETAILS_SHOWN)]
-               for e in s["events"]],
-              widths=(12, 42, 30, 36, 70), size=7)
+    from core.compliance import pdf_evidence
+
+    pdf_evidence.audit_rows(doc, s)  # whole details, nothing cut; repetitive actions summarised with their count
 
 
 SECTIONS = {"identity": _identity, "model_card": _model_card, "training_data": _training_data,

@@ -23,6 +23,7 @@ from core import audit
 from core.accounts.auth import require
 from core.actors import Actor
 from core.alerts import notify
+from core.compliance import coverage, evidence
 from core.data import datasets
 from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform.database import transaction
@@ -36,7 +37,7 @@ from db.models import AliasMove, TrainingRun, utcnow
 if TYPE_CHECKING:
     from core.monitoring.checks import CheckView
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: coverage matrix, inventory, signed test reports, group accuracy, plan, retention, changes
 FORMATS = ("pdf", "json")
 SCHEMA_PATH = Path(__file__).resolve().parent / "report_schema.json"
 AUDIT_EVENTS_MAX = 500  # the newest events of the model; the count says how many exist
@@ -131,6 +132,14 @@ def _training_config(run: TrainingRun | None) -> dict[str, Any]:
             "parameters": run.params, "seed": run.seed, "holdout": (run.spec or {}).get("holdout"),
             "code_version": run.code_version, "trained_by": run.created_by, "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at), "status": run.status, "missing": missing}
+
+
+def _provenance(session: Session, model: str, version: int) -> str | None:
+    """Where a version trained elsewhere came from (None for one LeanOps trained)."""
+    from core.training import imports
+
+    record = imports.of_version(session, model=model, version=version)
+    return record.provenance if record is not None else None
 
 
 def _evaluation(run: TrainingRun | None) -> dict[str, Any]:
@@ -344,7 +353,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             "identity": _identity(run, mlflow, settings.registry, model, version, now),
             "model_card": _model_card(session, model, version),
             "training_data": _training_data(session, run, settings.data_store),
-            "training_config": _training_config(run),
+            "training_config": _training_config(run) | {"provenance": _provenance(session, model, version)},
             "evaluation": _evaluation(run),
             "gates": _gates(session, model, version),
             "approvals": approvals,
@@ -353,7 +362,9 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             "audit": _audit(session, model, settings),
         }
         content["monitoring"]["shadow"] = _shadow(session, settings, model, version)
+        evidence.add_sections(session, settings, content, run=run, model=model, version=version, now=now)
     content = _plain(content)
+    content["coverage"] = coverage.evaluate(content)  # opens the report: each regulation item → its evidence
     content["identity"]["report_sha256"] = report_hash(content)
     return content
 
@@ -363,10 +374,13 @@ def render_json(content: dict[str, Any]) -> bytes:
 
 
 def render_pdf(content: dict[str, Any]) -> bytes:
-    """The same content as a PDF: real text, tables and the confusion-matrix or residual chart as an image."""
+    """The same content as a PDF: real text, tables and the confusion-matrix or residual chart as an image. It
+    cites the sha256 of the JSON file rendered from the same content (one snapshot, two forms)."""
     from core.compliance.pdf import render
 
-    return render(content)
+    ident = content["identity"]
+    return render(content, json_name=f"compliance-{ident['model']}-v{ident['version']}.json",
+                  json_sha256=hashlib.sha256(render_json(content)).hexdigest())
 
 
 @dataclass(frozen=True)
@@ -402,17 +416,49 @@ def generate(factory: sessionmaker[Session], settings: Any, *, actor: Actor, mod
     return done
 
 
+def generate_pair(factory: sessionmaker[Session], settings: Any, *, actor: Actor, model: str,
+                  version: int) -> tuple[Generated, Generated]:
+    """The PDF and the JSON of one snapshot (the PDF cites the JSON's sha256); one ``report.generated`` event."""
+    with transaction(factory) as session:
+        require(session, actor, "read", f"model:{model}")
+    content = build(factory, settings, model=model, version=version)
+    missing = {name: section["missing"] for name, section in content.items() if section.get("missing")}
+    as_json, as_pdf = render_json(content), render_pdf(content)
+    pair = tuple(Generated(model, version, fmt, data, hashlib.sha256(data).hexdigest(),
+                           content["identity"]["report_sha256"], missing)
+                 for fmt, data in (("pdf", as_pdf), ("json", as_json)))
+    with transaction(factory) as session:
+        audit.record(session, actor, "report.generated", f"model:{model}",
+                     {"version": version, "format": "pdf+json", "sha256": pair[0].sha256,
+                      "json_sha256": pair[1].sha256, "report_sha256": pair[0].report_sha256})
+    return pair[0], pair[1]
+
+
+def _write_whole(out: Path, data: bytes) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+
+
 def write(factory: sessionmaker[Session], settings: Any, *, actor: Actor, model: str, version: int, fmt: str,
           out: Path) -> dict[str, Any]:
-    """Generate a report into ``out`` (written whole, or not at all) → ``{path, format, sha256, …}``."""
+    """Generate a report into ``out`` (written whole, or not at all) → ``{path, format, sha256, …}``.
+
+    A PDF comes with the JSON of the same snapshot beside it (``out`` with ``.json``), whose sha256 it cites.
+    """
     out = Path(out)
     if out.is_dir():
         raise InvalidInput(f"--out {out} is a folder; give a file path")
     if not out.parent.is_dir():
         raise InvalidInput(f"--out {out}: the folder {out.parent} does not exist")
-    done = generate(factory, settings, actor=actor, model=model, version=version, fmt=fmt)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(done.data)
-    tmp.replace(out)
+    extra: dict[str, Any] = {}
+    if fmt == "pdf":
+        done, beside = generate_pair(factory, settings, actor=actor, model=model, version=version)
+        json_out = out.with_suffix(".json") if out.suffix != ".json" else out.with_name(out.name + ".json")
+        _write_whole(json_out, beside.data)
+        extra = {"json_path": str(json_out), "json_sha256": beside.sha256}
+    else:
+        done = generate(factory, settings, actor=actor, model=model, version=version, fmt=fmt)
+    _write_whole(out, done.data)
     return {"path": str(out), "format": fmt, "sha256": done.sha256, "report_sha256": done.report_sha256,
-            "model": model, "version": version, "bytes": len(done.data), "missing": done.missing}
+            "model": model, "version": version, "bytes": len(done.data), "missing": done.missing, **extra}

@@ -7,14 +7,16 @@ when it is promoted; promotion refuses a version whose gates fail unless an admi
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import desc, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, formats, policy
 from core.accounts.auth import person_behind
 from core.actors import Actor
-from core.errors import PolicyBlocked
+from core.errors import LeanOpsError, PolicyBlocked
+from core.platform.database import transaction
 from core.promotion import test_reports
 from core.registry import gate_records, stewardship
 from core.registry.views import VersionFacts, version_facts
@@ -39,6 +41,12 @@ def check_gates(session: Session, settings: Settings, *, model: str, version: in
     champion_metrics = (version_facts(session, model=model, version=champion).metrics
                         if champion not in (None, version) else None)
     rules = settings.policies.rules_for(model)
+    trained_on = next((c for c, m in facts.fairness.items() if isinstance(m, dict)
+                       and m.get("demographic_parity_ratio") is not None), None)
+    if rules.fairness.column is None and trained_on is not None:
+        # The policy names no fairness column: the sensitive column named at training is gated instead, so a
+        # measured disparity never reaches production unflagged (the report says which column, from where).
+        rules = rules.model_copy(update={"fairness": rules.fairness.model_copy(update={"column": trained_on})})
     now = now or utcnow()
     result = policy.evaluate(rules, task=facts.task, metrics=facts.metrics,
                              champion_metrics=champion_metrics, fairness=facts.fairness,
@@ -86,6 +94,32 @@ def _approvals(session: Session, model: str, version: int) -> tuple[str, ...]:
     # the people behind them (a token's owner): one person approving twice, or as the trainer, counts once or not
     return tuple(person_behind(session, name) for name in session.scalars(select(Approval.approver).where(
         Approval.request_id == request.id, Approval.decision == "approve")))
+
+
+def refresh(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
+    """Evaluate and store again (context ``policy_changed``) the gates of every version someone may act on:
+    each model's champion and challenger and the versions waiting for approval. Run by the ``gates.refresh``
+    job a policy save queues, so the Registry's gate panel never shows the previous policy's verdict."""
+    from core.registry import state
+
+    with transaction(factory) as session:
+        targets: dict[str, set[int]] = {}
+        for model in state.models_to_sync(session):
+            targets.setdefault(model, set()).update(state.current(session, model=model).values())
+        for request in session.scalars(select(PromotionRequest).where(PromotionRequest.status == "pending",
+                                                                      PromotionRequest.requested_by != ROLLBACK_REQUESTER)):
+            targets.setdefault(request.model, set()).add(request.version)
+        done: dict[str, dict[int, bool]] = {}
+        for model, versions in sorted(targets.items()):
+            champion = state.champion(session, model=model)
+            for version in sorted(versions):
+                try:
+                    result = evaluate_gates(session, settings, model=model, version=version, champion=champion,
+                                            context="policy_changed")
+                except LeanOpsError:  # a version without LeanOps facts (gone, imported elsewhere): nothing to show
+                    continue
+                done.setdefault(model, {})[version] = result.passed
+    return {"models": {m: {str(v): p for v, p in vs.items()} for m, vs in done.items()}}
 
 
 def blocked_message(model: str, version: int, result: policy.GateResult) -> str:
