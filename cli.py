@@ -544,10 +544,11 @@ def cmd_score(args: argparse.Namespace) -> Outcome:
     output = batch_io.FileOutput(Path(args.out))
     try:
         if args.source is not None:
-            source = batch.sql_source(factory, settings, actor=cli_actor(), source=args.source)
+            source = batch.sql_source(factory, settings, actor=cli_actor(), source=args.source,
+                                      chunk_rows=max(args.chunk_rows, 1))
         else:
             source = batch.open_source(factory, settings, path=Path(args.input) if args.input else None,
-                                       dataset=args.dataset)
+                                       dataset=args.dataset, chunk_rows=max(args.chunk_rows, 1))
     except BaseException:
         output.discard()
         raise
@@ -736,6 +737,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", metavar="COL", help="write only this column beside the predictions; it also "
                    "identifies the rows in the prediction log (feedback by id)")
     p.add_argument("--explain", action="store_true", help="add shap_<column> contributions and shap_base")
+    p.add_argument("--chunk-rows", type=int, default=100_000, metavar="N",
+                   help="rows scored at a time (memory is bounded by the chunk; default 100000)")
 
     p = command("serve", cmd_serve, "start the HTTP API (predictions, metrics, webhooks)")
     p.add_argument("--host", help="address to listen on (default: from LEANOPS_API_URL, 127.0.0.1)")

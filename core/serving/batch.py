@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,7 +85,7 @@ def load_model(factory: sessionmaker[Session], settings: Settings, *, model: str
 
 def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str, source: Input,
           output: Output, alias: str | None = None, version: int | None = None, id_column: str | None = None,
-          explain: bool = False, chunk_rows: int = CHUNK_ROWS, progress: Progress | None = None,
+          explain: bool = False, progress: Progress | None = None,
           job_id: int | None = None, schedule: str | None = None, loaded: LoadedModel | None = None) -> Scored:
     """Score every row of ``source`` with ``model`` (``alias``, default champion, or ``version``) into ``output``.
 
@@ -164,10 +165,18 @@ def _coerce(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str) ->
     schema = loaded.schema or InputSchema(tuple(Column(str(n)) for n in names), typed=False)
     frame = Frame({n: chunk.column(n).combine_chunks() for n in names}, chunk.num_rows)
     try:
-        return schema, schema.coerce_frame(frame)
+        coerced = schema.coerce_frame(frame)
     except RecordError as exc:
         problems = [_RECORD.sub(lambda m: f"row {offset + int(m.group(1)) + 1:,}", str(p)) for p in exc.problems]
         raise InvalidInput(f"{label}: " + "; ".join(problems) + " (rows counted from 1, after the header)") from None
+    for name, values in coerced.columns.items():
+        # A missing text value of a file is NaN, as pandas reads files (and as training read them), not the
+        # None of a JSON null: a pipeline imputing NaN sees what it saw in training.
+        if values.dtype == object:
+            missing = pd.isna(values)
+            if missing.any():
+                values[missing] = np.nan
+    return schema, coerced
 
 
 def _score_chunk(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str, id_column: str | None,

@@ -125,7 +125,9 @@ def _csv_input(path: Path, *, label: str, limits: TableLimits, chunk_rows: int) 
         counting = state["file"] = _Counting(path)
         seen, pending, pending_rows = 0, [], 0
         try:
-            reader = pcsv.open_csv(counting.fh, read_options=pcsv.ReadOptions(block_size=8 << 20))
+            # an empty field is a missing value, text included, as pandas (and so training) reads a CSV
+            reader = pcsv.open_csv(counting.fh, read_options=pcsv.ReadOptions(block_size=8 << 20),
+                                   convert_options=pcsv.ConvertOptions(strings_can_be_null=True))
             if len(reader.schema) > limits.columns:
                 raise limits.too_many_columns(label, len(reader.schema))
             for batch in reader:

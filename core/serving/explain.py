@@ -336,3 +336,30 @@ def _fallback(model: Any, frame: pd.DataFrame, background: pd.DataFrame | None
     values /= len(orders)
     return values, base, explained, (f"sampled Shapley values against a baseline record ({len(orders)} column "
                                      "orders; exact additivity)")
+
+
+def explain_request(model: Any, body: Any, *, version: int, limit: int) -> dict[str, Any]:
+    """The explanation part of a predict answer: ``explanations`` (one ``{column: contribution}`` per record),
+    ``base_values`` (one per record), ``explained_output`` and ``explanation_method``. ``model`` is the served
+    ``LoadedModel``; ``body`` the request's records (``check_body``'s forms, or a ``Frame``).
+
+    Raises:
+        Conflict: the alias moved to another version between the prediction and its explanation.
+    """
+    from core.errors import Conflict
+    from core.serving.inference import check_body, check_frame
+    from core.serving.signature import Column, Frame, InputSchema
+
+    if model.version != version:
+        raise Conflict(f"{model.name}'s {model.alias} moved from v{version} to v{model.version} while the request "
+                       "was answered; ask again for its explanation")
+    parsed = check_frame(body, limit=limit) if isinstance(body, Frame) else check_body(body, limit=limit)
+    if isinstance(parsed, Frame):
+        schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed.columns), typed=False)
+        coerced = schema.coerce_frame(parsed)
+    else:
+        schema = model.schema or InputSchema(tuple(Column(str(k)) for k in parsed[0]), typed=False)
+        coerced = schema.coerce(parsed)
+    why = explain(model.model, schema.frame(coerced.columns))
+    return {"explanations": why.records(), "base_values": why.base.tolist(), "explained_output": why.explained,
+            "explanation_method": why.method}

@@ -100,3 +100,43 @@ def _check_labeler(actor: Actor, *, model: str, request_id: str, requested_by: s
 def feedback_for(session: Session, *, request_id: str) -> list[Any]:
     """The labels stored for a request, in record order."""
     return [row.label for row in reads.labels_of(session, request_id=request_id)]
+
+
+def record_batch_feedback(session: Session, *, actor: Actor, model: str, batch_id: str, ids: list[Any],
+                          labels: list[Any], store: DataStore, policies: Policies | None = None) -> int:
+    """Ground-truth ``labels`` for rows of a batch scoring run, named by the run's id column (``ids``, in the order
+    of ``labels``; the row number when the run had no id column). Who may label is decided as for a request:
+    the actor that ran the batch, or the model's policy ``feedback.label_any_request`` role.
+
+    Raises:
+        NotFound: no batch ``batch_id`` of ``model``, or some ids are not among its rows (the first few named).
+        PermissionDenied: the actor may not label this batch.
+        InvalidInput: ids and labels differ in length, or an id repeats.
+    """
+    from core.platform.prediction_log import batches
+
+    require(session, actor, "feedback.write", f"model:{model}")
+    if not isinstance(ids, list) or not ids or not isinstance(labels, list) or len(ids) != len(labels):
+        raise InvalidInput(f"ids ({len(ids) if isinstance(ids, list) else 0}) and labels "
+                           f"({len(labels) if isinstance(labels, list) else 0}) must be non-empty lists of the same "
+                           "length: one label per id")
+    keys = [str(i) for i in ids]
+    if len(set(keys)) != len(keys):
+        raise InvalidInput("ids repeat; send each row's id once")
+    for i, label in enumerate(labels):
+        if isinstance(label, dict | list):
+            raise InvalidInput(f"labels[{i}] must be a single value (a class or a number), got {label!r:.60}")
+    found = batches.batch_records(store, model=model, batch_id=batch_id, ids=keys)
+    if not found and not batches.batch_exists(store, model=model, batch_id=batch_id):
+        raise NotFound(f"no batch {batch_id!r} of model {model!r} in the prediction log")
+    index = {rid: (i, who) for i, rid, who in found}
+    missing = [k for k in keys if k not in index]
+    if missing:
+        raise NotFound(f"{len(missing)} id(s) are not rows of batch {batch_id}: {', '.join(map(repr, missing[:5]))}")
+    _check_labeler(actor, model=model, request_id=batch_id, requested_by=found[0][2], policies=policies)
+    new = {index[k][0]: plain_value(label) for k, label in zip(keys, labels, strict=True)}
+    writer.replace_record_labels(session, request_id=batch_id, model=model, labels=new, created_by=actor.name,
+                                 ts=utcnow())
+    audit.record(session, actor, "prediction.feedback", f"model:{model}",
+                 {"batch_id": batch_id, "labels": len(labels)})
+    return len(labels)

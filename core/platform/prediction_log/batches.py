@@ -189,3 +189,8 @@ def batch_records(store: DataStore, *, model: str, batch_id: str, ids: list[str]
         out.extend(zip(table.column("record_index").to_pylist(), table.column(RECORD_ID).to_pylist(),
                        table.column("requested_by").to_pylist(), strict=True))
     return out
+
+
+def batch_exists(store: DataStore, *, model: str, batch_id: str) -> bool:
+    """Whether the log holds a batch run's rows."""
+    return bool(_batch_files(store, model=model, batch_id=batch_id))

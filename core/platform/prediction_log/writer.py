@@ -189,6 +189,18 @@ def replace_labels(session: Session, *, request_id: str, model: str, labels: lis
                                        for i, label in enumerate(labels)])
 
 
+def replace_record_labels(session: Session, *, request_id: str, model: str, labels: dict[int, Any], created_by: str,
+                          ts: datetime) -> None:
+    """Store the ground-truth labels of some records of a request (record index → label; a batch's rows labelled
+    by id), replacing earlier labels of those records only."""
+    indices = sorted(labels)
+    for at in range(0, len(indices), 1000):
+        session.execute(delete(Feedback).where(Feedback.request_id == request_id,
+                                               Feedback.record_index.in_(indices[at: at + 1000])))
+    session.execute(insert(Feedback), [{"request_id": request_id, "record_index": i, "model": model,
+                                        "label": labels[i], "created_by": created_by, "ts": ts} for i in indices])
+
+
 class LogFull(StoreUnavailable):
     """The writer's queue has had no room for too long (the database is down or far behind)."""
 
