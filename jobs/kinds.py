@@ -131,7 +131,15 @@ def batch_score(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
                           progress=ctx.progress)
 
 
+def gates_refresh(ctx: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The gates of the versions someone may act on, evaluated again under the policy just saved."""
+    from core.promotion import gates
+
+    return gates.refresh(ctx.factory, ctx.settings)
+
+
 ADAPTERS: dict[JobKind, Adapter] = {
+    job_queue.GATES_REFRESH: Adapter(gates_refresh),
     job_queue.DIAGNOSTIC_SLEEP: Adapter(diagnostic_sleep),
     job_queue.TRAIN: Adapter(train.run, cleanup=train.clean_up),
     job_queue.DRIFT_CHECK: Adapter(drift.run),

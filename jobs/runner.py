@@ -125,7 +125,8 @@ def run_next(factory: sessionmaker[Session], settings: Settings, worker: str) ->
 # What a failed job was doing, in the words of an alert title ("retrain of loans failed: …").
 JOB_WORDS = {"train": "training", "retrain": "retrain", "drift.check": "drift check", "drift.report": "drift report",
              "retrain.consider": "retrain decision", "schedules.sync": "schedule sync",
-             "aliases.sync": "alias sync", "monitor.performance": "performance watch"}
+             "aliases.sync": "alias sync", "monitor.performance": "performance watch",
+             "audit.verify": "audit verification", "batch.score": "batch scoring", "gates.refresh": "gate refresh"}
 
 
 def alert_failure(factory: sessionmaker[Session], settings: Settings, *, job_id: int, kind: str,
@@ -156,6 +157,12 @@ def reap(factory: sessionmaker[Session], settings: Settings) -> list[int]:
         clean_up(factory, settings, job_id=job.id, kind=job.kind)
         alert_failure(factory, settings, job_id=job.id, kind=job.kind, params=dict(job.params or {}),
                       error=job.error or "", created_by=job.created_by)
+    try:  # model versions a stopped job left pending in MLflow (one query when there are none)
+        from core.training import pending
+
+        pending.sweep(factory, settings, log=log.info)
+    except Exception:  # noqa: BLE001 - the next pass retries; a reaper never stops on it
+        log.warning("sweep of pending model versions failed", exc_info=True)
     return ids
 
 

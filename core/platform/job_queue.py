@@ -51,7 +51,11 @@ RETRAIN_CONSIDER = JobKind("retrain.consider", "training.launch", attempts=3)
 DRIFT_REPORT = JobKind("drift.report", "drift.run", attempts=2)  # the Evidently HTML of a stored drift check
 BATCH_SCORE = JobKind("batch.score", "jobs.launch")  # batch scoring: an upload, a dataset, or a model's batch policy
 
-KINDS: dict[str, JobKind] = {kind.name: kind for kind in (
+# Stored gate results follow the policy: a policy save re-evaluates the gates of every version someone may act
+# on (champion, challenger, versions waiting for approval), so no page shows the old policy's verdict.
+GATES_REFRESH = JobKind("gates.refresh", "jobs.maintenance", attempts=3)
+
+KINDS: dict[str, JobKind] = {kind.name: kind for kind in (GATES_REFRESH,
     DIAGNOSTIC_SLEEP, TRAIN, DRIFT_CHECK, RETRAIN, AUDIT_VERIFY, AUDIT_CHECKPOINT, PREDICTIONS_RETENTION,
     PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, DATASETS_SWEEP, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
     DRIFT_REPORT, BATCH_SCORE)}
@@ -219,8 +223,17 @@ def reap_stale(session: Session, *, stale_after: float, now: datetime | None = N
     """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=stale_after)
-    stale = list(session.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)))
-    for job in stale:
+    found = list(session.scalars(select(Job).where(Job.status == "running", Job.heartbeat_at < cutoff)))
+    stale = []
+    for job in found:
+        # Every process that opens the workspace reaps: only the one whose guarded UPDATE wins fails the job
+        # (PostgreSQL re-checks the row after a concurrent reaper's commit; SQLite runs one writer at a time).
+        won = cast(CursorResult[Any], session.execute(
+            update(Job).where(Job.id == job.id, Job.status == "running", Job.heartbeat_at < cutoff)
+            .values(status="failed").execution_options(synchronize_session=False))).rowcount
+        if not won:
+            continue
+        stale.append(job)
         job.status, job.finished_at, job.stage = "failed", now, "failed"
         job.error = (f"worker {job.worker} stopped responding: no heartbeat since "
                      f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC (limit {stale_after:.0f} s)")

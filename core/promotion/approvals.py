@@ -12,17 +12,18 @@ whose version is the champion it asks to roll back from (``kind_of`` tells the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import audit
+from core import audit, formats, policy
 from core.accounts.auth import person_behind, require
 from core.actors import Actor
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, LeanOpsError, NotFound
 from core.platform import locks
-from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, evaluate_gates, open_request
+from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, check_gates, evaluate_gates, open_request
 from core.promotion.moves import AliasChange, promote_in, rollback_in, run_move
 from core.registry import state
 from core.registry.views import version_facts
@@ -30,17 +31,102 @@ from core.settings import Settings
 from db.models import Approval, PromotionRequest, utcnow
 
 
-def request_promotion(session: Session, *, actor: Actor, model: str, version: int, reason: str = ""
-                      ) -> PromotionRequest:
+def request_promotion(session: Session, *, actor: Actor, model: str, version: int, reason: str = "",
+                      settings: Settings | None = None) -> PromotionRequest:
+    """Ask approvers to promote ``model`` v``version``. The caller commits.
+
+    With ``settings`` (every entry passes them): a version whose gates fail, the approvals aside, is refused
+    at once naming them (``GatesFailed``, the attempt audited) instead of failing only at Approve; and once
+    the request commits, approvers are told through the alert channels (an ``approval`` event: no cooldown).
+    """
     require(session, actor, "models.request_promotion", f"model:{model}")
     if open_request(session, model, version) is not None:
         raise InvalidInput(f"{model} v{version} already has an open promotion request")
+    if settings is not None:
+        champion = state.champion(session, model=model)
+        result = check_gates(session, settings, model=model, version=version, champion=champion)
+        failing = [c for c in result.failed() if c.name != "approvals"]
+        if failing:
+            _refuse_request(actor, model, version, result, failing)
     request = PromotionRequest(model=model, version=version, requested_by=actor.name, reason=reason)
     session.add(request)
     session.flush()
     audit.record(session, actor, "model.promotion_requested", f"model:{model}",
                  {"version": version, "request": request.id, "reason": reason})
+    if settings is not None:
+        from core.alerts import notify
+
+        notify.notify_after_commit(
+            session, settings, condition="approval", model=model, severity="info", subject=f"request:{request.id}",
+            title=f"{model} v{version} waits for approval: {actor.name} requested its promotion"
+                  + (f" ({reason})" if reason else ""),
+            message=f"{actor.name} asked to promote {model} v{version} to champion"
+                    + (f": {reason}" if reason else "") + f". Request {request.id} waits for an approver (not "
+                    f"{actor.name}, nor whoever trained it) on the Overview or the Registry page.",
+            details={"request": request.id, "version": version, "requested_by": actor.name, "reason": reason})
     return request
+
+
+def _refuse_request(actor: Actor, model: str, version: int, result: policy.GateResult,
+                    failing: list[policy.Check]) -> None:
+    names = "; ".join(f"{c.name}: {formats.value(c.observed)} (needs {formats.value(c.required)})" for c in failing)
+    refused = GatesFailed(f"{model} v{version} cannot be requested for promotion: its gates fail ({names}); "
+                          "approvers could not promote it", result)
+
+    def record(own: Session) -> None:
+        audit.record(own, actor, "model.promotion_request_refused", f"model:{model}",
+                     {"version": version, "failed": [c.name for c in failing]})
+
+    refused.after_rollback.append(record)
+    raise refused
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request an approver may decide now (``pending_for``)."""
+
+    id: int
+    kind: str  # promotion or rollback
+    model: str
+    version: int
+    requested_by: str
+    reason: str
+    created_at: datetime
+    approvals: int  # approvals it has so far
+
+
+def pending_for(session: Session, *, actor: Actor) -> list[Waiting]:
+    """The pending requests ``actor`` may decide, oldest first: none below the approver role; not their own
+    request, not a version they trained (through any token of theirs), not one they already decided. The
+    Overview's inbox and the sidebar count read this."""
+    if not actor.at_least("approver"):
+        return []
+    me = person_behind(session, actor.name)
+    out = []
+    for request in pending_requests(session):
+        decided = decisions_on(session, request_id=request.id)
+        if any(person_behind(session, d.approver) == me for d in decided):
+            continue
+        kind = kind_of(request)
+        if kind == "promotion":
+            if person_behind(session, request.requested_by) == me:
+                continue
+            try:
+                trainer = version_facts(session, model=request.model, version=request.version).trainer
+            except LeanOpsError:  # a version gone from the registry: nothing to approve
+                continue
+            if person_behind(session, trainer) == me:
+                continue
+        out.append(Waiting(id=request.id, kind=kind, model=request.model, version=request.version,
+                           requested_by=request.requested_by, reason=request.reason or "",
+                           created_at=request.created_at,
+                           approvals=sum(1 for d in decided if d.decision == "approve")))
+    return out
+
+
+def count_pending_for(session: Session, *, actor: Actor) -> int:
+    """How many requests wait for ``actor`` (the sidebar's count)."""
+    return len(pending_for(session, actor=actor))
 
 
 def request_rollback(session: Session, *, model: str, version: int, reason: str, since: datetime

@@ -147,7 +147,8 @@ def _alert(factory: sessionmaker[Session], settings: Settings, change: AliasChan
         move, before = f"v{change.from_version} → v{change.to_version}", f"was v{change.from_version}"
     notify.notify(factory, settings, condition="rollback" if rollback else "promotion",
                   model=change.model, severity="warning" if rollback or change.forced else "info",
-                  title=f"{change.model}: champion {verb} {move}",
+                  # the cause in the title: who moved it and why (a channel often shows only the title)
+                  title=f"{change.model}: champion {verb} {move} by {change.actor}: {change.reason or 'no reason given'}",
                   message=f"{change.actor} {verb} {change.model}: champion is now v{change.to_version} "
                           f"({before}). Reason: {change.reason or 'none given'}.",
                   details={"from_version": change.from_version, "to_version": change.to_version,
