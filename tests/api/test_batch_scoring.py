@@ -167,3 +167,17 @@ def test_sigkill_mid_scoring_leaves_no_partial_output_and_a_rerun_works(
                 output=batch_io.FileOutput(out))
     assert pq.read_metadata(out).num_rows == 6_000
     assert reads.count(api_factory, store=store, model=model.name) == 6_000
+
+
+def test_predict_with_explain_true_adds_contributions_that_add_up(client: TestClient, tokens: dict[str, str],
+                                                                   model: Model) -> None:
+    records = mlflow_models.records(3)
+    answer = client.post(f"/v1/models/{model.name}/predict?explain=true&probabilities=true",
+                         headers=bearer(tokens["viewer"]), json={"records": records})
+    assert answer.status_code == 200, answer.text
+    doc = answer.json()
+    assert doc["explained_output"] == "log-odds of class 1"
+    assert [sorted(e) for e in doc["explanations"]] == [sorted(mlflow_models.FEATURES_NUM + mlflow_models.FEATURES_CAT)] * 3
+    for why, base, proba in zip(doc["explanations"], doc["base_values"], doc["probabilities"], strict=True):
+        p = proba["1"]
+        assert base + sum(why.values()) == pytest.approx(np.log(p / (1 - p)), rel=1e-6)
