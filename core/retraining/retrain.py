@@ -19,7 +19,7 @@ from core.platform.database import transaction
 from core.promotion import gates as promotion_gates
 from core.promotion import moves, registration
 from core.registry import state
-from core.retraining import triggers
+from core.retraining import imported, triggers
 from core.settings import Settings
 from core.training import workflow
 
@@ -51,13 +51,21 @@ def retrain(factory: sessionmaker[Session], settings: Settings, params: dict[str
         pinned = facts.policy.retrain.dataset_version
         dataset = f"{champ.dataset_name}:{pinned}" if pinned else champ.dataset_name
         spec = spec_for(dict(champ.spec), dataset=dataset, params=dict(champ.params), model=model)
+        imported_from = imported.record_of(session, champ)  # None: trained by LeanOps from its spec
+    if imported_from is not None and not imported_from.refittable:  # an alert, not a failed job
+        return imported.needs_import(factory, settings, record=imported_from, trigger=trigger, reason=reason,
+                                     job_id=job_id, log=log)
     log(f"retraining {model} (champion v{from_version}'s configuration) on "
         f"{spec['dataset'] if pinned else 'the default version of ' + spec['dataset']}: {reason}")
     with transaction(factory) as session:
         audit.record(session, system, "retrain.started", f"model:{model}",
                      {"job_id": job_id, "trigger": trigger, "reason": reason, "champion": from_version,
                       "spec": spec})
-    result = registration.train(factory, settings, spec, actor=actor, job_id=job_id, progress=progress, log=log)
+    if imported_from is not None:  # a clone of the imported model, refitted with its hyperparameters
+        result = imported.refit(factory, settings, record=imported_from, run=champ, dataset=dataset, actor=actor,
+                                job_id=job_id, progress=progress, log=log)
+    else:
+        result = registration.train(factory, settings, spec, actor=actor, job_id=job_id, progress=progress, log=log)
     version, gates = result["model_version"], result["gates"]
     rules = facts.policy
     outcome = "challenger" if gates["passed"] else "gates_failed"

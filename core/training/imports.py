@@ -156,16 +156,17 @@ def import_model(factory: sessionmaker[Session], settings: Settings, *, model: s
 
 
 def refit(factory: sessionmaker[Session], settings: Settings, *, champion: ImportRecord, estimator: Any,
-          dataset: str, target: str, sensitive: str | None, actor: Actor, job_id: int | None = None,
+          features: list[str], dataset: str, target: str, sensitive: str | None, actor: Actor, job_id: int | None = None,
           progress: workflow.Progress | None = None, log: workflow.Log = workflow._stderr,
           gate: workflow.Gate | None = None) -> dict[str, Any]:
-    """Fit ``estimator`` (an unfitted clone of ``champion``'s model) on ``dataset`` and enter it as a new version."""
+    """Fit ``estimator`` (an unfitted clone of ``champion``'s model, which took ``features``) on ``dataset`` and
+    enter it as a new version."""
     origin = {"file_name": champion.file_name, "file_sha256": champion.file_sha256, "format": champion.format,
               "estimator": champion.estimator, "refittable": True, "claimed_metrics": {},
               "description": champion.description, "refit_of": champion.version}
     return _enter(factory, settings, estimator=estimator, fit=True, model=champion.model, dataset=dataset,
                   target=target, sensitive=sensitive, origin=origin, label=f"{champion.model} v{champion.version}",
-                  actor=actor, job_id=job_id, log=log, gate=gate, progress=progress)
+                  actor=actor, job_id=job_id, log=log, gate=gate, progress=progress, features=features)
 
 
 def _features(estimator: Any, columns: list[str], *, target: str, ref: str, label: str) -> list[str]:
@@ -190,7 +191,11 @@ def _features(estimator: Any, columns: list[str], *, target: str, ref: str, labe
 def _task(estimator: Any) -> str:
     if isinstance(estimator, BoosterModel):
         return estimator.task
-    return "classification" if getattr(estimator, "classes_", None) is not None else "regression"
+    from sklearn.base import is_classifier
+
+    if is_classifier(estimator) or getattr(estimator, "classes_", None) is not None:
+        return "classification"
+    return "regression"
 
 
 def _plain(value: Any) -> Any:
@@ -228,7 +233,7 @@ def _check_classes(estimator: Any, prepared: training.Prepared, *, target: str, 
 def _enter(factory: sessionmaker[Session], settings: Settings, *, estimator: Any, fit: bool, model: str, dataset: str,
            target: str, sensitive: str | None, origin: dict[str, Any], label: str, actor: Actor, job_id: int | None,
            log: workflow.Log, gate: workflow.Gate | None, model_bytes: bytes | None = None,
-           progress: workflow.Progress | None = None) -> dict[str, Any]:
+           progress: workflow.Progress | None = None, features: list[str] | None = None) -> dict[str, Any]:
     """Evaluate (after fitting, for a refit), log, register and record ``estimator`` as a version of ``model``."""
     import skops.io
 
@@ -246,7 +251,10 @@ def _enter(factory: sessionmaker[Session], settings: Settings, *, estimator: Any
     columns = [str(c) for c in frame.columns]
     if target not in columns:
         raise InvalidInput(f"target {target!r} is not a column of {version.ref}; columns are: {', '.join(columns[:40])}")
-    features = _features(estimator, columns, target=target, ref=version.ref, label=label)
+    if features is None:
+        features = _features(estimator, columns, target=target, ref=version.ref, label=label)
+    elif missing := [c for c in features if c not in columns]:
+        raise InvalidInput(f"{label} cannot be refitted on {version.ref}: it lacks column(s) {', '.join(missing)}")
     if isinstance(estimator, BoosterModel):
         estimator.bind(columns=features, target_values=frame[target].dropna(), ref=version.ref, label=label)
     task = _task(estimator)
@@ -256,7 +264,8 @@ def _enter(factory: sessionmaker[Session], settings: Settings, *, estimator: Any
         integrity.check_for_data(session, spec, dtypes=version.dtypes, task=task)
     prepared = training.prepare(frame, spec, ref=version.ref)
     prepared = replace(prepared, X=prepared.X[features])  # the model's column order
-    _check_classes(estimator, prepared, target=target, ref=version.ref, label=label)
+    if not fit:  # a refit learns the classes of the new data
+        _check_classes(estimator, prepared, target=target, ref=version.ref, label=label)
     data = training.split(prepared, spec)
     if fit:
         progress(0.1, "fitting")
