@@ -30,6 +30,7 @@ history = drift_view.checks_page(model)
 @st.fragment(run_every=2)
 def running_checks() -> None:
     who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
+    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     active = [j for kind in ("drift.check", "drift.report")  # a check, then its Evidently report (built after)
               for j in queries.job_list(statuses=("queued", "running"), kind=kind, limit=10)
               if j.params.get("model") == model]

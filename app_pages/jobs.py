@@ -14,6 +14,7 @@ st.title("Jobs")
 
 @st.fragment(run_every=2)
 def queue() -> None:
+    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     st.subheader("Queue")
     active = queries.job_list(statuses=("queued", "running"), limit=25)
     ids, before = {j.id for j in active}, st.session_state.get("jobs-active", set())

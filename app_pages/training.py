@@ -26,6 +26,7 @@ if who.at_least("scientist"):
 
 @st.fragment(run_every=2)
 def live() -> None:
+    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     active = q.active_jobs()
     watched = st.session_state.setdefault("tr-live", set())
     if done := watched - {j.id for j in active}:  # one finished: redraw the page so the run list shows it

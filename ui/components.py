@@ -76,7 +76,13 @@ def message(text: object) -> str:
 
 
 def act(fn: Callable[[Session], T], *, success: str | None = None) -> T | None:
-    """Run one write in its own transaction; show a LeanOpsError as st.error and return None."""
+    """Run one write in its own transaction; show a LeanOpsError as st.error and return None.
+
+    The session is checked again first (``ui.session.recheck``): a click in a tab whose session ended
+    (revoked, logged out elsewhere, deactivated) writes nothing and shows the login page."""
+    from ui import session as ui_session
+
+    ui_session.recheck(touch=True)
     try:
         with transaction(resources.session_factory()) as session:
             result = fn(session)

@@ -66,11 +66,13 @@ class Check:
     session_id: int | None = None
 
 
-def resolve(session: Session, *, session_id: str, idle_minutes: int, now: datetime | None = None) -> Check:
+def resolve(session: Session, *, session_id: str, idle_minutes: int, now: datetime | None = None,
+            touch: bool = True) -> Check:
     """The signed-in user a cookie stands for, checked on every dashboard run (the caller commits).
 
     A session past its idle limit or absolute expiry, or of a deactivated user, is revoked here and its
-    end audited as a logout with that reason. ``last_seen_at`` moves at most every ``TOUCH_SECONDS``.
+    end audited as a logout with that reason. ``last_seen_at`` moves at most every ``TOUCH_SECONDS``, and
+    not at all with ``touch=False`` (a live panel refreshing itself is not the user's activity).
     """
     now = now or utcnow()
     row = session.scalar(select(BrowserSession).where(BrowserSession.id_hash == digest(session_id)))
@@ -88,7 +90,7 @@ def resolve(session: Session, *, session_id: str, idle_minutes: int, now: dateti
         row.revoked_at = now
         auth.logout(session, actor=auth.actor_for(user), reason=reason)
         return Check(None, reason, row.id)
-    if (now - row.last_seen_at).total_seconds() >= TOUCH_SECONDS:
+    if touch and (now - row.last_seen_at).total_seconds() >= TOUCH_SECONDS:
         row.last_seen_at = now
     return Check(auth.actor_for(user), "ok", row.id)
 
