@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import streamlit as st
 
-from ui import resources, session
+from ui import inbox, resources, session
 from ui.components import plain
 
 st.set_page_config(page_title="LeanOps", page_icon="🔁", layout="wide")
@@ -26,6 +26,7 @@ PAGES = [  # (file, title, icon, least role)
     ("app_pages/audit.py", "Audit log", ":material/verified_user:", "viewer"),
     ("app_pages/jobs.py", "Jobs", ":material/work_history:", "viewer"),
     ("app_pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
+    ("app_pages/help.py", "Help", ":material/help:", "viewer"),  # the glossary, one click from every page
 ]
 
 
@@ -55,4 +56,5 @@ with st.sidebar:
     st.caption(f"Signed in as **{plain(who.name)}** · {who.role}")
     session.logout_button(who)
     st.caption(scheduler_status)
+    inbox.sidebar_count(who)  # approvers: how many requests wait for them
 nav.run()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import audit, audit_checkpoints, formats
 from core.errors import LeanOpsError
-from ui import charts, queries, report_view, resources, session
+from ui import charts, queries, report_view, resources, session, url_state
 from ui.components import message
 
 who = session.actor()
@@ -21,11 +21,15 @@ st.caption("Every change in this workspace, in a hash chain: editing, deleting o
 params = st.query_params
 c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
 actor = c1.text_input("Actor", params.get("actor", ""))
-action = c2.selectbox("Action", [""] + queries.audit_actions(), format_func=lambda a: a or "any action")
+url_state.seed("audit-action", "action", [""] + queries.audit_actions())
+action = c2.selectbox("Action", [""] + queries.audit_actions(), format_func=lambda a: a or "any action",
+                      key="audit-action")
 subject = c3.text_input("Subject", params.get("subject", ""), help="e.g. model:churn, dataset:churn, user:ann")
 days = c4.date_input("Time range", value=(), help="leave empty for all time")
 since = datetime.combine(days[0], time(), UTC) if len(days) >= 1 else None
 until = datetime.combine(days[1], time(), UTC) + timedelta(days=1) if len(days) == 2 else None
+for name, value in (("actor", actor.strip()), ("action", action), ("subject", subject.strip())):
+    url_state.keep(name, value or None)  # the filter in the address: a link shows the same events
 where = audit.EventFilter(actor=actor.strip(), action=action, subject=subject.strip(), since=since, until=until)
 
 if st.session_state.get("audit_filter") != where:  # a new filter starts at the newest page

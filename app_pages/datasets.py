@@ -10,6 +10,7 @@ from ui import dataset_charts as charts
 from ui import dataset_queries as q
 from ui import resources, session
 from ui.components import act, ago, badge, code, code_area, message, plain
+from ui.url_state import keep, seed
 
 PAGE_SIZE = 20
 who = session.actor()
@@ -82,18 +83,22 @@ COUNT = st.column_config.NumberColumn(format="localized")  # 12,345 rows, not 12
 st.dataframe(overview, hide_index=True, width="stretch", column_config={"latest rows": COUNT})
 
 names = overview["dataset"].tolist()
+seed("ds_name", "dataset", names)  # ?dataset=churn&version=3: a link opens that version
 if st.session_state.get("ds_name") not in names:
     st.session_state["ds_name"] = names[0]
 chosen = st.selectbox("Dataset", names, key="ds_name")
+keep("dataset", chosen)
 pages = max(1, -(-int(overview.set_index("dataset").loc[chosen, "versions"]) // PAGE_SIZE))
 page = st.number_input("Page", 1, pages, 1) if pages > 1 else 1
 listing = q.versions_page(chosen, int(page), PAGE_SIZE)
 st.caption(f"{listing.total} version(s), newest first")
 st.dataframe(listing.table, hide_index=True, width="stretch", column_config={"rows": COUNT})
 
+seed("ds_version", "version", listing.numbers, cast=int)
 if st.session_state.get("ds_version") not in listing.numbers:
     st.session_state["ds_version"] = listing.numbers[0]
 number = st.selectbox("Version", listing.numbers, key="ds_version")
+keep("version", number)
 view = q.version(chosen, number)
 if view.description:
     st.caption(f"v{number}: {plain(view.description)}")

@@ -9,6 +9,8 @@ from core.monitoring import checks
 from core.platform import job_queue
 from ui import dataset_queries, drift_view, queries, resources, session
 from ui.components import act, ago, code, job_row, plain
+from ui.drift_story import false_alarms, held_back, why_they_differ
+from ui.url_state import keep, seed
 
 who = session.actor()
 settings = resources.settings()
@@ -19,7 +21,9 @@ if not models:
     st.stop()
 
 names = sorted((m.name for m in models), key=lambda n: next(m.champion is None for m in models if m.name == n))
+seed("drift-model", "model", names)  # ?model=…&check=… (a link from Overview or a teammate)
 model = st.selectbox("Model", names, index=0, key="drift-model")
+keep("model", model)
 row = next(m for m in models if m.name == model)
 rules = settings.policies.rules_for(model)
 history = drift_view.checks_page(model)
@@ -29,7 +33,6 @@ history = drift_view.checks_page(model)
 
 @st.fragment(run_every=2)
 def running_checks() -> None:
-    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     active = [j for kind in ("drift.check", "drift.report")  # a check, then its Evidently report (built after)
               for j in queries.job_list(statuses=("queued", "running"), kind=kind, limit=10)
@@ -85,6 +88,7 @@ else:
     st.caption(f"Check #{latest.id}: v{latest.version} · {plain(latest.window)} · "
                f"{latest.current_rows:,} current rows vs {latest.reference_rows:,} training rows")
     drift_view.verdict_box(latest)  # the reasons, or why drifted columns do not count
+    st.caption(false_alarms(rules, latest))
 
     left, right = st.columns(2)
     with left:
@@ -92,19 +96,24 @@ else:
     with right:
         drift_view.heatmap(history[-30:])
 
+    seed("drift-check", "check", [c.id for c in history], cast=int)
     picked = st.selectbox("Check", [c.id for c in reversed(history)], format_func=lambda i: next(
-        f"#{c.id} · {c.ts:%Y-%m-%d %H:%M} · {c.window} · {c.drift_share:.0%}" for c in history if c.id == i))
+        f"#{c.id} · {c.ts:%Y-%m-%d %H:%M} · {c.window} · {c.drift_share:.0%}" for c in history if c.id == i),
+        key="drift-check")
+    keep("check", picked)
     check = next(c for c in history if c.id == picked)
     st.subheader("Per column")
     st.table(drift_view.importance_table(check).style.format(
         {"statistic": formats.number, "p_value": formats.p_value, "psi": formats.number, "importance": "{:.0%}"},
         na_rep="—"))
+    held_back(check)  # flagged by a test alone, not counted: the correction or the effect floor says why
     ordered = sorted(check.columns, key=lambda name: not check.columns[name].get("drifted"))  # drifted first
     column = st.selectbox("Distribution of", ordered, index=0 if ordered else None)
     if column:
         drift_view.distribution(check.columns[column], column)
 
     st.subheader("Evidently report")
+    st.caption(why_they_differ(check))
     report = Path(check.report_path) if check.report_path else None
     if report is not None and not report.exists() and report.with_suffix(".sample.parquet").exists():
         st.caption("The Evidently report is being built (a drift.report job; the verdict above did not wait).")

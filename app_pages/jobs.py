@@ -5,8 +5,10 @@ import streamlit as st
 
 from core.platform import job_queue, schedules
 from ui import names, queries, session, training_view
+from ui.attention import job_view
 from ui.components import act, ago, badge, code, job_row, message, plain
 from ui.cron_words import cron_words
+from ui.url_state import keep, seed, seed_many, wanted
 
 who = session.actor()
 st.title("Jobs")
@@ -39,7 +41,9 @@ if who.at_least("scientist"):
                 st.success(f"Queued job #{job.id}; it appears above when a worker takes it.")
 
 st.subheader("History")
-status_filter = st.multiselect("Status", ["succeeded", "failed", "cancelled"], default=[])
+seed_many("jobs-status", "status", ["succeeded", "failed", "cancelled"])  # ?status=failed (Overview's count)
+status_filter = st.multiselect("Status", ["succeeded", "failed", "cancelled"], key="jobs-status")
+keep("status", ",".join(status_filter) or None)
 page_no = st.number_input("Page", min_value=1, value=1, step=1)
 history = queries.job_list(statuses=tuple(status_filter) or ("succeeded", "failed", "cancelled"),
                            limit=25, offset=(page_no - 1) * 25)
@@ -49,6 +53,9 @@ table = pd.DataFrame([{
     "seconds": (j.finished_at - j.started_at).total_seconds() if j.finished_at and j.started_at else None,
     "error": j.error or "",
 } for j in history])
+if (linked := wanted("job", cast=int)) is not None and linked not in {j.id for j in history}:
+    if (found := job_view(linked)) is not None and found.status in ("succeeded", "failed", "cancelled"):
+        history = [found, *history]  # a link names a job that is not on this page of the history
 if table.empty:
     st.caption("No finished jobs yet.")
 else:
@@ -58,8 +65,10 @@ else:
                                                                     "a training job registered"),
                                 "status": st.column_config.TextColumn("status", help="succeeded, failed or cancelled")})
     # Keyed: a new finished job changes the options, and an unkeyed picker would reset to nothing.
+    seed("job-log", "job", [j.id for j in history], cast=int)  # ?job=21 (a link from Overview or a teammate)
     chosen = st.selectbox("Show the log of job", [j.id for j in history], index=None, placeholder="pick a job",
                           key="job-log")
+    keep("job", chosen)
     if chosen is not None:
         job = next(j for j in history if j.id == chosen)
         if job.error:

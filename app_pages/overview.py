@@ -5,9 +5,14 @@ import streamlit as st
 
 from core import formats
 from ui import alerts_view, inventory_view, queries, serving_queries, session
+from ui.attention import panel as attention_panel
 from ui.components import STATUS_ICON, ago, badge, plain
+from ui.inbox import panel as inbox_panel
+from ui.times import localise
+from ui.url_state import link
 
 st.title("Overview")
+inbox_panel(session.actor())  # approvers: requests waiting for a decision, each linked to its version
 
 health = queries.model_health()
 st.subheader("Production")
@@ -18,6 +23,7 @@ else:
     st.markdown(badge("passed", text=f"All {len(health)} model(s) OK") if not attention else
                 badge("warning", text=f"{len(attention)} of {len(health)} model(s) need attention: "
                                       f"{', '.join(attention)}"))
+    attention_panel()  # each reason in full, linked to where to act
     st.dataframe(pd.DataFrame([{
         "model": h.model, "status": "OK" if h.ok else "needs attention", "champion": h.champion, "gates": h.gates,
         "drift": h.drift, "why": h.drift_reason, "performance": h.metric_state, "metric": h.metric,
@@ -33,6 +39,11 @@ cols[0].metric("Jobs running", counts.jobs.get("running", 0))
 cols[1].metric("Jobs queued", counts.jobs.get("queued", 0))
 cols[2].metric("Jobs failed", counts.jobs.get("failed", 0))
 cols[3].metric("Audit events", formats.count(counts.audit_events))
+for col, page, label, params in ((cols[0], "app_pages/jobs.py", "See the queue", None),
+                                 (cols[1], "app_pages/jobs.py", "See the queue", None),
+                                 (cols[2], "app_pages/jobs.py", "See the failed jobs", {"status": "failed"}),
+                                 (cols[3], "app_pages/audit.py", "See the audit log", None)):
+    link(col, page, label, params, icon=":material/arrow_outward:")
 
 
 @st.fragment(run_every=3)
@@ -51,7 +62,7 @@ running_jobs()
 inventory_view.reviews_due_section()  # periodic reviews overdue or due within 30 days (Inventory page)
 alerts_view.recent_panel()
 st.subheader("Recent activity")
-st.dataframe(queries.recent_events(), hide_index=True, width="stretch")
+st.dataframe(localise(queries.recent_events(), "time"), hide_index=True, width="stretch")
 
 
 @st.fragment(run_every=5)

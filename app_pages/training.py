@@ -10,6 +10,7 @@ from ui import training_queries as q
 from ui import training_view as view
 from ui.components import act, ago, badge, code, job_row, message, plain
 from ui.training_form import launch_form
+from ui.url_state import keep, seed, wanted
 
 PAGE_SIZE = 25
 ALL = "All"
@@ -73,11 +74,14 @@ if listing.table.empty:
     st.stop()
 view.runs_table(listing)
 
+linked = [r for r in [wanted("run", cast=int)] if r is not None and r not in listing.ids and q.run_exists(r)]
+seed("tr-run", "run", [*listing.ids, *linked], cast=int)  # ?run=12: a link opens that run
 choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.session_state.get("tr-run"),
                                                                               *listing.ids]
 chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run",
                       format_func=lambda r: listing.labels.get(r) or names.label_of(q.run_detail(r)))
 run = q.run_detail(chosen)
+keep("run", chosen)
 st.markdown(f"### {plain(names.label_of(run, relative=True))} · {badge(run.status)}")
 view.links(run)
 if run.error:

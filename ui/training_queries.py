@@ -130,6 +130,17 @@ def run_detail(run_id: int) -> RunDetail:
         return runs.get_run(session, run_id)
 
 
+def run_exists(run_id: int) -> bool:
+    """Whether run ``run_id`` exists (a link may name one that does not)."""
+    from core.errors import NotFound
+
+    try:
+        run_detail(run_id)
+    except NotFound:
+        return False
+    return True
+
+
 def run_for_job(job_id: int) -> RunDetail | None:
     with _session() as session:
         return runs.for_job(session, job_id)

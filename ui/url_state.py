@@ -60,3 +60,29 @@ def href(path: str, **params: object) -> str:
     """A link to a page of this dashboard with its selection, e.g. ``href("registry", model="loans", version=2)``."""
     shown = {k: str(v) for k, v in params.items() if v is not None}
     return f"/{path.strip('/')}" + (f"?{urlencode(shown)}" if shown else "")
+
+
+def seed_many(key: str, param: str, options: Sequence[str]) -> None:
+    """``seed`` for a multiselect: ``?param=a,b`` picks the named options it knows."""
+    raw = st.query_params.get(param)
+    mark = f"_url-{param}"
+    if raw is None or (raw == st.session_state.get(mark) and key in st.session_state):
+        return
+    st.session_state[mark] = raw
+    st.session_state[key] = [v for v in raw.split(",") if v in options]
+
+
+def link(where: Any, page: str, label: str, params: dict[str, str] | None = None, *, icon: str | None = None,
+         help: str | None = None) -> None:
+    """A link to ``page`` (an app_pages file) showing ``params``; a plain Markdown link when the page file runs
+    alone (AppTest of one page: no navigation to resolve the page in)."""
+    from pathlib import Path
+
+    from streamlit.errors import StreamlitAPIException
+
+    from ui.components import plain
+
+    try:
+        where.page_link(page, label=label, query_params=params or None, icon=icon, help=help)
+    except StreamlitAPIException:
+        where.markdown(f"[{plain(label)}]({href(Path(page).stem, **(params or {}))})")

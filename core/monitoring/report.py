@@ -124,9 +124,28 @@ def mask_unseen(frame: pd.DataFrame, reference: dict[str, Any]) -> pd.DataFrame:
     return out
 
 
+EVIDENTLY_METHODS = {"ks": "ks", "chisquare": "chisquare", "wasserstein": "wasserstein",
+                     "jensenshannon": "jensenshannon"}  # the check's per-column method → Evidently's stattest
+
+
+def same_tests(columns: dict[str, dict[str, Any]] | None) -> tuple[dict[str, str], dict[str, float]]:
+    """The check's own test and threshold per column, for Evidently (so its per-column verdicts use the
+    same test at the same threshold; its headline still judges the columns one by one)."""
+    methods: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
+    for name, col in (columns or {}).items():
+        method = EVIDENTLY_METHODS.get(str(col.get("method")))
+        if method is not None and col.get("threshold") is not None:
+            methods[name], thresholds[name] = method, float(col["threshold"])
+    return methods, thresholds
+
+
 def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows: int, share: float,
-               title: str) -> str:
-    """Run Evidently's DataDriftPreset on samples of both sides and return the HTML page."""
+               title: str, checked: dict[str, dict[str, Any]] | None = None) -> str:
+    """Run Evidently's DataDriftPreset on samples of both sides and return the HTML page.
+
+    ``checked`` (the check's per-column results) makes Evidently use the check's test and threshold per column.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -136,7 +155,10 @@ def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows:
     cur = current_sample(current, columns, rows=sample_rows, reference=reference)
     ref = reference_frame(reference, rows=sample_rows)
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset(drift_share=share)], include_tests=True).run(
+    methods, thresholds = same_tests(checked)
+    preset = DataDriftPreset(drift_share=share, per_column_method=methods or None,
+                             per_column_threshold=thresholds or None)
+    snapshot = Report([preset], include_tests=True).run(
         current_data=Dataset.from_pandas(cur, data_definition=definition),
         reference_data=Dataset.from_pandas(ref, data_definition=definition))
     try:
@@ -150,7 +172,9 @@ def build_html(reference: dict[str, Any], current: pd.DataFrame, *, sample_rows:
             "stored at training time</i> (quantile samples and category counts; LeanOps keeps no training rows). "
             f"Categories the reference never saw are shown as <i>{html.escape(UNSEEN)}</i> (or in "
             f"<i>{OTHER}</i> when training folded rare ones); the check's own table names them. "
-            "The LeanOps check itself uses every current row; its verdicts are the ones stored and acted on.</div>")
+            "Each column uses the check's own test and threshold; the LeanOps check itself uses every current row, "
+            "corrects its tests across columns, ignores shifts below its effect floors and weighs the model's "
+            "importance: its verdicts are the ones stored and acted on.</div>")
     at = page.find("<body>")
     return page[: at + 6] + note + page[at + 6:] if at >= 0 else note + page
 
@@ -293,13 +317,15 @@ def build_for_check(factory: sessionmaker[Session], settings: Settings, check_id
         reference = runs.reference_for(session, model=row.model, version=row.version)
         title = f"{row.model} v{row.version} · {row.window}"
         share = row.threshold
+        columns = row.columns
     if target.exists():
         return target
     kept = sample_path(target)
     if not kept.exists():
         return None
     current = pd.read_parquet(kept)
-    page = build_html(reference, current, sample_rows=max(len(current), 1), share=share, title=title)
+    page = build_html(reference, current, sample_rows=max(len(current), 1), share=share, title=title,
+                      checked=columns)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, target)

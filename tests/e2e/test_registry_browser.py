@@ -45,6 +45,8 @@ def test_promote_refuse_rollback_and_timeline(page: Page, dashboard: Dashboard) 
     expect(page.get_by_text("version 3 (dummy)")).to_be_visible()
     page.get_by_role("button", name="Promote to production").click()
     wait_rerun(page)
+    page.get_by_role("button", name="Yes, promote").click()  # a move asks first
+    wait_rerun(page)
     expect(page.get_by_test_id("stAlert").first).to_contain_text("cannot be promoted")
     expect(page.get_by_test_id("stAlert").first).to_contain_text("metric f1")
     # the gate value as people read it (issue 19): "metric f1: 0.412 (needs …)", not 0.41234567890123456
@@ -53,9 +55,13 @@ def test_promote_refuse_rollback_and_timeline(page: Page, dashboard: Dashboard) 
     choose(page, "Version", "v2")
     page.get_by_role("button", name="Promote to production").click()
     wait_rerun(page)
+    page.get_by_role("button", name="Yes, promote").click()  # a move asks first
+    wait_rerun(page)
     expect(page.get_by_text("v2 is now the champion of churn.")).to_be_visible()
 
     page.get_by_role("button", name="Roll back").click()
+    wait_rerun(page)
+    page.get_by_role("button", name="Yes, roll back").click()  # a move asks first
     wait_rerun(page)
     expect(page.get_by_text("churn rolled back.")).to_be_visible()
     timeline = page.get_by_test_id("stTable").last
