@@ -112,7 +112,8 @@ def _span(seconds: float) -> str:
 
 
 def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Actor
-    """One live queue line: progress with its stage, and Cancel for those who may (inside a fragment)."""
+    """One live queue line: progress with its stage, and Cancel for those who may (inside a fragment): a user
+    their own jobs, an admin any."""
     from core.platform import job_queue
 
     left, right = st.columns([5, 1])
@@ -121,7 +122,7 @@ def job_row(job, who, *, label: str, key: str) -> None:  # a JobView and an Acto
                        f"{ago(job.created_at)}")
     if job.cancel_requested:
         right.caption("stopping…")
-    elif who.at_least("scientist") and right.button("Cancel", key=f"{key}-{job.id}"):
+    elif (who.at_least("admin") or job.created_by == who.name) and right.button("Cancel", key=f"{key}-{job.id}"):
         act(lambda s: job_queue.cancel(s, actor=who, job_id=job.id), success=f"Job {job.id}: cancel requested")
         st.rerun(scope="fragment")
 

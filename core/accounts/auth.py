@@ -468,6 +468,12 @@ def actor_for_token(session: Session, token: str, *, now: datetime | None = None
     return Actor(name=f"token:{row.name}", role=role, kind="token", user_id=row.owner_id)
 
 
+def token_names_of(session: Session, username: str) -> list[str]:
+    """The actor names (``token:NAME``) of the tokens ``username`` owns: what they did through them."""
+    return ["token:" + n for n in session.scalars(select(ApiToken.name).join(User, ApiToken.owner_id == User.id)
+                                                  .where(User.username == username))]
+
+
 def person_behind(session: Session, name: str) -> str:
     """The user an actor name stands for: a token's owner for ``token:NAME``, else the name itself.
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, desc, func, select, update
+from sqlalchemy import CursorResult, case, desc, func, select, update
 from sqlalchemy.orm import Session
 
 from core import audit
@@ -60,6 +60,10 @@ KINDS: dict[str, JobKind] = {kind.name: kind for kind in (GATES_REFRESH,
     PREDICTIONS_COMPACT, MONITOR_PERFORMANCE, DATASETS_SWEEP, SCHEDULES_SYNC, ALIASES_SYNC, RETRAIN_CONSIDER,
     DRIFT_REPORT, BATCH_SCORE)}
 ACTIVE = ("queued", "running")
+# A user (or a token's owner) may have at most this many jobs waiting at once, so no one fills the queue ahead of
+# the others (the system's and the CLI's own work is not counted); maintenance kinds are claimed first.
+QUEUED_PER_USER = 20
+MAINTENANCE = frozenset(k.name for k in KINDS.values() if k.permission == "jobs.maintenance")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_LIMIT = 200_000  # characters of log kept per job; older lines are cut
 
@@ -115,11 +119,28 @@ class JobView:
 def enqueue(session: Session, *, actor: Actor, kind: str, params: dict[str, Any] | None = None) -> Job:
     """Queue a job of the kind named ``kind``; a worker picks it up. Returns at once."""
     require(session, actor, kind_named(kind).permission, f"job:{kind}")
+    _check_queued(session, actor)
     job = Job(kind=kind, params=params or {}, created_by=actor.name)
     session.add(job)
     session.flush()
     audit.record(session, actor, "job.queued", f"job:{job.id}", {"kind": kind, "params": job.params})
     return job
+
+
+def _check_queued(session: Session, actor: Actor) -> None:
+    """At most ``QUEUED_PER_USER`` queued jobs per person (a token counts for its owner); the system's and
+    the CLI's own work is not limited."""
+    if actor.name.startswith(("system:", "cli:")):
+        return
+    from core.accounts.auth import person_behind, token_names_of
+
+    person = person_behind(session, actor.name)
+    names = {actor.name, person, *token_names_of(session, person)}
+    waiting = session.scalar(select(func.count()).select_from(Job)
+                             .where(Job.status == "queued", Job.created_by.in_(names))) or 0
+    if waiting >= QUEUED_PER_USER:
+        raise InvalidInput(f"{person} already has {waiting} jobs waiting in the queue; the limit is "
+                           f"{QUEUED_PER_USER} per user: wait for some to run, or cancel some on the Jobs page")
 
 
 def claim(session: Session, *, worker: str, now: datetime | None = None) -> Job | None:
@@ -131,7 +152,8 @@ def claim(session: Session, *, worker: str, now: datetime | None = None) -> Job 
     now = now or utcnow()
     for _ in range(5):
         job_id = session.scalar(
-            select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1).with_for_update(skip_locked=True)
+            select(Job.id).where(Job.status == "queued")  # maintenance first, then the oldest
+            .order_by(case((Job.kind.in_(MAINTENANCE), 0), else_=1), Job.id).limit(1).with_for_update(skip_locked=True)
         )
         if job_id is None:
             return None
@@ -206,11 +228,33 @@ def cancel(session: Session, *, actor: Actor, job_id: int) -> Job:
         raise NotFound(f"no job {job_id}")
     if job.status not in ACTIVE:
         raise InvalidInput(f"job {job_id} is already {job.status}")
+    _check_owner(session, actor, job)
     if job.status == "queued":
         job.status, job.finished_at, job.stage = "cancelled", utcnow(), "cancelled"
     job.cancel_requested = True
     audit.record(session, actor, "job.cancelled", f"job:{job_id}", {"kind": job.kind, "was": job.status})
     return job
+
+
+def _check_owner(session: Session, actor: Actor, job: Job) -> None:
+    """Users cancel their own jobs (a token's jobs are its owner's); the system's, the CLI's, an admin's and
+    anyone else's only an admin cancels. A refusal is audited."""
+    from core.accounts.auth import person_behind
+    from core.errors import PermissionDenied
+
+    if actor.at_least("admin"):
+        return
+    creator = job.created_by
+    if not creator.startswith(("system:", "cli:")) and person_behind(session, creator) == person_behind(
+            session, actor.name):
+        return
+    job_id = job.id  # the refusal is recorded after the rollback, when the row is gone from the session
+    denied = PermissionDenied(f"{actor.name} may cancel only their own jobs; job {job_id} ({job.kind}) was "
+                              f"queued by {creator}: ask an admin")
+    denied.after_rollback.append(lambda own: audit.record(
+        own, actor, "permission.denied", f"job:{job_id}", {"permission": "jobs.cancel", "role": actor.role,
+                                                          "queued_by": creator}))
+    raise denied
 
 
 def reap_stale(session: Session, *, stale_after: float, now: datetime | None = None) -> list[int]:
