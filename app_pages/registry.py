@@ -6,7 +6,7 @@ import streamlit as st
 import ui.url_state as url_state  # the page's selection in its address
 from core.errors import LeanOpsError
 from core.promotion import approvals, gates, moves
-from ui import import_view, names, queries, registry_view, resources, session, training_queries, training_view
+from ui import batch_view, import_view, names, queries, registry_view, resources, session, training_queries, training_view
 from ui.components import act, message, plain, verdict, verdict_column
 from ui.confirm import asked
 
@@ -28,6 +28,7 @@ url_state.keep("model", model)
 row = next(m for m in models if m.name == model)
 versions = queries.model_versions(model)
 factory, settings = resources.session_factory(), resources.settings()
+batch_view.panel(who, model)  # "Score a file": an upload or a dataset version scored as a job
 
 
 def move(fn, success: str) -> None:  # fn: an alias-moving core call

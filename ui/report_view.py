@@ -8,7 +8,7 @@ import streamlit as st
 from core.actors import Actor
 from core.platform.prediction_log import reads
 from core.serving.feedback import feedback_for
-from ui import registry_view, resources
+from ui import batch_view, registry_view, resources
 from ui.components import code, message, plain
 
 
@@ -31,6 +31,7 @@ def prediction_lookup(who: Actor) -> None:
                                 "feedback": str(labels[i]) if i < len(labels) and labels[i] is not None else "",
                                 "input": p.inputs, "input sha256": p.input_hash, "latency ms": p.latency_ms}
                                for i, p in enumerate(found)]), hide_index=True, width="stretch")
+    batch_view.waterfall(request_id, [p.record_index for p in found][:1000])  # why: the per-column contributions
     for model, version in sorted({(p.model, p.version) for p in found}):
         st.caption(f"Compliance report of {plain(model)} v{version}, the version that answered")
         registry_view.report_downloads(model, version, who)

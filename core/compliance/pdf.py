@@ -239,6 +239,11 @@ def _monitoring(doc: _Doc, s: dict[str, Any]) -> None:
         _latest_check(doc, latest)
     if shadow := s.get("shadow"):
         _shadow(doc, shadow)
+    if batches := s.get("batch_runs"):
+        doc.subheading("Batch scoring runs")
+        doc.table(["started", "rows", "status", "output sha256", "by"],
+                  [[b["started_at"], f"{b['rows']:,}", b["status"], (b["output_sha256"] or "")[:16], b["by"]]
+                   for b in batches[:30]], widths=(40, 22, 20, 50, 58))
     if s["alerts"]:
         doc.subheading("Alerts")
         doc.table(["time", "condition", "severity", "title", "delivery"],

@@ -289,6 +289,16 @@ def _shadow(session: Session, settings: Any, model: str, version: int) -> dict[s
         return {"error": str(exc)}
 
 
+def _batch_runs(session: Session, model: str, version: int) -> list[dict[str, Any]]:
+    """The batch scoring runs of this version (newest 100): rows, time, output and its sha256, who, status."""
+    from core.serving import batch_runs
+
+    return [{"batch_id": r.id, "started_at": _iso(r.started_at), "seconds": r.seconds, "rows": r.rows,
+             "status": r.status, "source": r.source, "out": r.out, "output_sha256": r.output_sha256,
+             "by": r.created_by, "schedule": r.schedule} for r in batch_runs.of_model(session, model=model,
+                                                                                   version=version)]
+
+
 def _within(ts: datetime, periods: list[dict[str, Any]]) -> bool:
     stamp = ts.isoformat()
     return any(p["start"] <= stamp and (p["end"] is None or stamp < p["end"]) for p in periods)
@@ -362,6 +372,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             "audit": _audit(session, model, settings),
         }
         content["monitoring"]["shadow"] = _shadow(session, settings, model, version)
+        content["monitoring"]["batch_runs"] = _batch_runs(session, model, version)
         evidence.add_sections(session, settings, content, run=run, model=model, version=version, now=now)
     content = _plain(content)
     content["coverage"] = coverage.evaluate(content)  # opens the report: each regulation item → its evidence

@@ -14,7 +14,7 @@ from core.settings import Settings
 
 # -- per-model schedules -------------------------------------------------------------------------
 
-SCHEDULE_PREFIXES = ("drift:", "retrain:")
+SCHEDULE_PREFIXES = ("drift:", "retrain:", "batch:")
 
 
 def wanted_schedules(model: str, rules: policy.ModelPolicy) -> dict[str, dict[str, Any]]:
@@ -29,6 +29,11 @@ def wanted_schedules(model: str, rules: policy.ModelPolicy) -> dict[str, dict[st
                                    "params": {"model": model, "trigger": "schedule",
                                               "reason": f"scheduled retrain (cron '{rules.retrain.schedule}')"},
                                    "description": f"Retrain {model} on its latest data (policy retrain.schedule)"}
+    if rules.batch.schedule and rules.batch.source and rules.batch.destination:
+        out[f"batch:{model}"] = {"kind": "batch.score", "cron": rules.batch.schedule,
+                                 "params": {"model": model, "schedule": f"batch:{model}"},
+                                 "description": f"Score {rules.batch.source} with {model}'s champion into "
+                                                f"{rules.batch.destination} (policy batch.schedule)"}
     return out
 
 

@@ -179,12 +179,34 @@ def _coerce(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str) ->
     return schema, coerced
 
 
+# Classifiers whose ``predict`` is by definition the class of the highest ``predict_proba``: one pass through the
+# model gives both (a batch pays for the model once, not twice); any other predicts and then gives probabilities.
+ARGMAX = frozenset({"RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
+                    "HistGradientBoostingClassifier", "GradientBoostingClassifier", "LogisticRegression",
+                    "XGBClassifier", "LGBMClassifier", "GaussianNB", "KNeighborsClassifier"})
+
+
+def _predict(loaded: LoadedModel, columns: dict[str, np.ndarray]) -> Any:
+    from core.serving.cache import Prediction
+
+    final = loaded.model.steps[-1][1] if hasattr(loaded.model, "steps") else loaded.model
+    if not (loaded.can_explain and type(final).__name__ in ARGMAX and hasattr(loaded.model, "classes_")):
+        return loaded.predict(columns, probabilities=loaded.can_explain)
+    frame = loaded.schema.frame(columns) if loaded.schema is not None else pd.DataFrame(columns)
+    try:
+        proba = np.asarray(loaded.model.predict_proba(frame))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidInput(f"{loaded.name} v{loaded.version} could not predict these records: "
+                           f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return Prediction(np.asarray(loaded.model.classes_)[proba.argmax(axis=1)], proba)
+
+
 def _score_chunk(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str, id_column: str | None,
                  explain: bool, batch_id: str, ts: Any, who: str) -> tuple[pa.Table, pa.Table]:
     schema, coerced = _coerce(loaded, chunk, offset=offset, label=label)
     began = time.perf_counter()
     try:
-        result = loaded.predict(coerced.columns, probabilities=loaded.can_explain)
+        result = _predict(loaded, coerced.columns)
     except InvalidInput as exc:
         raise InvalidInput(f"{label}, rows {offset + 1:,}-{offset + chunk.num_rows:,}: {exc}") from None
     took = time.perf_counter() - began

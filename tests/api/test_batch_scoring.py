@@ -181,3 +181,71 @@ def test_predict_with_explain_true_adds_contributions_that_add_up(client: TestCl
     for why, base, proba in zip(doc["explanations"], doc["base_values"], doc["probabilities"], strict=True):
         p = proba["1"]
         assert base + sum(why.values()) == pytest.approx(np.log(p / (1 - p)), rel=1e-6)
+
+
+def test_a_scheduled_batch_job_writes_a_folder_and_a_postgresql_table(
+        db_url: str, pg_url: str, model: Model, api_settings: Settings, api_factory: sessionmaker[Session],
+        tmp_path: Path) -> None:
+    """On SQLite and PostgreSQL metadata stores: the model's batch policy becomes a ``batch:<model>`` schedule with
+    a next run; a fired run scores the newest file of the source folder into a folder, then into a table of a
+    write-enabled PostgreSQL destination; each run is audited."""
+    import json
+    import uuid
+
+    from pydantic import SecretStr
+    from sqlalchemy import create_engine, text
+
+    from core import audit
+    from core.actors import system_actor
+    from core.platform import job_queue, schedules
+    from core.platform.database import transaction
+    from core.retraining import model_schedules
+    from tests.conftest import _pg_admin, _with_database
+
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    inbox.mkdir()
+    _frame(80).to_parquet(inbox / "week-49.parquet")
+    dest_db = f"leanops_dest_{uuid.uuid4().hex[:10]}"
+    with _pg_admin(pg_url) as conn:
+        conn.execute(f"CREATE DATABASE {dest_db}")
+    dest_url = _with_database(pg_url, dest_db)
+    settings = api_settings.model_copy(update={"batch_destinations": SecretStr(json.dumps({"crm": dest_url}))})
+
+    def policy(destination: str) -> None:
+        settings.policies.path.write_text(
+            f"models:\n  {model.name}:\n    batch:\n      schedule: '0 3 * * *'\n      source: 'folder:{inbox}'\n"
+            f"      destination: '{destination}'\n      id_column: customer_id\n")
+
+    def fire() -> dict:
+        with transaction(api_factory) as session:
+            done = model_schedules.sync_model_schedules(session, settings)
+            row = next(s for s in schedules.list_schedules(session) if s.name == f"batch:{model.name}")
+            job = job_queue.enqueue(session, actor=system_actor(f"schedule:{row.name}"), kind=row.kind,
+                                    params=row.params)
+        while run_next(api_factory, settings, "test-worker") is not None:
+            pass
+        with reading(api_factory) as session:
+            view = job_queue.get(session, job.id)
+        assert view.status == "succeeded", view.error
+        return done | {"result": view.result, "row": row}
+
+    try:
+        policy(f"folder:{outbox}")
+        first = fire()
+        assert f"batch:{model.name}" in first["created"] and first["row"].kind == "batch.score"
+        written = list(outbox.glob("*.parquet"))
+        assert len(written) == 1 and pq.read_metadata(written[0]).num_rows == 80
+        policy("table:crm/churn_scores")
+        second = fire()
+        assert second["result"]["out"] == "table:crm/churn_scores"
+        engine = create_engine(dest_url)
+        with engine.connect() as conn:
+            assert conn.execute(text("select count(*), count(distinct customer_id) from churn_scores")).one() == (80, 80)
+        engine.dispose()
+        with reading(api_factory) as session:
+            scored = [e for e in audit.of_subject(session, subject=f"model:{model.name}")
+                      if e.action == "batch.scored"]
+        assert len(scored) == 2
+    finally:
+        with _pg_admin(pg_url) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {dest_db} WITH (FORCE)")
