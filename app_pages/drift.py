@@ -7,9 +7,9 @@ import streamlit as st
 from core import formats, policy
 from core.monitoring import checks
 from core.platform import job_queue
-from ui import dataset_queries, drift_view, queries, resources, session
+from ui import batch_view, dataset_queries, drift_view, queries, resources, session
 from ui.components import act, ago, code, job_row, plain
-from ui.drift_story import false_alarms, held_back, why_they_differ
+from ui.drift_story import false_alarms, fit_width, held_back, why_they_differ
 from ui.url_state import keep, seed
 
 who = session.actor()
@@ -128,7 +128,7 @@ else:
         st.download_button("Download Evidently report (HTML)", html, file_name=f"drift-{model}-{check.id}.html",
                            mime="text/html")
         with st.expander("Show the Evidently report", expanded=False):
-            drift_view.show_report(html, height=900)  # sandboxed: its scripts get an opaque origin
+            drift_view.show_report(fit_width(html), height=900)  # sandboxed: its scripts get an opaque origin
 
 # -- live performance -----------------------------------------------------------------------------
 
@@ -180,5 +180,6 @@ if who.at_least("admin"):
             if act(save) is not None:
                 st.success("Saved; the next check uses these thresholds.")
                 st.rerun()
+batch_view.global_explanations(model, rules.drift.window_hours)  # mean |contribution|: training vs now
 st.caption("Alert channels (Slack, webhook, email) are configured on the Admin page; recent alerts are on Overview.")
 drift_view.alerts_for(model)

@@ -75,3 +75,16 @@ def held_back(check: CheckView) -> None:
              if col.get("note") and col.get("method") in significance.FLOORS]
     for name, note in notes:
         st.caption(f"{plain(name)}: {plain(note)}")
+
+
+REPORT_MIN_WIDTH = 1060  # px: below this Evidently's layout (fixed-width tables and tiles) is cut off on the right
+_FIT = ("<script>(function(){function fit(){var w=window.innerWidth;document.documentElement.style.zoom="
+        f"w<{REPORT_MIN_WIDTH}?String(w/{REPORT_MIN_WIDTH}):'1';}}fit();window.addEventListener('resize',fit);}})();"
+        "</script>")
+
+
+def fit_width(report_html: str) -> str:
+    """The report scaled down to its frame when the frame is narrower than Evidently's layout, so nothing
+    is cut off on the right (a script in the report's own sandboxed frame; it reads only the frame's width)."""
+    at = report_html.find("</head>")
+    return report_html[:at] + _FIT + report_html[at:] if at >= 0 else _FIT + report_html
