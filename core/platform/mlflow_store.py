@@ -34,6 +34,7 @@ SKOPS_TRUSTED_TYPES = (
     "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.core.Booster",
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.basic.Booster",
     "collections.OrderedDict",
+    "core.training.xgb_labels.LabelledXGBClassifier",  # the xgboost kind's classifier (XGBClassifier + labels)
 )
 MODEL_PACKAGES = ("mlflow", "scikit-learn", "skops", "pandas", "numpy", "scipy")
 TAG_PREFIX = "leanops."
@@ -323,6 +324,17 @@ def register(store: MlflowStore, *, model_uri: str, name: str, tags: dict[str, A
     mlflow = _mlflow(store)
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
     return int(version.version)
+
+
+def untag_version(store: MlflowStore, *, name: str, version: int, key: str) -> None:
+    """Remove tag ``key`` from a model version (nothing when the version or the tag is gone)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(store).delete_model_version_tag(name, str(version), key)
+    except MlflowException as exc:
+        if not is_not_found(exc):
+            raise
 
 
 def end_run(store: MlflowStore, run_id: str, *, status: str = "FINISHED") -> None:

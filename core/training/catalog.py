@@ -115,6 +115,31 @@ def _hist_gb(task: str, p: dict[str, Any], seed: int) -> Any:
                l2_regularization=p["l2_regularization"], random_state=seed)
 
 
+def _xgboost(task: str, p: dict[str, Any], seed: int) -> Any:
+    # histogram trees on every core; the classifier takes the target's own labels (XGBoost wants 0 … k-1)
+    common = dict(n_estimators=p["n_estimators"], max_depth=p["max_depth"], learning_rate=p["learning_rate"],
+                  subsample=p["subsample"], colsample_bytree=p["colsample_bytree"],
+                  min_child_weight=p["min_child_weight"], reg_lambda=p["reg_lambda"], tree_method="hist",
+                  max_bin=p["max_bin"], random_state=seed, n_jobs=-1)
+    if task == "classification":
+        from core.training.xgb_labels import LabelledXGBClassifier
+
+        return LabelledXGBClassifier(**common)
+    from xgboost import XGBRegressor
+
+    return XGBRegressor(**common)
+
+
+def _lightgbm(task: str, p: dict[str, Any], seed: int) -> Any:
+    from lightgbm import LGBMClassifier, LGBMRegressor
+
+    cls = LGBMClassifier if task == "classification" else LGBMRegressor
+    return cls(n_estimators=p["n_estimators"], num_leaves=p["num_leaves"], learning_rate=p["learning_rate"],
+               min_child_samples=p["min_child_samples"], subsample=p["subsample"], subsample_freq=1,
+               colsample_bytree=p["colsample_bytree"], reg_lambda=p["reg_lambda"], max_bin=p["max_bin"],
+               random_state=seed, n_jobs=-1, verbose=-1)
+
+
 def _dummy(task: str, p: dict[str, Any], seed: int) -> Any:
     from sklearn.dummy import DummyClassifier, DummyRegressor
 
@@ -150,6 +175,40 @@ KINDS: dict[str, ModelKind] = {k.key: k for k in (
         Param("l2_regularization", "float", 0.0, 0.0, 10.0, grid=(0.0, 1.0), search_range=(0.0, 5.0),
               help="L2 penalty on leaf values"),
     ), _hist_gb, aliases=("hgb", "gradient_boosting", "hist_gb")),
+    # Gradient-boosted trees of XGBoost and LightGBM: histogram-based, every core, and defaults sized so that
+    # 1M rows × 25 columns train in well under the random forest's time (bench/boosting_train.py).
+    ModelKind("xgboost", "XGBoost (gradient-boosted trees)", (
+        Param("n_estimators", "int", 200, 10, 5000, grid=(100, 200, 400), search_range=(50, 600),
+              help="boosting rounds (trees)"),
+        Param("max_depth", "int", 6, 1, 16, grid=(4, 6, 8), search_range=(3, 10), help="deepest a tree grows"),
+        Param("learning_rate", "float", 0.1, 0.001, 1.0, log=True, grid=(0.05, 0.1, 0.3), search_range=(0.01, 0.3),
+              help="shrinkage per round (smaller: more rounds needed, often better)"),
+        Param("subsample", "float", 0.8, 0.1, 1.0, grid=(0.8, 1.0), search_range=(0.5, 1.0),
+              help="share of rows each tree sees"),
+        Param("colsample_bytree", "float", 0.8, 0.1, 1.0, grid=(0.8, 1.0), search_range=(0.5, 1.0),
+              help="share of features each tree sees"),
+        Param("min_child_weight", "float", 1.0, 0.0, 100.0, grid=(1.0, 5.0), search_range=(0.5, 10.0),
+              help="smallest hessian sum in a leaf (larger = simpler trees)"),
+        Param("reg_lambda", "float", 1.0, 0.0, 100.0, grid=(0.0, 1.0, 10.0), search_range=(0.0, 10.0),
+              help="L2 penalty on leaf weights"),
+        Param("max_bin", "int", 256, 16, 1024, help="histogram bins per feature"),
+    ), _xgboost, aliases=("xgb",)),
+    ModelKind("lightgbm", "LightGBM (gradient-boosted trees)", (
+        Param("n_estimators", "int", 200, 10, 5000, grid=(100, 200, 400), search_range=(50, 600),
+              help="boosting rounds (trees)"),
+        Param("num_leaves", "int", 31, 2, 1024, grid=(15, 31, 63), search_range=(8, 128), help="leaves per tree"),
+        Param("learning_rate", "float", 0.1, 0.001, 1.0, log=True, grid=(0.05, 0.1, 0.3), search_range=(0.01, 0.3),
+              help="shrinkage per round"),
+        Param("min_child_samples", "int", 20, 1, 10_000, grid=(10, 20, 50), search_range=(5, 100),
+              help="fewest rows in a leaf"),
+        Param("subsample", "float", 0.8, 0.1, 1.0, grid=(0.8, 1.0), search_range=(0.5, 1.0),
+              help="share of rows each round sees (bagging every round)"),
+        Param("colsample_bytree", "float", 0.8, 0.1, 1.0, grid=(0.8, 1.0), search_range=(0.5, 1.0),
+              help="share of features each tree sees"),
+        Param("reg_lambda", "float", 0.0, 0.0, 100.0, grid=(0.0, 1.0, 10.0), search_range=(0.0, 10.0),
+              help="L2 penalty on leaf values"),
+        Param("max_bin", "int", 255, 16, 1023, help="histogram bins per feature"),
+    ), _lightgbm, aliases=("lgbm", "lgb")),
     ModelKind("dummy", "Dummy baseline", (
         Param("strategy", "choice", "prior", choices=("prior", "most_frequent", "stratified", "uniform"), tasks=C,
               grid=("prior", "stratified"), help="how the baseline guesses"),

@@ -42,6 +42,7 @@ TRUSTED_EXACT = frozenset({
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.basic.Booster",
     "collections.OrderedDict",
     "core.training.boosters.BoosterModel",  # LeanOps' own wrapper of a bare booster (a booster imported alone)
+    "core.training.xgb_labels.LabelledXGBClassifier",  # the xgboost training kind's classifier
 })
 MAX_ZIP_RATIO = 200  # a skops file unpacking to more than this many times its size is refused (a zip bomb)
 
