@@ -142,3 +142,39 @@ def waterfall(request_id: str, records: list[int]) -> None:
     st.plotly_chart(figure, key=f"why-chart-{request_id}-{index}")
     st.caption(f"Method: {why['method']}. Base value + contributions = {why['output']:.4f}.")
     st.dataframe(pd.DataFrame([{"column": k, "contribution": v} for k, v in items]), hide_index=True)
+
+
+# -- the Drift page: what the model leans on, then and now ---------------------------------------------------
+
+@st.cache_data(ttl=600, max_entries=8)
+def _global(model: str, hours: float) -> Any:
+    from core.monitoring.global_explanations import mean_contributions
+
+    return mean_contributions(resources.session_factory(), resources.settings(), model=model, hours=hours)
+
+
+def global_explanations(model: str, hours: float) -> None:
+    """Mean |contribution| per column for the training data and the current window, side by side."""
+    import plotly.graph_objects as go
+
+    st.subheader("What the model leans on")
+    if not st.toggle("Show mean contribution per column (training data vs the current window)",
+                     key=f"drift-global-{model}"):
+        return
+    try:
+        found = _global(model, float(hours))
+    except LeanOpsError as exc:
+        st.info(message(f"No explanation of {model}: {exc}"))
+        return
+    table = found.table
+    figure = go.Figure([go.Bar(name=f"training data ({found.reference_rows} rows)", y=table["column"],
+                               x=table["reference"], orientation="h"),
+                        go.Bar(name=f"last {hours:g} h ({found.current_rows} rows)", y=table["column"],
+                               x=table["current"], orientation="h")])
+    figure.update_layout(barmode="group", height=120 + 40 * len(table), yaxis={"autorange": "reversed"},
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h"},
+                         xaxis_title=f"mean |contribution| ({found.explained})")
+    st.plotly_chart(figure, key=f"drift-global-chart-{model}")
+    st.caption(f"v{found.version}, {found.method}. A column whose bar grows is one the model relies on more now.")
+    st.dataframe(table, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.4f") for c in ("reference", "current", "change")})

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
@@ -19,6 +20,7 @@ from tests.support.paths import ROOT
 SHOTS = Path("/work/notes/shots")
 
 
+@pytest.mark.timeout(900)  # `init --demo` trains and promotes a model first
 def test_score_a_file_upload_download_and_the_waterfall(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "cli.py", "init", "--demo", "--json"], cwd=ROOT, env=dashboard.env,
                           capture_output=True, text=True, timeout=600)
