@@ -478,6 +478,8 @@ class Feedback(Base):
     __table_args__ = (
         UniqueConstraint("request_id", "record_index", name="uq_prediction_feedback_record"),
         Index("ix_prediction_feedback_model_ts", "model", "ts"),
+        # issue 29: labelled predictions are read newest request first (request ids begin with their time)
+        Index("ix_prediction_feedback_model_request", "model", "request_id"),
     )
 
     id: Mapped[int] = mapped_column(_BIGINT_ID, primary_key=True, autoincrement=True)
@@ -688,3 +690,21 @@ class ModelImport(Base):
     refit_of: Mapped[int | None]  # the version a retrain refitted (None: imported from a file)
     imported_by: Mapped[str] = mapped_column(String(128))
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# -- issue 29: speed and crash safety ------------------------------------------------------------------
+
+class PendingRegistration(Base):
+    """A model version being registered: recorded before MLflow is asked to create it (keyed by the MLflow
+    run), ``committed`` once LeanOps has stored the version's run and gates, gone once the version's
+    ``leanops.pending`` tag is removed in MLflow. A row whose job stopped is what the sweep of any process
+    that opens the workspace (``core.training.pending``) takes back: the version deleted, audited."""
+
+    __tablename__ = "pending_registrations"
+
+    mlflow_run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None]
+    model_name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), default="registering")  # registering | committed
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -238,4 +238,6 @@ def test_entries_never_import_jobs_except_the_worker_command():
 
 
 # Where starting the job runtime (APScheduler, the queue poller) is the point.
-JOB_RUNTIME_ENTRIES = {("cli.py", "cmd_worker"), ("ui/resources.py", "scheduler")}
+# The API and a dashboard without its own scheduler start the housekeeping (jobs/housekeeping.py) too: every
+# process that opens the workspace reaps stopped jobs and the model versions they left pending.
+JOB_RUNTIME_ENTRIES = {("cli.py", "cmd_worker"), ("ui/resources.py", "scheduler"), ("api/app.py", "create_app")}

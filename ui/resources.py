@@ -38,6 +38,9 @@ def scheduler() -> str:
     s = settings()
     # Said in a user's words: where jobs run, not a process id nobody can act on.
     if s.scheduler != "embedded":
+        from jobs import housekeeping
+
+        housekeeping.start(session_factory(), s)  # no worker here: still reap stopped jobs and pending versions
         return {"external": "scheduler: external (a separate worker runs jobs and schedules)",
                 "off": "scheduler: off (jobs wait until a worker runs)"}.get(s.scheduler, f"scheduler: {s.scheduler}")
     from core.platform.leases import LeaseHeld

@@ -9,10 +9,11 @@ the job wrapper records the job failed with that one-line reason and the traceba
 
 The version is registered last, and its run row is completed in the same transaction as the caller's
 ``gate`` (the promotion stage stores the version's gates there): LeanOps never shows a version
-without its gates. A worker killed between MLflow's insert of the version and that commit leaves a
-version in MLflow only until the reaper fails the job: it calls ``clean_up_job`` in the same pass
-(the ``train`` and ``retrain`` kinds' clean-up in ``jobs/kinds.py``), which finds the version by the
-MLflow run id the run row recorded before any version could exist.
+without its gates. In MLflow the version carries the ``leanops.pending`` tag from its creation until
+that commit (``core.training.pending``: a row recorded before MLflow is asked). A process killed
+between the two leaves a pending version only until a sweep finds its job stopped: the reaper's
+``clean_up_job`` (the ``train`` and ``retrain`` kinds' clean-up in ``jobs/kinds.py``) or
+``pending.sweep``, which every process that opens the workspace runs, deletes it (audited).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from core.platform import job_queue, mlflow_store
 from core.platform.database import transaction
 from core.platform.job_queue import FINISHED, JobCancelled
 from core.settings import Settings
-from core.training import evaluation, integrity, reference, runs
+from core.training import evaluation, integrity, pending, reference, runs
 from core.training import pipeline as training  # the steps of the pipeline itself
 from core.training.catalog import check_params, get_kind
 from core.training.spec import parse_spec
@@ -75,14 +76,14 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
         version, frame = datasets.load_frame(session, store=settings.data_store, ref=spec.dataset)
         certificate = datasets.get_certificate(session, ref=version.ref)
     log(f"loaded {version.ref} (sha256 {version.sha256[:12]}…, {len(frame)} rows, {len(frame.columns)} columns)")
-    with factory() as session:  # a new version predicts what its model predicts (checked again at recording)
-        integrity.check_for_data(session, spec, dtypes=version.dtypes)
-    if not certificate.passed:
+    if not certificate.passed:  # first: a failed certificate is the cause of whatever else looks wrong
         failed = certificate.summary(limit=3)
         if not spec.allow_failed_certificate:
             raise PolicyBlocked(f"dataset {version.ref}'s certificate failed ({failed or 'see Datasets'}); "
                                 "fix the data, or allow training on it explicitly (allow_failed_certificate)")
         log(f"warning: {version.ref} failed its quality certificate ({failed}); training anyway as the spec allows")
+    with factory() as session:  # a new version predicts what its model predicts (checked again at recording)
+        integrity.check_for_data(session, spec, dtypes=version.dtypes)
 
     progress(0.05, "checking and splitting the data")
     prepared = training.prepare(frame, spec, ref=version.ref)
@@ -164,8 +165,10 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
 
         stage = "registering the model version"
         progress(0.95, "registering the model version")
-        model_version = mlflow_store.register(store, model_uri=model_uri, name=name,
-                                              tags=tags | {mlflow_store.MODEL_SHA256_TAG: model_sha256})
+        with transaction(factory) as session:  # before MLflow is asked: a kill from here on is found and undone
+            pending.begin(session, mlflow_run_id=mlflow_run, training_run_id=run_id, job_id=job_id, model_name=name)
+        model_version = mlflow_store.register(store, model_uri=model_uri, name=name, tags=tags | {
+            mlflow_store.MODEL_SHA256_TAG: model_sha256, pending.TAG: "true"})  # pending until LeanOps commits it
         mlflow_store.end_run(store, mlflow_run, status="FINISHED")
 
         stage = "recording the run"
@@ -177,12 +180,17 @@ def train(factory: sessionmaker[Session], settings: Settings, raw_spec: dict[str
                           model_version=model_version,
                           model_uri=model_uri)
             gates = gate(session, name, model_version) if gate is not None else None
+            pending.committed(session, mlflow_run_id=mlflow_run)
     except BaseException as exc:
         _undo(factory, store, run_id=run_id, mlflow_run=mlflow_run, name=name, model_version=model_version,
               exc=exc, log=log)
         if isinstance(exc, (LeanOpsError, JobCancelled)) or not isinstance(exc, Exception):
             raise
         raise TrainingFailed(f"training failed while {stage}: {one_line(exc)}") from exc
+    try:
+        pending.finish(factory, store, mlflow_run_id=mlflow_run, name=name, version=model_version)
+    except Exception as exc:  # noqa: BLE001 - committed already; the next sweep removes the tag
+        log(f"could not remove {name} version {model_version}'s pending tag yet ({one_line(exc)}); the next sweep will")
     log(f"registered {name} version {model_version} (MLflow run {mlflow_run})")
     return {
         "run_id": mlflow_run, "training_run": run_id, "model_name": name, "model_version": model_version,
@@ -221,9 +229,8 @@ def _clean_up(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *
     for mlflow_run, name in left:
         if mlflow_run is None:  # no MLflow run recorded: no version can exist (reconcile fails a stray run)
             continue
-        for number in mlflow_store.versions_of_run(store, name=name, run_id=mlflow_run):
-            mlflow_store.delete_version(store, name=name, version=number)
-            log(f"deleted {name} version {number}: its training job {job_id} ended before its gates were stored")
+        pending.take_back(factory, store, name=name, mlflow_run_id=mlflow_run, job_id=job_id, log=log,
+                          reason=f"its training job {job_id} ended before its gates were stored")
         try:
             status = mlflow_store.run_info(store, mlflow_run)["status"]
         except NotFound:  # deleted in MLflow meanwhile: nothing to end
@@ -247,7 +254,10 @@ def _undo(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, ru
     cancelled = isinstance(exc, JobCancelled)
     reason = "cancelled by a user" if cancelled else (str(exc) if isinstance(exc, LeanOpsError) else one_line(exc))
     steps: list[tuple[str, Callable[[], None]]] = []
-    if model_version is not None:
+    if mlflow_run is not None:  # every version of the run (MLflow may have made one whose number never came back)
+        steps.append((f"delete {name}'s versions of run {mlflow_run}", lambda: _take_back(
+            factory, store, name=name, mlflow_run_id=mlflow_run, reason=f"training failed: {reason}", log=log)))
+    elif model_version is not None:
         steps.append((f"delete {name} version {model_version}",
                       lambda: mlflow_store.delete_version(store, name=name, version=model_version)))
     if mlflow_run is not None:
@@ -264,6 +274,11 @@ def _undo(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, ru
             step()
         except Exception as cleanup:  # noqa: BLE001 - reported, the original error goes on
             log(f"clean-up step '{what}' failed: {one_line(cleanup)}")
+
+
+def _take_back(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, name: str, mlflow_run_id: str,
+               reason: str, log: Log) -> None:
+    pending.take_back(factory, store, name=name, mlflow_run_id=mlflow_run_id, job_id=None, reason=reason, log=log)
 
 
 def reconcile(factory: sessionmaker[Session], store: mlflow_store.MlflowStore, *, log: Log = _stderr) -> None:

@@ -19,8 +19,24 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # -- issue 29 pages and crash safety (helper 29b): begin ----------------------------------------------
+    op.create_table('pending_registrations',
+    sa.Column('mlflow_run_id', sa.String(length=64), nullable=False),
+    sa.Column('training_run_id', sa.Integer(), nullable=False),
+    sa.Column('job_id', sa.Integer(), nullable=True),
+    sa.Column('model_name', sa.String(length=255), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('created_at', db.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['training_run_id'], ['training_runs.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('mlflow_run_id')
+    )
+    op.create_index('ix_prediction_feedback_model_request', 'prediction_feedback', ['model', 'request_id'],
+                    unique=False)
+    # -- issue 29 pages and crash safety (helper 29b): end ------------------------------------------------
 
 
 def downgrade() -> None:
-    pass
+    # -- issue 29 pages and crash safety (helper 29b): begin ----------------------------------------------
+    op.drop_index('ix_prediction_feedback_model_request', table_name='prediction_feedback')
+    op.drop_table('pending_registrations')
+    # -- issue 29 pages and crash safety (helper 29b): end ------------------------------------------------

@@ -1,0 +1,26 @@
+"""One training job run as a worker runs it, in a child of a forkserver that imported everything below once:
+the runs tests/scale/test_kill_during_training.py SIGKILLs at chosen instants. The child starts in a
+fraction of a second and inherits no MLflow or database connection from the test."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import mlflow  # noqa: F401 - imported once in the forkserver
+import sklearn.ensemble  # noqa: F401
+
+import core.promotion.registration  # noqa: F401
+from core.settings import get_settings
+from db.session import make_engine, make_session_factory
+from jobs.runner import run_next
+
+
+def run_job(db_url: str, home: str, stale_seconds: float) -> None:
+    """Claim and run the oldest queued job as a worker would (heartbeats every half second)."""
+    settings = get_settings(home=Path(home), db_url=db_url, scheduler="off", job_heartbeat_seconds=0.5,
+                            job_stale_seconds=stale_seconds, admin_user="admin", admin_password="admin-pass-123")
+    engine = make_engine(db_url)
+    run_next(make_session_factory(engine), settings, worker=f"{socket.gethostname()}:{os.getpid()}:kill-test")
+    engine.dispose()
