@@ -40,7 +40,7 @@ GATE = "review"
 TIER_REQUIREMENTS: dict[str, str] = {
     "low": "inventory entry and owner; review only when the policy sets an interval",
     "medium": "inventory entry and owner; periodic review (an overdue one is an alert); the policy gates",
-    "high": "inventory entry and owner; periodic review that blocks promotion when overdue (gate `review`); "
+    "high": "inventory entry and owner; periodic review that blocks promotion when overdue (gate review); "
             "signed test reports and approval of every promotion (turn approval.required on); a fairness column",
 }
 
