@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from ui import queries, resources
 from ui.components import badge, plain
 from ui.url_state import link
+
+if TYPE_CHECKING:
+    from core.platform.job_queue import JobView
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ def panel() -> None:
                 link(right, reason.page, reason.link, reason.params, icon=":material/arrow_outward:")
 
 
-def job_view(job_id: int):  # -> job_queue.JobView | None: the job a link (?job=…) names
+def job_view(job_id: int) -> JobView | None:
     """One job by id (None when there is none), for a link to a job that is not on the history's page."""
     from core.errors import NotFound
     from core.platform import job_queue

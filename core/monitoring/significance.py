@@ -35,11 +35,15 @@ FLOORS = {  # test → (the effect it is floored on, the Thresholds field holdin
 DAYS_PER_MONTH = 30.44
 
 
-class Settings(Protocol):  # the fields of core.monitoring.drift.Thresholds read here
-    p_value: float
-    floor_wasserstein: float
-    floor_jensenshannon: float
-    correction: str
+class Settings(Protocol):  # the fields read here (core.monitoring.drift.Thresholds, the policy's Drift)
+    @property
+    def p_value(self) -> float: ...
+    @property
+    def floor_wasserstein(self) -> float: ...
+    @property
+    def floor_jensenshannon(self) -> float: ...
+    @property
+    def correction(self) -> str: ...
 
 
 def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:

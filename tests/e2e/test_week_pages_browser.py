@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from core.workspace.demo import churn_frame
 from tests.e2e.conftest import dashboard_env, wait_healthy
-from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_idle, wait_rerun
+from tests.e2e.helpers import ADMIN, Dashboard, goto_page, wait_idle, wait_rerun
 from tests.support.net import free_port
 
 pytestmark = pytest.mark.timeout(900)  # the shared set-up (demo init, a training, a drift check) is slow under load
@@ -81,6 +81,23 @@ def berlin(browser: Browser) -> Iterator[Page]:
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / f"week-{name}.png"), full_page=True)
+
+
+def login(page: Page, url: str, username: str, password: str) -> None:
+    """``tests.e2e.helpers.login`` with a longer first-render wait: the Registry's first run imports MLflow,
+    which takes tens of seconds on a loaded two-core machine."""
+    page.goto(url)
+    wait_idle(page, 120_000)
+    field, logout = page.get_by_label("Username", exact=True), page.get_by_role("button", name="Log out")
+    field.or_(logout).first.wait_for(timeout=120_000)
+    if logout.count():
+        logout.click()
+        field.wait_for(timeout=120_000)
+    field.fill(username)
+    page.get_by_label("Password", exact=True).fill(password)
+    with page.expect_navigation(timeout=120_000):
+        page.get_by_role("button", name="Log in").click()
+    wait_idle(page, 120_000)
 
 
 def selectbox(page: Page, label: str):
