@@ -75,7 +75,7 @@ if listing.table.empty:
 view.runs_table(listing)
 
 linked = [r for r in [wanted("run", cast=int)] if r is not None and r not in listing.ids and q.run_exists(r)]
-seed("tr-run", "run", [*listing.ids, *linked], cast=int)  # ?run=12: a link opens that run
+seed("tr-run", "run", [*listing.ids, *linked, st.session_state.get("tr-run")], cast=int)  # ?run=12 opens it
 choices = listing.ids if st.session_state.get("tr-run") in listing.ids else [st.session_state.get("tr-run"),
                                                                               *listing.ids]
 chosen = st.selectbox("Run", [c for c in choices if c is not None], key="tr-run",

@@ -19,6 +19,8 @@ import streamlit as st
 def seed(key: str, param: str, options: Sequence[Any], *, cast: Callable[[str], Any] = str) -> Any:
     """Before widget ``key`` is drawn: put ``?param=``'s value in its state when valid; returns that value
     (or None when the address says nothing new)."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]  # a choice left from another model or page of options: the widget's default
     raw = st.query_params.get(param)
     mark = f"_url-{param}"
     if raw is None or (raw == st.session_state.get(mark) and key in st.session_state):
