@@ -21,6 +21,15 @@ TOOLS_STAMP := $(TOOLS)/.installed-$(TOOLS_HASH)
 # every dependency (uv writes `pandas`, not the `pandas[parquet]` evidently asks for, which pip would
 # otherwise resolve again); `pip check` then proves the installed set is complete and consistent.
 PIP_LOCKED := pip install --require-hashes --no-deps --only-binary :all:
+# uv installs the same locks in the same hash-checking mode several times faster (issue 29: most of a cold
+# `make run` was pip). It comes from requirements-tools.lock itself (its lines only, installed by pip with
+# their hashes into .venv-tools); where it cannot be had, or fails, pip installs instead.
+UV := $(TOOLS)/bin/uv
+UV_LOCKED := pip install --require-hashes --no-deps --only-binary :all:
+# $(call locked,VENV,LOCK): LOCK into VENV (uv, else pip), then a check that the installed set is consistent.
+locked = if [ -x $(UV) ] && $(UV) $(UV_LOCKED) --quiet --python $(1)/bin/python -r $(2) && \
+	$(UV) pip check --quiet --python $(1)/bin/python; then :; else \
+	$(1)/bin/$(PIP_LOCKED) -r $(2) && $(1)/bin/pip check; fi
 
 # `make lock` keeps every pin the lock files already have and adds what is new;
 # `make lock UPGRADE=1` moves everything to the newest allowed versions. Either way for CPython 3.11
@@ -33,53 +42,31 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(REQ_STAMP): | $(VENV)/bin/python
-	$(VENV)/bin/$(PIP_LOCKED) -r requirements.lock
-	$(VENV)/bin/pip check
+# uv alone, from its lines of the tools lock (hash-checked by pip); a failure here only means pip installs.
+$(UV):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	awk '/^uv==/ {p = 1; print; next} p && /^ / {print; next} {p = 0}' requirements-tools.lock > $(TOOLS)/uv.lock
+	-$(TOOLS)/bin/$(PIP_LOCKED) --quiet -r $(TOOLS)/uv.lock
+
+$(REQ_STAMP): | $(VENV)/bin/python $(UV)
+	@$(call locked,$(VENV),requirements.lock)
 	touch $@
 
-$(DEV_STAMP): | $(VENV)/bin/python
-	$(VENV)/bin/$(PIP_LOCKED) -r requirements-dev.lock
-	$(VENV)/bin/pip check
+$(DEV_STAMP): | $(VENV)/bin/python $(UV)
+	@$(call locked,$(VENV),requirements-dev.lock)
 	touch $@ $(REQ_STAMP)
 
-$(TOOLS_STAMP):
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/$(PIP_LOCKED) -r requirements-tools.lock
-	$(TOOLS)/bin/pip check
+$(TOOLS_STAMP): | $(UV)
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	@$(call locked,$(TOOLS),requirements-tools.lock)
 	touch $@
 
-# The API (`cli.py serve`) runs in the background beside the dashboard and stops with it.
-# The login is printed last, in a box, once the dashboard answers (init's output, which holds a generated
-# password, stays in a shell variable: never in a file). Ctrl-C stops both processes and ends cleanly
-# (status 0 from the recipe: no "make: *** Error 130"); background children ignore SIGINT, hence the kill.
+# launch.py: both ports checked first; `cli.py init`, then the API, the dashboard and the demo build in
+# parallel (the first page does not wait for the demo); the login box only once the API answers ready with
+# THIS workspace's id and the dashboard answers; otherwise one line saying what went wrong, exit 1. The
+# login (a generated password) stays in launch.py's memory, never in a file. Ctrl-C stops everything, exit 0.
 run: $(REQ_STAMP)
-	@init=$$($(VENV)/bin/python cli.py init --demo) || exit $$?; printf '%s\n' "$$init"; \
-	export LEANOPS_API_URL=http://127.0.0.1:$(API_PORT); \
-	$(VENV)/bin/python cli.py serve --host 127.0.0.1 --port $(API_PORT) & api=$$!; ui=; \
-	trap 'kill -TERM $$api $$ui 2>/dev/null; wait $$api $$ui 2>/dev/null' EXIT; \
-	trap 'echo; echo "LeanOps stopped (dashboard and API)."; exit 0' INT TERM; \
-	echo "waiting for the API to load and warm every champion (/health/ready)"; \
-	until $(VENV)/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
-		http://127.0.0.1:$(API_PORT)/health/ready 2>/dev/null; do \
-		kill -0 $$api 2>/dev/null || { echo "the API exited before it was ready"; exit 1; }; sleep 0.5; \
-	done; \
-	$(VENV)/bin/streamlit run dashboard.py --server.headless true --server.port $(PORT) & ui=$$!; \
-	until $(VENV)/bin/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2)' \
-		http://127.0.0.1:$(PORT)/_stcore/health 2>/dev/null; do \
-		kill -0 $$ui 2>/dev/null || { echo "the dashboard exited before it answered"; exit 1; }; sleep 0.5; \
-	done; \
-	user=$$(printf '%s\n' "$$init" | sed -n 's/^admin user: \([^ ]*\).*/\1/p'); \
-	pw=$$(printf '%s\n' "$$init" | sed -n 's/^admin user: [^ ]*  password: \([^ ]*\) .*/\1/p'); \
-	printf '%s\n' "LeanOps is running" "" "Dashboard  http://localhost:$(PORT)" \
-		"User       $${user:-admin}" \
-		"Password   $${pw:-the one you set (LEANOPS_ADMIN_PASSWORD, or changed at first login)}" \
-		"$${pw:+           (generated now and shown once: the first login asks for a new one)}" \
-		"API        http://127.0.0.1:$(API_PORT)  (/docs need a token, or LEANOPS_API_DOCS_PUBLIC=true)" \
-		"" "Stop       press Ctrl-C" | \
-	$(VENV)/bin/python -c 'import sys; ls = [l for l in sys.stdin.read().split("\n")[:-1]]; w = max(map(len, ls)); \
-		print("\n+" + "-" * (w + 2) + "+"); [print("| " + l.ljust(w) + " |") for l in ls]; print("+" + "-" * (w + 2) + "+")'; \
-	wait $$ui
+	@$(VENV)/bin/python launch.py --port $(PORT) --api-port $(API_PORT)
 
 # mypy first (its configuration is [tool.mypy] in pyproject.toml); a type error fails the target.
 test: $(DEV_STAMP) $(TOOLS_STAMP)

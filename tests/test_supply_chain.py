@@ -94,12 +94,21 @@ def pip_installs(text: str) -> list[str]:
 
 def test_the_makefile_and_the_dockerfile_install_only_from_the_locks_in_hash_checking_mode() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    locked_install = re.search(r"^PIP_LOCKED\s*:=\s*(.+)$", makefile, re.M)
-    assert locked_install and "pip install --require-hashes --no-deps --only-binary :all:" in locked_install[1]
-    installs = [line for line in pip_installs(makefile) if not line.startswith("PIP_LOCKED")]
-    assert {lock for line in installs for lock in re.findall(r"-r (\S+)", line)} == set(LOCKS.values()), installs
-    assert all("$(PIP_LOCKED)" in line for line in installs), installs
-    assert makefile.count("/bin/pip check") == 3, "each locked install is followed by `pip check`"
+    for name in ("PIP_LOCKED", "UV_LOCKED"):  # pip, and uv where it can be had (issue 29): the same mode
+        locked_install = re.search(rf"^{name}\s*:=\s*(.+)$", makefile, re.M)
+        assert locked_install and "pip install --require-hashes --no-deps --only-binary :all:" in locked_install[1]
+    # every lock goes through one macro: uv in hash-checking mode, else pip in it, each followed by a check
+    macro = re.search(r"^locked = (.+?[^\\])$", makefile, re.M | re.S)
+    assert macro, "the Makefile's `locked` macro"
+    body = macro[1].replace("\\\n", " ")
+    assert "$(UV) $(UV_LOCKED)" in body and "-r $(2)" in body and "$(UV) pip check" in body, body
+    assert "$(1)/bin/$(PIP_LOCKED) -r $(2)" in body and "$(1)/bin/pip check" in body, body
+    calls = re.findall(r"^\t@?\$\(call locked,[^,]+,(\S+?)\)", makefile, re.M)
+    assert sorted(calls) == sorted(LOCKS.values()), calls
+    # the one other install: uv itself, from its own lines of the tools lock, by pip with their hashes
+    installs = [line for line in pip_installs(makefile)
+                if not line.startswith(("PIP_LOCKED", "UV_LOCKED", "locked ="))]
+    assert installs == ["\t-$(TOOLS)/bin/$(PIP_LOCKED) --quiet -r $(TOOLS)/uv.lock"], installs
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     (install,) = pip_installs(dockerfile)

@@ -19,6 +19,7 @@ import httpx
 
 from api.app import create_app
 from core.serving.cache import LOAD_DEADLINE
+from core.workspace.identity import workspace_id
 from tests.support.api import Model, bearer, live_server, serving_settings
 from tests.support.mlflow_models import Store
 from tests.support.net import free_port
@@ -49,6 +50,8 @@ def test_ready_only_once_every_champion_is_loaded_and_warm(app, tokens: dict, mo
         doc = ready.json()
         assert doc["status"] == "ready"
         assert doc["models"][model.name] == {"version": model.versions["lr"], "state": "loaded"}
+        # the workspace's id (`cli.py init` prints it): what `make run` checks its own API answers (issue 29)
+        assert doc["workspace"] == workspace_id(rt.settings) != ""
         # Loaded before any request asked for it: the first prediction finds it in memory.
         assert rt.cache.served()[(model.name, "champion")] == model.versions["lr"]
         first = httpx.post(f"{url}/v1/models/{model.name}/predict", json={"records": [RECORD]},
