@@ -13,6 +13,7 @@ in anything a script on the page can read.
 from __future__ import annotations
 
 import base64
+import os
 import re
 from functools import cache
 from urllib.parse import parse_qs, urlsplit
@@ -78,7 +79,7 @@ async def login(request: Request) -> Response:
         if len(body) > MAX_BODY:
             return PlainTextResponse(f"login refused: the form is over {MAX_BODY} bytes", status_code=413)
     fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
-    client = request.client.host if request.client else ""
+    client = client_address(request)
     plain, message = await run_in_threadpool(
         _check, fields.get("username", "").strip(), fields.get("password", ""),
         request.headers.get("user-agent", ""), client)
@@ -92,6 +93,22 @@ async def login(request: Request) -> Response:
     response.set_cookie(sessions.COOKIE, plain, max_age=_process()[0].session_max_hours * 3600, path="/",
                         httponly=True, samesite="lax", secure=secure)
     return response
+
+
+def client_address(request: Request) -> str:
+    """The address a login is throttled and recorded under: forwarded headers count only when configured.
+
+    uvicorn (under ``streamlit run``) takes ``X-Forwarded-For`` from its trusted hosts, by default loopback,
+    before any LeanOps code runs: then anything on this host, or a proxy passing a client's own header through,
+    picks the address it is counted under, one fresh address per guess. Unless ``FORWARDED_ALLOW_IPS`` names
+    the proxies (set for a real proxy: docs/security.md), a rewritten address is replaced by the loopback peer
+    it came from, so every such request shares that one address's backoff."""
+    host = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    if forwarded and "FORWARDED_ALLOW_IPS" not in os.environ \
+            and host == forwarded.rsplit(",", 1)[-1].strip():
+        return "127.0.0.1"
+    return host
 
 
 @cache

@@ -103,7 +103,7 @@ async def callback(request: Request) -> Response:
     if not hmac.compare_digest(state.encode(), str(flow.get("state", "")).encode()):
         return _refused(request, next_path, f"The {provider.name} sign-in answer does not belong to this browser's "
                                             "sign-in (state mismatch); please try again.")
-    client = request.client.host if request.client else ""
+    client = auth_routes.client_address(request)  # forwarded headers only when configured
     plain, message = await run_in_threadpool(_finish, provider, params.get("code", ""), flow,
                                              request.headers.get("user-agent", ""), client)
     if plain is None:

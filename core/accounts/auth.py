@@ -286,10 +286,16 @@ def login(session: Session, *, username: str, password: str, max_failures: int, 
     now = now or utcnow()
     user = session.scalar(select(User).where(User.username == username))
     akey = throttle.account_key(username)
-    ckey = throttle.client_key(client) if client else None
+    # per address, failures with names no account has are counted apart from those against real accounts
+    ckey = (throttle.client_key(client) if user is not None else throttle.unknown_client_key(client)) \
+        if client else None
     known = bool(client) and user is not None and throttle.is_known(session, username, client, now=now)
-    blocked = ((not known and throttle.blocked_until(session, akey, now) is not None)
-               or (ckey is not None and throttle.blocked_until(session, ckey, now) is not None))
+    pkey = throttle.pair_key(username, client) if known else None
+    if known:  # the owner from an address they signed in from: only that pair's own backoff applies
+        blocked = throttle.blocked_until(session, str(pkey), now) is not None
+    else:
+        blocked = (throttle.blocked_until(session, akey, now) is not None
+                   or (ckey is not None and throttle.blocked_until(session, ckey, now) is not None))
     if blocked:
         _burn_time(password)
         return LoginResult(None, FAILED)  # not counted, not audited: the block's start was
@@ -299,8 +305,13 @@ def login(session: Session, *, username: str, password: str, max_failures: int, 
         reason = "unknown user" if user is None else "deactivated" if not user.active else "wrong password"
         _record_failure(session, username=username, user=user, reason=reason, akey=akey, ckey=ckey, client=client,
                         now=now, max_failures=max_failures, lockout_seconds=lockout_seconds)
+        if pkey is not None:
+            throttle.fail(session, pkey, now=now, threshold=max_failures * throttle.CLIENT_FACTOR,
+                          base_seconds=lockout_seconds)
         return LoginResult(None, FAILED)
     before = throttle.clear(session, akey)
+    if pkey is not None:
+        throttle.clear(session, pkey)
     if client:
         throttle.remember(session, username, client, now=now)
         throttle.purge_expired(session, now=now)
@@ -345,9 +356,18 @@ def unlock(session: Session, *, actor: Actor, username: str) -> int:
     require(session, actor, "users.manage", f"user:{username}")
     user = _get_user(session, username)
     failures = throttle.clear(session, throttle.account_key(username))
+    # and the addresses it signed in from (its browser sessions', kept with their client address)
+    clients = sorted({c for c in session.scalars(select(BrowserSession.client).where(
+        BrowserSession.user_id == user.id)) if c})
+    lifted = 0
+    for client in clients:
+        for key in (throttle.client_key(client), throttle.unknown_client_key(client),
+                    throttle.pair_key(username, client)):
+            lifted += throttle.clear(session, key)
     user.failed_logins, user.locked_until = 0, None
-    audit.record(session, actor, "user.unlocked", f"user:{username}", {"failures": failures})
-    return failures
+    audit.record(session, actor, "user.unlocked", f"user:{username}",
+                 {"failures": failures, "addresses": len(clients), "address_failures": lifted})
+    return failures + lifted
 
 
 def logout(session: Session, *, actor: Actor, reason: str = "logout") -> None:

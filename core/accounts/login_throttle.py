@@ -8,7 +8,10 @@ an audit append each (``core.accounts.auth.login`` records one event per key and
 
 An account's block would let anyone lock its owner out, so the client addresses an account signed in from
 successfully are remembered (``known`` rows, ``KNOWN_FOR``): from there the owner still gets in while the
-account is blocked, unless that address is itself blocked. ``cli.py user unlock NAME`` clears a block.
+account or the address is blocked (that pair has a backoff of its own, ``pair_key``). Per address, failures
+with unknown names (``unknown_client_key``) are counted apart from failures against real accounts
+(``client_key``): made-up names never block an account. ``cli.py user unlock NAME`` clears the account's block
+and those of the addresses it signed in from.
 """
 
 from __future__ import annotations
@@ -38,7 +41,20 @@ def account_key(username: str) -> str:
 
 
 def client_key(client: str) -> str:
+    """An address's failures against accounts that exist."""
     return "client:" + client[:120]
+
+
+def unknown_client_key(client: str) -> str:
+    """An address's failures with names no account has: counted apart, so a spray of made-up names blocks
+    only more made-up names from there, never the real accounts."""
+    return "client-unknown:" + client[:120]
+
+
+def pair_key(username: str, client: str) -> str:
+    """Failures of one account from an address it signed in from before (its owner's way in while the account
+    or the address is blocked, itself limited so it is no way around the backoff)."""
+    return "pair:" + _digest(username + "\n" + client)
 
 
 def known_key(username: str, client: str) -> str:

@@ -186,7 +186,9 @@ def test_a_blocked_account_still_admits_its_owner_from_a_known_address(factory: 
     assert attempt("password-123", "198.51.100.7", 10).actor is not None
 
 
-def test_an_address_that_keeps_failing_is_blocked_for_every_account(factory: sessionmaker[Session]) -> None:
+def test_made_up_names_from_an_address_never_block_its_real_accounts(factory: sessionmaker[Session]) -> None:
+    """Per address, failures with unknown names are counted apart from failures against real accounts: a spray
+    of made-up names blocks more made-up names from there, never an account (issue 27 item 5)."""
     make_user(factory, "alice", "scientist")
     for i in range(LIMITS["max_failures"] * 4):  # made-up names, aggregated per address
         with transaction(factory) as session:
@@ -194,12 +196,74 @@ def test_an_address_that_keeps_failing_is_blocked_for_every_account(factory: ses
                        now=T0 + timedelta(seconds=i), **LIMITS)
     # one event when the address's window opened, one when its block started
     assert [r.details["client_failures"] for r in audit_rows(factory, "login.failed")] == [1, 12]
+    with transaction(factory) as session:  # made-up names stay blocked from there
+        assert auth.login(session, username="nobody-x", password="x" * 10, client="203.0.113.9",
+                          now=T0 + timedelta(seconds=30), **LIMITS).actor is None
+    with transaction(factory) as session:  # a real account, never signed in from there before, still gets in
+        assert auth.login(session, username="alice", password="password-123", client="203.0.113.9",
+                          now=T0 + timedelta(seconds=31), **LIMITS).actor is not None
+
+
+def test_an_address_that_keeps_failing_real_accounts_is_blocked_but_not_for_their_owners(
+        factory: sessionmaker[Session]) -> None:
+    for name in ("alice", "bob", "carol"):
+        make_user(factory, name, "scientist")
+    with transaction(factory) as session:  # carol signed in from the shared office address before
+        assert auth.login(session, username="carol", password="password-123", client="203.0.113.9",
+                          now=T0, **LIMITS).actor is not None
+    for i in range(LIMITS["max_failures"] * 4):  # someone there guesses alice's and bob's passwords
+        with transaction(factory) as session:
+            auth.login(session, username=("alice", "bob")[i % 2], password=f"guess-{i}-xxxx", client="203.0.113.9",
+                       now=T0 + timedelta(seconds=1 + i), **LIMITS)
+    with transaction(factory) as session:  # the address is blocked for accounts not known there
+        assert auth.login(session, username="bob", password="password-123", client="203.0.113.9",
+                          now=T0 + timedelta(seconds=30), **LIMITS).actor is None
+    with transaction(factory) as session:  # carol, who signed in from there, keeps getting in
+        assert auth.login(session, username="carol", password="password-123", client="203.0.113.9",
+                          now=T0 + timedelta(seconds=31), **LIMITS).actor is not None
+    with transaction(factory) as session:  # elsewhere bob is fine (his own account block aside)
+        assert auth.login(session, username="carol", password="password-123", client="192.0.2.1",
+                          now=T0 + timedelta(seconds=32), **LIMITS).actor is not None
+
+
+def test_a_known_address_is_no_way_around_the_backoff(factory: sessionmaker[Session]) -> None:
+    make_user(factory, "root", "admin")
     with transaction(factory) as session:
-        result = auth.login(session, username="alice", password="password-123", client="203.0.113.9",
-                            now=T0 + timedelta(seconds=30), **LIMITS)
-    assert result.actor is None
+        assert auth.login(session, username="root", password="password-123", client="10.0.0.5", now=T0,
+                          **LIMITS).actor is not None
+    for i in range(LIMITS["max_failures"] * 4):  # guessing from the owner's own address: that pair backs off
+        with transaction(factory) as session:
+            auth.login(session, username="root", password=f"guess-{i}-xxxx", client="10.0.0.5",
+                       now=T0 + timedelta(seconds=1 + i), **LIMITS)
     with transaction(factory) as session:
-        assert auth.login(session, username="alice", password="password-123", client="192.0.2.1",
+        assert auth.login(session, username="root", password="password-123", client="10.0.0.5",
+                          now=T0 + timedelta(seconds=20), **LIMITS).actor is None
+
+
+def test_unlock_lifts_the_blocks_of_the_addresses_the_account_signed_in_from(factory: sessionmaker[Session]) -> None:
+    from core.accounts import sessions
+
+    make_user(factory, "alice", "scientist")
+    make_user(factory, "bob", "scientist")
+    with transaction(factory) as session:  # alice signed in from the office before (a browser session)
+        result = auth.login(session, username="alice", password="password-123", client="203.0.113.9", now=T0,
+                            **LIMITS)
+        assert result.actor is not None
+        sessions.start(session, actor=result.actor, user_agent="test", client="203.0.113.9", max_hours=12)
+    for i in range(LIMITS["max_failures"] * 4):
+        with transaction(factory) as session:
+            auth.login(session, username="bob", password=f"guess-{i}-xxxx", client="203.0.113.9",
+                       now=T0 + timedelta(seconds=1 + i), **LIMITS)
+    with transaction(factory) as session:  # the office is blocked for accounts not known there
+        assert auth.login(session, username="bob", password="password-123", client="203.0.113.9",
+                          now=T0 + timedelta(seconds=30), **LIMITS).actor is None
+    with transaction(factory) as session:
+        assert auth.unlock(session, actor=cli_actor(), username="alice") > 0
+    assert audit_rows(factory, "user.unlocked")[-1].details["addresses"] == 1
+    with transaction(factory) as session:
+        auth.unlock(session, actor=cli_actor(), username="bob")
+    with transaction(factory) as session:
+        assert auth.login(session, username="bob", password="password-123", client="203.0.113.9",
                           now=T0 + timedelta(seconds=31), **LIMITS).actor is not None
 
 
@@ -213,7 +277,7 @@ def test_unlock_lifts_a_block_and_is_admin_only(factory: sessionmaker[Session]) 
     with transaction(factory) as session:
         assert auth.unlock(session, actor=cli_actor(), username="alice") == 3
     assert login(factory, "alice", "password-123", T0 + timedelta(seconds=5)).actor is not None
-    assert audit_rows(factory, "user.unlocked")[0].details == {"failures": 3}
+    assert audit_rows(factory, "user.unlocked")[0].details == {"failures": 3, "addresses": 0, "address_failures": 0}
 
 
 @pytest.mark.parametrize("password", ["password123", "Password1", "QWERTYUIOP", "short"])
