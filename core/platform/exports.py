@@ -19,3 +19,28 @@ def csv_cell(value: Any) -> Any:
         return "'" + value
     return value
 
+
+
+def csv_safe_schema(schema: Any) -> Any:
+    """An Arrow schema whose column names are escaped as cells are (the CSV header is a row too)."""
+    import pyarrow as pa
+
+    return pa.schema([f.with_name(str(csv_cell(f.name))) for f in schema], metadata=schema.metadata)
+
+
+def csv_safe_table(table: Any) -> Any:
+    """An Arrow table as an Arrow CSV writer should write it: every text cell a spreadsheet would read as a
+    formula gets a leading ``'`` (vectorised; numbers, booleans and times are written as they are), and the
+    column names likewise. Every CSV LeanOps writes with Arrow (prediction exports, batch scoring output)
+    goes through here; the audit export through ``csv_cell``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.match_substring_regex(column, r"^[=+\-@\t\r]"), False)
+            quoted = pc.binary_join_element_wise(pa.scalar("'", column.type), column, pa.scalar("", column.type))
+            column = pc.if_else(risky, quoted, column)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=csv_safe_schema(table.schema))

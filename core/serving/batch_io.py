@@ -185,9 +185,16 @@ class FileOutput:
             else:
                 import pyarrow.csv as pcsv
 
-                self._writer = pcsv.CSVWriter(self.tmp, table.schema)
+                from core.platform.exports import csv_safe_schema
+
+                self._writer = pcsv.CSVWriter(self.tmp, csv_safe_schema(table.schema))
             self.schema = table.schema
-        self._writer.write_table(_conform(table, self.schema))
+        conformed = _conform(table, self.schema)
+        if self.format != "parquet":  # cells a spreadsheet would run as formulas are escaped
+            from core.platform.exports import csv_safe_table
+
+            conformed = csv_safe_table(conformed)
+        self._writer.write_table(conformed)
         self.rows += table.num_rows
 
     def publish(self) -> str:

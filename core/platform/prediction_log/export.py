@@ -16,6 +16,7 @@ from core import audit
 from core.actors import Actor
 from core.errors import InvalidInput
 from core.platform.database import transaction
+from core.platform.exports import csv_safe_schema, csv_safe_table
 from core.platform.prediction_log.parquet import (
     HOT_COLUMNS,
     INPUT,
@@ -98,13 +99,14 @@ def export(factory: sessionmaker[Session], store: DataStore, *, actor: Actor, mo
 
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = 0
-    writer: Any = (pq.ParquetWriter(out, target, compression="zstd") if suffix == ".parquet"
-                   else pacsv.CSVWriter(out, target))
+    csv = suffix == ".csv"  # cells a spreadsheet would run as formulas are escaped (core.platform.exports)
+    writer: Any = (pacsv.CSVWriter(out, csv_safe_schema(target)) if csv
+                   else pq.ParquetWriter(out, target, compression="zstd"))
     try:
         for table in [*(read_file(store, k, filters=condition) for k in keys), *hot_tables]:
             if table.num_rows:
                 piece = shaped(table)
-                writer.write_table(piece)
+                writer.write_table(csv_safe_table(piece) if csv else piece)
                 rows += piece.num_rows
     finally:
         writer.close()
