@@ -37,7 +37,8 @@ def _projected(factory: sessionmaker[Session], settings: Settings, result: dict[
     return result
 
 
-def import_model(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, log: workflow.Log = workflow._stderr,
+def import_model(factory: sessionmaker[Session], settings: Settings, *, actor: Actor,
+                 log: workflow.Log = workflow._stderr,
                  **kwargs: Any) -> dict[str, Any]:
     """``core.training.imports.import_model`` with the gates at registration; the CLI/API result document."""
     result = imports.import_model(factory, settings, actor=actor, log=log,

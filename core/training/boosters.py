@@ -55,7 +55,8 @@ class BoosterModel:
             booster.load_model(bytearray(data))
             config = json.loads(booster.save_config())
         except Exception as exc:  # noqa: BLE001 - XGBoost's own parser said no
-            raise InvalidInput(f"{label} refused: XGBoost could not read it ({str(exc).splitlines()[0][:200]})") from None
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise InvalidInput(f"{label} refused: XGBoost could not read it ({first})") from None
         objective = str(config["learner"]["objective"]["name"])
         n_classes = int(config["learner"]["learner_model_param"].get("num_class") or 0)
         if objective == "binary:logistic":

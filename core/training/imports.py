@@ -18,7 +18,6 @@ exists, and a failure after that is taken back as a failed training is (``workfl
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -156,7 +155,8 @@ def import_model(factory: sessionmaker[Session], settings: Settings, *, model: s
 
 
 def refit(factory: sessionmaker[Session], settings: Settings, *, champion: ImportRecord, estimator: Any,
-          features: list[str], dataset: str, target: str, sensitive: str | None, actor: Actor, job_id: int | None = None,
+          features: list[str], dataset: str, target: str, sensitive: str | None, actor: Actor,
+          job_id: int | None = None,
           progress: workflow.Progress | None = None, log: workflow.Log = workflow._stderr,
           gate: workflow.Gate | None = None) -> dict[str, Any]:
     """Fit ``estimator`` (an unfitted clone of ``champion``'s model, which took ``features``) on ``dataset`` and
@@ -227,7 +227,8 @@ def _check_classes(estimator: Any, prepared: training.Prepared, *, target: str, 
     unknown = [c for c in model_classes if str(c) not in known]
     if unknown:
         raise InvalidInput(f"{label} refused: the model predicts class(es) {', '.join(map(repr, unknown[:10]))} "
-                           f"that target {target!r} in {ref} does not have ({', '.join(map(repr, prepared.classes[:10]))})")
+                           f"that target {target!r} in {ref} does not have "
+                           f"({', '.join(map(repr, prepared.classes[:10]))})")
 
 
 def _enter(factory: sessionmaker[Session], settings: Settings, *, estimator: Any, fit: bool, model: str, dataset: str,
@@ -250,7 +251,8 @@ def _enter(factory: sessionmaker[Session], settings: Settings, *, estimator: Any
                             "a model is evaluated only on certified data: fix the data first")
     columns = [str(c) for c in frame.columns]
     if target not in columns:
-        raise InvalidInput(f"target {target!r} is not a column of {version.ref}; columns are: {', '.join(columns[:40])}")
+        raise InvalidInput(f"target {target!r} is not a column of {version.ref}; columns are: "
+                           f"{', '.join(columns[:40])}")
     if features is None:
         features = _features(estimator, columns, target=target, ref=version.ref, label=label)
     elif missing := [c for c in features if c not in columns]:
@@ -386,7 +388,8 @@ def run_artifact(settings: Settings, *, run_id: str, path: str) -> tuple[str, by
     if len(files) > 1:
         models = [f for f in files if f[0].rsplit("/", 1)[-1].startswith("model.") or f[0].endswith(
             (".skops", ".ubj", ".json", ".txt", ".pkl", ".joblib"))]
-        models = [f for f in models if not f[0].endswith(("MLmodel", "input_example.json", "serving_input_example.json"))]
+        models = [f for f in models if not f[0].endswith(("MLmodel", "input_example.json",
+                                                          "serving_input_example.json"))]
         if len(models) != 1:
             raise InvalidInput(f"artifact {path!r} of MLflow run {run_id} is a folder of {len(files)} files; name the "
                                f"model file itself (one of: {', '.join(f[0] for f in files[:20])})")

@@ -176,8 +176,9 @@ def check_types(types: list[str], *, label: str) -> tuple[str, ...]:
     if refused:
         raise InvalidInput(f"{label} refused: its skops file names type(s) LeanOps does not trust: "
                            f"{', '.join(refused)}; nothing was loaded. Trusted: classes of scikit-learn, numpy and "
-                           "scipy, and the XGBoost/LightGBM scikit-learn wrappers. Build the pipeline from those only (no "
-                           "custom classes or functions) and save it with skops.io.dump(model, 'model.skops')")
+                           "scipy, and the XGBoost/LightGBM scikit-learn wrappers. Build the pipeline from those "
+                           "only (no custom classes or functions) and save it with skops.io.dump(model, "
+                           "'model.skops')")
     return tuple(sorted(types))
 
 

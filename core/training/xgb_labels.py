@@ -26,9 +26,9 @@ class LabelledXGBClassifier(xgb.XGBClassifier):
         return self
 
     @property
-    def classes_(self) -> np.ndarray:  # type: ignore[override]
+    def classes_(self) -> np.ndarray:
         labels = self.__dict__.get("labels_")
         return labels if labels is not None else np.arange(self.n_classes_)
 
-    def predict(self, X: Any, **kwargs: Any) -> np.ndarray:  # type: ignore[override]
+    def predict(self, X: Any, **kwargs: Any) -> np.ndarray:
         return self.labels_.take(np.asarray(super().predict(X, **kwargs)).astype(int))
