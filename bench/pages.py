@@ -103,11 +103,25 @@ def add_history(home: Path, *, days: int, per_hour: int, audit_events: int) -> d
             record_feedback(session, actor=actor, model="churn", request_id=request.request_id,
                             labels=labels[hour * per_hour:(hour + 1) * per_hour], store=settings.data_store)
     moved = parquet.compact(factory, settings.data_store, actor=actor, holder="bench", scratch=home / "tmp")
+    backdate_champion(factory, days=days)
     for at in range(0, audit_events, 1000):
         with transaction(factory) as session:
             for i in range(at, min(audit_events, at + 1000)):
                 audit.record(session, actor, "bench.event", f"bench:{i}", {"n": i})
     return {"hours": hours, "records": hours * per_hour, "files": moved["files"], "audit": audit_events}
+
+
+def backdate_champion(factory, *, days: int) -> None:
+    """The champion's training run dated before its history: a version serves only after its run, and live
+    performance reads no older hour (nothing in the project writes a past training time)."""
+    from sqlalchemy import update
+
+    from core.platform.database import transaction
+    from db.models import TrainingRun, utcnow
+
+    with transaction(factory) as session:
+        session.execute(update(TrainingRun).where(TrainingRun.model_name == "churn")
+                        .values(started_at=utcnow() - timedelta(days=days + 1)))
 
 
 class Dashboard:

@@ -27,7 +27,7 @@ from db.models import AuditEvent
 
 METRICS = {"classification": ("accuracy", "f1"), "regression": ("rmse", "r2")}
 MAX_POINTS = 120  # chart points per version
-SERIES_LABELS = 5000  # a chart scores at most the newest this many labelled predictions (and says so)
+SERIES_LABELS = 2000  # a chart scores at most the newest this many labelled predictions (and says so)
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,10 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | {
         "LEANOPS_HOME": str(workspace.home), "LEANOPS_DB_URL": workspace.db_url, "LEANOPS_SCHEDULER": "off",
         "LEANOPS_JOB_STALE_SECONDS": str(STALE), "MLFLOW_DISABLE_TELEMETRY": "true"}
-    api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(free_port())], cwd=ROOT, env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = workspace.home / "api.log"
+    with log.open("wb") as sink:
+        api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(free_port())], cwd=ROOT, env=env,
+                               stdout=sink, stderr=subprocess.STDOUT)
     started = time.monotonic()
     try:
         while True:
@@ -165,7 +167,8 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
             if not rows and not running and not any(pending.TAG in tags for tags in versions.values()):
                 break
             assert api.poll() is None, "the API exited"
-            assert time.monotonic() - started < 60, f"after 60 s: {rows} pending, {running} running, {versions}"
+            assert time.monotonic() - started < 60, (f"after 60 s: {rows} pending, {running} running, {versions}; "
+                                                     f"the API's log:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
         took = time.monotonic() - started
     finally:
