@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
-from core import audit
+from core import audit, formats
 from core.compliance import inventory
 from core.policy import POLICY_FILE, ModelPolicy
 from core.promotion import test_reports
@@ -93,11 +93,11 @@ def group_performance(run: TrainingRun | None) -> dict[str, Any]:
                 "missing": ["no per-group accuracy: training named no sensitive column (--sensitive)"]}
     metrics = [m for m in ("accuracy", "f1", "mae", "r2") if any(isinstance(g, dict) and m in g
                                                                  for g in groups.values())]
-    rows = [{"group": str(name), "count": int((g or {}).get("count") or 0),
-             **{m: (g or {}).get(m) for m in metrics}} for name, g in sorted(groups.items())]
-    gaps = {}
+    rows: list[dict[str, Any]] = [{"group": str(name), "count": int((g or {}).get("count") or 0),
+                                   **{m: (g or {}).get(m) for m in metrics}} for name, g in sorted(groups.items())]
+    gaps: dict[str, float] = {}
     for m in metrics:
-        values = [r[m] for r in rows if isinstance(r[m], int | float)]
+        values: list[float] = [float(r[m]) for r in rows if isinstance(r[m], int | float)]
         if values:
             gaps[m] = max(values) - min(values)
     return {"column": column, "metrics": metrics, "groups": rows, "gaps": gaps, "missing": []}
@@ -118,7 +118,8 @@ def fairness_gate(rules: ModelPolicy, run: TrainingRun | None) -> dict[str, Any]
     else:
         origin = "the policy" if source == "policy" else "the sensitive column named at training"
         statement = (f"fairness gated on {column} (from {origin}): "
-                     f"demographic parity ratio {ratio if ratio is not None else 'not measured'} against at least "
+                     f"demographic parity ratio {formats.value(ratio) if ratio is not None else 'not measured'} "
+                     "against at least "
                      f"{rules.fairness.demographic_parity_ratio_min:g}")
     return {"gated": column is not None, "column": column, "source": source, "minimum":
             rules.fairness.demographic_parity_ratio_min, "observed": ratio, "statement": statement}

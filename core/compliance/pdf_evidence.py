@@ -31,8 +31,17 @@ def coverage(doc: _Doc, s: dict[str, Any], *, json_name: str | None, json_sha256
     c = s["counts"]
     doc.line(f"{c['covered']} covered, {c['missing']} missing, {c['outside']} outside what LeanOps can answer "
              f"(matrix version {s['matrix_version']}).", size=9, style="B")
+    from core.compliance.pdf import TITLES as FIRST
+
+    titles = {**FIRST, **TITLES}
+
+    def where(row: dict[str, Any]) -> str:  # a covered row names the sections as this PDF titles them
+        if row["status"] != "covered":
+            return str(row["note"])
+        return "see " + "; ".join(titles.get(name, name) for name in row["sections"])
+
     doc.table(["framework", "item", "status", "evidence in this report, or what would supply it"],
-              [[r["framework"], f"{r['ref']}: {r['title']}", r["status"].upper(), r["note"]] for r in s["rows"]],
+              [[r["framework"], f"{r['ref']}: {r['title']}", r["status"].upper(), where(r)] for r in s["rows"]],
               widths=(24, 56, 20, 90), size=7)
     doc.line("Sources: " + "; ".join(f"{src['title']} ({src['url']})" for src in s["sources"]), size=7, style="I")
 

@@ -105,11 +105,12 @@ def save_profile(session: Session, *, actor: Actor, model: str, owner: str, inte
     if owner and (owner not in accounts or not accounts[owner].active):
         active = ", ".join(sorted(n for n, u in accounts.items() if u.active)[:30]) or "none"
         raise InvalidInput(f"owner {owner!r} is not an active user account; accounts are: {active}")
-    new = {"owner": owner, "intended_use": intended_use.strip(), "out_of_scope_use": out_of_scope_use.strip(),
-           "tags": list(_tags(tags))}
-    for name in ("intended_use", "out_of_scope_use"):
-        if len(new[name]) > NOTES_MAX:
-            raise InvalidInput(f"{name.replace('_', ' ')} is {len(new[name]):,} characters; at most "
+    intended, out_of_scope, clean_tags = intended_use.strip(), out_of_scope_use.strip(), list(_tags(tags))
+    new: dict[str, Any] = {"owner": owner, "intended_use": intended, "out_of_scope_use": out_of_scope,
+                           "tags": clean_tags}
+    for name, text in (("intended_use", intended), ("out_of_scope_use", out_of_scope)):
+        if len(text) > NOTES_MAX:
+            raise InvalidInput(f"{name.replace('_', ' ')} is {len(text):,} characters; at most "
                                f"{NOTES_MAX:,} are allowed")
     row = session.get(ModelProfile, model)
     old = _profile(model, row).as_dict()
@@ -119,8 +120,7 @@ def save_profile(session: Session, *, actor: Actor, model: str, owner: str, inte
     if row is None:
         row = ModelProfile(model=model, updated_by=actor.name)
         session.add(row)
-    row.owner, row.intended_use, row.out_of_scope_use, row.tags = (
-        new["owner"], new["intended_use"], new["out_of_scope_use"], new["tags"])
+    row.owner, row.intended_use, row.out_of_scope_use, row.tags = owner, intended, out_of_scope, clean_tags
     row.updated_by, row.updated_at = actor.name, utcnow()
     session.flush()
     audit.record(session, actor, "model.profile_updated", f"model:{model}", {"changes": changes})

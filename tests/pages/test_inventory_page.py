@@ -30,6 +30,9 @@ def overdue_model(factory, settings) -> None:
 
 def test_overdue_review_is_red_links_to_the_model_and_clears_once_recorded(workspace, factory, open_page):
     overdue_model(factory, workspace)
+    overview = open_page("app_pages/overview.py", role="approver")
+    assert "Reviews due" in [h.value for h in overview.subheader]
+    assert any("OVERDUE since" in m.value and "/inventory?model=churn" in m.value for m in overview.markdown)
     at = open_page("app_pages/inventory.py", role="approver")
     table = at.markdown[0].value
     assert "[churn](/registry?model=churn)" in table and ":red[**OVERDUE since" in table and "blocks promotion" in table
