@@ -18,7 +18,9 @@ alone (an address can be reassigned). The binding is kept in the user's ``passwo
 ``sso:<sha256(iss, sub)>``, which is no argon2 hash, so such an account has no password and cannot sign in
 with one. On first login the user is created with the verified e-mail as username and the least role
 (``viewer``), or the highest role its groups map to; later logins keep whatever role an admin gave.
-A local account that already has that username is never taken over: the login is refused.
+An account that already has that username (a local one, or another identity whose address makes the same
+name: ``bob+x@`` and ``bob'x@`` both become ``bob_x@``) is never taken over: the new user gets the first free
+``-2``, ``-3``, … suffix, and the sign-in is never refused for it.
 A deactivated user is refused.
 """
 
@@ -350,7 +352,8 @@ def sign_in(session: Session, *, provider: Provider, claims: dict[str, Any], ema
     """Map a verified, allowed identity to its LeanOps user, creating it on first login (the caller commits).
 
     Audited: ``user.created`` (by ``system:sso``) on first login, ``login.ok`` with ``via: sso``, and a
-    refusal of a deactivated or clashing account as ``login.failed``.
+    refusal of a deactivated account as ``login.failed``; a taken username gets a suffix (``user.created`` names
+    the ``wanted`` one).
     """
     now = now or utcnow()
     subject = claims["sub"]
@@ -358,19 +361,16 @@ def sign_in(session: Session, *, provider: Provider, claims: dict[str, Any], ema
     user = session.scalar(select(User).where(User.password_hash == bound))
     created = False
     if user is None:
-        username = _username_for(email)
-        if session.scalar(select(User.id).where(User.username == username)) is not None:
-            audit.record(session, ACTOR, "login.failed", f"user:{username}",
-                         {"via": "sso", "reason": "username taken by another account", "issuer": provider.issuer})
-            return SignIn(None, f"A LeanOps account named {username} already exists and is not linked to "
-                                f"{provider.name}; ask an admin (LeanOps never merges accounts by e-mail).")
+        wanted = _username_for(email)
+        username = _free_username(session, wanted)
         role = role_for(provider, groups_of(claims, provider.groups_claim))
         user = User(username=username, password_hash=bound, role=role, created_by=ACTOR)
         session.add(user)
         session.flush()
         created = True
         audit.record(session, ACTOR, "user.created", f"user:{username}",
-                     {"role": role, "via": "sso", "issuer": provider.issuer, "subject": subject})
+                     {"role": role, "via": "sso", "issuer": provider.issuer, "subject": subject}
+                     | ({"wanted": wanted} if username != wanted else {}))
     if not user.active:
         audit.record(session, user.username, "login.failed", f"user:{user.username}",
                      {"via": "sso", "reason": "deactivated"})
@@ -387,6 +387,19 @@ def _username_for(email: str) -> str:
     if len(name) < 2:
         raise InvalidInput(f"cannot make a username from the address {email!r}")
     return name
+
+
+def _free_username(session: Session, wanted: str) -> str:
+    """``wanted``, or with the first free ``-2``, ``-3``, … suffix when an account has it: different addresses
+    can make the same name (``bob+x@``, ``bob'x@`` and ``bob_x@`` all become ``bob_x@``), and an existing
+    account (local or another identity) is never taken over; a sign-in is never refused for it."""
+    taken = set(session.scalars(select(User.username).where(User.username.startswith(wanted[:56], autoescape=True))))
+    if wanted not in taken:
+        return wanted
+    n = 2
+    while (candidate := f"{wanted[:64 - len(str(n)) - 1]}-{n}") in taken:
+        n += 1
+    return candidate
 
 
 def _b64(raw: bytes) -> str:

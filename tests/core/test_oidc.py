@@ -216,19 +216,33 @@ def test_a_deactivated_user_is_refused_and_the_refusal_audited(factory, idp):
 
 def test_a_local_account_with_the_same_name_is_never_taken_over(factory, idp):
     make_user(factory, "ada@example.com", "admin")
-    refused = sign_in(factory, config(idp), idp.claims(nonce=NONCE))
-    assert refused.actor is None and "already exists and is not linked" in refused.message
+    signed = sign_in(factory, config(idp), idp.claims(nonce=NONCE))
+    assert signed.actor is not None and signed.actor.name == "ada@example.com-2" and signed.actor.role == "viewer"
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(User).where(User.username == "ada@example.com")) == 1
         assert not oidc.is_sso_account(s.scalars(select(User.password_hash)
                                                   .where(User.username == "ada@example.com")).one())
+    again = sign_in(factory, config(idp), idp.claims(nonce=NONCE))  # the binding, not the name, finds it
+    assert again.actor is not None and again.actor.name == "ada@example.com-2"
+
+
+def test_addresses_that_make_the_same_username_get_suffixes_never_a_refusal(factory, idp):
+    """``bob+x@``, ``bob'x@`` and ``bob_x@`` all become ``bob_x@example.com`` (issue 27 item 6)."""
+    provider = config(idp)
+    names = []
+    for i, email in enumerate(["bob+x@example.com", "bob'x@example.com", "bob_x@example.com"]):
+        claims = idp.claims(nonce=NONCE, sub=f"subject-{i}", email=email, email_verified=True)
+        signed = sign_in(factory, provider, claims)
+        assert signed.actor is not None, signed.message
+        names.append(signed.actor.name)
+    assert names == ["bob_x@example.com", "bob_x@example.com-2", "bob_x@example.com-3"]
 
 
 def test_another_issuer_with_the_same_subject_is_another_identity(factory, idp):
     sign_in(factory, config(idp), idp.claims(nonce=NONCE))
     other = config(idp, issuer="https://other-idp.example")
-    refused = sign_in(factory, other, {**idp.claims(nonce=NONCE), "iss": other.issuer})
-    assert refused.actor is None and "not linked" in refused.message
+    second = sign_in(factory, other, {**idp.claims(nonce=NONCE), "iss": other.issuer})
+    assert second.actor is not None and second.actor.name == "ada@example.com-2" and second.created
 
 
 # -- settings ------------------------------------------------------------------------------------
