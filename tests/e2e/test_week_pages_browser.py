@@ -101,7 +101,8 @@ def login(page: Page, url: str, username: str, password: str) -> None:
 
 
 def selectbox(page: Page, label: str):
-    return page.get_by_test_id("stSelectbox").filter(has=page.get_by_text(label, exact=True))
+    """The shown choice of the select box ``label`` (its combobox's value)."""
+    return page.get_by_role("combobox", name=label, exact=True)
 
 
 def test_a_deep_link_survives_the_login_and_the_attention_item_opens_the_failing_check(
@@ -111,14 +112,14 @@ def test_a_deep_link_survives_the_login_and_the_attention_item_opens_the_failing
     login(page, f"{dashboard.url}/registry?model=churn&version=1", *ADMIN)  # not signed in: the login comes first
     expect(page.get_by_role("heading", name="Versions of churn")).to_be_visible(timeout=60_000)
     assert re.search(r"/registry\?.*version=1", page.url), page.url
-    expect(selectbox(page, "Version")).to_contain_text("v1")  # not the newest (v2), which opens by default
+    expect(selectbox(page, "Version")).to_have_value("v1")  # not the newest (v2), which opens by default
     # With approvals required, the Registry asks for a promotion instead of offering one it would refuse.
     expect(page.get_by_role("button", name="Request promotion")).to_be_visible()
     expect(page.get_by_role("button", name="Promote to production")).to_have_count(0)
     shot(page, "registry-deep-link")
     page.reload()
     wait_idle(page)
-    expect(selectbox(page, "Version")).to_contain_text("v1", timeout=60_000)  # a reload shows the same version
+    expect(selectbox(page, "Version")).to_have_value("v1", timeout=60_000)  # a reload shows the same version
 
     goto_page(page, "Overview")
     item = page.locator(".st-key-attention-churn")
@@ -131,7 +132,7 @@ def test_a_deep_link_survives_the_login_and_the_attention_item_opens_the_failing
     wait_rerun(page)
     expect(page.get_by_role("heading", name="Drift", exact=True)).to_be_visible()
     assert f"check={check_id}" in page.url and "model=churn" in page.url, page.url
-    expect(selectbox(page, "Check")).to_contain_text(f"#{check_id}")
+    expect(selectbox(page, "Check")).to_have_value(re.compile(rf"^#{check_id} "))
     expect(page.get_by_text(re.compile(r"Expected false alarms on unchanged data: at most"))).to_be_visible()
     expect(page.get_by_text(re.compile(r"Why the two can differ: LeanOps says drift"))).to_be_visible()
     shot(page, "drift")
@@ -155,7 +156,7 @@ def test_the_approvers_inbox_shows_the_waiting_request_and_approving_it_promotes
     dashboard, _ = week
     page = berlin
     login(page, f"{dashboard.url}/registry?model=churn&version=2", *ADMIN)
-    expect(selectbox(page, "Version")).to_contain_text("v2", timeout=60_000)
+    expect(selectbox(page, "Version")).to_have_value("v2", timeout=60_000)
     page.get_by_role("button", name="Request promotion").click()
     wait_rerun(page)
     expect(page.get_by_text("Promotion of v2 requested")).to_be_visible()
@@ -170,7 +171,7 @@ def test_the_approvers_inbox_shows_the_waiting_request_and_approving_it_promotes
     page.get_by_role("link", name=re.compile(r"Decide request \d+")).click()
     wait_rerun(page)
     expect(page.get_by_role("heading", name="Pending requests")).to_be_visible(timeout=60_000)
-    expect(selectbox(page, "Version")).to_contain_text("v2")
+    expect(selectbox(page, "Version")).to_have_value("v2")
     page.get_by_role("button", name="Approve").click()
     wait_rerun(page)
     expect(page.get_by_text(re.compile(r"Approve request \d+ \(promote v2 of churn\)\?"))).to_be_visible()
