@@ -110,7 +110,7 @@ def _output(model: str, job_id: int) -> tuple[bytes, str]:
 
 @st.cache_data(ttl=300, max_entries=32)
 def _explained(request_id: str, record_index: int) -> dict[str, Any]:
-    from core.serving.explain import explain_logged
+    from core.serving.explain_logged import explain_logged
 
     return explain_logged(resources.session_factory(), resources.settings(), request_id=request_id,
                           record_index=record_index)

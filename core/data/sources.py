@@ -413,5 +413,7 @@ def query(session: Session, settings: Settings, *, actor: Actor, source: str, sq
     reads its input this way)."""
     require(session, actor, "read", f"source:{source}")
     row = _get(session, source)
-    return run_query(settings, url=_url(row, secrets.load_keys(settings)), sql=sql, label=f"source {source!r}",
-                     max_rows=max_rows)
+    frame = run_query(settings, url=_url(row, secrets.load_keys(settings)), sql=sql, label=f"source {source!r}",
+                      max_rows=max_rows)
+    audit.record(session, actor, "source.queried", f"source:{source}", {"sql": sql.strip()[:2000], "rows": len(frame)})
+    return frame

@@ -253,6 +253,32 @@ CASES["accounts.auth.unlock"] = lambda c: c.tx(lambda s: (  # last: its user mus
     core.accounts.auth.unlock(s, actor=ADMIN, username="locked-out")))
 
 
+
+def _batch(ctx: Ctx) -> None:
+    """Score dataset churn:1 with churn's champion into a file (batch scoring), remembering its batch id."""
+    from core.serving import batch, batch_io
+
+    source = batch.open_source(ctx.factory, ctx.settings, dataset="churn:1")
+    ctx.ids["batch"] = batch.score(ctx.factory, ctx.settings, actor=SAM, model="churn", source=source,
+                                   output=batch_io.FileOutput(ctx.settings.home / "scored.parquet")).batch_id
+
+
+CASES["data.sources.query"] = lambda c: c.tx(lambda s: (
+    core.data.sources.add_source(s, c.settings, actor=ADMIN, name="crm", url=_source_db(c)),
+    core.data.sources.query(s, c.settings, actor=SAM, source="crm", sql="SELECT a, b FROM t")))
+CASES["serving.batch.sql_source"] = lambda c: core.serving.batch.sql_source(
+    c.factory, c.settings, actor=SAM, source="crm:SELECT a FROM t")
+CASES["serving.batch.score"] = _batch
+CASES["serving.feedback.record_batch_feedback"] = lambda c: c.tx(
+    lambda s: core.serving.feedback.record_batch_feedback(s, actor=SAM, model="churn", batch_id=c.ids["batch"],
+                                                          ids=["0", "1"], labels=[0, 1], store=c.settings.data_store))
+CASES["serving.batch_jobs.queue"] = lambda c: c.ids.__setitem__("batch_job", c.tx(
+    lambda s: core.serving.batch_jobs.queue(s, c.settings, actor=SAM, model="churn", dataset="churn:1").id))
+CASES["serving.batch_jobs.run"] = lambda c: core.serving.batch_jobs.run(
+    c.factory, c.settings, actor=SAM, job_id=c.ids["batch_job"], params={"model": "churn", "dataset": "churn:1"},
+    progress=lambda share, stage: None)
+
+
 def _session(session: Any) -> int:
     """A browser session of ann's (what the login route opens), its row id."""
     from db.models import BrowserSession, User
