@@ -109,7 +109,8 @@ def cmd_user_add(args: argparse.Namespace) -> Outcome:
     _, factory = _context()
     password = sys.stdin.readline().rstrip("\n")
     with transaction(factory) as session:
-        user = auth.create_user(session, actor=cli_actor(), username=args.name, role=args.role, password=password)
+        user = auth.create_user(session, actor=cli_actor(), username=args.name, role=args.role, password=password,
+                                must_change_password=not args.keep_password)
         doc = {"username": user.username, "role": user.role}
     return Outcome(doc, text=f"user {doc['username']} ({doc['role']}) created")
 
@@ -386,6 +387,10 @@ def cmd_shadow(args: argparse.Namespace) -> Outcome:
 def cmd_drift(args: argparse.Namespace) -> Outcome:
     from pathlib import Path
 
+    from core.monitoring import prestart
+
+    if Path(args.current).is_file():  # the model's process imports scikit-learn while this one imports the rest
+        prestart.start()
     from core.actors import cli_actor
     from core.monitoring import checks
 
@@ -627,9 +632,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("checkpoint", cmd_audit_checkpoint, "sign and write a checkpoint of the chain's head now", audit_p)
 
     user_p = sub.add_parser("user", help="accounts").add_subparsers(dest="user_command", required=True)
-    p = command("add", cmd_user_add, "add an account (password from stdin)", user_p)
+    p = command("add", cmd_user_add, "add an account (password from stdin; its first login must replace it)",
+                user_p)
     p.add_argument("name")
     p.add_argument("--role", required=True)
+    p.add_argument("--keep-password", action="store_true",
+                   help="the account's own person typed this password: no change asked at the first login")
     p = command("unlock", cmd_user_unlock, "lift an account's login block (failed-login backoff)", user_p)
     p.add_argument("name")
 
@@ -637,8 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("create", cmd_token_create, "create an API token (shown only here)", token_p)
     p.add_argument("--role", required=True)
     p.add_argument("--name")
-    p.add_argument("--owner", help="the user the token acts for (never above their role; dies with their "
-                   "deactivation)")
+    p.add_argument("--owner", required=True, metavar="USER",
+                   help="the existing account the token acts for (required: a token is a person's; never above "
+                        "their role; dies with their deactivation)")
     p.add_argument("--expires-days", type=int, default=90, help="days until it expires (default 90; 0: never)")
 
     dataset_p = sub.add_parser("dataset", help="versioned datasets").add_subparsers(dest="dataset_command",

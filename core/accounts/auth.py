@@ -161,16 +161,22 @@ def _check_username(username: str) -> None:
         raise InvalidInput(f"username {username!r} is not allowed: use 2-64 letters, digits, '.', '_', '-' or '@'")
 
 
-def create_user(session: Session, *, actor: Actor, username: str, role: str, password: str) -> User:
+def create_user(session: Session, *, actor: Actor, username: str, role: str, password: str,
+                must_change_password: bool = True) -> User:
+    """A new account. Its password was set by an admin, so by default its first login must replace it
+    (``must_change_password``); pass False only when the account's own person typed it (``cli.py user add
+    --keep-password`` in a scripted set-up)."""
     require(session, actor, "users.manage", f"user:{username}")
     _check_username(username)
     check_role(role)
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise InvalidInput(f"a user named {username!r} already exists")
-    user = User(username=username, password_hash=hash_password(password), role=role, created_by=actor.name)
+    user = User(username=username, password_hash=hash_password(password), role=role, created_by=actor.name,
+                must_change_password=must_change_password)
     session.add(user)
     session.flush()
-    audit.record(session, actor, "user.created", f"user:{username}", {"role": role})
+    audit.record(session, actor, "user.created", f"user:{username}",
+                 {"role": role, "must_change_password": must_change_password})
     return user
 
 
@@ -190,6 +196,8 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
         require(session, actor, "users.manage", f"user:{username}")
     user = _get_user(session, username)
     user.password_hash = hash_password(password)
+    if actor.name != username:  # an admin set it: the person chooses their own at the next login
+        user.must_change_password = True
     user.failed_logins, user.locked_until = 0, None
     throttle.clear(session, throttle.account_key(username))
     end_sessions(session, user_id=user.id)
@@ -197,7 +205,8 @@ def reset_password(session: Session, *, actor: Actor, username: str, password: s
 
 
 def password_change_due(session: Session, user_id: int) -> bool:
-    """Whether this user must choose a new password before anything else (a generated one was shown)."""
+    """Whether this user must choose a new password before anything else (a generated one was shown, or an
+    admin set it: a new account, a reset)."""
     return bool(session.scalar(select(User.must_change_password).where(User.id == user_id)))
 
 
@@ -492,6 +501,15 @@ def token_names_of(session: Session, username: str) -> list[str]:
     """The actor names (``token:NAME``) of the tokens ``username`` owns: what they did through them."""
     return ["token:" + n for n in session.scalars(select(ApiToken.name).join(User, ApiToken.owner_id == User.id)
                                                   .where(User.username == username))]
+
+
+def ownerless_token(session: Session, name: str) -> bool:
+    """Whether ``name`` is a token acting for no one (``token:NAME`` with no owner: made by a version before
+    owners were required). Such a token is no person: it never approves and never counts for four-eyes."""
+    if not name.startswith("token:"):
+        return False
+    owner = session.scalar(select(ApiToken.owner_id).where(ApiToken.name == name.removeprefix("token:")))
+    return owner is None
 
 
 def person_behind(session: Session, name: str) -> str:

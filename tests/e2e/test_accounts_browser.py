@@ -34,6 +34,14 @@ def test_admin_adds_viewer_who_cannot_administer(page: Page, dashboard: Dashboar
     expect(page.get_by_text("You are logged out.")).to_be_visible()
 
     login(page, dashboard.url, "vera", "vera-pass-123")
+    # the admin set vera's first password: her first login replaces it before anything else
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
+    page.get_by_label("Current password", exact=True).fill("vera-pass-123")
+    page.get_by_label("New password", exact=True).fill("vera-own-pass-456")
+    page.get_by_label("Repeat the new password", exact=True).fill("vera-own-pass-456")
+    page.get_by_role("button", name="Change password").click()
+    wait_rerun(page)
     nav = page.get_by_test_id("stSidebarNav")
     expect(nav.get_by_role("link", name="Overview", exact=True)).to_be_visible()
     expect(nav.get_by_role("link", name="Admin", exact=True)).to_have_count(0)

@@ -40,7 +40,7 @@ def open_page(app_env, factory) -> Callable[..., AppTest]:
         if role not in made:
             with transaction(factory) as s:
                 made[role] = auth.create_user(s, actor=cli_actor(), username=f"{role}-user", role=role,
-                                              password="password-123").id
+                                              password="password-123", must_change_password=False).id
         at = AppTest.from_file(str(ROOT / path), default_timeout=60)
         at.session_state["user_id"] = made[role]
         at.session_state["last_seen"] = time.time()

@@ -31,7 +31,8 @@ def test_the_login_page_is_an_html_form_posting_to_the_login_route(app_env, fact
 
 def test_idle_session_expires(app_env, factory):
     with transaction(factory) as s:
-        user = auth.create_user(s, actor=cli_actor(), username="idle", role="viewer", password="password-123")
+        user = auth.create_user(s, actor=cli_actor(), username="idle", role="viewer", password="password-123",
+                                must_change_password=False)
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["user_id"] = user.id
     at.session_state["last_seen"] = time.time() - 31 * 60
@@ -43,7 +44,8 @@ def test_idle_session_expires(app_env, factory):
 
 def test_deactivated_user_is_signed_out(app_env, factory):
     with transaction(factory) as s:
-        user = auth.create_user(s, actor=cli_actor(), username="gone", role="viewer", password="password-123")
+        user = auth.create_user(s, actor=cli_actor(), username="gone", role="viewer", password="password-123",
+                                must_change_password=False)
     at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["user_id"] = user.id
     at.session_state["last_seen"] = time.time()

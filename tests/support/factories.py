@@ -17,5 +17,6 @@ def admin_actor() -> Actor:
 def make_user(factory: sessionmaker[Session], username: str, role: str, password: str = "password-123") -> Actor:
     """Create an account in its own transaction and return it as an actor."""
     with transaction(factory) as session:
-        user = auth.create_user(session, actor=admin_actor(), username=username, role=role, password=password)
+        user = auth.create_user(session, actor=admin_actor(), username=username, role=role, password=password,
+                                must_change_password=False)
         return auth.actor_for(user)
