@@ -27,7 +27,6 @@ median of 50 after a warm-up.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess

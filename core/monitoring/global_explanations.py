@@ -67,8 +67,8 @@ def mean_contributions(factory: sessionmaker[Session], settings: Settings, *, mo
     def mean_abs(frame: pd.DataFrame) -> tuple[dict[str, float], Any]:
         if frame.empty:
             return {}, None
-        coerced = loaded.schema.coerce(_records(frame)) if loaded.schema is not None else None
-        rows = loaded.schema.frame(coerced.columns) if coerced is not None else frame
+        schema = loaded.schema
+        rows = schema.frame(schema.coerce(_records(frame)).columns) if schema is not None else frame
         why = explain(loaded.model, rows)
         return dict(zip(why.columns, np.abs(why.values).mean(axis=0).tolist(), strict=True)), why
 

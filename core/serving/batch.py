@@ -169,7 +169,7 @@ def _coerce(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str) ->
     except RecordError as exc:
         problems = [_RECORD.sub(lambda m: f"row {offset + int(m.group(1)) + 1:,}", str(p)) for p in exc.problems]
         raise InvalidInput(f"{label}: " + "; ".join(problems) + " (rows counted from 1, after the header)") from None
-    for name, values in coerced.columns.items():
+    for values in coerced.columns.values():
         # A missing text value of a file is NaN, as pandas reads files (and as training read them), not the
         # None of a JSON null: a pipeline imputing NaN sees what it saw in training.
         if values.dtype == object:

@@ -86,8 +86,8 @@ def run(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, job
     model = str(params["model"])
     staged = params.get("staged")
     stem = Path(str(params.get("filename") or params.get("dataset") or "input")).stem.replace(":", "-") or "input"
-    out = batch_io.StoreOutput(settings.data_store, output_key(job_id, f"{stem}-scored.{params.get('format') or 'parquet'}"),
-                               settings.home / "tmp" / "batch")
+    name = f"{stem}-scored.{params.get('format') or 'parquet'}"
+    out = batch_io.StoreOutput(settings.data_store, output_key(job_id, name), settings.home / "tmp" / "batch")
     try:
         if staged:
             source = batch.open_source(factory, settings, path=_staged(settings, str(staged)),

@@ -177,7 +177,8 @@ def test_predict_with_explain_true_adds_contributions_that_add_up(client: TestCl
     assert answer.status_code == 200, answer.text
     doc = answer.json()
     assert doc["explained_output"] == "log-odds of class 1"
-    assert [sorted(e) for e in doc["explanations"]] == [sorted(mlflow_models.FEATURES_NUM + mlflow_models.FEATURES_CAT)] * 3
+    columns = sorted(mlflow_models.FEATURES_NUM + mlflow_models.FEATURES_CAT)
+    assert [sorted(e) for e in doc["explanations"]] == [columns] * 3
     for why, base, proba in zip(doc["explanations"], doc["base_values"], doc["probabilities"], strict=True):
         p = proba["1"]
         assert base + sum(why.values()) == pytest.approx(np.log(p / (1 - p)), rel=1e-6)
@@ -240,7 +241,8 @@ def test_a_scheduled_batch_job_writes_a_folder_and_a_postgresql_table(
         assert second["result"]["out"] == "table:crm/churn_scores"
         engine = create_engine(dest_url)
         with engine.connect() as conn:
-            assert conn.execute(text("select count(*), count(distinct customer_id) from churn_scores")).one() == (80, 80)
+            counted = conn.execute(text("select count(*), count(distinct customer_id) from churn_scores")).one()
+        assert counted == (80, 80)
         engine.dispose()
         with reading(api_factory) as session:
             scored = [e for e in audit.of_subject(session, subject=f"model:{model.name}")
