@@ -104,6 +104,9 @@ class CurrentData:
     frame: pd.DataFrame
     window: str
     outputs: np.ndarray | None
+    # a large Parquet batch read a slice at a time (core.monitoring.streamed): its columns already compared
+    # on every row, ``frame`` then only a random sample of them (for the model's outputs and the report)
+    streamed: Any = None
 
 
 # -- running a check -------------------------------------------------------------------------------
@@ -166,7 +169,8 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
                                      parallel=parallel_outputs)
         step(0.05, "loading the current data")
         data = _load_current(factory, settings, model=model, source=source, current=current, filename=filename,
-                             hours=hours or rules.window_hours, dataset=dataset, min_rows=rules.min_rows)
+                             hours=hours or rules.window_hours, dataset=dataset, min_rows=rules.min_rows,
+                             reference=reference, thresholds=thresholds, report=report)
         label = f"the current data ({data.window})"
         if missing := drift.missing_columns(reference, data.frame):
             raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that {model} v{version} was trained "
@@ -204,8 +208,10 @@ def _start_predictor(settings: Settings, *, model: str, version: int, reference:
     if not parallel or not (reference.get("probabilities") or reference.get("estimator")):
         return None
     from core.monitoring import model_outputs
+    from core.platform import mlflow_store
 
-    return model_outputs.Predictor(settings, model=model, version=version)
+    return model_outputs.Predictor(settings, model=model, version=version,
+                                   recorded_sha256=reference.get(mlflow_store.MODEL_SHA256))
 
 
 def _compare(factory: sessionmaker[Session], settings: Settings, *, model: str, version: int,
@@ -228,8 +234,12 @@ def _compare(factory: sessionmaker[Session], settings: Settings, *, model: str, 
         step(0.1, "predicting with the model")
         outputs = _predict(settings, model=model, version=version, frame=data.frame, reference=reference)
     try:
-        inputs = drift.compare(reference, data.frame, thresholds=thresholds, label=label, importance=weights,
-                               progress=lambda f, stage: step(0.15 + 0.7 * f, stage))
+        if data.streamed is not None:  # compared while it was read
+            inputs = drift.columns_compared(reference, data.streamed.results, rows=data.streamed.rows,
+                                            thresholds=thresholds, importance=weights)
+        else:
+            inputs = drift.compare(reference, data.frame, thresholds=thresholds, label=label, importance=weights,
+                                   progress=lambda f, stage: step(0.15 + 0.7 * f, stage))
         if predictor is not None:
             step(0.85, "the model's outputs on a sample")
             found = predictor.outputs(data.frame, reference)
@@ -369,7 +379,8 @@ def _plain(value: Any) -> Any:
 
 def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: str, source: str,
                   current: Current | None, filename: str, hours: float, dataset: str | None,
-                  min_rows: int) -> CurrentData:
+                  min_rows: int, reference: dict[str, Any] | None = None, thresholds: drift.Thresholds | None = None,
+                  report: bool = True) -> CurrentData:
     if source == "window":
         return window_frame(factory, model=model, hours=hours, min_rows=min_rows, store=settings.data_store)
     if source == "dataset":
@@ -390,6 +401,14 @@ def _load_current(factory: sessionmaker[Session], settings: Settings, *, model: 
     else:
         path = Path(current) if isinstance(current, str) else current
         name = filename or (path.name if isinstance(path, Path) else "uploaded batch")
+        if isinstance(path, Path) and reference is not None and thresholds is not None:
+            from core.monitoring import model_outputs, streamed
+
+            keep = max(model_outputs.SAMPLE_ROWS, settings.drift_report_sample_rows if report else 0)
+            found = streamed.compare_parquet(path, reference, thresholds=thresholds, limits=TableLimits.of(settings),
+                                             label=name, keep=keep)
+            if found is not None:
+                return CurrentData(found.sample, f"file {name}"[:255], None, streamed=found)
         frame = read_table(path, filename=name, max_bytes=settings.max_upload_mb * 2**20,
                            limits=TableLimits.of(settings)).frame
     return CurrentData(frame, f"file {name}"[:255], None)

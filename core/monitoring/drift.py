@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import special  # scipy.stats costs seconds to import: only for small KS samples
 
 from core.errors import InvalidInput
-from core.monitoring import significance
+from core.monitoring import significance, sketch
 
 PSI_FLOOR = 1e-4  # an empty bin counts as this share, so PSI stays finite (Evidently's convention)
 STD_FLOOR = 1e-3  # Wasserstein is divided by max(reference std, this), as Evidently does
@@ -197,23 +197,27 @@ def numeric_column(summary: dict[str, Any], values: pd.Series, thresholds: Thres
     (``edges``; the first and last bins are open-ended, named in ``bins``).
     """
     numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(numbers)
-    invalid = int((values.notna().to_numpy() & ~finite).sum())  # text or ±inf where numbers belong
-    cur = np.sort(numbers[finite])
-    quantiles = np.asarray(summary.get("quantiles") or [], float)
+    text = int((values.notna().to_numpy() & np.isnan(numbers)).sum())  # text where numbers belong
+    counted = sketch.NumericSketch(summary)
+    counted.add(numbers, invalid=text)
+    return numeric_result(summary, counted, thresholds)
+
+
+def numeric_result(summary: dict[str, Any], counted: sketch.NumericSketch, thresholds: Thresholds) -> dict[str, Any]:
+    """``numeric_column``'s answer from the current values' counts (``core.monitoring.sketch``: every row,
+    added a batch at a time; issue 29)."""
     n_ref = int(summary.get("count", 0)) - int(summary.get("nulls", 0))
-    base = {"kind": "numeric", "reference_rows": n_ref, "current_rows": int(cur.size),
-            "current_nulls": int(len(numbers) - cur.size), "invalid": invalid}
-    if quantiles.size == 0 or cur.size == 0:
-        return base | _no_values(summary, cur.size, "numeric")
-    ks, w = _step_gaps(quantiles, cur)
-    p_value = ks_pvalue(ks, n_ref, cur.size)
+    base = {"kind": "numeric", "reference_rows": n_ref, "current_rows": int(counted.n),
+            "current_nulls": int(counted.missing), "invalid": int(counted.infinite)}
+    if counted.m == 0 or counted.n == 0:
+        return base | _no_values(summary, counted.n, "numeric")
+    ks, w = counted.ks_wasserstein()
+    p_value = ks_pvalue(ks, n_ref, counted.n)
     distance = w / max(float(summary.get("std") or 0.0), STD_FLOOR)
     edges = np.asarray(summary["edges"], float)
     ref_counts = np.asarray(summary["counts"], float)
-    below = np.searchsorted(cur, edges[1:-1], side="left")
-    cur_counts = np.diff(np.concatenate(([0], below, [cur.size])))
-    small = min(n_ref, cur.size) <= thresholds.large_sample_rows
+    cur_counts = counted.hist
+    small = min(n_ref, counted.n) <= thresholds.large_sample_rows
     if small:
         method, statistic, threshold, drifted = "ks", ks, thresholds.p_value, p_value < thresholds.p_value
     else:
@@ -222,8 +226,8 @@ def numeric_column(summary: dict[str, Any], values: pd.Series, thresholds: Thres
     return base | {
         "method": method, "statistic": float(statistic), "p_value": p_value, "distance": float(distance),
         "ks": float(ks), "psi": psi(ref_counts, cur_counts), "threshold": threshold, "drifted": bool(drifted),
-        "reference_mean": summary.get("mean"), "current_mean": float(cur.mean()),
-        "reference_std": summary.get("std"), "current_std": float(cur.std()),
+        "reference_mean": summary.get("mean"), "current_mean": float(counted.mean),
+        "reference_std": summary.get("std"), "current_std": counted.std,
         "edges": [float(e) for e in edges], "bins": bin_labels(edges),
         "reference_hist": [int(c) for c in ref_counts], "current_hist": [int(c) for c in cur_counts],
     }
@@ -240,11 +244,19 @@ def categorical_column(summary: dict[str, Any], values: pd.Series, thresholds: T
     raw_counts = values.value_counts(dropna=True)
     raw_counts = raw_counts[raw_counts > 0]  # a pandas Categorical lists its unused categories too
     counts = raw_counts.groupby(raw_counts.index.astype(str)).sum()  # str() after counting: fast on 1M rows
-    present_rows = int(raw_counts.sum())
+    return categorical_result(summary, counts, rows=len(values), thresholds=thresholds)
+
+
+def categorical_result(summary: dict[str, Any], counts: pd.Series, *, rows: int,
+                       thresholds: Thresholds) -> dict[str, Any]:
+    """``categorical_column``'s answer from the current counts (category as text → rows; ``rows`` with the
+    missing ones), which a large batch adds up a slice at a time (issue 29)."""
+    counts = counts[counts > 0]
+    present_rows = int(counts.sum())
     reference: dict[str, int] = {str(k): int(v) for k, v in (summary.get("frequencies") or {}).items()}
     new = counts[~counts.index.isin(list(reference))].sort_values(ascending=False, kind="stable")
     base: dict[str, Any] = {"kind": "categorical", "reference_rows": int(sum(reference.values())),
-                            "current_rows": present_rows, "current_nulls": int(len(values) - present_rows),
+                            "current_rows": present_rows, "current_nulls": int(rows - present_rows),
                             "new_categories": [str(c) for c in new.index[:50]], "new_category_rows": int(new.sum())}
     if not reference or counts.empty:
         return base | _no_values(summary, present_rows, "categorical")
@@ -334,6 +346,16 @@ def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thr
         if progress:
             progress(i / len(names), f"column {name} ({i + 1} of {len(names)})")
         results[name] = column(reference["columns"][name], current[name], thresholds)
+    inputs = columns_compared(reference, results, rows=len(current), thresholds=thresholds, importance=importance)
+    if progress and (probabilities is not None or predictions is not None):
+        progress(1.0, "model outputs")
+    return with_outputs(inputs, reference, predictions=predictions, probabilities=probabilities)
+
+
+def columns_compared(reference: dict[str, Any], results: dict[str, dict[str, Any]], *, rows: int,
+                     thresholds: Thresholds, importance: dict[str, float] | None = None) -> Comparison:
+    """The columns' results (``column`` each, or ``numeric_result``/``categorical_result`` from counts a
+    large batch added up a slice at a time) as a ``Comparison`` without outputs or verdict yet."""
     significance.settle(results, thresholds)  # effect floors and the correction across columns
     weights = importance if importance is not None else reference.get("importance")
     if weights:
@@ -343,12 +365,8 @@ def compare(reference: dict[str, Any], current: pd.DataFrame, *, thresholds: Thr
             col["importance_rank"] = ranks.get(name)
     drifted = sum(col["drifted"] for col in results.values())
     share = drifted / len(results) if results else 0.0
-    inputs = Comparison(columns=results, predictions=None, drift_share=share, drift_detected=False,
-                        current_rows=int(len(current)), reference_rows=int(reference.get("rows", 0)),
-                        thresholds=thresholds)
-    if progress and (probabilities is not None or predictions is not None):
-        progress(1.0, "model outputs")
-    return with_outputs(inputs, reference, predictions=predictions, probabilities=probabilities)
+    return Comparison(columns=results, predictions=None, drift_share=share, drift_detected=False,
+                      current_rows=int(rows), reference_rows=int(reference.get("rows", 0)), thresholds=thresholds)
 
 
 def with_outputs(inputs: Comparison, reference: dict[str, Any], *, predictions: pd.Series | np.ndarray | None = None,

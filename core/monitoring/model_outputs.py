@@ -11,7 +11,11 @@ computed at the sample's size, so it already includes this error. Column statist
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,13 +96,22 @@ class Predictor:
     and loads the model through the same vetted path as serving (core.serving.cache.load_version).
     """
 
-    def __init__(self, settings: Settings, *, model: str, version: int) -> None:
+    def __init__(self, settings: Settings, *, model: str, version: int, recorded_sha256: str | None = None) -> None:
         import multiprocessing
 
-        context = multiprocessing.get_context("spawn")
+        from core.monitoring import prestart
+
         self.label = f"{model} v{version}"
+        cache = model_cache(settings, recorded_sha256)
+        started = prestart.take()  # a child cli.py drift started first thing, already importing
+        if started is not None:
+            self.process, self.conn = started
+            self.conn.send((settings.registry, model, version, recorded_sha256, cache))
+            return
+        context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, settings.registry, model, version),
+        self.process = context.Process(target=_serve, args=(child, settings.registry, model, version,
+                                                            recorded_sha256, cache),
                                        name="leanops-drift-outputs", daemon=True)
         self.process.start()
         child.close()
@@ -130,15 +143,80 @@ class Predictor:
         self.process.join(timeout=5)
 
 
-def _serve(conn: Any, registry: Any, model: str, version: int) -> None:
+def model_cache(settings: Settings, recorded_sha256: str | None) -> Path | None:
+    """Where the drift check keeps a verified copy of a version's model files: named by the sha256 LeanOps
+    recorded at training, None for a version with no recorded sha256 (then MLflow's copy is read each time)."""
+    if not recorded_sha256 or not all(c in "0123456789abcdef" for c in recorded_sha256):
+        return None
+    return settings.home / "cache" / "models" / recorded_sha256
+
+
+def load_model(registry: Any, *, model: str, version: int, recorded_sha256: str | None, cache: Path | None) -> Any:
+    """The version's estimator, through the same checks as serving (``core.serving.trust``: skops only, the files
+    hashing to the sha256 recorded at training, LeanOps' trusted types), from ``cache`` when it holds them.
+
+    Issue 29: MLflow costs the drift command about a second of imports and another to copy the files, on
+    every check. The first check of a version copies its vetted files to ``cache`` (named by that sha256);
+    later ones hash the copy against the record before anything in it is read, so a changed copy is never
+    loaded (it is replaced from MLflow), and need no MLflow at all.
+    """
+    from core.serving import trust
+
+    label = f"{model} v{version}"
+    if cache is not None and recorded_sha256 and cache.is_dir():
+        from core.platform import mlflow_store
+
+        found, _ = mlflow_store.hash_directory(cache)
+        if found == recorded_sha256:
+            return trust.load_skops(cache / _model_file(cache, label), label=label)
+        shutil.rmtree(cache, ignore_errors=True)
+    if cache is None:
+        from core.serving.cache import load_version
+
+        return load_version(registry, name=model, alias="drift-check", version=version).model
+    with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
+        _, local = registry.download(model, version, Path(tmp))
+        _, model_file = trust.vetted(local, label=label, recorded=recorded_sha256)
+        staged = cache.with_name(f".{cache.name}.{os.getpid()}")
+        try:
+            from core.platform import mlflow_store
+
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(local, staged)
+            if mlflow_store.hash_directory(staged)[0] != recorded_sha256:  # MLflow's note of a load by name
+                (staged / trust.MLFLOW_META).unlink(missing_ok=True)
+            if mlflow_store.hash_directory(staged)[0] == recorded_sha256:
+                os.replace(staged, cache)  # whole or not at all; a copy another check made first is as good
+        except OSError as exc:
+            log.info("model files of %s not cached: %s", label, exc)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        return trust.load_skops(model_file, label=label)
+
+
+def _model_file(folder: Path, label: str) -> str:
+    """The model file the MLmodel file names (read as YAML, safely; its hash was checked already)."""
+    import yaml
+
+    from core.serving import trust
+
+    meta = yaml.safe_load((folder / "MLmodel").read_text()) or {}
+    conf = (meta.get("flavors") or {}).get("sklearn") or {}
+    name = str(conf.get("pickled_model") or "")
+    if conf.get("serialization_format") != "skops" or not name or Path(name).name != name:
+        raise trust.Refused(f"{label} could not be loaded: {trust.ONLY}")
+    return name
+
+
+def _serve(conn: Any, registry: Any, model: str, version: int, recorded_sha256: str | None = None,
+           cache: Path | None = None) -> None:
     """The child: load the version while the parent reads the data, then predict the rows it sends."""
-    from core.serving.cache import load_version
     from core.settings import quiet_mlflow_progress
 
     quiet_mlflow_progress()  # stderr is the command's, for errors
 
     try:
-        fitted = load_version(registry, name=model, alias="drift-check", version=version).model
+        fitted = load_model(registry, model=model, version=version, recorded_sha256=recorded_sha256, cache=cache)
         rows, reference = conn.recv()
         found = _outputs(fitted, rows, reference)
         conn.send(("ok", (found.values, found.probabilities, found.raw)))
