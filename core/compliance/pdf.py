@@ -109,7 +109,8 @@ def render(content: dict[str, Any], *, json_name: str | None = None, json_sha256
 
     doc = _Doc(content)
     if "coverage" in content:  # the matrix opens the report
-        pdf_evidence.coverage(doc, content["coverage"], json_name=json_name, json_sha256=json_sha256)
+        pdf_evidence.coverage(doc, content["coverage"], json_name=json_name, json_sha256=json_sha256,
+                              titles={**TITLES, **pdf_evidence.TITLES})
     sections = {**SECTIONS, **pdf_evidence.SECTIONS}
     for key, title in {**TITLES, **pdf_evidence.TITLES}.items():
         if key not in content:

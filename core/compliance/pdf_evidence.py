@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import re
+from datetime import datetime
+from typing import Any
 
 from core import formats
 
-if TYPE_CHECKING:
-    from core.compliance.pdf import _Doc
+_Doc = Any  # core.compliance.pdf's document (not imported: pdf.py imports this module)
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
 
 TITLES = {
     "inventory": "10. Inventory entry and periodic reviews", "test_reports": "11. Signed test reports",
@@ -17,13 +19,18 @@ TITLES = {
 
 
 def _text(value: Any) -> str:
-    from core.compliance.pdf import _text as text
+    """As pdf.py shows values: the JSON's ISO times to the second, numbers and structures as people read them."""
+    if isinstance(value, str) and _ISO_TIME.match(value):
+        try:
+            return formats.value(datetime.fromisoformat(value))
+        except ValueError:
+            return value
+    return formats.value(value)
 
-    return text(value)
 
-
-def coverage(doc: _Doc, s: dict[str, Any], *, json_name: str | None, json_sha256: str | None) -> None:
-    """The matrix that opens the report, then where it comes from."""
+def coverage(doc: _Doc, s: dict[str, Any], *, json_name: str | None, json_sha256: str | None,
+             titles: dict[str, str]) -> None:
+    """The matrix that opens the report, then where it comes from (``titles``: section key → its PDF title)."""
     doc.heading("Coverage: what the regulations ask and where this report answers")
     if json_sha256:
         doc.line(f"This PDF and the JSON report {json_name or ''} are one snapshot; the JSON file's sha256 is "
@@ -31,10 +38,6 @@ def coverage(doc: _Doc, s: dict[str, Any], *, json_name: str | None, json_sha256
     c = s["counts"]
     doc.line(f"{c['covered']} covered, {c['missing']} missing, {c['outside']} outside what LeanOps can answer "
              f"(matrix version {s['matrix_version']}).", size=9, style="B")
-    from core.compliance.pdf import TITLES as FIRST
-
-    titles = {**FIRST, **TITLES}
-
     def where(row: dict[str, Any]) -> str:  # a covered row names the sections as this PDF titles them
         if row["status"] != "covered":
             return str(row["note"])
