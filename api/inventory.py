@@ -3,9 +3,9 @@ Inventory page and ``cli.py model list`` / ``model review`` / ``model profile`` 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
@@ -23,12 +23,14 @@ from core.settings import Settings
 from core.training import runs
 
 router = APIRouter(prefix="/v1/models", tags=["inventory"])
+Sort = Literal["model", "owner", "risk_tier", "next_review_due", "open_alerts", "last_validation"]  # inventory.SORTS
 
 
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     outcome: Literal["continue", "retrain", "retire"]
-    notes: str = Field(min_length=1, max_length=stewardship.NOTES_MAX)
+    notes: str = Field(min_length=1, max_length=stewardship.NOTES_MAX, pattern=r"\S",
+                       description="what was looked at and why the outcome (not only spaces)")
 
 
 class ProfileIn(BaseModel):
@@ -36,11 +38,13 @@ class ProfileIn(BaseModel):
     owner: str = Field("", max_length=64, description="a user account ('' for none)")
     intended_use: str = Field("", max_length=stewardship.NOTES_MAX)
     out_of_scope_use: str = Field("", max_length=stewardship.NOTES_MAX)
-    tags: list[str] = Field(default_factory=list, max_length=stewardship.TAGS_MAX)
+    tags: list[Annotated[str, Field(max_length=stewardship.TAG_LEN, pattern=r"^[^,]*$")]] = Field(
+        default_factory=list, max_length=stewardship.TAGS_MAX, description="no commas; blank tags are dropped")
 
 
 @router.get("", responses=responses(422, 503))
-async def list_models(request: Request, actor: CurrentActor, search: str = "", sort: str = "model") -> JSONResponse:
+async def list_models(request: Request, actor: CurrentActor, search: Annotated[str, Query(max_length=200)] = "",
+                      sort: Sort = "model") -> JSONResponse:
     """The model inventory (as `cli.py model list`): owner, risk tier, champion, last validation, reviews, alerts."""
     await require(request, actor, "read")
     rt = request.app.state.runtime
@@ -104,8 +108,12 @@ async def save_profile(request: Request, name: ModelName, body: ProfileIn, actor
     return JSONResponse(await run_in_threadpool(write))
 
 
+Number = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
 @router.get("/{name}/versions/{version}/test-reports", responses=responses(404, 422, 503))
-async def version_test_reports(request: Request, name: ModelName, version: int, actor: CurrentActor) -> JSONResponse:
+async def version_test_reports(request: Request, name: ModelName, version: Number,
+                               actor: CurrentActor) -> JSONResponse:
     """The signed test reports of a version (id, context, passed, time), oldest first."""
     await require(request, actor, "read")
     rt = request.app.state.runtime
@@ -120,7 +128,7 @@ async def version_test_reports(request: Request, name: ModelName, version: int, 
 
 
 @router.get("/{name}/versions/{version}/test-reports/{report_id}", responses=responses(404, 422, 503))
-async def test_report_file(request: Request, name: ModelName, version: int, report_id: int,
+async def test_report_file(request: Request, name: ModelName, version: Number, report_id: Number,
                            actor: CurrentActor) -> Response:
     """One signed test report file, byte for byte as stored (check it with `cli.py report verify FILE`)."""
     await require(request, actor, "read")

@@ -97,7 +97,8 @@ def _tags(tags: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def save_profile(session: Session, *, actor: Actor, model: str, owner: str, intended_use: str, out_of_scope_use: str,
                  tags: list[str] | tuple[str, ...] = ()) -> Profile:
-    """Store the inventory entry of ``model``; the owner must be an active account. Audited with each change."""
+    """Store the inventory entry of ``model``; the owner must be an active account. Audited with each change
+    (the same entry saved again is no change: nothing recorded)."""
     require(session, actor, "model_cards.edit", f"model:{model}")
     _known(session, model)
     owner = owner.strip()
@@ -115,8 +116,8 @@ def save_profile(session: Session, *, actor: Actor, model: str, owner: str, inte
     row = session.get(ModelProfile, model)
     old = _profile(model, row).as_dict()
     changes = {k: {"from": old[k], "to": v} for k, v in new.items() if old[k] != v}
-    if not changes:
-        raise InvalidInput(f"the inventory entry of {model} is unchanged")
+    if not changes:  # saving the same entry again changes nothing and records nothing
+        return _profile(model, row)
     if row is None:
         row = ModelProfile(model=model, updated_by=actor.name)
         session.add(row)

@@ -38,6 +38,7 @@ RUNTIME_ONLY = {
                                                     r"columns?|rows?)\b", re.I),
     "POST /v1/training-jobs": re.compile(r"column|target|rows|parameter|sensitive|exclude|search|"
                                          r"dataset .* (failed|has)", re.I),
+    "PUT /v1/models/{name}/profile": re.compile(r"is not an active user account"),  # the workspace's accounts
 }
 
 
