@@ -106,7 +106,10 @@ class Predictor:
         started = prestart.take()  # a child cli.py drift started first thing, already importing
         if started is not None:
             self.process, self.conn = started
-            self.conn.send((settings.registry, model, version, recorded_sha256, cache))
+            try:
+                self.conn.send((settings.registry, model, version, recorded_sha256, cache))
+            except OSError:  # the child is gone: ``outputs`` says so (logged), the inputs are checked alone
+                pass
             return
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
