@@ -74,7 +74,7 @@ def main() -> int:
     print(f"imported v{imported['version']} ({imported['estimator']}), f1 {imported['metrics']['f1']:.3f}, gates "
           f"{'passed' if imported['gates']['passed'] else 'failed'}", flush=True)
     cli(env, "promote", MODEL, str(imported["version"]), "--force", "--reason", "bench")
-    token = cli(env, "token", "create", "--role", "viewer", "--name", "bench")["token"]
+    token = cli(env, "token", "create", "--role", "viewer", "--name", "bench", "--owner", "admin")["token"]
     settings_env = env | {"MLFLOW_TRACKING_URI": f"sqlite:///{home / 'ws' / 'mlflow.db'}"}
     rows = json.loads((home / "rows.json").read_text())
     ports = {"leanops": base.free_port(), "mlflow": base.free_port()}
