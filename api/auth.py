@@ -18,7 +18,8 @@ from core.actors import Actor
 from core.errors import AuthError
 from core.platform.database import transaction
 
-bearer = HTTPBearer(auto_error=False, description="An API token from `python cli.py token create --role ROLE`")
+bearer = HTTPBearer(auto_error=False,
+                    description="An API token from `python cli.py token create --role ROLE --owner USER`")
 
 
 class TokenCache:
@@ -59,7 +60,7 @@ async def current_actor(request: Request,
         return checked
     if credentials is None or not credentials.credentials:
         raise AuthError("this route needs a header 'Authorization: Bearer <token>'; "
-                        "create a token with `python cli.py token create --role ROLE`")
+                        "create a token with `python cli.py token create --role ROLE --owner USER`")
     return await request.app.state.runtime.tokens.actor(credentials.credentials)
 
 

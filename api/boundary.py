@@ -56,7 +56,7 @@ _SPECIAL = ((re.compile(r"^/v1/models/(?P<name>[^/]+)/predict$"), PREDICT_ROUTE)
 PUBLIC = frozenset({"/health", "/health/ready"})
 ACTOR_KEY = "leanops.actor"  # where the boundary leaves the caller's actor in the ASGI scope
 MISSING_TOKEN = ("this route needs a header 'Authorization: Bearer <token>'; "
-                 "create a token with `python cli.py token create --role ROLE`")
+                 "create a token with `python cli.py token create --role ROLE --owner USER`")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_init_user_token_and_audit_verify(cli):
 
     added = cli("user", "add", "sam", "--role", "scientist", "--json", stdin="sam-pass-123\n")
     assert json.loads(added.stdout) == {"username": "sam", "role": "scientist"}
-    token = json.loads(cli("token", "create", "--role", "viewer", "--name", "ci", "--json").stdout)
+    token = json.loads(cli("token", "create", "--role", "viewer", "--name", "ci", "--owner", "admin", "--json").stdout)
     assert token["token"].startswith("lo_") and token["role"] == "viewer" and token["name"] == "ci"
 
     ok = cli("audit", "verify", "--json")
@@ -74,7 +74,8 @@ def test_a_generated_admin_password_is_shown_once_stored_nowhere_and_must_be_cha
     (("user", "add", "x y", "--role", "viewer"), "password-123\n", "username 'x y' is not allowed"),
     (("user", "add", "zed", "--role", "boss"), "password-123\n", "role 'boss' is unknown"),
     (("user", "add", "zed", "--role", "viewer"), "short\n", "at least 8"),
-    (("token", "create", "--role", "root"), "", "role 'root' is unknown"),
+    (("token", "create", "--role", "root", "--owner", "admin"), "", "role 'root' is unknown"),
+    (("token", "create", "--role", "viewer", "--owner", "nobody"), "", "no user named 'nobody'"),
 ])
 def test_bad_input_exits_2_with_one_line(cli, args, stdin, message):
     cli("init")
@@ -90,6 +91,7 @@ def test_bad_input_exits_2_with_one_line(cli, args, stdin, message):
     (("promote", "--json"), "the following arguments are required: model, version"),
     (("promote", "m", "two", "--json"), "argument version: invalid int value: 'two'"),
     (("bogus", "--json"), "invalid choice: 'bogus'"),
+    (("token", "create", "--role", "viewer", "--json"), "the following arguments are required: --owner"),
     (("promote", "m", "2", "--json"), "model 'm' has no version 2"),
 ])
 def test_every_exit_2_under_json_prints_one_json_error(cli, args, message):
@@ -207,7 +209,7 @@ def test_audit_verify_names_the_checkpoint_a_consistent_rewrite_no_longer_matche
 def test_audit_verify_catches_the_last_ten_events_deleted_and_the_head_fixed(cli):
     assert cli("init").returncode == 0
     for i in range(12):
-        assert cli("token", "create", "--role", "viewer", "--name", f"t{i}").returncode == 0
+        assert cli("token", "create", "--role", "viewer", "--name", f"t{i}", "--owner", "admin").returncode == 0
     assert cli("audit", "checkpoint").returncode == 0
     with sqlite3.connect(cli.home / "leanops.db") as conn:
         head = conn.execute("SELECT seq FROM audit_head").fetchone()[0]

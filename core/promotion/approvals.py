@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, formats, policy
-from core.accounts.auth import person_behind, require
+from core.accounts.auth import ownerless_token, person_behind, require
 from core.actors import Actor
-from core.errors import InvalidInput, LeanOpsError, NotFound
+from core.errors import InvalidInput, LeanOpsError, NotFound, PermissionDenied
 from core.platform import locks
 from core.promotion.gates import ROLLBACK_REQUESTER, GatesFailed, check_gates, evaluate_gates, open_request
 from core.promotion.moves import AliasChange, promote_in, rollback_in, run_move
@@ -99,7 +99,7 @@ def pending_for(session: Session, *, actor: Actor) -> list[Waiting]:
     """The pending requests ``actor`` may decide, oldest first: none below the approver role; not their own
     request, not a version they trained (through any token of theirs), not one they already decided. The
     Overview's inbox and the sidebar count read this."""
-    if not actor.at_least("approver"):
+    if not actor.at_least("approver") or ownerless_token(session, actor.name):
         return []
     me = person_behind(session, actor.name)
     out = []
@@ -175,6 +175,10 @@ def _decide(session: Session, settings: Settings, *, actor: Actor, request_id: i
     if request is None:
         raise NotFound(f"no promotion or rollback request {request_id}")
     require(session, actor, "models.approve", f"model:{request.model}")
+    if ownerless_token(session, actor.name):
+        raise PermissionDenied(f"{actor.name} has no owner (a token made before owners were required): it is no "
+                               "person and can never approve or reject; create a token with an owner "
+                               "(`cli.py token create --owner USER`)")
     if request.status != "pending":
         raise InvalidInput(f"request {request_id} is already {request.status}")
     if kind_of(request) == "rollback":

@@ -13,7 +13,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit, formats, policy
-from core.accounts.auth import person_behind
+from core.accounts.auth import ownerless_token, person_behind
 from core.actors import Actor
 from core.errors import LeanOpsError, PolicyBlocked
 from core.platform.database import transaction
@@ -91,9 +91,10 @@ def _approvals(session: Session, model: str, version: int) -> tuple[str, ...]:
     request = open_request(session, model, version)
     if request is None:
         return ()
-    # the people behind them (a token's owner): one person approving twice, or as the trainer, counts once or not
+    # the people behind them (a token's owner): one person approving twice, or as the trainer, counts once or not;
+    # a token with no owner is no person and never counts (its approvals from before owners were required)
     return tuple(person_behind(session, name) for name in session.scalars(select(Approval.approver).where(
-        Approval.request_id == request.id, Approval.decision == "approve")))
+        Approval.request_id == request.id, Approval.decision == "approve")) if not ownerless_token(session, name))
 
 
 def refresh(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:

@@ -71,7 +71,8 @@ def served(dashboard):
     text = policy.with_override(text, "churn", "alerts", {"cooldown_minutes": 0})
     (settings.home / policy.POLICY_FILE).write_text(text)  # a retrain on the same data may tie the champion
     factory = make_session_factory(make_engine(settings.db_url))
-    token = subprocess.run([sys.executable, "cli.py", "token", "create", "--role", "scientist", "--json"],
+    token = subprocess.run([sys.executable, "cli.py", "token", "create", "--role", "scientist", "--owner", "admin",
+                            "--json"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert token.returncode == 0, token.stderr
     port = free_port()

@@ -77,7 +77,8 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> str:
 def served(dashboard):
     """The dashboard's workspace with the demo model promoted, a viewer token and the API running."""
     _cli(dashboard.env, "init", "--demo", "--json", timeout=300)
-    viewer = json.loads(_cli(dashboard.env, "token", "create", "--role", "viewer", "--json"))["token"]
+    viewer = json.loads(_cli(dashboard.env, "token", "create", "--role", "viewer", "--owner", "admin",
+                             "--json"))["token"]
     settings = Settings(home=dashboard.home)
     factory = make_session_factory(make_engine(settings.db_url))
     port = free_port()

@@ -177,7 +177,7 @@ def test_grown_up_topology_runs_each_job_once_with_artifacts_on_s3(deployment: D
     dep = deployment
     dep.cli("init", "--json")
     added = json.loads(dep.cli("dataset", "add", "tiny", str(tiny_csv(tmp_path / "tiny.csv")), "--json").stdout)
-    token = json.loads(dep.cli("token", "create", "--role", "scientist", "--json").stdout)["token"]
+    token = json.loads(dep.cli("token", "create", "--role", "scientist", "--owner", "admin", "--json").stdout)["token"]
 
     api_port, ui_port = free_port(), free_port()
     api = dep.start("api", sys.executable, "cli.py", "serve", "--port", str(api_port))

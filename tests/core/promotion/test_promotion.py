@@ -169,3 +169,29 @@ def test_rejection_closes_the_request(factory, registry):
     with pytest.raises(InvalidInput, match="already rejected"):
         decide(factory, registry, Actor("bob", "approver"), request_id)
     assert champion(registry) is None
+
+
+def test_an_ownerless_token_never_approves_and_four_eyes_counts_people(factory, registry):
+    """Issue 27 item 6: a token made before owners were required is no person (it can neither approve nor
+    reject), and two tokens of one person are one pair of eyes."""
+    from core.accounts import auth
+    from tests.support.factories import admin_actor, make_user
+
+    require_approvals(registry, 2)
+    make_user(factory, "olga", "approver")
+    with transaction(factory) as s:
+        auth.create_token(s, actor=admin_actor(), role="approver", name="legacy")  # no owner: an older version's
+        for name in ("olga-1", "olga-2"):
+            auth.create_token(s, actor=admin_actor(), role="approver", name=name, owner="olga")
+        request_id = approvals.request_promotion(s, actor=SCIENTIST, model="m", version=2, reason="better").id
+    legacy = Actor("token:legacy", "approver", "token")
+    for approve in (True, False):
+        with pytest.raises(PermissionDenied, match="token:legacy has no owner"):
+            decide(factory, registry, legacy, request_id, approve=approve)
+    with factory() as s:
+        assert approvals.pending_for(s, actor=legacy) == []
+    assert decide(factory, registry, Actor("token:olga-1", "approver", "token"), request_id) is None
+    assert decide(factory, registry, Actor("token:olga-2", "approver", "token"), request_id) is None
+    assert champion(registry) is None, "one person through two tokens is one approval"
+    change = decide(factory, registry, Actor("bob", "approver"), request_id)
+    assert change is not None and change.to_version == 2
