@@ -261,7 +261,7 @@ def bounded(folder: Path, env: dict[str, str], args: argparse.Namespace, ours_ar
     print(f"current file of {args.current_rows:,} rows: {big.stat().st_size / 2**20:,.0f} MB on disk "
           f"(written in {time.perf_counter() - started:.0f} s, not timed)", flush=True)
     timed(ours_argv, env)  # warm-up
-    big_argv = [*ours_argv[:4], str(big), *ours_argv[5:]]
+    big_argv = [*ours_argv[:5], str(big), *ours_argv[6:]]
     small_runs, big_runs, small_mem, big_mem, loads = [], [], [], [], []
     for run in range(1, args.runs + 1):
         small_s, small_mb, code, out, err = timed(ours_argv, env)
