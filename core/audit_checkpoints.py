@@ -233,7 +233,7 @@ def _append(settings: Settings, key: Ed25519PrivateKey, *, seq: int, digest: str
     import fcntl
 
     path = log_path(settings)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # one writer at a time: n and prev come from the line before
         last_text = _last_line(fd)

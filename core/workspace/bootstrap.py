@@ -45,6 +45,17 @@ class InitResult:
                 "demo_files": list(self.demo_files), "audit_public_key": self.audit_public_key}
 
 
+def _owner_only(home: Path) -> None:
+    """The workspace folder 0700 and LeanOps' own files in it 0600 (the SQLite DB and its WAL, the keys, the
+    checkpoint log): created under the process's umask (often 0644), they would be world-readable."""
+    home.chmod(0o700)
+    for name in ("leanops.db", "leanops.db-wal", "leanops.db-shm", "mlflow.db", "secret.key", "audit.key",
+                 "audit-checkpoints.jsonl"):
+        path = home / name
+        if path.is_file():
+            path.chmod(0o600)
+
+
 def init_workspace(factory: sessionmaker[Session], settings: Settings, *, demo: bool,
                    generate_admin: bool = True) -> InitResult:
     """Idempotent: safe on an existing workspace (upgrades the schema, keeps users and data).
@@ -56,10 +67,12 @@ def init_workspace(factory: sessionmaker[Session], settings: Settings, *, demo: 
     home, admin_user = settings.home, settings.admin_user
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     home.mkdir(parents=True, exist_ok=True)
+    _owner_only(home)  # the workspace holds the DB, the keys and the checkpoint log: no one else reads into it
     settings.policies.write_default()
     keys = secrets.workspace_keys(settings)
     audit_public, audit_key_created = audit_checkpoints.ensure_key(settings)
     migrate(settings.db_url)
+    _owner_only(home)
     system = system_actor("init")
     with transaction(factory) as session:
         secrets.seal_plain(session, actor=system, keys=keys)
