@@ -216,15 +216,15 @@ def cmd_dataset_list(args: argparse.Namespace) -> Outcome:
         while page := datasets.list_versions(session, name=args.name, limit=500, offset=offset):
             views += page
             offset += len(page)
-    doc = [{"version": v.version, "sha256": v.sha256, "rows": v.rows, "columns": v.columns,
+    found: list[dict[str, Any]] = [{"version": v.version, "sha256": v.sha256, "rows": v.rows, "columns": v.columns,
             "certificate_passed": v.certificate_passed, "source": v.source, "created_by": v.created_by,
             "created_at": v.created_at.isoformat(), "deprecated": v.deprecated,
             "deprecation_reason": v.deprecation_reason, "default": v.version == default} for v in views]
     lines = [f"{args.name}:{d['version']}  {d['sha256'][:12]}  {d['rows']} rows  "
              f"{'passed' if d['certificate_passed'] else 'FAILED'}  {d['created_by']}  {d['created_at'][:16]}"
              + ("  DEPRECATED: " + str(d["deprecation_reason"]) if d["deprecated"] else "")
-             + ("  (default)" if d["default"] else "") for d in doc]
-    return Outcome(doc, text="\n".join(lines))
+             + ("  (default)" if d["default"] else "") for d in found]
+    return Outcome(found, text="\n".join(lines))
 
 
 def cmd_dataset_deprecate(args: argparse.Namespace) -> Outcome:

@@ -116,6 +116,24 @@ with cert_tab:
                    "passes by construction: it proves the file was read, not that the data is right. Later "
                    "versions are checked against that schema; review it in the Schema tab.")
     st.dataframe(checks, hide_index=True, width="stretch")
+    if view.deprecated:
+        st.warning(f"{view.ref} is deprecated (by {plain(view.deprecated_by or '')}: "
+                   f"{plain(view.deprecation_reason or '')}): no default picks it.")
+    elif not view.certificate_passed:
+        st.caption("No default (training, retraining, scoring) picks a version whose certificate failed.")
+    if who.at_least("scientist"):
+        if view.deprecated:
+            if st.button("Restore version", key=f"ds-restore-{view.ref}") and act(
+                    lambda s: datasets.restore(s, actor=who, name=chosen, version=number)):
+                st.cache_data.clear()
+                st.rerun()
+        else:
+            why = st.text_input("Reason to deprecate", key=f"ds-why-{view.ref}",
+                                placeholder="what is wrong with this version")
+            if st.button("Deprecate version", key=f"ds-deprecate-{view.ref}", disabled=not why.strip()) and act(
+                    lambda s: datasets.deprecate(s, actor=who, name=chosen, version=number, reason=why)):
+                st.cache_data.clear()
+                st.rerun()
 
 with profile_tab:
     prof = q.profile(chosen, number)

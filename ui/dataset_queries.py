@@ -68,9 +68,10 @@ def certificate(name: str, number: int) -> tuple[bool, Any, pd.DataFrame]:
     """(passed, checked at, checks table with failures first)."""
     with _session() as session:
         cert = datasets.get_certificate(session, ref=f"{name}:{number}")
-    table = pd.DataFrame([{"result": _mark(c["passed"]), "check": c["check"], "column": c["column"] or "(table)",
-                           "observed": c["observed"], "expected": c["expected"]} for c in cert.checks],
-                         columns=["result", "check", "column", "observed", "expected"])
+    table = pd.DataFrame([{"result": "warning" if c.get("warning") and not c["passed"] else _mark(c["passed"]),
+                           "check": c["check"], "column": c["column"] or "(table)", "observed": c["observed"],
+                           "expected": c["expected"], "hint": c.get("hint") or ""} for c in cert.checks],
+                         columns=["result", "check", "column", "observed", "expected", "hint"])
     table = table.sort_values("result", key=lambda s: s != "failed", kind="stable").reset_index(drop=True)
     return cert.passed, cert.at, table
 

@@ -231,7 +231,8 @@ class Predictor:
     async def _answer(self, model: LoadedModel, parsed: list[dict[str, Any]] | Frame, *, name: str, alias: str,
                       probabilities: bool, request_id: str, requested_by: str | None, ts: datetime,
                       started: float) -> Answer:
-        schema, imputed = model.schema, ()
+        schema = model.schema
+        imputed: tuple[str, ...] = ()
         if schema is not None:  # the serving contract: missing and unknown columns by policy
             held = contract.check(schema, parsed, contract.Rules.of(self.policies, name))
             schema, imputed = held.schema, held.imputed
