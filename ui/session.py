@@ -149,6 +149,15 @@ def change_password_page() -> None:
     st.rerun()
 
 
+def login_notices(pending: str | None, refused: str | None) -> list[tuple[str, str]]:
+    """What the login page shows above its form, as Markdown: why the session ended, why the last sign-in was
+    refused. Both can carry text from outside (a provider's ``error_description`` in the OIDC callback, a typed
+    name): shown through ``ui.components.message``, never as a link, image or HTML."""
+    from ui.components import message
+
+    return [(kind, message(text)) for kind, text in (("info", pending), ("error", refused)) if text]
+
+
 def login_page() -> None:
     """The login form: a plain HTML form posting to the login route, which sets the session cookie.
 
@@ -156,10 +165,9 @@ def login_page() -> None:
     """
     st.title("LeanOps")
     st.caption("Data, training, registry, serving and monitoring for lean ML teams.")
-    if msg := st.session_state.pop("login_message", None):
-        st.info(msg)
-    if (value := _cookie(auth_routes.MESSAGE_COOKIE)) and (refused := auth_routes.decode_message(value)):
-        st.error(refused)
+    refused = (value := _cookie(auth_routes.MESSAGE_COOKIE)) and auth_routes.decode_message(value)
+    for kind, text in login_notices(st.session_state.pop("login_message", None), refused or None):
+        st.info(text) if kind == "info" else st.error(text)
     with resources.session_factory()() as session:
         if not auth.count_users(session):
             st.info("No account exists yet. Run `python cli.py init` in a terminal: it creates the admin and "

@@ -72,3 +72,19 @@ def test_a_message_keeps_its_words_but_loses_links_images_and_html(typed: str) -
     assert not AUTOLINK_LITERAL.search(markdown), markdown
     assert message("the query failed on source 'wh': no such table: nope") == (
         "the query failed on source 'wh': no such table: nope")  # ordinary messages read as before
+
+
+@pytest.mark.parametrize("typed", PAYLOADS)
+def test_the_login_page_shows_an_oidc_error_description_as_text(typed: str) -> None:
+    """Issue 27 item 6: the OIDC callback's ``error_description`` reaches the login page through the message
+    cookie (``ui.oidc_routes``); what the page renders of it is a message without link, image or HTML."""
+    from ui import auth_routes
+    from ui.session import login_notices
+
+    refused = f"Example SSO did not sign you in (access_denied: {typed[:200]})."
+    cookie = auth_routes.decode_message(auth_routes.encode_message(refused))
+    notices = login_notices(f"You were signed out ({typed})", cookie)
+    assert [kind for kind, _ in notices] == ["info", "error"]
+    for _, markdown in notices:
+        assert not tokens(markdown) & LINK_TOKENS, markdown
+        assert not AUTOLINK_LITERAL.search(markdown), markdown
