@@ -267,6 +267,27 @@ def partition_files(store: DataStore, model: str, since: datetime, until: dateti
     return [k for k in keys if "/".join(k.split("/")[2:4]) in wanted]
 
 
+def newest_hours(store: DataStore, models: list[str]) -> Iterator[tuple[datetime, list[str]]]:
+    """(hour, its files) of ``models``, newest hour first. A local store is listed one day folder at a time,
+    so a reader that stops early lists only the newest days; other stores are listed whole."""
+    def by_hour(keys: list[str]) -> Iterator[tuple[datetime, list[str]]]:
+        found: dict[datetime, list[str]] = {}
+        for key in keys:
+            hour = hour_of_key(key)
+            if hour is not None:
+                found.setdefault(hour, []).append(key)
+        for hour in sorted(found, reverse=True):
+            yield hour, found[hour]
+
+    if not isinstance(store, LocalStore):
+        yield from by_hour([k for m in models for k in list_files(store, f"{ROOT}/{m}")])
+        return
+    days = sorted({d.name for m in models if (folder := store.path(f"{ROOT}/{m}")).is_dir()
+                   for d in folder.iterdir() if d.is_dir()}, reverse=True)
+    for day in days:
+        yield from by_hour([k for m in models for k in list_files(store, f"{ROOT}/{m}/{day}")])
+
+
 def files_of_hour(store: DataStore, hour: datetime) -> list[str]:
     models = logged_models(store)
     return [k for m in models for k in list_files(store, hour_prefix(m, hour))]

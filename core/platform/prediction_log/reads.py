@@ -29,10 +29,10 @@ from core.platform.prediction_log.parquet import (
     files_of_hour,
     frame_of,
     hour_of,
-    hour_of_key,
     hour_prefix,
     list_files,
     logged_models,
+    newest_hours,
     partition_files,
     read_file,
     time_of,
@@ -199,18 +199,13 @@ def recent(source: sessionmaker[Session] | Session, *, store: DataStore, model: 
     if model:
         query = query.where(PredictionLog.model == model)
     out = [_hot_record(r) for r in _execute(source, query)]
-    by_hour: dict[datetime, list[str]] = {}
-    if len(out) < limit:
-        for key in list_files(store, f"{ROOT}/{model}" if model else ROOT):
-            hour = hour_of_key(key)
-            if hour is not None:
-                by_hour.setdefault(hour, []).append(key)
     condition = pc.field("alias") != SHADOW
-    for hour in sorted(by_hour, reverse=True):
+    # newest day folders first: a quiet hour costs the listing of a day or two, not of the whole history
+    hours = newest_hours(store, [model] if model else logged_models(store)) if len(out) < limit else iter(())
+    for _hour, keys in hours:
         need = limit - len(out)
         if need <= 0:
             break
-        keys = by_hour[hour]
         times = pa.chunked_array([read_file(store, k, columns=["ts"], filters=condition).column("ts") for k in keys],
                                  TS)
         if not len(times):
