@@ -15,7 +15,7 @@ from api.auth import CurrentActor, require
 from api.errors import responses
 from api.predict import ModelName
 from core.compliance import inventory
-from core.errors import NotFound
+from core.errors import InvalidInput, NotFound
 from core.platform.database import transaction
 from core.promotion import test_reports
 from core.registry import stewardship
@@ -47,6 +47,10 @@ async def list_models(request: Request, actor: CurrentActor, search: Annotated[s
                       sort: Sort = "model") -> JSONResponse:
     """The model inventory (as `cli.py model list`): owner, risk tier, champion, last validation, reviews, alerts."""
     await require(request, actor, "read")
+    unknown = sorted(set(request.query_params) - {"search", "sort"})
+    if unknown:  # a misspelt filter must not silently list everything
+        raise InvalidInput(f"unknown query parameter(s) {', '.join(map(repr, unknown[:5]))}; this route takes "
+                           "search and sort")
     rt = request.app.state.runtime
 
     def read() -> list[dict[str, Any]]:
