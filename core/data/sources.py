@@ -262,7 +262,8 @@ def _query_sqlite(parsed: URL, sql: str, *, label: str, max_rows: int, timeout_s
 _ROLE_CHECK = """
 SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
   ARRAY(SELECT g FROM unnest(ARRAY['pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program',
-                                   'pg_write_all_data']) AS g
+                                   'pg_write_all_data', 'pg_signal_backend', 'pg_checkpoint',
+                                   'pg_use_reserved_connections', 'pg_create_subscription']) AS g
         WHERE to_regrole(g) IS NOT NULL AND pg_has_role(r.oid, to_regrole(g), 'MEMBER')) AS builtin,
   ARRAY(SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
@@ -278,7 +279,11 @@ SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
           AND has_schema_privilege(r.oid, n.oid, 'CREATE')
         ORDER BY 1 LIMIT 6) AS schemas,
   EXISTS (SELECT 1 FROM pg_proc p WHERE p.proname IN ('dblink_exec', 'dblink_connect')
-          AND has_function_privilege(r.oid, p.oid, 'EXECUTE')) AS dblink
+          AND has_function_privilege(r.oid, p.oid, 'EXECUTE')) AS dblink,
+  ARRAY(SELECT format('%I.%I', n.nspname, p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE p.prosecdef AND p.proowner <> r.oid AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+        ORDER BY 1 LIMIT 6) AS definer
 FROM pg_roles r WHERE r.rolname = current_user
 """
 
@@ -294,7 +299,7 @@ def _listed(names: list[str]) -> str:
 def _role_problems(conn: Any) -> tuple[str, list[str]]:
     """The connected role's name and what it can do beyond reading (empty: a read-only role)."""
     (role, superuser, createrole, createdb, replication, builtin, tables, sequences, create_db, schemas,
-     dblink) = conn.execute(_ROLE_CHECK, prepare=True).fetchone()
+     dblink, definer) = conn.execute(_ROLE_CHECK, prepare=True).fetchone()
     if superuser:
         return role, ["is a superuser (it can write anything, read and write server files, run programs)"]
     problems = []
@@ -317,6 +322,9 @@ def _role_problems(conn: Any) -> tuple[str, list[str]]:
         problems.append(f"can CREATE in the schemas {_listed(schemas)}{hint}")
     if dblink:
         problems.append("can run dblink (it connects to other databases from the server)")
+    if definer:  # such a function runs as its owner: whatever its owner may write, the role may ask it to
+        problems.append(f"can execute SECURITY DEFINER functions {_listed(definer)} (REVOKE EXECUTE ON FUNCTION "
+                        "… FROM PUBLIC, or from the role)")
     return role, problems
 
 

@@ -229,6 +229,12 @@ def test_add_source_refuses_a_role_that_can_do_more_than_read(factory, settings,
         (pg_warehouse.role(*READ_ONLY, "GRANT pg_read_server_files TO {role}"), "is a member of pg_read_server_files"),
         (pg_warehouse.role(*READ_ONLY, "GRANT CREATE ON SCHEMA public TO {role}"), "can CREATE in the schemas public"),
         (pg_warehouse.role(*READ_ONLY, "ALTER ROLE {role} CREATEROLE"), "has CREATEROLE"),
+        # issue 27: the server roles that act outside the database, and functions that run as their owner
+        (pg_warehouse.role(*READ_ONLY, "GRANT pg_signal_backend TO {role}"), "is a member of pg_signal_backend"),
+        (pg_warehouse.role(*READ_ONLY, "GRANT pg_write_server_files TO {role}"),
+         "is a member of pg_write_server_files"),
+        (pg_warehouse.role(*READ_ONLY, "GRANT pg_execute_server_program TO {role}"),
+         "is a member of pg_execute_server_program"),
     ]
     for url, what in cases:
         with pytest.raises(InvalidInput) as err:
@@ -240,6 +246,12 @@ def test_add_source_refuses_a_role_that_can_do_more_than_read(factory, settings,
     with factory() as s:
         assert sources.list_sources(s, keys=secrets.load_keys(settings)) == []
 
+    # a SECURITY DEFINER function anyone may run (EXECUTE goes to PUBLIC by default) runs as the superuser
+    pg_warehouse.sql("CREATE FUNCTION public.purge_features() RETURNS void LANGUAGE sql SECURITY DEFINER "
+                     "AS 'DELETE FROM features WHERE false'")
+    with pytest.raises(InvalidInput, match="can execute SECURITY DEFINER functions public.purge_features"):
+        add(factory, settings, "pg", pg_warehouse.role(*READ_ONLY))
+    pg_warehouse.sql("REVOKE EXECUTE ON FUNCTION public.purge_features() FROM PUBLIC")
     reader = pg_warehouse.role(*READ_ONLY)
     assert add(factory, settings, "pg", reader).name == "pg"
     assert query(factory, settings, "SELECT id FROM features WHERE id <= 10", source="pg").version.rows == 10
