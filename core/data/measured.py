@@ -174,7 +174,8 @@ def parquet_table(parquet: Any, *, limits: TableLimits, label: str) -> pa.Table:
     """The batches of an open ``pyarrow.parquet.ParquetFile`` (footer already checked, opened with
     ``read_dictionary=text_columns(...)``), read a batch at a time: a dictionary column is counted at its
     decoded size (the sum of the values its indices point at) and kept as indices; over ``limits.mb``
-    stops the read, and only a table whose whole decoded size fits is made plain. Nested columns are refused before any is decoded."""
+    stops the read, and only a table whose whole decoded size fits is made plain. Nested columns are refused
+    before any is decoded."""
     import pyarrow.compute as pc
 
     for f in parquet.schema_arrow:

@@ -32,7 +32,8 @@ def _cancel(factory, actor: Actor, job_id: int) -> None:
 
 
 def test_users_cancel_their_own_jobs_and_only_admins_the_systems(factory) -> None:
-    sam, sue, ann = _user(factory, "sam", "scientist"), _user(factory, "sue", "scientist"), _user(factory, "ann", "admin")
+    sam, sue = _user(factory, "sam", "scientist"), _user(factory, "sue", "scientist")
+    ann = _user(factory, "ann", "admin")
     with transaction(factory) as s:
         auth.create_token(s, actor=cli_actor(), role="scientist", name="sam-ci", owner="sam")
     token = Actor("token:sam-ci", "scientist", "token")
