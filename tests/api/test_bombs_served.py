@@ -132,4 +132,5 @@ def test_arrow_and_parquet_bombs_are_refused_before_they_are_decoded(api_setting
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    print("seconds to the refusal:", {k: round(v, 3) for k, v in seconds.items()})
+    print("seconds to the refusal:", {k: round(v, 3) for k, v in seconds.items()},
+          f"peak RSS growth {grown / MB:.1f} MB, log growth {log_growth} bytes, load {os.getloadavg()}")
