@@ -279,6 +279,53 @@ CASES["serving.batch_jobs.run"] = lambda c: core.serving.batch_jobs.run(
     progress=lambda share, stage: None)
 
 
+BYOM_FEATURES = ["tenure_months", "monthly_charges"]
+
+
+def _byom_pipeline() -> Any:
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("impute", SimpleImputer()), ("model", LogisticRegression())])
+
+
+def _byom_import(ctx: Ctx, fn: Callable[..., Any]) -> Any:
+    """A notebook's skops pipeline imported as a version of 'byom_cov' (the first import makes v1)."""
+    import skops.io
+
+    frame = small_churn()
+    data = skops.io.dumps(_byom_pipeline().fit(frame[BYOM_FEATURES], frame["churn"]))
+    return fn(ctx.factory, ctx.settings, actor=SAM, log=lambda line: None, model="byom_cov", file_name="m.skops",
+              data=data, dataset="churn", target="churn")
+
+
+def _byom_refit(ctx: Ctx, fn: Callable[..., Any]) -> Any:
+    """A retrain's refit of the imported 'byom_cov' v1: an unfitted clone fitted on the dataset again."""
+    with ctx.factory() as s:
+        record = core.training.imports.of_version(s, model="byom_cov", version=1)
+    return fn(ctx.factory, ctx.settings, actor=SAM, log=lambda line: None, champion=record,
+              estimator=_byom_pipeline(), features=BYOM_FEATURES, dataset="churn", target="churn", sensitive=None)
+
+
+def _byom_retrain_refit(ctx: Ctx) -> Any:
+    from db.models import TrainingRun
+
+    with ctx.factory() as s:
+        record = core.training.imports.of_version(s, model="byom_cov", version=1)
+        run = s.scalar(select(TrainingRun).where(TrainingRun.model_name == "byom_cov", TrainingRun.model_version == 1))
+    return core.retraining.imported.refit(ctx.factory, ctx.settings, record=record, run=run, dataset="churn",
+                                          actor=SAM, job_id=None, progress=None, log=lambda line: None)
+
+
+CASES["training.imports.import_model"] = lambda c: _byom_import(c, core.training.imports.import_model)
+CASES["promotion.imports.import_model"] = lambda c: _byom_import(c, core.promotion.imports.import_model)
+CASES["training.imports.refit"] = lambda c: _byom_refit(c, core.training.imports.refit)
+CASES["promotion.imports.refit"] = lambda c: _byom_refit(c, core.promotion.imports.refit)
+CASES["retraining.imported.refit"] = _byom_retrain_refit
+
+
+
 def _session(session: Any) -> int:
     """A browser session of ann's (what the login route opens), its row id."""
     from db.models import BrowserSession, User
