@@ -62,10 +62,11 @@ def cmd_init(args: argparse.Namespace) -> Outcome:
 
     doc["workspace_id"] = workspace_id(settings)
     lines.append(f"workspace id: {doc['workspace_id']}")
-    if not settings.mlflow_uri.startswith("sqlite"):  # a shared server: migrate MLflow once, before the workers
-        from core.platform import mlflow_store
+    # MLflow's schema made or migrated once, now: before a shared server's workers, and before `make run`
+    # starts the API and the demo build together on a fresh SQLite store (both would create its tables)
+    from core.platform import mlflow_store
 
-        mlflow_store.prepare(mlflow_store.store_for(settings))
+    mlflow_store.prepare(mlflow_store.store_for(settings))
     if args.demo:
         from core.workspace.demo import seed_model, seed_traffic
 

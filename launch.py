@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also where it was ignored (a background job's inherited SIG_IGN)
     try:
         check_ports({"the dashboard": (args.port, "PORT"), "the API": (args.api_port, "API_PORT")})
         env = os.environ | {"LEANOPS_API_URL": f"http://127.0.0.1:{args.api_port}"}
