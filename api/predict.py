@@ -181,7 +181,7 @@ class FeedbackAnswer(BaseModel):
     stored: int
 
 
-@router.post("/{name}/feedback", response_model=FeedbackAnswer, responses=ERRORS)
+@router.post("/{name}/feedback", response_model=FeedbackAnswer, response_model_exclude_none=True, responses=ERRORS)
 async def feedback(request: Request, name: ModelName, body: FeedbackIn, actor: CurrentActor) -> FeedbackAnswer:
     """Ground truth for a logged prediction (one label per record), for performance monitoring.
 
