@@ -177,11 +177,13 @@ def test_whole_loop_report_covers_every_item_and_its_signed_test_reports_verify(
     assert {r["ref"] for r in rows if r["status"] == "outside"} == {"Annex IV 5", "Annex IV 7", "Annex IV 8"}
 
     embedded = content["test_reports"]["reports"]
-    assert [r["context"] for r in embedded] == ["registration", "approval", "promotion"]
+    contexts = [r["context"] for r in embedded]  # (a policy change may add re-evaluations between them)
+    assert [c for c in contexts if c in ("registration", "approval", "promotion")] == [
+        "registration", "approval", "promotion"]
     public = test_reports.workspace_public_key(settings)
     for r in embedded:  # each embedded document verifies offline, byte for byte, with the workspace's public key
         assert test_reports.verify_bytes(r["document"].encode(), public_key=public).ok
-    approval = json.loads(embedded[1]["document"])
+    approval = json.loads(next(r for r in embedded if r["context"] == "approval")["document"])
     assert [(s["signer"], s["role"]) for s in approval["signatures"]] == [("ann", "evaluator"), ("ann", "approver")]
     signed = approval["report"]
     assert signed["dataset"]["sha256"] == content["training_data"]["sha256"]
@@ -213,7 +215,7 @@ def test_whole_loop_report_covers_every_item_and_its_signed_test_reports_verify(
 
     # report verify: the untouched file passes; any flipped byte, or another workspace's key, fails (exit 1)
     stored = tmp_path / "test-report.json"
-    stored.write_text(embedded[1]["document"], encoding="utf-8")
+    stored.write_text(next(r for r in embedded if r["context"] == "approval")["document"], encoding="utf-8")
     code, ok = run_cli(monkeypatch, capsys, settings, "report", "verify", str(stored))
     assert code == 0 and ok["ok"] and ok["signed_by"] == ["ann", "ann"] and ok["signed_at"]
     data = stored.read_bytes()
