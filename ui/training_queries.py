@@ -42,6 +42,13 @@ def dataset_versions(name: str) -> list[int]:
         return [v.version for v in datasets.list_versions(session, name=name, limit=200)]
 
 
+@st.cache_data(ttl=10)
+def default_dataset_version(name: str) -> int | None:
+    """The version a default picks (newest certified, not deprecated: ``datasets.default_version``); None: none."""
+    with _session() as session:
+        return datasets.default_number(session, name=name)
+
+
 @dataclass(frozen=True)
 class DatasetShape:
     """What the launch form needs to know about one dataset version's columns."""
