@@ -95,3 +95,21 @@ def test_false_alarms_per_month_at_the_defaults():
     assert none == pytest.approx((1 - 0.95 ** 20) * daily)
     assert significance.false_alarms_per_month(drift.Thresholds(), checks_per_month=daily, rows=50_000,
                                                large_sample_rows=1000, columns=20, outputs_decide=True) == 0
+
+
+def test_the_drift_demos_planted_drift_still_fires_through_floors_and_correction():
+    """examples/drift_demo.py's traffic (charges +30, 80 % month-to-month) against the demo's training data:
+    the same two columns flagged as tests/test_drift_demo.py expects, at the demo's 20 % share."""
+    import importlib.util
+    from pathlib import Path
+
+    from core.workspace.demo import churn_frame
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "drift_demo.py"
+    spec = importlib.util.spec_from_file_location("drift_demo_traffic", path)
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    ref = build(churn_frame(5000).drop(columns=["churn"]))
+    result = drift.compare(ref, pd.DataFrame(demo.drifted_records(400)), thresholds=drift.Thresholds(share=0.2))
+    assert sorted(result.drifted) == ["contract", "monthly_charges"] and result.drift_detected
