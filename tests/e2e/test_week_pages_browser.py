@@ -169,6 +169,7 @@ def test_the_approvers_inbox_shows_the_waiting_request_and_approving_it_promotes
     expect(sidebar.get_by_role("link", name=re.compile("Approvals waiting: 1"))).to_be_visible()
     line = page.get_by_text(re.compile(r"asks to promote churn v2 to production"))
     expect(line).to_contain_text(re.compile(r"CES?T · \d+ (s|min) ago"))  # the viewer's time zone, and how long ago
+    shot(page, "inbox")
     page.get_by_role("link", name=re.compile(r"Decide request \d+")).click()
     wait_rerun(page)
     expect(page.get_by_role("heading", name="Pending requests")).to_be_visible(timeout=60_000)
@@ -176,6 +177,7 @@ def test_the_approvers_inbox_shows_the_waiting_request_and_approving_it_promotes
     page.get_by_role("button", name="Approve").click()
     wait_rerun(page)
     expect(page.get_by_text(re.compile(r"Approve request \d+ \(promote v2 of churn\)\?"))).to_be_visible()
+    shot(page, "approve-confirm")
     page.get_by_role("button", name="Yes, approve").click()
     wait_rerun(page)
     expect(page.get_by_text(re.compile(r"Request \d+ approved\."))).to_be_visible(timeout=60_000)
