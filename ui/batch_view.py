@@ -3,6 +3,7 @@ Cancel, download) and the explanation waterfall of one logged prediction (the Au
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
@@ -129,7 +130,8 @@ def waterfall(request_id: str, records: list[int]) -> None:
         return
     items = sorted(why["contributions"].items(), key=lambda kv: -abs(kv[1]))
     top, rest = items[:8], items[8:]
-    labels = ["base value", *[plain(k) for k, _ in top]] + (["other columns"] if rest else []) + ["output"]
+    # plotly draws its labels as text with a little HTML (not Markdown): escaped, never marked up
+    labels = ["base value", *[html.escape(k) for k, _ in top]] + (["other columns"] if rest else []) + ["output"]
     values = [why["base"], *[v for _, v in top]] + ([sum(v for _, v in rest)] if rest else []) + [why["output"]]
     measures = ["absolute", *["relative"] * (len(labels) - 2), "total"]
     figure = go.Figure(go.Waterfall(orientation="h", measure=measures, y=labels, x=values,
@@ -138,7 +140,7 @@ def waterfall(request_id: str, records: list[int]) -> None:
                                     textposition="outside"))
     figure.update_layout(height=80 + 34 * len(labels), margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          yaxis={"autorange": "reversed"},
-                         title=f"{plain(why['model'])} v{why['version']}: {why['explained']}")
+                         title=html.escape(f"{why['model']} v{why['version']}: {why['explained']}"))
     st.plotly_chart(figure, key=f"why-chart-{request_id}-{index}")
     st.caption(f"Method: {why['method']}. Base value + contributions = {why['output']:.4f}.")
     st.dataframe(pd.DataFrame([{"column": k, "contribution": v} for k, v in items]), hide_index=True)

@@ -21,6 +21,7 @@ SHOTS = Path("/work/notes/shots")
 
 
 @pytest.mark.timeout(1500)  # `init --demo` trains and promotes a model first
+@pytest.mark.parametrize("dashboard", [{"LEANOPS_SCHEDULER": "off"}], indirect=True)  # this test runs the jobs
 def test_score_a_file_upload_download_and_the_waterfall(page: Page, dashboard: Dashboard, tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "cli.py", "init", "--demo", "--json"], cwd=ROOT, env=dashboard.env,
                           capture_output=True, text=True, timeout=600)
@@ -46,8 +47,8 @@ def test_score_a_file_upload_download_and_the_waterfall(page: Page, dashboard: D
     page.get_by_role("button", name="Score", exact=True).click()
     wait_rerun(page)
     expect(page.get_by_text(re.compile(r"scoring job #\d+"))).to_be_visible()
-    # The embedded scheduler runs one job at a time and the demo queued its follow-ups first: a second worker
-    # (this process, the same job runner) helps drain the queue so the scoring job does not wait behind them.
+    # No scheduler in the dashboard: this process is the worker (the same job runner), so the queue (the demo's
+    # follow-ups, then the scoring job) is run once, in order, with no second writer on the SQLite file.
     drain(dashboard)
     download_button = page.get_by_role("button", name=re.compile("Download scored file"))
     expect(download_button).to_be_visible(timeout=300_000)
