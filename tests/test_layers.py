@@ -109,8 +109,8 @@ def test_imported_modules_sees_every_form(source: str, expected: set[str]) -> No
 
 # The floor every stage may use, then the stages in the order of the loop. A module may import the
 # floor and the stages before its own, never a later one; `workspace` (init, the demo) sits on top.
-FLOOR = {"errors", "settings", "actors", "audit", "audit_checkpoints", "accounts", "policy", "secrets", "platform",
-         "alerts", "formats"}
+FLOOR = {"errors", "settings", "actors", "audit", "audit_checkpoints", "audit_anchor", "accounts", "policy", "secrets",
+         "platform", "alerts", "formats"}
 STAGES = ["data", "training", "registry", "promotion", "serving", "monitoring", "retraining", "compliance",
           "workspace"]
 

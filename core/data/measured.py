@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -31,7 +32,38 @@ import pyarrow as pa
 from core.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from core.data.tables import TableLimits
+    from core.settings import Settings
+
+@dataclass(frozen=True)
+class TableLimits:
+    """The largest table a file may hold; the defaults are those of the settings
+    ``LEANOPS_MAX_TABLE_ROWS``, ``LEANOPS_MAX_TABLE_COLUMNS`` and ``LEANOPS_MAX_TABLE_MB``."""
+
+    rows: int = 10_000_000
+    columns: int = 2_000
+    mb: int = 4096  # the table's data once read (uncompressed), in MiB
+
+    @classmethod
+    def of(cls, settings: Settings) -> TableLimits:
+        """The limits of a ``core.settings.Settings``."""
+        return cls(rows=settings.max_table_rows, columns=settings.max_table_columns, mb=settings.max_table_mb)
+
+    @property
+    def max_bytes(self) -> int:
+        return self.mb * 2**20
+
+    def too_many_rows(self, label: str, rows: int, *, more_than: bool = False) -> InvalidInput:
+        found = f"more than {self.rows:,}" if more_than else f"{rows:,}"
+        return InvalidInput(f"{label} has {found} rows; the limit is {self.rows:,} (LEANOPS_MAX_TABLE_ROWS)")
+
+    def too_many_columns(self, label: str, columns: int, *, more_than: bool = False) -> InvalidInput:
+        found = f"more than {self.columns:,}" if more_than else f"{columns:,}"
+        return InvalidInput(f"{label} has {found} columns; the limit is {self.columns:,} "
+                            "(LEANOPS_MAX_TABLE_COLUMNS)")
+
+    def too_large(self, label: str, what: str) -> InvalidInput:
+        return InvalidInput(f"{label} {what}; the limit is {self.mb:,} MB uncompressed (LEANOPS_MAX_TABLE_MB)")
+
 
 PARQUET_BATCH_ROWS = 16_384  # rows decoded at a time (a batch's plain text is counted before it exists)
 _RECORD_BATCH, _DICTIONARY_BATCH = 3, 2  # Message.header's union tags (Arrow's Message.fbs)
