@@ -161,6 +161,8 @@ def test_a_models_target_is_the_default_and_another_target_is_refused(open_page,
     add_dataset(factory, workspace, frame)
     at = open_page("app_pages/training.py", role="scientist")
     assert not at.exception
+    assert at.selectbox(key="tr-version-churn").value == 1  # v2 failed its certificate: not the default
+    at.selectbox(key="tr-version-churn").set_value(2).run()  # chosen on purpose
     assert at.selectbox(key="tr-target-churn-churn").value == "churn"  # the model's target, not the last column
     assert at.selectbox(key="tr-task-churn:2-churn-churn").value == "classification"
     assert any("predicts `churn` (classification) since its version 1" in c.value for c in at.caption)
