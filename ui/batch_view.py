@@ -36,8 +36,10 @@ def panel(who: Actor, model: str) -> None:
             left, right = st.columns(2)
             name = left.selectbox("Dataset", names, key=f"batch-dataset-{model}")
             numbers = training_queries.dataset_versions(name) if name else []
+            trusted = training_queries.default_dataset_version(name) if name else None  # never a failed one
             number = right.selectbox("Dataset version", numbers, key=f"batch-dataset-version-{model}-{name}",
-                                     format_func=lambda n: f"v{n}")
+                                     index=numbers.index(trusted) if trusted in numbers else 0,
+                                     format_func=lambda n: f"v{n} (default)" if n == trusted else f"v{n}")
             dataset = f"{name}:{number}" if name and number else None
         left, right, fmt = st.columns([2, 1, 1])
         id_column = left.text_input("Id column (optional)", key=f"batch-id-{model}",

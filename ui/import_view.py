@@ -55,8 +55,10 @@ def panel(who: Actor) -> None:
         left, right = st.columns(2)
         dataset = left.selectbox("Dataset", names, key="import-dataset")
         numbers = training_queries.dataset_versions(dataset) if dataset else []
+        trusted = training_queries.default_dataset_version(dataset) if dataset else None  # never a failed one
         version = right.selectbox("Dataset version", numbers, key=f"import-version-{dataset}",
-                                  format_func=lambda n: f"v{n}")
+                                  index=numbers.index(trusted) if trusted in numbers else 0,
+                                  format_func=lambda n: f"v{n} (default)" if n == trusted else f"v{n}")
         columns = training_queries.dataset_shape(dataset, version).columns if dataset and version else []
         left, right = st.columns(2)
         target = left.selectbox("Target column", columns, index=len(columns) - 1 if columns else None,
