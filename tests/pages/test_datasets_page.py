@@ -77,7 +77,8 @@ def test_a_failing_version_lists_its_failures_first_and_diffs_against_the_previo
     assert "Certificate failed: 1 of" in texts(at)
     checks = at.dataframe[2].value
     assert checks.iloc[0].to_dict() | {"expected": None} == {
-        "result": "failed", "check": "range", "column": "age", "observed": checks.iloc[0]["observed"], "expected": None}
+        "result": "failed", "check": "range", "column": "age", "observed": checks.iloc[0]["observed"], "expected": None,
+        "hint": ""}
     assert checks.iloc[0]["observed"].startswith("min 216, max")
     assert [m.label for m in at.metric][:1] == ["Rows v1 → v2"]
     diff = next(d.value for d in at.dataframe if "PSI" in d.value.columns)
