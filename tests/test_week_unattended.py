@@ -1,9 +1,9 @@
 """A week unattended, driven through the CLI and the API on SQLite and PostgreSQL (a few hundred rows):
 
-a European export (';' and decimal commas) fails its certificate and is never the default → a drift check's
-retrain uses the last certified version → a retrain pinned to the failed version fails with its cause in
-words in the alert title → two production changes within a minute (a forced promotion by the CLI, a
-rollback by the API) both reach a local webhook → a misspelled and a missing column are 422s naming
+a European export (';' and decimal commas, by the CLI) fails its certificate and is never the default → a drift
+check's retrain uses the last certified version → a retrain pinned to the failed version fails with its cause in
+words in the alert title → two production changes within a minute (a forced promotion and a rollback, by the
+API) both reach a local webhook → a misspelled and a missing column are 422s naming
 ``records[i].column`` → a promotion request for a version failing its gates is refused at once.
 """
 
@@ -111,22 +111,23 @@ def test_a_week_unattended(factory, week, tmp_path) -> None:
                                         "with decimal commas (e.g. '"), failure.title
         assert "Traceback" not in failure.message and str(settings.home) not in failure.message
 
-        # Thursday: two production changes within a minute, by the CLI and the API: both delivered
-        forced = _cli(settings, "promote", "loans", "2", "--force", "--reason", "hotfix for the drift")
-        assert forced.returncode == 0, forced.stdout + forced.stderr
+        # Thursday: two production changes within a minute (a forced promotion, a rollback): both delivered
         from api.app import create_app
         from core.accounts import auth
 
         with transaction(factory) as s:
             token, _ = auth.create_token(s, actor=Actor("root", "admin"), role="admin", name="week")
         with TestClient(create_app(settings, factory=factory)) as client:
+            forced = client.post("/v1/models/loans/promote", headers=bearer(token),
+                                 json={"version": 2, "force": True, "reason": "hotfix for the drift"})
+            assert forced.status_code == 200, forced.text
             back = client.post("/v1/models/loans/rollback", json={"reason": "hotfix worse"}, headers=bearer(token))
             assert back.status_code == 200, back.text
             assert notify.wait_for_deliveries(30)
             changes = [a for a in _alerts(factory, "promotion") + _alerts(factory, "rollback")]
             assert len(changes) == 3 and not any(a.suppressed for a in changes)
             titles = {r.json()["title"] for r in hook.received("/ops")}  # the CLI waited for its own deliveries
-            assert "loans: champion force-promoted v1 → v2 by cli:" in " ".join(titles)
+            assert "loans: champion force-promoted v1 → v2 by token:week: hotfix for the drift" in titles, titles
             assert any(t.startswith("loans: champion rolled back v2 → v1 by ") and t.endswith(": hotfix worse")
                        for t in titles), titles
 
@@ -142,10 +143,10 @@ def test_a_week_unattended(factory, week, tmp_path) -> None:
             assert answer.status_code == 422 and answer.json()["field"] == "records[0].tenure_months", answer.text
             assert predict(client, "loans", token, rows).status_code == 200
 
-    # and a promotion request for a version failing its gates is refused at once, naming them
-    failing = versions.trained(factory, settings, model_name="loans", **versions.FAILING)
-    with pytest.raises(gates.GatesFailed, match=r"cannot be requested for promotion: its gates fail \(metric f1"):
+    # and a promotion request for a version failing its gates (v2 does not beat the champion) is refused at once
+    with pytest.raises(gates.GatesFailed, match=r"v2 cannot be requested for promotion: its gates fail "
+                                                r"\(improvement on f1 over champion"):
         with transaction(factory) as s:
-            approvals.request_promotion(s, actor=SCIENTIST, model="loans", version=failing, settings=settings)
+            approvals.request_promotion(s, actor=SCIENTIST, model="loans", version=2, settings=settings)
     with factory() as s:
         assert approvals.pending_requests(s, model="loans") == []
