@@ -99,14 +99,18 @@ def _approvals(session: Session, model: str, version: int) -> tuple[str, ...]:
 
 def refresh(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any]:
     """Evaluate and store again (context ``policy_changed``) the gates of every version someone may act on:
-    each model's champion and challenger and the versions waiting for approval. Run by the ``gates.refresh``
-    job a policy save queues, so the Registry's gate panel never shows the previous policy's verdict."""
+    each model's challenger (every aliased version but the champion) and the versions waiting for approval.
+    Run by the ``gates.refresh`` job a policy save queues, so the Registry's gate panel never shows the previous
+    policy's verdict. The champion is left alone: its gates are those it was promoted on (its request is no
+    longer open, so a new evaluation would count no approvals and misstate how it got there)."""
     from core.registry import state
 
     with transaction(factory) as session:
         targets: dict[str, set[int]] = {}
         for model in state.models_to_sync(session):
-            targets.setdefault(model, set()).update(state.current(session, model=model).values())
+            champion = state.champion(session, model=model)
+            targets.setdefault(model, set()).update(v for v in state.current(session, model=model).values()
+                                                    if v != champion)
         for request in session.scalars(select(PromotionRequest).where(PromotionRequest.status == "pending",
                                                                       PromotionRequest.requested_by != ROLLBACK_REQUESTER)):
             targets.setdefault(request.model, set()).add(request.version)
