@@ -66,7 +66,8 @@ async def upload_dataset_version(
 
 
 class DeprecateIn(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000, description="what is wrong with the version (audited)")
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+                        description="what is wrong with the version (audited)")
 
 
 class VersionStateAnswer(BaseModel):
@@ -86,10 +87,14 @@ def _state(factory: Any, change: Any) -> VersionStateAnswer:
                               reason=view.deprecation_reason, default_version=default)
 
 
+DatasetPathName = Annotated[str, Path(min_length=1, max_length=64, description="dataset name",
+                                      json_schema_extra={"pattern": datasets.NAME_RE.pattern})]
+
+
 @router.post("/datasets/{name}/versions/{version}/deprecate", tags=["datasets"], response_model=VersionStateAnswer,
              responses=ERRORS)
 async def deprecate_dataset_version(request: Request, actor: CurrentActor, body: DeprecateIn,
-                                    name: Annotated[str, Path(min_length=1, max_length=64)],
+                                    name: DatasetPathName,
                                     version: Annotated[int, Path(ge=1)]) -> VersionStateAnswer:
     """Deprecate a version (as ``cli.py dataset deprecate``): no default picks it any more. Audited."""
     await require(request, actor, "datasets.write")
@@ -101,7 +106,7 @@ async def deprecate_dataset_version(request: Request, actor: CurrentActor, body:
 @router.post("/datasets/{name}/versions/{version}/restore", tags=["datasets"], response_model=VersionStateAnswer,
              responses=ERRORS)
 async def restore_dataset_version(request: Request, actor: CurrentActor,
-                                  name: Annotated[str, Path(min_length=1, max_length=64)],
+                                  name: DatasetPathName,
                                   version: Annotated[int, Path(ge=1)]) -> VersionStateAnswer:
     """Undo a deprecation (as ``cli.py dataset restore``). Audited."""
     await require(request, actor, "datasets.write")

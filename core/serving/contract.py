@@ -81,7 +81,7 @@ def check(schema: InputSchema, parsed: list[dict[str, Any]] | Frame, rules: Rule
     if unknown and rules.unknown_columns == REJECT:
         for key, i in unknown.items():
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else "."
             problems.append(RecordError(
                 f"record {i} has column {key!r}, which the model does not take{hint} The model takes: "
                 f"{', '.join(names)} (policy serving.unknown_columns: ignore lets unknown columns through)",

@@ -32,13 +32,18 @@ from tests.support.api import Model, bearer, live_server
 EXAMPLES = 30
 # operation → the 422 messages a schema-valid request may still get (facts known only at run time).
 RUNTIME_ONLY = {
-    "POST /v1/models/{name}/predict": re.compile(r"^(\d+ fields cannot be used: )?record \d+ (has no column|column) "
+    "POST /v1/models/{name}/predict": re.compile(r"^(\d+ fields cannot be used: )?record \d+ (has (no )?column|column) "
                                                  r"|could not predict"),
     "POST /v1/datasets/{name}/versions": re.compile(r"^(file\b|the file|could not read)|\b(CSV|Parquet|header|"
                                                     r"columns?|rows?)\b", re.I),
     "POST /v1/training-jobs": re.compile(r"column|target|rows|parameter|sensitive|exclude|search|"
                                          r"dataset .* (failed|has)", re.I),
     "PUT /v1/models/{name}/profile": re.compile(r"is not an active user account"),  # the workspace's accounts
+    # rules across fields (request_id or batch_id with ids; as many labels as ids, each id once: 1, 1.0 and true
+    # are one id to the prediction log): the schema states them in words, the validator enforces them
+    "POST /v1/models/{name}/feedback": re.compile(r"or batch_id with ids \(a batch run's\), not both|"
+                                                  r"batch_id needs ids|must be non-empty lists of the same length|"
+                                                  r"^ids repeat"),
 }
 
 
