@@ -39,6 +39,12 @@ RUNTIME_ONLY = {
     "POST /v1/training-jobs": re.compile(r"column|target|rows|parameter|sensitive|exclude|search|"
                                          r"dataset .* (failed|has)", re.I),
     "PUT /v1/models/{name}/profile": re.compile(r"is not an active user account"),  # the workspace's accounts
+    # the file's content and the dataset's columns (as for an upload)
+    "POST /v1/models/{name}/versions": re.compile(r"^model file |\b(dataset|target|columns?|sensitive|rows?)\b|"
+                                                  r"^claimed[_ ]metrics ", re.I),
+    # one input of several kinds (JSON names a dataset, multipart uploads a file), read at run time
+    "POST /v1/models/{name}/batch-jobs": re.compile(r"\b(dataset|file|columns?|rows?|version|alias|id.column|"
+                                                    r"source|explain)\b|Extra inputs are not permitted", re.I),
     # rules across fields (request_id or batch_id with ids; as many labels as ids, each id once: 1, 1.0 and true
     # are one id to the prediction log): the schema states them in words, the validator enforces them
     "POST /v1/models/{name}/feedback": re.compile(r"or batch_id with ids \(a batch run's\), not both|"
