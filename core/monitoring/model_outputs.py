@@ -107,7 +107,7 @@ class Predictor:
         if started is not None:
             self.process, self.conn = started
             try:
-                self.conn.send((settings.registry, model, version, recorded_sha256, cache))
+                self.conn.send((_serve, settings.registry, model, version, recorded_sha256, cache))
             except OSError:  # the child is gone: ``outputs`` says so (logged), the inputs are checked alone
                 pass
             return

@@ -47,10 +47,8 @@ def _child(conn: Any) -> None:
         import skops.io  # noqa: F401
     except ImportError:
         pass
-    from core.monitoring import model_outputs
-
-    try:
-        registry, model, version, recorded, cache = conn.recv()
+    try:  # the parent sends the serving function itself (core.monitoring.model_outputs._serve, by reference)
+        serve, registry, model, version, recorded, cache = conn.recv()
     except (EOFError, OSError):  # nobody took it (bad input, no outputs to weigh)
         return
-    model_outputs._serve(conn, registry, model, version, recorded, cache)
+    serve(conn, registry, model, version, recorded, cache)

@@ -45,9 +45,10 @@ class InitResult:
                 "demo_files": list(self.demo_files), "audit_public_key": self.audit_public_key}
 
 
-def _owner_only(home: Path) -> None:
+def _owner_only(settings: Settings) -> None:
     """The workspace folder 0700 and LeanOps' own files in it 0600 (the SQLite DB and its WAL, the keys, the
     checkpoint log): created under the process's umask (often 0644), they would be world-readable."""
+    home = settings.home
     home.chmod(0o700)
     for name in ("leanops.db", "leanops.db-wal", "leanops.db-shm", "mlflow.db", "secret.key", "audit.key",
                  "audit-checkpoints.jsonl"):
@@ -67,12 +68,12 @@ def init_workspace(factory: sessionmaker[Session], settings: Settings, *, demo: 
     home, admin_user = settings.home, settings.admin_user
     admin_password = settings.admin_password.get_secret_value() if settings.admin_password else None
     home.mkdir(parents=True, exist_ok=True)
-    _owner_only(home)  # the workspace holds the DB, the keys and the checkpoint log: no one else reads into it
+    _owner_only(settings)  # the workspace holds the DB, the keys and the checkpoint log: no one else reads into it
     settings.policies.write_default()
     keys = secrets.workspace_keys(settings)
     audit_public, audit_key_created = audit_checkpoints.ensure_key(settings)
     migrate(settings.db_url)
-    _owner_only(home)
+    _owner_only(settings)
     system = system_actor("init")
     with transaction(factory) as session:
         secrets.seal_plain(session, actor=system, keys=keys)

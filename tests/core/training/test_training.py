@@ -27,7 +27,7 @@ def prepared(frame=None, **kw):
 @pytest.mark.parametrize(("raw", "message"), [
     ({"target": ""}, "no target column given"),
     ({"dataset": ""}, "no dataset given"),
-    ({"model": "xgboost"}, "model kind 'xgboost' is unknown; kinds are: linear, random_forest"),
+    ({"model": "catboost"}, "model kind 'catboost' is unknown; kinds are: linear, random_forest"),
     ({"params": {"n_estimators": 5}}, r"n_estimators=5 is out of range; allowed: 10 … 1000"),
     ({"params": {"max_depth": 2.5}}, "must be a whole number"),
     ({"params": {"n_estimators": "many"}}, "is not a number"),
