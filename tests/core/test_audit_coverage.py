@@ -40,7 +40,10 @@ EXEMPT = {"audit.record": "is the audit log", "accounts.auth.require": "a check;
           "promotion.test_reports.issue": "the signed record of a gate evaluation; the registration, approval or "
                                           "promotion it documents is the audited act",
           "promotion.gates.evaluate_gates": "stores a gate evaluation inside registration, approval or promotion "
-                                            "(the audited acts); its actor only names the evaluator"}
+                                            "(the audited acts); its actor only names the evaluator",
+          "promotion.approvals.pending_for": "reads only: the requests an approver may decide (the inbox)",
+          "promotion.approvals.count_pending_for": "reads only: how many requests wait (the sidebar's count)",
+          "platform.job_queue.traceback_of": "reads only: a failed job's traceback, for admins"}
 EXTRA = {"accounts.auth.login", "accounts.auth.bootstrap_admin"}  # audited, but act for no actor parameter
 
 
@@ -269,6 +272,12 @@ CASES["data.sources.query"] = lambda c: c.tx(lambda s: (
 CASES["serving.batch.sql_source"] = lambda c: core.serving.batch.sql_source(
     c.factory, c.settings, actor=SAM, source="crm:SELECT a FROM t")
 CASES["serving.batch.score"] = _batch
+CASES["data.datasets.deprecate"] = lambda c: c.tx(lambda s: core.data.datasets.deprecate(
+    s, actor=SAM, name="extra", version=1, reason="a test deprecation"))
+CASES["data.datasets.restore"] = lambda c: c.tx(lambda s: core.data.datasets.restore(
+    s, actor=SAM, name="extra", version=1))
+CASES["compliance.reports.generate_pair"] = lambda c: core.compliance.reports.generate_pair(
+    c.factory, c.settings, actor=ANN, model="churn", version=1)
 CASES["serving.feedback.record_batch_feedback"] = lambda c: c.tx(
     lambda s: core.serving.feedback.record_batch_feedback(s, actor=SAM, model="churn", batch_id=c.ids["batch"],
                                                           ids=["0", "1"], labels=[0, 1], store=c.settings.data_store))
@@ -422,4 +431,3 @@ def test_a_new_unaudited_function_would_be_caught(monkeypatch):
     rename_everything.__module__ = "core.data.datasets"
     monkeypatch.setattr(core.data.datasets, "rename_everything", rename_everything, raising=False)
     assert "data.datasets.rename_everything" in mutating_functions() - set(CASES)
-
