@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.actors import Actor
 from core.errors import LeanOpsError
-from ui import resources, training_queries
+from ui import resources, session, training_queries
 from ui.components import act, job_row, message, plain
 
 JOB = "batch-job-{model}"
@@ -77,12 +77,13 @@ def _queue(who: Actor, model: str, upload: Any, dataset: str | None, id_column: 
 
 @st.fragment(run_every=2)
 def _progress(who: Actor, model: str, job_id: int) -> None:
+    who = session.recheck()  # a fragment rerun skips the page's check: a revoked tab must not act
     from core.platform import job_queue
     from core.platform.database import reading
 
     factory = resources.session_factory()
-    with reading(factory) as session:
-        job = job_queue.get(session, job_id)
+    with reading(factory) as db:
+        job = job_queue.get(db, job_id)
     if job.status in ("queued", "running"):
         job_row(job, who, label=f"scoring job #{job.id}", key="batch-cancel")
         return
@@ -104,8 +105,8 @@ def _output(model: str, job_id: int) -> tuple[bytes, str]:
     from core.serving import batch_jobs
 
     store = resources.settings().data_store
-    with reading(resources.session_factory()) as session:
-        key, name = batch_jobs.output_of(session, store, model=model, job_id=job_id)
+    with reading(resources.session_factory()) as db:
+        key, name = batch_jobs.output_of(db, store, model=model, job_id=job_id)
     return store.read_bytes(key), name
 
 
