@@ -33,8 +33,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SPEC = {"dataset": "churn:1", "target": "churn", "model": "linear", "sensitive": "gender", "model_name": "churn",
-        "seed": 42}
+# No sensitive column: the demo's policy turns the fairness gate off, and a column named at training would
+# feed it (a model trained on mislabelled rows has a noisy parity ratio).
+SPEC = {"dataset": "churn:1", "target": "churn", "model": "linear", "model_name": "churn", "seed": 42}
 
 
 def demo_policy(text: str) -> str:
@@ -158,7 +159,7 @@ def run_demo(home: Path, *, say: Callable[[str], None] = print) -> dict[str, Any
 
         def up() -> bool:
             try:
-                return httpx.get(f"{api}/health", timeout=1).status_code == 200
+                return httpx.get(f"{api}/health/ready", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 

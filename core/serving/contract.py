@@ -92,12 +92,26 @@ def check(schema: InputSchema, parsed: list[dict[str, Any]] | Frame, rules: Rule
                 f"record {i} has no column {name!r}; the model needs: {', '.join(names)} (send null for an "
                 "unknown value; policy serving.missing_columns: impute fills missing columns)",
                 record=i, column=name))
-    if problems:
-        raise RecordError.of(problems)
+    if problems:  # with the value errors of the columns that are there: every bad field in one answer
+        raise RecordError.of(problems + _value_problems(schema, parsed, set(unknown)))
     if missing:  # imputed: every column may be absent, the model's imputer fills it
         return Checked(replace(schema, columns=tuple(replace(c, required=False) for c in schema.columns)),
                        tuple(sorted(missing)))
     return Checked(schema)
+
+
+def _value_problems(schema: InputSchema, parsed: list[dict[str, Any]] | Frame, unknown: set[str]) -> list[RecordError]:
+    """The value errors of the model's columns a refused request did send (absent ones are already named)."""
+    optional = replace(schema, columns=tuple(replace(c, required=False) for c in schema.columns))
+    if isinstance(parsed, Frame):
+        present = Frame({k: v for k, v in parsed.columns.items() if k not in unknown}, parsed.rows)
+    else:
+        present = [{k: v for k, v in record.items() if k not in unknown} for record in parsed]
+    try:
+        optional.coerce_frame(present) if isinstance(present, Frame) else optional.coerce(present)
+    except RecordError as exc:
+        return list(exc.problems)
+    return []
 
 
 # -- unseen categories ---------------------------------------------------------------------------

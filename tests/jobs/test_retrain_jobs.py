@@ -26,7 +26,10 @@ SPEC = {"dataset": "churn", "target": "churn", "model": "linear", "params": {"C"
 
 def write_policy(settings, *, auto_promote: bool) -> None:
     text = policy.DEFAULT_POLICY_YAML.replace("auto_promote: false", f"auto_promote: {str(auto_promote).lower()}")
+    # The sensitive column named at training still feeds the fairness gate; its floor is 0 here (400 rows with a
+    # quarter of the labels wrong have a noisy parity ratio, and these tests are about the retrain).
     text = text.replace('f1: ">= 0.85"', 'f1: ">= 0.5"').replace("column: gender", "column: null")
+    text = text.replace("demographic_parity_ratio_min: 0.8", "demographic_parity_ratio_min: 0.0")
     (settings.home / policy.POLICY_FILE).write_text(text)
 
 

@@ -177,11 +177,14 @@ def test_failed_certificate_stops_the_job_unless_the_spec_allows_it(factory, wor
     bad = small_churn(seed=9)
     bad.loc[:5, "contract"] = "lifetime"
     assert not add_dataset(factory, workspace, bad).certificate_passed
-    job = run(factory, workspace, launch(factory, params=FAST_FOREST))
+    # "churn" alone means churn:1, the newest certified version (issue 26); the failed one is named
+    job = run(factory, workspace, launch(factory, dataset="churn:2", params=FAST_FOREST))
     assert job.status == "failed"
-    assert job.error.startswith("dataset churn:2 failed its quality certificate (allowed values on contract)")
+    assert job.error.startswith("dataset churn:2's certificate failed (allowed values contract: unexpected: "
+                                "'lifetime' (6 rows)")
     assert versions(workspace) == []
-    allowed = run(factory, workspace, launch(factory, params=FAST_FOREST, allow_failed_certificate=True))
+    allowed = run(factory, workspace, launch(factory, dataset="churn:2", params=FAST_FOREST,
+                                             allow_failed_certificate=True))
     assert allowed.status == "succeeded" and "failed its quality certificate" in allowed.log
 
 

@@ -18,8 +18,8 @@ def cli_env(monkeypatch, workspace):
     return workspace
 
 
-def train(capsys, *args: str) -> tuple[int, str, str]:
-    code = cli.main(["train", "--dataset", "churn", "--target", "churn", *args, "--json"])
+def train(capsys, *args: str, dataset: str = "churn") -> tuple[int, str, str]:
+    code = cli.main(["train", "--dataset", dataset, "--target", "churn", *args, "--json"])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -58,6 +58,6 @@ def test_failed_certificate_exits_1(capsys, factory, cli_env):
     bad = small_churn(seed=3)
     bad.loc[:4, "region"] = "moon"
     add_dataset(factory, cli_env, bad)
-    code, out, err = train(capsys)
-    assert code == 1 and "failed its quality certificate" in json.loads(out)["error"]
-    assert err.startswith("error: dataset churn:2 failed its quality certificate")
+    code, out, err = train(capsys, dataset="churn:2")  # "churn" alone is churn:1, the newest certified one
+    assert code == 1 and "certificate failed (allowed values region" in json.loads(out)["error"]
+    assert err.startswith("error: dataset churn:2's certificate failed")
