@@ -356,19 +356,17 @@ def verify(session: Session, settings: Settings, *,
            progress: Callable[[int, int], None] | None = None) -> ChainCheck:
     """Check the checkpoint log (signatures, order), then walk the chain against it.
 
+    What the chain and the anchor say was written is read first, then the log (each checkpoint is appended to
+    the log before it is anchored and recorded): a checkpoint written meanwhile is never a false "truncated".
     The log is read before the walk reads the head: every checkpoint read then covers an event that was
     committed before the head is read, so a checkpoint written during the walk is never a false alarm."""
     path = log_path(settings)
+    written = _written(session, settings)
     entries = read_log(settings)
     newest = _public(entries[-1][0]) if entries else None
-    problem = _check_log(entries, _verifying_key(settings) if entries else None, path)
-    if problem is None:
-        problem = _check_records(session, settings, entries, path)
-        if problem is not None and "deleted or truncated" in problem:  # one appended while reading: read again
-            entries = read_log(settings)
-            newest = _public(entries[-1][0]) if entries else None
-            problem = _check_log(entries, _verifying_key(settings) if entries else None, path) \
-                or _check_records(session, settings, entries, path)
+    problem = written if isinstance(written, str) else (
+        _check_log(entries, _verifying_key(settings) if entries else None, path)
+        or _check_records(session, entries, written, path))
     if problem is not None:
         bad = audit.Verification(False, 0, None, problem, checkpoint=_first_number(problem))
         return ChainCheck(bad, len(entries), newest)
@@ -387,12 +385,10 @@ def _recorded(session: Session, action: str) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _check_records(session: Session, settings: Settings, entries: list[tuple[Checkpoint, str]],
-                   path: Path) -> str | None:
-    """The log against what the chain and the anchor say was written: once a checkpoint was written, a
-    missing or shortened log, or one signed by a key other than the recorded one, fails verification."""
-    held = len(entries)
-    sources: list[tuple[int, str, str | None, str]] = []  # (n, hash, key fingerprint, where it is recorded)
+def _written(session: Session, settings: Settings) -> list[tuple[int, str, str | None, str]] | str:
+    """The newest checkpoint the chain and the anchor say was written, as (n, hash, key fingerprint, where it is
+    recorded); a string when the anchor cannot be read."""
+    sources: list[tuple[int, str, str | None, str]] = []
     done = _recorded(session, "audit.checkpointed")
     if done is not None and str(done.get("n", "")).isdigit():
         sources.append((int(done["n"]), str(done.get("hash", "")), None, "the audit chain (audit.checkpointed)"))
@@ -403,6 +399,14 @@ def _check_records(session: Session, settings: Settings, entries: list[tuple[Che
             return f"checkpoint anchor: {exc}"
         if anchored is not None:
             sources.append((anchored.n, anchored.hash, anchored.key, f"the Object Lock anchor {anchored.where}"))
+    return sources
+
+
+def _check_records(session: Session, entries: list[tuple[Checkpoint, str]],
+                   sources: list[tuple[int, str, str | None, str]], path: Path) -> str | None:
+    """The log against what the chain and the anchor say was written: once a checkpoint was written, a
+    missing or shortened log, or one signed by a key other than the recorded one, fails verification."""
+    held = len(entries)
     for n, digest, key, where in sources:
         if held < n:
             state = "is missing" if not path.exists() else f"holds {held} checkpoint(s)"
