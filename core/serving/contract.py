@@ -151,9 +151,10 @@ def _encoder_categories(model: Any) -> dict[str, frozenset[str]]:
         for _name, transformer, columns in getattr(step, "transformers_", []):
             inner = list(transformer.named_steps.values()) if isinstance(transformer, Pipeline) else [transformer]
             encoder = next((t for t in inner if isinstance(t, OneHotEncoder)), None)
-            if encoder is None or not isinstance(columns, list | tuple | np.ndarray):
+            fitted = getattr(encoder, "categories_", None)  # unfitted when its branch had no column
+            if fitted is None or not isinstance(columns, list | tuple | np.ndarray):
                 continue
-            for column, categories in zip(columns, encoder.categories_, strict=False):
+            for column, categories in zip(columns, fitted, strict=False):
                 out[str(column)] = frozenset(str(c) for c in categories if not _isnull(c))
     return out
 

@@ -283,3 +283,15 @@ def test_reference_statistics_are_sized_by_bins_not_rows():
     small = reference.build(small_churn(rows=2000).drop(columns="churn"), task="classification",
                             predictions=np.zeros(10), target=big["churn"].head(10))
     assert len(json.dumps(stats)) < 1.2 * len(json.dumps(small)) + 5_000
+
+
+def test_a_numeric_only_pipeline_has_no_known_categories():
+    """Its categorical branch is built empty, so its encoder is never fitted: serving counts no unseen category
+    (the grown-up topology's two-column model answered 500 on this)."""
+    from core.serving import contract
+
+    frame = small_churn()[["tenure_months", "monthly_charges", "churn"]]
+    data = pipeline.prepare(frame, spec(), ref="churn:1")
+    kind = get_kind("linear")
+    pipe = pipeline.build_pipeline(data, kind, kind.defaults("classification"), 1).fit(data.X, data.y)
+    assert contract.known_categories(pipe) == {}
