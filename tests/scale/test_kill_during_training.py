@@ -5,8 +5,8 @@ pending version is gone within 60 s, each deletion audited (issue 29 item 5).
 Training a version takes seconds, so one run gives every instant: the test freezes the job's process
 (SIGSTOP: it makes no progress, its heartbeat stops, its open transaction stays uncommitted, exactly what
 a kill at that point leaves for others to see), checks MLflow against LeanOps' DB, and lets it go on
-(SIGCONT); every half second until the registration starts, then every 50 ms through it, then SIGKILL
-once LeanOps has committed the version (before or after its pending tag is removed). A second job is
+(SIGCONT); every 0.2 s until the registration starts, then every 20 ms through it, then SIGKILL
+once LeanOps has committed the version, before its pending tag is removed (the job stops itself there). A second job is
 SIGKILLed as soon as MLflow lists its new, still pending version. Then the real API process
 (``cli.py serve``) starts and nothing else: its housekeeping reaps both jobs, deletes the second job's
 version (audited) and finishes the first's.
@@ -74,19 +74,20 @@ def _state(factory, job_id: int) -> str | None:
         return s.scalar(select(PendingRegistration.state).where(PendingRegistration.job_id == job_id))
 
 
-def _child(db_url: str, home: str) -> None:
+def _child(db_url: str, home: str, stop_once_committed: bool) -> None:
     from tests.support.kill_points import run_job
 
-    run_job(db_url, home, STALE)
+    run_job(db_url, home, STALE, stop_once_committed=stop_once_committed)
 
 
-def _start(ctx, workspace, factory) -> tuple[multiprocessing.process.BaseProcess, int]:
+def _start(ctx, workspace, factory, *, stop_once_committed: bool = False
+           ) -> tuple[multiprocessing.process.BaseProcess, int]:
     """A training job, run in a forkserver child as a worker runs it (follow-ups queued before run here)."""
     drain(factory, workspace)
     with transaction(factory) as s:
         job_id = pipeline.launch(s, actor=SCIENTIST, spec=parse_spec(
             {"dataset": "churn", "target": "churn", "params": {"n_estimators": 10}})).id
-    child = ctx.Process(target=_child, args=(workspace.db_url, str(workspace.home)))
+    child = ctx.Process(target=_child, args=(workspace.db_url, str(workspace.home), stop_once_committed))
     child.start()
     return child, job_id
 
@@ -104,19 +105,40 @@ def _bare(workspace, factory, child=None) -> list[int]:
     return [v for v, tags in versions.items() if v not in gated and pending.TAG not in tags]
 
 
+def _up(url: str, api: subprocess.Popen) -> float:
+    """When ``url`` first answered 200 (monotonic clock); the process's start-up (imports) is not the sweep's."""
+    import httpx
+
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert api.poll() is None, "the API exited"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"the API did not answer {url}")
+
+
 def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending_ones_back(workspace, factory):
     add_dataset(factory, workspace, small_churn(300))
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["tests.support.kill_points"])
 
     # -- one run, frozen and checked at every instant, killed once LeanOps has committed its version ---------
-    child, first_job = _start(ctx, workspace, factory)
-    instants, registering = [], 0
+    child, first_job = _start(ctx, workspace, factory, stop_once_committed=True)
+    instants, registering, next_stop = [], 0, time.monotonic() + 0.2
     try:
         while child.is_alive():
-            state = _state(factory, first_job)
-            time.sleep(0.05 if state == "registering" else 0.5)
-            os.kill(child.pid, signal.SIGSTOP)
+            state = _state(factory, first_job)  # looked at every 10 ms, frozen every 0.2 s (20 ms while registering)
+            if (state or "-") == (instants or ["-"])[-1] and time.monotonic() < next_stop:  # frozen at each change
+                time.sleep(0.01)
+                continue
+            try:
+                os.kill(child.pid, signal.SIGSTOP)
+            except ProcessLookupError:  # it ended between two looks
+                break
             state = _state(factory, first_job)
             registering += state == "registering"
             bare = _bare(workspace, factory, child)
@@ -126,11 +148,13 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
                 os.kill(child.pid, signal.SIGKILL)
                 break
             os.kill(child.pid, signal.SIGCONT)
+            next_stop = time.monotonic() + (0.02 if state == "registering" else 0.2)
     finally:
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
         child.join(timeout=60)
-    assert len(instants) >= INSTANTS and registering >= 2, instants
+    assert instants[-1:] == ["committed"], f"the job ended before it was killed: {instants}"
+    assert len(instants) >= INSTANTS and registering >= 2, (len(instants), registering, instants)
     assert _versions(workspace), "the first job registered its version"
 
     # -- a second run, killed as soon as MLflow lists its version (still pending) ----------------------------
@@ -153,12 +177,12 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | {
         "LEANOPS_HOME": str(workspace.home), "LEANOPS_DB_URL": workspace.db_url, "LEANOPS_SCHEDULER": "off",
         "LEANOPS_JOB_STALE_SECONDS": str(STALE), "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log = workspace.home / "api.log"
+    log, port = workspace.home / "api.log", free_port()
     with log.open("wb") as sink:
-        api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(free_port())], cwd=ROOT, env=env,
+        api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                stdout=sink, stderr=subprocess.STDOUT)
-    started = time.monotonic()
     try:
+        started = _up(f"http://127.0.0.1:{port}/health", api)  # the 60 s count from when the API answers
         while True:
             versions = _versions(workspace)
             with factory() as s:

@@ -17,8 +17,22 @@ from db.session import make_engine, make_session_factory
 from jobs.runner import run_next
 
 
-def run_job(db_url: str, home: str, stale_seconds: float) -> None:
-    """Claim and run the oldest queued job as a worker would (heartbeats every half second)."""
+def run_job(db_url: str, home: str, stale_seconds: float, *, stop_once_committed: bool = False) -> None:
+    """Claim and run the oldest queued job as a worker would (heartbeats every half second). With
+    ``stop_once_committed`` the process stops itself (SIGSTOP) once LeanOps has committed the version, before its
+    pending tag is removed: the instant a kill is hardest to hit by watching from outside."""
+    if stop_once_committed:
+        import signal
+
+        from core.training import pending
+
+        finish = pending.finish
+
+        def stop_then_finish(*args: object, **kwargs: object) -> None:
+            os.kill(os.getpid(), signal.SIGSTOP)
+            finish(*args, **kwargs)  # type: ignore[arg-type]
+
+        pending.finish = stop_then_finish  # type: ignore[assignment]
     settings = get_settings(home=Path(home), db_url=db_url, scheduler="off", job_heartbeat_seconds=0.5,
                             job_stale_seconds=stale_seconds, admin_user="admin", admin_password="admin-pass-123")
     engine = make_engine(db_url)
