@@ -103,12 +103,11 @@ def check(schema: InputSchema, parsed: list[dict[str, Any]] | Frame, rules: Rule
 def _value_problems(schema: InputSchema, parsed: list[dict[str, Any]] | Frame, unknown: set[str]) -> list[RecordError]:
     """The value errors of the model's columns a refused request did send (absent ones are already named)."""
     optional = replace(schema, columns=tuple(replace(c, required=False) for c in schema.columns))
-    if isinstance(parsed, Frame):
-        present = Frame({k: v for k, v in parsed.columns.items() if k not in unknown}, parsed.rows)
-    else:
-        present = [{k: v for k, v in record.items() if k not in unknown} for record in parsed]
     try:
-        optional.coerce_frame(present) if isinstance(present, Frame) else optional.coerce(present)
+        if isinstance(parsed, Frame):
+            optional.coerce_frame(Frame({k: v for k, v in parsed.columns.items() if k not in unknown}, parsed.rows))
+        else:
+            optional.coerce([{k: v for k, v in record.items() if k not in unknown} for record in parsed])
     except RecordError as exc:
         return list(exc.problems)
     return []
