@@ -22,10 +22,14 @@ def settings() -> Settings:
 @st.cache_resource
 def session_factory() -> sessionmaker[Session]:
     """The engine of this server process, created once the workspace is initialised (migrated)."""
+    return open_workspace(settings())
+
+
+def open_workspace(s: Settings) -> sessionmaker[Session]:
+    """Initialise (migrate) the workspace and make an engine for it (uncached: also the server's lifespan's)."""
     from core.workspace.bootstrap import init_workspace
     from db.session import make_engine, make_session_factory
 
-    s = settings()
     factory = make_session_factory(make_engine(s.db_url))
     # The server's output usually ends up in a log file: it never generates the admin's password.
     init_workspace(factory, s, demo=False, generate_admin=False)

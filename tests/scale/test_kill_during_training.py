@@ -1,15 +1,15 @@
 """A training job stopped at 20+ instants, then killed, with no worker left: MLflow never shows a version
 without its gates unless it carries the ``leanops.pending`` tag, and once the API alone is running every
-pending version is gone within 60 s, each deletion audited (issue 29 item 5).
+pending version is gone within 60 s with only the dashboard running, each deletion audited (issue 29 item 5).
 
 Training a version takes seconds, so one run gives every instant: the test freezes the job's process
 (SIGSTOP: it makes no progress, its heartbeat stops, its open transaction stays uncommitted, exactly what
 a kill at that point leaves for others to see), checks MLflow against LeanOps' DB, and lets it go on
 (SIGCONT); every 0.2 s until the registration starts, then every 20 ms through it, then SIGKILL
 once LeanOps has committed the version, before its pending tag is removed (the job stops itself there). A second job is
-SIGKILLed as soon as MLflow lists its new, still pending version. Then the real API process
-(``cli.py serve``) starts and nothing else: its housekeeping reaps both jobs, deletes the second job's
-version (audited) and finishes the first's.
+SIGKILLed as soon as MLflow lists its new, still pending version. Then the real dashboard
+(``streamlit run dashboard.py``, scheduler off, no browser) starts and nothing else: its housekeeping reaps
+both jobs, deletes the second job's version (audited) and finishes the first's.
 """
 
 from __future__ import annotations
@@ -105,23 +105,23 @@ def _bare(workspace, factory, child=None) -> list[int]:
     return [v for v, tags in versions.items() if v not in gated and pending.TAG not in tags]
 
 
-def _up(url: str, api: subprocess.Popen) -> float:
+def _up(url: str, server: subprocess.Popen) -> float:
     """When ``url`` first answered 200 (monotonic clock); the process's start-up (imports) is not the sweep's."""
     import httpx
 
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        assert api.poll() is None, "the API exited"
+        assert server.poll() is None, "the server exited"
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return time.monotonic()
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise AssertionError(f"the API did not answer {url}")
+    raise AssertionError(f"the server did not answer {url}")
 
 
-def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending_ones_back(workspace, factory):
+def test_no_version_without_gates_at_any_instant_and_the_dashboard_alone_takes_pending_ones_back(workspace, factory):
     add_dataset(factory, workspace, small_churn(300))
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["tests.support.kill_points"])
@@ -173,16 +173,17 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
     assert not _bare(workspace, factory)
     pending_left = {v for v in left if pending.TAG in _versions(workspace)[v] and v not in _gated(factory)}
 
-    # -- only the API runs: within 60 s nothing is pending, every version has its gates --------------------
+    # -- only the dashboard runs (nobody opens it): within 60 s nothing is pending, every version has its gates
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEANOPS_")} | {
         "LEANOPS_HOME": str(workspace.home), "LEANOPS_DB_URL": workspace.db_url, "LEANOPS_SCHEDULER": "off",
         "LEANOPS_JOB_STALE_SECONDS": str(STALE), "MLFLOW_DISABLE_TELEMETRY": "true"}
-    log, port = workspace.home / "api.log", free_port()
+    log, port = workspace.home / "dashboard.log", free_port()
     with log.open("wb") as sink:
-        api = subprocess.Popen([sys.executable, "cli.py", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                               stdout=sink, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.headless",
+                                   "true", "--server.port", str(port)], cwd=ROOT, env=env, stdout=sink,
+                                  stderr=subprocess.STDOUT)
     try:
-        started = _up(f"http://127.0.0.1:{port}/health", api)  # the 60 s count from when the API answers
+        started = _up(f"http://127.0.0.1:{port}/_stcore/health", server)  # the 60 s count from its first answer
         while True:
             versions = _versions(workspace)
             with factory() as s:
@@ -190,14 +191,14 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
                 running = s.scalar(select(func.count()).select_from(Job).where(Job.status == "running"))
             if not rows and not running and not any(pending.TAG in tags for tags in versions.values()):
                 break
-            assert api.poll() is None, "the API exited"
+            assert server.poll() is None, "the dashboard exited"
             assert time.monotonic() - started < 60, (f"after 60 s: {rows} pending, {running} running, {versions}; "
-                                                     f"the API's log:\n{log.read_text(errors='replace')[-3000:]}")
+                                                     f"the dashboard's log:\n{log.read_text(errors='replace')[-3000:]}")
             time.sleep(0.5)
         took = time.monotonic() - started
     finally:
-        api.terminate()
-        api.wait(timeout=60)
+        server.terminate()
+        server.wait(timeout=60)
     assert set(versions) <= _gated(factory), "every version left in MLflow has its gates"
     with factory() as s:
         deleted = [(e.actor, e.details["version"], e.details["job"]) for e in s.scalars(
@@ -207,4 +208,4 @@ def test_no_version_without_gates_at_any_instant_and_the_api_alone_takes_pending
     assert {(pending.REAPER, v, second_job) for v in pending_left} <= set(deleted), deleted
     assert jobs == {first_job: "failed", second_job: "failed"}, jobs
     print(f"\n{len(instants)} instants ({registering} while registering); "
-          f"pending versions taken back {took:.1f} s after the API started")
+          f"pending versions taken back {took:.1f} s after the dashboard answered")
