@@ -62,8 +62,7 @@ async def shadow(request: Request, name: ModelName, actor: CurrentActor) -> JSON
     await require(request, actor, "read")
     runtime = request.app.state.runtime
 
-    def read() -> dict:
-        with runtime.factory() as session:
-            return shadow_comparison.compare(session, runtime.settings, actor=actor, model=name).as_dict()
-
-    return JSONResponse(await run_in_threadpool(read))
+    # Shared per window and computed off the request path: a viewer calling in a loop costs one comparison
+    # a minute, not a read of every paired record each time (issue 27).
+    return JSONResponse((await run_in_threadpool(lambda: shadow_comparison.shared(
+        runtime.factory, runtime.settings, actor=actor, model=name))).as_dict())

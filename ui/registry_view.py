@@ -164,8 +164,9 @@ def shadow_panel(model: str, who: Actor) -> None:
 
     st.subheader("Shadow")
     try:  # the first comparison in a while loads both versions for their label-free estimates: seconds
-        with st.spinner("Comparing the challenger with the champion …"), resources.session_factory()() as s:
-            found = shadow_comparison.compare(s, resources.settings(), actor=who, model=model)
+        with st.spinner("Comparing the challenger with the champion …"):
+            found = shadow_comparison.shared(resources.session_factory(), resources.settings(), actor=who,
+                                             model=model)
     except LeanOpsError as exc:
         st.error(str(exc))
         return

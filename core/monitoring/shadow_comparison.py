@@ -26,6 +26,8 @@ import math
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,7 +39,7 @@ from core import audit, policy
 from core.accounts.auth import require
 from core.actors import Actor, system_actor
 from core.alerts import notify
-from core.errors import NotFound
+from core.errors import NotFound, StoreUnavailable
 from core.platform.prediction_log import reads
 from core.registry import state
 from core.registry.state import CHALLENGER, CHAMPION
@@ -54,6 +56,8 @@ ESTIMATE_HOURS = 24.0  # ... taken from this many hours (since the challenger wa
 ESTIMATE_SECONDS = 600.0  # a process recomputes a pair's estimates at most this often (it loads both versions)
 _estimated: dict[tuple[str, str, int, int], tuple[float, tuple[dict[str, float] | None, dict[str, float] | None]]] = {}
 _estimating = threading.Lock()
+SHARED_SECONDS = 60.0  # a page or API read reuses a comparison this long (one window)
+SHARED_WAIT_SECONDS = 120.0  # how long a first read waits for the comparison it started
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,58 @@ def compare(session: Session, settings: Settings, *, actor: Actor, model: str, n
                            since=since, now=now) if estimate and rows else (None, None))
     return summarise(rows, model=model, task=task, champion=champion, challenger=challenger, since=since,
                      now=now, rules=rules, estimated=estimated)
+
+
+@dataclass
+class _Shared:
+    started: float  # time.monotonic() when its computation was submitted
+    future: Future[Comparison]
+    previous: Comparison | None  # the last finished comparison: answered while this one runs
+
+
+_shared: dict[tuple[str, str, int | None, int | None], _Shared] = {}
+_shared_lock = threading.Lock()
+_shared_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leanops-shadow")  # one at a time
+
+
+def shared(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str) -> Comparison:
+    """``compare`` for pages and the API: computed off the request path, once per ``SHARED_SECONDS`` per
+    champion/challenger pair and process, however many readers ask (each comparison reads up to
+    ``MAX_PAIRS`` pairs and every Parquet partition since the challenger was set). A stale one is answered
+    while the next is computed; an alias move starts afresh. The caller's permission is checked each time.
+
+    Raises:
+        NotFound: no registered model ``model``.
+        StoreUnavailable: the first comparison took longer than ``SHARED_WAIT_SECONDS``.
+    """
+    with factory() as session:
+        require(session, actor, "read", f"model:{model}")
+        current = state.current(session, model=model)
+    if not current:
+        raise NotFound(f"no registered model named {model!r}")
+    key = (settings.db_url, model, current.get(CHAMPION), current.get(CHALLENGER))
+    now = time.monotonic()
+    with _shared_lock:
+        entry = _shared.get(key)
+        if entry is None or (entry.future.done() and (entry.future.exception() is not None
+                                                      or now - entry.started >= SHARED_SECONDS)):
+            previous = None if entry is None or entry.future.exception() is not None else entry.future.result()
+            entry = _shared[key] = _Shared(now, _shared_pool.submit(_compare_as_system, factory, settings, model),
+                                           previous)
+            for old in sorted(_shared, key=lambda k: _shared[k].started)[:-256]:  # bounded: pairs come and go
+                del _shared[old]
+    if entry.previous is not None and not entry.future.done():
+        return entry.previous
+    try:
+        return entry.future.result(timeout=SHARED_WAIT_SECONDS)
+    except FutureTimeout:
+        raise StoreUnavailable(f"the shadow comparison of {model} is still being computed; try again in a "
+                               "minute") from None
+
+
+def _compare_as_system(factory: sessionmaker[Session], settings: Settings, model: str) -> Comparison:
+    with factory() as session:
+        return compare(session, settings, actor=ACTOR, model=model)
 
 
 def summarise(rows: list[Any], *, model: str, task: str, champion: int, challenger: int, since: datetime | None,

@@ -176,3 +176,34 @@ def test_a_challenger_cleared_by_promotion_and_re_pointed_in_mlflow_is_not_serve
                        settings=api_settings)
     with pytest.raises(NotFound, match="has no version with alias 'challenger'"):  # LeanOps' record has none
         cache.get(model.name, "challenger")
+
+
+def test_the_route_shares_one_comparison_per_window_computed_off_the_request_path(
+        store: LeanOpsStore, model: Model, api_settings: Settings, app: FastAPI, tokens: dict[str, str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27: each viewer call re-read every paired record. Within a window the route answers the comparison
+    it has; a stale one is answered while the next is computed; an alias move starts afresh."""
+    store.move(model.name, model.versions["rf20"], aliases.CHALLENGER)
+    shadow_policy(api_settings, model.name)
+
+    def serve(n: int) -> None:
+        for record in records(n):
+            assert predict(client, model.name, tokens["admin"], [record]).status_code == 200
+        assert app.state.runtime.predictor.shadow.drain(30) and app.state.runtime.writer.drain(30)
+
+    def compared() -> int:
+        answer = client.get(f"/v1/models/{model.name}/shadow", headers=bearer(tokens["viewer"]))
+        assert answer.status_code == 200, answer.text
+        return answer.json()["compared"]
+
+    with TestClient(app) as client:
+        serve(10)
+        assert compared() == 10
+        serve(5)
+        assert [compared() for _ in range(20)] == [10] * 20  # one comparison for the window, however many reads
+        monkeypatch.setattr(shadow_comparison, "SHARED_SECONDS", 0.0)  # every answer now stale
+        assert compared() == 10  # the stale one, answered at once; the next is computed meanwhile
+        key = next(k for k in shadow_comparison._shared if k[1] == model.name)
+        shadow_comparison._shared[key].future.result(timeout=60)
+        assert compared() == 15
+        assert client.get("/v1/models/no-such-model/shadow", headers=bearer(tokens["viewer"])).status_code == 404
