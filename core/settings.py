@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     prediction_log_enabled: bool = True  # off only to measure what logging costs
     prediction_log_queue: int = Field(50_000, ge=100)  # rows waiting for the writer before requests wait
     prediction_log_wait_seconds: float = Field(30.0, gt=0)  # a request waits this long for room, then 503
-    prediction_retention_days: int = Field(90, ge=1)
+    prediction_retention_days: int = Field(183, ge=1)  # EU AI Act Art. 19: logs kept at least six months
     # issue 17: a prediction is acknowledged once its record is in this process's journal segment: fsynced
     # ("fsync", one sync shared by all requests waiting) or only written to the OS ("batch": survives a killed
     # process, a machine crash may lose the last ~0.2 s)

@@ -20,7 +20,7 @@ DEFAULT_SCHEDULES = (
     ("audit-checkpoint", "audit.checkpoint", "*/10 * * * *",
      "Sign the audit chain's head when LEANOPS_AUDIT_CHECKPOINT_EVENTS events came or an hour passed"),
     ("prediction-retention", "predictions.retention", "15 4 * * *",
-     "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (90 by default)"),
+     "Delete prediction log rows older than LEANOPS_PREDICTION_RETENTION_DAYS (183 by default)"),
     ("prediction-compaction", "predictions.compact", "7 * * * *",
      "Move each closed hour of the prediction log into Parquet partitions in the artifact store"),
     ("dataset-sweep", "datasets.sweep", "45 4 * * *",

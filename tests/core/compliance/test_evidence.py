@@ -125,8 +125,8 @@ def create_app(settings, *, factory):
 def whole_loop(factory, workspace):
     """churn v1 through the whole loop: certified data, trained with a sensitive column, gates, a policy change
     before promotion, approval, promotion, served predictions with labels, a window drift check with a
-    label-free estimate, the card and inventory entry, a review; logs kept seven months."""
-    settings = workspace.model_copy(update={"prediction_retention_days": 213})
+    label-free estimate, the card and inventory entry, a review; logs kept the default six months."""
+    settings = workspace
     accounts(factory)
     add_dataset(factory, settings, small_churn())
     version = train(factory, settings)
@@ -262,3 +262,12 @@ def test_gates_take_the_sensitive_column_named_at_training_when_the_policy_names
     names = [c.name for c in again.checks]
     assert "fairness demographic parity ratio on gender" in names
     assert [c.name for c in result.checks] == names
+
+
+def test_a_prediction_log_kept_less_than_six_months_is_named_missing_for_art19(workspace):
+    from core.compliance import evidence
+
+    assert workspace.prediction_retention_days == 183 and evidence.retention(workspace)["meets_art19"]
+    short = evidence.retention(workspace.model_copy(update={"prediction_retention_days": 90}))
+    assert not short["meets_art19"] and "NOT MET for the prediction log" in short["statement"]
+    assert short["missing"] == ["the prediction log is kept 90 days, below Art. 19's six months"]

@@ -212,7 +212,7 @@ def test_retention_runs_as_a_job_with_the_setting(factory, settings) -> None:
         done = job_queue.get(session, job.id)
         remaining = session.scalar(select(func.count()).select_from(PredictionLog))
     assert done.status == "succeeded", done.error
-    assert done.result["predictions"] == 2 and done.result["days"] == settings.prediction_retention_days == 90
+    assert done.result["predictions"] == 2 and done.result["days"] == settings.prediction_retention_days == 183
     assert remaining == 1
 
 
