@@ -195,11 +195,11 @@ def _to_raw(phi: np.ndarray, mapping: np.ndarray, width: int) -> np.ndarray:
 # -- exact contributions in the transformed space ----------------------------------------------------
 
 def _tree_library(est: Any) -> str | None:
-    module = type(est).__module__
-    if module.startswith("xgboost"):
-        return "xgboost"
-    if module.startswith("lightgbm"):
-        return "lightgbm"
+    """By the classes it is built on (LeanOps' own xgboost kind subclasses XGBClassifier to keep the labels)."""
+    for cls in type(est).__mro__:
+        for library in ("xgboost", "lightgbm"):
+            if cls.__module__.startswith(library):
+                return library
     return None
 
 

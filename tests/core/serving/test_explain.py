@@ -70,3 +70,20 @@ def test_a_classifier_adds_up_in_its_explained_output(kind: str, data: tuple[pd.
     # XGBoost computes its contributions (and its margin) in float32: additivity holds to float32's precision
     tolerance = 1e-5 if kind == "xgboost" else 1e-6
     assert _relative_error(why.base + why.values.sum(axis=1), expected) < tolerance
+
+
+def test_leanops_own_xgboost_kind_gets_xgboosts_exact_contributions(data: tuple[pd.DataFrame, pd.Series, pd.Series]
+                                                                   ) -> None:
+    """The training kind subclasses XGBClassifier (it keeps the labels): still XGBoost's own TreeSHAP, not the
+    sampled fallback (which cost ~50× a predict in bench/batch.py)."""
+    from core.training.xgb_labels import LabelledXGBClassifier
+
+    X, y, _ = data
+    pipe = _pipeline(LabelledXGBClassifier(n_estimators=40, max_depth=4)).fit(X, y)
+    records = X.head(1000)
+    why = explain(pipe, records)
+    assert why.method == "exact TreeSHAP (XGBoost pred_contribs)" and why.explained == "log-odds of class 1"
+    import xgboost as xgb
+
+    expected = xgb.XGBClassifier.predict(pipe[-1], pipe[:-1].transform(records), output_margin=True)  # not decoded
+    assert _relative_error(why.base + why.values.sum(axis=1), expected) < 1e-5
