@@ -6,7 +6,17 @@ import streamlit as st
 import ui.url_state as url_state  # the page's selection in its address
 from core.errors import LeanOpsError
 from core.promotion import approvals, gates, moves
-from ui import batch_view, import_view, names, queries, registry_view, resources, session, training_queries, training_view
+from ui import (
+    batch_view,
+    import_view,
+    names,
+    queries,
+    registry_view,
+    resources,
+    session,
+    training_queries,
+    training_view,
+)
 from ui.components import act, message, plain, verdict, verdict_column
 from ui.confirm import asked
 

@@ -18,8 +18,8 @@ from typing import Any
 from core.errors import InvalidInput
 from core.platform.prediction_log.writer import LogFull, LogWriter, Refused, Served
 from core.platform.registry_port import CHAMPION
-from core.serving.batching import Batcher
 from core.serving import contract
+from core.serving.batching import Batcher
 from core.serving.cache import LoadedModel, ModelCache, check_alias
 from core.serving.shadow_scoring import ShadowScorer
 from core.serving.signature import Column, Frame, InputSchema, RecordError

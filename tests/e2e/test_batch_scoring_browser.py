@@ -15,9 +15,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.helpers import ADMIN, Dashboard, goto_page, login, wait_rerun
-from tests.support.paths import ROOT
+from tests.support.paths import ARTIFACTS, ROOT
 
-SHOTS = Path("/work/notes/shots")
+SHOTS = ARTIFACTS  # test-artifacts/, kept by CI
 
 
 @pytest.mark.timeout(1500)  # `init --demo` trains and promotes a model first

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from core.alerts import notify
-from core.platform.failures import clean_traceback, reason_of
 from core.errors import PolicyBlocked
+from core.platform.failures import clean_traceback, reason_of
 
 
 def _raise(factory, settings, condition, model="loans", subject=None, title="t"):
