@@ -52,7 +52,7 @@ class PredictAnswer(BaseModel):
     ignored_columns: list[str] | None = Field(None, description="columns the model does not take, let through by "
                                                               "policy serving.unknown_columns: ignore")
     imputed_columns: list[str] | None = Field(None, description="model columns the records lacked, filled by the "
-                                                              "model's imputer (policy serving.missing_columns: impute)")
+                                              "model's imputer (policy serving.missing_columns: impute)")
     warnings: list[dict[str, Any]] | None = Field(None, description="e.g. unseen_category: records with categories "
                                                                   "the model never saw, per column")
 

@@ -169,7 +169,8 @@ def _rewrite_consistently(db: Path, seq: int, details: str) -> None:
         seq_, ts, actor, action, subject, details_ = row
         ts_text = ts.replace(" ", "T") + "Z"
         return ('{"action":' + json.dumps(action, ensure_ascii=False)
-                + ',"actor":' + json.dumps(actor, ensure_ascii=False) + ',"details":' + details_ + ',"seq":' + str(seq_) + ',"subject":'
+                + ',"actor":' + json.dumps(actor, ensure_ascii=False) + ',"details":' + details_
+                + ',"seq":' + str(seq_) + ',"subject":'
                 + json.dumps(subject, ensure_ascii=False) + ',"ts":"' + ts_text + '"}').encode()
 
     with sqlite3.connect(db) as conn:

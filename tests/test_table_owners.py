@@ -21,11 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OWNERS: dict[str, set[str]] = {
     "data": {"Dataset", "DatasetRun", "DatasetSchema", "DatasetVersion", "SourceDatabase"},
     "training": {"TrainingRun", "ModelImport",  # ModelImport: core/training/imports.py (models from elsewhere)
-                 "PendingRegistration"},  # a version MLflow is creating, until LeanOps committed it (training/pending.py)
+                 # a version MLflow is creating, until LeanOps committed it (training/pending.py)
+                 "PendingRegistration"},
     # the alias tables only through core/registry/state.py (tests/test_model_state_rules.py); the gate
     # results promotion evaluates are kept by core/registry/gate_records.py (registry is the earlier stage)
     "registry": {"AliasMove", "CurrentAlias", "ModelCard", "GateEvaluation",
-                 "ModelProfile", "ModelReview"},  # the inventory entry and periodic reviews (core/registry/stewardship.py)
+                 # the inventory entry and periodic reviews (core/registry/stewardship.py)
+                 "ModelProfile", "ModelReview"},
     "promotion": {"Approval", "PromotionRequest",
                   "SignedTestReport"},  # the signed report of each gate evaluation (core/promotion/test_reports.py)
     "serving": {"BatchRun"},  # batch scoring runs (core/serving/batch_runs.py)

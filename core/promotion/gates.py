@@ -111,8 +111,9 @@ def refresh(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any
             champion = state.champion(session, model=model)
             targets.setdefault(model, set()).update(v for v in state.current(session, model=model).values()
                                                     if v != champion)
-        for request in session.scalars(select(PromotionRequest).where(PromotionRequest.status == "pending",
-                                                                      PromotionRequest.requested_by != ROLLBACK_REQUESTER)):
+        pending = select(PromotionRequest).where(PromotionRequest.status == "pending",
+                                                 PromotionRequest.requested_by != ROLLBACK_REQUESTER)
+        for request in session.scalars(pending):
             targets.setdefault(request.model, set()).add(request.version)
         done: dict[str, dict[int, bool]] = {}
         for model, versions in sorted(targets.items()):

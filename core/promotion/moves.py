@@ -148,7 +148,8 @@ def _alert(factory: sessionmaker[Session], settings: Settings, change: AliasChan
     notify.notify(factory, settings, condition="rollback" if rollback else "promotion",
                   model=change.model, severity="warning" if rollback or change.forced else "info",
                   # the cause in the title: who moved it and why (a channel often shows only the title)
-                  title=f"{change.model}: champion {verb} {move} by {change.actor}: {change.reason or 'no reason given'}",
+                  title=f"{change.model}: champion {verb} {move} by {change.actor}: "
+                        f"{change.reason or 'no reason given'}",
                   message=f"{change.actor} {verb} {change.model}: champion is now v{change.to_version} "
                           f"({before}). Reason: {change.reason or 'none given'}.",
                   details={"from_version": change.from_version, "to_version": change.to_version,

@@ -36,6 +36,7 @@ ADMIN, SAM, ANN = cli_actor(), Actor("sam", "scientist"), Actor("ann", "approver
 EXEMPT = {"audit.record": "is the audit log", "accounts.auth.require": "a check; a refusal is audited",
           "monitoring.shadow_comparison.compare":
               "reads only (the decision that acts on it, shadow_comparison.run, is audited)",
+          "monitoring.shadow_comparison.shared": "reads only: compare, shared per window",
           "accounts.sessions.start": "opened by a login, which auth.login records as login.ok",
           "promotion.test_reports.issue": "the signed record of a gate evaluation; the registration, approval or "
                                           "promotion it documents is the audited act",

@@ -136,6 +136,7 @@ def test_runs_table_and_parameter_diff(page: Page, dashboard: Dashboard) -> None
     expect(runs).to_contain_text("logistic regression")
     header = runs.locator("th", has_text=re.compile(r"^C$"))
     for _ in range(3):  # a pick made while the page is still rerunning can be lost; pick again then
+        wait_idle(page, 60_000)  # under load a whole-page rerun (the page greyed out) takes seconds
         page.get_by_role("combobox", name="Columns", exact=True).click()
         option = page.get_by_role("option", name="C", exact=True)  # a hyperparameter as a column
         try:
@@ -145,7 +146,7 @@ def test_runs_table_and_parameter_diff(page: Page, dashboard: Dashboard) -> None
         wait_rerun(page)
         page.keyboard.press("Escape")
         try:
-            expect(header).to_have_count(1, timeout=5_000)
+            expect(header).to_have_count(1, timeout=10_000)
             break
         except AssertionError:
             continue

@@ -28,6 +28,7 @@ from core.platform.database import transaction
 from core.training import pending, pipeline
 from core.training.spec import parse_spec
 from db.models import AuditEvent, GateEvaluation, Job, PendingRegistration
+from tests.support import kill_points
 from tests.support.net import free_port
 from tests.support.training import *  # noqa: F403
 from tests.support.training import SCIENTIST, add_dataset, small_churn
@@ -74,20 +75,15 @@ def _state(factory, job_id: int) -> str | None:
         return s.scalar(select(PendingRegistration.state).where(PendingRegistration.job_id == job_id))
 
 
-def _child(db_url: str, home: str, stop_once_committed: bool) -> None:
-    from tests.support.kill_points import run_job
-
-    run_job(db_url, home, STALE, stop_once_committed=stop_once_committed)
-
-
 def _start(ctx, workspace, factory, *, stop_once_committed: bool = False
            ) -> tuple[multiprocessing.process.BaseProcess, int]:
-    """A training job, run in a forkserver child as a worker runs it (follow-ups queued before run here)."""
+    """A training job, run in a fresh child process as a worker runs it (follow-ups queued before run here)."""
     drain(factory, workspace)
     with transaction(factory) as s:
         job_id = pipeline.launch(s, actor=SCIENTIST, spec=parse_spec(
             {"dataset": "churn", "target": "churn", "params": {"n_estimators": 10}})).id
-    child = ctx.Process(target=_child, args=(workspace.db_url, str(workspace.home), stop_once_committed))
+    child = ctx.Process(target=kill_points.run_job, args=(workspace.db_url, str(workspace.home), STALE),
+                        kwargs={"stop_once_committed": stop_once_committed})
     child.start()
     return child, job_id
 
@@ -123,8 +119,7 @@ def _up(url: str, server: subprocess.Popen) -> float:
 
 def test_no_version_without_gates_at_any_instant_and_the_dashboard_alone_takes_pending_ones_back(workspace, factory):
     add_dataset(factory, workspace, small_churn(300))
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.support.kill_points"])
+    ctx = multiprocessing.get_context("spawn")  # nothing inherited from this test process (a few seconds each)
 
     # -- one run, frozen and checked at every instant, killed once LeanOps has committed its version ---------
     child, first_job = _start(ctx, workspace, factory, stop_once_committed=True)
@@ -153,7 +148,11 @@ def test_no_version_without_gates_at_any_instant_and_the_dashboard_alone_takes_p
         if child.is_alive():
             os.kill(child.pid, signal.SIGKILL)
         child.join(timeout=60)
-    assert instants[-1:] == ["committed"], f"the job ended before it was killed: {instants}"
+    if instants[-1:] != ["committed"]:
+        with factory() as s:
+            job = s.get(Job, first_job)
+            raise AssertionError(f"the job ended before it was killed (exit code {child.exitcode}, job "
+                                 f"{job.status if job else None}: {job.error if job else None}): {instants}")
     assert len(instants) >= INSTANTS and registering >= 2, (len(instants), registering, instants)
     assert _versions(workspace), "the first job registered its version"
 

@@ -69,7 +69,8 @@ class LeanOpsStore(mlflow_models.Store):
         with self.factory() as session:
             if runs.row_for_version(session, model=name, version=version) is not None:
                 return
-        tags = mlflow_store.client(mlflow_store.MlflowStore(self.uri, "")).get_model_version(name, str(version)).tags or {}
+        client = mlflow_store.client(mlflow_store.MlflowStore(self.uri, ""))
+        tags = client.get_model_version(name, str(version)).tags or {}
         sha256 = tags.get(mlflow_store.MODEL_SHA256_TAG)
         spec = parse_spec({"dataset": "churn", "target": mlflow_models.TARGET, "model": "linear", "model_name": name})
         with transaction(self.factory) as session:

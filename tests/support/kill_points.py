@@ -1,6 +1,5 @@
-"""One training job run as a worker runs it, in a child of a forkserver that imported everything below once:
-the runs tests/scale/test_kill_during_training.py SIGKILLs at chosen instants. The child starts in a
-fraction of a second and inherits no MLflow or database connection from the test."""
+"""One training job run as a worker runs it, in a child process: the runs tests/scale/test_kill_during_training.py
+SIGKILLs at chosen instants. The child inherits no MLflow or database connection from the test."""
 
 from __future__ import annotations
 
@@ -8,10 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-import mlflow  # noqa: F401 - imported once in the forkserver
-import sklearn.ensemble  # noqa: F401
-
-import core.promotion.registration  # noqa: F401
+import core.promotion.registration  # noqa: F401 - the training workflow, imported before the job is claimed
 from core.settings import get_settings
 from db.session import make_engine, make_session_factory
 from jobs.runner import run_next

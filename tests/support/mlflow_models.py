@@ -65,7 +65,8 @@ def files_sha256(uri: str, model_uri: str) -> str:
     """``mlflow_store.hash_directory`` of a copy of the logged model ``model_uri``'s files (``models:/m-…``)."""
     from core.platform import mlflow_store
 
-    location = mlflow_store.client(mlflow_store.MlflowStore(uri, "")).get_logged_model(model_uri.removeprefix("models:/")).artifact_location
+    client = mlflow_store.client(mlflow_store.MlflowStore(uri, ""))
+    location = client.get_logged_model(model_uri.removeprefix("models:/")).artifact_location
     with tempfile.TemporaryDirectory(prefix="leanops-test-model-") as tmp:
         return mlflow_store.hash_directory(mlflow_store.download_model_files(location, Path(tmp)))[0]
 

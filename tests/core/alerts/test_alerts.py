@@ -360,7 +360,8 @@ def test_a_failed_job_raises_a_job_failure_alert(factory, settings, http):
     body = hook.json()
     assert (body["condition"], body["severity"]) == ("job_failure", "critical")
     # the title names the cause, in words
-    assert body["title"].startswith(f"audit verification (job {job_id}) failed: audit chain broken: event 2 was altered")
+    assert body["title"].startswith(f"audit verification (job {job_id}) failed: audit chain broken: "
+                                    "event 2 was altered")
     assert "audit chain broken" in body["message"] and body["details"]["job_id"] == job_id
 
 

@@ -85,7 +85,8 @@ def test_schema_breaking_version_lists_each_failure_with_observed_and_expected(s
     assert set(failed) == {("range", "age"), ("allowed values", "plan"), ("dtype", "active"),
                            ("column present", "email"), ("no unexpected columns", None)}
     assert failed[("range", "age")]["observed"] == "min 18, max 150 (5 rows outside, 2.500%)"
-    assert f"≤ x ≤ {spec['columns']['age']['max']} (up to 0.10% of rows outside)" in failed[("range", "age")]["expected"]
+    expected = failed[("range", "age")]["expected"]
+    assert f"≤ x ≤ {spec['columns']['age']['max']} (up to 0.10% of rows outside)" in expected
     assert failed[("allowed values", "plan")]["observed"] == "unexpected: 'gold' (3 rows)"
     assert failed[("dtype", "active")] | {} == {"check": "dtype", "column": "active", "passed": False,
                                                 "observed": "object", "expected": "boolean"}

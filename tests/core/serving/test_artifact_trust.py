@@ -373,8 +373,8 @@ def test_changed_files_and_versions_leanops_did_not_train_are_refused_even_when_
     shutil.copyfile(files_of(uri, "m", v1) / "model.skops", files_of(uri, "m", v2) / "model.skops")
     # Whoever can change the files can change MLflow's tags too: the tag is not LeanOps' record.
     logged = mlflow_store.client(mlflow_store.MlflowStore(uri, "")).get_model_version("m", str(v2)).source
-    mlflow_store.client(mlflow_store.MlflowStore(uri, "")).set_model_version_tag("m", str(v2), mlflow_store.MODEL_SHA256_TAG,
-                                                   mlflow_models.files_sha256(uri, logged))
+    mlflow_store.client(mlflow_store.MlflowStore(uri, "")).set_model_version_tag(
+        "m", str(v2), mlflow_store.MODEL_SHA256_TAG, mlflow_models.files_sha256(uri, logged))
     moves.promote(factory, workspace, actor=APPROVER, model="m", version=v2)
     assert cache.refresh() == [] and cache.peek("m", "champion").version == v1
     failed = events.of("serving.reload_failed")
