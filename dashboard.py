@@ -9,6 +9,7 @@ The server's lifespan starts the housekeeping sweep at once (stale jobs reaped, 
 pending in MLflow taken back): a dashboard nobody has opened yet still tidies a crash (issue 29 item 5).
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,9 +27,19 @@ async def lifespan(_app: Any) -> AsyncIterator[None]:
     from jobs import housekeeping
     from ui import resources
 
-    # Its own engine, outside any script run; opening the workspace migrates it (off the event loop).
-    settings = get_settings()
-    factory = await asyncio.to_thread(resources.open_workspace, settings)
+    # Its own engine, outside any script run; opening the workspace migrates it (off the event loop). A store
+    # that is not reachable yet must not keep the server from starting: the pages say what is wrong, and the
+    # sweep then starts with the first page (ui.resources.scheduler).
+    try:
+        settings = get_settings()
+        factory = await asyncio.to_thread(resources.open_workspace, settings)
+    except Exception as exc:  # noqa: BLE001 - logged in one line; the server still starts
+        from core.errors import redact
+
+        logging.getLogger("leanops.ui").warning("housekeeping not started with the server: %s",
+                                                redact(f"{type(exc).__name__}: {exc}").splitlines()[0][:300])
+        yield
+        return
     stop = housekeeping.start(factory, settings)
     yield
     stop.set()
