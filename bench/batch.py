@@ -1,12 +1,13 @@
 """Batch scoring speed and memory, process against process: ``cli.py score`` vs a bare script vs ``mlflow models
 predict``; and what an explanation adds to one single-record prediction.
 
-    .venv/bin/python bench/batch.py [--rows 1000000] [--train-rows 100000] [--runs 3] [--keep DIR]
+    .venv/bin/python bench/batch.py [--rows 1000000] [--train-rows 100000] [--runs 3] [--keep DIR] [--model KIND]
 
 Set-up (not timed): a frame of ROWS rows × 25 columns (20 numeric, 5 categorical: ``bench/drift.py``'s
 generator) with an ``id`` column, written as Parquet and as CSV; a fresh workspace where a random forest (LeanOps'
-default model kind) is trained on TRAIN_ROWS rows with a binary target and made champion; the champion's MLflow
-files downloaded once for the bare script.
+default model kind; ``--model linear`` for a pipeline whose predict is cheap, so the ratios show the command's own
+cost) is trained on TRAIN_ROWS rows with a binary target and made champion; the champion's MLflow files downloaded
+once for the bare script.
 
 Timed, each as a whole process from ``exec`` to exit, interleaved, RUNS times (the median is the figure):
 
@@ -52,7 +53,7 @@ print(len(out))
 """
 
 
-def set_up(folder: Path, rows: int, train_rows: int, seed: int) -> dict[str, str]:
+def set_up(folder: Path, rows: int, train_rows: int, seed: int, kind: str) -> dict[str, str]:
     reference, _ = frames(train_rows, seed)
     with_target(reference, seed).to_parquet(folder / "train.parquet", index=False)
     scored, _ = frames(rows, seed + 100)
@@ -63,7 +64,7 @@ def set_up(folder: Path, rows: int, train_rows: int, seed: int) -> dict[str, str
     env |= {"LEANOPS_HOME": str(folder / "ws"), "LEANOPS_SCHEDULER": "off", "LEANOPS_ADMIN_PASSWORD": "bench-pass-123",
             "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "PYTHONHASHSEED": "0"}
     for argv in (["init"], ["dataset", "add", "bench", str(folder / "train.parquet")],
-                 ["train", "--dataset", "bench", "--target", "target", "--model", "random_forest",
+                 ["train", "--dataset", "bench", "--target", "target", "--model", kind,
                   "--model-name", "bench"],
                  ["promote", "bench", "1", "--force", "--reason", "benchmark"]):
         done = subprocess.run([sys.executable, "cli.py", *argv, "--json"], cwd=ROOT, env=env, capture_output=True,
@@ -140,8 +141,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="set-up folder to reuse (made when missing)")
     parser.add_argument("--no-mlflow", action="store_true", help="leave out `mlflow models predict`")
+    parser.add_argument("--model", default="random_forest", help="the champion's kind (set-up only)")
     args = parser.parse_args()
-    print(f"batch scoring, process vs process: {args.rows:,} rows × 25 columns (+ id); random forest trained on "
+    print(f"batch scoring, process vs process: {args.rows:,} rows × 25 columns (+ id); {args.model} trained on "
           f"{args.train_rows:,} rows", flush=True)
     with tempfile.TemporaryDirectory(prefix="leanops-bench-batch-") as tmp:
         folder = args.keep or Path(tmp)
@@ -152,7 +154,7 @@ def main() -> None:
             env |= {"LEANOPS_HOME": str(folder / "ws"), "LEANOPS_SCHEDULER": "off",
                     "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
         else:
-            env = set_up(folder, args.rows, args.train_rows, args.seed)
+            env = set_up(folder, args.rows, args.train_rows, args.seed, args.model)
         env = cached_bytecode(env)
         subprocess.run([sys.executable, "-c", "import cli, mlflow.pyfunc, mlflow.sklearn, skops.io, sklearn.ensemble, "
                         "core.serving.batch, core.serving.cache, api.app"], cwd=ROOT, env=env, check=False,
