@@ -100,6 +100,7 @@ class Predictor:
         import multiprocessing
 
         from core.monitoring import prestart
+        from core.platform import processes
 
         self.label = f"{model} v{version}"
         cache = model_cache(settings, recorded_sha256)
@@ -116,7 +117,7 @@ class Predictor:
         self.process = context.Process(target=_serve, args=(child, settings.registry, model, version,
                                                             recorded_sha256, cache),
                                        name="leanops-drift-outputs", daemon=True)
-        self.process.start()
+        processes.start(self.process)  # never re-running this process's __main__ (cli.py, or a dashboard page)
         child.close()
 
     def outputs(self, frame: pd.DataFrame, reference: dict[str, Any], *, timeout: float = 600) -> Outputs | None:

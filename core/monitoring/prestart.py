@@ -24,10 +24,12 @@ def start() -> None:
         return
     import multiprocessing
 
+    from core.platform import processes
+
     context = multiprocessing.get_context("spawn")
     conn, child = context.Pipe()
     process = context.Process(target=_child, args=(child,), name="leanops-drift-outputs", daemon=True)
-    process.start()
+    processes.start(process)  # never re-running this process's __main__ (cli.py, or a dashboard page)
     child.close()
     _started.update(process=process, conn=conn)
 

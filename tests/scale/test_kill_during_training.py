@@ -24,6 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from core.platform import processes
 from core.platform.database import transaction
 from core.training import pending, pipeline
 from core.training.spec import parse_spec
@@ -84,7 +85,7 @@ def _start(ctx, workspace, factory, *, stop_once_committed: bool = False
             {"dataset": "churn", "target": "churn", "params": {"n_estimators": 10}})).id
     child = ctx.Process(target=kill_points.run_job, args=(workspace.db_url, str(workspace.home), STALE),
                         kwargs={"stop_once_committed": stop_once_committed})
-    child.start()
+    processes.start(child)  # under xdist, AppTest may have left a page script as __main__
     return child, job_id
 
 
