@@ -12,7 +12,7 @@ import streamlit as st
 from core.actors import Actor
 from core.errors import LeanOpsError
 from ui import resources, session, training_queries
-from ui.components import act, job_row, message, plain
+from ui.components import act, dataset_version, job_row, message, plain
 
 JOB = "batch-job-{model}"
 
@@ -35,11 +35,7 @@ def panel(who: Actor, model: str) -> None:
             names = training_queries.dataset_names()
             left, right = st.columns(2)
             name = left.selectbox("Dataset", names, key=f"batch-dataset-{model}")
-            numbers = training_queries.dataset_versions(name) if name else []
-            trusted = training_queries.default_dataset_version(name) if name else None  # never a failed one
-            number = right.selectbox("Dataset version", numbers, key=f"batch-dataset-version-{model}-{name}",
-                                     index=numbers.index(trusted) if trusted in numbers else 0,
-                                     format_func=lambda n: f"v{n} (default)" if n == trusted else f"v{n}")
+            number = dataset_version(right, "Dataset version", name, key=f"batch-dataset-version-{model}-{name}")
             dataset = f"{name}:{number}" if name and number else None
         left, right, fmt = st.columns([2, 1, 1])
         id_column = left.text_input("Id column (optional)", key=f"batch-id-{model}",

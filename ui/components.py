@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import streamlit as st
 from sqlalchemy.orm import Session
@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from core.errors import LeanOpsError
 from core.platform.database import transaction
 from ui import resources
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 T = TypeVar("T")
 # Verdicts are words in a coloured badge, never an emoji alone: without an emoji font (a common Linux
@@ -162,3 +165,17 @@ def form_notice(name: str) -> None:
     """Show the success notice ``reset_form`` left for form ``name`` (once)."""
     if notice := st.session_state.pop(f"_form-notice-{name}", None):
         st.success(message(notice), icon=":material/check_circle:")
+
+
+def dataset_version(where: DeltaGenerator, label: str, dataset: str | None, *, key: str, prefix: str = "v",
+                    help: str | None = None) -> int | None:
+    """A dataset's version picker that starts on the trusted default (the newest version whose certificate passed
+    and that is not deprecated: never a failed upload), marked "(default)"; None when there is no version."""
+    from ui import training_queries
+
+    numbers = training_queries.dataset_versions(dataset) if dataset else []
+    trusted = training_queries.default_dataset_version(dataset) if dataset else None
+    return where.selectbox(label, numbers, key=key,
+                           index=numbers.index(trusted) if trusted in numbers else 0,
+                           format_func=lambda n: f"{prefix}{n} (default)" if n == trusted else f"{prefix}{n}",
+                           help=help)

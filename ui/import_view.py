@@ -10,7 +10,7 @@ import streamlit as st
 from core.actors import Actor
 from core.errors import LeanOpsError
 from ui import resources, training_queries
-from ui.components import message, plain, verdict
+from ui.components import dataset_version, message, plain, verdict
 from ui.registry_view import gate_table
 
 RESULT = "import-result"
@@ -54,11 +54,7 @@ def panel(who: Actor) -> None:
             return
         left, right = st.columns(2)
         dataset = left.selectbox("Dataset", names, key="import-dataset")
-        numbers = training_queries.dataset_versions(dataset) if dataset else []
-        trusted = training_queries.default_dataset_version(dataset) if dataset else None  # never a failed one
-        version = right.selectbox("Dataset version", numbers, key=f"import-version-{dataset}",
-                                  index=numbers.index(trusted) if trusted in numbers else 0,
-                                  format_func=lambda n: f"v{n} (default)" if n == trusted else f"v{n}")
+        version = dataset_version(right, "Dataset version", dataset, key=f"import-version-{dataset}")
         columns = training_queries.dataset_shape(dataset, version).columns if dataset and version else []
         left, right = st.columns(2)
         target = left.selectbox("Target column", columns, index=len(columns) - 1 if columns else None,

@@ -13,7 +13,7 @@ import streamlit as st
 from core.training.catalog import DEFAULT_KIND, KINDS, TASKS, Param
 from ui import queries
 from ui import training_queries as q
-from ui.components import code, message
+from ui.components import code, dataset_version, message
 
 
 def _param_widget(param: Param, key: str, column: Any) -> Any:
@@ -36,13 +36,9 @@ def launch_form() -> dict[str, Any] | None:
         return None
     c1, c2 = st.columns([3, 1])
     dataset = c1.selectbox("Dataset", names, key="tr-dataset")
-    versions = q.dataset_versions(dataset)
-    trusted = q.default_dataset_version(dataset)  # never a version whose certificate failed or is deprecated
-    version = c2.selectbox("Version", versions, key=f"tr-version-{dataset}",
-                           index=versions.index(trusted) if trusted in versions else 0,
-                           format_func=lambda v: f"{v} (default)" if v == trusted else str(v),
-                           help="the default is the newest version whose certificate passed and that is not "
-                                "deprecated")
+    version = dataset_version(c2, "Version", dataset, key=f"tr-version-{dataset}", prefix="",
+                              help="the default is the newest version whose certificate passed and that is not "
+                                   "deprecated")
     shape = q.dataset_shape(dataset, version)
     model_name = st.text_input("Model name", value=dataset, key=f"tr-model-name-{dataset}",
                                help="the registered model this run adds a version to; a model keeps the target, "
