@@ -100,15 +100,17 @@ for name, f in (("predict", predict), ("predict+explain", both)):
     for _ in range(50):
         t = time.perf_counter(); f(); runs.append(time.perf_counter() - t)
     times[name] = statistics.median(runs) * 1000
+print(explain(loaded.model, loaded.schema.frame(columns)).method)
 print(f"{times['predict']:.1f} {times['predict+explain']:.1f}")
 """
     done = subprocess.run([sys.executable, "-c", code, str(Path(env["LEANOPS_HOME"]).parent / "rows.parquet"), model],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         return f"explain overhead ({model}): failed ({done.stderr[-500:]})"
-    plain, explained = map(float, done.stdout.split()[-2:])
-    return (f"{model}: single-record predict (probabilities, in-process) {plain:.1f} ms; with its explanation (exact "
-            f"TreeSHAP) {explained:.1f} ms: {explained / plain:.2f}× (goal ≤ 3×); load average "
+    method, timings = done.stdout.strip().splitlines()[-2:]
+    plain, explained = map(float, timings.split())
+    return (f"{model}: single-record predict (probabilities, in-process) {plain:.1f} ms; with its explanation "
+            f"({method}) {explained:.1f} ms: {explained / plain:.2f}× (goal ≤ 3×); load average "
             f"{os.getloadavg()[0]:.2f}")
 
 
