@@ -108,9 +108,9 @@ def refresh(factory: sessionmaker[Session], settings: Settings) -> dict[str, Any
     with transaction(factory) as session:
         targets: dict[str, set[int]] = {}
         for model in state.models_to_sync(session):
-            champion = state.champion(session, model=model)
-            targets.setdefault(model, set()).update(v for v in state.current(session, model=model).values()
-                                                    if v != champion)
+            current = state.current(session, model=model)
+            champion = current.get(state.CHAMPION)
+            targets.setdefault(model, set()).update(v for v in current.values() if v != champion)
         pending = select(PromotionRequest).where(PromotionRequest.status == "pending",
                                                  PromotionRequest.requested_by != ROLLBACK_REQUESTER)
         for request in session.scalars(pending):
