@@ -175,20 +175,24 @@ def run_check(factory: sessionmaker[Session], settings: Settings, *, actor: Acto
         if missing := drift.missing_columns(reference, data.frame):
             raise InvalidInput(f"{label} is missing column(s) {', '.join(missing)} that {model} v{version} was trained "
                                f"on; it has: {', '.join(map(str, data.frame.columns)) or 'no columns'}")
-        result = _compare(factory, settings, model=model, version=version, reference=reference, data=data,
-                          thresholds=thresholds, label=label, step=step, predictor=predictor)
         pending: Path | None = None
-        if report:  # the HTML itself is built off the verdict's path: a drift.report job, or report_now
-            step(0.9, "keeping a sample for the Evidently report")
-            drift_report.sweep_samples(settings, older_than_s=STAGED_MAX_AGE.total_seconds())
-            pending = drift_report.write_sample(settings, reference, data.frame,
-                                                rows=settings.drift_report_sample_rows)
-        step(0.95, "storing the check")
         try:
+            if predictor is not None:  # the child predicts on its sample while the report's sample is written
+                predictor.submit(data.frame, reference)
+            if report:  # the HTML itself is built off the verdict's path: a drift.report job, or report_now
+                step(0.1, "keeping a sample for the Evidently report")
+                drift_report.sweep_samples(settings, older_than_s=STAGED_MAX_AGE.total_seconds())
+                pending = drift_report.write_sample(settings, reference, data.frame,
+                                                    rows=settings.drift_report_sample_rows)
+            result = _compare(factory, settings, model=model, version=version, reference=reference, data=data,
+                              thresholds=thresholds, label=label, step=step, predictor=predictor)
+            step(0.95, "storing the check")
             with transaction(factory) as session:
                 view = _store(session, actor=actor, model=model, version=version, source=source, data=data,
                               result=result, pending=pending, job_id=job_id, reason=reason)
         except BaseException:
+            if predictor is not None:
+                predictor.close()
             if pending is not None:  # no check row: no report either
                 pending.unlink(missing_ok=True)
             raise

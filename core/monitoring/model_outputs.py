@@ -11,9 +11,7 @@ computed at the sample's size, so it already includes this error. Column statist
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from core.monitoring import model_process
 from core.settings import Settings
 from core.training import estimation, runs
 from core.training import reference as reference_stats
@@ -68,22 +67,10 @@ def predict(settings: Settings, *, model: str, version: int, frame: pd.DataFrame
     rows = model_input(sample(frame), reference)
     try:
         fitted = load_version(settings.registry, name=model, alias="drift-check", version=version).model
-        return _outputs(fitted, rows, reference)
+        return Outputs(rows, *model_process.outputs(fitted, rows, reference))
     except Exception as exc:  # noqa: BLE001 - see the docstring
         log.warning("outputs of %s v%s not compared: %s: %s", model, version, type(exc).__name__, exc)
         return None
-
-
-def _outputs(fitted: Any, rows: pd.DataFrame, reference: dict[str, Any]) -> Outputs:
-    if reference.get("probabilities") and hasattr(fitted, "predict_proba"):
-        proba = np.asarray(fitted.predict_proba(rows), float)
-        classes = list(np.asarray(fitted.classes_))
-        values = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
-        shown = [1] if len(classes) == 2 else range(len(classes))
-        return Outputs(rows, values, {str(classes[k]): proba[:, k] for k in shown}, proba)
-    values = np.asarray(fitted.predict(rows)).ravel()
-    numeric = (reference.get("predictions") or {}).get("type") == "numeric"
-    return Outputs(rows, values, None, values.astype(float) if numeric else None)
 
 
 class Predictor:
@@ -93,7 +80,7 @@ class Predictor:
     data; comparing a million rows' columns costs seconds and no model. On two cores they overlap:
     the command takes the longer of the two, not their sum. The child is spawned (never forked, so
     no lock held by another thread is inherited), gets only the sample's rows from this process,
-    and loads the model through the same vetted path as serving (core.serving.cache.load_version).
+    and loads the model through the same vetted checks as serving (``model_process.load_model``).
     """
 
     def __init__(self, settings: Settings, *, model: str, version: int, recorded_sha256: str | None = None) -> None:
@@ -103,28 +90,51 @@ class Predictor:
         from core.platform import processes
 
         self.label = f"{model} v{version}"
+        self._sending: threading.Thread | None = None
+        self._failed = ""
+        self._rows = pd.DataFrame()
         cache = model_cache(settings, recorded_sha256)
         started = prestart.take()  # a child cli.py drift started first thing, already importing
         if started is not None:
             self.process, self.conn = started
             try:
-                self.conn.send((_serve, settings.registry, model, version, recorded_sha256, cache))
+                self.conn.send((model_process.serve, settings.registry, model, version, recorded_sha256, cache))
             except OSError:  # the child is gone: ``outputs`` says so (logged), the inputs are checked alone
                 pass
             return
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, settings.registry, model, version,
+        self.process = context.Process(target=model_process.serve, args=(child, settings.registry, model, version,
                                                             recorded_sha256, cache),
                                        name="leanops-drift-outputs", daemon=True)
         processes.start(self.process)  # never re-running this process's __main__ (cli.py, or a dashboard page)
         child.close()
 
-    def outputs(self, frame: pd.DataFrame, reference: dict[str, Any], *, timeout: float = 600) -> Outputs | None:
-        """The outputs on a sample of ``frame``; None (logged) when the child could not give them."""
-        rows = model_input(sample(frame), reference)
+    def submit(self, frame: pd.DataFrame, reference: dict[str, Any]) -> None:
+        """Hand the child its sample of ``frame`` now and go on: the pipe holds 64 KiB and the child reads
+        once its model is loaded, so a thread sends it while this process writes what needs no outputs."""
+        if self._sending is not None:
+            return
+        self._rows = model_input(sample(frame), reference)
+        self._sending = threading.Thread(target=self._send, args=((self._rows, reference),),
+                                         name="leanops-drift-sample", daemon=True)
+        self._sending.start()
+
+    def _send(self, message: Any) -> None:
         try:
-            self.conn.send((rows, reference))
+            self.conn.send(message)
+        except (OSError, ValueError) as exc:  # the child is gone, or the pipe closed under it
+            self._failed = f"{type(exc).__name__}: {exc}"
+
+    def outputs(self, frame: pd.DataFrame, reference: dict[str, Any], *, timeout: float = 600) -> Outputs | None:
+        """The outputs on a sample of ``frame`` (the one ``submit`` sent, if called); None (logged) when the
+        child could not give them."""
+        self.submit(frame, reference)
+        assert self._sending is not None
+        try:
+            self._sending.join(timeout)
+            if self._failed or self._sending.is_alive():
+                raise OSError(self._failed or f"the sample was not taken in {timeout:g} s")
             if not self.conn.poll(timeout):
                 raise TimeoutError(f"no answer in {timeout:g} s")
             kind, found = self.conn.recv()
@@ -136,7 +146,7 @@ class Predictor:
             log.warning("outputs of %s not compared: %s", self.label, found)
             return None
         values, probabilities, raw = found
-        return Outputs(rows, values, probabilities, raw)
+        return Outputs(self._rows, values, probabilities, raw)
 
     def close(self) -> None:
         """Stop the child: its answer is in (or no longer wanted), and its interpreter's shutdown (seconds
@@ -153,83 +163,6 @@ def model_cache(settings: Settings, recorded_sha256: str | None) -> Path | None:
     if not recorded_sha256 or not all(c in "0123456789abcdef" for c in recorded_sha256):
         return None
     return settings.home / "cache" / "models" / recorded_sha256
-
-
-def load_model(registry: Any, *, model: str, version: int, recorded_sha256: str | None, cache: Path | None) -> Any:
-    """The version's estimator, through the same checks as serving (``core.serving.trust``: skops only, the files
-    hashing to the sha256 recorded at training, LeanOps' trusted types), from ``cache`` when it holds them.
-
-    Issue 29: MLflow costs the drift command about a second of imports and another to copy the files, on
-    every check. The first check of a version copies its vetted files to ``cache`` (named by that sha256);
-    later ones hash the copy against the record before anything in it is read, so a changed copy is never
-    loaded (it is replaced from MLflow), and need no MLflow at all.
-    """
-    from core.serving import trust
-
-    label = f"{model} v{version}"
-    if cache is not None and recorded_sha256 and cache.is_dir():
-        from core.platform import mlflow_store
-
-        found, _ = mlflow_store.hash_directory(cache)
-        if found == recorded_sha256:
-            return trust.load_skops(cache / _model_file(cache, label), label=label)
-        shutil.rmtree(cache, ignore_errors=True)
-    if cache is None:
-        from core.serving.cache import load_version
-
-        return load_version(registry, name=model, alias="drift-check", version=version).model
-    with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
-        _, local = registry.download(model, version, Path(tmp))
-        _, model_file = trust.vetted(local, label=label, recorded=recorded_sha256)
-        staged = cache.with_name(f".{cache.name}.{os.getpid()}")
-        try:
-            from core.platform import mlflow_store
-
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(local, staged)
-            if mlflow_store.hash_directory(staged)[0] != recorded_sha256:  # MLflow's note of a load by name
-                (staged / trust.MLFLOW_META).unlink(missing_ok=True)
-            if mlflow_store.hash_directory(staged)[0] == recorded_sha256:
-                os.replace(staged, cache)  # whole or not at all; a copy another check made first is as good
-        except OSError as exc:
-            log.info("model files of %s not cached: %s", label, exc)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
-        return trust.load_skops(model_file, label=label)
-
-
-def _model_file(folder: Path, label: str) -> str:
-    """The model file the MLmodel file names (read as YAML, safely; its hash was checked already)."""
-    import yaml
-
-    from core.serving import trust
-
-    meta = yaml.safe_load((folder / "MLmodel").read_text()) or {}
-    conf = (meta.get("flavors") or {}).get("sklearn") or {}
-    name = str(conf.get("pickled_model") or "")
-    if conf.get("serialization_format") != "skops" or not name or Path(name).name != name:
-        raise trust.Refused(f"{label} could not be loaded: {trust.ONLY}")
-    return name
-
-
-def _serve(conn: Any, registry: Any, model: str, version: int, recorded_sha256: str | None = None,
-           cache: Path | None = None) -> None:
-    """The child: load the version while the parent reads the data, then predict the rows it sends."""
-    from core.settings import quiet_mlflow_progress
-
-    quiet_mlflow_progress()  # stderr is the command's, for errors
-
-    try:
-        fitted = load_model(registry, model=model, version=version, recorded_sha256=recorded_sha256, cache=cache)
-        rows, reference = conn.recv()
-        found = _outputs(fitted, rows, reference)
-        conn.send(("ok", (found.values, found.probabilities, found.raw)))
-    except EOFError:  # the parent gave up (bad input, an error): nothing to answer
-        pass
-    except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs it and checks the inputs alone
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
 
 
 def estimate(reference: dict[str, Any], outputs: Outputs | None) -> dict[str, dict[str, float]]:

@@ -49,7 +49,7 @@ def _child(conn: Any) -> None:
         import skops.io  # noqa: F401
     except ImportError:
         pass
-    try:  # the parent sends the serving function itself (core.monitoring.model_outputs._serve, by reference)
+    try:  # the parent sends the serving function itself (core.monitoring.model_process.serve, by reference)
         serve, registry, model, version, recorded, cache = conn.recv()
     except (EOFError, OSError):  # nobody took it (bad input, no outputs to weigh)
         return
