@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 import time
@@ -25,13 +26,16 @@ bearer = HTTPBearer(auto_error=False,
 class TokenCache:
     """Known tokens for a few seconds, so a prediction does not cost a database round trip.
 
-    Only successful look-ups are kept; a revoked token stops working within ``ttl`` seconds.
+    Only successful look-ups are kept; a revoked token stops working within ``ttl`` seconds. The requests that
+    find a token expired together (sixteen at once under load) share one look-up, not one database round trip
+    (and pooled connection) each.
     """
 
     def __init__(self, factory: sessionmaker[Session], ttl: float) -> None:
         self.factory, self.ttl = factory, ttl
         self._known: dict[str, tuple[Actor, float]] = {}
         self._lock = threading.Lock()
+        self._pending: dict[str, asyncio.Future[Actor]] = {}
 
     def _lookup(self, token: str) -> Actor:
         with transaction(self.factory) as session:
@@ -43,7 +47,26 @@ class TokenCache:
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
-        found = await run_in_threadpool(self._lookup, token)
+        pending = self._pending.get(key)
+        if pending is not None:  # the same token is being looked up: its answer (or refusal) is this one's
+            await asyncio.wait([pending])  # waiting never cancels the shared look-up
+            if not pending.cancelled():
+                return pending.result()
+        pending = self._pending[key] = asyncio.get_running_loop().create_future()
+        try:
+            found = await run_in_threadpool(self._lookup, token)
+        except asyncio.CancelledError:  # its caller went away: anyone waiting looks up for themselves
+            pending.cancel()
+            raise
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved: no "never retrieved" warning when no one else waited
+            raise
+        else:
+            pending.set_result(found)
+        finally:
+            if self._pending.get(key) is pending:
+                del self._pending[key]
         if self.ttl > 0:
             with self._lock:
                 if len(self._known) > 10_000:

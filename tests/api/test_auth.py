@@ -54,3 +54,31 @@ def test_a_revoked_token_stops_working_once_the_token_cache_forgets_it(tmp_path,
             assert sent < 1.0, f"a revoked token still worked {sent:.2f} s later, past the cache's TTL"
             time.sleep(0.05)
         assert status == 401
+
+
+def test_requests_finding_a_token_expired_together_share_one_lookup(api_factory, tokens) -> None:
+    """Sixteen requests at once with an uncached token read the database once (not a pooled connection each);
+    sixteen with an unknown token are all refused, also by one read; a later request reads again."""
+    import asyncio
+
+    from api.auth import TokenCache
+    from core.errors import AuthError
+
+    class Counted(TokenCache):
+        reads = 0
+
+        def _lookup(self, token: str):
+            Counted.reads += 1
+            return super()._lookup(token)
+
+    cache = Counted(api_factory, ttl=0)
+
+    async def at_once(token: str) -> list:
+        return await asyncio.gather(*(cache.actor(token) for _ in range(16)), return_exceptions=True)
+
+    found = asyncio.run(at_once(tokens["viewer"]))
+    assert [a.role for a in found] == ["viewer"] * 16 and Counted.reads == 1
+    refused = asyncio.run(at_once("not-a-token"))
+    assert all(isinstance(e, AuthError) for e in refused) and Counted.reads == 2
+    assert asyncio.run(cache.actor(tokens["viewer"])).role == "viewer" and Counted.reads == 3
+    assert not cache._pending
