@@ -36,9 +36,10 @@ class Outcome:
 
 
 def _context() -> tuple[Settings, sessionmaker[Session]]:
-    from core.settings import get_settings
+    from core.settings import get_settings, quiet_mlflow_progress
     from db.session import make_engine, make_session_factory
 
+    quiet_mlflow_progress()  # a command's stderr is for its errors, not MLflow's download bars
     settings = get_settings()
     return settings, make_session_factory(make_engine(settings.db_url))
 

@@ -95,6 +95,7 @@ def _model_file(folder: Path, label: str) -> str:
 def serve(conn: Any, registry: Any, model: str, version: int, recorded_sha256: str | None = None,
            cache: Path | None = None) -> None:
     """The child: load the version while the parent reads the data, then predict the rows it sends."""
+    # core.settings.quiet_mlflow_progress, without importing pydantic on this process's critical path
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is the command's, for errors
 
     try:

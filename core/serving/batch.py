@@ -20,6 +20,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,12 @@ def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, m
                        scratch=settings.home / "tmp" / "batch")
     report = progress or (lambda share, stage: None)
     rows = 0
+    # A chunk's output and log rows are written on a thread while the next chunk is read and predicted (Arrow
+    # writes without the GIL): one chunk's writes in flight at most, so memory stays bounded by two chunks. A
+    # table destination keeps its connection on this thread.
+    threaded = not isinstance(output, TableOutput)
+    writes = ThreadPoolExecutor(1, thread_name_prefix="leanops-score-write")
+    behind: Future[None] | None = None
     try:
         for chunk in source.chunks():
             if id_column is not None and id_column not in chunk.column_names:
@@ -120,21 +127,29 @@ def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, m
                                    f"{', '.join(chunk.column_names[:50])}")
             out, logged = _score_chunk(loaded, chunk, offset=rows, label=source.label, id_column=id_column,
                                        explain=explain, batch_id=batch_id, ts=ts, who=requester(actor))
-            output.write(out)
-            journal.write(logged)
+            if behind is not None:
+                behind.result()  # the previous chunk's writes: their error is this run's
+            if not threaded:
+                output.write(out)
+            behind = writes.submit(_write, output if threaded else None, out, journal, logged)
             rows += chunk.num_rows
             share = rows / source.rows if source.rows else source.progress()
             report(min(share or 0.0, 0.99), f"scored {rows:,} rows" + (f" of {source.rows:,}" if source.rows else ""))
+        if behind is not None:
+            behind.result()
         if rows == 0:
             raise InvalidInput(f"{source.label} has no rows to score")
         report(0.99, f"publishing {rows:,} rows")
         log_key = journal.publish()  # the log first: what a user receives is never missing from monitoring
         digest = output.publish()
     except BaseException as exc:
+        writes.shutdown(wait=True)  # nothing is written after the discard
         journal.discard()
         output.discard()
         _failed(factory, actor, batch_id=batch_id, model=model, exc=exc, seconds=time.perf_counter() - started)
         raise
+    finally:
+        writes.shutdown(wait=True)
     seconds = time.perf_counter() - started
     with transaction(factory) as session:
         batch_runs.finish(session, batch_id=batch_id, status="succeeded", rows=rows, output_sha256=digest,
@@ -144,6 +159,12 @@ def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, m
                       "out": output.where, "output_sha256": digest, "explain": explain, "id_column": id_column,
                       "job_id": job_id, "schedule": schedule, "seconds": round(seconds, 3)})
     return Scored(model, loaded.version, rows, output.where, batch_id, seconds, digest, log_key)
+
+
+def _write(output: Output | None, out: pa.Table, journal: BatchLog, logged: pa.Table) -> None:
+    if output is not None:
+        output.write(out)
+    journal.write(logged)
 
 
 def _failed(factory: sessionmaker[Session], actor: Actor, *, batch_id: str, model: str, exc: BaseException,
