@@ -3,7 +3,8 @@
 ``core.monitoring.model_outputs.Predictor`` runs ``serve`` in a spawned child while the parent reads and
 compares the data. The child's start is on the command's critical path, so this module imports only
 what loading and predicting need (numpy, then skops and the trust checks when a model is loaded), not
-the database layer the parent's modules bring (a third of a second more per check).
+the database layer the parent's modules bring (a third of a second more per check), and not MLflow or
+pydantic once the version's verified copy is cached.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def load_model(registry: Any, *, model: str, version: int, recorded_sha256: str 
         if found == recorded_sha256:
             return trust.load_skops(cache / _model_file(cache, label), label=label)
         shutil.rmtree(cache, ignore_errors=True)
+    from core.settings import quiet_mlflow_progress  # MLflow from here on; the cached path above needs neither
+
+    quiet_mlflow_progress()  # stderr is the command's, for errors
     if cache is None:
         from core.serving.cache import load_version
 
@@ -95,9 +99,6 @@ def _model_file(folder: Path, label: str) -> str:
 def serve(conn: Any, registry: Any, model: str, version: int, recorded_sha256: str | None = None,
            cache: Path | None = None) -> None:
     """The child: load the version while the parent reads the data, then predict the rows it sends."""
-    # core.settings.quiet_mlflow_progress, without importing pydantic on this process's critical path
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # stderr is the command's, for errors
-
     try:
         fitted = load_model(registry, model=model, version=version, recorded_sha256=recorded_sha256, cache=cache)
         rows, reference = conn.recv()
