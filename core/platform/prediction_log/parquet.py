@@ -229,6 +229,28 @@ def read_file(store: DataStore, key: str, *, columns: list[str] | None = None,
     if (seen := _touched.get()) is not None:
         seen.files.add(key)
         seen.reads += 1
+    return _read(store, key, columns=columns, filters=filters, inputs=inputs)
+
+
+READERS = 4  # files ``read_files`` reads at once: Arrow decodes without the GIL, S3 answers in parallel
+
+
+def read_files(store: DataStore, keys: list[str], *, columns: list[str] | None = None,
+               filters: Any = None) -> list[pa.Table]:
+    """``read_file`` of each of ``keys``, in order, several at a time: a chart's hundreds of small hourly files
+    are mostly opening, footer and per-file overhead, which threads overlap."""
+    if len(keys) < 2:
+        return [read_file(store, key, columns=columns, filters=filters) for key in keys]
+    if (seen := _touched.get()) is not None:  # counted here: the readers' threads do not see this context
+        seen.files.update(keys)
+        seen.reads += len(keys)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(READERS, len(keys)), thread_name_prefix="leanops-partition-read") as pool:
+        return list(pool.map(lambda key: _read(store, key, columns=columns, filters=filters), keys))
+
+
+def _read(store: DataStore, key: str, *, columns: list[str] | None, filters: Any, inputs: bool = False) -> pa.Table:
     source: Any = store.path(key) if isinstance(store, LocalStore) else store.open(key)
     schema = pq.read_schema(source)
     if not isinstance(source, Path):

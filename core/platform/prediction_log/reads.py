@@ -8,6 +8,7 @@ read but ``shadow_pairs`` leaves them out.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from core.platform.prediction_log.parquet import (
     HOT_COLUMNS,
     INPUT,
+    JSON_COLUMNS,
     META,
     ROOT,
     TS,
@@ -35,6 +37,7 @@ from core.platform.prediction_log.parquet import (
     newest_hours,
     partition_files,
     read_file,
+    read_files,
     time_of,
     to_tables,
 )
@@ -416,15 +419,20 @@ def _full(shown: list[datetime], found: list[tuple[datetime, int, Any, Any]], li
 def _labelled_in(store: DataStore, keys: list[str], labels: dict[tuple[str, int], Any], condition: Any
                  ) -> list[tuple[datetime, int, Any, Any]]:
     out = []
-    for key in keys:
-        table = read_file(store, key, columns=["request_id", "record_index", "ts", "version", "output"],
-                          filters=condition)
+    for table in read_files(store, keys, columns=["request_id", "record_index", "ts", "version", "output"],
+                            filters=condition):
         if not table.num_rows:
             continue
-        for row in frame_of(table, None).itertuples(index=False):
-            record = (row.request_id, int(row.record_index))
+        outputs = table.column("output").to_pylist()  # plain Python values: no pandas frame per small file
+        if "output" in (table.schema.metadata or {}).get(JSON_COLUMNS, b"").decode().split(","):
+            outputs = [None if v is None else json.loads(v) for v in outputs]
+        for rid, index, ts, version, output in zip(table.column("request_id").to_pylist(),
+                                                   table.column("record_index").to_pylist(),
+                                                   table.column("ts").to_pylist(), table.column("version").to_pylist(),
+                                                   outputs, strict=True):
+            record = (rid, int(index))
             if record in labels:
-                out.append((row.ts.to_pydatetime(), int(row.version), _plain(row.output), labels[record]))
+                out.append((ts, int(version), _plain(output), labels[record]))
     return out
 
 
