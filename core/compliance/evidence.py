@@ -23,6 +23,8 @@ from core.training import runs
 from db.models import TrainingRun
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from core.settings import Settings
 
 ART19_DAYS = 183  # six months
@@ -215,8 +217,8 @@ def changes(session: Session, *, model: str, version: int, run: TrainingRun | No
 
 # -- the late-label ledger -----------------------------------------------------------------------
 
-def late_label_ledger(session: Session, settings: Settings, *, model: str, version: int,
-                      task: str | None) -> dict[str, Any]:
+def late_label_ledger(session: Session, settings: Settings, *, model: str, version: int, task: str | None,
+                      labelled: Callable[[], list[tuple[Any, ...]]] | None = None) -> dict[str, Any]:
     """For each past drift check with a label-free estimate: the estimate against the metric realised once the
     labels of that window's predictions came, so a reader sees whether the estimates can be trusted."""
     from core.monitoring import checks, performance
@@ -224,8 +226,12 @@ def late_label_ledger(session: Session, settings: Settings, *, model: str, versi
     found = [c for c in checks.of_version(session, model=model, version=version, limit=LEDGER_CHECKS)
              if c.estimated_performance]
     rows = []
-    labelled = performance.labelled(session, model=model, version=version, store=settings.data_store) \
-        if found and task else []
+    if not (found and task):
+        labelled_pairs: list[tuple[Any, ...]] = []
+    elif labelled is not None:  # the report's own read, shared with its live metrics
+        labelled_pairs = labelled()
+    else:
+        labelled_pairs = performance.labelled(session, model=model, version=version, store=settings.data_store)
     for check in sorted(found, key=lambda c: c.ts):
         for metric, est in check.estimated_performance.items():
             row: dict[str, Any] = {"check": check.id, "ts": _iso(check.ts), "window": check.window, "metric": metric,
@@ -237,7 +243,7 @@ def late_label_ledger(session: Session, settings: Settings, *, model: str, versi
                 continue
             hours = float(settings.policies.rules_for(model).drift.window_hours)
             start = check.ts - timedelta(hours=hours)
-            pairs = [p for p in labelled if start <= p[0] <= check.ts]
+            pairs = [p for p in labelled_pairs if start <= p[0] <= check.ts]
             row["labels"] = len(pairs)
             if pairs and task:
                 realised = performance.score(task, [p[3] for p in pairs], [p[2] for p in pairs]).get(metric)
@@ -278,7 +284,8 @@ def events_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def add_sections(session: Session, settings: Settings, content: dict[str, Any], *, run: TrainingRun | None,
-                 model: str, version: int, now: datetime) -> None:
+                 model: str, version: int, now: datetime,
+                 labelled: Callable[[], list[tuple[Any, ...]]] | None = None) -> None:
     """Put the auditor's sections into a report being built (``reports.build``), and the facts they add to
     the gates (fairness gated or not, policy changes between training and promotion) and the audit section."""
     rules = settings.policies.rules_for(model)
@@ -289,7 +296,7 @@ def add_sections(session: Session, settings: Settings, content: dict[str, Any], 
     content["retention"] = retention(settings)
     content["changes"] = changes(session, model=model, version=version, run=run)
     content["late_label_ledger"] = late_label_ledger(session, settings, model=model, version=version,
-                                                     task=run.task if run else None)
+                                                     task=run.task if run else None, labelled=labelled)
     gates = content["gates"]
     gates["fairness"] = fairness_gate(rules, run)
     gates["policy_changes_before_promotion"] = [p for p in content["changes"]["policy_changes"]

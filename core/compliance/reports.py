@@ -35,6 +35,8 @@ from core.training import runs
 from db.models import AliasMove, TrainingRun, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from core.monitoring.checks import CheckView
 
 FORMAT_VERSION = 2  # 2: coverage matrix, inventory, signed test reports, group accuracy, plan, retention, changes
@@ -210,27 +212,26 @@ def _approvals(session: Session, model: str, version: int) -> dict[str, Any]:
             "champion_periods": periods, "missing": missing}
 
 
-def _performance(session: Session, store: DataStore, model: str, version: int, task: str | None
-                 ) -> dict[str, Any] | None:
+def _performance(labelled: Callable[[], list[tuple[Any, ...]]], task: str | None) -> dict[str, Any] | None:
     """Live metrics from feedback labels, measured as training measured the holdout (core.monitoring.performance),
     over the hot and the compacted predictions."""
     from core.monitoring import performance
 
-    pairs = performance.labelled(session, model=model, version=version, store=store)
+    pairs = labelled()
     if not pairs or task is None:
         return None
     return {"labelled": len(pairs), "metrics": performance.score(task, [p[3] for p in pairs], [p[2] for p in pairs])}
 
 
-def _monitoring(session: Session, store: DataStore, model: str, version: int, task: str | None,
-                periods: list[dict[str, Any]]) -> dict[str, Any]:
+def _monitoring(session: Session, store: DataStore, labelled: Callable[[], list[tuple[Any, ...]]], model: str,
+                version: int, task: str | None, periods: list[dict[str, Any]]) -> dict[str, Any]:
     from core.monitoring import checks as drift_checks
 
     checks = drift_checks.count_of_version(session, model=model, version=version)
     drifted = drift_checks.count_of_version(session, model=model, version=version, drifted_only=True)
     latest = next(iter(drift_checks.of_version(session, model=model, version=version, limit=1)), None)
     latest_doc = None if latest is None else _latest_check(latest)
-    performance = _performance(session, store, model, version, task)
+    performance = _performance(labelled, task)
     alerts = [a for a in notify.of_model(session, model=model)
               if (a.details or {}).get("version") == version or _within(a.ts, periods)]
     missing = []
@@ -345,6 +346,22 @@ def _plain(doc: Any) -> Any:
     return fix(json.loads(json.dumps(doc, default=str)))
 
 
+def _labels_once(session: Session, store: DataStore, model: str, version: int
+                 ) -> Callable[[], list[tuple[Any, ...]]]:
+    """The version's labelled predictions, read when first asked and then kept: the live metrics and the
+    late-label ledger both need every one, and on months of hourly labels each read is thousands of files."""
+    kept: list[list[tuple[Any, ...]]] = []
+
+    def labelled() -> list[tuple[Any, ...]]:
+        if not kept:
+            from core.monitoring import performance
+
+            kept.append(performance.labelled(session, model=model, version=version, store=store))
+        return kept[0]
+
+    return labelled
+
+
 def build(factory: sessionmaker[Session], settings: Any, *, model: str, version: int,
           now: datetime | None = None) -> dict[str, Any]:
     """The report's content (reads only). NotFound when neither LeanOps nor MLflow knows the version."""
@@ -359,6 +376,7 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             raise NotFound(f"model {model!r} has no version {version}; its versions are: "
                            f"{', '.join(map(str, known)) or 'none'}")
         approvals = _approvals(session, model, version)
+        labelled = _labels_once(session, settings.data_store, model, version)
         content = {
             "identity": _identity(run, mlflow, settings.registry, model, version, now),
             "model_card": _model_card(session, model, version),
@@ -367,13 +385,14 @@ def build(factory: sessionmaker[Session], settings: Any, *, model: str, version:
             "evaluation": _evaluation(run),
             "gates": _gates(session, model, version),
             "approvals": approvals,
-            "monitoring": _monitoring(session, settings.data_store, model, version, run.task if run else None,
-                                      approvals["champion_periods"]),
+            "monitoring": _monitoring(session, settings.data_store, labelled, model, version,
+                                      run.task if run else None, approvals["champion_periods"]),
             "audit": _audit(session, model, settings),
         }
         content["monitoring"]["shadow"] = _shadow(session, settings, model, version)
         content["monitoring"]["batch_runs"] = _batch_runs(session, model, version)
-        evidence.add_sections(session, settings, content, run=run, model=model, version=version, now=now)
+        evidence.add_sections(session, settings, content, run=run, model=model, version=version, now=now,
+                              labelled=labelled)
     content = _plain(content)
     content["coverage"] = coverage.evaluate(content)  # opens the report: each regulation item → its evidence
     content["identity"]["report_sha256"] = report_hash(content)

@@ -238,16 +238,18 @@ READERS = 4  # files ``read_files`` reads at once: Arrow decodes without the GIL
 def read_files(store: DataStore, keys: list[str], *, columns: list[str] | None = None,
                filters: Any = None) -> list[pa.Table]:
     """``read_file`` of each of ``keys``, in order, several at a time: a chart's hundreds of small hourly files
-    are mostly opening, footer and per-file overhead, which threads overlap."""
+    are mostly opening, footer and per-file overhead, which threads overlap. ``filters``: one expression for
+    every file, or a list with one per key."""
+    each = filters if isinstance(filters, list) else [filters] * len(keys)
     if len(keys) < 2:
-        return [read_file(store, key, columns=columns, filters=filters) for key in keys]
+        return [read_file(store, key, columns=columns, filters=f) for key, f in zip(keys, each, strict=True)]
     if (seen := _touched.get()) is not None:  # counted here: the readers' threads do not see this context
         seen.files.update(keys)
         seen.reads += len(keys)
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(min(READERS, len(keys)), thread_name_prefix="leanops-partition-read") as pool:
-        return list(pool.map(lambda key: _read(store, key, columns=columns, filters=filters), keys))
+        return list(pool.map(lambda key, f: _read(store, key, columns=columns, filters=f), keys, each))
 
 
 def _read(store: DataStore, key: str, *, columns: list[str] | None, filters: Any, inputs: bool = False) -> pa.Table:

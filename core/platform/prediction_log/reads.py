@@ -378,16 +378,23 @@ def labelled_compacted(session: Session, store: DataStore, *, model: str, versio
                 untimed[(rid, index)] = label
             else:
                 by_hour.setdefault(hour_of(at), {})[(rid, index)] = label
+        ahead: list[tuple[list[str], dict[tuple[str, int], Any], Any]] = []  # unbounded: a page's hours at once
         for hour in sorted(by_hour, reverse=True):
             if limit is not None and _full(shown, found, limit, before=hour + timedelta(hours=1) + _AFTER):
                 return found
             if since is not None and hour + timedelta(hours=1) + _AFTER <= since:
+                found.extend(_labelled_in_each(store, ahead))
                 return _with_untimed(store, model, found, untimed, condition, shown=shown, limit=limit)
             labels = by_hour[hour]
             ids = sorted({rid for rid, _ in labels})
             spans = {hour_of(t) for rid in ids if (at := time_of(rid)) is not None for t in (at - _BEFORE, at + _AFTER)}
             keys = [k for h in sorted(spans) for k in list_files(store, hour_prefix(model, h))]
-            found.extend(_labelled_in(store, keys, labels, condition & pc.field("request_id").isin(ids)))
+            wanted = condition & pc.field("request_id").isin(ids)
+            if limit is None:  # every hour is read anyway: read the page's files together (``read_files``)
+                ahead.append((keys, labels, wanted))
+            else:  # newest hour first, stopping once the window is full
+                found.extend(_labelled_in(store, keys, labels, wanted))
+        found.extend(_labelled_in_each(store, ahead))
         if len(page) < _PAGE:
             break
     return _with_untimed(store, model, found, untimed, condition, shown=shown, limit=limit)
@@ -418,9 +425,19 @@ def _full(shown: list[datetime], found: list[tuple[datetime, int, Any, Any]], li
 
 def _labelled_in(store: DataStore, keys: list[str], labels: dict[tuple[str, int], Any], condition: Any
                  ) -> list[tuple[datetime, int, Any, Any]]:
+    return _labelled_in_each(store, [(keys, labels, condition)])
+
+
+def _labelled_in_each(store: DataStore, hours: list[tuple[list[str], dict[tuple[str, int], Any], Any]]
+                      ) -> list[tuple[datetime, int, Any, Any]]:
+    """The labelled predictions in each hour's (files, labels, condition), in order, its files all read together."""
+    keys = [key for files, _, _ in hours for key in files]
+    conditions = [condition for files, _, condition in hours for _ in files]
+    owners = [labels for files, labels, _ in hours for _ in files]
+    tables = read_files(store, keys, columns=["request_id", "record_index", "ts", "version", "output"],
+                        filters=conditions)
     out = []
-    for table in read_files(store, keys, columns=["request_id", "record_index", "ts", "version", "output"],
-                            filters=condition):
+    for table, labels in zip(tables, owners, strict=True):
         if not table.num_rows:
             continue
         outputs = table.column("output").to_pylist()  # plain Python values: no pandas frame per small file
