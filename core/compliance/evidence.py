@@ -218,20 +218,16 @@ def changes(session: Session, *, model: str, version: int, run: TrainingRun | No
 # -- the late-label ledger -----------------------------------------------------------------------
 
 def late_label_ledger(session: Session, settings: Settings, *, model: str, version: int, task: str | None,
-                      labelled: Callable[[], list[tuple[Any, ...]]] | None = None) -> dict[str, Any]:
+                      labelled: Callable[[], list[tuple[Any, ...]]]) -> dict[str, Any]:
     """For each past drift check with a label-free estimate: the estimate against the metric realised once the
-    labels of that window's predictions came, so a reader sees whether the estimates can be trusted."""
+    labels of that window's predictions came, so a reader sees whether the estimates can be trusted.
+    ``labelled``: the version's labelled predictions (the report reads them once for this and its live metrics)."""
     from core.monitoring import checks, performance
 
     found = [c for c in checks.of_version(session, model=model, version=version, limit=LEDGER_CHECKS)
              if c.estimated_performance]
     rows = []
-    if not (found and task):
-        labelled_pairs: list[tuple[Any, ...]] = []
-    elif labelled is not None:  # the report's own read, shared with its live metrics
-        labelled_pairs = labelled()
-    else:
-        labelled_pairs = performance.labelled(session, model=model, version=version, store=settings.data_store)
+    labelled_pairs = labelled() if found and task else []
     for check in sorted(found, key=lambda c: c.ts):
         for metric, est in check.estimated_performance.items():
             row: dict[str, Any] = {"check": check.id, "ts": _iso(check.ts), "window": check.window, "metric": metric,
@@ -284,8 +280,7 @@ def events_summary(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def add_sections(session: Session, settings: Settings, content: dict[str, Any], *, run: TrainingRun | None,
-                 model: str, version: int, now: datetime,
-                 labelled: Callable[[], list[tuple[Any, ...]]] | None = None) -> None:
+                 model: str, version: int, now: datetime, labelled: Callable[[], list[tuple[Any, ...]]]) -> None:
     """Put the auditor's sections into a report being built (``reports.build``), and the facts they add to
     the gates (fairness gated or not, policy changes between training and promotion) and the audit section."""
     rules = settings.policies.rules_for(model)

@@ -10,6 +10,7 @@ report without that one field: sorted keys, no spaces, UTF-8 (``canonical_bytes`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -350,16 +351,9 @@ def _labels_once(session: Session, store: DataStore, model: str, version: int
                  ) -> Callable[[], list[tuple[Any, ...]]]:
     """The version's labelled predictions, read when first asked and then kept: the live metrics and the
     late-label ledger both need every one, and on months of hourly labels each read is thousands of files."""
-    kept: list[list[tuple[Any, ...]]] = []
+    from core.monitoring import performance
 
-    def labelled() -> list[tuple[Any, ...]]:
-        if not kept:
-            from core.monitoring import performance
-
-            kept.append(performance.labelled(session, model=model, version=version, store=store))
-        return kept[0]
-
-    return labelled
+    return functools.cache(lambda: performance.labelled(session, model=model, version=version, store=store))
 
 
 def build(factory: sessionmaker[Session], settings: Any, *, model: str, version: int,
