@@ -16,7 +16,7 @@ from core.settings import Settings
 log = logging.getLogger("leanops.housekeeping")
 
 _LOCK = threading.Lock()
-_STARTED: dict[str, threading.Event] = {}
+_STARTED: dict[str, tuple[threading.Event, threading.Thread]] = {}
 
 
 def sweep_once(factory: sessionmaker[Session], settings: Settings) -> None:
@@ -39,15 +39,28 @@ def start(factory: sessionmaker[Session], settings: Settings) -> threading.Event
     and database); set the returned event to stop it."""
     with _LOCK:
         running = _STARTED.get(settings.db_url)
-        if running is not None and not running.is_set():
-            return running
+        if running is not None and not running[0].is_set():
+            return running[0]
         stop = threading.Event()
-        _STARTED[settings.db_url] = stop
 
-    def loop() -> None:
-        while not stop.is_set():
-            sweep_once(factory, settings)
-            stop.wait(every(settings))
+        def loop() -> None:
+            while not stop.is_set():
+                sweep_once(factory, settings)
+                stop.wait(every(settings))
 
-    threading.Thread(target=loop, name="leanops-housekeeping", daemon=True).start()
+        thread = threading.Thread(target=loop, name="leanops-housekeeping", daemon=True)
+        _STARTED[settings.db_url] = (stop, thread)
+    thread.start()
     return stop
+
+
+def stop_all(timeout: float = 30.0) -> None:
+    """Stop every sweep this process started and wait for their passes to end. For a process that keeps going
+    after the databases it swept are gone (a test session); one that exits needs nothing."""
+    with _LOCK:
+        running = list(_STARTED.values())
+        _STARTED.clear()
+    for stop, thread in running:
+        stop.set()
+    for stop, thread in running:
+        thread.join(timeout)

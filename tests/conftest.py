@@ -42,6 +42,17 @@ def _no_leanops_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_sweep_outlives_its_test() -> Iterator[None]:
+    """A page run in-process starts the housekeeping sweep of its test's database; left running, it logs a
+    failure with a traceback each pass once that database is dropped, and Python 3.11's traceback formatting
+    calls ``ast.parse``, whose depth counter is shared between threads (a SystemError in another test)."""
+    yield
+    from jobs import housekeeping
+
+    housekeeping.stop_all()
+
+
 # -- SQLite --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
