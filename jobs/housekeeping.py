@@ -60,7 +60,7 @@ def stop_all(timeout: float = 30.0) -> None:
     with _LOCK:
         running = list(_STARTED.values())
         _STARTED.clear()
-    for stop, thread in running:
+    for stop, _ in running:
         stop.set()
-    for stop, thread in running:
+    for _, thread in running:
         thread.join(timeout)
