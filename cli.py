@@ -542,13 +542,24 @@ def cmd_score(args: argparse.Namespace) -> Outcome:
 
     from core.actors import cli_actor
     from core.errors import InvalidInput
-    from core.serving import batch, batch_io
+    from core.serving import batch, batch_io, batch_parts
 
     settings, factory = _context()
     if sum(x is not None for x in (args.input, args.dataset, args.source)) != 1:
         raise InvalidInput("name one input: --input FILE, --dataset NAME[:VERSION] or --source NAME:SQL")
     if args.version is not None and args.alias is not None:
         raise InvalidInput("score with --version N or --alias ALIAS, not both")
+    if batch_parts.is_s3(args.input) or batch_parts.is_s3(args.out):
+        if not (batch_parts.is_s3(args.input) and batch_parts.is_s3(args.out)):
+            raise InvalidInput("an S3 input is scored into an S3 prefix: --input s3://bucket/prefix/ "
+                               "--out s3://bucket/prefix/ (both on S3)")
+        scored = batch_parts.score_s3(factory, settings, actor=cli_actor(), model=args.model, source=args.input,
+                                      out=args.out, alias=args.alias, version=args.version,
+                                      id_column=args.id_column, explain=args.explain,
+                                      chunk_rows=max(args.chunk_rows, 1))
+        return Outcome(scored.as_dict(), text=f"scored {scored.rows:,} rows of {args.input} with {scored.model} "
+                                              f"v{scored.version} in {scored.seconds:.1f} s: {scored.out} "
+                                              f"(batch {scored.batch_id})")
     output = batch_io.FileOutput(Path(args.out))
     try:
         if args.source is not None:
@@ -740,10 +751,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("score", cmd_score, "batch scoring: every row of a file, dataset or query scored into FILE")
     p.add_argument("model")
-    p.add_argument("--input", metavar="FILE", help="a CSV or Parquet file")
+    p.add_argument("--input", metavar="FILE", help="a CSV or Parquet file, or Parquet on S3 (s3://bucket/prefix/: "
+                   "every object there, scored partition by partition, on the Dask cluster of "
+                   "LEANOPS_DASK_ADDRESS when set)")
     p.add_argument("--dataset", metavar="NAME[:VERSION]", help="a dataset version (default: its trusted default)")
     p.add_argument("--source", metavar="NAME:SQL", help="a query on a configured read-only SQL source")
-    p.add_argument("--out", required=True, metavar="FILE", help="FILE.parquet or FILE.csv (appears only when done)")
+    p.add_argument("--out", required=True, metavar="FILE", help="FILE.parquet or FILE.csv (appears only when done); "
+                   "for an S3 input, s3://bucket/prefix/ (a folder of parts per run, complete once its _SUCCESS "
+                   "is there)")
     p.add_argument("--version", type=int, help="score with this version")
     p.add_argument("--alias", help="score with the version this alias names (default champion)")
     p.add_argument("--id-column", metavar="COL", help="write only this column beside the predictions; it also "

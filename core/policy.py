@@ -316,12 +316,14 @@ class Review(_Strict):
 class Batch(_Strict):
     """Scheduled batch scoring of the champion: ``source`` (``dataset:NAME`` = its trusted default version,
     ``sql:SOURCE:SELECT …`` on a configured read-only source, ``folder:/path`` = the newest CSV/Parquet file
-    there) scored into ``destination`` (``folder:/path`` or ``table:NAME/TABLE`` on a write-enabled destination
-    of LEANOPS_BATCH_DESTINATIONS) on the cron ``schedule`` (UTC; null: off)."""
+    there, ``s3://bucket/prefix/`` = every Parquet object there) scored into ``destination`` (``folder:/path``,
+    ``table:NAME/TABLE`` on a write-enabled destination of LEANOPS_BATCH_DESTINATIONS, or ``s3://bucket/prefix/``
+    for an S3 source: ``core.serving.batch_parts``, on the Dask cluster when LEANOPS_DASK_ADDRESS is set) on the
+    cron ``schedule`` (UTC; null: off)."""
 
     schedule: Cron = None
-    source: str | None = Field(None, max_length=4000, pattern=r"^(dataset|sql|folder):.+")
-    destination: str | None = Field(None, max_length=1000, pattern=r"^(folder|table):.+")
+    source: str | None = Field(None, max_length=4000, pattern=r"^((dataset|sql|folder):.+|s3://[^/]+/.*)")
+    destination: str | None = Field(None, max_length=1000, pattern=r"^((folder|table):.+|s3://[^/]+/.*/)$")
     id_column: str | None = None
     explain: bool = False
 
@@ -329,6 +331,10 @@ class Batch(_Strict):
     def _complete(self) -> Batch:
         if self.schedule and not (self.source and self.destination):
             raise ValueError("batch.schedule needs batch.source and batch.destination")
+        on_s3 = [str(x).startswith("s3://") for x in (self.source, self.destination) if x]
+        if any(on_s3) and not (len(on_s3) == 2 and all(on_s3)):
+            raise ValueError("an s3:// batch.source is scored into an s3://bucket/prefix/ batch.destination, and "
+                             "only an S3 source into one")
         return self
 
 

@@ -150,15 +150,22 @@ def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, m
         raise
     finally:
         writes.shutdown(wait=True)
-    seconds = time.perf_counter() - started
+    return _succeeded(factory, actor, model=model, version=loaded.version, rows=rows, batch_id=batch_id,
+                      source=source.label, out=output.where, digest=digest, explain=explain, id_column=id_column,
+                      job_id=job_id, schedule=schedule, seconds=time.perf_counter() - started, log_key=log_key)
+
+
+def _succeeded(factory: sessionmaker[Session], actor: Actor, *, model: str, version: int, rows: int, batch_id: str,
+               source: str, out: str, digest: str, explain: bool, id_column: str | None, job_id: int | None,
+               schedule: str | None, seconds: float, log_key: str | None) -> Scored:
     with transaction(factory) as session:
         batch_runs.finish(session, batch_id=batch_id, status="succeeded", rows=rows, output_sha256=digest,
                           seconds=seconds)
         audit.record(session, actor, "batch.scored", f"model:{model}",
-                     {"batch_id": batch_id, "version": loaded.version, "rows": rows, "source": source.label,
-                      "out": output.where, "output_sha256": digest, "explain": explain, "id_column": id_column,
-                      "job_id": job_id, "schedule": schedule, "seconds": round(seconds, 3)})
-    return Scored(model, loaded.version, rows, output.where, batch_id, seconds, digest, log_key)
+                     {"batch_id": batch_id, "version": version, "rows": rows, "source": source, "out": out,
+                      "output_sha256": digest, "explain": explain, "id_column": id_column, "job_id": job_id,
+                      "schedule": schedule, "seconds": round(seconds, 3)})
+    return Scored(model, version, rows, out, batch_id, seconds, digest, log_key)
 
 
 def _write(output: Output | None, out: pa.Table, journal: BatchLog, logged: pa.Table) -> None:
@@ -223,7 +230,10 @@ def _predict(loaded: LoadedModel, columns: dict[str, np.ndarray]) -> Any:
 
 
 def _score_chunk(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: str, id_column: str | None,
-                 explain: bool, batch_id: str, ts: Any, who: str) -> tuple[pa.Table, pa.Table]:
+                 explain: bool, batch_id: str, ts: Any, who: str,
+                 first_index: int | None = None) -> tuple[pa.Table, pa.Table]:
+    """A chunk's output rows and prediction-log rows. ``offset``: its first row's number in ``label`` (for
+    messages); ``first_index``: its first row's index in the whole run (default ``offset``)."""
     schema, coerced = _coerce(loaded, chunk, offset=offset, label=label)
     began = time.perf_counter()
     try:
@@ -245,7 +255,8 @@ def _score_chunk(loaded: LoadedModel, chunk: pa.Table, *, offset: int, label: st
         out = out.append_column("shap_base", pa.array(why.base, pa.float64()))
     ids = chunk.column(id_column).to_numpy(zero_copy_only=False) if id_column is not None else None
     logged = log_table(batch_id=batch_id, ts=ts, alias=loaded.alias, version=loaded.version, requested_by=who,
-                       inputs=coerced.columns, outputs=np.asarray(result.outputs), first_index=offset,
+                       inputs=coerced.columns, outputs=np.asarray(result.outputs),
+                       first_index=offset if first_index is None else first_index,
                        record_ids=ids, latency_ms=took * 1000 / max(chunk.num_rows, 1))
     return out, logged
 

@@ -23,7 +23,7 @@ from core.actors import Actor
 from core.errors import InvalidInput, NotFound
 from core.platform import job_queue
 from core.platform.storage import DataStore
-from core.serving import batch, batch_io, batch_runs
+from core.serving import batch, batch_io, batch_parts, batch_runs
 from core.settings import Settings
 
 STAGED = "tmp/batch-inputs"
@@ -132,6 +132,12 @@ def _scheduled(factory: sessionmaker[Session], settings: Settings, *, actor: Act
     rules = settings.policies.rules_for(model).batch
     if not rules.source or not rules.destination:
         raise InvalidInput(f"model {model!r} has no batch.source and batch.destination in its policy")
+    if batch_parts.is_s3(rules.source):
+        scored = batch_parts.score_s3(factory, settings, actor=actor, model=model, source=rules.source,
+                                      out=rules.destination, id_column=rules.id_column, explain=rules.explain,
+                                      job_id=job_id, schedule=str(params["schedule"]),
+                                      progress=lambda share, stage: progress(share, stage))
+        return scored.as_dict() | {"source": rules.source}
     source = _policy_source(factory, settings, actor=actor, source=rules.source)
     output = _policy_destination(settings, model=model, destination=rules.destination)
     scored = batch.score(factory, settings, actor=actor, model=model, source=source, output=output,
@@ -153,7 +159,8 @@ def _policy_source(factory: sessionmaker[Session], settings: Settings, *, actor:
         if not files:
             raise NotFound(f"batch.source folder {rest!r} has no CSV or Parquet file")
         return batch.open_source(factory, settings, path=files[-1])
-    raise InvalidInput(f"batch.source {source[:80]!r} is not dataset:NAME, sql:SOURCE:SQL or folder:/path")
+    raise InvalidInput(f"batch.source {source[:80]!r} is not dataset:NAME, sql:SOURCE:SQL, folder:/path or "
+                       "s3://bucket/prefix/")
 
 
 def destinations(settings: Settings) -> dict[str, str]:

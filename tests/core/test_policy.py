@@ -72,6 +72,16 @@ def test_bad_rollback_and_feedback_values_name_the_line(text, message):
         policy.parse(text)
 
 
+def test_an_s3_batch_source_goes_to_an_s3_prefix_and_only_there():
+    ok = policy.parse("models:\n  m:\n    batch:\n      source: s3://lake/in/\n      destination: s3://lake/out/\n")
+    assert policy.for_model(ok, "m").batch.destination == "s3://lake/out/"
+    for source, destination in [("s3://lake/in/", "folder:/srv/out"), ("dataset:churn", "s3://lake/out/")]:
+        with pytest.raises(InvalidInput, match="an s3:// batch.source is scored into an s3://bucket/prefix/"):
+            policy.parse(f"models:\n  m:\n    batch:\n      source: '{source}'\n      destination: '{destination}'\n")
+    with pytest.raises(InvalidInput, match="batch.destination"):  # a run folder goes under a prefix, not a file
+        policy.parse("models:\n  m:\n    batch:\n      source: s3://lake/in/\n      destination: s3://lake/out.parquet\n")
+
+
 def test_a_cron_the_scheduler_would_refuse_is_refused_when_the_policy_is_saved(factory, tmp_path):
     """``99 99 * * *`` fails at save, with its line and field, not at the scheduler's next start."""
     policies = policy.Policies.at(tmp_path / policy.POLICY_FILE)
