@@ -32,7 +32,8 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -238,6 +239,7 @@ class Job:
     explain: bool
     who: str
     chunk_rows: int
+    stop: str | None = None  # on a cluster: the name of the Dask event a failed run sets (``_run``)
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,10 @@ def score_part(part: Part, job: Job, model: ModelFile) -> tuple[Written, pa.Tabl
             staged = f"{job.staging}/part-{part.index:05d}.parquet"
             with out.final.open("rb") as src, fs.open_output_stream(staged) as sink:
                 shutil.copyfileobj(src, sink, 8 << 20)  # a multipart upload: the object appears whole, at close
+            if job.stop is not None and _stopped(job.stop):
+                # the run failed while this part was being scored (a running task cannot be cancelled), and
+                # may have cleared its staging folder already: the part is this task's to delete
+                fs.delete_file(staged)
         except OSError as exc:
             raise job.access.failed(exc, f"score {label}") from None
         finally:
@@ -293,13 +299,19 @@ def score_part(part: Part, job: Job, model: ModelFile) -> tuple[Written, pa.Tabl
     return Written(part.index, done, staged, digest), pa.concat_tables(logs, promote_options="permissive")
 
 
-def _run(parts: list[Part], job: Job, model: ModelFile, *, address: str) -> Iterator[tuple[Written, pa.Table]]:
+def _stopped(name: str) -> bool:
+    from distributed import Event
+
+    return bool(Event(name).is_set())
+
+
+def _run(parts: list[Part], job: Job, model: ModelFile, *, address: str) -> Generator[tuple[Written, pa.Table]]:
     """Every partition's result as it is done: here one after another, or on the cluster at ``address``."""
     if not address:
         for part in parts:
             yield score_part(part, job, model)
         return
-    from dask.distributed import Client, as_completed
+    from dask.distributed import Client, Event, as_completed
 
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
@@ -322,6 +334,10 @@ def _run(parts: list[Part], job: Job, model: ModelFile, *, address: str) -> Iter
                 if (following := next(queued, None)) is not None:
                     running.add(submit(following))
                 yield result
+        except BaseException:  # failed, cancelled, or abandoned by the caller (GeneratorExit)
+            if job.stop is not None:
+                Event(job.stop, client=client).set()  # before the caller clears the staging folder
+            raise
         finally:
             client.cancel(list(running.futures))
 
@@ -365,7 +381,7 @@ def score_s3(factory: sessionmaker[Session], settings: Settings, *, actor: Actor
     batch_id = new_request_id(ts)
     folder = f"{out_bucket}/{out_prefix}{model}-{ts.strftime('%Y%m%dT%H%M%SZ')}-{batch_id}"
     job = Job(access, f"{out_bucket}/{out_prefix}.tmp-{batch_id}", batch_id, ts, id_column, explain,
-              requester(actor), max(chunk_rows, 1))
+              requester(actor), max(chunk_rows, 1), stop=f"leanops-stop-{batch_id}" if settings.dask_address else None)
     with transaction(factory) as session:
         batch_runs.start(session, batch_id=batch_id, model=model, version=loaded.version,
                          alias=alias if version is None else None, source=source, out=f"s3://{folder}/",
@@ -379,12 +395,13 @@ def score_s3(factory: sessionmaker[Session], settings: Settings, *, actor: Actor
     written: list[Written] = []
     fs = access.filesystem()
     try:
-        for done, logged in _run(parts, job, shipped, address=settings.dask_address):
-            journal.write(logged)
-            written.append(done)
-            rows = sum(w.rows for w in written)
-            report(min(rows / max(total, 1), 0.99), f"scored {rows:,} of {total:,} rows "
-                                                    f"({len(written)} of {len(parts)} partitions)")
+        with closing(_run(parts, job, shipped, address=settings.dask_address)) as results:
+            for done, logged in results:
+                journal.write(logged)
+                written.append(done)
+                rows = sum(w.rows for w in written)
+                report(min(rows / max(total, 1), 0.99), f"scored {rows:,} of {total:,} rows "
+                                                        f"({len(written)} of {len(parts)} partitions)")
         rows = sum(w.rows for w in written)
         if rows == 0:
             raise InvalidInput(f"{source[:200]} has no rows to score")

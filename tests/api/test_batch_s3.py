@@ -130,16 +130,22 @@ def test_an_s3_prefix_is_scored_partition_by_partition_into_a_run_folder(
 def test_a_bad_row_in_any_partition_leaves_nothing_and_names_the_object_and_row(
         cluster: str, s3_server: S3Server, s3_bucket: str, model: Model,  # noqa: F811
         api_settings: Settings, api_factory: sessionmaker[Session]) -> None:
+    from dask.distributed import Client
+
     settings = _with_s3(api_settings, s3_server, dask_address=cluster)
-    good, bad = _frame(120, 3, 0), _frame(120, 4, 120)
+    good, bad = _frame(3_000, 3, 0), _frame(120, 4, 3_000)  # the good part is still scoring when the bad one fails
     bad["tenure_months"] = bad["tenure_months"].astype(str)
     bad.loc[77, "tenure_months"] = "eleven"
-    _upload(s3_server, s3_bucket, "in/a.parquet", good, row_group_size=60)
+    _upload(s3_server, s3_bucket, "in/a.parquet", good, row_group_size=500)
     _upload(s3_server, s3_bucket, "in/b.parquet", bad, row_group_size=60)
 
     with pytest.raises(InvalidInput, match=r"s3://.*/in/b\.parquet.*row 78.*tenure_months"):
         batch_parts.score_s3(api_factory, settings, actor=cli_actor(), model=model.name,
-                             source=f"s3://{s3_bucket}/in/", out=f"s3://{s3_bucket}/scores/")
+                             source=f"s3://{s3_bucket}/in/", out=f"s3://{s3_bucket}/scores/", chunk_rows=25)
+    with Client(cluster, set_as_default=False) as client:  # a running task cannot be cancelled: let it end
+        deadline = time.monotonic() + 60
+        while any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
     assert [k for k in s3_server.keys(s3_bucket) if not k.startswith("in/") and not k.endswith("/")] == []
     with reading(api_factory) as session:
         runs = batch_runs.of_model(session, model=model.name)
