@@ -273,6 +273,42 @@ CASES["data.sources.query"] = lambda c: c.tx(lambda s: (
 CASES["serving.batch.sql_source"] = lambda c: core.serving.batch.sql_source(
     c.factory, c.settings, actor=SAM, source="crm:SELECT a FROM t")
 CASES["serving.batch.score"] = _batch
+
+
+def _batch_s3(ctx: Ctx) -> None:
+    """Score dataset churn:1, put on S3 (moto's server in a thread: the real protocol), into an S3 prefix."""
+    from pydantic import SecretStr
+
+    from core.serving import batch_parts
+    from moto.server import ThreadedMotoServer
+    from tests.support.net import free_port
+    from tests.support.s3 import S3_KEY, S3_REGION, S3_SECRET, S3Server
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = S3Server(f"http://127.0.0.1:{port}")
+        bucket = s3.new_bucket()
+        s3.client().upload_file(str(ctx.settings.data_store.path(_dataset_key(ctx))), bucket, "in/churn.parquet")
+        settings = ctx.settings.model_copy(update={
+            "s3_endpoint_url": s3.endpoint, "s3_access_key_id": S3_KEY, "s3_secret_access_key": SecretStr(S3_SECRET),
+            "s3_region": S3_REGION})
+        batch_parts.score_s3(ctx.factory, settings, actor=SAM, model="churn", source=f"s3://{bucket}/in/",
+                             out=f"s3://{bucket}/scores/")
+    finally:
+        server.stop()
+
+
+def _dataset_key(ctx: Ctx) -> str:
+    from core.data import datasets
+    from core.platform.database import reading
+
+    with reading(ctx.factory) as session:
+        return datasets.resolve(session, ref="churn:1").path
+
+
+CASES["serving.batch_parts.score_s3"] = _batch_s3
 CASES["data.datasets.deprecate"] = lambda c: c.tx(lambda s: core.data.datasets.deprecate(
     s, actor=SAM, name="extra", version=1, reason="a test deprecation"))
 CASES["data.datasets.restore"] = lambda c: c.tx(lambda s: core.data.datasets.restore(

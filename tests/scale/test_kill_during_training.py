@@ -7,7 +7,7 @@ Training a version takes seconds, so one run gives every instant: the test freez
 a kill at that point leaves for others to see), checks MLflow against LeanOps' DB, and lets it go on
 (SIGCONT); every 0.2 s until the registration starts, then every 20 ms through it, then SIGKILL
 once LeanOps has committed the version, before its pending tag is removed (the job stops itself there). A second job is
-SIGKILLed as soon as MLflow lists its new, still pending version. Then the real dashboard
+SIGKILLed as soon as MLflow lists its new, still pending version (it stops itself there, before its gates). Then the real dashboard
 (``streamlit run dashboard.py``, scheduler off, no browser) starts and nothing else: its housekeeping reaps
 both jobs, deletes the second job's version (audited) and finishes the first's.
 """
@@ -76,7 +76,7 @@ def _state(factory, job_id: int) -> str | None:
         return s.scalar(select(PendingRegistration.state).where(PendingRegistration.job_id == job_id))
 
 
-def _start(ctx, workspace, factory, *, stop_once_committed: bool = False
+def _start(ctx, workspace, factory, *, stop_once_committed: bool = False, stop_once_registered: bool = False
            ) -> tuple[multiprocessing.process.BaseProcess, int]:
     """A training job, run in a fresh child process as a worker runs it (follow-ups queued before run here)."""
     drain(factory, workspace)
@@ -84,7 +84,8 @@ def _start(ctx, workspace, factory, *, stop_once_committed: bool = False
         job_id = pipeline.launch(s, actor=SCIENTIST, spec=parse_spec(
             {"dataset": "churn", "target": "churn", "params": {"n_estimators": 10}})).id
     child = ctx.Process(target=kill_points.run_job, args=(workspace.db_url, str(workspace.home), STALE),
-                        kwargs={"stop_once_committed": stop_once_committed})
+                        kwargs={"stop_once_committed": stop_once_committed,
+                                "stop_once_registered": stop_once_registered})
     processes.start(child)  # under xdist, AppTest may have left a page script as __main__
     return child, job_id
 
@@ -159,7 +160,7 @@ def test_no_version_without_gates_at_any_instant_and_the_dashboard_alone_takes_p
 
     # -- a second run, killed as soon as MLflow lists its version (still pending) ----------------------------
     before = set(_versions(workspace))
-    child, second_job = _start(ctx, workspace, factory)
+    child, second_job = _start(ctx, workspace, factory, stop_once_registered=True)
     try:
         deadline = time.monotonic() + 600
         while not (set(_versions(workspace)) - before):

@@ -13,10 +13,26 @@ from db.session import make_engine, make_session_factory
 from jobs.runner import run_next
 
 
-def run_job(db_url: str, home: str, stale_seconds: float, *, stop_once_committed: bool = False) -> None:
+def run_job(db_url: str, home: str, stale_seconds: float, *, stop_once_committed: bool = False,
+            stop_once_registered: bool = False) -> None:
     """Claim and run the oldest queued job as a worker would (heartbeats every half second). With
     ``stop_once_committed`` the process stops itself (SIGSTOP) once LeanOps has committed the version, before its
-    pending tag is removed: the instant a kill is hardest to hit by watching from outside."""
+    pending tag is removed: the instant a kill is hardest to hit by watching from outside. With
+    ``stop_once_registered`` it stops once MLflow has the version (still pending), before LeanOps records its gates:
+    on a loaded machine a watcher polling MLflow may otherwise see the version only after the gates."""
+    if stop_once_registered:
+        import signal
+
+        from core.platform import mlflow_store
+
+        register = mlflow_store.register
+
+        def register_then_stop(*args: object, **kwargs: object) -> object:
+            version = register(*args, **kwargs)  # type: ignore[arg-type]
+            os.kill(os.getpid(), signal.SIGSTOP)
+            return version
+
+        mlflow_store.register = register_then_stop  # type: ignore[assignment]
     if stop_once_committed:
         import signal
 
