@@ -277,10 +277,10 @@ CASES["serving.batch.score"] = _batch
 
 def _batch_s3(ctx: Ctx) -> None:
     """Score dataset churn:1, put on S3 (moto's server in a thread: the real protocol), into an S3 prefix."""
+    from moto.server import ThreadedMotoServer
     from pydantic import SecretStr
 
     from core.serving import batch_parts
-    from moto.server import ThreadedMotoServer
     from tests.support.net import free_port
     from tests.support.s3 import S3_KEY, S3_REGION, S3_SECRET, S3Server
 
