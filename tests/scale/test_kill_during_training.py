@@ -8,8 +8,8 @@ a kill at that point leaves for others to see), checks MLflow against LeanOps' D
 (SIGCONT); every 0.2 s until the registration starts, then every 20 ms through it, then SIGKILL
 once LeanOps has committed the version, before its pending tag is removed (the job stops itself there). A second
 job is SIGKILLed as soon as MLflow lists its new, still pending version (it stops itself there, before its gates).
-Then the real dashboard (``streamlit run dashboard.py``, scheduler off, no browser) starts and nothing else: its housekeeping reaps
-both jobs, deletes the second job's version (audited) and finishes the first's.
+Then the real dashboard (``streamlit run dashboard.py``, scheduler off, no browser) starts and nothing else: its
+housekeeping reaps both jobs, deletes the second job's version (audited) and finishes the first's.
 """
 
 from __future__ import annotations
