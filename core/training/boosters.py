@@ -148,7 +148,14 @@ class BoosterModel:
             matrix = xgb.DMatrix(values, feature_names=list(self.booster.feature_names or []) or None,
                                  missing=np.nan)
             return np.asarray(self.booster.predict(matrix))
-        return np.asarray(self.booster.predict(values))
+        return np.asarray(self.booster.predict(values, num_threads=getattr(self, "num_threads", 0)))  # 0: OpenMP's
+
+    def one_thread(self) -> None:
+        """Predict on one thread per call (``core.serving.cache.one_thread_per_call``)."""
+        if self.library == "xgboost":
+            self.booster.set_param({"nthread": 1})
+        else:
+            self.num_threads = 1
 
     @property
     def predict_proba(self) -> Any:
