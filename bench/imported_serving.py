@@ -8,7 +8,8 @@ registered version, and single-record requests at concurrency 16 go to each, int
 seconds (``BENCH_ROUNDS``, default 3), each server measured in every round. Printed: the median throughput of
 each, the spread, the ratio beside the goal (≥ 3×), the server CPU per request, and the load average.
 
-Run by hand: ``.venv/bin/python bench/imported_serving.py`` (``BENCH_ROWS`` rows of data, default 20,000).
+Run by hand: ``.venv/bin/python bench/imported_serving.py`` (``BENCH_ROWS`` rows of data, default 20,000;
+``BENCH_MLFLOW_THREADS=1`` gives MLflow's workers OMP_NUM_THREADS=1, the one-thread setting LeanOps serves with).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 ROUND_SECONDS = float(os.environ.get("BENCH_ROUND_SECONDS", 5))
 CONCURRENCY = 16
 MODEL = "imported-xgb"
+# BENCH_MLFLOW_THREADS=1: MLflow's workers with OMP_NUM_THREADS=1, the setting LeanOps' serving applies to a served
+# model (cache.one_thread_per_call); by default MLflow runs as a user starts it
+MLFLOW_ENV = {"OMP_NUM_THREADS": os.environ["BENCH_MLFLOW_THREADS"]} if os.environ.get("BENCH_MLFLOW_THREADS") else {}
 
 NOTEBOOK = '''
 import sys, numpy as np, pandas as pd, skops.io as sio, xgboost as xgb
@@ -84,7 +88,7 @@ def main() -> int:
                                str(ports["leanops"])], settings_env, logs["leanops"]),
         "mlflow": base.start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{MODEL}@champion",
                               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]),
-                              "--workers", "2"], settings_env, logs["mlflow"]),
+                              "--workers", "2"], settings_env | MLFLOW_ENV, logs["mlflow"]),
     }
     try:
         base.wait_ready(ports["leanops"], "/health/ready", procs["leanops"], logs["leanops"], timeout=300)
@@ -121,8 +125,10 @@ def main() -> int:
     median = statistics.median(ratios)
     print(f"\nsingle-record requests at concurrency {CONCURRENCY}, {ROUNDS} interleaved rounds of {ROUND_SECONDS:g} s "
           f"(load average {min(loads):.1f} … {max(loads):.1f} on {os.cpu_count()} CPUs):")
-    for key, label in (("mlflow", "mlflow models serve --workers 2"), ("leanops", "LeanOps cli.py serve (1 process)")):
-        print(f"  {label:<34} median {statistics.median(rps[key]):7.1f} req/s (spread {min(rps[key]):.1f} … "
+    mlflow_label = "mlflow models serve --workers 2" + (f" (OMP_NUM_THREADS={MLFLOW_ENV['OMP_NUM_THREADS']})"
+                                                        if MLFLOW_ENV else "")
+    for key, label in (("mlflow", mlflow_label), ("leanops", "LeanOps cli.py serve (1 process)")):
+        print(f"  {label:<52} median {statistics.median(rps[key]):7.1f} req/s (spread {min(rps[key]):.1f} … "
               f"{max(rps[key]):.1f}); server CPU {cpu[key] / max(served[key], 1) * 1000:.2f} ms/request")
     print(f"  throughput LeanOps / MLflow: median {median:.2f} (spread {min(ratios):.2f} … {max(ratios):.2f}); "
           f"goal ≥ 3: {'met' if median >= 3 else 'NOT met'}")
