@@ -70,9 +70,10 @@ class Scored:
 
 
 def load_model(factory: sessionmaker[Session], settings: Settings, *, model: str, alias: str | None = None,
-               version: int | None = None) -> LoadedModel:
+               version: int | None = None, keep_file: bool = False) -> LoadedModel:
     """The version ``alias`` (default champion) points at in LeanOps' record, or ``version``, loaded the way the
-    API loads it: only files LeanOps vouches for (``core.serving.trust``)."""
+    API loads it: only files LeanOps vouches for (``core.serving.trust``); ``keep_file``: with the vetted model
+    file's bytes (``LoadedModel.file``)."""
     from core.serving import trust
     from core.serving.cache import RecordedAliases, check_alias, load_version, resolve
 
@@ -81,7 +82,7 @@ def load_model(factory: sessionmaker[Session], settings: Settings, *, model: str
         version = resolve(settings.registry, RecordedAliases(factory), name=model, alias=alias)
     expected = trust.Record(factory, settings).sha256(model, version)
     return load_version(settings.registry, name=model, alias=alias or f"v{version}", version=version,
-                        expected_sha256=expected, from_tag=False)
+                        expected_sha256=expected, from_tag=False, keep_file=keep_file)
 
 
 def score(factory: sessionmaker[Session], settings: Settings, *, actor: Actor, model: str, source: Input,

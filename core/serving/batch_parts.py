@@ -185,19 +185,12 @@ class ModelFile:
     schema: InputSchema | None
     classes: list[Any] | None
 
-
-def model_file(factory: sessionmaker[Session], settings: Settings, loaded: LoadedModel) -> ModelFile:
-    """The skops file of ``loaded``'s version, through the checks ``load_version`` made (``trust.vetted``)."""
-    from core.serving import trust
-
-    label = f"{loaded.name} v{loaded.version}"
-    expected = trust.Record(factory, settings).sha256(loaded.name, loaded.version)
-    with tempfile.TemporaryDirectory(prefix="leanops-model-") as tmp:
-        _, local = settings.registry.download(loaded.name, loaded.version, Path(tmp))
-        _, path = trust.vetted(local, label=label, recorded=expected)
-        data = path.read_bytes()
-    return ModelFile(loaded.name, loaded.alias, loaded.version, data, hashlib.sha256(data).hexdigest(),
-                     loaded.schema, loaded.classes)
+    @classmethod
+    def of(cls, loaded: LoadedModel) -> ModelFile:
+        """What a worker needs of ``loaded``, loaded with ``keep_file`` (its vetted skops file's bytes)."""
+        assert loaded.file is not None, "load the version with keep_file=True"
+        return cls(loaded.name, loaded.alias, loaded.version, loaded.file, hashlib.sha256(loaded.file).hexdigest(),
+                   loaded.schema, loaded.classes)
 
 
 _MODELS: dict[str, LoadedModel] = {}
@@ -375,8 +368,8 @@ def score_s3(factory: sessionmaker[Session], settings: Settings, *, actor: Actor
     started = time.perf_counter()
     parts = plan(access, source, limits=TableLimits.of(settings))
     total = sum(p.rows for p in parts)
-    loaded = batch.load_model(factory, settings, model=model, alias=alias, version=version)
-    shipped = model_file(factory, settings, loaded)
+    loaded = batch.load_model(factory, settings, model=model, alias=alias, version=version, keep_file=True)
+    shipped = ModelFile.of(loaded)
     ts = utcnow()
     batch_id = new_request_id(ts)
     folder = f"{out_bucket}/{out_prefix}{model}-{ts.strftime('%Y%m%dT%H%M%SZ')}-{batch_id}"

@@ -94,6 +94,7 @@ class LoadedModel:
     loaded_at: datetime = field(default_factory=utcnow)
     unverified: str | None = None  # why its files' sha256 was not checked (None: they were)
     last_call: float = 0.0  # seconds its last micro-batch call took (bounds how long a batch waits: batching)
+    file: bytes | None = field(default=None, repr=False)  # the vetted model file, when asked (``keep_file``)
 
     def predict(self, columns: Columns, *, probabilities: bool = False) -> Prediction:
         """Predict the rows of ``columns`` (arrays per column, already checked against the schema)."""
@@ -177,7 +178,7 @@ def resolve(registry: RegistryPort, source: AliasSource, *, name: str, alias: st
 
 
 def load_version(registry: RegistryPort, *, name: str, alias: str, version: int, expected_sha256: str | None = None,
-                 from_tag: bool = True) -> LoadedModel:
+                 from_tag: bool = True, keep_file: bool = False) -> LoadedModel:
     """Load ``name`` v``version`` from the registry and warm it up, if it is a model LeanOps vouches for.
 
     The version's files are copied to a temporary folder and checked there before anything in them is
@@ -205,12 +206,13 @@ def load_version(registry: RegistryPort, *, name: str, alias: str, version: int,
         meta, model_file = trust.vetted(local, label=label, recorded=recorded)
         model = trust.load_skops(model_file, label=label)
         example = _input_example(meta, str(local))
+        kept = model_file.read_bytes() if keep_file else None
     names = getattr(model, "feature_names_in_", None)
     schema = InputSchema.from_mlflow(meta.signature, names)
     classes = getattr(model, "classes_", None)
     loaded = LoadedModel(name=name, alias=alias, version=version, model=model, schema=schema, flavor="sklearn",
                          classes=list(np.asarray(classes).tolist()) if classes is not None else None,
-                         unverified=None if recorded else trust.UNVERIFIED)
+                         unverified=None if recorded else trust.UNVERIFIED, file=kept)
     try:
         loaded.warm(example)
     except Exception as exc:  # noqa: BLE001

@@ -163,7 +163,7 @@ def _isnull(value: Any) -> bool:
 
 def _missing(value: Any) -> bool:
     """A missing value as pandas' ``notna`` sees one (None, NaN, ``pd.NA``, ``NaT``)."""
-    return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value)
+    return _isnull(value) or value is pd.NA or value is pd.NaT
 
 
 def unseen(columns: dict[str, np.ndarray], known: dict[str, frozenset[str]]) -> list[dict[str, Any]]:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,24 +30,15 @@ from core.serving import batch, batch_parts, batch_runs
 from core.settings import Settings
 from tests.support import mlflow_models
 from tests.support.api import Model
+from tests.support.dask_cluster import local_cluster
 from tests.support.paths import ROOT
 from tests.support.s3 import S3_KEY, S3_REGION, S3_SECRET, S3Server, s3_bucket, s3_server  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
-    from dask.distributed import LocalCluster
-
-    # Spawned workers re-import ``__main__`` by its path: in a suite where Streamlit's AppTest ran a page script as
-    # ``__main__``, they would run that page (as tests/scale/test_dask_search.py explains).
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          host="127.0.0.1") as local:
-            yield local.scheduler_address
-    finally:
-        sys.modules["__main__"] = main
+    with local_cluster() as address:
+        yield address
 
 
 def _with_s3(settings: Settings, server: S3Server, **more: object) -> Settings:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import Iterator
 
 import pytest
@@ -11,24 +9,15 @@ import pytest
 from core.errors import StoreUnavailable
 from core.training import pipeline
 from core.training.spec import parse_spec
+from tests.support.dask_cluster import local_cluster
 from tests.support.net import free_port
 from tests.support.training import small_churn
 
 
 @pytest.fixture(scope="module")
 def cluster_address() -> Iterator[str]:
-    from dask.distributed import LocalCluster
-
-    # Worker processes are spawned, and spawning re-imports ``__main__`` by its path: in a suite where
-    # Streamlit's AppTest has run a page script as ``__main__``, the workers would run that page.
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                          host="127.0.0.1") as cluster:
-            yield cluster.scheduler_address
-    finally:
-        sys.modules["__main__"] = main
+    with local_cluster() as address:
+        yield address
 
 
 def searched(model: str, method: str, candidates: int, address: str = "") -> tuple[dict, list[dict], list[str]]:
